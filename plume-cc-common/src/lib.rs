@@ -1,0 +1,224 @@
+//! Plain-old-data types that cross the kernel/user boundary.
+//!
+//! Every struct that lives in a BPF map of plume-cc is declared here, once, with
+//! `#[repr(C)]` and explicit padding, so the eBPF program (`plume-cc-ebpf`) and
+//! user space (`plume-cc`) cannot drift apart. This crate is `no_std` and holds
+//! no logic beyond constants and tiny helpers: it must compile for
+//! `bpfel-unknown-none`.
+#![no_std]
+
+/// Names of the maps declared by the eBPF program (user space looks them up by name).
+pub mod maps {
+    /// `HashMap<u64 socket cookie, FlowStats>`: the latest statistics of every flow.
+    pub const FLOW_STATS: &str = "PLUME_FLOWS";
+    /// `HashMap<u64 socket cookie, FlowTarget>`: targets written by the daemon.
+    pub const FLOW_TARGETS: &str = "PLUME_TARGETS";
+    /// `Array<DatapathConfig>` with one element: knobs of the datapath.
+    pub const CONFIG: &str = "PLUME_CONFIG";
+    /// `PerCpuArray<u64>` of [`crate::counters`]: datapath counters (user space sums the CPUs).
+    pub const COUNTERS: &str = "PLUME_COUNTERS";
+    /// `RingBuf` of [`crate::FlowEvent`]: new and closed flows.
+    pub const EVENTS: &str = "PLUME_EVENTS";
+}
+
+/// Name of the sock_ops program in the object file.
+pub const PROGRAM_NAME: &str = "plume_sockops";
+
+/// Capacity of the flow maps. A flow that does not fit stays under the kernel's
+/// own control (it is never clamped) and is counted in
+/// [`counters::FLOW_MAP_FULL`].
+pub const MAX_FLOWS: u32 = 65_536;
+
+/// Indices into the `PLUME_COUNTERS` array.
+pub mod counters {
+    /// Flows registered (active or passive establishment in the cgroup).
+    pub const FLOWS_OPENED: u32 = 0;
+    /// Flows whose entries were removed on TCP_CLOSE.
+    pub const FLOWS_CLOSED: u32 = 1;
+    /// Flows that could not be registered because the stats map was full.
+    pub const FLOW_MAP_FULL: u32 = 2;
+    /// Targets applied with bpf_setsockopt.
+    pub const TARGETS_APPLIED: u32 = 3;
+    /// Stale targets lifted by the datapath itself (daemon silent too long).
+    pub const TARGETS_EXPIRED: u32 = 4;
+    /// bpf_setsockopt calls that failed.
+    pub const SETSOCKOPT_ERRORS: u32 = 5;
+    /// Ring buffer events dropped because user space was not reading.
+    pub const EVENTS_DROPPED: u32 = 6;
+    /// Number of counters.
+    pub const LEN: u32 = 8;
+}
+
+/// `snd_cwnd_clamp` value meaning "no clamp" (largest value bpf_setsockopt accepts).
+pub const CWND_UNCLAMPED: u32 = i32::MAX as u32;
+/// `SO_MAX_PACING_RATE` value meaning "no pacing cap" (`~0U` in the kernel).
+pub const PACING_UNLIMITED: u32 = u32::MAX;
+/// Smallest cwnd clamp the datapath applies, whatever the daemon asks: below
+/// this TCP cannot keep an ACK clock.
+pub const MIN_CWND_CLAMP: u32 = 2;
+/// Smallest pacing cap the datapath applies, in bytes per second (about 100 kbit/s).
+pub const MIN_PACING_BYTES_PER_SEC: u32 = 12_500;
+
+/// Per-flow statistics, refreshed by the eBPF program on every callback of the
+/// flow (RTT sample, retransmission, state change).
+///
+/// Counters (`delivered`, `bytes_acked`, `total_retrans`, ...) are cumulative
+/// since the flow started, as the kernel keeps them; user space takes deltas.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the flow was registered.
+    pub start_ns: u64,
+    /// `bpf_ktime_get_ns()` of the latest update.
+    pub updated_ns: u64,
+    /// Bytes acknowledged by the peer (cumulative).
+    pub bytes_acked: u64,
+    /// Bytes received from the peer (cumulative).
+    pub bytes_received: u64,
+    /// Smoothed RTT in microseconds (the kernel's `srtt_us >> 3`).
+    pub srtt_us: u32,
+    /// Minimum RTT seen by the kernel's windowed filter, microseconds.
+    pub min_rtt_us: u32,
+    /// Latest RTT sample handed to the RTT callback, microseconds (0 if none yet).
+    pub last_rtt_us: u32,
+    /// Congestion window, segments.
+    pub snd_cwnd: u32,
+    /// Slow-start threshold, segments.
+    pub snd_ssthresh: u32,
+    /// Sender MSS, bytes.
+    pub mss: u32,
+    /// Segments in flight.
+    pub packets_out: u32,
+    /// Retransmitted segments in flight.
+    pub retrans_out: u32,
+    /// Segments presumed lost now.
+    pub lost_out: u32,
+    /// Segments SACKed now.
+    pub sacked_out: u32,
+    /// Total retransmitted segments (cumulative).
+    pub total_retrans: u32,
+    /// Segments delivered (cumulative, the kernel's `tp->delivered`).
+    pub delivered: u32,
+    /// Segments delivered with a CE mark (cumulative).
+    pub delivered_ce: u32,
+    /// Delivery-rate sample: segments delivered over `rate_interval_us`.
+    pub rate_delivered: u32,
+    /// Delivery-rate sample interval, microseconds.
+    pub rate_interval_us: u32,
+    /// Data segments sent (cumulative).
+    pub data_segs_out: u32,
+    /// RTT callbacks seen (cumulative).
+    pub rtt_samples: u32,
+    /// Retransmission callbacks seen (cumulative).
+    pub retrans_events: u32,
+    /// RTO callbacks seen (cumulative).
+    pub rto_events: u32,
+    /// cwnd clamp in force from this datapath ([`CWND_UNCLAMPED`] when none).
+    pub applied_cwnd_clamp: u32,
+    /// Pacing cap in force from this datapath, bytes/s ([`PACING_UNLIMITED`] when none).
+    pub applied_pacing: u32,
+    /// Local port, host byte order.
+    pub local_port: u32,
+    /// Remote port, host byte order.
+    pub remote_port: u32,
+    /// Address family (2 = AF_INET, 10 = AF_INET6).
+    pub family: u32,
+    /// IPv4 addresses in network byte order (0 for IPv6 flows).
+    pub local_ip4: u32,
+    /// IPv4 remote address in network byte order.
+    pub remote_ip4: u32,
+}
+
+/// A flow's target, written by the daemon and applied by the eBPF program on
+/// the flow's next callback.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowTarget {
+    /// CLOCK_MONOTONIC nanoseconds when the daemon wrote this target. The
+    /// datapath lifts the limits once `now - written_ns` exceeds
+    /// [`DatapathConfig::stale_after_ns`], so a dead daemon never leaves a flow throttled.
+    pub written_ns: u64,
+    /// Ceiling on snd_cwnd in segments ([`CWND_UNCLAMPED`] for none).
+    pub cwnd_clamp: u32,
+    /// Ceiling on the pacing rate in bytes per second ([`PACING_UNLIMITED`] for none).
+    pub max_pacing_bytes_per_sec: u32,
+}
+
+/// Datapath knobs, element 0 of the `PLUME_CONFIG` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatapathConfig {
+    /// A target older than this is ignored and its limits are lifted.
+    /// 0 is treated as [`DEFAULT_STALE_AFTER_NS`].
+    pub stale_after_ns: u64,
+    /// Non-zero: apply targets. Zero: observe only.
+    pub enforce: u32,
+    /// Reserved, keeps the struct 8-byte aligned.
+    pub _pad: u32,
+}
+
+/// Staleness timeout used when the config leaves it at 0: 500 ms.
+pub const DEFAULT_STALE_AFTER_NS: u64 = 500_000_000;
+
+impl Default for DatapathConfig {
+    fn default() -> Self {
+        Self {
+            stale_after_ns: DEFAULT_STALE_AFTER_NS,
+            enforce: 1,
+            _pad: 0,
+        }
+    }
+}
+
+/// Kinds of [`FlowEvent`].
+pub mod event_kind {
+    /// A flow was registered.
+    pub const OPENED: u32 = 1;
+    /// A flow closed and its entries were removed.
+    pub const CLOSED: u32 = 2;
+}
+
+/// A new or closed flow, reported through the `PLUME_EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// Socket cookie of the flow.
+    pub cookie: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the event.
+    pub at_ns: u64,
+    /// One of [`event_kind`].
+    pub kind: u32,
+    /// Local port, host byte order.
+    pub local_port: u32,
+    /// Remote port, host byte order.
+    pub remote_port: u32,
+    /// Reserved.
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all fields are integers, the structs are repr(C) with explicit
+    // padding fields, so every bit pattern is valid and there are no holes.
+    unsafe impl aya::Pod for super::FlowStats {}
+    unsafe impl aya::Pod for super::FlowTarget {}
+    unsafe impl aya::Pod for super::DatapathConfig {}
+    unsafe impl aya::Pod for super::FlowEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, size_of};
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        // 4 u64 + 26 u32 = 136 bytes: no tail padding, so every byte is a
+        // field and aya::Pod is sound.
+        assert_eq!(align_of::<FlowStats>(), 8);
+        assert_eq!(size_of::<FlowStats>(), 136);
+        assert_eq!(size_of::<FlowTarget>(), 16);
+        assert_eq!(size_of::<DatapathConfig>(), 16);
+        assert_eq!(size_of::<FlowEvent>(), 32);
+    }
+}

@@ -1,0 +1,297 @@
+//! The sock_ops program and its maps (see the crate docs for the contract).
+
+use aya_ebpf::{
+    bindings::bpf_sock_ops,
+    helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_setsockopt, bpf_tcp_sock},
+    macros::{map, sock_ops},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    programs::SockOpsContext,
+};
+use aya_log_ebpf::warn;
+use plume_cc_common::{
+    counters, event_kind, DatapathConfig, FlowEvent, FlowStats, FlowTarget, CWND_UNCLAMPED,
+    DEFAULT_STALE_AFTER_NS, MAX_FLOWS, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
+};
+
+// Callback ops (include/uapi/linux/bpf.h).
+const BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: u32 = 4;
+const BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: u32 = 5;
+const BPF_SOCK_OPS_RTO_CB: u32 = 8;
+const BPF_SOCK_OPS_RETRANS_CB: u32 = 9;
+const BPF_SOCK_OPS_STATE_CB: u32 = 10;
+const BPF_SOCK_OPS_RTT_CB: u32 = 12;
+// Callback flags: RTO 1, RETRANS 2, STATE 4, RTT 8.
+const CB_FLAGS: i32 = 1 | 2 | 4 | 8;
+const TCP_CLOSE: u32 = 7;
+const SOL_SOCKET: i32 = 1;
+const SOL_TCP: i32 = 6;
+const SO_MAX_PACING_RATE: i32 = 47;
+const TCP_BPF_SNDCWND_CLAMP: i32 = 1002;
+
+#[map(name = "PLUME_FLOWS")]
+static FLOWS: HashMap<u64, FlowStats> = HashMap::with_max_entries(MAX_FLOWS, 0);
+
+#[map(name = "PLUME_TARGETS")]
+static TARGETS: HashMap<u64, FlowTarget> = HashMap::with_max_entries(MAX_FLOWS, 0);
+
+#[map(name = "PLUME_CONFIG")]
+static CONFIG: Array<DatapathConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "PLUME_COUNTERS")]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::LEN, 0);
+
+#[map(name = "PLUME_EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[sock_ops]
+pub fn plume_sockops(ctx: SockOpsContext) -> u32 {
+    handle(&ctx);
+    // The return value of a sock_ops program is only consulted by a few ops
+    // (none of ours); 1 means "no objection".
+    1
+}
+
+fn bump(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot: no other CPU writes it, and sock_ops
+        // programs are not preempted on one CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+fn handle(ctx: &SockOpsContext) {
+    let op = ctx.op();
+    match op {
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB | BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB => {
+            register(ctx);
+        }
+        BPF_SOCK_OPS_STATE_CB => {
+            if ctx.arg(1) == TCP_CLOSE {
+                unregister(ctx);
+            } else {
+                update(ctx, op);
+            }
+        }
+        BPF_SOCK_OPS_RTT_CB | BPF_SOCK_OPS_RETRANS_CB | BPF_SOCK_OPS_RTO_CB => {
+            update(ctx, op);
+        }
+        _ => {}
+    }
+}
+
+fn cookie(ctx: &SockOpsContext) -> u64 {
+    // SAFETY: ctx.ops is the program's context pointer.
+    unsafe { bpf_get_socket_cookie(ctx.ops.cast()) }
+}
+
+fn now_ns() -> u64 {
+    // SAFETY: no arguments, no side effects.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+fn register(ctx: &SockOpsContext) {
+    let cookie = cookie(ctx);
+    let now = now_ns();
+    let mut stats = FlowStats {
+        start_ns: now,
+        applied_cwnd_clamp: CWND_UNCLAMPED,
+        applied_pacing: PACING_UNLIMITED,
+        local_port: ctx.local_port(),
+        remote_port: u32::from_be(ctx.remote_port()),
+        family: ctx.family(),
+        local_ip4: ctx.local_ip4(),
+        remote_ip4: ctx.remote_ip4(),
+        ..FlowStats::default()
+    };
+    fill(ctx, &mut stats, now);
+    // BPF_NOEXIST: a cookie is never reused while the socket lives.
+    if FLOWS.insert(&cookie, &stats, 1).is_err() {
+        // Map full (or a duplicate establishment): the flow stays entirely
+        // under the kernel's control; we never enable its callbacks.
+        bump(counters::FLOW_MAP_FULL);
+        warn!(
+            ctx,
+            "plume: flow map full, cookie {} left to the kernel", cookie
+        );
+        return;
+    }
+    if ctx.set_cb_flags(CB_FLAGS).is_err() {
+        bump(counters::SETSOCKOPT_ERRORS);
+    }
+    bump(counters::FLOWS_OPENED);
+    emit(cookie, now, event_kind::OPENED, &stats);
+}
+
+fn unregister(ctx: &SockOpsContext) {
+    let cookie = cookie(ctx);
+    // SAFETY: the value is copied out before any other map operation.
+    let Some(stats) = (unsafe { FLOWS.get(&cookie) }).copied() else {
+        return;
+    };
+    let _ = TARGETS.remove(&cookie);
+    let _ = FLOWS.remove(&cookie);
+    bump(counters::FLOWS_CLOSED);
+    emit(cookie, now_ns(), event_kind::CLOSED, &stats);
+}
+
+fn emit(cookie: u64, at_ns: u64, kind: u32, stats: &FlowStats) {
+    let event = FlowEvent {
+        cookie,
+        at_ns,
+        kind,
+        local_port: stats.local_port,
+        remote_port: stats.remote_port,
+        _pad: 0,
+    };
+    if EVENTS.output::<FlowEvent>(&event, 0).is_err() {
+        bump(counters::EVENTS_DROPPED);
+    }
+}
+
+/// Copies the kernel's view of the flow into `stats`.
+fn fill(ctx: &SockOpsContext, stats: &mut FlowStats, now: u64) {
+    let ops: *const bpf_sock_ops = ctx.ops;
+    // SAFETY: context field loads; the verifier rewrites them (and yields 0
+    // for fields of a socket that is not a full socket).
+    unsafe {
+        stats.updated_ns = now;
+        stats.bytes_acked = (*ops).bytes_acked;
+        stats.bytes_received = (*ops).bytes_received;
+        stats.srtt_us = (*ops).srtt_us >> 3;
+        stats.min_rtt_us = (*ops).rtt_min;
+        stats.snd_cwnd = (*ops).snd_cwnd;
+        stats.snd_ssthresh = (*ops).snd_ssthresh;
+        stats.mss = (*ops).mss_cache;
+        stats.packets_out = (*ops).packets_out;
+        stats.retrans_out = (*ops).retrans_out;
+        stats.lost_out = (*ops).lost_out;
+        stats.sacked_out = (*ops).sacked_out;
+        stats.total_retrans = (*ops).total_retrans;
+        stats.rate_delivered = (*ops).rate_delivered;
+        stats.rate_interval_us = (*ops).rate_interval_us;
+        stats.data_segs_out = (*ops).data_segs_out;
+        // `delivered` lives in struct tcp_sock, reachable through bpf_tcp_sock.
+        let sk = (*ops).__bindgen_anon_2.sk;
+        if !sk.is_null() {
+            let tp = bpf_tcp_sock(sk);
+            if !tp.is_null() {
+                stats.delivered = (*tp).delivered;
+                stats.delivered_ce = (*tp).delivered_ce;
+            }
+        }
+    }
+}
+
+fn update(ctx: &SockOpsContext, op: u32) {
+    let cookie = cookie(ctx);
+    let Some(stats) = FLOWS.get_ptr_mut(&cookie) else {
+        return;
+    };
+    // SAFETY: the pointer comes from the map and stays valid for this call;
+    // concurrent callbacks of one socket are serialised by the socket lock.
+    let stats = unsafe { &mut *stats };
+    let now = now_ns();
+    fill(ctx, stats, now);
+    match op {
+        BPF_SOCK_OPS_RTT_CB => {
+            stats.rtt_samples = stats.rtt_samples.wrapping_add(1);
+            // args[0] of the RTT callback is the RTT sample in microseconds
+            // (BPF_SOCK_OPS_RTT_CB, kernel >= 5.11 passes mrtt_us).
+            stats.last_rtt_us = ctx.arg(0);
+        }
+        BPF_SOCK_OPS_RETRANS_CB => stats.retrans_events = stats.retrans_events.wrapping_add(1),
+        BPF_SOCK_OPS_RTO_CB => stats.rto_events = stats.rto_events.wrapping_add(1),
+        _ => {}
+    }
+    // Only full sockets accept bpf_setsockopt (the RTT/RETRANS/RTO callbacks
+    // run on them; STATE_CB may not).
+    if op != BPF_SOCK_OPS_STATE_CB {
+        apply_target(ctx, cookie, stats, now);
+    }
+}
+
+/// Applies the flow's target, or lifts our limits if the target is missing or stale.
+fn apply_target(ctx: &SockOpsContext, cookie: u64, stats: &mut FlowStats, now: u64) {
+    let config = CONFIG.get(0).copied().unwrap_or_default();
+    let stale_after = if config.stale_after_ns == 0 {
+        DEFAULT_STALE_AFTER_NS
+    } else {
+        config.stale_after_ns
+    };
+    // SAFETY: copied out at once.
+    let target = unsafe { TARGETS.get(&cookie) }.copied();
+    let (want_cwnd, want_pacing) = match target {
+        Some(t) if config.enforce != 0 && now.saturating_sub(t.written_ns) <= stale_after => (
+            bound_cwnd(t.cwnd_clamp),
+            bound_pacing(t.max_pacing_bytes_per_sec),
+        ),
+        Some(_) => {
+            if stats.applied_cwnd_clamp != CWND_UNCLAMPED
+                || stats.applied_pacing != PACING_UNLIMITED
+            {
+                bump(counters::TARGETS_EXPIRED);
+            }
+            (CWND_UNCLAMPED, PACING_UNLIMITED)
+        }
+        None => (CWND_UNCLAMPED, PACING_UNLIMITED),
+    };
+    if want_cwnd != stats.applied_cwnd_clamp {
+        if setsockopt_u32(ctx, SOL_TCP, TCP_BPF_SNDCWND_CLAMP, want_cwnd) {
+            stats.applied_cwnd_clamp = want_cwnd;
+            bump(counters::TARGETS_APPLIED);
+        } else {
+            bump(counters::SETSOCKOPT_ERRORS);
+        }
+    }
+    if want_pacing != stats.applied_pacing {
+        if setsockopt_u32(ctx, SOL_SOCKET, SO_MAX_PACING_RATE, want_pacing) {
+            stats.applied_pacing = want_pacing;
+            bump(counters::TARGETS_APPLIED);
+        } else {
+            bump(counters::SETSOCKOPT_ERRORS);
+        }
+    }
+}
+
+fn bound_cwnd(clamp: u32) -> u32 {
+    if clamp >= CWND_UNCLAMPED {
+        CWND_UNCLAMPED
+    } else if clamp < MIN_CWND_CLAMP {
+        MIN_CWND_CLAMP
+    } else {
+        clamp
+    }
+}
+
+fn bound_pacing(rate: u32) -> u32 {
+    if rate < MIN_PACING_BYTES_PER_SEC {
+        MIN_PACING_BYTES_PER_SEC
+    } else {
+        rate
+    }
+}
+
+fn setsockopt_u32(ctx: &SockOpsContext, level: i32, name: i32, value: u32) -> bool {
+    let mut value = value;
+    // SAFETY: a 4-byte option value on the stack, as the kernel expects for
+    // both options (an 8-byte SO_MAX_PACING_RATE returns -EINVAL from BPF).
+    let ret = unsafe {
+        bpf_setsockopt(
+            ctx.ops.cast(),
+            level,
+            name,
+            (&mut value as *mut u32).cast(),
+            core::mem::size_of::<u32>() as i32,
+        )
+    };
+    ret == 0
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,1 @@
+//! The eBPF datapath (sock_ops) and its user-space handle.

@@ -1,0 +1,4 @@
+//! plume-cc: a learned TCP congestion controller for the Linux datapath.
+//!
+//! One folder per concern; see the README's architecture section.
+pub mod datapath;
