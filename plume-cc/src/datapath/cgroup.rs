@@ -1,0 +1,192 @@
+//! cgroup v2 folders: where the sock_ops program is attached.
+//!
+//! A socket belongs to the cgroup of the process that created it, so putting
+//! a sending process into a folder puts its flows under plume-cc's control
+//! and leaves every other flow of the host untouched.
+
+use std::{
+    fs,
+    io::{self, BufRead as _},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+/// Errors about cgroup folders; each names the path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// No cgroup2 file system is mounted.
+    #[error("no cgroup2 file system is mounted (looked in /proc/self/mountinfo); mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`")]
+    NoCgroup2,
+    /// The path is not inside a cgroup2 mount.
+    #[error("{0} is not a cgroup v2 folder (no cgroup.procs inside a cgroup2 mount)")]
+    NotCgroup2(PathBuf),
+    /// A file system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Finds the mount point of the cgroup2 hierarchy (`/sys/fs/cgroup` on
+/// unified hosts, `/sys/fs/cgroup/unified` on hybrid ones).
+pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
+    let path = Path::new("/proc/self/mountinfo");
+    let file = fs::File::open(path).map_err(io_err("open", path))?;
+    for line in io::BufReader::new(file).lines() {
+        let line = line.map_err(io_err("read", path))?;
+        // mountinfo: ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS ... - FSTYPE SOURCE SUPER_OPTIONS
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        if right.split_whitespace().next() == Some("cgroup2") {
+            if let Some(mount_point) = left.split_whitespace().nth(4) {
+                return Ok(PathBuf::from(unescape_mount_path(mount_point)));
+            }
+        }
+    }
+    Err(CgroupError::NoCgroup2)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
+fn unescape_mount_path(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let digits = &bytes[i + 1..i + 4];
+            let v = digits
+                .iter()
+                .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+            out.push(v as u8);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Checks that `path` is a cgroup v2 folder.
+pub fn check_cgroup2(path: &Path) -> Result<(), CgroupError> {
+    if path.join("cgroup.procs").is_file() && path.join("cgroup.controllers").is_file() {
+        Ok(())
+    } else {
+        Err(CgroupError::NotCgroup2(path.to_owned()))
+    }
+}
+
+/// Moves process `pid` (0 = the caller) into the cgroup folder `path`.
+pub fn move_pid(path: &Path, pid: u32) -> Result<(), CgroupError> {
+    let procs = path.join("cgroup.procs");
+    fs::write(&procs, format!("{pid}\n")).map_err(io_err("write", &procs))
+}
+
+/// Process ids currently in the folder `path`.
+pub fn pids(path: &Path) -> Result<Vec<u32>, CgroupError> {
+    let procs = path.join("cgroup.procs");
+    let text = fs::read_to_string(&procs).map_err(io_err("read", &procs))?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// A child cgroup created by plume-cc and removed when dropped.
+///
+/// Removal first moves any process still inside back to the parent folder,
+/// so a test that fails half-way never leaves a folder behind.
+#[derive(Debug)]
+pub struct OwnedCgroup {
+    path: PathBuf,
+}
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+impl OwnedCgroup {
+    /// Creates `<cgroup2 mount>/<prefix>-<pid>-<n>`, a fresh folder.
+    pub fn create_unique(prefix: &str) -> Result<Self, CgroupError> {
+        let root = cgroup2_mount()?;
+        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let path = root.join(format!("{prefix}-{}-{n}", std::process::id()));
+        Self::create(path)
+    }
+
+    /// Creates the folder `path` (its parent must be a cgroup v2 folder).
+    pub fn create(path: PathBuf) -> Result<Self, CgroupError> {
+        if let Some(parent) = path.parent() {
+            check_cgroup2(parent)?;
+        }
+        fs::create_dir(&path).map_err(io_err("create cgroup", &path))?;
+        Ok(Self { path })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves every process out, then removes the folder.
+    pub fn remove(mut self) -> Result<(), CgroupError> {
+        let path = std::mem::take(&mut self.path);
+        remove_folder(&path)
+    }
+}
+
+fn remove_folder(path: &Path) -> Result<(), CgroupError> {
+    if path.as_os_str().is_empty() || !path.exists() {
+        return Ok(());
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        for pid in pids(path).unwrap_or_default() {
+            let _ = move_pid(parent, pid);
+        }
+        match fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            // EBUSY while exiting processes are still being reaped.
+            Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(io_err("remove cgroup", path)(e)),
+        }
+    }
+}
+
+impl Drop for OwnedCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = remove_folder(&self.path) {
+            tracing::warn!("could not remove cgroup: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/a\\040b"), "/a b");
+        assert_eq!(unescape_mount_path("/sys/fs/cgroup"), "/sys/fs/cgroup");
+        assert_eq!(unescape_mount_path("/x\\"), "/x\\");
+    }
+}
