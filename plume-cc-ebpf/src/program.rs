@@ -105,7 +105,7 @@ fn register(ctx: &SockOpsContext) {
     };
     fill(ctx, &mut stats, now);
     // BPF_NOEXIST: a cookie is never reused while the socket lives.
-    if FLOWS.insert(&cookie, &stats, 1).is_err() {
+    if FLOWS.insert(cookie, stats, 1).is_err() {
         // Map full (or a duplicate establishment): the flow stays entirely
         // under the kernel's control; we never enable its callbacks.
         bump(counters::FLOW_MAP_FULL);
@@ -125,11 +125,11 @@ fn register(ctx: &SockOpsContext) {
 fn unregister(ctx: &SockOpsContext) {
     let cookie = cookie(ctx);
     // SAFETY: the value is copied out before any other map operation.
-    let Some(stats) = (unsafe { FLOWS.get(&cookie) }).copied() else {
+    let Some(stats) = (unsafe { FLOWS.get(cookie) }).copied() else {
         return;
     };
-    let _ = TARGETS.remove(&cookie);
-    let _ = FLOWS.remove(&cookie);
+    let _ = TARGETS.remove(cookie);
+    let _ = FLOWS.remove(cookie);
     bump(counters::FLOWS_CLOSED);
     emit(cookie, now_ns(), event_kind::CLOSED, &stats);
 }
@@ -184,7 +184,7 @@ fn fill(ctx: &SockOpsContext, stats: &mut FlowStats, now: u64) {
 
 fn update(ctx: &SockOpsContext, op: u32) {
     let cookie = cookie(ctx);
-    let Some(stats) = FLOWS.get_ptr_mut(&cookie) else {
+    let Some(stats) = FLOWS.get_ptr_mut(cookie) else {
         return;
     };
     // SAFETY: the pointer comes from the map and stays valid for this call;
@@ -219,7 +219,7 @@ fn apply_target(ctx: &SockOpsContext, cookie: u64, stats: &mut FlowStats, now: u
         config.stale_after_ns
     };
     // SAFETY: copied out at once.
-    let target = unsafe { TARGETS.get(&cookie) }.copied();
+    let target = unsafe { TARGETS.get(cookie) }.copied();
     let (want_cwnd, want_pacing) = match target {
         Some(t) if config.enforce != 0 && now.saturating_sub(t.written_ns) <= stale_after => (
             bound_cwnd(t.cwnd_clamp),
@@ -254,21 +254,11 @@ fn apply_target(ctx: &SockOpsContext, cookie: u64, stats: &mut FlowStats, now: u
 }
 
 fn bound_cwnd(clamp: u32) -> u32 {
-    if clamp >= CWND_UNCLAMPED {
-        CWND_UNCLAMPED
-    } else if clamp < MIN_CWND_CLAMP {
-        MIN_CWND_CLAMP
-    } else {
-        clamp
-    }
+    clamp.clamp(MIN_CWND_CLAMP, CWND_UNCLAMPED)
 }
 
 fn bound_pacing(rate: u32) -> u32 {
-    if rate < MIN_PACING_BYTES_PER_SEC {
-        MIN_PACING_BYTES_PER_SEC
-    } else {
-        rate
-    }
+    rate.max(MIN_PACING_BYTES_PER_SEC)
 }
 
 fn setsockopt_u32(ctx: &SockOpsContext, level: i32, name: i32, value: u32) -> bool {

@@ -1,1 +1,185 @@
-fn main() {}
+//! `cargo xtask`: the chores cargo cannot do alone.
+//!
+//! - `setup`: install the toolchain pieces (idempotent, cached outside the clone);
+//! - `build`: build the workspace (the eBPF object is embedded by plume-cc's build script);
+//! - `build-ebpf`: build only the eBPF object and print its path;
+//! - `test`: set up, then fmt, clippy (host and BPF target) and every test;
+//! - `demo`: set up, build, and run the main job on embedded defaults.
+
+mod cmd;
+mod paths;
+mod setup;
+
+use std::{process::Command, time::Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "plume-cc project chores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install everything plume-cc needs (Debian packages, eBPF nightly,
+    /// bpf-linker, libtorch, bpffs); a second run only checks.
+    Setup,
+    /// Build the workspace (release by default).
+    Build {
+        /// Build the debug profile instead.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build only the eBPF object and print where it is.
+    BuildEbpf,
+    /// Set up, then run cargo fmt --check, clippy -D warnings (host and BPF
+    /// target) and all tests, including the kernel tests (needs root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// The main job on embedded defaults: set up, build, run.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = paths::repo_root();
+    std::env::set_current_dir(&root)?;
+    match cli.command {
+        Task::Setup => setup::setup(),
+        Task::Build { debug } => {
+            setup::setup()?;
+            build(!debug)
+        }
+        Task::BuildEbpf => {
+            setup::setup()?;
+            build_ebpf()
+        }
+        Task::Test { args } => test(&args),
+        Task::Demo => demo(),
+    }
+}
+
+/// A cargo command with the environment the workspace needs.
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(paths::repo_root());
+    c
+}
+
+fn build(release: bool) -> anyhow::Result<()> {
+    let mut c = cargo();
+    c.args(["build", "--workspace"]);
+    if release {
+        c.arg("--release");
+    }
+    cmd::run("cargo build", &mut c)
+}
+
+/// The eBPF crate built on its own, with the pinned nightly, like aya-build does.
+fn ebpf_cargo(sub: &str) -> Command {
+    let mut c = Command::new("rustup");
+    c.args(["run", paths::EBPF_NIGHTLY, "cargo", sub])
+        .args([
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ])
+        .current_dir(paths::repo_root().join("plume-cc-ebpf"))
+        .env("PATH", tools_path());
+    for k in [
+        "RUSTC",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO",
+    ] {
+        c.env_remove(k);
+    }
+    c
+}
+
+fn tools_path() -> std::ffi::OsString {
+    let mut dirs = vec![paths::links_dir().join("bin")];
+    if let Some(p) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(dirs).unwrap_or_default()
+}
+
+fn build_ebpf() -> anyhow::Result<()> {
+    cmd::run("build the eBPF object", ebpf_cargo("build").arg("--bins"))?;
+    let obj = paths::repo_root().join("target/bpfel-unknown-none/release/plume-cc");
+    println!("eBPF object: {}", obj.display());
+    Ok(())
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let start = Instant::now();
+    setup::setup()?;
+    let mut stages: Vec<(&str, std::time::Duration)> = Vec::new();
+    let t = Instant::now();
+    cmd::run(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--check"]),
+    )
+    .context("formatting differs: run `cargo fmt --all`")?;
+    stages.push(("fmt", t.elapsed()));
+    let t = Instant::now();
+    cmd::run(
+        "cargo clippy --workspace -- -D warnings",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    cmd::run(
+        "cargo clippy (eBPF crate, bpfel-unknown-none) -- -D warnings",
+        ebpf_cargo("clippy").args(["--", "-D", "warnings"]),
+    )?;
+    stages.push(("clippy", t.elapsed()));
+    let t = Instant::now();
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--release",
+        "--workspace",
+        "--exclude",
+        "plume-cc-ebpf",
+    ]);
+    if !args.is_empty() {
+        c.arg("--").args(args);
+    }
+    cmd::run_inherit("cargo test --release --workspace", &mut c)?;
+    stages.push(("tests", t.elapsed()));
+    println!();
+    for (name, d) in &stages {
+        println!("  {name:<8} {d:>8.1?}");
+    }
+    println!("all checks passed in {:.1?}", start.elapsed());
+    Ok(())
+}
+
+fn demo() -> anyhow::Result<()> {
+    setup::setup()?;
+    cmd::run(
+        "cargo build --release -p plume-cc",
+        cargo().args(["build", "--release", "-p", "plume-cc"]),
+    )?;
+    let exe = paths::repo_root().join("target/release/plume-cc");
+    cmd::run_inherit(
+        "plume-cc selftest (the datapath end to end on this host)",
+        Command::new(&exe).arg("selftest"),
+    )?;
+    Ok(())
+}

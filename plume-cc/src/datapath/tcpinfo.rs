@@ -156,9 +156,9 @@ mod tests {
 
     #[test]
     fn layout_matches_the_kernel() {
-        // tcpi_pacing_rate sits at byte 104 and tcpi_delivered at 176 in the uapi struct.
+        // tcpi_pacing_rate sits at byte 104 and tcpi_delivered at 192 in the uapi struct.
         assert_eq!(std::mem::offset_of!(TcpInfo, pacing_rate), 104);
-        assert_eq!(std::mem::offset_of!(TcpInfo, delivered), 176);
+        assert_eq!(std::mem::offset_of!(TcpInfo, delivered), 192);
     }
 
     #[test]
