@@ -2,3 +2,5 @@
 //!
 //! One folder per concern; see the README's architecture section.
 pub mod datapath;
+pub mod plume;
+pub mod trace;
