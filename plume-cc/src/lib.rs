@@ -3,5 +3,8 @@
 //! One folder per concern; see the README's architecture section.
 pub mod congestion;
 pub mod datapath;
+pub mod plume;
 pub mod policy;
+pub mod rl;
 pub mod sim;
+pub mod trace;

@@ -47,6 +47,9 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         report_ms: u64,
     },
+    /// Link traces: synthesize, analyse with the Plume pipeline.
+    #[command(subcommand)]
+    Traces(plume_cc::trace::cli::TracesCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             probe::run_sender(&config, &mut std::io::stdout().lock())
                 .with_context(|| format!("probe to {connect}"))?;
         }
+        Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
     }
     Ok(())
 }

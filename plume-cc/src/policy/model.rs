@@ -55,7 +55,7 @@ impl Architecture {
     /// followed by `log_std`, then the critic (`critic.{i}.weight|bias`).
     pub fn tensor_shapes(&self, with_critic: bool) -> Vec<(String, Vec<i64>)> {
         let mut out = Vec::new();
-        let mut push_mlp = |prefix: &str, out_dim: usize, out: &mut Vec<(String, Vec<i64>)>| {
+        let push_mlp = |prefix: &str, out_dim: usize, out: &mut Vec<(String, Vec<i64>)>| {
             let mut fan_in = self.obs_len;
             let dims: Vec<usize> = self.hidden.iter().copied().chain([out_dim]).collect();
             for (i, &d) in dims.iter().enumerate() {
