@@ -47,6 +47,12 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         report_ms: u64,
     },
+    /// Train a policy with PPO in the simulator (used by `cargo xtask train`).
+    #[command(hide = true)]
+    Train(plume_cc::rl::cli::TrainArgs),
+    /// Time one batched policy forward for several flow counts.
+    #[command(hide = true)]
+    BenchInference(plume_cc::rl::cli::BenchArgs),
     /// Link traces: synthesize, analyse with the Plume pipeline.
     #[command(subcommand)]
     Traces(plume_cc::trace::cli::TracesCommand),
@@ -94,6 +100,8 @@ fn main() -> anyhow::Result<()> {
             probe::run_sender(&config, &mut std::io::stdout().lock())
                 .with_context(|| format!("probe to {connect}"))?;
         }
+        Command::Train(args) => plume_cc::rl::cli::run(args)?,
+        Command::BenchInference(args) => plume_cc::rl::cli::bench(args)?,
         Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
     }
     Ok(())

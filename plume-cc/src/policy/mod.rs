@@ -14,3 +14,44 @@ pub mod observation;
 
 pub use file::{default_policy, LoadedPolicy, PolicyError, PolicyMetadata};
 pub use model::{ActionScaling, FlowContext, Target};
+pub use observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
+
+/// The [`FlowContext`] encoded in an observation's global features (the
+/// inverse of `min_rtt_log` and `max_rate_log`, exact up to f32 rounding and
+/// the features' clipping at 1 s and 10 Gbit/s), with the flow's MSS. The
+/// trainer uses it, so the daemon should too: the action mapping then sees
+/// exactly what the policy saw.
+pub fn flow_context_from_observation(obs: &[f32], mss_bytes: u32) -> FlowContext {
+    let min_rtt_ms = obs.first().map_or(0.0, |&v| (f64::from(v) * 1001f64.ln()).exp() - 1.0);
+    let max_rate_mbps = obs.get(1).map_or(0.0, |&v| (f64::from(v) * 10001f64.ln()).exp() - 1.0);
+    FlowContext {
+        min_rtt_us: (min_rtt_ms.max(0.0) * 1000.0).round() as u32,
+        max_rate_bytes_per_sec: max_rate_mbps.max(0.0) * 1e6 / 8.0,
+        mss_bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observation::{FlowSample, ObservationBuilder};
+
+    #[test]
+    fn flow_context_round_trips_through_the_observation() {
+        let mut b = ObservationBuilder::new();
+        let s = |t_ms: u64, delivered: u32| FlowSample {
+            timestamp_us: t_ms * 1000,
+            srtt_us: 40_000,
+            min_rtt_us: 40_000,
+            cwnd_segments: 10,
+            mss_bytes: 1000,
+            delivered_segments: delivered,
+            ..FlowSample::default()
+        };
+        b.observe(&s(0, 0)).unwrap();
+        let o = b.observe(&s(20, 100)).unwrap(); // 100 kB in 20 ms = 5 MB/s
+        let c = flow_context_from_observation(&o, 1000);
+        assert!((i64::from(c.min_rtt_us) - 40_000).abs() <= 2, "{c:?}");
+        assert!((c.max_rate_bytes_per_sec / 5e6 - 1.0).abs() < 1e-4, "{c:?}");
+    }
+}

@@ -209,8 +209,8 @@ pub struct ActionScaling {
 impl Default for ActionScaling {
     fn default() -> Self {
         Self {
-            cwnd_log2_span: 2.0,
-            pacing_log2_span: 2.0,
+            cwnd_log2_span: 4.0,
+            pacing_log2_span: 4.0,
             min_cwnd_segments: 4,
             max_cwnd_segments: 100_000,
             min_pacing_bytes_per_sec: MIN_PACING_BYTES_PER_SEC,
@@ -487,10 +487,13 @@ mod tests {
         assert_eq!(t.cwnd_clamp_segments, 50);
         assert_eq!(t.max_pacing_bytes_per_sec, 1_250_000);
         let t = s.to_target([1.0, -1.0], &ctx);
-        assert_eq!(t.cwnd_clamp_segments, 200);
-        assert_eq!(t.max_pacing_bytes_per_sec, 312_500);
+        assert_eq!(t.cwnd_clamp_segments, 800);
+        assert_eq!(t.max_pacing_bytes_per_sec, 78_125);
+        let t = s.to_target([-0.5, 0.25], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 13); // 50 / 4 = 12.5, rounded
+        assert_eq!(t.max_pacing_bytes_per_sec, 2_500_000);
         let t = s.to_target([-5.0, f32::NAN], &ctx);
-        assert_eq!(t.cwnd_clamp_segments, 13);
+        assert_eq!(t.cwnd_clamp_segments, 4);
         assert_eq!(t.max_pacing_bytes_per_sec, 1_250_000);
         let t = s.to_target([0.0, 0.0], &FlowContext::default());
         assert_eq!(t.cwnd_clamp_segments, CWND_UNCLAMPED);

@@ -1,0 +1,166 @@
+//! The hidden `plume-cc train` and `plume-cc bench-inference` commands
+//! (called by `cargo xtask train`): argument parsing, progress bar and
+//! printing only; the work is in [`super::train`] and [`crate::policy`].
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::train::{self, LogRow, Progress, SamplerChoice, TrainConfig};
+use crate::policy::{self, LoadedPolicy, OBSERVATION_LEN};
+
+/// Arguments of `plume-cc train`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainArgs {
+    /// Folder of Mahimahi traces (every file is one trace).
+    #[arg(long)]
+    pub traces: PathBuf,
+    /// Which sampler picks each episode's trace window.
+    #[arg(long, value_enum, default_value_t = SamplerChoice::PlumeStatic)]
+    pub sampler: SamplerChoice,
+    /// Environment steps (monitor intervals, all environments together).
+    #[arg(long, default_value_t = 200_000)]
+    pub steps: u64,
+    /// Seed of the run.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (policy/, checkpoint/, logs, curves.png, eval.md).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Parallel simulated environments.
+    #[arg(long, default_value_t = 16)]
+    pub envs: usize,
+    /// Episode (window) length, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub window_ms: u64,
+    /// Held-out windows evaluated at the end.
+    #[arg(long, default_value_t = 40)]
+    pub eval_windows: usize,
+    /// Continue from OUT/checkpoint if present.
+    #[arg(long)]
+    pub resume: bool,
+    /// Also write OUT/policy/policy.pt (TorchScript).
+    #[arg(long)]
+    pub torchscript: bool,
+    /// libtorch threads (1 keeps runs deterministic).
+    #[arg(long, default_value_t = 1)]
+    pub torch_threads: i32,
+}
+
+struct Bar {
+    bar: ProgressBar,
+    start: Instant,
+}
+
+impl Progress for Bar {
+    fn iteration(&mut self, row: &LogRow, total: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(row.iteration as u64);
+        if row.episodes > 0 {
+            self.bar.set_message(format!(
+                "reward {:+.3}  thr {:.2} of capacity  delay {:.2} x minRTT  ({} episodes)",
+                row.episode_reward, row.throughput_share, row.delay_ratio, row.episodes
+            ));
+        }
+    }
+    fn message(&mut self, text: &str) {
+        let line = format!("[{:6.1}s] {text}", self.start.elapsed().as_secs_f64());
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+}
+
+/// Runs `plume-cc train`.
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    tch::set_num_threads(args.torch_threads.max(1));
+    let mut config = TrainConfig::new(args.traces.clone(), args.sampler, args.steps, args.seed, args.out.clone());
+    config.envs = args.envs.max(1);
+    config.window_ms = args.window_ms;
+    config.eval_windows = args.eval_windows;
+    config.command = std::env::args().collect::<Vec<_>>().join(" ");
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} it  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut progress = Bar {
+        bar,
+        start: Instant::now(),
+    };
+    let t = Instant::now();
+    let outcome = train::train(&config, args.resume, &mut progress)
+        .with_context(|| format!("training into {}", args.out.display()))?;
+    progress.bar.finish();
+    let wall = t.elapsed().as_secs_f64();
+    if args.torchscript {
+        let p = LoadedPolicy::load(&outcome.policy_dir)?;
+        p.export_torchscript(&outcome.policy_dir.join("policy.pt"))?;
+    }
+    println!(
+        "trained {} iterations ({} env steps) in {wall:.0} s; policy in {}",
+        outcome.log.len(),
+        outcome.log.last().map_or(0, |r| r.env_steps),
+        outcome.policy_dir.display()
+    );
+    println!(
+        "held-out evaluation ({} windows):\n{}",
+        outcome.evaluation.windows.len(),
+        outcome.evaluation.table()
+    );
+    Ok(())
+}
+
+/// Arguments of `plume-cc bench-inference`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Policy to time (default: the embedded default policy).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Flow counts to time.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 100, 1000, 10000])]
+    pub flows: Vec<usize>,
+    /// Timed repetitions per count.
+    #[arg(long, default_value_t = 200)]
+    pub reps: usize,
+    /// libtorch threads.
+    #[arg(long, default_value_t = 1)]
+    pub torch_threads: i32,
+}
+
+/// Runs `plume-cc bench-inference`: median and p95 microseconds of one
+/// `LoadedPolicy::act_batch` per flow count.
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    tch::set_num_threads(args.torch_threads.max(1));
+    let p = match &args.policy {
+        Some(path) => LoadedPolicy::load(path)?,
+        None => policy::default_policy()?,
+    };
+    println!("policy {} ({:?}), {} libtorch thread(s)", p.source().display(), p.metadata().kind, args.torch_threads);
+    println!("| flows | median us | p95 us | us per flow |\n|---|---|---|---|");
+    for &n in &args.flows {
+        let obs: Vec<f32> = (0..n * OBSERVATION_LEN).map(|i| ((i * 31 % 97) as f32) / 97.0).collect();
+        for _ in 0..5 {
+            p.act_batch(&obs, n)?;
+        }
+        let reps = if n >= 10_000 { args.reps.min(50) } else { args.reps }.max(1);
+        let mut t: Vec<f64> = (0..reps)
+            .map(|_| {
+                let s = Instant::now();
+                let r = p.act_batch(&obs, n);
+                let us = s.elapsed().as_secs_f64() * 1e6;
+                r.map(|_| us)
+            })
+            .collect::<Result<_, _>>()?;
+        t.sort_by(f64::total_cmp);
+        let med = t[t.len() / 2];
+        let p95 = t[(t.len() * 95 / 100).min(t.len() - 1)];
+        println!("| {n} | {med:.1} | {p95:.1} | {:.3} |", med / n as f64);
+    }
+    Ok(())
+}
