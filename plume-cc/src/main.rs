@@ -53,6 +53,9 @@ enum Command {
     /// Time one batched policy forward for several flow counts.
     #[command(hide = true)]
     BenchInference(plume_cc::rl::cli::BenchArgs),
+    /// Summarise the held-out scores of several training runs.
+    #[command(hide = true)]
+    EvalTable(plume_cc::rl::cli::EvalTableArgs),
     /// Link traces: synthesize, analyse with the Plume pipeline.
     #[command(subcommand)]
     Traces(plume_cc::trace::cli::TracesCommand),
@@ -102,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Train(args) => plume_cc::rl::cli::run(args)?,
         Command::BenchInference(args) => plume_cc::rl::cli::bench(args)?,
+        Command::EvalTable(args) => plume_cc::rl::cli::eval_table(args)?,
         Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
     }
     Ok(())

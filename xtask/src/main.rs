@@ -4,7 +4,8 @@
 //! - `build`: build the workspace (the eBPF object is embedded by plume-cc's build script);
 //! - `build-ebpf`: build only the eBPF object and print its path;
 //! - `test`: set up, then fmt, clippy (host and BPF target) and every test;
-//! - `demo`: set up, build, and run the main job on embedded defaults.
+//! - `demo`: set up, build, and run the main job on embedded defaults;
+//! - `train`: build, then train a policy (`plume-cc train ...`, see docs/TRAINING.md).
 
 mod cmd;
 mod paths;
@@ -44,6 +45,15 @@ enum Task {
     },
     /// The main job on embedded defaults: set up, build, run.
     Demo,
+    /// Build the release binary, then train a policy in the simulator:
+    /// `cargo xtask train --traces DIR --sampler uniform|plume-static|plume-dynamic
+    /// --steps N --seed S --out DIR` (every argument goes to the hidden
+    /// `plume-cc train`; see docs/TRAINING.md).
+    Train {
+        /// Arguments for `plume-cc train`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Test { args } => test(&args),
         Task::Demo => demo(),
+        Task::Train { args } => train(&args),
     }
 }
 
@@ -181,5 +192,17 @@ fn demo() -> anyhow::Result<()> {
         "plume-cc selftest (the datapath end to end on this host)",
         Command::new(&exe).arg("selftest"),
     )?;
+    Ok(())
+}
+
+/// Builds the release binary (no setup: run `cargo xtask setup` once first)
+/// and runs `plume-cc train ARGS`, so the training logic stays in the library.
+fn train(args: &[String]) -> anyhow::Result<()> {
+    cmd::run(
+        "cargo build --release -p plume-cc",
+        cargo().args(["build", "--release", "-p", "plume-cc"]),
+    )?;
+    let exe = paths::repo_root().join("target/release/plume-cc");
+    cmd::run_inherit("plume-cc train", Command::new(&exe).arg("train").args(args))?;
     Ok(())
 }

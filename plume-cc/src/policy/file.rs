@@ -33,7 +33,8 @@ pub const FORMAT_NAME: &str = "plume-cc-policy";
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The embedded default policy's weights (`policies/default/policy.safetensors`).
-pub const DEFAULT_POLICY_WEIGHTS: &[u8] = include_bytes!("../../../policies/default/policy.safetensors");
+pub const DEFAULT_POLICY_WEIGHTS: &[u8] =
+    include_bytes!("../../../policies/default/policy.safetensors");
 /// The embedded default policy's metadata (`policies/default/policy.json`).
 pub const DEFAULT_POLICY_METADATA: &str = include_str!("../../../policies/default/policy.json");
 
@@ -224,10 +225,18 @@ fn torch_err(path: impl Into<PathBuf>, e: tch::TchError) -> PolicyError {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
-fn mismatch(path: &Path, field: &str, expected: impl ToString, found: impl ToString) -> PolicyError {
+fn mismatch(
+    path: &Path,
+    field: &str,
+    expected: impl ToString,
+    found: impl ToString,
+) -> PolicyError {
     PolicyError::Mismatch {
         path: path.to_path_buf(),
         field: field.to_string(),
@@ -243,10 +252,20 @@ impl PolicyMetadata {
             return Err(mismatch(path, "format", FORMAT_NAME, &self.format));
         }
         if self.format_version != FORMAT_VERSION {
-            return Err(mismatch(path, "format_version", FORMAT_VERSION, self.format_version));
+            return Err(mismatch(
+                path,
+                "format_version",
+                FORMAT_VERSION,
+                self.format_version,
+            ));
         }
         if self.observation.len != spec.len {
-            return Err(mismatch(path, "observation.len", spec.len, self.observation.len));
+            return Err(mismatch(
+                path,
+                "observation.len",
+                spec.len,
+                self.observation.len,
+            ));
         }
         if self.observation.feature_names != spec.feature_names {
             let i = self
@@ -260,7 +279,10 @@ impl PolicyMetadata {
                 path,
                 &format!("observation.feature_names[{i}]"),
                 spec.feature_names.get(i).map_or("<none>", |s| s.as_str()),
-                self.observation.feature_names.get(i).map_or("<none>", |s| s.as_str()),
+                self.observation
+                    .feature_names
+                    .get(i)
+                    .map_or("<none>", |s| s.as_str()),
             ));
         }
         let a = &self.architecture;
@@ -268,24 +290,48 @@ impl PolicyMetadata {
             return Err(mismatch(path, "architecture.obs_len", spec.len, a.obs_len));
         }
         if a.action_dim != super::model::ACTION_DIM {
-            return Err(mismatch(path, "architecture.action_dim", super::model::ACTION_DIM, a.action_dim));
+            return Err(mismatch(
+                path,
+                "architecture.action_dim",
+                super::model::ACTION_DIM,
+                a.action_dim,
+            ));
         }
         if a.activation != "tanh" {
-            return Err(mismatch(path, "architecture.activation", "tanh", &a.activation));
+            return Err(mismatch(
+                path,
+                "architecture.activation",
+                "tanh",
+                &a.activation,
+            ));
         }
         if a.hidden.is_empty() || a.hidden.iter().any(|&h| h == 0 || h > 4096) {
-            return Err(mismatch(path, "architecture.hidden", "1..=4096 per layer, at least one layer", format!("{:?}", a.hidden)));
+            return Err(mismatch(
+                path,
+                "architecture.hidden",
+                "1..=4096 per layer, at least one layer",
+                format!("{:?}", a.hidden),
+            ));
         }
         if self.normalization.len() != spec.len || !self.normalization.is_valid() {
             return Err(mismatch(
                 path,
                 "normalization",
                 format!("{} finite means and non-negative variances", spec.len),
-                format!("{} entries (valid: {})", self.normalization.len(), self.normalization.is_valid()),
+                format!(
+                    "{} entries (valid: {})",
+                    self.normalization.len(),
+                    self.normalization.is_valid()
+                ),
             ));
         }
         if !self.action_scaling.is_valid() {
-            return Err(mismatch(path, "action_scaling", "positive spans and consistent bounds", format!("{:?}", self.action_scaling)));
+            return Err(mismatch(
+                path,
+                "action_scaling",
+                "positive spans and consistent bounds",
+                format!("{:?}", self.action_scaling),
+            ));
         }
         if self.monitor_interval_us == 0 {
             return Err(mismatch(path, "monitor_interval_us", "> 0", 0));
@@ -337,15 +383,24 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), PolicyError> {
 }
 
 /// Parses safetensors bytes into named float tensors.
-pub fn tensors_from_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<(String, Tensor)>, PolicyError> {
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| PolicyError::Safetensors {
-        path: path.to_path_buf(),
-        message: format!("{e:?}"),
-    })?;
+pub fn tensors_from_safetensors(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Vec<(String, Tensor)>, PolicyError> {
+    let st =
+        safetensors::SafeTensors::deserialize(bytes).map_err(|e| PolicyError::Safetensors {
+            path: path.to_path_buf(),
+            message: format!("{e:?}"),
+        })?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != safetensors::Dtype::F32 {
-            return Err(mismatch(path, &format!("tensor {name} dtype"), "F32", format!("{:?}", view.dtype())));
+            return Err(mismatch(
+                path,
+                &format!("tensor {name} dtype"),
+                "F32",
+                format!("{:?}", view.dtype()),
+            ));
         }
         let t = Tensor::try_from(view).map_err(|source| torch_err(path.to_path_buf(), source))?;
         out.push((name, t));
@@ -354,13 +409,21 @@ pub fn tensors_from_safetensors(bytes: &[u8], path: &Path) -> Result<Vec<(String
 }
 
 /// Serialises named float tensors to safetensors bytes (sorted by name).
-pub fn tensors_to_safetensors(named: &[(String, Tensor)], path: &Path) -> Result<Vec<u8>, PolicyError> {
+pub fn tensors_to_safetensors(
+    named: &[(String, Tensor)],
+    path: &Path,
+) -> Result<Vec<u8>, PolicyError> {
     let mut data: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
     for (name, t) in named {
         let t = t.to_kind(Kind::Float).contiguous();
-        let v: Vec<f32> = Vec::<f32>::try_from(t.flatten(0, -1)).map_err(|source| torch_err(path.to_path_buf(), source))?;
+        let v: Vec<f32> = Vec::<f32>::try_from(t.flatten(0, -1))
+            .map_err(|source| torch_err(path.to_path_buf(), source))?;
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        data.push((name.clone(), bytes, t.size().iter().map(|&d| d as usize).collect()));
+        data.push((
+            name.clone(),
+            bytes,
+            t.size().iter().map(|&d| d as usize).collect(),
+        ));
     }
     data.sort_by(|a, b| a.0.cmp(&b.0));
     let views = data
@@ -381,7 +444,11 @@ pub fn tensors_to_safetensors(named: &[(String, Tensor)], path: &Path) -> Result
 }
 
 /// Builds the deterministic network from checked tensors.
-fn native_net(meta: &PolicyMetadata, named: Vec<(String, Tensor)>, path: &Path) -> Result<InferenceNet, PolicyError> {
+fn native_net(
+    meta: &PolicyMetadata,
+    named: Vec<(String, Tensor)>,
+    path: &Path,
+) -> Result<InferenceNet, PolicyError> {
     let mut map: std::collections::HashMap<String, Tensor> = named.into_iter().collect();
     let mut actor = Vec::new();
     let shapes = meta.architecture.tensor_shapes(false);
@@ -391,7 +458,12 @@ fn native_net(meta: &PolicyMetadata, named: Vec<(String, Tensor)>, path: &Path) 
             name: name.clone(),
         })?;
         if &t.size() != shape {
-            return Err(mismatch(path, &format!("tensor {name} shape"), format!("{shape:?}"), format!("{:?}", t.size())));
+            return Err(mismatch(
+                path,
+                &format!("tensor {name} shape"),
+                format!("{shape:?}"),
+                format!("{:?}", t.size()),
+            ));
         }
         if !bool::try_from(t.isfinite().all()).unwrap_or(false) {
             return Err(PolicyError::NonFinite {
@@ -427,7 +499,11 @@ fn resolve(path: &Path) -> Result<(PathBuf, PathBuf), PolicyError> {
         let json = path.join("policy.json");
         let weights_st = path.join("policy.safetensors");
         let weights_pt = path.join("policy.pt");
-        let weights = if weights_st.exists() || !weights_pt.exists() { weights_st } else { weights_pt };
+        let weights = if weights_st.exists() || !weights_pt.exists() {
+            weights_st
+        } else {
+            weights_pt
+        };
         return Ok((json, weights));
     }
     match path.extension().and_then(|e| e.to_str()) {
@@ -438,7 +514,9 @@ fn resolve(path: &Path) -> Result<(PathBuf, PathBuf), PolicyError> {
             Ok((path.to_path_buf(), weights))
         }
         Some("safetensors") | Some("pt") => Ok((path.with_extension("json"), path.to_path_buf())),
-        _ => Err(PolicyError::UnknownKind { path: path.to_path_buf() }),
+        _ => Err(PolicyError::UnknownKind {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
@@ -453,10 +531,11 @@ impl LoadedPolicy {
     pub fn load_with_spec(path: &Path, spec: &ObservationSpec) -> Result<Self, PolicyError> {
         let (json_path, weights_path) = resolve(path)?;
         let json = read(&json_path)?;
-        let meta: PolicyMetadata = serde_json::from_slice(&json).map_err(|source| PolicyError::Json {
-            path: json_path.clone(),
-            source,
-        })?;
+        let meta: PolicyMetadata =
+            serde_json::from_slice(&json).map_err(|source| PolicyError::Json {
+                path: json_path.clone(),
+                source,
+            })?;
         meta.check(&json_path, spec)?;
         let weights = read(&weights_path)?;
         Self::from_parts(meta, &weights, &weights_path)
@@ -464,19 +543,33 @@ impl LoadedPolicy {
 
     /// Loads a native policy from bytes (e.g. the embedded default);
     /// `name` appears in errors.
-    pub fn from_bytes(weights: &[u8], metadata_json: &str, name: &Path) -> Result<Self, PolicyError> {
-        let meta: PolicyMetadata = serde_json::from_str(metadata_json).map_err(|source| PolicyError::Json {
-            path: name.to_path_buf(),
-            source,
-        })?;
+    pub fn from_bytes(
+        weights: &[u8],
+        metadata_json: &str,
+        name: &Path,
+    ) -> Result<Self, PolicyError> {
+        let meta: PolicyMetadata =
+            serde_json::from_str(metadata_json).map_err(|source| PolicyError::Json {
+                path: name.to_path_buf(),
+                source,
+            })?;
         meta.check(name, &ObservationSpec::current())?;
         Self::from_parts(meta, weights, name)
     }
 
-    fn from_parts(meta: PolicyMetadata, weights: &[u8], weights_path: &Path) -> Result<Self, PolicyError> {
+    fn from_parts(
+        meta: PolicyMetadata,
+        weights: &[u8],
+        weights_path: &Path,
+    ) -> Result<Self, PolicyError> {
         let digest = sha256_hex(weights);
         if digest != meta.weights_sha256 {
-            return Err(mismatch(weights_path, "weights_sha256", &meta.weights_sha256, digest));
+            return Err(mismatch(
+                weights_path,
+                "weights_sha256",
+                &meta.weights_sha256,
+                digest,
+            ));
         }
         let net = match meta.kind {
             ModelKind::Safetensors => {
@@ -485,7 +578,8 @@ impl LoadedPolicy {
             }
             ModelKind::Torchscript => {
                 let mut cursor = std::io::Cursor::new(weights);
-                let mut m = tch::CModule::load_data(&mut cursor).map_err(|source| torch_err(weights_path.to_path_buf(), source))?;
+                let mut m = tch::CModule::load_data(&mut cursor)
+                    .map_err(|source| torch_err(weights_path.to_path_buf(), source))?;
                 m.set_eval();
                 Net::Script(m)
             }
@@ -542,26 +636,40 @@ impl LoadedPolicy {
         })
         .map_err(|source| torch_err(self.source.clone(), source))?;
         if y.size() != [n_flows as i64, 2] {
-            return Err(mismatch(&self.source, "output shape", format!("[{n_flows}, 2]"), format!("{:?}", y.size())));
+            return Err(mismatch(
+                &self.source,
+                "output shape",
+                format!("[{n_flows}, 2]"),
+                format!("{:?}", y.size()),
+            ));
         }
-        let v = Vec::<f32>::try_from(y.to_kind(Kind::Float).contiguous().flatten(0, -1)).map_err(|source| {
-            torch_err(self.source.clone(), source)
-        })?;
+        let v = Vec::<f32>::try_from(y.to_kind(Kind::Float).contiguous().flatten(0, -1))
+            .map_err(|source| torch_err(self.source.clone(), source))?;
         Ok(v.chunks_exact(2)
             .map(|c| [c[0].clamp(-1.0, 1.0), c[1].clamp(-1.0, 1.0)])
             .collect())
     }
 
     /// Writes a TorchScript version (`path` ends in `.pt`; metadata to
-    /// `path.with_extension("json")`) tracing the deterministic forward of a
-    /// native policy.
+    /// `path.with_extension("json")`, so use a folder other than the native
+    /// policy's) tracing the deterministic forward of a native policy.
     pub fn export_torchscript(&self, path: &Path) -> Result<(), PolicyError> {
         let Net::Native(net) = &self.net else {
-            return Err(mismatch(path, "kind", "safetensors (a native policy to trace)", "torchscript"));
+            return Err(mismatch(
+                path,
+                "kind",
+                "safetensors (a native policy to trace)",
+                "torchscript",
+            ));
         };
-        let example = Tensor::zeros([1, self.meta.observation.len as i64], (Kind::Float, tch::Device::Cpu));
+        let example = Tensor::zeros(
+            [1, self.meta.observation.len as i64],
+            (Kind::Float, tch::Device::Cpu),
+        );
         let module = tch::no_grad(|| {
-            tch::CModule::create_by_tracing("PlumePolicy", "forward", &[example], &mut |xs| vec![net.forward(&xs[0])])
+            tch::CModule::create_by_tracing("PlumePolicy", "forward", &[example], &mut |xs| {
+                vec![net.forward(&xs[0])]
+            })
         })
         .map_err(|source| torch_err(path.to_path_buf(), source))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -571,7 +679,9 @@ impl LoadedPolicy {
             })?;
         }
         let tmp = path.with_extension("pt.tmp");
-        module.save(&tmp).map_err(|source| torch_err(tmp.clone(), source))?;
+        module
+            .save(&tmp)
+            .map_err(|source| torch_err(tmp.clone(), source))?;
         let bytes = read(&tmp)?;
         let _ = std::fs::remove_file(&tmp);
         let mut meta = self.meta.clone();
@@ -611,7 +721,9 @@ pub fn save_native(
             feature_names: if model.architecture().obs_len == OBSERVATION_LEN {
                 ObservationSpec::current().feature_names
             } else {
-                (0..model.architecture().obs_len).map(|i| format!("f{i}")).collect()
+                (0..model.architecture().obs_len)
+                    .map(|i| format!("f{i}"))
+                    .collect()
             },
         },
         normalization: norm.clone(),
@@ -634,26 +746,38 @@ pub fn save_native(
 pub fn load_trainable(dir: &Path) -> Result<(ActorCritic, PolicyMetadata), PolicyError> {
     let json_path = dir.join("policy.json");
     let weights_path = dir.join("policy.safetensors");
-    let meta: PolicyMetadata = serde_json::from_slice(&read(&json_path)?).map_err(|source| PolicyError::Json {
-        path: json_path.clone(),
-        source,
-    })?;
+    let meta: PolicyMetadata =
+        serde_json::from_slice(&read(&json_path)?).map_err(|source| PolicyError::Json {
+            path: json_path.clone(),
+            source,
+        })?;
     let bytes = read(&weights_path)?;
     let digest = sha256_hex(&bytes);
     if digest != meta.weights_sha256 {
-        return Err(mismatch(&weights_path, "weights_sha256", &meta.weights_sha256, digest));
+        return Err(mismatch(
+            &weights_path,
+            "weights_sha256",
+            &meta.weights_sha256,
+            digest,
+        ));
     }
     let named = tensors_from_safetensors(&bytes, &weights_path)?;
-    let model = ActorCritic::from_named(&meta.architecture, named).map_err(|(name, expected, found)| {
-        if found.is_empty() {
-            PolicyError::MissingTensor {
-                path: weights_path.clone(),
-                name,
+    let model =
+        ActorCritic::from_named(&meta.architecture, named).map_err(|(name, expected, found)| {
+            if found.is_empty() {
+                PolicyError::MissingTensor {
+                    path: weights_path.clone(),
+                    name,
+                }
+            } else {
+                mismatch(
+                    &weights_path,
+                    &format!("tensor {name} shape"),
+                    format!("{expected:?}"),
+                    format!("{found:?}"),
+                )
             }
-        } else {
-            mismatch(&weights_path, &format!("tensor {name} shape"), format!("{expected:?}"), format!("{found:?}"))
-        }
-    })?;
+        })?;
     Ok((model, meta))
 }
 
@@ -665,14 +789,27 @@ mod tests {
         let arch = Architecture::mlp(OBSERVATION_LEN, 16);
         let model = ActorCritic::new(&arch, -0.5, seed);
         let mut norm = ObsNormalizer::new(OBSERVATION_LEN);
-        let batch: Vec<f32> = (0..OBSERVATION_LEN * 4).map(|i| (i % 7) as f32 * 0.3).collect();
+        let batch: Vec<f32> = (0..OBSERVATION_LEN * 4)
+            .map(|i| (i % 7) as f32 * 0.3)
+            .collect();
         norm.update(&batch, 4);
-        save_native(dir, &model, &norm, &ActionScaling::default(), 20_000, TrainingInfo::default(), false).unwrap();
+        save_native(
+            dir,
+            &model,
+            &norm,
+            &ActionScaling::default(),
+            20_000,
+            TrainingInfo::default(),
+            false,
+        )
+        .unwrap();
         (model, norm)
     }
 
     fn obs(n: usize) -> Vec<f32> {
-        (0..n * OBSERVATION_LEN).map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0).collect()
+        (0..n * OBSERVATION_LEN)
+            .map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0)
+            .collect()
     }
 
     #[test]
@@ -692,7 +829,10 @@ mod tests {
         assert!(p.act_batch(&o, 4).is_err());
         let mut bad = o.clone();
         bad[3] = f32::NAN;
-        assert!(matches!(p.act_batch(&bad, 5), Err(PolicyError::BadInput(_))));
+        assert!(matches!(
+            p.act_batch(&bad, 5),
+            Err(PolicyError::BadInput(_))
+        ));
         assert!(p.act_batch(&[], 0).unwrap().is_empty());
         // The other spellings of the same policy.
         assert!(LoadedPolicy::load(&dir.path().join("policy.json")).is_ok());
@@ -715,26 +855,48 @@ mod tests {
         w[last] ^= 0x55;
         std::fs::write(&st_path, &w).unwrap();
         let e = LoadedPolicy::load(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("weights_sha256") && e.contains("policy.safetensors"), "{e}");
+        assert!(
+            e.contains("weights_sha256") && e.contains("policy.safetensors"),
+            "{e}"
+        );
         // Truncated weights with a matching checksum: safetensors parse error.
         let t = &weights[..weights.len() / 2];
         std::fs::write(&st_path, t).unwrap();
         let mut meta: PolicyMetadata = serde_json::from_str(&json).unwrap();
         meta.weights_sha256 = sha256_hex(t);
         std::fs::write(&json_path, serde_json::to_string(&meta).unwrap()).unwrap();
-        assert!(matches!(LoadedPolicy::load(dir.path()), Err(PolicyError::Safetensors { .. })));
+        assert!(matches!(
+            LoadedPolicy::load(dir.path()),
+            Err(PolicyError::Safetensors { .. })
+        ));
         std::fs::write(&st_path, &weights).unwrap();
 
-        let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-            ("format_version", Box::new(|v| v["format_version"] = 99.into())),
-            ("observation.len", Box::new(|v| v["observation"]["len"] = 74.into())),
+        type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "format_version",
+                Box::new(|v| v["format_version"] = 99.into()),
+            ),
+            (
+                "observation.len",
+                Box::new(|v| v["observation"]["len"] = 74.into()),
+            ),
             (
                 "observation.feature_names[2]",
                 Box::new(|v| v["observation"]["feature_names"][2] = "other".into()),
             ),
-            ("normalization", Box::new(|v| v["normalization"]["mean"] = serde_json::json!([0.0]))),
-            ("action_scaling", Box::new(|v| v["action_scaling"]["min_cwnd_segments"] = 0.into())),
-            ("tensor actor.0.weight shape", Box::new(|v| v["architecture"]["hidden"] = serde_json::json!([8, 16]))),
+            (
+                "normalization",
+                Box::new(|v| v["normalization"]["mean"] = serde_json::json!([0.0])),
+            ),
+            (
+                "action_scaling",
+                Box::new(|v| v["action_scaling"]["min_cwnd_segments"] = 0.into()),
+            ),
+            (
+                "tensor actor.0.weight shape",
+                Box::new(|v| v["architecture"]["hidden"] = serde_json::json!([8, 16])),
+            ),
         ];
         for (field, edit) in cases {
             let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -744,9 +906,15 @@ mod tests {
             assert!(e.to_string().contains(field), "{field}: {e}");
         }
         std::fs::write(&json_path, "{not json").unwrap();
-        assert!(matches!(LoadedPolicy::load(dir.path()), Err(PolicyError::Json { .. })));
+        assert!(matches!(
+            LoadedPolicy::load(dir.path()),
+            Err(PolicyError::Json { .. })
+        ));
         std::fs::remove_file(&json_path).unwrap();
-        assert!(matches!(LoadedPolicy::load(dir.path()), Err(PolicyError::Io { .. })));
+        assert!(matches!(
+            LoadedPolicy::load(dir.path()),
+            Err(PolicyError::Io { .. })
+        ));
         assert!(matches!(
             LoadedPolicy::load(&dir.path().join("x.txt")),
             Err(PolicyError::UnknownKind { .. })
@@ -765,7 +933,10 @@ mod tests {
         assert_eq!(script.metadata().kind, ModelKind::Torchscript);
         for n in [1, 3, 17] {
             let o = obs(n);
-            assert_eq!(native.act_batch(&o, n).unwrap(), script.act_batch(&o, n).unwrap());
+            assert_eq!(
+                native.act_batch(&o, n).unwrap(),
+                script.act_batch(&o, n).unwrap()
+            );
         }
         // A corrupt module is an error, not a crash.
         let mut bytes = std::fs::read(&pt).unwrap();
@@ -773,8 +944,15 @@ mod tests {
         std::fs::write(&pt, &bytes).unwrap();
         let mut meta = script.metadata().clone();
         meta.weights_sha256 = sha256_hex(&bytes);
-        std::fs::write(pt.with_extension("json"), serde_json::to_string(&meta).unwrap()).unwrap();
-        assert!(matches!(LoadedPolicy::load(&pt), Err(PolicyError::Torch { .. })));
+        std::fs::write(
+            pt.with_extension("json"),
+            serde_json::to_string(&meta).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            LoadedPolicy::load(&pt),
+            Err(PolicyError::Torch { .. })
+        ));
     }
 
     #[test]
@@ -792,9 +970,22 @@ mod tests {
         let arch = Architecture::mlp(OBSERVATION_LEN, 8);
         let model = ActorCritic::new(&arch, -0.5, 9);
         let norm = ObsNormalizer::new(OBSERVATION_LEN);
-        save_native(dir.path(), &model, &norm, &ActionScaling::default(), 20_000, TrainingInfo::default(), true).unwrap();
+        save_native(
+            dir.path(),
+            &model,
+            &norm,
+            &ActionScaling::default(),
+            20_000,
+            TrainingInfo::default(),
+            true,
+        )
+        .unwrap();
         let (back, _) = load_trainable(dir.path()).unwrap();
-        for ((n, a), (_, b)) in model.named_tensors(true).iter().zip(back.named_tensors(true).iter()) {
+        for ((n, a), (_, b)) in model
+            .named_tensors(true)
+            .iter()
+            .zip(back.named_tensors(true).iter())
+        {
             assert!(a.equal(b), "{n}");
         }
         // The daemon's loader ignores the critic.

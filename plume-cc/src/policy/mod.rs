@@ -22,8 +22,12 @@ pub use observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
 /// trainer uses it, so the daemon should too: the action mapping then sees
 /// exactly what the policy saw.
 pub fn flow_context_from_observation(obs: &[f32], mss_bytes: u32) -> FlowContext {
-    let min_rtt_ms = obs.first().map_or(0.0, |&v| (f64::from(v) * 1001f64.ln()).exp() - 1.0);
-    let max_rate_mbps = obs.get(1).map_or(0.0, |&v| (f64::from(v) * 10001f64.ln()).exp() - 1.0);
+    let min_rtt_ms = obs
+        .first()
+        .map_or(0.0, |&v| (f64::from(v) * 1001f64.ln()).exp() - 1.0);
+    let max_rate_mbps = obs
+        .get(1)
+        .map_or(0.0, |&v| (f64::from(v) * 10001f64.ln()).exp() - 1.0);
     FlowContext {
         min_rtt_us: (min_rtt_ms.max(0.0) * 1000.0).round() as u32,
         max_rate_bytes_per_sec: max_rate_mbps.max(0.0) * 1e6 / 8.0,

@@ -59,7 +59,10 @@ impl Architecture {
             let mut fan_in = self.obs_len;
             let dims: Vec<usize> = self.hidden.iter().copied().chain([out_dim]).collect();
             for (i, &d) in dims.iter().enumerate() {
-                out.push((format!("{prefix}.{i}.weight"), vec![d as i64, fan_in as i64]));
+                out.push((
+                    format!("{prefix}.{i}.weight"),
+                    vec![d as i64, fan_in as i64],
+                ));
                 out.push((format!("{prefix}.{i}.bias"), vec![d as i64]));
                 fan_in = d;
             }
@@ -130,7 +133,8 @@ impl ObsNormalizer {
             let total = self.count + n;
             let delta = m - self.mean[j];
             self.mean[j] += delta * n / total;
-            self.var[j] = (self.var[j] * self.count + v * n + delta * delta * self.count * n / total) / total;
+            self.var[j] =
+                (self.var[j] * self.count + v * n + delta * delta * self.count * n / total) / total;
         }
         self.count += n;
     }
@@ -138,7 +142,11 @@ impl ObsNormalizer {
     /// `(mean, std)` as `[1, len]` float tensors (std floored at 1e-4).
     pub fn tensors(&self) -> (Tensor, Tensor) {
         let mean: Vec<f32> = self.mean.iter().map(|&m| m as f32).collect();
-        let std: Vec<f32> = self.var.iter().map(|&v| v.max(0.0).sqrt().max(1e-4) as f32).collect();
+        let std: Vec<f32> = self
+            .var
+            .iter()
+            .map(|&v| v.max(0.0).sqrt().max(1e-4) as f32)
+            .collect();
         (
             Tensor::from_slice(&mean).reshape([1, self.len() as i64]),
             Tensor::from_slice(&std).reshape([1, self.len() as i64]),
@@ -233,8 +241,16 @@ impl ActionScaling {
 
     /// The target for raw action `raw` on a flow described by `ctx` (see the type docs).
     pub fn to_target(&self, raw: [f32; 2], ctx: &FlowContext) -> Target {
-        let a0 = f64::from(if raw[0].is_nan() { 0.0 } else { raw[0].clamp(-1.0, 1.0) });
-        let a1 = f64::from(if raw[1].is_nan() { 0.0 } else { raw[1].clamp(-1.0, 1.0) });
+        let a0 = f64::from(if raw[0].is_nan() {
+            0.0
+        } else {
+            raw[0].clamp(-1.0, 1.0)
+        });
+        let a1 = f64::from(if raw[1].is_nan() {
+            0.0
+        } else {
+            raw[1].clamp(-1.0, 1.0)
+        });
         let rate = ctx.max_rate_bytes_per_sec;
         if ctx.min_rtt_us == 0 || !(rate.is_finite() && rate > 0.0) {
             return Target {
@@ -324,7 +340,11 @@ impl ActorCritic {
         for (name, shape) in &shapes {
             let numel: i64 = shape.iter().product();
             let t = if name == "log_std" {
-                Tensor::full(shape.as_slice(), f64::from(init_log_std), (Kind::Float, tch::Device::Cpu))
+                Tensor::full(
+                    shape.as_slice(),
+                    f64::from(init_log_std),
+                    (Kind::Float, tch::Device::Cpu),
+                )
             } else if name.ends_with(".bias") {
                 Tensor::zeros(shape.as_slice(), (Kind::Float, tch::Device::Cpu))
             } else {
@@ -333,12 +353,15 @@ impl ActorCritic {
                 if name == &format!("actor.{}.weight", n_actor - 1) {
                     bound *= 0.01;
                 }
-                let data: Vec<f32> = (0..numel).map(|_| rng.gen_range(-bound..bound) as f32).collect();
+                let data: Vec<f32> = (0..numel)
+                    .map(|_| rng.gen_range(-bound..bound) as f32)
+                    .collect();
                 Tensor::from_slice(&data).reshape(shape.as_slice())
             };
             named.push((name.clone(), t));
         }
-        Self::from_named(arch, named).unwrap_or_else(|_| unreachable!("shapes built from the architecture"))
+        Self::from_named(arch, named)
+            .unwrap_or_else(|_| unreachable!("shapes built from the architecture"))
     }
 
     /// Builds the network from `(name, tensor)` pairs (actor, `log_std`,
@@ -353,7 +376,9 @@ impl ActorCritic {
         let mut map: std::collections::HashMap<String, Tensor> = named.into_iter().collect();
         let mut vars = std::collections::HashMap::new();
         for (name, shape) in arch.tensor_shapes(true) {
-            let t = map.remove(&name).ok_or_else(|| (name.clone(), shape.clone(), vec![]))?;
+            let t = map
+                .remove(&name)
+                .ok_or_else(|| (name.clone(), shape.clone(), vec![]))?;
             if t.size() != shape {
                 return Err((name, shape, t.size()));
             }
@@ -363,14 +388,20 @@ impl ActorCritic {
         let take_layers = |prefix: &str, vars: &mut std::collections::HashMap<String, Tensor>| {
             (0..=arch.hidden.len())
                 .map(|i| Layer {
-                    weight: vars.remove(&format!("{prefix}.{i}.weight")).unwrap_or_else(|| Tensor::zeros([1], (Kind::Float, tch::Device::Cpu))),
-                    bias: vars.remove(&format!("{prefix}.{i}.bias")).unwrap_or_else(|| Tensor::zeros([1], (Kind::Float, tch::Device::Cpu))),
+                    weight: vars
+                        .remove(&format!("{prefix}.{i}.weight"))
+                        .unwrap_or_else(|| Tensor::zeros([1], (Kind::Float, tch::Device::Cpu))),
+                    bias: vars
+                        .remove(&format!("{prefix}.{i}.bias"))
+                        .unwrap_or_else(|| Tensor::zeros([1], (Kind::Float, tch::Device::Cpu))),
                 })
                 .collect::<Vec<_>>()
         };
         let actor = take_layers("actor", &mut vars);
         let critic = take_layers("critic", &mut vars);
-        let log_std = vars.remove("log_std").unwrap_or_else(|| Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)));
+        let log_std = vars
+            .remove("log_std")
+            .unwrap_or_else(|| Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)));
         Ok(Self {
             vs,
             arch: arch.clone(),
@@ -515,7 +546,11 @@ mod tests {
         let arch = Architecture::mlp(5, 8);
         let a = ActorCritic::new(&arch, -0.5, 7);
         let b = ActorCritic::new(&arch, -0.5, 7);
-        for ((na, ta), (_, tb)) in a.named_tensors(true).iter().zip(b.named_tensors(true).iter()) {
+        for ((na, ta), (_, tb)) in a
+            .named_tensors(true)
+            .iter()
+            .zip(b.named_tensors(true).iter())
+        {
             assert!(ta.equal(tb), "{na} differs for one seed");
         }
         let norm = ObsNormalizer::new(5);

@@ -41,7 +41,7 @@ pub struct TrainArgs {
     /// Continue from OUT/checkpoint if present.
     #[arg(long)]
     pub resume: bool,
-    /// Also write OUT/policy/policy.pt (TorchScript).
+    /// Also write OUT/torchscript/policy.pt + policy.json (TorchScript).
     #[arg(long)]
     pub torchscript: bool,
     /// libtorch threads (1 keeps runs deterministic).
@@ -78,7 +78,13 @@ impl Progress for Bar {
 /// Runs `plume-cc train`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     tch::set_num_threads(args.torch_threads.max(1));
-    let mut config = TrainConfig::new(args.traces.clone(), args.sampler, args.steps, args.seed, args.out.clone());
+    let mut config = TrainConfig::new(
+        args.traces.clone(),
+        args.sampler,
+        args.steps,
+        args.seed,
+        args.out.clone(),
+    );
     config.envs = args.envs.max(1);
     config.window_ms = args.window_ms;
     config.eval_windows = args.eval_windows;
@@ -100,7 +106,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let wall = t.elapsed().as_secs_f64();
     if args.torchscript {
         let p = LoadedPolicy::load(&outcome.policy_dir)?;
-        p.export_torchscript(&outcome.policy_dir.join("policy.pt"))?;
+        p.export_torchscript(&args.out.join("torchscript").join("policy.pt"))?;
     }
     println!(
         "trained {} iterations ({} env steps) in {wall:.0} s; policy in {}",
@@ -141,14 +147,26 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         Some(path) => LoadedPolicy::load(path)?,
         None => policy::default_policy()?,
     };
-    println!("policy {} ({:?}), {} libtorch thread(s)", p.source().display(), p.metadata().kind, args.torch_threads);
+    println!(
+        "policy {} ({:?}), {} libtorch thread(s)",
+        p.source().display(),
+        p.metadata().kind,
+        args.torch_threads
+    );
     println!("| flows | median us | p95 us | us per flow |\n|---|---|---|---|");
     for &n in &args.flows {
-        let obs: Vec<f32> = (0..n * OBSERVATION_LEN).map(|i| ((i * 31 % 97) as f32) / 97.0).collect();
+        let obs: Vec<f32> = (0..n * OBSERVATION_LEN)
+            .map(|i| ((i * 31 % 97) as f32) / 97.0)
+            .collect();
         for _ in 0..5 {
             p.act_batch(&obs, n)?;
         }
-        let reps = if n >= 10_000 { args.reps.min(50) } else { args.reps }.max(1);
+        let reps = if n >= 10_000 {
+            args.reps.min(50)
+        } else {
+            args.reps
+        }
+        .max(1);
         let mut t: Vec<f64> = (0..reps)
             .map(|_| {
                 let s = Instant::now();
@@ -161,6 +179,80 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let med = t[t.len() / 2];
         let p95 = t[(t.len() * 95 / 100).min(t.len() - 1)];
         println!("| {n} | {med:.1} | {p95:.1} | {:.3} |", med / n as f64);
+    }
+    Ok(())
+}
+
+/// Arguments of `plume-cc eval-table`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalTableArgs {
+    /// Output folders of `plume-cc train` runs.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+}
+
+/// Runs `plume-cc eval-table`: one markdown row per run (the trained
+/// policy's held-out scores), then the mean per sampler.
+pub fn eval_table(args: EvalTableArgs) -> anyhow::Result<()> {
+    let mut rows: Vec<(String, u64, train::ControllerScores)> = Vec::new();
+    for dir in &args.runs {
+        let read = |name: &str| -> anyhow::Result<serde_json::Value> {
+            let p = dir.join(name);
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+        };
+        let config = read("config.json")?;
+        let eval: train::Evaluation = serde_json::from_value(read("eval.json")?)?;
+        let policy = eval
+            .controllers
+            .first()
+            .cloned()
+            .with_context(|| format!("{}: no controller in eval.json", dir.display()))?;
+        rows.push((
+            config["sampler"].as_str().unwrap_or("?").to_string(),
+            config["seed"].as_u64().unwrap_or(0),
+            policy,
+        ));
+    }
+    println!("| sampler | seed | utilization | p95 RTT / min RTT | power | worst cluster | worst-cluster power |");
+    println!("|---|---|---|---|---|---|---|");
+    for (s, seed, c) in &rows {
+        println!(
+            "| {s} | {seed} | {:.3} | {:.2} | {:.3} | {} | {:.3} |",
+            c.overall.utilization,
+            c.overall.p95_delay_ratio,
+            c.overall.power,
+            c.worst_cluster,
+            c.worst.power
+        );
+    }
+    let mut samplers: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    samplers.dedup();
+    samplers.sort_unstable();
+    samplers.dedup();
+    println!("\n| sampler | runs | mean utilization | mean p95 RTT / min RTT | mean power (sd) | mean worst-cluster power (sd) |");
+    println!("|---|---|---|---|---|---|");
+    for s in samplers {
+        let r: Vec<&train::ControllerScores> =
+            rows.iter().filter(|x| x.0 == s).map(|x| &x.2).collect();
+        let n = r.len() as f64;
+        let m =
+            |f: &dyn Fn(&train::ControllerScores) -> f64| r.iter().map(|c| f(c)).sum::<f64>() / n;
+        let sd = |f: &dyn Fn(&train::ControllerScores) -> f64| {
+            let mu = m(f);
+            (r.iter().map(|c| (f(c) - mu).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt()
+        };
+        println!(
+            "| {s} | {} | {:.3} | {:.2} | {:.3} ({:.3}) | {:.3} ({:.3}) |",
+            r.len(),
+            m(&|c| c.overall.utilization),
+            m(&|c| c.overall.p95_delay_ratio),
+            m(&|c| c.overall.power),
+            sd(&|c| c.overall.power),
+            m(&|c| c.worst.power),
+            sd(&|c| c.worst.power)
+        );
     }
     Ok(())
 }

@@ -75,7 +75,12 @@ impl SimWindow {
 }
 
 /// The normalised reward of one step (see module docs).
-pub fn normalized_reward(step: &StepResult, window_mean_mbps: f64, min_rtt_ms: f64, spec: &RewardSpec) -> (f32, f32, f32) {
+pub fn normalized_reward(
+    step: &StepResult,
+    window_mean_mbps: f64,
+    min_rtt_ms: f64,
+    spec: &RewardSpec,
+) -> (f32, f32, f32) {
     let c = &step.components;
     let share = (f64::from(c.throughput_mbps) / window_mean_mbps.max(1e-3)).min(2.0) as f32;
     let delay = (f64::from(c.queueing_delay_ms) / min_rtt_ms.max(1e-3)) as f32;
@@ -117,6 +122,7 @@ impl SimBatch {
     /// `n` environments of `config` over `windows`; `train` lists the corpus
     /// indices the sampler's rows stand for (sampler index `k` is window
     /// `train[k]`). Every environment is reset once, windows drawn by the sampler.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         n: usize,
         config: &EnvConfig,
@@ -150,14 +156,18 @@ impl SimBatch {
 
     fn reset_one(&mut self, i: usize) -> Result<(), PpoError> {
         let k = self.sampler.sample(&mut self.rng);
-        let w = *self
-            .train
-            .get(k)
-            .ok_or_else(|| PpoError::Env(format!("sampler returned index {k} of {}", self.train.len())))?;
+        let w = *self.train.get(k).ok_or_else(|| {
+            PpoError::Env(format!(
+                "sampler returned index {k} of {}",
+                self.train.len()
+            ))
+        })?;
         let seed = self.rng.gen();
         let trace = Arc::clone(&self.windows[w].trace);
         let env: &mut Env = &mut self.envs.envs_mut()[i];
-        self.obs[i] = env.reset(trace, seed).map_err(|e| PpoError::Env(e.to_string()))?;
+        self.obs[i] = env
+            .reset(trace, seed)
+            .map_err(|e| PpoError::Env(e.to_string()))?;
         self.current[i] = w;
         self.acc[i] = (0.0, 0.0, 0.0, 0);
         Ok(())
@@ -176,7 +186,12 @@ impl SimBatch {
 
 /// Targets for raw actions on observations (one per environment), with the
 /// MSS of each flow.
-pub fn sim_actions(scaling: &ActionScaling, obs: &[Observation], raw: &[[f32; 2]], mss_bytes: &[u32]) -> Vec<Action> {
+pub fn sim_actions(
+    scaling: &ActionScaling,
+    obs: &[Observation],
+    raw: &[[f32; 2]],
+    mss_bytes: &[u32],
+) -> Vec<Action> {
     obs.iter()
         .zip(raw)
         .zip(mss_bytes)
@@ -194,7 +209,11 @@ pub fn sim_actions(scaling: &ActionScaling, obs: &[Observation], raw: &[[f32; 2]
 pub fn env_mss(envs: &mut VecEnv) -> Vec<u32> {
     envs.envs_mut()
         .iter()
-        .map(|e| e.network().and_then(|n| n.sender(0)).map_or(1448, |s| s.mss_bytes()))
+        .map(|e| {
+            e.network()
+                .and_then(|n| n.sender(0))
+                .map_or(1448, |s| s.mss_bytes())
+        })
         .collect()
 }
 
@@ -214,12 +233,16 @@ impl BatchEnv for SimBatch {
     fn step(&mut self, actions: &[[f32; 2]]) -> Result<(Vec<f32>, Vec<bool>), PpoError> {
         let mss = env_mss(&mut self.envs);
         let acts = sim_actions(&self.scaling, &self.obs, actions, &mss);
-        let results = self.envs.step_all(&acts).map_err(|e| PpoError::Env(e.to_string()))?;
+        let results = self
+            .envs
+            .step_all(&acts)
+            .map_err(|e| PpoError::Env(e.to_string()))?;
         let mut rewards = Vec::with_capacity(results.len());
         let mut dones = Vec::with_capacity(results.len());
         for (i, s) in results.iter().enumerate() {
             let w = &self.windows[self.current[i]];
-            let (r, share, delay) = normalized_reward(s, w.mean_mbps, self.min_rtt_ms, &self.reward);
+            let (r, share, delay) =
+                normalized_reward(s, w.mean_mbps, self.min_rtt_ms, &self.reward);
             rewards.push(r);
             dones.push(s.done);
             self.obs[i] = s.observation;

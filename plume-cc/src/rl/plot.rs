@@ -15,7 +15,10 @@ fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
         .map(|i| {
             let lo = i.saturating_sub(window - 1);
             let s = &finite[lo..=i];
-            (finite[i].0, s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64)
+            (
+                finite[i].0,
+                s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64,
+            )
         })
         .collect()
 }
@@ -23,13 +26,21 @@ fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
 /// Draws the curves of `log` (with `clusters` clusters) into `path`.
 pub fn learning_curves(path: &Path, log: &[LogRow], clusters: usize) -> Result<(), String> {
     let e = |err: &dyn std::fmt::Display| err.to_string();
-    let overall: Vec<(f64, f64)> = log.iter().map(|r| (r.env_steps as f64, r.episode_reward)).collect();
+    let overall: Vec<(f64, f64)> = log
+        .iter()
+        .map(|r| (r.env_steps as f64, r.episode_reward))
+        .collect();
     let overall = smooth(&overall, 5);
     let per: Vec<Vec<(f64, f64)>> = (0..clusters)
         .map(|c| {
             let p: Vec<(f64, f64)> = log
                 .iter()
-                .map(|r| (r.env_steps as f64, r.cluster_reward.get(c).copied().unwrap_or(f64::NAN)))
+                .map(|r| {
+                    (
+                        r.env_steps as f64,
+                        r.cluster_reward.get(c).copied().unwrap_or(f64::NAN),
+                    )
+                })
                 .collect();
             smooth(&p, 10)
         })
@@ -48,7 +59,10 @@ pub fn learning_curves(path: &Path, log: &[LogRow], clusters: usize) -> Result<(
     let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("mean episode reward (normalised per window)", ("sans-serif", 22))
+        .caption(
+            "mean episode reward (normalised per window)",
+            ("sans-serif", 22),
+        )
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -69,7 +83,10 @@ pub fn learning_curves(path: &Path, log: &[LogRow], clusters: usize) -> Result<(
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
     chart
-        .draw_series(LineSeries::new(overall.iter().copied(), BLACK.stroke_width(3)))
+        .draw_series(LineSeries::new(
+            overall.iter().copied(),
+            BLACK.stroke_width(3),
+        ))
         .map_err(|x| e(&x))?
         .label("overall")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));

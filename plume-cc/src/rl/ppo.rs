@@ -116,7 +116,7 @@ pub fn gae(
     lambda: f64,
 ) -> (Vec<f32>, Vec<f32>) {
     let n = last_values.len();
-    let t_len = if n == 0 { 0 } else { rewards.len() / n };
+    let t_len = rewards.len().checked_div(n).unwrap_or(0);
     let mut adv = vec![0.0f32; rewards.len()];
     let mut next_adv = vec![0.0f64; n];
     let mut next_value: Vec<f64> = last_values.iter().map(|&v| f64::from(v)).collect();
@@ -192,21 +192,33 @@ pub struct Ppo {
 
 impl std::fmt::Debug for Ppo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ppo").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Ppo")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl Ppo {
     /// A fresh learner for observations of `obs_len`, weights from `seed`.
     pub fn new(obs_len: usize, config: PpoConfig, seed: u64) -> Result<Self, PpoError> {
-        let model = ActorCritic::new(&Architecture::mlp(obs_len, config.hidden), config.init_log_std, seed);
+        let model = ActorCritic::new(
+            &Architecture::mlp(obs_len, config.hidden),
+            config.init_log_std,
+            seed,
+        );
         Self::from_model(model, ObsNormalizer::new(obs_len), config)
     }
 
     /// A learner continuing from `model` and `norm` (Adam moments start afresh).
-    pub fn from_model(model: ActorCritic, norm: ObsNormalizer, config: PpoConfig) -> Result<Self, PpoError> {
+    pub fn from_model(
+        model: ActorCritic,
+        norm: ObsNormalizer,
+        config: PpoConfig,
+    ) -> Result<Self, PpoError> {
         if config.steps == 0 || config.epochs == 0 || config.minibatches == 0 {
-            return Err(PpoError::Config("steps, epochs and minibatches must be positive".into()));
+            return Err(PpoError::Config(
+                "steps, epochs and minibatches must be positive".into(),
+            ));
         }
         let opt = nn::Adam::default().build(model.var_store(), config.lr)?;
         Ok(Self {
@@ -220,12 +232,17 @@ impl Ppo {
     fn normalize(&self, obs: &[f32], rows: usize) -> Tensor {
         let (m, s) = self.norm.tensors();
         let c = f64::from(self.norm.clip);
-        ((Tensor::from_slice(obs).reshape([rows as i64, self.norm.len() as i64]) - m) / s).clamp(-c, c)
+        ((Tensor::from_slice(obs).reshape([rows as i64, self.norm.len() as i64]) - m) / s)
+            .clamp(-c, c)
     }
 
     /// Steps `env` for `config.steps` steps with sampled actions; one
     /// batched forward per step. Also returns per-step mean reward.
-    pub fn collect<E: BatchEnv + ?Sized>(&self, env: &mut E, rng: &mut dyn RngCore) -> Result<Rollout, PpoError> {
+    pub fn collect<E: BatchEnv + ?Sized>(
+        &self,
+        env: &mut E,
+        rng: &mut dyn RngCore,
+    ) -> Result<Rollout, PpoError> {
         let n = env.len();
         let l = env.obs_len();
         let mut r = Rollout::default();
@@ -243,7 +260,9 @@ impl Ppo {
                 for d in 0..ACTION_DIM {
                     let z = normal(rng);
                     a[d] = mean[i * 2 + d] + std[d] * z;
-                    lp += -0.5 * f64::from(z * z) - f64::from(std[d].ln()) - 0.5 * (2.0 * std::f64::consts::PI).ln();
+                    lp += -0.5 * f64::from(z * z)
+                        - f64::from(std[d].ln())
+                        - 0.5 * (2.0 * std::f64::consts::PI).ln();
                 }
                 r.actions.extend_from_slice(&a);
                 r.logp.push(lp as f32);
@@ -265,7 +284,12 @@ impl Ppo {
 
     /// PPO update on `rollout`; `progress` in `[0, 1]` sets the learning
     /// rate (linear decay to 10%). Updates the normaliser afterwards.
-    pub fn update(&mut self, rollout: &Rollout, progress: f64, rng: &mut dyn RngCore) -> Result<UpdateStats, PpoError> {
+    pub fn update(
+        &mut self,
+        rollout: &Rollout,
+        progress: f64,
+        rng: &mut dyn RngCore,
+    ) -> Result<UpdateStats, PpoError> {
         let c = &self.config;
         let lr = c.lr * (1.0 - 0.9 * progress.clamp(0.0, 1.0));
         self.opt.set_lr(lr);
@@ -326,7 +350,9 @@ impl Ppo {
                     stats.policy_loss += policy_loss.double_value(&[]);
                     stats.value_loss += value_loss.double_value(&[]);
                     stats.entropy += entropy.double_value(&[]);
-                    stats.approx_kl += ((&ratio - 1.0) - &log_ratio).mean(Kind::Float).double_value(&[]);
+                    stats.approx_kl += ((&ratio - 1.0) - &log_ratio)
+                        .mean(Kind::Float)
+                        .double_value(&[]);
                     stats.clip_fraction += (&ratio - 1.0)
                         .abs()
                         .gt(c.clip)
@@ -373,7 +399,14 @@ mod tests {
             assert!((r - (a + v)).abs() < 1e-6);
         }
         // Two environments interleaved time-major keep their own chains.
-        let (adv2, _) = gae(&[1.0, 0.0, 1.0, 0.0], &[0.0; 4], &[false; 4], &[0.0, 0.0], 1.0, 1.0);
+        let (adv2, _) = gae(
+            &[1.0, 0.0, 1.0, 0.0],
+            &[0.0; 4],
+            &[false; 4],
+            &[0.0, 0.0],
+            1.0,
+            1.0,
+        );
         assert_eq!(adv2, vec![2.0, 0.0, 1.0, 0.0]);
     }
 
@@ -442,6 +475,9 @@ mod tests {
         }
         let after = mean_greedy_reward(&ppo);
         assert!(before < -0.3, "untrained policy already good: {before}");
-        assert!(after > -0.05, "PPO did not learn the toy: {before} -> {after}");
+        assert!(
+            after > -0.05,
+            "PPO did not learn the toy: {before} -> {after}"
+        );
     }
 }

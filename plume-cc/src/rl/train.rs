@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::congestion::ControllerKind;
-use crate::plume::{self, DynamicParams, DynamicSampler, StaticSampler, TraceSampler, UniformSampler};
+use crate::plume::{
+    self, DynamicParams, DynamicSampler, StaticSampler, TraceSampler, UniformSampler,
+};
 use crate::policy::file::{self, TrainingInfo};
 use crate::policy::model::{ActionScaling, InferenceNet};
 use crate::policy::observation::OBSERVATION_LEN;
@@ -128,7 +130,13 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// Defaults for `traces`, `sampler`, `total_steps`, `seed`, `out`.
-    pub fn new(traces: PathBuf, sampler: SamplerChoice, total_steps: u64, seed: u64, out: PathBuf) -> Self {
+    pub fn new(
+        traces: PathBuf,
+        sampler: SamplerChoice,
+        total_steps: u64,
+        seed: u64,
+        out: PathBuf,
+    ) -> Self {
         Self {
             traces,
             sampler,
@@ -192,7 +200,11 @@ impl PreparedCorpus {
 }
 
 /// Reads the traces, cuts windows, clusters them and splits them (see module docs).
-pub fn prepare_corpus(dir: &Path, window_ms: u64, holdout_every: usize) -> Result<PreparedCorpus, TrainError> {
+pub fn prepare_corpus(
+    dir: &Path,
+    window_ms: u64,
+    holdout_every: usize,
+) -> Result<PreparedCorpus, TrainError> {
     let spec = WindowSpec::non_overlapping(window_ms, 100);
     let corpus = Corpus::from_dir(dir, spec, 0).map_err(|e| TrainError::Trace(e.to_string()))?;
     let mut keep = Vec::new();
@@ -216,7 +228,8 @@ pub fn prepare_corpus(dir: &Path, window_ms: u64, holdout_every: usize) -> Resul
     let analysis = plume::analyze(&kept, &plume::AnalysisParams::with_starts(0, 4), &|_| {})
         .map_err(|e| TrainError::Cluster(e.to_string()))?;
     let h = holdout_every.max(2);
-    let (heldout, train): (Vec<usize>, Vec<usize>) = (0..windows.len()).partition(|i| i % h == h - 1);
+    let (heldout, train): (Vec<usize>, Vec<usize>) =
+        (0..windows.len()).partition(|i| i % h == h - 1);
     Ok(PreparedCorpus {
         windows: Arc::new(windows),
         names,
@@ -229,7 +242,11 @@ pub fn prepare_corpus(dir: &Path, window_ms: u64, holdout_every: usize) -> Resul
 }
 
 /// The sampler over the training windows.
-pub fn build_sampler(choice: SamplerChoice, corpus: &PreparedCorpus, seed: u64) -> Result<Box<dyn TraceSampler>, TrainError> {
+pub fn build_sampler(
+    choice: SamplerChoice,
+    corpus: &PreparedCorpus,
+    seed: u64,
+) -> Result<Box<dyn TraceSampler>, TrainError> {
     let rows = &corpus.train;
     let m = corpus.memberships.select(ndarray::Axis(0), rows);
     let err = |e: plume::sampler::SamplerError| TrainError::Sampler(e.to_string());
@@ -350,7 +367,9 @@ pub fn score_windows(
     let env_err = |e: crate::sim::SimError| TrainError::Ppo(PpoError::Env(e.to_string()));
     let mut envs = VecEnv::new(windows.len(), &config.env_config(base)).map_err(env_err)?;
     let traces: Vec<_> = windows.iter().map(|w| Arc::clone(&w.trace)).collect();
-    let seeds: Vec<u64> = (0..windows.len() as u64).map(|i| seed ^ (i * 7919)).collect();
+    let seeds: Vec<u64> = (0..windows.len() as u64)
+        .map(|i| seed ^ (i * 7919))
+        .collect();
     let mut obs = envs.reset_all(&traces, &seeds).map_err(env_err)?;
     let mut done = vec![false; windows.len()];
     let min_rtt_ms = 2.0 * config.one_way_delay_us as f64 / 1000.0;
@@ -359,7 +378,8 @@ pub fn score_windows(
             None => vec![Action::unlimited(); windows.len()],
             Some(net) => {
                 let flat: Vec<f32> = obs.iter().flatten().copied().collect();
-                let x = Tensor::from_slice(&flat).reshape([windows.len() as i64, OBSERVATION_LEN as i64]);
+                let x = Tensor::from_slice(&flat)
+                    .reshape([windows.len() as i64, OBSERVATION_LEN as i64]);
                 let a = Vec::<f32>::try_from(tch::no_grad(|| net.forward(&x)).flatten(0, -1))
                     .map_err(|e| TrainError::Ppo(PpoError::Torch(e)))?;
                 let raw: Vec<[f32; 2]> = a.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
@@ -391,7 +411,11 @@ pub fn score_windows(
 }
 
 /// Evaluates `policy` against CUBIC and BBR-like on the held-out windows.
-pub fn evaluate(config: &TrainConfig, corpus: &PreparedCorpus, policy: &InferenceNet) -> Result<Evaluation, TrainError> {
+pub fn evaluate(
+    config: &TrainConfig,
+    corpus: &PreparedCorpus,
+    policy: &InferenceNet,
+) -> Result<Evaluation, TrainError> {
     let h = &corpus.heldout;
     let take = config.eval_windows.max(1).min(h.len());
     let idx: Vec<usize> = (0..take).map(|j| h[j * h.len() / take]).collect();
@@ -399,7 +423,11 @@ pub fn evaluate(config: &TrainConfig, corpus: &PreparedCorpus, policy: &Inferenc
     let k = corpus.clusters();
     let mut controllers = Vec::new();
     for (name, base, pol) in [
-        ("plume-cc policy (over CUBIC)", ControllerKind::Cubic, Some(policy)),
+        (
+            "plume-cc policy (over CUBIC)",
+            ControllerKind::Cubic,
+            Some(policy),
+        ),
         ("CUBIC", ControllerKind::Cubic, None),
         ("BBR-like", ControllerKind::Bbr, None),
     ] {
@@ -506,7 +534,11 @@ pub struct TrainOutcome {
 /// `state.json`), `log.csv`, `log.json`, `curves.png`, `eval.json`,
 /// `eval.md`, `config.json`, `clusters.json`. With `resume`, continues from
 /// `checkpoint/` if present (Adam moments and environment states restart).
-pub fn train(config: &TrainConfig, resume: bool, progress: &mut dyn Progress) -> Result<TrainOutcome, TrainError> {
+pub fn train(
+    config: &TrainConfig,
+    resume: bool,
+    progress: &mut dyn Progress,
+) -> Result<TrainOutcome, TrainError> {
     let out = &config.out;
     progress.message("reading and clustering traces");
     let corpus = prepare_corpus(&config.traces, config.window_ms, config.holdout_every)?;
@@ -522,7 +554,13 @@ pub fn train(config: &TrainConfig, resume: bool, progress: &mut dyn Progress) ->
         &serde_json::to_vec_pretty(config).map_err(|e| out_err(out, e))?,
     )?;
     let clusters: Vec<(String, usize, bool)> = (0..corpus.windows.len())
-        .map(|i| (corpus.names[i].clone(), corpus.labels[i], corpus.heldout.contains(&i)))
+        .map(|i| {
+            (
+                corpus.names[i].clone(),
+                corpus.labels[i],
+                corpus.heldout.contains(&i),
+            )
+        })
         .collect();
     write_file(
         &out.join("clusters.json"),
@@ -534,10 +572,15 @@ pub fn train(config: &TrainConfig, resume: bool, progress: &mut dyn Progress) ->
     let ckpt = out.join("checkpoint");
     let (mut ppo, mut state) = if resume && ckpt.join("state.json").exists() {
         let (model, meta) = file::load_trainable(&ckpt)?;
-        let s: ResumeState = serde_json::from_slice(&std::fs::read(ckpt.join("state.json")).map_err(|e| out_err(&ckpt, e))?)
-            .map_err(|e| out_err(&ckpt, e))?;
+        let s: ResumeState = serde_json::from_slice(
+            &std::fs::read(ckpt.join("state.json")).map_err(|e| out_err(&ckpt, e))?,
+        )
+        .map_err(|e| out_err(&ckpt, e))?;
         progress.message(&format!("resuming at iteration {}", s.iteration));
-        (Ppo::from_model(model, meta.normalization, config.ppo.clone())?, s)
+        (
+            Ppo::from_model(model, meta.normalization, config.ppo.clone())?,
+            s,
+        )
     } else {
         (
             Ppo::new(OBSERVATION_LEN, config.ppo.clone(), config.seed)?,
@@ -570,7 +613,11 @@ pub fn train(config: &TrainConfig, resume: bool, progress: &mut dyn Progress) ->
     let k = corpus.clusters();
     while state.iteration < iterations {
         let rollout = ppo.collect(&mut batch, &mut rng)?;
-        let update = ppo.update(&rollout, state.iteration as f64 / iterations as f64, &mut rng)?;
+        let update = ppo.update(
+            &rollout,
+            state.iteration as f64 / iterations as f64,
+            &mut rng,
+        )?;
         state.iteration += 1;
         state.env_steps += per_iter;
         let eps: Vec<EpisodeRecord> = batch.drain_episodes();
@@ -583,14 +630,19 @@ pub fn train(config: &TrainConfig, resume: bool, progress: &mut dyn Progress) ->
         };
         let cluster_reward = (0..k)
             .map(|c| {
-                let e: Vec<EpisodeRecord> = eps.iter().filter(|r| corpus.labels[r.window] == c).copied().collect();
+                let e: Vec<EpisodeRecord> = eps
+                    .iter()
+                    .filter(|r| corpus.labels[r.window] == c)
+                    .copied()
+                    .collect();
                 mean(&|r| r.mean_reward, &e)
             })
             .collect();
         let row = LogRow {
             iteration: state.iteration,
             env_steps: state.env_steps,
-            rollout_reward: rollout.rewards.iter().map(|&r| f64::from(r)).sum::<f64>() / rollout.rewards.len().max(1) as f64,
+            rollout_reward: rollout.rewards.iter().map(|&r| f64::from(r)).sum::<f64>()
+                / rollout.rewards.len().max(1) as f64,
             episodes: eps.len(),
             episode_reward: mean(&|r| r.mean_reward, &eps),
             throughput_share: mean(&|r| r.mean_share, &eps),
@@ -602,7 +654,15 @@ pub fn train(config: &TrainConfig, resume: bool, progress: &mut dyn Progress) ->
         progress.iteration(&row, iterations);
         state.log.push(row);
         if state.iteration % config.checkpoint_every.max(1) == 0 || state.iteration == iterations {
-            file::save_native(&ckpt, &ppo.model, &ppo.norm, &config.scaling, config.interval_us, training(state.env_steps), true)?;
+            file::save_native(
+                &ckpt,
+                &ppo.model,
+                &ppo.norm,
+                &config.scaling,
+                config.interval_us,
+                training(state.env_steps),
+                true,
+            )?;
             write_file(
                 &ckpt.join("state.json"),
                 &serde_json::to_vec(&state).map_err(|e| out_err(&ckpt, e))?,
@@ -611,7 +671,15 @@ pub fn train(config: &TrainConfig, resume: bool, progress: &mut dyn Progress) ->
         }
     }
     let policy_dir = out.join("policy");
-    file::save_native(&policy_dir, &ppo.model, &ppo.norm, &config.scaling, config.interval_us, training(state.env_steps), false)?;
+    file::save_native(
+        &policy_dir,
+        &ppo.model,
+        &ppo.norm,
+        &config.scaling,
+        config.interval_us,
+        training(state.env_steps),
+        false,
+    )?;
     write_logs(out, &state.log)?;
     if let Err(e) = super::plot::learning_curves(&out.join("curves.png"), &state.log, k) {
         progress.message(&format!("learning-curve plot skipped: {e}"));
@@ -635,7 +703,12 @@ fn write_logs(out: &Path, log: &[LogRow]) -> Result<(), TrainError> {
         "iteration,env_steps,rollout_reward,episodes,episode_reward,throughput_share,delay_ratio,policy_loss,value_loss,entropy,approx_kl,clip_fraction,lr,cluster_reward,cluster_targets\n",
     );
     for r in log {
-        let join = |v: &[f64]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(";");
+        let join = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.4}"))
+                .collect::<Vec<_>>()
+                .join(";")
+        };
         csv.push_str(&format!(
             "{},{},{:.5},{},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.6},{:.4},{:.6},{},{}\n",
             r.iteration,
