@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use plume_cc::datapath::{probe, selftest};
+use plume_cc::{
+    daemon,
+    datapath::{probe, selftest},
+};
 
 /// plume-cc: a learned TCP congestion controller for the Linux datapath.
 #[derive(Debug, Parser)]
@@ -17,6 +20,43 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the control daemon (needs root): attach the datapath to a cgroup
+    /// and steer every flow in it with a policy, one batched decision per
+    /// monitor interval. SIGINT/SIGTERM hand all flows back to the kernel.
+    Run {
+        /// Policy file: a learned policy, or a scripted schedule
+        /// (`{"scripted":{"steps":[{"cwnd":4,"hold_ms":500},...]}}`).
+        #[arg(long)]
+        policy: PathBuf,
+        /// cgroup v2 folder whose flows are controlled.
+        #[arg(long)]
+        cgroup: PathBuf,
+        /// Create the cgroup folder if missing.
+        #[arg(long)]
+        create_cgroup: bool,
+        /// Monitor interval, milliseconds.
+        #[arg(long, default_value_t = 20)]
+        interval: u64,
+        /// Targets older than this are lifted by the datapath itself, milliseconds.
+        #[arg(long, default_value_t = 500)]
+        stale_ms: u64,
+        /// bpffs folder for the pins (default /sys/fs/bpf/plume-cc/<cgroup>).
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
+        /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9901).
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
+        /// Stop by itself after this many milliseconds.
+        #[arg(long)]
+        run_for_ms: Option<u64>,
+    },
+    /// List the flows of every running datapath with their statistics and
+    /// targets (like `ss -ti`).
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the datapath end to end on this host (needs root): attach the
     /// sock_ops program to a fresh cgroup, run a loopback transfer in it, clamp
     /// its cwnd, verify the sender obeys, release it, clean up.
@@ -46,6 +86,16 @@ enum Command {
         /// Report interval, milliseconds.
         #[arg(long, default_value_t = 20)]
         report_ms: u64,
+        /// Instead of one long transfer: open this many connections at once,
+        /// send `--bytes` on each, hold them `--hold-ms`, close them all.
+        #[arg(long)]
+        flows: Option<usize>,
+        /// Bytes per connection with `--flows`.
+        #[arg(long, default_value_t = 100_000)]
+        bytes: usize,
+        /// How long `--flows` connections stay open after sending, milliseconds.
+        #[arg(long, default_value_t = 300)]
+        hold_ms: u64,
     },
 }
 
@@ -76,11 +126,82 @@ fn main() -> anyhow::Result<()> {
             }
             println!("selftest passed");
         }
+        Command::Run {
+            policy,
+            cgroup,
+            create_cgroup,
+            interval,
+            stale_ms,
+            pin_dir,
+            metrics,
+            run_for_ms,
+        } => {
+            let config = daemon::DaemonConfig {
+                cgroup,
+                create_cgroup,
+                interval: Duration::from_millis(interval.max(1)),
+                stale_after: Duration::from_millis(stale_ms.max(1)),
+                pin_dir,
+                metrics_addr: metrics,
+                run_for: run_for_ms.map(Duration::from_millis),
+            };
+            anyhow::ensure!(
+                config.stale_after > config.interval * 2,
+                "--stale-ms ({stale_ms}) must exceed two intervals ({interval} ms), or targets expire between writes"
+            );
+            let policy = daemon::load_policy(&policy)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let stats = rt.block_on(daemon::run(config, policy))?;
+            println!("{}", serde_json::to_string(&stats)?);
+        }
+        Command::Status { json } => {
+            let dirs = daemon::status::pinned_datapaths();
+            if dirs.is_empty() {
+                println!(
+                    "no running plume-cc datapath (nothing pinned under /sys/fs/bpf/plume-cc)"
+                );
+            }
+            for dir in dirs {
+                let rows = daemon::status::read(&dir)
+                    .with_context(|| format!("reading the datapath pinned at {}", dir.display()))?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&serde_json::json!({"pins": dir, "flows": rows}))?
+                    );
+                } else {
+                    println!("{} ({} flows)", dir.display(), rows.len());
+                    print!("{}", daemon::status::table(&rows));
+                }
+            }
+        }
+        Command::Probe {
+            connect,
+            cgroup,
+            flows: Some(n),
+            bytes,
+            hold_ms,
+            ..
+        } => {
+            let done = probe::run_many(
+                connect,
+                cgroup.as_deref(),
+                n,
+                bytes,
+                Duration::from_millis(hold_ms),
+            )
+            .with_context(|| format!("{n} flows to {connect}"))?;
+            println!("{}", serde_json::to_string(&done)?);
+        }
         Command::Probe {
             connect,
             cgroup,
             duration_ms,
             report_ms,
+            flows: None,
+            ..
         } => {
             let config = probe::SenderConfig {
                 connect,
