@@ -50,6 +50,19 @@ enum Command {
         #[arg(long)]
         run_for_ms: Option<u64>,
     },
+    /// Measure the datapath (root): control-step time for 1..10000 flows,
+    /// the eBPF program's cost per callback, the daemon's CPU at 100 flows.
+    BenchDatapath {
+        /// Policy for the control loop and the daemon (default: a scripted clamp).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Iterations per flow count.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Write the results as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// List the flows of every running datapath with their statistics and
     /// targets (like `ss -ti`).
     Status {
@@ -156,6 +169,11 @@ fn main() -> anyhow::Result<()> {
             let stats = rt.block_on(daemon::run(config, policy))?;
             println!("{}", serde_json::to_string(&stats)?);
         }
+        Command::BenchDatapath {
+            policy,
+            iterations,
+            json,
+        } => bench_datapath(policy, iterations, json)?,
         Command::Status { json } => {
             let dirs = daemon::status::pinned_datapaths();
             if dirs.is_empty() {
@@ -212,6 +230,59 @@ fn main() -> anyhow::Result<()> {
             probe::run_sender(&config, &mut std::io::stdout().lock())
                 .with_context(|| format!("probe to {connect}"))?;
         }
+    }
+    Ok(())
+}
+
+fn bench_datapath(
+    policy: Option<PathBuf>,
+    iterations: usize,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use daemon::bench;
+    let exe = std::env::current_exe()?;
+    let scripted;
+    let policy_path = match policy {
+        Some(p) => p,
+        None => {
+            scripted =
+                std::env::temp_dir().join(format!("plume-cc-bench-{}.json", std::process::id()));
+            std::fs::write(
+                &scripted,
+                r#"{"scripted":{"steps":[{"cwnd":64,"hold_ms":1000}]}}"#,
+            )?;
+            scripted.clone()
+        }
+    };
+    let mut make = || daemon::load_policy(&policy_path);
+    println!(
+        "control step (read + decide + write), policy {}:",
+        policy_path.display()
+    );
+    println!(
+        "{:>7} {:>10} {:>10} {:>10} {:>10}",
+        "flows", "read_us", "decide_us", "write_us", "total_us"
+    );
+    let rows = bench::control_loop(&[1, 100, 1000, 10_000], iterations, &mut make)?;
+    for r in &rows {
+        println!(
+            "{:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            r.flows, r.read_us, r.decide_us, r.write_us, r.total_us
+        );
+    }
+    let cost = bench::ebpf_cost(&exe, Duration::from_secs(3))?;
+    println!(
+        "eBPF sock_ops program: {:.0} ns mean per callback over {} callbacks ({:.0} callbacks/s of a saturating loopback flow)",
+        cost.mean_ns, cost.run_count, cost.callbacks_per_sec
+    );
+    let cpu = bench::daemon_cpu(&exe, &policy_path, 100, 20, Duration::from_secs(5))?;
+    println!(
+        "daemon CPU with {} flows at a {} ms interval: {:.2}% of one core over {:.1} s",
+        cpu.flows, cpu.interval_ms, cpu.cpu_percent, cpu.window_s
+    );
+    if let Some(path) = json {
+        let v = serde_json::json!({"control_loop": rows, "ebpf": cost, "daemon_cpu": cpu});
+        std::fs::write(&path, serde_json::to_string_pretty(&v)?)?;
     }
     Ok(())
 }

@@ -436,3 +436,73 @@ fn entries(pins: &Path) -> (usize, usize) {
         dp.target_cookies().unwrap().len(),
     )
 }
+
+/// Runs `plume-cc run` with bad input; it must fail at once with a message naming the problem.
+fn run_fails(args: &[&str], needle: &str) {
+    let out = Command::new(EXE)
+        .arg("run")
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded with {args:?}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in: {err}"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = tmpdir("bad");
+    let malformed = script(
+        &dir,
+        "bad.json",
+        r#"{"scripted":{"steps":[{"cwnd":"four"}]}}"#,
+    );
+    let empty = script(&dir, "empty.json", r#"{"scripted":{"steps":[]}}"#);
+    let good = script(
+        &dir,
+        "good.json",
+        r#"{"scripted":{"steps":[{"cwnd":4,"hold_ms":10}]}}"#,
+    );
+    run_fails(
+        &["--policy", "/nonexistent/p.json", "--cgroup", "/tmp"],
+        "/nonexistent/p.json",
+    );
+    run_fails(
+        &["--policy", malformed.to_str().unwrap(), "--cgroup", "/tmp"],
+        "malformed scripted schedule",
+    );
+    run_fails(
+        &["--policy", empty.to_str().unwrap(), "--cgroup", "/tmp"],
+        "no steps",
+    );
+    run_fails(
+        &[
+            "--policy",
+            good.to_str().unwrap(),
+            "--cgroup",
+            "/sys/fs/cgroup/unified/plume-cc-no-such-cgroup",
+        ],
+        "does not exist (pass --create-cgroup",
+    );
+    run_fails(
+        &["--policy", good.to_str().unwrap(), "--cgroup", "/tmp"],
+        "not a cgroup v2 folder",
+    );
+    run_fails(
+        &[
+            "--policy",
+            good.to_str().unwrap(),
+            "--cgroup",
+            "/tmp",
+            "--interval",
+            "100",
+            "--stale-ms",
+            "150",
+        ],
+        "must exceed two intervals",
+    );
+}

@@ -9,6 +9,7 @@
 //! re-adopts the live flows. SIGINT/SIGTERM hand every flow back to the kernel
 //! and detach.
 
+pub mod bench;
 pub mod metrics;
 pub mod policy;
 pub mod status;
@@ -20,7 +21,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use plume_cc_common::{event_kind, DatapathConfig};
+use plume_cc_common::{event_kind, DatapathConfig, FlowTarget};
 use serde::Serialize;
 
 use crate::datapath::{self, cgroup, Datapath, Shutdown};
@@ -95,6 +96,94 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
     )
 }
 
+/// Time spent in each part of one control step.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StepTiming {
+    /// Flows handled.
+    pub flows: usize,
+    /// Reading events and all flows' statistics.
+    pub read: Duration,
+    /// The policy's decision for all flows (one batched call).
+    pub decide: Duration,
+    /// Guarding and writing the targets.
+    pub write: Duration,
+}
+
+/// Buffers reused across control steps (no allocation in steady state).
+#[derive(Debug, Default)]
+pub struct StepBuffers {
+    flows: Vec<(u64, plume_cc_common::FlowStats)>,
+    decisions: Vec<Decision>,
+    cookies: Vec<u64>,
+    targets: Vec<FlowTarget>,
+    steps: u64,
+}
+
+/// One monitor interval: read every flow, decide for all at once, guard and
+/// write the targets. The daemon and the benchmarks call exactly this.
+pub fn control_step(
+    dp: &mut Datapath,
+    policy: &mut dyn FlowPolicy,
+    guard: &mut Guard,
+    buffers: &mut StepBuffers,
+    stats: &mut DaemonStats,
+) -> anyhow::Result<StepTiming> {
+    let decisions = &mut buffers.decisions;
+    let t0 = Instant::now();
+    let mut closed_now = false;
+    for ev in dp.drain_events() {
+        match ev.kind {
+            event_kind::OPENED => stats.events_opened += 1,
+            event_kind::CLOSED => {
+                stats.events_closed += 1;
+                closed_now = true;
+                policy.forget(ev.cookie);
+            }
+            _ => {}
+        }
+    }
+    let flows = &mut buffers.flows;
+    dp.read_flows(flows)?;
+    let t1 = Instant::now();
+    policy.decide(datapath::monotonic_ns(), flows, decisions)?;
+    if decisions.len() != flows.len() {
+        bail!(
+            "the policy returned {} decisions for {} flows",
+            decisions.len(),
+            flows.len()
+        );
+    }
+    let t2 = Instant::now();
+    buffers.cookies.clear();
+    buffers.targets.clear();
+    for ((cookie, _), d) in flows.iter().zip(decisions.iter()) {
+        let (cwnd_clamp, max_pacing_bytes_per_sec) = guard.apply(*d);
+        buffers.cookies.push(*cookie);
+        buffers.targets.push(FlowTarget {
+            written_ns: 0,
+            cwnd_clamp,
+            max_pacing_bytes_per_sec,
+        });
+    }
+    dp.write_targets(&buffers.cookies, &mut buffers.targets)?;
+    stats.targets_written += buffers.cookies.len() as u64;
+    // A flow that closed between our read and our write leaves an orphan
+    // target; sweep them every 50 steps (and whenever a flow closed).
+    buffers.steps += 1;
+    if closed_now || buffers.steps.is_multiple_of(50) {
+        buffers.cookies.sort_unstable();
+        dp.collect_orphan_targets(&buffers.cookies)?;
+    }
+    let t3 = Instant::now();
+    stats.flows = flows.len();
+    Ok(StepTiming {
+        flows: flows.len(),
+        read: t1 - t0,
+        decide: t2 - t1,
+        write: t3 - t2,
+    })
+}
+
 /// Runs the daemon until SIGINT/SIGTERM (or `run_for`).
 pub async fn run(
     config: DaemonConfig,
@@ -147,7 +236,7 @@ pub async fn run(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = config.run_for.map(|d| tokio::time::Instant::now() + d);
     let mut guard = Guard::default();
-    let mut decisions: Vec<Decision> = Vec::new();
+    let mut buffers = StepBuffers::default();
     let mut stats = DaemonStats::default();
     let mut total_step = Duration::ZERO;
     loop {
@@ -158,35 +247,16 @@ pub async fn run(
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
         }
         let t0 = Instant::now();
-        for ev in dp.drain_events() {
-            match ev.kind {
-                event_kind::OPENED => stats.events_opened += 1,
-                event_kind::CLOSED => {
-                    stats.events_closed += 1;
-                    policy.forget(ev.cookie);
-                }
-                _ => {}
-            }
-        }
-        let flows = dp.flows()?;
-        policy.decide(datapath::monotonic_ns(), &flows, &mut decisions)?;
-        if decisions.len() != flows.len() {
-            bail!(
-                "the policy returned {} decisions for {} flows",
-                decisions.len(),
-                flows.len()
-            );
-        }
-        for ((cookie, _), d) in flows.iter().zip(&decisions) {
-            let (cwnd, pacing) = guard.apply(*d);
-            if dp.set_target(*cookie, cwnd, pacing)? {
-                stats.targets_written += 1;
-            }
-        }
+        control_step(
+            &mut dp,
+            policy.as_mut(),
+            &mut guard,
+            &mut buffers,
+            &mut stats,
+        )?;
         let step = t0.elapsed();
         total_step += step;
         stats.intervals += 1;
-        stats.flows = flows.len();
         stats.last_step_us = step.as_micros() as u64;
         stats.mean_step_us = total_step.as_secs_f64() * 1e6 / stats.intervals as f64;
         if guard.counts != stats.guard {

@@ -5,13 +5,14 @@
 //! folder and reads and writes its maps. It makes no decisions: the daemon
 //! decides, the datapath only carries statistics up and targets down.
 
+mod batch;
 pub mod cgroup;
 pub mod probe;
 pub mod selftest;
 pub mod tcpinfo;
 
 use std::{
-    os::fd::AsFd as _,
+    os::fd::{AsFd as _, OwnedFd},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -138,6 +139,8 @@ pub enum Shutdown {
 pub struct Datapath {
     flows: HashMap<MapData, u64, FlowStats>,
     targets: HashMap<MapData, u64, FlowTarget>,
+    flows_fd: OwnedFd,
+    targets_fd: OwnedFd,
     config: Array<MapData, DatapathConfig>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
@@ -196,6 +199,55 @@ fn load_error(e: impl std::fmt::Display) -> DatapathError {
     }
 }
 
+/// A duplicate of a hash map's file descriptor, for batched access.
+fn dup_fd(map: &Map, name: &'static str) -> Result<OwnedFd, DatapathError> {
+    match map {
+        Map::HashMap(data) => {
+            data.fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| DatapathError::Map {
+                    map: name,
+                    reason: e.to_string(),
+                })
+        }
+        _ => Err(DatapathError::Map {
+            map: name,
+            reason: "not a hash map".into(),
+        }),
+    }
+}
+
+/// Takes a hash map out of the loaded object (pinning it first if asked),
+/// with a duplicate of its descriptor for batched access.
+fn take_hash<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    pin_dir: Option<&Path>,
+) -> Result<(HashMap<MapData, u64, V>, OwnedFd), DatapathError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| DatapathError::Load(format!("no map {name} in the object")))?;
+    if let Some(dir) = pin_dir {
+        map.pin(dir.join(name)).map_err(|e| DatapathError::Attach {
+            path: dir.to_owned(),
+            reason: format!("pinning map {name}: {e}"),
+        })?;
+    }
+    let fd = dup_fd(&map, name)?;
+    Ok((HashMap::try_from(map).map_err(map_err(name))?, fd))
+}
+
+/// Opens a pinned hash map with a duplicate of its descriptor.
+fn hash_from_pin<V: aya::Pod>(
+    dir: &Path,
+    name: &'static str,
+) -> Result<(HashMap<MapData, u64, V>, OwnedFd), DatapathError> {
+    let map = Map::HashMap(MapData::from_pin(dir.join(name)).map_err(map_err(name))?);
+    let fd = dup_fd(&map, name)?;
+    Ok((HashMap::try_from(map).map_err(map_err(name))?, fd))
+}
+
 /// Takes a map out of the loaded object, pinning it first if asked.
 fn take<T>(ebpf: &mut Ebpf, name: &'static str, pin_dir: Option<&Path>) -> Result<T, DatapathError>
 where
@@ -225,7 +277,17 @@ impl Datapath {
     /// Loads the embedded object and attaches its program to the cgroup v2
     /// folder `cgroup` (which must exist). Detached when dropped.
     pub fn attach(cgroup: &Path, config: DatapathConfig) -> Result<Self, DatapathError> {
-        let (mut dp, link) = Self::load_and_attach(cgroup, None)?;
+        Self::attach_with_capacity(cgroup, config, plume_cc_common::MAX_FLOWS)
+    }
+
+    /// Like [`Datapath::attach`] with flow maps of `max_flows` entries
+    /// (tests of the map-full path use a tiny one).
+    pub fn attach_with_capacity(
+        cgroup: &Path,
+        config: DatapathConfig,
+        max_flows: u32,
+    ) -> Result<Self, DatapathError> {
+        let (mut dp, link) = Self::load_and_attach(cgroup, None, max_flows)?;
         dp.link = Some(LinkHold::Owned(link));
         dp.set_config(config)?;
         Ok(dp)
@@ -252,7 +314,8 @@ impl Datapath {
             reason: format!("pinning {what}: {e}"),
         };
         std::fs::create_dir_all(pin_dir).map_err(|e| pin_err("folder", &e))?;
-        let (mut dp, link) = Self::load_and_attach(cgroup, Some(pin_dir))?;
+        let (mut dp, link) =
+            Self::load_and_attach(cgroup, Some(pin_dir), plume_cc_common::MAX_FLOWS)?;
         let pinned = link
             .pin(pin_dir.join(LINK_PIN))
             .map_err(|e| pin_err("link", &e))?;
@@ -270,9 +333,13 @@ impl Datapath {
                 path: pin_dir.to_owned(),
                 reason: format!("opening the pinned link: {e}"),
             })?;
+        let (flows, flows_fd) = hash_from_pin(pin_dir, maps::FLOW_STATS)?;
+        let (targets, targets_fd) = hash_from_pin(pin_dir, maps::FLOW_TARGETS)?;
         Ok(Self {
-            flows: from_pin(pin_dir, maps::FLOW_STATS, Map::HashMap)?,
-            targets: from_pin(pin_dir, maps::FLOW_TARGETS, Map::HashMap)?,
+            flows,
+            targets,
+            flows_fd,
+            targets_fd,
             config: from_pin(pin_dir, maps::CONFIG, Map::Array)?,
             counters: from_pin(pin_dir, maps::COUNTERS, Map::PerCpuArray)?,
             events: from_pin(pin_dir, maps::EVENTS, Map::RingBuf).ok(),
@@ -288,13 +355,18 @@ impl Datapath {
     fn load_and_attach(
         cgroup: &Path,
         pin_dir: Option<&Path>,
+        max_flows: u32,
     ) -> Result<(Self, FdLink), DatapathError> {
         if EBPF_OBJECT.is_empty() {
             return Err(DatapathError::NoObject);
         }
         cgroup::check_cgroup2(cgroup)?;
         raise_memlock_limit();
-        let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).map_err(load_error)?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::FLOW_STATS, max_flows.max(1))
+            .map_max_entries(maps::FLOW_TARGETS, max_flows.max(1))
+            .load(EBPF_OBJECT)
+            .map_err(load_error)?;
         let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
         let program: &mut SockOps = ebpf
             .program_mut(PROGRAM_NAME)
@@ -315,9 +387,13 @@ impl Datapath {
             .map_err(|e| attach_err(&e))?;
         let link = program.take_link(link_id).map_err(|e| attach_err(&e))?;
         let link = FdLink::try_from(link).map_err(|e| attach_err(&e))?;
+        let (flows, flows_fd) = take_hash(&mut ebpf, maps::FLOW_STATS, pin_dir)?;
+        let (targets, targets_fd) = take_hash(&mut ebpf, maps::FLOW_TARGETS, pin_dir)?;
         let dp = Self {
-            flows: take(&mut ebpf, maps::FLOW_STATS, pin_dir)?,
-            targets: take(&mut ebpf, maps::FLOW_TARGETS, pin_dir)?,
+            flows,
+            targets,
+            flows_fd,
+            targets_fd,
             config: take(&mut ebpf, maps::CONFIG, pin_dir)?,
             counters: take(&mut ebpf, maps::COUNTERS, pin_dir)?,
             events: take(&mut ebpf, maps::EVENTS, pin_dir).ok(),
@@ -358,8 +434,57 @@ impl Datapath {
 
     /// Statistics of every flow currently registered, keyed by socket cookie.
     pub fn flows(&self) -> Result<Vec<(u64, FlowStats)>, DatapathError> {
-        // A flow may close between listing a key and reading it: skip those.
-        Ok(self.flows.iter().filter_map(Result::ok).collect())
+        let mut out = Vec::new();
+        self.read_flows(&mut out)?;
+        Ok(out)
+    }
+
+    /// Reads every flow into `out` with batched lookups (a few system calls
+    /// for thousands of flows), reusing `out`'s allocation.
+    pub fn read_flows(&self, out: &mut Vec<(u64, FlowStats)>) -> Result<(), DatapathError> {
+        batch::lookup_all(&self.flows_fd, 4096, out).map_err(|e| DatapathError::Map {
+            map: maps::FLOW_STATS,
+            reason: format!("batched lookup: {e}"),
+        })
+    }
+
+    /// Writes many targets in one batched update, all stamped now. The caller
+    /// must have read the flows just before; a flow that closed in between
+    /// leaves an orphan entry, which [`Datapath::collect_orphan_targets`] removes.
+    pub fn write_targets(
+        &mut self,
+        cookies: &[u64],
+        targets: &mut [FlowTarget],
+    ) -> Result<(), DatapathError> {
+        let now = monotonic_ns();
+        for t in targets.iter_mut() {
+            t.written_ns = now;
+        }
+        batch::update_all(&self.targets_fd, cookies, targets).map_err(|e| DatapathError::Map {
+            map: maps::FLOW_TARGETS,
+            reason: format!("batched update: {e}"),
+        })?;
+        Ok(())
+    }
+
+    /// Removes target entries whose flow is gone (closed between a read and
+    /// a batched write). `live` must be sorted. Returns how many were removed.
+    pub fn collect_orphan_targets(&mut self, live: &[u64]) -> Result<usize, DatapathError> {
+        let mut orphans = 0;
+        let mut targets: Vec<(u64, FlowTarget)> = Vec::new();
+        batch::lookup_all(&self.targets_fd, 4096, &mut targets).map_err(|e| {
+            DatapathError::Map {
+                map: maps::FLOW_TARGETS,
+                reason: format!("batched lookup: {e}"),
+            }
+        })?;
+        for (cookie, _) in targets {
+            if live.binary_search(&cookie).is_err() && self.flow(cookie)?.is_none() {
+                let _ = self.targets.remove(&cookie);
+                orphans += 1;
+            }
+        }
+        Ok(orphans)
     }
 
     /// Statistics of one flow, if registered.
@@ -373,7 +498,14 @@ impl Datapath {
 
     /// Cookies that have a target entry.
     pub fn target_cookies(&self) -> Result<Vec<u64>, DatapathError> {
-        Ok(self.targets.keys().filter_map(Result::ok).collect())
+        let mut targets: Vec<(u64, FlowTarget)> = Vec::new();
+        batch::lookup_all(&self.targets_fd, 4096, &mut targets).map_err(|e| {
+            DatapathError::Map {
+                map: maps::FLOW_TARGETS,
+                reason: format!("batched lookup: {e}"),
+            }
+        })?;
+        Ok(targets.into_iter().map(|(c, _)| c).collect())
     }
 
     /// The target of one flow, if any.
@@ -494,6 +626,39 @@ impl Datapath {
             setsockopt_errors: get(counters::SETSOCKOPT_ERRORS)?,
             events_dropped: get(counters::EVENTS_DROPPED)?,
         })
+    }
+
+    /// Inserts a flow entry from user space, as if the program had
+    /// registered it. Only for benchmarks of the control loop at flow counts
+    /// a test machine cannot open for real; the program ignores entries
+    /// without a socket.
+    pub fn insert_synthetic_flow(
+        &mut self,
+        cookie: u64,
+        stats: FlowStats,
+    ) -> Result<(), DatapathError> {
+        self.flows
+            .insert(cookie, stats, 0)
+            .map_err(map_err(maps::FLOW_STATS))
+    }
+
+    /// Removes a flow entry from user space (see [`Datapath::insert_synthetic_flow`]).
+    pub fn remove_synthetic_flow(&mut self, cookie: u64) {
+        let _ = self.flows.remove(&cookie);
+        let _ = self.targets.remove(&cookie);
+    }
+
+    /// The kernel's run-time statistics of the sock_ops program
+    /// (`kernel.bpf_stats_enabled` must be 1): (run count, total run time ns).
+    pub fn program_run_stats(&self) -> Result<(u64, u64), DatapathError> {
+        let ebpf = self._ebpf.as_ref().ok_or_else(|| {
+            DatapathError::Load("program statistics need a freshly loaded datapath".into())
+        })?;
+        let program = ebpf
+            .program(PROGRAM_NAME)
+            .ok_or_else(|| DatapathError::Load(format!("no program {PROGRAM_NAME}")))?;
+        let info = program.info().map_err(load_error)?;
+        Ok((info.run_count(), info.run_time().as_nanos() as u64))
     }
 
     /// Drains the new/closed flow events reported by the program.
