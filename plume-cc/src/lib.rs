@@ -1,5 +1,8 @@
 //! plume-cc: a learned TCP congestion controller for the Linux datapath.
 //!
 //! One folder per concern; see the README's architecture section.
+pub mod congestion;
 pub mod daemon;
 pub mod datapath;
+pub mod policy;
+pub mod sim;

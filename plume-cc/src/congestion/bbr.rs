@@ -1,0 +1,303 @@
+//! A BBR(v1)-like model-based controller: it estimates the bottleneck
+//! bandwidth (windowed max of delivery-rate samples over ten round trips) and
+//! the round-trip propagation time (windowed min over ten seconds), paces at a
+//! gain times the bandwidth and caps the window at a gain times the estimated
+//! bandwidth-delay product. Modes: Startup, Drain, ProbeBW (eight-phase gain
+//! cycle), ProbeRTT. Simplifications against Linux `tcp_bbr`: no
+//! packet-conservation step on non-timeout losses, no long-term bandwidth
+//! (policer) model, a deterministic ProbeBW phase, time-based cycling.
+
+use super::{AckSample, Controller, LossEvent, INITIAL_CWND_SEGMENTS, MAX_CWND_SEGMENTS};
+
+/// Startup gain 2/ln(2), for both pacing and window.
+const HIGH_GAIN: f64 = 2.885;
+/// ProbeBW pacing gains, one phase per min RTT.
+const CYCLE_GAINS: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// Bandwidth filter length in round trips.
+const BW_ROUNDS: usize = 10;
+/// Min-RTT filter length, microseconds.
+const MIN_RTT_WINDOW_US: u64 = 10_000_000;
+/// Time spent at the ProbeRTT window, microseconds.
+const PROBE_RTT_DURATION_US: u64 = 200_000;
+/// Window during ProbeRTT and the general floor, segments.
+const MIN_PIPE_CWND_SEGMENTS: u32 = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Startup,
+    Drain,
+    ProbeBw,
+    ProbeRtt,
+}
+
+/// BBR-like congestion control, the model-based reference scheme.
+#[derive(Clone, Debug)]
+pub struct Bbr {
+    mss_bytes: u32,
+    mode: Mode,
+    cwnd: u32,
+    clamp_segments: u32,
+    ssthresh: u32,
+    pacing_bytes_per_sec: u64,
+    pacing_gain: f64,
+    cwnd_gain: f64,
+    bw_rounds: [u64; BW_ROUNDS],
+    round_count: u64,
+    next_round_delivered: u64,
+    min_rtt_us: u64,
+    min_rtt_stamp_us: u64,
+    full_bw: u64,
+    full_bw_count: u32,
+    filled_pipe: bool,
+    cycle_index: usize,
+    cycle_start_us: u64,
+    probe_rtt_done_us: Option<u64>,
+    prior_cwnd: u32,
+}
+
+impl Bbr {
+    /// A fresh BBR-like state for a sender with `mss_bytes` segments.
+    pub fn new(mss_bytes: u32) -> Self {
+        Self {
+            mss_bytes: mss_bytes.max(1),
+            mode: Mode::Startup,
+            cwnd: INITIAL_CWND_SEGMENTS,
+            clamp_segments: u32::MAX,
+            ssthresh: u32::MAX,
+            // Initial pacing: high gain times IW per 1 ms (the kernel's no-RTT fallback).
+            pacing_bytes_per_sec: (HIGH_GAIN
+                * f64::from(INITIAL_CWND_SEGMENTS)
+                * f64::from(mss_bytes.max(1))
+                * 1_000.0) as u64,
+            pacing_gain: HIGH_GAIN,
+            cwnd_gain: HIGH_GAIN,
+            bw_rounds: [0; BW_ROUNDS],
+            round_count: 0,
+            next_round_delivered: 0,
+            min_rtt_us: u64::MAX,
+            min_rtt_stamp_us: 0,
+            full_bw: 0,
+            full_bw_count: 0,
+            filled_pipe: false,
+            cycle_index: 0,
+            cycle_start_us: 0,
+            probe_rtt_done_us: None,
+            prior_cwnd: 0,
+        }
+    }
+
+    /// Bottleneck bandwidth estimate in bytes per second.
+    pub fn btl_bw_bytes_per_sec(&self) -> u64 {
+        self.bw_rounds.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Estimated BDP in segments, `None` before any bandwidth or RTT sample.
+    fn bdp_segments(&self, gain: f64) -> Option<u32> {
+        let bw = self.btl_bw_bytes_per_sec();
+        if bw == 0 || self.min_rtt_us == u64::MAX {
+            return None;
+        }
+        let bdp = bw as f64 * self.min_rtt_us as f64 / 1e6 / f64::from(self.mss_bytes);
+        Some((gain * bdp).ceil().min(f64::from(MAX_CWND_SEGMENTS)) as u32)
+    }
+
+    fn enter_probe_bw(&mut self, now_us: u64) {
+        self.mode = Mode::ProbeBw;
+        self.pacing_gain = 1.0;
+        self.cwnd_gain = 2.0;
+        self.cycle_index = 2;
+        self.cycle_start_us = now_us;
+    }
+
+    fn update_model(&mut self, now_us: u64, ack: &AckSample) -> bool {
+        let mut round_start = false;
+        if ack.prior_delivered_segments >= self.next_round_delivered {
+            self.next_round_delivered = ack.delivered_segments;
+            self.round_count += 1;
+            round_start = true;
+            self.bw_rounds[(self.round_count % BW_ROUNDS as u64) as usize] = 0;
+        }
+        let slot = &mut self.bw_rounds[(self.round_count % BW_ROUNDS as u64) as usize];
+        *slot = (*slot).max(ack.delivery_rate_bytes_per_sec);
+        let expired = now_us.saturating_sub(self.min_rtt_stamp_us) > MIN_RTT_WINDOW_US;
+        if ack.rtt_us > 0 && (ack.rtt_us <= self.min_rtt_us || expired) {
+            self.min_rtt_us = ack.rtt_us;
+            self.min_rtt_stamp_us = now_us;
+        }
+        if expired && self.mode != Mode::ProbeRtt {
+            self.mode = Mode::ProbeRtt;
+            self.pacing_gain = 1.0;
+            self.prior_cwnd = self.cwnd;
+            self.probe_rtt_done_us = None;
+        }
+        round_start
+    }
+
+    fn update_mode(&mut self, now_us: u64, ack: &AckSample, round_start: bool) {
+        if !self.filled_pipe && round_start {
+            let bw = self.btl_bw_bytes_per_sec();
+            if bw as f64 >= self.full_bw as f64 * 1.25 {
+                self.full_bw = bw;
+                self.full_bw_count = 0;
+            } else {
+                self.full_bw_count += 1;
+                self.filled_pipe = self.full_bw_count >= 3;
+            }
+        }
+        match self.mode {
+            Mode::Startup if self.filled_pipe => {
+                self.mode = Mode::Drain;
+                self.pacing_gain = 1.0 / HIGH_GAIN;
+                self.cwnd_gain = HIGH_GAIN;
+            }
+            Mode::Drain => {
+                if self
+                    .bdp_segments(1.0)
+                    .is_some_and(|bdp| ack.inflight_segments <= bdp)
+                {
+                    self.enter_probe_bw(now_us);
+                }
+            }
+            Mode::ProbeBw => {
+                let phase_us = if self.min_rtt_us == u64::MAX {
+                    0
+                } else {
+                    self.min_rtt_us
+                };
+                if now_us.saturating_sub(self.cycle_start_us) > phase_us {
+                    self.cycle_index = (self.cycle_index + 1) % CYCLE_GAINS.len();
+                    self.cycle_start_us = now_us;
+                }
+                self.pacing_gain = CYCLE_GAINS[self.cycle_index];
+            }
+            Mode::ProbeRtt => match self.probe_rtt_done_us {
+                None if ack.inflight_segments <= MIN_PIPE_CWND_SEGMENTS => {
+                    self.probe_rtt_done_us = Some(now_us + PROBE_RTT_DURATION_US);
+                }
+                Some(done) if now_us >= done => {
+                    self.min_rtt_stamp_us = now_us;
+                    self.cwnd = self.cwnd.max(self.prior_cwnd);
+                    if self.filled_pipe {
+                        self.enter_probe_bw(now_us);
+                    } else {
+                        self.mode = Mode::Startup;
+                        self.pacing_gain = HIGH_GAIN;
+                        self.cwnd_gain = HIGH_GAIN;
+                    }
+                }
+                _ => {}
+            },
+            Mode::Startup => {}
+        }
+    }
+
+    fn update_pacing(&mut self) {
+        let bw = self.btl_bw_bytes_per_sec();
+        if bw == 0 {
+            return;
+        }
+        let rate = ((self.pacing_gain * bw as f64) as u64).max(1);
+        // In Startup the rate only rises, as in Linux.
+        if self.filled_pipe || rate > self.pacing_bytes_per_sec {
+            self.pacing_bytes_per_sec = rate;
+        }
+    }
+
+    fn update_cwnd(&mut self, ack: &AckSample) {
+        let acked = ack.acked_segments;
+        match self.bdp_segments(self.cwnd_gain) {
+            Some(target) => {
+                let target = target.saturating_add(3).max(MIN_PIPE_CWND_SEGMENTS);
+                if self.filled_pipe {
+                    self.cwnd = self.cwnd.saturating_add(acked).min(target);
+                } else if self.cwnd < target || ack.delivered_segments < u64::from(INITIAL_CWND_SEGMENTS) {
+                    self.cwnd = self.cwnd.saturating_add(acked);
+                }
+            }
+            None => self.cwnd = self.cwnd.saturating_add(acked),
+        }
+        if self.mode == Mode::ProbeRtt {
+            self.cwnd = self.cwnd.min(MIN_PIPE_CWND_SEGMENTS);
+        }
+        self.cwnd = self
+            .cwnd
+            .min(MAX_CWND_SEGMENTS)
+            .min(self.clamp_segments)
+            .max(1);
+    }
+}
+
+impl Controller for Bbr {
+    fn on_ack(&mut self, now_us: u64, ack: &AckSample) {
+        let round_start = self.update_model(now_us, ack);
+        self.update_mode(now_us, ack, round_start);
+        self.update_pacing();
+        self.update_cwnd(ack);
+    }
+
+    fn on_loss(&mut self, _now_us: u64, loss: &LossEvent) {
+        if loss.is_timeout {
+            self.prior_cwnd = self.cwnd;
+            self.cwnd = 1;
+        }
+    }
+
+    fn set_cwnd_clamp(&mut self, clamp_segments: u32) {
+        let clamp = clamp_segments.max(1);
+        self.clamp_segments = clamp;
+        self.ssthresh = clamp;
+        self.cwnd = self.cwnd.min(clamp);
+    }
+
+    fn window_segments(&self) -> u32 {
+        self.cwnd.max(1)
+    }
+
+    fn ssthresh_segments(&self) -> u32 {
+        self.ssthresh
+    }
+
+    fn pacing_rate_bytes_per_sec(&self) -> Option<u64> {
+        Some(self.pacing_bytes_per_sec.max(1))
+    }
+
+    fn name(&self) -> &'static str {
+        "bbr"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converges_to_bandwidth_and_leaves_startup() {
+        // 1000 segments/s of 1000 bytes = 1 MB/s, 50 ms RTT: BDP 50 segments.
+        let mut b = Bbr::new(1000);
+        let mut delivered = 0u64;
+        let mut now = 0u64;
+        for i in 0..4000u64 {
+            now += 1_000;
+            delivered += 1;
+            let ack = AckSample {
+                acked_segments: 1,
+                rtt_us: 50_000,
+                srtt_us: 50_000,
+                min_rtt_us: 50_000,
+                inflight_segments: 50,
+                delivered_segments: delivered,
+                prior_delivered_segments: delivered.saturating_sub(50),
+                delivery_rate_bytes_per_sec: 1_000_000,
+                in_recovery: false,
+                mss_bytes: 1000,
+            };
+            b.on_ack(now, &ack);
+            assert!(b.window_segments() >= 1, "step {i}");
+        }
+        assert_eq!(b.btl_bw_bytes_per_sec(), 1_000_000);
+        assert!(b.filled_pipe);
+        assert!(b.window_segments() <= 2 * 50 + 3 + 1);
+        let rate = b.pacing_rate_bytes_per_sec().unwrap_or(0);
+        assert!((750_000..=1_250_000).contains(&rate), "pacing {rate}");
+    }
+}

@@ -1,0 +1,194 @@
+//! CUBIC as specified in RFC 9438: a cubic window growth function of the time
+//! since the last congestion event, with a Reno-friendly region, fast
+//! convergence and a multiplicative decrease of 0.7. Slow start is standard
+//! (no HyStart++). Windows are in segments, times in microseconds.
+
+use super::{window_to_segments, AckSample, Controller, LossEvent, INITIAL_CWND_SEGMENTS};
+
+/// RFC 9438 `C`: the cubic scaling constant (segments / s^3).
+const C_CUBIC: f64 = 0.4;
+/// RFC 9438 `beta_cubic`: the multiplicative decrease factor.
+const BETA_CUBIC: f64 = 0.7;
+/// RFC 9438 `alpha_cubic`: the Reno-friendly additive increase per RTT.
+const ALPHA_CUBIC: f64 = 3.0 * (1.0 - BETA_CUBIC) / (1.0 + BETA_CUBIC);
+
+/// CUBIC congestion control (RFC 9438), the Linux default.
+#[derive(Clone, Debug)]
+pub struct Cubic {
+    cwnd: f64,
+    ssthresh: f64,
+    clamp_segments: u32,
+    /// Window before the last reduction (RFC `W_max`).
+    w_max: f64,
+    /// Time the current congestion-avoidance epoch started (RFC `t_epoch`).
+    epoch_start_us: Option<u64>,
+    /// RFC `K`, seconds.
+    k_s: f64,
+    /// Reno-friendly estimate (RFC `W_est`).
+    w_est: f64,
+    /// Window just before the last reduction (RFC `cwnd_prior`).
+    cwnd_prior: f64,
+}
+
+impl Default for Cubic {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cubic {
+    /// A fresh CUBIC state: initial window of ten segments, no ssthresh.
+    pub fn new() -> Self {
+        Self {
+            cwnd: f64::from(INITIAL_CWND_SEGMENTS),
+            ssthresh: f64::from(u32::MAX),
+            clamp_segments: u32::MAX,
+            w_max: 0.0,
+            epoch_start_us: None,
+            k_s: 0.0,
+            w_est: 0.0,
+            cwnd_prior: 0.0,
+        }
+    }
+
+    /// RFC 9438 eq. 1: `W_cubic(t) = C (t - K)^3 + W_max`, t in seconds.
+    fn w_cubic(&self, t_s: f64) -> f64 {
+        let d = t_s - self.k_s;
+        C_CUBIC * d * d * d + self.w_max
+    }
+
+    fn congestion_avoidance(&mut self, now_us: u64, ack: &AckSample, acked: f64) {
+        let epoch_start = match self.epoch_start_us {
+            Some(t) => t,
+            None => {
+                // Start of a congestion-avoidance stage (RFC 9438 4.2).
+                if self.w_max < self.cwnd {
+                    self.w_max = self.cwnd;
+                }
+                self.k_s = ((self.w_max - self.cwnd) / C_CUBIC).max(0.0).cbrt();
+                self.w_est = self.cwnd;
+                self.epoch_start_us = Some(now_us);
+                now_us
+            }
+        };
+        let t_s = now_us.saturating_sub(epoch_start) as f64 / 1e6;
+        let rtt_s = ack.srtt_us as f64 / 1e6;
+        // Reno-friendly estimate (RFC 9438 4.3); alpha becomes 1 above cwnd_prior.
+        let alpha = if self.w_est >= self.cwnd_prior {
+            1.0
+        } else {
+            ALPHA_CUBIC
+        };
+        self.w_est += alpha * acked / self.cwnd.max(1.0);
+        let w_cubic_now = self.w_cubic(t_s);
+        if w_cubic_now < self.w_est {
+            self.cwnd = self.w_est;
+        } else {
+            let target = self
+                .w_cubic(t_s + rtt_s)
+                .max(self.cwnd)
+                .min(1.5 * self.cwnd);
+            self.cwnd += (target - self.cwnd) * acked / self.cwnd.max(1.0);
+        }
+    }
+}
+
+impl Controller for Cubic {
+    fn on_ack(&mut self, now_us: u64, ack: &AckSample) {
+        if ack.in_recovery || ack.acked_segments == 0 {
+            return;
+        }
+        let mut acked = f64::from(ack.acked_segments);
+        if self.cwnd < self.ssthresh {
+            let grow = acked.min(self.ssthresh - self.cwnd);
+            self.cwnd += grow;
+            acked -= grow;
+        }
+        if acked > 0.0 {
+            self.congestion_avoidance(now_us, ack, acked);
+        }
+        self.cwnd = self.cwnd.min(f64::from(self.clamp_segments));
+    }
+
+    fn on_loss(&mut self, _now_us: u64, loss: &LossEvent) {
+        self.cwnd_prior = self.cwnd;
+        // Fast convergence (RFC 9438 4.7).
+        self.w_max = if self.cwnd < self.w_max {
+            self.cwnd * (1.0 + BETA_CUBIC) / 2.0
+        } else {
+            self.cwnd
+        };
+        self.ssthresh = (self.cwnd * BETA_CUBIC).max(2.0);
+        self.cwnd = if loss.is_timeout { 1.0 } else { self.ssthresh };
+        self.epoch_start_us = None;
+    }
+
+    fn set_cwnd_clamp(&mut self, clamp_segments: u32) {
+        let clamp = clamp_segments.max(1);
+        self.clamp_segments = clamp;
+        self.ssthresh = f64::from(clamp);
+        self.cwnd = self.cwnd.min(f64::from(clamp));
+    }
+
+    fn window_segments(&self) -> u32 {
+        window_to_segments(self.cwnd)
+    }
+
+    fn ssthresh_segments(&self) -> u32 {
+        window_to_segments(self.ssthresh)
+    }
+
+    fn pacing_rate_bytes_per_sec(&self) -> Option<u64> {
+        None
+    }
+
+    fn name(&self) -> &'static str {
+        "cubic"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(n: u32, srtt_us: u64) -> AckSample {
+        AckSample {
+            acked_segments: n,
+            srtt_us,
+            mss_bytes: 1448,
+            ..AckSample::default()
+        }
+    }
+
+    #[test]
+    fn reduces_by_beta_and_regrows_to_w_max_near_k() {
+        let mut c = Cubic::new();
+        c.on_ack(0, &ack(90, 100_000));
+        assert_eq!(c.window_segments(), 100);
+        c.on_loss(0, &LossEvent::default());
+        assert_eq!(c.window_segments(), 70);
+        // K = cbrt(30 / 0.4) = 4.217 s. Feed one window of ACKs per 100 ms RTT.
+        let mut now = 0;
+        while now < 4_200_000 {
+            let w = c.window_segments();
+            c.on_ack(now, &ack(w, 100_000));
+            now += 100_000;
+        }
+        let w = c.window_segments();
+        assert!((95..=105).contains(&w), "window near W_max at K: {w}");
+    }
+
+    #[test]
+    fn timeout_drops_to_one_segment() {
+        let mut c = Cubic::new();
+        c.on_loss(
+            5,
+            &LossEvent {
+                is_timeout: true,
+                ..LossEvent::default()
+            },
+        );
+        assert_eq!(c.window_segments(), 1);
+        assert_eq!(c.ssthresh_segments(), 7);
+    }
+}

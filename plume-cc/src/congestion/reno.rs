@@ -1,0 +1,124 @@
+//! Reno (the kernel's `reno`): slow start, additive increase of one segment
+//! per window, halving on a congestion event, one segment after a timeout.
+
+use super::{window_to_segments, AckSample, Controller, LossEvent, INITIAL_CWND_SEGMENTS};
+
+/// Reno congestion control, the baseline loss-based scheme.
+#[derive(Clone, Debug)]
+pub struct Reno {
+    cwnd: f64,
+    ssthresh: f64,
+    clamp_segments: u32,
+}
+
+impl Default for Reno {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reno {
+    /// A fresh Reno state: initial window of ten segments, no ssthresh.
+    pub fn new() -> Self {
+        Self {
+            cwnd: f64::from(INITIAL_CWND_SEGMENTS),
+            ssthresh: f64::from(u32::MAX),
+            clamp_segments: u32::MAX,
+        }
+    }
+}
+
+impl Controller for Reno {
+    fn on_ack(&mut self, _now_us: u64, ack: &AckSample) {
+        if ack.in_recovery || ack.acked_segments == 0 {
+            return;
+        }
+        let mut acked = f64::from(ack.acked_segments);
+        if self.cwnd < self.ssthresh {
+            // Slow start up to ssthresh; the rest of the ACK counts as avoidance.
+            let grow = acked.min(self.ssthresh - self.cwnd);
+            self.cwnd += grow;
+            acked -= grow;
+        }
+        if acked > 0.0 {
+            self.cwnd += acked / self.cwnd.max(1.0);
+        }
+        self.cwnd = self.cwnd.min(f64::from(self.clamp_segments));
+    }
+
+    fn on_loss(&mut self, _now_us: u64, loss: &LossEvent) {
+        self.ssthresh = (self.cwnd / 2.0).max(2.0);
+        self.cwnd = if loss.is_timeout { 1.0 } else { self.ssthresh };
+    }
+
+    fn set_cwnd_clamp(&mut self, clamp_segments: u32) {
+        let clamp = clamp_segments.max(1);
+        self.clamp_segments = clamp;
+        self.ssthresh = f64::from(clamp);
+        self.cwnd = self.cwnd.min(f64::from(clamp));
+    }
+
+    fn window_segments(&self) -> u32 {
+        window_to_segments(self.cwnd)
+    }
+
+    fn ssthresh_segments(&self) -> u32 {
+        window_to_segments(self.ssthresh)
+    }
+
+    fn pacing_rate_bytes_per_sec(&self) -> Option<u64> {
+        None
+    }
+
+    fn name(&self) -> &'static str {
+        "reno"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(n: u32) -> AckSample {
+        AckSample {
+            acked_segments: n,
+            mss_bytes: 1448,
+            ..AckSample::default()
+        }
+    }
+
+    #[test]
+    fn slow_start_then_avoidance_then_halving() {
+        let mut r = Reno::new();
+        r.on_ack(0, &ack(10));
+        assert_eq!(r.window_segments(), 20);
+        r.on_loss(0, &LossEvent::default());
+        assert_eq!(r.window_segments(), 10);
+        assert_eq!(r.ssthresh_segments(), 10);
+        for _ in 0..10 {
+            r.on_ack(0, &ack(1));
+        }
+        assert_eq!(r.window_segments(), 10); // 10 + ~0.96
+        r.on_ack(0, &ack(1));
+        assert_eq!(r.window_segments(), 11);
+        r.on_loss(
+            0,
+            &LossEvent {
+                is_timeout: true,
+                ..LossEvent::default()
+            },
+        );
+        assert_eq!(r.window_segments(), 1);
+    }
+
+    #[test]
+    fn clamp_sets_ssthresh_and_caps_window() {
+        let mut r = Reno::new();
+        r.on_ack(0, &ack(100));
+        r.set_cwnd_clamp(30);
+        assert_eq!(r.window_segments(), 30);
+        assert_eq!(r.ssthresh_segments(), 30);
+        r.on_ack(0, &ack(100));
+        assert_eq!(r.window_segments(), 30);
+    }
+}

@@ -1,0 +1,353 @@
+//! The shared observation builder: turns successive per-flow statistics into
+//! a fixed-length `f32` feature vector for the policy.
+//!
+//! Its input, [`FlowSample`], holds only what the eBPF datapath reports in
+//! [`plume_cc_common::FlowStats`] (srtt, min RTT, last RTT sample, cwnd,
+//! ssthresh, MSS, packets/retransmissions/losses out, cumulative
+//! retransmissions, delivered segments, bytes acked, the kernel's delivery-rate
+//! sample, the limits in force and a timestamp). The simulator fills it from
+//! its sender, the daemon from the BPF map, and both call the same
+//! [`ObservationBuilder`], so training and deployment see identical features.
+//!
+//! Layout of an [`Observation`] (length [`OBSERVATION_LEN`]): first the
+//! [`GLOBAL_FEATURES`], then [`HISTORY_LEN`] blocks of [`BLOCK_FEATURES`], the
+//! newest interval first (block `k` describes interval `t-k`); blocks not yet
+//! seen are zeros. Every feature is finite and clipped to a documented range.
+//! [`feature_name`] gives a stable name per index.
+//!
+//! It must not read clocks or know anything the datapath cannot see (link
+//! capacity, queue length, the simulator's internals).
+
+use plume_cc_common::{FlowStats, PACING_UNLIMITED};
+
+/// Per-flow statistics the policy may use, as the datapath reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSample {
+    /// When the statistics were taken, microseconds on a monotonic clock.
+    pub timestamp_us: u64,
+    /// Smoothed RTT, microseconds (0 before the first sample).
+    pub srtt_us: u32,
+    /// Minimum RTT, microseconds (0 before the first sample).
+    pub min_rtt_us: u32,
+    /// Latest RTT sample, microseconds (0 if none yet).
+    pub last_rtt_us: u32,
+    /// Congestion window, segments.
+    pub cwnd_segments: u32,
+    /// Slow-start threshold, segments.
+    pub ssthresh_segments: u32,
+    /// Sender MSS, bytes.
+    pub mss_bytes: u32,
+    /// Segments sent and not cumulatively acknowledged.
+    pub packets_out: u32,
+    /// Retransmitted segments in flight.
+    pub retrans_out: u32,
+    /// Segments presumed lost now.
+    pub lost_out: u32,
+    /// Retransmitted segments, cumulative (wraps like the kernel's u32).
+    pub total_retrans: u32,
+    /// Segments delivered, cumulative (wraps like the kernel's u32).
+    pub delivered_segments: u32,
+    /// Bytes acknowledged, cumulative.
+    pub bytes_acked: u64,
+    /// Kernel delivery-rate sample: segments over `rate_interval_us`.
+    pub rate_delivered_segments: u32,
+    /// Kernel delivery-rate sample interval, microseconds.
+    pub rate_interval_us: u32,
+    /// cwnd clamp in force ([`plume_cc_common::CWND_UNCLAMPED`] when none), segments.
+    pub cwnd_clamp_segments: u32,
+    /// Pacing cap in force ([`PACING_UNLIMITED`] when none), bytes/s.
+    pub max_pacing_bytes_per_sec: u32,
+}
+
+impl From<&FlowStats> for FlowSample {
+    /// Takes the datapath's statistics; `timestamp_us` is the stats' update
+    /// time (`updated_ns / 1000`). A daemon sampling on its own tick may
+    /// overwrite it with its poll time.
+    fn from(s: &FlowStats) -> Self {
+        Self {
+            timestamp_us: s.updated_ns / 1000,
+            srtt_us: s.srtt_us,
+            min_rtt_us: s.min_rtt_us,
+            last_rtt_us: s.last_rtt_us,
+            cwnd_segments: s.snd_cwnd,
+            ssthresh_segments: s.snd_ssthresh,
+            mss_bytes: s.mss,
+            packets_out: s.packets_out,
+            retrans_out: s.retrans_out,
+            lost_out: s.lost_out,
+            total_retrans: s.total_retrans,
+            delivered_segments: s.delivered,
+            bytes_acked: s.bytes_acked,
+            rate_delivered_segments: s.rate_delivered,
+            rate_interval_us: s.rate_interval_us,
+            cwnd_clamp_segments: s.applied_cwnd_clamp,
+            max_pacing_bytes_per_sec: s.applied_pacing,
+        }
+    }
+}
+
+/// Features describing one monitor interval (the gap between two samples).
+pub const BLOCK_FEATURES: [&str; 9] = [
+    // delivered bytes over the interval / the flow's max delivery rate, [0, 2]
+    "delivery_rate_norm",
+    // the kernel's last delivery-rate sample / max delivery rate, [0, 2]
+    "rate_sample_norm",
+    // srtt / min_rtt - 1 (relative queueing delay), [0, 10]
+    "srtt_excess",
+    // last_rtt / min_rtt - 1, [0, 10]
+    "last_rtt_excess",
+    // (srtt - previous srtt) / min_rtt, [-5, 5]
+    "srtt_gradient",
+    // retransmissions / (delivered + retransmissions) in the interval, [0, 1]
+    "retrans_rate",
+    // cwnd in bytes / (max rate * min_rtt), the window in BDPs, [0, 10]
+    "cwnd_bdp",
+    // packets_out / cwnd, [0, 4]
+    "inflight_cwnd",
+    // pacing cap / max delivery rate, [0, 10] (10 when no cap)
+    "pacing_cap_norm",
+];
+
+/// Features describing the flow as a whole (scale), at the vector's start.
+pub const GLOBAL_FEATURES: [&str; 3] = [
+    // ln(1 + min_rtt in ms) / ln(1001), [0, 1]
+    "min_rtt_log",
+    // ln(1 + max delivery rate in Mbit/s) / ln(10001), [0, 1]
+    "max_rate_log",
+    // interval length / min_rtt, [0, 10]
+    "interval_rtts",
+];
+
+/// Monitor intervals of history in one observation.
+pub const HISTORY_LEN: usize = 8;
+/// Features per interval.
+pub const BLOCK_LEN: usize = BLOCK_FEATURES.len();
+/// Length of an observation vector.
+pub const OBSERVATION_LEN: usize = GLOBAL_FEATURES.len() + HISTORY_LEN * BLOCK_LEN;
+
+/// One observation: the policy's input.
+pub type Observation = [f32; OBSERVATION_LEN];
+
+/// Name of feature `index` ("min_rtt_log", "srtt_excess[t-2]", ...), or
+/// `None` past [`OBSERVATION_LEN`].
+pub fn feature_name(index: usize) -> Option<String> {
+    if index < GLOBAL_FEATURES.len() {
+        return Some(GLOBAL_FEATURES[index].to_string());
+    }
+    let i = index - GLOBAL_FEATURES.len();
+    if i >= HISTORY_LEN * BLOCK_LEN {
+        return None;
+    }
+    Some(format!("{}[t-{}]", BLOCK_FEATURES[i % BLOCK_LEN], i / BLOCK_LEN))
+}
+
+/// Errors of the builder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObservationError {
+    /// A sample older than the previous one.
+    #[error("flow sample at {now_us} us is older than the previous one at {previous_us} us")]
+    TimeWentBackwards {
+        /// Previous sample's timestamp, microseconds.
+        previous_us: u64,
+        /// This sample's timestamp, microseconds.
+        now_us: u64,
+    },
+}
+
+/// Keeps one flow's history and builds its observations (see module docs).
+#[derive(Clone, Debug)]
+pub struct ObservationBuilder {
+    prev: Option<FlowSample>,
+    max_rate_bytes_per_sec: f64,
+    blocks: [[f32; BLOCK_LEN]; HISTORY_LEN],
+    newest: usize,
+    seen: usize,
+}
+
+impl Default for ObservationBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn clip(v: f64, lo: f64, hi: f64) -> f32 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(lo, hi) as f32
+    }
+}
+
+impl ObservationBuilder {
+    /// A builder with no history (a new flow).
+    pub fn new() -> Self {
+        Self {
+            prev: None,
+            max_rate_bytes_per_sec: 0.0,
+            blocks: [[0.0; BLOCK_LEN]; HISTORY_LEN],
+            newest: 0,
+            seen: 0,
+        }
+    }
+
+    /// Forgets the flow's history.
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Largest delivery rate seen so far, bytes per second.
+    pub fn max_rate_bytes_per_sec(&self) -> f64 {
+        self.max_rate_bytes_per_sec
+    }
+
+    /// Consumes the sample taken at the end of a monitor interval and returns
+    /// the observation. The first sample only sets the baseline (its interval
+    /// features are zeros).
+    pub fn observe(&mut self, s: &FlowSample) -> Result<Observation, ObservationError> {
+        let prev = match self.prev {
+            Some(p) if s.timestamp_us < p.timestamp_us => {
+                return Err(ObservationError::TimeWentBackwards {
+                    previous_us: p.timestamp_us,
+                    now_us: s.timestamp_us,
+                })
+            }
+            Some(p) => p,
+            None => *s,
+        };
+        let mss = f64::from(s.mss_bytes.max(1));
+        let dt_us = s.timestamp_us - prev.timestamp_us;
+        let d_delivered = f64::from(s.delivered_segments.wrapping_sub(prev.delivered_segments));
+        let d_retrans = f64::from(s.total_retrans.wrapping_sub(prev.total_retrans));
+        let interval_rate = if dt_us > 0 {
+            d_delivered * mss * 1e6 / dt_us as f64
+        } else {
+            0.0
+        };
+        let sample_rate = if s.rate_interval_us > 0 {
+            f64::from(s.rate_delivered_segments) * mss * 1e6 / f64::from(s.rate_interval_us)
+        } else {
+            0.0
+        };
+        self.max_rate_bytes_per_sec = self
+            .max_rate_bytes_per_sec
+            .max(interval_rate)
+            .max(sample_rate);
+        let max_rate = self.max_rate_bytes_per_sec;
+        let min_rtt = f64::from(s.min_rtt_us);
+        let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
+        let bdp_bytes = max_rate * min_rtt / 1e6;
+        let pacing = if s.max_pacing_bytes_per_sec == PACING_UNLIMITED {
+            10.0
+        } else {
+            ratio(f64::from(s.max_pacing_bytes_per_sec), max_rate)
+        };
+        let block = [
+            clip(ratio(interval_rate, max_rate), 0.0, 2.0),
+            clip(ratio(sample_rate, max_rate), 0.0, 2.0),
+            clip(ratio(f64::from(s.srtt_us), min_rtt) - 1.0, 0.0, 10.0),
+            clip(ratio(f64::from(s.last_rtt_us), min_rtt) - 1.0, 0.0, 10.0),
+            clip(
+                ratio(f64::from(s.srtt_us) - f64::from(prev.srtt_us), min_rtt),
+                -5.0,
+                5.0,
+            ),
+            clip(ratio(d_retrans, d_delivered + d_retrans), 0.0, 1.0),
+            clip(ratio(f64::from(s.cwnd_segments) * mss, bdp_bytes), 0.0, 10.0),
+            clip(
+                ratio(f64::from(s.packets_out), f64::from(s.cwnd_segments)),
+                0.0,
+                4.0,
+            ),
+            clip(pacing, 0.0, 10.0),
+        ];
+        if self.prev.is_some() {
+            self.newest = (self.newest + 1) % HISTORY_LEN;
+            self.blocks[self.newest] = block;
+            self.seen = (self.seen + 1).min(HISTORY_LEN);
+        }
+        self.prev = Some(*s);
+
+        let mut out = [0.0f32; OBSERVATION_LEN];
+        out[0] = clip((1.0 + min_rtt / 1000.0).ln() / 1001f64.ln(), 0.0, 1.0);
+        out[1] = clip((1.0 + max_rate * 8.0 / 1e6).ln() / 10001f64.ln(), 0.0, 1.0);
+        out[2] = clip(ratio(dt_us as f64, min_rtt), 0.0, 10.0);
+        for k in 0..self.seen {
+            let b = &self.blocks[(self.newest + HISTORY_LEN - k) % HISTORY_LEN];
+            let at = GLOBAL_FEATURES.len() + k * BLOCK_LEN;
+            out[at..at + BLOCK_LEN].copy_from_slice(b);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plume_cc_common::CWND_UNCLAMPED;
+
+    fn sample(t_ms: u64, delivered: u32, srtt_ms: u32) -> FlowSample {
+        FlowSample {
+            timestamp_us: t_ms * 1000,
+            srtt_us: srtt_ms * 1000,
+            min_rtt_us: 20_000,
+            last_rtt_us: srtt_ms * 1000,
+            cwnd_segments: 20,
+            ssthresh_segments: u32::MAX,
+            mss_bytes: 1000,
+            packets_out: 10,
+            delivered_segments: delivered,
+            cwnd_clamp_segments: CWND_UNCLAMPED,
+            max_pacing_bytes_per_sec: PACING_UNLIMITED,
+            ..FlowSample::default()
+        }
+    }
+
+    #[test]
+    fn names_cover_the_vector() {
+        assert_eq!(OBSERVATION_LEN, 75);
+        assert_eq!(feature_name(0).as_deref(), Some("min_rtt_log"));
+        assert_eq!(feature_name(3).as_deref(), Some("delivery_rate_norm[t-0]"));
+        assert_eq!(feature_name(3 + BLOCK_LEN + 2).as_deref(), Some("srtt_excess[t-1]"));
+        assert!(feature_name(OBSERVATION_LEN - 1).is_some());
+        assert!(feature_name(OBSERVATION_LEN).is_none());
+    }
+
+    #[test]
+    fn features_from_deltas_and_history_shifts() {
+        let mut b = ObservationBuilder::new();
+        let o0 = b.observe(&sample(0, 0, 20)).unwrap();
+        assert!(o0[3..].iter().all(|&v| v == 0.0));
+        // 20 segments of 1000 B in 20 ms = 1 MB/s, the max so far.
+        let o1 = b.observe(&sample(20, 20, 30)).unwrap();
+        assert_eq!(o1[3], 1.0);
+        assert!((o1[5] - 0.5).abs() < 1e-6); // srtt_excess
+        assert!((o1[7] - 0.5).abs() < 1e-6); // srtt_gradient
+        // cwnd 20 kB over BDP (1 MB/s * 20 ms = 20 kB) = 1.
+        assert!((o1[9] - 1.0).abs() < 1e-6);
+        let o2 = b.observe(&sample(40, 30, 30)).unwrap();
+        assert!((o2[3] - 0.5).abs() < 1e-6);
+        assert_eq!(o2[3 + BLOCK_LEN], 1.0, "previous block moved to t-1");
+        assert!(o2.iter().all(|v| v.is_finite()));
+        assert!(matches!(
+            b.observe(&sample(10, 30, 30)),
+            Err(ObservationError::TimeWentBackwards { .. })
+        ));
+    }
+
+    #[test]
+    fn from_flow_stats_keeps_the_fields() {
+        let stats = FlowStats {
+            updated_ns: 5_000_000,
+            srtt_us: 1,
+            min_rtt_us: 2,
+            snd_cwnd: 3,
+            delivered: 4,
+            applied_pacing: 5,
+            ..FlowStats::default()
+        };
+        let s = FlowSample::from(&stats);
+        assert_eq!(s.timestamp_us, 5_000);
+        assert_eq!((s.srtt_us, s.min_rtt_us, s.cwnd_segments), (1, 2, 3));
+        assert_eq!((s.delivered_segments, s.max_pacing_bytes_per_sec), (4, 5));
+    }
+}

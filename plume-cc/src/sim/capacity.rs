@@ -1,0 +1,140 @@
+//! A link's capacity as Mahimahi describes it: millisecond timestamps of
+//! delivery opportunities, each worth [`OPPORTUNITY_BYTES`], repeated forever
+//! (each repetition offset by the last timestamp).
+//!
+//! This is the plain capacity description the environment takes, so a trainer
+//! can hand it windows cut from any trace library.
+
+use super::SimError;
+
+/// Bytes one delivery opportunity may carry (Mahimahi's `PACKET_SIZE`).
+pub const OPPORTUNITY_BYTES: u64 = 1500;
+
+/// A validated delivery schedule: sorted millisecond timestamps with a
+/// positive last one (the repetition period).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapacityTrace {
+    opportunities_ms: Vec<u64>,
+}
+
+impl CapacityTrace {
+    /// Builds a schedule from opportunity timestamps in milliseconds.
+    ///
+    /// Errors when the list is empty, not sorted, or ends at 0 ms (Mahimahi
+    /// could never advance past such a trace).
+    pub fn from_ms(opportunities_ms: Vec<u64>) -> Result<Self, SimError> {
+        let Some(&last) = opportunities_ms.last() else {
+            return Err(SimError::EmptyTrace);
+        };
+        if let Some(i) = opportunities_ms.windows(2).position(|w| w[1] < w[0]) {
+            return Err(SimError::UnsortedTrace {
+                index: i + 1,
+                previous_ms: opportunities_ms[i],
+                value_ms: opportunities_ms[i + 1],
+            });
+        }
+        if last == 0 {
+            return Err(SimError::ZeroPeriodTrace);
+        }
+        Ok(Self { opportunities_ms })
+    }
+
+    /// A constant-rate schedule of `packets_per_ms` opportunities every
+    /// millisecond (1 = 12 Mbit/s), one millisecond long.
+    pub fn constant(packets_per_ms: u32) -> Result<Self, SimError> {
+        Self::from_ms(vec![1; packets_per_ms as usize])
+    }
+
+    /// Opportunities per repetition.
+    pub fn len(&self) -> usize {
+        self.opportunities_ms.len()
+    }
+
+    /// Always false: a valid schedule has at least one opportunity.
+    pub fn is_empty(&self) -> bool {
+        self.opportunities_ms.is_empty()
+    }
+
+    /// Repetition period in milliseconds (the last timestamp).
+    pub fn period_ms(&self) -> u64 {
+        self.opportunities_ms.last().copied().unwrap_or(1)
+    }
+
+    /// The timestamps, milliseconds.
+    pub fn opportunities_ms(&self) -> &[u64] {
+        &self.opportunities_ms
+    }
+
+    /// Time in milliseconds of the opportunity with global index `index`
+    /// (counting across repetitions).
+    #[inline]
+    pub fn opportunity_ms(&self, index: u64) -> u64 {
+        let n = self.opportunities_ms.len() as u64;
+        let rep = index / n;
+        let j = (index % n) as usize;
+        rep * self.period_ms() + self.opportunities_ms[j]
+    }
+
+    /// Number of opportunities at or before `time_ms`.
+    pub fn count_at_or_before_ms(&self, time_ms: u64) -> u64 {
+        let p = self.period_ms();
+        let rep = time_ms / p;
+        let rem = time_ms - rep * p;
+        let within = self.opportunities_ms.partition_point(|&t| t <= rem) as u64;
+        rep * self.opportunities_ms.len() as u64 + within
+    }
+
+    /// Global index of the first opportunity strictly after `time_ms`.
+    #[inline]
+    pub fn first_after_ms(&self, time_ms: u64) -> u64 {
+        self.count_at_or_before_ms(time_ms)
+    }
+
+    /// Capacity in bytes of the opportunities in `(from_us, to_us]`, using
+    /// Mahimahi's millisecond resolution.
+    pub fn capacity_bytes_between_us(&self, from_us: u64, to_us: u64) -> u64 {
+        if to_us <= from_us {
+            return 0;
+        }
+        let a = self.count_at_or_before_ms(from_us / 1000);
+        let b = self.count_at_or_before_ms(to_us / 1000);
+        (b - a) * OPPORTUNITY_BYTES
+    }
+
+    /// Mean capacity over one repetition, bits per second.
+    pub fn mean_rate_bits_per_sec(&self) -> f64 {
+        (self.len() as f64 * OPPORTUNITY_BYTES as f64 * 8.0) / (self.period_ms() as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_schedules() {
+        assert!(matches!(CapacityTrace::from_ms(vec![]), Err(SimError::EmptyTrace)));
+        assert!(matches!(
+            CapacityTrace::from_ms(vec![0, 0]),
+            Err(SimError::ZeroPeriodTrace)
+        ));
+        assert!(matches!(
+            CapacityTrace::from_ms(vec![3, 2]),
+            Err(SimError::UnsortedTrace { index: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn repetition_offsets_by_the_last_timestamp() {
+        let t = CapacityTrace::from_ms(vec![0, 2, 5]).unwrap();
+        let times: Vec<u64> = (0..7).map(|i| t.opportunity_ms(i)).collect();
+        assert_eq!(times, vec![0, 2, 5, 5, 7, 10, 10]);
+        for ms in 0..20 {
+            let brute = (0..100).filter(|&i| t.opportunity_ms(i) <= ms).count() as u64;
+            assert_eq!(t.count_at_or_before_ms(ms), brute, "at {ms}");
+        }
+        let one = CapacityTrace::constant(1).unwrap();
+        assert!((one.mean_rate_bits_per_sec() - 12e6).abs() < 1.0);
+        assert_eq!(one.capacity_bytes_between_us(0, 1_000_000), 1000 * 1500);
+    }
+}

@@ -1,0 +1,373 @@
+//! The reinforcement-learning environment: one controlled flow (plus optional
+//! competing flows) on a trace-driven bottleneck, stepped one monitor
+//! interval at a time.
+//!
+//! - [`Env::reset`] takes a capacity window (a [`CapacityTrace`], e.g. a
+//!   window cut from the trace library) and a seed.
+//! - [`Env::step`] applies an [`Action`] the way the sock_ops datapath applies
+//!   a `FlowTarget` (a cwnd clamp and a pacing cap on top of the kernel-like
+//!   base controller, see [`crate::congestion::Clamped`]), runs one monitor
+//!   interval and returns the observation built by the shared
+//!   [`ObservationBuilder`] from datapath-visible statistics only, and a
+//!   reward whose named components are kept separate.
+//! - [`Env::metrics`] gives Pantheon-style episode metrics.
+
+use std::sync::Arc;
+
+use plume_cc_common::{CWND_UNCLAMPED, PACING_UNLIMITED};
+
+use crate::congestion::ControllerKind;
+use crate::policy::observation::{Observation, ObservationBuilder};
+
+use super::metrics::FlowCounters;
+use super::network::{FlowConfig, Network, NetworkConfig};
+use super::{CapacityTrace, QueueLimit, SimError, OPPORTUNITY_BYTES};
+
+/// What the policy asks for, in the datapath's own terms (a `FlowTarget`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Action {
+    /// Ceiling on the cwnd in segments (`TCP_BPF_SNDCWND_CLAMP`);
+    /// [`CWND_UNCLAMPED`] for none. Values below 2 are raised to 2.
+    pub cwnd_clamp_segments: u32,
+    /// Ceiling on the pacing rate in bytes/s (`SO_MAX_PACING_RATE`);
+    /// [`PACING_UNLIMITED`] for none. Values below 12 500 are raised.
+    pub max_pacing_bytes_per_sec: u32,
+}
+
+impl Action {
+    /// No limits: the base controller alone, as without plume-cc.
+    pub fn unlimited() -> Self {
+        Self {
+            cwnd_clamp_segments: CWND_UNCLAMPED,
+            max_pacing_bytes_per_sec: PACING_UNLIMITED,
+        }
+    }
+}
+
+/// How long a monitor interval lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitorInterval {
+    /// A fixed duration, microseconds.
+    FixedUs(u64),
+    /// One smoothed RTT of the controlled flow, within bounds (microseconds).
+    Srtt {
+        /// Shortest interval.
+        min_us: u64,
+        /// Longest interval (also used before the first RTT sample).
+        max_us: u64,
+    },
+}
+
+/// Weights of the reward components: `reward = throughput * throughput_mbps
+/// - delay * queueing_delay_ms - loss * loss_rate`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RewardWeights {
+    /// Per Mbit/s of goodput.
+    pub throughput: f32,
+    /// Per millisecond of mean queueing delay (RTT above min RTT).
+    pub delay: f32,
+    /// Per unit of loss rate (segments lost / segments sent).
+    pub loss: f32,
+}
+
+impl Default for RewardWeights {
+    fn default() -> Self {
+        Self {
+            throughput: 1.0,
+            delay: 0.05,
+            loss: 10.0,
+        }
+    }
+}
+
+/// The reward's components over one interval, in physical units.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RewardComponents {
+    /// Goodput of the controlled flow, Mbit/s.
+    pub throughput_mbps: f32,
+    /// Mean RTT of the interval's samples minus min RTT, milliseconds.
+    pub queueing_delay_ms: f32,
+    /// Segments marked lost / segments sent in the interval.
+    pub loss_rate: f32,
+}
+
+/// The outcome of one [`Env::step`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepResult {
+    /// Observation at the end of the interval.
+    pub observation: Observation,
+    /// Weighted sum of `components`.
+    pub reward: f32,
+    /// The reward's components, unweighted.
+    pub components: RewardComponents,
+    /// True when the episode ended with this step.
+    pub done: bool,
+    /// Simulated time at the end of the step, microseconds.
+    pub now_us: u64,
+    /// Length of the interval just simulated, microseconds.
+    pub interval_us: u64,
+}
+
+/// Episode metrics of the controlled flow (Pantheon style).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EpisodeMetrics {
+    /// Simulated time so far, microseconds.
+    pub elapsed_us: u64,
+    /// Payload bytes delivered (unique segments times MSS).
+    pub delivered_bytes: u64,
+    /// Link capacity offered so far, bytes (opportunities times 1500).
+    pub capacity_bytes: u64,
+    /// Delivered segments on the wire / capacity (can be slightly off 1 at
+    /// the edges because of the propagation delay).
+    pub utilization: f64,
+    /// 95th-percentile RTT, microseconds.
+    pub p95_rtt_us: u64,
+    /// 95th-percentile RTT minus min RTT, microseconds.
+    pub p95_queueing_delay_us: u64,
+    /// Segments marked lost / segments sent.
+    pub loss_rate: f64,
+    /// Mean goodput, Mbit/s.
+    pub throughput_mbps: f64,
+}
+
+/// Parameters of an [`Env`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvConfig {
+    /// Kernel-like controller under the policy's limits.
+    pub base: ControllerKind,
+    /// Uncontrolled flows sharing the bottleneck (started at time 0).
+    pub competing: Vec<ControllerKind>,
+    /// One-way propagation delay each way, microseconds.
+    pub one_way_delay_us: u64,
+    /// Droptail limits of the bottleneck.
+    pub queue_limit: QueueLimit,
+    /// Random loss probability at the link's ingress.
+    pub random_loss: f64,
+    /// Monitor interval.
+    pub interval: MonitorInterval,
+    /// Episode length, microseconds; `None` plays the window once.
+    pub episode_us: Option<u64>,
+    /// Reward weights.
+    pub reward: RewardWeights,
+}
+
+impl Default for EnvConfig {
+    fn default() -> Self {
+        Self {
+            base: ControllerKind::Cubic,
+            competing: Vec::new(),
+            one_way_delay_us: 20_000,
+            queue_limit: QueueLimit::packets(1000),
+            random_loss: 0.0,
+            interval: MonitorInterval::FixedUs(20_000),
+            episode_us: None,
+            reward: RewardWeights::default(),
+        }
+    }
+}
+
+/// The RL environment (see the module docs).
+#[derive(Debug)]
+pub struct Env {
+    config: EnvConfig,
+    net: Option<Network>,
+    builder: ObservationBuilder,
+    last_counters: FlowCounters,
+    end_us: u64,
+}
+
+impl Env {
+    /// An environment that needs [`Env::reset`] before stepping.
+    pub fn new(config: EnvConfig) -> Result<Self, SimError> {
+        if let MonitorInterval::FixedUs(0) = config.interval {
+            return Err(SimError::InvalidConfig("monitor interval must be positive".into()));
+        }
+        if let MonitorInterval::Srtt { min_us, max_us } = config.interval {
+            if min_us == 0 || max_us < min_us {
+                return Err(SimError::InvalidConfig(format!(
+                    "srtt interval bounds must satisfy 0 < min_us <= max_us, got {min_us}..{max_us}"
+                )));
+            }
+        }
+        Ok(Self {
+            config,
+            net: None,
+            builder: ObservationBuilder::new(),
+            last_counters: FlowCounters::default(),
+            end_us: 0,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EnvConfig {
+        &self.config
+    }
+
+    /// Starts an episode on `window` (unlimited ACK path) with `seed`; the
+    /// first interval runs without limits. Returns the observation after it.
+    pub fn reset(&mut self, window: Arc<CapacityTrace>, seed: u64) -> Result<Observation, SimError> {
+        self.reset_with_ack_trace(window, None, seed)
+    }
+
+    /// Like [`Env::reset`], with the ACK path limited by `ack_window`.
+    pub fn reset_with_ack_trace(
+        &mut self,
+        window: Arc<CapacityTrace>,
+        ack_window: Option<Arc<CapacityTrace>>,
+        seed: u64,
+    ) -> Result<Observation, SimError> {
+        let mut flows = vec![FlowConfig::new(self.config.base)];
+        flows.extend(self.config.competing.iter().map(|&k| FlowConfig::new(k)));
+        let net_config = NetworkConfig {
+            one_way_delay_us: self.config.one_way_delay_us,
+            queue_limit: self.config.queue_limit,
+            random_loss: self.config.random_loss,
+            flows,
+            ..NetworkConfig::default()
+        };
+        self.end_us = self
+            .config
+            .episode_us
+            .unwrap_or(window.period_ms().saturating_mul(1000));
+        self.net = Some(Network::new(net_config, window, ack_window, seed)?);
+        self.builder.reset();
+        self.last_counters = FlowCounters::default();
+        // The first interval runs without limits, like a new kernel flow.
+        let first = self.step(Action::unlimited())?;
+        Ok(first.observation)
+    }
+
+    fn interval_us(&self, net: &Network) -> u64 {
+        match self.config.interval {
+            MonitorInterval::FixedUs(us) => us,
+            MonitorInterval::Srtt { min_us, max_us } => {
+                let srtt = net.sender(0).map_or(0, |s| s.srtt_us());
+                if srtt == 0 {
+                    max_us
+                } else {
+                    srtt.clamp(min_us, max_us)
+                }
+            }
+        }
+    }
+
+    /// Applies `action`, simulates one monitor interval and reports it.
+    pub fn step(&mut self, action: Action) -> Result<StepResult, SimError> {
+        let end_us = self.end_us;
+        let Some(net) = self.net.as_ref() else {
+            return Err(SimError::NotReset);
+        };
+        if net.now_us() >= end_us {
+            return Err(SimError::EpisodeDone { end_us });
+        }
+        let interval = self.interval_us(net).max(1);
+        let Some(net) = self.net.as_mut() else {
+            return Err(SimError::NotReset);
+        };
+        let start = net.now_us();
+        let until = (start + interval).min(end_us);
+        if let Some(s) = net.sender_mut(0) {
+            s.controller_mut()
+                .set_limits(action.cwnd_clamp_segments, action.max_pacing_bytes_per_sec);
+        }
+        net.run_until(until);
+        let sender = net.sender(0).ok_or(SimError::NotReset)?;
+        let sample = sender.flow_sample(until);
+        let c = *sender.counters();
+        let min_rtt_us = sender.min_rtt_us();
+        let mss = u64::from(sender.mss_bytes());
+        let prev = self.last_counters;
+        self.last_counters = c;
+        let dt = (until - start).max(1);
+        let d_delivered = c.delivered_segments - prev.delivered_segments;
+        let d_rtt_n = c.rtt_samples - prev.rtt_samples;
+        let d_rtt_sum = c.rtt_sum_us - prev.rtt_sum_us;
+        let d_sent = c.sent_segments - prev.sent_segments;
+        let d_lost = c.lost_segments - prev.lost_segments;
+        let components = RewardComponents {
+            throughput_mbps: (d_delivered * mss * 8) as f32 / dt as f32,
+            queueing_delay_ms: if d_rtt_n > 0 {
+                ((d_rtt_sum / d_rtt_n).saturating_sub(min_rtt_us)) as f32 / 1000.0
+            } else {
+                0.0
+            },
+            loss_rate: if d_sent > 0 {
+                (d_lost as f32 / d_sent as f32).min(1.0)
+            } else {
+                0.0
+            },
+        };
+        let w = self.config.reward;
+        let reward = w.throughput * components.throughput_mbps
+            - w.delay * components.queueing_delay_ms
+            - w.loss * components.loss_rate;
+        let observation = self.builder.observe(&sample).unwrap_or_else(|_| {
+            // Time never goes backwards here; keep the previous shape if it did.
+            [0.0; crate::policy::observation::OBSERVATION_LEN]
+        });
+        Ok(StepResult {
+            observation,
+            reward,
+            components,
+            done: until >= end_us,
+            now_us: until,
+            interval_us: until - start,
+        })
+    }
+
+    /// Metrics of the controlled flow since the reset.
+    pub fn metrics(&self) -> EpisodeMetrics {
+        let Some(net) = self.net.as_ref() else {
+            return EpisodeMetrics::default();
+        };
+        flow_metrics(net, 0).unwrap_or_default()
+    }
+
+    /// The simulation, for inspection (e.g. competing flows' senders).
+    pub fn network(&self) -> Option<&Network> {
+        self.net.as_ref()
+    }
+
+    /// Suggested next interval length, microseconds (what `step` will use).
+    pub fn next_interval_us(&self) -> Option<u64> {
+        self.net.as_ref().map(|n| self.interval_us(n))
+    }
+}
+
+/// Pantheon-style metrics of flow `index` of `net` since time 0.
+pub fn flow_metrics(net: &Network, index: usize) -> Option<EpisodeMetrics> {
+    let sender = net.sender(index)?;
+    let c = sender.counters();
+    let now = net.now_us();
+    let capacity_bytes = net.data_link().trace().capacity_bytes_between_us(0, now);
+    let delivered_bytes = c.delivered_segments * u64::from(sender.mss_bytes());
+    let wire = c.delivered_segments * u64::from(sender.wire_bytes());
+    let p95 = sender.rtt_histogram().quantile_us(0.95);
+    Some(EpisodeMetrics {
+        elapsed_us: now,
+        delivered_bytes,
+        capacity_bytes,
+        utilization: if capacity_bytes > 0 {
+            wire as f64 / capacity_bytes as f64
+        } else {
+            0.0
+        },
+        p95_rtt_us: p95,
+        p95_queueing_delay_us: p95.saturating_sub(sender.min_rtt_us()),
+        loss_rate: if c.sent_segments > 0 {
+            c.lost_segments as f64 / c.sent_segments as f64
+        } else {
+            0.0
+        },
+        throughput_mbps: if now > 0 {
+            delivered_bytes as f64 * 8.0 / now as f64
+        } else {
+            0.0
+        },
+    })
+}
+
+/// Capacity of `trace` in bytes over `[0, duration_us]`.
+pub fn capacity_bytes(trace: &CapacityTrace, duration_us: u64) -> u64 {
+    trace.count_at_or_before_ms(duration_us / 1000) * OPPORTUNITY_BYTES
+}

@@ -1,0 +1,665 @@
+//! A TCP-like sender and its receiver, as far as a congestion controller and
+//! the sock_ops datapath can tell:
+//!
+//! - ACK clocking: a segment is sent while in-flight segments
+//!   (`packets_out - sacked_out - lost_out + retrans_out`, the kernel's
+//!   formula) are below the controller's window;
+//! - pacing: when the controller gives a pacing rate, departures are spaced
+//!   by `wire bytes / rate` (the kernel's internal pacing);
+//! - RTT: every ACK echoes the send time of the transmission that triggered
+//!   it (like the timestamp option); srtt, rttvar and RTO follow RFC 6298 with
+//!   Linux's 200 ms minimum; min RTT is the minimum over the flow;
+//! - loss detection: SACK-like, per transmission: a transmission is lost when
+//!   three later transmissions have been delivered (dupthresh in send order,
+//!   which also catches lost retransmissions), plus the retransmission
+//!   timeout with exponential backoff;
+//! - recovery: one congestion event per window (until `snd_una` passes the
+//!   recovery point); lost segments are retransmitted before new data;
+//! - delivery-rate samples like the kernel's `tcp_rate.c`.
+//!
+//! The receiver acknowledges every segment (no delayed ACKs) with the
+//! cumulative ACK and the segment it just received (one SACK block).
+//! Applications always have data (bulk transfer).
+
+use std::collections::VecDeque;
+
+use crate::congestion::{AckSample, Clamped, Controller, LossEvent};
+use crate::policy::observation::FlowSample;
+
+use super::metrics::{FlowCounters, RttHistogram};
+
+/// Transmissions a later-sent delivered transmission must be ahead of for an
+/// earlier one to be declared lost (the kernel's dupthresh).
+pub const DUPTHRESH: u64 = 3;
+/// Minimum retransmission timeout, microseconds (Linux `TCP_RTO_MIN`).
+pub const RTO_MIN_US: u64 = 200_000;
+/// Maximum retransmission timeout, microseconds (Linux `TCP_RTO_MAX`).
+pub const RTO_MAX_US: u64 = 120_000_000;
+/// Initial retransmission timeout, microseconds (RFC 6298).
+pub const RTO_INITIAL_US: u64 = 1_000_000;
+
+const SACKED: u8 = 1;
+const LOST: u8 = 2;
+const RETRANS: u8 = 4;
+
+/// A data packet on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// Segment sequence number (in segments).
+    pub seq: u64,
+    /// Transmission index (unique per transmission, increasing).
+    pub tx: u64,
+    /// Send time, microseconds.
+    pub sent_us: u64,
+}
+
+/// An ACK as it reaches the sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// Arrival time at the sender, microseconds.
+    pub at_us: u64,
+    /// The segment whose arrival triggered this ACK (the SACK block).
+    pub seq: u64,
+    /// The transmission that triggered it.
+    pub tx: u64,
+    /// Cumulative ACK: every segment below this was received.
+    pub cum_ack: u64,
+    /// Echoed send time of the triggering transmission, microseconds.
+    pub echo_sent_us: u64,
+}
+
+/// What the sender wants to do now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendDecision {
+    /// Put this packet on the wire now.
+    Send(Packet),
+    /// Pacing holds the next packet until this time, microseconds.
+    WaitUntil(u64),
+    /// The window is full; wait for ACKs.
+    Blocked,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Seg {
+    tx: u64,
+    sent_us: u64,
+    first_tx_us: u64,
+    delivered_at_send: u64,
+    delivered_us_at_send: u64,
+    flags: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CaState {
+    Open,
+    Recovery,
+    Loss,
+}
+
+/// The receiver: the cumulative ACK point and a bitmap of out-of-order
+/// segments, as a ring indexed by sequence number.
+#[derive(Debug)]
+pub struct Receiver {
+    rcv_nxt: u64,
+    bits: Vec<u64>,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Receiver {
+    /// A receiver expecting segment 0.
+    pub fn new() -> Self {
+        Self {
+            rcv_nxt: 0,
+            bits: vec![0; 64],
+        }
+    }
+
+    fn cap(&self) -> u64 {
+        self.bits.len() as u64 * 64
+    }
+
+    fn bit(&self, seq: u64) -> bool {
+        let i = seq % self.cap();
+        self.bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, seq: u64, on: bool) {
+        let i = seq % self.cap();
+        let w = &mut self.bits[(i / 64) as usize];
+        if on {
+            *w |= 1 << (i % 64);
+        } else {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    fn grow(&mut self, need: u64) {
+        let mut cap = self.cap();
+        while cap <= need {
+            cap *= 2;
+        }
+        let old = std::mem::replace(&mut self.bits, vec![0; (cap / 64) as usize]);
+        let old_cap = old.len() as u64 * 64;
+        for seq in self.rcv_nxt..self.rcv_nxt + old_cap {
+            let i = seq % old_cap;
+            if old[(i / 64) as usize] & (1 << (i % 64)) != 0 {
+                self.set(seq, true);
+            }
+        }
+    }
+
+    /// Records the arrival of segment `seq`; returns the cumulative ACK.
+    pub fn receive(&mut self, seq: u64) -> u64 {
+        if seq == self.rcv_nxt {
+            self.rcv_nxt += 1;
+            while self.bit(self.rcv_nxt) {
+                let n = self.rcv_nxt;
+                self.set(n, false);
+                self.rcv_nxt += 1;
+            }
+        } else if seq > self.rcv_nxt {
+            if seq - self.rcv_nxt >= self.cap() {
+                self.grow(seq - self.rcv_nxt);
+            }
+            self.set(seq, true);
+        }
+        self.rcv_nxt
+    }
+
+    /// Next expected segment.
+    pub fn rcv_nxt(&self) -> u64 {
+        self.rcv_nxt
+    }
+}
+
+/// The sender side of one flow (see the module docs).
+pub struct Sender {
+    controller: Clamped<Box<dyn Controller>>,
+    mss_bytes: u32,
+    wire_bytes: u32,
+    ring: Vec<Seg>,
+    mask: u64,
+    snd_una: u64,
+    snd_nxt: u64,
+    next_tx: u64,
+    tx_fifo: VecDeque<u64>,
+    tx_fifo_base: u64,
+    max_delivered_tx: u64,
+    retx_queue: VecDeque<u64>,
+    sacked_out: u32,
+    lost_out: u32,
+    retrans_out: u32,
+    state: CaState,
+    recovery_point: u64,
+    delivered: u64,
+    delivered_us: u64,
+    first_tx_us: u64,
+    srtt_us: u64,
+    rttvar_us: u64,
+    min_rtt_us: u64,
+    last_rtt_us: u64,
+    rto_us: u64,
+    backoff: u32,
+    /// RTO deadline, microseconds.
+    pub(crate) rto_deadline_us: Option<u64>,
+    /// Time of the RTO event in the queue, if one is.
+    pub(crate) rto_event_us: Option<u64>,
+    /// A pacing/send event is in the queue.
+    pub(crate) send_event_pending: bool,
+    next_send_ns: u64,
+    rate_delivered: u64,
+    rate_interval_us: u64,
+    bytes_acked: u64,
+    counters: FlowCounters,
+    rtt_hist: RttHistogram,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("controller", &self.controller.name())
+            .field("snd_una", &self.snd_una)
+            .field("snd_nxt", &self.snd_nxt)
+            .field("cwnd", &self.controller.window_segments())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sender {
+    /// A sender of `mss_bytes` segments, `wire_bytes` on the wire each,
+    /// driven by `controller` under (initially absent) datapath limits.
+    pub fn new(controller: Box<dyn Controller>, mss_bytes: u32, wire_bytes: u32) -> Self {
+        let cap = 1024;
+        Self {
+            controller: Clamped::new(controller, mss_bytes),
+            mss_bytes,
+            wire_bytes,
+            ring: vec![Seg::default(); cap],
+            mask: cap as u64 - 1,
+            snd_una: 0,
+            snd_nxt: 0,
+            next_tx: 1,
+            tx_fifo: VecDeque::with_capacity(cap),
+            tx_fifo_base: 1,
+            max_delivered_tx: 0,
+            retx_queue: VecDeque::with_capacity(cap),
+            sacked_out: 0,
+            lost_out: 0,
+            retrans_out: 0,
+            state: CaState::Open,
+            recovery_point: 0,
+            delivered: 0,
+            delivered_us: 0,
+            first_tx_us: 0,
+            srtt_us: 0,
+            rttvar_us: 0,
+            min_rtt_us: 0,
+            last_rtt_us: 0,
+            rto_us: RTO_INITIAL_US,
+            backoff: 0,
+            rto_deadline_us: None,
+            rto_event_us: None,
+            send_event_pending: false,
+            next_send_ns: 0,
+            rate_delivered: 0,
+            rate_interval_us: 0,
+            bytes_acked: 0,
+            counters: FlowCounters::default(),
+            rtt_hist: RttHistogram::new(),
+        }
+    }
+
+    /// The controller with its datapath limits (the policy sets them here).
+    pub fn controller(&self) -> &Clamped<Box<dyn Controller>> {
+        &self.controller
+    }
+
+    /// Mutable access to the controller, e.g. to apply a policy target.
+    pub fn controller_mut(&mut self) -> &mut Clamped<Box<dyn Controller>> {
+        &mut self.controller
+    }
+
+    /// Cumulative counters.
+    pub fn counters(&self) -> &FlowCounters {
+        &self.counters
+    }
+
+    /// RTT samples of the whole flow.
+    pub fn rtt_histogram(&self) -> &RttHistogram {
+        &self.rtt_hist
+    }
+
+    /// Smoothed RTT, microseconds (0 before the first sample).
+    pub fn srtt_us(&self) -> u64 {
+        self.srtt_us
+    }
+
+    /// Minimum RTT, microseconds (0 before the first sample).
+    pub fn min_rtt_us(&self) -> u64 {
+        self.min_rtt_us
+    }
+
+    /// Segments sent and not cumulatively acknowledged (`packets_out`).
+    pub fn packets_out(&self) -> u32 {
+        u32::try_from(self.snd_nxt - self.snd_una).unwrap_or(u32::MAX)
+    }
+
+    /// Segments in flight by the kernel's formula.
+    pub fn inflight_segments(&self) -> u32 {
+        (self.packets_out() + self.retrans_out).saturating_sub(self.sacked_out + self.lost_out)
+    }
+
+    /// Wire bytes of one segment (payload plus headers).
+    pub fn wire_bytes(&self) -> u32 {
+        self.wire_bytes
+    }
+
+    /// Payload bytes of one segment.
+    pub fn mss_bytes(&self) -> u32 {
+        self.mss_bytes
+    }
+
+    /// The statistics the eBPF datapath would report for this flow now.
+    pub fn flow_sample(&self, now_us: u64) -> FlowSample {
+        let sat = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        FlowSample {
+            timestamp_us: now_us,
+            srtt_us: sat(self.srtt_us),
+            min_rtt_us: sat(self.min_rtt_us),
+            last_rtt_us: sat(self.last_rtt_us),
+            cwnd_segments: self.controller.window_segments(),
+            ssthresh_segments: self.controller.ssthresh_segments(),
+            mss_bytes: self.mss_bytes,
+            packets_out: self.packets_out(),
+            retrans_out: self.retrans_out,
+            lost_out: self.lost_out,
+            total_retrans: self.counters.retransmitted_segments as u32,
+            delivered_segments: self.delivered as u32,
+            bytes_acked: self.bytes_acked,
+            rate_delivered_segments: sat(self.rate_delivered),
+            rate_interval_us: sat(self.rate_interval_us),
+            cwnd_clamp_segments: self.controller.cwnd_clamp_segments(),
+            max_pacing_bytes_per_sec: self.controller.max_pacing_bytes_per_sec(),
+        }
+    }
+
+    fn grow_ring(&mut self) {
+        let old_cap = self.ring.len() as u64;
+        let new_cap = old_cap * 2;
+        let mut ring = vec![Seg::default(); new_cap as usize];
+        for seq in self.snd_una..self.snd_nxt {
+            ring[(seq & (new_cap - 1)) as usize] = self.ring[(seq & (old_cap - 1)) as usize];
+        }
+        self.ring = ring;
+        self.mask = new_cap - 1;
+    }
+
+    #[inline]
+    fn seg(&mut self, seq: u64) -> &mut Seg {
+        &mut self.ring[(seq & self.mask) as usize]
+    }
+
+    /// Decides the next transmission at `now_us`.
+    pub fn poll_send(&mut self, now_us: u64) -> SendDecision {
+        let cwnd = self.controller.window_segments();
+        if self.inflight_segments() >= cwnd {
+            return SendDecision::Blocked;
+        }
+        let rate = self.controller.pacing_rate_bytes_per_sec();
+        if rate.is_some() && now_us.saturating_mul(1000) < self.next_send_ns {
+            return SendDecision::WaitUntil(self.next_send_ns.div_ceil(1000));
+        }
+        // Lost segments first, then new data.
+        let mut retransmit = None;
+        while let Some(s) = self.retx_queue.pop_front() {
+            if s < self.snd_una || s >= self.snd_nxt {
+                continue;
+            }
+            let f = self.seg(s).flags;
+            if f & LOST != 0 && f & (SACKED | RETRANS) == 0 {
+                retransmit = Some(s);
+                break;
+            }
+        }
+        if self.snd_una == self.snd_nxt {
+            // Nothing in flight: a new rate-sampling interval starts now.
+            self.first_tx_us = now_us;
+            self.delivered_us = now_us;
+        }
+        let seq = match retransmit {
+            Some(s) => s,
+            None => {
+                if self.snd_nxt - self.snd_una >= self.ring.len() as u64 {
+                    self.grow_ring();
+                }
+                self.snd_nxt += 1;
+                self.snd_nxt - 1
+            }
+        };
+        let tx = self.next_tx;
+        self.next_tx += 1;
+        let (delivered, delivered_us, first_tx_us) =
+            (self.delivered, self.delivered_us, self.first_tx_us);
+        let seg = self.seg(seq);
+        if retransmit.is_some() {
+            seg.flags |= RETRANS;
+        } else {
+            seg.flags = 0;
+        }
+        seg.tx = tx;
+        seg.sent_us = now_us;
+        seg.first_tx_us = first_tx_us;
+        seg.delivered_at_send = delivered;
+        seg.delivered_us_at_send = delivered_us;
+        if retransmit.is_some() {
+            self.retrans_out += 1;
+            self.counters.retransmitted_segments += 1;
+        }
+        self.counters.sent_segments += 1;
+        self.tx_fifo.push_back(seq);
+        if let Some(rate) = rate {
+            let gap_ns = u64::from(self.wire_bytes) * 1_000_000_000 / rate.max(1);
+            self.next_send_ns = self.next_send_ns.max(now_us.saturating_mul(1000)) + gap_ns;
+        }
+        if self.rto_deadline_us.is_none() {
+            self.rto_deadline_us = Some(now_us + self.current_rto_us());
+        }
+        SendDecision::Send(Packet {
+            seq,
+            tx,
+            sent_us: now_us,
+        })
+    }
+
+    fn current_rto_us(&self) -> u64 {
+        (self.rto_us << self.backoff.min(16)).min(RTO_MAX_US)
+    }
+
+    fn update_rtt(&mut self, rtt_us: u64) {
+        let rtt = rtt_us.max(1);
+        if self.srtt_us == 0 {
+            self.srtt_us = rtt;
+            self.rttvar_us = rtt / 2;
+            self.min_rtt_us = rtt;
+        } else {
+            let err = self.srtt_us.abs_diff(rtt);
+            self.rttvar_us = (3 * self.rttvar_us + err) / 4;
+            self.srtt_us = (7 * self.srtt_us + rtt) / 8;
+            self.min_rtt_us = self.min_rtt_us.min(rtt);
+        }
+        self.last_rtt_us = rtt;
+        self.rto_us = (self.srtt_us + (4 * self.rttvar_us).max(RTO_MIN_US)).min(RTO_MAX_US);
+        self.counters.rtt_sum_us += rtt;
+        self.counters.rtt_samples += 1;
+        self.rtt_hist.record(rtt);
+    }
+
+    /// Marks `seq` delivered; returns its rate-sampling info if it is newer
+    /// than `best` (the kernel takes the most recently sent delivered skb).
+    #[inline]
+    fn deliver(&mut self, seq: u64, best: &mut Option<Seg>) {
+        let seg = *self.seg(seq);
+        if seg.flags & LOST != 0 {
+            self.lost_out -= 1;
+        }
+        if seg.flags & RETRANS != 0 {
+            self.retrans_out -= 1;
+        }
+        self.seg(seq).flags = SACKED;
+        if best.is_none_or(|b| seg.delivered_at_send >= b.delivered_at_send) {
+            *best = Some(seg);
+        }
+    }
+
+    /// Processes an ACK at `now_us`.
+    pub fn on_ack(&mut self, now_us: u64, ack: &Ack) {
+        let mut newly = 0u64;
+        let mut best: Option<Seg> = None;
+        let cum = ack.cum_ack.min(self.snd_nxt);
+        // The segment that triggered the ACK (SACK block or in-order).
+        if ack.seq >= self.snd_una && ack.seq < self.snd_nxt && self.seg(ack.seq).flags & SACKED == 0 {
+            self.deliver(ack.seq, &mut best);
+            newly += 1;
+            self.sacked_out += 1;
+        }
+        if cum > self.snd_una {
+            for s in self.snd_una..cum {
+                if self.seg(s).flags & SACKED == 0 {
+                    self.deliver(s, &mut best);
+                    newly += 1;
+                } else {
+                    self.sacked_out -= 1;
+                }
+            }
+            self.bytes_acked += (cum - self.snd_una) * u64::from(self.mss_bytes);
+            self.snd_una = cum;
+            self.backoff = 0;
+        }
+        if newly > 0 {
+            self.update_rtt(now_us.saturating_sub(ack.echo_sent_us));
+            self.delivered += newly;
+            self.counters.delivered_segments += newly;
+            self.delivered_us = now_us;
+            if let Some(seg) = best {
+                self.first_tx_us = seg.sent_us;
+                let send_elapsed = seg.sent_us.saturating_sub(seg.first_tx_us);
+                let ack_elapsed = now_us.saturating_sub(seg.delivered_us_at_send);
+                let interval = send_elapsed.max(ack_elapsed);
+                // Like the kernel, samples shorter than min RTT are not taken.
+                if interval >= self.min_rtt_us && interval > 0 {
+                    self.rate_delivered = self.delivered - seg.delivered_at_send;
+                    self.rate_interval_us = interval;
+                }
+            }
+        }
+        if ack.tx > self.max_delivered_tx {
+            self.max_delivered_tx = ack.tx;
+        }
+        let newly_lost = self.detect_losses();
+        if self.state != CaState::Open && self.snd_una >= self.recovery_point {
+            self.state = CaState::Open;
+        }
+        if newly_lost > 0 {
+            self.counters.lost_segments += newly_lost;
+            if self.state == CaState::Open {
+                self.state = CaState::Recovery;
+                self.recovery_point = self.snd_nxt;
+                let ev = LossEvent {
+                    lost_segments: newly_lost as u32,
+                    inflight_segments: self.inflight_segments(),
+                    is_timeout: false,
+                };
+                self.controller.on_loss(now_us, &ev);
+            }
+        }
+        if newly > 0 {
+            let sample = AckSample {
+                acked_segments: newly as u32,
+                rtt_us: self.last_rtt_us,
+                srtt_us: self.srtt_us,
+                min_rtt_us: self.min_rtt_us,
+                inflight_segments: self.inflight_segments(),
+                delivered_segments: self.delivered,
+                prior_delivered_segments: best.map_or(0, |s| s.delivered_at_send),
+                delivery_rate_bytes_per_sec: if self.rate_interval_us > 0 {
+                    self.rate_delivered * u64::from(self.mss_bytes) * 1_000_000
+                        / self.rate_interval_us
+                } else {
+                    0
+                },
+                in_recovery: self.state == CaState::Recovery,
+                mss_bytes: self.mss_bytes,
+            };
+            self.controller.on_ack(now_us, &sample);
+            self.rto_deadline_us = if self.snd_nxt > self.snd_una {
+                Some(now_us + self.current_rto_us())
+            } else {
+                None
+            };
+        }
+    }
+
+    /// Declares lost every transmission three or more behind the newest
+    /// delivered one; returns how many segments became lost.
+    fn detect_losses(&mut self) -> u64 {
+        let mut lost = 0;
+        while self.tx_fifo_base + DUPTHRESH <= self.max_delivered_tx {
+            let Some(s) = self.tx_fifo.pop_front() else {
+                break;
+            };
+            let tx = self.tx_fifo_base;
+            self.tx_fifo_base += 1;
+            if s < self.snd_una || s >= self.snd_nxt {
+                continue;
+            }
+            let seg = self.seg(s);
+            if seg.tx != tx || seg.flags & SACKED != 0 {
+                continue;
+            }
+            if seg.flags & RETRANS != 0 {
+                seg.flags &= !RETRANS;
+                self.retrans_out -= 1;
+            } else if seg.flags & LOST == 0 {
+                seg.flags |= LOST;
+                self.lost_out += 1;
+            } else {
+                continue;
+            }
+            self.retx_queue.push_back(s);
+            lost += 1;
+        }
+        lost
+    }
+
+    /// Handles the retransmission timer at `now_us`; returns true if it fired.
+    pub fn on_rto(&mut self, now_us: u64) -> bool {
+        match self.rto_deadline_us {
+            Some(d) if d <= now_us && self.snd_nxt > self.snd_una => {}
+            _ => return false,
+        }
+        self.counters.timeouts += 1;
+        self.backoff += 1;
+        let mut newly_lost = 0u64;
+        self.retx_queue.clear();
+        for s in self.snd_una..self.snd_nxt {
+            let seg = self.seg(s);
+            if seg.flags & SACKED != 0 {
+                continue;
+            }
+            let was_lost = seg.flags & LOST != 0;
+            let was_retrans = seg.flags & RETRANS != 0;
+            seg.flags = LOST;
+            if was_retrans {
+                self.retrans_out -= 1;
+            }
+            if !was_lost {
+                self.lost_out += 1;
+                newly_lost += 1;
+            }
+            self.retx_queue.push_back(s);
+        }
+        self.counters.lost_segments += newly_lost;
+        self.state = CaState::Loss;
+        self.recovery_point = self.snd_nxt;
+        let ev = LossEvent {
+            lost_segments: newly_lost as u32,
+            inflight_segments: self.inflight_segments(),
+            is_timeout: true,
+        };
+        self.controller.on_loss(now_us, &ev);
+        self.next_send_ns = 0;
+        self.rto_deadline_us = Some(now_us + self.current_rto_us());
+        true
+    }
+
+    /// Calls the controller's periodic hook.
+    pub fn on_tick(&mut self, now_us: u64) {
+        self.controller.on_tick(now_us);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receiver_cumulates_and_buffers_out_of_order() {
+        let mut r = Receiver::new();
+        assert_eq!(r.receive(0), 1);
+        assert_eq!(r.receive(2), 1);
+        assert_eq!(r.receive(3), 1);
+        assert_eq!(r.receive(1), 4);
+        assert_eq!(r.receive(1), 4);
+        // Far ahead: the bitmap grows.
+        assert_eq!(r.receive(5000), 4);
+        for s in 4..5000 {
+            r.receive(s);
+        }
+        assert_eq!(r.rcv_nxt(), 5001);
+    }
+}

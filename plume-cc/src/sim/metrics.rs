@@ -1,0 +1,103 @@
+//! Per-flow measurements for episode metrics (Pantheon-style: throughput,
+//! utilisation, 95th-percentile delay, loss), kept in fixed-size buffers so
+//! recording on the per-packet path never allocates.
+
+/// Width of one RTT histogram bucket, microseconds.
+pub const RTT_BUCKET_US: u64 = 100;
+/// Number of RTT buckets (the last one collects everything above 6.5 s).
+pub const RTT_BUCKETS: usize = 65_536;
+
+/// Histogram of RTT samples with [`RTT_BUCKET_US`] resolution.
+#[derive(Clone, Debug)]
+pub struct RttHistogram {
+    counts: Box<[u32]>,
+    samples: u64,
+}
+
+impl Default for RttHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RttHistogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self {
+            counts: vec![0u32; RTT_BUCKETS].into_boxed_slice(),
+            samples: 0,
+        }
+    }
+
+    /// Records one sample.
+    #[inline]
+    pub fn record(&mut self, rtt_us: u64) {
+        let i = ((rtt_us / RTT_BUCKET_US) as usize).min(RTT_BUCKETS - 1);
+        self.counts[i] = self.counts[i].saturating_add(1);
+        self.samples += 1;
+    }
+
+    /// Number of samples recorded.
+    pub fn len(&self) -> u64 {
+        self.samples
+    }
+
+    /// True when no sample was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.samples == 0
+    }
+
+    /// The `q`-quantile (0..=1) in microseconds (bucket upper edge), 0 when empty.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        if self.samples == 0 {
+            return 0;
+        }
+        let q = if q.is_nan() { 1.0 } else { q.clamp(0.0, 1.0) };
+        let rank = ((q * self.samples as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                return (i as u64 + 1) * RTT_BUCKET_US;
+            }
+        }
+        RTT_BUCKETS as u64 * RTT_BUCKET_US
+    }
+}
+
+/// Cumulative counters of one flow, kept by the sender.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    /// Segments transmitted, first transmissions and retransmissions.
+    pub sent_segments: u64,
+    /// Retransmitted segments.
+    pub retransmitted_segments: u64,
+    /// Segments the sender marked lost (dupACK/SACK or timeout).
+    pub lost_segments: u64,
+    /// Unique segments delivered (acked or SACKed).
+    pub delivered_segments: u64,
+    /// Retransmission timeouts.
+    pub timeouts: u64,
+    /// Sum of RTT samples, microseconds.
+    pub rtt_sum_us: u64,
+    /// Number of RTT samples.
+    pub rtt_samples: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles() {
+        let mut h = RttHistogram::new();
+        assert_eq!(h.quantile_us(0.95), 0);
+        for ms in 1..=100u64 {
+            h.record(ms * 1000);
+        }
+        assert_eq!(h.quantile_us(0.95), 95_100);
+        assert_eq!(h.quantile_us(0.0), 1_100);
+        h.record(u64::MAX);
+        assert_eq!(h.quantile_us(1.0), RTT_BUCKETS as u64 * RTT_BUCKET_US);
+    }
+}
