@@ -23,7 +23,11 @@ fn config() -> NetworkConfig {
 }
 
 /// Runs one simulation; returns (segments sent, segments delivered).
-fn run(trace: &Arc<plume_cc::sim::CapacityTrace>, duration_us: u64, seed: u64) -> anyhow::Result<(u64, u64)> {
+fn run(
+    trace: &Arc<plume_cc::sim::CapacityTrace>,
+    duration_us: u64,
+    seed: u64,
+) -> anyhow::Result<(u64, u64)> {
     let mut net = Network::new(config(), Arc::clone(trace), None, seed)?;
     net.run_until(duration_us);
     let c = net
@@ -36,7 +40,10 @@ fn run(trace: &Arc<plume_cc::sim::CapacityTrace>, duration_us: u64, seed: u64) -
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let path = args.next().map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces/mahimahi/ATT-LTE-driving.down"))
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/traces/mahimahi/ATT-LTE-driving.down"
+        ))
     });
     let trace = Arc::new(load_mahimahi(&path)?);
     let duration_us = match args.next() {

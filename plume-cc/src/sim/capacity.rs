@@ -113,7 +113,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_schedules() {
-        assert!(matches!(CapacityTrace::from_ms(vec![]), Err(SimError::EmptyTrace)));
+        assert!(matches!(
+            CapacityTrace::from_ms(vec![]),
+            Err(SimError::EmptyTrace)
+        ));
         assert!(matches!(
             CapacityTrace::from_ms(vec![0, 0]),
             Err(SimError::ZeroPeriodTrace)

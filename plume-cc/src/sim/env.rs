@@ -180,7 +180,9 @@ impl Env {
     /// An environment that needs [`Env::reset`] before stepping.
     pub fn new(config: EnvConfig) -> Result<Self, SimError> {
         if let MonitorInterval::FixedUs(0) = config.interval {
-            return Err(SimError::InvalidConfig("monitor interval must be positive".into()));
+            return Err(SimError::InvalidConfig(
+                "monitor interval must be positive".into(),
+            ));
         }
         if let MonitorInterval::Srtt { min_us, max_us } = config.interval {
             if min_us == 0 || max_us < min_us {
@@ -205,7 +207,11 @@ impl Env {
 
     /// Starts an episode on `window` (unlimited ACK path) with `seed`; the
     /// first interval runs without limits. Returns the observation after it.
-    pub fn reset(&mut self, window: Arc<CapacityTrace>, seed: u64) -> Result<Observation, SimError> {
+    pub fn reset(
+        &mut self,
+        window: Arc<CapacityTrace>,
+        seed: u64,
+    ) -> Result<Observation, SimError> {
         self.reset_with_ack_trace(window, None, seed)
     }
 
@@ -286,11 +292,9 @@ impl Env {
         let d_lost = c.lost_segments - prev.lost_segments;
         let components = RewardComponents {
             throughput_mbps: (d_delivered * mss * 8) as f32 / dt as f32,
-            queueing_delay_ms: if d_rtt_n > 0 {
-                ((d_rtt_sum / d_rtt_n).saturating_sub(min_rtt_us)) as f32 / 1000.0
-            } else {
-                0.0
-            },
+            queueing_delay_ms: d_rtt_sum
+                .checked_div(d_rtt_n)
+                .map_or(0.0, |mean| mean.saturating_sub(min_rtt_us) as f32 / 1000.0),
             loss_rate: if d_sent > 0 {
                 (d_lost as f32 / d_sent as f32).min(1.0)
             } else {
@@ -301,10 +305,7 @@ impl Env {
         let reward = w.throughput * components.throughput_mbps
             - w.delay * components.queueing_delay_ms
             - w.loss * components.loss_rate;
-        let observation = self.builder.observe(&sample).unwrap_or_else(|_| {
-            // Time never goes backwards here; keep the previous shape if it did.
-            [0.0; crate::policy::observation::OBSERVATION_LEN]
-        });
+        let observation = self.builder.observe(&sample)?;
         Ok(StepResult {
             observation,
             reward,

@@ -482,7 +482,10 @@ impl Sender {
         let mut best: Option<Seg> = None;
         let cum = ack.cum_ack.min(self.snd_nxt);
         // The segment that triggered the ACK (SACK block or in-order).
-        if ack.seq >= self.snd_una && ack.seq < self.snd_nxt && self.seg(ack.seq).flags & SACKED == 0 {
+        if ack.seq >= self.snd_una
+            && ack.seq < self.snd_nxt
+            && self.seg(ack.seq).flags & SACKED == 0
+        {
             self.deliver(ack.seq, &mut best);
             newly += 1;
             self.sacked_out += 1;
@@ -546,12 +549,11 @@ impl Sender {
                 inflight_segments: self.inflight_segments(),
                 delivered_segments: self.delivered,
                 prior_delivered_segments: best.map_or(0, |s| s.delivered_at_send),
-                delivery_rate_bytes_per_sec: if self.rate_interval_us > 0 {
-                    self.rate_delivered * u64::from(self.mss_bytes) * 1_000_000
-                        / self.rate_interval_us
-                } else {
-                    0
-                },
+                delivery_rate_bytes_per_sec: (self.rate_delivered
+                    * u64::from(self.mss_bytes)
+                    * 1_000_000)
+                    .checked_div(self.rate_interval_us)
+                    .unwrap_or(0),
                 in_recovery: self.state == CaState::Recovery,
                 mss_bytes: self.mss_bytes,
             };

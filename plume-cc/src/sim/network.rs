@@ -100,7 +100,9 @@ impl NetworkConfig {
             )));
         }
         if self.flows.is_empty() {
-            return Err(SimError::InvalidConfig("at least one flow is needed".into()));
+            return Err(SimError::InvalidConfig(
+                "at least one flow is needed".into(),
+            ));
         }
         Ok(())
     }
@@ -157,7 +159,11 @@ impl Network {
             .map(|(i, f)| {
                 events.push(f.start_us, EventKind::Send, i as u32);
                 FlowSlot {
-                    sender: Sender::new(f.controller.build(config.mss_bytes), config.mss_bytes, wire),
+                    sender: Sender::new(
+                        f.controller.build(config.mss_bytes),
+                        config.mss_bytes,
+                        wire,
+                    ),
                     receiver: Receiver::new(),
                     acks: VecDeque::with_capacity(1024),
                     ack_event_pending: false,
