@@ -257,6 +257,30 @@ fn random_loss_rate_is_honoured() {
     assert!((0.015..0.025).contains(&rate), "loss rate {rate}");
 }
 
+#[test]
+fn timeouts_back_off_and_recover() {
+    // 30% loss: retransmission timeouts happen; the run must neither hang
+    // nor stall for good.
+    let config = NetworkConfig {
+        one_way_delay_us: 10_000,
+        random_loss: 0.3,
+        flows: vec![FlowConfig::new(ControllerKind::Cubic)],
+        ..NetworkConfig::default()
+    };
+    let mut net = Network::new(config, constant(1), None, 11).expect("network");
+    net.run_until(30_000_000);
+    let half = delivered(&net, 0);
+    net.run_until(60_000_000);
+    let c = *net.sender(0).expect("flow").counters();
+    assert!(c.timeouts > 0, "{c:?}");
+    assert!(
+        half > 500 && c.delivered_segments > half + 500,
+        "{half} then {c:?}"
+    );
+    let w = net.sender(0).expect("flow").controller().window_segments();
+    assert!(w >= 1);
+}
+
 fn episode(seed: u64, loss: f64) -> (Vec<(u64, u32, u32)>, String) {
     let config = EnvConfig {
         base: ControllerKind::Cubic,

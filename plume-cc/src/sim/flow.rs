@@ -182,6 +182,7 @@ pub struct Sender {
     controller: Clamped<Box<dyn Controller>>,
     mss_bytes: u32,
     wire_bytes: u32,
+    rwnd_segments: u64,
     ring: Vec<Seg>,
     mask: u64,
     snd_una: u64,
@@ -232,13 +233,21 @@ impl std::fmt::Debug for Sender {
 
 impl Sender {
     /// A sender of `mss_bytes` segments, `wire_bytes` on the wire each,
-    /// driven by `controller` under (initially absent) datapath limits.
-    pub fn new(controller: Box<dyn Controller>, mss_bytes: u32, wire_bytes: u32) -> Self {
+    /// driven by `controller` under (initially absent) datapath limits, and
+    /// never more than `rwnd_segments` beyond `snd_una` (the receiver's
+    /// window, which bounds Linux's cwnd in practice).
+    pub fn new(
+        controller: Box<dyn Controller>,
+        mss_bytes: u32,
+        wire_bytes: u32,
+        rwnd_segments: u32,
+    ) -> Self {
         let cap = 1024;
         Self {
             controller: Clamped::new(controller, mss_bytes),
             mss_bytes,
             wire_bytes,
+            rwnd_segments: u64::from(rwnd_segments.max(1)),
             ring: vec![Seg::default(); cap],
             mask: cap as u64 - 1,
             snd_una: 0,
@@ -374,7 +383,7 @@ impl Sender {
         if rate.is_some() && now_us.saturating_mul(1000) < self.next_send_ns {
             return SendDecision::WaitUntil(self.next_send_ns.div_ceil(1000));
         }
-        // Lost segments first, then new data.
+        // Lost segments first, then new data within the receive window.
         let mut retransmit = None;
         while let Some(s) = self.retx_queue.pop_front() {
             if s < self.snd_una || s >= self.snd_nxt {
@@ -385,6 +394,9 @@ impl Sender {
                 retransmit = Some(s);
                 break;
             }
+        }
+        if retransmit.is_none() && self.snd_nxt - self.snd_una >= self.rwnd_segments {
+            return SendDecision::Blocked;
         }
         if self.snd_una == self.snd_nxt {
             // Nothing in flight: a new rate-sampling interval starts now.
@@ -490,7 +502,8 @@ impl Sender {
             newly += 1;
             self.sacked_out += 1;
         }
-        if cum > self.snd_una {
+        let una_advanced = cum > self.snd_una;
+        if una_advanced {
             for s in self.snd_una..cum {
                 if self.seg(s).flags & SACKED == 0 {
                     self.deliver(s, &mut best);
@@ -558,6 +571,8 @@ impl Sender {
                 mss_bytes: self.mss_bytes,
             };
             self.controller.on_ack(now_us, &sample);
+        }
+        if newly > 0 || una_advanced {
             self.rto_deadline_us = if self.snd_nxt > self.snd_una {
                 Some(now_us + self.current_rto_us())
             } else {
@@ -600,8 +615,12 @@ impl Sender {
 
     /// Handles the retransmission timer at `now_us`; returns true if it fired.
     pub fn on_rto(&mut self, now_us: u64) -> bool {
+        if self.snd_nxt == self.snd_una {
+            self.rto_deadline_us = None;
+            return false;
+        }
         match self.rto_deadline_us {
-            Some(d) if d <= now_us && self.snd_nxt > self.snd_una => {}
+            Some(d) if d <= now_us => {}
             _ => return false,
         }
         self.counters.timeouts += 1;
