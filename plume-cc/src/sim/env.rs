@@ -21,7 +21,7 @@ use crate::policy::observation::{Observation, ObservationBuilder};
 
 use super::metrics::FlowCounters;
 use super::network::{FlowConfig, Network, NetworkConfig};
-use super::{CapacityTrace, QueueLimit, SimError, OPPORTUNITY_BYTES};
+use super::{CapacityTrace, QueueLimit, SimError};
 
 /// What the policy asks for, in the datapath's own terms (a `FlowTarget`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -368,7 +368,87 @@ pub fn flow_metrics(net: &Network, index: usize) -> Option<EpisodeMetrics> {
     })
 }
 
-/// Capacity of `trace` in bytes over `[0, duration_us]`.
-pub fn capacity_bytes(trace: &CapacityTrace, duration_us: u64) -> u64 {
-    trace.count_at_or_before_ms(duration_us / 1000) * OPPORTUNITY_BYTES
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::congestion::Controller;
+
+    fn constant(k: u32) -> Arc<CapacityTrace> {
+        Arc::new(CapacityTrace::constant(k).expect("trace"))
+    }
+
+    #[test]
+    fn srtt_interval_and_competing_flows() {
+        let config = EnvConfig {
+            base: ControllerKind::Reno,
+            competing: vec![ControllerKind::Cubic],
+            one_way_delay_us: 15_000,
+            interval: MonitorInterval::Srtt {
+                min_us: 10_000,
+                max_us: 100_000,
+            },
+            episode_us: Some(5_000_000),
+            ..EnvConfig::default()
+        };
+        let mut env = Env::new(config).expect("env");
+        env.reset(constant(2), 1).expect("reset");
+        assert_eq!(env.network().map(Network::flow_count), Some(2));
+        let r = env.step(Action::unlimited()).expect("step");
+        // One srtt: at least the 30 ms propagation RTT.
+        assert!(
+            r.interval_us >= 30_000 && r.interval_us <= 100_000,
+            "{}",
+            r.interval_us
+        );
+        assert!(r.observation.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn actions_reach_the_flow_like_the_datapath() {
+        let mut env = Env::new(EnvConfig {
+            episode_us: Some(2_000_000),
+            ..EnvConfig::default()
+        })
+        .expect("env");
+        env.reset(constant(1), 1).expect("reset");
+        for _ in 0..20 {
+            env.step(Action {
+                cwnd_clamp_segments: 0,
+                max_pacing_bytes_per_sec: 5,
+            })
+            .expect("step");
+        }
+        let c = env
+            .network()
+            .and_then(|n| n.sender(0))
+            .map(|s| {
+                (
+                    s.controller().cwnd_clamp_segments(),
+                    s.controller().max_pacing_bytes_per_sec(),
+                )
+            })
+            .expect("flow");
+        // Bounded like the datapath: clamp 2 segments, 12 500 B/s.
+        assert_eq!(c, (2, 12_500));
+        let s = env.network().and_then(|n| n.sender(0)).expect("flow");
+        assert!(s.controller().window_segments() <= 2);
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        assert!(Env::new(EnvConfig {
+            interval: MonitorInterval::FixedUs(0),
+            ..EnvConfig::default()
+        })
+        .is_err());
+        let mut env = Env::new(EnvConfig {
+            random_loss: 1.5,
+            ..EnvConfig::default()
+        })
+        .expect("env");
+        assert!(matches!(
+            env.reset(constant(1), 0),
+            Err(SimError::InvalidConfig(_))
+        ));
+    }
 }

@@ -19,7 +19,14 @@
 //!
 //! The receiver acknowledges every segment (no delayed ACKs) with the
 //! cumulative ACK and the segment it just received (one SACK block).
-//! Applications always have data (bulk transfer).
+//! Applications always have data (bulk transfer); a receive window bounds
+//! the data beyond the cumulative ACK.
+//!
+//! Simplifications against Linux, kept deliberately small: no delayed ACKs,
+//! the window reduction on recovery is immediate (no PRR), no tail-loss probe,
+//! RACK's time-based reordering window is replaced by dupthresh in send order
+//! (the simulated path never reorders), and min RTT is the flow's minimum
+//! (the kernel's filter window is 300 s).
 
 use std::collections::VecDeque;
 
