@@ -22,7 +22,7 @@
 //!   pacing) and the receiver;
 //! - [`network`]: links, delays, random loss and flows put together;
 //! - [`metrics`]: per-flow counters and RTT percentiles;
-//! - [`env`]: the RL environment (reset/step, observation, reward);
+//! - [`env`](mod@env): the RL environment (reset/step, observation, reward);
 //! - [`parallel`]: many environments stepped with rayon.
 
 pub mod capacity;
