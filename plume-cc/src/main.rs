@@ -182,8 +182,16 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             for dir in dirs {
-                let rows = daemon::status::read(&dir)
-                    .with_context(|| format!("reading the datapath pinned at {}", dir.display()))?;
+                let rows = match daemon::status::read(&dir) {
+                    Ok(rows) => rows,
+                    // A daemon that just stopped removes its pins while we list them.
+                    Err(_) if !dir.join("link").exists() => continue,
+                    Err(e) => {
+                        return Err(
+                            e.context(format!("reading the datapath pinned at {}", dir.display()))
+                        )
+                    }
+                };
                 if json {
                     println!(
                         "{}",
