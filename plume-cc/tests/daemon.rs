@@ -46,6 +46,7 @@ fn tmpdir(tag: &str) -> PathBuf {
 struct Daemon {
     child: Child,
     log: mpsc::Receiver<String>,
+    pins: PathBuf,
 }
 
 impl Daemon {
@@ -79,7 +80,11 @@ impl Daemon {
                 }
             }
         });
-        let d = Self { child, log };
+        let d = Self {
+            child,
+            log,
+            pins: pin_dir.to_owned(),
+        };
         d.wait_log("controlling", Duration::from_secs(15));
         d
     }
@@ -118,6 +123,21 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();
+        if std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.pins);
+        }
+    }
+}
+
+/// Removes a test's pins if the test fails: removing the pinned objects drops
+/// the last references (the link detaches), so no datapath outlives a failure.
+struct PinGuard(PathBuf);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
