@@ -236,6 +236,7 @@ fn cwnd_follows_scripted_targets_and_pacing_caps_the_rate() {
         "/sys/fs/bpf/plume-cc/test-follow-{}",
         std::process::id()
     ));
+    let _guard = PinGuard(pins.clone());
     // Steps: cwnd 4, then cwnd 12, then pacing 2 MB/s with no cwnd limit, held.
     let policy = script(
         &dir,
@@ -305,6 +306,7 @@ fn killed_daemon_leaves_no_flow_throttled_and_a_restart_readopts() {
         "/sys/fs/bpf/plume-cc/test-kill-{}",
         std::process::id()
     ));
+    let _guard = PinGuard(pins.clone());
     let policy = script(
         &dir,
         "throttle.json",
@@ -382,6 +384,7 @@ fn a_thousand_short_flows_leave_no_map_entries() {
         "/sys/fs/bpf/plume-cc/test-many-{}",
         std::process::id()
     ));
+    let _guard = PinGuard(pins.clone());
     let policy = script(
         &dir,
         "c.json",
