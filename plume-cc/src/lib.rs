@@ -2,6 +2,7 @@
 //!
 //! One folder per concern; see the README's architecture section.
 pub mod congestion;
+pub mod daemon;
 pub mod datapath;
 pub mod plume;
 pub mod policy;

@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use plume_cc::datapath::{probe, selftest};
+use plume_cc::{
+    daemon,
+    datapath::{probe, selftest},
+};
 
 /// plume-cc: a learned TCP congestion controller for the Linux datapath.
 #[derive(Debug, Parser)]
@@ -17,6 +20,56 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the control daemon (needs root): attach the datapath to a cgroup
+    /// and steer every flow in it with a policy, one batched decision per
+    /// monitor interval. SIGINT/SIGTERM hand all flows back to the kernel.
+    Run {
+        /// Policy file: a learned policy, or a scripted schedule
+        /// (`{"scripted":{"steps":[{"cwnd":4,"hold_ms":500},...]}}`).
+        #[arg(long)]
+        policy: PathBuf,
+        /// cgroup v2 folder whose flows are controlled.
+        #[arg(long)]
+        cgroup: PathBuf,
+        /// Create the cgroup folder if missing.
+        #[arg(long)]
+        create_cgroup: bool,
+        /// Monitor interval, milliseconds.
+        #[arg(long, default_value_t = 20)]
+        interval: u64,
+        /// Targets older than this are lifted by the datapath itself, milliseconds.
+        #[arg(long, default_value_t = 500)]
+        stale_ms: u64,
+        /// bpffs folder for the pins (default /sys/fs/bpf/plume-cc/<cgroup>).
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
+        /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9901).
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
+        /// Stop by itself after this many milliseconds.
+        #[arg(long)]
+        run_for_ms: Option<u64>,
+    },
+    /// Measure the datapath (root): control-step time for 1..10000 flows,
+    /// the eBPF program's cost per callback, the daemon's CPU at 100 flows.
+    BenchDatapath {
+        /// Policy for the control loop and the daemon (default: a scripted clamp).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Iterations per flow count.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Write the results as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// List the flows of every running datapath with their statistics and
+    /// targets (like `ss -ti`).
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the datapath end to end on this host (needs root): attach the
     /// sock_ops program to a fresh cgroup, run a loopback transfer in it, clamp
     /// its cwnd, verify the sender obeys, release it, clean up.
@@ -46,6 +99,16 @@ enum Command {
         /// Report interval, milliseconds.
         #[arg(long, default_value_t = 20)]
         report_ms: u64,
+        /// Instead of one long transfer: open this many connections at once,
+        /// send `--bytes` on each, hold them `--hold-ms`, close them all.
+        #[arg(long)]
+        flows: Option<usize>,
+        /// Bytes per connection with `--flows`.
+        #[arg(long, default_value_t = 100_000)]
+        bytes: usize,
+        /// How long `--flows` connections stay open after sending, milliseconds.
+        #[arg(long, default_value_t = 300)]
+        hold_ms: u64,
     },
     /// Train a policy with PPO in the simulator (used by `cargo xtask train`).
     #[command(hide = true)]
@@ -88,11 +151,95 @@ fn main() -> anyhow::Result<()> {
             }
             println!("selftest passed");
         }
+        Command::Run {
+            policy,
+            cgroup,
+            create_cgroup,
+            interval,
+            stale_ms,
+            pin_dir,
+            metrics,
+            run_for_ms,
+        } => {
+            let config = daemon::DaemonConfig {
+                cgroup,
+                create_cgroup,
+                interval: Duration::from_millis(interval.max(1)),
+                stale_after: Duration::from_millis(stale_ms.max(1)),
+                pin_dir,
+                metrics_addr: metrics,
+                run_for: run_for_ms.map(Duration::from_millis),
+            };
+            anyhow::ensure!(
+                config.stale_after > config.interval * 2,
+                "--stale-ms ({stale_ms}) must exceed two intervals ({interval} ms), or targets expire between writes"
+            );
+            let policy = daemon::load_policy(&policy)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let stats = rt.block_on(daemon::run(config, policy))?;
+            println!("{}", serde_json::to_string(&stats)?);
+        }
+        Command::BenchDatapath {
+            policy,
+            iterations,
+            json,
+        } => bench_datapath(policy, iterations, json)?,
+        Command::Status { json } => {
+            let dirs = daemon::status::pinned_datapaths();
+            if dirs.is_empty() {
+                println!(
+                    "no running plume-cc datapath (nothing pinned under /sys/fs/bpf/plume-cc)"
+                );
+            }
+            for dir in dirs {
+                let rows = match daemon::status::read(&dir) {
+                    Ok(rows) => rows,
+                    // A daemon that just stopped removes its pins while we list them.
+                    Err(_) if !dir.join("link").exists() => continue,
+                    Err(e) => {
+                        return Err(
+                            e.context(format!("reading the datapath pinned at {}", dir.display()))
+                        )
+                    }
+                };
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&serde_json::json!({"pins": dir, "flows": rows}))?
+                    );
+                } else {
+                    println!("{} ({} flows)", dir.display(), rows.len());
+                    print!("{}", daemon::status::table(&rows));
+                }
+            }
+        }
+        Command::Probe {
+            connect,
+            cgroup,
+            flows: Some(n),
+            bytes,
+            hold_ms,
+            ..
+        } => {
+            let done = probe::run_many(
+                connect,
+                cgroup.as_deref(),
+                n,
+                bytes,
+                Duration::from_millis(hold_ms),
+            )
+            .with_context(|| format!("{n} flows to {connect}"))?;
+            println!("{}", serde_json::to_string(&done)?);
+        }
         Command::Probe {
             connect,
             cgroup,
             duration_ms,
             report_ms,
+            flows: None,
+            ..
         } => {
             let config = probe::SenderConfig {
                 connect,
@@ -107,6 +254,59 @@ fn main() -> anyhow::Result<()> {
         Command::BenchInference(args) => plume_cc::rl::cli::bench(args)?,
         Command::EvalTable(args) => plume_cc::rl::cli::eval_table(args)?,
         Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
+    }
+    Ok(())
+}
+
+fn bench_datapath(
+    policy: Option<PathBuf>,
+    iterations: usize,
+    json: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use daemon::bench;
+    let exe = std::env::current_exe()?;
+    let scripted;
+    let policy_path = match policy {
+        Some(p) => p,
+        None => {
+            scripted =
+                std::env::temp_dir().join(format!("plume-cc-bench-{}.json", std::process::id()));
+            std::fs::write(
+                &scripted,
+                r#"{"scripted":{"steps":[{"cwnd":64,"hold_ms":1000}]}}"#,
+            )?;
+            scripted.clone()
+        }
+    };
+    let mut make = || daemon::load_policy(&policy_path);
+    println!(
+        "control step (read + decide + write), policy {}:",
+        policy_path.display()
+    );
+    println!(
+        "{:>7} {:>10} {:>10} {:>10} {:>10}",
+        "flows", "read_us", "decide_us", "write_us", "total_us"
+    );
+    let rows = bench::control_loop(&[1, 100, 1000, 10_000], iterations, &mut make)?;
+    for r in &rows {
+        println!(
+            "{:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            r.flows, r.read_us, r.decide_us, r.write_us, r.total_us
+        );
+    }
+    let cost = bench::ebpf_cost(&exe, Duration::from_secs(3))?;
+    println!(
+        "eBPF sock_ops program: {:.0} ns mean per callback over {} callbacks ({:.0} callbacks/s of a saturating loopback flow)",
+        cost.mean_ns, cost.run_count, cost.callbacks_per_sec
+    );
+    let cpu = bench::daemon_cpu(&exe, &policy_path, 100, 20, Duration::from_secs(5))?;
+    println!(
+        "daemon CPU with {} flows at a {} ms interval: {:.2}% of one core over {:.1} s",
+        cpu.flows, cpu.interval_ms, cpu.cpu_percent, cpu.window_s
+    );
+    if let Some(path) = json {
+        let v = serde_json::json!({"control_loop": rows, "ebpf": cost, "daemon_cpu": cpu});
+        std::fs::write(&path, serde_json::to_string_pretty(&v)?)?;
     }
     Ok(())
 }

@@ -254,3 +254,54 @@ fn stale_targets_are_lifted_by_the_datapath_itself() {
     drop(dp);
     cgroup.remove().unwrap();
 }
+
+#[test]
+fn a_full_flow_map_leaves_new_flows_to_the_kernel() {
+    if !have_root("datapath map-full test") {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").expect("create child cgroup");
+    let mut dp = Datapath::attach_with_capacity(cgroup.path(), DatapathConfig::default(), 2)
+        .expect("attach");
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let senders: Vec<Sender> = (0..5)
+        .map(|_| Sender::spawn(&sink, Some(cgroup.path()), 6000))
+        .collect();
+    let cookies: Vec<u64> = senders.iter().map(|s| s.first().cookie).collect();
+    let registered = wait_for("two registered flows", Duration::from_secs(3), || {
+        let f = dp.flows().unwrap();
+        (f.len() == 2).then_some(f)
+    });
+    // Clamp everything we know about, for a while, watching every sender.
+    let mut seen: Vec<Vec<ProbeReport>> = vec![Vec::new(); senders.len()];
+    let deadline = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < deadline {
+        for (c, _) in &registered {
+            dp.set_target(*c, 3, PACING_UNLIMITED).unwrap();
+        }
+        thread::sleep(Duration::from_millis(20));
+        for (s, v) in senders.iter().zip(seen.iter_mut()) {
+            v.extend(s.rx.try_iter());
+        }
+    }
+    let counters = dp.counters().unwrap();
+    assert!(counters.flow_map_full >= 3, "{counters:?}");
+    for (reports, c) in seen.iter().zip(&cookies) {
+        if registered.iter().any(|(k, _)| k == c) {
+            let clamped: Vec<_> = reports.iter().skip_while(|r| r.snd_cwnd > 3).collect();
+            assert!(
+                clamped.len() >= 5,
+                "registered flow never clamped: {reports:?}"
+            );
+            assert!(clamped.iter().all(|r| r.snd_cwnd <= 3), "{clamped:?}");
+        } else {
+            let max = reports.iter().map(|r| r.snd_cwnd).max().unwrap_or(0);
+            assert!(max > 3, "an unregistered flow was limited: cwnd {max}");
+        }
+    }
+    for s in senders {
+        s.finish();
+    }
+    drop(dp);
+    cgroup.remove().unwrap();
+}

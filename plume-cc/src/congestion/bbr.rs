@@ -210,7 +210,9 @@ impl Bbr {
                 let target = target.saturating_add(3).max(MIN_PIPE_CWND_SEGMENTS);
                 if self.filled_pipe {
                     self.cwnd = self.cwnd.saturating_add(acked).min(target);
-                } else if self.cwnd < target || ack.delivered_segments < u64::from(INITIAL_CWND_SEGMENTS) {
+                } else if self.cwnd < target
+                    || ack.delivered_segments < u64::from(INITIAL_CWND_SEGMENTS)
+                {
                     self.cwnd = self.cwnd.saturating_add(acked);
                 }
             }

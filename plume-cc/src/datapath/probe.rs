@@ -143,6 +143,52 @@ pub fn run_sender(config: &SenderConfig, out: &mut dyn io::Write) -> io::Result<
     Ok(last)
 }
 
+/// Outcome of [`run_many`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ManyFlows {
+    /// Connections opened (all open at the same time).
+    pub opened: usize,
+    /// Socket cookies of the connections.
+    pub cookies: Vec<u64>,
+    /// Bytes sent in total.
+    pub bytes: u64,
+}
+
+/// Opens `n` connections at once, sends `bytes` on each, keeps them all
+/// open for `hold`, then closes them all: many concurrent short flows.
+pub fn run_many(
+    connect: SocketAddr,
+    cgroup: Option<&std::path::Path>,
+    n: usize,
+    bytes: usize,
+    hold: Duration,
+) -> io::Result<ManyFlows> {
+    if let Some(path) = cgroup {
+        cgroup::move_pid(path, 0).map_err(io::Error::other)?;
+    }
+    let mut streams = Vec::with_capacity(n);
+    let mut cookies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = TcpStream::connect(connect)?;
+        cookies.push(tcpinfo::socket_cookie(&s)?);
+        streams.push(s);
+    }
+    let chunk = vec![0xa5u8; bytes];
+    for s in &mut streams {
+        s.write_all(&chunk)?;
+    }
+    thread::sleep(hold);
+    for s in &streams {
+        s.shutdown(std::net::Shutdown::Both).ok();
+    }
+    drop(streams);
+    Ok(ManyFlows {
+        opened: n,
+        cookies,
+        bytes: (n * bytes) as u64,
+    })
+}
+
 /// A loopback receiver that accepts any number of connections and discards
 /// what they send. It stops when dropped.
 #[derive(Debug)]
@@ -177,7 +223,7 @@ impl Sink {
                             let received = Arc::clone(&received);
                             let stop = Arc::clone(&stop);
                             thread::spawn(move || {
-                                let mut buf = vec![0u8; 256 * 1024];
+                                let mut buf = vec![0u8; 64 * 1024];
                                 conn.set_read_timeout(Some(Duration::from_millis(100))).ok();
                                 while !stop.load(Ordering::Relaxed) {
                                     match conn.read(&mut buf) {

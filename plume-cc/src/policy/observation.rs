@@ -138,7 +138,11 @@ pub fn feature_name(index: usize) -> Option<String> {
     if i >= HISTORY_LEN * BLOCK_LEN {
         return None;
     }
-    Some(format!("{}[t-{}]", BLOCK_FEATURES[i % BLOCK_LEN], i / BLOCK_LEN))
+    Some(format!(
+        "{}[t-{}]",
+        BLOCK_FEATURES[i % BLOCK_LEN],
+        i / BLOCK_LEN
+    ))
 }
 
 /// Errors of the builder.
@@ -252,7 +256,11 @@ impl ObservationBuilder {
                 5.0,
             ),
             clip(ratio(d_retrans, d_delivered + d_retrans), 0.0, 1.0),
-            clip(ratio(f64::from(s.cwnd_segments) * mss, bdp_bytes), 0.0, 10.0),
+            clip(
+                ratio(f64::from(s.cwnd_segments) * mss, bdp_bytes),
+                0.0,
+                10.0,
+            ),
             clip(
                 ratio(f64::from(s.packets_out), f64::from(s.cwnd_segments)),
                 0.0,
@@ -307,7 +315,10 @@ mod tests {
         assert_eq!(OBSERVATION_LEN, 75);
         assert_eq!(feature_name(0).as_deref(), Some("min_rtt_log"));
         assert_eq!(feature_name(3).as_deref(), Some("delivery_rate_norm[t-0]"));
-        assert_eq!(feature_name(3 + BLOCK_LEN + 2).as_deref(), Some("srtt_excess[t-1]"));
+        assert_eq!(
+            feature_name(3 + BLOCK_LEN + 2).as_deref(),
+            Some("srtt_excess[t-1]")
+        );
         assert!(feature_name(OBSERVATION_LEN - 1).is_some());
         assert!(feature_name(OBSERVATION_LEN).is_none());
     }
@@ -322,7 +333,7 @@ mod tests {
         assert_eq!(o1[3], 1.0);
         assert!((o1[5] - 0.5).abs() < 1e-6); // srtt_excess
         assert!((o1[7] - 0.5).abs() < 1e-6); // srtt_gradient
-        // cwnd 20 kB over BDP (1 MB/s * 20 ms = 20 kB) = 1.
+                                             // cwnd 20 kB over BDP (1 MB/s * 20 ms = 20 kB) = 1.
         assert!((o1[9] - 1.0).abs() < 1e-6);
         let o2 = b.observe(&sample(40, 30, 30)).unwrap();
         assert!((o2[3] - 0.5).abs() < 1e-6);

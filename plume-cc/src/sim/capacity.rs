@@ -10,11 +10,12 @@ use super::SimError;
 /// Bytes one delivery opportunity may carry (Mahimahi's `PACKET_SIZE`).
 pub const OPPORTUNITY_BYTES: u64 = 1500;
 
-/// A validated delivery schedule: sorted millisecond timestamps with a
-/// positive last one (the repetition period).
+/// A validated delivery schedule: sorted millisecond timestamps and a
+/// positive repetition period (for a whole trace, its last timestamp).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapacityTrace {
     opportunities_ms: Vec<u64>,
+    period_ms: u64,
 }
 
 impl CapacityTrace {
@@ -36,7 +37,41 @@ impl CapacityTrace {
         if last == 0 {
             return Err(SimError::ZeroPeriodTrace);
         }
-        Ok(Self { opportunities_ms })
+        Ok(Self {
+            opportunities_ms,
+            period_ms: last,
+        })
+    }
+
+    /// A window `[start_ms, end_ms)` cut from a whole trace's sorted
+    /// timestamps, rebased so the window starts at 0 ms and repeats every
+    /// `end_ms - start_ms` (so an episode longer than the window replays it,
+    /// quiet stretches included).
+    ///
+    /// Errors when the window is empty of opportunities, reversed, or the
+    /// timestamps are not sorted.
+    pub fn window_ms(trace_ms: &[u64], start_ms: u64, end_ms: u64) -> Result<Self, SimError> {
+        if end_ms <= start_ms {
+            return Err(SimError::InvalidConfig(format!(
+                "trace window must end after it starts, got {start_ms}..{end_ms} ms"
+            )));
+        }
+        let lo = trace_ms.partition_point(|&t| t < start_ms);
+        let hi = trace_ms.partition_point(|&t| t < end_ms);
+        let opportunities_ms: Vec<u64> = trace_ms[lo..hi.max(lo)]
+            .iter()
+            .map(|&t| t - start_ms)
+            .collect();
+        let mut out = Self::from_ms(opportunities_ms).or_else(|e| match e {
+            // A window whose only opportunities are at its very start is fine.
+            SimError::ZeroPeriodTrace => Ok(Self {
+                opportunities_ms: trace_ms[lo..hi].iter().map(|&t| t - start_ms).collect(),
+                period_ms: 1,
+            }),
+            e => Err(e),
+        })?;
+        out.period_ms = end_ms - start_ms;
+        Ok(out)
     }
 
     /// A constant-rate schedule of `packets_per_ms` opportunities every
@@ -55,9 +90,10 @@ impl CapacityTrace {
         self.opportunities_ms.is_empty()
     }
 
-    /// Repetition period in milliseconds (the last timestamp).
+    /// Repetition period in milliseconds (the last timestamp of a whole
+    /// trace, the window length of a window).
     pub fn period_ms(&self) -> u64 {
-        self.opportunities_ms.last().copied().unwrap_or(1)
+        self.period_ms
     }
 
     /// The timestamps, milliseconds.
@@ -113,7 +149,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_schedules() {
-        assert!(matches!(CapacityTrace::from_ms(vec![]), Err(SimError::EmptyTrace)));
+        assert!(matches!(
+            CapacityTrace::from_ms(vec![]),
+            Err(SimError::EmptyTrace)
+        ));
         assert!(matches!(
             CapacityTrace::from_ms(vec![0, 0]),
             Err(SimError::ZeroPeriodTrace)
@@ -133,6 +172,15 @@ mod tests {
             let brute = (0..100).filter(|&i| t.opportunity_ms(i) <= ms).count() as u64;
             assert_eq!(t.count_at_or_before_ms(ms), brute, "at {ms}");
         }
+        let w = CapacityTrace::window_ms(&[0, 2, 5, 7, 10, 12], 5, 11).unwrap();
+        assert_eq!(w.opportunities_ms(), &[0, 2, 5]);
+        assert_eq!(w.period_ms(), 6);
+        assert_eq!(w.opportunity_ms(3), 6);
+        assert_eq!(w.count_at_or_before_ms(12), 7);
+        assert!(CapacityTrace::window_ms(&[0, 2], 3, 9).is_err());
+        assert!(CapacityTrace::window_ms(&[0, 2], 3, 3).is_err());
+        let edge = CapacityTrace::window_ms(&[4, 4, 9], 4, 8).unwrap();
+        assert_eq!((edge.len(), edge.period_ms()), (2, 4));
         let one = CapacityTrace::constant(1).unwrap();
         assert!((one.mean_rate_bits_per_sec() - 12e6).abs() < 1.0);
         assert_eq!(one.capacity_bytes_between_us(0, 1_000_000), 1000 * 1500);

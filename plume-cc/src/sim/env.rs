@@ -21,7 +21,7 @@ use crate::policy::observation::{Observation, ObservationBuilder};
 
 use super::metrics::FlowCounters;
 use super::network::{FlowConfig, Network, NetworkConfig};
-use super::{CapacityTrace, QueueLimit, SimError, OPPORTUNITY_BYTES};
+use super::{CapacityTrace, QueueLimit, SimError};
 
 /// What the policy asks for, in the datapath's own terms (a `FlowTarget`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +180,9 @@ impl Env {
     /// An environment that needs [`Env::reset`] before stepping.
     pub fn new(config: EnvConfig) -> Result<Self, SimError> {
         if let MonitorInterval::FixedUs(0) = config.interval {
-            return Err(SimError::InvalidConfig("monitor interval must be positive".into()));
+            return Err(SimError::InvalidConfig(
+                "monitor interval must be positive".into(),
+            ));
         }
         if let MonitorInterval::Srtt { min_us, max_us } = config.interval {
             if min_us == 0 || max_us < min_us {
@@ -205,7 +207,11 @@ impl Env {
 
     /// Starts an episode on `window` (unlimited ACK path) with `seed`; the
     /// first interval runs without limits. Returns the observation after it.
-    pub fn reset(&mut self, window: Arc<CapacityTrace>, seed: u64) -> Result<Observation, SimError> {
+    pub fn reset(
+        &mut self,
+        window: Arc<CapacityTrace>,
+        seed: u64,
+    ) -> Result<Observation, SimError> {
         self.reset_with_ack_trace(window, None, seed)
     }
 
@@ -286,11 +292,9 @@ impl Env {
         let d_lost = c.lost_segments - prev.lost_segments;
         let components = RewardComponents {
             throughput_mbps: (d_delivered * mss * 8) as f32 / dt as f32,
-            queueing_delay_ms: if d_rtt_n > 0 {
-                ((d_rtt_sum / d_rtt_n).saturating_sub(min_rtt_us)) as f32 / 1000.0
-            } else {
-                0.0
-            },
+            queueing_delay_ms: d_rtt_sum
+                .checked_div(d_rtt_n)
+                .map_or(0.0, |mean| mean.saturating_sub(min_rtt_us) as f32 / 1000.0),
             loss_rate: if d_sent > 0 {
                 (d_lost as f32 / d_sent as f32).min(1.0)
             } else {
@@ -301,10 +305,7 @@ impl Env {
         let reward = w.throughput * components.throughput_mbps
             - w.delay * components.queueing_delay_ms
             - w.loss * components.loss_rate;
-        let observation = self.builder.observe(&sample).unwrap_or_else(|_| {
-            // Time never goes backwards here; keep the previous shape if it did.
-            [0.0; crate::policy::observation::OBSERVATION_LEN]
-        });
+        let observation = self.builder.observe(&sample)?;
         Ok(StepResult {
             observation,
             reward,
@@ -367,7 +368,87 @@ pub fn flow_metrics(net: &Network, index: usize) -> Option<EpisodeMetrics> {
     })
 }
 
-/// Capacity of `trace` in bytes over `[0, duration_us]`.
-pub fn capacity_bytes(trace: &CapacityTrace, duration_us: u64) -> u64 {
-    trace.count_at_or_before_ms(duration_us / 1000) * OPPORTUNITY_BYTES
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::congestion::Controller;
+
+    fn constant(k: u32) -> Arc<CapacityTrace> {
+        Arc::new(CapacityTrace::constant(k).expect("trace"))
+    }
+
+    #[test]
+    fn srtt_interval_and_competing_flows() {
+        let config = EnvConfig {
+            base: ControllerKind::Reno,
+            competing: vec![ControllerKind::Cubic],
+            one_way_delay_us: 15_000,
+            interval: MonitorInterval::Srtt {
+                min_us: 10_000,
+                max_us: 100_000,
+            },
+            episode_us: Some(5_000_000),
+            ..EnvConfig::default()
+        };
+        let mut env = Env::new(config).expect("env");
+        env.reset(constant(2), 1).expect("reset");
+        assert_eq!(env.network().map(Network::flow_count), Some(2));
+        let r = env.step(Action::unlimited()).expect("step");
+        // One srtt: at least the 30 ms propagation RTT.
+        assert!(
+            r.interval_us >= 30_000 && r.interval_us <= 100_000,
+            "{}",
+            r.interval_us
+        );
+        assert!(r.observation.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn actions_reach_the_flow_like_the_datapath() {
+        let mut env = Env::new(EnvConfig {
+            episode_us: Some(2_000_000),
+            ..EnvConfig::default()
+        })
+        .expect("env");
+        env.reset(constant(1), 1).expect("reset");
+        for _ in 0..20 {
+            env.step(Action {
+                cwnd_clamp_segments: 0,
+                max_pacing_bytes_per_sec: 5,
+            })
+            .expect("step");
+        }
+        let c = env
+            .network()
+            .and_then(|n| n.sender(0))
+            .map(|s| {
+                (
+                    s.controller().cwnd_clamp_segments(),
+                    s.controller().max_pacing_bytes_per_sec(),
+                )
+            })
+            .expect("flow");
+        // Bounded like the datapath: clamp 2 segments, 12 500 B/s.
+        assert_eq!(c, (2, 12_500));
+        let s = env.network().and_then(|n| n.sender(0)).expect("flow");
+        assert!(s.controller().window_segments() <= 2);
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        assert!(Env::new(EnvConfig {
+            interval: MonitorInterval::FixedUs(0),
+            ..EnvConfig::default()
+        })
+        .is_err());
+        let mut env = Env::new(EnvConfig {
+            random_loss: 1.5,
+            ..EnvConfig::default()
+        })
+        .expect("env");
+        assert!(matches!(
+            env.reset(constant(1), 0),
+            Err(SimError::InvalidConfig(_))
+        ));
+    }
 }

@@ -108,7 +108,9 @@ mod tests {
         q.push(3, EventKind::Ack, 1);
         q.push(5, EventKind::Send, 2);
         assert_eq!(q.pop_due(2), None);
-        let order: Vec<u32> = std::iter::from_fn(|| q.pop_due(10)).map(|e| e.flow).collect();
+        let order: Vec<u32> = std::iter::from_fn(|| q.pop_due(10))
+            .map(|e| e.flow)
+            .collect();
         assert_eq!(order, vec![1, 0, 2]);
     }
 }

@@ -19,7 +19,14 @@
 //!
 //! The receiver acknowledges every segment (no delayed ACKs) with the
 //! cumulative ACK and the segment it just received (one SACK block).
-//! Applications always have data (bulk transfer).
+//! Applications always have data (bulk transfer); a receive window bounds
+//! the data beyond the cumulative ACK.
+//!
+//! Simplifications against Linux, kept deliberately small: no delayed ACKs,
+//! the window reduction on recovery is immediate (no PRR), no tail-loss probe,
+//! RACK's time-based reordering window is replaced by dupthresh in send order
+//! (the simulated path never reorders), and min RTT is the flow's minimum
+//! (the kernel's filter window is 300 s).
 
 use std::collections::VecDeque;
 
@@ -182,6 +189,7 @@ pub struct Sender {
     controller: Clamped<Box<dyn Controller>>,
     mss_bytes: u32,
     wire_bytes: u32,
+    rwnd_segments: u64,
     ring: Vec<Seg>,
     mask: u64,
     snd_una: u64,
@@ -232,13 +240,21 @@ impl std::fmt::Debug for Sender {
 
 impl Sender {
     /// A sender of `mss_bytes` segments, `wire_bytes` on the wire each,
-    /// driven by `controller` under (initially absent) datapath limits.
-    pub fn new(controller: Box<dyn Controller>, mss_bytes: u32, wire_bytes: u32) -> Self {
+    /// driven by `controller` under (initially absent) datapath limits, and
+    /// never more than `rwnd_segments` beyond `snd_una` (the receiver's
+    /// window, which bounds Linux's cwnd in practice).
+    pub fn new(
+        controller: Box<dyn Controller>,
+        mss_bytes: u32,
+        wire_bytes: u32,
+        rwnd_segments: u32,
+    ) -> Self {
         let cap = 1024;
         Self {
             controller: Clamped::new(controller, mss_bytes),
             mss_bytes,
             wire_bytes,
+            rwnd_segments: u64::from(rwnd_segments.max(1)),
             ring: vec![Seg::default(); cap],
             mask: cap as u64 - 1,
             snd_una: 0,
@@ -374,7 +390,7 @@ impl Sender {
         if rate.is_some() && now_us.saturating_mul(1000) < self.next_send_ns {
             return SendDecision::WaitUntil(self.next_send_ns.div_ceil(1000));
         }
-        // Lost segments first, then new data.
+        // Lost segments first, then new data within the receive window.
         let mut retransmit = None;
         while let Some(s) = self.retx_queue.pop_front() {
             if s < self.snd_una || s >= self.snd_nxt {
@@ -385,6 +401,9 @@ impl Sender {
                 retransmit = Some(s);
                 break;
             }
+        }
+        if retransmit.is_none() && self.snd_nxt - self.snd_una >= self.rwnd_segments {
+            return SendDecision::Blocked;
         }
         if self.snd_una == self.snd_nxt {
             // Nothing in flight: a new rate-sampling interval starts now.
@@ -482,12 +501,16 @@ impl Sender {
         let mut best: Option<Seg> = None;
         let cum = ack.cum_ack.min(self.snd_nxt);
         // The segment that triggered the ACK (SACK block or in-order).
-        if ack.seq >= self.snd_una && ack.seq < self.snd_nxt && self.seg(ack.seq).flags & SACKED == 0 {
+        if ack.seq >= self.snd_una
+            && ack.seq < self.snd_nxt
+            && self.seg(ack.seq).flags & SACKED == 0
+        {
             self.deliver(ack.seq, &mut best);
             newly += 1;
             self.sacked_out += 1;
         }
-        if cum > self.snd_una {
+        let una_advanced = cum > self.snd_una;
+        if una_advanced {
             for s in self.snd_una..cum {
                 if self.seg(s).flags & SACKED == 0 {
                     self.deliver(s, &mut best);
@@ -546,16 +569,17 @@ impl Sender {
                 inflight_segments: self.inflight_segments(),
                 delivered_segments: self.delivered,
                 prior_delivered_segments: best.map_or(0, |s| s.delivered_at_send),
-                delivery_rate_bytes_per_sec: if self.rate_interval_us > 0 {
-                    self.rate_delivered * u64::from(self.mss_bytes) * 1_000_000
-                        / self.rate_interval_us
-                } else {
-                    0
-                },
+                delivery_rate_bytes_per_sec: (self.rate_delivered
+                    * u64::from(self.mss_bytes)
+                    * 1_000_000)
+                    .checked_div(self.rate_interval_us)
+                    .unwrap_or(0),
                 in_recovery: self.state == CaState::Recovery,
                 mss_bytes: self.mss_bytes,
             };
             self.controller.on_ack(now_us, &sample);
+        }
+        if newly > 0 || una_advanced {
             self.rto_deadline_us = if self.snd_nxt > self.snd_una {
                 Some(now_us + self.current_rto_us())
             } else {
@@ -598,8 +622,12 @@ impl Sender {
 
     /// Handles the retransmission timer at `now_us`; returns true if it fired.
     pub fn on_rto(&mut self, now_us: u64) -> bool {
+        if self.snd_nxt == self.snd_una {
+            self.rto_deadline_us = None;
+            return false;
+        }
         match self.rto_deadline_us {
-            Some(d) if d <= now_us && self.snd_nxt > self.snd_una => {}
+            Some(d) if d <= now_us => {}
             _ => return false,
         }
         self.counters.timeouts += 1;

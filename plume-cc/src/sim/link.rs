@@ -1,7 +1,7 @@
 //! The bottleneck link, with Mahimahi's `mm-link` semantics:
 //!
 //! - each trace timestamp is one delivery opportunity of
-//!   [`OPPORTUNITY_BYTES`](super::OPPORTUNITY_BYTES) bytes at that millisecond;
+//!   [`OPPORTUNITY_BYTES`] bytes at that millisecond;
 //! - bytes, not packets, are accounted: a packet may be served by parts of
 //!   several opportunities, and bytes left in an opportunity after a packet
 //!   finishes serve the next queued packet;

@@ -2,12 +2,18 @@
 //! utilisation, 95th-percentile delay, loss), kept in fixed-size buffers so
 //! recording on the per-packet path never allocates.
 
-/// Width of one RTT histogram bucket, microseconds.
+/// Width of one fine RTT histogram bucket, microseconds.
 pub const RTT_BUCKET_US: u64 = 100;
-/// Number of RTT buckets (the last one collects everything above 6.5 s).
+/// Number of fine RTT buckets (covering 0 to 6.55 s).
 pub const RTT_BUCKETS: usize = 65_536;
+/// Width of one coarse bucket above the fine range, microseconds.
+pub const RTT_COARSE_BUCKET_US: u64 = 10_000;
+/// Number of coarse buckets (to about 126 s; the last collects the rest).
+pub const RTT_COARSE_BUCKETS: usize = 12_000;
+const FINE_END_US: u64 = RTT_BUCKET_US * RTT_BUCKETS as u64;
 
-/// Histogram of RTT samples with [`RTT_BUCKET_US`] resolution.
+/// Histogram of RTT samples: [`RTT_BUCKET_US`] resolution up to 6.55 s,
+/// [`RTT_COARSE_BUCKET_US`] above (cellular buffers reach seconds).
 #[derive(Clone, Debug)]
 pub struct RttHistogram {
     counts: Box<[u32]>,
@@ -24,7 +30,7 @@ impl RttHistogram {
     /// An empty histogram.
     pub fn new() -> Self {
         Self {
-            counts: vec![0u32; RTT_BUCKETS].into_boxed_slice(),
+            counts: vec![0u32; RTT_BUCKETS + RTT_COARSE_BUCKETS].into_boxed_slice(),
             samples: 0,
         }
     }
@@ -32,7 +38,12 @@ impl RttHistogram {
     /// Records one sample.
     #[inline]
     pub fn record(&mut self, rtt_us: u64) {
-        let i = ((rtt_us / RTT_BUCKET_US) as usize).min(RTT_BUCKETS - 1);
+        let i = if rtt_us < FINE_END_US {
+            (rtt_us / RTT_BUCKET_US) as usize
+        } else {
+            let coarse = ((rtt_us - FINE_END_US) / RTT_COARSE_BUCKET_US) as usize;
+            RTT_BUCKETS + coarse.min(RTT_COARSE_BUCKETS - 1)
+        };
         self.counts[i] = self.counts[i].saturating_add(1);
         self.samples += 1;
     }
@@ -58,10 +69,18 @@ impl RttHistogram {
         for (i, &c) in self.counts.iter().enumerate() {
             seen += u64::from(c);
             if seen >= rank {
-                return (i as u64 + 1) * RTT_BUCKET_US;
+                return Self::upper_edge_us(i);
             }
         }
-        RTT_BUCKETS as u64 * RTT_BUCKET_US
+        Self::upper_edge_us(self.counts.len() - 1)
+    }
+
+    fn upper_edge_us(i: usize) -> u64 {
+        if i < RTT_BUCKETS {
+            (i as u64 + 1) * RTT_BUCKET_US
+        } else {
+            FINE_END_US + ((i - RTT_BUCKETS) as u64 + 1) * RTT_COARSE_BUCKET_US
+        }
     }
 }
 
@@ -97,7 +116,12 @@ mod tests {
         }
         assert_eq!(h.quantile_us(0.95), 95_100);
         assert_eq!(h.quantile_us(0.0), 1_100);
+        h.record(8_000_000);
+        assert_eq!(h.quantile_us(1.0), 8_003_600);
         h.record(u64::MAX);
-        assert_eq!(h.quantile_us(1.0), RTT_BUCKETS as u64 * RTT_BUCKET_US);
+        assert_eq!(
+            h.quantile_us(1.0),
+            FINE_END_US + RTT_COARSE_BUCKETS as u64 * RTT_COARSE_BUCKET_US
+        );
     }
 }

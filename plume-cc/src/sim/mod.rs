@@ -22,7 +22,7 @@
 //!   pacing) and the receiver;
 //! - [`network`]: links, delays, random loss and flows put together;
 //! - [`metrics`]: per-flow counters and RTT percentiles;
-//! - [`env`]: the RL environment (reset/step, observation, reward);
+//! - [`env`](mod@env): the RL environment (reset/step, observation, reward);
 //! - [`parallel`]: many environments stepped with rayon.
 
 pub mod capacity;
@@ -62,7 +62,9 @@ pub enum SimError {
         value_ms: u64,
     },
     /// A schedule ending at 0 ms, which Mahimahi cannot repeat.
-    #[error("capacity trace ends at 0 ms: its last timestamp (the repetition period) must be positive")]
+    #[error(
+        "capacity trace ends at 0 ms: its last timestamp (the repetition period) must be positive"
+    )]
     ZeroPeriodTrace,
     /// A trace file that could not be read.
     #[error("cannot read trace {path}: {source}")]
@@ -94,6 +96,9 @@ pub enum SimError {
         /// End of the episode, simulated microseconds.
         end_us: u64,
     },
+    /// The observation builder refused a sample.
+    #[error(transparent)]
+    Observation(#[from] crate::policy::observation::ObservationError),
     /// Parallel calls given slices of different lengths.
     #[error("expected {expected} entries (one per environment), got {got}")]
     BatchSize {

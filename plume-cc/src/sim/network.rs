@@ -59,6 +59,10 @@ pub struct NetworkConfig {
     pub header_bytes: u32,
     /// Size of an ACK on the wire, bytes.
     pub ack_bytes: u32,
+    /// Receive window, segments: a sender never has more than this beyond
+    /// its cumulative ACK (Linux's default `tcp_rmem` maximum of 6 MiB
+    /// advertises about 3 MiB, i.e. ~2,000 to 4,000 segments).
+    pub rwnd_segments: u32,
     /// The flows sharing the bottleneck.
     pub flows: Vec<FlowConfig>,
 }
@@ -73,6 +77,7 @@ impl Default for NetworkConfig {
             mss_bytes: 1448,
             header_bytes: 52,
             ack_bytes: 52,
+            rwnd_segments: 4096,
             flows: vec![FlowConfig::new(ControllerKind::Cubic)],
         }
     }
@@ -100,7 +105,9 @@ impl NetworkConfig {
             )));
         }
         if self.flows.is_empty() {
-            return Err(SimError::InvalidConfig("at least one flow is needed".into()));
+            return Err(SimError::InvalidConfig(
+                "at least one flow is needed".into(),
+            ));
         }
         Ok(())
     }
@@ -157,7 +164,12 @@ impl Network {
             .map(|(i, f)| {
                 events.push(f.start_us, EventKind::Send, i as u32);
                 FlowSlot {
-                    sender: Sender::new(f.controller.build(config.mss_bytes), config.mss_bytes, wire),
+                    sender: Sender::new(
+                        f.controller.build(config.mss_bytes),
+                        config.mss_bytes,
+                        wire,
+                        config.rwnd_segments,
+                    ),
                     receiver: Receiver::new(),
                     acks: VecDeque::with_capacity(1024),
                     ack_event_pending: false,

@@ -83,3 +83,47 @@ impl VecEnv {
         self.envs.iter().map(Env::metrics).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::congestion::ControllerKind;
+
+    #[test]
+    fn batch_equals_sequential_runs() {
+        let config = EnvConfig {
+            base: ControllerKind::Bbr,
+            random_loss: 0.01,
+            episode_us: Some(1_000_000),
+            ..EnvConfig::default()
+        };
+        let windows: Vec<Arc<CapacityTrace>> = (1..=3)
+            .map(|k| Arc::new(CapacityTrace::constant(k).expect("trace")))
+            .collect();
+        let seeds = [7, 8, 9];
+        let mut batch = VecEnv::new(3, &config).expect("batch");
+        assert!(matches!(
+            batch.reset_all(&windows[..2], &seeds[..2]),
+            Err(SimError::BatchSize {
+                expected: 3,
+                got: 2
+            })
+        ));
+        let first = batch.reset_all(&windows, &seeds).expect("reset");
+        let actions = [Action::unlimited(); 3];
+        let batched: Vec<StepResult> = (0..10)
+            .flat_map(|_| batch.step_all(&actions).expect("step"))
+            .collect();
+        for i in 0..3 {
+            let mut env = Env::new(config.clone()).expect("env");
+            assert_eq!(
+                env.reset(Arc::clone(&windows[i]), seeds[i]).expect("reset"),
+                first[i]
+            );
+            for step in 0..10 {
+                assert_eq!(env.step(actions[i]).expect("step"), batched[step * 3 + i]);
+            }
+        }
+        assert_eq!(batch.metrics().len(), 3);
+    }
+}

@@ -1,0 +1,267 @@
+//! Measurements of the datapath and the control loop
+//! (`plume-cc bench-datapath`, root): control-step time by flow count, the
+//! eBPF program's mean cost per callback from the kernel's BPF statistics,
+//! and the daemon's CPU share at 100 flows. Printed and returned; the
+//! figures in docs/BENCHMARKS.md come from this.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use plume_cc_common::{DatapathConfig, FlowStats, CWND_UNCLAMPED, PACING_UNLIMITED};
+use serde::Serialize;
+
+use super::{control_step, policy::FlowPolicy, DaemonStats, Guard, StepBuffers};
+use crate::datapath::{cgroup::OwnedCgroup, probe::Sink, Datapath};
+
+/// Control-step timing at one flow count (medians over the iterations).
+#[derive(Clone, Debug, Serialize)]
+pub struct LoopRow {
+    /// Flows in the map.
+    pub flows: usize,
+    /// Iterations measured.
+    pub iterations: usize,
+    /// Median read time, microseconds.
+    pub read_us: f64,
+    /// Median decide time (one batched policy call), microseconds.
+    pub decide_us: f64,
+    /// Median write time, microseconds.
+    pub write_us: f64,
+    /// Median total step, microseconds.
+    pub total_us: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Plausible statistics for a synthetic flow.
+fn synthetic_stats(i: usize) -> FlowStats {
+    FlowStats {
+        srtt_us: 20_000 + (i % 50) as u32 * 100,
+        min_rtt_us: 20_000,
+        last_rtt_us: 21_000,
+        snd_cwnd: 10 + (i % 40) as u32,
+        snd_ssthresh: 64,
+        mss: 1448,
+        delivered: 1000 + i as u32,
+        bytes_acked: 1_448_000 + i as u64,
+        rtt_samples: 100,
+        applied_cwnd_clamp: CWND_UNCLAMPED,
+        applied_pacing: PACING_UNLIMITED,
+        ..FlowStats::default()
+    }
+}
+
+/// Times [`control_step`] with `n` synthetic flows in the map, for each `n`.
+pub fn control_loop(
+    counts: &[usize],
+    iterations: usize,
+    make_policy: &mut dyn FnMut() -> anyhow::Result<Box<dyn FlowPolicy>>,
+) -> anyhow::Result<Vec<LoopRow>> {
+    let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
+    let mut dp = Datapath::attach(cgroup.path(), DatapathConfig::default())?;
+    let mut rows = Vec::new();
+    for &n in counts {
+        for i in 0..n {
+            dp.insert_synthetic_flow(1_000_000 + i as u64, synthetic_stats(i))?;
+        }
+        let mut policy = make_policy()?;
+        let mut guard = Guard::default();
+        let mut buffers = StepBuffers::default();
+        let mut stats = DaemonStats::default();
+        let (mut r, mut d, mut w, mut t) = (vec![], vec![], vec![], vec![]);
+        // One warm-up step (allocations, first forward).
+        control_step(
+            &mut dp,
+            policy.as_mut(),
+            &mut guard,
+            &mut buffers,
+            &mut stats,
+        )?;
+        for _ in 0..iterations {
+            let s = control_step(
+                &mut dp,
+                policy.as_mut(),
+                &mut guard,
+                &mut buffers,
+                &mut stats,
+            )?;
+            anyhow::ensure!(s.flows == n, "expected {n} flows, read {}", s.flows);
+            r.push(s.read.as_secs_f64() * 1e6);
+            d.push(s.decide.as_secs_f64() * 1e6);
+            w.push(s.write.as_secs_f64() * 1e6);
+            t.push((s.read + s.decide + s.write).as_secs_f64() * 1e6);
+        }
+        rows.push(LoopRow {
+            flows: n,
+            iterations,
+            read_us: median(&mut r),
+            decide_us: median(&mut d),
+            write_us: median(&mut w),
+            total_us: median(&mut t),
+        });
+        for i in 0..n {
+            dp.remove_synthetic_flow(1_000_000 + i as u64);
+        }
+    }
+    drop(dp);
+    cgroup.remove()?;
+    Ok(rows)
+}
+
+/// The sock_ops program's cost per callback, from the kernel's statistics.
+#[derive(Clone, Debug, Serialize)]
+pub struct EbpfCost {
+    /// Callbacks run.
+    pub run_count: u64,
+    /// Mean nanoseconds per callback.
+    pub mean_ns: f64,
+    /// Callbacks per second of transfer.
+    pub callbacks_per_sec: f64,
+}
+
+fn set_bpf_stats(on: bool) -> anyhow::Result<bool> {
+    let p = "/proc/sys/kernel/bpf_stats_enabled";
+    let before = std::fs::read_to_string(p).context("reading kernel.bpf_stats_enabled")?;
+    std::fs::write(p, if on { "1" } else { "0" }).context("writing kernel.bpf_stats_enabled")?;
+    Ok(before.trim() == "1")
+}
+
+/// Runs a loopback transfer under the datapath (with a target refreshed every
+/// 10 ms, so the apply path runs too) and reads the program's run statistics.
+pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCost> {
+    let was_on = set_bpf_stats(true)?;
+    let result = (|| {
+        let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
+        let mut dp = Datapath::attach(cgroup.path(), DatapathConfig::default())?;
+        let sink = Sink::start("127.0.0.1:0".parse()?)?;
+        let mut child = Command::new(probe_exe)
+            .args(["probe", "--connect", &sink.addr().to_string()])
+            .args([
+                "--duration-ms",
+                &duration.as_millis().to_string(),
+                "--report-ms",
+                "100",
+            ])
+            .arg("--cgroup")
+            .arg(cgroup.path())
+            .stdout(Stdio::null())
+            .spawn()?;
+        let start = Instant::now();
+        while child.try_wait()?.is_none() {
+            for (cookie, _) in dp.flows()? {
+                dp.set_target(cookie, 64, PACING_UNLIMITED)?;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let wall = start.elapsed();
+        let (count, ns) = dp.program_run_stats()?;
+        drop(dp);
+        cgroup.remove()?;
+        anyhow::ensure!(
+            count > 0,
+            "the program never ran (is bpf_stats_enabled honoured?)"
+        );
+        Ok(EbpfCost {
+            run_count: count,
+            mean_ns: ns as f64 / count as f64,
+            callbacks_per_sec: count as f64 / wall.as_secs_f64(),
+        })
+    })();
+    set_bpf_stats(was_on)?;
+    result
+}
+
+/// The daemon's CPU share with `flows` open flows.
+#[derive(Clone, Debug, Serialize)]
+pub struct DaemonCpu {
+    /// Flows open during the measurement.
+    pub flows: usize,
+    /// Monitor interval, milliseconds.
+    pub interval_ms: u64,
+    /// CPU time of the daemon process / wall time, percent of one core.
+    pub cpu_percent: f64,
+    /// Measurement window, seconds.
+    pub window_s: f64,
+}
+
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    Ok(f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+}
+
+/// Starts `plume-cc run` with `policy` on a fresh cgroup, opens `flows`
+/// connections in it, and measures the daemon's CPU over `window`.
+pub fn daemon_cpu(
+    exe: &Path,
+    policy: &Path,
+    flows: usize,
+    interval_ms: u64,
+    window: Duration,
+) -> anyhow::Result<DaemonCpu> {
+    let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
+    let pin_dir = format!("/sys/fs/bpf/plume-cc/bench-cpu-{}", std::process::id());
+    let mut daemon = Command::new(exe)
+        .args([
+            "run",
+            "--interval",
+            &interval_ms.to_string(),
+            "--pin-dir",
+            &pin_dir,
+        ])
+        .arg("--policy")
+        .arg(policy)
+        .arg("--cgroup")
+        .arg(cgroup.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let sink = Sink::start("127.0.0.1:0".parse()?)?;
+    let hold = window + Duration::from_secs(2);
+    let mut senders = Command::new(exe)
+        .args([
+            "probe",
+            "--connect",
+            &sink.addr().to_string(),
+            "--flows",
+            &flows.to_string(),
+        ])
+        .args([
+            "--bytes",
+            "100000",
+            "--hold-ms",
+            &hold.as_millis().to_string(),
+        ])
+        .arg("--cgroup")
+        .arg(cgroup.path())
+        .stdout(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let hz = 100.0; // USER_HZ on Linux
+    let t0 = cpu_ticks(daemon.id())?;
+    let w0 = Instant::now();
+    std::thread::sleep(window);
+    let t1 = cpu_ticks(daemon.id())?;
+    let wall = w0.elapsed().as_secs_f64();
+    senders.wait()?;
+    // SAFETY: SIGTERM to our own child: the daemon releases and detaches.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    daemon.wait()?;
+    cgroup.remove()?;
+    Ok(DaemonCpu {
+        flows,
+        interval_ms,
+        cpu_percent: (t1 - t0) as f64 / hz / wall * 100.0,
+        window_s: wall,
+    })
+}

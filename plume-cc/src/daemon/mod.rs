@@ -1,0 +1,283 @@
+//! The control daemon (`plume-cc run`): every monitor interval it reads all
+//! flows of its cgroup from the datapath, asks the policy for targets for all
+//! of them in one call, guards the outputs and writes them back.
+//!
+//! Fail-safe by construction: targets carry a timestamp and the datapath lifts
+//! stale ones by itself, so a daemon that dies (even by SIGKILL) leaves no flow
+//! throttled for longer than the staleness timeout. Program, link and maps are
+//! pinned in bpffs so that the fallback keeps running and a restarted daemon
+//! re-adopts the live flows. SIGINT/SIGTERM hand every flow back to the kernel
+//! and detach.
+
+pub mod bench;
+pub mod metrics;
+pub mod policy;
+pub mod status;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use plume_cc_common::{event_kind, DatapathConfig, FlowTarget};
+use serde::Serialize;
+
+use crate::datapath::{self, cgroup, Datapath, Shutdown};
+use policy::{Decision, FlowPolicy, Guard, GuardCounts, ScriptFile};
+
+/// Settings of one daemon.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// The cgroup v2 folder whose flows are controlled.
+    pub cgroup: PathBuf,
+    /// Create the cgroup folder if it does not exist.
+    pub create_cgroup: bool,
+    /// Monitor interval.
+    pub interval: Duration,
+    /// Targets older than this are lifted by the datapath.
+    pub stale_after: Duration,
+    /// bpffs folder for the pins (default: [`datapath::default_pin_dir`]).
+    pub pin_dir: Option<PathBuf>,
+    /// Serve Prometheus text metrics on this localhost address.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Stop after this long (tests, benchmarks); None = until a signal.
+    pub run_for: Option<Duration>,
+}
+
+/// Live numbers of the daemon, shared with the metrics endpoint.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DaemonStats {
+    /// Intervals run.
+    pub intervals: u64,
+    /// Flows seen in the last interval.
+    pub flows: usize,
+    /// Duration of the last control step (read + decide + write), microseconds.
+    pub last_step_us: u64,
+    /// Mean control step, microseconds.
+    pub mean_step_us: f64,
+    /// Targets written in total.
+    pub targets_written: u64,
+    /// Policy outputs fixed by the guard.
+    pub guard: GuardCounts,
+    /// Flows opened / closed, from the datapath's event ring.
+    pub events_opened: u64,
+    /// Flows closed (events).
+    pub events_closed: u64,
+    /// Datapath counters.
+    pub datapath: datapath::Counters,
+}
+
+/// Loads a policy file: a scripted schedule (`{"scripted": ...}` JSON) or a
+/// learned policy.
+pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading policy {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        let text = std::str::from_utf8(&bytes)
+            .with_context(|| format!("policy {} is not UTF-8 JSON", path.display()))?;
+        if text.contains("\"scripted\"") {
+            let file: ScriptFile = serde_json::from_str(text).with_context(|| {
+                format!("policy {}: malformed scripted schedule", path.display())
+            })?;
+            if file.scripted.steps.is_empty() {
+                bail!(
+                    "policy {}: the scripted schedule has no steps",
+                    path.display()
+                );
+            }
+            return Ok(Box::new(file.scripted));
+        }
+    }
+    bail!(
+        "policy {}: not a scripted schedule, and learned policies are not wired into this build yet",
+        path.display()
+    )
+}
+
+/// Time spent in each part of one control step.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StepTiming {
+    /// Flows handled.
+    pub flows: usize,
+    /// Reading events and all flows' statistics.
+    pub read: Duration,
+    /// The policy's decision for all flows (one batched call).
+    pub decide: Duration,
+    /// Guarding and writing the targets.
+    pub write: Duration,
+}
+
+/// Buffers reused across control steps (no allocation in steady state).
+#[derive(Debug, Default)]
+pub struct StepBuffers {
+    flows: Vec<(u64, plume_cc_common::FlowStats)>,
+    decisions: Vec<Decision>,
+    cookies: Vec<u64>,
+    targets: Vec<FlowTarget>,
+    steps: u64,
+}
+
+/// One monitor interval: read every flow, decide for all at once, guard and
+/// write the targets. The daemon and the benchmarks call exactly this.
+pub fn control_step(
+    dp: &mut Datapath,
+    policy: &mut dyn FlowPolicy,
+    guard: &mut Guard,
+    buffers: &mut StepBuffers,
+    stats: &mut DaemonStats,
+) -> anyhow::Result<StepTiming> {
+    let decisions = &mut buffers.decisions;
+    let t0 = Instant::now();
+    let mut closed_now = false;
+    for ev in dp.drain_events() {
+        match ev.kind {
+            event_kind::OPENED => stats.events_opened += 1,
+            event_kind::CLOSED => {
+                stats.events_closed += 1;
+                closed_now = true;
+                policy.forget(ev.cookie);
+            }
+            _ => {}
+        }
+    }
+    let flows = &mut buffers.flows;
+    dp.read_flows(flows)?;
+    let t1 = Instant::now();
+    policy.decide(datapath::monotonic_ns(), flows, decisions)?;
+    if decisions.len() != flows.len() {
+        bail!(
+            "the policy returned {} decisions for {} flows",
+            decisions.len(),
+            flows.len()
+        );
+    }
+    let t2 = Instant::now();
+    buffers.cookies.clear();
+    buffers.targets.clear();
+    for ((cookie, _), d) in flows.iter().zip(decisions.iter()) {
+        let (cwnd_clamp, max_pacing_bytes_per_sec) = guard.apply(*d);
+        buffers.cookies.push(*cookie);
+        buffers.targets.push(FlowTarget {
+            written_ns: 0,
+            cwnd_clamp,
+            max_pacing_bytes_per_sec,
+        });
+    }
+    dp.write_targets(&buffers.cookies, &mut buffers.targets)?;
+    stats.targets_written += buffers.cookies.len() as u64;
+    // A flow that closed between our read and our write leaves an orphan
+    // target; sweep them every 50 steps (and whenever a flow closed).
+    buffers.steps += 1;
+    if closed_now || buffers.steps.is_multiple_of(50) {
+        buffers.cookies.sort_unstable();
+        dp.collect_orphan_targets(&buffers.cookies)?;
+    }
+    let t3 = Instant::now();
+    stats.flows = flows.len();
+    Ok(StepTiming {
+        flows: flows.len(),
+        read: t1 - t0,
+        decide: t2 - t1,
+        write: t3 - t2,
+    })
+}
+
+/// Runs the daemon until SIGINT/SIGTERM (or `run_for`).
+pub async fn run(
+    config: DaemonConfig,
+    mut policy: Box<dyn FlowPolicy>,
+) -> anyhow::Result<DaemonStats> {
+    if !config.cgroup.exists() {
+        if config.create_cgroup {
+            std::fs::create_dir_all(&config.cgroup)
+                .with_context(|| format!("creating cgroup {}", config.cgroup.display()))?;
+            tracing::info!(cgroup = %config.cgroup.display(), "created cgroup");
+        } else {
+            bail!(
+                "cgroup {} does not exist (pass --create-cgroup to create it)",
+                config.cgroup.display()
+            );
+        }
+    }
+    cgroup::check_cgroup2(&config.cgroup)?;
+    let pin_dir = config
+        .pin_dir
+        .clone()
+        .unwrap_or_else(|| datapath::default_pin_dir(&config.cgroup));
+    let dp_config = DatapathConfig {
+        stale_after_ns: config.stale_after.as_nanos() as u64,
+        enforce: 1,
+        _pad: 0,
+    };
+    let mut dp = Datapath::attach_pinned(&config.cgroup, dp_config, &pin_dir)?;
+    let live = dp.flows()?.len();
+    if dp.adopted() {
+        tracing::info!(flows = live, pins = %pin_dir.display(), "re-adopted a running datapath with {live} live flows");
+    } else {
+        tracing::info!(pins = %pin_dir.display(), "attached the datapath");
+    }
+    tracing::info!(
+        policy = policy.describe(),
+        interval_ms = config.interval.as_millis() as u64,
+        stale_ms = config.stale_after.as_millis() as u64,
+        "controlling {}",
+        config.cgroup.display()
+    );
+
+    let shared = Arc::new(Mutex::new(DaemonStats::default()));
+    if let Some(addr) = config.metrics_addr {
+        metrics::serve(addr, Arc::clone(&shared)).await?;
+    }
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = config.run_for.map(|d| tokio::time::Instant::now() + d);
+    let mut guard = Guard::default();
+    let mut buffers = StepBuffers::default();
+    let mut stats = DaemonStats::default();
+    let mut total_step = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT"); break; }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM"); break; }
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+        }
+        let t0 = Instant::now();
+        control_step(
+            &mut dp,
+            policy.as_mut(),
+            &mut guard,
+            &mut buffers,
+            &mut stats,
+        )?;
+        let step = t0.elapsed();
+        total_step += step;
+        stats.intervals += 1;
+        stats.last_step_us = step.as_micros() as u64;
+        stats.mean_step_us = total_step.as_secs_f64() * 1e6 / stats.intervals as f64;
+        if guard.counts != stats.guard {
+            tracing::warn!(?guard.counts, "policy outputs out of range were clamped");
+        }
+        stats.guard = guard.counts;
+        if stats.intervals % 50 == 1 {
+            stats.datapath = dp.counters()?;
+            dp.flush_logs();
+        }
+        if let Ok(mut s) = shared.lock() {
+            *s = stats.clone();
+        }
+    }
+    stats.datapath = dp.counters()?;
+    match dp.shutdown(Duration::from_secs(2))? {
+        Shutdown::Detached => tracing::info!("every flow is back under kernel control; detached"),
+        Shutdown::LeftObserving(c) => tracing::warn!(
+            "{} idle flows still carried limits; the datapath stays pinned in observe-only mode and lifts them on their next packet",
+            c.len()
+        ),
+    }
+    Ok(stats)
+}

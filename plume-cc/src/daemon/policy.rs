@@ -1,0 +1,280 @@
+//! What the daemon asks of a policy, and the output guard around it.
+//!
+//! The daemon reads every flow once per monitor interval and hands them all
+//! to the policy in ONE call (one batched forward for a learned policy). The
+//! policy's raw outputs are never written as they are: [`Guard`] clamps them
+//! into the datapath's safe range and counts every NaN or out-of-range value.
+
+use plume_cc_common::{
+    FlowStats, CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
+};
+use serde::{Deserialize, Serialize};
+
+/// A policy's raw decision for one flow, in the kernel's units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Decision {
+    /// cwnd ceiling, segments (`f32::INFINITY` for none).
+    pub cwnd_clamp: f32,
+    /// Pacing cap, bytes per second (`f32::INFINITY` for none).
+    pub max_pacing_bytes_per_sec: f32,
+}
+
+impl Decision {
+    /// No limit at all: the kernel's own control.
+    pub const UNLIMITED: Self = Self {
+        cwnd_clamp: f32::INFINITY,
+        max_pacing_bytes_per_sec: f32::INFINITY,
+    };
+}
+
+/// A controller of all flows of one cgroup.
+pub trait FlowPolicy: Send {
+    /// A short description for logs.
+    fn describe(&self) -> String;
+
+    /// Decides targets for every flow in `flows` (cookie, statistics) at
+    /// monotonic time `now_ns`; `out` receives exactly one decision per flow,
+    /// in order. Called once per monitor interval.
+    fn decide(
+        &mut self,
+        now_ns: u64,
+        flows: &[(u64, FlowStats)],
+        out: &mut Vec<Decision>,
+    ) -> anyhow::Result<()>;
+
+    /// The flow closed: drop any state kept for it.
+    fn forget(&mut self, _cookie: u64) {}
+}
+
+/// Counts of policy outputs the guard had to fix.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GuardCounts {
+    /// Outputs that were NaN (replaced by "no limit").
+    pub nan: u64,
+    /// Outputs below the safe minimum (raised to it).
+    pub below_min: u64,
+    /// Outputs above the representable maximum (lowered to "no limit").
+    pub above_max: u64,
+}
+
+/// Bounds for policy outputs.
+#[derive(Clone, Copy, Debug)]
+pub struct Guard {
+    /// Smallest cwnd clamp written, segments.
+    pub min_cwnd: u32,
+    /// Smallest pacing cap written, bytes/s.
+    pub min_pacing: u32,
+    /// Counts so far.
+    pub counts: GuardCounts,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Self {
+            min_cwnd: MIN_CWND_CLAMP,
+            min_pacing: MIN_PACING_BYTES_PER_SEC,
+            counts: GuardCounts::default(),
+        }
+    }
+}
+
+impl Guard {
+    /// Turns a raw decision into the values written to the control map.
+    pub fn apply(&mut self, d: Decision) -> (u32, u32) {
+        let cwnd = self.bound(d.cwnd_clamp, self.min_cwnd, CWND_UNCLAMPED);
+        let pacing = self.bound(
+            d.max_pacing_bytes_per_sec,
+            self.min_pacing,
+            PACING_UNLIMITED,
+        );
+        (cwnd, pacing)
+    }
+
+    fn bound(&mut self, v: f32, min: u32, unlimited: u32) -> u32 {
+        if v.is_nan() {
+            self.counts.nan += 1;
+            return unlimited;
+        }
+        if v == f32::INFINITY {
+            return unlimited;
+        }
+        if v < min as f32 {
+            self.counts.below_min += 1;
+            return min;
+        }
+        if v >= unlimited as f32 {
+            self.counts.above_max += 1;
+            return unlimited;
+        }
+        v.round() as u32
+    }
+}
+
+/// A policy that replays a fixed schedule of targets, the same for every
+/// flow, each step held for a duration and the last one held forever. The
+/// schedule starts when the first flow is seen.
+/// For tests and for measuring the datapath; not a controller.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScriptedPolicy {
+    /// The steps.
+    pub steps: Vec<ScriptStep>,
+    #[serde(skip)]
+    start_ns: Option<u64>,
+}
+
+/// One step of a [`ScriptedPolicy`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ScriptStep {
+    /// cwnd clamp, segments (absent = none).
+    #[serde(default)]
+    pub cwnd: Option<u32>,
+    /// Pacing cap, bytes/s (absent = none).
+    #[serde(default)]
+    pub pacing_bytes_per_sec: Option<u32>,
+    /// How long the step lasts, milliseconds.
+    pub hold_ms: u64,
+}
+
+/// The JSON form of a scripted policy file: `{"scripted": {"steps": [...]}}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScriptFile {
+    /// The schedule.
+    pub scripted: ScriptedPolicy,
+}
+
+impl ScriptedPolicy {
+    /// A schedule.
+    pub fn new(steps: Vec<ScriptStep>) -> Self {
+        Self {
+            steps,
+            start_ns: None,
+        }
+    }
+
+    /// The step in force `elapsed_ms` after the first decision.
+    pub fn step_at(&self, elapsed_ms: u64) -> Option<ScriptStep> {
+        let mut t = 0;
+        for s in &self.steps {
+            t += s.hold_ms;
+            if elapsed_ms < t {
+                return Some(*s);
+            }
+        }
+        self.steps.last().copied()
+    }
+}
+
+impl FlowPolicy for ScriptedPolicy {
+    fn describe(&self) -> String {
+        format!("scripted ({} steps)", self.steps.len())
+    }
+
+    fn decide(
+        &mut self,
+        now_ns: u64,
+        flows: &[(u64, FlowStats)],
+        out: &mut Vec<Decision>,
+    ) -> anyhow::Result<()> {
+        out.clear();
+        if flows.is_empty() && self.start_ns.is_none() {
+            // The schedule's clock starts with the first flow.
+            return Ok(());
+        }
+        let start = *self.start_ns.get_or_insert(now_ns);
+        let step = self.step_at(now_ns.saturating_sub(start) / 1_000_000);
+        let d = step.map_or(Decision::UNLIMITED, |s| Decision {
+            cwnd_clamp: s.cwnd.map_or(f32::INFINITY, |c| c as f32),
+            max_pacing_bytes_per_sec: s.pacing_bytes_per_sec.map_or(f32::INFINITY, |p| p as f32),
+        });
+        out.clear();
+        out.extend(flows.iter().map(|_| d));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_clamps_and_counts() {
+        let mut g = Guard::default();
+        assert_eq!(
+            g.apply(Decision {
+                cwnd_clamp: f32::NAN,
+                max_pacing_bytes_per_sec: 1e6
+            }),
+            (CWND_UNCLAMPED, 1_000_000)
+        );
+        assert_eq!(
+            g.apply(Decision {
+                cwnd_clamp: 0.3,
+                max_pacing_bytes_per_sec: -5.0
+            }),
+            (MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC)
+        );
+        assert_eq!(
+            g.apply(Decision {
+                cwnd_clamp: 1e12,
+                max_pacing_bytes_per_sec: f32::INFINITY
+            }),
+            (CWND_UNCLAMPED, PACING_UNLIMITED)
+        );
+        assert_eq!(
+            g.apply(Decision {
+                cwnd_clamp: 10.4,
+                max_pacing_bytes_per_sec: 2e6
+            }),
+            (10, 2_000_000)
+        );
+        assert_eq!(
+            g.counts,
+            GuardCounts {
+                nan: 1,
+                below_min: 2,
+                above_max: 1
+            }
+        );
+    }
+
+    #[test]
+    fn script_steps_in_time() {
+        let mut p = ScriptedPolicy::new(vec![
+            ScriptStep {
+                cwnd: Some(4),
+                pacing_bytes_per_sec: None,
+                hold_ms: 100,
+            },
+            ScriptStep {
+                cwnd: Some(8),
+                pacing_bytes_per_sec: Some(1000),
+                hold_ms: 100,
+            },
+        ]);
+        let flows = vec![(1u64, FlowStats::default()), (2, FlowStats::default())];
+        let mut out = Vec::new();
+        p.decide(1_000_000_000, &flows, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].cwnd_clamp, 4.0);
+        p.decide(1_150_000_000, &flows, &mut out).unwrap();
+        assert_eq!(
+            out[1],
+            Decision {
+                cwnd_clamp: 8.0,
+                max_pacing_bytes_per_sec: 1000.0
+            }
+        );
+        p.decide(9_000_000_000, &flows, &mut out).unwrap();
+        assert_eq!(out[0].cwnd_clamp, 8.0, "the last step holds");
+    }
+
+    #[test]
+    fn script_file_parses() {
+        let f: ScriptFile = serde_json::from_str(
+            r#"{"scripted":{"steps":[{"cwnd":4,"hold_ms":500},{"pacing_bytes_per_sec":2000000,"hold_ms":500}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.scripted.steps[1].pacing_bytes_per_sec, Some(2_000_000));
+        assert_eq!(f.scripted.steps[1].cwnd, None);
+    }
+}

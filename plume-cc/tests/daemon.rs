@@ -1,0 +1,534 @@
+//! Kernel tests of the control daemon (`plume-cc run`): real BPF, a child
+//! cgroup the test creates, real loopback TCP, the real binary as a process
+//! (so it can be killed with SIGKILL). Root only; CI runs them as root.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use plume_cc::datapath::{
+    cgroup::OwnedCgroup,
+    probe::{ManyFlows, ProbeReport, Sink},
+};
+
+const EXE: &str = env!("CARGO_BIN_EXE_plume-cc");
+
+fn have_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("{test}: needs root, and CI must run it as root");
+        }
+        eprintln!("\n*** SKIPPED {test}: needs root; run `sudo -E cargo xtask test` ***\n");
+    }
+    root
+}
+
+/// A scripted policy file in a temp folder.
+fn script(dir: &Path, name: &str, json: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, json).unwrap();
+    p
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("plume-cc-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Daemon {
+    child: Child,
+    log: mpsc::Receiver<String>,
+    pins: PathBuf,
+}
+
+impl Daemon {
+    fn start(policy: &Path, cgroup: &Path, pin_dir: &Path, stale_ms: u64) -> Self {
+        let mut child = Command::new(EXE)
+            .args([
+                "run",
+                "--interval",
+                "10",
+                "--stale-ms",
+                &stale_ms.to_string(),
+            ])
+            .arg("--policy")
+            .arg(policy)
+            .arg("--cgroup")
+            .arg(cgroup)
+            .arg("--pin-dir")
+            .arg(pin_dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start plume-cc run");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[daemon] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let d = Self {
+            child,
+            log,
+            pins: pin_dir.to_owned(),
+        };
+        d.wait_log("controlling", Duration::from_secs(15));
+        d
+    }
+
+    fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("daemon never logged {needle:?}"));
+            match self.log.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("daemon never logged {needle:?}"),
+            }
+        }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(mut self) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "daemon exited with {status} after SIGTERM"
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        if std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.pins);
+        }
+    }
+}
+
+/// Removes a test's pins if the test fails: removing the pinned objects drops
+/// the last references (the link detaches), so no datapath outlives a failure.
+struct PinGuard(PathBuf);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+struct Sender {
+    child: Child,
+    rx: mpsc::Receiver<ProbeReport>,
+}
+
+impl Sender {
+    fn spawn(sink: &Sink, cgroup: &Path, duration_ms: u64) -> Self {
+        let mut child = Command::new(EXE)
+            .args([
+                "probe",
+                "--connect",
+                &sink.addr().to_string(),
+                "--report-ms",
+                "10",
+            ])
+            .args(["--duration-ms", &duration_ms.to_string()])
+            .arg("--cgroup")
+            .arg(cgroup)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, rx }
+    }
+
+    fn collect(&self, d: Duration) -> Vec<ProbeReport> {
+        let deadline = Instant::now() + d;
+        let mut v = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(r) => v.push(r),
+                Err(_) => break,
+            }
+        }
+        v
+    }
+
+    /// Reports until `pred` holds on one (returned with everything seen), or panics.
+    fn until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&ProbeReport) -> bool,
+    ) -> Vec<ProbeReport> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{what}: not seen in {timeout:?}; last reports {:?}",
+                        seen.iter().rev().take(3).collect::<Vec<_>>()
+                    )
+                });
+            let r = self
+                .rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{what}: sender stopped"));
+            seen.push(r);
+            if pred(&r) {
+                return seen;
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+/// Throughput between two reports, bytes/s.
+fn rate(a: &ProbeReport, b: &ProbeReport) -> f64 {
+    (b.bytes_acked - a.bytes_acked) as f64 / ((b.t_ms - a.t_ms).max(1) as f64 / 1e3)
+}
+
+#[test]
+fn cwnd_follows_scripted_targets_and_pacing_caps_the_rate() {
+    if !have_root("daemon target-following test") {
+        return;
+    }
+    let dir = tmpdir("follow");
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-follow-{}",
+        std::process::id()
+    ));
+    let _guard = PinGuard(pins.clone());
+    // Steps: cwnd 4, then cwnd 12, then pacing 2 MB/s with no cwnd limit, held.
+    let policy = script(
+        &dir,
+        "steps.json",
+        r#"{"scripted":{"steps":[{"cwnd":4,"hold_ms":1200},{"cwnd":12,"hold_ms":1200},{"pacing_bytes_per_sec":2000000,"hold_ms":1000}]}}"#,
+    );
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    // The daemon first: flows established before the program is attached are
+    // not seen by sock_ops (documented limitation).
+    let daemon = Daemon::start(&policy, cgroup.path(), &pins, 500);
+    let sender = Sender::spawn(&sink, cgroup.path(), 6000);
+
+    // Step 1: cwnd <= 4 once applied.
+    sender.until("cwnd at the first target", Duration::from_secs(3), |r| {
+        r.snd_cwnd <= 4
+    });
+    let step1 = sender.collect(Duration::from_millis(300));
+    assert!(step1.iter().all(|r| r.snd_cwnd <= 4), "above 4: {step1:?}");
+    // Step 2: cwnd rises above 4 and stays <= 12.
+    let seen = sender.until(
+        "cwnd above 4 in the second step",
+        Duration::from_secs(3),
+        |r| r.snd_cwnd > 4,
+    );
+    assert!(seen.last().unwrap().snd_cwnd <= 12);
+    let step2 = sender.collect(Duration::from_millis(300));
+    assert!(
+        step2.iter().all(|r| r.snd_cwnd <= 12),
+        "above 12: {step2:?}"
+    );
+    // Step 3: the pacing cap is in force and holds the rate.
+    sender.until("pacing cap applied", Duration::from_secs(3), |r| {
+        r.max_pacing_rate == 2_000_000
+    });
+    let step3 = sender.collect(Duration::from_millis(600));
+    assert!(
+        step3.iter().all(|r| r.max_pacing_rate == 2_000_000),
+        "{step3:?}"
+    );
+    let r = rate(step3.first().unwrap(), step3.last().unwrap());
+    assert!(
+        r < 2_000_000.0 * 1.15,
+        "paced flow ran at {r:.0} B/s over a 2 MB/s cap"
+    );
+    assert!(r > 2_000_000.0 * 0.5, "paced flow ran at only {r:.0} B/s");
+
+    daemon.terminate();
+    // After SIGTERM every limit is gone and the pins are removed.
+    sender.until(
+        "pacing cap lifted after SIGTERM",
+        Duration::from_secs(2),
+        |r| r.max_pacing_rate == u64::MAX,
+    );
+    assert!(!pins.exists(), "pins left at {}", pins.display());
+    sender.finish();
+    cgroup.remove().unwrap();
+}
+
+#[test]
+fn killed_daemon_leaves_no_flow_throttled_and_a_restart_readopts() {
+    if !have_root("daemon kill -9 test") {
+        return;
+    }
+    let dir = tmpdir("kill");
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-kill-{}",
+        std::process::id()
+    ));
+    let _guard = PinGuard(pins.clone());
+    let policy = script(
+        &dir,
+        "throttle.json",
+        r#"{"scripted":{"steps":[{"cwnd":4,"pacing_bytes_per_sec":2000000,"hold_ms":1000}]}}"#,
+    );
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let daemon = Daemon::start(&policy, cgroup.path(), &pins, 300);
+    let sender = Sender::spawn(&sink, cgroup.path(), 7000);
+    let seen = sender.until("throttled", Duration::from_secs(3), |r| {
+        r.snd_cwnd <= 4 && r.max_pacing_rate == 2_000_000
+    });
+    let throttled = sender.collect(Duration::from_millis(600));
+    let slow = rate(throttled.first().unwrap(), throttled.last().unwrap());
+    assert!(
+        slow < 2.0e6 * 1.3,
+        "throttled flow ran at {slow:.0} B/s over a 2 MB/s cap"
+    );
+    drop(seen);
+
+    daemon.kill9();
+    let killed_at = Instant::now();
+    // The datapath lifts the stale target by itself: both limits gone.
+    sender.until("limits lifted after SIGKILL", Duration::from_secs(2), |r| {
+        r.max_pacing_rate == u64::MAX && r.snd_cwnd > 4
+    });
+    let lifted_after = killed_at.elapsed();
+    assert!(
+        lifted_after < Duration::from_millis(300 + 400),
+        "lifted only after {lifted_after:?}"
+    );
+    let free = sender.collect(Duration::from_millis(400));
+    let fast = rate(free.first().unwrap(), free.last().unwrap());
+    assert!(
+        fast > 25.0 * slow,
+        "after the kill the flow ran at {fast:.0} B/s, throttled it ran at {slow:.0}"
+    );
+    assert!(
+        pins.join("link").exists(),
+        "the datapath must stay pinned after a crash"
+    );
+
+    // A restarted daemon re-adopts the pinned datapath and the live flow.
+    let daemon = Daemon::start(&policy, cgroup.path(), &pins, 300);
+    // "re-adopted ... with N live flows" is logged before "controlling".
+    sender.until(
+        "throttled again by the restarted daemon",
+        Duration::from_secs(3),
+        |r| r.snd_cwnd <= 4 && r.max_pacing_rate == 2_000_000,
+    );
+    let out = Command::new(EXE)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("test-kill-{}", std::process::id())),
+        "{text}"
+    );
+    daemon.terminate();
+    sender.until("released after SIGTERM", Duration::from_secs(2), |r| {
+        r.max_pacing_rate == u64::MAX
+    });
+    sender.finish();
+    cgroup.remove().unwrap();
+}
+
+#[test]
+fn a_thousand_short_flows_leave_no_map_entries() {
+    if !have_root("daemon 1000-flow test") {
+        return;
+    }
+    let dir = tmpdir("many");
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-many-{}",
+        std::process::id()
+    ));
+    let _guard = PinGuard(pins.clone());
+    let policy = script(
+        &dir,
+        "c.json",
+        r#"{"scripted":{"steps":[{"cwnd":8,"hold_ms":1000}]}}"#,
+    );
+    let daemon = Daemon::start(&policy, cgroup.path(), &pins, 500);
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut child = Command::new(EXE)
+        .args([
+            "probe",
+            "--connect",
+            &sink.addr().to_string(),
+            "--flows",
+            "1000",
+            "--bytes",
+            "20000",
+            "--hold-ms",
+            "600",
+        ])
+        .arg("--cgroup")
+        .arg(cgroup.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While they are all open, the datapath holds about 1000 flows.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut peak = 0;
+    while Instant::now() < deadline {
+        let n = count_flows(&pins);
+        peak = peak.max(n);
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let many: ManyFlows = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(many.opened, 1000);
+    assert!(
+        peak >= 990,
+        "peak of {peak} flows in the map with 1000 open"
+    );
+    // After close: no stats entry and no target entry left.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (flows, targets) = entries(&pins);
+        if flows == 0 && targets == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{flows} flow and {targets} target entries left after close"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    daemon.terminate();
+    cgroup.remove().unwrap();
+}
+
+fn count_flows(pins: &Path) -> usize {
+    entries(pins).0
+}
+
+fn entries(pins: &Path) -> (usize, usize) {
+    let dp = plume_cc::datapath::Datapath::adopt(pins, pins).expect("open pins");
+    (
+        dp.flows().unwrap().len(),
+        dp.target_cookies().unwrap().len(),
+    )
+}
+
+/// Runs `plume-cc run` with bad input; it must fail at once with a message naming the problem.
+fn run_fails(args: &[&str], needle: &str) {
+    let out = Command::new(EXE)
+        .arg("run")
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded with {args:?}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in: {err}"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = tmpdir("bad");
+    let malformed = script(
+        &dir,
+        "bad.json",
+        r#"{"scripted":{"steps":[{"cwnd":"four"}]}}"#,
+    );
+    let empty = script(&dir, "empty.json", r#"{"scripted":{"steps":[]}}"#);
+    let good = script(
+        &dir,
+        "good.json",
+        r#"{"scripted":{"steps":[{"cwnd":4,"hold_ms":10}]}}"#,
+    );
+    run_fails(
+        &["--policy", "/nonexistent/p.json", "--cgroup", "/tmp"],
+        "/nonexistent/p.json",
+    );
+    run_fails(
+        &["--policy", malformed.to_str().unwrap(), "--cgroup", "/tmp"],
+        "malformed scripted schedule",
+    );
+    run_fails(
+        &["--policy", empty.to_str().unwrap(), "--cgroup", "/tmp"],
+        "no steps",
+    );
+    run_fails(
+        &[
+            "--policy",
+            good.to_str().unwrap(),
+            "--cgroup",
+            "/sys/fs/cgroup/unified/plume-cc-no-such-cgroup",
+        ],
+        "does not exist (pass --create-cgroup",
+    );
+    run_fails(
+        &["--policy", good.to_str().unwrap(), "--cgroup", "/tmp"],
+        "not a cgroup v2 folder",
+    );
+    run_fails(
+        &[
+            "--policy",
+            good.to_str().unwrap(),
+            "--cgroup",
+            "/tmp",
+            "--interval",
+            "100",
+            "--stale-ms",
+            "150",
+        ],
+        "must exceed two intervals",
+    );
+}
