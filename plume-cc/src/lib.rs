@@ -4,5 +4,7 @@
 pub mod congestion;
 pub mod daemon;
 pub mod datapath;
+pub mod plume;
 pub mod policy;
 pub mod sim;
+pub mod trace;

@@ -110,6 +110,10 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         hold_ms: u64,
     },
+    /// Link traces: write synthetic ones, analyse a folder with the Plume
+    /// pipeline (features, critical-feature selection, clustering).
+    #[command(subcommand)]
+    Traces(plume_cc::trace::cli::TracesCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
         Command::Selftest {
             clamp,
             duration_ms,

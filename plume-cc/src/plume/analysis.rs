@@ -1,0 +1,534 @@
+//! The whole Plume analysis of a corpus: features -> critical-feature
+//! selection -> k search -> soft memberships, and the JSON report a user
+//! inspects (selected features, silhouette per k, cluster sizes and
+//! make-up, per-cluster capacity statistics).
+//!
+//! Pure computation: the caller supplies the corpus, the seed and a progress
+//! callback; timing and files are the CLI's business.
+use std::collections::BTreeMap;
+
+use ndarray::{Array2, Axis};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    cluster::{choose_k, ClusterParams, ClusteringModel, KScore},
+    features::{Family, FeatureExtractor, Standardizer, FEATURES},
+    gmm::{hard_labels, GmmError},
+    select::{select_features, SelectionParams, SelectionRound},
+};
+use crate::trace::{Corpus, WindowSpec};
+
+/// All settings of an analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisParams {
+    /// Seed of every random choice (mixture starts, tree bootstraps).
+    pub seed: u64,
+    /// Stage 1 settings.
+    pub selection: SelectionParams,
+    /// Stage 2 settings.
+    pub cluster: ClusterParams,
+}
+
+impl AnalysisParams {
+    /// The method's defaults with `starts` random starts per mixture.
+    pub fn with_starts(seed: u64, starts: usize) -> Self {
+        let mut p = Self {
+            seed,
+            selection: SelectionParams::default(),
+            cluster: ClusterParams::default(),
+        };
+        p.selection.gmm.n_init = starts;
+        p.cluster.gmm.n_init = starts;
+        p
+    }
+}
+
+/// Progress events, in order, so a caller can drive a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Candidate features computed for all windows.
+    Features,
+    /// One pruning round done (0-based).
+    SelectionRound(usize),
+    /// The mixtures for one k are fitted.
+    KFitted(usize),
+}
+
+/// Why an analysis failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// Too few windows to cluster.
+    #[error("analysis needs at least 4 windows, the corpus has {0}")]
+    TooFewWindows(usize),
+    /// A mixture fit failed.
+    #[error(transparent)]
+    Gmm(#[from] GmmError),
+}
+
+/// The result of [`analyze`].
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// The window spec of the corpus.
+    pub window: WindowSpec,
+    /// Raw candidate features (windows x [`FEATURES`]).
+    pub raw_features: Array2<f64>,
+    /// Selected columns of [`FEATURES`].
+    pub selected: Vec<usize>,
+    /// Standardized selected features (windows x selected): what the mixture sees.
+    pub z_selected: Array2<f64>,
+    /// Pruning rounds of stage 1.
+    pub rounds: Vec<SelectionRound>,
+    /// Score of every k tried.
+    pub k_scores: Vec<KScore>,
+    /// The chosen clustering, ready to save.
+    pub model: ClusteringModel,
+    /// Soft memberships (windows x k).
+    pub memberships: Array2<f64>,
+    /// Hard labels.
+    pub labels: Vec<usize>,
+}
+
+/// Runs stages 1 and 2 on the corpus' windows.
+pub fn analyze(
+    corpus: &Corpus,
+    params: &AnalysisParams,
+    progress: &(dyn Fn(Stage) + Sync),
+) -> Result<Analysis, AnalysisError> {
+    let n = corpus.windows.len();
+    if n < 4 {
+        return Err(AnalysisError::TooFewWindows(n));
+    }
+    let raw = FeatureExtractor::new(corpus.spec.bin_ms).extract(&corpus.series());
+    progress(Stage::Features);
+    let z = Standardizer::fit(&raw).transform(&raw);
+    let families: Vec<Family> = FEATURES.iter().map(|f| f.family).collect();
+    let (selected, rounds) =
+        select_features(z.view(), &families, &params.selection, params.seed, &|r| {
+            progress(Stage::SelectionRound(r))
+        })?;
+    let raw_sel = raw.select(Axis(1), &selected);
+    let standardizer = Standardizer::fit(&raw_sel);
+    let z_selected = standardizer.transform(&raw_sel);
+    let (gmm, k_scores) = choose_k(
+        z_selected.view(),
+        &params.cluster,
+        params.seed ^ 0x5eed,
+        &|k| progress(Stage::KFitted(k)),
+    )?;
+    let memberships = gmm.predict_proba(z_selected.view())?;
+    let labels = hard_labels(&memberships);
+    let model = ClusteringModel {
+        window: corpus.spec,
+        features: selected
+            .iter()
+            .map(|&i| FEATURES[i].name.to_string())
+            .collect(),
+        standardizer,
+        gmm,
+    };
+    Ok(Analysis {
+        window: corpus.spec,
+        raw_features: raw,
+        selected,
+        z_selected,
+        rounds,
+        k_scores,
+        model,
+        memberships,
+        labels,
+    })
+}
+
+/// Capacity statistics of the windows of one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityStats {
+    /// Mean capacity (Mbps).
+    pub mean_mbps: f64,
+    /// Median of the per-window means (Mbps).
+    pub median_window_mean_mbps: f64,
+    /// 10th percentile over all bins (Mbps).
+    pub p10_mbps: f64,
+    /// 90th percentile over all bins (Mbps).
+    pub p90_mbps: f64,
+    /// Mean within-window standard deviation (Mbps).
+    pub mean_std_mbps: f64,
+    /// Fraction of bins with no delivery opportunity.
+    pub outage_fraction: f64,
+}
+
+/// One cluster in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterReport {
+    /// Cluster id (mixture component).
+    pub id: usize,
+    /// Windows whose most likely cluster this is.
+    pub size: usize,
+    /// Sum of soft memberships.
+    pub soft_size: f64,
+    /// Mixture weight.
+    pub weight: f64,
+    /// Hard-labelled windows per source file.
+    pub sources: BTreeMap<String, usize>,
+    /// Capacity statistics of its hard-labelled windows.
+    pub capacity: Option<CapacityStats>,
+    /// The window with the highest membership (an example of the cluster).
+    pub example_window: Option<usize>,
+}
+
+/// One window in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowReport {
+    /// Index in the corpus' window list (what samplers return).
+    pub index: usize,
+    /// Source file name.
+    pub source: String,
+    /// Start in the source trace (ms).
+    pub start_ms: u64,
+    /// Most likely cluster.
+    pub cluster: usize,
+    /// Soft memberships (one per cluster).
+    pub memberships: Vec<f64>,
+}
+
+/// A selection round with feature names instead of indices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundReport {
+    /// Clusters used.
+    pub k: usize,
+    /// Mean tree importance of each feature going in.
+    pub importances: BTreeMap<String, f64>,
+    /// Features kept.
+    pub kept: Vec<String>,
+}
+
+/// The JSON report of `plume-cc traces analyze`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The analysed folder.
+    pub corpus_dir: String,
+    /// Trace files and their window counts.
+    pub traces: BTreeMap<String, usize>,
+    /// Window spec.
+    pub window: WindowSpec,
+    /// Number of windows.
+    pub n_windows: usize,
+    /// Settings used.
+    pub params: AnalysisParams,
+    /// All candidate features with their family.
+    pub candidate_features: Vec<(String, Family)>,
+    /// Stage 1 rounds.
+    pub selection_rounds: Vec<RoundReport>,
+    /// The selected features.
+    pub selected_features: Vec<String>,
+    /// Silhouette etc. per k.
+    pub k_scores: Vec<KScore>,
+    /// The chosen k.
+    pub chosen_k: usize,
+    /// Per-cluster summary.
+    pub clusters: Vec<ClusterReport>,
+    /// Per-window memberships.
+    pub windows: Vec<WindowReport>,
+    /// The model a trainer loads (also written on its own).
+    pub model: ClusteringModel,
+    /// Wall-clock timings in ms, filled in by the CLI.
+    pub timing_ms: BTreeMap<String, f64>,
+}
+
+fn capacity_stats(corpus: &Corpus, members: &[usize]) -> Option<CapacityStats> {
+    if members.is_empty() {
+        return None;
+    }
+    let mut all: Vec<f64> = members
+        .iter()
+        .flat_map(|&i| corpus.windows[i].capacity_mbps.iter().copied())
+        .collect();
+    if all.is_empty() {
+        return None;
+    }
+    all.sort_by(f64::total_cmp);
+    let pick = |p: f64| all[((all.len() - 1) as f64 * p).round() as usize];
+    let mut window_means: Vec<f64> = members
+        .iter()
+        .map(|&i| {
+            let c = &corpus.windows[i].capacity_mbps;
+            c.iter().sum::<f64>() / c.len().max(1) as f64
+        })
+        .collect();
+    window_means.sort_by(f64::total_cmp);
+    let mean_std = members
+        .iter()
+        .map(|&i| {
+            let c = &corpus.windows[i].capacity_mbps;
+            let m = c.iter().sum::<f64>() / c.len().max(1) as f64;
+            (c.iter().map(|v| (v - m).powi(2)).sum::<f64>() / c.len().max(1) as f64).sqrt()
+        })
+        .sum::<f64>()
+        / members.len() as f64;
+    Some(CapacityStats {
+        mean_mbps: all.iter().sum::<f64>() / all.len() as f64,
+        median_window_mean_mbps: window_means[window_means.len() / 2],
+        p10_mbps: pick(0.1),
+        p90_mbps: pick(0.9),
+        mean_std_mbps: mean_std,
+        outage_fraction: all
+            .iter()
+            .filter(|v| **v <= super::features::OUTAGE_MBPS)
+            .count() as f64
+            / all.len() as f64,
+    })
+}
+
+impl Analysis {
+    /// The hard-labelled window indices of each cluster.
+    pub fn members(&self) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); self.model.gmm.k()];
+        for (i, &l) in self.labels.iter().enumerate() {
+            if let Some(m) = out.get_mut(l) {
+                m.push(i);
+            }
+        }
+        out
+    }
+
+    /// For each cluster, the window with the highest membership in it.
+    pub fn examples(&self) -> Vec<Option<usize>> {
+        self.memberships
+            .axis_iter(Axis(1))
+            .enumerate()
+            .map(|(c, col)| {
+                let best = super::gmm::argmax(col);
+                (self.labels.get(best) == Some(&c)).then_some(best)
+            })
+            .collect()
+    }
+
+    /// Builds the JSON report.
+    pub fn report(&self, corpus: &Corpus, corpus_dir: &str, params: &AnalysisParams) -> Report {
+        let name = |i: usize| FEATURES[i].name.to_string();
+        let mut traces = BTreeMap::new();
+        for w in &corpus.windows {
+            if let Some(t) = corpus.traces.get(w.trace) {
+                *traces.entry(t.name.clone()).or_insert(0) += 1;
+            }
+        }
+        for t in &corpus.traces {
+            traces.entry(t.name.clone()).or_insert(0);
+        }
+        let examples = self.examples();
+        let clusters = self
+            .members()
+            .iter()
+            .enumerate()
+            .map(|(c, members)| {
+                let mut sources = BTreeMap::new();
+                for &i in members {
+                    *sources
+                        .entry(corpus.window_source(i).to_string())
+                        .or_insert(0) += 1;
+                }
+                ClusterReport {
+                    id: c,
+                    size: members.len(),
+                    soft_size: self.memberships.column(c).sum(),
+                    weight: self.model.gmm.weights.get(c).copied().unwrap_or(0.0),
+                    sources,
+                    capacity: capacity_stats(corpus, members),
+                    example_window: examples.get(c).copied().flatten(),
+                }
+            })
+            .collect();
+        let windows = corpus
+            .windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WindowReport {
+                index: i,
+                source: corpus.window_source(i).to_string(),
+                start_ms: w.start_ms,
+                cluster: self.labels[i],
+                memberships: self
+                    .memberships
+                    .row(i)
+                    .iter()
+                    .map(|v| (v * 1e6).round() / 1e6)
+                    .collect(),
+            })
+            .collect();
+        Report {
+            corpus_dir: corpus_dir.to_string(),
+            traces,
+            window: self.window,
+            n_windows: corpus.windows.len(),
+            params: *params,
+            candidate_features: FEATURES
+                .iter()
+                .map(|f| (f.name.to_string(), f.family))
+                .collect(),
+            selection_rounds: self
+                .rounds
+                .iter()
+                .map(|r| RoundReport {
+                    k: r.k,
+                    importances: r
+                        .features_in
+                        .iter()
+                        .zip(&r.importances)
+                        .map(|(&f, &v)| (name(f), v))
+                        .collect(),
+                    kept: r.kept.iter().map(|&f| name(f)).collect(),
+                })
+                .collect(),
+            selected_features: self.model.features.clone(),
+            k_scores: self.k_scores.clone(),
+            chosen_k: self.model.gmm.k(),
+            clusters,
+            windows,
+            model: self.model.clone(),
+            timing_ms: BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::WindowSpec;
+    use std::path::Path;
+
+    /// The shared public Mahimahi traces; the test fails (not skips) if absent.
+    const MAHIMAHI_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces/mahimahi");
+
+    /// (majority cluster, its count, total) of the windows matching `keep`.
+    fn majority(a: &Analysis, keep: impl Fn(usize) -> bool) -> (usize, usize, usize) {
+        let mut counts = vec![0usize; a.model.gmm.k()];
+        let mut total = 0;
+        for (i, &l) in a.labels.iter().enumerate() {
+            if keep(i) {
+                counts[l] += 1;
+                total += 1;
+            }
+        }
+        let best = (0..counts.len())
+            .max_by_key(|&c| (counts[c], usize::MAX - c))
+            .unwrap_or(0);
+        (best, counts[best], total)
+    }
+
+    #[test]
+    fn separates_evdo_umts_and_lte_windows_of_the_shared_traces() {
+        let dir = Path::new(MAHIMAHI_DIR);
+        assert!(dir.is_dir(), "shared traces missing at {}", dir.display());
+        let corpus = Corpus::from_dir(dir, WindowSpec::non_overlapping(30_000, 100), 0).unwrap();
+        assert_eq!(corpus.windows.len(), 206);
+        // Fewer starts than the CLI's 75 to keep the debug-build test short.
+        let params = AnalysisParams::with_starts(0, 15);
+        let a = analyze(&corpus, &params, &|_| {}).unwrap();
+        let k = a.model.gmm.k();
+        assert!((6..=15).contains(&k), "k = {k}");
+        assert!(a.selected.len() >= 2);
+        let families: Vec<Family> = a.selected.iter().map(|&i| FEATURES[i].family).collect();
+        assert!(families.contains(&Family::Level) && families.contains(&Family::Variability));
+        // Downlinks are the populations that differ in kind (every uplink
+        // is a low-rate link, whatever the technology).
+        let down = |i: usize, tech: &str| {
+            let s = corpus.window_source(i);
+            s.contains(tech) && s.ends_with(".down")
+        };
+        let (evdo, evdo_n, evdo_total) = majority(&a, |i| down(i, "EVDO"));
+        let (lte, _, _) = majority(&a, |i| down(i, "LTE"));
+        let (umts, _, _) = majority(&a, |i| down(i, "UMTS"));
+        assert_ne!(
+            evdo, lte,
+            "EVDO and LTE downlink windows share their majority cluster"
+        );
+        assert_ne!(
+            umts, lte,
+            "UMTS and LTE downlink windows share their majority cluster"
+        );
+        assert!(
+            evdo_n * 2 > evdo_total,
+            "EVDO windows scattered: {evdo_n}/{evdo_total}"
+        );
+        // Outage-heavy windows (over half the bins empty) stay together, away
+        // from the LTE windows (with few clusters they may join EVDO, itself
+        // outage-prone).
+        let outage = |i: usize| {
+            let c = &corpus.windows[i].capacity_mbps;
+            c.iter().filter(|v| **v <= 0.0).count() * 2 > c.len()
+        };
+        let (out, out_n, out_total) = majority(&a, outage);
+        assert!(out_total >= 3, "expected some outage-heavy windows");
+        assert!(
+            out != lte && out_n * 2 > out_total,
+            "outage windows: {out_n}/{out_total} in {out}; EVDO {evdo}, LTE {lte}, UMTS {umts}; sizes {:?}", a.members().iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        // Soft memberships are distributions; the model reproduces them.
+        assert!(a
+            .memberships
+            .axis_iter(Axis(0))
+            .all(|r| (r.sum() - 1.0).abs() < 1e-9));
+        let again = a.model.memberships(&corpus.series()).unwrap();
+        assert!((&again - &a.memberships).mapv(f64::abs).sum() < 1e-6);
+        // Deterministic for a seed.
+        let b = analyze(&corpus, &params, &|_| {}).unwrap();
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.model, b.model);
+        let report = a.report(&corpus, MAHIMAHI_DIR, &params);
+        assert_eq!(report.clusters.iter().map(|c| c.size).sum::<usize>(), 206);
+        assert!(serde_json::to_string(&report).is_ok());
+    }
+
+    #[test]
+    fn builds_every_sampler_from_a_synthetic_folder() {
+        use crate::plume::sampler::{build_sampler, DynamicParams, SamplerKind};
+        use rand::SeedableRng;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, spec, seed) in crate::trace::synth::preset_set() {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            spec.generate(&mut rng)
+                .unwrap()
+                .write(dir.path().join(name))
+                .unwrap();
+        }
+        let corpus =
+            Corpus::from_dir(dir.path(), WindowSpec::non_overlapping(10_000, 100), 0).unwrap();
+        let mut params = AnalysisParams::with_starts(1, 4);
+        params.cluster.k_min = 2;
+        params.cluster.k_max = 5;
+        params.selection.n_trees = 4;
+        let a = analyze(&corpus, &params, &|_| {}).unwrap();
+        // Save and reload the model, as a trainer would.
+        let path = dir.path().join("model.json");
+        a.model.save(&path).unwrap();
+        let model = ClusteringModel::load(&path).unwrap();
+        assert_eq!(model.features, a.model.features);
+        // JSON keeps floats to the last bit or so; memberships must agree.
+        let reloaded = model.memberships(&corpus.series()).unwrap();
+        assert!((&reloaded - &a.memberships).mapv(f64::abs).sum() < 1e-6);
+        let dynamic = DynamicParams {
+            warmup: 10,
+            update_every: 10,
+            train_steps: 5,
+            ..DynamicParams::default()
+        };
+        for kind in [
+            SamplerKind::Uniform,
+            SamplerKind::PlumeStatic { epsilon: 0.1 },
+            SamplerKind::PlumeDynamic(dynamic),
+        ] {
+            let mut s = build_sampler(kind, &model, &corpus).unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+            for _ in 0..40 {
+                let i = s.sample(&mut rng);
+                assert!(i < corpus.windows.len());
+                s.observe(i, -(corpus.windows[i].capacity_mbps[0]));
+            }
+            let p = s.probabilities();
+            assert_eq!(p.len(), corpus.windows.len());
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+        let other =
+            Corpus::from_dir(dir.path(), WindowSpec::non_overlapping(10_000, 50), 0).unwrap();
+        assert!(build_sampler(SamplerKind::Uniform, &model, &other).is_err());
+    }
+}

@@ -1,0 +1,308 @@
+//! `plume-cc traces ...`: write synthetic traces and analyse a trace folder
+//! with the Plume pipeline. The only place in `trace`/`plume` that touches
+//! the terminal, the clock (for timings) and `anyhow`.
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{bail, Context as _};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{
+    synth::{preset_set, SynthKind, SynthSpec},
+    Corpus, WindowSpec,
+};
+use crate::plume::{
+    analysis::{analyze, AnalysisParams, Stage},
+    plot::draw_figure,
+};
+
+/// The `traces` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TracesCommand {
+    /// Write a seeded synthetic trace (Mahimahi format), or the repository's
+    /// preset set with `--preset-set DIR`.
+    Synth {
+        /// Generator.
+        #[arg(long, value_enum, default_value = "lte")]
+        kind: SynthKind,
+        /// Nominal rate in Mbps.
+        #[arg(long, default_value_t = 6.0)]
+        mbps: f64,
+        /// Length (period) of the trace, e.g. 60s, 1500ms, 2m.
+        #[arg(long, default_value = "60s")]
+        duration: String,
+        /// RNG seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output file (required unless --preset-set).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Write the fixed preset set (as in traces/synthetic/) into this folder.
+        #[arg(long, conflicts_with = "out")]
+        preset_set: Option<PathBuf>,
+    },
+    /// Cut a folder of traces into windows, select critical features, cluster
+    /// them and write report.json, model.json and clusters.png.
+    Analyze {
+        /// Folder of Mahimahi trace files.
+        dir: PathBuf,
+        /// Window (episode) length, e.g. 30s.
+        #[arg(long, default_value = "30s")]
+        window: String,
+        /// Distance between window starts (default: the window length).
+        #[arg(long)]
+        stride: Option<String>,
+        /// Capacity bin width.
+        #[arg(long, default_value = "100ms")]
+        bin: String,
+        /// Offset of the first window; `random` draws one from the seed.
+        #[arg(long, default_value = "0ms")]
+        offset: String,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Random starts per Gaussian mixture.
+        #[arg(long, default_value_t = 75)]
+        starts: usize,
+        /// Smallest number of clusters tried.
+        #[arg(long, default_value_t = 6)]
+        k_min: usize,
+        /// Largest number of clusters tried.
+        #[arg(long, default_value_t = 15)]
+        k_max: usize,
+        /// Reject a k whose smallest cluster holds less than this share.
+        #[arg(long, default_value_t = 0.02)]
+        min_cluster_fraction: f64,
+        /// Where to write report.json, model.json and clusters.png.
+        #[arg(long, default_value = "plume-analysis")]
+        out_dir: PathBuf,
+    },
+}
+
+/// Parses a duration like `30s`, `100ms`, `2m` or a bare number of ms.
+pub fn parse_duration_ms(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let (num, scale) = if let Some(v) = t.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = t.strip_suffix('s') {
+        (v, 1000.0)
+    } else if let Some(v) = t.strip_suffix('m') {
+        (v, 60_000.0)
+    } else {
+        (t, 1.0)
+    };
+    let value: f64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("not a duration: {text:?}"))?;
+    let ms = value * scale;
+    if !ms.is_finite() || !(0.0..=1e12).contains(&ms) || ms.fract() != 0.0 {
+        bail!("duration {text:?} must be a whole number of ms between 0 and 1e12");
+    }
+    Ok(ms as u64)
+}
+
+/// Runs a `traces` subcommand.
+pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
+    match cmd {
+        TracesCommand::Synth {
+            kind,
+            mbps,
+            duration,
+            seed,
+            out,
+            preset_set: preset,
+        } => {
+            if let Some(dir) = preset {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                for (name, spec, seed) in preset_set() {
+                    let path = dir.join(name);
+                    spec.generate(&mut ChaCha8Rng::seed_from_u64(seed))?
+                        .write(&path)?;
+                    println!("wrote {}", path.display());
+                }
+                return Ok(());
+            }
+            let Some(out) = out else {
+                bail!("traces synth: give --out FILE or --preset-set DIR");
+            };
+            let spec = SynthSpec {
+                kind,
+                mbps,
+                duration_ms: parse_duration_ms(&duration)?,
+            };
+            let trace = spec.generate(&mut ChaCha8Rng::seed_from_u64(seed))?;
+            trace.write(&out)?;
+            println!(
+                "wrote {} ({:.2} Mbps mean over {} ms)",
+                out.display(),
+                trace.mean_mbps(),
+                trace.period_ms()
+            );
+            Ok(())
+        }
+        TracesCommand::Analyze {
+            dir,
+            window,
+            stride,
+            bin,
+            offset,
+            seed,
+            starts,
+            k_min,
+            k_max,
+            min_cluster_fraction,
+            out_dir,
+        } => {
+            let length_ms = parse_duration_ms(&window)?;
+            let spec = WindowSpec {
+                length_ms,
+                stride_ms: stride
+                    .as_deref()
+                    .map(parse_duration_ms)
+                    .transpose()?
+                    .unwrap_or(length_ms),
+                bin_ms: parse_duration_ms(&bin)?,
+            };
+            spec.validate(&dir)?;
+            let offset_ms = if offset == "random" {
+                spec.random_offset(&mut ChaCha8Rng::seed_from_u64(seed))
+            } else {
+                parse_duration_ms(&offset)?
+            };
+            let mut params = AnalysisParams::with_starts(seed, starts.max(1));
+            params.cluster.k_min = k_min;
+            params.cluster.k_max = k_max;
+            params.cluster.min_cluster_fraction = min_cluster_fraction;
+            analyze_dir(&dir, spec, offset_ms, &params, &out_dir)
+        }
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1e5).round() / 100.0
+}
+
+fn analyze_dir(
+    dir: &Path,
+    spec: WindowSpec,
+    offset_ms: u64,
+    params: &AnalysisParams,
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let corpus = Corpus::from_dir(dir, spec, offset_ms)?;
+    let load_ms = ms_since(t0);
+    let n_k = params.cluster.k_max.saturating_sub(params.cluster.k_min) + 1;
+    let bar = ProgressBar::new((1 + params.selection.rounds + n_k) as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:<28} [{bar:30}] {pos}/{len} {elapsed_precise}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("{} windows", corpus.windows.len()));
+    let t1 = Instant::now();
+    let analysis = analyze(&corpus, params, &|stage| {
+        bar.inc(1);
+        match stage {
+            Stage::Features => bar.set_message("features"),
+            Stage::SelectionRound(r) => bar.set_message(format!("feature selection {}", r + 1)),
+            Stage::KFitted(k) => bar.set_message(format!("mixture k={k}")),
+        }
+    })?;
+    let analysis_ms = ms_since(t1);
+    bar.finish_and_clear();
+
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let t2 = Instant::now();
+    let figure = out_dir.join("clusters.png");
+    draw_figure(&figure, &corpus, &analysis)?;
+    let figure_ms = ms_since(t2);
+    let mut report = analysis.report(&corpus, &dir.display().to_string(), params);
+    report.timing_ms.insert("load_and_window".into(), load_ms);
+    report
+        .timing_ms
+        .insert("features_selection_clustering".into(), analysis_ms);
+    report
+        .timing_ms
+        .insert("load_to_clusters_total".into(), load_ms + analysis_ms);
+    report.timing_ms.insert("figure".into(), figure_ms);
+    let report_path = out_dir.join("report.json");
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    let model_path = out_dir.join("model.json");
+    analysis.model.save(&model_path)?;
+
+    println!(
+        "{} traces, {} windows of {} ms at {} ms bins; {} random starts per mixture",
+        corpus.traces.len(),
+        corpus.windows.len(),
+        spec.length_ms,
+        spec.bin_ms,
+        params.cluster.gmm.n_init
+    );
+    println!("selected features: {}", report.selected_features.join(", "));
+    let sil: Vec<String> = report
+        .k_scores
+        .iter()
+        .map(|s| {
+            format!(
+                "k={}: {}{}",
+                s.k,
+                s.silhouette.map_or("-".into(), |v| format!("{v:.3}")),
+                if s.valid { "" } else { " (small cluster)" }
+            )
+        })
+        .collect();
+    println!("silhouette: {}", sil.join(", "));
+    println!("chosen k = {}", report.chosen_k);
+    for c in &report.clusters {
+        let sources: Vec<String> = c.sources.iter().map(|(s, n)| format!("{s}:{n}")).collect();
+        let mean = c.capacity.as_ref().map_or(0.0, |s| s.mean_mbps);
+        let outage = c.capacity.as_ref().map_or(0.0, |s| s.outage_fraction);
+        println!(
+            "  cluster {:>2}: {:>3} windows, mean {:>6.2} Mbps, outage {:>5.1}% | {}",
+            c.id,
+            c.size,
+            mean,
+            100.0 * outage,
+            sources.join(" ")
+        );
+    }
+    println!(
+        "timing: load+window {load_ms:.1} ms, features+selection+clustering {analysis_ms:.1} ms, total {:.1} ms (figure {figure_ms:.1} ms, {} threads)",
+        load_ms + analysis_ms,
+        rayon::current_num_threads()
+    );
+    println!(
+        "wrote {}, {}, {}",
+        report_path.display(),
+        model_path.display(),
+        figure.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("30s").unwrap(), 30_000);
+        assert_eq!(parse_duration_ms("100ms").unwrap(), 100);
+        assert_eq!(parse_duration_ms("2m").unwrap(), 120_000);
+        assert_eq!(parse_duration_ms("0.5s").unwrap(), 500);
+        assert_eq!(parse_duration_ms("250").unwrap(), 250);
+        for bad in ["", "x", "-1s", "0.5ms", "1e30s"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
+    }
+}

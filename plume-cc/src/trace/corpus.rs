@@ -1,0 +1,176 @@
+//! The training corpus: a folder of traces cut into episode windows.
+//!
+//! Real corpora are skewed (many LTE windows, few EVDO or outage windows);
+//! the corpus keeps that skew as it is and leaves re-balancing to the Plume
+//! samplers. Window order is deterministic: files sorted by name, windows by
+//! start time.
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::{
+    mahimahi::{MahimahiTrace, TraceError},
+    window::{TraceWindow, WindowSpec},
+};
+
+/// One trace file of a corpus.
+#[derive(Debug, Clone)]
+pub struct CorpusTrace {
+    /// The file name (without folder), used as the trace's label in reports.
+    pub name: String,
+    /// The full path it was read from.
+    pub path: PathBuf,
+    /// The parsed trace.
+    pub trace: MahimahiTrace,
+}
+
+/// Traces plus the windows cut from them: what the analysis and the trainer
+/// index into (a sampler returns an index into [`Corpus::windows`]).
+#[derive(Debug, Clone)]
+pub struct Corpus {
+    /// The traces, sorted by file name.
+    pub traces: Vec<CorpusTrace>,
+    /// The windows, grouped by trace in the order of `traces`, then by start.
+    pub windows: Vec<TraceWindow>,
+    /// How the windows were cut.
+    pub spec: WindowSpec,
+}
+
+/// Whether a directory entry is a trace file: hidden files, `README*` and
+/// documentation or report files (`.md`, `.json`, `.png`, `.txt`) are skipped;
+/// everything else must parse, so a broken trace fails loudly.
+pub fn is_trace_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    if name.starts_with('.') || name.to_ascii_lowercase().starts_with("readme") {
+        return false;
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    !matches!(ext.as_str(), "md" | "json" | "png" | "txt") && path.is_file()
+}
+
+impl Corpus {
+    /// Reads every trace file of `dir` (see [`is_trace_file`]) in parallel.
+    pub fn read_dir(dir: &Path) -> Result<Vec<CorpusTrace>, TraceError> {
+        let io = |source| TraceError::Io {
+            path: dir.to_path_buf(),
+            action: "list",
+            source,
+        };
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if is_trace_file(&path) {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        if paths.is_empty() {
+            return Err(TraceError::BadRequest {
+                path: dir.to_path_buf(),
+                what: "no trace files in this folder".into(),
+            });
+        }
+        paths
+            .into_par_iter()
+            .map(|path| {
+                let trace = MahimahiTrace::read(&path)?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Ok(CorpusTrace { name, path, trace })
+            })
+            .collect()
+    }
+
+    /// Cuts `traces` into windows starting at `offset_ms` (see
+    /// [`WindowSpec::starts`]). Traces shorter than one window contribute none.
+    pub fn from_traces(
+        traces: Vec<CorpusTrace>,
+        spec: WindowSpec,
+        offset_ms: u64,
+    ) -> Result<Self, TraceError> {
+        let per_trace: Result<Vec<Vec<TraceWindow>>, TraceError> = traces
+            .par_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                spec.starts(&t.trace, offset_ms)?
+                    .into_iter()
+                    .map(|start| TraceWindow::cut(&t.trace, i, start, &spec))
+                    .collect()
+            })
+            .collect();
+        let windows: Vec<TraceWindow> = per_trace?.into_iter().flatten().collect();
+        Ok(Self {
+            traces,
+            windows,
+            spec,
+        })
+    }
+
+    /// Reads a folder and cuts it into windows: the usual way to build a corpus.
+    pub fn from_dir(dir: &Path, spec: WindowSpec, offset_ms: u64) -> Result<Self, TraceError> {
+        let corpus = Self::from_traces(Self::read_dir(dir)?, spec, offset_ms)?;
+        if corpus.windows.is_empty() {
+            return Err(TraceError::BadRequest {
+                path: dir.to_path_buf(),
+                what: format!("no trace is longer than one window ({} ms)", spec.length_ms),
+            });
+        }
+        Ok(corpus)
+    }
+
+    /// The file name of the trace a window came from.
+    pub fn window_source(&self, window: usize) -> &str {
+        self.windows
+            .get(window)
+            .and_then(|w| self.traces.get(w.trace))
+            .map(|t| t.name.as_str())
+            .unwrap_or("")
+    }
+
+    /// The capacity series of every window, in window order.
+    pub fn series(&self) -> Vec<&[f64]> {
+        self.windows
+            .iter()
+            .map(|w| w.capacity_mbps.as_slice())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shared public Mahimahi traces; tests fail (not skip) if absent.
+    pub(crate) const MAHIMAHI_DIR: &str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces/mahimahi");
+
+    #[test]
+    fn shared_mahimahi_corpus_has_206_windows_of_30s() {
+        let dir = Path::new(MAHIMAHI_DIR);
+        assert!(dir.is_dir(), "shared traces missing at {}", dir.display());
+        let corpus = Corpus::from_dir(dir, WindowSpec::non_overlapping(30_000, 100), 0).unwrap();
+        assert_eq!(corpus.traces.len(), 10);
+        assert_eq!(corpus.windows.len(), 206);
+        assert!(corpus.windows.iter().all(|w| w.capacity_mbps.len() == 300));
+    }
+
+    #[test]
+    fn broken_file_in_folder_fails_loudly() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.trace"), "1\n2\n").unwrap();
+        std::fs::write(dir.path().join("README.md"), "hello").unwrap();
+        std::fs::write(dir.path().join("b.trace"), "1\nzz\n").unwrap();
+        let err = Corpus::read_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("b.trace:2:"), "{err}");
+        let empty = tempfile::tempdir().unwrap();
+        assert!(Corpus::read_dir(empty.path()).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! Link-capacity traces: the Mahimahi file format, synthetic generators,
+//! episode windows and the corpus a trainer samples from.
+//!
+//! This module is I/O and bookkeeping only; which window to train on is the
+//! business of [`crate::plume`].
+pub mod cli;
+pub mod corpus;
+pub mod mahimahi;
+pub mod synth;
+pub mod window;
+
+pub use corpus::{Corpus, CorpusTrace};
+pub use mahimahi::{MahimahiTrace, TraceError};
+pub use synth::{SynthKind, SynthSpec};
+pub use window::{TraceWindow, WindowSpec};
