@@ -119,7 +119,8 @@ enum Command {
     /// Summarise the held-out scores of several training runs.
     #[command(hide = true)]
     EvalTable(plume_cc::rl::cli::EvalTableArgs),
-    /// Link traces: synthesize, analyse with the Plume pipeline.
+    /// Link traces: write synthetic ones, analyse a folder with the Plume
+    /// pipeline (features, critical-feature selection, clustering).
     #[command(subcommand)]
     Traces(plume_cc::trace::cli::TracesCommand),
 }
@@ -134,6 +135,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
         Command::Selftest {
             clamp,
             duration_ms,

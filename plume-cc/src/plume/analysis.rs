@@ -102,20 +102,27 @@ pub fn analyze(
     progress(Stage::Features);
     let z = Standardizer::fit(&raw).transform(&raw);
     let families: Vec<Family> = FEATURES.iter().map(|f| f.family).collect();
-    let (selected, rounds) = select_features(z.view(), &families, &params.selection, params.seed, &|r| {
-        progress(Stage::SelectionRound(r))
-    })?;
+    let (selected, rounds) =
+        select_features(z.view(), &families, &params.selection, params.seed, &|r| {
+            progress(Stage::SelectionRound(r))
+        })?;
     let raw_sel = raw.select(Axis(1), &selected);
     let standardizer = Standardizer::fit(&raw_sel);
     let z_selected = standardizer.transform(&raw_sel);
-    let (gmm, k_scores) = choose_k(z_selected.view(), &params.cluster, params.seed ^ 0x5eed, &|k| {
-        progress(Stage::KFitted(k))
-    })?;
+    let (gmm, k_scores) = choose_k(
+        z_selected.view(),
+        &params.cluster,
+        params.seed ^ 0x5eed,
+        &|k| progress(Stage::KFitted(k)),
+    )?;
     let memberships = gmm.predict_proba(z_selected.view())?;
     let labels = hard_labels(&memberships);
     let model = ClusteringModel {
         window: corpus.spec,
-        features: selected.iter().map(|&i| FEATURES[i].name.to_string()).collect(),
+        features: selected
+            .iter()
+            .map(|&i| FEATURES[i].name.to_string())
+            .collect(),
         standardizer,
         gmm,
     };
@@ -263,7 +270,10 @@ fn capacity_stats(corpus: &Corpus, members: &[usize]) -> Option<CapacityStats> {
         p10_mbps: pick(0.1),
         p90_mbps: pick(0.9),
         mean_std_mbps: mean_std,
-        outage_fraction: all.iter().filter(|v| **v <= super::features::OUTAGE_MBPS).count() as f64
+        outage_fraction: all
+            .iter()
+            .filter(|v| **v <= super::features::OUTAGE_MBPS)
+            .count() as f64
             / all.len() as f64,
     })
 }
@@ -312,7 +322,9 @@ impl Analysis {
             .map(|(c, members)| {
                 let mut sources = BTreeMap::new();
                 for &i in members {
-                    *sources.entry(corpus.window_source(i).to_string()).or_insert(0) += 1;
+                    *sources
+                        .entry(corpus.window_source(i).to_string())
+                        .or_insert(0) += 1;
                 }
                 ClusterReport {
                     id: c,
@@ -334,7 +346,12 @@ impl Analysis {
                 source: corpus.window_source(i).to_string(),
                 start_ms: w.start_ms,
                 cluster: self.labels[i],
-                memberships: self.memberships.row(i).iter().map(|v| (v * 1e6).round() / 1e6).collect(),
+                memberships: self
+                    .memberships
+                    .row(i)
+                    .iter()
+                    .map(|v| (v * 1e6).round() / 1e6)
+                    .collect(),
             })
             .collect();
         Report {
@@ -343,13 +360,21 @@ impl Analysis {
             window: self.window,
             n_windows: corpus.windows.len(),
             params: *params,
-            candidate_features: FEATURES.iter().map(|f| (f.name.to_string(), f.family)).collect(),
+            candidate_features: FEATURES
+                .iter()
+                .map(|f| (f.name.to_string(), f.family))
+                .collect(),
             selection_rounds: self
                 .rounds
                 .iter()
                 .map(|r| RoundReport {
                     k: r.k,
-                    importances: r.features_in.iter().zip(&r.importances).map(|(&f, &v)| (name(f), v)).collect(),
+                    importances: r
+                        .features_in
+                        .iter()
+                        .zip(&r.importances)
+                        .map(|(&f, &v)| (name(f), v))
+                        .collect(),
                     kept: r.kept.iter().map(|&f| name(f)).collect(),
                 })
                 .collect(),
@@ -361,5 +386,149 @@ impl Analysis {
             model: self.model.clone(),
             timing_ms: BTreeMap::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::WindowSpec;
+    use std::path::Path;
+
+    /// The shared public Mahimahi traces; the test fails (not skips) if absent.
+    const MAHIMAHI_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces/mahimahi");
+
+    /// (majority cluster, its count, total) of the windows matching `keep`.
+    fn majority(a: &Analysis, keep: impl Fn(usize) -> bool) -> (usize, usize, usize) {
+        let mut counts = vec![0usize; a.model.gmm.k()];
+        let mut total = 0;
+        for (i, &l) in a.labels.iter().enumerate() {
+            if keep(i) {
+                counts[l] += 1;
+                total += 1;
+            }
+        }
+        let best = (0..counts.len())
+            .max_by_key(|&c| (counts[c], usize::MAX - c))
+            .unwrap_or(0);
+        (best, counts[best], total)
+    }
+
+    #[test]
+    fn separates_evdo_umts_and_lte_windows_of_the_shared_traces() {
+        let dir = Path::new(MAHIMAHI_DIR);
+        assert!(dir.is_dir(), "shared traces missing at {}", dir.display());
+        let corpus = Corpus::from_dir(dir, WindowSpec::non_overlapping(30_000, 100), 0).unwrap();
+        assert_eq!(corpus.windows.len(), 206);
+        // Fewer starts than the CLI's 75 to keep the debug-build test short.
+        let params = AnalysisParams::with_starts(0, 15);
+        let a = analyze(&corpus, &params, &|_| {}).unwrap();
+        let k = a.model.gmm.k();
+        assert!((6..=15).contains(&k), "k = {k}");
+        assert!(a.selected.len() >= 2);
+        let families: Vec<Family> = a.selected.iter().map(|&i| FEATURES[i].family).collect();
+        assert!(families.contains(&Family::Level) && families.contains(&Family::Variability));
+        // Downlinks are the populations that differ in kind (every uplink
+        // is a low-rate link, whatever the technology).
+        let down = |i: usize, tech: &str| {
+            let s = corpus.window_source(i);
+            s.contains(tech) && s.ends_with(".down")
+        };
+        let (evdo, evdo_n, evdo_total) = majority(&a, |i| down(i, "EVDO"));
+        let (lte, _, _) = majority(&a, |i| down(i, "LTE"));
+        let (umts, _, _) = majority(&a, |i| down(i, "UMTS"));
+        assert_ne!(
+            evdo, lte,
+            "EVDO and LTE downlink windows share their majority cluster"
+        );
+        assert_ne!(
+            umts, lte,
+            "UMTS and LTE downlink windows share their majority cluster"
+        );
+        assert!(
+            evdo_n * 2 > evdo_total,
+            "EVDO windows scattered: {evdo_n}/{evdo_total}"
+        );
+        // Outage-heavy windows (over half the bins empty) stay together, away
+        // from the LTE windows (with few clusters they may join EVDO, itself
+        // outage-prone).
+        let outage = |i: usize| {
+            let c = &corpus.windows[i].capacity_mbps;
+            c.iter().filter(|v| **v <= 0.0).count() * 2 > c.len()
+        };
+        let (out, out_n, out_total) = majority(&a, outage);
+        assert!(out_total >= 3, "expected some outage-heavy windows");
+        assert!(
+            out != lte && out_n * 2 > out_total,
+            "outage windows: {out_n}/{out_total} in {out}; EVDO {evdo}, LTE {lte}, UMTS {umts}; sizes {:?}", a.members().iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        // Soft memberships are distributions; the model reproduces them.
+        assert!(a
+            .memberships
+            .axis_iter(Axis(0))
+            .all(|r| (r.sum() - 1.0).abs() < 1e-9));
+        let again = a.model.memberships(&corpus.series()).unwrap();
+        assert!((&again - &a.memberships).mapv(f64::abs).sum() < 1e-6);
+        // Deterministic for a seed.
+        let b = analyze(&corpus, &params, &|_| {}).unwrap();
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.model, b.model);
+        let report = a.report(&corpus, MAHIMAHI_DIR, &params);
+        assert_eq!(report.clusters.iter().map(|c| c.size).sum::<usize>(), 206);
+        assert!(serde_json::to_string(&report).is_ok());
+    }
+
+    #[test]
+    fn builds_every_sampler_from_a_synthetic_folder() {
+        use crate::plume::sampler::{build_sampler, DynamicParams, SamplerKind};
+        use rand::SeedableRng;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, spec, seed) in crate::trace::synth::preset_set() {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            spec.generate(&mut rng)
+                .unwrap()
+                .write(dir.path().join(name))
+                .unwrap();
+        }
+        let corpus =
+            Corpus::from_dir(dir.path(), WindowSpec::non_overlapping(10_000, 100), 0).unwrap();
+        let mut params = AnalysisParams::with_starts(1, 4);
+        params.cluster.k_min = 2;
+        params.cluster.k_max = 5;
+        params.selection.n_trees = 4;
+        let a = analyze(&corpus, &params, &|_| {}).unwrap();
+        // Save and reload the model, as a trainer would.
+        let path = dir.path().join("model.json");
+        a.model.save(&path).unwrap();
+        let model = ClusteringModel::load(&path).unwrap();
+        assert_eq!(model.features, a.model.features);
+        // JSON keeps floats to the last bit or so; memberships must agree.
+        let reloaded = model.memberships(&corpus.series()).unwrap();
+        assert!((&reloaded - &a.memberships).mapv(f64::abs).sum() < 1e-6);
+        let dynamic = DynamicParams {
+            warmup: 10,
+            update_every: 10,
+            train_steps: 5,
+            ..DynamicParams::default()
+        };
+        for kind in [
+            SamplerKind::Uniform,
+            SamplerKind::PlumeStatic { epsilon: 0.1 },
+            SamplerKind::PlumeDynamic(dynamic),
+        ] {
+            let mut s = build_sampler(kind, &model, &corpus).unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+            for _ in 0..40 {
+                let i = s.sample(&mut rng);
+                assert!(i < corpus.windows.len());
+                s.observe(i, -(corpus.windows[i].capacity_mbps[0]));
+            }
+            let p = s.probabilities();
+            assert_eq!(p.len(), corpus.windows.len());
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+        let other =
+            Corpus::from_dir(dir.path(), WindowSpec::non_overlapping(10_000, 50), 0).unwrap();
+        assert!(build_sampler(SamplerKind::Uniform, &model, &other).is_err());
     }
 }

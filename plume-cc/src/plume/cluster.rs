@@ -112,19 +112,26 @@ pub fn choose_k(
         .enumerate()
         .filter(|(_, (_, s))| s.valid && s.silhouette.is_some())
         .max_by(|a, b| {
-            let (sa, sb) = (a.1 .1.silhouette.unwrap_or(-1.0), b.1 .1.silhouette.unwrap_or(-1.0));
+            let (sa, sb) = (
+                a.1 .1.silhouette.unwrap_or(-1.0),
+                b.1 .1.silhouette.unwrap_or(-1.0),
+            );
             sa.total_cmp(&sb).then(b.0.cmp(&a.0))
         })
         .or_else(|| {
-            fits.iter()
-                .enumerate()
-                .max_by(|a, b| a.1 .1.smallest_cluster.cmp(&b.1 .1.smallest_cluster).then(b.0.cmp(&a.0)))
+            fits.iter().enumerate().max_by(|a, b| {
+                a.1 .1
+                    .smallest_cluster
+                    .cmp(&b.1 .1.smallest_cluster)
+                    .then(b.0.cmp(&a.0))
+            })
         })
         .map(|(i, _)| i)
         .unwrap_or(0);
     let scores = fits.iter().map(|(_, s)| s.clone()).collect();
     let gmm = fits.into_iter().nth(pick).map(|(g, _)| g);
-    gmm.map(|g| (g, scores)).ok_or(GmmError::BadK { k: k_min, n })
+    gmm.map(|g| (g, scores))
+        .ok_or(GmmError::BadK { k: k_min, n })
 }
 
 /// Why a saved clustering model cannot be used.
@@ -186,15 +193,24 @@ impl ClusteringModel {
             .collect()
     }
 
+    /// The standardized selected features of capacity series binned at
+    /// `self.window.bin_ms` (what the mixture scores; also the dynamic
+    /// sampler's regressor input).
+    pub fn features_of(&self, series: &[&[f64]]) -> Result<Array2<f64>, ModelError> {
+        let idx = self.feature_indices()?;
+        if self.standardizer.mean.len() != idx.len() || self.standardizer.std.len() != idx.len() {
+            return Err(ModelError::Inconsistent(
+                "standardizer size differs from feature count".into(),
+            ));
+        }
+        let raw = FeatureExtractor::new(self.window.bin_ms).extract(series);
+        Ok(self.standardizer.transform(&raw.select(Axis(1), &idx)))
+    }
+
     /// Soft memberships (rows sum to 1) of capacity series binned at
     /// `self.window.bin_ms`.
     pub fn memberships(&self, series: &[&[f64]]) -> Result<Array2<f64>, ModelError> {
-        let idx = self.feature_indices()?;
-        if self.standardizer.mean.len() != idx.len() || self.standardizer.std.len() != idx.len() {
-            return Err(ModelError::Inconsistent("standardizer size differs from feature count".into()));
-        }
-        let raw = FeatureExtractor::new(self.window.bin_ms).extract(series);
-        let z = self.standardizer.transform(&raw.select(Axis(1), &idx));
+        let z = self.features_of(series)?;
         Ok(self.gmm.predict_proba(z.view())?)
     }
 

@@ -138,7 +138,9 @@ impl FeatureExtractor {
             if lag >= n || var <= 1e-12 {
                 return 0.0;
             }
-            let s: f64 = (0..n - lag).map(|i| (x[i] - mean) * (x[i + lag] - mean)).sum();
+            let s: f64 = (0..n - lag)
+                .map(|i| (x[i] - mean) * (x[i + lag] - mean))
+                .sum();
             s / ((n - lag) as f64 * var)
         };
         let mean_abs_change = if n > 1 {
@@ -216,7 +218,12 @@ impl FeatureExtractor {
         if total <= 1e-12 {
             return (0.0, 0.0, 1.0);
         }
-        let centroid = amp.iter().enumerate().map(|(i, a)| i as f64 * a).sum::<f64>() / total;
+        let centroid = amp
+            .iter()
+            .enumerate()
+            .map(|(i, a)| i as f64 * a)
+            .sum::<f64>()
+            / total;
         let variance = amp
             .iter()
             .enumerate()
@@ -230,7 +237,11 @@ impl FeatureExtractor {
             .map(|(_, a)| a)
             .sum::<f64>()
             / total;
-        (centroid * hz_per_index, variance * hz_per_index * hz_per_index, low)
+        (
+            centroid * hz_per_index,
+            variance * hz_per_index * hz_per_index,
+            low,
+        )
     }
 
     /// The raw (unstandardized) feature matrix, one row per series, computed
@@ -290,7 +301,10 @@ impl Standardizer {
     pub fn transform(&self, x: &Array2<f64>) -> Array2<f64> {
         let mut out = x.clone();
         for (j, mut col) in out.axis_iter_mut(Axis(1)).enumerate() {
-            let (m, s) = (self.mean.get(j).copied().unwrap_or(0.0), self.std.get(j).copied().unwrap_or(1.0));
+            let (m, s) = (
+                self.mean.get(j).copied().unwrap_or(0.0),
+                self.std.get(j).copied().unwrap_or(1.0),
+            );
             col.mapv_inplace(|v| (v - m) / s);
         }
         out
@@ -315,7 +329,10 @@ mod tests {
     #[test]
     fn at_least_20_features_in_both_families() {
         assert!(FEATURES.len() >= 20);
-        let level = FEATURES.iter().filter(|f| f.family == Family::Level).count();
+        let level = FEATURES
+            .iter()
+            .filter(|f| f.family == Family::Level)
+            .count();
         assert!(level >= 8 && FEATURES.len() - level >= 8);
         let mut names: Vec<_> = FEATURES.iter().map(|f| f.name).collect();
         names.dedup();

@@ -6,14 +6,17 @@
 //! covariance, which is ill-conditioned for ~200 windows, 10-25 features and
 //! up to 15 components, so this module replaces it with a small diagonal EM:
 //! log-sum-exp responsibilities and a variance floor. The k-means++ seeding
-//! itself is linfa's (`KMeans` with `KMeansInit::KMeansPlusPlus`).
+//! is the same k-means++ as linfa-clustering's `KMeansInit::KMeansPlusPlus`,
+//! written here with GEMM distances
+//! because it runs once per start (linfa's `KMeans` is kept as an option,
+//! `GmmParams::linfa_init`, and the two are tested against each other).
 use linfa::{
     traits::{Fit, Predict},
     DatasetBase,
 };
 use linfa_clustering::{KMeans, KMeansInit};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -64,6 +67,9 @@ pub struct GmmParams {
     /// Lloyd iterations after k-means++ seeding (sklearn's "kmeans" init runs
     /// to convergence; a few are enough here).
     pub kmeans_iters: u64,
+    /// Seed with linfa's `KMeans` (k-means++ init + Lloyd) instead of the
+    /// built-in k-means++; same method, about 3x slower per start here.
+    pub linfa_init: bool,
 }
 
 impl Default for GmmParams {
@@ -74,6 +80,7 @@ impl Default for GmmParams {
             var_floor: 1e-3,
             n_init: 75,
             kmeans_iters: 3,
+            linfa_init: false,
         }
     }
 }
@@ -97,110 +104,239 @@ pub struct DiagGmm {
 const LN_2PI: f64 = 1.837_877_066_409_345_3;
 
 fn check_finite(x: ArrayView2<f64>) -> Result<(), GmmError> {
-    match x.axis_iter(Axis(0)).position(|r| r.iter().any(|v| !v.is_finite())) {
+    match x
+        .axis_iter(Axis(0))
+        .position(|r| r.iter().any(|v| !v.is_finite()))
+    {
         Some(row) => Err(GmmError::NonFinite { row }),
         None => Ok(()),
     }
 }
 
-/// Internal dense form used during EM.
+/// Internal dense form used during EM: means, precisions (`1 / var`) and
+/// per-component constants, row-major `k x d`.
 struct Dense {
-    log_weights: Array1<f64>,
-    means: Array2<f64>,
-    precisions: Array2<f64>,
-    /// `-0.5 * (d ln 2pi + sum ln var)` per component.
-    log_norm: Array1<f64>,
+    d: usize,
+    means: Vec<f64>,
+    precisions: Vec<f64>,
+    /// `ln w_c - 0.5 (d ln 2pi + sum ln var_c)` per component.
+    constant: Vec<f64>,
 }
 
 impl Dense {
-    fn from_stats(weights: &Array1<f64>, means: Array2<f64>, variances: &Array2<f64>) -> Self {
-        let d = means.ncols() as f64;
-        let log_norm = variances
-            .axis_iter(Axis(0))
-            .map(|v| -0.5 * (d * LN_2PI + v.mapv(f64::ln).sum()))
+    fn from_stats(weights: &Array1<f64>, means: &Array2<f64>, variances: &Array2<f64>) -> Self {
+        let d = means.ncols();
+        let constant = (0..means.nrows())
+            .map(|c| {
+                let log_det: f64 = variances.row(c).iter().map(|v| v.ln()).sum();
+                weights[c].max(f64::MIN_POSITIVE).ln() - 0.5 * (d as f64 * LN_2PI + log_det)
+            })
             .collect();
         Self {
-            log_weights: weights.mapv(|w| w.max(f64::MIN_POSITIVE).ln()),
-            means,
-            precisions: variances.mapv(|v| 1.0 / v),
-            log_norm,
+            d,
+            means: means.iter().copied().collect(),
+            precisions: variances.iter().map(|v| 1.0 / v).collect(),
+            constant,
         }
     }
 
-    /// Log responsibilities (n x k, normalized per row) and the mean
-    /// log-likelihood.
+    /// Responsibilities (n x k, rows sum to 1) and the mean log-likelihood.
     fn e_step(&self, x: ArrayView2<f64>) -> (Array2<f64>, f64) {
-        let (n, k) = (x.nrows(), self.means.nrows());
-        let mut log_resp = Array2::zeros((n, k));
-        let mut total = 0.0;
-        for (i, row) in x.axis_iter(Axis(0)).enumerate() {
-            let xi = row.as_slice();
-            let mut best = f64::NEG_INFINITY;
-            for c in 0..k {
-                let mu = self.means.row(c);
-                let prec = self.precisions.row(c);
-                let maha: f64 = match (xi, mu.as_slice(), prec.as_slice()) {
-                    (Some(a), Some(m), Some(p)) => a
-                        .iter()
-                        .zip(m)
-                        .zip(p)
-                        .map(|((a, m), p)| (a - m) * (a - m) * p)
-                        .sum(),
-                    _ => row
-                        .iter()
-                        .zip(mu.iter())
-                        .zip(prec.iter())
-                        .map(|((a, m), p)| (a - m) * (a - m) * p)
-                        .sum(),
-                };
-                let v = self.log_weights[c] + self.log_norm[c] - 0.5 * maha;
-                log_resp[[i, c]] = v;
-                best = best.max(v);
+        let (n, k) = (x.nrows(), self.constant.len());
+        let owned;
+        let xs = match x.as_slice() {
+            Some(s) => s,
+            None => {
+                owned = x.iter().copied().collect::<Vec<f64>>();
+                &owned
             }
-            let lse = best
-                + log_resp
-                    .row(i)
-                    .iter()
-                    .map(|v| (v - best).exp())
-                    .sum::<f64>()
-                    .ln();
-            log_resp.row_mut(i).mapv_inplace(|v| v - lse);
-            total += lse;
+        };
+        let (resp, ll) = self.e_step_slice(xs, n);
+        (
+            Array2::from_shape_vec((n, k), resp).unwrap_or_else(|_| Array2::zeros((n, k))),
+            ll,
+        )
+    }
+
+    /// [`Self::e_step`] on a row-major `n x d` slice; returns row-major `n x k`.
+    fn e_step_slice(&self, xs: &[f64], n: usize) -> (Vec<f64>, f64) {
+        let (k, d) = (self.constant.len(), self.d);
+        let mut resp = vec![0.0; n * k];
+        let mut total = 0.0;
+        for (xi, row) in xs
+            .chunks_exact(d.max(1))
+            .zip(resp.chunks_exact_mut(k.max(1)))
+        {
+            let mut best = f64::NEG_INFINITY;
+            for (c, v) in row.iter_mut().enumerate() {
+                let mu = &self.means[c * d..(c + 1) * d];
+                let p = &self.precisions[c * d..(c + 1) * d];
+                *v = self.constant[c] - 0.5 * mahalanobis(xi, mu, p);
+                best = best.max(*v);
+            }
+            let mut sum = 0.0;
+            for v in row.iter_mut() {
+                // Below e^-60 a responsibility is 0 to double precision
+                // relative to the best component (which contributes 1);
+                // skipping exp there also avoids libm's slow underflow path.
+                let diff = *v - best;
+                *v = if diff > -60.0 { diff.exp() } else { 0.0 };
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            row.iter_mut().for_each(|v| *v *= inv);
+            total += best + sum.ln();
         }
-        (log_resp, total / n.max(1) as f64)
+        (resp, total / n.max(1) as f64)
     }
 }
 
-/// Weighted statistics of the data under responsibilities (n x k): weights,
-/// means and floored variances.
+/// `sum_j (x_j - mu_j)^2 p_j`, in four interleaved partial sums so the
+/// compiler can vectorize it (fixed order: deterministic).
+#[inline]
+fn mahalanobis(x: &[f64], mu: &[f64], p: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (xc, mc, pc) = (x.chunks_exact(4), mu.chunks_exact(4), p.chunks_exact(4));
+    let tail: f64 = xc
+        .remainder()
+        .iter()
+        .zip(mc.remainder())
+        .zip(pc.remainder())
+        .map(|((a, m), q)| (a - m) * (a - m) * q)
+        .sum();
+    for ((a, m), q) in xc.zip(mc).zip(pc) {
+        for l in 0..4 {
+            let diff = a[l] - m[l];
+            acc[l] += diff * diff * q[l];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// Weighted statistics of the data (row-major `n x d` slice) under
+/// responsibilities (row-major `n x k`): weights, means and floored
+/// variances (`E[x^2] - mean^2`, clamped at 0, plus floor). Zero
+/// responsibilities (most of them, once clusters settle) are skipped.
 fn m_step(
-    x: ArrayView2<f64>,
-    resp: &Array2<f64>,
+    xs: &[f64],
+    d: usize,
+    resp: &[f64],
+    k: usize,
     var_floor: f64,
 ) -> (Array1<f64>, Array2<f64>, Array2<f64>) {
-    let n = x.nrows() as f64;
-    let nk = resp.sum_axis(Axis(0)).mapv(|v| v + 10.0 * f64::EPSILON);
-    let mut means = resp.t().dot(&x);
-    for (mut m, &s) in means.axis_iter_mut(Axis(0)).zip(nk.iter()) {
-        m.mapv_inplace(|v| v / s);
-    }
-    let mut variances = Array2::zeros(means.dim());
-    for (i, row) in x.axis_iter(Axis(0)).enumerate() {
-        for c in 0..means.nrows() {
-            let r = resp[[i, c]];
-            if r < 1e-300 {
+    let n = xs.len() / d.max(1);
+    let mut nk = vec![10.0 * f64::EPSILON; k];
+    let mut sums = vec![0.0; k * d];
+    let mut squares = vec![0.0; k * d];
+    for (xi, ri) in xs.chunks_exact(d.max(1)).zip(resp.chunks_exact(k.max(1))) {
+        for (c, &r) in ri.iter().enumerate() {
+            if r == 0.0 {
                 continue;
             }
-            for (j, v) in row.iter().enumerate() {
-                let diff = v - means[[c, j]];
-                variances[[c, j]] += r * diff * diff;
+            nk[c] += r;
+            let s = &mut sums[c * d..(c + 1) * d];
+            let q = &mut squares[c * d..(c + 1) * d];
+            for j in 0..d {
+                let rv = r * xi[j];
+                s[j] += rv;
+                q[j] += rv * xi[j];
             }
         }
     }
-    for (mut v, &s) in variances.axis_iter_mut(Axis(0)).zip(nk.iter()) {
-        v.mapv_inplace(|val| val / s + var_floor);
+    let mut means = Array2::zeros((k, d));
+    let mut variances = Array2::zeros((k, d));
+    for c in 0..k {
+        for j in 0..d {
+            let m = sums[c * d + j] / nk[c];
+            means[[c, j]] = m;
+            variances[[c, j]] = (squares[c * d + j] / nk[c] - m * m).max(0.0) + var_floor;
+        }
     }
-    (nk / n, means, variances)
+    (Array1::from(nk) / n.max(1) as f64, means, variances)
+}
+
+/// Squared distances (n x k) from rows of `x` to `centers`, via GEMM.
+fn sq_dists(x: ArrayView2<f64>, x_norms: &Array1<f64>, centers: &Array2<f64>) -> Array2<f64> {
+    let c_norms: Array1<f64> = centers.axis_iter(Axis(0)).map(|c| c.dot(&c)).collect();
+    let mut d = x.dot(&centers.t()) * -2.0;
+    for (mut row, xn) in d.axis_iter_mut(Axis(0)).zip(x_norms.iter()) {
+        row.iter_mut()
+            .zip(c_norms.iter())
+            .for_each(|(v, cn)| *v = (*v + xn + cn).max(0.0));
+    }
+    d
+}
+
+/// k-means++ seeding (D^2 sampling) plus `lloyd` Lloyd iterations; returns
+/// the nearest-centre label of each row. Same method as linfa's
+/// `KMeansInit::KMeansPlusPlus` (whose seeding function is crate-private),
+/// written with matrix products because it runs once per random start.
+pub fn kmeans_pp_labels(
+    x: ArrayView2<f64>,
+    k: usize,
+    lloyd: u64,
+    rng: &mut impl Rng,
+) -> Vec<usize> {
+    let n = x.nrows();
+    if n == 0 || k == 0 {
+        return vec![0; n];
+    }
+    let x_norms: Array1<f64> = x.axis_iter(Axis(0)).map(|r| r.dot(&r)).collect();
+    let mut chosen = vec![rng.gen_range(0..n)];
+    let mut min_d: Array1<f64> = sq_dists(x, &x_norms, &x.select(Axis(0), &chosen))
+        .column(0)
+        .to_owned();
+    while chosen.len() < k {
+        let total: f64 = min_d.sum();
+        let next = if total > 0.0 {
+            let u = rng.gen::<f64>() * total;
+            let mut acc = 0.0;
+            min_d
+                .iter()
+                .position(|d| {
+                    acc += d;
+                    acc > u
+                })
+                .unwrap_or(n - 1)
+        } else {
+            rng.gen_range(0..n)
+        };
+        chosen.push(next);
+        let d = sq_dists(x, &x_norms, &x.select(Axis(0), &[next]));
+        min_d.zip_mut_with(&d.column(0), |a, b| *a = a.min(*b));
+    }
+    let mut centers = x.select(Axis(0), &chosen);
+    let mut labels = hard_labels_min(&sq_dists(x, &x_norms, &centers));
+    for _ in 0..lloyd {
+        let mut sums = Array2::<f64>::zeros(centers.dim());
+        let mut counts = vec![0usize; k];
+        for (row, &l) in x.axis_iter(Axis(0)).zip(&labels) {
+            let mut s = sums.row_mut(l);
+            s += &row;
+            counts[l] += 1;
+        }
+        for (c, &count) in counts.iter().enumerate() {
+            if count > 0 {
+                centers.row_mut(c).assign(&(&sums.row(c) / count as f64));
+            }
+        }
+        labels = hard_labels_min(&sq_dists(x, &x_norms, &centers));
+    }
+    labels
+}
+
+fn hard_labels_min(d: &Array2<f64>) -> Vec<usize> {
+    d.axis_iter(Axis(0))
+        .map(|row| {
+            let mut best = 0;
+            for (i, v) in row.iter().enumerate() {
+                if *v < row[best] {
+                    best = i;
+                }
+            }
+            best
+        })
+        .collect()
 }
 
 impl DiagGmm {
@@ -218,31 +354,35 @@ impl DiagGmm {
         check_finite(x)?;
         let x = x.as_standard_layout();
         let x = x.view();
-        // k-means++ seeding (linfa), then hard responsibilities -> first M step.
-        let rng = ChaCha8Rng::seed_from_u64(rng_seed);
-        let data = DatasetBase::from(x.to_owned());
-        let kmeans = KMeans::params_with_rng(k, rng)
-            .init_method(KMeansInit::KMeansPlusPlus)
-            .n_runs(1)
-            .max_n_iterations(params.kmeans_iters.max(1))
-            .tolerance(1e-4)
-            .fit(&data)
-            .map_err(|e| GmmError::Init(e.to_string()))?;
-        let labels = kmeans.predict(&data);
-        let mut resp = Array2::zeros((n, k));
+        // k-means++ seeding, then hard responsibilities -> first M step.
+        let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
+        let labels = if params.linfa_init {
+            let data = DatasetBase::from(x.to_owned());
+            let kmeans = KMeans::params_with_rng(k, rng)
+                .init_method(KMeansInit::KMeansPlusPlus)
+                .n_runs(1)
+                .max_n_iterations(params.kmeans_iters.max(1))
+                .tolerance(1e-4)
+                .fit(&data)
+                .map_err(|e| GmmError::Init(e.to_string()))?;
+            kmeans.predict(&data).to_vec()
+        } else {
+            kmeans_pp_labels(x, k, params.kmeans_iters, &mut rng)
+        };
+        let d = x.ncols();
+        let xs: Vec<f64> = x.iter().copied().collect();
+        let mut resp = vec![0.0; n * k];
         for (i, &l) in labels.iter().enumerate() {
-            resp[[i, l.min(k - 1)]] = 1.0;
+            resp[i * k + l.min(k - 1)] = 1.0;
         }
-        let (mut w, mut m, mut v) = m_step(x, &resp, params.var_floor);
+        let (mut w, mut m, mut v) = m_step(&xs, d, &resp, k, params.var_floor);
         let mut previous = f64::NEG_INFINITY;
         let mut converged = false;
         let mut ll = previous;
         for _ in 0..params.max_iter.max(1) {
-            let dense = Dense::from_stats(&w, m, &v);
-            let (log_resp, new_ll) = dense.e_step(x);
+            let (resp, new_ll) = Dense::from_stats(&w, &m, &v).e_step_slice(&xs, n);
             ll = new_ll;
-            let resp = log_resp.mapv(f64::exp);
-            (w, m, v) = m_step(x, &resp, params.var_floor);
+            (w, m, v) = m_step(&xs, d, &resp, k, params.var_floor);
             if (ll - previous).abs() < params.tol {
                 converged = true;
                 break;
@@ -250,7 +390,7 @@ impl DiagGmm {
             previous = ll;
         }
         // Final log-likelihood of the returned parameters.
-        let final_ll = Dense::from_stats(&w, m.clone(), &v).e_step(x).1;
+        let final_ll = Dense::from_stats(&w, &m, &v).e_step_slice(&xs, n).1;
         Ok(Self {
             weights: w.to_vec(),
             means: m.axis_iter(Axis(0)).map(|r| r.to_vec()).collect(),
@@ -263,7 +403,12 @@ impl DiagGmm {
     /// The best of `params.n_init` starts (seeded `seed`, `seed + 1`, ...)
     /// by final log-likelihood, run in parallel; deterministic for a seed
     /// (ties go to the lowest start).
-    pub fn fit(x: ArrayView2<f64>, k: usize, params: &GmmParams, seed: u64) -> Result<Self, GmmError> {
+    pub fn fit(
+        x: ArrayView2<f64>,
+        k: usize,
+        params: &GmmParams,
+        seed: u64,
+    ) -> Result<Self, GmmError> {
         let fits: Vec<Result<Self, GmmError>> = (0..params.n_init.max(1) as u64)
             .into_par_iter()
             .map(|s| Self::fit_once(x, k, params, seed.wrapping_mul(1_000_003).wrapping_add(s)))
@@ -271,7 +416,10 @@ impl DiagGmm {
         let mut best: Option<Self> = None;
         for fit in fits {
             let fit = fit?;
-            if best.as_ref().is_none_or(|b| fit.log_likelihood > b.log_likelihood) {
+            if best
+                .as_ref()
+                .is_none_or(|b| fit.log_likelihood > b.log_likelihood)
+            {
                 best = Some(fit);
             }
         }
@@ -290,7 +438,11 @@ impl DiagGmm {
             Array2::from_shape_vec((k, d), rows.iter().flatten().copied().collect())
                 .unwrap_or_else(|_| Array2::zeros((k, d)))
         };
-        Dense::from_stats(&Array1::from(self.weights.clone()), flat(&self.means), &flat(&self.variances))
+        Dense::from_stats(
+            &Array1::from(self.weights.clone()),
+            &flat(&self.means),
+            &flat(&self.variances),
+        )
     }
 
     /// Soft memberships (posterior probability of each component), n x k.
@@ -303,7 +455,7 @@ impl DiagGmm {
             });
         }
         check_finite(x)?;
-        Ok(self.dense().e_step(x).0.mapv(f64::exp))
+        Ok(self.dense().e_step(x).0)
     }
 
     /// Hard labels (most probable component) per row.
@@ -403,12 +555,17 @@ mod tests {
         }
         assert!(agree as f64 / truth.len() as f64 > 0.97);
         let proba = gmm.predict_proba(x.view()).unwrap();
-        assert!(proba.axis_iter(Axis(0)).all(|r| (r.sum() - 1.0).abs() < 1e-9));
+        assert!(proba
+            .axis_iter(Axis(0))
+            .all(|r| (r.sum() - 1.0).abs() < 1e-9));
     }
 
     #[test]
     fn recovers_two_components_and_is_deterministic() {
-        let comps = [(0.7, [-2.0, 0.0], [0.5, 0.5]), (0.3, [2.0, 0.0], [0.5, 0.5])];
+        let comps = [
+            (0.7, [-2.0, 0.0], [0.5, 0.5]),
+            (0.3, [2.0, 0.0], [0.5, 0.5]),
+        ];
         let (x, _) = sample(&comps, 300, 3);
         let params = GmmParams {
             n_init: 8,
@@ -419,19 +576,61 @@ mod tests {
         assert_eq!(a, b);
         let mut w = a.weights.clone();
         w.sort_by(f64::total_cmp);
-        assert!((w[0] - 0.3).abs() < 0.03 && (w[1] - 0.7).abs() < 0.03, "{w:?}");
+        assert!(
+            (w[0] - 0.3).abs() < 0.03 && (w[1] - 0.7).abs() < 0.03,
+            "{w:?}"
+        );
         assert!(a.converged);
+    }
+
+    #[test]
+    fn builtin_and_linfa_kmeans_pp_seeding_agree() {
+        let comps = [
+            (0.5, [0.0, 0.0], [1.0, 0.5]),
+            (0.3, [6.0, 1.0], [0.5, 1.5]),
+            (0.2, [0.0, 8.0], [2.0, 0.7]),
+        ];
+        let (x, _) = sample(&comps, 600, 5);
+        let ours = GmmParams {
+            n_init: 6,
+            ..GmmParams::default()
+        };
+        let linfa = GmmParams {
+            linfa_init: true,
+            ..ours
+        };
+        let a = DiagGmm::fit(x.view(), 3, &ours, 2).unwrap();
+        let b = DiagGmm::fit(x.view(), 3, &linfa, 2).unwrap();
+        assert!(
+            (a.log_likelihood - b.log_likelihood).abs() < 1e-3,
+            "{} vs {}",
+            a.log_likelihood,
+            b.log_likelihood
+        );
+        let mut wa = a.weights.clone();
+        let mut wb = b.weights.clone();
+        wa.sort_by(f64::total_cmp);
+        wb.sort_by(f64::total_cmp);
+        for (p, q) in wa.iter().zip(&wb) {
+            assert!((p - q).abs() < 1e-3);
+        }
     }
 
     #[test]
     fn bad_inputs_are_errors() {
         let x = Array2::<f64>::zeros((3, 2));
         let p = GmmParams::default();
-        assert!(matches!(DiagGmm::fit_once(x.view(), 4, &p, 0), Err(GmmError::BadK { .. })));
+        assert!(matches!(
+            DiagGmm::fit_once(x.view(), 4, &p, 0),
+            Err(GmmError::BadK { .. })
+        ));
         assert!(DiagGmm::fit_once(x.view(), 0, &p, 0).is_err());
         let mut y = Array2::<f64>::ones((5, 2));
         y[[3, 1]] = f64::NAN;
-        assert_eq!(DiagGmm::fit_once(y.view(), 2, &p, 0), Err(GmmError::NonFinite { row: 3 }));
+        assert_eq!(
+            DiagGmm::fit_once(y.view(), 2, &p, 0),
+            Err(GmmError::NonFinite { row: 3 })
+        );
         let ok = Array2::from_shape_fn((6, 2), |(i, j)| (i * 3 + j) as f64);
         let g = DiagGmm::fit_once(ok.view(), 2, &p, 0).unwrap();
         assert!(g.predict(Array2::zeros((2, 3)).view()).is_err());

@@ -15,4 +15,7 @@ pub mod select;
 
 pub use analysis::{analyze, Analysis, AnalysisParams};
 pub use cluster::ClusteringModel;
-pub use sampler::{DynamicParams, DynamicSampler, StaticSampler, TraceSampler, UniformSampler};
+pub use sampler::{
+    build_sampler, DynamicParams, DynamicSampler, SamplerKind, StaticSampler, TraceSampler,
+    UniformSampler,
+};

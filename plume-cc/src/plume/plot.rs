@@ -24,7 +24,9 @@ pub struct PlotError {
 /// Returns (scores n_rows x n, explained variance per component).
 pub fn pca(x: &Array2<f64>, n: usize) -> (Array2<f64>, Vec<f64>) {
     let rows = x.nrows().max(1) as f64;
-    let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()));
+    let mean = x
+        .mean_axis(Axis(0))
+        .unwrap_or_else(|| Array1::zeros(x.ncols()));
     let centred = x - &mean;
     let mut cov = centred.t().dot(&centred) / rows;
     let d = x.ncols();
@@ -85,7 +87,11 @@ fn draw(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<(), String>
     };
     let mut chart = ChartBuilder::on(&left)
         .caption(
-            format!("{} windows, k = {k} (PCA of {} selected features)", scores.nrows(), analysis.selected.len()),
+            format!(
+                "{} windows, k = {k} (PCA of {} selected features)",
+                scores.nrows(),
+                analysis.selected.len()
+            ),
             ("sans-serif", 22),
         )
         .margin(15)
@@ -95,15 +101,24 @@ fn draw(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<(), String>
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
-        .x_desc(format!("PC1 ({:.0}% of variance)", 100.0 * explained[0] / total_var))
-        .y_desc(format!("PC2 ({:.0}% of variance)", 100.0 * explained[1] / total_var))
+        .x_desc(format!(
+            "PC1 ({:.0}% of variance)",
+            100.0 * explained[0] / total_var
+        ))
+        .y_desc(format!(
+            "PC2 ({:.0}% of variance)",
+            100.0 * explained[1] / total_var
+        ))
         .draw()
         .map_err(|x| e(&x))?;
     let members = analysis.members();
     for (c, idx) in members.iter().enumerate() {
         let color = Palette99::pick(c).to_rgba();
         chart
-            .draw_series(idx.iter().map(|&i| Circle::new((scores[[i, 0]], scores[[i, 1]]), 4, color.filled())))
+            .draw_series(
+                idx.iter()
+                    .map(|&i| Circle::new((scores[[i, 0]], scores[[i, 1]]), 4, color.filled())),
+            )
             .map_err(|x| e(&x))?
             .label(format!("cluster {c} ({} windows)", idx.len()))
             .legend(move |(x, y)| Circle::new((x + 5, y), 4, color.filled()));
@@ -131,7 +146,11 @@ fn draw(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<(), String>
         let label = corpus.window_source(w);
         let mut chart = ChartBuilder::on(panel)
             .caption(
-                format!("c{c}: {} @{}s", label.trim_end_matches(".down"), window.start_ms / 1000),
+                format!(
+                    "c{c}: {} @{}s",
+                    label.trim_end_matches(".down"),
+                    window.start_ms / 1000
+                ),
                 ("sans-serif", 13),
             )
             .margin(5)
@@ -148,7 +167,11 @@ fn draw(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<(), String>
             .map_err(|x| e(&x))?;
         chart
             .draw_series(LineSeries::new(
-                window.capacity_mbps.iter().enumerate().map(|(i, v)| (i as f64 * bin_s, *v)),
+                window
+                    .capacity_mbps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as f64 * bin_s, *v)),
                 color.stroke_width(1),
             ))
             .map_err(|x| e(&x))?;
@@ -166,7 +189,11 @@ mod tests {
         let x = Array2::from_shape_fn((50, 2), |(i, j)| {
             let t = i as f64 - 25.0;
             let noise = if i % 2 == 0 { 0.1 } else { -0.1 };
-            if j == 0 { t + noise } else { t - noise }
+            if j == 0 {
+                t + noise
+            } else {
+                t - noise
+            }
         });
         let (scores, explained) = pca(&x, 2);
         assert!(explained[0] > 100.0 * explained[1]);

@@ -35,12 +35,23 @@ impl ReturnRegressor {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let root = vs.root();
         let mut layers = Vec::new();
-        for (i, (fan_in, fan_out)) in [(inputs, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 1)].into_iter().enumerate() {
+        for (i, (fan_in, fan_out)) in [(inputs, HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 1)]
+            .into_iter()
+            .enumerate()
+        {
             let bound = (1.0 / fan_in.max(1) as f64).sqrt();
-            let mut init = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.gen_range(-bound..bound) as f32).collect() };
-            let w = Tensor::f_from_slice(&init(fan_in * fan_out))?.f_reshape([fan_out as i64, fan_in as i64])?;
+            let mut init = |len: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|_| rng.gen_range(-bound..bound) as f32)
+                    .collect()
+            };
+            let w = Tensor::f_from_slice(&init(fan_in * fan_out))?
+                .f_reshape([fan_out as i64, fan_in as i64])?;
             let b = Tensor::f_from_slice(&init(fan_out))?;
-            layers.push((root.f_var_copy(&format!("w{i}"), &w)?, root.f_var_copy(&format!("b{i}"), &b)?));
+            layers.push((
+                root.f_var_copy(&format!("w{i}"), &w)?,
+                root.f_var_copy(&format!("b{i}"), &b)?,
+            ));
         }
         let opt = nn::Adam::default().build(&vs, learning_rate)?;
         Ok(Self {
@@ -62,7 +73,11 @@ impl ReturnRegressor {
     }
 
     fn scale(&self) -> (f64, f64) {
-        let sd = if self.count > 1.0 { (self.m2 / (self.count - 1.0)).sqrt() } else { 1.0 };
+        let sd = if self.count > 1.0 {
+            (self.m2 / (self.count - 1.0)).sqrt()
+        } else {
+            1.0
+        };
         (self.mean, if sd > 1e-9 { sd } else { 1.0 })
     }
 
@@ -91,7 +106,8 @@ impl ReturnRegressor {
     pub fn train_step(&mut self, x: &Array2<f64>, y: &[f64]) {
         let step = || -> Result<Tensor, TchError> {
             let (xt, yt) = self.tensors(x, y)?;
-            self.forward(&xt)?.f_huber_loss(&yt, Reduction::Mean, HUBER_DELTA)
+            self.forward(&xt)?
+                .f_huber_loss(&yt, Reduction::Mean, HUBER_DELTA)
         };
         if let Ok(loss) = step() {
             self.opt.zero_grad();
@@ -105,7 +121,11 @@ impl ReturnRegressor {
     pub fn loss(&self, x: &Array2<f64>, y: &[f64]) -> Option<f64> {
         tch::no_grad(|| {
             let (xt, yt) = self.tensors(x, y).ok()?;
-            let l = self.forward(&xt).ok()?.f_huber_loss(&yt, Reduction::Mean, HUBER_DELTA).ok()?;
+            let l = self
+                .forward(&xt)
+                .ok()?
+                .f_huber_loss(&yt, Reduction::Mean, HUBER_DELTA)
+                .ok()?;
             l.f_to_kind(Kind::Double).ok()?.f_double_value(&[]).ok()
         })
     }
@@ -128,7 +148,13 @@ mod tests {
 
     #[test]
     fn learns_a_simple_function_deterministically() {
-        let x = Array2::from_shape_fn((64, 2), |(i, j)| if j == 0 { (i % 8) as f64 / 4.0 - 1.0 } else { 0.5 });
+        let x = Array2::from_shape_fn((64, 2), |(i, j)| {
+            if j == 0 {
+                (i % 8) as f64 / 4.0 - 1.0
+            } else {
+                0.5
+            }
+        });
         let y: Vec<f64> = x.column(0).iter().map(|v| 100.0 + 20.0 * v).collect();
         let run = || {
             let mut r = ReturnRegressor::new(2, 1e-2, 3).unwrap();

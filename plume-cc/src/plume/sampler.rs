@@ -61,7 +61,13 @@ pub fn window_probabilities(memberships: ArrayView2<f64>, target: &[f64]) -> Vec
     let scale: Vec<f64> = proportion
         .iter()
         .zip(target)
-        .map(|(&p, &t)| if p > 1e-12 && t.is_finite() && t > 0.0 { t / p } else { 0.0 })
+        .map(|(&p, &t)| {
+            if p > 1e-12 && t.is_finite() && t > 0.0 {
+                t / p
+            } else {
+                0.0
+            }
+        })
         .collect();
     let mut w: Vec<f64> = memberships
         .axis_iter(Axis(0))
@@ -86,7 +92,9 @@ pub fn with_epsilon(p: &[f64], epsilon: f64) -> Vec<f64> {
 /// Draws an index from a normalised distribution with one uniform number.
 fn draw(cumulative: &[f64], rng: &mut dyn RngCore) -> usize {
     let u: f64 = rng.gen::<f64>() * cumulative.last().copied().unwrap_or(1.0);
-    cumulative.partition_point(|&c| c <= u).min(cumulative.len().saturating_sub(1))
+    cumulative
+        .partition_point(|&c| c <= u)
+        .min(cumulative.len().saturating_sub(1))
 }
 
 fn cumulative(p: &[f64]) -> Vec<f64> {
@@ -102,9 +110,11 @@ fn check_memberships(m: &Array2<f64>) -> Result<(), SamplerError> {
     if m.nrows() == 0 || m.ncols() == 0 {
         return Err(SamplerError::Empty);
     }
-    if let Some((i, _)) = m.axis_iter(Axis(0)).enumerate().find(|(_, r)| {
-        r.iter().any(|v| !v.is_finite() || *v < 0.0) || (r.sum() - 1.0).abs() > 1e-6
-    }) {
+    if let Some((i, _)) = m
+        .axis_iter(Axis(0))
+        .enumerate()
+        .find(|(_, r)| r.iter().any(|v| !v.is_finite() || *v < 0.0) || (r.sum() - 1.0).abs() > 1e-6)
+    {
         return Err(SamplerError::Invalid(format!(
             "membership row {i} is not a probability distribution"
         )));
@@ -155,7 +165,11 @@ impl StaticSampler {
     }
 
     /// Any fixed per-cluster targets (normalised here).
-    pub fn with_targets(memberships: &Array2<f64>, target: &[f64], epsilon: f64) -> Result<Self, SamplerError> {
+    pub fn with_targets(
+        memberships: &Array2<f64>,
+        target: &[f64],
+        epsilon: f64,
+    ) -> Result<Self, SamplerError> {
         check_memberships(memberships)?;
         if target.len() != memberships.ncols() || !(0.0..=1.0).contains(&epsilon) {
             return Err(SamplerError::Invalid(format!(
@@ -167,7 +181,13 @@ impl StaticSampler {
         let total: f64 = target.iter().filter(|t| t.is_finite() && **t > 0.0).sum();
         let target: Vec<f64> = target
             .iter()
-            .map(|t| if t.is_finite() && *t > 0.0 && total > 0.0 { t / total } else { 0.0 })
+            .map(|t| {
+                if t.is_finite() && *t > 0.0 && total > 0.0 {
+                    t / total
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let probs = with_epsilon(&window_probabilities(memberships.view(), &target), epsilon);
         Ok(Self {
@@ -235,12 +255,22 @@ impl Default for DynamicParams {
 /// min-max scaled to [1, 10], then `alpha * error + (1 - alpha) * gap`,
 /// normalised. `None` marks a cluster without samples; it gets the largest
 /// value of the others on both terms (unseen clusters are explored first).
-pub fn dynamic_targets(errors: &[Option<f64>], mean_returns: &[Option<f64>], alpha: f64) -> Vec<f64> {
+pub fn dynamic_targets(
+    errors: &[Option<f64>],
+    mean_returns: &[Option<f64>],
+    alpha: f64,
+) -> Vec<f64> {
     let k = errors.len();
     let fill = |v: &[Option<f64>], default: f64| -> Vec<f64> {
-        let max = v.iter().flatten().copied().fold(f64::NEG_INFINITY, f64::max);
+        let max = v
+            .iter()
+            .flatten()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         let max = if max.is_finite() { max } else { default };
-        v.iter().map(|x| x.filter(|x| x.is_finite()).unwrap_or(max)).collect()
+        v.iter()
+            .map(|x| x.filter(|x| x.is_finite()).unwrap_or(max))
+            .collect()
     };
     let normalise = |v: Vec<f64>| -> Vec<f64> {
         let v: Vec<f64> = v.into_iter().map(|x| x.max(0.0)).collect();
@@ -255,15 +285,30 @@ pub fn dynamic_targets(errors: &[Option<f64>], mean_returns: &[Option<f64>], alp
     let (lo, hi) = gaps
         .iter()
         .flatten()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &g| (lo.min(g), hi.max(g)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &g| {
+            (lo.min(g), hi.max(g))
+        });
     let scaled: Vec<Option<f64>> = gaps
         .iter()
-        .map(|g| g.map(|g| if hi > lo { 1.0 + 9.0 * (g - lo) / (hi - lo) } else { 1.0 }))
+        .map(|g| {
+            g.map(|g| {
+                if hi > lo {
+                    1.0 + 9.0 * (g - lo) / (hi - lo)
+                } else {
+                    1.0
+                }
+            })
+        })
         .collect();
     let err = normalise(fill(errors, 1.0));
     let gap = normalise(fill(&scaled, 1.0));
     let a = alpha.clamp(0.0, 1.0);
-    normalise(err.iter().zip(&gap).map(|(e, g)| a * e + (1.0 - a) * g).collect())
+    normalise(
+        err.iter()
+            .zip(&gap)
+            .map(|(e, g)| a * e + (1.0 - a) * g)
+            .collect(),
+    )
 }
 
 /// Plume-dynamic: cluster targets follow the learner (see [`dynamic_targets`]),
@@ -297,7 +342,11 @@ impl DynamicSampler {
     /// Builds the sampler from soft memberships (n x k) and the regressor's
     /// inputs, one feature row per window (typically the standardized
     /// selected features). Starts with Plume-static weights.
-    pub fn new(memberships: Array2<f64>, features: Array2<f64>, params: DynamicParams) -> Result<Self, SamplerError> {
+    pub fn new(
+        memberships: Array2<f64>,
+        features: Array2<f64>,
+        params: DynamicParams,
+    ) -> Result<Self, SamplerError> {
         check_memberships(&memberships)?;
         if features.nrows() != memberships.nrows() || features.ncols() == 0 {
             return Err(SamplerError::Invalid(format!(
@@ -307,10 +356,17 @@ impl DynamicSampler {
             )));
         }
         if features.iter().any(|v| !v.is_finite()) {
-            return Err(SamplerError::Invalid("features have non-finite values".into()));
+            return Err(SamplerError::Invalid(
+                "features have non-finite values".into(),
+            ));
         }
-        if !(0.0..=1.0).contains(&params.epsilon) || params.update_every == 0 || params.history_per_cluster == 0 {
-            return Err(SamplerError::Invalid(format!("bad dynamic params {params:?}")));
+        if !(0.0..=1.0).contains(&params.epsilon)
+            || params.update_every == 0
+            || params.history_per_cluster == 0
+        {
+            return Err(SamplerError::Invalid(format!(
+                "bad dynamic params {params:?}"
+            )));
         }
         let k = memberships.ncols();
         let regressor = ReturnRegressor::new(features.ncols(), params.learning_rate, params.seed)
@@ -354,7 +410,9 @@ impl DynamicSampler {
             let batch: Vec<(usize, f64)> = (0..self.params.batch_size.min(all.len()).max(1))
                 .map(|_| all[self.rng.gen_range(0..all.len())])
                 .collect();
-            let x = self.features.select(Axis(0), &batch.iter().map(|b| b.0).collect::<Vec<_>>());
+            let x = self
+                .features
+                .select(Axis(0), &batch.iter().map(|b| b.0).collect::<Vec<_>>());
             let y: Vec<f64> = batch.iter().map(|b| b.1).collect();
             self.regressor.train_step(&x, &y);
         }
@@ -366,7 +424,9 @@ impl DynamicSampler {
                 means.push(None);
                 continue;
             }
-            let x = self.features.select(Axis(0), &h.iter().map(|s| s.0).collect::<Vec<_>>());
+            let x = self
+                .features
+                .select(Axis(0), &h.iter().map(|s| s.0).collect::<Vec<_>>());
             let y: Vec<f64> = h.iter().map(|s| s.1).collect();
             errors.push(self.regressor.loss(&x, &y));
             means.push(Some(y.iter().sum::<f64>() / y.len() as f64));
@@ -393,7 +453,9 @@ impl TraceSampler for DynamicSampler {
         h.push_back((trace_index, episode_return));
         self.regressor.observe_return(episode_return);
         self.observed += 1;
-        if self.observed >= self.params.warmup && self.observed % self.params.update_every == 0 {
+        if self.observed >= self.params.warmup
+            && self.observed.is_multiple_of(self.params.update_every)
+        {
             self.update();
         }
     }
@@ -405,6 +467,57 @@ impl TraceSampler for DynamicSampler {
     fn cluster_targets(&self) -> Vec<f64> {
         self.target.clone()
     }
+}
+
+/// Which sampler a trainer wants (the experiment's independent variable).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum SamplerKind {
+    /// Every window equally likely.
+    Uniform,
+    /// Equal cluster shares, with this epsilon.
+    PlumeStatic {
+        /// Share of uniform resets.
+        epsilon: f64,
+    },
+    /// Learner-driven cluster shares.
+    PlumeDynamic(DynamicParams),
+}
+
+/// Builds a sampler over the windows of `corpus` (indices into
+/// `corpus.windows`) using a saved clustering `model`: memberships and
+/// regressor features are recomputed from the windows' capacity series.
+/// The corpus must be cut with the model's bin width.
+pub fn build_sampler(
+    kind: SamplerKind,
+    model: &super::cluster::ClusteringModel,
+    corpus: &crate::trace::Corpus,
+) -> Result<Box<dyn TraceSampler>, SamplerError> {
+    if corpus.windows.is_empty() {
+        return Err(SamplerError::Empty);
+    }
+    if corpus.spec.bin_ms != model.window.bin_ms {
+        return Err(SamplerError::Invalid(format!(
+            "corpus bins are {} ms, the model was fitted on {} ms bins",
+            corpus.spec.bin_ms, model.window.bin_ms
+        )));
+    }
+    let series = corpus.series();
+    let invalid = |e: super::cluster::ModelError| SamplerError::Invalid(e.to_string());
+    Ok(match kind {
+        SamplerKind::Uniform => Box::new(UniformSampler::new(corpus.windows.len())?),
+        SamplerKind::PlumeStatic { epsilon } => Box::new(StaticSampler::plume_static(
+            &model.memberships(&series).map_err(invalid)?,
+            epsilon,
+        )?),
+        SamplerKind::PlumeDynamic(params) => {
+            let features = model.features_of(&series).map_err(invalid)?;
+            let memberships = model
+                .gmm
+                .predict_proba(features.view())
+                .map_err(|e| SamplerError::Invalid(e.to_string()))?;
+            Box::new(DynamicSampler::new(memberships, features, params)?)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -426,7 +539,9 @@ mod tests {
         let s = StaticSampler::plume_static(&m, 0.0).unwrap();
         let p = s.probabilities();
         let share = cluster_share(&p, &labels, 3);
-        share.iter().for_each(|v| assert!((v - 1.0 / 3.0).abs() < 1e-12, "{share:?}"));
+        share
+            .iter()
+            .for_each(|v| assert!((v - 1.0 / 3.0).abs() < 1e-12, "{share:?}"));
         assert!((p[0] - 1.0 / 18.0).abs() < 1e-12 && (p[8] - 1.0 / 3.0).abs() < 1e-12);
         let t = StaticSampler::with_targets(&m, &[0.5, 0.3, 0.2], 0.0).unwrap();
         let share = cluster_share(&t.probabilities(), &labels, 3);
@@ -447,7 +562,12 @@ mod tests {
         let n = 5.0;
         let prop: Vec<f64> = (0..2).map(|c| m.column(c).sum() / n).collect();
         let pools: Vec<Vec<f64>> = (0..2)
-            .map(|c| m.column(c).iter().map(|v| v * target[c] / (prop[c] * n)).collect())
+            .map(|c| {
+                m.column(c)
+                    .iter()
+                    .map(|v| v * target[c] / (prop[c] * n))
+                    .collect()
+            })
             .collect();
         for (i, pi) in p.iter().enumerate() {
             assert!((pi - (pools[0][i] + pools[1][i])).abs() < 1e-12);
@@ -457,7 +577,8 @@ mod tests {
         }
         // Nearly hard soft memberships: sampled cluster shares match the targets.
         let labels = [0, 0, 0, 0, 0, 0, 0, 1, 1, 1];
-        let soft = Array2::from_shape_fn((10, 2), |(i, c)| if labels[i] == c { 0.99 } else { 0.01 });
+        let soft =
+            Array2::from_shape_fn((10, 2), |(i, c)| if labels[i] == c { 0.99 } else { 0.01 });
         let p = window_probabilities(soft.view(), &target);
         let share = cluster_share(&p, &labels, 2);
         assert!((share[1] - 0.75).abs() < 0.02, "{share:?}");
@@ -503,12 +624,20 @@ mod tests {
     #[test]
     fn dynamic_target_formula() {
         // Equal errors; cluster 1 has the lowest return -> largest gap.
-        let t = dynamic_targets(&[Some(1.0), Some(1.0), Some(1.0)], &[Some(10.0), Some(0.0), Some(5.0)], 0.0);
+        let t = dynamic_targets(
+            &[Some(1.0), Some(1.0), Some(1.0)],
+            &[Some(10.0), Some(0.0), Some(5.0)],
+            0.0,
+        );
         // gaps -10, 0, -5 -> scaled 1, 10, 5.5 -> normalised by 16.5
         assert!((t[0] - 1.0 / 16.5).abs() < 1e-12 && (t[1] - 10.0 / 16.5).abs() < 1e-12);
         let e = dynamic_targets(&[Some(3.0), Some(1.0), Some(0.0)], &[Some(1.0); 3], 1.0);
         assert!((e[0] - 0.75).abs() < 1e-12 && e[2].abs() < 1e-12);
-        let mix = dynamic_targets(&[Some(3.0), Some(1.0), Some(0.0)], &[Some(10.0), Some(0.0), Some(5.0)], 0.5);
+        let mix = dynamic_targets(
+            &[Some(3.0), Some(1.0), Some(0.0)],
+            &[Some(10.0), Some(0.0), Some(5.0)],
+            0.5,
+        );
         assert!((mix.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert!((mix[0] - (0.5 * 0.75 + 0.5 / 16.5)).abs() < 1e-12);
         // Unseen cluster gets the maximum of the others.
@@ -520,8 +649,16 @@ mod tests {
     fn dynamic_weights_move_to_low_and_unpredictable_cluster() {
         // Two clusters of 20 windows; cluster 1's returns are low and noisy.
         let n = 40;
-        let m = Array2::from_shape_fn((n, 2), |(i, c)| f64::from(u8::from((i >= 20) as usize == c)));
-        let f = Array2::from_shape_fn((n, 2), |(i, j)| if j == 0 { f64::from(u8::from(i >= 20)) } else { (i % 5) as f64 / 5.0 });
+        let m = Array2::from_shape_fn((n, 2), |(i, c)| {
+            f64::from(u8::from((i >= 20) as usize == c))
+        });
+        let f = Array2::from_shape_fn((n, 2), |(i, j)| {
+            if j == 0 {
+                f64::from(u8::from(i >= 20))
+            } else {
+                (i % 5) as f64 / 5.0
+            }
+        });
         let params = DynamicParams {
             warmup: 100,
             update_every: 50,
@@ -534,7 +671,11 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         for _ in 0..300 {
             let i = s.sample(&mut rng);
-            let r = if i < 20 { 10.0 } else { rng.gen_range(-10.0..0.0) };
+            let r = if i < 20 {
+                10.0
+            } else {
+                rng.gen_range(-10.0..0.0)
+            };
             s.observe(i, r);
         }
         let after = s.cluster_targets();

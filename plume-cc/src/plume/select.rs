@@ -5,9 +5,7 @@
 //! averaged over seeds) and keep the most important ones, split evenly
 //! between the level and variability families, so the clustering in stage 2
 //! sees few, informative features of both kinds.
-use linfa::{traits::Fit, Dataset};
-use linfa_trees::{DecisionTree, SplitQuality};
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -65,10 +63,18 @@ pub struct SelectionRound {
 }
 
 /// Averaged impurity importances of decision trees predicting `labels` from
-/// `x`. Each tree sees a class-stratified bootstrap with class-balanced
+/// `x` (CART, Gini, sample weights; ours rather than linfa-trees', whose
+/// class counts live in `HashMap`s with per-process random order, so its
+/// near-tied splits, and with them the selected features, change from run to
+/// run). Each tree sees a class-stratified bootstrap with class-balanced
 /// sample weights (rare clusters count as much as common ones); the seeds make
 /// the trees differ, and the result is deterministic for `seed`.
-pub fn tree_importances(x: ArrayView2<f64>, labels: &[usize], n_trees: usize, seed: u64) -> Vec<f64> {
+pub fn tree_importances(
+    x: ArrayView2<f64>,
+    labels: &[usize],
+    n_trees: usize,
+    seed: u64,
+) -> Vec<f64> {
     let d = x.ncols();
     let n_classes = labels.iter().max().map_or(0, |m| m + 1);
     let mut members = vec![Vec::new(); n_classes];
@@ -82,37 +88,24 @@ pub fn tree_importances(x: ArrayView2<f64>, labels: &[usize], n_trees: usize, se
     let per_tree: Vec<Vec<f64>> = (0..n_trees.max(1) as u64)
         .into_par_iter()
         .map(|t| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(t + 1)));
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(t + 1)));
             let mut rows = Vec::with_capacity(labels.len());
             let mut weights = Vec::with_capacity(labels.len());
             for m in members.iter().filter(|m| !m.is_empty()) {
-                let w = labels.len() as f32 / (present * m.len()) as f32;
+                let w = labels.len() as f64 / (present * m.len()) as f64;
                 for _ in 0..m.len() {
                     rows.push(m[rng.gen_range(0..m.len())]);
                     weights.push(w);
                 }
             }
-            let records = x.select(Axis(0), &rows);
-            let targets = Array1::from_iter(rows.iter().map(|&i| labels[i]));
-            let data = Dataset::new(records, targets).with_weights(Array1::from(weights));
-            match DecisionTree::params()
-                .split_quality(SplitQuality::Gini)
-                .max_depth(Some(10))
-                .min_weight_leaf(1.0)
-                .fit(&data)
-            {
-                Ok(tree) => {
-                    let mut imp = tree.feature_importance();
-                    imp.resize(d, 0.0);
-                    imp.iter_mut().for_each(|v| {
-                        if !v.is_finite() {
-                            *v = 0.0
-                        }
-                    });
-                    imp
+            let mut imp = cart_importances(x, &rows, &weights, labels, n_classes, 10);
+            imp.iter_mut().for_each(|v| {
+                if !v.is_finite() {
+                    *v = 0.0
                 }
-                Err(_) => vec![0.0; d],
-            }
+            });
+            imp
         })
         .collect();
     let mut mean = vec![0.0; d];
@@ -124,10 +117,97 @@ pub fn tree_importances(x: ArrayView2<f64>, labels: &[usize], n_trees: usize, se
     mean
 }
 
+/// Gini impurity of weighted class counts.
+fn gini(counts: &[f64], total: f64) -> f64 {
+    if total <= 0.0 {
+        return 0.0;
+    }
+    1.0 - counts
+        .iter()
+        .map(|c| (c / total) * (c / total))
+        .sum::<f64>()
+}
+
+/// Fits one weighted CART classifier (Gini, best split over all features,
+/// depth-limited, leaves of weight >= 1) on the `rows` of `x` and returns its
+/// normalised impurity-decrease importances. Deterministic: features and
+/// thresholds are scanned in order and a split must beat the best by 1e-12.
+fn cart_importances(
+    x: ArrayView2<f64>,
+    rows: &[usize],
+    weights: &[f64],
+    labels: &[usize],
+    n_classes: usize,
+    max_depth: usize,
+) -> Vec<f64> {
+    let d = x.ncols();
+    let mut importance = vec![0.0; d];
+    let total_weight: f64 = weights.iter().sum();
+    // Each stack entry: sample positions (into rows/weights) and depth.
+    let mut stack: Vec<(Vec<usize>, usize)> = vec![((0..rows.len()).collect(), 0)];
+    while let Some((node, depth)) = stack.pop() {
+        let mut counts = vec![0.0; n_classes];
+        let mut w_node = 0.0;
+        for &s in &node {
+            counts[labels[rows[s]]] += weights[s];
+            w_node += weights[s];
+        }
+        let impurity = gini(&counts, w_node);
+        if depth >= max_depth || impurity <= 1e-12 || w_node < 2.0 {
+            continue;
+        }
+        let mut best: Option<(f64, usize, f64)> = None;
+        let mut order = node.clone();
+        for f in 0..d {
+            order.sort_by(|&a, &b| x[[rows[a], f]].total_cmp(&x[[rows[b], f]]).then(a.cmp(&b)));
+            let mut left = vec![0.0; n_classes];
+            let mut w_left = 0.0;
+            for i in 0..order.len() - 1 {
+                let s = order[i];
+                left[labels[rows[s]]] += weights[s];
+                w_left += weights[s];
+                let (v, next) = (x[[rows[s], f]], x[[rows[order[i + 1]], f]]);
+                let w_right = w_node - w_left;
+                if next <= v || w_left < 1.0 || w_right < 1.0 {
+                    continue;
+                }
+                let right: Vec<f64> = counts.iter().zip(&left).map(|(c, l)| c - l).collect();
+                let child =
+                    (w_left * gini(&left, w_left) + w_right * gini(&right, w_right)) / w_node;
+                let gain = impurity - child;
+                if best.is_none_or(|(g, _, _)| gain > g + 1e-12) {
+                    best = Some((gain, f, 0.5 * (v + next)));
+                }
+            }
+        }
+        let Some((gain, f, threshold)) = best else {
+            continue;
+        };
+        if gain <= 1e-12 {
+            continue;
+        }
+        importance[f] += gain * w_node / total_weight;
+        let (l, r): (Vec<usize>, Vec<usize>) =
+            node.iter().partition(|&&s| x[[rows[s], f]] <= threshold);
+        stack.push((r, depth + 1));
+        stack.push((l, depth + 1));
+    }
+    let sum: f64 = importance.iter().sum();
+    if sum > 0.0 {
+        importance.iter_mut().for_each(|v| *v /= sum);
+    }
+    importance
+}
+
 /// Keeps `n_keep` of `features` (candidate column indices, with `importances`
 /// in the same order), half from each family by importance; a family with too
 /// few features leaves its quota to the other. Returned sorted by index.
-pub fn balanced_top(features: &[usize], importances: &[f64], families: &[Family], n_keep: usize) -> Vec<usize> {
+pub fn balanced_top(
+    features: &[usize],
+    importances: &[f64],
+    families: &[Family],
+    n_keep: usize,
+) -> Vec<usize> {
     let ranked = |fam: Family| {
         let mut v: Vec<(usize, f64)> = features
             .iter()
@@ -168,11 +248,18 @@ pub fn select_features(
     let mut current: Vec<usize> = (0..d).collect();
     let mut log = Vec::with_capacity(rounds);
     for r in 0..rounds {
-        let frac = if rounds == 1 { 1.0 } else { r as f64 / (rounds - 1) as f64 };
-        let k = (params.k_first as f64 + frac * (params.k_last as f64 - params.k_first as f64)).round() as usize;
+        let frac = if rounds == 1 {
+            1.0
+        } else {
+            r as f64 / (rounds - 1) as f64
+        };
+        let k = (params.k_first as f64 + frac * (params.k_last as f64 - params.k_first as f64))
+            .round() as usize;
         let k = k.clamp(2, z.nrows().max(2) - 1);
         let keep = params.keep_first + frac * (params.keep_last - params.keep_first);
-        let n_keep = ((keep * d as f64).round() as usize).max(2).min(current.len());
+        let n_keep = ((keep * d as f64).round() as usize)
+            .max(2)
+            .min(current.len());
         let x: Array2<f64> = z.select(Axis(1), &current);
         let round_seed = seed.wrapping_add(1000 * r as u64);
         let gmm = DiagGmm::fit(x.view(), k, &params.gmm, round_seed)?;
@@ -205,8 +292,14 @@ mod tests {
         assert_eq!(balanced_top(&feats, &imp, &fams, 4), vec![0, 1, 3, 4]);
         assert_eq!(balanced_top(&feats, &imp, &fams, 3), vec![0, 1, 3]);
         // Only one variability feature left: level fills the quota.
-        assert_eq!(balanced_top(&[0, 1, 2, 5], &[0.1, 0.2, 0.3, 0.0], &fams, 4), vec![0, 1, 2, 5]);
-        assert_eq!(balanced_top(&[0, 1, 2, 5], &[0.1, 0.2, 0.3, 0.0], &fams, 2), vec![2, 5]);
+        assert_eq!(
+            balanced_top(&[0, 1, 2, 5], &[0.1, 0.2, 0.3, 0.0], &fams, 4),
+            vec![0, 1, 2, 5]
+        );
+        assert_eq!(
+            balanced_top(&[0, 1, 2, 5], &[0.1, 0.2, 0.3, 0.0], &fams, 2),
+            vec![2, 5]
+        );
     }
 
     #[test]

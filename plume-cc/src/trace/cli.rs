@@ -95,7 +95,10 @@ pub fn parse_duration_ms(text: &str) -> anyhow::Result<u64> {
     } else {
         (t, 1.0)
     };
-    let value: f64 = num.trim().parse().with_context(|| format!("not a duration: {text:?}"))?;
+    let value: f64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("not a duration: {text:?}"))?;
     let ms = value * scale;
     if !ms.is_finite() || !(0.0..=1e12).contains(&ms) || ms.fract() != 0.0 {
         bail!("duration {text:?} must be a whole number of ms between 0 and 1e12");
@@ -115,10 +118,12 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
             preset_set: preset,
         } => {
             if let Some(dir) = preset {
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
                 for (name, spec, seed) in preset_set() {
                     let path = dir.join(name);
-                    spec.generate(&mut ChaCha8Rng::seed_from_u64(seed))?.write(&path)?;
+                    spec.generate(&mut ChaCha8Rng::seed_from_u64(seed))?
+                        .write(&path)?;
                     println!("wrote {}", path.display());
                 }
                 return Ok(());
@@ -133,7 +138,12 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
             };
             let trace = spec.generate(&mut ChaCha8Rng::seed_from_u64(seed))?;
             trace.write(&out)?;
-            println!("wrote {} ({:.2} Mbps mean over {} ms)", out.display(), trace.mean_mbps(), trace.period_ms());
+            println!(
+                "wrote {} ({:.2} Mbps mean over {} ms)",
+                out.display(),
+                trace.mean_mbps(),
+                trace.period_ms()
+            );
             Ok(())
         }
         TracesCommand::Analyze {
@@ -152,7 +162,11 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
             let length_ms = parse_duration_ms(&window)?;
             let spec = WindowSpec {
                 length_ms,
-                stride_ms: stride.as_deref().map(parse_duration_ms).transpose()?.unwrap_or(length_ms),
+                stride_ms: stride
+                    .as_deref()
+                    .map(parse_duration_ms)
+                    .transpose()?
+                    .unwrap_or(length_ms),
                 bin_ms: parse_duration_ms(&bin)?,
             };
             spec.validate(&dir)?;
@@ -187,9 +201,11 @@ fn analyze_dir(
     let n_k = params.cluster.k_max.saturating_sub(params.cluster.k_min) + 1;
     let bar = ProgressBar::new((1 + params.selection.rounds + n_k) as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {pos}/{len} {elapsed_precise}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg:<28} [{bar:30}] {pos}/{len} {elapsed_precise}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message(format!("{} windows", corpus.windows.len()));
     let t1 = Instant::now();
@@ -211,8 +227,12 @@ fn analyze_dir(
     let figure_ms = ms_since(t2);
     let mut report = analysis.report(&corpus, &dir.display().to_string(), params);
     report.timing_ms.insert("load_and_window".into(), load_ms);
-    report.timing_ms.insert("features_selection_clustering".into(), analysis_ms);
-    report.timing_ms.insert("load_to_clusters_total".into(), load_ms + analysis_ms);
+    report
+        .timing_ms
+        .insert("features_selection_clustering".into(), analysis_ms);
+    report
+        .timing_ms
+        .insert("load_to_clusters_total".into(), load_ms + analysis_ms);
     report.timing_ms.insert("figure".into(), figure_ms);
     let report_path = out_dir.join("report.json");
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
@@ -261,7 +281,12 @@ fn analyze_dir(
         load_ms + analysis_ms,
         rayon::current_num_threads()
     );
-    println!("wrote {}, {}, {}", report_path.display(), model_path.display(), figure.display());
+    println!(
+        "wrote {}, {}, {}",
+        report_path.display(),
+        model_path.display(),
+        figure.display()
+    );
     Ok(())
 }
 

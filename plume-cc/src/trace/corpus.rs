@@ -137,7 +137,10 @@ impl Corpus {
 
     /// The capacity series of every window, in window order.
     pub fn series(&self) -> Vec<&[f64]> {
-        self.windows.iter().map(|w| w.capacity_mbps.as_slice()).collect()
+        self.windows
+            .iter()
+            .map(|w| w.capacity_mbps.as_slice())
+            .collect()
     }
 }
 

@@ -57,7 +57,9 @@ pub enum TraceError {
         text: String,
     },
     /// A timestamp is smaller than the one before it.
-    #[error("{path}:{line}: timestamp {value} ms is smaller than the previous one ({previous} ms)")]
+    #[error(
+        "{path}:{line}: timestamp {value} ms is smaller than the previous one ({previous} ms)"
+    )]
     Decreasing {
         /// The file concerned.
         path: PathBuf,
@@ -157,8 +159,8 @@ impl MahimahiTrace {
         let origin = origin.into();
         let mut timestamps = Vec::with_capacity(text.len() / 6 + 1);
         let mut blank_line: Option<usize> = None;
-        for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim();
+        for (i, raw) in text.as_bytes().split(|&b| b == b'\n').enumerate() {
+            let line = raw.trim_ascii();
             if line.is_empty() {
                 blank_line.get_or_insert(i + 1);
                 continue;
@@ -173,7 +175,7 @@ impl MahimahiTrace {
             let value = parse_ms(line).ok_or_else(|| TraceError::NotInteger {
                 path: origin.clone(),
                 line: i + 1,
-                text: line.chars().take(40).collect(),
+                text: String::from_utf8_lossy(line).chars().take(40).collect(),
             })?;
             timestamps.push(value);
         }
@@ -267,7 +269,9 @@ impl MahimahiTrace {
         if bin_ms == 0 || bins == 0 {
             return Err(TraceError::BadRequest {
                 path: self.origin.clone(),
-                what: format!("capacity series needs bin_ms > 0 and bins > 0 (got {bin_ms}, {bins})"),
+                what: format!(
+                    "capacity series needs bin_ms > 0 and bins > 0 (got {bin_ms}, {bins})"
+                ),
             });
         }
         let end_ms = (bins as u64)
@@ -319,11 +323,17 @@ impl MahimahiTrace {
 }
 
 /// Parses a plain decimal `u64` (no sign, no exponent), as mm-link expects.
-fn parse_ms(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+fn parse_ms(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
         return None;
     }
-    s.parse().ok()
+    s.iter().try_fold(0u64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 #[cfg(test)]
@@ -371,11 +381,15 @@ mod tests {
             ("1\n\n2\n", "f.trace:2:"),
         ];
         for (text, want) in cases {
-            let err = MahimahiTrace::parse("f.trace", text).unwrap_err().to_string();
+            let err = MahimahiTrace::parse("f.trace", text)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{text:?}: {err}");
         }
         let huge = format!("1\n{}\n", MAX_TIMESTAMP_MS + 1);
-        let err = MahimahiTrace::parse("f.trace", &huge).unwrap_err().to_string();
+        let err = MahimahiTrace::parse("f.trace", &huge)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("f.trace:2: absurd size"), "{err}");
         let err = MahimahiTrace::parse("f.trace", "99999999999999999999999\n")
             .unwrap_err()
@@ -385,7 +399,9 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_an_error_naming_it() {
-        let err = MahimahiTrace::read("/nonexistent/x.down").unwrap_err().to_string();
+        let err = MahimahiTrace::read("/nonexistent/x.down")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/x.down"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let err = MahimahiTrace::read(dir.path()).unwrap_err().to_string();

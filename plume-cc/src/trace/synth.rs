@@ -87,7 +87,13 @@ impl SynthSpec {
         match self.kind {
             SynthKind::Constant => vec![m; ticks],
             SynthKind::Step => (0..ticks)
-                .map(|i| if (time_s(i) / 5.0) as u64 % 2 == 0 { m } else { m / 4.0 })
+                .map(|i| {
+                    if ((time_s(i) / 5.0) as u64).is_multiple_of(2) {
+                        m
+                    } else {
+                        m / 4.0
+                    }
+                })
                 .collect(),
             SynthKind::Fade => (0..ticks)
                 .map(|i| {
@@ -118,7 +124,9 @@ impl SynthSpec {
                     if first >= ticks {
                         break;
                     }
-                    out[first..last.min(ticks)].iter_mut().for_each(|r| *r = 0.0);
+                    out[first..last.min(ticks)]
+                        .iter_mut()
+                        .for_each(|r| *r = 0.0);
                     s += len + gap.sample(rng);
                 }
                 out
@@ -163,8 +171,16 @@ pub fn preset_set() -> Vec<(&'static str, SynthSpec, u64)> {
         duration_ms: secs * 1000,
     };
     vec![
-        ("constant-2mbps.trace", spec(SynthKind::Constant, 2.0, 60), 0),
-        ("constant-8mbps.trace", spec(SynthKind::Constant, 8.0, 30), 0),
+        (
+            "constant-2mbps.trace",
+            spec(SynthKind::Constant, 2.0, 60),
+            0,
+        ),
+        (
+            "constant-8mbps.trace",
+            spec(SynthKind::Constant, 8.0, 30),
+            0,
+        ),
         ("step-6mbps.trace", spec(SynthKind::Step, 6.0, 60), 0),
         ("fade-6mbps.trace", spec(SynthKind::Fade, 6.0, 60), 0),
         ("markov-4mbps-s1.trace", spec(SynthKind::Markov, 4.0, 60), 1),
@@ -208,12 +224,44 @@ mod tests {
             assert_eq!(gen(kind, 4.0, 5), gen(kind, 4.0, 5), "{kind:?}");
             assert_ne!(gen(kind, 4.0, 5), gen(kind, 4.0, 6), "{kind:?}");
         }
-        let outage = gen(SynthKind::Outage, 5.0, 1).capacity_mbps(0, 100, 600).unwrap();
+        let outage = gen(SynthKind::Outage, 5.0, 1)
+            .capacity_mbps(0, 100, 600)
+            .unwrap();
         assert!(outage.iter().filter(|&&c| c == 0.0).count() > 20);
-        let step = gen(SynthKind::Step, 8.0, 0).capacity_mbps(0, 1000, 10).unwrap();
-        assert!((step[0] - 8.0).abs() < 0.1 && (step[6] - 2.0).abs() < 0.1, "{step:?}");
+        let step = gen(SynthKind::Step, 8.0, 0)
+            .capacity_mbps(0, 1000, 10)
+            .unwrap();
+        assert!(
+            (step[0] - 8.0).abs() < 0.1 && (step[6] - 2.0).abs() < 0.1,
+            "{step:?}"
+        );
         let lte = gen(SynthKind::Lte, 4.0, 1);
-        assert!(lte.mean_mbps() > 1.0 && lte.mean_mbps() < 12.0, "{}", lte.mean_mbps());
+        assert!(
+            lte.mean_mbps() > 1.0 && lte.mean_mbps() < 12.0,
+            "{}",
+            lte.mean_mbps()
+        );
+    }
+
+    #[test]
+    fn repository_presets_match_the_generator() {
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../traces/synthetic"));
+        let mut total = 0;
+        for (name, spec, seed) in preset_set() {
+            let path = dir.join(name);
+            let on_disk = MahimahiTrace::read(&path).unwrap();
+            let fresh = spec.generate(&mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+            assert_eq!(
+                on_disk.timestamps_ms(),
+                fresh.timestamps_ms(),
+                "{}",
+                path.display()
+            );
+            let size = std::fs::metadata(&path).unwrap().len();
+            assert!(size < 200_000, "{name} is {size} bytes");
+            total += size;
+        }
+        assert!(total < 2_000_000);
     }
 
     #[test]

@@ -149,7 +149,11 @@ mod tests {
         };
         assert!(bad.starts(&ramp(100), 0).is_err());
         let bad = WindowSpec::non_overlapping(5, 10);
-        assert!(bad.starts(&ramp(100), 0).unwrap_err().to_string().contains("ramp"));
+        assert!(bad
+            .starts(&ramp(100), 0)
+            .unwrap_err()
+            .to_string()
+            .contains("ramp"));
     }
 
     #[test]
