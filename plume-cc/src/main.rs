@@ -255,7 +255,6 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => plume_cc::rl::cli::run(args)?,
         Command::BenchInference(args) => plume_cc::rl::cli::bench(args)?,
         Command::EvalTable(args) => plume_cc::rl::cli::eval_table(args)?,
-        Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
     }
     Ok(())
 }

@@ -69,12 +69,18 @@ pub struct DaemonStats {
     pub datapath: datapath::Counters,
 }
 
-/// Loads a policy file: a scripted schedule (`{"scripted": ...}` JSON) or a
-/// learned policy.
+/// Loads a policy file: a scripted schedule (`{"scripted": ...}` JSON), a
+/// learned policy ([`crate::policy::LoadedPolicy::load`]: a folder, or a
+/// `NAME.json` with `NAME.safetensors` or `NAME.pt`), or `default` for the
+/// embedded default policy.
 pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading policy {}", path.display()))?;
+    if path.as_os_str() == "default" {
+        let p = crate::policy::default_policy().context("loading the embedded default policy")?;
+        return Ok(Box::new(crate::policy::LearnedPolicy::new(p)));
+    }
     if path.extension().is_some_and(|e| e == "json") {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading policy {}", path.display()))?;
         let text = std::str::from_utf8(&bytes)
             .with_context(|| format!("policy {} is not UTF-8 JSON", path.display()))?;
         if text.contains("\"scripted\"") {
@@ -90,10 +96,13 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
             return Ok(Box::new(file.scripted));
         }
     }
-    bail!(
-        "policy {}: not a scripted schedule, and learned policies are not wired into this build yet",
-        path.display()
-    )
+    let p = crate::policy::LoadedPolicy::load(path).with_context(|| {
+        format!(
+            "policy {}: not a scripted schedule nor a learned policy",
+            path.display()
+        )
+    })?;
+    Ok(Box::new(crate::policy::LearnedPolicy::new(p)))
 }
 
 /// Time spent in each part of one control step.

@@ -7,12 +7,15 @@
 //! - [`model`]: the actor-critic network, observation normalisation and the
 //!   action scaling to the datapath's levers.
 //! - [`file`]: the policy file (safetensors + JSON metadata, or TorchScript)
-//!   and [`LoadedPolicy`], the one type the daemon uses.
+//!   and [`LoadedPolicy`], the one type the daemon uses;
+//! - [`learned`]: [`LoadedPolicy`] behind the daemon's `FlowPolicy` trait.
 pub mod file;
+pub mod learned;
 pub mod model;
 pub mod observation;
 
-pub use file::{default_policy, LoadedPolicy, PolicyError, PolicyMetadata};
+pub use file::{default_policy, default_policy_bytes, LoadedPolicy, PolicyError, PolicyMetadata};
+pub use learned::LearnedPolicy;
 pub use model::{ActionScaling, FlowContext, Target};
 pub use observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
 
