@@ -24,9 +24,11 @@ enum Command {
     /// and steer every flow in it with a policy, one batched decision per
     /// monitor interval. SIGINT/SIGTERM hand all flows back to the kernel.
     Run {
-        /// Policy file: a learned policy, or a scripted schedule
+        /// Policy: `default` (the embedded policy trained by `cargo xtask
+        /// train`), a learned policy (folder, or NAME.json beside
+        /// NAME.safetensors / NAME.pt), or a scripted schedule
         /// (`{"scripted":{"steps":[{"cwnd":4,"hold_ms":500},...]}}`).
-        #[arg(long)]
+        #[arg(long, default_value = "default")]
         policy: PathBuf,
         /// cgroup v2 folder whose flows are controlled.
         #[arg(long)]
@@ -53,7 +55,7 @@ enum Command {
     /// Measure the datapath (root): control-step time for 1..10000 flows,
     /// the eBPF program's cost per callback, the daemon's CPU at 100 flows.
     BenchDatapath {
-        /// Policy for the control loop and the daemon (default: a scripted clamp).
+        /// Policy for the control loop and the daemon (default: the embedded learned policy).
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Iterations per flow count.
@@ -266,19 +268,8 @@ fn bench_datapath(
 ) -> anyhow::Result<()> {
     use daemon::bench;
     let exe = std::env::current_exe()?;
-    let scripted;
-    let policy_path = match policy {
-        Some(p) => p,
-        None => {
-            scripted =
-                std::env::temp_dir().join(format!("plume-cc-bench-{}.json", std::process::id()));
-            std::fs::write(
-                &scripted,
-                r#"{"scripted":{"steps":[{"cwnd":64,"hold_ms":1000}]}}"#,
-            )?;
-            scripted.clone()
-        }
-    };
+    // Default: the embedded learned policy, so `decide` includes the forward.
+    let policy_path = policy.unwrap_or_else(|| PathBuf::from("default"));
     let mut make = || daemon::load_policy(&policy_path);
     println!(
         "control step (read + decide + write), policy {}:",

@@ -532,3 +532,39 @@ fn bad_input_gets_a_clear_error() {
         "must exceed two intervals",
     );
 }
+
+#[test]
+fn the_default_learned_policy_steers_a_flow() {
+    if !have_root("daemon learned-policy test") {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-learned-{}",
+        std::process::id()
+    ));
+    let _guard = PinGuard(pins.clone());
+    let daemon = Daemon::start(Path::new("default"), cgroup.path(), &pins, 500);
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let sender = Sender::spawn(&sink, cgroup.path(), 3000);
+    // Once the flow has an RTT and a rate estimate, the policy's limits are in force.
+    sender.until(
+        "a learned pacing cap or cwnd clamp",
+        Duration::from_secs(5),
+        |r| r.max_pacing_rate != u64::MAX,
+    );
+    let dp = plume_cc::datapath::Datapath::adopt(&pins, &pins).unwrap();
+    let flows = dp.flows().unwrap();
+    assert_eq!(flows.len(), 1);
+    let (cookie, stats) = flows[0];
+    let target = dp.target(cookie).unwrap().expect("a target for the flow");
+    assert!(target.cwnd_clamp >= 4, "{target:?}");
+    assert!(stats.applied_pacing >= 12_500, "{stats:?}");
+    drop(dp);
+    daemon.terminate();
+    sender.until("released after SIGTERM", Duration::from_secs(2), |r| {
+        r.max_pacing_rate == u64::MAX
+    });
+    sender.finish();
+    cgroup.remove().unwrap();
+}
