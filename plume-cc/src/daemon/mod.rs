@@ -154,6 +154,7 @@ pub fn control_step(
     let flows = &mut buffers.flows;
     dp.read_flows(flows)?;
     let t1 = Instant::now();
+    decisions.clear();
     policy.decide(datapath::monotonic_ns(), flows, decisions)?;
     if decisions.len() != flows.len() {
         bail!(

@@ -52,7 +52,13 @@ impl FlowPolicy for LearnedPolicy {
         flows: &[(u64, FlowStats)],
         out: &mut Vec<Decision>,
     ) -> anyhow::Result<()> {
+        out.clear();
         self.obs.clear();
+        // Flows that closed without the daemon seeing the event.
+        if self.builders.len() > 2 * flows.len() + 64 {
+            let live: std::collections::HashSet<u64> = flows.iter().map(|(c, _)| *c).collect();
+            self.builders.retain(|c, _| live.contains(c));
+        }
         for (cookie, stats) in flows {
             let mut sample = FlowSample::from(stats);
             // The daemon samples on its own tick: intervals are poll to poll.
@@ -113,7 +119,7 @@ mod tests {
         assert_eq!(out.len(), 2);
         // No rate estimate yet: no limits.
         assert!(out.iter().all(|d| d.cwnd_clamp.is_infinite()));
-        out.clear();
+        // `out` is reused as the daemon reuses it: decide must replace its contents.
         p.decide(20_000_000, &[(1, stats(100)), (2, stats(50))], &mut out)
             .unwrap();
         assert_eq!(out.len(), 2);
