@@ -63,6 +63,7 @@ pub fn control_loop(
     iterations: usize,
     make_policy: &mut dyn FnMut() -> anyhow::Result<Box<dyn FlowPolicy>>,
 ) -> anyhow::Result<Vec<LoopRow>> {
+    tch::set_num_threads(1); // as the daemon runs it
     let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
     let mut dp = Datapath::attach(cgroup.path(), DatapathConfig::default())?;
     let mut rows = Vec::new();

@@ -212,6 +212,10 @@ pub async fn run(
         }
     }
     cgroup::check_cgroup2(&config.cgroup)?;
+    // One libtorch thread: a batched forward of a small MLP does not gain
+    // from more, and idle OpenMP workers spin and burn a core.
+    tch::set_num_threads(1);
+    tch::set_num_interop_threads(1);
     let pin_dir = config
         .pin_dir
         .clone()
