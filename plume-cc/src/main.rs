@@ -110,6 +110,13 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         hold_ms: u64,
     },
+    /// Run a command behind an emulated link (Mahimahi's mm-delay + mm-link
+    /// in user space; needs root).
+    Emulate(plume_cc::emu::cli::Args),
+    /// Benchmark congestion controls with iperf3 across the emulated link
+    /// (driven by `cargo xtask bench`; needs root).
+    #[command(hide = true)]
+    Bench(plume_cc::bench::cli::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -238,6 +245,8 @@ fn main() -> anyhow::Result<()> {
             probe::run_sender(&config, &mut std::io::stdout().lock())
                 .with_context(|| format!("probe to {connect}"))?;
         }
+        Command::Emulate(args) => plume_cc::emu::cli::run(&args)?,
+        Command::Bench(args) => plume_cc::bench::cli::run(&args)?,
     }
     Ok(())
 }
