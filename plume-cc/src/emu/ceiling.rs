@@ -38,15 +38,33 @@ fn io(op: &'static str) -> impl Fn(std::io::Error) -> EmuError {
     }
 }
 
-/// Blasts `payload`-byte UDP datagrams inner → outer for `duration` and
-/// counts what arrives (after a 0.5 s warm-up).
-pub fn measure(emu: &Emulator, duration: Duration, payload: usize) -> Result<Ceiling, EmuError> {
+/// Sends `payload`-byte UDP datagrams inner → outer for `duration`, as fast
+/// as possible (`rate_pps` None) or paced at `rate_pps`, and counts what
+/// arrives (after a 0.5 s warm-up).
+pub fn measure(
+    emu: &Emulator,
+    duration: Duration,
+    payload: usize,
+    rate_pps: Option<u64>,
+) -> Result<Ceiling, EmuError> {
     let rx = emu
         .outer()
         .run(|| UdpSocket::bind((OUTER_ADDR, 9000)))?
         .map_err(io("bind"))?;
     rx.set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(io("timeout"))?;
+    // A deep receive buffer, so the receiving socket is not what drops.
+    let size: libc::c_int = 64 << 20;
+    // SAFETY: setsockopt with a valid int option on an open socket.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&rx),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
     let tx = emu
         .inner()
         .run(|| UdpSocket::bind((INNER_ADDR, 0)))?
@@ -61,7 +79,17 @@ pub fn measure(emu: &Emulator, duration: Duration, payload: usize) -> Result<Cei
         let (stop, counting, sent) = (stop.clone(), counting.clone(), sent.clone());
         std::thread::spawn(move || {
             let buf = vec![0u8; payload];
+            let start = Instant::now();
+            let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                if let Some(rate) = rate_pps {
+                    let due = start.elapsed().as_micros() as u64 * rate / 1_000_000;
+                    if n >= due {
+                        std::thread::sleep(Duration::from_micros(100));
+                        continue;
+                    }
+                }
+                n += 1;
                 if tx.send(&buf).is_ok() && counting.load(Ordering::Relaxed) {
                     sent.fetch_add(1, Ordering::Relaxed);
                 }

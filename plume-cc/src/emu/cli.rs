@@ -62,6 +62,10 @@ pub struct Args {
     /// link (use no traces for an unlimited link); prints packets/s.
     #[arg(long, value_name = "SECONDS")]
     pub measure_ceiling: Option<f64>,
+    /// Pace --measure-ceiling's sender at this many datagrams per second
+    /// (default: as fast as it can).
+    #[arg(long, value_name = "PPS")]
+    pub ceiling_rate: Option<u64>,
     /// UDP payload size for --measure-ceiling, bytes.
     #[arg(long, default_value_t = 18)]
     pub ceiling_payload: usize,
@@ -129,12 +133,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let cfg = args.config()?;
     if let Some(secs) = args.measure_ceiling {
         let emu = Emulator::start(&cfg)?;
-        let r = super::ceiling::measure(&emu, Duration::from_secs_f64(secs), args.ceiling_payload)?;
+        let r = super::ceiling::measure(&emu, Duration::from_secs_f64(secs), args.ceiling_payload, args.ceiling_rate.filter(|&r| r > 0))?;
         let report = emu.stop()?;
         println!("{}", serde_json::to_string(&r)?);
         eprintln!(
-            "emulator ceiling: {:.0} packets/s forwarded ({:.0} sent/s, {}-byte datagrams); uplink read {} written {}",
-            r.received_pps, r.sent_pps, r.ip_bytes, report.uplink_forward.read, report.uplink_forward.written
+            "emulator ceiling: {:.0} packets/s forwarded ({:.0} sent/s, {}-byte datagrams); uplink thread: {} read, {} written, {:.2} µs CPU per datagram ({:.0} datagrams per CPU-second)",
+            r.received_pps,
+            r.sent_pps,
+            r.ip_bytes,
+            report.uplink_forward.read,
+            report.uplink_forward.written,
+            report.uplink_forward.cpu_us as f64 / report.uplink_forward.written.max(1) as f64,
+            report.uplink_forward.written as f64 * 1e6 / report.uplink_forward.cpu_us.max(1) as f64
         );
         return Ok(());
     }
