@@ -185,7 +185,7 @@ pub struct LogMetrics {
     pub bytes: u64,
     /// Capacity bytes in the window (0 for an unlimited link).
     pub capacity_bytes: u64,
-    /// Median time in the link, ms.
+    /// Median time in the link of the packets that arrived in the window, ms.
     pub p50_link_ms: f64,
     /// 95th-percentile time in the link, ms.
     pub p95_link_ms: f64,
@@ -194,7 +194,10 @@ pub struct LogMetrics {
 }
 
 /// Computes [`LogMetrics`] from a link log and its trace over the window
-/// `(start, start + window_ms]`, where start is the first arrival.
+/// `(start, start + window_ms]`, where start is the first arrival: bytes and
+/// capacity count departures in the window; the delay percentiles are over
+/// every packet that *arrived* in the window, wherever it departed (as
+/// Mahimahi's per-packet delay graphs count them).
 pub fn analyze_log(events: &[LogEvent], trace: Option<&LinkTrace>, window_ms: u64) -> LogMetrics {
     let start_ms = events
         .iter()
@@ -213,9 +216,16 @@ pub fn analyze_log(events: &[LogEvent], trace: Option<&LinkTrace>, window_ms: u6
                 t_ms,
                 size,
                 delay_ms,
-            } if t_ms > start_ms && t_ms <= end => {
-                bytes += u64::from(size);
-                delays.push(delay_ms as f64);
+            } => {
+                if t_ms > start_ms && t_ms <= end {
+                    bytes += u64::from(size);
+                }
+                // Delay of every packet sent in the window, also of those
+                // that leave after it (a deep queue drains after the test).
+                let arrived = t_ms.saturating_sub(delay_ms);
+                if arrived >= start_ms && arrived <= end {
+                    delays.push(delay_ms as f64);
+                }
             }
             LogEvent::Drop { t_ms, .. } if t_ms > start_ms && t_ms <= end => drops += 1,
             _ => {}
@@ -448,4 +458,39 @@ pub fn run_bench(
         }
     }
     report::write_all(cfg, results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_metrics_count_delays_by_arrival() {
+        let ev = vec![
+            LogEvent::Arrival {
+                t_ms: 10,
+                size: 1500,
+            },
+            LogEvent::Departure {
+                t_ms: 11,
+                size: 1500,
+                delay_ms: 1,
+            },
+            LogEvent::Arrival {
+                t_ms: 20,
+                size: 1500,
+            },
+            // Arrived in the window, left after it: its delay counts, its bytes do not.
+            LogEvent::Departure {
+                t_ms: 200,
+                size: 1500,
+                delay_ms: 180,
+            },
+        ];
+        let t = LinkTrace::parse("1\n", Path::new("t")).unwrap();
+        let m = analyze_log(&ev, Some(&t), 100);
+        assert_eq!((m.start_ms, m.bytes, m.capacity_bytes), (10, 1500, 150_000));
+        assert_eq!((m.p50_link_ms, m.p95_link_ms), (1.0, 180.0));
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.0);
+    }
 }

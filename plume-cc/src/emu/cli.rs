@@ -133,7 +133,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let cfg = args.config()?;
     if let Some(secs) = args.measure_ceiling {
         let emu = Emulator::start(&cfg)?;
-        let r = super::ceiling::measure(&emu, Duration::from_secs_f64(secs), args.ceiling_payload, args.ceiling_rate.filter(|&r| r > 0))?;
+        let r = super::ceiling::measure(
+            &emu,
+            Duration::from_secs_f64(secs),
+            args.ceiling_payload,
+            args.ceiling_rate.filter(|&r| r > 0),
+        )?;
         let report = emu.stop()?;
         println!("{}", serde_json::to_string(&r)?);
         eprintln!(
