@@ -12,6 +12,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{cargo, cmd, paths};
 
+/// Prints above the bar, or plainly when the bar is hidden (CI, no terminal).
+fn say(pb: &ProgressBar, line: String) {
+    if pb.is_hidden() {
+        println!("{line}");
+    } else {
+        pb.println(line);
+    }
+}
+
 /// Runs the benchmark with `args` (the flags of `plume-cc bench`).
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     cmd::run(
@@ -46,7 +55,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            pb.println(line);
+            say(&pb, line);
             continue;
         };
         if let Some(p) = v.get("progress") {
@@ -66,7 +75,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
                             r["retransmits"].as_u64().unwrap_or(0)
                         ),
                     };
-                    pb.println(text);
+                    say(&pb, format!("[{}/{}] {text}", p["done"], p["total"]));
                 }
             }
         } else if v.get("table").is_some() {

@@ -47,8 +47,11 @@ pub fn parse_queue(s: &str) -> Result<DropTail, String> {
 pub struct Args {
     /// Mahimahi traces (comma separated or repeated); each is the uplink and
     /// the downlink of its runs.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "replot")]
     pub traces: Vec<PathBuf>,
+    /// Only redraw the plots of a finished benchmark in this folder.
+    #[arg(long, value_name = "DIR")]
+    pub replot: Option<PathBuf>,
     /// Schemes: cubic, bbr, reno, plume.
     #[arg(long, value_delimiter = ',', default_value = "cubic,bbr,plume")]
     pub schemes: Vec<String>,
@@ -139,6 +142,12 @@ fn print_output(out: &BenchOutput) {
 
 /// Runs `plume-cc bench`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    if let Some(dir) = &args.replot {
+        for f in super::report::replot(dir)? {
+            println!("wrote {}", f.display());
+        }
+        return Ok(());
+    }
     let cfg = args.config()?;
     let json = args.progress_json;
     let out = run_bench(&cfg, &mut |p| print_progress(p, json))?;

@@ -9,7 +9,7 @@ use std::{path::Path, sync::OnceLock};
 
 use plotters::{prelude::*, style::FontStyle};
 
-use super::{BenchConfig, BenchError, RunResult};
+use super::{BenchError, RunResult};
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
@@ -35,20 +35,22 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// Draws `runs` (all of one trace) into the PNG at `path`.
-pub fn throughput_delay(
-    path: &Path,
-    trace: &str,
-    runs: &[&RunResult],
-    cfg: &BenchConfig,
-) -> Result<(), BenchError> {
+/// Draws `runs` (all of one trace) into the PNG at `path`, titled `title`.
+/// The delay axis is logarithmic (points are placed at log10 of the delay).
+pub fn throughput_delay(path: &Path, title: &str, runs: &[&RunResult]) -> Result<(), BenchError> {
     let err = |msg: String| BenchError::Plot {
         path: path.to_owned(),
         msg,
     };
     ensure_font().map_err(err)?;
-    let delays = runs.iter().map(|r| r.p95_delay_ms.max(1.0));
-    let (dmin, dmax) = delays.fold((f64::INFINITY, 0f64), |(a, b), d| (a.min(d), b.max(d)));
+    let lx = |r: &RunResult| r.p95_delay_ms.max(1.0).log10();
+    let (dmin, dmax) = runs
+        .iter()
+        .map(|r| lx(r))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), d| {
+            (a.min(d), b.max(d))
+        });
+    let (xlo, xhi) = ((dmin - 0.25).floor().max(0.0), (dmax + 0.25).ceil());
     let tmax = runs
         .iter()
         .map(|r| r.throughput_mbps.max(r.capacity_mbps))
@@ -57,26 +59,17 @@ pub fn throughput_delay(
         let root = BitMapBackend::new(path, (900, 650)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "{trace}: {} ms one-way delay, {} s, {}",
-                    cfg.delay.as_secs_f64() * 1000.0,
-                    cfg.duration.as_secs_f64(),
-                    cfg.queue.describe()
-                ),
-                ("sans-serif", 20),
-            )
+            .caption(title, ("sans-serif", 20))
             .margin(20)
             .x_label_area_size(50)
             .y_label_area_size(60)
-            .build_cartesian_2d(
-                ((dmin / 1.5).max(1.0)..dmax * 1.5).log_scale(),
-                0f64..(tmax * 1.15).max(0.1),
-            )?;
+            .build_cartesian_2d(xlo..xhi, 0f64..(tmax * 1.15).max(0.1))?;
         chart
             .configure_mesh()
             .x_desc("95th percentile one-way delay (ms, log scale)")
             .y_desc("Average throughput (Mbps)")
+            .x_labels(((xhi - xlo) * 4.0) as usize + 1)
+            .x_label_formatter(&|v| format!("{:.0}", 10f64.powf(*v)))
             .label_style(("sans-serif", 14))
             .draw()?;
         let mut schemes: Vec<&str> = Vec::new();
@@ -88,27 +81,27 @@ pub fn throughput_delay(
         for (i, s) in schemes.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             let mine: Vec<&&RunResult> = runs.iter().filter(|r| r.scheme == *s).collect();
-            chart.draw_series(mine.iter().map(|r| {
-                Circle::new(
-                    (r.p95_delay_ms.max(1.0), r.throughput_mbps),
-                    4,
-                    color.mix(0.5).filled(),
-                )
-            }))?;
+            chart
+                .draw_series(mine.iter().map(|r| {
+                    Circle::new((lx(r), r.throughput_mbps), 4, color.mix(0.5).filled())
+                }))?;
             let n = mine.len() as f64;
             let mean = (
-                mine.iter().map(|r| r.p95_delay_ms.max(1.0)).sum::<f64>() / n,
+                mine.iter().map(|r| lx(r)).sum::<f64>() / n,
                 mine.iter().map(|r| r.throughput_mbps).sum::<f64>() / n,
             );
             chart
-                .draw_series(std::iter::once(Circle::new(mean, 8, color.filled())))?
+                .draw_series(std::iter::once(
+                    EmptyElement::at(mean)
+                        + Circle::new((0, 0), 8, color.filled())
+                        + Text::new(
+                            s.to_string(),
+                            (10, -22),
+                            ("sans-serif", 16).into_font().color(&color),
+                        ),
+                ))?
                 .label(*s)
                 .legend(move |(x, y)| Circle::new((x, y), 6, color.filled()));
-            chart.draw_series(std::iter::once(Text::new(
-                s.to_string(),
-                mean,
-                ("sans-serif", 16).into_font().color(&color),
-            )))?;
         }
         chart
             .configure_series_labels()

@@ -220,7 +220,13 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
             continue;
         }
         let png = cfg.out.join(format!("plot-{t}.png"));
-        plot::throughput_delay(&png, t, &runs, cfg)?;
+        let title = format!(
+            "{t}: {} ms one-way delay, {} s, {}",
+            cfg.delay.as_secs_f64() * 1000.0,
+            cfg.duration.as_secs_f64(),
+            cfg.queue.describe()
+        );
+        plot::throughput_delay(&png, &title, &runs)?;
         files.push(png);
     }
     Ok(BenchOutput {
@@ -228,4 +234,42 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
         table,
         files,
     })
+}
+
+/// Redraws the plots of a finished benchmark from its `results.json` in
+/// `out` (to restyle them without running again); returns the files.
+pub fn replot(out: &std::path::Path) -> Result<Vec<PathBuf>, BenchError> {
+    let path = out.join("results.json");
+    let text = std::fs::read_to_string(&path).map_err(io_err("read", &path))?;
+    let bad = |msg: String| BenchError::Config(format!("{}: {msg}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let results: Vec<RunResult> =
+        serde_json::from_value(v["runs"].clone()).map_err(|e| bad(e.to_string()))?;
+    let c = &v["config"];
+    let mut files = Vec::new();
+    let mut traces: Vec<&str> = Vec::new();
+    for r in &results {
+        if !traces.contains(&r.trace.as_str()) {
+            traces.push(&r.trace);
+        }
+    }
+    for t in traces {
+        let runs: Vec<&RunResult> = results
+            .iter()
+            .filter(|r| r.trace == t && r.error.is_none())
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let png = out.join(format!("plot-{t}.png"));
+        let title = format!(
+            "{t}: {} ms one-way delay, {} s, {}",
+            c["delay_ms"],
+            c["duration_s"],
+            c["queue"].as_str().unwrap_or("?")
+        );
+        plot::throughput_delay(&png, &title, &runs)?;
+        files.push(png);
+    }
+    Ok(files)
 }
