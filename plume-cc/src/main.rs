@@ -125,6 +125,13 @@ enum Command {
     /// pipeline (features, critical-feature selection, clustering).
     #[command(subcommand)]
     Traces(plume_cc::trace::cli::TracesCommand),
+    /// Run a command behind an emulated link (Mahimahi's mm-delay + mm-link
+    /// in user space; needs root).
+    Emulate(plume_cc::emu::cli::Args),
+    /// Benchmark congestion controls with iperf3 across the emulated link
+    /// (driven by `cargo xtask bench`; needs root).
+    #[command(hide = true)]
+    Bench(plume_cc::bench::cli::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -257,6 +264,8 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => plume_cc::rl::cli::run(args)?,
         Command::BenchInference(args) => plume_cc::rl::cli::bench(args)?,
         Command::EvalTable(args) => plume_cc::rl::cli::eval_table(args)?,
+        Command::Emulate(args) => plume_cc::emu::cli::run(&args)?,
+        Command::Bench(args) => plume_cc::bench::cli::run(&args)?,
     }
     Ok(())
 }

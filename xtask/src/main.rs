@@ -6,7 +6,10 @@
 //! - `test`: set up, then fmt, clippy (host and BPF target) and every test;
 //! - `demo`: set up, build, and run the main job on embedded defaults;
 //! - `train`: build, then train a policy (`plume-cc train ...`, see docs/TRAINING.md).
+//! - `bench`: build, then run `plume-cc bench` (iperf3 across the emulated
+//!   link) with a progress bar across runs.
 
+mod bench;
 mod cmd;
 mod paths;
 mod setup;
@@ -54,6 +57,16 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Benchmark schemes with iperf3 across the emulated link (root): builds
+    /// the release binary and runs `plume-cc bench` with these flags, e.g.
+    /// `--traces A,B --schemes cubic,bbr,plume --duration 30s --delay 20ms
+    /// --queue unlimited --runs 3 --out runs/bench` (see `plume-cc bench --help`).
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Flags for `plume-cc bench`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => test(&args),
         Task::Demo => demo(),
         Task::Train { args } => train(&args),
+        Task::Bench { args } => bench::bench(&args),
     }
 }
 

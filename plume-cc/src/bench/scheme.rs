@@ -1,0 +1,177 @@
+//! The schemes a benchmark compares, and how each one sets up a run's sender.
+//!
+//! A scheme only decides how the iperf3 client (the sender) is started: a
+//! kernel congestion control is `iperf3 -C NAME`; `plume` starts the daemon
+//! (`plume-cc run [--policy FILE] --cgroup PATH`) on a fresh cgroup and puts
+//! the iperf3 client into that cgroup before it execs. It must not measure
+//! anything (that is the bench runner's job).
+
+use std::{
+    ffi::CString,
+    os::unix::{ffi::OsStrExt as _, process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::datapath::cgroup::OwnedCgroup;
+
+use super::BenchError;
+
+/// A congestion-control scheme under test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scheme {
+    /// A congestion control built into the kernel (`cubic`, `bbr`, `reno`),
+    /// chosen with `iperf3 -C`.
+    Kernel(String),
+    /// plume-cc: the daemon controls the sender's cgroup.
+    Plume {
+        /// Policy file for the daemon (None: its built-in default).
+        policy: Option<PathBuf>,
+    },
+}
+
+impl Scheme {
+    /// Parses `cubic`, `bbr`, `reno` or `plume`.
+    pub fn parse(s: &str, policy: Option<&Path>) -> Result<Self, BenchError> {
+        match s {
+            "cubic" | "bbr" | "reno" => Ok(Self::Kernel(s.into())),
+            "plume" => Ok(Self::Plume {
+                policy: policy.map(Path::to_path_buf),
+            }),
+            other => Err(BenchError::Config(format!(
+                "unknown scheme {other:?} (cubic, bbr, reno, plume)"
+            ))),
+        }
+    }
+
+    /// The scheme's name in tables and file names.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Kernel(n) => n,
+            Self::Plume { .. } => "plume",
+        }
+    }
+
+    /// Prepares one run: for `plume`, a fresh cgroup and the daemon on it.
+    /// `plume_exe` is the `plume-cc` binary that has the `run` command.
+    pub fn start(&self, plume_exe: &Path) -> Result<SenderSetup, BenchError> {
+        match self {
+            Self::Kernel(cc) => Ok(SenderSetup {
+                congestion: Some(cc.clone()),
+                cgroup: None,
+                daemon: None,
+            }),
+            Self::Plume { policy } => start_plume(plume_exe, policy.as_deref()),
+        }
+    }
+}
+
+/// Whether `exe` has the daemon command (`plume-cc run`).
+pub fn daemon_available(exe: &Path) -> bool {
+    Command::new(exe)
+        .args(["run", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn start_plume(exe: &Path, policy: Option<&Path>) -> Result<SenderSetup, BenchError> {
+    if !daemon_available(exe) {
+        return Err(BenchError::Pending(format!(
+            "scheme plume: {} has no `run` command yet (the daemon: `plume-cc run --policy FILE --cgroup PATH`)",
+            exe.display()
+        )));
+    }
+    let cg = OwnedCgroup::create_unique("plume-bench")
+        .map_err(|e| BenchError::Scheme(format!("plume: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("run");
+    if let Some(p) = policy {
+        cmd.arg("--policy").arg(p);
+    }
+    cmd.arg("--cgroup")
+        .arg(cg.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| BenchError::Scheme(format!("plume: starting {} run: {e}", exe.display())))?;
+    // Give the daemon time to attach to the cgroup; it must still be alive.
+    std::thread::sleep(Duration::from_millis(1500));
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(BenchError::Scheme(format!(
+            "plume: the daemon exited early ({status}) for cgroup {}",
+            cg.path().display()
+        )));
+    }
+    Ok(SenderSetup {
+        congestion: None,
+        cgroup: Some(cg),
+        daemon: Some(child),
+    })
+}
+
+/// What a scheme needs from the sender of one run; dropping it stops the
+/// daemon (if any) and removes the cgroup.
+#[derive(Debug)]
+pub struct SenderSetup {
+    /// `iperf3 -C` value, if any.
+    pub congestion: Option<String>,
+    cgroup: Option<OwnedCgroup>,
+    daemon: Option<Child>,
+}
+
+impl SenderSetup {
+    /// The cgroup the sender joins, if any.
+    pub fn cgroup(&self) -> Option<&Path> {
+        self.cgroup.as_ref().map(OwnedCgroup::path)
+    }
+
+    /// Adds `-C` and, for a cgroup, makes the child join it before exec.
+    pub fn configure_sender(&self, cmd: &mut Command) -> Result<(), BenchError> {
+        if let Some(cc) = &self.congestion {
+            cmd.args(["-C", cc]);
+        }
+        if let Some(cg) = self.cgroup() {
+            let procs = CString::new(cg.join("cgroup.procs").as_os_str().as_bytes())
+                .map_err(|e| BenchError::Scheme(format!("cgroup path: {e}")))?;
+            // SAFETY: open/write/close of a preallocated path; async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // "0" moves the writing process itself.
+                    let w = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                    if w != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SenderSetup {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            // SAFETY: signalling our own child by its pid.
+            unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+            for _ in 0..100 {
+                if matches!(d.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+}
