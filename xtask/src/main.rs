@@ -201,11 +201,45 @@ fn demo() -> anyhow::Result<()> {
         "cargo build --release -p plume-cc",
         cargo().args(["build", "--release", "-p", "plume-cc"]),
     )?;
-    let exe = paths::repo_root().join("target/release/plume-cc");
+    let root = paths::repo_root();
+    let exe = root.join("target/release/plume-cc");
     cmd::run_inherit(
         "plume-cc selftest (the datapath end to end on this host)",
         Command::new(&exe).arg("selftest"),
     )?;
+    // A short benchmark: the committed default policy (plume) against the
+    // kernel's CUBIC and BBR, iperf3 across the emulated link, on a trace the
+    // project generates and, when ../shared is present, a public cellular trace.
+    let mut traces = vec![root.join("traces/synthetic/lte-4mbps-s1.trace")];
+    let shared = root.join("../shared/traces/mahimahi/ATT-LTE-driving.down");
+    if shared.is_file() {
+        traces.push(shared);
+    } else {
+        println!("(../shared/traces/mahimahi not found: benchmarking the synthetic trace only)");
+    }
+    let list: Vec<String> = traces.iter().map(|t| t.display().to_string()).collect();
+    let out = root.join("runs/demo");
+    cmd::run_inherit(
+        "plume-cc bench: plume (default policy) vs cubic vs bbr, 10 s per run",
+        Command::new(&exe)
+            .arg("bench")
+            .args(["--traces", &list.join(",")])
+            .args([
+                "--schemes",
+                "cubic,bbr,plume",
+                "--duration",
+                "10s",
+                "--delay",
+                "20ms",
+            ])
+            .args(["--queue", "packets=200", "--runs", "1", "--out"])
+            .arg(&out),
+    )?;
+    println!(
+        "\nresults: {}/summary.md; plots: {}/plot-*.png",
+        out.display(),
+        out.display()
+    );
     Ok(())
 }
 
