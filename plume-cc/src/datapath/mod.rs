@@ -218,13 +218,12 @@ fn dup_fd(map: &Map, name: &'static str) -> Result<OwnedFd, DatapathError> {
     }
 }
 
-/// Takes a hash map out of the loaded object (pinning it first if asked),
-/// with a duplicate of its descriptor for batched access.
-fn take_hash<V: aya::Pod>(
+/// Takes a map out of the loaded object, pinning it first if asked.
+fn take_map(
     ebpf: &mut Ebpf,
     name: &'static str,
     pin_dir: Option<&Path>,
-) -> Result<(HashMap<MapData, u64, V>, OwnedFd), DatapathError> {
+) -> Result<Map, DatapathError> {
     let map = ebpf
         .take_map(name)
         .ok_or_else(|| DatapathError::Load(format!("no map {name} in the object")))?;
@@ -234,6 +233,17 @@ fn take_hash<V: aya::Pod>(
             reason: format!("pinning map {name}: {e}"),
         })?;
     }
+    Ok(map)
+}
+
+/// Takes a hash map out of the loaded object (pinning it first if asked),
+/// with a duplicate of its descriptor for batched access.
+fn take_hash<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    pin_dir: Option<&Path>,
+) -> Result<(HashMap<MapData, u64, V>, OwnedFd), DatapathError> {
+    let map = take_map(ebpf, name, pin_dir)?;
     let fd = dup_fd(&map, name)?;
     Ok((HashMap::try_from(map).map_err(map_err(name))?, fd))
 }
@@ -248,20 +258,12 @@ fn hash_from_pin<V: aya::Pod>(
     Ok((HashMap::try_from(map).map_err(map_err(name))?, fd))
 }
 
-/// Takes a map out of the loaded object, pinning it first if asked.
+/// Takes a typed map out of the loaded object, pinning it first if asked.
 fn take<T>(ebpf: &mut Ebpf, name: &'static str, pin_dir: Option<&Path>) -> Result<T, DatapathError>
 where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {
-    let map = ebpf
-        .take_map(name)
-        .ok_or_else(|| DatapathError::Load(format!("no map {name} in the object")))?;
-    if let Some(dir) = pin_dir {
-        map.pin(dir.join(name)).map_err(|e| DatapathError::Attach {
-            path: dir.to_owned(),
-            reason: format!("pinning map {name}: {e}"),
-        })?;
-    }
+    let map = take_map(ebpf, name, pin_dir)?;
     T::try_from(map).map_err(map_err(name))
 }
 
