@@ -5,7 +5,8 @@
 //! linfa-clustering 0.8.1's `GaussianMixtureModel` only offers full
 //! covariance, which is ill-conditioned for ~200 windows, 10-25 features and
 //! up to 15 components, so this module replaces it with a small diagonal EM:
-//! log-sum-exp responsibilities and a variance floor. The k-means++ seeding
+//! log-sum-exp responsibilities and a variance floor, both steps written as
+//! matrix products over `[x*x, x]`. The k-means++ seeding
 //! is the same k-means++ as linfa-clustering's `KMeansInit::KMeansPlusPlus`,
 //! written here with GEMM distances
 //! because it runs once per start (linfa's `KMeans` is kept as an option,
@@ -15,7 +16,7 @@ use linfa::{
     DatasetBase,
 };
 use linfa_clustering::{KMeans, KMeansInit};
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{linalg::general_mat_mul, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -113,148 +114,183 @@ fn check_finite(x: ArrayView2<f64>) -> Result<(), GmmError> {
     }
 }
 
-/// Internal dense form used during EM: means, precisions (`1 / var`) and
-/// per-component constants, row-major `k x d`.
-struct Dense {
+/// The data in the form EM works on: `z = [x*x, x, 1]` (n x 2d+1). With it
+/// both EM steps are matrix products (matrixmultiply picks its AVX2/FMA
+/// kernels at run time): the log-densities are `z` times the coefficients of
+/// [`Linear`], and the responsibility-weighted sums of squares, of features
+/// and of weights are the responsibilities times `z`. Built once per data set
+/// and shared by every start.
+struct Design {
+    /// Features per row.
     d: usize,
-    means: Vec<f64>,
-    precisions: Vec<f64>,
-    /// `ln w_c - 0.5 (d ln 2pi + sum ln var_c)` per component.
-    constant: Vec<f64>,
+    /// `n x 2d+1`: squared features, features, then a column of ones.
+    z: Array2<f64>,
 }
 
-impl Dense {
-    fn from_stats(weights: &Array1<f64>, means: &Array2<f64>, variances: &Array2<f64>) -> Self {
-        let d = means.ncols();
-        let constant = (0..means.nrows())
-            .map(|c| {
-                let log_det: f64 = variances.row(c).iter().map(|v| v.ln()).sum();
-                weights[c].max(f64::MIN_POSITIVE).ln() - 0.5 * (d as f64 * LN_2PI + log_det)
-            })
-            .collect();
+impl Design {
+    fn new(x: ArrayView2<f64>) -> Self {
+        let (n, d) = x.dim();
+        let mut z = Array2::zeros((n, 2 * d + 1));
+        for (row, mut out) in x.axis_iter(Axis(0)).zip(z.axis_iter_mut(Axis(0))) {
+            for (j, &v) in row.iter().enumerate() {
+                out[j] = v * v;
+                out[d + j] = v;
+            }
+            out[2 * d] = 1.0;
+        }
+        Self { d, z }
+    }
+
+    fn n(&self) -> usize {
+        self.z.nrows()
+    }
+}
+
+/// A diagonal mixture written so that `ln w_c + ln N(x | c)` is
+/// `z . coef_c`: expanding `(x - mu)^2 / var` gives `-0.5 / var` (the
+/// coefficients of the squared features), `mu / var` (of the features) and
+/// a constant per component, `ln w_c - 0.5 (d ln 2pi + sum ln var_c +
+/// sum mu_c^2 / var_c)` (of the ones).
+struct Linear {
+    /// `2d+1 x k`.
+    coef: Array2<f64>,
+}
+
+impl Linear {
+    fn new(weights: ArrayView1<f64>, means: ArrayView2<f64>, variances: ArrayView2<f64>) -> Self {
+        let (k, d) = means.dim();
+        let mut coef = Array2::zeros((2 * d + 1, k));
+        for c in 0..k {
+            let mut log_det = 0.0;
+            let mut mu_p_mu = 0.0;
+            for j in 0..d {
+                let (mu, var) = (means[[c, j]], variances[[c, j]]);
+                let p = 1.0 / var;
+                coef[[j, c]] = -0.5 * p;
+                coef[[d + j, c]] = mu * p;
+                log_det += var.ln();
+                mu_p_mu += mu * mu * p;
+            }
+            coef[[2 * d, c]] = weights[c].max(f64::MIN_POSITIVE).ln()
+                - 0.5 * (d as f64 * LN_2PI + log_det + mu_p_mu);
+        }
+        Self { coef }
+    }
+}
+
+/// E step: fills `resp` (n x k) with responsibilities (rows sum to 1) and
+/// returns the mean log-likelihood.
+fn e_step(design: &Design, model: &Linear, resp: &mut Array2<f64>) -> f64 {
+    general_mat_mul(1.0, &design.z, &model.coef, 0.0, resp);
+    let mut total = 0.0;
+    // Product of the rows' normalizers (each in [1, k]), folded into `total`
+    // by one logarithm per many rows instead of one per row.
+    let mut product = 1.0;
+    for mut row in resp.axis_iter_mut(Axis(0)) {
+        let best = row.iter().fold(f64::NEG_INFINITY, |m, v| m.max(*v));
+        // Below e^-60 a responsibility is 0 to double precision relative to
+        // the best component (which contributes 1).
+        row.mapv_inplace(|v| {
+            let diff = v - best;
+            if diff > -60.0 {
+                exp_nonpositive(diff)
+            } else {
+                0.0
+            }
+        });
+        let sum = row.sum();
+        let inv = 1.0 / sum;
+        row.mapv_inplace(|v| v * inv);
+        total += best;
+        product *= sum;
+        if product > 1e200 {
+            total += product.ln();
+            product = 1.0;
+        }
+    }
+    total += product.ln();
+    total / design.n().max(1) as f64
+}
+
+/// `e^x` for `x` in `[-60, 0]`, within a few ulp of libm's, inlined (libm's
+/// `exp` was a fifth of the EM time). Cody-Waite reduction `x = n ln 2 + r` with
+/// `|r| <= ln 2 / 2`, then `e^r` by its Taylor series to degree 13 (the
+/// next term is below 5e-18) and `2^n` built from its exponent bits.
+#[inline(always)]
+fn exp_nonpositive(x: f64) -> f64 {
+    // Adding 1.5 * 2^52 rounds to an integer that sits in the low mantissa bits.
+    const SHIFTER: f64 = 6_755_399_441_055_744.0;
+    // ln 2 split so that `n * LN2_HI` is exact for |n| < 2^20 (fdlibm's values).
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    let t = x * std::f64::consts::LOG2_E + SHIFTER;
+    let n = t - SHIFTER;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = INV_FACTORIAL[13];
+    for c in INV_FACTORIAL[..13].iter().rev() {
+        p = p * r + c;
+    }
+    let n_int = (t.to_bits() as i64).wrapping_sub(SHIFTER.to_bits() as i64);
+    f64::from_bits((n_int + 1023).wrapping_shl(52) as u64) * p
+}
+
+/// `1 / k!` for k = 0..=13.
+const INV_FACTORIAL: [f64; 14] = {
+    let mut out = [1.0; 14];
+    let mut k = 1;
+    while k < 14 {
+        out[k] = out[k - 1] / k as f64;
+        k += 1;
+    }
+    out
+};
+
+/// Reusable buffers of one EM run.
+struct MStep {
+    /// `k x 2d+1`: responsibility-weighted sums of squares, of features and
+    /// of ones.
+    sums: Array2<f64>,
+    weights: Array1<f64>,
+    means: Array2<f64>,
+    variances: Array2<f64>,
+}
+
+impl MStep {
+    fn new(k: usize, d: usize) -> Self {
         Self {
-            d,
-            means: means.iter().copied().collect(),
-            precisions: variances.iter().map(|v| 1.0 / v).collect(),
-            constant,
+            sums: Array2::zeros((k, 2 * d + 1)),
+            weights: Array1::zeros(k),
+            means: Array2::zeros((k, d)),
+            variances: Array2::zeros((k, d)),
         }
     }
 
-    /// Responsibilities (n x k, rows sum to 1) and the mean log-likelihood.
-    fn e_step(&self, x: ArrayView2<f64>) -> (Array2<f64>, f64) {
-        let (n, k) = (x.nrows(), self.constant.len());
-        let owned;
-        let xs = match x.as_slice() {
-            Some(s) => s,
-            None => {
-                owned = x.iter().copied().collect::<Vec<f64>>();
-                &owned
+    /// Weighted statistics under responsibilities `resp` (n x k): weights,
+    /// means and floored variances (`E[x^2] - mean^2`, clamped at 0, plus
+    /// the floor).
+    fn run(&mut self, design: &Design, resp: &Array2<f64>, var_floor: f64) {
+        let d = design.d;
+        let n = design.n().max(1) as f64;
+        general_mat_mul(1.0, &resp.t(), &design.z, 0.0, &mut self.sums);
+        for c in 0..resp.ncols() {
+            let nk = self.sums[[c, 2 * d]] + 10.0 * f64::EPSILON;
+            self.weights[c] = nk / n;
+            for j in 0..d {
+                let m = self.sums[[c, d + j]] / nk;
+                self.means[[c, j]] = m;
+                self.variances[[c, j]] = (self.sums[[c, j]] / nk - m * m).max(0.0) + var_floor;
             }
-        };
-        let (resp, ll) = self.e_step_slice(xs, n);
-        (
-            Array2::from_shape_vec((n, k), resp).unwrap_or_else(|_| Array2::zeros((n, k))),
-            ll,
+        }
+    }
+
+    fn linear(&self) -> Linear {
+        Linear::new(
+            self.weights.view(),
+            self.means.view(),
+            self.variances.view(),
         )
     }
-
-    /// [`Self::e_step`] on a row-major `n x d` slice; returns row-major `n x k`.
-    fn e_step_slice(&self, xs: &[f64], n: usize) -> (Vec<f64>, f64) {
-        let (k, d) = (self.constant.len(), self.d);
-        let mut resp = vec![0.0; n * k];
-        let mut total = 0.0;
-        for (xi, row) in xs
-            .chunks_exact(d.max(1))
-            .zip(resp.chunks_exact_mut(k.max(1)))
-        {
-            let mut best = f64::NEG_INFINITY;
-            for (c, v) in row.iter_mut().enumerate() {
-                let mu = &self.means[c * d..(c + 1) * d];
-                let p = &self.precisions[c * d..(c + 1) * d];
-                *v = self.constant[c] - 0.5 * mahalanobis(xi, mu, p);
-                best = best.max(*v);
-            }
-            let mut sum = 0.0;
-            for v in row.iter_mut() {
-                // Below e^-60 a responsibility is 0 to double precision
-                // relative to the best component (which contributes 1);
-                // skipping exp there also avoids libm's slow underflow path.
-                let diff = *v - best;
-                *v = if diff > -60.0 { diff.exp() } else { 0.0 };
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
-            row.iter_mut().for_each(|v| *v *= inv);
-            total += best + sum.ln();
-        }
-        (resp, total / n.max(1) as f64)
-    }
 }
-
-/// `sum_j (x_j - mu_j)^2 p_j`, in four interleaved partial sums so the
-/// compiler can vectorize it (fixed order: deterministic).
-#[inline]
-fn mahalanobis(x: &[f64], mu: &[f64], p: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (xc, mc, pc) = (x.chunks_exact(4), mu.chunks_exact(4), p.chunks_exact(4));
-    let tail: f64 = xc
-        .remainder()
-        .iter()
-        .zip(mc.remainder())
-        .zip(pc.remainder())
-        .map(|((a, m), q)| (a - m) * (a - m) * q)
-        .sum();
-    for ((a, m), q) in xc.zip(mc).zip(pc) {
-        for l in 0..4 {
-            let diff = a[l] - m[l];
-            acc[l] += diff * diff * q[l];
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
-}
-
-/// Weighted statistics of the data (row-major `n x d` slice) under
-/// responsibilities (row-major `n x k`): weights, means and floored
-/// variances (`E[x^2] - mean^2`, clamped at 0, plus floor). Zero
-/// responsibilities (most of them, once clusters settle) are skipped.
-fn m_step(
-    xs: &[f64],
-    d: usize,
-    resp: &[f64],
-    k: usize,
-    var_floor: f64,
-) -> (Array1<f64>, Array2<f64>, Array2<f64>) {
-    let n = xs.len() / d.max(1);
-    let mut nk = vec![10.0 * f64::EPSILON; k];
-    let mut sums = vec![0.0; k * d];
-    let mut squares = vec![0.0; k * d];
-    for (xi, ri) in xs.chunks_exact(d.max(1)).zip(resp.chunks_exact(k.max(1))) {
-        for (c, &r) in ri.iter().enumerate() {
-            if r == 0.0 {
-                continue;
-            }
-            nk[c] += r;
-            let s = &mut sums[c * d..(c + 1) * d];
-            let q = &mut squares[c * d..(c + 1) * d];
-            for j in 0..d {
-                let rv = r * xi[j];
-                s[j] += rv;
-                q[j] += rv * xi[j];
-            }
-        }
-    }
-    let mut means = Array2::zeros((k, d));
-    let mut variances = Array2::zeros((k, d));
-    for c in 0..k {
-        for j in 0..d {
-            let m = sums[c * d + j] / nk[c];
-            means[[c, j]] = m;
-            variances[[c, j]] = (squares[c * d + j] / nk[c] - m * m).max(0.0) + var_floor;
-        }
-    }
-    (Array1::from(nk) / n.max(1) as f64, means, variances)
-}
-
 /// Squared distances (n x k) from rows of `x` to `centers`, via GEMM.
 fn sq_dists(x: ArrayView2<f64>, x_norms: &Array1<f64>, centers: &Array2<f64>) -> Array2<f64> {
     let c_norms: Array1<f64> = centers.axis_iter(Axis(0)).map(|c| c.dot(&c)).collect();
@@ -347,13 +383,28 @@ impl DiagGmm {
         params: &GmmParams,
         rng_seed: u64,
     ) -> Result<Self, GmmError> {
+        Self::check_fit(x, k)?;
+        let x = x.as_standard_layout();
+        Self::em(x.view(), &Design::new(x.view()), k, params, rng_seed)
+    }
+
+    fn check_fit(x: ArrayView2<f64>, k: usize) -> Result<(), GmmError> {
         let n = x.nrows();
         if k == 0 || k > n || x.ncols() == 0 {
             return Err(GmmError::BadK { k, n });
         }
-        check_finite(x)?;
-        let x = x.as_standard_layout();
-        let x = x.view();
+        check_finite(x)
+    }
+
+    /// EM from one k-means++ start on checked data and its design matrix.
+    fn em(
+        x: ArrayView2<f64>,
+        design: &Design,
+        k: usize,
+        params: &GmmParams,
+        rng_seed: u64,
+    ) -> Result<Self, GmmError> {
+        let n = x.nrows();
         // k-means++ seeding, then hard responsibilities -> first M step.
         let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
         let labels = if params.linfa_init {
@@ -369,20 +420,18 @@ impl DiagGmm {
         } else {
             kmeans_pp_labels(x, k, params.kmeans_iters, &mut rng)
         };
-        let d = x.ncols();
-        let xs: Vec<f64> = x.iter().copied().collect();
-        let mut resp = vec![0.0; n * k];
+        let mut resp = Array2::zeros((n, k));
         for (i, &l) in labels.iter().enumerate() {
-            resp[i * k + l.min(k - 1)] = 1.0;
+            resp[[i, l.min(k - 1)]] = 1.0;
         }
-        let (mut w, mut m, mut v) = m_step(&xs, d, &resp, k, params.var_floor);
+        let mut stats = MStep::new(k, design.d);
+        stats.run(design, &resp, params.var_floor);
         let mut previous = f64::NEG_INFINITY;
         let mut converged = false;
         let mut ll = previous;
         for _ in 0..params.max_iter.max(1) {
-            let (resp, new_ll) = Dense::from_stats(&w, &m, &v).e_step_slice(&xs, n);
-            ll = new_ll;
-            (w, m, v) = m_step(&xs, d, &resp, k, params.var_floor);
+            ll = e_step(design, &stats.linear(), &mut resp);
+            stats.run(design, &resp, params.var_floor);
             if (ll - previous).abs() < params.tol {
                 converged = true;
                 break;
@@ -390,11 +439,15 @@ impl DiagGmm {
             previous = ll;
         }
         // Final log-likelihood of the returned parameters.
-        let final_ll = Dense::from_stats(&w, &m, &v).e_step_slice(&xs, n).1;
+        let final_ll = e_step(design, &stats.linear(), &mut resp);
         Ok(Self {
-            weights: w.to_vec(),
-            means: m.axis_iter(Axis(0)).map(|r| r.to_vec()).collect(),
-            variances: v.axis_iter(Axis(0)).map(|r| r.to_vec()).collect(),
+            weights: stats.weights.to_vec(),
+            means: stats.means.axis_iter(Axis(0)).map(|r| r.to_vec()).collect(),
+            variances: stats
+                .variances
+                .axis_iter(Axis(0))
+                .map(|r| r.to_vec())
+                .collect(),
             log_likelihood: if final_ll.is_finite() { final_ll } else { ll },
             converged,
         })
@@ -409,9 +462,16 @@ impl DiagGmm {
         params: &GmmParams,
         seed: u64,
     ) -> Result<Self, GmmError> {
+        Self::check_fit(x, k)?;
+        let x = x.as_standard_layout();
+        let x = x.view();
+        let design = Design::new(x);
         let fits: Vec<Result<Self, GmmError>> = (0..params.n_init.max(1) as u64)
             .into_par_iter()
-            .map(|s| Self::fit_once(x, k, params, seed.wrapping_mul(1_000_003).wrapping_add(s)))
+            .map(|s| {
+                let start = seed.wrapping_mul(1_000_003).wrapping_add(s);
+                Self::em(x, &design, k, params, start)
+            })
             .collect();
         let mut best: Option<Self> = None;
         for fit in fits {
@@ -431,22 +491,22 @@ impl DiagGmm {
         self.weights.len()
     }
 
-    fn dense(&self) -> Dense {
+    fn linear(&self) -> Linear {
         let k = self.k();
         let d = self.means.first().map_or(0, Vec::len);
         let flat = |rows: &Vec<Vec<f64>>| {
             Array2::from_shape_vec((k, d), rows.iter().flatten().copied().collect())
                 .unwrap_or_else(|_| Array2::zeros((k, d)))
         };
-        Dense::from_stats(
-            &Array1::from(self.weights.clone()),
-            &flat(&self.means),
-            &flat(&self.variances),
+        Linear::new(
+            Array1::from(self.weights.clone()).view(),
+            flat(&self.means).view(),
+            flat(&self.variances).view(),
         )
     }
 
-    /// Soft memberships (posterior probability of each component), n x k.
-    pub fn predict_proba(&self, x: ArrayView2<f64>) -> Result<Array2<f64>, GmmError> {
+    /// Responsibilities and mean log-likelihood of checked rows.
+    fn posterior(&self, x: ArrayView2<f64>) -> Result<(Array2<f64>, f64), GmmError> {
         let d = self.means.first().map_or(0, Vec::len);
         if x.ncols() != d {
             return Err(GmmError::Dimension {
@@ -455,7 +515,14 @@ impl DiagGmm {
             });
         }
         check_finite(x)?;
-        Ok(self.dense().e_step(x).0)
+        let mut resp = Array2::zeros((x.nrows(), self.k()));
+        let ll = e_step(&Design::new(x), &self.linear(), &mut resp);
+        Ok((resp, ll))
+    }
+
+    /// Soft memberships (posterior probability of each component), n x k.
+    pub fn predict_proba(&self, x: ArrayView2<f64>) -> Result<Array2<f64>, GmmError> {
+        Ok(self.posterior(x)?.0)
     }
 
     /// Hard labels (most probable component) per row.
@@ -465,8 +532,7 @@ impl DiagGmm {
 
     /// Mean log-likelihood of the rows of `x` under the model.
     pub fn score(&self, x: ArrayView2<f64>) -> Result<f64, GmmError> {
-        self.predict_proba(x)?;
-        Ok(self.dense().e_step(x).1)
+        Ok(self.posterior(x)?.1)
     }
 }
 
@@ -614,6 +680,19 @@ mod tests {
         for (p, q) in wa.iter().zip(&wb) {
             assert!((p - q).abs() < 1e-3);
         }
+    }
+
+    #[test]
+    fn exp_nonpositive_matches_libm() {
+        let mut worst = 0.0f64;
+        for i in 0..=600_000 {
+            let x = -60.0 * i as f64 / 600_000.0;
+            let (ours, libm) = (exp_nonpositive(x), x.exp());
+            worst = worst.max(((ours - libm) / libm).abs());
+        }
+        assert!(worst < 1e-15, "worst relative error {worst:e}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-0.0), 1.0);
     }
 
     #[test]

@@ -157,23 +157,33 @@ fn cart_importances(
             continue;
         }
         let mut best: Option<(f64, usize, f64)> = None;
-        let mut order = node.clone();
+        // (value, position) pairs of the node for one feature, sorted by
+        // value then position (a total order: the same split every run).
+        let mut order: Vec<(f64, usize)> = Vec::with_capacity(node.len());
+        let mut left = vec![0.0; n_classes];
         for f in 0..d {
-            order.sort_by(|&a, &b| x[[rows[a], f]].total_cmp(&x[[rows[b], f]]).then(a.cmp(&b)));
-            let mut left = vec![0.0; n_classes];
+            order.clear();
+            order.extend(node.iter().map(|&s| (x[[rows[s], f]], s)));
+            order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            left.iter_mut().for_each(|v| *v = 0.0);
             let mut w_left = 0.0;
             for i in 0..order.len() - 1 {
-                let s = order[i];
+                let (v, s) = order[i];
                 left[labels[rows[s]]] += weights[s];
                 w_left += weights[s];
-                let (v, next) = (x[[rows[s], f]], x[[rows[order[i + 1]], f]]);
+                let next = order[i + 1].0;
                 let w_right = w_node - w_left;
                 if next <= v || w_left < 1.0 || w_right < 1.0 {
                     continue;
                 }
-                let right: Vec<f64> = counts.iter().zip(&left).map(|(c, l)| c - l).collect();
-                let child =
-                    (w_left * gini(&left, w_left) + w_right * gini(&right, w_right)) / w_node;
+                // Sum of squared class weights on each side (Gini without
+                // building the right-hand counts).
+                let (mut sq_left, mut sq_right) = (0.0, 0.0);
+                for (c, l) in counts.iter().zip(&left) {
+                    sq_left += l * l;
+                    sq_right += (c - l) * (c - l);
+                }
+                let child = (w_left - sq_left / w_left + w_right - sq_right / w_right) / w_node;
                 let gain = impurity - child;
                 if best.is_none_or(|(g, _, _)| gain > g + 1e-12) {
                     best = Some((gain, f, 0.5 * (v + next)));
