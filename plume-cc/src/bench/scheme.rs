@@ -11,10 +11,10 @@ use std::{
     os::unix::{ffi::OsStrExt as _, process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use crate::datapath::cgroup::OwnedCgroup;
+use crate::datapath::{self, cgroup::OwnedCgroup};
 
 use super::BenchError;
 
@@ -67,6 +67,10 @@ impl Scheme {
     }
 }
 
+/// How long the daemon may take to load its policy and attach (libtorch's
+/// start-up alone is about 0.4 s).
+const DAEMON_READY_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Whether `exe` has the daemon command (`plume-cc run`).
 pub fn daemon_available(exe: &Path) -> bool {
     Command::new(exe)
@@ -99,13 +103,31 @@ fn start_plume(exe: &Path, policy: Option<&Path>) -> Result<SenderSetup, BenchEr
     let mut child = cmd
         .spawn()
         .map_err(|e| BenchError::Scheme(format!("plume: starting {} run: {e}", exe.display())))?;
-    // Give the daemon time to attach to the cgroup; it must still be alive.
-    std::thread::sleep(Duration::from_millis(1500));
-    if let Ok(Some(status)) = child.try_wait() {
-        return Err(BenchError::Scheme(format!(
-            "plume: the daemon exited early ({status}) for cgroup {}",
-            cg.path().display()
-        )));
+    // Wait until the daemon has attached the datapath to the cgroup (its
+    // link pin appears); it must not have exited.
+    let pins = datapath::default_pin_dir(cg.path());
+    let deadline = Instant::now() + DAEMON_READY_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(BenchError::Scheme(format!(
+                "plume: the daemon exited early ({status}) for cgroup {}",
+                cg.path().display()
+            )));
+        }
+        if datapath::attached_at(&pins) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BenchError::Scheme(format!(
+                "plume: the daemon did not attach to cgroup {} within {} s (no pin at {})",
+                cg.path().display(),
+                DAEMON_READY_TIMEOUT.as_secs(),
+                pins.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(SenderSetup {
         congestion: None,

@@ -190,6 +190,13 @@ pub fn default_pin_dir(cgroup: &Path) -> PathBuf {
     PathBuf::from("/sys/fs/bpf/plume-cc").join(name)
 }
 
+/// Whether a datapath is attached and pinned at `pin_dir` (its link pin is
+/// the last thing [`Datapath::attach_pinned`] creates, so a daemon started on
+/// a cgroup is controlling it once this holds).
+pub fn attached_at(pin_dir: &Path) -> bool {
+    pin_dir.join(LINK_PIN).exists()
+}
+
 fn load_error(e: impl std::fmt::Display) -> DatapathError {
     let text = format!("{e:#}");
     if is_permission_error(&text) {
@@ -306,7 +313,7 @@ impl Datapath {
     ) -> Result<Self, DatapathError> {
         cgroup::check_cgroup2(cgroup)?;
         check_bpffs(pin_dir)?;
-        if pin_dir.join(LINK_PIN).exists() {
+        if attached_at(pin_dir) {
             let mut dp = Self::adopt(cgroup, pin_dir)?;
             dp.set_config(config)?;
             return Ok(dp);
