@@ -23,6 +23,7 @@ fn say(pb: &ProgressBar, line: String) {
 
 /// Runs the benchmark with `args` (the flags of `plume-cc bench`).
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    crate::setup::setup()?;
     cmd::run(
         "cargo build --release -p plume-cc",
         cargo().args(["build", "--release", "-p", "plume-cc"]),

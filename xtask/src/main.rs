@@ -246,6 +246,7 @@ fn demo() -> anyhow::Result<()> {
 /// Builds the release binary (no setup: run `cargo xtask setup` once first)
 /// and runs `plume-cc train ARGS`, so the training logic stays in the library.
 fn train(args: &[String]) -> anyhow::Result<()> {
+    setup::setup()?;
     cmd::run(
         "cargo build --release -p plume-cc",
         cargo().args(["build", "--release", "-p", "plume-cc"]),

@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 
-use super::{run_bench, BenchConfig, BenchOutput, Progress, Scheme};
+use super::{run_bench, BenchConfig, BenchOutput, Downlink, Progress, Scheme};
 use crate::emu::DropTail;
 
 /// Parses `30s`, `500ms`, `2m` or a bare number in `bare_unit` seconds.
@@ -45,10 +45,14 @@ pub fn parse_queue(s: &str) -> Result<DropTail, String> {
 /// Run iperf3 benchmarks across the emulated link (root).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Mahimahi traces (comma separated or repeated); each is the uplink and
-    /// the downlink of its runs.
+    /// Mahimahi traces (comma separated or repeated); each is the uplink
+    /// (the data direction) of its runs.
     #[arg(long, value_delimiter = ',', required_unless_present = "replot")]
     pub traces: Vec<PathBuf>,
+    /// The downlink (ACK direction): `same` (each run's own trace, as
+    /// `mm-link T T`), `unlimited`, or one trace file for every run.
+    #[arg(long, default_value = "same", value_parser = |s: &str| Ok::<_, String>(Downlink::parse(s)))]
+    pub downlink: Downlink,
     /// Only redraw the plots of a finished benchmark in this folder.
     #[arg(long, value_name = "DIR")]
     pub replot: Option<PathBuf>,
@@ -92,6 +96,7 @@ impl Args {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(BenchConfig {
             traces: self.traces.clone(),
+            downlink: self.downlink.clone(),
             schemes,
             duration: self.duration,
             delay: self.delay,
@@ -172,6 +177,7 @@ pub fn short_bench(
 ) -> anyhow::Result<BenchOutput> {
     let cfg = BenchConfig {
         traces: traces.to_vec(),
+        downlink: Downlink::SameAsUplink,
         schemes: schemes
             .iter()
             .map(|s| Scheme::parse(s, None))

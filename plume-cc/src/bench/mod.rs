@@ -1,7 +1,8 @@
 //! The iperf3 benchmark across the emulated link (Pantheon style).
 //!
 //! For each trace, scheme and repetition: start an [`Emulator`] with the
-//! trace on both directions, a fixed one-way delay and a droptail queue, run
+//! trace as the uplink (and, by default, the downlink: [`Downlink`]), a
+//! fixed one-way delay and a droptail queue, run
 //! an iperf3 server in the outer namespace and the iperf3 client (the sender,
 //! set up by its [`Scheme`]) in the inner one, then compute throughput,
 //! utilisation of the trace's capacity, p50/p95 delay (from the emulator's
@@ -84,11 +85,54 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     }
 }
 
+/// What carries the ACKs: the reverse direction of the emulated link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Downlink {
+    /// The run's own trace (mm-link with the same file twice).
+    #[default]
+    SameAsUplink,
+    /// No bottleneck: only the fixed delay.
+    Unlimited,
+    /// This trace for every run.
+    Trace(PathBuf),
+}
+
+impl Downlink {
+    /// Parses `--downlink`: `same`, `unlimited` or a trace file.
+    pub fn parse(s: &str) -> Self {
+        match s.trim() {
+            "" | "same" => Self::SameAsUplink,
+            "unlimited" | "infinite" => Self::Unlimited,
+            path => Self::Trace(path.into()),
+        }
+    }
+
+    /// The downlink trace of a run on uplink `uplink` (None: unlimited).
+    pub fn trace_for(&self, uplink: &Path) -> Option<PathBuf> {
+        match self {
+            Self::SameAsUplink => Some(uplink.to_owned()),
+            Self::Unlimited => None,
+            Self::Trace(p) => Some(p.clone()),
+        }
+    }
+
+    /// For reports: `same`, `unlimited` or the trace's file name.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::SameAsUplink => "same".into(),
+            Self::Unlimited => "unlimited".into(),
+            Self::Trace(p) => trace_name(p),
+        }
+    }
+}
+
 /// What to benchmark.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// Mahimahi traces; each is used for both directions.
+    /// Mahimahi traces, the uplink (data direction) of their runs.
     pub traces: Vec<PathBuf>,
+    /// The downlink (ACK direction) of every run.
+    pub downlink: Downlink,
     /// Schemes to compare.
     pub schemes: Vec<Scheme>,
     /// iperf3 test length.
@@ -299,7 +343,7 @@ pub fn run_one(
             log: Some(up_log.clone()),
         },
         downlink: LinkConfig {
-            trace: Some(trace_path.into()),
+            trace: cfg.downlink.trace_for(trace_path),
             queue: cfg.queue,
             log: None,
         },
@@ -408,6 +452,9 @@ pub fn run_bench(
             "need at least one trace, one scheme and one run".into(),
         ));
     }
+    if let Downlink::Trace(t) = &cfg.downlink {
+        LinkTrace::from_file(t)?;
+    }
     for t in &cfg.traces {
         LinkTrace::from_file(t)?; // fail before any run on a bad trace
     }
@@ -463,6 +510,17 @@ pub fn run_bench(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downlink_choices() {
+        let up = Path::new("traces/a.trace");
+        assert_eq!(Downlink::parse("same"), Downlink::SameAsUplink);
+        assert_eq!(Downlink::parse("same").trace_for(up), Some(up.to_owned()));
+        assert_eq!(Downlink::parse("unlimited").trace_for(up), None);
+        let fixed = Downlink::parse("/tmp/b.trace");
+        assert_eq!(fixed.trace_for(up), Some(PathBuf::from("/tmp/b.trace")));
+        assert_eq!(fixed.describe(), "b.trace");
+    }
 
     #[test]
     fn window_metrics_count_delays_by_arrival() {

@@ -158,6 +158,7 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
     let json = serde_json::json!({
         "config": {
             "traces": cfg.traces,
+            "downlink": cfg.downlink.describe(),
             "schemes": cfg.schemes.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "duration_s": cfg.duration.as_secs_f64(),
             "delay_ms": cfg.delay.as_secs_f64() * 1000.0,
@@ -221,10 +222,11 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
         }
         let png = cfg.out.join(format!("plot-{t}.png"));
         let title = format!(
-            "{t}: {} ms one-way delay, {} s, {}",
+            "{t}: {} ms one-way delay, {} s, {}, downlink {}",
             cfg.delay.as_secs_f64() * 1000.0,
             cfg.duration.as_secs_f64(),
-            cfg.queue.describe()
+            cfg.queue.describe(),
+            cfg.downlink.describe()
         );
         plot::throughput_delay(&png, &title, &runs)?;
         files.push(png);
