@@ -2,6 +2,8 @@
 //! cgroup the test creates, real loopback TCP, the real binary as a process
 //! (so it can be killed with SIGKILL). Root only; CI runs them as root.
 
+mod common;
+
 use std::{
     io::{BufRead as _, BufReader, Read as _},
     path::{Path, PathBuf},
@@ -11,36 +13,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::{tmpdir, Sender, EXE};
 use plume_cc::datapath::{
     cgroup::OwnedCgroup,
     probe::{ManyFlows, ProbeReport, Sink},
 };
-
-const EXE: &str = env!("CARGO_BIN_EXE_plume-cc");
-
-fn have_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!("{test}: needs root, and CI must run it as root");
-        }
-        eprintln!("\n*** SKIPPED {test}: needs root; run `sudo -E cargo xtask test` ***\n");
-    }
-    root
-}
 
 /// A scripted policy file in a temp folder.
 fn script(dir: &Path, name: &str, json: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, json).unwrap();
     p
-}
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("plume-cc-test-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 struct Daemon {
@@ -141,85 +124,6 @@ impl Drop for PinGuard {
     }
 }
 
-struct Sender {
-    child: Child,
-    rx: mpsc::Receiver<ProbeReport>,
-}
-
-impl Sender {
-    fn spawn(sink: &Sink, cgroup: &Path, duration_ms: u64) -> Self {
-        let mut child = Command::new(EXE)
-            .args([
-                "probe",
-                "--connect",
-                &sink.addr().to_string(),
-                "--report-ms",
-                "10",
-            ])
-            .args(["--duration-ms", &duration_ms.to_string()])
-            .arg("--cgroup")
-            .arg(cgroup)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, rx }
-    }
-
-    fn collect(&self, d: Duration) -> Vec<ProbeReport> {
-        let deadline = Instant::now() + d;
-        let mut v = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.rx.recv_timeout(left) {
-                Ok(r) => v.push(r),
-                Err(_) => break,
-            }
-        }
-        v
-    }
-
-    /// Reports until `pred` holds on one (returned with everything seen), or panics.
-    fn until(
-        &self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&ProbeReport) -> bool,
-    ) -> Vec<ProbeReport> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{what}: not seen in {timeout:?}; last reports {:?}",
-                        seen.iter().rev().take(3).collect::<Vec<_>>()
-                    )
-                });
-            let r = self
-                .rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("{what}: sender stopped"));
-            seen.push(r);
-            if pred(&r) {
-                return seen;
-            }
-        }
-    }
-
-    fn finish(mut self) {
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
 /// Throughput between two reports, bytes/s.
 fn rate(a: &ProbeReport, b: &ProbeReport) -> f64 {
     (b.bytes_acked - a.bytes_acked) as f64 / ((b.t_ms - a.t_ms).max(1) as f64 / 1e3)
@@ -227,7 +131,7 @@ fn rate(a: &ProbeReport, b: &ProbeReport) -> f64 {
 
 #[test]
 fn cwnd_follows_scripted_targets_and_pacing_caps_the_rate() {
-    if !have_root("daemon target-following test") {
+    if !common::have_root("daemon target-following test", "CAP_BPF, CAP_NET_ADMIN") {
         return;
     }
     let dir = tmpdir("follow");
@@ -247,7 +151,7 @@ fn cwnd_follows_scripted_targets_and_pacing_caps_the_rate() {
     // The daemon first: flows established before the program is attached are
     // not seen by sock_ops (documented limitation).
     let daemon = Daemon::start(&policy, cgroup.path(), &pins, 500);
-    let sender = Sender::spawn(&sink, cgroup.path(), 6000);
+    let sender = Sender::spawn(&sink, Some(cgroup.path()), 6000);
 
     // Step 1: cwnd <= 4 once applied.
     sender.until("cwnd at the first target", Duration::from_secs(3), |r| {
@@ -297,7 +201,7 @@ fn cwnd_follows_scripted_targets_and_pacing_caps_the_rate() {
 
 #[test]
 fn killed_daemon_leaves_no_flow_throttled_and_a_restart_readopts() {
-    if !have_root("daemon kill -9 test") {
+    if !common::have_root("daemon kill -9 test", "CAP_BPF, CAP_NET_ADMIN") {
         return;
     }
     let dir = tmpdir("kill");
@@ -314,7 +218,7 @@ fn killed_daemon_leaves_no_flow_throttled_and_a_restart_readopts() {
     );
     let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
     let daemon = Daemon::start(&policy, cgroup.path(), &pins, 300);
-    let sender = Sender::spawn(&sink, cgroup.path(), 7000);
+    let sender = Sender::spawn(&sink, Some(cgroup.path()), 7000);
     let seen = sender.until("throttled", Duration::from_secs(3), |r| {
         r.snd_cwnd <= 4 && r.max_pacing_rate == 2_000_000
     });
@@ -375,7 +279,7 @@ fn killed_daemon_leaves_no_flow_throttled_and_a_restart_readopts() {
 
 #[test]
 fn a_thousand_short_flows_leave_no_map_entries() {
-    if !have_root("daemon 1000-flow test") {
+    if !common::have_root("daemon 1000-flow test", "CAP_BPF, CAP_NET_ADMIN") {
         return;
     }
     let dir = tmpdir("many");
@@ -535,7 +439,7 @@ fn bad_input_gets_a_clear_error() {
 
 #[test]
 fn the_default_learned_policy_steers_a_flow() {
-    if !have_root("daemon learned-policy test") {
+    if !common::have_root("daemon learned-policy test", "CAP_BPF, CAP_NET_ADMIN") {
         return;
     }
     let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
@@ -546,7 +450,7 @@ fn the_default_learned_policy_steers_a_flow() {
     let _guard = PinGuard(pins.clone());
     let daemon = Daemon::start(Path::new("default"), cgroup.path(), &pins, 500);
     let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
-    let sender = Sender::spawn(&sink, cgroup.path(), 3000);
+    let sender = Sender::spawn(&sink, Some(cgroup.path()), 3000);
     // Once the flow has an RTT and a rate estimate, the policy's limits are in force.
     sender.until(
         "a learned pacing cap or cwnd clamp",

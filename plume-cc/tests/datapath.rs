@@ -2,89 +2,19 @@
 //! loopback TCP. They need root; CI runs as root. Without root they fail in CI
 //! (CI=true) and print a loud SKIPPED line elsewhere.
 
+mod common;
+
 use std::{
-    io::{BufRead as _, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
+use common::Sender;
 use plume_cc::datapath::{cgroup::OwnedCgroup, probe::ProbeReport, probe::Sink, Datapath};
 use plume_cc_common::{DatapathConfig, CWND_UNCLAMPED, PACING_UNLIMITED};
 
-/// True if the test may run; panics in CI without root.
-fn have_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!("{test}: needs root, and CI must run it as root");
-        }
-        eprintln!("\n*** SKIPPED {test}: needs root (CAP_BPF, CAP_NET_ADMIN); run `sudo -E cargo xtask test` ***\n");
-    }
-    root
-}
-
-struct Sender {
-    child: Child,
-    rx: mpsc::Receiver<ProbeReport>,
-}
-
-impl Sender {
-    fn spawn(sink: &Sink, cgroup: Option<&std::path::Path>, duration_ms: u64) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_plume-cc"));
-        cmd.args(["probe", "--connect", &sink.addr().to_string()])
-            .args([
-                "--duration-ms",
-                &duration_ms.to_string(),
-                "--report-ms",
-                "10",
-            ]);
-        if let Some(c) = cgroup {
-            cmd.arg("--cgroup").arg(c);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn plume-cc probe");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let r: ProbeReport = serde_json::from_str(&line).expect("probe JSON line");
-                if tx.send(r).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, rx }
-    }
-
-    fn first(&self) -> ProbeReport {
-        self.rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("probe printed nothing within 10 s")
-    }
-
-    fn collect(&self, d: Duration) -> Vec<ProbeReport> {
-        let deadline = Instant::now() + d;
-        let mut v = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.rx.recv_timeout(left) {
-                Ok(r) => v.push(r),
-                Err(_) => break,
-            }
-        }
-        v
-    }
-
-    fn finish(mut self) -> Vec<ProbeReport> {
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "probe exited with {status}");
-        self.rx.try_iter().collect()
-    }
-}
+/// What the datapath tests need.
+const DATAPATH_CAPS: &str = "CAP_BPF, CAP_NET_ADMIN";
 
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -99,7 +29,7 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
 
 #[test]
 fn stats_appear_clamp_is_obeyed_entries_removed_and_outsiders_untouched() {
-    if !have_root("datapath test") {
+    if !common::have_root("datapath test", DATAPATH_CAPS) {
         return;
     }
     const CLAMP: u32 = 4;
@@ -163,7 +93,7 @@ fn stats_appear_clamp_is_obeyed_entries_removed_and_outsiders_untouched() {
     while Instant::now() < deadline {
         dp.set_target(cookie, CLAMP, PACING_UNLIMITED).unwrap();
         clamped.extend(inside.collect(Duration::from_millis(40)));
-        outside_reports.extend(outside.rx.try_iter());
+        outside_reports.extend(outside.drain());
     }
     let effective: Vec<_> = clamped.iter().skip_while(|r| r.snd_cwnd > CLAMP).collect();
     assert!(
@@ -219,7 +149,7 @@ fn stats_appear_clamp_is_obeyed_entries_removed_and_outsiders_untouched() {
 
 #[test]
 fn stale_targets_are_lifted_by_the_datapath_itself() {
-    if !have_root("datapath staleness test") {
+    if !common::have_root("datapath staleness test", DATAPATH_CAPS) {
         return;
     }
     const CLAMP: u32 = 3;
@@ -257,7 +187,7 @@ fn stale_targets_are_lifted_by_the_datapath_itself() {
 
 #[test]
 fn a_full_flow_map_leaves_new_flows_to_the_kernel() {
-    if !have_root("datapath map-full test") {
+    if !common::have_root("datapath map-full test", DATAPATH_CAPS) {
         return;
     }
     let cgroup = OwnedCgroup::create_unique("plume-cc-test").expect("create child cgroup");
@@ -281,7 +211,7 @@ fn a_full_flow_map_leaves_new_flows_to_the_kernel() {
         }
         thread::sleep(Duration::from_millis(20));
         for (s, v) in senders.iter().zip(seen.iter_mut()) {
-            v.extend(s.rx.try_iter());
+            v.extend(s.drain());
         }
     }
     let counters = dp.counters().unwrap();

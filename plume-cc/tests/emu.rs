@@ -3,9 +3,11 @@
 //! Mahimahi traces in ../shared/traces/mahimahi (they fail if it is absent).
 //! Tests run one at a time (a lock), so they do not disturb each other.
 
+mod common;
+
 use std::{
     net::{SocketAddr, UdpSocket},
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -13,6 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::tmpdir;
 use plume_cc::emu::{
     log::{read_log, LogEvent},
     DropTail, EmuConfig, Emulator, LinkConfig, LinkTrace, INNER_ADDR, OUTER_ADDR,
@@ -21,24 +24,6 @@ use plume_cc::emu::{
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const MAHIMAHI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces/mahimahi");
-
-fn have_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-            panic!("{test}: needs root, and CI must run it as root");
-        }
-        eprintln!("\n*** SKIPPED {test}: needs root (CAP_NET_ADMIN); run as root ***\n");
-    }
-    root
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("plume-emu-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn sockets(emu: &Emulator, port: u16) -> (UdpSocket, UdpSocket) {
     let rx = emu
@@ -75,7 +60,10 @@ fn paced_sender(tx: UdpSocket, payload: usize, pps: u64, stop: Arc<AtomicBool>) 
 #[test]
 fn saturating_flow_gets_constant_trace_capacity() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !have_root("saturating_flow_gets_constant_trace_capacity") {
+    if !common::have_root(
+        "saturating_flow_gets_constant_trace_capacity",
+        "CAP_NET_ADMIN",
+    ) {
         return;
     }
     let dir = tmpdir("capacity");
@@ -135,7 +123,7 @@ fn saturating_flow_gets_constant_trace_capacity() {
 #[test]
 fn added_delay_equals_configured_delay() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !have_root("added_delay_equals_configured_delay") {
+    if !common::have_root("added_delay_equals_configured_delay", "CAP_NET_ADMIN") {
         return;
     }
     let mut medians = Vec::new();
@@ -259,7 +247,7 @@ fn check_drops_at(events: &[LogEvent], n: usize, accepted: usize) {
 #[test]
 fn drops_happen_exactly_at_the_queue_limit() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !have_root("drops_happen_exactly_at_the_queue_limit") {
+    if !common::have_root("drops_happen_exactly_at_the_queue_limit", "CAP_NET_ADMIN") {
         return;
     }
     let (events, report) = burst("packets=20", 50, 100);
@@ -275,7 +263,10 @@ fn drops_happen_exactly_at_the_queue_limit() {
 #[test]
 fn cellular_trace_never_delivers_more_than_its_opportunities() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !have_root("cellular_trace_never_delivers_more_than_its_opportunities") {
+    if !common::have_root(
+        "cellular_trace_never_delivers_more_than_its_opportunities",
+        "CAP_NET_ADMIN",
+    ) {
         return;
     }
     let path = Path::new(MAHIMAHI).join("ATT-LTE-driving.down");

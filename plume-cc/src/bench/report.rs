@@ -206,31 +206,14 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
     std::fs::write(&md_path, &table).map_err(io_err("write", &md_path))?;
     files.push(md_path);
 
-    let mut traces: Vec<&str> = Vec::new();
-    for r in &results {
-        if !traces.contains(&r.trace.as_str()) {
-            traces.push(&r.trace);
-        }
-    }
-    for t in traces {
-        let runs: Vec<&RunResult> = results
-            .iter()
-            .filter(|r| r.trace == t && r.error.is_none())
-            .collect();
-        if runs.is_empty() {
-            continue;
-        }
-        let png = cfg.out.join(format!("plot-{t}.png"));
-        let title = format!(
-            "{t}: {} ms one-way delay, {} s, {}, downlink {}",
-            cfg.delay.as_secs_f64() * 1000.0,
-            cfg.duration.as_secs_f64(),
-            cfg.queue.describe(),
-            cfg.downlink.describe()
-        );
-        plot::throughput_delay(&png, &title, &runs)?;
-        files.push(png);
-    }
+    let setting = format!(
+        "{} ms one-way delay, {} s, {}, downlink {}",
+        cfg.delay.as_secs_f64() * 1000.0,
+        cfg.duration.as_secs_f64(),
+        cfg.queue.describe(),
+        cfg.downlink.describe()
+    );
+    files.extend(plot_per_trace(&cfg.out, &results, &setting)?);
     Ok(BenchOutput {
         results,
         table,
@@ -248,9 +231,26 @@ pub fn replot(out: &std::path::Path) -> Result<Vec<PathBuf>, BenchError> {
     let results: Vec<RunResult> =
         serde_json::from_value(v["runs"].clone()).map_err(|e| bad(e.to_string()))?;
     let c = &v["config"];
+    let setting = format!(
+        "{} ms one-way delay, {} s, {}, downlink {}",
+        c["delay_ms"],
+        c["duration_s"],
+        c["queue"].as_str().unwrap_or("?"),
+        c["downlink"].as_str().unwrap_or("same")
+    );
+    plot_per_trace(out, &results, &setting)
+}
+
+/// One throughput-vs-p95-delay plot per trace (`plot-TRACE.png` in `out`),
+/// titled with the trace and `setting`; returns the files.
+fn plot_per_trace(
+    out: &std::path::Path,
+    results: &[RunResult],
+    setting: &str,
+) -> Result<Vec<PathBuf>, BenchError> {
     let mut files = Vec::new();
     let mut traces: Vec<&str> = Vec::new();
-    for r in &results {
+    for r in results {
         if !traces.contains(&r.trace.as_str()) {
             traces.push(&r.trace);
         }
@@ -264,13 +264,7 @@ pub fn replot(out: &std::path::Path) -> Result<Vec<PathBuf>, BenchError> {
             continue;
         }
         let png = out.join(format!("plot-{t}.png"));
-        let title = format!(
-            "{t}: {} ms one-way delay, {} s, {}",
-            c["delay_ms"],
-            c["duration_s"],
-            c["queue"].as_str().unwrap_or("?")
-        );
-        plot::throughput_delay(&png, &title, &runs)?;
+        plot::throughput_delay(&png, &format!("{t}: {setting}"), &runs)?;
         files.push(png);
     }
     Ok(files)

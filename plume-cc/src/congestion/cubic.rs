@@ -3,7 +3,7 @@
 //! convergence and a multiplicative decrease of 0.7. Slow start is standard
 //! (no HyStart++). Windows are in segments, times in microseconds.
 
-use super::{window_to_segments, AckSample, Controller, LossEvent, INITIAL_CWND_SEGMENTS};
+use super::{window::LossWindow, AckSample, Controller, LossEvent};
 
 /// RFC 9438 `C`: the cubic scaling constant (segments / s^3).
 const C_CUBIC: f64 = 0.4;
@@ -15,9 +15,7 @@ const ALPHA_CUBIC: f64 = 3.0 * (1.0 - BETA_CUBIC) / (1.0 + BETA_CUBIC);
 /// CUBIC congestion control (RFC 9438), the Linux default.
 #[derive(Clone, Debug)]
 pub struct Cubic {
-    cwnd: f64,
-    ssthresh: f64,
-    clamp_segments: u32,
+    w: LossWindow,
     /// Window before the last reduction (RFC `W_max`).
     w_max: f64,
     /// Time the current congestion-avoidance epoch started (RFC `t_epoch`).
@@ -40,9 +38,7 @@ impl Cubic {
     /// A fresh CUBIC state: initial window of ten segments, no ssthresh.
     pub fn new() -> Self {
         Self {
-            cwnd: f64::from(INITIAL_CWND_SEGMENTS),
-            ssthresh: f64::from(u32::MAX),
-            clamp_segments: u32::MAX,
+            w: LossWindow::new(),
             w_max: 0.0,
             epoch_start_us: None,
             k_s: 0.0,
@@ -62,11 +58,11 @@ impl Cubic {
             Some(t) => t,
             None => {
                 // Start of a congestion-avoidance stage (RFC 9438 4.2).
-                if self.w_max < self.cwnd {
-                    self.w_max = self.cwnd;
+                if self.w_max < self.w.cwnd {
+                    self.w_max = self.w.cwnd;
                 }
-                self.k_s = ((self.w_max - self.cwnd) / C_CUBIC).max(0.0).cbrt();
-                self.w_est = self.cwnd;
+                self.k_s = ((self.w_max - self.w.cwnd) / C_CUBIC).max(0.0).cbrt();
+                self.w_est = self.w.cwnd;
                 self.epoch_start_us = Some(now_us);
                 now_us
             }
@@ -79,16 +75,16 @@ impl Cubic {
         } else {
             ALPHA_CUBIC
         };
-        self.w_est += alpha * acked / self.cwnd.max(1.0);
+        self.w_est += alpha * acked / self.w.cwnd.max(1.0);
         let w_cubic_now = self.w_cubic(t_s);
         if w_cubic_now < self.w_est {
-            self.cwnd = self.w_est;
+            self.w.cwnd = self.w_est;
         } else {
             let target = self
                 .w_cubic(t_s + rtt_s)
-                .max(self.cwnd)
-                .min(1.5 * self.cwnd);
-            self.cwnd += (target - self.cwnd) * acked / self.cwnd.max(1.0);
+                .max(self.w.cwnd)
+                .min(1.5 * self.w.cwnd);
+            self.w.cwnd += (target - self.w.cwnd) * acked / self.w.cwnd.max(1.0);
         }
     }
 }
@@ -98,44 +94,36 @@ impl Controller for Cubic {
         if ack.in_recovery || ack.acked_segments == 0 {
             return;
         }
-        let mut acked = f64::from(ack.acked_segments);
-        if self.cwnd < self.ssthresh {
-            let grow = acked.min(self.ssthresh - self.cwnd);
-            self.cwnd += grow;
-            acked -= grow;
-        }
+        let acked = self.w.slow_start(f64::from(ack.acked_segments));
         if acked > 0.0 {
             self.congestion_avoidance(now_us, ack, acked);
         }
-        self.cwnd = self.cwnd.min(f64::from(self.clamp_segments));
+        self.w.apply_clamp();
     }
 
     fn on_loss(&mut self, _now_us: u64, loss: &LossEvent) {
-        self.cwnd_prior = self.cwnd;
+        let cwnd = self.w.cwnd;
+        self.cwnd_prior = cwnd;
         // Fast convergence (RFC 9438 4.7).
-        self.w_max = if self.cwnd < self.w_max {
-            self.cwnd * (1.0 + BETA_CUBIC) / 2.0
+        self.w_max = if cwnd < self.w_max {
+            cwnd * (1.0 + BETA_CUBIC) / 2.0
         } else {
-            self.cwnd
+            cwnd
         };
-        self.ssthresh = (self.cwnd * BETA_CUBIC).max(2.0);
-        self.cwnd = if loss.is_timeout { 1.0 } else { self.ssthresh };
+        self.w.reduce(cwnd * BETA_CUBIC, loss.is_timeout);
         self.epoch_start_us = None;
     }
 
     fn set_cwnd_clamp(&mut self, clamp_segments: u32) {
-        let clamp = clamp_segments.max(1);
-        self.clamp_segments = clamp;
-        self.ssthresh = f64::from(clamp);
-        self.cwnd = self.cwnd.min(f64::from(clamp));
+        self.w.set_clamp(clamp_segments);
     }
 
     fn window_segments(&self) -> u32 {
-        window_to_segments(self.cwnd)
+        self.w.segments()
     }
 
     fn ssthresh_segments(&self) -> u32 {
-        window_to_segments(self.ssthresh)
+        self.w.ssthresh_segments()
     }
 
     fn pacing_rate_bytes_per_sec(&self) -> Option<u64> {

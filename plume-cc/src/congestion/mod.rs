@@ -20,6 +20,7 @@ pub mod bbr;
 pub mod clamped;
 pub mod cubic;
 pub mod reno;
+mod window;
 
 pub use bbr::Bbr;
 pub use clamped::Clamped;

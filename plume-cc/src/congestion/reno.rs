@@ -1,14 +1,12 @@
 //! Reno (the kernel's `reno`): slow start, additive increase of one segment
 //! per window, halving on a congestion event, one segment after a timeout.
 
-use super::{window_to_segments, AckSample, Controller, LossEvent, INITIAL_CWND_SEGMENTS};
+use super::{window::LossWindow, AckSample, Controller, LossEvent};
 
 /// Reno congestion control, the baseline loss-based scheme.
 #[derive(Clone, Debug)]
 pub struct Reno {
-    cwnd: f64,
-    ssthresh: f64,
-    clamp_segments: u32,
+    w: LossWindow,
 }
 
 impl Default for Reno {
@@ -21,9 +19,7 @@ impl Reno {
     /// A fresh Reno state: initial window of ten segments, no ssthresh.
     pub fn new() -> Self {
         Self {
-            cwnd: f64::from(INITIAL_CWND_SEGMENTS),
-            ssthresh: f64::from(u32::MAX),
-            clamp_segments: u32::MAX,
+            w: LossWindow::new(),
         }
     }
 }
@@ -33,37 +29,28 @@ impl Controller for Reno {
         if ack.in_recovery || ack.acked_segments == 0 {
             return;
         }
-        let mut acked = f64::from(ack.acked_segments);
-        if self.cwnd < self.ssthresh {
-            // Slow start up to ssthresh; the rest of the ACK counts as avoidance.
-            let grow = acked.min(self.ssthresh - self.cwnd);
-            self.cwnd += grow;
-            acked -= grow;
-        }
+        // Slow start up to ssthresh; the rest of the ACK counts as avoidance.
+        let acked = self.w.slow_start(f64::from(ack.acked_segments));
         if acked > 0.0 {
-            self.cwnd += acked / self.cwnd.max(1.0);
+            self.w.cwnd += acked / self.w.cwnd.max(1.0);
         }
-        self.cwnd = self.cwnd.min(f64::from(self.clamp_segments));
+        self.w.apply_clamp();
     }
 
     fn on_loss(&mut self, _now_us: u64, loss: &LossEvent) {
-        self.ssthresh = (self.cwnd / 2.0).max(2.0);
-        self.cwnd = if loss.is_timeout { 1.0 } else { self.ssthresh };
+        self.w.reduce(self.w.cwnd / 2.0, loss.is_timeout);
     }
 
     fn set_cwnd_clamp(&mut self, clamp_segments: u32) {
-        let clamp = clamp_segments.max(1);
-        self.clamp_segments = clamp;
-        self.ssthresh = f64::from(clamp);
-        self.cwnd = self.cwnd.min(f64::from(clamp));
+        self.w.set_clamp(clamp_segments);
     }
 
     fn window_segments(&self) -> u32 {
-        window_to_segments(self.cwnd)
+        self.w.segments()
     }
 
     fn ssthresh_segments(&self) -> u32 {
-        window_to_segments(self.ssthresh)
+        self.w.ssthresh_segments()
     }
 
     fn pacing_rate_bytes_per_sec(&self) -> Option<u64> {

@@ -63,7 +63,10 @@ pub enum EmuError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A trace or log file is malformed.
+    /// A trace file is unreadable or malformed.
+    #[error(transparent)]
+    TraceFile(#[from] crate::trace::TraceError),
+    /// A log file is malformed.
     #[error("{path}:{line}: {msg}")]
     Trace {
         /// The file.

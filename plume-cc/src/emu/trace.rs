@@ -1,17 +1,20 @@
-//! A minimal Mahimahi trace reader for the emulator.
+//! The emulator's view of a Mahimahi trace: the opportunity timestamps of
+//! one period and the counting the link and the bench need (opportunities up
+//! to a time, capacity of a window). Reading and validation are the `trace`
+//! module's [`MahimahiTrace`], so the emulator, the simulator and the Plume
+//! pipeline accept exactly the same files with the same errors.
 //!
 //! One integer per line: a millisecond at which one 1500-byte delivery
 //! opportunity occurs; the link repeats the trace, offset by its last
-//! timestamp. This reader is deliberately small (the `trace` module holds the
-//! full reader) so it can be swapped later; it must not grow features the
-//! emulator does not need.
+//! timestamp.
 
 use std::path::{Path, PathBuf};
 
 use super::EmuError;
+use crate::trace::{mahimahi::PACKET_BYTES, MahimahiTrace};
 
 /// Bytes one delivery opportunity may carry (Mahimahi's `PACKET_SIZE`).
-pub const OPPORTUNITY_BYTES: usize = 1500;
+pub const OPPORTUNITY_BYTES: usize = PACKET_BYTES as usize;
 
 /// A parsed Mahimahi trace: non-decreasing opportunity timestamps (ms).
 #[derive(Debug, Clone)]
@@ -20,54 +23,24 @@ pub struct LinkTrace {
     ms: Vec<u64>,
 }
 
+impl From<MahimahiTrace> for LinkTrace {
+    fn from(t: MahimahiTrace) -> Self {
+        Self {
+            path: t.origin().to_owned(),
+            ms: t.timestamps_ms().to_vec(),
+        }
+    }
+}
+
 impl LinkTrace {
     /// Reads and checks the trace at `path`.
     pub fn from_file(path: &Path) -> Result<Self, EmuError> {
-        let text = std::fs::read_to_string(path).map_err(|source| EmuError::Io {
-            op: "read trace",
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Ok(MahimahiTrace::read(path)?.into())
     }
 
     /// Parses trace text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, EmuError> {
-        let err = |line: usize, msg: String| EmuError::Trace {
-            path: path.to_owned(),
-            line,
-            msg,
-        };
-        let mut ms = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
-            let s = raw.trim();
-            if s.is_empty() {
-                continue;
-            }
-            let v: u64 = s
-                .parse()
-                .map_err(|e| err(i + 1, format!("{s:?} is not a millisecond timestamp ({e})")))?;
-            if let Some(&prev) = ms.last() {
-                if v < prev {
-                    return Err(err(
-                        i + 1,
-                        format!("timestamp {v} is before the previous one ({prev})"),
-                    ));
-                }
-            }
-            ms.push(v);
-        }
-        match ms.last() {
-            None => Err(err(0, "the trace has no timestamps".into())),
-            Some(0) => Err(err(
-                ms.len(),
-                "the last timestamp must be positive (it is the repetition period)".into(),
-            )),
-            Some(_) => Ok(Self {
-                path: path.to_owned(),
-                ms,
-            }),
-        }
+        Ok(MahimahiTrace::parse(path, text)?.into())
     }
 
     /// Where the trace was read from.

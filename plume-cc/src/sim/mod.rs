@@ -66,24 +66,9 @@ pub enum SimError {
         "capacity trace ends at 0 ms: its last timestamp (the repetition period) must be positive"
     )]
     ZeroPeriodTrace,
-    /// A trace file that could not be read.
-    #[error("cannot read trace {path}: {source}")]
-    TraceIo {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// A trace file line that is not a millisecond timestamp.
-    #[error("{path}:{line}: not a millisecond timestamp: {text:?}")]
-    TraceParse {
-        /// The file.
-        path: String,
-        /// 1-based line number.
-        line: usize,
-        /// The offending text (truncated).
-        text: String,
-    },
+    /// A trace file that could not be read or is malformed.
+    #[error(transparent)]
+    TraceFile(#[from] crate::trace::TraceError),
     /// A configuration value out of its domain.
     #[error("invalid simulator configuration: {0}")]
     InvalidConfig(String),

@@ -1,0 +1,144 @@
+//! Helpers shared by the kernel tests (datapath, daemon, emulator): the root
+//! check that fails in CI and skips loudly elsewhere, temp folders, and a
+//! `plume-cc probe` sender whose JSON reports arrive on a channel.
+//!
+//! Each test file uses a subset, hence the allow.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use plume_cc::datapath::probe::{ProbeReport, Sink};
+
+/// The plume-cc binary under test.
+pub const EXE: &str = env!("CARGO_BIN_EXE_plume-cc");
+
+/// True if the test may run. Without root it panics in CI (CI=true or 1),
+/// where these tests must run, and prints a loud SKIPPED line elsewhere;
+/// `needs` names the capabilities.
+pub fn have_root(test: &str, needs: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("{test}: needs root, and CI must run it as root");
+        }
+        eprintln!(
+            "\n*** SKIPPED {test}: needs root ({needs}); run `sudo -E cargo xtask test` ***\n"
+        );
+    }
+    root
+}
+
+/// A fresh folder under the temp dir, unique to this process and `tag`.
+pub fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("plume-cc-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A `plume-cc probe` sender to `sink`, optionally in `cgroup`, reporting
+/// every 10 ms.
+pub struct Sender {
+    child: Child,
+    rx: mpsc::Receiver<ProbeReport>,
+}
+
+impl Sender {
+    /// Starts a sender that runs for `duration_ms`.
+    pub fn spawn(sink: &Sink, cgroup: Option<&Path>, duration_ms: u64) -> Self {
+        let mut cmd = Command::new(EXE);
+        cmd.args(["probe", "--connect", &sink.addr().to_string()])
+            .args([
+                "--duration-ms",
+                &duration_ms.to_string(),
+                "--report-ms",
+                "10",
+            ]);
+        if let Some(c) = cgroup {
+            cmd.arg("--cgroup").arg(c);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn plume-cc probe");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let r: ProbeReport = serde_json::from_str(&line).expect("probe JSON line");
+                if tx.send(r).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, rx }
+    }
+
+    /// The first report (within 10 s).
+    pub fn first(&self) -> ProbeReport {
+        self.rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("probe printed nothing within 10 s")
+    }
+
+    /// The reports already received, without waiting.
+    pub fn drain(&self) -> Vec<ProbeReport> {
+        self.rx.try_iter().collect()
+    }
+
+    /// Every report during the next `d`.
+    pub fn collect(&self, d: Duration) -> Vec<ProbeReport> {
+        let deadline = Instant::now() + d;
+        let mut v = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(r) => v.push(r),
+                Err(_) => break,
+            }
+        }
+        v
+    }
+
+    /// Reports until `pred` holds on one (returned with everything seen), or panics.
+    pub fn until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&ProbeReport) -> bool,
+    ) -> Vec<ProbeReport> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{what}: not seen in {timeout:?}; last reports {:?}",
+                        seen.iter().rev().take(3).collect::<Vec<_>>()
+                    )
+                });
+            let r = self
+                .rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{what}: sender stopped"));
+            seen.push(r);
+            if pred(&r) {
+                return seen;
+            }
+        }
+    }
+
+    /// Waits for the sender to exit successfully; returns the reports not yet read.
+    pub fn finish(mut self) -> Vec<ProbeReport> {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "probe exited with {status}");
+        self.rx.try_iter().collect()
+    }
+}
