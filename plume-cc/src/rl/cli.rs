@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::env::PathRanges;
 use super::train::{self, LogRow, Progress, SamplerChoice, TrainConfig};
 use crate::policy::{self, LoadedPolicy, OBSERVATION_LEN};
 
@@ -47,6 +48,47 @@ pub struct TrainArgs {
     /// libtorch threads (1 keeps runs deterministic).
     #[arg(long, default_value_t = 1)]
     pub torch_threads: i32,
+    /// One-way propagation delay of the training episodes, ms: a value, or
+    /// a range `LOW..HIGH` drawn uniformly per episode.
+    #[arg(long, default_value = "20", value_parser = |s: &str| parse_range(s, "delay"))]
+    pub delay_ms: (u64, u64),
+    /// Droptail limit of the training episodes, packets: a value, or a range
+    /// `LOW..HIGH` drawn uniformly per episode.
+    #[arg(long, default_value = "250", value_parser = |s: &str| parse_range(s, "queue"))]
+    pub queue_packets: (u64, u64),
+    /// One-way delay of the held-out evaluation, ms.
+    #[arg(long, default_value_t = 20)]
+    pub eval_delay_ms: u64,
+    /// Droptail limit of the held-out evaluation, packets.
+    #[arg(long, default_value_t = 250)]
+    pub eval_queue_packets: u32,
+}
+
+/// Parses `N` or `LOW..HIGH` (positive integers, LOW <= HIGH).
+pub fn parse_range(s: &str, what: &str) -> Result<(u64, u64), String> {
+    let num = |t: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{what} {t:?}: {e}"))
+            .and_then(|v| {
+                if v == 0 {
+                    Err(format!("{what} must be positive"))
+                } else {
+                    Ok(v)
+                }
+            })
+    };
+    let (lo, hi) = match s.split_once("..") {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => {
+            let v = num(s)?;
+            (v, v)
+        }
+    };
+    if lo > hi {
+        return Err(format!("{what} range {s:?}: LOW is above HIGH"));
+    }
+    Ok((lo, hi))
 }
 
 struct Bar {
@@ -88,6 +130,22 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.envs = args.envs.max(1);
     config.window_ms = args.window_ms;
     config.eval_windows = args.eval_windows;
+    config.one_way_delay_us = args.eval_delay_ms * 1000;
+    config.queue_packets = args.eval_queue_packets.max(1);
+    let queue_range = (
+        u32::try_from(args.queue_packets.0).context("--queue-packets is too large")?,
+        u32::try_from(args.queue_packets.1).context("--queue-packets is too large")?,
+    );
+    let ranges = PathRanges {
+        one_way_delay_us: (args.delay_ms.0 * 1000, args.delay_ms.1 * 1000),
+        queue_packets: queue_range,
+    };
+    // Training on exactly the evaluation's path needs no per-episode draw
+    // (and keeps earlier runs' results bit for bit).
+    let fixed_at_eval = ranges.one_way_delay_us
+        == (config.one_way_delay_us, config.one_way_delay_us)
+        && ranges.queue_packets == (config.queue_packets, config.queue_packets);
+    config.path_ranges = (!fixed_at_eval).then_some(ranges);
     config.command = std::env::args().collect::<Vec<_>>().join(" ");
     let bar = ProgressBar::new(1);
     bar.set_style(
@@ -255,4 +313,20 @@ pub fn eval_table(args: EvalTableArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_parse_and_bad_ones_are_refused() {
+        assert_eq!(parse_range("20", "delay"), Ok((20, 20)));
+        assert_eq!(parse_range("10..80", "delay"), Ok((10, 80)));
+        assert!(parse_range("80..10", "delay")
+            .unwrap_err()
+            .contains("LOW is above HIGH"));
+        assert!(parse_range("0", "queue").is_err());
+        assert!(parse_range("x..3", "queue").unwrap_err().contains("queue"));
+    }
 }

@@ -21,7 +21,7 @@ use crate::plume::TraceSampler;
 use crate::policy::flow_context_from_observation;
 use crate::policy::model::ActionScaling;
 use crate::policy::observation::{Observation, OBSERVATION_LEN};
-use crate::sim::{Action, CapacityTrace, Env, EnvConfig, StepResult, VecEnv};
+use crate::sim::{Action, CapacityTrace, Env, EnvConfig, QueueLimit, StepResult, VecEnv};
 
 use super::ppo::{BatchEnv, PpoError};
 
@@ -101,6 +101,30 @@ pub struct EpisodeRecord {
     pub mean_delay: f64,
 }
 
+/// Per-episode randomisation of the path (domain randomisation, as in
+/// Aurora and Orca): every reset draws the one-way delay and the droptail
+/// limit uniformly from these inclusive ranges, so one policy learns many
+/// RTTs and buffer depths. A degenerate range is a fixed value and draws
+/// nothing from the random stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathRanges {
+    /// One-way propagation delay, microseconds (low, high).
+    pub one_way_delay_us: (u64, u64),
+    /// Droptail limit, packets (low, high).
+    pub queue_packets: (u32, u32),
+}
+
+impl PathRanges {
+    /// The path of the next episode: (one-way delay in us, queue limit in packets).
+    pub fn draw(&self, rng: &mut impl Rng) -> (u64, u32) {
+        let (d0, d1) = self.one_way_delay_us;
+        let (q0, q1) = self.queue_packets;
+        let delay = if d1 > d0 { rng.gen_range(d0..=d1) } else { d0 };
+        let queue = if q1 > q0 { rng.gen_range(q0..=q1) } else { q0 };
+        (delay, queue.max(1))
+    }
+}
+
 /// Simulated environments behind [`BatchEnv`] (see module docs).
 pub struct SimBatch {
     envs: VecEnv,
@@ -115,13 +139,17 @@ pub struct SimBatch {
     finished: Vec<EpisodeRecord>,
     scaling: ActionScaling,
     reward: RewardSpec,
-    min_rtt_ms: f64,
+    /// Propagation RTT of each environment's current episode (the reward's
+    /// delay unit).
+    min_rtt_ms: Vec<f64>,
+    paths: Option<PathRanges>,
 }
 
 impl SimBatch {
     /// `n` environments of `config` over `windows`; `train` lists the corpus
     /// indices the sampler's rows stand for (sampler index `k` is window
-    /// `train[k]`). Every environment is reset once, windows drawn by the sampler.
+    /// `train[k]`). Every environment is reset once, windows drawn by the
+    /// sampler, paths drawn from `paths` (None: `config`'s path throughout).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         n: usize,
@@ -132,6 +160,7 @@ impl SimBatch {
         scaling: ActionScaling,
         reward: RewardSpec,
         seed: u64,
+        paths: Option<PathRanges>,
     ) -> Result<Self, PpoError> {
         let envs = VecEnv::new(n, config).map_err(|e| PpoError::Env(e.to_string()))?;
         let mut b = Self {
@@ -146,7 +175,8 @@ impl SimBatch {
             finished: Vec::new(),
             scaling,
             reward,
-            min_rtt_ms: 2.0 * config.one_way_delay_us as f64 / 1000.0,
+            min_rtt_ms: vec![2.0 * config.one_way_delay_us as f64 / 1000.0; n],
+            paths,
         };
         for i in 0..n {
             b.reset_one(i)?;
@@ -164,7 +194,12 @@ impl SimBatch {
         })?;
         let seed = self.rng.gen();
         let trace = Arc::clone(&self.windows[w].trace);
+        let path = self.paths.map(|p| p.draw(&mut self.rng));
         let env: &mut Env = &mut self.envs.envs_mut()[i];
+        if let Some((delay_us, queue)) = path {
+            env.set_path(delay_us, QueueLimit::packets(queue));
+            self.min_rtt_ms[i] = 2.0 * delay_us as f64 / 1000.0;
+        }
         self.obs[i] = env
             .reset(trace, seed)
             .map_err(|e| PpoError::Env(e.to_string()))?;
@@ -242,7 +277,7 @@ impl BatchEnv for SimBatch {
         for (i, s) in results.iter().enumerate() {
             let w = &self.windows[self.current[i]];
             let (r, share, delay) =
-                normalized_reward(s, w.mean_mbps, self.min_rtt_ms, &self.reward);
+                normalized_reward(s, w.mean_mbps, self.min_rtt_ms[i], &self.reward);
             rewards.push(r);
             dones.push(s.done);
             self.obs[i] = s.observation;
@@ -267,5 +302,98 @@ impl BatchEnv for SimBatch {
             }
         }
         Ok((rewards, dones))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::congestion::ControllerKind;
+    use crate::plume::sampler::UniformSampler;
+
+    fn windows() -> Arc<Vec<SimWindow>> {
+        // A 12 Mbps link for 2 s, as four 500 ms windows.
+        let ms: Vec<u64> = (1..=2000).collect();
+        Arc::new(
+            (0..4)
+                .filter_map(|w| SimWindow::cut(&ms, w * 500, 500))
+                .collect(),
+        )
+    }
+
+    fn batch(paths: Option<PathRanges>) -> SimBatch {
+        let config = EnvConfig {
+            base: ControllerKind::Cubic,
+            one_way_delay_us: 20_000,
+            queue_limit: QueueLimit::packets(250),
+            episode_us: Some(500_000),
+            ..EnvConfig::default()
+        };
+        SimBatch::new(
+            8,
+            &config,
+            windows(),
+            (0..4).collect(),
+            Box::new(UniformSampler::new(4).unwrap()),
+            ActionScaling::default(),
+            RewardSpec::default(),
+            7,
+            paths,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn paths_are_drawn_per_episode_within_their_ranges() {
+        let ranges = PathRanges {
+            one_way_delay_us: (5_000, 80_000),
+            queue_packets: (20, 600),
+        };
+        let mut b = batch(Some(ranges));
+        let delays: Vec<u64> = b
+            .envs
+            .envs_mut()
+            .iter()
+            .map(|e| e.config().one_way_delay_us)
+            .collect();
+        let queues: Vec<QueueLimit> = b
+            .envs
+            .envs_mut()
+            .iter()
+            .map(|e| e.config().queue_limit)
+            .collect();
+        assert!(
+            delays.iter().all(|d| (5_000..=80_000).contains(d)),
+            "{delays:?}"
+        );
+        let mut distinct = delays.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(distinct.len() >= 6, "8 draws should differ: {delays:?}");
+        assert!(queues.iter().any(|q| *q != queues[0]), "{queues:?}");
+        // The reward's delay unit follows each environment's path.
+        for (m, d) in b.min_rtt_ms.iter().zip(&delays) {
+            assert!((m - 2.0 * *d as f64 / 1000.0).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn no_ranges_keep_the_configured_path() {
+        let mut b = batch(None);
+        assert!(b
+            .envs
+            .envs_mut()
+            .iter()
+            .all(|e| e.config().one_way_delay_us == 20_000
+                && e.config().queue_limit == QueueLimit::packets(250)));
+        assert!(b.min_rtt_ms.iter().all(|m| (*m - 40.0).abs() < 1e-9));
+        // A degenerate range is a fixed path and consumes no randomness.
+        let fixed = PathRanges {
+            one_way_delay_us: (30_000, 30_000),
+            queue_packets: (100, 100),
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(fixed.draw(&mut rng), (30_000, 100));
+        assert_eq!(rng.gen::<u64>(), ChaCha8Rng::seed_from_u64(1).gen::<u64>());
     }
 }

@@ -35,7 +35,9 @@ use crate::sim::{Action, EnvConfig, MonitorInterval, QueueLimit, VecEnv};
 use crate::trace::corpus::Corpus;
 use crate::trace::window::WindowSpec;
 
-use super::env::{env_mss, sim_actions, EpisodeRecord, RewardSpec, SimBatch, SimWindow};
+use super::env::{
+    env_mss, sim_actions, EpisodeRecord, PathRanges, RewardSpec, SimBatch, SimWindow,
+};
 use super::ppo::{Ppo, PpoConfig, PpoError, UpdateStats};
 
 /// Errors of a training run.
@@ -112,10 +114,14 @@ pub struct TrainConfig {
     pub eval_windows: usize,
     /// Monitor interval, microseconds.
     pub interval_us: u64,
-    /// One-way propagation delay, microseconds.
+    /// One-way propagation delay, microseconds (of training when
+    /// `path_ranges` is None, and of the held-out evaluation always).
     pub one_way_delay_us: u64,
-    /// Bottleneck droptail limit, packets.
+    /// Bottleneck droptail limit, packets (as `one_way_delay_us`).
     pub queue_packets: u32,
+    /// Training paths drawn per episode (None: the fixed path above).
+    #[serde(default)]
+    pub path_ranges: Option<PathRanges>,
     /// Save a checkpoint every this many PPO iterations.
     pub checkpoint_every: usize,
     /// PPO settings.
@@ -150,6 +156,7 @@ impl TrainConfig {
             interval_us: 20_000,
             one_way_delay_us: 20_000,
             queue_packets: 250,
+            path_ranges: None,
             checkpoint_every: 10,
             ppo: PpoConfig::default(),
             reward: RewardSpec::default(),
@@ -602,6 +609,7 @@ pub fn train(
         config.scaling,
         config.reward,
         run_seed ^ 1,
+        config.path_ranges,
     )?;
     let mut rng = ChaCha8Rng::seed_from_u64(run_seed ^ 2);
     let training = |steps: u64| TrainingInfo {

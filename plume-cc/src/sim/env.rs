@@ -205,6 +205,14 @@ impl Env {
         &self.config
     }
 
+    /// Changes the path (one-way delay and droptail limit) from the next
+    /// reset on; the episode in progress keeps its own. For training across
+    /// many paths (domain randomisation).
+    pub fn set_path(&mut self, one_way_delay_us: u64, queue_limit: QueueLimit) {
+        self.config.one_way_delay_us = one_way_delay_us;
+        self.config.queue_limit = queue_limit;
+    }
+
     /// Starts an episode on `window` (unlimited ACK path) with `seed`; the
     /// first interval runs without limits. Returns the observation after it.
     pub fn reset(
