@@ -21,7 +21,7 @@ pub mod scheme;
 use std::{
     fs::File,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -46,9 +46,6 @@ pub enum BenchError {
     /// A scheme could not be set up.
     #[error("{0}")]
     Scheme(String),
-    /// A scheme whose implementation has not landed yet.
-    #[error("pending: {0}")]
-    Pending(String),
     /// iperf3 failed or its output was not understood.
     #[error("{run}: iperf3: {msg}")]
     Iperf {
@@ -291,6 +288,21 @@ fn trace_name(p: &Path) -> String {
         .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
 }
 
+/// Starts an iperf3 command (`program` names it in errors) with its JSON
+/// output going to `out` and nothing on stdin or stderr.
+fn spawn_iperf3(cmd: &mut Command, program: &Path, out: &Path) -> Result<Child, BenchError> {
+    let file = File::create(out).map_err(io_err("create", out))?;
+    Ok(cmd
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|source| EmuError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?)
+}
+
 /// Waits until a TCP socket listens on `port` in the namespace.
 fn wait_listening(emu: &Emulator, port: u16, timeout: Duration) -> Result<bool, EmuError> {
     let needle = format!(":{port:04X} 00000000:0000 0A");
@@ -351,17 +363,12 @@ pub fn run_one(
         command_line: format!("plume-cc bench ({label})"),
     })?;
     let server_out = dir.join("iperf3-server.json");
-    let mut server = emu
-        .outer_command(&cfg.iperf3)
-        .args(["-s", "-1", "-B", &OUTER_ADDR.to_string(), "--json"])
-        .stdin(Stdio::null())
-        .stdout(File::create(&server_out).map_err(io_err("create", &server_out))?)
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|source| EmuError::Spawn {
-            program: cfg.iperf3.display().to_string(),
-            source,
-        })?;
+    let mut server = spawn_iperf3(
+        emu.outer_command(&cfg.iperf3)
+            .args(["-s", "-1", "-B", &OUTER_ADDR.to_string(), "--json"]),
+        &cfg.iperf3,
+        &server_out,
+    )?;
     if !wait_listening(&emu, 5201, Duration::from_secs(5))? {
         let _ = server.kill();
         let _ = server.wait();
@@ -380,15 +387,7 @@ pub fn run_one(
         "--json",
     ]);
     setup.configure_sender(&mut client_cmd)?;
-    let mut client = client_cmd
-        .stdin(Stdio::null())
-        .stdout(File::create(&client_out).map_err(io_err("create", &client_out))?)
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|source| EmuError::Spawn {
-            program: cfg.iperf3.display().to_string(),
-            source,
-        })?;
+    let mut client = spawn_iperf3(&mut client_cmd, &cfg.iperf3, &client_out)?;
     // A deep queue (seconds of data) delays iperf3's end-of-test exchange.
     let status = wait_child(&mut client, cfg.duration + Duration::from_secs(120));
     let _ = wait_child(&mut server, Duration::from_secs(10));

@@ -206,12 +206,11 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
     std::fs::write(&md_path, &table).map_err(io_err("write", &md_path))?;
     files.push(md_path);
 
-    let setting = format!(
-        "{} ms one-way delay, {} s, {}, downlink {}",
+    let setting = setting(
         cfg.delay.as_secs_f64() * 1000.0,
         cfg.duration.as_secs_f64(),
-        cfg.queue.describe(),
-        cfg.downlink.describe()
+        &cfg.queue.describe(),
+        &cfg.downlink.describe(),
     );
     files.extend(plot_per_trace(&cfg.out, &results, &setting)?);
     Ok(BenchOutput {
@@ -231,14 +230,18 @@ pub fn replot(out: &std::path::Path) -> Result<Vec<PathBuf>, BenchError> {
     let results: Vec<RunResult> =
         serde_json::from_value(v["runs"].clone()).map_err(|e| bad(e.to_string()))?;
     let c = &v["config"];
-    let setting = format!(
-        "{} ms one-way delay, {} s, {}, downlink {}",
-        c["delay_ms"],
-        c["duration_s"],
+    let setting = setting(
+        c["delay_ms"].as_f64().unwrap_or(f64::NAN),
+        c["duration_s"].as_f64().unwrap_or(f64::NAN),
         c["queue"].as_str().unwrap_or("?"),
-        c["downlink"].as_str().unwrap_or("same")
+        c["downlink"].as_str().unwrap_or("same"),
     );
     plot_per_trace(out, &results, &setting)
+}
+
+/// The run settings as the plots' titles give them.
+fn setting(delay_ms: f64, duration_s: f64, queue: &str, downlink: &str) -> String {
+    format!("{delay_ms} ms one-way delay, {duration_s} s, {queue}, downlink {downlink}")
 }
 
 /// One throughput-vs-p95-delay plot per trace (`plot-TRACE.png` in `out`),

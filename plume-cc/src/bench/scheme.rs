@@ -71,23 +71,7 @@ impl Scheme {
 /// start-up alone is about 0.4 s).
 const DAEMON_READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Whether `exe` has the daemon command (`plume-cc run`).
-pub fn daemon_available(exe: &Path) -> bool {
-    Command::new(exe)
-        .args(["run", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn start_plume(exe: &Path, policy: Option<&Path>) -> Result<SenderSetup, BenchError> {
-    if !daemon_available(exe) {
-        return Err(BenchError::Pending(format!(
-            "scheme plume: {} has no `run` command yet (the daemon: `plume-cc run --policy FILE --cgroup PATH`)",
-            exe.display()
-        )));
-    }
     let cg = OwnedCgroup::create_unique("plume-bench")
         .map_err(|e| BenchError::Scheme(format!("plume: {e}")))?;
     let mut cmd = Command::new(exe);

@@ -8,7 +8,7 @@
 //! opportunity occurs; the link repeats the trace, offset by its last
 //! timestamp.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::EmuError;
 use crate::trace::{mahimahi::PACKET_BYTES, MahimahiTrace};
@@ -19,16 +19,12 @@ pub const OPPORTUNITY_BYTES: usize = PACKET_BYTES as usize;
 /// A parsed Mahimahi trace: non-decreasing opportunity timestamps (ms).
 #[derive(Debug, Clone)]
 pub struct LinkTrace {
-    path: PathBuf,
-    ms: Vec<u64>,
+    trace: MahimahiTrace,
 }
 
 impl From<MahimahiTrace> for LinkTrace {
-    fn from(t: MahimahiTrace) -> Self {
-        Self {
-            path: t.origin().to_owned(),
-            ms: t.timestamps_ms().to_vec(),
-        }
+    fn from(trace: MahimahiTrace) -> Self {
+        Self { trace }
     }
 }
 
@@ -45,26 +41,27 @@ impl LinkTrace {
 
     /// Where the trace was read from.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.trace.origin()
     }
 
     /// The opportunity timestamps of one period, milliseconds.
     pub fn timestamps_ms(&self) -> &[u64] {
-        &self.ms
+        self.trace.timestamps_ms()
     }
 
     /// The repetition period (the last timestamp), milliseconds.
     pub fn period_ms(&self) -> u64 {
-        *self.ms.last().expect("a parsed trace is never empty")
+        self.trace.period_ms()
     }
 
     /// Number of opportunities at times `<= t_ms` (with repetition), counting
     /// from the link's start at time 0.
     pub fn opportunities_up_to(&self, t_ms: u64) -> u64 {
+        let ms = self.timestamps_ms();
         let p = self.period_ms();
         let k = t_ms / p;
         let rest = t_ms - k * p;
-        k * self.ms.len() as u64 + self.ms.partition_point(|&m| m <= rest) as u64
+        k * ms.len() as u64 + ms.partition_point(|&m| m <= rest) as u64
     }
 
     /// Capacity in bytes of the opportunities in the half-open window
@@ -76,7 +73,7 @@ impl LinkTrace {
 
     /// Mean capacity over one period, megabits per second.
     pub fn mean_mbps(&self) -> f64 {
-        self.ms.len() as f64 * OPPORTUNITY_BYTES as f64 * 8.0 / (self.period_ms() as f64 * 1000.0)
+        self.trace.mean_mbps()
     }
 }
 

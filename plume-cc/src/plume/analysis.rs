@@ -392,11 +392,7 @@ impl Analysis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::WindowSpec;
-    use std::path::Path;
-
-    /// The shared public Mahimahi traces; the test fails (not skips) if absent.
-    const MAHIMAHI_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces/mahimahi");
+    use crate::trace::corpus::tests::{shared_corpus_30s, MAHIMAHI_DIR};
 
     /// (majority cluster, its count, total) of the windows matching `keep`.
     fn majority(a: &Analysis, keep: impl Fn(usize) -> bool) -> (usize, usize, usize) {
@@ -416,9 +412,7 @@ mod tests {
 
     #[test]
     fn separates_evdo_umts_and_lte_windows_of_the_shared_traces() {
-        let dir = Path::new(MAHIMAHI_DIR);
-        assert!(dir.is_dir(), "shared traces missing at {}", dir.display());
-        let corpus = Corpus::from_dir(dir, WindowSpec::non_overlapping(30_000, 100), 0).unwrap();
+        let corpus = shared_corpus_30s();
         assert_eq!(corpus.windows.len(), 206);
         // Fewer starts than the CLI's 75 to keep the debug-build test short.
         let params = AnalysisParams::with_starts(0, 15);

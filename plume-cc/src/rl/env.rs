@@ -343,6 +343,15 @@ mod tests {
         .unwrap()
     }
 
+    /// The path (one-way delay, queue limit) each environment is configured with.
+    fn paths(b: &mut SimBatch) -> Vec<(u64, QueueLimit)> {
+        b.envs
+            .envs_mut()
+            .iter()
+            .map(|e| (e.config().one_way_delay_us, e.config().queue_limit))
+            .collect()
+    }
+
     #[test]
     fn paths_are_drawn_per_episode_within_their_ranges() {
         let ranges = PathRanges {
@@ -350,18 +359,7 @@ mod tests {
             queue_packets: (20, 600),
         };
         let mut b = batch(Some(ranges));
-        let delays: Vec<u64> = b
-            .envs
-            .envs_mut()
-            .iter()
-            .map(|e| e.config().one_way_delay_us)
-            .collect();
-        let queues: Vec<QueueLimit> = b
-            .envs
-            .envs_mut()
-            .iter()
-            .map(|e| e.config().queue_limit)
-            .collect();
+        let (delays, queues): (Vec<u64>, Vec<QueueLimit>) = paths(&mut b).into_iter().unzip();
         assert!(
             delays.iter().all(|d| (5_000..=80_000).contains(d)),
             "{delays:?}"
@@ -380,12 +378,9 @@ mod tests {
     #[test]
     fn no_ranges_keep_the_configured_path() {
         let mut b = batch(None);
-        assert!(b
-            .envs
-            .envs_mut()
+        assert!(paths(&mut b)
             .iter()
-            .all(|e| e.config().one_way_delay_us == 20_000
-                && e.config().queue_limit == QueueLimit::packets(250)));
+            .all(|p| *p == (20_000, QueueLimit::packets(250))));
         assert!(b.min_rtt_ms.iter().all(|m| (*m - 40.0).abs() < 1e-9));
         // A degenerate range is a fixed path and consumes no randomness.
         let fixed = PathRanges {

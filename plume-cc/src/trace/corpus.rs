@@ -145,18 +145,24 @@ impl Corpus {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The shared public Mahimahi traces; tests fail (not skip) if absent.
     pub(crate) const MAHIMAHI_DIR: &str =
         concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces/mahimahi");
 
-    #[test]
-    fn shared_mahimahi_corpus_has_206_windows_of_30s() {
+    /// The shared traces cut into non-overlapping 30 s windows at 100 ms
+    /// bins (the benchmark corpus); panics if they are absent.
+    pub(crate) fn shared_corpus_30s() -> Corpus {
         let dir = Path::new(MAHIMAHI_DIR);
         assert!(dir.is_dir(), "shared traces missing at {}", dir.display());
-        let corpus = Corpus::from_dir(dir, WindowSpec::non_overlapping(30_000, 100), 0).unwrap();
+        Corpus::from_dir(dir, WindowSpec::non_overlapping(30_000, 100), 0).unwrap()
+    }
+
+    #[test]
+    fn shared_mahimahi_corpus_has_206_windows_of_30s() {
+        let corpus = shared_corpus_30s();
         assert_eq!(corpus.traces.len(), 10);
         assert_eq!(corpus.windows.len(), 206);
         assert!(corpus.windows.iter().all(|w| w.capacity_mbps.len() == 300));
