@@ -37,7 +37,9 @@ pub mod counters {
     pub const FLOWS_CLOSED: u32 = 1;
     /// Flows that could not be registered because the stats map was full.
     pub const FLOW_MAP_FULL: u32 = 2;
-    /// Targets applied with bpf_setsockopt.
+    /// Limit changes applied with bpf_setsockopt (one per changed limit: a
+    /// target that moves both the clamp and the pacing cap counts twice; a
+    /// target equal to the limits in force counts nothing).
     pub const TARGETS_APPLIED: u32 = 3;
     /// Stale targets lifted by the datapath itself (daemon silent too long).
     pub const TARGETS_EXPIRED: u32 = 4;
@@ -45,8 +47,16 @@ pub mod counters {
     pub const SETSOCKOPT_ERRORS: u32 = 5;
     /// Ring buffer events dropped because user space was not reading.
     pub const EVENTS_DROPPED: u32 = 6;
-    /// Number of counters.
-    pub const LEN: u32 = 8;
+    /// Flows whose kernel congestion control was set to
+    /// [`crate::DatapathConfig::base_cc`] at establishment.
+    pub const BASE_PINNED: u32 = 7;
+    /// Callbacks that checked the flow's target (RTT, RETRANS and RTO
+    /// callbacks of full sockets). [`TARGETS_APPLIED`] counts only the
+    /// checks that changed a limit, so `TARGETS_APPLIED / TARGET_CHECKS`
+    /// tells how often a fresh target differed from the one in force.
+    pub const TARGET_CHECKS: u32 = 8;
+    /// Number of counter slots (a few spare).
+    pub const LEN: u32 = 16;
 }
 
 /// `snd_cwnd_clamp` value meaning "no clamp" (largest value bpf_setsockopt accepts).
@@ -155,6 +165,32 @@ pub struct DatapathConfig {
     pub enforce: u32,
     /// Reserved, keeps the struct 8-byte aligned.
     pub _pad: u32,
+    /// The kernel congestion control every new flow runs underneath the
+    /// limits (`TCP_CONGESTION`, set at establishment), NUL-padded ASCII such
+    /// as `b"cubic\0..."`; all zeros keeps the host's default
+    /// (`net.ipv4.tcp_congestion_control`). 16 bytes is the kernel's
+    /// `TCP_CA_NAME_MAX`.
+    pub base_cc: [u8; BASE_CC_LEN],
+}
+
+/// Size of [`DatapathConfig::base_cc`] (the kernel's `TCP_CA_NAME_MAX`).
+pub const BASE_CC_LEN: usize = 16;
+
+impl DatapathConfig {
+    /// `base_cc` for a congestion-control name, or `None` if it does not fit
+    /// (longer than 15 bytes, empty, or not ASCII alphanumeric/underscore).
+    pub fn base_cc_from_name(name: &str) -> Option<[u8; BASE_CC_LEN]> {
+        let b = name.as_bytes();
+        if b.is_empty()
+            || b.len() >= BASE_CC_LEN
+            || !b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        {
+            return None;
+        }
+        let mut out = [0u8; BASE_CC_LEN];
+        out[..b.len()].copy_from_slice(b);
+        Some(out)
+    }
 }
 
 /// Staleness timeout used when the config leaves it at 0: 500 ms.
@@ -166,6 +202,7 @@ impl Default for DatapathConfig {
             stale_after_ns: DEFAULT_STALE_AFTER_NS,
             enforce: 1,
             _pad: 0,
+            base_cc: [0; BASE_CC_LEN],
         }
     }
 }
@@ -218,7 +255,16 @@ mod tests {
         assert_eq!(align_of::<FlowStats>(), 8);
         assert_eq!(size_of::<FlowStats>(), 136);
         assert_eq!(size_of::<FlowTarget>(), 16);
-        assert_eq!(size_of::<DatapathConfig>(), 16);
+        assert_eq!(size_of::<DatapathConfig>(), 32);
         assert_eq!(size_of::<FlowEvent>(), 32);
+    }
+
+    #[test]
+    fn base_cc_names() {
+        let c = DatapathConfig::base_cc_from_name("cubic").unwrap();
+        assert_eq!(&c[..6], b"cubic\0");
+        assert!(DatapathConfig::base_cc_from_name("").is_none());
+        assert!(DatapathConfig::base_cc_from_name("a_very_long_name").is_none());
+        assert!(DatapathConfig::base_cc_from_name("bbr;rm").is_none());
     }
 }

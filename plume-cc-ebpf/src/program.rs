@@ -9,8 +9,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use plume_cc_common::{
-    counters, event_kind, DatapathConfig, FlowEvent, FlowStats, FlowTarget, CWND_UNCLAMPED,
-    DEFAULT_STALE_AFTER_NS, MAX_FLOWS, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
+    counters, event_kind, DatapathConfig, FlowEvent, FlowStats, FlowTarget, BASE_CC_LEN,
+    CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, MAX_FLOWS, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC,
+    PACING_UNLIMITED,
 };
 
 // Callback ops (include/uapi/linux/bpf.h).
@@ -26,6 +27,7 @@ const TCP_CLOSE: u32 = 7;
 const SOL_SOCKET: i32 = 1;
 const SOL_TCP: i32 = 6;
 const SO_MAX_PACING_RATE: i32 = 47;
+const TCP_CONGESTION: i32 = 13;
 const TCP_BPF_SNDCWND_CLAMP: i32 = 1002;
 
 #[map(name = "PLUME_FLOWS")]
@@ -118,8 +120,40 @@ fn register(ctx: &SockOpsContext) {
     if ctx.set_cb_flags(CB_FLAGS).is_err() {
         bump(counters::SETSOCKOPT_ERRORS);
     }
+    pin_base(ctx);
     bump(counters::FLOWS_OPENED);
     emit(cookie, now, event_kind::OPENED, &stats);
+}
+
+/// Sets the flow's kernel congestion control to the configured base (as
+/// Antelope does from sock_ops), so the limits sit on the controller the
+/// policy was trained over, whatever the host's default is. An empty name
+/// keeps the default. Done once, at establishment, before any limit.
+fn pin_base(ctx: &SockOpsContext) {
+    let Some(config) = CONFIG.get(0) else {
+        return;
+    };
+    if config.base_cc[0] == 0 {
+        return;
+    }
+    let mut name: [u8; BASE_CC_LEN] = config.base_cc;
+    // SAFETY: a NUL-padded name buffer on the stack; the kernel reads at
+    // most optlen bytes and stops at the NUL (do_tcp_setsockopt,
+    // TCP_CONGESTION, strncpy_from_sockptr).
+    let ret = unsafe {
+        bpf_setsockopt(
+            ctx.ops.cast(),
+            SOL_TCP,
+            TCP_CONGESTION,
+            name.as_mut_ptr().cast(),
+            BASE_CC_LEN as i32,
+        )
+    };
+    if ret == 0 {
+        bump(counters::BASE_PINNED);
+    } else {
+        bump(counters::SETSOCKOPT_ERRORS);
+    }
 }
 
 fn unregister(ctx: &SockOpsContext) {
@@ -196,8 +230,12 @@ fn update(ctx: &SockOpsContext, op: u32) {
         BPF_SOCK_OPS_RTT_CB => {
             stats.rtt_samples = stats.rtt_samples.wrapping_add(1);
             // args[0] of the RTT callback is the RTT sample in microseconds
-            // (BPF_SOCK_OPS_RTT_CB, kernel >= 5.11 passes mrtt_us).
-            stats.last_rtt_us = ctx.arg(0);
+            // (tcp_bpf_rtt(sk, mrtt_us, srtt)). The callback itself dates
+            // from 5.3, where it had no arguments; the sample argument came
+            // later (see README, "Kernel"), and there args[0] reads 0. Then
+            // the smoothed RTT stands in, so the field is never a fake 0 ms.
+            let sample = ctx.arg(0);
+            stats.last_rtt_us = if sample == 0 { stats.srtt_us } else { sample };
         }
         BPF_SOCK_OPS_RETRANS_CB => stats.retrans_events = stats.retrans_events.wrapping_add(1),
         BPF_SOCK_OPS_RTO_CB => stats.rto_events = stats.rto_events.wrapping_add(1),
@@ -212,6 +250,7 @@ fn update(ctx: &SockOpsContext, op: u32) {
 
 /// Applies the flow's target, or lifts our limits if the target is missing or stale.
 fn apply_target(ctx: &SockOpsContext, cookie: u64, stats: &mut FlowStats, now: u64) {
+    bump(counters::TARGET_CHECKS);
     let config = CONFIG.get(0).copied().unwrap_or_default();
     let stale_after = if config.stale_after_ns == 0 {
         DEFAULT_STALE_AFTER_NS

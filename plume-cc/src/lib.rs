@@ -6,6 +6,7 @@ pub mod congestion;
 pub mod daemon;
 pub mod datapath;
 pub mod emu;
+pub mod eval;
 pub mod plume;
 pub mod policy;
 pub mod rl;

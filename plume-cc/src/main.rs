@@ -51,6 +51,21 @@ enum Command {
         /// Stop by itself after this many milliseconds.
         #[arg(long)]
         run_for_ms: Option<u64>,
+        /// Kernel congestion control under the limits, pinned on every new
+        /// flow of the cgroup: `cubic`, `bbr`, `reno` (any the kernel
+        /// offers), or `default` for the host's own default. Without it: the
+        /// base the policy was trained over (its file's `base_cc`); a
+        /// scripted schedule keeps the host's default.
+        #[arg(long)]
+        base: Option<String>,
+        /// Run a policy even though it was trained with another monitor
+        /// interval than `--interval`.
+        #[arg(long)]
+        force_interval: bool,
+        /// Write every interval's flow statistics and targets to this file
+        /// (JSON lines).
+        #[arg(long)]
+        record: Option<PathBuf>,
     },
     /// Measure the datapath (root): control-step time for 1..10000 flows,
     /// the eBPF program's cost per callback, the daemon's CPU at 100 flows.
@@ -128,6 +143,10 @@ enum Command {
     /// Run a command behind an emulated link (Mahimahi's mm-delay + mm-link
     /// in user space; needs root).
     Emulate(plume_cc::emu::cli::Args),
+    /// Evaluate a policy: `eval sim-to-real` runs the same windows in the
+    /// simulator and across the emulated link with the real kernel.
+    #[command(subcommand)]
+    Eval(plume_cc::eval::cli::EvalCommand),
     /// Benchmark congestion controls with iperf3 across the emulated link
     /// (driven by `cargo xtask bench`; needs root).
     #[command(hide = true)]
@@ -141,10 +160,13 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
+        Command::Eval(cmd) => plume_cc::eval::cli::run(cmd)?,
         Command::Selftest {
             clamp,
             duration_ms,
@@ -171,8 +193,11 @@ fn main() -> anyhow::Result<()> {
             pin_dir,
             metrics,
             run_for_ms,
+            base,
+            force_interval,
+            record,
         } => {
-            let config = daemon::DaemonConfig {
+            let mut config = daemon::DaemonConfig {
                 cgroup,
                 create_cgroup,
                 interval: Duration::from_millis(interval.max(1)),
@@ -180,12 +205,16 @@ fn main() -> anyhow::Result<()> {
                 pin_dir,
                 metrics_addr: metrics,
                 run_for: run_for_ms.map(Duration::from_millis),
+                base_cc: None,
+                record,
             };
-            anyhow::ensure!(
-                config.stale_after > config.interval * 2,
-                "--stale-ms ({stale_ms}) must exceed two intervals ({interval} ms), or targets expire between writes"
-            );
             let policy = daemon::load_policy(&policy)?;
+            config.resolve(
+                policy.contract().as_ref(),
+                base.as_deref(),
+                force_interval,
+                &daemon::available_congestion_controls(),
+            )?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

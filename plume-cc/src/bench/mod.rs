@@ -175,6 +175,10 @@ pub struct RunResult {
     pub iperf_receiver_mbps: f64,
     /// TCP retransmissions the sender reported.
     pub retransmits: u64,
+    /// The congestion control that actually ran under the sender (iperf3's
+    /// `sender_tcp_congestion`): for `plume`, the base under its limits.
+    #[serde(default)]
+    pub sender_cc: String,
     /// Packets the uplink queue dropped.
     pub drops: u64,
     /// Start of the measurement window (first uplink packet), ms after link start.
@@ -433,6 +437,10 @@ pub fn run_one(
             .unwrap_or(0.0)
             / 1e6,
         retransmits: end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
+        sender_cc: end["sender_tcp_congestion"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string(),
         drops: report.uplink.drops,
         window_start_ms: m.start_ms,
         window_ms,
@@ -489,6 +497,7 @@ pub fn run_bench(
                     p95_queueing_ms: 0.0,
                     iperf_receiver_mbps: 0.0,
                     retransmits: 0,
+                    sender_cc: String::new(),
                     drops: 0,
                     window_start_ms: 0,
                     window_ms: 0,

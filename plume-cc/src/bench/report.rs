@@ -62,6 +62,10 @@ pub struct Summary {
     pub p95_delay_ms: Spread,
     /// Retransmissions.
     pub retransmits: Spread,
+    /// Congestion controls that ran under the sender (iperf3's
+    /// `sender_tcp_congestion`), distinct values joined by `/`.
+    #[serde(default)]
+    pub sender_cc: String,
 }
 
 /// Groups results by trace and scheme (first-seen order).
@@ -90,6 +94,15 @@ pub fn summarize(results: &[RunResult]) -> Vec<Summary> {
                 p50_delay_ms: sp(|r| r.p50_delay_ms),
                 p95_delay_ms: sp(|r| r.p95_delay_ms),
                 retransmits: sp(|r| r.retransmits as f64),
+                sender_cc: {
+                    let mut ccs: Vec<&str> = Vec::new();
+                    for r in &ok {
+                        if !ccs.contains(&r.sender_cc.as_str()) {
+                            ccs.push(&r.sender_cc);
+                        }
+                    }
+                    ccs.join("/")
+                },
                 trace,
                 scheme,
             }
@@ -107,14 +120,14 @@ fn cell(s: &Spread, digits: usize) -> String {
 /// The Markdown table: mean (min–max) across repetitions.
 pub fn markdown(summaries: &[Summary]) -> String {
     let mut s = String::from(
-        "| trace | scheme | runs | throughput Mbps | utilization % | p50 delay ms | p95 delay ms | retransmits |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| trace | scheme | sender CC | runs | throughput Mbps | utilization % | p50 delay ms | p95 delay ms | retransmits |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for m in summaries {
         if m.runs == 0 {
             let _ = writeln!(
                 s,
-                "| {} | {} | 0/{} | {} | | | | |",
+                "| {} | {} | | 0/{} | {} | | | | |",
                 m.trace,
                 m.scheme,
                 m.failed,
@@ -129,9 +142,10 @@ pub fn markdown(summaries: &[Summary]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {}{} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {}{} | {} | {} | {} | {} | {} |",
             m.trace,
             m.scheme,
+            m.sender_cc,
             m.runs,
             if m.failed > 0 {
                 format!(" (+{} failed)", m.failed)
@@ -176,11 +190,11 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
     files.push(json_path);
 
     let csv_path = cfg.out.join("results.csv");
-    let mut csv = String::from("trace,scheme,run,throughput_mbps,capacity_mbps,utilization,p50_delay_ms,p95_delay_ms,p95_queueing_ms,iperf_receiver_mbps,retransmits,drops,error\n");
+    let mut csv = String::from("trace,scheme,run,throughput_mbps,capacity_mbps,utilization,p50_delay_ms,p95_delay_ms,p95_queueing_ms,iperf_receiver_mbps,retransmits,drops,sender_cc,error\n");
     for r in &results {
         let _ = writeln!(
             csv,
-            "{},{},{},{:.4},{:.4},{:.4},{:.1},{:.1},{:.1},{:.4},{},{},{}",
+            "{},{},{},{:.4},{:.4},{:.4},{:.1},{:.1},{:.1},{:.4},{},{},{},{}",
             r.trace,
             r.scheme,
             r.run,
@@ -193,6 +207,7 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
             r.iperf_receiver_mbps,
             r.retransmits,
             r.drops,
+            r.sender_cc,
             r.error
                 .as_deref()
                 .map(|e| format!("\"{}\"", e.replace('"', "'")))

@@ -28,6 +28,8 @@ pub enum Scheme {
     Plume {
         /// Policy file for the daemon (None: its built-in default).
         policy: Option<PathBuf>,
+        /// Extra arguments for `plume-cc run` (`--base bbr`, `--record F`).
+        daemon_args: Vec<String>,
     },
 }
 
@@ -38,6 +40,7 @@ impl Scheme {
             "cubic" | "bbr" | "reno" => Ok(Self::Kernel(s.into())),
             "plume" => Ok(Self::Plume {
                 policy: policy.map(Path::to_path_buf),
+                daemon_args: Vec::new(),
             }),
             other => Err(BenchError::Config(format!(
                 "unknown scheme {other:?} (cubic, bbr, reno, plume)"
@@ -62,7 +65,10 @@ impl Scheme {
                 cgroup: None,
                 daemon: None,
             }),
-            Self::Plume { policy } => start_plume(plume_exe, policy.as_deref()),
+            Self::Plume {
+                policy,
+                daemon_args,
+            } => start_plume(plume_exe, policy.as_deref(), daemon_args),
         }
     }
 }
@@ -71,7 +77,11 @@ impl Scheme {
 /// start-up alone is about 0.4 s).
 const DAEMON_READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn start_plume(exe: &Path, policy: Option<&Path>) -> Result<SenderSetup, BenchError> {
+fn start_plume(
+    exe: &Path,
+    policy: Option<&Path>,
+    daemon_args: &[String],
+) -> Result<SenderSetup, BenchError> {
     let cg = OwnedCgroup::create_unique("plume-bench")
         .map_err(|e| BenchError::Scheme(format!("plume: {e}")))?;
     let mut cmd = Command::new(exe);
@@ -79,6 +89,7 @@ fn start_plume(exe: &Path, policy: Option<&Path>) -> Result<SenderSetup, BenchEr
     if let Some(p) = policy {
         cmd.arg("--policy").arg(p);
     }
+    cmd.args(daemon_args);
     cmd.arg("--cgroup")
         .arg(cg.path())
         .stdin(Stdio::null())

@@ -151,7 +151,10 @@ pub fn kernel_pacing_rate_bytes_per_sec(
 }
 
 /// Which kernel-like algorithm runs a flow, for configurations and factories.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ControllerKind {
     /// [`Reno`].
     Reno,

@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod metrics;
 pub mod policy;
+pub mod record;
 pub mod status;
 
 use std::{
@@ -44,6 +45,96 @@ pub struct DaemonConfig {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Stop after this long (tests, benchmarks); None = until a signal.
     pub run_for: Option<Duration>,
+    /// Kernel congestion control pinned on every new flow of the cgroup
+    /// (`TCP_CONGESTION` at establishment); None keeps the host's default.
+    pub base_cc: Option<String>,
+    /// Append every interval's flow statistics and targets here, as JSON
+    /// lines (see [`record`]).
+    pub record: Option<PathBuf>,
+}
+
+/// Errors in a daemon configuration, found before anything is attached.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// `--stale-ms` too short for the interval.
+    #[error("--stale-ms ({stale_ms}) must exceed two intervals ({interval_ms} ms), or targets expire between writes")]
+    StaleTooShort {
+        /// Staleness timeout, milliseconds.
+        stale_ms: u64,
+        /// Monitor interval, milliseconds.
+        interval_ms: u64,
+    },
+    /// The base controller is not one the kernel offers.
+    #[error("--base {name}: not in this kernel's net.ipv4.tcp_available_congestion_control ({available})")]
+    UnknownBase {
+        /// Requested name.
+        name: String,
+        /// What the kernel offers.
+        available: String,
+    },
+    /// The policy was trained with another monitor interval.
+    #[error("the policy was trained with a {policy_ms} ms monitor interval, not --interval {interval_ms} ms: its observations would mean something else (pass --force-interval to run it anyway)")]
+    IntervalMismatch {
+        /// The policy's interval, milliseconds.
+        policy_ms: f64,
+        /// The requested interval, milliseconds.
+        interval_ms: u64,
+    },
+}
+
+/// The kernel's available congestion controls
+/// (`/proc/sys/net/ipv4/tcp_available_congestion_control`), or an empty list
+/// where it cannot be read.
+pub fn available_congestion_controls() -> Vec<String> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+impl DaemonConfig {
+    /// Resolves the base controller and checks the configuration against the
+    /// policy's contract: `requested_base` is `--base` (None: the policy's
+    /// own base; `default`: the host's default), `available` the kernel's
+    /// list.
+    pub fn resolve(
+        &mut self,
+        contract: Option<&policy::PolicyContract>,
+        requested_base: Option<&str>,
+        force_interval: bool,
+        available: &[String],
+    ) -> Result<(), ConfigError> {
+        if self.stale_after <= self.interval * 2 {
+            return Err(ConfigError::StaleTooShort {
+                stale_ms: self.stale_after.as_millis() as u64,
+                interval_ms: self.interval.as_millis() as u64,
+            });
+        }
+        if let Some(c) = contract {
+            if !force_interval && c.monitor_interval_us != self.interval.as_micros() as u64 {
+                return Err(ConfigError::IntervalMismatch {
+                    policy_ms: c.monitor_interval_us as f64 / 1000.0,
+                    interval_ms: self.interval.as_millis() as u64,
+                });
+            }
+        }
+        let base = match requested_base {
+            Some("default") => None,
+            Some(name) => Some(name.to_string()),
+            None => contract.map(|c| c.base_cc.clone()),
+        };
+        if let Some(name) = &base {
+            if DatapathConfig::base_cc_from_name(name).is_none()
+                || (!available.is_empty() && !available.iter().any(|a| a == name))
+            {
+                return Err(ConfigError::UnknownBase {
+                    name: name.clone(),
+                    available: available.join(" "),
+                });
+            }
+        }
+        self.base_cc = base;
+        Ok(())
+    }
 }
 
 /// Live numbers of the daemon, shared with the metrics endpoint.
@@ -224,6 +315,11 @@ pub async fn run(
         stale_after_ns: config.stale_after.as_nanos() as u64,
         enforce: 1,
         _pad: 0,
+        base_cc: config
+            .base_cc
+            .as_deref()
+            .and_then(DatapathConfig::base_cc_from_name)
+            .unwrap_or([0; plume_cc_common::BASE_CC_LEN]),
     };
     let mut dp = Datapath::attach_pinned(&config.cgroup, dp_config, &pin_dir)?;
     let live = dp.flows()?.len();
@@ -234,6 +330,7 @@ pub async fn run(
     }
     tracing::info!(
         policy = policy.describe(),
+        base = config.base_cc.as_deref().unwrap_or("host default"),
         interval_ms = config.interval.as_millis() as u64,
         stale_ms = config.stale_after.as_millis() as u64,
         "controlling {}",
@@ -249,6 +346,10 @@ pub async fn run(
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = config.run_for.map(|d| tokio::time::Instant::now() + d);
+    let mut recorder = match &config.record {
+        Some(p) => Some(record::Recorder::create(p)?),
+        None => None,
+    };
     let mut guard = Guard::default();
     let mut buffers = StepBuffers::default();
     let mut stats = DaemonStats::default();
@@ -269,6 +370,9 @@ pub async fn run(
             &mut stats,
         )?;
         let step = t0.elapsed();
+        if let Some(r) = recorder.as_mut() {
+            r.write(datapath::monotonic_ns(), &buffers.flows, &buffers.targets)?;
+        }
         total_step += step;
         stats.intervals += 1;
         stats.last_step_us = step.as_micros() as u64;
@@ -285,6 +389,9 @@ pub async fn run(
             *s = stats.clone();
         }
     }
+    if let Some(r) = recorder.as_mut() {
+        r.flush()?;
+    }
     stats.datapath = dp.counters()?;
     match dp.shutdown(Duration::from_secs(2))? {
         Shutdown::Detached => tracing::info!("every flow is back under kernel control; detached"),
@@ -294,4 +401,78 @@ pub async fn run(
         ),
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> DaemonConfig {
+        DaemonConfig {
+            cgroup: PathBuf::from("/sys/fs/cgroup/x"),
+            create_cgroup: false,
+            interval: Duration::from_millis(20),
+            stale_after: Duration::from_millis(500),
+            pin_dir: None,
+            metrics_addr: None,
+            run_for: None,
+            base_cc: None,
+            record: None,
+        }
+    }
+
+    fn contract(base: &str, us: u64) -> policy::PolicyContract {
+        policy::PolicyContract {
+            base_cc: base.into(),
+            monitor_interval_us: us,
+        }
+    }
+
+    #[test]
+    fn base_comes_from_the_policy_unless_overridden() {
+        let avail: Vec<String> = ["reno", "cubic", "bbr"].map(String::from).into();
+        let mut c = config();
+        c.resolve(Some(&contract("cubic", 20_000)), None, false, &avail)
+            .unwrap();
+        assert_eq!(c.base_cc.as_deref(), Some("cubic"));
+        c.resolve(Some(&contract("cubic", 20_000)), Some("bbr"), false, &avail)
+            .unwrap();
+        assert_eq!(c.base_cc.as_deref(), Some("bbr"));
+        c.resolve(
+            Some(&contract("cubic", 20_000)),
+            Some("default"),
+            false,
+            &avail,
+        )
+        .unwrap();
+        assert_eq!(c.base_cc, None);
+        // A scripted schedule has no contract: the host's default.
+        c.resolve(None, None, false, &avail).unwrap();
+        assert_eq!(c.base_cc, None);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let avail: Vec<String> = ["reno", "cubic"].map(String::from).into();
+        let mut c = config();
+        assert!(matches!(
+            c.resolve(None, Some("bbr"), false, &avail),
+            Err(ConfigError::UnknownBase { .. })
+        ));
+        assert!(matches!(
+            c.resolve(None, Some("cubic;x"), false, &[]),
+            Err(ConfigError::UnknownBase { .. })
+        ));
+        let e = c
+            .resolve(Some(&contract("cubic", 10_000)), None, false, &avail)
+            .unwrap_err();
+        assert!(e.to_string().contains("10 ms"), "{e}");
+        c.resolve(Some(&contract("cubic", 10_000)), None, true, &avail)
+            .unwrap();
+        c.stale_after = Duration::from_millis(40);
+        assert!(matches!(
+            c.resolve(None, None, false, &avail),
+            Err(ConfigError::StaleTooShort { .. })
+        ));
+    }
 }

@@ -44,6 +44,21 @@ pub trait FlowPolicy: Send {
 
     /// The flow closed: drop any state kept for it.
     fn forget(&mut self, _cookie: u64) {}
+
+    /// What the policy was trained under, if it says: the daemon pins the
+    /// base controller and checks the monitor interval against it.
+    fn contract(&self) -> Option<PolicyContract> {
+        None
+    }
+}
+
+/// The conditions a learned policy was trained under (its file's metadata).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyContract {
+    /// Kernel congestion control under the limits (`cubic`, `bbr`, `reno`).
+    pub base_cc: String,
+    /// Monitor interval, microseconds.
+    pub monitor_interval_us: u64,
 }
 
 /// Counts of policy outputs the guard had to fix.

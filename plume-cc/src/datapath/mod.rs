@@ -108,6 +108,10 @@ pub struct Counters {
     pub setsockopt_errors: u64,
     /// Events dropped on a full ring buffer.
     pub events_dropped: u64,
+    /// Flows whose kernel congestion control was pinned at establishment.
+    pub base_pinned: u64,
+    /// Callbacks that checked a flow's target (see `counters::TARGET_CHECKS`).
+    pub target_checks: u64,
 }
 
 /// How the program stays attached.
@@ -592,6 +596,8 @@ impl Datapath {
         if !still.is_empty() {
             let mut config = self.config()?;
             config.enforce = 0;
+            // New flows keep the host's own controller once we are gone.
+            config.base_cc = [0; plume_cc_common::BASE_CC_LEN];
             self.set_config(config)?;
             // Drop our handles; pins keep program, link and maps alive.
             return Ok(Shutdown::LeftObserving(still));
@@ -634,6 +640,8 @@ impl Datapath {
             targets_expired: get(counters::TARGETS_EXPIRED)?,
             setsockopt_errors: get(counters::SETSOCKOPT_ERRORS)?,
             events_dropped: get(counters::EVENTS_DROPPED)?,
+            base_pinned: get(counters::BASE_PINNED)?,
+            target_checks: get(counters::TARGET_CHECKS)?,
         })
     }
 

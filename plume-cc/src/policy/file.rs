@@ -129,16 +129,30 @@ pub enum PolicyError {
 /// Observation layout a policy was trained on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservationSpec {
+    /// [`crate::policy::observation::OBSERVATION_VERSION`] of the builder the
+    /// policy was trained with (files without it are version 1).
+    #[serde(default = "observation_version_1")]
+    pub version: u32,
     /// Vector length.
     pub len: usize,
     /// Name of every feature, in order.
     pub feature_names: Vec<String>,
 }
 
+fn observation_version_1() -> u32 {
+    1
+}
+
+fn base_cc_default() -> String {
+    // Files from before the field were all trained over the simulator's CUBIC.
+    "cubic".to_string()
+}
+
 impl ObservationSpec {
     /// The layout of this build's [`crate::policy::observation`] builder.
     pub fn current() -> Self {
         Self {
+            version: crate::policy::observation::OBSERVATION_VERSION,
             len: OBSERVATION_LEN,
             feature_names: (0..OBSERVATION_LEN).filter_map(feature_name).collect(),
         }
@@ -209,6 +223,12 @@ pub struct PolicyMetadata {
     pub action_scaling: ActionScaling,
     /// Monitor interval the policy was trained with, microseconds.
     pub monitor_interval_us: u64,
+    /// The kernel congestion control the policy's limits sit on (`cubic`,
+    /// `bbr` or `reno`): the simulator's base in training, and what the
+    /// datapath pins on every flow (`TCP_CONGESTION`) when the daemon runs
+    /// it, unless `plume-cc run --base` says otherwise.
+    #[serde(default = "base_cc_default")]
+    pub base_cc: String,
     /// Versions that wrote the file.
     pub versions: Versions,
     /// How it was trained.
@@ -257,6 +277,22 @@ impl PolicyMetadata {
                 "format_version",
                 FORMAT_VERSION,
                 self.format_version,
+            ));
+        }
+        if self.observation.version != spec.version {
+            return Err(mismatch(
+                path,
+                "observation.version (retrain the policy with this build)",
+                spec.version,
+                self.observation.version,
+            ));
+        }
+        if !matches!(self.base_cc.as_str(), "cubic" | "bbr" | "reno") {
+            return Err(mismatch(
+                path,
+                "base_cc",
+                "cubic, bbr or reno",
+                &self.base_cc,
             ));
         }
         if self.observation.len != spec.len {
@@ -706,6 +742,7 @@ pub fn save_native(
     norm: &ObsNormalizer,
     scaling: &ActionScaling,
     monitor_interval_us: u64,
+    base_cc: &str,
     training: TrainingInfo,
     with_critic: bool,
 ) -> Result<PolicyMetadata, PolicyError> {
@@ -717,6 +754,7 @@ pub fn save_native(
         kind: ModelKind::Safetensors,
         architecture: model.architecture().clone(),
         observation: ObservationSpec {
+            version: crate::policy::observation::OBSERVATION_VERSION,
             len: model.architecture().obs_len,
             feature_names: if model.architecture().obs_len == OBSERVATION_LEN {
                 ObservationSpec::current().feature_names
@@ -729,6 +767,7 @@ pub fn save_native(
         normalization: norm.clone(),
         action_scaling: *scaling,
         monitor_interval_us,
+        base_cc: base_cc.to_string(),
         versions: Versions::current(),
         training,
         weights_sha256: sha256_hex(&bytes),
@@ -799,6 +838,7 @@ mod tests {
             &norm,
             &ActionScaling::default(),
             20_000,
+            "cubic",
             TrainingInfo::default(),
             false,
         )
@@ -976,6 +1016,7 @@ mod tests {
             &norm,
             &ActionScaling::default(),
             20_000,
+            "cubic",
             TrainingInfo::default(),
             true,
         )

@@ -12,7 +12,7 @@ use plume_cc_common::{FlowStats, CWND_UNCLAMPED, PACING_UNLIMITED};
 
 use super::observation::{FlowSample, ObservationBuilder};
 use super::{flow_context_from_observation, LoadedPolicy};
-use crate::daemon::policy::{Decision, FlowPolicy};
+use crate::daemon::policy::{Decision, FlowPolicy, PolicyContract};
 
 /// A learned policy for the daemon (see module docs).
 #[derive(Debug)]
@@ -94,6 +94,14 @@ impl FlowPolicy for LearnedPolicy {
 
     fn forget(&mut self, cookie: u64) {
         self.builders.remove(&cookie);
+    }
+
+    fn contract(&self) -> Option<PolicyContract> {
+        let m = self.policy.metadata();
+        Some(PolicyContract {
+            base_cc: m.base_cc.clone(),
+            monitor_interval_us: m.monitor_interval_us,
+        })
     }
 }
 

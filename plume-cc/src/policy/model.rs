@@ -190,10 +190,18 @@ pub struct Target {
 ///
 /// - `bdp_segments = max_rate_bytes_per_sec * min_rtt / mss` (the flow's BDP
 ///   estimate);
-/// - `cwnd_clamp = bdp_segments * 2^(a[0] * cwnd_log2_span)`, rounded, within
-///   `[min_cwnd_segments, max_cwnd_segments]`;
-/// - `pacing_cap = max_rate_bytes_per_sec * 2^(a[1] * pacing_log2_span)`,
-///   within `[min_pacing_bytes_per_sec, u32::MAX - 1]`.
+/// - `cwnd_clamp = cwnd_gain * bdp_segments * 2^(a[0] * cwnd_log2_span)`,
+///   rounded, within `[min_cwnd_segments, max_cwnd_segments]`;
+/// - `pacing_cap = pacing_gain * max_rate_bytes_per_sec * 2^(a[1] *
+///   pacing_log2_span)`, within `[min_pacing_bytes_per_sec, u32::MAX - 1]`.
+///
+/// The gains set what action 0 (the fixed rule) means. With a windowed rate
+/// anchor they must leave headroom, as BBR's do (cwnd gain 2, a pacing gain
+/// above 1 when probing): a ceiling at exactly the anchor lets a flow send
+/// no faster than its own recent maximum, so the anchor can only fall. The
+/// defaults, 2 and 1.25, make action 0 a BBR-like envelope; files written
+/// before the gains existed read them as 1 (a ceiling at one BDP and the
+/// max rate).
 ///
 /// Before the flow has an RTT and a delivery-rate estimate the target is
 /// "no limits" (the kernel's controller alone). The kernel-like base
@@ -212,16 +220,28 @@ pub struct ActionScaling {
     pub max_cwnd_segments: u32,
     /// Smallest pacing cap, bytes/s (at least the datapath's floor).
     pub min_pacing_bytes_per_sec: u32,
+    /// The cwnd clamp at action 0, in BDPs.
+    #[serde(default = "unit_gain")]
+    pub cwnd_gain: f32,
+    /// The pacing cap at action 0, in multiples of the rate anchor.
+    #[serde(default = "unit_gain")]
+    pub pacing_gain: f32,
+}
+
+fn unit_gain() -> f32 {
+    1.0
 }
 
 impl Default for ActionScaling {
     fn default() -> Self {
         Self {
-            cwnd_log2_span: 4.0,
-            pacing_log2_span: 4.0,
+            cwnd_log2_span: 2.0,
+            pacing_log2_span: 2.0,
             min_cwnd_segments: 4,
             max_cwnd_segments: 100_000,
             min_pacing_bytes_per_sec: MIN_PACING_BYTES_PER_SEC,
+            cwnd_gain: 2.0,
+            pacing_gain: 1.25,
         }
     }
 }
@@ -237,6 +257,10 @@ impl ActionScaling {
             && self.max_cwnd_segments >= self.min_cwnd_segments
             && self.max_cwnd_segments < CWND_UNCLAMPED
             && self.min_pacing_bytes_per_sec >= MIN_PACING_BYTES_PER_SEC
+            && self.cwnd_gain.is_finite()
+            && (0.25..=8.0).contains(&self.cwnd_gain)
+            && self.pacing_gain.is_finite()
+            && (0.25..=8.0).contains(&self.pacing_gain)
     }
 
     /// The target for raw action `raw` on a flow described by `ctx` (see the type docs).
@@ -260,15 +284,18 @@ impl ActionScaling {
         }
         let mss = f64::from(ctx.mss_bytes.max(1));
         let bdp = rate * f64::from(ctx.min_rtt_us) / 1e6 / mss;
-        let cwnd = (bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2()).round();
+        let cwnd = (f64::from(self.cwnd_gain) * bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2())
+            .round();
         let cwnd = cwnd.clamp(
             f64::from(self.min_cwnd_segments),
             f64::from(self.max_cwnd_segments),
         ) as u32;
-        let pacing = (rate * (a1 * f64::from(self.pacing_log2_span)).exp2()).clamp(
-            f64::from(self.min_pacing_bytes_per_sec),
-            f64::from(PACING_UNLIMITED - 1),
-        ) as u32;
+        let pacing =
+            (f64::from(self.pacing_gain) * rate * (a1 * f64::from(self.pacing_log2_span)).exp2())
+                .clamp(
+                    f64::from(self.min_pacing_bytes_per_sec),
+                    f64::from(PACING_UNLIMITED - 1),
+                ) as u32;
         Target {
             cwnd_clamp_segments: cwnd,
             max_pacing_bytes_per_sec: pacing,
@@ -506,8 +533,41 @@ mod tests {
     }
 
     #[test]
-    fn scaling_is_documented_mapping_and_bounded() {
+    fn default_scaling_leaves_bbr_like_headroom_at_action_zero() {
         let s = ActionScaling::default();
+        let ctx = FlowContext {
+            min_rtt_us: 40_000,
+            max_rate_bytes_per_sec: 1.25e6,
+            mss_bytes: 1000,
+        };
+        // 2 BDPs (2 x 50 segments), 1.25 x the anchor.
+        let t = s.to_target([0.0, 0.0], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 100);
+        assert_eq!(t.max_pacing_bytes_per_sec, 1_562_500);
+        let t = s.to_target([1.0, -1.0], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 400);
+        assert_eq!(t.max_pacing_bytes_per_sec, 390_625);
+        let t = s.to_target([-5.0, f32::NAN], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 25);
+        assert_eq!(t.max_pacing_bytes_per_sec, 1_562_500);
+        // Out-of-range gains are invalid.
+        assert!(!ActionScaling {
+            pacing_gain: 0.0,
+            ..s
+        }
+        .is_valid());
+    }
+
+    #[test]
+    fn scaling_is_documented_mapping_and_bounded() {
+        // The version-1 mapping: unit gains, spans of 4 octaves.
+        let s = ActionScaling {
+            cwnd_log2_span: 4.0,
+            pacing_log2_span: 4.0,
+            cwnd_gain: 1.0,
+            pacing_gain: 1.0,
+            ..ActionScaling::default()
+        };
         // 1.25 MB/s * 40 ms / 1000 B = 50 segments of BDP.
         let ctx = FlowContext {
             min_rtt_us: 40_000,

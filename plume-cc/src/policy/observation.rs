@@ -17,8 +17,45 @@
 //!
 //! It must not read clocks or know anything the datapath cannot see (link
 //! capacity, queue length, the simulator's internals).
+//!
+//! **The rate anchor** (the "max delivery rate" every rate feature and the
+//! action's BDP are relative to) is a windowed maximum ([`WindowedMax`],
+//! BBR's bandwidth filter) over about 10 min RTTs of the kernel's own
+//! delivery-rate samples, each over at least one min RTT (`tcp_rate.c`,
+//! tcp_rate_gen: "Normally we expect interval_us >= min-rtt"), and each over
+//! the longer of the send and the ACK time of the packets it covers, so a
+//! burst of ACKs cannot inflate it. Until the kernel has a sample, the
+//! interval's deliveries over `max(interval, min RTT)` stand in.
+//!
+//! Why: with a lifetime maximum of per-interval rates (observation version
+//! 1), a burst of ACKs released at once by a cellular link (or an ACK path
+//! with a gap) made one 20 ms interval look 10-100x faster than the link,
+//! and the anchor never came down again: the clamp "one BDP" became
+//! thousands of segments. A rate needs a span of a round trip to mean
+//! anything, and an anchor must forget a link that got slower.
+//!
+//! **The min RTT** is the kernel's own (`tcp_min_rtt`, a windowed minimum
+//! over `net.ipv4.tcp_min_rtt_wlen`, 300 s by default); the simulator keeps
+//! the same estimator, which over an episode is the lifetime minimum.
 
 use plume_cc_common::{FlowStats, PACING_UNLIMITED};
+
+use super::filter::WindowedMax;
+
+/// Version of the observation's semantics. A policy file records the version
+/// it was trained on, and the loader refuses another one: the feature names
+/// may stay the same while their meaning changes.
+///
+/// - 1: the rate anchor is the lifetime maximum of per-interval rates.
+/// - 2: the rate anchor is a windowed maximum of rates over at least one min
+///   RTT (see the module docs).
+pub const OBSERVATION_VERSION: u32 = 2;
+
+/// The rate anchor's window, in min RTTs (BBR's bandwidth filter length).
+pub const ANCHOR_WINDOW_RTTS: u64 = 10;
+/// The rate anchor's window is at least this many monitor intervals, so that
+/// a very short RTT does not make it forget within one or two decisions.
+pub const ANCHOR_WINDOW_MIN_INTERVALS: u64 = 4;
 
 /// Per-flow statistics the policy may use, as the datapath reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -162,7 +199,7 @@ pub enum ObservationError {
 #[derive(Clone, Debug)]
 pub struct ObservationBuilder {
     prev: Option<FlowSample>,
-    max_rate_bytes_per_sec: f64,
+    anchor: WindowedMax,
     blocks: [[f32; BLOCK_LEN]; HISTORY_LEN],
     newest: usize,
     seen: usize,
@@ -187,7 +224,7 @@ impl ObservationBuilder {
     pub fn new() -> Self {
         Self {
             prev: None,
-            max_rate_bytes_per_sec: 0.0,
+            anchor: WindowedMax::new(),
             blocks: [[0.0; BLOCK_LEN]; HISTORY_LEN],
             newest: 0,
             seen: 0,
@@ -199,9 +236,10 @@ impl ObservationBuilder {
         *self = Self::new();
     }
 
-    /// Largest delivery rate seen so far, bytes per second.
+    /// The rate anchor: the windowed maximum delivery rate, bytes per second
+    /// (see the module docs).
     pub fn max_rate_bytes_per_sec(&self) -> f64 {
-        self.max_rate_bytes_per_sec
+        self.anchor.get()
     }
 
     /// Consumes the sample taken at the end of a monitor interval and returns
@@ -232,11 +270,34 @@ impl ObservationBuilder {
         } else {
             0.0
         };
-        self.max_rate_bytes_per_sec = self
-            .max_rate_bytes_per_sec
-            .max(interval_rate)
-            .max(sample_rate);
-        let max_rate = self.max_rate_bytes_per_sec;
+        let min_rtt_us = u64::from(s.min_rtt_us);
+        // Rates for the anchor span at least one min RTT (module docs).
+        let span_us = dt_us.max(min_rtt_us);
+        let spanned_rate = if span_us > 0 {
+            d_delivered * mss * 1e6 / span_us as f64
+        } else {
+            0.0
+        };
+        let kernel_rate = if u64::from(s.rate_interval_us) >= min_rtt_us {
+            sample_rate
+        } else {
+            0.0
+        };
+        let window_us = (ANCHOR_WINDOW_RTTS * min_rtt_us).max(ANCHOR_WINDOW_MIN_INTERVALS * dt_us);
+        // The kernel's sample spans max(send time, ACK time) of the packets
+        // it covers, so a burst of ACKs for packets sent over a longer time
+        // cannot inflate it; the interval's own rate can. It is used only
+        // until the kernel has a sample.
+        let anchor_input = if kernel_rate > 0.0 {
+            kernel_rate
+        } else {
+            spanned_rate
+        };
+        let max_rate = if self.prev.is_some() {
+            self.anchor.update(s.timestamp_us, window_us, anchor_input)
+        } else {
+            self.anchor.get()
+        };
         let min_rtt = f64::from(s.min_rtt_us);
         let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
         let bdp_bytes = max_rate * min_rtt / 1e6;
@@ -343,6 +404,62 @@ mod tests {
             b.observe(&sample(10, 30, 30)),
             Err(ObservationError::TimeWentBackwards { .. })
         ));
+    }
+
+    /// A sample with a kernel delivery-rate sample of `rate_segs` segments
+    /// of 1000 B over one 20 ms min RTT.
+    fn with_kernel_rate(t_ms: u64, delivered: u32, rate_segs: u32) -> FlowSample {
+        FlowSample {
+            rate_delivered_segments: rate_segs,
+            rate_interval_us: 20_000,
+            ..sample(t_ms, delivered, 20)
+        }
+    }
+
+    #[test]
+    fn an_ack_burst_does_not_inflate_the_anchor() {
+        let mut b = ObservationBuilder::new();
+        // 1 MB/s: 20 segments of 1000 B per 20 ms, the kernel agrees.
+        let mut delivered = 0;
+        for i in 0..20u64 {
+            b.observe(&with_kernel_rate(i * 20, delivered, 20)).unwrap();
+            delivered += 20;
+        }
+        assert!((b.max_rate_bytes_per_sec() - 1e6).abs() < 1.0);
+        // The ACK path stalls for 200 ms, then 200 segments are acknowledged
+        // in one interval: 10 MB/s by the interval, not by the kernel.
+        for i in 20..30u64 {
+            b.observe(&with_kernel_rate(i * 20, delivered, 20)).unwrap();
+        }
+        delivered += 200;
+        b.observe(&with_kernel_rate(600, delivered, 20)).unwrap();
+        assert!(
+            (b.max_rate_bytes_per_sec() - 1e6).abs() < 1.0,
+            "{}",
+            b.max_rate_bytes_per_sec()
+        );
+    }
+
+    #[test]
+    fn the_anchor_follows_a_capacity_drop() {
+        let mut b = ObservationBuilder::new();
+        let mut delivered = 0;
+        for i in 0..50u64 {
+            b.observe(&with_kernel_rate(i * 20, delivered, 20)).unwrap();
+            delivered += 20;
+        }
+        // The link drops to a fifth at t = 1 s; min RTT 20 ms, so the anchor
+        // forgets the old rate after about 10 RTTs (200 ms).
+        let mut dropped_at = None;
+        for i in 50..100u64 {
+            b.observe(&with_kernel_rate(i * 20, delivered, 4)).unwrap();
+            delivered += 4;
+            if dropped_at.is_none() && (b.max_rate_bytes_per_sec() - 2e5).abs() < 1.0 {
+                dropped_at = Some(i * 20);
+            }
+        }
+        let t = dropped_at.expect("the anchor must come down");
+        assert!((1_180..=1_260).contains(&t), "{t} ms");
     }
 
     #[test]

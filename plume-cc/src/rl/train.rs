@@ -122,6 +122,10 @@ pub struct TrainConfig {
     /// Training paths drawn per episode (None: the fixed path above).
     #[serde(default)]
     pub path_ranges: Option<PathRanges>,
+    /// The kernel-like controller under the policy's limits (recorded in the
+    /// policy file as `base_cc`, and pinned by the datapath in deployment).
+    #[serde(default = "cubic")]
+    pub base: ControllerKind,
     /// Save a checkpoint every this many PPO iterations.
     pub checkpoint_every: usize,
     /// PPO settings.
@@ -157,6 +161,7 @@ impl TrainConfig {
             one_way_delay_us: 20_000,
             queue_packets: 250,
             path_ranges: None,
+            base: ControllerKind::Cubic,
             checkpoint_every: 10,
             ppo: PpoConfig::default(),
             reward: RewardSpec::default(),
@@ -178,6 +183,10 @@ impl TrainConfig {
             reward: crate::sim::RewardWeights::default(),
         }
     }
+}
+
+fn cubic() -> ControllerKind {
+    ControllerKind::Cubic
 }
 
 /// The corpus as simulator windows, with clusters and the split.
@@ -362,12 +371,24 @@ fn mean_score(s: &[WindowScore]) -> WindowScore {
     }
 }
 
-/// Runs `policy` (or, when `None`, the base controller alone) on every window
-/// of `windows` in parallel environments, one batched forward per step.
+/// Who acts in an evaluation.
+#[derive(Clone, Copy, Debug)]
+pub enum Actor<'a> {
+    /// The base controller alone (no limits).
+    Base,
+    /// The fixed rule: action 0 every interval (what a policy that learned
+    /// nothing does: the action scaling's gains around the rate anchor).
+    FixedRule,
+    /// A learned network.
+    Policy(&'a InferenceNet),
+}
+
+/// Runs `actor` on every window of `windows` in parallel environments, one
+/// batched forward per step.
 pub fn score_windows(
     config: &TrainConfig,
     base: ControllerKind,
-    policy: Option<&InferenceNet>,
+    actor: Actor<'_>,
     windows: &[&SimWindow],
     seed: u64,
 ) -> Result<Vec<WindowScore>, TrainError> {
@@ -381,9 +402,14 @@ pub fn score_windows(
     let mut done = vec![false; windows.len()];
     let min_rtt_ms = 2.0 * config.one_way_delay_us as f64 / 1000.0;
     while !done.iter().all(|&d| d) {
-        let actions = match policy {
-            None => vec![Action::unlimited(); windows.len()],
-            Some(net) => {
+        let actions = match actor {
+            Actor::Base => vec![Action::unlimited(); windows.len()],
+            Actor::FixedRule => {
+                let raw = vec![[0.0f32; 2]; windows.len()];
+                let mss = env_mss(&mut envs);
+                sim_actions(&config.scaling, &obs, &raw, &mss)
+            }
+            Actor::Policy(net) => {
                 let flat: Vec<f32> = obs.iter().flatten().copied().collect();
                 let x = Tensor::from_slice(&flat)
                     .reshape([windows.len() as i64, OBSERVATION_LEN as i64]);
@@ -431,12 +457,17 @@ pub fn evaluate(
     let mut controllers = Vec::new();
     for (name, base, pol) in [
         (
-            "plume-cc policy (over CUBIC)",
-            ControllerKind::Cubic,
-            Some(policy),
+            match config.base {
+                ControllerKind::Cubic => "plume-cc policy (over CUBIC)",
+                ControllerKind::Bbr => "plume-cc policy (over BBR-like)",
+                ControllerKind::Reno => "plume-cc policy (over Reno)",
+            },
+            config.base,
+            Actor::Policy(policy),
         ),
-        ("CUBIC", ControllerKind::Cubic, None),
-        ("BBR-like", ControllerKind::Bbr, None),
+        ("fixed rule (action 0)", config.base, Actor::FixedRule),
+        ("CUBIC", ControllerKind::Cubic, Actor::Base),
+        ("BBR-like", ControllerKind::Bbr, Actor::Base),
     ] {
         let scores = score_windows(config, base, pol, &windows, 0xe7a1)?;
         let mut per_cluster = Vec::new();
@@ -602,7 +633,7 @@ pub fn train(
     let sampler = build_sampler(config.sampler, &corpus, run_seed)?;
     let mut batch = SimBatch::new(
         config.envs,
-        &config.env_config(ControllerKind::Cubic),
+        &config.env_config(config.base),
         Arc::clone(&corpus.windows),
         corpus.train.clone(),
         sampler,
@@ -668,6 +699,7 @@ pub fn train(
                 &ppo.norm,
                 &config.scaling,
                 config.interval_us,
+                config.base.name(),
                 training(state.env_steps),
                 true,
             )?;
@@ -685,6 +717,7 @@ pub fn train(
         &ppo.norm,
         &config.scaling,
         config.interval_us,
+        config.base.name(),
         training(state.env_steps),
         false,
     )?;

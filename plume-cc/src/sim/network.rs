@@ -21,6 +21,7 @@ use crate::congestion::ControllerKind;
 use super::event::{EventKind, EventQueue};
 use super::flow::{Ack, Receiver, SendDecision, Sender};
 use super::link::{Link, QueueLimit};
+use super::metrics::RttHistogram;
 use super::{CapacityTrace, SimError};
 
 /// One flow of a [`Network`].
@@ -118,6 +119,9 @@ struct FlowSlot {
     receiver: Receiver,
     acks: VecDeque<Ack>,
     ack_event_pending: bool,
+    /// Time each of the flow's data packets spent in the bottleneck (queue
+    /// and serialisation), as the emulator's link log measures it.
+    link_delay: RttHistogram,
 }
 
 /// A running simulation (see the module docs).
@@ -173,6 +177,7 @@ impl Network {
                     receiver: Receiver::new(),
                     acks: VecDeque::with_capacity(1024),
                     ack_event_pending: false,
+                    link_delay: RttHistogram::new(),
                 }
             })
             .collect();
@@ -209,6 +214,13 @@ impl Network {
     /// The sender of flow `index`, if it exists.
     pub fn sender(&self, index: usize) -> Option<&Sender> {
         self.flows.get(index).map(|f| &f.sender)
+    }
+
+    /// Histogram of the time flow `index`'s data packets spent in the
+    /// bottleneck (enqueue to departure), the quantity Mahimahi's and the
+    /// emulator's link logs report per packet.
+    pub fn link_delay_histogram(&self, index: usize) -> Option<&RttHistogram> {
+        self.flows.get(index).map(|f| &f.link_delay)
     }
 
     /// Mutable sender of flow `index` (to apply datapath limits).
@@ -338,6 +350,7 @@ impl Network {
         };
         let at_receiver = depart_us + self.config.one_way_delay_us;
         let slot = &mut self.flows[f];
+        slot.link_delay.record(depart_us.saturating_sub(sent_us));
         let cum_ack = slot.receiver.receive(seq);
         let ack_leaves = match &mut self.ack_link {
             Some(link) => match link.enqueue(at_receiver, self.config.ack_bytes) {

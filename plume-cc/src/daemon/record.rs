@@ -1,0 +1,226 @@
+//! `plume-cc run --record FILE`: every monitor interval, the statistics the
+//! datapath reported for each flow and the target the daemon wrote, as one
+//! JSON line. It is the host's own view of its conditions: what a sim-to-real
+//! comparison reads, and what a later training run can replay.
+//!
+//! One line per interval: `{"t_ns": ..., "flows": [{"cookie": ..., ...}]}`.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write as _},
+    path::Path,
+};
+
+use plume_cc_common::{FlowStats, FlowTarget};
+use serde::{Deserialize, Serialize};
+
+/// One flow in one interval of a recording.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedFlow {
+    /// Socket cookie.
+    pub cookie: u64,
+    /// Local port.
+    pub local_port: u32,
+    /// Remote port.
+    pub remote_port: u32,
+    /// Time of the stats' last update (CLOCK_MONOTONIC ns).
+    pub updated_ns: u64,
+    /// Smoothed RTT, us.
+    pub srtt_us: u32,
+    /// Kernel min RTT, us.
+    pub min_rtt_us: u32,
+    /// Latest RTT sample, us.
+    pub last_rtt_us: u32,
+    /// cwnd, segments.
+    pub snd_cwnd: u32,
+    /// ssthresh, segments.
+    pub snd_ssthresh: u32,
+    /// MSS, bytes.
+    pub mss: u32,
+    /// Segments in flight.
+    pub packets_out: u32,
+    /// Total retransmissions.
+    pub total_retrans: u32,
+    /// Delivered segments (cumulative).
+    pub delivered: u32,
+    /// Kernel rate sample: segments.
+    pub rate_delivered: u32,
+    /// Kernel rate sample: interval, us.
+    pub rate_interval_us: u32,
+    /// RTT callbacks so far.
+    pub rtt_samples: u32,
+    /// Clamp in force, segments.
+    pub applied_cwnd_clamp: u32,
+    /// Pacing cap in force, bytes/s.
+    pub applied_pacing: u32,
+    /// Clamp written this interval, segments.
+    pub target_cwnd_clamp: u32,
+    /// Pacing cap written this interval, bytes/s.
+    pub target_pacing: u32,
+}
+
+impl RecordedFlow {
+    /// The record of one flow's stats and target.
+    pub fn new(cookie: u64, s: &FlowStats, t: &FlowTarget) -> Self {
+        Self {
+            cookie,
+            local_port: s.local_port,
+            remote_port: s.remote_port,
+            updated_ns: s.updated_ns,
+            srtt_us: s.srtt_us,
+            min_rtt_us: s.min_rtt_us,
+            last_rtt_us: s.last_rtt_us,
+            snd_cwnd: s.snd_cwnd,
+            snd_ssthresh: s.snd_ssthresh,
+            mss: s.mss,
+            packets_out: s.packets_out,
+            total_retrans: s.total_retrans,
+            delivered: s.delivered,
+            rate_delivered: s.rate_delivered,
+            rate_interval_us: s.rate_interval_us,
+            rtt_samples: s.rtt_samples,
+            applied_cwnd_clamp: s.applied_cwnd_clamp,
+            applied_pacing: s.applied_pacing,
+            target_cwnd_clamp: t.cwnd_clamp,
+            target_pacing: t.max_pacing_bytes_per_sec,
+        }
+    }
+}
+
+/// One interval of a recording.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedInterval {
+    /// When the daemon read the flows (CLOCK_MONOTONIC ns).
+    pub t_ns: u64,
+    /// Every flow of the interval.
+    pub flows: Vec<RecordedFlow>,
+}
+
+/// Errors of a recording.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The file could not be created or written.
+    #[error("recording to {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line of a recording is not a recorded interval.
+    #[error("{path}:{line}: not a plume-cc recording line: {source}")]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The cause.
+        source: serde_json::Error,
+    },
+}
+
+/// Writes a recording, one interval per line.
+#[derive(Debug)]
+pub struct Recorder {
+    out: BufWriter<File>,
+    path: std::path::PathBuf,
+}
+
+impl Recorder {
+    /// Creates (truncates) `path`.
+    pub fn create(path: &Path) -> Result<Self, RecordError> {
+        let f = File::create(path).map_err(|source| RecordError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            out: BufWriter::new(f),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends one interval.
+    pub fn write(
+        &mut self,
+        t_ns: u64,
+        flows: &[(u64, FlowStats)],
+        targets: &[FlowTarget],
+    ) -> Result<(), RecordError> {
+        let rec = RecordedInterval {
+            t_ns,
+            flows: flows
+                .iter()
+                .zip(targets)
+                .map(|((c, s), t)| RecordedFlow::new(*c, s, t))
+                .collect(),
+        };
+        let io = |source| RecordError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        serde_json::to_writer(&mut self.out, &rec).map_err(|e| io(e.into()))?;
+        self.out.write_all(b"\n").map_err(io)
+    }
+
+    /// Flushes buffered lines.
+    pub fn flush(&mut self) -> Result<(), RecordError> {
+        self.out.flush().map_err(|source| RecordError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Reads a recording written by [`Recorder`].
+pub fn read(path: &Path) -> Result<Vec<RecordedInterval>, RecordError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RecordError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| RecordError::Parse {
+                path: path.to_path_buf(),
+                line: i + 1,
+                source,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_names_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rec.jsonl");
+        let mut r = Recorder::create(&p).unwrap();
+        let s = FlowStats {
+            delivered: 7,
+            srtt_us: 41_000,
+            ..FlowStats::default()
+        };
+        let t = FlowTarget {
+            written_ns: 0,
+            cwnd_clamp: 12,
+            max_pacing_bytes_per_sec: 99,
+        };
+        r.write(5, &[(1, s)], &[t]).unwrap();
+        r.write(6, &[], &[]).unwrap();
+        r.flush().unwrap();
+        let back = read(&p).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].flows[0].delivered, 7);
+        assert_eq!(back[0].flows[0].target_cwnd_clamp, 12);
+        assert!(back[1].flows.is_empty());
+        std::fs::write(&p, "{\"t_ns\":1,\"flows\":[]}\nnot json\n").unwrap();
+        match read(&p) {
+            Err(RecordError::Parse { line, .. }) => assert_eq!(line, 2),
+            other => panic!("{other:?}"),
+        }
+    }
+}

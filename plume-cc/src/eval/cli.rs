@@ -1,0 +1,135 @@
+//! `plume-cc eval ...`: argument parsing and printing for the evaluations.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+
+use super::sim_to_real::{self, SimToRealConfig};
+
+/// `plume-cc eval` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// The same trace windows and path in the simulator and across the
+    /// emulated link with the real kernel (root): compares utilisation, p95
+    /// bottleneck delay and the observation series, and fails when a window
+    /// is off by more than the tolerance.
+    SimToReal(SimToRealArgs),
+}
+
+/// Arguments of `plume-cc eval sim-to-real`.
+#[derive(Debug, Args)]
+pub struct SimToRealArgs {
+    /// Mahimahi trace files, or folders of them.
+    #[arg(long, num_args = 1.., required = true)]
+    pub traces: Vec<PathBuf>,
+    /// Number of windows, round-robin over the traces.
+    #[arg(long, default_value_t = 5)]
+    pub windows: usize,
+    /// Window length, milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub window_ms: u64,
+    /// One-way propagation delay, milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub delay_ms: u64,
+    /// Droptail limit of both link directions, packets.
+    #[arg(long, default_value_t = 200)]
+    pub queue_packets: u32,
+    /// Policy file, `default` (the embedded one), or a kernel controller's
+    /// name (`cubic`, `bbr`, `reno`) to check that controller alone.
+    #[arg(long, default_value = "default")]
+    pub policy: PathBuf,
+    /// Relative tolerance on utilisation and p95 bottleneck delay.
+    #[arg(long, default_value_t = 0.15)]
+    pub tolerance: f64,
+    /// Output folder (report.md, results.json, series.png, per-window runs).
+    #[arg(long, default_value = "runs/sim-to-real")]
+    pub out: PathBuf,
+    /// The iperf3 program.
+    #[arg(long, default_value = "iperf3")]
+    pub iperf3: PathBuf,
+    /// Only the simulator side (no root needed; nothing is compared).
+    #[arg(long)]
+    pub sim_only: bool,
+}
+
+fn trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("listing {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| crate::trace::corpus::is_trace_file(f))
+                .collect();
+            v.sort();
+            if v.is_empty() {
+                bail!("{}: no trace files in this folder", p.display());
+            }
+            out.extend(v);
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            bail!("{}: no such trace file or folder", p.display());
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `plume-cc eval ...`.
+pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
+    match cmd {
+        EvalCommand::SimToReal(a) => {
+            if !(a.tolerance > 0.0 && a.tolerance < 10.0) {
+                bail!("--tolerance {} must be in (0, 10)", a.tolerance);
+            }
+            // SAFETY: geteuid has no preconditions.
+            if !a.sim_only && unsafe { libc::geteuid() } != 0 {
+                bail!("the emulator side needs root (network namespaces, TUN, BPF); pass --sim-only for the simulator alone");
+            }
+            let cfg = SimToRealConfig {
+                traces: trace_files(&a.traces)?,
+                windows: a.windows,
+                window_ms: a.window_ms,
+                delay_ms: a.delay_ms,
+                queue_packets: a.queue_packets,
+                policy: a.policy,
+                tolerance: a.tolerance,
+                out: a.out,
+                iperf3: a.iperf3,
+                plume_exe: std::env::current_exe().context("locating plume-cc itself")?,
+                sim_only: a.sim_only,
+            };
+            std::fs::create_dir_all(&cfg.out)
+                .with_context(|| format!("creating {}", cfg.out.display()))?;
+            let results = sim_to_real::run(&cfg, &mut |line| eprintln!("{line}"))?;
+            let md = sim_to_real::markdown(&cfg, &results);
+            let report = cfg.out.join("report.md");
+            std::fs::write(&report, &md)
+                .with_context(|| format!("writing {}", report.display()))?;
+            let json = cfg.out.join("results.json");
+            std::fs::write(&json, serde_json::to_string_pretty(&results)?)
+                .with_context(|| format!("writing {}", json.display()))?;
+            let png = cfg.out.join("series.png");
+            super::plot::series(&png, &results)?;
+            println!("{md}");
+            println!(
+                "wrote {}, {}, {}",
+                report.display(),
+                json.display(),
+                png.display()
+            );
+            if !cfg.sim_only {
+                let failed = results.iter().filter(|r| !r.passes(cfg.tolerance)).count();
+                if failed > 0 {
+                    bail!(
+                        "{failed} of {} windows differ by more than {:.0}% between the simulator and the kernel",
+                        results.len(),
+                        cfg.tolerance * 100.0
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Evaluation of a policy against reality: [`sim_to_real`] runs the same
+//! window and path in the simulator and across the emulated link with the
+//! real kernel, and compares outcomes and observation series
+//! (`plume-cc eval sim-to-real`).
+//!
+//! The top layer: it drives the simulator, the policy, the daemon (through
+//! the bench's plume scheme) and the emulator.
+
+pub mod cli;
+pub mod plot;
+pub mod sim_to_real;
+
+use std::path::PathBuf;
+
+/// Errors of an evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// Bad settings.
+    #[error("{0}")]
+    Config(String),
+    /// A trace could not be read or written.
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
+    /// The simulator refused.
+    #[error("simulator: {0}")]
+    Sim(#[from] crate::sim::SimError),
+    /// The policy could not be loaded or run.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// The emulator run failed.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
+    /// The daemon's recording could not be read.
+    #[error(transparent)]
+    Record(#[from] crate::daemon::record::RecordError),
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A plot could not be drawn.
+    #[error("plot {path}: {msg}")]
+    Plot {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+}
