@@ -34,14 +34,20 @@ struct Daemon {
 
 impl Daemon {
     fn start(policy: &Path, cgroup: &Path, pin_dir: &Path, stale_ms: u64) -> Self {
+        Self::start_with(policy, cgroup, pin_dir, stale_ms, &["--interval", "10"])
+    }
+
+    /// Like [`Daemon::start`], with `extra` arguments for `plume-cc run`.
+    fn start_with(
+        policy: &Path,
+        cgroup: &Path,
+        pin_dir: &Path,
+        stale_ms: u64,
+        extra: &[&str],
+    ) -> Self {
         let mut child = Command::new(EXE)
-            .args([
-                "run",
-                "--interval",
-                "10",
-                "--stale-ms",
-                &stale_ms.to_string(),
-            ])
+            .args(["run", "--stale-ms", &stale_ms.to_string()])
+            .args(extra)
             .arg("--policy")
             .arg(policy)
             .arg("--cgroup")
@@ -435,6 +441,122 @@ fn bad_input_gets_a_clear_error() {
         ],
         "must exceed two intervals",
     );
+    // The default policy was trained at 20 ms: another interval is refused.
+    run_fails(
+        &[
+            "--policy",
+            "default",
+            "--cgroup",
+            "/tmp",
+            "--interval",
+            "10",
+        ],
+        "monitor interval",
+    );
+    run_fails(
+        &[
+            "--policy",
+            "default",
+            "--cgroup",
+            "/tmp",
+            "--base",
+            "no-such-cc",
+        ],
+        "tcp_available_congestion_control",
+    );
+}
+
+/// The congestion controls of the established sockets to `port` (`ss -tin`).
+fn congestion_controls_to(port: u16) -> Vec<String> {
+    let out = Command::new("ss")
+        .args(["-tinH", "state", "established", "dst"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .expect("ss (iproute2, installed by cargo xtask setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `ss -i` names the algorithm as one word of each socket's info line
+    // ("ts sack cubic wscale:7,7 rto:...").
+    text.lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| ["reno", "cubic", "bbr"].contains(w))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn the_daemon_controls_two_flows_of_one_cgroup_over_a_pinned_base() {
+    if !common::have_root("daemon two-flow test", "CAP_BPF, CAP_NET_ADMIN") {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-two-flows-{}",
+        std::process::id()
+    ));
+    let _guard = PinGuard(pins.clone());
+    let dir = tmpdir("two-flows");
+    let rec = dir.join("record.jsonl");
+    // Reno is never a host's default, so finding it proves the pin.
+    let daemon = Daemon::start_with(
+        Path::new("default"),
+        cgroup.path(),
+        &pins,
+        500,
+        &[
+            "--interval",
+            "20",
+            "--base",
+            "reno",
+            "--record",
+            rec.to_str().unwrap(),
+        ],
+    );
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let a = Sender::spawn(&sink, Some(cgroup.path()), 3000);
+    let b = Sender::spawn(&sink, Some(cgroup.path()), 3000);
+    for (name, s) in [("first", &a), ("second", &b)] {
+        s.until(
+            &format!("a learned pacing cap on the {name} flow"),
+            Duration::from_secs(5),
+            |r| r.max_pacing_rate != u64::MAX,
+        );
+    }
+    let ccs = congestion_controls_to(sink.addr().port());
+    assert_eq!(ccs, ["reno", "reno"], "both flows run the pinned base");
+    let dp = plume_cc::datapath::Datapath::adopt(&pins, &pins).unwrap();
+    let flows = dp.flows().unwrap();
+    assert_eq!(flows.len(), 2);
+    for (cookie, _) in &flows {
+        let t = dp.target(*cookie).unwrap().expect("a target per flow");
+        assert!(t.cwnd_clamp >= 4 && t.cwnd_clamp < i32::MAX as u32, "{t:?}");
+    }
+    let counters = dp.counters().unwrap();
+    assert_eq!(counters.base_pinned, 2, "{counters:?}");
+    assert!(
+        counters.target_checks >= counters.targets_applied / 2,
+        "{counters:?}"
+    );
+    drop(dp);
+    daemon.terminate();
+    for s in [&a, &b] {
+        s.until("released after SIGTERM", Duration::from_secs(2), |r| {
+            r.max_pacing_rate == u64::MAX
+        });
+    }
+    a.finish();
+    b.finish();
+    // The recording saw both flows in one interval, each with its target.
+    let intervals = plume_cc::daemon::record::read(&rec).unwrap();
+    assert!(
+        intervals
+            .iter()
+            .any(|i| i.flows.len() == 2 && i.flows.iter().all(|f| f.target_cwnd_clamp >= 4)),
+        "no interval with both flows in {} lines",
+        intervals.len()
+    );
+    cgroup.remove().unwrap();
 }
 
 #[test]
@@ -448,7 +570,14 @@ fn the_default_learned_policy_steers_a_flow() {
         std::process::id()
     ));
     let _guard = PinGuard(pins.clone());
-    let daemon = Daemon::start(Path::new("default"), cgroup.path(), &pins, 500);
+    // The default policy runs at its own 20 ms interval.
+    let daemon = Daemon::start_with(
+        Path::new("default"),
+        cgroup.path(),
+        &pins,
+        500,
+        &["--interval", "20"],
+    );
     let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
     let sender = Sender::spawn(&sink, Some(cgroup.path()), 3000);
     // Once the flow has an RTT and a rate estimate, the policy's limits are in force.

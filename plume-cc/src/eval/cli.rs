@@ -15,6 +15,28 @@ pub enum EvalCommand {
     /// bottleneck delay and the observation series, and fails when a window
     /// is off by more than the tolerance.
     SimToReal(SimToRealArgs),
+    /// The policy against the fixed rule (action 0), CUBIC and BBR-like in
+    /// the simulator, over held-out windows x min RTT {10, 40, 100, 200} ms x
+    /// buffer {0.5, 2, 8} BDP x {alone, + CUBIC, + BBR-like}: Markdown, JSON
+    /// and a heat map.
+    Matrix(MatrixArgs),
+}
+
+/// Arguments of `plume-cc eval matrix`.
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// The training corpus folder (its held-out windows are used).
+    #[arg(long)]
+    pub traces: PathBuf,
+    /// Policy file, or `default`.
+    #[arg(long, default_value = "default")]
+    pub policy: PathBuf,
+    /// Held-out windows per cell (spread evenly).
+    #[arg(long, default_value_t = 8)]
+    pub windows: usize,
+    /// Output folder (matrix.md, matrix.json, matrix.png).
+    #[arg(long, default_value = "runs/eval-matrix")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `plume-cc eval sim-to-real`.
@@ -79,6 +101,57 @@ fn trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 /// Runs `plume-cc eval ...`.
 pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
+        EvalCommand::Matrix(a) => {
+            if a.windows == 0 {
+                bail!("--windows must be at least 1");
+            }
+            tch::set_num_threads(1);
+            let policy = if a.policy.as_os_str() == "default" {
+                crate::policy::default_policy()?
+            } else {
+                crate::policy::LoadedPolicy::load(&a.policy)?
+            };
+            let windows = super::matrix::heldout_windows(&a.traces, a.windows)?;
+            let refs: Vec<&crate::rl::env::SimWindow> = windows.iter().collect();
+            let total = super::matrix::RTTS_MS.len()
+                * super::matrix::BUFFERS_BDP.len()
+                * super::matrix::COMPETITION.len();
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} cells  {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            let cells = super::matrix::run(&policy, &refs, &mut |c| {
+                bar.set_message(format!(
+                    "RTT {} ms, {} BDP, vs {}",
+                    c.rtt_ms, c.buffer_bdp, c.competitor
+                ));
+                bar.inc(1);
+            })?;
+            bar.finish();
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("creating {}", a.out.display()))?;
+            let md = super::matrix::markdown(&cells, &a.policy.display().to_string(), refs.len());
+            let md_path = a.out.join("matrix.md");
+            std::fs::write(&md_path, &md)
+                .with_context(|| format!("writing {}", md_path.display()))?;
+            let json = a.out.join("matrix.json");
+            std::fs::write(&json, serde_json::to_string_pretty(&cells)?)
+                .with_context(|| format!("writing {}", json.display()))?;
+            let png = a.out.join("matrix.png");
+            super::plot::matrix_heatmap(&png, &cells)?;
+            println!("{md}");
+            println!(
+                "wrote {}, {}, {}",
+                md_path.display(),
+                json.display(),
+                png.display()
+            );
+            Ok(())
+        }
         EvalCommand::SimToReal(a) => {
             if !(a.tolerance > 0.0 && a.tolerance < 10.0) {
                 bail!("--tolerance {} must be in (0, 10)", a.tolerance);

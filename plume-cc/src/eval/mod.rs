@@ -1,12 +1,16 @@
-//! Evaluation of a policy against reality: [`sim_to_real`] runs the same
-//! window and path in the simulator and across the emulated link with the
-//! real kernel, and compares outcomes and observation series
-//! (`plume-cc eval sim-to-real`).
+//! Evaluation of a policy:
+//! - [`sim_to_real`] runs the same window and path in the simulator and
+//!   across the emulated link with the real kernel, and compares outcomes and
+//!   observation series (`plume-cc eval sim-to-real`);
+//! - [`matrix`] scores it against the fixed rule, CUBIC and BBR-like in the
+//!   simulator over held-out windows x RTTs x buffers x competition
+//!   (`plume-cc eval matrix`).
 //!
 //! The top layer: it drives the simulator, the policy, the daemon (through
 //! the bench's plume scheme) and the emulator.
 
 pub mod cli;
+pub mod matrix;
 pub mod plot;
 pub mod sim_to_real;
 

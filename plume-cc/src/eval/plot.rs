@@ -102,3 +102,67 @@ pub fn series(path: &Path, results: &[WindowResult]) -> Result<(), EvalError> {
     };
     draw().map_err(|e| err(e.to_string()))
 }
+
+/// The evaluation matrix as a heat map: one row per cell, one column per
+/// scheme, coloured by score (darker green is better), the score written in.
+pub fn matrix_heatmap(path: &Path, cells: &[super::matrix::Cell]) -> Result<(), EvalError> {
+    let err = |msg: String| EvalError::Plot {
+        path: path.to_owned(),
+        msg,
+    };
+    crate::bench::plot::ensure_font().map_err(err)?;
+    let names: Vec<String> = cells
+        .first()
+        .map(|c| c.schemes.iter().map(|s| s.scheme.clone()).collect())
+        .unwrap_or_default();
+    let max = cells
+        .iter()
+        .flat_map(|c| c.schemes.iter().map(|s| s.score))
+        .fold(1e-9, f64::max);
+    let rows = cells.len();
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(
+            path,
+            (260 + 150 * names.len() as u32, 60 + 22 * rows as u32),
+        )
+        .into_drawing_area();
+        root.fill(&WHITE)?;
+        let label = ("sans-serif", 13).into_font();
+        for (j, n) in names.iter().enumerate() {
+            root.draw(&Text::new(
+                n.clone(),
+                (270 + 150 * j as i32, 20),
+                label.clone(),
+            ))?;
+        }
+        for (i, c) in cells.iter().enumerate() {
+            let y = 45 + 22 * i as i32;
+            root.draw(&Text::new(
+                format!(
+                    "RTT {} ms, {} BDP, vs {}",
+                    c.rtt_ms, c.buffer_bdp, c.competitor
+                ),
+                (8, y + 4),
+                label.clone(),
+            ))?;
+            for (j, s) in c.schemes.iter().enumerate() {
+                let x = 260 + 150 * j as i32;
+                let v = (s.score / max).clamp(0.0, 1.0);
+                let color = RGBColor(
+                    (255.0 * (1.0 - v)) as u8,
+                    (120.0 + 100.0 * v) as u8,
+                    (255.0 * (1.0 - v) * 0.6) as u8,
+                );
+                root.draw(&Rectangle::new([(x, y), (x + 146, y + 20)], color.filled()))?;
+                root.draw(&Text::new(
+                    format!("{:.3}", s.score),
+                    (x + 50, y + 4),
+                    label.clone(),
+                ))?;
+            }
+        }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| err(e.to_string()))
+}

@@ -233,6 +233,7 @@ pub fn run_sim(
     let mut env = Env::new(EnvConfig {
         base,
         competing: Vec::new(),
+        competing_start_us: Vec::new(),
         one_way_delay_us: cfg.delay_ms * 1000,
         queue_limit: QueueLimit::packets(cfg.queue_packets),
         random_loss: 0.0,

@@ -62,6 +62,15 @@ pub struct TrainArgs {
     /// Droptail limit of the held-out evaluation, packets.
     #[arg(long, default_value_t = 250)]
     pub eval_queue_packets: u32,
+    /// Scenario distribution (JSON, see docs/TRAINING.md), or `default` for
+    /// the committed `policies/scenarios/default.json`. Replaces
+    /// `--delay-ms`/`--queue-packets` ranges.
+    #[arg(long)]
+    pub scenarios: Option<PathBuf>,
+    /// Kernel-like controller under the policy's limits (recorded in the
+    /// policy file; the daemon pins it on every flow).
+    #[arg(long, value_enum, default_value_t = crate::congestion::ControllerKind::Cubic)]
+    pub base: crate::congestion::ControllerKind,
 }
 
 /// Parses `N` or `LOW..HIGH` (positive integers, LOW <= HIGH).
@@ -146,6 +155,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         == (config.one_way_delay_us, config.one_way_delay_us)
         && ranges.queue_packets == (config.queue_packets, config.queue_packets);
     config.path_ranges = (!fixed_at_eval).then_some(ranges);
+    config.base = args.base;
+    config.scenarios = match &args.scenarios {
+        None => None,
+        Some(p) if p.as_os_str() == "default" => {
+            Some(super::scenario::ScenarioSpec::default_distribution())
+        }
+        Some(p) => Some(super::scenario::ScenarioSpec::load(p)?),
+    };
     config.command = std::env::args().collect::<Vec<_>>().join(" ");
     let bar = ProgressBar::new(1);
     bar.set_style(

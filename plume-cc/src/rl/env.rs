@@ -3,8 +3,14 @@
 //! chosen by a [`TraceSampler`] at its reset, with a reward normalised per
 //! window so that every window scores on one scale:
 //!
-//! `reward = min(throughput / window mean capacity, 2) - delay_weight * queueing delay / min RTT
-//! - loss_weight * loss rate`, clipped to `[-10, 2]`.
+//! `reward = min(throughput / fair share, 2) - delay_weight * queueing delay / min RTT
+//! - loss_weight * loss rate`, clipped to `[-10, 2]`,
+//!
+//! where the fair share is the window's mean capacity over the flows active
+//! on the bottleneck (the policy's and every competitor that has started),
+//! so a flow is rewarded for its share, not for starving a competitor.
+//! Episodes draw their path (and competitors, loss, ACK path) from a
+//! [`ScenarioSpec`] when one is given, else from [`PathRanges`].
 //!
 //! Raw actions become datapath targets through [`ActionScaling`] with the
 //! flow context read back from the observation itself
@@ -24,6 +30,7 @@ use crate::policy::observation::{Observation, OBSERVATION_LEN};
 use crate::sim::{Action, CapacityTrace, Env, EnvConfig, QueueLimit, StepResult, VecEnv};
 
 use super::ppo::{BatchEnv, PpoError};
+use super::scenario::{Scenario, ScenarioSpec};
 
 /// Weights of the normalised reward (see module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,15 +81,16 @@ impl SimWindow {
     }
 }
 
-/// The normalised reward of one step (see module docs).
+/// The normalised reward of one step (see module docs); `fair_share_mbps`
+/// is the window's mean capacity over the active flows.
 pub fn normalized_reward(
     step: &StepResult,
-    window_mean_mbps: f64,
+    fair_share_mbps: f64,
     min_rtt_ms: f64,
     spec: &RewardSpec,
 ) -> (f32, f32, f32) {
     let c = &step.components;
-    let share = (f64::from(c.throughput_mbps) / window_mean_mbps.max(1e-3)).min(2.0) as f32;
+    let share = (f64::from(c.throughput_mbps) / fair_share_mbps.max(1e-3)).min(2.0) as f32;
     let delay = (f64::from(c.queueing_delay_ms) / min_rtt_ms.max(1e-3)) as f32;
     let r = share - spec.delay_weight * delay - spec.loss_weight * c.loss_rate;
     (r.clamp(-10.0, 2.0), share, delay)
@@ -143,6 +151,9 @@ pub struct SimBatch {
     /// delay unit).
     min_rtt_ms: Vec<f64>,
     paths: Option<PathRanges>,
+    scenarios: Option<ScenarioSpec>,
+    /// Each environment's current scenario (None without a spec).
+    scenario: Vec<Option<Scenario>>,
 }
 
 impl SimBatch {
@@ -161,6 +172,7 @@ impl SimBatch {
         reward: RewardSpec,
         seed: u64,
         paths: Option<PathRanges>,
+        scenarios: Option<ScenarioSpec>,
     ) -> Result<Self, PpoError> {
         let envs = VecEnv::new(n, config).map_err(|e| PpoError::Env(e.to_string()))?;
         let mut b = Self {
@@ -177,6 +189,8 @@ impl SimBatch {
             reward,
             min_rtt_ms: vec![2.0 * config.one_way_delay_us as f64 / 1000.0; n],
             paths,
+            scenarios,
+            scenario: vec![None; n],
         };
         for i in 0..n {
             b.reset_one(i)?;
@@ -194,15 +208,32 @@ impl SimBatch {
         })?;
         let seed = self.rng.gen();
         let trace = Arc::clone(&self.windows[w].trace);
-        let path = self.paths.map(|p| p.draw(&mut self.rng));
+        let scenario = self
+            .scenarios
+            .as_ref()
+            .map(|spec| spec.draw(&mut self.rng, self.windows[w].mean_mbps));
+        let path = match &scenario {
+            Some(_) => None,
+            None => self.paths.map(|p| p.draw(&mut self.rng)),
+        };
         let env: &mut Env = &mut self.envs.envs_mut()[i];
         if let Some((delay_us, queue)) = path {
             env.set_path(delay_us, QueueLimit::packets(queue));
             self.min_rtt_ms[i] = 2.0 * delay_us as f64 / 1000.0;
         }
+        let ack = match &scenario {
+            Some(sc) => {
+                env.set_path(sc.one_way_delay_us, sc.queue);
+                env.set_competition(&sc.competitors, sc.random_loss);
+                self.min_rtt_ms[i] = 2.0 * sc.one_way_delay_us as f64 / 1000.0;
+                sc.ack_trace.then(|| Arc::clone(&trace))
+            }
+            None => None,
+        };
         self.obs[i] = env
-            .reset(trace, seed)
+            .reset_with_ack_trace(trace, ack, seed)
             .map_err(|e| PpoError::Env(e.to_string()))?;
+        self.scenario[i] = scenario;
         self.current[i] = w;
         self.acc[i] = (0.0, 0.0, 0.0, 0);
         Ok(())
@@ -276,8 +307,12 @@ impl BatchEnv for SimBatch {
         let mut dones = Vec::with_capacity(results.len());
         for (i, s) in results.iter().enumerate() {
             let w = &self.windows[self.current[i]];
+            let flows = self.scenario[i]
+                .as_ref()
+                .map_or(1, |sc| sc.active_flows(s.now_us));
+            let fair_mbps = w.mean_mbps / flows as f64;
             let (r, share, delay) =
-                normalized_reward(s, w.mean_mbps, self.min_rtt_ms[i], &self.reward);
+                normalized_reward(s, fair_mbps, self.min_rtt_ms[i], &self.reward);
             rewards.push(r);
             dones.push(s.done);
             self.obs[i] = s.observation;
@@ -339,6 +374,7 @@ mod tests {
             RewardSpec::default(),
             7,
             paths,
+            None,
         )
         .unwrap()
     }
@@ -373,6 +409,85 @@ mod tests {
         for (m, d) in b.min_rtt_ms.iter().zip(&delays) {
             assert!((m - 2.0 * *d as f64 / 1000.0).abs() < 1e-9);
         }
+    }
+
+    fn scenario_batch(seed: u64) -> SimBatch {
+        let config = EnvConfig {
+            episode_us: Some(500_000),
+            ..EnvConfig::default()
+        };
+        let spec = ScenarioSpec {
+            competitors: [1, 1],
+            competitor_start_ms: [0, 200],
+            ..ScenarioSpec::default_distribution()
+        };
+        SimBatch::new(
+            4,
+            &config,
+            windows(),
+            (0..4).collect(),
+            Box::new(UniformSampler::new(4).unwrap()),
+            ActionScaling::default(),
+            RewardSpec::default(),
+            seed,
+            None,
+            Some(spec),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_multi_flow_scenario_episode_is_deterministic_for_a_seed() {
+        let run = |seed| {
+            let mut b = scenario_batch(seed);
+            let mut rewards = Vec::new();
+            for k in 0..60 {
+                let a = [(k as f32 * 0.1).sin(), 0.2];
+                let (r, _) = b.step(&vec![a; 4]).unwrap();
+                rewards.extend(r);
+            }
+            let flows: Vec<usize> = b
+                .envs
+                .envs_mut()
+                .iter()
+                .map(|e| e.network().map_or(0, |n| n.flow_count()))
+                .collect();
+            (rewards, flows)
+        };
+        let (a, flows) = run(11);
+        assert_eq!(flows, vec![2; 4], "every episode has its competitor");
+        assert_eq!(a, run(11).0);
+        assert_ne!(a, run(12).0, "another seed draws other scenarios");
+    }
+
+    #[test]
+    fn the_reward_counts_throughput_against_the_fair_share() {
+        let step = |mbps: f32, qdelay_ms: f32| StepResult {
+            observation: [0.0; OBSERVATION_LEN],
+            reward: 0.0,
+            components: crate::sim::RewardComponents {
+                throughput_mbps: mbps,
+                queueing_delay_ms: qdelay_ms,
+                loss_rate: 0.0,
+            },
+            done: false,
+            now_us: 0,
+            interval_us: 20_000,
+        };
+        let spec = RewardSpec::default();
+        // 5 Mbit/s on a 10 Mbit/s link shared by two flows: the full share.
+        let (r, share, _) = normalized_reward(&step(5.0, 0.0), 10.0 / 2.0, 40.0, &spec);
+        assert!((share - 1.0).abs() < 1e-6 && (r - 1.0).abs() < 1e-6);
+        // Alone, the same 5 Mbit/s is half the share.
+        let (_, share, _) = normalized_reward(&step(5.0, 0.0), 10.0, 40.0, &spec);
+        assert!((share - 0.5).abs() < 1e-6);
+        // Taking the whole link from a competitor is capped at 2 shares.
+        let (_, share, _) = normalized_reward(&step(30.0, 0.0), 5.0, 40.0, &spec);
+        assert_eq!(share, 2.0);
+        // 40 ms of queue over a 40 ms min RTT costs the delay weight.
+        let (r, _, delay) = normalized_reward(&step(5.0, 40.0), 5.0, 40.0, &spec);
+        assert!((delay - 1.0).abs() < 1e-6);
+        assert!((r - (1.0 - spec.delay_weight)).abs() < 1e-6);
     }
 
     #[test]

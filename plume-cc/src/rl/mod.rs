@@ -16,4 +16,5 @@ pub mod cli;
 pub mod env;
 pub mod plot;
 pub mod ppo;
+pub mod scenario;
 pub mod train;

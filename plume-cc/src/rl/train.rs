@@ -126,6 +126,10 @@ pub struct TrainConfig {
     /// policy file as `base_cc`, and pinned by the datapath in deployment).
     #[serde(default = "cubic")]
     pub base: ControllerKind,
+    /// Scenario distribution drawn per episode (path, competitors, loss,
+    /// ACK path); when set it replaces `path_ranges`.
+    #[serde(default)]
+    pub scenarios: Option<super::scenario::ScenarioSpec>,
     /// Save a checkpoint every this many PPO iterations.
     pub checkpoint_every: usize,
     /// PPO settings.
@@ -162,6 +166,7 @@ impl TrainConfig {
             queue_packets: 250,
             path_ranges: None,
             base: ControllerKind::Cubic,
+            scenarios: None,
             checkpoint_every: 10,
             ppo: PpoConfig::default(),
             reward: RewardSpec::default(),
@@ -175,6 +180,7 @@ impl TrainConfig {
         EnvConfig {
             base,
             competing: Vec::new(),
+            competing_start_us: Vec::new(),
             one_way_delay_us: self.one_way_delay_us,
             queue_limit: QueueLimit::packets(self.queue_packets),
             random_loss: 0.0,
@@ -641,6 +647,7 @@ pub fn train(
         config.reward,
         run_seed ^ 1,
         config.path_ranges,
+        config.scenarios.clone(),
     )?;
     let mut rng = ChaCha8Rng::seed_from_u64(run_seed ^ 2);
     let training = |steps: u64| TrainingInfo {

@@ -135,8 +135,10 @@ pub struct EpisodeMetrics {
 pub struct EnvConfig {
     /// Kernel-like controller under the policy's limits.
     pub base: ControllerKind,
-    /// Uncontrolled flows sharing the bottleneck (started at time 0).
+    /// Uncontrolled flows sharing the bottleneck.
     pub competing: Vec<ControllerKind>,
+    /// Start of each competing flow, microseconds (missing entries: 0).
+    pub competing_start_us: Vec<u64>,
     /// One-way propagation delay each way, microseconds.
     pub one_way_delay_us: u64,
     /// Droptail limits of the bottleneck.
@@ -156,6 +158,7 @@ impl Default for EnvConfig {
         Self {
             base: ControllerKind::Cubic,
             competing: Vec::new(),
+            competing_start_us: Vec::new(),
             one_way_delay_us: 20_000,
             queue_limit: QueueLimit::packets(1000),
             random_loss: 0.0,
@@ -213,6 +216,14 @@ impl Env {
         self.config.queue_limit = queue_limit;
     }
 
+    /// Changes the competing flows (kind, start in microseconds) and the
+    /// random loss from the next reset on (scenario randomisation).
+    pub fn set_competition(&mut self, competitors: &[(ControllerKind, u64)], random_loss: f64) {
+        self.config.competing = competitors.iter().map(|c| c.0).collect();
+        self.config.competing_start_us = competitors.iter().map(|c| c.1).collect();
+        self.config.random_loss = random_loss;
+    }
+
     /// Starts an episode on `window` (unlimited ACK path) with `seed`; the
     /// first interval runs without limits. Returns the observation after it.
     pub fn reset(
@@ -231,7 +242,16 @@ impl Env {
         seed: u64,
     ) -> Result<Observation, SimError> {
         let mut flows = vec![FlowConfig::new(self.config.base)];
-        flows.extend(self.config.competing.iter().map(|&k| FlowConfig::new(k)));
+        flows.extend(
+            self.config
+                .competing
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| FlowConfig {
+                    start_us: self.config.competing_start_us.get(i).copied().unwrap_or(0),
+                    ..FlowConfig::new(k)
+                }),
+        );
         let net_config = NetworkConfig {
             one_way_delay_us: self.config.one_way_delay_us,
             queue_limit: self.config.queue_limit,

@@ -1,0 +1,375 @@
+//! Training scenarios: what each episode's network looks like beyond its
+//! capacity window. A [`ScenarioSpec`] is a small JSON file a user can write
+//! (`plume-cc train --scenarios FILE`); every episode draws one [`Scenario`]
+//! from it:
+//!
+//! - the min RTT, log-uniform (`min_rtt_ms`);
+//! - the bottleneck buffer in BDPs of the window's mean capacity at that RTT,
+//!   log-uniform (`buffer_bdp`), or unlimited with `unlimited_buffer_prob`;
+//! - random loss in some episodes (`loss_prob`, rate uniform in `loss_rate`);
+//! - the ACK path: with `ack_trace_prob` the ACKs cross the same trace (they
+//!   arrive in bursts, as on cellular links and across the emulator's
+//!   `--downlink same`), otherwise an unlimited ACK path;
+//! - kernel-like competitors on the bottleneck: a count (`competitors`), each
+//!   of a kind drawn from `competitor_kinds`, starting after a delay drawn
+//!   from `competitor_start_ms`.
+//!
+//! `policies/scenarios/default.json` is the committed default distribution.
+//! Not yet drawn (see docs/TRAINING.md): several policy flows on one
+//! bottleneck, delayed ACKs, application-limited flows.
+
+use std::path::Path;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::congestion::ControllerKind;
+use crate::sim::QueueLimit;
+
+/// A scenario distribution (see module docs). Unknown fields are errors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSpec {
+    /// Min RTT (twice the one-way propagation delay), milliseconds,
+    /// log-uniform over `[low, high]`.
+    pub min_rtt_ms: [f64; 2],
+    /// Bottleneck buffer in BDPs (window mean capacity x min RTT),
+    /// log-uniform over `[low, high]`; at least 4 packets.
+    pub buffer_bdp: [f64; 2],
+    /// Probability of an unlimited buffer instead.
+    #[serde(default)]
+    pub unlimited_buffer_prob: f64,
+    /// Probability that an episode has random loss.
+    #[serde(default)]
+    pub loss_prob: f64,
+    /// Random loss rate when there is some, uniform over `[low, high]`.
+    #[serde(default)]
+    pub loss_rate: [f64; 2],
+    /// Probability that the ACKs cross the same trace.
+    #[serde(default)]
+    pub ack_trace_prob: f64,
+    /// Number of competing kernel-like flows, uniform over `[low, high]`.
+    #[serde(default)]
+    pub competitors: [u32; 2],
+    /// Kinds competitors are drawn from (`cubic`, `bbr`, `reno`).
+    #[serde(default = "default_kinds")]
+    pub competitor_kinds: Vec<ControllerKind>,
+    /// Start of each competitor after the policy's flow, milliseconds,
+    /// uniform over `[low, high]`.
+    #[serde(default)]
+    pub competitor_start_ms: [u64; 2],
+}
+
+fn default_kinds() -> Vec<ControllerKind> {
+    vec![ControllerKind::Cubic, ControllerKind::Bbr]
+}
+
+/// A scenario file that cannot be used: which field, what is allowed, what
+/// was found.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("scenario file {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid JSON for a [`ScenarioSpec`] (unknown field, unknown
+    /// controller, wrong type).
+    #[error("scenario file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause (serde names the field and what it expected).
+        source: serde_json::Error,
+    },
+    /// A value outside its range.
+    #[error("scenario field `{field}`: {found} is outside the allowed range {allowed}")]
+    Range {
+        /// Field name.
+        field: &'static str,
+        /// What is allowed.
+        allowed: &'static str,
+        /// What the file says.
+        found: String,
+    },
+}
+
+fn range_err(
+    field: &'static str,
+    allowed: &'static str,
+    found: impl std::fmt::Debug,
+) -> ScenarioError {
+    ScenarioError::Range {
+        field,
+        allowed,
+        found: format!("{found:?}"),
+    }
+}
+
+fn check_pair(
+    field: &'static str,
+    allowed: &'static str,
+    v: [f64; 2],
+    lo: f64,
+    hi: f64,
+    open_low: bool,
+) -> Result<(), ScenarioError> {
+    let ok = |x: f64| x.is_finite() && x <= hi && if open_low { x > lo } else { x >= lo };
+    if !(ok(v[0]) && ok(v[1]) && v[0] <= v[1]) {
+        return Err(range_err(field, allowed, v));
+    }
+    Ok(())
+}
+
+fn check_prob(field: &'static str, p: f64) -> Result<(), ScenarioError> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(range_err(field, "[0, 1]", p));
+    }
+    Ok(())
+}
+
+impl ScenarioSpec {
+    /// Checks every field against its range.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        check_pair(
+            "min_rtt_ms",
+            "0 < low <= high <= 1000",
+            self.min_rtt_ms,
+            0.0,
+            1000.0,
+            true,
+        )?;
+        check_pair(
+            "buffer_bdp",
+            "0 < low <= high <= 100",
+            self.buffer_bdp,
+            0.0,
+            100.0,
+            true,
+        )?;
+        check_prob("unlimited_buffer_prob", self.unlimited_buffer_prob)?;
+        check_prob("loss_prob", self.loss_prob)?;
+        check_pair(
+            "loss_rate",
+            "0 <= low <= high <= 0.1",
+            self.loss_rate,
+            0.0,
+            0.1,
+            false,
+        )?;
+        check_prob("ack_trace_prob", self.ack_trace_prob)?;
+        let [c0, c1] = self.competitors;
+        if c0 > c1 || c1 > 4 {
+            return Err(range_err(
+                "competitors",
+                "0 <= low <= high <= 4",
+                self.competitors,
+            ));
+        }
+        if c1 > 0 && self.competitor_kinds.is_empty() {
+            return Err(range_err(
+                "competitor_kinds",
+                "at least one of cubic, bbr, reno",
+                &self.competitor_kinds,
+            ));
+        }
+        let [s0, s1] = self.competitor_start_ms;
+        if s0 > s1 || s1 > 600_000 {
+            return Err(range_err(
+                "competitor_start_ms",
+                "0 <= low <= high <= 600000",
+                self.competitor_start_ms,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates scenario JSON; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ScenarioError> {
+        let spec: Self = serde_json::from_str(text).map_err(|source| ScenarioError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The committed default distribution (`policies/scenarios/default.json`).
+    pub fn default_distribution() -> Self {
+        Self::parse(
+            Path::new("policies/scenarios/default.json"),
+            include_str!("../../../policies/scenarios/default.json"),
+        )
+        .expect("the committed default scenario file is valid")
+    }
+
+    /// Draws one scenario for a window of `window_mean_mbps`.
+    pub fn draw(&self, rng: &mut impl Rng, window_mean_mbps: f64) -> Scenario {
+        let log_uniform = |rng: &mut dyn rand::RngCore, [lo, hi]: [f64; 2]| -> f64 {
+            if hi > lo {
+                (lo.ln() + rng.gen::<f64>() * (hi.ln() - lo.ln())).exp()
+            } else {
+                lo
+            }
+        };
+        let min_rtt_ms = log_uniform(rng, self.min_rtt_ms);
+        let one_way_delay_us = ((min_rtt_ms * 1000.0 / 2.0).round() as u64).max(1);
+        let bdp_packets = window_mean_mbps * 1e6 / 8.0 * (min_rtt_ms / 1000.0) / 1500.0;
+        let queue =
+            if self.unlimited_buffer_prob > 0.0 && rng.gen::<f64>() < self.unlimited_buffer_prob {
+                QueueLimit::unlimited()
+            } else {
+                let bdps = log_uniform(rng, self.buffer_bdp);
+                QueueLimit::packets(((bdps * bdp_packets).round() as u32).max(4))
+            };
+        let random_loss = if self.loss_prob > 0.0 && rng.gen::<f64>() < self.loss_prob {
+            let [lo, hi] = self.loss_rate;
+            if hi > lo {
+                rng.gen_range(lo..=hi)
+            } else {
+                lo
+            }
+        } else {
+            0.0
+        };
+        let ack_trace = self.ack_trace_prob > 0.0 && rng.gen::<f64>() < self.ack_trace_prob;
+        let [c0, c1] = self.competitors;
+        let n = if c1 > c0 { rng.gen_range(c0..=c1) } else { c0 };
+        let competitors = (0..n)
+            .map(|_| {
+                let kind = self.competitor_kinds[rng.gen_range(0..self.competitor_kinds.len())];
+                let [s0, s1] = self.competitor_start_ms;
+                let start_ms = if s1 > s0 { rng.gen_range(s0..=s1) } else { s0 };
+                (kind, start_ms * 1000)
+            })
+            .collect();
+        Scenario {
+            one_way_delay_us,
+            queue,
+            random_loss,
+            ack_trace,
+            competitors,
+        }
+    }
+}
+
+/// One episode's network (see module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// One-way propagation delay, microseconds.
+    pub one_way_delay_us: u64,
+    /// Droptail limit of the bottleneck.
+    pub queue: QueueLimit,
+    /// Random loss probability.
+    pub random_loss: f64,
+    /// ACKs cross the same trace.
+    pub ack_trace: bool,
+    /// Competing flows: kind and start, microseconds.
+    pub competitors: Vec<(ControllerKind, u64)>,
+}
+
+impl Scenario {
+    /// Flows on the bottleneck at `now_us`: the policy's and every
+    /// competitor that has started.
+    pub fn active_flows(&self, now_us: u64) -> usize {
+        1 + self.competitors.iter().filter(|c| c.1 <= now_us).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn draws_stay_inside_their_ranges() {
+        let spec = ScenarioSpec::default_distribution();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut saw = (false, false, false, false);
+        for _ in 0..2000 {
+            let s = spec.draw(&mut rng, 6.0);
+            let rtt_ms = 2.0 * s.one_way_delay_us as f64 / 1000.0;
+            assert!(
+                rtt_ms >= spec.min_rtt_ms[0] - 0.01 && rtt_ms <= spec.min_rtt_ms[1] + 0.01,
+                "{rtt_ms}"
+            );
+            let bdp = 6e6 / 8.0 * rtt_ms / 1000.0 / 1500.0;
+            match s.queue.packets {
+                Some(p) => {
+                    let b = f64::from(p) / bdp;
+                    assert!(
+                        p == 4 || (b >= spec.buffer_bdp[0] * 0.9 && b <= spec.buffer_bdp[1] * 1.1),
+                        "{p} packets = {b} BDP"
+                    );
+                }
+                None => saw.0 = true,
+            }
+            assert!(s.random_loss >= 0.0 && s.random_loss <= spec.loss_rate[1]);
+            saw.1 |= s.random_loss > 0.0;
+            saw.2 |= s.ack_trace;
+            let n = s.competitors.len() as u32;
+            assert!(n >= spec.competitors[0] && n <= spec.competitors[1]);
+            for (k, start) in &s.competitors {
+                assert!(spec.competitor_kinds.contains(k));
+                assert!(*start >= spec.competitor_start_ms[0] * 1000);
+                assert!(*start <= spec.competitor_start_ms[1] * 1000);
+            }
+            saw.3 |= n > 0;
+            assert_eq!(s.active_flows(u64::MAX), 1 + s.competitors.len());
+            assert_eq!(
+                s.active_flows(0),
+                1 + s.competitors.iter().filter(|c| c.1 == 0).count()
+            );
+        }
+        assert_eq!(saw, (true, true, true, true), "every kind of draw happens");
+    }
+
+    #[test]
+    fn bad_files_name_the_field_and_the_range() {
+        let p = Path::new("s.json");
+        let base = r#""min_rtt_ms": [10, 100], "buffer_bdp": [1, 4]"#;
+        assert!(ScenarioSpec::parse(p, &format!("{{{base}}}")).is_ok());
+        let cases = [
+            (
+                r#""min_rtt_ms": [-5, 100], "buffer_bdp": [1, 4]"#,
+                "min_rtt_ms",
+            ),
+            (
+                r#""min_rtt_ms": [10, 100], "buffer_bdp": [0, 4]"#,
+                "buffer_bdp",
+            ),
+            (&format!(r#"{base}, "loss_prob": 1.5"#), "loss_prob"),
+            (&format!(r#"{base}, "competitors": [0, 9]"#), "competitors"),
+            (
+                &format!(r#"{base}, "competitors": [1, 1], "competitor_kinds": []"#),
+                "competitor_kinds",
+            ),
+            (
+                &format!(r#"{base}, "competitor_kinds": ["vegas"]"#),
+                "vegas",
+            ),
+            (&format!(r#"{base}, "rtt": 3"#), "rtt"),
+            (
+                r#""min_rtt_ms": [100, 10], "buffer_bdp": [1, 4]"#,
+                "min_rtt_ms",
+            ),
+        ];
+        for (body, needle) in cases {
+            let e = ScenarioSpec::parse(p, &format!("{{{body}}}")).unwrap_err();
+            assert!(e.to_string().contains(needle), "{body}: {e}");
+        }
+    }
+}
