@@ -66,6 +66,11 @@ enum Command {
         /// (JSON lines).
         #[arg(long)]
         record: Option<PathBuf>,
+        /// Operating point of a learned policy: `latency`, `balanced`,
+        /// `throughput`, or a delay weight in [0.02, 2] (default: the
+        /// policy file's `default_objective`).
+        #[arg(long, value_parser = |s: &str| plume_cc::policy::Objective::parse(s).map_err(|e| e.to_string()))]
+        objective: Option<plume_cc::policy::Objective>,
     },
     /// Measure the datapath (root): control-step time for 1..10000 flows,
     /// the eBPF program's cost per callback, the daemon's CPU at 100 flows.
@@ -196,6 +201,7 @@ fn main() -> anyhow::Result<()> {
             base,
             force_interval,
             record,
+            objective,
         } => {
             let mut config = daemon::DaemonConfig {
                 cgroup,
@@ -208,7 +214,10 @@ fn main() -> anyhow::Result<()> {
                 base_cc: None,
                 record,
             };
-            let policy = daemon::load_policy(&policy)?;
+            let mut policy = daemon::load_policy(&policy)?;
+            if let Some(o) = objective {
+                policy.set_objective(o);
+            }
             config.resolve(
                 policy.contract().as_ref(),
                 base.as_deref(),

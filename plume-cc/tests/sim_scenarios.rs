@@ -362,3 +362,29 @@ fn env_reports_episode_metrics_and_reward_components() {
     );
     assert!(m.capacity_bytes > 0 && m.delivered_bytes > 0);
 }
+
+#[test]
+fn delayed_acks_halve_the_acks() {
+    // 12 Mbit/s, 40 ms RTT, a CUBIC flow for 5 s: every ACK that acknowledges
+    // new data gives one RTT sample, so samples per delivered segment count
+    // the ACKs.
+    let run = |delayed_ack: bool| {
+        let config = NetworkConfig {
+            one_way_delay_us: 20_000,
+            queue_limit: QueueLimit::packets(100),
+            delayed_ack,
+            ..NetworkConfig::default()
+        };
+        let mut net = Network::new(config, constant(1), None, 5).expect("network");
+        net.run_until(5_000_000);
+        let c = *net.sender(0).expect("flow").counters();
+        c.rtt_samples as f64 / c.delivered_segments as f64
+    };
+    let every = run(false);
+    let delayed = run(true);
+    assert!(every > 0.95, "an ACK per segment: {every}");
+    assert!(
+        (0.45..=0.6).contains(&delayed),
+        "one ACK per two: {delayed}"
+    );
+}

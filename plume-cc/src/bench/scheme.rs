@@ -30,21 +30,40 @@ pub enum Scheme {
         policy: Option<PathBuf>,
         /// Extra arguments for `plume-cc run` (`--base bbr`, `--record F`).
         daemon_args: Vec<String>,
+        /// The name in tables: `plume`, or `plume:OBJECTIVE`.
+        label: String,
     },
 }
 
 impl Scheme {
-    /// Parses `cubic`, `bbr`, `reno` or `plume`.
+    /// Parses `cubic`, `bbr`, `reno`, `plume`, or `plume:OBJECTIVE` (the
+    /// daemon at operating point `latency`, `balanced`, `throughput` or a
+    /// delay weight).
     pub fn parse(s: &str, policy: Option<&Path>) -> Result<Self, BenchError> {
         match s {
             "cubic" | "bbr" | "reno" => Ok(Self::Kernel(s.into())),
             "plume" => Ok(Self::Plume {
                 policy: policy.map(Path::to_path_buf),
                 daemon_args: Vec::new(),
+                label: "plume".into(),
             }),
-            other => Err(BenchError::Config(format!(
-                "unknown scheme {other:?} (cubic, bbr, reno, plume)"
-            ))),
+            other => match other.strip_prefix("plume:") {
+                Some(o) => {
+                    let objective = crate::policy::Objective::parse(o)
+                        .map_err(|e| BenchError::Config(format!("scheme {other:?}: {e}")))?;
+                    Ok(Self::Plume {
+                        policy: policy.map(Path::to_path_buf),
+                        daemon_args: vec![
+                            "--objective".into(),
+                            objective.delay_weight().to_string(),
+                        ],
+                        label: other.to_string(),
+                    })
+                }
+                None => Err(BenchError::Config(format!(
+                    "unknown scheme {other:?} (cubic, bbr, reno, plume, plume:OBJECTIVE)"
+                ))),
+            },
         }
     }
 
@@ -52,7 +71,7 @@ impl Scheme {
     pub fn name(&self) -> &str {
         match self {
             Self::Kernel(n) => n,
-            Self::Plume { .. } => "plume",
+            Self::Plume { label, .. } => label,
         }
     }
 
@@ -68,6 +87,7 @@ impl Scheme {
             Self::Plume {
                 policy,
                 daemon_args,
+                ..
             } => start_plume(plume_exe, policy.as_deref(), daemon_args),
         }
     }

@@ -85,6 +85,24 @@ pub fn render(s: &DaemonStats) -> String {
         s.datapath.targets_expired as f64,
     );
     gauge(
+        "plume_targets_applied_total",
+        "Limit changes the datapath applied (a check that moved a limit).",
+        "counter",
+        s.datapath.targets_applied as f64,
+    );
+    gauge(
+        "plume_target_checks_total",
+        "Datapath callbacks that checked a flow's target.",
+        "counter",
+        s.datapath.target_checks as f64,
+    );
+    gauge(
+        "plume_base_pinned_total",
+        "Flows whose kernel congestion control the datapath pinned.",
+        "counter",
+        s.datapath.base_pinned as f64,
+    );
+    gauge(
         "plume_setsockopt_errors_total",
         "Failed bpf_setsockopt calls.",
         "counter",

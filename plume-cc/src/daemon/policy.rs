@@ -45,6 +45,9 @@ pub trait FlowPolicy: Send {
     /// The flow closed: drop any state kept for it.
     fn forget(&mut self, _cookie: u64) {}
 
+    /// Sets the operating point; policies without one ignore it.
+    fn set_objective(&mut self, _objective: crate::policy::Objective) {}
+
     /// What the policy was trained under, if it says: the daemon pins the
     /// base controller and checks the monitor interval against it.
     fn contract(&self) -> Option<PolicyContract> {

@@ -37,6 +37,10 @@ pub struct MatrixArgs {
     /// Output folder (matrix.md, matrix.json, matrix.png).
     #[arg(long, default_value = "runs/eval-matrix")]
     pub out: PathBuf,
+    /// The policy's operating point (`latency`, `balanced`, `throughput` or
+    /// a delay weight); default: the policy file's.
+    #[arg(long, value_parser = |s: &str| crate::policy::Objective::parse(s).map_err(|e| e.to_string()))]
+    pub objective: Option<crate::policy::Objective>,
 }
 
 /// Arguments of `plume-cc eval sim-to-real`.
@@ -73,6 +77,15 @@ pub struct SimToRealArgs {
     /// Only the simulator side (no root needed; nothing is compared).
     #[arg(long)]
     pub sim_only: bool,
+    /// The simulated receiver delays ACKs as Linux's does (every second
+    /// segment, 40 ms timer) instead of ACKing every segment; measured
+    /// agreement is better without (docs/TRAINING.md).
+    #[arg(long)]
+    pub sim_delayed_ack: bool,
+    /// The policy's operating point (`latency`, `balanced`, `throughput` or
+    /// a delay weight); default: the policy file's.
+    #[arg(long, value_parser = |s: &str| crate::policy::Objective::parse(s).map_err(|e| e.to_string()))]
+    pub objective: Option<crate::policy::Objective>,
 }
 
 fn trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -111,6 +124,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             } else {
                 crate::policy::LoadedPolicy::load(&a.policy)?
             };
+            let objective = a.objective.unwrap_or(policy.metadata().default_objective);
             let windows = super::matrix::heldout_windows(&a.traces, a.windows)?;
             let refs: Vec<&crate::rl::env::SimWindow> = windows.iter().collect();
             let total = super::matrix::RTTS_MS.len()
@@ -124,7 +138,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            let cells = super::matrix::run(&policy, &refs, &mut |c| {
+            let cells = super::matrix::run(&policy, objective, &refs, &mut |c| {
                 bar.set_message(format!(
                     "RTT {} ms, {} BDP, vs {}",
                     c.rtt_ms, c.buffer_bdp, c.competitor
@@ -134,7 +148,12 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             bar.finish();
             std::fs::create_dir_all(&a.out)
                 .with_context(|| format!("creating {}", a.out.display()))?;
-            let md = super::matrix::markdown(&cells, &a.policy.display().to_string(), refs.len());
+            let md = super::matrix::markdown(
+                &cells,
+                &a.policy.display().to_string(),
+                objective,
+                refs.len(),
+            );
             let md_path = a.out.join("matrix.md");
             std::fs::write(&md_path, &md)
                 .with_context(|| format!("writing {}", md_path.display()))?;
@@ -172,6 +191,8 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 iperf3: a.iperf3,
                 plume_exe: std::env::current_exe().context("locating plume-cc itself")?,
                 sim_only: a.sim_only,
+                delayed_ack: a.sim_delayed_ack,
+                objective: a.objective,
             };
             std::fs::create_dir_all(&cfg.out)
                 .with_context(|| format!("creating {}", cfg.out.display()))?;

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::congestion::ControllerKind;
-use crate::policy::{flow_context_from_observation, LoadedPolicy};
+use crate::policy::{flow_context_from_observation, LoadedPolicy, Objective};
 use crate::rl::env::SimWindow;
 use crate::sim::{
     env::flow_metrics, Action, Env, EnvConfig, MonitorInterval, QueueLimit, RewardWeights,
@@ -105,6 +105,7 @@ fn kind_of(name: &str) -> ControllerKind {
 #[allow(clippy::too_many_arguments)]
 fn run_cell(
     policy: &LoadedPolicy,
+    objective: Objective,
     actor: Actor,
     base: ControllerKind,
     name: &str,
@@ -127,6 +128,8 @@ fn run_cell(
                     ((buffer_bdp * bdp_packets).round() as u32).max(4),
                 ),
                 random_loss: 0.0,
+                delayed_ack: false,
+                objective,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
                 episode_us: Some(w.length_ms * 1000),
                 reward: RewardWeights::default(),
@@ -212,6 +215,7 @@ fn run_cell(
 /// Runs the whole matrix for `policy` on `windows`; `progress` hears each cell.
 pub fn run(
     policy: &LoadedPolicy,
+    objective: Objective,
     windows: &[&SimWindow],
     progress: &mut dyn FnMut(&Cell),
 ) -> Result<Vec<Cell>, EvalError> {
@@ -229,7 +233,8 @@ pub fn run(
                 let mut scores = Vec::new();
                 for (name, actor, base) in schemes {
                     scores.push(run_cell(
-                        policy, actor, base, name, windows, rtt_ms, buffer_bdp, competitor,
+                        policy, objective, actor, base, name, windows, rtt_ms, buffer_bdp,
+                        competitor,
                     )?);
                 }
                 let cell = Cell {
@@ -253,15 +258,16 @@ pub fn mean_score(cells: &[Cell], i: usize) -> f64 {
 
 /// The Markdown report: one row per cell, the scores, and for competition
 /// cells the shares.
-pub fn markdown(cells: &[Cell], policy: &str, windows: usize) -> String {
+pub fn markdown(cells: &[Cell], policy: &str, objective: Objective, windows: usize) -> String {
     use std::fmt::Write as _;
     let names: Vec<&str> = cells
         .first()
         .map(|c| c.schemes.iter().map(|s| s.scheme.as_str()).collect())
         .unwrap_or_default();
     let mut s = format!(
-        "Evaluation matrix: policy `{policy}`, {windows} held-out windows per cell. \
-         Cells: utilization % / p95 queueing ms / score; with a competitor also the scheme's share.\n\n| RTT ms | buffer BDP | competitor |"
+        "Evaluation matrix: policy `{policy}` at objective {} (delay weight), {windows} held-out windows per cell. \
+         Cells: utilization % / p95 queueing ms / score; with a competitor also the scheme's share.\n\n| RTT ms | buffer BDP | competitor |",
+        objective.delay_weight()
     );
     for n in &names {
         let _ = write!(s, " {n} |");
@@ -327,7 +333,20 @@ mod tests {
         let ms: Vec<u64> = (1..=3000).collect(); // 12 Mbit/s for 3 s
         let w = SimWindow::cut(&ms, 0, 3000).unwrap();
         let policy = crate::policy::default_policy().unwrap();
-        let run = |actor, base| run_cell(&policy, actor, base, "x", &[&w], 40, 8.0, None).unwrap();
+        let run = |actor, base| {
+            run_cell(
+                &policy,
+                Objective::default(),
+                actor,
+                base,
+                "x",
+                &[&w],
+                40,
+                8.0,
+                None,
+            )
+            .unwrap()
+        };
         let a = run(Actor::FixedRule, ControllerKind::Cubic);
         let b = run(Actor::FixedRule, ControllerKind::Cubic);
         assert_eq!(a.score, b.score);

@@ -61,6 +61,10 @@ pub struct SimToRealConfig {
     pub plume_exe: PathBuf,
     /// Skip the emulator (simulator side only; needs no root).
     pub sim_only: bool,
+    /// The simulator's receiver delays ACKs as Linux's does.
+    pub delayed_ack: bool,
+    /// The policy's operating point (None: its file's default).
+    pub objective: Option<crate::policy::Objective>,
 }
 
 /// One monitor interval of a series.
@@ -237,6 +241,11 @@ pub fn run_sim(
         one_way_delay_us: cfg.delay_ms * 1000,
         queue_limit: QueueLimit::packets(cfg.queue_packets),
         random_loss: 0.0,
+        delayed_ack: cfg.delayed_ack,
+        objective: cfg
+            .objective
+            .or(policy.map(|p| p.metadata().default_objective))
+            .unwrap_or_default(),
         interval: MonitorInterval::FixedUs(interval_us),
         episode_us: Some(cfg.window_ms * 1000),
         reward: crate::sim::RewardWeights::default(),
@@ -299,7 +308,10 @@ pub fn run_sim(
 /// The series of the busiest flow (the iperf3 data connection; its control
 /// connection carries a few hundred bytes) of a daemon recording, through
 /// the daemon's own observation builder.
-pub fn series_from_recording(rec: &[record::RecordedInterval]) -> Vec<SeriesPoint> {
+pub fn series_from_recording(
+    rec: &[record::RecordedInterval],
+    objective: crate::policy::Objective,
+) -> Vec<SeriesPoint> {
     let busiest = rec
         .iter()
         .flat_map(|i| i.flows.iter())
@@ -308,7 +320,7 @@ pub fn series_from_recording(rec: &[record::RecordedInterval]) -> Vec<SeriesPoin
     let Some(cookie) = busiest else {
         return Vec::new();
     };
-    let mut b = ObservationBuilder::new();
+    let mut b = ObservationBuilder::with_objective(objective);
     let mut t0 = None;
     let mut out = Vec::new();
     for i in rec {
@@ -354,7 +366,14 @@ fn run_emu(cfg: &SimToRealConfig, trace_file: &Path, dir: &Path) -> Result<SideR
         Some(cc @ ("cubic" | "bbr" | "reno")) => Scheme::Kernel(cc.to_string()),
         _ => Scheme::Plume {
             policy: (cfg.policy.as_os_str() != "default").then(|| cfg.policy.clone()),
-            daemon_args: vec!["--record".into(), rec_path.display().to_string()],
+            daemon_args: {
+                let mut a = vec!["--record".into(), rec_path.display().to_string()];
+                if let Some(o) = cfg.objective {
+                    a.extend(["--objective".into(), o.delay_weight().to_string()]);
+                }
+                a
+            },
+            label: "plume".into(),
         },
     };
     let bench_cfg = BenchConfig {
@@ -374,7 +393,9 @@ fn run_emu(cfg: &SimToRealConfig, trace_file: &Path, dir: &Path) -> Result<SideR
     };
     let r = bench::run_one(&bench_cfg, trace_file, &scheme, 1, dir)?;
     let series = match scheme {
-        Scheme::Plume { .. } => series_from_recording(&record::read(&rec_path)?),
+        Scheme::Plume { .. } => {
+            series_from_recording(&record::read(&rec_path)?, cfg.objective.unwrap_or_default())
+        }
         Scheme::Kernel(_) => Vec::new(),
     };
     Ok(SideResult {
@@ -492,13 +513,18 @@ pub fn markdown(cfg: &SimToRealConfig, results: &[WindowResult]) -> String {
     use std::fmt::Write as _;
     let mut s = format!(
         "Sim-to-real: policy `{}`, {} ms windows, {} ms one-way delay, {}-packet droptail, \
-         ACKs through the same trace; tolerance {:.0}%.\n\n\
+         ACKs through the same trace, simulated receiver {}; tolerance {:.0}%.\n\n\
          | window | capacity Mbit/s | base (sim / real) | utilization sim | real | gap | p95 link delay ms sim | real | gap | anchor Mbit/s sim | real | cwnd sim | real | clamp sim | real | pass |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         cfg.policy.display(),
         cfg.window_ms,
         cfg.delay_ms,
         cfg.queue_packets,
+        if cfg.delayed_ack {
+            "with delayed ACKs"
+        } else {
+            "ACKing every segment"
+        },
         cfg.tolerance * 100.0
     );
     for r in results {

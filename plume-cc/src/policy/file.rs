@@ -229,6 +229,9 @@ pub struct PolicyMetadata {
     /// it, unless `plume-cc run --base` says otherwise.
     #[serde(default = "base_cc_default")]
     pub base_cc: String,
+    /// The operating point `plume-cc run` uses without `--objective`.
+    #[serde(default)]
+    pub default_objective: crate::policy::Objective,
     /// Versions that wrote the file.
     pub versions: Versions,
     /// How it was trained.
@@ -743,6 +746,7 @@ pub fn save_native(
     scaling: &ActionScaling,
     monitor_interval_us: u64,
     base_cc: &str,
+    default_objective: crate::policy::Objective,
     training: TrainingInfo,
     with_critic: bool,
 ) -> Result<PolicyMetadata, PolicyError> {
@@ -768,6 +772,7 @@ pub fn save_native(
         action_scaling: *scaling,
         monitor_interval_us,
         base_cc: base_cc.to_string(),
+        default_objective,
         versions: Versions::current(),
         training,
         weights_sha256: sha256_hex(&bytes),
@@ -839,6 +844,7 @@ mod tests {
             &ActionScaling::default(),
             20_000,
             "cubic",
+            crate::policy::Objective::default(),
             TrainingInfo::default(),
             false,
         )
@@ -1017,6 +1023,7 @@ mod tests {
             &ActionScaling::default(),
             20_000,
             "cubic",
+            crate::policy::Objective::default(),
             TrainingInfo::default(),
             true,
         )

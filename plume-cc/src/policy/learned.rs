@@ -18,6 +18,7 @@ use crate::daemon::policy::{Decision, FlowPolicy, PolicyContract};
 #[derive(Debug)]
 pub struct LearnedPolicy {
     policy: LoadedPolicy,
+    objective: super::Objective,
     builders: HashMap<u64, ObservationBuilder>,
     obs: Vec<f32>,
 }
@@ -26,6 +27,7 @@ impl LearnedPolicy {
     /// Wraps a loaded policy.
     pub fn new(policy: LoadedPolicy) -> Self {
         Self {
+            objective: policy.metadata().default_objective,
             policy,
             builders: HashMap::new(),
             obs: Vec::new(),
@@ -37,13 +39,19 @@ impl FlowPolicy for LearnedPolicy {
     fn describe(&self) -> String {
         let m = self.policy.metadata();
         format!(
-            "learned policy {} ({:?}, trained with {} for {} steps, seed {})",
+            "learned policy {} ({:?}, trained with {} for {} steps, seed {}; objective: delay weight {})",
             self.policy.source().display(),
             m.kind,
             m.training.sampler,
             m.training.steps,
-            m.training.seed
+            m.training.seed,
+            self.objective.delay_weight()
         )
+    }
+
+    fn set_objective(&mut self, objective: super::Objective) {
+        self.objective = objective;
+        self.builders.clear();
     }
 
     fn decide(
@@ -63,7 +71,11 @@ impl FlowPolicy for LearnedPolicy {
             let mut sample = FlowSample::from(stats);
             // The daemon samples on its own tick: intervals are poll to poll.
             sample.timestamp_us = now_ns / 1000;
-            let b = self.builders.entry(*cookie).or_default();
+            let objective = self.objective;
+            let b = self
+                .builders
+                .entry(*cookie)
+                .or_insert_with(|| ObservationBuilder::with_objective(objective));
             let o = b.observe(&sample).unwrap_or_else(|_| {
                 b.reset();
                 b.observe(&sample).unwrap_or([0.0; super::OBSERVATION_LEN])

@@ -14,11 +14,13 @@ pub mod file;
 pub mod filter;
 pub mod learned;
 pub mod model;
+pub mod objective;
 pub mod observation;
 
 pub use file::{default_policy, default_policy_bytes, LoadedPolicy, PolicyError, PolicyMetadata};
 pub use learned::LearnedPolicy;
 pub use model::{ActionScaling, FlowContext, Target};
+pub use objective::Objective;
 pub use observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
 
 /// The [`FlowContext`] encoded in an observation's global features (the

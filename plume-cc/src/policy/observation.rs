@@ -50,6 +50,7 @@
 use plume_cc_common::{FlowStats, PACING_UNLIMITED};
 
 use super::filter::WindowedMax;
+use super::objective::Objective;
 
 /// Version of the observation's semantics. A policy file records the version
 /// it was trained on, and the loader refuses another one: the feature names
@@ -58,7 +59,9 @@ use super::filter::WindowedMax;
 /// - 1: the rate anchor is the lifetime maximum of per-interval rates.
 /// - 2: the rate anchor is a windowed maximum (10 RTTs, at least 10 s) of
 ///   rates over at least one min RTT (see the module docs).
-pub const OBSERVATION_VERSION: u32 = 2;
+/// - 3: as 2, plus the operating point (`objective`, the reward's delay
+///   weight) as a global feature.
+pub const OBSERVATION_VERSION: u32 = 3;
 
 /// The rate anchor's window, in min RTTs (BBR's bandwidth filter length).
 pub const ANCHOR_WINDOW_RTTS: u64 = 10;
@@ -157,13 +160,16 @@ pub const BLOCK_FEATURES: [&str; 9] = [
 ];
 
 /// Features describing the flow as a whole (scale), at the vector's start.
-pub const GLOBAL_FEATURES: [&str; 3] = [
+pub const GLOBAL_FEATURES: [&str; 4] = [
     // ln(1 + min_rtt in ms) / ln(1001), [0, 1]
     "min_rtt_log",
     // ln(1 + max delivery rate in Mbit/s) / ln(10001), [0, 1]
     "max_rate_log",
     // interval length / min_rtt, [0, 10]
     "interval_rtts",
+    // the operating point: the delay weight on a log scale, [0, 1]
+    // (policy::objective)
+    "objective",
 ];
 
 /// Monitor intervals of history in one observation.
@@ -209,6 +215,7 @@ pub enum ObservationError {
 /// Keeps one flow's history and builds its observations (see module docs).
 #[derive(Clone, Debug)]
 pub struct ObservationBuilder {
+    objective: Objective,
     prev: Option<FlowSample>,
     anchor: WindowedMax,
     blocks: [[f32; BLOCK_LEN]; HISTORY_LEN],
@@ -231,9 +238,15 @@ fn clip(v: f64, lo: f64, hi: f64) -> f32 {
 }
 
 impl ObservationBuilder {
-    /// A builder with no history (a new flow).
+    /// A builder with no history (a new flow), at the balanced objective.
     pub fn new() -> Self {
+        Self::with_objective(Objective::default())
+    }
+
+    /// A builder with no history whose observations carry `objective`.
+    pub fn with_objective(objective: Objective) -> Self {
         Self {
+            objective,
             prev: None,
             anchor: WindowedMax::new(),
             blocks: [[0.0; BLOCK_LEN]; HISTORY_LEN],
@@ -242,9 +255,9 @@ impl ObservationBuilder {
         }
     }
 
-    /// Forgets the flow's history.
+    /// Forgets the flow's history (keeps the objective).
     pub fn reset(&mut self) {
-        *self = Self::new();
+        *self = Self::with_objective(self.objective);
     }
 
     /// The rate anchor: the windowed maximum delivery rate, bytes per second
@@ -353,6 +366,7 @@ impl ObservationBuilder {
         out[0] = clip((1.0 + min_rtt / 1000.0).ln() / 1001f64.ln(), 0.0, 1.0);
         out[1] = clip((1.0 + max_rate * 8.0 / 1e6).ln() / 10001f64.ln(), 0.0, 1.0);
         out[2] = clip(ratio(dt_us as f64, min_rtt), 0.0, 10.0);
+        out[3] = self.objective.feature();
         for k in 0..self.seen {
             let b = &self.blocks[(self.newest + HISTORY_LEN - k) % HISTORY_LEN];
             let at = GLOBAL_FEATURES.len() + k * BLOCK_LEN;
@@ -386,11 +400,12 @@ mod tests {
 
     #[test]
     fn names_cover_the_vector() {
-        assert_eq!(OBSERVATION_LEN, 75);
+        assert_eq!(OBSERVATION_LEN, 76);
         assert_eq!(feature_name(0).as_deref(), Some("min_rtt_log"));
-        assert_eq!(feature_name(3).as_deref(), Some("delivery_rate_norm[t-0]"));
+        assert_eq!(feature_name(3).as_deref(), Some("objective"));
+        assert_eq!(feature_name(4).as_deref(), Some("delivery_rate_norm[t-0]"));
         assert_eq!(
-            feature_name(3 + BLOCK_LEN + 2).as_deref(),
+            feature_name(4 + BLOCK_LEN + 2).as_deref(),
             Some("srtt_excess[t-1]")
         );
         assert!(feature_name(OBSERVATION_LEN - 1).is_some());
@@ -401,22 +416,30 @@ mod tests {
     fn features_from_deltas_and_history_shifts() {
         let mut b = ObservationBuilder::new();
         let o0 = b.observe(&sample(0, 0, 20)).unwrap();
-        assert!(o0[3..].iter().all(|&v| v == 0.0));
+        assert_eq!(o0[3], Objective::BALANCED.feature());
+        assert!(o0[4..].iter().all(|&v| v == 0.0));
         // 20 segments of 1000 B in 20 ms = 1 MB/s, the max so far.
         let o1 = b.observe(&sample(20, 20, 30)).unwrap();
-        assert_eq!(o1[3], 1.0);
-        assert!((o1[5] - 0.5).abs() < 1e-6); // srtt_excess
-        assert!((o1[7] - 0.5).abs() < 1e-6); // srtt_gradient
+        assert_eq!(o1[4], 1.0);
+        assert!((o1[6] - 0.5).abs() < 1e-6); // srtt_excess
+        assert!((o1[8] - 0.5).abs() < 1e-6); // srtt_gradient
                                              // cwnd 20 kB over BDP (1 MB/s * 20 ms = 20 kB) = 1.
-        assert!((o1[9] - 1.0).abs() < 1e-6);
+        assert!((o1[10] - 1.0).abs() < 1e-6);
         let o2 = b.observe(&sample(40, 30, 30)).unwrap();
-        assert!((o2[3] - 0.5).abs() < 1e-6);
-        assert_eq!(o2[3 + BLOCK_LEN], 1.0, "previous block moved to t-1");
+        assert!((o2[4] - 0.5).abs() < 1e-6);
+        assert_eq!(o2[4 + BLOCK_LEN], 1.0, "previous block moved to t-1");
         assert!(o2.iter().all(|v| v.is_finite()));
         assert!(matches!(
             b.observe(&sample(10, 30, 30)),
             Err(ObservationError::TimeWentBackwards { .. })
         ));
+        // The objective is carried through resets.
+        let mut t = ObservationBuilder::with_objective(Objective::THROUGHPUT);
+        t.reset();
+        assert_eq!(
+            t.observe(&sample(0, 0, 20)).unwrap()[3],
+            Objective::THROUGHPUT.feature()
+        );
     }
 
     /// A sample with a kernel delivery-rate sample of `rate_segs` segments

@@ -71,6 +71,11 @@ pub struct TrainArgs {
     /// policy file; the daemon pins it on every flow).
     #[arg(long, value_enum, default_value_t = crate::congestion::ControllerKind::Cubic)]
     pub base: crate::congestion::ControllerKind,
+    /// The operating point of the held-out evaluation and the policy's
+    /// default (`latency`, `balanced`, `throughput` or a delay weight).
+    /// Without a scenario `delay_weight` range it is also the reward's.
+    #[arg(long, default_value = "balanced", value_parser = |s: &str| crate::policy::Objective::parse(s).map_err(|e| e.to_string()))]
+    pub objective: crate::policy::Objective,
 }
 
 /// Parses `N` or `LOW..HIGH` (positive integers, LOW <= HIGH).
@@ -156,6 +161,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         && ranges.queue_packets == (config.queue_packets, config.queue_packets);
     config.path_ranges = (!fixed_at_eval).then_some(ranges);
     config.base = args.base;
+    config.objective = args.objective;
     config.scenarios = match &args.scenarios {
         None => None,
         Some(p) if p.as_os_str() == "default" => {
@@ -163,6 +169,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         Some(p) => Some(super::scenario::ScenarioSpec::load(p)?),
     };
+    // The reward's fixed delay weight is the objective's, unless the
+    // scenarios draw one per episode.
+    if config
+        .scenarios
+        .as_ref()
+        .is_none_or(|s| s.delay_weight.is_none())
+    {
+        config.reward.delay_weight = args.objective.delay_weight();
+    }
     config.command = std::env::args().collect::<Vec<_>>().join(" ");
     let bar = ProgressBar::new(1);
     bar.set_style(

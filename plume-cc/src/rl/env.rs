@@ -225,6 +225,10 @@ impl SimBatch {
             Some(sc) => {
                 env.set_path(sc.one_way_delay_us, sc.queue);
                 env.set_competition(&sc.competitors, sc.random_loss);
+                env.set_delayed_ack(sc.delayed_ack);
+                env.set_objective(sc.objective.unwrap_or_else(|| {
+                    crate::policy::Objective::new(self.reward.delay_weight).unwrap_or_default()
+                }));
                 self.min_rtt_ms[i] = 2.0 * sc.one_way_delay_us as f64 / 1000.0;
                 sc.ack_trace.then(|| Arc::clone(&trace))
             }
@@ -311,8 +315,14 @@ impl BatchEnv for SimBatch {
                 .as_ref()
                 .map_or(1, |sc| sc.active_flows(s.now_us));
             let fair_mbps = w.mean_mbps / flows as f64;
-            let (r, share, delay) =
-                normalized_reward(s, fair_mbps, self.min_rtt_ms[i], &self.reward);
+            let spec = RewardSpec {
+                delay_weight: self.scenario[i]
+                    .as_ref()
+                    .and_then(|sc| sc.objective)
+                    .map_or(self.reward.delay_weight, |o| o.delay_weight()),
+                ..self.reward
+            };
+            let (r, share, delay) = normalized_reward(s, fair_mbps, self.min_rtt_ms[i], &spec);
             rewards.push(r);
             dones.push(s.done);
             self.obs[i] = s.observation;
@@ -443,7 +453,7 @@ mod tests {
             let mut rewards = Vec::new();
             for k in 0..60 {
                 let a = [(k as f32 * 0.1).sin(), 0.2];
-                let (r, _) = b.step(&vec![a; 4]).unwrap();
+                let (r, _) = b.step(&[a; 4]).unwrap();
                 rewards.extend(r);
             }
             let flows: Vec<usize> = b

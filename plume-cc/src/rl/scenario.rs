@@ -9,14 +9,15 @@
 //! - random loss in some episodes (`loss_prob`, rate uniform in `loss_rate`);
 //! - the ACK path: with `ack_trace_prob` the ACKs cross the same trace (they
 //!   arrive in bursts, as on cellular links and across the emulator's
-//!   `--downlink same`), otherwise an unlimited ACK path;
+//!   `--downlink same`), otherwise an unlimited ACK path; with
+//!   `delayed_ack_prob` the receiver delays its ACKs as Linux's does;
 //! - kernel-like competitors on the bottleneck: a count (`competitors`), each
 //!   of a kind drawn from `competitor_kinds`, starting after a delay drawn
 //!   from `competitor_start_ms`.
 //!
 //! `policies/scenarios/default.json` is the committed default distribution.
 //! Not yet drawn (see docs/TRAINING.md): several policy flows on one
-//! bottleneck, delayed ACKs, application-limited flows.
+//! bottleneck, application-limited flows.
 
 use std::path::Path;
 
@@ -48,6 +49,10 @@ pub struct ScenarioSpec {
     /// Probability that the ACKs cross the same trace.
     #[serde(default)]
     pub ack_trace_prob: f64,
+    /// Probability that the receiver delays its ACKs as Linux's does (every
+    /// second segment, 40 ms timer); otherwise an ACK per segment.
+    #[serde(default)]
+    pub delayed_ack_prob: f64,
     /// Number of competing kernel-like flows, uniform over `[low, high]`.
     #[serde(default)]
     pub competitors: [u32; 2],
@@ -58,6 +63,11 @@ pub struct ScenarioSpec {
     /// uniform over `[low, high]`.
     #[serde(default)]
     pub competitor_start_ms: [u64; 2],
+    /// The operating point (the reward's delay weight, also an input of the
+    /// policy), log-uniform over `[low, high]` within [0.02, 2]; absent: the
+    /// run's fixed objective.
+    #[serde(default)]
+    pub delay_weight: Option<[f64; 2]>,
 }
 
 fn default_kinds() -> Vec<ControllerKind> {
@@ -161,6 +171,7 @@ impl ScenarioSpec {
             false,
         )?;
         check_prob("ack_trace_prob", self.ack_trace_prob)?;
+        check_prob("delayed_ack_prob", self.delayed_ack_prob)?;
         let [c0, c1] = self.competitors;
         if c0 > c1 || c1 > 4 {
             return Err(range_err(
@@ -175,6 +186,16 @@ impl ScenarioSpec {
                 "at least one of cubic, bbr, reno",
                 &self.competitor_kinds,
             ));
+        }
+        if let Some(w) = self.delay_weight {
+            check_pair(
+                "delay_weight",
+                "0.02 <= low <= high <= 2",
+                w,
+                f64::from(crate::policy::objective::MIN_DELAY_WEIGHT) - 1e-9,
+                f64::from(crate::policy::objective::MAX_DELAY_WEIGHT),
+                true,
+            )?;
         }
         let [s0, s1] = self.competitor_start_ms;
         if s0 > s1 || s1 > 600_000 {
@@ -245,6 +266,7 @@ impl ScenarioSpec {
             0.0
         };
         let ack_trace = self.ack_trace_prob > 0.0 && rng.gen::<f64>() < self.ack_trace_prob;
+        let delayed_ack = self.delayed_ack_prob > 0.0 && rng.gen::<f64>() < self.delayed_ack_prob;
         let [c0, c1] = self.competitors;
         let n = if c1 > c0 { rng.gen_range(c0..=c1) } else { c0 };
         let competitors = (0..n)
@@ -255,11 +277,21 @@ impl ScenarioSpec {
                 (kind, start_ms * 1000)
             })
             .collect();
+        let objective = self.delay_weight.map(|w| {
+            let x = log_uniform(rng, w) as f32;
+            crate::policy::Objective::new(x.clamp(
+                crate::policy::objective::MIN_DELAY_WEIGHT,
+                crate::policy::objective::MAX_DELAY_WEIGHT,
+            ))
+            .unwrap_or_default()
+        });
         Scenario {
+            objective,
             one_way_delay_us,
             queue,
             random_loss,
             ack_trace,
+            delayed_ack,
             competitors,
         }
     }
@@ -268,6 +300,8 @@ impl ScenarioSpec {
 /// One episode's network (see module docs).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
+    /// The episode's operating point (None: the run's fixed one).
+    pub objective: Option<crate::policy::Objective>,
     /// One-way propagation delay, microseconds.
     pub one_way_delay_us: u64,
     /// Droptail limit of the bottleneck.
@@ -276,6 +310,8 @@ pub struct Scenario {
     pub random_loss: f64,
     /// ACKs cross the same trace.
     pub ack_trace: bool,
+    /// The receiver delays ACKs.
+    pub delayed_ack: bool,
     /// Competing flows: kind and start, microseconds.
     pub competitors: Vec<(ControllerKind, u64)>,
 }
@@ -319,7 +355,7 @@ mod tests {
             }
             assert!(s.random_loss >= 0.0 && s.random_loss <= spec.loss_rate[1]);
             saw.1 |= s.random_loss > 0.0;
-            saw.2 |= s.ack_trace;
+            saw.2 |= s.ack_trace && s.delayed_ack;
             let n = s.competitors.len() as u32;
             assert!(n >= spec.competitors[0] && n <= spec.competitors[1]);
             for (k, start) in &s.competitors {
@@ -328,6 +364,12 @@ mod tests {
                 assert!(*start <= spec.competitor_start_ms[1] * 1000);
             }
             saw.3 |= n > 0;
+            let w = s
+                .objective
+                .expect("the default draws an objective")
+                .delay_weight();
+            assert!(f64::from(w) >= spec.delay_weight.unwrap()[0] - 1e-6);
+            assert!(f64::from(w) <= spec.delay_weight.unwrap()[1] + 1e-6);
             assert_eq!(s.active_flows(u64::MAX), 1 + s.competitors.len());
             assert_eq!(
                 s.active_flows(0),
@@ -362,6 +404,10 @@ mod tests {
                 "vegas",
             ),
             (&format!(r#"{base}, "rtt": 3"#), "rtt"),
+            (
+                &format!(r#"{base}, "delay_weight": [0.01, 1]"#),
+                "delay_weight",
+            ),
             (
                 r#""min_rtt_ms": [100, 10], "buffer_bdp": [1, 4]"#,
                 "min_rtt_ms",

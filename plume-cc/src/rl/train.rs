@@ -130,6 +130,10 @@ pub struct TrainConfig {
     /// ACK path); when set it replaces `path_ranges`.
     #[serde(default)]
     pub scenarios: Option<super::scenario::ScenarioSpec>,
+    /// The operating point of the held-out evaluation, and the policy
+    /// file's default (`plume-cc run` without `--objective`).
+    #[serde(default)]
+    pub objective: crate::policy::Objective,
     /// Save a checkpoint every this many PPO iterations.
     pub checkpoint_every: usize,
     /// PPO settings.
@@ -167,6 +171,7 @@ impl TrainConfig {
             path_ranges: None,
             base: ControllerKind::Cubic,
             scenarios: None,
+            objective: crate::policy::Objective::default(),
             checkpoint_every: 10,
             ppo: PpoConfig::default(),
             reward: RewardSpec::default(),
@@ -184,6 +189,8 @@ impl TrainConfig {
             one_way_delay_us: self.one_way_delay_us,
             queue_limit: QueueLimit::packets(self.queue_packets),
             random_loss: 0.0,
+            delayed_ack: false,
+            objective: self.objective,
             interval: MonitorInterval::FixedUs(self.interval_us),
             episode_us: Some(self.window_ms * 1000),
             reward: crate::sim::RewardWeights::default(),
@@ -707,6 +714,7 @@ pub fn train(
                 &config.scaling,
                 config.interval_us,
                 config.base.name(),
+                config.objective,
                 training(state.env_steps),
                 true,
             )?;
@@ -725,6 +733,7 @@ pub fn train(
         &config.scaling,
         config.interval_us,
         config.base.name(),
+        config.objective,
         training(state.env_steps),
         false,
     )?;

@@ -18,6 +18,7 @@ use plume_cc_common::{CWND_UNCLAMPED, PACING_UNLIMITED};
 
 use crate::congestion::ControllerKind;
 use crate::policy::observation::{Observation, ObservationBuilder};
+use crate::policy::Objective;
 
 use super::metrics::FlowCounters;
 use super::network::{FlowConfig, Network, NetworkConfig};
@@ -145,6 +146,10 @@ pub struct EnvConfig {
     pub queue_limit: QueueLimit,
     /// Random loss probability at the link's ingress.
     pub random_loss: f64,
+    /// Receivers delay ACKs as Linux does (see [`crate::sim::network`]).
+    pub delayed_ack: bool,
+    /// The operating point the observations carry.
+    pub objective: Objective,
     /// Monitor interval.
     pub interval: MonitorInterval,
     /// Episode length, microseconds; `None` plays the window once.
@@ -162,6 +167,8 @@ impl Default for EnvConfig {
             one_way_delay_us: 20_000,
             queue_limit: QueueLimit::packets(1000),
             random_loss: 0.0,
+            delayed_ack: false,
+            objective: Objective::default(),
             interval: MonitorInterval::FixedUs(20_000),
             episode_us: None,
             reward: RewardWeights::default(),
@@ -224,6 +231,16 @@ impl Env {
         self.config.random_loss = random_loss;
     }
 
+    /// Sets the operating point the observations carry from the next reset on.
+    pub fn set_objective(&mut self, objective: Objective) {
+        self.config.objective = objective;
+    }
+
+    /// Turns delayed ACKs on or off from the next reset on.
+    pub fn set_delayed_ack(&mut self, on: bool) {
+        self.config.delayed_ack = on;
+    }
+
     /// Starts an episode on `window` (unlimited ACK path) with `seed`; the
     /// first interval runs without limits. Returns the observation after it.
     pub fn reset(
@@ -256,6 +273,7 @@ impl Env {
             one_way_delay_us: self.config.one_way_delay_us,
             queue_limit: self.config.queue_limit,
             random_loss: self.config.random_loss,
+            delayed_ack: self.config.delayed_ack,
             flows,
             ..NetworkConfig::default()
         };
@@ -264,7 +282,7 @@ impl Env {
             .episode_us
             .unwrap_or(window.period_ms().saturating_mul(1000));
         self.net = Some(Network::new(net_config, window, ack_window, seed)?);
-        self.builder.reset();
+        self.builder = ObservationBuilder::with_objective(self.config.objective);
         self.last_counters = FlowCounters::default();
         // The first interval runs without limits, like a new kernel flow.
         let first = self.step(Action::unlimited())?;

@@ -16,6 +16,8 @@ pub enum EventKind {
     Send,
     /// The flow's retransmission timer may fire.
     Rto,
+    /// The receiver's delayed-ACK timer of the flow may fire.
+    DelAck,
 }
 
 /// One scheduled event.

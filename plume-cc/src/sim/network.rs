@@ -8,6 +8,17 @@
 //! that moment and queued for its arrival time. Each flow's ACKs arrive in
 //! order, so they wait in a per-flow FIFO and only the head is in the event
 //! queue: one heap operation per packet, a heap a few entries deep.
+//!
+//! With [`NetworkConfig::delayed_ack`] the receiver acknowledges as Linux
+//! does in steady state (`tcp_input.c`, `__tcp_ack_snd_check`): every second
+//! full in-order segment at once, a lone one when the delayed-ACK timer
+//! fires ([`DELAYED_ACK_US`], `TCP_DELACK_MIN`), out-of-order data and data
+//! that fills a hole at once, and every segment at once during the first
+//! [`QUICKACK_SEGMENTS`] (quick-ACK mode at the start of a connection).
+//! Arrivals are computed in send order, so a pending ACK is settled either
+//! by the next arrival (which knows whether the timer fired before it) or
+//! by its timer event, which runs only after every segment that can arrive
+//! before the deadline has been sent.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,6 +34,12 @@ use super::flow::{Ack, Receiver, SendDecision, Sender};
 use super::link::{Link, QueueLimit};
 use super::metrics::RttHistogram;
 use super::{CapacityTrace, SimError};
+
+/// The delayed-ACK timer, microseconds (Linux's `TCP_DELACK_MIN`, 40 ms).
+pub const DELAYED_ACK_US: u64 = 40_000;
+/// Segments acknowledged one by one at the start of a connection (Linux's
+/// `TCP_MAX_QUICKACKS`).
+pub const QUICKACK_SEGMENTS: u64 = 16;
 
 /// One flow of a [`Network`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +83,9 @@ pub struct NetworkConfig {
     pub rwnd_segments: u32,
     /// The flows sharing the bottleneck.
     pub flows: Vec<FlowConfig>,
+    /// Receivers delay their ACKs as Linux does (module docs); false: an
+    /// ACK per segment.
+    pub delayed_ack: bool,
 }
 
 impl Default for NetworkConfig {
@@ -80,6 +100,7 @@ impl Default for NetworkConfig {
             ack_bytes: 52,
             rwnd_segments: 4096,
             flows: vec![FlowConfig::new(ControllerKind::Cubic)],
+            delayed_ack: false,
         }
     }
 }
@@ -122,6 +143,9 @@ struct FlowSlot {
     /// Time each of the flow's data packets spent in the bottleneck (queue
     /// and serialisation), as the emulator's link log measures it.
     link_delay: RttHistogram,
+    /// An in-order segment's ACK held by the delayed-ACK timer: (deadline
+    /// at the receiver, the ACK).
+    delack: Option<(u64, Ack)>,
 }
 
 /// A running simulation (see the module docs).
@@ -178,6 +202,7 @@ impl Network {
                     acks: VecDeque::with_capacity(1024),
                     ack_event_pending: false,
                     link_delay: RttHistogram::new(),
+                    delack: None,
                 }
             })
             .collect();
@@ -254,6 +279,14 @@ impl Network {
                     self.try_send(f);
                 }
                 EventKind::Rto => self.rto_event(f, ev.at_us),
+                EventKind::DelAck => {
+                    if let Some((deadline, ack)) = self.flows[f].delack {
+                        if deadline == ev.at_us {
+                            self.flows[f].delack = None;
+                            self.send_ack(f, deadline, ack);
+                        }
+                    }
+                }
             }
         }
         self.now_us = self.now_us.max(until_us);
@@ -351,22 +384,71 @@ impl Network {
         let at_receiver = depart_us + self.config.one_way_delay_us;
         let slot = &mut self.flows[f];
         slot.link_delay.record(depart_us.saturating_sub(sent_us));
+        let expected = slot.receiver.rcv_nxt();
         let cum_ack = slot.receiver.receive(seq);
-        let ack_leaves = match &mut self.ack_link {
-            Some(link) => match link.enqueue(at_receiver, self.config.ack_bytes) {
-                Some(t) => t,
-                None => return,
-            },
-            None => at_receiver,
-        };
-        let at_us = ack_leaves + self.config.one_way_delay_us;
-        slot.acks.push_back(Ack {
-            at_us,
+        let ack = Ack {
+            at_us: 0,
             seq,
             tx,
             cum_ack,
             echo_sent_us: sent_us,
-        });
+        };
+        if !self.config.delayed_ack {
+            self.send_ack(f, at_receiver, ack);
+            return;
+        }
+        // A pending ACK whose timer fired before this arrival leaves first.
+        if let Some((deadline, pending)) = self.flows[f].delack {
+            if deadline <= at_receiver {
+                self.flows[f].delack = None;
+                self.send_ack(f, deadline, pending);
+            }
+        }
+        let in_order = seq == expected && cum_ack == seq + 1;
+        let slot = &mut self.flows[f];
+        if !in_order || cum_ack <= QUICKACK_SEGMENTS {
+            // At once; it covers a pending in-order segment too.
+            slot.delack = None;
+            self.send_ack(f, at_receiver, ack);
+        } else if let Some((_, pending)) = slot.delack.take() {
+            // The second full segment: one ACK for both, its RTT sample from
+            // the older (tcp_clean_rtx_queue takes the first acked segment).
+            self.send_ack(
+                f,
+                at_receiver,
+                Ack {
+                    echo_sent_us: pending.echo_sent_us,
+                    ..ack
+                },
+            );
+        } else {
+            let deadline = at_receiver + DELAYED_ACK_US;
+            slot.delack = Some((deadline, ack));
+            self.events.push(deadline, EventKind::DelAck, f as u32);
+        }
+    }
+
+    /// The receiver of flow `f` sends `ack` at `at_receiver_us`: across the
+    /// ACK link if there is one (an ACK it drops is lost), then the
+    /// propagation delay.
+    fn send_ack(&mut self, f: usize, at_receiver_us: u64, mut ack: Ack) {
+        let ack_leaves = match &mut self.ack_link {
+            Some(link) => match link.enqueue(at_receiver_us, self.config.ack_bytes) {
+                Some(t) => t,
+                None => return,
+            },
+            None => at_receiver_us,
+        };
+        ack.at_us = ack_leaves + self.config.one_way_delay_us;
+        let slot = &mut self.flows[f];
+        // A delayed ACK may leave the receiver before an earlier-computed
+        // ACK of another flow; per flow the order holds (module docs).
+        let at_us = slot
+            .acks
+            .back()
+            .map_or(ack.at_us, |b| b.at_us.max(ack.at_us));
+        ack.at_us = at_us;
+        slot.acks.push_back(ack);
         if !slot.ack_event_pending {
             slot.ack_event_pending = true;
             self.events.push(at_us, EventKind::Ack, f as u32);
