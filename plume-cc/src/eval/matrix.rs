@@ -162,9 +162,11 @@ fn run_cell(
                         .network()
                         .and_then(|n| n.sender(0))
                         .map_or(1448, |s| s.mss_bytes());
-                    let t = meta
-                        .action_scaling
-                        .to_target(*a, &flow_context_from_observation(o, mss));
+                    let scaling = &meta.action_scaling;
+                    let t = scaling.limit_step(
+                        scaling.to_target(*a, &flow_context_from_observation(o, mss)),
+                        crate::rl::env::limits_in_force(e),
+                    );
                     Action {
                         cwnd_clamp_segments: t.cwnd_clamp_segments,
                         max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,

@@ -260,9 +260,11 @@ pub fn run_sim(
         let t = match policy {
             Some(p) => {
                 let a = p.act_batch(&obs, 1)?[0];
-                p.metadata()
-                    .action_scaling
-                    .to_target(a, &flow_context_from_observation(&obs, mss))
+                let scaling = &p.metadata().action_scaling;
+                scaling.limit_step(
+                    scaling.to_target(a, &flow_context_from_observation(&obs, mss)),
+                    crate::rl::env::limits_in_force(&env),
+                )
             }
             None => crate::policy::Target {
                 cwnd_clamp_segments: plume_cc_common::CWND_UNCLAMPED,

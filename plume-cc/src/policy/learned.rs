@@ -87,7 +87,13 @@ impl FlowPolicy for LearnedPolicy {
         let len = self.policy.metadata().observation.len;
         for (i, (a, (_, stats))) in actions.iter().zip(flows).enumerate() {
             let obs = &self.obs[i * len..(i + 1) * len];
-            let t = scaling.to_target(*a, &flow_context_from_observation(obs, stats.mss));
+            let t = scaling.limit_step(
+                scaling.to_target(*a, &flow_context_from_observation(obs, stats.mss)),
+                super::Target {
+                    cwnd_clamp_segments: stats.applied_cwnd_clamp,
+                    max_pacing_bytes_per_sec: stats.applied_pacing,
+                },
+            );
             out.push(Decision {
                 cwnd_clamp: if t.cwnd_clamp_segments == CWND_UNCLAMPED {
                     f32::INFINITY

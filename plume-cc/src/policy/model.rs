@@ -226,6 +226,10 @@ pub struct ActionScaling {
     /// The pacing cap at action 0, in multiples of the rate anchor.
     #[serde(default = "unit_gain")]
     pub pacing_gain: f32,
+    /// Largest change of either limit from one interval to the next, in
+    /// octaves (0: none). See [`ActionScaling::limit_step`].
+    #[serde(default)]
+    pub max_log2_step: f32,
 }
 
 fn unit_gain() -> f32 {
@@ -242,6 +246,7 @@ impl Default for ActionScaling {
             min_pacing_bytes_per_sec: MIN_PACING_BYTES_PER_SEC,
             cwnd_gain: 2.0,
             pacing_gain: 1.25,
+            max_log2_step: 0.5,
         }
     }
 }
@@ -261,6 +266,43 @@ impl ActionScaling {
             && (0.25..=8.0).contains(&self.cwnd_gain)
             && self.pacing_gain.is_finite()
             && (0.25..=8.0).contains(&self.pacing_gain)
+            && self.max_log2_step.is_finite()
+            && (0.0..=8.0).contains(&self.max_log2_step)
+    }
+
+    /// `new` with each limit moved at most `max_log2_step` octaves from the
+    /// one in force (`prev`, what the datapath reports as applied), so a
+    /// jittery policy cannot swing the clamp by large factors every interval.
+    /// Why: every applied clamp change resets ssthresh in the kernel
+    /// (`TCP_BPF_SNDCWND_CLAMP`), and per-interval swings of 2-3x made the
+    /// kernel and the simulator diverge. A limit coming from or going to "no
+    /// limit" is not smoothed (a new flow's first limit applies at once).
+    pub fn limit_step(&self, new: Target, prev: Target) -> Target {
+        if self.max_log2_step <= 0.0 {
+            return new;
+        }
+        let k = f64::from(self.max_log2_step).exp2();
+        let step = |n: u32, p: u32, none: u32, lo: u32| -> u32 {
+            if n == none || p == none || p == 0 {
+                return n;
+            }
+            let (n, p) = (f64::from(n), f64::from(p));
+            (n.clamp(p / k, p * k).round() as u32).max(lo)
+        };
+        Target {
+            cwnd_clamp_segments: step(
+                new.cwnd_clamp_segments,
+                prev.cwnd_clamp_segments,
+                CWND_UNCLAMPED,
+                self.min_cwnd_segments,
+            ),
+            max_pacing_bytes_per_sec: step(
+                new.max_pacing_bytes_per_sec,
+                prev.max_pacing_bytes_per_sec,
+                PACING_UNLIMITED,
+                self.min_pacing_bytes_per_sec,
+            ),
+        }
     }
 
     /// The target for raw action `raw` on a flow described by `ctx` (see the type docs).
@@ -550,6 +592,29 @@ mod tests {
         let t = s.to_target([-5.0, f32::NAN], &ctx);
         assert_eq!(t.cwnd_clamp_segments, 25);
         assert_eq!(t.max_pacing_bytes_per_sec, 1_562_500);
+        // The step limit: at most half an octave from the limits in force.
+        let prev = Target {
+            cwnd_clamp_segments: 100,
+            max_pacing_bytes_per_sec: 1_000_000,
+        };
+        let t = s.limit_step(
+            Target {
+                cwnd_clamp_segments: 400,
+                max_pacing_bytes_per_sec: 100_000,
+            },
+            prev,
+        );
+        assert_eq!(t.cwnd_clamp_segments, 141);
+        assert_eq!(t.max_pacing_bytes_per_sec, 707_107);
+        let free = Target {
+            cwnd_clamp_segments: CWND_UNCLAMPED,
+            max_pacing_bytes_per_sec: PACING_UNLIMITED,
+        };
+        assert_eq!(
+            s.limit_step(prev, free),
+            prev,
+            "a first limit applies at once"
+        );
         // Out-of-range gains are invalid.
         assert!(!ActionScaling {
             pacing_gain: 0.0,

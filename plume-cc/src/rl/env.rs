@@ -261,18 +261,43 @@ pub fn sim_actions(
     obs: &[Observation],
     raw: &[[f32; 2]],
     mss_bytes: &[u32],
+    in_force: &[crate::policy::Target],
 ) -> Vec<Action> {
     obs.iter()
         .zip(raw)
         .zip(mss_bytes)
-        .map(|((o, a), &mss)| {
-            let t = scaling.to_target(*a, &flow_context_from_observation(o, mss));
+        .zip(in_force)
+        .map(|(((o, a), &mss), &prev)| {
+            let t = scaling.limit_step(
+                scaling.to_target(*a, &flow_context_from_observation(o, mss)),
+                prev,
+            );
             Action {
                 cwnd_clamp_segments: t.cwnd_clamp_segments,
                 max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,
             }
         })
         .collect()
+}
+
+/// The limits in force on the controlled flow of every environment (none
+/// before a reset), as the datapath would report them.
+pub fn env_limits(envs: &mut VecEnv) -> Vec<crate::policy::Target> {
+    envs.envs_mut().iter().map(limits_in_force).collect()
+}
+
+/// The limits in force on `env`'s controlled flow.
+pub fn limits_in_force(env: &Env) -> crate::policy::Target {
+    env.network().and_then(|n| n.sender(0)).map_or(
+        crate::policy::Target {
+            cwnd_clamp_segments: plume_cc_common::CWND_UNCLAMPED,
+            max_pacing_bytes_per_sec: plume_cc_common::PACING_UNLIMITED,
+        },
+        |s| crate::policy::Target {
+            cwnd_clamp_segments: s.controller().cwnd_clamp_segments(),
+            max_pacing_bytes_per_sec: s.controller().max_pacing_bytes_per_sec(),
+        },
+    )
 }
 
 /// MSS of the controlled flow of every environment (1448 before a reset).
@@ -302,7 +327,8 @@ impl BatchEnv for SimBatch {
 
     fn step(&mut self, actions: &[[f32; 2]]) -> Result<(Vec<f32>, Vec<bool>), PpoError> {
         let mss = env_mss(&mut self.envs);
-        let acts = sim_actions(&self.scaling, &self.obs, actions, &mss);
+        let prev = env_limits(&mut self.envs);
+        let acts = sim_actions(&self.scaling, &self.obs, actions, &mss, &prev);
         let results = self
             .envs
             .step_all(&acts)

@@ -420,7 +420,8 @@ pub fn score_windows(
             Actor::FixedRule => {
                 let raw = vec![[0.0f32; 2]; windows.len()];
                 let mss = env_mss(&mut envs);
-                sim_actions(&config.scaling, &obs, &raw, &mss)
+                let prev = super::env::env_limits(&mut envs);
+                sim_actions(&config.scaling, &obs, &raw, &mss, &prev)
             }
             Actor::Policy(net) => {
                 let flat: Vec<f32> = obs.iter().flatten().copied().collect();
@@ -430,7 +431,8 @@ pub fn score_windows(
                     .map_err(|e| TrainError::Ppo(PpoError::Torch(e)))?;
                 let raw: Vec<[f32; 2]> = a.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
                 let mss = env_mss(&mut envs);
-                sim_actions(&config.scaling, &obs, &raw, &mss)
+                let prev = super::env::env_limits(&mut envs);
+                sim_actions(&config.scaling, &obs, &raw, &mss, &prev)
             }
         };
         // Finished environments would error on step; all windows have the same length so they end together.
