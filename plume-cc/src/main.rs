@@ -69,7 +69,7 @@ enum Command {
         /// Operating point of a learned policy: `latency`, `balanced`,
         /// `throughput`, or a delay weight in [0.02, 2] (default: the
         /// policy file's `default_objective`).
-        #[arg(long, value_parser = |s: &str| plume_cc::policy::Objective::parse(s).map_err(|e| e.to_string()))]
+        #[arg(long)]
         objective: Option<plume_cc::policy::Objective>,
     },
     /// Measure the datapath (root): control-step time for 1..10000 flows,

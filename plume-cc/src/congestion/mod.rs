@@ -174,6 +174,13 @@ impl ControllerKind {
         }
     }
 
+    /// The kind whose kernel name is `name` (`reno`, `cubic`, `bbr`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Reno, Self::Cubic, Self::Bbr]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
     /// The kernel's name of this algorithm (`TCP_CONGESTION`).
     pub fn name(self) -> &'static str {
         match self {

@@ -1,6 +1,6 @@
 //! `plume-cc eval ...`: argument parsing and printing for the evaluations.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
@@ -39,7 +39,7 @@ pub struct MatrixArgs {
     pub out: PathBuf,
     /// The policy's operating point (`latency`, `balanced`, `throughput` or
     /// a delay weight); default: the policy file's.
-    #[arg(long, value_parser = |s: &str| crate::policy::Objective::parse(s).map_err(|e| e.to_string()))]
+    #[arg(long)]
     pub objective: Option<crate::policy::Objective>,
 }
 
@@ -84,7 +84,7 @@ pub struct SimToRealArgs {
     pub sim_delayed_ack: bool,
     /// The policy's operating point (`latency`, `balanced`, `throughput` or
     /// a delay weight); default: the policy file's.
-    #[arg(long, value_parser = |s: &str| crate::policy::Objective::parse(s).map_err(|e| e.to_string()))]
+    #[arg(long)]
     pub objective: Option<crate::policy::Objective>,
 }
 
@@ -111,6 +111,34 @@ fn trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Writes the Markdown `md`, `data` as JSON and the figure drawn by `plot`
+/// into `out` under `names` (Markdown, JSON, PNG), and prints the Markdown
+/// and the files written.
+fn write_report(
+    out: &Path,
+    names: [&str; 3],
+    md: &str,
+    data: &impl serde::Serialize,
+    plot: impl FnOnce(&Path) -> Result<(), super::EvalError>,
+) -> anyhow::Result<()> {
+    let [md_name, json_name, png_name] = names;
+    let md_path = out.join(md_name);
+    std::fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
+    let json = out.join(json_name);
+    std::fs::write(&json, serde_json::to_string_pretty(data)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let png = out.join(png_name);
+    plot(&png)?;
+    println!("{md}");
+    println!(
+        "wrote {}, {}, {}",
+        md_path.display(),
+        json.display(),
+        png.display()
+    );
+    Ok(())
+}
+
 /// Runs `plume-cc eval ...`.
 pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
@@ -119,11 +147,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 bail!("--windows must be at least 1");
             }
             tch::set_num_threads(1);
-            let policy = if a.policy.as_os_str() == "default" {
-                crate::policy::default_policy()?
-            } else {
-                crate::policy::LoadedPolicy::load(&a.policy)?
-            };
+            let policy = crate::policy::LoadedPolicy::load_or_default(&a.policy)?;
             let objective = a.objective.unwrap_or(policy.metadata().default_objective);
             let windows = super::matrix::heldout_windows(&a.traces, a.windows)?;
             let refs: Vec<&crate::rl::env::SimWindow> = windows.iter().collect();
@@ -154,22 +178,13 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 objective,
                 refs.len(),
             );
-            let md_path = a.out.join("matrix.md");
-            std::fs::write(&md_path, &md)
-                .with_context(|| format!("writing {}", md_path.display()))?;
-            let json = a.out.join("matrix.json");
-            std::fs::write(&json, serde_json::to_string_pretty(&cells)?)
-                .with_context(|| format!("writing {}", json.display()))?;
-            let png = a.out.join("matrix.png");
-            super::plot::matrix_heatmap(&png, &cells)?;
-            println!("{md}");
-            println!(
-                "wrote {}, {}, {}",
-                md_path.display(),
-                json.display(),
-                png.display()
-            );
-            Ok(())
+            write_report(
+                &a.out,
+                ["matrix.md", "matrix.json", "matrix.png"],
+                &md,
+                &cells,
+                |png| super::plot::matrix_heatmap(png, &cells),
+            )
         }
         EvalCommand::SimToReal(a) => {
             if !(a.tolerance > 0.0 && a.tolerance < 10.0) {
@@ -198,21 +213,13 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("creating {}", cfg.out.display()))?;
             let results = sim_to_real::run(&cfg, &mut |line| eprintln!("{line}"))?;
             let md = sim_to_real::markdown(&cfg, &results);
-            let report = cfg.out.join("report.md");
-            std::fs::write(&report, &md)
-                .with_context(|| format!("writing {}", report.display()))?;
-            let json = cfg.out.join("results.json");
-            std::fs::write(&json, serde_json::to_string_pretty(&results)?)
-                .with_context(|| format!("writing {}", json.display()))?;
-            let png = cfg.out.join("series.png");
-            super::plot::series(&png, &results)?;
-            println!("{md}");
-            println!(
-                "wrote {}, {}, {}",
-                report.display(),
-                json.display(),
-                png.display()
-            );
+            write_report(
+                &cfg.out,
+                ["report.md", "results.json", "series.png"],
+                &md,
+                &results,
+                |png| super::plot::series(png, &results),
+            )?;
             if !cfg.sim_only {
                 let failed = results.iter().filter(|r| !r.passes(cfg.tolerance)).count();
                 if failed > 0 {

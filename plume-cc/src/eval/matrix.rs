@@ -27,8 +27,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::congestion::ControllerKind;
-use crate::policy::{flow_context_from_observation, LoadedPolicy, Objective};
-use crate::rl::env::SimWindow;
+use crate::policy::{LoadedPolicy, Objective};
+use crate::rl::env::{env_action, SimWindow};
 use crate::sim::{
     env::flow_metrics, Action, Env, EnvConfig, MonitorInterval, QueueLimit, RewardWeights,
 };
@@ -93,14 +93,6 @@ pub fn jain(x: &[f64]) -> f64 {
     }
 }
 
-fn kind_of(name: &str) -> ControllerKind {
-    match name {
-        "bbr" => ControllerKind::Bbr,
-        "reno" => ControllerKind::Reno,
-        _ => ControllerKind::Cubic,
-    }
-}
-
 /// Runs one scheme over `windows` in one cell; returns the cell means.
 #[allow(clippy::too_many_arguments)]
 fn run_cell(
@@ -157,21 +149,7 @@ fn run_cell(
             .zip(&raw)
             .map(|((e, o), a)| match actor {
                 Actor::Base => Action::unlimited(),
-                _ => {
-                    let mss = e
-                        .network()
-                        .and_then(|n| n.sender(0))
-                        .map_or(1448, |s| s.mss_bytes());
-                    let scaling = &meta.action_scaling;
-                    let t = scaling.limit_step(
-                        scaling.to_target(*a, &flow_context_from_observation(o, mss)),
-                        crate::rl::env::limits_in_force(e),
-                    );
-                    Action {
-                        cwnd_clamp_segments: t.cwnd_clamp_segments,
-                        max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,
-                    }
-                }
+                _ => env_action(&meta.action_scaling, o, *a, e),
             })
             .collect();
         let results: Vec<_> = envs
@@ -221,7 +199,8 @@ pub fn run(
     windows: &[&SimWindow],
     progress: &mut dyn FnMut(&Cell),
 ) -> Result<Vec<Cell>, EvalError> {
-    let base = kind_of(&policy.metadata().base_cc);
+    let base =
+        ControllerKind::from_name(&policy.metadata().base_cc).unwrap_or(ControllerKind::Cubic);
     let schemes: [(&str, Actor, ControllerKind); 4] = [
         ("policy", Actor::Policy, base),
         ("fixed rule", Actor::FixedRule, base),

@@ -31,6 +31,7 @@ use crate::emu::link::DropTail;
 use crate::policy::{
     flow_context_from_observation, observation::FlowSample, LoadedPolicy, ObservationBuilder,
 };
+use crate::rl::env::{env_action, flow_mss};
 use crate::sim::{Action, CapacityTrace, Env, EnvConfig, MonitorInterval, QueueLimit};
 use crate::trace::MahimahiTrace;
 
@@ -253,29 +254,17 @@ pub fn run_sim(
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;
     let mut series = Vec::new();
     loop {
-        let mss = env
-            .network()
-            .and_then(|n| n.sender(0))
-            .map_or(1448, |s| s.mss_bytes());
-        let t = match policy {
-            Some(p) => {
-                let a = p.act_batch(&obs, 1)?[0];
-                let scaling = &p.metadata().action_scaling;
-                scaling.limit_step(
-                    scaling.to_target(a, &flow_context_from_observation(&obs, mss)),
-                    crate::rl::env::limits_in_force(&env),
-                )
-            }
-            None => crate::policy::Target {
-                cwnd_clamp_segments: plume_cc_common::CWND_UNCLAMPED,
-                max_pacing_bytes_per_sec: plume_cc_common::PACING_UNLIMITED,
-            },
+        let action = match policy {
+            Some(p) => env_action(
+                &p.metadata().action_scaling,
+                &obs,
+                p.act_batch(&obs, 1)?[0],
+                &env,
+            ),
+            None => Action::unlimited(),
         };
-        let r = env.step(Action {
-            cwnd_clamp_segments: t.cwnd_clamp_segments,
-            max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,
-        })?;
-        let ctx = flow_context_from_observation(&r.observation, mss);
+        let r = env.step(action)?;
+        let ctx = flow_context_from_observation(&r.observation, flow_mss(&env));
         let cwnd = env
             .network()
             .and_then(|n| n.sender(0))
@@ -284,7 +273,7 @@ pub fn run_sim(
             t_s: r.now_us as f64 / 1e6,
             anchor_mbps: ctx.max_rate_bytes_per_sec * 8.0 / 1e6,
             cwnd,
-            clamp: clamp_value(t.cwnd_clamp_segments),
+            clamp: clamp_value(action.cwnd_clamp_segments),
         });
         obs = r.observation;
         if r.done {
@@ -364,9 +353,9 @@ pub fn series_from_recording(
 /// recording.
 fn run_emu(cfg: &SimToRealConfig, trace_file: &Path, dir: &Path) -> Result<SideResult, EvalError> {
     let rec_path = dir.join("daemon-record.jsonl");
-    let scheme = match cfg.policy.to_str() {
-        Some(cc @ ("cubic" | "bbr" | "reno")) => Scheme::Kernel(cc.to_string()),
-        _ => Scheme::Plume {
+    let scheme = match cfg.policy.to_str().and_then(ControllerKind::from_name) {
+        Some(kind) => Scheme::Kernel(kind.name().to_string()),
+        None => Scheme::Plume {
             policy: (cfg.policy.as_os_str() != "default").then(|| cfg.policy.clone()),
             daemon_args: {
                 let mut a = vec!["--record".into(), rec_path.display().to_string()];
@@ -424,21 +413,16 @@ pub fn run(
     }
     // A kernel controller's name instead of a policy: that controller alone
     // on both sides (the fidelity of the base itself).
-    let policy = match cfg.policy.to_str() {
-        Some("cubic" | "bbr" | "reno") => None,
-        Some("default") => Some(crate::policy::default_policy()?),
-        _ => Some(LoadedPolicy::load(&cfg.policy)?),
+    let policy = match cfg.policy.to_str().and_then(ControllerKind::from_name) {
+        Some(_) => None,
+        None => Some(LoadedPolicy::load_or_default(&cfg.policy)?),
     };
     let base_name = match (&policy, cfg.policy.to_str()) {
         (Some(p), _) => p.metadata().base_cc.clone(),
         (None, Some(cc)) => cc.to_string(),
         (None, None) => "cubic".to_string(),
     };
-    let base = match base_name.as_str() {
-        "bbr" => ControllerKind::Bbr,
-        "reno" => ControllerKind::Reno,
-        _ => ControllerKind::Cubic,
-    };
+    let base = ControllerKind::from_name(&base_name).unwrap_or(ControllerKind::Cubic);
     let windows = pick_windows(&cfg.traces, cfg.windows, cfg.window_ms)?;
     let wdir = cfg.out.join("windows");
     std::fs::create_dir_all(&wdir).map_err(|source| EvalError::Io {

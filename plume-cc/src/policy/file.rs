@@ -52,6 +52,17 @@ pub fn default_policy() -> Result<LoadedPolicy, PolicyError> {
     )
 }
 
+impl LoadedPolicy {
+    /// [`default_policy`] for the path `default`, else [`LoadedPolicy::load`].
+    pub fn load_or_default(path: &Path) -> Result<Self, PolicyError> {
+        if path.as_os_str() == "default" {
+            default_policy()
+        } else {
+            Self::load(path)
+        }
+    }
+}
+
 /// Errors of reading, checking and running a policy.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -290,7 +301,7 @@ impl PolicyMetadata {
                 self.observation.version,
             ));
         }
-        if !matches!(self.base_cc.as_str(), "cubic" | "bbr" | "reno") {
+        if crate::congestion::ControllerKind::from_name(&self.base_cc).is_none() {
             return Err(mismatch(
                 path,
                 "base_cc",

@@ -85,6 +85,14 @@ impl Objective {
     }
 }
 
+impl std::str::FromStr for Objective {
+    type Err = ObjectiveError;
+    /// [`Objective::parse`] (so command-line flags take it directly).
+    fn from_str(s: &str) -> Result<Self, ObjectiveError> {
+        Self::parse(s)
+    }
+}
+
 impl Default for Objective {
     fn default() -> Self {
         Self::BALANCED

@@ -74,7 +74,7 @@ pub struct TrainArgs {
     /// The operating point of the held-out evaluation and the policy's
     /// default (`latency`, `balanced`, `throughput` or a delay weight).
     /// Without a scenario `delay_weight` range it is also the reward's.
-    #[arg(long, default_value = "balanced", value_parser = |s: &str| crate::policy::Objective::parse(s).map_err(|e| e.to_string()))]
+    #[arg(long, default_value = "balanced")]
     pub objective: crate::policy::Objective,
 }
 

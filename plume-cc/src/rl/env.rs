@@ -254,36 +254,33 @@ impl SimBatch {
     }
 }
 
-/// Targets for raw actions on observations (one per environment), with the
-/// MSS of each flow.
+/// The datapath action for raw action `raw` on `env`'s controlled flow,
+/// whose latest observation is `obs`: the policy's [`ActionScaling`] with the
+/// flow context read back from the observation (as the daemon does), each
+/// limit moved at most one step from the limits in force.
+pub fn env_action(scaling: &ActionScaling, obs: &Observation, raw: [f32; 2], env: &Env) -> Action {
+    let t = scaling.limit_step(
+        scaling.to_target(raw, &flow_context_from_observation(obs, flow_mss(env))),
+        limits_in_force(env),
+    );
+    Action {
+        cwnd_clamp_segments: t.cwnd_clamp_segments,
+        max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,
+    }
+}
+
+/// [`env_action`] for every environment (one observation and raw action each).
 pub fn sim_actions(
     scaling: &ActionScaling,
     obs: &[Observation],
     raw: &[[f32; 2]],
-    mss_bytes: &[u32],
-    in_force: &[crate::policy::Target],
+    envs: &[Env],
 ) -> Vec<Action> {
     obs.iter()
         .zip(raw)
-        .zip(mss_bytes)
-        .zip(in_force)
-        .map(|(((o, a), &mss), &prev)| {
-            let t = scaling.limit_step(
-                scaling.to_target(*a, &flow_context_from_observation(o, mss)),
-                prev,
-            );
-            Action {
-                cwnd_clamp_segments: t.cwnd_clamp_segments,
-                max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,
-            }
-        })
+        .zip(envs)
+        .map(|((o, a), e)| env_action(scaling, o, *a, e))
         .collect()
-}
-
-/// The limits in force on the controlled flow of every environment (none
-/// before a reset), as the datapath would report them.
-pub fn env_limits(envs: &mut VecEnv) -> Vec<crate::policy::Target> {
-    envs.envs_mut().iter().map(limits_in_force).collect()
 }
 
 /// The limits in force on `env`'s controlled flow.
@@ -300,16 +297,11 @@ pub fn limits_in_force(env: &Env) -> crate::policy::Target {
     )
 }
 
-/// MSS of the controlled flow of every environment (1448 before a reset).
-pub fn env_mss(envs: &mut VecEnv) -> Vec<u32> {
-    envs.envs_mut()
-        .iter()
-        .map(|e| {
-            e.network()
-                .and_then(|n| n.sender(0))
-                .map_or(1448, |s| s.mss_bytes())
-        })
-        .collect()
+/// MSS of `env`'s controlled flow (1448 before a reset).
+pub fn flow_mss(env: &Env) -> u32 {
+    env.network()
+        .and_then(|n| n.sender(0))
+        .map_or(1448, |s| s.mss_bytes())
 }
 
 impl BatchEnv for SimBatch {
@@ -326,9 +318,7 @@ impl BatchEnv for SimBatch {
     }
 
     fn step(&mut self, actions: &[[f32; 2]]) -> Result<(Vec<f32>, Vec<bool>), PpoError> {
-        let mss = env_mss(&mut self.envs);
-        let prev = env_limits(&mut self.envs);
-        let acts = sim_actions(&self.scaling, &self.obs, actions, &mss, &prev);
+        let acts = sim_actions(&self.scaling, &self.obs, actions, self.envs.envs_mut());
         let results = self
             .envs
             .step_all(&acts)
@@ -400,17 +390,28 @@ mod tests {
             episode_us: Some(500_000),
             ..EnvConfig::default()
         };
+        batch_of(8, &config, 7, paths, None)
+    }
+
+    /// `n` environments of `config` over [`windows`], uniformly sampled.
+    fn batch_of(
+        n: usize,
+        config: &EnvConfig,
+        seed: u64,
+        paths: Option<PathRanges>,
+        scenarios: Option<ScenarioSpec>,
+    ) -> SimBatch {
         SimBatch::new(
-            8,
-            &config,
+            n,
+            config,
             windows(),
             (0..4).collect(),
             Box::new(UniformSampler::new(4).unwrap()),
             ActionScaling::default(),
             RewardSpec::default(),
-            7,
+            seed,
             paths,
-            None,
+            scenarios,
         )
         .unwrap()
     }
@@ -457,19 +458,7 @@ mod tests {
             competitor_start_ms: [0, 200],
             ..ScenarioSpec::default_distribution()
         };
-        SimBatch::new(
-            4,
-            &config,
-            windows(),
-            (0..4).collect(),
-            Box::new(UniformSampler::new(4).unwrap()),
-            ActionScaling::default(),
-            RewardSpec::default(),
-            seed,
-            None,
-            Some(spec),
-        )
-        .unwrap()
+        batch_of(4, &config, seed, None, Some(spec))
     }
 
     #[test]

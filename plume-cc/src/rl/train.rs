@@ -35,9 +35,7 @@ use crate::sim::{Action, EnvConfig, MonitorInterval, QueueLimit, VecEnv};
 use crate::trace::corpus::Corpus;
 use crate::trace::window::WindowSpec;
 
-use super::env::{
-    env_mss, sim_actions, EpisodeRecord, PathRanges, RewardSpec, SimBatch, SimWindow,
-};
+use super::env::{sim_actions, EpisodeRecord, PathRanges, RewardSpec, SimBatch, SimWindow};
 use super::ppo::{Ppo, PpoConfig, PpoError, UpdateStats};
 
 /// Errors of a training run.
@@ -419,9 +417,7 @@ pub fn score_windows(
             Actor::Base => vec![Action::unlimited(); windows.len()],
             Actor::FixedRule => {
                 let raw = vec![[0.0f32; 2]; windows.len()];
-                let mss = env_mss(&mut envs);
-                let prev = super::env::env_limits(&mut envs);
-                sim_actions(&config.scaling, &obs, &raw, &mss, &prev)
+                sim_actions(&config.scaling, &obs, &raw, envs.envs_mut())
             }
             Actor::Policy(net) => {
                 let flat: Vec<f32> = obs.iter().flatten().copied().collect();
@@ -430,9 +426,7 @@ pub fn score_windows(
                 let a = Vec::<f32>::try_from(tch::no_grad(|| net.forward(&x)).flatten(0, -1))
                     .map_err(|e| TrainError::Ppo(PpoError::Torch(e)))?;
                 let raw: Vec<[f32; 2]> = a.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
-                let mss = env_mss(&mut envs);
-                let prev = super::env::env_limits(&mut envs);
-                sim_actions(&config.scaling, &obs, &raw, &mss, &prev)
+                sim_actions(&config.scaling, &obs, &raw, envs.envs_mut())
             }
         };
         // Finished environments would error on step; all windows have the same length so they end together.
