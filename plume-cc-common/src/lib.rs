@@ -76,6 +76,7 @@ pub const MIN_PACING_BYTES_PER_SEC: u32 = 12_500;
 /// since the flow started, as the kernel keeps them; user space takes deltas.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct FlowStats {
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the flow was registered.
     pub start_ns: u64,

@@ -14,45 +14,16 @@ use std::{
 use plume_cc_common::{FlowStats, FlowTarget};
 use serde::{Deserialize, Serialize};
 
-/// One flow in one interval of a recording.
+/// One flow in one interval of a recording: the datapath's statistics as
+/// they were read (`FlowStats`, flattened into the line), and the target the
+/// daemon wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedFlow {
     /// Socket cookie.
     pub cookie: u64,
-    /// Local port.
-    pub local_port: u32,
-    /// Remote port.
-    pub remote_port: u32,
-    /// Time of the stats' last update (CLOCK_MONOTONIC ns).
-    pub updated_ns: u64,
-    /// Smoothed RTT, us.
-    pub srtt_us: u32,
-    /// Kernel min RTT, us.
-    pub min_rtt_us: u32,
-    /// Latest RTT sample, us.
-    pub last_rtt_us: u32,
-    /// cwnd, segments.
-    pub snd_cwnd: u32,
-    /// ssthresh, segments.
-    pub snd_ssthresh: u32,
-    /// MSS, bytes.
-    pub mss: u32,
-    /// Segments in flight.
-    pub packets_out: u32,
-    /// Total retransmissions.
-    pub total_retrans: u32,
-    /// Delivered segments (cumulative).
-    pub delivered: u32,
-    /// Kernel rate sample: segments.
-    pub rate_delivered: u32,
-    /// Kernel rate sample: interval, us.
-    pub rate_interval_us: u32,
-    /// RTT callbacks so far.
-    pub rtt_samples: u32,
-    /// Clamp in force, segments.
-    pub applied_cwnd_clamp: u32,
-    /// Pacing cap in force, bytes/s.
-    pub applied_pacing: u32,
+    /// The statistics the daemon read.
+    #[serde(flatten)]
+    pub stats: FlowStats,
     /// Clamp written this interval, segments.
     pub target_cwnd_clamp: u32,
     /// Pacing cap written this interval, bytes/s.
@@ -61,26 +32,10 @@ pub struct RecordedFlow {
 
 impl RecordedFlow {
     /// The record of one flow's stats and target.
-    pub fn new(cookie: u64, s: &FlowStats, t: &FlowTarget) -> Self {
+    pub fn new(cookie: u64, stats: &FlowStats, t: &FlowTarget) -> Self {
         Self {
             cookie,
-            local_port: s.local_port,
-            remote_port: s.remote_port,
-            updated_ns: s.updated_ns,
-            srtt_us: s.srtt_us,
-            min_rtt_us: s.min_rtt_us,
-            last_rtt_us: s.last_rtt_us,
-            snd_cwnd: s.snd_cwnd,
-            snd_ssthresh: s.snd_ssthresh,
-            mss: s.mss,
-            packets_out: s.packets_out,
-            total_retrans: s.total_retrans,
-            delivered: s.delivered,
-            rate_delivered: s.rate_delivered,
-            rate_interval_us: s.rate_interval_us,
-            rtt_samples: s.rtt_samples,
-            applied_cwnd_clamp: s.applied_cwnd_clamp,
-            applied_pacing: s.applied_pacing,
+            stats: *stats,
             target_cwnd_clamp: t.cwnd_clamp,
             target_pacing: t.max_pacing_bytes_per_sec,
         }
@@ -214,7 +169,7 @@ mod tests {
         r.flush().unwrap();
         let back = read(&p).unwrap();
         assert_eq!(back.len(), 2);
-        assert_eq!(back[0].flows[0].delivered, 7);
+        assert_eq!(back[0].flows[0].stats, s);
         assert_eq!(back[0].flows[0].target_cwnd_clamp, 12);
         assert!(back[1].flows.is_empty());
         std::fs::write(&p, "{\"t_ns\":1,\"flows\":[]}\nnot json\n").unwrap();

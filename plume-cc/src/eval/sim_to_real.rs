@@ -306,7 +306,7 @@ pub fn series_from_recording(
     let busiest = rec
         .iter()
         .flat_map(|i| i.flows.iter())
-        .max_by_key(|f| f.delivered)
+        .max_by_key(|f| f.stats.delivered)
         .map(|f| f.cookie);
     let Some(cookie) = busiest else {
         return Vec::new();
@@ -318,23 +318,9 @@ pub fn series_from_recording(
         let Some(f) = i.flows.iter().find(|f| f.cookie == cookie) else {
             continue;
         };
-        let s = FlowSample {
-            timestamp_us: i.t_ns / 1000,
-            srtt_us: f.srtt_us,
-            min_rtt_us: f.min_rtt_us,
-            last_rtt_us: f.last_rtt_us,
-            cwnd_segments: f.snd_cwnd,
-            ssthresh_segments: f.snd_ssthresh,
-            mss_bytes: f.mss,
-            packets_out: f.packets_out,
-            total_retrans: f.total_retrans,
-            delivered_segments: f.delivered,
-            rate_delivered_segments: f.rate_delivered,
-            rate_interval_us: f.rate_interval_us,
-            cwnd_clamp_segments: f.applied_cwnd_clamp,
-            max_pacing_bytes_per_sec: f.applied_pacing,
-            ..FlowSample::default()
-        };
+        // As the daemon builds it: the stats, timed at the daemon's poll.
+        let mut s = FlowSample::from(&f.stats);
+        s.timestamp_us = i.t_ns / 1000;
         if b.observe(&s).is_err() {
             continue;
         }
@@ -342,7 +328,7 @@ pub fn series_from_recording(
         out.push(SeriesPoint {
             t_s: (i.t_ns - t0) as f64 / 1e9,
             anchor_mbps: b.max_rate_bytes_per_sec() * 8.0 / 1e6,
-            cwnd: f64::from(f.snd_cwnd),
+            cwnd: f64::from(f.stats.snd_cwnd),
             clamp: clamp_value(f.target_cwnd_clamp),
         });
     }
