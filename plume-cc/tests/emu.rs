@@ -16,6 +16,7 @@ use std::{
 };
 
 use common::tmpdir;
+use plume_cc::bench::flows::split_by_port;
 use plume_cc::emu::{
     log::{read_log, LogEvent},
     DropTail, EmuConfig, Emulator, LinkConfig, LinkTrace, INNER_ADDR, OUTER_ADDR,
@@ -363,4 +364,72 @@ fn cellular_trace_never_delivers_more_than_its_opportunities() {
         delivered as f64 >= 0.9 * cap as f64,
         "a saturating flow used only {delivered} of {cap} bytes"
     );
+}
+
+#[test]
+fn the_link_log_tells_two_udp_flows_apart_by_port() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !common::have_root(
+        "the_link_log_tells_two_udp_flows_apart_by_port",
+        "CAP_NET_ADMIN",
+    ) {
+        return;
+    }
+    let dir = tmpdir("two-flows");
+    let trace = dir.join("12mbps.trace");
+    std::fs::write(&trace, "1\n").unwrap();
+    let log = dir.join("uplink.log");
+    let emu = Emulator::start(&EmuConfig {
+        uplink: LinkConfig {
+            trace: Some(trace),
+            queue: DropTail::default(),
+            log: Some(log.clone()),
+        },
+        ..EmuConfig::default()
+    })
+    .unwrap();
+    let (tx_a, rx_a) = sockets(&emu, 9201);
+    let (tx_b, rx_b) = sockets(&emu, 9202);
+    // Count at both receivers while sending, so that no socket buffer
+    // overflows: only the link's accounting is under test.
+    let count = |rx: UdpSocket| {
+        std::thread::spawn(move || {
+            rx.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+            let mut b = [0u8; 2048];
+            let mut n = 0;
+            while rx.recv(&mut b).is_ok() {
+                n += 1;
+            }
+            n
+        })
+    };
+    let (count_a, count_b) = (count(rx_a), count(rx_b));
+    // 300 + 200 datagrams of 1500 bytes, interleaved: 0.5 s of a 12 Mbit/s
+    // link; the unlimited queue delivers every one.
+    let buf = vec![3u8; 1472];
+    for i in 0..300 {
+        tx_a.send(&buf).unwrap();
+        if i % 3 != 2 {
+            tx_b.send(&buf).unwrap();
+        }
+        if i % 30 == 29 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let (got_a, got_b) = (count_a.join().unwrap(), count_b.join().unwrap());
+    let report = emu.stop().unwrap();
+    let events = read_log(&log).unwrap();
+    let flows = split_by_port(&events, &[9201, 9202]);
+    let departed = |i: usize| flows[i].bytes(0, u64::MAX / 2) / 1500;
+    let arrivals = |p: u16| {
+        events
+            .iter()
+            .filter(|e| matches!(e, LogEvent::Arrival { port: Some(q), .. } if *q == p))
+            .count()
+    };
+    eprintln!("received {got_a}/{got_b}; {report:?}");
+    assert_eq!((arrivals(9201), arrivals(9202)), (300, 200));
+    assert_eq!((departed(0), departed(1)), (300, 200));
+    assert_eq!((got_a, got_b), (300, 200), "every datagram reached its socket");
+    assert_eq!(report.uplink.drops, 0);
 }

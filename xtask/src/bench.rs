@@ -69,11 +69,19 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
                     let text = match r["error"].as_str() {
                         Some(e) => format!("{label}: {e}"),
                         None => format!(
-                            "{label}: {:.2} Mbps ({:.0}% of capacity), p95 delay {:.0} ms, {} retransmits",
+                            "{label}: {:.2} Mbps ({:.0}% of capacity), p95 delay {:.0} ms, {} retransmits{}{}",
                             r["throughput_mbps"].as_f64().unwrap_or(0.0),
                             r["utilization"].as_f64().unwrap_or(0.0) * 100.0,
                             r["p95_delay_ms"].as_f64().unwrap_or(0.0),
-                            r["retransmits"].as_u64().unwrap_or(0)
+                            r["retransmits"].as_u64().unwrap_or(0),
+                            r["jain"]
+                                .as_f64()
+                                .map(|j| format!(", Jain {j:.2}"))
+                                .unwrap_or_default(),
+                            r["share"]
+                                .as_f64()
+                                .map(|s| format!(", share {s:.2}"))
+                                .unwrap_or_default()
                         ),
                     };
                     say(&pb, format!("[{}/{}] {text}", p["done"], p["total"]));

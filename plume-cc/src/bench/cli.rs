@@ -1,5 +1,5 @@
 //! `plume-cc bench` (driven by `cargo xtask bench`): the benchmark's command
-//! line, and [`short_bench`] for the demo.
+//! line.
 //!
 //! Parsing and printing only; the work is [`super::run_bench`].
 
@@ -7,8 +7,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 
-use super::{run_bench, BenchConfig, BenchOutput, Downlink, Progress, Scheme};
-use crate::emu::DropTail;
+use super::{run_bench, BenchConfig, BenchOutput, Competing, Downlink, Progress, QueueSpec, Scheme};
 
 /// Parses `30s`, `500ms`, `2m` or a bare number in `bare_unit` seconds.
 pub fn parse_duration(s: &str, bare_unit: f64) -> Result<Duration, String> {
@@ -32,15 +31,10 @@ pub fn parse_duration(s: &str, bare_unit: f64) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v * mult))
 }
 
-/// Parses `--queue`: `unlimited`, `droptail`, `packets=N`, `bytes=N`, or
-/// `droptail:packets=N`.
-pub fn parse_queue(s: &str) -> Result<DropTail, String> {
-    let s = s.trim();
-    match s {
-        "unlimited" | "infinite" | "droptail" | "" => Ok(DropTail::default()),
-        _ => DropTail::parse_args(s.strip_prefix("droptail:").unwrap_or(s)),
-    }
-}
+/// `--queue`'s list of queues (one flag value, comma separated; `packets=N`
+/// pairs would be ambiguous with clap's own delimiter).
+#[derive(Debug, Clone)]
+pub struct Queues(pub Vec<QueueSpec>);
 
 /// Run iperf3 benchmarks across the emulated link (root).
 #[derive(Debug, clap::Args)]
@@ -59,16 +53,38 @@ pub struct Args {
     /// Schemes: cubic, bbr, reno, plume.
     #[arg(long, value_delimiter = ',', default_value = "cubic,bbr,plume")]
     pub schemes: Vec<String>,
-    /// iperf3 test length (30s, 500ms; bare numbers are seconds).
+    /// Run length (30s, 500ms; bare numbers are seconds): the first flow's
+    /// iperf3 test; later flows end with it.
     #[arg(long, default_value = "30s", value_parser = |s: &str| parse_duration(s, 1.0))]
     pub duration: Duration,
-    /// One-way delay each way (20ms; bare numbers are milliseconds).
-    #[arg(long, default_value = "20ms", value_parser = |s: &str| parse_duration(s, 1e-3))]
-    pub delay: Duration,
-    /// Bottleneck queue: unlimited, packets=N, bytes=N (droptail).
-    #[arg(long, default_value = "unlimited", value_parser = parse_queue)]
-    pub queue: DropTail,
-    /// Repetitions per trace and scheme.
+    /// One-way delays each way, swept (20ms or 10ms,40ms,100ms; bare numbers
+    /// are milliseconds).
+    #[arg(long, default_value = "20ms", value_delimiter = ',', value_parser = |s: &str| parse_duration(s, 1e-3))]
+    pub delay: Vec<Duration>,
+    /// Bottleneck queues (droptail, both directions), swept:
+    /// unlimited, packets=N, bytes=N, or bdp=X (X times the trace's mean
+    /// capacity times the RTT), e.g. packets=20,packets=100,bdp=1,bdp=4.
+    #[arg(long, default_value = "unlimited", value_parser = |s: &str| QueueSpec::parse_list(s).map(Queues))]
+    pub queue: Queues,
+    /// Flows of each scheme per run (each its own iperf3 client and port;
+    /// plume flows share one daemon and one cgroup).
+    #[arg(long, default_value_t = 1)]
+    pub flows: usize,
+    /// Start flow i this long after flow i-1 (10s: Pantheon's 3-flow test).
+    #[arg(long, default_value = "0s", value_parser = |s: &str| parse_duration(s, 1.0))]
+    pub stagger: Duration,
+    /// Kernel flows on the same bottleneck: cubic, bbr, reno, or NAME:N for N
+    /// of them; they start with the first flow.
+    #[arg(long, value_parser = |s: &str| Competing::parse(s))]
+    pub competing: Option<Competing>,
+    /// Jain's index and the scheme's share are measured over this tail of
+    /// the run.
+    #[arg(long, default_value = "20s", value_parser = |s: &str| parse_duration(s, 1.0))]
+    pub fair_window: Duration,
+    /// Print only the results table (no progress, no file list).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Repetitions per trace, setting and scheme.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// Output folder.
@@ -99,8 +115,12 @@ impl Args {
             downlink: self.downlink.clone(),
             schemes,
             duration: self.duration,
-            delay: self.delay,
-            queue: self.queue,
+            delays: self.delay.clone(),
+            queues: self.queue.0.clone(),
+            flows: self.flows,
+            stagger: self.stagger,
+            competing: self.competing.clone(),
+            fair_window: self.fair_window,
             runs: self.runs,
             out: self.out.clone(),
             iperf3: self.iperf3.clone(),
@@ -124,7 +144,7 @@ fn print_progress(p: &Progress, json: bool) {
         Some(r) => match &r.error {
             Some(e) => eprintln!("[{}/{}] {}: {e}", p.done, p.total, p.label),
             None => eprintln!(
-                "[{}/{}] {}: {:.2} Mbps ({:.0}% of {:.2}), p95 delay {:.0} ms, {} retransmits",
+                "[{}/{}] {}: {:.2} Mbps ({:.0}% of {:.2}), p95 delay {:.0} ms, {} retransmits{}",
                 p.done,
                 p.total,
                 p.label,
@@ -132,7 +152,9 @@ fn print_progress(p: &Progress, json: bool) {
                 r.utilization * 100.0,
                 r.capacity_mbps,
                 r.p95_delay_ms,
-                r.retransmits
+                r.retransmits,
+                r.jain.map(|j| format!(", Jain {j:.2}")).unwrap_or_default()
+                    + &r.share.map(|s| format!(", share {s:.2}")).unwrap_or_default()
             ),
         },
     }
@@ -155,8 +177,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let cfg = args.config()?;
     let json = args.progress_json;
-    let out = run_bench(&cfg, &mut |p| print_progress(p, json))?;
-    if json {
+    let quiet = args.quiet;
+    let out = run_bench(&cfg, &mut |p| {
+        if !quiet {
+            print_progress(p, json);
+        }
+    })?;
+    if quiet {
+        println!("{}", out.table);
+    } else if json {
         println!(
             "{}",
             serde_json::json!({ "table": out.table, "files": out.files })
@@ -165,32 +194,4 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         print_output(&out);
     }
     Ok(())
-}
-
-/// A short benchmark for the demo: `schemes` on `traces` (10 s runs, 20 ms
-/// delay, unlimited queue, one repetition) into `out`; prints the table and
-/// the plots' paths.
-pub fn short_bench(
-    traces: &[PathBuf],
-    schemes: &[&str],
-    out: &std::path::Path,
-) -> anyhow::Result<BenchOutput> {
-    let cfg = BenchConfig {
-        traces: traces.to_vec(),
-        downlink: Downlink::SameAsUplink,
-        schemes: schemes
-            .iter()
-            .map(|s| Scheme::parse(s, None))
-            .collect::<Result<_, _>>()?,
-        duration: Duration::from_secs(10),
-        delay: Duration::from_millis(20),
-        queue: DropTail::default(),
-        runs: 1,
-        out: out.to_path_buf(),
-        iperf3: "iperf3".into(),
-        plume_exe: std::env::current_exe().context("locating plume-cc itself")?,
-    };
-    let out = run_bench(&cfg, &mut |p| print_progress(p, false))?;
-    print_output(&out);
-    Ok(out)
 }

@@ -75,9 +75,10 @@ impl Scheme {
         }
     }
 
-    /// Prepares one run: for `plume`, a fresh cgroup and the daemon on it.
-    /// `plume_exe` is the `plume-cc` binary that has the `run` command.
-    pub fn start(&self, plume_exe: &Path) -> Result<SenderSetup, BenchError> {
+    /// Prepares one run: for `plume`, a fresh cgroup and the daemon on it,
+    /// its log going to `daemon_log`. `plume_exe` is the `plume-cc` binary
+    /// that has the `run` command.
+    pub fn start(&self, plume_exe: &Path, daemon_log: &Path) -> Result<SenderSetup, BenchError> {
         match self {
             Self::Kernel(cc) => Ok(SenderSetup {
                 congestion: Some(cc.clone()),
@@ -88,7 +89,7 @@ impl Scheme {
                 policy,
                 daemon_args,
                 ..
-            } => start_plume(plume_exe, policy.as_deref(), daemon_args),
+            } => start_plume(plume_exe, policy.as_deref(), daemon_args, daemon_log),
         }
     }
 }
@@ -101,9 +102,12 @@ fn start_plume(
     exe: &Path,
     policy: Option<&Path>,
     daemon_args: &[String],
+    log: &Path,
 ) -> Result<SenderSetup, BenchError> {
     let cg = OwnedCgroup::create_unique("plume-bench")
         .map_err(|e| BenchError::Scheme(format!("plume: {e}")))?;
+    let log_file = std::fs::File::create(log)
+        .map_err(|e| BenchError::Scheme(format!("plume: daemon log {}: {e}", log.display())))?;
     let mut cmd = Command::new(exe);
     cmd.arg("run");
     if let Some(p) = policy {
@@ -114,7 +118,7 @@ fn start_plume(
         .arg(cg.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stderr(log_file);
     let mut child = cmd
         .spawn()
         .map_err(|e| BenchError::Scheme(format!("plume: starting {} run: {e}", exe.display())))?;
@@ -124,9 +128,12 @@ fn start_plume(
     let deadline = Instant::now() + DAEMON_READY_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let last = tail.lines().last().unwrap_or("").trim().to_string();
             return Err(BenchError::Scheme(format!(
-                "plume: the daemon exited early ({status}) for cgroup {}",
-                cg.path().display()
+                "plume: the daemon exited early ({status}) for cgroup {}: {last} (log: {})",
+                cg.path().display(),
+                log.display()
             )));
         }
         if datapath::attached_at(&pins) {

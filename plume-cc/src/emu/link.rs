@@ -215,7 +215,7 @@ impl Link {
         self.stats.departures += 1;
         self.stats.departure_bytes += p.data.len() as u64;
         if let Some(log) = &mut self.log {
-            log.departure(t_us, p.arrival_us, p.data.len());
+            log.departure(t_us, p.arrival_us, &p.data);
         }
         self.departed.push_back((t_us, p));
     }
@@ -228,7 +228,7 @@ impl Link {
         self.stats.arrivals += 1;
         self.stats.arrival_bytes += size as u64;
         if let Some(log) = &mut self.log {
-            log.arrival(now_us, size);
+            log.arrival(now_us, &p.data);
         }
         if self.trace.is_none() {
             self.depart(now_us, p);
@@ -238,7 +238,7 @@ impl Link {
             self.stats.drops += 1;
             self.stats.drop_bytes += size as u64;
             if let Some(log) = &mut self.log {
-                log.drop(now_us, size);
+                log.drop(now_us, &p.data);
             }
             return Some(p);
         }

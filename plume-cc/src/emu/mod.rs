@@ -208,9 +208,14 @@ fn make_pipeline(
                 format!("queue: {}", cfg.queue.describe()),
                 format!("delay: {} ms", delay.as_secs_f64() * 1000.0),
                 format!("init timestamp: {unix_ms}"),
+                "flow: a TCP/UDP line ends with the outer end's port".into(),
                 "base timestamp: 0".into(),
             ];
-            Some(log::LinkLog::create(path, &header)?)
+            let side = match order {
+                Order::LinkThenDelay => log::PortSide::Destination,
+                Order::DelayThenLink => log::PortSide::Source,
+            };
+            Some(log::LinkLog::create(path, &header, side)?)
         }
         None => None,
     };

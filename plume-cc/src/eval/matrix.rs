@@ -81,17 +81,7 @@ pub struct Cell {
     pub schemes: Vec<CellScore>,
 }
 
-/// Jain's fairness index of `x`: `(sum x)^2 / (n sum x^2)`, 1 for equal
-/// shares, `1/n` when one flow takes everything (1 for an empty or all-zero input).
-pub fn jain(x: &[f64]) -> f64 {
-    let s: f64 = x.iter().sum();
-    let s2: f64 = x.iter().map(|v| v * v).sum();
-    if s2 <= 0.0 {
-        1.0
-    } else {
-        s * s / (x.len() as f64 * s2)
-    }
-}
+pub use crate::bench::flows::jain;
 
 /// Runs one scheme over `windows` in one cell; returns the cell means.
 #[allow(clippy::too_many_arguments)]

@@ -24,7 +24,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{self, scheme::Scheme, BenchConfig, Downlink};
+use crate::bench::{self, scheme::Scheme, BenchConfig};
 use crate::congestion::{Controller as _, ControllerKind};
 use crate::daemon::record;
 use crate::emu::link::DropTail;
@@ -353,22 +353,27 @@ fn run_emu(cfg: &SimToRealConfig, trace_file: &Path, dir: &Path) -> Result<SideR
             label: "plume".into(),
         },
     };
-    let bench_cfg = BenchConfig {
-        traces: vec![trace_file.to_path_buf()],
-        downlink: Downlink::SameAsUplink,
-        schemes: vec![scheme.clone()],
-        duration: Duration::from_millis(cfg.window_ms),
-        delay: Duration::from_millis(cfg.delay_ms),
-        queue: DropTail {
-            packets: Some(cfg.queue_packets as usize),
-            bytes: None,
-        },
-        runs: 1,
-        out: dir.to_path_buf(),
-        iperf3: cfg.iperf3.clone(),
-        plume_exe: cfg.plume_exe.clone(),
+    let queue = DropTail {
+        packets: Some(cfg.queue_packets as usize),
+        bytes: None,
     };
-    let r = bench::run_one(&bench_cfg, trace_file, &scheme, 1, dir)?;
+    let bench_cfg = BenchConfig {
+        iperf3: cfg.iperf3.clone(),
+        ..BenchConfig::single(
+            vec![trace_file.to_path_buf()],
+            vec![scheme.clone()],
+            Duration::from_millis(cfg.window_ms),
+            Duration::from_millis(cfg.delay_ms),
+            queue,
+            dir.to_path_buf(),
+            cfg.plume_exe.clone(),
+        )
+    };
+    let setting = bench::Setting {
+        delay: Duration::from_millis(cfg.delay_ms),
+        queue: bench::QueueSpec::Fixed(queue),
+    };
+    let r = bench::run_one(&bench_cfg, trace_file, &setting, &scheme, 1, dir)?;
     let series = match scheme {
         Scheme::Plume { .. } => {
             series_from_recording(&record::read(&rec_path)?, cfg.objective.unwrap_or_default())
