@@ -10,9 +10,16 @@ use std::{env, path::PathBuf};
 use anyhow::{anyhow, Context as _};
 use aya_build::{Package, Toolchain};
 
-/// The dated nightly that builds the eBPF object; keep in sync with
-/// `plume-cc-ebpf/rust-toolchain.toml` and `xtask`.
-const EBPF_NIGHTLY: &str = "nightly-2026-05-20";
+/// The dated nightly that builds the eBPF object: the `channel` of
+/// `plume-cc-ebpf/rust-toolchain.toml`, the one place it is written (xtask
+/// reads it from there too).
+fn ebpf_nightly() -> &'static str {
+    const TOML: &str = include_str!("../plume-cc-ebpf/rust-toolchain.toml");
+    TOML.lines()
+        .find_map(|l| l.trim().strip_prefix("channel"))
+        .and_then(|rest| rest.split('"').nth(1))
+        .expect("plume-cc-ebpf/rust-toolchain.toml names a quoted channel")
+}
 /// Cache of the toolchain pieces installed by `cargo xtask setup`.
 const BPF_LINKER_CACHE: &str = ".cache/plume-cc/bpf-linker-0.13.0-llvm23/bin";
 
@@ -67,7 +74,7 @@ fn build_ebpf() -> anyhow::Result<()> {
             root_dir,
             ..Default::default()
         }],
-        Toolchain::Custom(EBPF_NIGHTLY),
+        Toolchain::Custom(ebpf_nightly()),
     )
     .context(
         "building the eBPF object failed; run `cargo xtask setup` (it installs the \

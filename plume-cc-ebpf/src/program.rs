@@ -14,19 +14,26 @@ use plume_cc_common::{
     PACING_UNLIMITED,
 };
 
-// Callback ops (include/uapi/linux/bpf.h).
-const BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: u32 = 4;
-const BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: u32 = 5;
-const BPF_SOCK_OPS_RTO_CB: u32 = 8;
-const BPF_SOCK_OPS_RETRANS_CB: u32 = 9;
-const BPF_SOCK_OPS_STATE_CB: u32 = 10;
-const BPF_SOCK_OPS_RTT_CB: u32 = 12;
-// Callback flags: RTO 1, RETRANS 2, STATE 4, RTT 8.
-const CB_FLAGS: i32 = 1 | 2 | 4 | 8;
-const TCP_CLOSE: u32 = 7;
-const SOL_SOCKET: i32 = 1;
+// Callback ops, callback flags and TCP states come from aya's bindings of
+// include/uapi/linux/bpf.h, not from hand-copied numbers.
+use aya_ebpf::bindings::{
+    BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
+    BPF_SOCK_OPS_RETRANS_CB, BPF_SOCK_OPS_RETRANS_CB_FLAG, BPF_SOCK_OPS_RTO_CB,
+    BPF_SOCK_OPS_RTO_CB_FLAG, BPF_SOCK_OPS_RTT_CB, BPF_SOCK_OPS_RTT_CB_FLAG, BPF_SOCK_OPS_STATE_CB,
+    BPF_SOCK_OPS_STATE_CB_FLAG, BPF_TCP_CLOSE,
+};
+const CB_FLAGS: i32 = (BPF_SOCK_OPS_RTO_CB_FLAG
+    | BPF_SOCK_OPS_RETRANS_CB_FLAG
+    | BPF_SOCK_OPS_STATE_CB_FLAG
+    | BPF_SOCK_OPS_RTT_CB_FLAG) as i32;
+const TCP_CLOSE: u32 = BPF_TCP_CLOSE;
+const SOL_SOCKET: i32 = aya_ebpf::bindings::SOL_SOCKET as i32;
+const SO_MAX_PACING_RATE: i32 = aya_ebpf::bindings::SO_MAX_PACING_RATE as i32;
+// Not in aya's bindings (they are socket-level constants of other headers):
+// SOL_TCP is IPPROTO_TCP (include/uapi/linux/in.h), TCP_CONGESTION is
+// include/uapi/linux/tcp.h's option 13, TCP_BPF_SNDCWND_CLAMP is
+// include/uapi/linux/bpf.h's 1002 (a #define bindgen does not export).
 const SOL_TCP: i32 = 6;
-const SO_MAX_PACING_RATE: i32 = 47;
 const TCP_CONGESTION: i32 = 13;
 const TCP_BPF_SNDCWND_CLAMP: i32 = 1002;
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use plume_cc::congestion::ControllerKind;
 use plume_cc::sim::{
-    load_mahimahi, Action, Env, EnvConfig, FlowConfig, Network, NetworkConfig, QueueLimit,
+    load_mahimahi, Env, EnvConfig, FlowConfig, Network, NetworkConfig, QueueLimit, Target,
 };
 use rayon::prelude::*;
 
@@ -26,7 +26,7 @@ fn config() -> NetworkConfig {
 
 /// Runs one simulation; returns (segments sent, segments delivered).
 fn run(
-    trace: &Arc<plume_cc::sim::CapacityTrace>,
+    trace: &Arc<plume_cc::sim::Schedule>,
     duration_us: u64,
     seed: u64,
 ) -> anyhow::Result<(u64, u64)> {
@@ -112,7 +112,7 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     env.reset(Arc::clone(&trace), 1)?;
     let mut steps = 1u64;
-    while !env.step(Action::unlimited())?.done {
+    while !env.step(Target::unlimited())?.done {
         steps += 1;
     }
     let wall = t.elapsed().as_secs_f64();

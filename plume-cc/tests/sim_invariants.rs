@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use plume_cc::congestion::{Controller, ControllerKind, MIN_CWND_SEGMENTS};
-use plume_cc::sim::{Action, CapacityTrace, Env, EnvConfig, MonitorInterval, QueueLimit};
+use plume_cc::sim::{Env, EnvConfig, MonitorInterval, QueueLimit, Schedule, Target};
 use proptest::prelude::*;
 
 fn kind() -> impl Strategy<Value = ControllerKind> {
@@ -30,7 +30,7 @@ proptest! {
         // Random schedules: sorted by construction; some are invalid (all 0).
         let mut t = 0;
         let ms: Vec<u64> = gaps.iter().map(|g| { t += g; t }).collect();
-        let Ok(trace) = CapacityTrace::from_ms(ms) else { return Ok(()); };
+        let Ok(trace) = Schedule::from_ms(ms) else { return Ok(()); };
         let config = EnvConfig {
             base,
             random_loss: loss,
@@ -43,9 +43,11 @@ proptest! {
         let obs = env.reset(Arc::new(trace), seed).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(obs.iter().all(|v| v.is_finite()));
         for (c, p) in actions {
-            let r = match env.step(Action { cwnd_clamp_segments: c, max_pacing_bytes_per_sec: p }) {
+            let r = match env.step(Target { cwnd_clamp_segments: c, max_pacing_bytes_per_sec: p }) {
                 Ok(r) => r,
-                Err(_) => break, // episode over
+                // Only the end of the episode may stop it; any other error fails.
+                Err(plume_cc::sim::SimError::EpisodeDone { .. }) => break,
+                Err(e) => return Err(TestCaseError::fail(format!("step failed: {e}"))),
             };
             prop_assert!(r.observation.iter().all(|v| v.is_finite()));
             prop_assert!(r.reward.is_finite());

@@ -2,9 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
-/// The dated nightly that builds the eBPF object (with rust-src).
-/// Keep in sync with plume-cc-ebpf/rust-toolchain.toml and plume-cc/build.rs.
-pub const EBPF_NIGHTLY: &str = "nightly-2026-05-20";
+/// The dated nightly that builds the eBPF object (with rust-src): the
+/// `channel` of plume-cc-ebpf/rust-toolchain.toml, the one place it is
+/// written (plume-cc/build.rs reads it from there too).
+pub fn ebpf_nightly() -> &'static str {
+    const TOML: &str = include_str!("../../plume-cc-ebpf/rust-toolchain.toml");
+    TOML.lines()
+        .find_map(|l| l.trim().strip_prefix("channel"))
+        .and_then(|rest| rest.split('"').nth(1))
+        .expect("plume-cc-ebpf/rust-toolchain.toml names a quoted channel")
+}
 /// PyTorch version that tch 0.26 requires exactly.
 pub const TORCH_VERSION: &str = "2.13.0";
 /// The PyPI static LLVM SDK bpf-linker is built against.

@@ -106,7 +106,7 @@ fn debian_packages() -> anyhow::Result<String> {
 }
 
 fn nightly_toolchain() -> anyhow::Result<String> {
-    let n = paths::EBPF_NIGHTLY;
+    let n = paths::ebpf_nightly();
     let installed = cmd::output(Command::new("rustup").args([
         "component",
         "list",

@@ -7,7 +7,9 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 
-use super::{run_bench, BenchConfig, BenchOutput, Competing, Downlink, Progress, QueueSpec, Scheme};
+use super::{
+    run_bench, BenchConfig, BenchOutput, Competing, Downlink, Progress, QueueSpec, Scheme,
+};
 
 /// Parses `30s`, `500ms`, `2m` or a bare number in `bare_unit` seconds.
 pub fn parse_duration(s: &str, bare_unit: f64) -> Result<Duration, String> {
@@ -141,9 +143,10 @@ fn print_progress(p: &Progress, json: bool) {
     }
     match &p.result {
         None => eprintln!("[{}/{}] {} ...", p.done + 1, p.total, p.label),
-        Some(r) => match &r.error {
-            Some(e) => eprintln!("[{}/{}] {}: {e}", p.done, p.total, p.label),
-            None => eprintln!(
+        Some(r) => {
+            match &r.error {
+                Some(e) => eprintln!("[{}/{}] {}: {e}", p.done, p.total, p.label),
+                None => eprintln!(
                 "[{}/{}] {}: {:.2} Mbps ({:.0}% of {:.2}), p95 delay {:.0} ms, {} retransmits{}",
                 p.done,
                 p.total,
@@ -156,7 +159,8 @@ fn print_progress(p: &Progress, json: bool) {
                 r.jain.map(|j| format!(", Jain {j:.2}")).unwrap_or_default()
                     + &r.share.map(|s| format!(", share {s:.2}")).unwrap_or_default()
             ),
-        },
+            }
+        }
     }
 }
 

@@ -244,7 +244,10 @@ mod tests {
         // One 1500-byte packet per ms is 12 Mbit/s; one per 2 ms is 6.
         assert!((a.mbps(0, 2000) - 12.0).abs() < 1e-9);
         assert!((b.mbps(1000, 2000) - 6.0).abs() < 1e-9);
-        assert_eq!((a.drops(0, 2000), b.drops(0, 2000), b.drops(1500, 2000)), (0, 1, 0));
+        assert_eq!(
+            (a.drops(0, 2000), b.drops(0, 2000), b.drops(1500, 2000)),
+            (0, 1, 0)
+        );
         // Delays count by arrival time (departure - delay): the packets that
         // arrived by 900 ms left by 910 ms.
         let d = a.link_delays(0, 900);

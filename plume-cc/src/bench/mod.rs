@@ -35,8 +35,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::emu::{
     log::{read_log, LogEvent},
-    DropTail, EmuConfig, EmuError, Emulator, LinkConfig, LinkTrace, OUTER_ADDR,
+    DropTail, EmuConfig, EmuError, Emulator, LinkConfig, OUTER_ADDR,
 };
+use crate::trace::MahimahiTrace;
 
 use flows::{convergence_bins, jain, share, split_by_port, BIN_MS};
 
@@ -48,6 +49,9 @@ pub enum BenchError {
     /// The emulator failed.
     #[error(transparent)]
     Emu(#[from] EmuError),
+    /// A trace file is unreadable or malformed.
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
     /// A bad setting.
     #[error("{0}")]
     Config(String),
@@ -189,7 +193,7 @@ impl QueueSpec {
     }
 
     /// The droptail queue on `trace` with one-way `delay`.
-    pub fn resolve(&self, trace: &LinkTrace, delay: Duration) -> DropTail {
+    pub fn resolve(&self, trace: &MahimahiTrace, delay: Duration) -> DropTail {
         match *self {
             Self::Fixed(q) => q,
             Self::Bdp(x) => {
@@ -367,7 +371,11 @@ impl BenchConfig {
     pub fn settings(&self) -> Vec<Setting> {
         self.delays
             .iter()
-            .flat_map(|&delay| self.queues.iter().map(move |&queue| Setting { delay, queue }))
+            .flat_map(|&delay| {
+                self.queues
+                    .iter()
+                    .map(move |&queue| Setting { delay, queue })
+            })
             .collect()
     }
 
@@ -468,11 +476,11 @@ impl BenchConfig {
             }
         }
         if let Downlink::Trace(t) = &self.downlink {
-            LinkTrace::from_file(t)?;
+            MahimahiTrace::read(t)?;
         }
         let has_bdp = self.queues.iter().any(|q| matches!(q, QueueSpec::Bdp(_)));
         for t in &self.traces {
-            let trace = LinkTrace::from_file(t)?; // fail before any run on a bad trace
+            let trace = MahimahiTrace::read(t)?; // fail before any run on a bad trace
             if has_bdp && trace.mean_mbps().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 return bad(format!(
                     "a bdp= queue needs a trace with capacity; {} has none",
@@ -693,7 +701,11 @@ fn spawn_iperf3(cmd: &mut Command, program: &Path, out: &Path) -> Result<Child, 
 
 /// Waits until TCP sockets listen on every port in `ports` in the outer
 /// namespace; returns the first port that did not.
-fn wait_listening(emu: &Emulator, ports: &[u16], timeout: Duration) -> Result<Option<u16>, EmuError> {
+fn wait_listening(
+    emu: &Emulator,
+    ports: &[u16],
+    timeout: Duration,
+) -> Result<Option<u16>, EmuError> {
     let deadline = Instant::now() + timeout;
     loop {
         let text = emu
@@ -756,7 +768,7 @@ pub fn run_one(
         scheme.name()
     );
     std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    let trace = LinkTrace::from_file(trace_path)?;
+    let trace = MahimahiTrace::read(trace_path)?;
     let queue = setting.queue.resolve(&trace, setting.delay);
     let plan = cfg.flow_plan(scheme);
     // Set the schemes up first: a pending scheme costs no emulator run.
@@ -830,7 +842,9 @@ pub fn run_one(
         let who = if f.is_scheme {
             &setup
         } else {
-            competing_setup.as_ref().expect("a competing flow has its setup")
+            competing_setup
+                .as_ref()
+                .expect("a competing flow has its setup")
         };
         who.configure_sender(&mut cmd)?;
         started_ms[f.index] = emu.epoch().elapsed().as_millis() as u64;
@@ -862,10 +876,10 @@ pub fn run_one(
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         if !statuses[k].is_some_and(|s| s.success()) {
-            let msg = json[i]
-                .get("error")
-                .and_then(|e| e.as_str())
-                .map_or_else(|| format!("client failed ({:?})", statuses[k]), String::from);
+            let msg = json[i].get("error").and_then(|e| e.as_str()).map_or_else(
+                || format!("client failed ({:?})", statuses[k]),
+                String::from,
+            );
             return Err(BenchError::Iperf {
                 run: label,
                 msg: format!("flow {i} (port {}): {msg}", plan[i].port),
@@ -882,7 +896,9 @@ pub fn run_one(
         })
         .unwrap_or(0);
     let end_ms = start_ms + window_ms;
-    let tail_from = end_ms.saturating_sub(cfg.fair_window.as_millis() as u64).max(start_ms);
+    let tail_from = end_ms
+        .saturating_sub(cfg.fair_window.as_millis() as u64)
+        .max(start_ms);
     let logs = split_by_port(&events, &ports);
     let delay_ms = setting.delay.as_secs_f64() * 1000.0;
     let flow_start: Vec<u64> = started_ms.iter().map(|&s| s.max(start_ms)).collect();
@@ -944,7 +960,10 @@ pub fn run_one(
         }
     }
     let all_converged = flows.iter().all(|f| f.convergence_s.is_some());
-    let scheme_json = plan.iter().filter(|f| f.is_scheme).map(|f| &json[f.index]["end"]);
+    let scheme_json = plan
+        .iter()
+        .filter(|f| f.is_scheme)
+        .map(|f| &json[f.index]["end"]);
     Ok(RunResult {
         trace: trace_name(trace_path),
         scheme: scheme.name().into(),
@@ -1143,18 +1162,27 @@ mod tests {
     fn queues_parse_and_bdp_resolves_from_the_trace_capacity() {
         let q = QueueSpec::parse_list("packets=20,packets=100,bdp=1,bdp=4,unlimited").unwrap();
         let labels: Vec<String> = q.iter().map(QueueSpec::label).collect();
-        assert_eq!(labels, ["packets=20", "packets=100", "bdp=1", "bdp=4", "unlimited"]);
+        assert_eq!(
+            labels,
+            ["packets=20", "packets=100", "bdp=1", "bdp=4", "unlimited"]
+        );
         assert!(QueueSpec::parse("bdp=0").is_err());
         assert!(QueueSpec::parse("bdp=x").is_err());
         assert!(QueueSpec::parse("frames=3").is_err());
         // 12 Mbit/s, 20 ms each way: a 40 ms RTT holds 60,000 bytes, 40 packets.
-        let t = LinkTrace::parse("1\n", Path::new("t")).unwrap();
+        let t = MahimahiTrace::parse(Path::new("t"), "1\n").unwrap();
         let d = Duration::from_millis(20);
         assert_eq!(q[2].resolve(&t, d).packets, Some(40));
         assert_eq!(q[3].resolve(&t, d).packets, Some(160));
         assert_eq!(q[0].resolve(&t, d).packets, Some(20));
-        let s = Setting { delay: d, queue: q[2] };
-        assert_eq!((s.label().as_str(), s.slug().as_str()), ("20 ms, bdp=1", "20ms-bdp=1"));
+        let s = Setting {
+            delay: d,
+            queue: q[2],
+        };
+        assert_eq!(
+            (s.label().as_str(), s.slug().as_str()),
+            ("20 ms, bdp=1", "20ms-bdp=1")
+        );
     }
 
     #[test]

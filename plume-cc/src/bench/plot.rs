@@ -49,14 +49,18 @@ fn plot_err(path: &Path) -> impl Fn(String) -> BenchError + '_ {
     }
 }
 
-/// Tick values on the 1-2-5 sequence within `[lo, hi]` (both > 0), or on
-/// every integer multiple of the decade when that gives fewer than three.
+/// Tick values on the 1-2-5 sequence within `[lo, hi]` (both > 0), or on a
+/// finer sequence of round values when that gives fewer than four.
 fn ticks_125(lo: f64, hi: f64) -> Vec<f64> {
     let v = ticks_of(lo, hi, &[1.0, 2.0, 5.0]);
-    if v.len() >= 3 {
+    if v.len() >= 4 {
         return v;
     }
-    ticks_of(lo, hi, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    ticks_of(
+        lo,
+        hi,
+        &[1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+    )
 }
 
 fn ticks_of(lo: f64, hi: f64, mantissas: &[f64]) -> Vec<f64> {
@@ -64,7 +68,7 @@ fn ticks_of(lo: f64, hi: f64, mantissas: &[f64]) -> Vec<f64> {
     let mut decade = 10f64.powf(lo.log10().floor());
     while decade <= hi {
         for &m in mantissas {
-            let t = m * decade;
+            let t = (m * decade * 1e6).round() / 1e6; // 1.2 x 100 is 120, not 120.00000000000001
             if t >= lo && t <= hi {
                 v.push(t);
             }
@@ -199,15 +203,39 @@ where
             .label(*s)
             .legend(move |(x, y)| Circle::new((x, y), 6, color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerLeft, 14)?;
     root.present()?;
     Ok(())
+}
+
+/// The legend every figure here draws: a framed box at `at`.
+fn legend<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    at: SeriesLabelPosition,
+    size: u32,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(at)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .label_font(("sans-serif", size))
+        .draw()?;
+    Ok(())
+}
+
+/// The label of category `k` at the middle of its unit cell (`k + 0.5`),
+/// nothing elsewhere: categorical axes on a numeric range.
+fn category_label(names: &[&str], v: f64) -> String {
+    let k = v.floor() as usize;
+    if (v - k as f64 - 0.5).abs() < 0.01 && k < names.len() {
+        names[k].to_string()
+    } else {
+        String::new()
+    }
 }
 
 /// Each flow's throughput over time (500 ms bins) in run `r`, as a PNG.
@@ -215,7 +243,12 @@ pub fn flow_series(path: &Path, title: &str, r: &RunResult) -> Result<(), BenchE
     let err = plot_err(path);
     ensure_font().map_err(&err)?;
     let bin_s = super::flows::BIN_MS as f64 / 1000.0;
-    let n = r.flows.iter().map(|f| f.series_mbps.len()).max().unwrap_or(0);
+    let n = r
+        .flows
+        .iter()
+        .map(|f| f.series_mbps.len())
+        .max()
+        .unwrap_or(0);
     let ymax = r
         .flows
         .iter()
@@ -229,7 +262,10 @@ pub fn flow_series(path: &Path, title: &str, r: &RunResult) -> Result<(), BenchE
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(55)
-            .build_cartesian_2d(0f64..(n as f64 * bin_s).max(bin_s), 0f64..(ymax * 1.1).max(0.1))?;
+            .build_cartesian_2d(
+                0f64..(n as f64 * bin_s).max(bin_s),
+                0f64..(ymax * 1.1).max(0.1),
+            )?;
         chart
             .configure_mesh()
             .x_desc("time (s)")
@@ -255,14 +291,11 @@ pub fn flow_series(path: &Path, title: &str, r: &RunResult) -> Result<(), BenchE
                     if f.is_scheme { "" } else { ", competing" },
                     f.sender_cc
                 ))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .label_font(("sans-serif", 13))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 13)?;
         root.present()?;
         Ok(())
     };
@@ -290,6 +323,8 @@ pub fn heat_maps(path: &Path, title: &str, summaries: &[&Summary]) -> Result<(),
             .find(|m| m.scheme == sch && m.setting == set && m.runs > 0)
             .map(|m| f(m))
     };
+    // Rows from the top: the first scheme is drawn highest.
+    let rows: Vec<&str> = schemes.iter().rev().copied().collect();
     let width = 260 + 130 * settings.len() as u32;
     let height = 140 + 44 * schemes.len() as u32;
     let draw = || -> DrawResult {
@@ -299,8 +334,16 @@ pub fn heat_maps(path: &Path, title: &str, summaries: &[&Summary]) -> Result<(),
         let panels = root.split_evenly((2, 1));
         type Metric<'a> = (&'a str, fn(&Summary) -> f64, bool);
         let metrics: [Metric; 2] = [
-            ("throughput, Mbps (darker is more)", |m| m.throughput_mbps.mean, true),
-            ("p95 one-way delay, ms (darker is less)", |m| m.p95_delay_ms.mean, false),
+            (
+                "throughput, Mbps (darker is more)",
+                |m| m.throughput_mbps.mean,
+                true,
+            ),
+            (
+                "p95 one-way delay, ms (darker is less)",
+                |m| m.p95_delay_ms.mean,
+                false,
+            ),
         ];
         for (panel, (name, f, more_is_better)) in panels.iter().zip(metrics) {
             let vals: Vec<f64> = schemes
@@ -309,7 +352,9 @@ pub fn heat_maps(path: &Path, title: &str, summaries: &[&Summary]) -> Result<(),
                 .collect();
             let (lo, hi) = vals
                 .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
             let mut chart = ChartBuilder::on(panel)
                 .caption(name, ("sans-serif", 14))
                 .margin(10)
@@ -321,22 +366,8 @@ pub fn heat_maps(path: &Path, title: &str, summaries: &[&Summary]) -> Result<(),
                 .disable_mesh()
                 .x_labels(settings.len() * 2 + 1)
                 .y_labels(schemes.len() * 2 + 1)
-                .x_label_formatter(&|v| {
-                    let k = v.floor() as usize;
-                    if (v - k as f64 - 0.5).abs() < 0.01 && k < settings.len() {
-                        settings[k].to_string()
-                    } else {
-                        String::new()
-                    }
-                })
-                .y_label_formatter(&|v| {
-                    let k = v.floor() as usize;
-                    if (v - k as f64 - 0.5).abs() < 0.01 && k < schemes.len() {
-                        schemes[schemes.len() - 1 - k].to_string()
-                    } else {
-                        String::new()
-                    }
-                })
+                .x_label_formatter(&|v| category_label(&settings, *v))
+                .y_label_formatter(&|v| category_label(&rows, *v))
                 .label_style(("sans-serif", 12))
                 .draw()?;
             for (row, sch) in schemes.iter().enumerate() {
@@ -398,7 +429,10 @@ pub fn fairness(path: &Path, title: &str, results: &[RunResult]) -> Result<(), B
         type Metric<'a> = (&'a str, fn(&RunResult) -> Option<f64>);
         let metrics: [Metric; 2] = [
             ("Jain's fairness index over the fairness window", |r| r.jain),
-            ("the scheme's share of the link (fair: its flows / all flows)", |r| r.share),
+            (
+                "the scheme's share of the link (fair: its flows / all flows)",
+                |r| r.share,
+            ),
         ];
         for (panel, (name, f)) in panels.iter().zip(metrics) {
             let mut chart = ChartBuilder::on(panel)
@@ -410,14 +444,7 @@ pub fn fairness(path: &Path, title: &str, results: &[RunResult]) -> Result<(), B
             chart
                 .configure_mesh()
                 .x_labels(settings.len() * 2 + 1)
-                .x_label_formatter(&|v| {
-                    let k = v.floor() as usize;
-                    if (v - k as f64 - 0.5).abs() < 0.01 && k < settings.len() {
-                        settings[k].to_string()
-                    } else {
-                        String::new()
-                    }
-                })
+                .x_label_formatter(&|v| category_label(&settings, *v))
                 .label_style(("sans-serif", 12))
                 .draw()?;
             let w = 0.8 / schemes.len() as f64;
@@ -450,13 +477,7 @@ pub fn fairness(path: &Path, title: &str, results: &[RunResult]) -> Result<(), B
                     )?;
                 }
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.8))
-                .label_font(("sans-serif", 12))
-                .draw()?;
+            legend(&mut chart, SeriesLabelPosition::LowerRight, 12)?;
         }
         root.present()?;
         Ok(())
@@ -470,8 +491,14 @@ mod tests {
 
     #[test]
     fn delay_ticks_follow_the_1_2_5_sequence() {
-        assert_eq!(ticks_125(15.0, 900.0), vec![20.0, 50.0, 100.0, 200.0, 500.0]);
-        assert_eq!(ticks_125(80.0, 180.0), vec![80.0, 90.0, 100.0]);
+        assert_eq!(
+            ticks_125(15.0, 900.0),
+            vec![20.0, 50.0, 100.0, 200.0, 500.0]
+        );
+        assert_eq!(
+            ticks_125(80.0, 180.0),
+            vec![80.0, 90.0, 100.0, 120.0, 150.0]
+        );
         assert_eq!(ticks_125(1.0, 30.0), vec![1.0, 2.0, 5.0, 10.0, 20.0]);
         assert_eq!(tick_label(20.0), "20");
         assert_eq!(tick_label(0.5), "0.5");

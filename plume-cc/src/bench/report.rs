@@ -177,7 +177,12 @@ pub fn summarize_flows(results: &[RunResult]) -> Vec<FlowSummary> {
     let mut keys: Vec<(String, String, String, usize)> = Vec::new();
     for r in results.iter().filter(|r| r.error.is_none()) {
         for f in &r.flows {
-            let k = (r.trace.clone(), r.setting.clone(), r.scheme.clone(), f.index);
+            let k = (
+                r.trace.clone(),
+                r.setting.clone(),
+                r.scheme.clone(),
+                f.index,
+            );
             if !keys.contains(&k) {
                 keys.push(k);
             }
@@ -188,7 +193,10 @@ pub fn summarize_flows(results: &[RunResult]) -> Vec<FlowSummary> {
             let flows: Vec<&FlowResult> = results
                 .iter()
                 .filter(|r| {
-                    r.error.is_none() && r.trace == trace && r.setting == setting && r.scheme == scheme
+                    r.error.is_none()
+                        && r.trace == trace
+                        && r.setting == setting
+                        && r.scheme == scheme
                 })
                 .flat_map(|r| r.flows.iter().filter(|f| f.index == index))
                 .collect();
@@ -450,7 +458,11 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
     std::fs::write(&md_path, &table).map_err(io_err("write", &md_path))?;
     files.push(md_path);
 
-    let title = title(cfg.duration.as_secs_f64(), &cfg.downlink.describe(), &flow_note(cfg));
+    let title = title(
+        cfg.duration.as_secs_f64(),
+        &cfg.downlink.describe(),
+        &flow_note(cfg),
+    );
     files.extend(plot_all(&cfg.out, &results, &summaries, &title)?);
     Ok(BenchOutput {
         results,
@@ -463,7 +475,12 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
 fn flow_note(cfg: &BenchConfig) -> String {
     let mut s = String::new();
     if cfg.flows > 1 {
-        let _ = write!(s, "{} flows {} s apart", cfg.flows, cfg.stagger.as_secs_f64());
+        let _ = write!(
+            s,
+            "{} flows {} s apart",
+            cfg.flows,
+            cfg.stagger.as_secs_f64()
+        );
     }
     if let Some(c) = &cfg.competing {
         let _ = write!(
@@ -499,7 +516,10 @@ pub fn replot(out: &std::path::Path) -> Result<Vec<PathBuf>, BenchError> {
     }
     let mut note = String::new();
     if let Some(n) = c["flows"].as_u64().filter(|&n| n > 1) {
-        note = format!("{n} flows {} s apart", c["stagger_s"].as_f64().unwrap_or(0.0));
+        note = format!(
+            "{n} flows {} s apart",
+            c["stagger_s"].as_f64().unwrap_or(0.0)
+        );
     }
     if let Some(comp) = c["competing"].as_str() {
         note = format!("{note}{}vs {comp}", if note.is_empty() { "" } else { " " });
@@ -524,7 +544,13 @@ fn title(duration_s: f64, downlink: &str, flows: &str) -> String {
 
 fn slug(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '=' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '=' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .replace("--", "-")
 }
@@ -572,7 +598,10 @@ fn plot_all(
             files.push(path);
         }
     }
-    for r in results.iter().filter(|r| r.error.is_none() && !r.flows.is_empty() && !r.dir.is_empty()) {
+    for r in results
+        .iter()
+        .filter(|r| r.error.is_none() && !r.flows.is_empty() && !r.dir.is_empty())
+    {
         let path = out.join(&r.dir).join("throughput.png");
         if path.parent().is_some_and(std::path::Path::is_dir) {
             plot::flow_series(

@@ -14,8 +14,9 @@ use anyhow::Context as _;
 use plume_cc_common::{DatapathConfig, FlowStats, CWND_UNCLAMPED, PACING_UNLIMITED};
 use serde::Serialize;
 
-use super::{control_step, policy::FlowPolicy, DaemonStats, Guard, StepBuffers};
+use super::ControlLoop;
 use crate::datapath::{cgroup::OwnedCgroup, probe::Sink, Datapath};
+use crate::policy::FlowPolicy;
 
 /// Control-step timing at one flow count (medians over the iterations).
 #[derive(Clone, Debug, Serialize)]
@@ -57,7 +58,7 @@ fn synthetic_stats(i: usize) -> FlowStats {
     }
 }
 
-/// Times [`control_step`] with `n` synthetic flows in the map, for each `n`.
+/// Times [`ControlLoop::step`] with `n` synthetic flows in the map, for each `n`.
 pub fn control_loop(
     counts: &[usize],
     iterations: usize,
@@ -72,26 +73,12 @@ pub fn control_loop(
             dp.insert_synthetic_flow(1_000_000 + i as u64, synthetic_stats(i))?;
         }
         let mut policy = make_policy()?;
-        let mut guard = Guard::default();
-        let mut buffers = StepBuffers::default();
-        let mut stats = DaemonStats::default();
+        let mut control = ControlLoop::default();
         let (mut r, mut d, mut w, mut t) = (vec![], vec![], vec![], vec![]);
         // One warm-up step (allocations, first forward).
-        control_step(
-            &mut dp,
-            policy.as_mut(),
-            &mut guard,
-            &mut buffers,
-            &mut stats,
-        )?;
+        control.step(&mut dp, policy.as_mut(), crate::datapath::monotonic_ns())?;
         for _ in 0..iterations {
-            let s = control_step(
-                &mut dp,
-                policy.as_mut(),
-                &mut guard,
-                &mut buffers,
-                &mut stats,
-            )?;
+            let s = control.step(&mut dp, policy.as_mut(), crate::datapath::monotonic_ns())?;
             anyhow::ensure!(s.flows == n, "expected {n} flows, read {}", s.flows);
             r.push(s.read.as_secs_f64() * 1e6);
             d.push(s.decide.as_secs_f64() * 1e6);

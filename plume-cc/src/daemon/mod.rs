@@ -10,8 +10,8 @@
 //! and detach.
 
 pub mod bench;
+pub mod control;
 pub mod metrics;
-pub mod policy;
 pub mod record;
 pub mod status;
 
@@ -22,11 +22,12 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use plume_cc_common::{event_kind, DatapathConfig, FlowTarget};
+use plume_cc_common::DatapathConfig;
 use serde::Serialize;
 
 use crate::datapath::{self, cgroup, Datapath, Shutdown};
-use policy::{Decision, FlowPolicy, Guard, GuardCounts, ScriptFile};
+use crate::policy::{FlowPolicy, GuardCounts, PolicyContract, ScriptFile};
+pub use control::{ControlLoop, FlowMaps, StepTiming};
 
 /// Settings of one daemon.
 #[derive(Clone, Debug)]
@@ -98,7 +99,7 @@ impl DaemonConfig {
     /// list.
     pub fn resolve(
         &mut self,
-        contract: Option<&policy::PolicyContract>,
+        contract: Option<&PolicyContract>,
         requested_base: Option<&str>,
         force_interval: bool,
         available: &[String],
@@ -160,6 +161,16 @@ pub struct DaemonStats {
     pub datapath: datapath::Counters,
 }
 
+impl DaemonStats {
+    /// Takes the control loop's counters after a step.
+    pub fn absorb(&mut self, control: &ControlLoop) {
+        self.flows = control.flows().len();
+        self.targets_written = control.counts.targets_written;
+        self.events_opened = control.counts.events_opened;
+        self.events_closed = control.counts.events_closed;
+    }
+}
+
 /// Loads a policy file: a scripted schedule (`{"scripted": ...}` JSON), a
 /// learned policy ([`crate::policy::LoadedPolicy::load`]: a folder, or a
 /// `NAME.json` with `NAME.safetensors` or `NAME.pt`), or `default` for the
@@ -194,95 +205,6 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
         )
     })?;
     Ok(Box::new(crate::policy::LearnedPolicy::new(p)))
-}
-
-/// Time spent in each part of one control step.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct StepTiming {
-    /// Flows handled.
-    pub flows: usize,
-    /// Reading events and all flows' statistics.
-    pub read: Duration,
-    /// The policy's decision for all flows (one batched call).
-    pub decide: Duration,
-    /// Guarding and writing the targets.
-    pub write: Duration,
-}
-
-/// Buffers reused across control steps (no allocation in steady state).
-#[derive(Debug, Default)]
-pub struct StepBuffers {
-    flows: Vec<(u64, plume_cc_common::FlowStats)>,
-    decisions: Vec<Decision>,
-    cookies: Vec<u64>,
-    targets: Vec<FlowTarget>,
-    steps: u64,
-}
-
-/// One monitor interval: read every flow, decide for all at once, guard and
-/// write the targets. The daemon and the benchmarks call exactly this.
-pub fn control_step(
-    dp: &mut Datapath,
-    policy: &mut dyn FlowPolicy,
-    guard: &mut Guard,
-    buffers: &mut StepBuffers,
-    stats: &mut DaemonStats,
-) -> anyhow::Result<StepTiming> {
-    let decisions = &mut buffers.decisions;
-    let t0 = Instant::now();
-    let mut closed_now = false;
-    for ev in dp.drain_events() {
-        match ev.kind {
-            event_kind::OPENED => stats.events_opened += 1,
-            event_kind::CLOSED => {
-                stats.events_closed += 1;
-                closed_now = true;
-                policy.forget(ev.cookie);
-            }
-            _ => {}
-        }
-    }
-    let flows = &mut buffers.flows;
-    dp.read_flows(flows)?;
-    let t1 = Instant::now();
-    decisions.clear();
-    policy.decide(datapath::monotonic_ns(), flows, decisions)?;
-    if decisions.len() != flows.len() {
-        bail!(
-            "the policy returned {} decisions for {} flows",
-            decisions.len(),
-            flows.len()
-        );
-    }
-    let t2 = Instant::now();
-    buffers.cookies.clear();
-    buffers.targets.clear();
-    for ((cookie, _), d) in flows.iter().zip(decisions.iter()) {
-        let (cwnd_clamp, max_pacing_bytes_per_sec) = guard.apply(*d);
-        buffers.cookies.push(*cookie);
-        buffers.targets.push(FlowTarget {
-            written_ns: 0,
-            cwnd_clamp,
-            max_pacing_bytes_per_sec,
-        });
-    }
-    dp.write_targets(&buffers.cookies, &mut buffers.targets)?;
-    stats.targets_written += buffers.cookies.len() as u64;
-    // A flow that closed between our read and our write leaves an orphan
-    // target; sweep them every 50 steps (and whenever a flow closed).
-    buffers.steps += 1;
-    if closed_now || buffers.steps.is_multiple_of(50) {
-        buffers.cookies.sort_unstable();
-        dp.collect_orphan_targets(&buffers.cookies)?;
-    }
-    let t3 = Instant::now();
-    stats.flows = flows.len();
-    Ok(StepTiming {
-        flows: flows.len(),
-        read: t1 - t0,
-        decide: t2 - t1,
-        write: t3 - t2,
-    })
 }
 
 /// Runs the daemon until SIGINT/SIGTERM (or `run_for`).
@@ -350,8 +272,7 @@ pub async fn run(
         Some(p) => Some(record::Recorder::create(p)?),
         None => None,
     };
-    let mut guard = Guard::default();
-    let mut buffers = StepBuffers::default();
+    let mut control = ControlLoop::default();
     let mut stats = DaemonStats::default();
     let mut total_step = Duration::ZERO;
     loop {
@@ -362,25 +283,20 @@ pub async fn run(
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
         }
         let t0 = Instant::now();
-        control_step(
-            &mut dp,
-            policy.as_mut(),
-            &mut guard,
-            &mut buffers,
-            &mut stats,
-        )?;
+        control.step(&mut dp, policy.as_mut(), datapath::monotonic_ns())?;
         let step = t0.elapsed();
+        stats.absorb(&control);
         if let Some(r) = recorder.as_mut() {
-            r.write(datapath::monotonic_ns(), &buffers.flows, &buffers.targets)?;
+            r.write(datapath::monotonic_ns(), control.flows(), control.targets())?;
         }
         total_step += step;
         stats.intervals += 1;
         stats.last_step_us = step.as_micros() as u64;
         stats.mean_step_us = total_step.as_secs_f64() * 1e6 / stats.intervals as f64;
-        if guard.counts != stats.guard {
-            tracing::warn!(?guard.counts, "policy outputs out of range were clamped");
+        if control.guard.counts != stats.guard {
+            tracing::warn!(?control.guard.counts, "policy outputs out of range were clamped");
         }
-        stats.guard = guard.counts;
+        stats.guard = control.guard.counts;
         if stats.intervals % 50 == 1 {
             stats.datapath = dp.counters()?;
             dp.flush_logs();
@@ -421,8 +337,8 @@ mod tests {
         }
     }
 
-    fn contract(base: &str, us: u64) -> policy::PolicyContract {
-        policy::PolicyContract {
+    fn contract(base: &str, us: u64) -> PolicyContract {
+        PolicyContract {
             base_cc: base.into(),
             monitor_interval_us: us,
         }

@@ -10,10 +10,8 @@ use std::{collections::VecDeque, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    log::LinkLog,
-    trace::{LinkTrace, OPPORTUNITY_BYTES},
-};
+use super::log::LinkLog;
+use crate::trace::{Schedule, OPPORTUNITY_BYTES};
 
 /// One packet in flight through the emulator: the raw IP datagram.
 #[derive(Debug)]
@@ -103,7 +101,7 @@ pub struct LinkStats {
 /// unlimited (every packet departs when it arrives) without a trace.
 #[derive(Debug)]
 pub struct Link {
-    trace: Option<Arc<LinkTrace>>,
+    trace: Option<Arc<Schedule>>,
     next_idx: usize,
     base_ms: u64,
     queue: VecDeque<Packet>,
@@ -118,7 +116,7 @@ pub struct Link {
 impl Link {
     /// A link replaying `trace` (None: unlimited) with the queue `limit`,
     /// starting at time 0, optionally logging every event to `log`.
-    pub fn new(trace: Option<Arc<LinkTrace>>, limit: DropTail, log: Option<LinkLog>) -> Self {
+    pub fn new(trace: Option<Arc<Schedule>>, limit: DropTail, log: Option<LinkLog>) -> Self {
         Self {
             trace,
             next_idx: 0,
@@ -151,7 +149,7 @@ impl Link {
     fn next_opportunity_ms(&self) -> Option<u64> {
         self.trace
             .as_ref()
-            .map(|t| self.base_ms + t.timestamps_ms()[self.next_idx])
+            .map(|t| self.base_ms + t.opportunities_ms()[self.next_idx])
     }
 
     /// When the link next needs attention (an opportunity with something to
@@ -169,7 +167,7 @@ impl Link {
         let Some(trace) = self.trace.clone() else {
             return;
         };
-        let ts = trace.timestamps_ms();
+        let ts = trace.opportunities_ms();
         loop {
             let t_ms = self.base_ms + ts[self.next_idx];
             if t_ms * 1000 > now_us {
@@ -189,7 +187,7 @@ impl Link {
         if let Some(log) = &mut self.log {
             log.opportunity(t_ms);
         }
-        let mut left = OPPORTUNITY_BYTES;
+        let mut left = OPPORTUNITY_BYTES as usize;
         while left > 0 {
             if self.in_transit.is_none() {
                 let Some(p) = self.queue.pop_front() else {
@@ -382,8 +380,13 @@ mod tests {
         }
     }
 
-    fn trace(s: &str) -> Option<Arc<LinkTrace>> {
-        Some(Arc::new(LinkTrace::parse(s, Path::new("t")).unwrap()))
+    fn trace(s: &str) -> Option<Arc<Schedule>> {
+        Some(Arc::new(
+            crate::trace::MahimahiTrace::parse(Path::new("t"), s)
+                .unwrap()
+                .schedule()
+                .clone(),
+        ))
     }
 
     #[test]

@@ -293,8 +293,14 @@ mod tests {
         let tcp = datagram(6, 40000, 5202, 60);
         assert_eq!(flow_port(&tcp, PortSide::Destination), Some(5202));
         assert_eq!(flow_port(&tcp, PortSide::Source), Some(40000));
-        assert_eq!(flow_port(&datagram(17, 1, 9, 28), PortSide::Destination), Some(9));
-        assert_eq!(flow_port(&datagram(1, 1, 9, 28), PortSide::Destination), None);
+        assert_eq!(
+            flow_port(&datagram(17, 1, 9, 28), PortSide::Destination),
+            Some(9)
+        );
+        assert_eq!(
+            flow_port(&datagram(1, 1, 9, 28), PortSide::Destination),
+            None
+        );
         let mut frag = datagram(17, 1, 9, 28);
         frag[7] = 1; // a non-first fragment has no transport header
         assert_eq!(flow_port(&frag, PortSide::Destination), None);
@@ -314,7 +320,10 @@ mod tests {
         log.drop(4_000, &datagram(1, 0, 0, 100));
         log.finish().unwrap();
         let mut text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\n1 + 1500 5202\n3 - 1500 2 5202\n4 d 100\n"), "{text}");
+        assert!(
+            text.contains("\n1 + 1500 5202\n3 - 1500 2 5202\n4 d 100\n"),
+            "{text}"
+        );
         text.push_str("5 + 1500\n");
         std::fs::write(&path, text).unwrap();
         let ev = read_log(&path).unwrap();
@@ -322,10 +331,27 @@ mod tests {
             ev,
             vec![
                 LogEvent::Opportunity { t_ms: 1 },
-                LogEvent::Arrival { t_ms: 1, size: 1500, port: Some(5202) },
-                LogEvent::Departure { t_ms: 3, size: 1500, delay_ms: 2, port: Some(5202) },
-                LogEvent::Drop { t_ms: 4, size: 100, port: None },
-                LogEvent::Arrival { t_ms: 5, size: 1500, port: None },
+                LogEvent::Arrival {
+                    t_ms: 1,
+                    size: 1500,
+                    port: Some(5202)
+                },
+                LogEvent::Departure {
+                    t_ms: 3,
+                    size: 1500,
+                    delay_ms: 2,
+                    port: Some(5202)
+                },
+                LogEvent::Drop {
+                    t_ms: 4,
+                    size: 100,
+                    port: None
+                },
+                LogEvent::Arrival {
+                    t_ms: 5,
+                    size: 1500,
+                    port: None
+                },
             ]
         );
         std::fs::write(&path, "1 + 1500 5202 7\n").unwrap();

@@ -23,7 +23,6 @@ pub mod forward;
 pub mod link;
 pub mod log;
 pub mod netns;
-pub mod trace;
 pub mod tun;
 
 use std::{
@@ -41,7 +40,6 @@ use serde::{Deserialize, Serialize};
 pub use forward::ForwardStats;
 pub use link::{DropTail, LinkStats};
 pub use netns::NetNs;
-pub use trace::LinkTrace;
 
 use link::{DelayLine, Link, Order, Pipeline};
 
@@ -187,9 +185,9 @@ fn make_pipeline(
     let trace = cfg
         .trace
         .as_deref()
-        .map(LinkTrace::from_file)
+        .map(crate::trace::MahimahiTrace::read)
         .transpose()?
-        .map(Arc::new);
+        .map(|t| Arc::new(t.schedule().clone()));
     let log = match &cfg.log {
         Some(path) => {
             let unix_ms = std::time::SystemTime::now()

@@ -30,7 +30,7 @@ use crate::congestion::ControllerKind;
 use crate::policy::{LoadedPolicy, Objective};
 use crate::rl::env::{env_action, SimWindow};
 use crate::sim::{
-    env::flow_metrics, Action, Env, EnvConfig, MonitorInterval, QueueLimit, RewardWeights,
+    env::flow_metrics, Env, EnvConfig, MonitorInterval, QueueLimit, RewardWeights, Target,
 };
 
 use super::EvalError;
@@ -133,12 +133,12 @@ fn run_cell(
                 policy.act_batch(&flat, envs.len())?
             }
         };
-        let actions: Vec<Action> = envs
+        let actions: Vec<Target> = envs
             .iter()
             .zip(&obs)
             .zip(&raw)
             .map(|((e, o), a)| match actor {
-                Actor::Base => Action::unlimited(),
+                Actor::Base => Target::unlimited(),
                 _ => env_action(&meta.action_scaling, o, *a, e),
             })
             .collect();
@@ -289,15 +289,6 @@ pub fn heldout_windows(traces: &Path, limit: usize) -> Result<Vec<SimWindow>, Ev
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jain_index_of_known_inputs() {
-        assert!((jain(&[1.0, 1.0]) - 1.0).abs() < 1e-12);
-        assert!((jain(&[1.0, 0.0]) - 0.5).abs() < 1e-12);
-        assert!((jain(&[3.0, 1.0]) - 0.8).abs() < 1e-12);
-        assert!((jain(&[2.0, 1.0, 1.0]) - 16.0 / 18.0).abs() < 1e-12);
-        assert_eq!(jain(&[]), 1.0);
-    }
 
     #[test]
     fn a_cell_is_deterministic_and_the_fixed_rule_limits_the_flow() {

@@ -32,7 +32,7 @@ use crate::policy::{
     flow_context_from_observation, observation::FlowSample, LoadedPolicy, ObservationBuilder,
 };
 use crate::rl::env::{env_action, flow_mss};
-use crate::sim::{Action, CapacityTrace, Env, EnvConfig, MonitorInterval, QueueLimit};
+use crate::sim::{Env, EnvConfig, MonitorInterval, QueueLimit, Target};
 use crate::trace::MahimahiTrace;
 
 use super::EvalError;
@@ -234,7 +234,7 @@ pub fn run_sim(
     seed: u64,
 ) -> Result<SideResult, EvalError> {
     let interval_us = policy.map_or(20_000, |p| p.metadata().monitor_interval_us);
-    let window = Arc::new(CapacityTrace::from_ms(trace.timestamps_ms().to_vec())?);
+    let window = Arc::new(trace.schedule().clone());
     let mut env = Env::new(EnvConfig {
         base,
         competing: Vec::new(),
@@ -261,7 +261,7 @@ pub fn run_sim(
                 p.act_batch(&obs, 1)?[0],
                 &env,
             ),
-            None => Action::unlimited(),
+            None => Target::unlimited(),
         };
         let r = env.step(action)?;
         let ctx = flow_context_from_observation(&r.observation, flow_mss(&env));

@@ -412,7 +412,11 @@ mod tests {
 
     #[test]
     fn separates_evdo_umts_and_lte_windows_of_the_shared_traces() {
-        let corpus = shared_corpus_30s();
+        let Some(corpus) =
+            shared_corpus_30s("separates_evdo_umts_and_lte_windows_of_the_shared_traces")
+        else {
+            return;
+        };
         assert_eq!(corpus.windows.len(), 206);
         // Fewer starts than the CLI's 75 to keep the debug-build test short.
         let params = AnalysisParams::with_starts(0, 15);

@@ -9,7 +9,10 @@
 //!   action scaling to the datapath's levers.
 //! - [`file`]: the policy file (safetensors + JSON metadata, or TorchScript)
 //!   and [`LoadedPolicy`], the one type the daemon uses;
-//! - [`learned`]: [`LoadedPolicy`] behind the daemon's `FlowPolicy` trait.
+//! - [`api`]: the policy API the daemon drives ([`FlowPolicy`], [`Decision`],
+//!   [`Guard`]) and the scripted test policy;
+//! - [`learned`]: [`LoadedPolicy`] behind [`FlowPolicy`].
+pub mod api;
 pub mod file;
 pub mod filter;
 pub mod learned;
@@ -17,6 +20,10 @@ pub mod model;
 pub mod objective;
 pub mod observation;
 
+pub use api::{
+    Decision, FlowPolicy, Guard, GuardCounts, PolicyContract, ScriptFile, ScriptStep,
+    ScriptedPolicy,
+};
 pub use file::{default_policy, default_policy_bytes, LoadedPolicy, PolicyError, PolicyMetadata};
 pub use learned::LearnedPolicy;
 pub use model::{ActionScaling, FlowContext, Target};

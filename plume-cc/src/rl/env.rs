@@ -27,7 +27,7 @@ use crate::plume::TraceSampler;
 use crate::policy::flow_context_from_observation;
 use crate::policy::model::ActionScaling;
 use crate::policy::observation::{Observation, OBSERVATION_LEN};
-use crate::sim::{Action, CapacityTrace, Env, EnvConfig, QueueLimit, StepResult, VecEnv};
+use crate::sim::{Env, EnvConfig, QueueLimit, Schedule, StepResult, Target, VecEnv};
 
 use super::ppo::{BatchEnv, PpoError};
 use super::scenario::{Scenario, ScenarioSpec};
@@ -54,7 +54,7 @@ impl Default for RewardSpec {
 #[derive(Clone, Debug)]
 pub struct SimWindow {
     /// The capacity schedule, starting at 0.
-    pub trace: Arc<CapacityTrace>,
+    pub trace: Arc<Schedule>,
     /// Mean capacity over the window, Mbit/s.
     pub mean_mbps: f64,
     /// Length, milliseconds.
@@ -72,7 +72,7 @@ impl SimWindow {
             .map(|&t| t - start_ms)
             .collect();
         let n = ops.len();
-        let trace = CapacityTrace::from_ms(ops).ok()?;
+        let trace = Schedule::from_ms(ops).ok()?;
         Some(Self {
             trace: Arc::new(trace),
             mean_mbps: n as f64 * 1500.0 * 8.0 / (length_ms as f64 * 1000.0),
@@ -258,12 +258,12 @@ impl SimBatch {
 /// whose latest observation is `obs`: the policy's [`ActionScaling`] with the
 /// flow context read back from the observation (as the daemon does), each
 /// limit moved at most one step from the limits in force.
-pub fn env_action(scaling: &ActionScaling, obs: &Observation, raw: [f32; 2], env: &Env) -> Action {
+pub fn env_action(scaling: &ActionScaling, obs: &Observation, raw: [f32; 2], env: &Env) -> Target {
     let t = scaling.limit_step(
         scaling.to_target(raw, &flow_context_from_observation(obs, flow_mss(env))),
         limits_in_force(env),
     );
-    Action {
+    Target {
         cwnd_clamp_segments: t.cwnd_clamp_segments,
         max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,
     }
@@ -275,7 +275,7 @@ pub fn sim_actions(
     obs: &[Observation],
     raw: &[[f32; 2]],
     envs: &[Env],
-) -> Vec<Action> {
+) -> Vec<Target> {
     obs.iter()
         .zip(raw)
         .zip(envs)

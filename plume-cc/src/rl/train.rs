@@ -31,7 +31,7 @@ use crate::plume::{
 use crate::policy::file::{self, TrainingInfo};
 use crate::policy::model::{ActionScaling, InferenceNet};
 use crate::policy::observation::OBSERVATION_LEN;
-use crate::sim::{Action, EnvConfig, MonitorInterval, QueueLimit, VecEnv};
+use crate::sim::{EnvConfig, MonitorInterval, QueueLimit, Target, VecEnv};
 use crate::trace::corpus::Corpus;
 use crate::trace::window::WindowSpec;
 
@@ -414,7 +414,7 @@ pub fn score_windows(
     let min_rtt_ms = 2.0 * config.one_way_delay_us as f64 / 1000.0;
     while !done.iter().all(|&d| d) {
         let actions = match actor {
-            Actor::Base => vec![Action::unlimited(); windows.len()],
+            Actor::Base => vec![Target::unlimited(); windows.len()],
             Actor::FixedRule => {
                 let raw = vec![[0.0f32; 2]; windows.len()];
                 sim_actions(&config.scaling, &obs, &raw, envs.envs_mut())

@@ -2,9 +2,9 @@
 //! competing flows) on a trace-driven bottleneck, stepped one monitor
 //! interval at a time.
 //!
-//! - [`Env::reset`] takes a capacity window (a [`CapacityTrace`], e.g. a
+//! - [`Env::reset`] takes a capacity window (a [`Schedule`], e.g. a
 //!   window cut from the trace library) and a seed.
-//! - [`Env::step`] applies an [`Action`] the way the sock_ops datapath applies
+//! - [`Env::step`] applies a [`Target`] the way the sock_ops datapath applies
 //!   a `FlowTarget` (a cwnd clamp and a pacing cap on top of the kernel-like
 //!   base controller, see [`crate::congestion::Clamped`]), runs one monitor
 //!   interval and returns the observation built by the shared
@@ -14,36 +14,13 @@
 
 use std::sync::Arc;
 
-use plume_cc_common::{CWND_UNCLAMPED, PACING_UNLIMITED};
-
 use crate::congestion::ControllerKind;
 use crate::policy::observation::{Observation, ObservationBuilder};
-use crate::policy::Objective;
+use crate::policy::{Objective, Target};
 
 use super::metrics::FlowCounters;
 use super::network::{FlowConfig, Network, NetworkConfig};
-use super::{CapacityTrace, QueueLimit, SimError};
-
-/// What the policy asks for, in the datapath's own terms (a `FlowTarget`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Action {
-    /// Ceiling on the cwnd in segments (`TCP_BPF_SNDCWND_CLAMP`);
-    /// [`CWND_UNCLAMPED`] for none. Values below 2 are raised to 2.
-    pub cwnd_clamp_segments: u32,
-    /// Ceiling on the pacing rate in bytes/s (`SO_MAX_PACING_RATE`);
-    /// [`PACING_UNLIMITED`] for none. Values below 12 500 are raised.
-    pub max_pacing_bytes_per_sec: u32,
-}
-
-impl Action {
-    /// No limits: the base controller alone, as without plume-cc.
-    pub fn unlimited() -> Self {
-        Self {
-            cwnd_clamp_segments: CWND_UNCLAMPED,
-            max_pacing_bytes_per_sec: PACING_UNLIMITED,
-        }
-    }
-}
+use super::{QueueLimit, Schedule, SimError};
 
 /// How long a monitor interval lasts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,19 +220,15 @@ impl Env {
 
     /// Starts an episode on `window` (unlimited ACK path) with `seed`; the
     /// first interval runs without limits. Returns the observation after it.
-    pub fn reset(
-        &mut self,
-        window: Arc<CapacityTrace>,
-        seed: u64,
-    ) -> Result<Observation, SimError> {
+    pub fn reset(&mut self, window: Arc<Schedule>, seed: u64) -> Result<Observation, SimError> {
         self.reset_with_ack_trace(window, None, seed)
     }
 
     /// Like [`Env::reset`], with the ACK path limited by `ack_window`.
     pub fn reset_with_ack_trace(
         &mut self,
-        window: Arc<CapacityTrace>,
-        ack_window: Option<Arc<CapacityTrace>>,
+        window: Arc<Schedule>,
+        ack_window: Option<Arc<Schedule>>,
         seed: u64,
     ) -> Result<Observation, SimError> {
         let mut flows = vec![FlowConfig::new(self.config.base)];
@@ -285,7 +258,7 @@ impl Env {
         self.builder = ObservationBuilder::with_objective(self.config.objective);
         self.last_counters = FlowCounters::default();
         // The first interval runs without limits, like a new kernel flow.
-        let first = self.step(Action::unlimited())?;
+        let first = self.step(Target::unlimited())?;
         Ok(first.observation)
     }
 
@@ -304,7 +277,7 @@ impl Env {
     }
 
     /// Applies `action`, simulates one monitor interval and reports it.
-    pub fn step(&mut self, action: Action) -> Result<StepResult, SimError> {
+    pub fn step(&mut self, action: Target) -> Result<StepResult, SimError> {
         let end_us = self.end_us;
         let Some(net) = self.net.as_ref() else {
             return Err(SimError::NotReset);
@@ -419,8 +392,8 @@ mod tests {
     use super::*;
     use crate::congestion::Controller;
 
-    fn constant(k: u32) -> Arc<CapacityTrace> {
-        Arc::new(CapacityTrace::constant(k).expect("trace"))
+    fn constant(k: u32) -> Arc<Schedule> {
+        Arc::new(Schedule::constant(k).expect("trace"))
     }
 
     #[test]
@@ -439,7 +412,7 @@ mod tests {
         let mut env = Env::new(config).expect("env");
         env.reset(constant(2), 1).expect("reset");
         assert_eq!(env.network().map(Network::flow_count), Some(2));
-        let r = env.step(Action::unlimited()).expect("step");
+        let r = env.step(Target::unlimited()).expect("step");
         // One srtt: at least the 30 ms propagation RTT.
         assert!(
             r.interval_us >= 30_000 && r.interval_us <= 100_000,
@@ -458,7 +431,7 @@ mod tests {
         .expect("env");
         env.reset(constant(1), 1).expect("reset");
         for _ in 0..20 {
-            env.step(Action {
+            env.step(Target {
                 cwnd_clamp_segments: 0,
                 max_pacing_bytes_per_sec: 5,
             })

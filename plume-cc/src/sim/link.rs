@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::{CapacityTrace, SimError, OPPORTUNITY_BYTES};
+use super::{Schedule, SimError, OPPORTUNITY_BYTES};
 
 /// Droptail queue limits, as `mm-link --uplink-queue=droptail
 /// --uplink-queue-args=packets=N,bytes=B`. `None` means unlimited.
@@ -65,7 +65,7 @@ struct Waiting {
 /// One direction of a Mahimahi link (see the module docs).
 #[derive(Debug)]
 pub struct Link {
-    trace: Arc<CapacityTrace>,
+    trace: Arc<Schedule>,
     limit: QueueLimit,
     /// Index within one repetition of the opportunity last used.
     cursor_j: usize,
@@ -85,7 +85,7 @@ pub struct Link {
 
 impl Link {
     /// A link replaying `trace` with a droptail queue of `limit`.
-    pub fn new(trace: Arc<CapacityTrace>, limit: QueueLimit) -> Result<Self, SimError> {
+    pub fn new(trace: Arc<Schedule>, limit: QueueLimit) -> Result<Self, SimError> {
         if limit.packets == Some(0) || limit.bytes == Some(0) {
             return Err(SimError::InvalidConfig(
                 "a queue limit of 0 would drop every packet".into(),
@@ -106,7 +106,7 @@ impl Link {
     }
 
     /// The delivery schedule.
-    pub fn trace(&self) -> &Arc<CapacityTrace> {
+    pub fn trace(&self) -> &Arc<Schedule> {
         &self.trace
     }
 
@@ -202,7 +202,7 @@ mod tests {
     use super::*;
 
     fn link(ms: Vec<u64>, limit: QueueLimit) -> Link {
-        Link::new(Arc::new(CapacityTrace::from_ms(ms).unwrap()), limit).unwrap()
+        Link::new(Arc::new(Schedule::from_ms(ms).unwrap()), limit).unwrap()
     }
 
     #[test]

@@ -4,21 +4,13 @@
 
 use std::path::Path;
 
-use super::{CapacityTrace, SimError};
+use super::{Schedule, SimError};
 use crate::trace::MahimahiTrace;
 
-impl TryFrom<&MahimahiTrace> for CapacityTrace {
-    type Error = SimError;
-
-    fn try_from(t: &MahimahiTrace) -> Result<Self, SimError> {
-        CapacityTrace::from_ms(t.timestamps_ms().to_vec())
-    }
-}
-
-/// Reads a Mahimahi trace file into a validated [`CapacityTrace`]; errors
-/// name the file and the 1-based line.
-pub fn load_mahimahi(path: &Path) -> Result<CapacityTrace, SimError> {
-    CapacityTrace::try_from(&MahimahiTrace::read(path)?)
+/// Reads a Mahimahi trace file into its [`Schedule`]; errors name the file
+/// and the 1-based line.
+pub fn load_mahimahi(path: &Path) -> Result<Schedule, SimError> {
+    Ok(MahimahiTrace::read(path)?.schedule().clone())
 }
 
 #[cfg(test)]

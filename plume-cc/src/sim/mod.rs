@@ -13,9 +13,9 @@
 //! buffers have grown to the flow's window.
 //!
 //! One file per concern:
-//! - [`capacity`]: the delivery schedule (Mahimahi timestamps, repetition);
-//! - [`mahimahi`]: a minimal private trace-file reader (to be replaced by the
-//!   shared `trace` module);
+//! - [`mahimahi`]: trace files as delivery schedules (reading is the `trace`
+//!   module's; the schedule is [`crate::trace::Schedule`], shared with the
+//!   emulator);
 //! - [`link`]: the bottleneck: opportunities, byte accounting, droptail queue;
 //! - [`event`]: the event queue;
 //! - [`flow`]: the sender (ACK clocking, RTT, SACK-like loss detection, RTO,
@@ -25,7 +25,6 @@
 //! - [`env`](mod@env): the RL environment (reset/step, observation, reward);
 //! - [`parallel`]: many environments stepped with rayon.
 
-pub mod capacity;
 pub mod env;
 pub mod event;
 pub mod flow;
@@ -35,10 +34,10 @@ pub mod metrics;
 pub mod network;
 pub mod parallel;
 
-pub use capacity::{CapacityTrace, OPPORTUNITY_BYTES};
+pub use crate::policy::Target;
+pub use crate::trace::{Schedule, OPPORTUNITY_BYTES};
 pub use env::{
-    Action, Env, EnvConfig, EpisodeMetrics, MonitorInterval, RewardComponents, RewardWeights,
-    StepResult,
+    Env, EnvConfig, EpisodeMetrics, MonitorInterval, RewardComponents, RewardWeights, StepResult,
 };
 pub use link::QueueLimit;
 pub use mahimahi::load_mahimahi;
@@ -48,24 +47,9 @@ pub use parallel::VecEnv;
 /// Errors of the simulator; every message names the offending value.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    /// A delivery schedule without opportunities.
-    #[error("capacity trace is empty: it needs at least one delivery opportunity")]
-    EmptyTrace,
-    /// A delivery schedule whose timestamps go backwards.
-    #[error("capacity trace is not sorted: entry {index} is {value_ms} ms after {previous_ms} ms")]
-    UnsortedTrace {
-        /// Index of the first out-of-order timestamp.
-        index: usize,
-        /// The timestamp before it, ms.
-        previous_ms: u64,
-        /// The out-of-order timestamp, ms.
-        value_ms: u64,
-    },
-    /// A schedule ending at 0 ms, which Mahimahi cannot repeat.
-    #[error(
-        "capacity trace ends at 0 ms: its last timestamp (the repetition period) must be positive"
-    )]
-    ZeroPeriodTrace,
+    /// A delivery schedule that is not one (empty, unsorted, zero period).
+    #[error(transparent)]
+    Schedule(#[from] crate::trace::ScheduleError),
     /// A trace file that could not be read or is malformed.
     #[error(transparent)]
     TraceFile(#[from] crate::trace::TraceError),

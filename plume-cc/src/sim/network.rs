@@ -33,7 +33,7 @@ use super::event::{EventKind, EventQueue};
 use super::flow::{Ack, Receiver, SendDecision, Sender};
 use super::link::{Link, QueueLimit};
 use super::metrics::RttHistogram;
-use super::{CapacityTrace, SimError};
+use super::{Schedule, SimError};
 
 /// The delayed-ACK timer, microseconds (Linux's `TCP_DELACK_MIN`, 40 ms).
 pub const DELAYED_ACK_US: u64 = 40_000;
@@ -173,8 +173,8 @@ impl Network {
     /// given, `ack_trace` on the ACK path; `seed` drives all randomness.
     pub fn new(
         config: NetworkConfig,
-        data_trace: Arc<CapacityTrace>,
-        ack_trace: Option<Arc<CapacityTrace>>,
+        data_trace: Arc<Schedule>,
+        ack_trace: Option<Arc<Schedule>>,
         seed: u64,
     ) -> Result<Self, SimError> {
         config.validate()?;

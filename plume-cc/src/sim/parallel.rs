@@ -8,8 +8,9 @@ use rayon::prelude::*;
 
 use crate::policy::observation::Observation;
 
-use super::env::{Action, Env, EnvConfig, EpisodeMetrics, StepResult};
-use super::{CapacityTrace, SimError};
+use super::env::{Env, EnvConfig, EpisodeMetrics, StepResult};
+use super::{Schedule, SimError};
+use crate::policy::Target;
 
 /// A batch of environments sharing one configuration.
 #[derive(Debug)]
@@ -55,7 +56,7 @@ impl VecEnv {
     /// Resets environment `i` on `windows[i]` with `seeds[i]`, in parallel.
     pub fn reset_all(
         &mut self,
-        windows: &[Arc<CapacityTrace>],
+        windows: &[Arc<Schedule>],
         seeds: &[u64],
     ) -> Result<Vec<Observation>, SimError> {
         self.check(windows.len())?;
@@ -69,7 +70,7 @@ impl VecEnv {
     }
 
     /// Steps environment `i` with `actions[i]`, in parallel.
-    pub fn step_all(&mut self, actions: &[Action]) -> Result<Vec<StepResult>, SimError> {
+    pub fn step_all(&mut self, actions: &[Target]) -> Result<Vec<StepResult>, SimError> {
         self.check(actions.len())?;
         self.envs
             .par_iter_mut()
@@ -97,8 +98,8 @@ mod tests {
             episode_us: Some(1_000_000),
             ..EnvConfig::default()
         };
-        let windows: Vec<Arc<CapacityTrace>> = (1..=3)
-            .map(|k| Arc::new(CapacityTrace::constant(k).expect("trace")))
+        let windows: Vec<Arc<Schedule>> = (1..=3)
+            .map(|k| Arc::new(Schedule::constant(k).expect("trace")))
             .collect();
         let seeds = [7, 8, 9];
         let mut batch = VecEnv::new(3, &config).expect("batch");
@@ -110,7 +111,7 @@ mod tests {
             })
         ));
         let first = batch.reset_all(&windows, &seeds).expect("reset");
-        let actions = [Action::unlimited(); 3];
+        let actions = [Target::unlimited(); 3];
         let batched: Vec<StepResult> = (0..10)
             .flat_map(|_| batch.step_all(&actions).expect("step"))
             .collect();

@@ -16,10 +16,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// Bytes in one delivery opportunity (one MTU-sized packet).
-pub const PACKET_BYTES: u64 = 1500;
+use super::schedule::{Schedule, OPPORTUNITY_BYTES};
+
 /// Megabits per second carried by one opportunity per millisecond (12 Mbps).
-pub const MBPS_PER_PACKET_PER_MS: f64 = (PACKET_BYTES * 8) as f64 / 1000.0;
+pub const MBPS_PER_PACKET_PER_MS: f64 = (OPPORTUNITY_BYTES * 8) as f64 / 1000.0;
 /// The largest timestamp we accept (30 days): anything longer is a corrupt
 /// file or a unit mistake, not a link trace.
 pub const MAX_TIMESTAMP_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -106,8 +106,9 @@ pub enum TraceError {
 pub struct MahimahiTrace {
     /// Where the trace came from (a path, or a generator's name); used in errors.
     origin: PathBuf,
-    /// Delivery opportunities in ms, non-decreasing, last one > 0.
-    timestamps_ms: Vec<u64>,
+    /// Delivery opportunities in ms, non-decreasing, last one > 0 (the
+    /// period).
+    schedule: Schedule,
 }
 
 impl MahimahiTrace {
@@ -143,10 +144,11 @@ impl MahimahiTrace {
                 path: origin,
                 line: timestamps_ms.len(),
             }),
-            Some(_) => Ok(Self {
-                origin,
-                timestamps_ms,
-            }),
+            Some(_) => {
+                let schedule = Schedule::from_ms(timestamps_ms)
+                    .expect("checked above: sorted, non-empty, positive period");
+                Ok(Self { origin, schedule })
+            }
         }
     }
 
@@ -216,8 +218,8 @@ impl MahimahiTrace {
 
     /// The trace as file text, one timestamp per line (what mm-link reads).
     pub fn to_text(&self) -> String {
-        let mut out = String::with_capacity(self.timestamps_ms.len() * 7);
-        for t in &self.timestamps_ms {
+        let mut out = String::with_capacity(self.timestamps_ms().len() * 7);
+        for t in self.timestamps_ms() {
             // Writing into a String cannot fail.
             let _ = writeln!(out, "{t}");
         }
@@ -241,18 +243,28 @@ impl MahimahiTrace {
 
     /// The raw delivery timestamps of one period, in ms.
     pub fn timestamps_ms(&self) -> &[u64] {
-        &self.timestamps_ms
+        self.schedule.opportunities_ms()
+    }
+
+    /// The delivery schedule (repetition, counting, capacity of a window).
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
     }
 
     /// The period after which the trace repeats (its last timestamp), in ms.
     pub fn period_ms(&self) -> u64 {
-        // Non-empty with a last value > 0 by construction.
-        self.timestamps_ms.last().copied().unwrap_or(1)
+        self.schedule.period_ms()
     }
 
     /// Mean capacity over one period, in Mbps.
     pub fn mean_mbps(&self) -> f64 {
-        self.timestamps_ms.len() as f64 * MBPS_PER_PACKET_PER_MS / self.period_ms() as f64
+        self.schedule.mean_mbps()
+    }
+
+    /// Capacity in bytes of the opportunities in `(from_ms, to_ms]` of the
+    /// endlessly repeated trace.
+    pub fn capacity_bytes(&self, from_ms: u64, to_ms: u64) -> u64 {
+        self.schedule.capacity_bytes(from_ms, to_ms)
     }
 
     /// Delivery opportunities per bin over `[start_ms, start_ms + bins * bin_ms)`
@@ -266,44 +278,12 @@ impl MahimahiTrace {
         bin_ms: u64,
         bins: usize,
     ) -> Result<Vec<u32>, TraceError> {
-        if bin_ms == 0 || bins == 0 {
-            return Err(TraceError::BadRequest {
+        self.schedule
+            .packet_counts(start_ms, bin_ms, bins)
+            .map_err(|e| TraceError::BadRequest {
                 path: self.origin.clone(),
-                what: format!(
-                    "capacity series needs bin_ms > 0 and bins > 0 (got {bin_ms}, {bins})"
-                ),
-            });
-        }
-        let end_ms = (bins as u64)
-            .checked_mul(bin_ms)
-            .and_then(|len| len.checked_add(start_ms))
-            .filter(|&e| e <= MAX_TIMESTAMP_MS * 64)
-            .ok_or_else(|| TraceError::BadRequest {
-                path: self.origin.clone(),
-                what: format!("window of {bins} x {bin_ms} ms from {start_ms} ms is absurdly long"),
-            })?;
-        let period = self.period_ms();
-        let mut counts = vec![0u32; bins];
-        // A cycle's timestamps span [c * period, (c + 1) * period], so the
-        // previous cycle can still deliver at exactly `start_ms`.
-        let mut cycle = (start_ms / period).saturating_sub(1);
-        loop {
-            let base = cycle * period;
-            if base >= end_ms {
-                break;
-            }
-            // Timestamps of this cycle inside [start, end).
-            let lo = start_ms.saturating_sub(base);
-            let hi = end_ms - base;
-            let first = self.timestamps_ms.partition_point(|&t| t < lo);
-            let last = self.timestamps_ms.partition_point(|&t| t < hi);
-            for &t in &self.timestamps_ms[first..last] {
-                let bin = ((base + t - start_ms) / bin_ms) as usize;
-                counts[bin] = counts[bin].saturating_add(1);
-            }
-            cycle += 1;
-        }
-        Ok(counts)
+                what: e.to_string(),
+            })
     }
 
     /// Capacity in Mbps per bin over `[start_ms, start_ms + bins * bin_ms)`.

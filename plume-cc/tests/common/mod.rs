@@ -36,6 +36,30 @@ pub fn have_root(test: &str, needs: &str) -> bool {
     root
 }
 
+/// The shared public Mahimahi traces (beside the repository, not in it).
+pub const MAHIMAHI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces/mahimahi");
+
+/// The shared trace `name`, if present. Without the folder a test is skipped
+/// loudly (a clone without `../shared` still passes `cargo test`); in CI,
+/// which always has it, its absence fails the test.
+pub fn shared_trace(test: &str, name: &str) -> Option<PathBuf> {
+    let path = Path::new(MAHIMAHI).join(name);
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!(
+            "{test}: {} is missing, and CI has the shared traces",
+            path.display()
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPED {test}: {} is absent (the shared Mahimahi traces) ***\n",
+        path.display()
+    );
+    None
+}
+
 /// A fresh folder under the temp dir, unique to this process and `tag`.
 pub fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("plume-cc-test-{tag}-{}", std::process::id()));

@@ -1,4 +1,9 @@
-//! What the daemon asks of a policy, and the output guard around it.
+//! The policy API: what the daemon asks of any policy ([`FlowPolicy`], one
+//! batched call per interval), what a policy answers ([`Decision`]), what a
+//! learned policy promises ([`PolicyContract`]), the output guard around it
+//! ([`Guard`]), and the scripted policy the kernel tests drive the datapath
+//! with. It lives here, below the daemon, so that policies implement it
+//! without importing the daemon.
 //!
 //! The daemon reads every flow once per monitor interval and hands them all
 //! to the policy in ONE call (one batched forward for a learned policy). The
@@ -46,7 +51,7 @@ pub trait FlowPolicy: Send {
     fn forget(&mut self, _cookie: u64) {}
 
     /// Sets the operating point; policies without one ignore it.
-    fn set_objective(&mut self, _objective: crate::policy::Objective) {}
+    fn set_objective(&mut self, _objective: super::Objective) {}
 
     /// What the policy was trained under, if it says: the daemon pins the
     /// base controller and checks the monitor interval against it.

@@ -1,0 +1,409 @@
+//! The control loop's one step, written against a small trait over the flow
+//! maps ([`FlowMaps`]) so that it runs, and is tested, without root: the
+//! daemon and `bench-datapath` drive the datapath's pinned BPF maps, the
+//! unit tests below an in-memory map that can lose a flow between the read
+//! and the write or refuse a write.
+//!
+//! A step: drain the datapath's open/close events (a closed flow's policy
+//! state is forgotten), read every flow, ask the policy ONCE for all of them,
+//! pass each decision through the [`Guard`], write the targets, and every 50
+//! steps (or when a flow closed) sweep targets whose flow is gone.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use plume_cc_common::{event_kind, FlowEvent, FlowStats, FlowTarget};
+use serde::Serialize;
+
+use crate::datapath::{Datapath, DatapathError};
+use crate::policy::{Decision, FlowPolicy, Guard};
+
+/// Sweep orphan targets at least this often (in steps).
+pub const SWEEP_EVERY: u64 = 50;
+
+/// The flow maps as the control loop uses them.
+pub trait FlowMaps {
+    /// Open/close events since the last call.
+    fn drain_events(&mut self) -> Vec<FlowEvent>;
+    /// Every flow's statistics into `out` (cleared first).
+    fn read_flows(&mut self, out: &mut Vec<(u64, FlowStats)>) -> Result<(), DatapathError>;
+    /// Writes `targets[i]` for `cookies[i]` (stamping `written_ns`).
+    fn write_targets(
+        &mut self,
+        cookies: &[u64],
+        targets: &mut [FlowTarget],
+    ) -> Result<(), DatapathError>;
+    /// Removes targets of flows not in `live` (sorted); returns how many.
+    fn collect_orphan_targets(&mut self, live: &[u64]) -> Result<usize, DatapathError>;
+}
+
+impl FlowMaps for Datapath {
+    fn drain_events(&mut self) -> Vec<FlowEvent> {
+        Datapath::drain_events(self)
+    }
+
+    fn read_flows(&mut self, out: &mut Vec<(u64, FlowStats)>) -> Result<(), DatapathError> {
+        Datapath::read_flows(self, out)
+    }
+
+    fn write_targets(
+        &mut self,
+        cookies: &[u64],
+        targets: &mut [FlowTarget],
+    ) -> Result<(), DatapathError> {
+        Datapath::write_targets(self, cookies, targets)
+    }
+
+    fn collect_orphan_targets(&mut self, live: &[u64]) -> Result<usize, DatapathError> {
+        Datapath::collect_orphan_targets(self, live)
+    }
+}
+
+/// Time spent in each part of one control step.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StepTiming {
+    /// Flows handled.
+    pub flows: usize,
+    /// Reading events and all flows' statistics.
+    pub read: Duration,
+    /// The policy's decision for all flows (one batched call).
+    pub decide: Duration,
+    /// Guarding and writing the targets.
+    pub write: Duration,
+}
+
+/// What the loop has counted so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoopCounts {
+    /// Steps run.
+    pub steps: u64,
+    /// Targets written in total.
+    pub targets_written: u64,
+    /// Flows opened / closed, from the event ring.
+    pub events_opened: u64,
+    /// Flows closed (events).
+    pub events_closed: u64,
+    /// Orphan targets swept.
+    pub orphans_swept: u64,
+}
+
+/// The control loop's state: the guard and the buffers reused across steps
+/// (no allocation in steady state).
+#[derive(Debug, Default)]
+pub struct ControlLoop {
+    /// The output guard (its counts are the daemon's).
+    pub guard: Guard,
+    /// Counters.
+    pub counts: LoopCounts,
+    flows: Vec<(u64, FlowStats)>,
+    decisions: Vec<Decision>,
+    cookies: Vec<u64>,
+    targets: Vec<FlowTarget>,
+}
+
+impl ControlLoop {
+    /// The flows read in the last step.
+    pub fn flows(&self) -> &[(u64, FlowStats)] {
+        &self.flows
+    }
+
+    /// The targets written in the last step, in the order of [`Self::flows`].
+    pub fn targets(&self) -> &[FlowTarget] {
+        &self.targets
+    }
+
+    /// One monitor interval at monotonic time `now_ns` (see module docs).
+    /// A failed read or write, or a policy that answers for the wrong number
+    /// of flows, is an error; nothing is written then.
+    pub fn step(
+        &mut self,
+        maps: &mut dyn FlowMaps,
+        policy: &mut dyn FlowPolicy,
+        now_ns: u64,
+    ) -> anyhow::Result<StepTiming> {
+        let t0 = Instant::now();
+        let mut closed_now = false;
+        for ev in maps.drain_events() {
+            match ev.kind {
+                event_kind::OPENED => self.counts.events_opened += 1,
+                event_kind::CLOSED => {
+                    self.counts.events_closed += 1;
+                    closed_now = true;
+                    policy.forget(ev.cookie);
+                }
+                _ => {}
+            }
+        }
+        maps.read_flows(&mut self.flows)?;
+        let t1 = Instant::now();
+        self.decisions.clear();
+        policy.decide(now_ns, &self.flows, &mut self.decisions)?;
+        if self.decisions.len() != self.flows.len() {
+            bail!(
+                "the policy returned {} decisions for {} flows",
+                self.decisions.len(),
+                self.flows.len()
+            );
+        }
+        let t2 = Instant::now();
+        self.cookies.clear();
+        self.targets.clear();
+        for ((cookie, _), d) in self.flows.iter().zip(&self.decisions) {
+            let (cwnd_clamp, max_pacing_bytes_per_sec) = self.guard.apply(*d);
+            self.cookies.push(*cookie);
+            self.targets.push(FlowTarget {
+                written_ns: 0,
+                cwnd_clamp,
+                max_pacing_bytes_per_sec,
+            });
+        }
+        maps.write_targets(&self.cookies, &mut self.targets)?;
+        self.counts.targets_written += self.cookies.len() as u64;
+        // A flow that closed between our read and our write leaves an orphan
+        // target; sweep them every SWEEP_EVERY steps and whenever a flow
+        // closed.
+        self.counts.steps += 1;
+        if closed_now || self.counts.steps.is_multiple_of(SWEEP_EVERY) {
+            self.cookies.sort_unstable();
+            self.counts.orphans_swept += maps.collect_orphan_targets(&self.cookies)? as u64;
+        }
+        let t3 = Instant::now();
+        Ok(StepTiming {
+            flows: self.flows.len(),
+            read: t1 - t0,
+            decide: t2 - t1,
+            write: t3 - t2,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use plume_cc_common::{CWND_UNCLAMPED, MIN_CWND_CLAMP, PACING_UNLIMITED};
+
+    use super::*;
+
+    /// The flow maps in memory, with the two races and failures a real
+    /// datapath can produce.
+    #[derive(Default)]
+    struct MemoryMaps {
+        flows: BTreeMap<u64, FlowStats>,
+        targets: BTreeMap<u64, FlowTarget>,
+        events: Vec<FlowEvent>,
+        /// This flow closes right after the next read (before the write).
+        close_after_read: Option<u64>,
+        /// The next write fails.
+        fail_write: bool,
+    }
+
+    impl MemoryMaps {
+        fn open(&mut self, cookie: u64) {
+            self.flows.insert(cookie, FlowStats::default());
+            self.events.push(event(cookie, event_kind::OPENED));
+        }
+    }
+
+    fn event(cookie: u64, kind: u32) -> FlowEvent {
+        FlowEvent {
+            cookie,
+            at_ns: 0,
+            kind,
+            local_port: 0,
+            remote_port: 0,
+            _pad: 0,
+        }
+    }
+
+    impl FlowMaps for MemoryMaps {
+        fn drain_events(&mut self) -> Vec<FlowEvent> {
+            std::mem::take(&mut self.events)
+        }
+
+        fn read_flows(&mut self, out: &mut Vec<(u64, FlowStats)>) -> Result<(), DatapathError> {
+            out.clear();
+            out.extend(self.flows.iter().map(|(c, s)| (*c, *s)));
+            if let Some(c) = self.close_after_read.take() {
+                // The program deletes both entries on TCP_CLOSE.
+                self.flows.remove(&c);
+                self.targets.remove(&c);
+                self.events.push(event(c, event_kind::CLOSED));
+            }
+            Ok(())
+        }
+
+        fn write_targets(
+            &mut self,
+            cookies: &[u64],
+            targets: &mut [FlowTarget],
+        ) -> Result<(), DatapathError> {
+            if std::mem::take(&mut self.fail_write) {
+                return Err(DatapathError::Map {
+                    map: "PLUME_TARGETS",
+                    reason: "batched update: injected failure".into(),
+                });
+            }
+            for (c, t) in cookies.iter().zip(targets.iter()) {
+                self.targets.insert(*c, *t);
+            }
+            Ok(())
+        }
+
+        fn collect_orphan_targets(&mut self, live: &[u64]) -> Result<usize, DatapathError> {
+            let before = self.targets.len();
+            self.targets.retain(|c, _| live.binary_search(c).is_ok());
+            Ok(before - self.targets.len())
+        }
+    }
+
+    /// Clamps every flow at `clamp` (NaN too), and remembers what it forgot.
+    struct Fixed {
+        clamp: f32,
+        forgotten: Vec<u64>,
+        answers: Option<usize>,
+    }
+
+    impl Fixed {
+        fn new(clamp: f32) -> Self {
+            Self {
+                clamp,
+                forgotten: Vec::new(),
+                answers: None,
+            }
+        }
+    }
+
+    impl FlowPolicy for Fixed {
+        fn describe(&self) -> String {
+            "fixed".into()
+        }
+
+        fn decide(
+            &mut self,
+            _now_ns: u64,
+            flows: &[(u64, FlowStats)],
+            out: &mut Vec<Decision>,
+        ) -> anyhow::Result<()> {
+            let n = self.answers.unwrap_or(flows.len());
+            out.extend((0..n).map(|_| Decision {
+                cwnd_clamp: self.clamp,
+                max_pacing_bytes_per_sec: f32::INFINITY,
+            }));
+            Ok(())
+        }
+
+        fn forget(&mut self, cookie: u64) {
+            self.forgotten.push(cookie);
+        }
+    }
+
+    #[test]
+    fn every_flow_gets_its_guarded_target() {
+        let mut maps = MemoryMaps::default();
+        maps.open(1);
+        maps.open(2);
+        let mut l = ControlLoop::default();
+        let mut p = Fixed::new(30.4);
+        let t = l.step(&mut maps, &mut p, 0).unwrap();
+        assert_eq!(t.flows, 2);
+        assert_eq!(l.counts.events_opened, 2);
+        assert_eq!(maps.targets.len(), 2);
+        assert!(maps.targets.values().all(|t| t.cwnd_clamp == 30));
+        assert!(maps
+            .targets
+            .values()
+            .all(|t| t.max_pacing_bytes_per_sec == PACING_UNLIMITED));
+        assert_eq!(l.flows().len(), l.targets().len());
+    }
+
+    #[test]
+    fn a_flow_that_closes_between_read_and_write_is_swept_and_forgotten() {
+        let mut maps = MemoryMaps::default();
+        maps.open(1);
+        maps.open(2);
+        let mut l = ControlLoop::default();
+        let mut p = Fixed::new(20.0);
+        maps.close_after_read = Some(2);
+        l.step(&mut maps, &mut p, 0).unwrap();
+        // The batched write recreated flow 2's target after it closed: an
+        // orphan the kernel will never delete.
+        assert!(maps.targets.contains_key(&2) && !maps.flows.contains_key(&2));
+        // The next step sees the close event, forgets the flow and sweeps.
+        l.step(&mut maps, &mut p, 1).unwrap();
+        assert_eq!(p.forgotten, vec![2]);
+        assert_eq!(maps.targets.keys().copied().collect::<Vec<_>>(), vec![1]);
+        assert_eq!((l.counts.events_closed, l.counts.orphans_swept), (1, 1));
+    }
+
+    #[test]
+    fn orphans_without_an_event_are_swept_every_fifty_steps() {
+        let mut maps = MemoryMaps::default();
+        maps.open(1);
+        // A stale target whose close event was lost (ring buffer full).
+        maps.targets.insert(
+            99,
+            FlowTarget {
+                written_ns: 0,
+                cwnd_clamp: 10,
+                max_pacing_bytes_per_sec: PACING_UNLIMITED,
+            },
+        );
+        let mut l = ControlLoop::default();
+        let mut p = Fixed::new(20.0);
+        for k in 1..SWEEP_EVERY {
+            l.step(&mut maps, &mut p, k).unwrap();
+        }
+        assert!(
+            maps.targets.contains_key(&99),
+            "swept before step {SWEEP_EVERY}"
+        );
+        l.step(&mut maps, &mut p, SWEEP_EVERY).unwrap();
+        assert!(!maps.targets.contains_key(&99));
+        assert_eq!(l.counts.orphans_swept, 1);
+    }
+
+    #[test]
+    fn nan_outputs_leave_the_flow_to_the_kernel_and_are_counted() {
+        let mut maps = MemoryMaps::default();
+        maps.open(1);
+        let mut l = ControlLoop::default();
+        l.step(&mut maps, &mut Fixed::new(f32::NAN), 0).unwrap();
+        let t = maps.targets[&1];
+        assert_eq!(t.cwnd_clamp, CWND_UNCLAMPED);
+        assert_eq!(l.guard.counts.nan, 1);
+        // Below the floor is raised to it, and counted.
+        l.step(&mut maps, &mut Fixed::new(0.5), 1).unwrap();
+        assert_eq!(maps.targets[&1].cwnd_clamp, MIN_CWND_CLAMP);
+        assert_eq!(l.guard.counts.below_min, 1);
+    }
+
+    #[test]
+    fn a_failed_write_is_an_error_and_writes_nothing() {
+        let mut maps = MemoryMaps::default();
+        maps.open(1);
+        maps.fail_write = true;
+        let mut l = ControlLoop::default();
+        let e = l.step(&mut maps, &mut Fixed::new(20.0), 0).unwrap_err();
+        assert!(e.to_string().contains("injected failure"), "{e}");
+        assert!(maps.targets.is_empty());
+        assert_eq!(l.counts.targets_written, 0);
+        // The loop recovers on the next interval.
+        l.step(&mut maps, &mut Fixed::new(20.0), 1).unwrap();
+        assert_eq!(maps.targets[&1].cwnd_clamp, 20);
+    }
+
+    #[test]
+    fn a_policy_that_answers_for_the_wrong_number_of_flows_is_refused() {
+        let mut maps = MemoryMaps::default();
+        maps.open(1);
+        maps.open(2);
+        let mut p = Fixed::new(20.0);
+        p.answers = Some(1);
+        let e = ControlLoop::default()
+            .step(&mut maps, &mut p, 0)
+            .unwrap_err();
+        assert!(e.to_string().contains("1 decisions for 2 flows"), "{e}");
+        assert!(maps.targets.is_empty());
+    }
+}
