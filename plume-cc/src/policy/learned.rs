@@ -269,9 +269,9 @@ mod tests {
     /// stays under 1.5 min RTTs on average, and no clamp exceeds 4 new BDPs
     /// (a policy that opened up to its 8-BDP ceiling on the old anchor
     /// would fail both). Measured with the default policy of 2026-12-01,
-    /// it does not *tighten* either: its clamp averages about 63 segments
+    /// it does not *tighten* either: its clamp averages about 64 segments
     /// before the drop (BDP 160: it holds the flow below the link) and
-    /// about 78 after (BDP 40), oscillating over 50-117 (docs/TRAINING.md,
+    /// about 77 after (BDP 40), oscillating over 49-117 (docs/BENCHMARKS.md, multi-flow benchmark;
     /// issue 11).
     #[test]
     fn after_a_capacity_drop_the_queue_stays_bounded() {
