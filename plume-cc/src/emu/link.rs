@@ -13,6 +13,23 @@ use serde::{Deserialize, Serialize};
 use super::log::LinkLog;
 use crate::trace::{Schedule, OPPORTUNITY_BYTES};
 
+/// Bytes mm-link counts on top of every IP datagram. Mahimahi opens its TUN
+/// devices with `IFF_TUN` alone, without `IFF_NO_PI` (`TunDevice` in its
+/// `src/util/netdevice.cc`), so each datagram it reads carries the 4-byte
+/// packet-information header, and its delivery opportunity is
+/// `PACKET_SIZE` = 1504 bytes (`link_queue.hh`). Our TUN devices have no
+/// header; the link adds the 4 bytes in its accounting, so that a full-size
+/// packet still takes exactly one opportunity and small packets share one
+/// exactly as in mm-link (26 ACKs of 52 IP bytes, not 28), and a `bytes=`
+/// droptail limit counts what mm-link counts. Statistics and logs stay in
+/// IP bytes.
+pub const TUN_PI_BYTES: usize = 4;
+
+/// The bytes of `p` as mm-link accounts them (see [`TUN_PI_BYTES`]).
+fn wire_bytes(p: &Packet) -> usize {
+    p.data.len() + TUN_PI_BYTES
+}
+
 /// One packet in flight through the emulator: the raw IP datagram.
 #[derive(Debug)]
 pub struct Packet {
@@ -187,14 +204,14 @@ impl Link {
         if let Some(log) = &mut self.log {
             log.opportunity(t_ms);
         }
-        let mut left = OPPORTUNITY_BYTES as usize;
+        let mut left = OPPORTUNITY_BYTES as usize + TUN_PI_BYTES;
         while left > 0 {
             if self.in_transit.is_none() {
                 let Some(p) = self.queue.pop_front() else {
                     break;
                 };
-                self.queue_bytes -= p.data.len();
-                let n = p.data.len();
+                let n = wire_bytes(&p);
+                self.queue_bytes -= n;
                 self.in_transit = Some((p, n));
             }
             let (_, remaining) = self.in_transit.as_mut().expect("set above");
@@ -232,7 +249,10 @@ impl Link {
             self.depart(now_us, p);
             return None;
         }
-        if !self.limit.admits(self.queue.len(), self.queue_bytes, size) {
+        if !self
+            .limit
+            .admits(self.queue.len(), self.queue_bytes, wire_bytes(&p))
+        {
             self.stats.drops += 1;
             self.stats.drop_bytes += size as u64;
             if let Some(log) = &mut self.log {
@@ -240,7 +260,7 @@ impl Link {
             }
             return Some(p);
         }
-        self.queue_bytes += size;
+        self.queue_bytes += wire_bytes(&p);
         self.queue.push_back(p);
         self.stats.max_queue_packets = self.stats.max_queue_packets.max(self.queue.len() as u64);
         None
@@ -402,7 +422,7 @@ mod tests {
         assert_eq!(l.pop_departed().unwrap().0, 3000);
         let s = l.stats();
         assert_eq!(s.opportunities, 10);
-        assert_eq!(s.wasted_bytes, 7 * 1500);
+        assert_eq!(s.wasted_bytes, 7 * 1504);
     }
 
     #[test]
@@ -412,11 +432,19 @@ mod tests {
             l.enqueue(0, pkt(600));
         }
         l.advance(1000);
-        // 600 + 600 fit, the third gets 300 bytes and finishes at the next one.
+        // As mm-link counts them, 604 bytes each: 604 + 604 fit in 1504, the
+        // third gets 296 and finishes with 308 at the next one, then the fourth.
         assert_eq!(std::iter::from_fn(|| l.pop_departed()).count(), 2);
         l.advance(2000);
         assert_eq!(std::iter::from_fn(|| l.pop_departed()).count(), 2);
-        assert_eq!(l.stats().wasted_bytes, 1500 - 300 - 600);
+        assert_eq!(l.stats().wasted_bytes, 1504 - 308 - 604);
+        // 52-byte ACKs: 26 per opportunity, as in mm-link (56 bytes each).
+        let mut l = Link::new(trace("1\n"), DropTail::default(), None);
+        for _ in 0..30 {
+            l.enqueue(0, pkt(52));
+        }
+        l.advance(1000);
+        assert_eq!(std::iter::from_fn(|| l.pop_departed()).count(), 26);
     }
 
     #[test]
@@ -447,8 +475,20 @@ mod tests {
             DropTail::parse_args("bytes=1000").unwrap(),
             None,
         );
+        // 304 bytes each as mm-link counts them: 3 fit (912), a 4th would not.
         let drops = (0..10).filter(|_| l.enqueue(1, pkt(300)).is_some()).count();
         assert_eq!((drops, l.queue_len()), (7, 3));
+        let mut l = Link::new(
+            trace("1000\n"),
+            DropTail::parse_args("bytes=1216").unwrap(),
+            None,
+        );
+        let drops = (0..10).filter(|_| l.enqueue(1, pkt(300)).is_some()).count();
+        assert_eq!(
+            l.queue_len(),
+            4,
+            "4 x 304 = 1216 fits exactly ({drops} drops)"
+        );
         assert!(DropTail::parse_args("pakets=3").is_err());
     }
 
