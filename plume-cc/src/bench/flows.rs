@@ -130,6 +130,16 @@ impl FlowLog {
     }
 }
 
+/// The p-th percentile (0..=100) of sorted values, nearest rank (NaN when
+/// empty).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 /// Jain's fairness index (Σx)² / (n Σx²): 1 when all are equal, 1/n when
 /// one takes everything (Jain, Chiu and Hawe, DEC-TR-301, 1984). 1 for no
 /// data or all zeros.
@@ -261,6 +271,13 @@ mod tests {
         let s = b.series(0, 2000);
         assert_eq!(s, vec![0.0, 0.0, 6.0, 6.0]);
         assert_eq!(a.series(0, 1999).len(), 3, "a partial last bin is dropped");
+    }
+
+    #[test]
+    fn nearest_rank_percentile() {
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 95.0), 4.0);
+        assert!(percentile(&[], 50.0).is_nan());
     }
 
     #[test]
