@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use plume_cc::congestion::ControllerKind;
 use plume_cc::sim::{
-    env::flow_metrics, load_mahimahi, FlowConfig, Network, NetworkConfig, QueueLimit,
+    load_mahimahi, metrics::flow_metrics, FlowConfig, Network, NetworkConfig, QueueLimit,
 };
 
 fn main() -> anyhow::Result<()> {

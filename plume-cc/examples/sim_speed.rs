@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use plume_cc::congestion::ControllerKind;
-use plume_cc::sim::{
-    load_mahimahi, Env, EnvConfig, FlowConfig, Network, NetworkConfig, QueueLimit, Target,
-};
+use plume_cc::policy::Target;
+use plume_cc::rl::{Env, EnvConfig};
+use plume_cc::sim::{load_mahimahi, FlowConfig, Network, NetworkConfig, QueueLimit};
 use rayon::prelude::*;
 
 fn config() -> NetworkConfig {

@@ -4,16 +4,16 @@
 //! below its own, never sideways or up (the `layers` test below enforces it
 //! by scanning every `crate::` path):
 //!
-//! 1. [`trace`]: the delivery schedule and Mahimahi traces, the ground every
-//!    other part stands on;
+//! 1. [`trace`] (the delivery schedule and Mahimahi traces) and [`flow`]
+//!    (what the kernel shows of a TCP flow), the ground every other part
+//!    stands on;
 //! 2. [`congestion`] (the kernel-like base controllers) and [`plume`] (the
 //!    trace-analysis method);
-//! 3. [`policy`]: what a policy observes, decides and promises, and the
+//! 3. [`sim`]: the packet simulator, which knows nothing of policies;
+//! 4. [`policy`]: what a policy observes, decides and promises, and the
 //!    policy file;
-//! 4. [`sim`]: the packet simulator and, for now, its RL environment (which
-//!    builds the policy's observations; it moves to `rl` so that `sim` can sit
-//!    below `policy`);
-//! 5. [`rl`] (training) and [`datapath`] (the eBPF loader and maps);
+//! 5. [`rl`] (training: the RL environment over the simulator, PPO) and
+//!    [`datapath`] (the eBPF loader and maps);
 //! 6. [`daemon`] (the control loop on a host) and [`emu`] (the link emulator);
 //! 7. [`bench`]: iperf3 across the emulator, with the daemon as a scheme;
 //! 8. [`eval`]: checks that span training and the real stack.
@@ -25,6 +25,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod emu;
 pub mod eval;
+pub mod flow;
 pub mod plume;
 pub mod policy;
 pub mod rl;
@@ -33,10 +34,10 @@ pub mod trace;
 
 /// The layers, lowest first (see the crate docs).
 pub const LAYERS: &[&[&str]] = &[
-    &["trace"],
+    &["trace", "flow"],
     &["congestion", "plume"],
-    &["policy"],
     &["sim"],
+    &["policy"],
     &["rl", "datapath"],
     &["daemon", "emu"],
     &["bench"],

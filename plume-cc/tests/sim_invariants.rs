@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use plume_cc::congestion::{Controller, ControllerKind, MIN_CWND_SEGMENTS};
-use plume_cc::sim::{Env, EnvConfig, MonitorInterval, QueueLimit, Schedule, Target};
+use plume_cc::policy::Target;
+use plume_cc::rl::{Env, EnvConfig, MonitorInterval};
+use plume_cc::sim::{QueueLimit, Schedule};
 use proptest::prelude::*;
 
 fn kind() -> impl Strategy<Value = ControllerKind> {
@@ -46,11 +48,13 @@ proptest! {
             let r = match env.step(Target { cwnd_clamp_segments: c, max_pacing_bytes_per_sec: p }) {
                 Ok(r) => r,
                 // Only the end of the episode may stop it; any other error fails.
-                Err(plume_cc::sim::SimError::EpisodeDone { .. }) => break,
+                Err(plume_cc::rl::EnvError::EpisodeDone { .. }) => break,
                 Err(e) => return Err(TestCaseError::fail(format!("step failed: {e}"))),
             };
             prop_assert!(r.observation.iter().all(|v| v.is_finite()));
-            prop_assert!(r.reward.is_finite());
+            let c = r.components;
+            prop_assert!(c.throughput_mbps.is_finite() && c.queueing_delay_ms.is_finite());
+            prop_assert!((0.0..=1.0).contains(&c.loss_rate));
             let s = env.network().and_then(|n| n.sender(0)).ok_or_else(|| TestCaseError::fail("no flow"))?;
             prop_assert!(s.controller().window_segments() >= MIN_CWND_SEGMENTS);
             prop_assert_ne!(s.controller().pacing_rate_bytes_per_sec(), Some(0));

@@ -9,9 +9,10 @@ mod common;
 use std::sync::Arc;
 
 use plume_cc::congestion::{Controller, ControllerKind};
+use plume_cc::policy::Target;
+use plume_cc::rl::{Env, EnvConfig, MonitorInterval};
 use plume_cc::sim::{
-    load_mahimahi, Env, EnvConfig, FlowConfig, MonitorInterval, Network, NetworkConfig, QueueLimit,
-    Schedule, Target, OPPORTUNITY_BYTES,
+    load_mahimahi, FlowConfig, Network, NetworkConfig, QueueLimit, Schedule, OPPORTUNITY_BYTES,
 };
 use plume_cc_common::PACING_UNLIMITED;
 
@@ -317,7 +318,7 @@ fn episode(seed: u64, loss: f64) -> (Vec<(u64, u32, u32)>, String) {
             .expect("step");
         out.push((
             r.now_us,
-            r.reward.to_bits(),
+            r.components.throughput_mbps.to_bits() ^ r.components.queueing_delay_ms.to_bits(),
             r.observation
                 .iter()
                 .fold(0u32, |h, v| h.rotate_left(5) ^ v.to_bits()),

@@ -27,11 +27,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::congestion::ControllerKind;
+use crate::policy::Target;
 use crate::policy::{LoadedPolicy, Objective};
 use crate::rl::env::{env_action, SimWindow};
-use crate::sim::{
-    env::flow_metrics, Env, EnvConfig, MonitorInterval, QueueLimit, RewardWeights, Target,
-};
+use crate::rl::{Env, EnvConfig, MonitorInterval};
+use crate::sim::{metrics::flow_metrics, QueueLimit};
 
 use super::EvalError;
 
@@ -114,7 +114,6 @@ fn run_cell(
                 objective,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
                 episode_us: Some(w.length_ms * 1000),
-                reward: RewardWeights::default(),
             })
         })
         .collect::<Result<_, _>>()?;

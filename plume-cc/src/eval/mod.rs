@@ -28,6 +28,9 @@ pub enum EvalError {
     /// The simulator refused.
     #[error("simulator: {0}")]
     Sim(#[from] crate::sim::SimError),
+    /// The RL environment failed.
+    #[error(transparent)]
+    Env(#[from] crate::rl::EnvError),
     /// The policy could not be loaded or run.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),

@@ -28,11 +28,13 @@ use crate::bench::{self, scheme::Scheme, BenchConfig};
 use crate::congestion::{Controller as _, ControllerKind};
 use crate::daemon::record;
 use crate::emu::link::DropTail;
+use crate::policy::Target;
 use crate::policy::{
     flow_context_from_observation, observation::FlowSample, LoadedPolicy, ObservationBuilder,
 };
 use crate::rl::env::{env_action, flow_mss};
-use crate::sim::{Env, EnvConfig, MonitorInterval, QueueLimit, Target};
+use crate::rl::{Env, EnvConfig, MonitorInterval};
+use crate::sim::QueueLimit;
 use crate::trace::MahimahiTrace;
 
 use super::EvalError;
@@ -249,7 +251,6 @@ pub fn run_sim(
             .unwrap_or_default(),
         interval: MonitorInterval::FixedUs(interval_us),
         episode_us: Some(cfg.window_ms * 1000),
-        reward: crate::sim::RewardWeights::default(),
     })?;
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;
     let mut series = Vec::new();

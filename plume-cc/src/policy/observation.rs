@@ -47,7 +47,7 @@
 //! over `net.ipv4.tcp_min_rtt_wlen`, 300 s by default); the simulator keeps
 //! the same estimator, which over an episode is the lifetime minimum.
 
-use plume_cc_common::{FlowStats, PACING_UNLIMITED};
+use plume_cc_common::PACING_UNLIMITED;
 
 use super::filter::WindowedMax;
 use super::objective::Objective;
@@ -71,71 +71,7 @@ pub const ANCHOR_WINDOW_MIN_INTERVALS: u64 = 4;
 /// The rate anchor's window is at least this long, microseconds.
 pub const ANCHOR_WINDOW_MIN_US: u64 = 10_000_000;
 
-/// Per-flow statistics the policy may use, as the datapath reports them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowSample {
-    /// When the statistics were taken, microseconds on a monotonic clock.
-    pub timestamp_us: u64,
-    /// Smoothed RTT, microseconds (0 before the first sample).
-    pub srtt_us: u32,
-    /// Minimum RTT, microseconds (0 before the first sample).
-    pub min_rtt_us: u32,
-    /// Latest RTT sample, microseconds (0 if none yet).
-    pub last_rtt_us: u32,
-    /// Congestion window, segments.
-    pub cwnd_segments: u32,
-    /// Slow-start threshold, segments.
-    pub ssthresh_segments: u32,
-    /// Sender MSS, bytes.
-    pub mss_bytes: u32,
-    /// Segments sent and not cumulatively acknowledged.
-    pub packets_out: u32,
-    /// Retransmitted segments in flight.
-    pub retrans_out: u32,
-    /// Segments presumed lost now.
-    pub lost_out: u32,
-    /// Retransmitted segments, cumulative (wraps like the kernel's u32).
-    pub total_retrans: u32,
-    /// Segments delivered, cumulative (wraps like the kernel's u32).
-    pub delivered_segments: u32,
-    /// Bytes acknowledged, cumulative.
-    pub bytes_acked: u64,
-    /// Kernel delivery-rate sample: segments over `rate_interval_us`.
-    pub rate_delivered_segments: u32,
-    /// Kernel delivery-rate sample interval, microseconds.
-    pub rate_interval_us: u32,
-    /// cwnd clamp in force ([`plume_cc_common::CWND_UNCLAMPED`] when none), segments.
-    pub cwnd_clamp_segments: u32,
-    /// Pacing cap in force ([`PACING_UNLIMITED`] when none), bytes/s.
-    pub max_pacing_bytes_per_sec: u32,
-}
-
-impl From<&FlowStats> for FlowSample {
-    /// Takes the datapath's statistics; `timestamp_us` is the stats' update
-    /// time (`updated_ns / 1000`). A daemon sampling on its own tick may
-    /// overwrite it with its poll time.
-    fn from(s: &FlowStats) -> Self {
-        Self {
-            timestamp_us: s.updated_ns / 1000,
-            srtt_us: s.srtt_us,
-            min_rtt_us: s.min_rtt_us,
-            last_rtt_us: s.last_rtt_us,
-            cwnd_segments: s.snd_cwnd,
-            ssthresh_segments: s.snd_ssthresh,
-            mss_bytes: s.mss,
-            packets_out: s.packets_out,
-            retrans_out: s.retrans_out,
-            lost_out: s.lost_out,
-            total_retrans: s.total_retrans,
-            delivered_segments: s.delivered,
-            bytes_acked: s.bytes_acked,
-            rate_delivered_segments: s.rate_delivered,
-            rate_interval_us: s.rate_interval_us,
-            cwnd_clamp_segments: s.applied_cwnd_clamp,
-            max_pacing_bytes_per_sec: s.applied_pacing,
-        }
-    }
-}
+pub use crate::flow::FlowSample;
 
 /// Features describing one monitor interval (the gap between two samples).
 pub const BLOCK_FEATURES: [&str; 9] = [
@@ -379,6 +315,7 @@ impl ObservationBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plume_cc_common::FlowStats;
     use plume_cc_common::CWND_UNCLAMPED;
 
     fn sample(t_ms: u64, delivered: u32, srtt_ms: u32) -> FlowSample {

@@ -23,11 +23,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::{Env, EnvConfig, StepResult, VecEnv};
 use crate::plume::TraceSampler;
 use crate::policy::flow_context_from_observation;
 use crate::policy::model::ActionScaling;
 use crate::policy::observation::{Observation, OBSERVATION_LEN};
-use crate::sim::{Env, EnvConfig, QueueLimit, Schedule, StepResult, Target, VecEnv};
+use crate::policy::Target;
+use crate::sim::{QueueLimit, Schedule};
 
 use super::ppo::{BatchEnv, PpoError};
 use super::scenario::{Scenario, ScenarioSpec};
@@ -489,8 +491,7 @@ mod tests {
     fn the_reward_counts_throughput_against_the_fair_share() {
         let step = |mbps: f32, qdelay_ms: f32| StepResult {
             observation: [0.0; OBSERVATION_LEN],
-            reward: 0.0,
-            components: crate::sim::RewardComponents {
+            components: crate::rl::RewardComponents {
                 throughput_mbps: mbps,
                 queueing_delay_ms: qdelay_ms,
                 loss_rate: 0.0,

@@ -4,8 +4,12 @@
 //!
 //! - [`ppo`]: the algorithm (GAE, clipped surrogate, minibatches) over any
 //!   [`ppo::BatchEnv`];
-//! - [`env`]: the simulator as a `BatchEnv` (parallel environments, sampler
-//!   at every reset, reward normalised per window);
+//! - [`flow_env`]: the RL environment: one controlled flow (plus competitors)
+//!   on a simulated bottleneck, stepped one monitor interval at a time, its
+//!   observation from the shared builder and the reward's components;
+//! - [`vec_env`]: many of them stepped in parallel with rayon;
+//! - [`env`]: those as a `BatchEnv` for PPO (sampler at every reset, and the
+//!   one reward: normalised per window, fair-share throughput);
 //! - [`train`]: a whole run (corpus, clustering, checkpoints, logs,
 //!   evaluation against CUBIC and BBR-like);
 //! - [`plot`]: learning curves;
@@ -14,7 +18,14 @@
 //! Nothing here reads clocks for decisions or draws unseeded randomness.
 pub mod cli;
 pub mod env;
+pub mod flow_env;
 pub mod plot;
 pub mod ppo;
 pub mod scenario;
 pub mod train;
+pub mod vec_env;
+
+pub use flow_env::{
+    Env, EnvConfig, EnvError, EpisodeMetrics, MonitorInterval, RewardComponents, StepResult,
+};
+pub use vec_env::VecEnv;

@@ -24,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use super::{EnvConfig, MonitorInterval, VecEnv};
 use crate::congestion::ControllerKind;
 use crate::plume::{
     self, DynamicParams, DynamicSampler, StaticSampler, TraceSampler, UniformSampler,
@@ -31,7 +32,8 @@ use crate::plume::{
 use crate::policy::file::{self, TrainingInfo};
 use crate::policy::model::{ActionScaling, InferenceNet};
 use crate::policy::observation::OBSERVATION_LEN;
-use crate::sim::{EnvConfig, MonitorInterval, QueueLimit, Target, VecEnv};
+use crate::policy::Target;
+use crate::sim::QueueLimit;
 use crate::trace::corpus::Corpus;
 use crate::trace::window::WindowSpec;
 
@@ -191,7 +193,6 @@ impl TrainConfig {
             objective: self.objective,
             interval: MonitorInterval::FixedUs(self.interval_us),
             episode_us: Some(self.window_ms * 1000),
-            reward: crate::sim::RewardWeights::default(),
         }
     }
 }
@@ -403,7 +404,7 @@ pub fn score_windows(
     windows: &[&SimWindow],
     seed: u64,
 ) -> Result<Vec<WindowScore>, TrainError> {
-    let env_err = |e: crate::sim::SimError| TrainError::Ppo(PpoError::Env(e.to_string()));
+    let env_err = |e: super::EnvError| TrainError::Ppo(PpoError::Env(e.to_string()));
     let mut envs = VecEnv::new(windows.len(), &config.env_config(base)).map_err(env_err)?;
     let traces: Vec<_> = windows.iter().map(|w| Arc::clone(&w.trace)).collect();
     let seeds: Vec<u64> = (0..windows.len() as u64)

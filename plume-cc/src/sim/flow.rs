@@ -31,7 +31,7 @@
 use std::collections::VecDeque;
 
 use crate::congestion::{AckSample, Clamped, Controller, LossEvent};
-use crate::policy::observation::FlowSample;
+use crate::flow::FlowSample;
 
 use super::metrics::{FlowCounters, RttHistogram};
 

@@ -2,6 +2,8 @@
 //! utilisation, 95th-percentile delay, loss), kept in fixed-size buffers so
 //! recording on the per-packet path never allocates.
 
+use super::network::Network;
+
 /// Width of one fine RTT histogram bucket, microseconds.
 pub const RTT_BUCKET_US: u64 = 100;
 /// Number of fine RTT buckets (covering 0 to 6.55 s).
@@ -101,6 +103,61 @@ pub struct FlowCounters {
     pub rtt_sum_us: u64,
     /// Number of RTT samples.
     pub rtt_samples: u64,
+}
+
+/// Pantheon-style metrics of one flow over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EpisodeMetrics {
+    /// Simulated time so far, microseconds.
+    pub elapsed_us: u64,
+    /// Payload bytes delivered (unique segments times MSS).
+    pub delivered_bytes: u64,
+    /// Link capacity offered so far, bytes (opportunities times 1500).
+    pub capacity_bytes: u64,
+    /// Delivered segments on the wire / capacity (can be slightly off 1 at
+    /// the edges because of the propagation delay).
+    pub utilization: f64,
+    /// 95th-percentile RTT, microseconds.
+    pub p95_rtt_us: u64,
+    /// 95th-percentile RTT minus min RTT, microseconds.
+    pub p95_queueing_delay_us: u64,
+    /// Segments marked lost / segments sent.
+    pub loss_rate: f64,
+    /// Mean goodput, Mbit/s.
+    pub throughput_mbps: f64,
+}
+
+/// Pantheon-style metrics of flow `index` of `net` since time 0.
+pub fn flow_metrics(net: &Network, index: usize) -> Option<EpisodeMetrics> {
+    let sender = net.sender(index)?;
+    let c = sender.counters();
+    let now = net.now_us();
+    let capacity_bytes = net.data_link().trace().capacity_bytes_between_us(0, now);
+    let delivered_bytes = c.delivered_segments * u64::from(sender.mss_bytes());
+    let wire = c.delivered_segments * u64::from(sender.wire_bytes());
+    let p95 = sender.rtt_histogram().quantile_us(0.95);
+    Some(EpisodeMetrics {
+        elapsed_us: now,
+        delivered_bytes,
+        capacity_bytes,
+        utilization: if capacity_bytes > 0 {
+            wire as f64 / capacity_bytes as f64
+        } else {
+            0.0
+        },
+        p95_rtt_us: p95,
+        p95_queueing_delay_us: p95.saturating_sub(sender.min_rtt_us()),
+        loss_rate: if c.sent_segments > 0 {
+            c.lost_segments as f64 / c.sent_segments as f64
+        } else {
+            0.0
+        },
+        throughput_mbps: if now > 0 {
+            delivered_bytes as f64 * 8.0 / now as f64
+        } else {
+            0.0
+        },
+    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
-//! Trace-driven packet-level simulator: the fast training environment.
+//! Trace-driven packet-level simulator: the network under the fast training
+//! environment (which is [`crate::rl::flow_env`]; this module knows nothing
+//! of policies).
 //!
 //! A discrete-event model of one Mahimahi bottleneck (`mm-delay D mm-link`)
-//! shared by TCP-like senders, plus the RL environment built on it. It is
-//! faithful to the Mahimahi link model ([`link`]) and to what the kernel
-//! datapath lets a policy see ([`crate::policy::observation::FlowSample`]) and
-//! do (a cwnd clamp and a pacing cap, [`crate::congestion::Clamped`]).
+//! shared by TCP-like senders. It is faithful to the Mahimahi link model
+//! ([`link`]), to what the kernel datapath shows of a flow
+//! ([`crate::flow::FlowSample`]) and to what it can do to one (a cwnd clamp
+//! and a pacing cap, [`crate::congestion::Clamped`]).
 //!
 //! Everything here is a pure function of its inputs: simulated time is
 //! explicit, randomness comes from a seeded ChaCha generator, and the same
@@ -21,28 +23,20 @@
 //! - [`flow`]: the sender (ACK clocking, RTT, SACK-like loss detection, RTO,
 //!   pacing) and the receiver;
 //! - [`network`]: links, delays, random loss and flows put together;
-//! - [`metrics`]: per-flow counters and RTT percentiles;
-//! - [`env`](mod@env): the RL environment (reset/step, observation, reward);
-//! - [`parallel`]: many environments stepped with rayon.
+//! - [`metrics`]: per-flow counters and RTT percentiles.
 
-pub mod env;
 pub mod event;
 pub mod flow;
 pub mod link;
 pub mod mahimahi;
 pub mod metrics;
 pub mod network;
-pub mod parallel;
 
-pub use crate::policy::Target;
 pub use crate::trace::{Schedule, OPPORTUNITY_BYTES};
-pub use env::{
-    Env, EnvConfig, EpisodeMetrics, MonitorInterval, RewardComponents, RewardWeights, StepResult,
-};
+
 pub use link::QueueLimit;
 pub use mahimahi::load_mahimahi;
 pub use network::{FlowConfig, Network, NetworkConfig};
-pub use parallel::VecEnv;
 
 /// Errors of the simulator; every message names the offending value.
 #[derive(Debug, thiserror::Error)]
@@ -56,24 +50,4 @@ pub enum SimError {
     /// A configuration value out of its domain.
     #[error("invalid simulator configuration: {0}")]
     InvalidConfig(String),
-    /// `step` before `reset`.
-    #[error("environment stepped before reset")]
-    NotReset,
-    /// `step` after the episode ended.
-    #[error("environment stepped after its episode ended at {end_us} us; call reset")]
-    EpisodeDone {
-        /// End of the episode, simulated microseconds.
-        end_us: u64,
-    },
-    /// The observation builder refused a sample.
-    #[error(transparent)]
-    Observation(#[from] crate::policy::observation::ObservationError),
-    /// Parallel calls given slices of different lengths.
-    #[error("expected {expected} entries (one per environment), got {got}")]
-    BatchSize {
-        /// Number of environments.
-        expected: usize,
-        /// Entries given.
-        got: usize,
-    },
 }

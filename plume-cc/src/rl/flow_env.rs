@@ -9,7 +9,9 @@
 //!   base controller, see [`crate::congestion::Clamped`]), runs one monitor
 //!   interval and returns the observation built by the shared
 //!   [`ObservationBuilder`] from datapath-visible statistics only, and a
-//!   reward whose named components are kept separate.
+//!   reward's named components (throughput, queueing delay, loss), kept
+//!   separate; the one reward training optimises is built from them in
+//!   [`crate::rl::env`].
 //! - [`Env::metrics`] gives Pantheon-style episode metrics.
 
 use std::sync::Arc;
@@ -18,9 +20,40 @@ use crate::congestion::ControllerKind;
 use crate::policy::observation::{Observation, ObservationBuilder};
 use crate::policy::{Objective, Target};
 
-use super::metrics::FlowCounters;
-use super::network::{FlowConfig, Network, NetworkConfig};
-use super::{QueueLimit, Schedule, SimError};
+use crate::policy::observation::ObservationError;
+pub use crate::sim::metrics::EpisodeMetrics;
+use crate::sim::metrics::{flow_metrics, FlowCounters};
+use crate::sim::network::{FlowConfig, Network, NetworkConfig};
+use crate::sim::{QueueLimit, Schedule, SimError};
+
+/// Errors of an environment: the simulator's, the observation builder's,
+/// and misuse of reset/step.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// The simulator refused a configuration or a window.
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    /// The observation builder refused a sample.
+    #[error(transparent)]
+    Observation(#[from] ObservationError),
+    /// `step` before `reset`.
+    #[error("environment stepped before reset")]
+    NotReset,
+    /// `step` after the episode ended.
+    #[error("environment stepped after its episode ended at {end_us} us; call reset")]
+    EpisodeDone {
+        /// End of the episode, simulated microseconds.
+        end_us: u64,
+    },
+    /// Parallel calls given slices of different lengths.
+    #[error("expected {expected} entries (one per environment), got {got}")]
+    BatchSize {
+        /// Number of environments.
+        expected: usize,
+        /// Entries given.
+        got: usize,
+    },
+}
 
 /// How long a monitor interval lasts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,28 +67,6 @@ pub enum MonitorInterval {
         /// Longest interval (also used before the first RTT sample).
         max_us: u64,
     },
-}
-
-/// Weights of the reward components: `reward = throughput * throughput_mbps
-/// - delay * queueing_delay_ms - loss * loss_rate`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RewardWeights {
-    /// Per Mbit/s of goodput.
-    pub throughput: f32,
-    /// Per millisecond of mean queueing delay (RTT above min RTT).
-    pub delay: f32,
-    /// Per unit of loss rate (segments lost / segments sent).
-    pub loss: f32,
-}
-
-impl Default for RewardWeights {
-    fn default() -> Self {
-        Self {
-            throughput: 1.0,
-            delay: 0.05,
-            loss: 10.0,
-        }
-    }
 }
 
 /// The reward's components over one interval, in physical units.
@@ -74,8 +85,6 @@ pub struct RewardComponents {
 pub struct StepResult {
     /// Observation at the end of the interval.
     pub observation: Observation,
-    /// Weighted sum of `components`.
-    pub reward: f32,
     /// The reward's components, unweighted.
     pub components: RewardComponents,
     /// True when the episode ended with this step.
@@ -84,28 +93,6 @@ pub struct StepResult {
     pub now_us: u64,
     /// Length of the interval just simulated, microseconds.
     pub interval_us: u64,
-}
-
-/// Episode metrics of the controlled flow (Pantheon style).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct EpisodeMetrics {
-    /// Simulated time so far, microseconds.
-    pub elapsed_us: u64,
-    /// Payload bytes delivered (unique segments times MSS).
-    pub delivered_bytes: u64,
-    /// Link capacity offered so far, bytes (opportunities times 1500).
-    pub capacity_bytes: u64,
-    /// Delivered segments on the wire / capacity (can be slightly off 1 at
-    /// the edges because of the propagation delay).
-    pub utilization: f64,
-    /// 95th-percentile RTT, microseconds.
-    pub p95_rtt_us: u64,
-    /// 95th-percentile RTT minus min RTT, microseconds.
-    pub p95_queueing_delay_us: u64,
-    /// Segments marked lost / segments sent.
-    pub loss_rate: f64,
-    /// Mean goodput, Mbit/s.
-    pub throughput_mbps: f64,
 }
 
 /// Parameters of an [`Env`].
@@ -131,8 +118,6 @@ pub struct EnvConfig {
     pub interval: MonitorInterval,
     /// Episode length, microseconds; `None` plays the window once.
     pub episode_us: Option<u64>,
-    /// Reward weights.
-    pub reward: RewardWeights,
 }
 
 impl Default for EnvConfig {
@@ -148,7 +133,6 @@ impl Default for EnvConfig {
             objective: Objective::default(),
             interval: MonitorInterval::FixedUs(20_000),
             episode_us: None,
-            reward: RewardWeights::default(),
         }
     }
 }
@@ -165,17 +149,17 @@ pub struct Env {
 
 impl Env {
     /// An environment that needs [`Env::reset`] before stepping.
-    pub fn new(config: EnvConfig) -> Result<Self, SimError> {
+    pub fn new(config: EnvConfig) -> Result<Self, EnvError> {
         if let MonitorInterval::FixedUs(0) = config.interval {
-            return Err(SimError::InvalidConfig(
+            return Err(EnvError::Sim(SimError::InvalidConfig(
                 "monitor interval must be positive".into(),
-            ));
+            )));
         }
         if let MonitorInterval::Srtt { min_us, max_us } = config.interval {
             if min_us == 0 || max_us < min_us {
-                return Err(SimError::InvalidConfig(format!(
+                return Err(EnvError::Sim(SimError::InvalidConfig(format!(
                     "srtt interval bounds must satisfy 0 < min_us <= max_us, got {min_us}..{max_us}"
-                )));
+                ))));
             }
         }
         Ok(Self {
@@ -220,7 +204,7 @@ impl Env {
 
     /// Starts an episode on `window` (unlimited ACK path) with `seed`; the
     /// first interval runs without limits. Returns the observation after it.
-    pub fn reset(&mut self, window: Arc<Schedule>, seed: u64) -> Result<Observation, SimError> {
+    pub fn reset(&mut self, window: Arc<Schedule>, seed: u64) -> Result<Observation, EnvError> {
         self.reset_with_ack_trace(window, None, seed)
     }
 
@@ -230,7 +214,7 @@ impl Env {
         window: Arc<Schedule>,
         ack_window: Option<Arc<Schedule>>,
         seed: u64,
-    ) -> Result<Observation, SimError> {
+    ) -> Result<Observation, EnvError> {
         let mut flows = vec![FlowConfig::new(self.config.base)];
         flows.extend(
             self.config
@@ -277,17 +261,17 @@ impl Env {
     }
 
     /// Applies `action`, simulates one monitor interval and reports it.
-    pub fn step(&mut self, action: Target) -> Result<StepResult, SimError> {
+    pub fn step(&mut self, action: Target) -> Result<StepResult, EnvError> {
         let end_us = self.end_us;
         let Some(net) = self.net.as_ref() else {
-            return Err(SimError::NotReset);
+            return Err(EnvError::NotReset);
         };
         if net.now_us() >= end_us {
-            return Err(SimError::EpisodeDone { end_us });
+            return Err(EnvError::EpisodeDone { end_us });
         }
         let interval = self.interval_us(net).max(1);
         let Some(net) = self.net.as_mut() else {
-            return Err(SimError::NotReset);
+            return Err(EnvError::NotReset);
         };
         let start = net.now_us();
         let until = (start + interval).min(end_us);
@@ -296,7 +280,7 @@ impl Env {
                 .set_limits(action.cwnd_clamp_segments, action.max_pacing_bytes_per_sec);
         }
         net.run_until(until);
-        let sender = net.sender(0).ok_or(SimError::NotReset)?;
+        let sender = net.sender(0).ok_or(EnvError::NotReset)?;
         let sample = sender.flow_sample(until);
         let c = *sender.counters();
         let min_rtt_us = sender.min_rtt_us();
@@ -320,14 +304,9 @@ impl Env {
                 0.0
             },
         };
-        let w = self.config.reward;
-        let reward = w.throughput * components.throughput_mbps
-            - w.delay * components.queueing_delay_ms
-            - w.loss * components.loss_rate;
         let observation = self.builder.observe(&sample)?;
         Ok(StepResult {
             observation,
-            reward,
             components,
             done: until >= end_us,
             now_us: until,
@@ -352,39 +331,6 @@ impl Env {
     pub fn next_interval_us(&self) -> Option<u64> {
         self.net.as_ref().map(|n| self.interval_us(n))
     }
-}
-
-/// Pantheon-style metrics of flow `index` of `net` since time 0.
-pub fn flow_metrics(net: &Network, index: usize) -> Option<EpisodeMetrics> {
-    let sender = net.sender(index)?;
-    let c = sender.counters();
-    let now = net.now_us();
-    let capacity_bytes = net.data_link().trace().capacity_bytes_between_us(0, now);
-    let delivered_bytes = c.delivered_segments * u64::from(sender.mss_bytes());
-    let wire = c.delivered_segments * u64::from(sender.wire_bytes());
-    let p95 = sender.rtt_histogram().quantile_us(0.95);
-    Some(EpisodeMetrics {
-        elapsed_us: now,
-        delivered_bytes,
-        capacity_bytes,
-        utilization: if capacity_bytes > 0 {
-            wire as f64 / capacity_bytes as f64
-        } else {
-            0.0
-        },
-        p95_rtt_us: p95,
-        p95_queueing_delay_us: p95.saturating_sub(sender.min_rtt_us()),
-        loss_rate: if c.sent_segments > 0 {
-            c.lost_segments as f64 / c.sent_segments as f64
-        } else {
-            0.0
-        },
-        throughput_mbps: if now > 0 {
-            delivered_bytes as f64 * 8.0 / now as f64
-        } else {
-            0.0
-        },
-    })
 }
 
 #[cfg(test)]
@@ -467,7 +413,7 @@ mod tests {
         .expect("env");
         assert!(matches!(
             env.reset(constant(1), 0),
-            Err(SimError::InvalidConfig(_))
+            Err(EnvError::Sim(SimError::InvalidConfig(_)))
         ));
     }
 }

@@ -8,9 +8,9 @@ use rayon::prelude::*;
 
 use crate::policy::observation::Observation;
 
-use super::env::{Env, EnvConfig, EpisodeMetrics, StepResult};
-use super::{Schedule, SimError};
+use super::flow_env::{Env, EnvConfig, EnvError, EpisodeMetrics, StepResult};
 use crate::policy::Target;
+use crate::sim::Schedule;
 
 /// A batch of environments sharing one configuration.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub struct VecEnv {
 
 impl VecEnv {
     /// `count` environments of `config`.
-    pub fn new(count: usize, config: &EnvConfig) -> Result<Self, SimError> {
+    pub fn new(count: usize, config: &EnvConfig) -> Result<Self, EnvError> {
         let envs = (0..count)
             .map(|_| Env::new(config.clone()))
             .collect::<Result<Vec<_>, _>>()?;
@@ -42,11 +42,11 @@ impl VecEnv {
         &mut self.envs
     }
 
-    fn check(&self, got: usize) -> Result<(), SimError> {
+    fn check(&self, got: usize) -> Result<(), EnvError> {
         if got == self.envs.len() {
             Ok(())
         } else {
-            Err(SimError::BatchSize {
+            Err(EnvError::BatchSize {
                 expected: self.envs.len(),
                 got,
             })
@@ -58,7 +58,7 @@ impl VecEnv {
         &mut self,
         windows: &[Arc<Schedule>],
         seeds: &[u64],
-    ) -> Result<Vec<Observation>, SimError> {
+    ) -> Result<Vec<Observation>, EnvError> {
         self.check(windows.len())?;
         self.check(seeds.len())?;
         self.envs
@@ -70,7 +70,7 @@ impl VecEnv {
     }
 
     /// Steps environment `i` with `actions[i]`, in parallel.
-    pub fn step_all(&mut self, actions: &[Target]) -> Result<Vec<StepResult>, SimError> {
+    pub fn step_all(&mut self, actions: &[Target]) -> Result<Vec<StepResult>, EnvError> {
         self.check(actions.len())?;
         self.envs
             .par_iter_mut()
@@ -105,7 +105,7 @@ mod tests {
         let mut batch = VecEnv::new(3, &config).expect("batch");
         assert!(matches!(
             batch.reset_all(&windows[..2], &seeds[..2]),
-            Err(SimError::BatchSize {
+            Err(EnvError::BatchSize {
                 expected: 3,
                 got: 2
             })
