@@ -503,18 +503,35 @@ pub fn build_sampler(
     }
     let series = corpus.series();
     let invalid = |e: super::cluster::ModelError| SamplerError::Invalid(e.to_string());
+    let features = model.features_of(&series).map_err(invalid)?;
+    let memberships = match kind {
+        // The static sampler uses the model's memberships (its own
+        // feature pipeline); the dynamic one the mixture's posterior over
+        // the same features, which is what the regressor sees.
+        SamplerKind::PlumeStatic { .. } => model.memberships(&series).map_err(invalid)?,
+        _ => model
+            .gmm
+            .predict_proba(features.view())
+            .map_err(|e| SamplerError::Invalid(e.to_string()))?,
+    };
+    from_memberships(kind, memberships, features)
+}
+
+/// Builds a sampler of `kind` over windows with cluster `memberships` (one
+/// row per window) and regressor `features` (one row per window; used by
+/// the dynamic sampler). The one place a sampler is constructed: the
+/// analysis ([`build_sampler`]) and the trainer both come here.
+pub fn from_memberships(
+    kind: SamplerKind,
+    memberships: Array2<f64>,
+    features: Array2<f64>,
+) -> Result<Box<dyn TraceSampler>, SamplerError> {
     Ok(match kind {
-        SamplerKind::Uniform => Box::new(UniformSampler::new(corpus.windows.len())?),
-        SamplerKind::PlumeStatic { epsilon } => Box::new(StaticSampler::plume_static(
-            &model.memberships(&series).map_err(invalid)?,
-            epsilon,
-        )?),
+        SamplerKind::Uniform => Box::new(UniformSampler::new(memberships.nrows())?),
+        SamplerKind::PlumeStatic { epsilon } => {
+            Box::new(StaticSampler::plume_static(&memberships, epsilon)?)
+        }
         SamplerKind::PlumeDynamic(params) => {
-            let features = model.features_of(&series).map_err(invalid)?;
-            let memberships = model
-                .gmm
-                .predict_proba(features.view())
-                .map_err(|e| SamplerError::Invalid(e.to_string()))?;
             Box::new(DynamicSampler::new(memberships, features, params)?)
         }
     })

@@ -10,15 +10,21 @@
 //! - [`vec_env`]: many of them stepped in parallel with rayon;
 //! - [`env`]: those as a `BatchEnv` for PPO (sampler at every reset, and the
 //!   one reward: normalised per window, fair-share throughput);
-//! - [`train`]: a whole run (corpus, clustering, checkpoints, logs,
-//!   evaluation against CUBIC and BBR-like);
+//! - [`train`]: a whole run, put together from [`config`] (settings,
+//!   errors), [`corpus`] (windows, clusters, split, sampler), [`log`] (the
+//!   per-iteration log and progress) and [`evaluation`] (held-out scores
+//!   against CUBIC, BBR-like and the fixed rule);
 //! - [`plot`]: learning curves;
 //! - [`cli`]: the hidden `plume-cc train` and `plume-cc bench-inference` commands.
 //!
 //! Nothing here reads clocks for decisions or draws unseeded randomness.
 pub mod cli;
+pub mod config;
+pub mod corpus;
 pub mod env;
+pub mod evaluation;
 pub mod flow_env;
+pub mod log;
 pub mod plot;
 pub mod ppo;
 pub mod scenario;

@@ -1,0 +1,175 @@
+//! The settings of a training run ([`TrainConfig`], [`SamplerChoice`]) and
+//! its errors ([`TrainError`]).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{EnvConfig, MonitorInterval};
+use crate::congestion::ControllerKind;
+use crate::policy::model::ActionScaling;
+use crate::sim::QueueLimit;
+
+use super::env::{PathRanges, RewardSpec};
+use super::ppo::{PpoConfig, PpoError};
+
+/// Errors of a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The corpus could not be read or cut.
+    #[error("traces: {0}")]
+    Trace(String),
+    /// The clustering failed.
+    #[error("clustering: {0}")]
+    Cluster(String),
+    /// The sampler could not be built.
+    #[error("sampler: {0}")]
+    Sampler(String),
+    /// PPO or the environments failed.
+    #[error(transparent)]
+    Ppo(#[from] PpoError),
+    /// A policy file failed.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// A log or result file failed.
+    #[error("{path}: {message}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Which trace sampler picks each episode's window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerChoice {
+    /// Every training window equally likely.
+    Uniform,
+    /// Plume-static: every cluster equally likely.
+    PlumeStatic,
+    /// Plume-dynamic: clusters weighted by return gap and prediction error.
+    PlumeDynamic,
+}
+
+impl SamplerChoice {
+    /// The CLI spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Uniform => "uniform",
+            Self::PlumeStatic => "plume-static",
+            Self::PlumeDynamic => "plume-dynamic",
+        }
+    }
+}
+
+/// Settings of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Folder of Mahimahi traces.
+    pub traces: PathBuf,
+    /// Trace sampler.
+    pub sampler: SamplerChoice,
+    /// Environment steps in total (all environments together).
+    pub total_steps: u64,
+    /// Seed of everything random in the run.
+    pub seed: u64,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Parallel environments.
+    pub envs: usize,
+    /// Window (episode) length, milliseconds.
+    pub window_ms: u64,
+    /// Every this many windows one is held out.
+    pub holdout_every: usize,
+    /// Held-out windows evaluated at most (spread evenly).
+    pub eval_windows: usize,
+    /// Monitor interval, microseconds.
+    pub interval_us: u64,
+    /// One-way propagation delay, microseconds (of training when
+    /// `path_ranges` is None, and of the held-out evaluation always).
+    pub one_way_delay_us: u64,
+    /// Bottleneck droptail limit, packets (as `one_way_delay_us`).
+    pub queue_packets: u32,
+    /// Training paths drawn per episode (None: the fixed path above).
+    #[serde(default)]
+    pub path_ranges: Option<PathRanges>,
+    /// The kernel-like controller under the policy's limits (recorded in the
+    /// policy file as `base_cc`, and pinned by the datapath in deployment).
+    #[serde(default = "cubic")]
+    pub base: ControllerKind,
+    /// Scenario distribution drawn per episode (path, competitors, loss,
+    /// ACK path); when set it replaces `path_ranges`.
+    #[serde(default)]
+    pub scenarios: Option<super::scenario::ScenarioSpec>,
+    /// The operating point of the held-out evaluation, and the policy
+    /// file's default (`plume-cc run` without `--objective`).
+    #[serde(default)]
+    pub objective: crate::policy::Objective,
+    /// Save a checkpoint every this many PPO iterations.
+    pub checkpoint_every: usize,
+    /// PPO settings.
+    pub ppo: PpoConfig,
+    /// Reward weights.
+    pub reward: RewardSpec,
+    /// Action mapping.
+    pub scaling: ActionScaling,
+    /// Command line recorded in the policy metadata.
+    pub command: String,
+}
+
+impl TrainConfig {
+    /// Defaults for `traces`, `sampler`, `total_steps`, `seed`, `out`.
+    pub fn new(
+        traces: PathBuf,
+        sampler: SamplerChoice,
+        total_steps: u64,
+        seed: u64,
+        out: PathBuf,
+    ) -> Self {
+        Self {
+            traces,
+            sampler,
+            total_steps,
+            seed,
+            out,
+            envs: 16,
+            window_ms: 10_000,
+            holdout_every: 5,
+            eval_windows: 40,
+            interval_us: 20_000,
+            one_way_delay_us: 20_000,
+            queue_packets: 250,
+            path_ranges: None,
+            base: ControllerKind::Cubic,
+            scenarios: None,
+            objective: crate::policy::Objective::default(),
+            checkpoint_every: 10,
+            ppo: PpoConfig::default(),
+            reward: RewardSpec::default(),
+            scaling: ActionScaling::default(),
+            command: String::new(),
+        }
+    }
+
+    /// The simulator environment of this run, with base controller `base`.
+    pub fn env_config(&self, base: ControllerKind) -> EnvConfig {
+        EnvConfig {
+            base,
+            competing: Vec::new(),
+            competing_start_us: Vec::new(),
+            one_way_delay_us: self.one_way_delay_us,
+            queue_limit: QueueLimit::packets(self.queue_packets),
+            random_loss: 0.0,
+            delayed_ack: false,
+            objective: self.objective,
+            interval: MonitorInterval::FixedUs(self.interval_us),
+            episode_us: Some(self.window_ms * 1000),
+        }
+    }
+}
+
+fn cubic() -> ControllerKind {
+    ControllerKind::Cubic
+}
