@@ -7,15 +7,19 @@
 //!   its rate anchor lives in.
 //! - [`model`]: the actor-critic network, observation normalisation and the
 //!   action scaling to the datapath's levers.
-//! - [`file`]: the policy file (safetensors + JSON metadata, or TorchScript)
-//!   and [`LoadedPolicy`], the one type the daemon uses;
+//! - [`file`]: [`LoadedPolicy`], the one type the daemon uses to run a
+//!   policy (native or TorchScript), with [`metadata`] (what the JSON
+//!   promises and the checks against this build) and [`format`] (the files
+//!   on disk, saving and loading a trainable policy);
 //! - [`api`]: the policy API the daemon drives ([`FlowPolicy`], [`Decision`],
 //!   [`Guard`]) and the scripted test policy;
 //! - [`learned`]: [`LoadedPolicy`] behind [`FlowPolicy`].
 pub mod api;
 pub mod file;
 pub mod filter;
+pub mod format;
 pub mod learned;
+pub mod metadata;
 pub mod model;
 pub mod objective;
 pub mod observation;
