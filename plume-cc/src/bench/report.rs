@@ -633,3 +633,149 @@ fn plot_all(
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bench::{FlowResult, QueueSpec, Setting};
+    use crate::emu::DropTail;
+
+    fn setting(queue: &str) -> Setting {
+        Setting {
+            delay: Duration::from_millis(20),
+            queue: QueueSpec::parse(queue).unwrap(),
+        }
+    }
+
+    fn flow(index: usize, is_scheme: bool, mbps: f64, conv: Option<f64>) -> FlowResult {
+        FlowResult {
+            index,
+            port: 5201 + index as u16,
+            is_scheme,
+            label: if is_scheme { "plume" } else { "cubic" }.into(),
+            start_s: 0.0,
+            throughput_mbps: mbps,
+            tail_mbps: mbps,
+            p50_delay_ms: 30.0,
+            p95_delay_ms: 60.0,
+            drops: 0,
+            retransmits: 2,
+            sender_cc: "cubic".into(),
+            convergence_s: conv,
+            series_mbps: vec![mbps; 4],
+        }
+    }
+
+    /// A finished run of `scheme` with a plume flow and a CUBIC competitor.
+    fn run(scheme: &str, queue: &str, n: usize, share: f64, conv: Option<f64>) -> RunResult {
+        let mut r = RunResult::failed("t.trace", &setting(queue), scheme, n, String::new());
+        r.error = None;
+        r.throughput_mbps = 12.0 * share;
+        r.utilization = share;
+        r.p95_delay_ms = 60.0 + n as f64;
+        r.sender_cc = "cubic".into();
+        r.flows = vec![
+            flow(0, true, 12.0 * share, conv),
+            flow(1, false, 12.0 * (1.0 - share), Some(0.5)),
+        ];
+        r.jain = Some(jain_of(share));
+        r.share = Some(share);
+        r.converged = Some(conv.is_some());
+        r.convergence_s = conv;
+        r
+    }
+
+    fn jain_of(share: f64) -> f64 {
+        crate::bench::flows::jain(&[share, 1.0 - share])
+    }
+
+    #[test]
+    fn summaries_group_by_setting_and_count_what_failed_or_never_converged() {
+        let mut failed = RunResult::failed(
+            "t.trace",
+            &setting("packets=100"),
+            "plume",
+            3,
+            "iperf3: flow 1 (port 5202): refused".into(),
+        );
+        failed.error = Some("iperf3: flow 1 (port 5202): refused".into());
+        let results = vec![
+            run("plume", "packets=100", 1, 0.2, Some(4.0)),
+            run("plume", "packets=100", 2, 0.4, None),
+            failed,
+            run("plume", "bdp=1", 1, 0.5, Some(1.0)),
+        ];
+        let s = summarize(&results);
+        assert_eq!(s.len(), 2, "one summary per setting");
+        let a = &s[0];
+        assert_eq!(
+            (a.setting.as_str(), a.runs, a.failed),
+            ("20 ms, packets=100", 2, 1)
+        );
+        assert!(a.error.as_deref().unwrap().contains("port 5202"));
+        let share = a.share.unwrap();
+        assert!((share.mean - 0.3).abs() < 1e-12 && share.min == 0.2 && share.max == 0.4);
+        // One run converged at 4 s, one never: the spread is over the one
+        // that did, and the other is counted.
+        assert_eq!(a.convergence_s.unwrap().mean, 4.0);
+        assert_eq!(a.never_converged, 1);
+        assert_eq!(a.flows, 2);
+        let f = summarize_flows(&results);
+        assert_eq!(f.len(), 4, "two flow positions in each of two settings");
+        assert!(f.iter().any(|x| !x.is_scheme && x.label == "cubic"));
+        let md = markdown(&s, &f);
+        assert!(md.contains("### 20 ms, packets=100") && md.contains("### 20 ms, bdp=1"));
+        assert!(md.contains("| 2 (+1 failed) |"), "{md}");
+        assert!(md.contains("4.0 (4.0–4.0) (+1 never)"), "{md}");
+        assert!(
+            md.contains("### Flows") && md.contains("cubic, competing (cubic)"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_single_flow_benchmark_keeps_the_plain_table() {
+        let mut r = RunResult::failed("t.trace", &setting("unlimited"), "bbr", 1, String::new());
+        r.error = None;
+        r.throughput_mbps = 11.0;
+        r.sender_cc = "bbr".into();
+        r.flows = vec![flow(0, true, 11.0, None)];
+        let md = markdown(&summarize(&[r.clone()]), &summarize_flows(&[r]));
+        assert!(!md.contains("Jain") && !md.contains("###"), "{md}");
+        assert!(
+            md.contains("| t.trace | bbr | bbr | 1 | 11.00 (11.00–11.00) |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn replot_reads_results_from_before_the_sweeps() {
+        // results.json as a single-setting benchmark wrote it before runs
+        // carried their setting: the setting comes from the config.
+        let dir = std::env::temp_dir().join(format!("plume-replot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = RunResult::failed("t.trace", &setting("unlimited"), "cubic", 1, String::new());
+        r.error = None;
+        r.throughput_mbps = 5.0;
+        r.p95_delay_ms = 80.0;
+        let mut v = serde_json::to_value(&r).unwrap();
+        v.as_object_mut().unwrap().remove("setting");
+        let json = serde_json::json!({
+            "config": {"delay_ms": 20.0, "queue": DropTail::default().describe(), "duration_s": 30.0},
+            "runs": [v],
+        });
+        std::fs::write(dir.join("results.json"), json.to_string()).unwrap();
+        let files = replot(&dir).unwrap();
+        assert!(
+            files.iter().any(|f| f.ends_with("plot-t.trace.png")),
+            "{files:?}"
+        );
+        assert!(
+            files.iter().any(|f| f.ends_with("plot-t.trace.svg")),
+            "{files:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
