@@ -11,7 +11,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use plume_cc_common::{DatapathConfig, FlowStats, CWND_UNCLAMPED, PACING_UNLIMITED};
+use aya::maps::{HashMap as AyaHashMap, Map, MapData};
+use plume_cc_common::{
+    maps, DatapathConfig, FlowStats, FlowTarget, CWND_UNCLAMPED, PACING_UNLIMITED,
+};
 use serde::Serialize;
 
 use super::ControlLoop;
@@ -66,11 +69,22 @@ pub fn control_loop(
 ) -> anyhow::Result<Vec<LoopRow>> {
     tch::set_num_threads(1); // as the daemon runs it
     let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
-    let mut dp = Datapath::attach(cgroup.path(), DatapathConfig::default())?;
+    let pins = crate::datapath::default_pin_dir(cgroup.path());
+    let mut dp = Datapath::attach_pinned(cgroup.path(), DatapathConfig::default(), &pins)?;
+    // The synthetic flows go straight into the pinned flow map, as the
+    // program would register them (it ignores entries without a socket):
+    // the datapath's own API has no hook for flows that do not exist.
+    let open = |name: &str| -> anyhow::Result<MapData> {
+        MapData::from_pin(pins.join(name)).with_context(|| format!("opening pinned map {name}"))
+    };
+    let mut flow_map: AyaHashMap<MapData, u64, FlowStats> =
+        AyaHashMap::try_from(Map::HashMap(open(maps::FLOW_STATS)?))?;
+    let mut target_map: AyaHashMap<MapData, u64, FlowTarget> =
+        AyaHashMap::try_from(Map::HashMap(open(maps::FLOW_TARGETS)?))?;
     let mut rows = Vec::new();
     for &n in counts {
         for i in 0..n {
-            dp.insert_synthetic_flow(1_000_000 + i as u64, synthetic_stats(i))?;
+            flow_map.insert(1_000_000 + i as u64, synthetic_stats(i), 0)?;
         }
         let mut policy = make_policy()?;
         let mut control = ControlLoop::default();
@@ -94,10 +108,13 @@ pub fn control_loop(
             total_us: median(&mut t),
         });
         for i in 0..n {
-            dp.remove_synthetic_flow(1_000_000 + i as u64);
+            let cookie = 1_000_000 + i as u64;
+            let _ = flow_map.remove(&cookie);
+            let _ = target_map.remove(&cookie);
         }
     }
-    drop(dp);
+    drop((flow_map, target_map));
+    dp.shutdown(Duration::from_secs(1))?;
     cgroup.remove()?;
     Ok(rows)
 }

@@ -1,0 +1,286 @@
+//! Loading the embedded object, attaching it to a cgroup, pinning it in
+//! bpffs, and re-adopting what an earlier daemon pinned.
+
+use super::*;
+
+/// Names of the pinned objects inside a pin folder.
+const LINK_PIN: &str = "link";
+pub(super) const PINNED_MAPS: [&str; 5] = [
+    maps::FLOW_STATS,
+    maps::FLOW_TARGETS,
+    maps::CONFIG,
+    maps::COUNTERS,
+    maps::EVENTS,
+];
+
+/// The default bpffs folder for a cgroup: `/sys/fs/bpf/plume-cc/<cgroup path with _>`.
+pub fn default_pin_dir(cgroup: &Path) -> PathBuf {
+    let name: String = cgroup
+        .to_string_lossy()
+        .trim_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    PathBuf::from("/sys/fs/bpf/plume-cc").join(name)
+}
+
+/// Whether a datapath is attached and pinned at `pin_dir` (its link pin is
+/// the last thing [`Datapath::attach_pinned`] creates, so a daemon started on
+/// a cgroup is controlling it once this holds).
+pub fn attached_at(pin_dir: &Path) -> bool {
+    pin_dir.join(LINK_PIN).exists()
+}
+
+pub(super) fn load_error(e: impl std::fmt::Display) -> DatapathError {
+    let text = format!("{e:#}");
+    if is_permission_error(&text) {
+        DatapathError::Permission(text)
+    } else {
+        DatapathError::Load(text)
+    }
+}
+
+/// A duplicate of a hash map's file descriptor, for batched access.
+fn dup_fd(map: &Map, name: &'static str) -> Result<OwnedFd, DatapathError> {
+    match map {
+        Map::HashMap(data) => {
+            data.fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| DatapathError::Map {
+                    map: name,
+                    reason: e.to_string(),
+                })
+        }
+        _ => Err(DatapathError::Map {
+            map: name,
+            reason: "not a hash map".into(),
+        }),
+    }
+}
+
+/// Takes a map out of the loaded object, pinning it first if asked.
+fn take_map(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    pin_dir: Option<&Path>,
+) -> Result<Map, DatapathError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| DatapathError::Load(format!("no map {name} in the object")))?;
+    if let Some(dir) = pin_dir {
+        map.pin(dir.join(name)).map_err(|e| DatapathError::Attach {
+            path: dir.to_owned(),
+            reason: format!("pinning map {name}: {e}"),
+        })?;
+    }
+    Ok(map)
+}
+
+/// Takes a hash map out of the loaded object (pinning it first if asked),
+/// with a duplicate of its descriptor for batched access.
+fn take_hash<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    pin_dir: Option<&Path>,
+) -> Result<(HashMap<MapData, u64, V>, OwnedFd), DatapathError> {
+    let map = take_map(ebpf, name, pin_dir)?;
+    let fd = dup_fd(&map, name)?;
+    Ok((HashMap::try_from(map).map_err(map_err(name))?, fd))
+}
+
+/// Opens a pinned hash map with a duplicate of its descriptor.
+fn hash_from_pin<V: aya::Pod>(
+    dir: &Path,
+    name: &'static str,
+) -> Result<(HashMap<MapData, u64, V>, OwnedFd), DatapathError> {
+    let map = Map::HashMap(MapData::from_pin(dir.join(name)).map_err(map_err(name))?);
+    let fd = dup_fd(&map, name)?;
+    Ok((HashMap::try_from(map).map_err(map_err(name))?, fd))
+}
+
+/// Takes a typed map out of the loaded object, pinning it first if asked.
+fn take<T>(ebpf: &mut Ebpf, name: &'static str, pin_dir: Option<&Path>) -> Result<T, DatapathError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let map = take_map(ebpf, name, pin_dir)?;
+    T::try_from(map).map_err(map_err(name))
+}
+
+fn from_pin<T>(dir: &Path, name: &'static str, wrap: fn(MapData) -> Map) -> Result<T, DatapathError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let data = MapData::from_pin(dir.join(name)).map_err(map_err(name))?;
+    T::try_from(wrap(data)).map_err(map_err(name))
+}
+
+impl Datapath {
+    /// Loads the embedded object and attaches its program to the cgroup v2
+    /// folder `cgroup` (which must exist). Detached when dropped.
+    pub fn attach(cgroup: &Path, config: DatapathConfig) -> Result<Self, DatapathError> {
+        Self::attach_with_capacity(cgroup, config, plume_cc_common::MAX_FLOWS)
+    }
+
+    /// Like [`Datapath::attach`] with flow maps of `max_flows` entries
+    /// (tests of the map-full path use a tiny one).
+    pub fn attach_with_capacity(
+        cgroup: &Path,
+        config: DatapathConfig,
+        max_flows: u32,
+    ) -> Result<Self, DatapathError> {
+        let (mut dp, link) = Self::load_and_attach(cgroup, None, max_flows)?;
+        dp.link = Some(LinkHold::Owned(link));
+        dp.set_config(config)?;
+        Ok(dp)
+    }
+
+    /// Attaches to `cgroup` with program, link and maps pinned under
+    /// `pin_dir` (on bpffs). If a live pinned link is already there (a
+    /// previous daemon that stopped or crashed), re-adopts it and its flows
+    /// instead of loading a second program.
+    pub fn attach_pinned(
+        cgroup: &Path,
+        config: DatapathConfig,
+        pin_dir: &Path,
+    ) -> Result<Self, DatapathError> {
+        cgroup::check_cgroup2(cgroup)?;
+        check_bpffs(pin_dir)?;
+        if attached_at(pin_dir) {
+            let mut dp = Self::adopt(cgroup, pin_dir)?;
+            dp.set_config(config)?;
+            return Ok(dp);
+        }
+        let pin_err = |what: &str, e: &dyn std::fmt::Display| DatapathError::Attach {
+            path: pin_dir.to_owned(),
+            reason: format!("pinning {what}: {e}"),
+        };
+        std::fs::create_dir_all(pin_dir).map_err(|e| pin_err("folder", &e))?;
+        let (mut dp, link) =
+            Self::load_and_attach(cgroup, Some(pin_dir), plume_cc_common::MAX_FLOWS)?;
+        let pinned = link
+            .pin(pin_dir.join(LINK_PIN))
+            .map_err(|e| pin_err("link", &e))?;
+        dp.link = Some(LinkHold::Pinned(pinned));
+        dp.pin_dir = Some(pin_dir.to_owned());
+        dp.set_config(config)?;
+        Ok(dp)
+    }
+
+    /// Opens the pinned link and maps of a running datapath (read-only use
+    /// such as `plume-cc status`, or re-adoption by a restarted daemon).
+    pub fn adopt(cgroup: &Path, pin_dir: &Path) -> Result<Self, DatapathError> {
+        let link =
+            PinnedLink::from_pin(pin_dir.join(LINK_PIN)).map_err(|e| DatapathError::Attach {
+                path: pin_dir.to_owned(),
+                reason: format!("opening the pinned link: {e}"),
+            })?;
+        let (flows, flows_fd) = hash_from_pin(pin_dir, maps::FLOW_STATS)?;
+        let (targets, targets_fd) = hash_from_pin(pin_dir, maps::FLOW_TARGETS)?;
+        Ok(Self {
+            flows,
+            targets,
+            flows_fd,
+            targets_fd,
+            config: from_pin(pin_dir, maps::CONFIG, Map::Array)?,
+            counters: from_pin(pin_dir, maps::COUNTERS, Map::PerCpuArray)?,
+            events: from_pin(pin_dir, maps::EVENTS, Map::RingBuf).ok(),
+            link: Some(LinkHold::Pinned(link)),
+            cgroup: cgroup.to_owned(),
+            pin_dir: Some(pin_dir.to_owned()),
+            adopted: true,
+            logger: None,
+            _ebpf: None,
+        })
+    }
+
+    fn load_and_attach(
+        cgroup: &Path,
+        pin_dir: Option<&Path>,
+        max_flows: u32,
+    ) -> Result<(Self, FdLink), DatapathError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(DatapathError::NoObject);
+        }
+        cgroup::check_cgroup2(cgroup)?;
+        raise_memlock_limit();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::FLOW_STATS, max_flows.max(1))
+            .map_max_entries(maps::FLOW_TARGETS, max_flows.max(1))
+            .load(EBPF_OBJECT)
+            .map_err(load_error)?;
+        let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
+        let program: &mut SockOps = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| DatapathError::Load(format!("no program {PROGRAM_NAME} in the object")))?
+            .try_into()
+            .map_err(load_error)?;
+        program.load().map_err(load_error)?;
+        let file = std::fs::File::open(cgroup).map_err(|e| DatapathError::Attach {
+            path: cgroup.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let attach_err = |e: &dyn std::fmt::Display| DatapathError::Attach {
+            path: cgroup.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let link_id = program
+            .attach(file.as_fd(), CgroupAttachMode::Single)
+            .map_err(|e| attach_err(&e))?;
+        let link = program.take_link(link_id).map_err(|e| attach_err(&e))?;
+        let link = FdLink::try_from(link).map_err(|e| attach_err(&e))?;
+        let (flows, flows_fd) = take_hash(&mut ebpf, maps::FLOW_STATS, pin_dir)?;
+        let (targets, targets_fd) = take_hash(&mut ebpf, maps::FLOW_TARGETS, pin_dir)?;
+        let dp = Self {
+            flows,
+            targets,
+            flows_fd,
+            targets_fd,
+            config: take(&mut ebpf, maps::CONFIG, pin_dir)?,
+            counters: take(&mut ebpf, maps::COUNTERS, pin_dir)?,
+            events: take(&mut ebpf, maps::EVENTS, pin_dir).ok(),
+            link: None,
+            cgroup: cgroup.to_owned(),
+            pin_dir: None,
+            adopted: false,
+            logger,
+            _ebpf: Some(ebpf),
+        };
+        Ok((dp, link))
+    }
+}
+
+/// Checks that the folder for pins is on a mounted bpffs.
+fn check_bpffs(pin_dir: &Path) -> Result<(), DatapathError> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let on_bpffs = mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 2 && f[2] == "bpf" && pin_dir.starts_with(f[1])
+    });
+    if on_bpffs {
+        Ok(())
+    } else {
+        Err(DatapathError::NoBpffs(pin_dir.to_owned()))
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it so loading
+/// works there too (a no-op on newer kernels).
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid struct.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if rc != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK");
+    }
+}
