@@ -17,14 +17,17 @@ use super::ppo::{PpoConfig, PpoError};
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// The corpus could not be read or cut.
-    #[error("traces: {0}")]
-    Trace(String),
+    #[error("reading the traces")]
+    Trace(#[from] crate::trace::TraceError),
     /// The clustering failed.
-    #[error("clustering: {0}")]
-    Cluster(String),
+    #[error("clustering the windows")]
+    Cluster(#[from] crate::plume::analysis::AnalysisError),
     /// The sampler could not be built.
-    #[error("sampler: {0}")]
-    Sampler(String),
+    #[error("building the sampler")]
+    Sampler(#[from] crate::plume::sampler::SamplerError),
+    /// An environment failed.
+    #[error(transparent)]
+    Env(#[from] super::EnvError),
     /// PPO or the environments failed.
     #[error(transparent)]
     Ppo(#[from] PpoError),

@@ -46,7 +46,7 @@ pub fn prepare_corpus(
     holdout_every: usize,
 ) -> Result<PreparedCorpus, TrainError> {
     let spec = WindowSpec::non_overlapping(window_ms, 100);
-    let corpus = Corpus::from_dir(dir, spec, 0).map_err(|e| TrainError::Trace(e.to_string()))?;
+    let corpus = Corpus::from_dir(dir, spec, 0)?;
     let mut keep = Vec::new();
     let mut windows = Vec::new();
     let mut names = Vec::new();
@@ -65,8 +65,7 @@ pub fn prepare_corpus(
         windows: keep.iter().map(|&i| corpus.windows[i].clone()).collect(),
         spec,
     };
-    let analysis = plume::analyze(&kept, &plume::AnalysisParams::with_starts(0, 4), &|_| {})
-        .map_err(|e| TrainError::Cluster(e.to_string()))?;
+    let analysis = plume::analyze(&kept, &plume::AnalysisParams::with_starts(0, 4), &|_| {})?;
     let h = holdout_every.max(2);
     let (heldout, train): (Vec<usize>, Vec<usize>) =
         (0..windows.len()).partition(|i| i % h == h - 1);
@@ -103,5 +102,5 @@ pub fn build_sampler(
         corpus.memberships.select(ndarray::Axis(0), rows),
         corpus.features.select(ndarray::Axis(0), rows),
     )
-    .map_err(|e| TrainError::Sampler(e.to_string()))
+    .map_err(TrainError::from)
 }

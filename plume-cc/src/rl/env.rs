@@ -176,7 +176,7 @@ impl SimBatch {
         paths: Option<PathRanges>,
         scenarios: Option<ScenarioSpec>,
     ) -> Result<Self, PpoError> {
-        let envs = VecEnv::new(n, config).map_err(|e| PpoError::Env(e.to_string()))?;
+        let envs = VecEnv::new(n, config).map_err(|e| PpoError::Env(e.into()))?;
         let mut b = Self {
             envs,
             windows,
@@ -203,10 +203,7 @@ impl SimBatch {
     fn reset_one(&mut self, i: usize) -> Result<(), PpoError> {
         let k = self.sampler.sample(&mut self.rng);
         let w = *self.train.get(k).ok_or_else(|| {
-            PpoError::Env(format!(
-                "sampler returned index {k} of {}",
-                self.train.len()
-            ))
+            PpoError::Env(format!("sampler returned index {k} of {}", self.train.len()).into())
         })?;
         let seed = self.rng.gen();
         let trace = Arc::clone(&self.windows[w].trace);
@@ -238,7 +235,7 @@ impl SimBatch {
         };
         self.obs[i] = env
             .reset_with_ack_trace(trace, ack, seed)
-            .map_err(|e| PpoError::Env(e.to_string()))?;
+            .map_err(|e| PpoError::Env(e.into()))?;
         self.scenario[i] = scenario;
         self.current[i] = w;
         self.acc[i] = (0.0, 0.0, 0.0, 0);
@@ -324,7 +321,7 @@ impl BatchEnv for SimBatch {
         let results = self
             .envs
             .step_all(&acts)
-            .map_err(|e| PpoError::Env(e.to_string()))?;
+            .map_err(|e| PpoError::Env(e.into()))?;
         let mut rewards = Vec::with_capacity(results.len());
         let mut dones = Vec::with_capacity(results.len());
         for (i, s) in results.iter().enumerate() {

@@ -89,7 +89,7 @@ pub fn score_windows(
     windows: &[&SimWindow],
     seed: u64,
 ) -> Result<Vec<WindowScore>, TrainError> {
-    let env_err = |e: super::EnvError| TrainError::Ppo(PpoError::Env(e.to_string()));
+    let env_err = TrainError::Env;
     let mut envs = VecEnv::new(windows.len(), &config.env_config(base)).map_err(env_err)?;
     let traces: Vec<_> = windows.iter().map(|w| Arc::clone(&w.trace)).collect();
     let seeds: Vec<u64> = (0..windows.len() as u64)

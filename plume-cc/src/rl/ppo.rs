@@ -28,9 +28,9 @@ pub enum PpoError {
     /// libtorch failed.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
-    /// An environment failed (message from the environment).
-    #[error("environment: {0}")]
-    Env(String),
+    /// An environment failed.
+    #[error("an environment failed")]
+    Env(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A setting is out of range.
     #[error("invalid PPO setting: {0}")]
     Config(String),
