@@ -237,11 +237,14 @@ fn main() -> anyhow::Result<()> {
         } => bench_datapath(policy, iterations, json)?,
         Command::Status { json } => {
             let dirs = daemon::status::pinned_datapaths();
-            if dirs.is_empty() {
+            if dirs.is_empty() && !json {
                 println!(
                     "no running plume-cc datapath (nothing pinned under /sys/fs/bpf/plume-cc)"
                 );
             }
+            // With --json, stdout holds exactly one JSON document: an array
+            // with one entry per datapath (`[]` when none runs).
+            let mut docs = Vec::new();
             for dir in dirs {
                 let rows = match daemon::status::read(&dir) {
                     Ok(rows) => rows,
@@ -254,14 +257,14 @@ fn main() -> anyhow::Result<()> {
                     }
                 };
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string(&serde_json::json!({"pins": dir, "flows": rows}))?
-                    );
+                    docs.push(serde_json::json!({"pins": dir, "flows": rows}));
                 } else {
                     println!("{} ({} flows)", dir.display(), rows.len());
                     print!("{}", daemon::status::table(&rows));
                 }
+            }
+            if json {
+                println!("{}", serde_json::to_string(&docs)?);
             }
         }
         Command::Probe {

@@ -50,14 +50,14 @@ impl SynthSpec {
     /// trace repeats with exactly that period (one extra opportunity there).
     pub fn generate(&self, rng: &mut impl Rng) -> Result<MahimahiTrace, TraceError> {
         let origin = format!("synth:{:?}", self.kind).to_lowercase();
-        if !(self.mbps.is_finite() && self.mbps >= 0.0 && self.mbps <= 100_000.0)
+        if !(self.mbps.is_finite() && self.mbps > 0.0 && self.mbps <= 100_000.0)
             || self.duration_ms == 0
             || self.duration_ms > 24 * 3600 * 1000
         {
             return Err(TraceError::BadRequest {
                 path: origin.into(),
                 what: format!(
-                    "need 0 <= mbps <= 100000 and 0 < duration <= 1 day (got {} Mbps, {} ms)",
+                    "need 0 < --mbps <= 100000 and 0 < duration <= 1 day (got {} Mbps, {} ms)",
                     self.mbps, self.duration_ms
                 ),
             });
@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn bad_specs_are_errors() {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        for (mbps, ms) in [(-1.0, 1000), (f64::NAN, 1000), (1.0, 0)] {
+        for (mbps, ms) in [(-1.0, 1000), (0.0, 1000), (f64::NAN, 1000), (1.0, 0)] {
             let spec = SynthSpec {
                 kind: SynthKind::Constant,
                 mbps,
