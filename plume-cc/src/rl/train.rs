@@ -233,3 +233,95 @@ pub fn train(
         policy_dir,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    struct Quiet;
+
+    impl Progress for Quiet {
+        fn iteration(&mut self, _row: &LogRow, _total: usize) {}
+        fn message(&mut self, _text: &str) {}
+    }
+
+    /// A small run on four of the repository's synthetic traces: 4
+    /// environments of 64 steps per iteration.
+    fn small(dir: &Path, total_steps: u64) -> TrainConfig {
+        let traces = dir.join("traces");
+        std::fs::create_dir_all(&traces).unwrap();
+        for name in [
+            "lte-4mbps-s1.trace",
+            "markov-4mbps-s1.trace",
+            "step-6mbps.trace",
+            "outage-5mbps-s1.trace",
+        ] {
+            let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../traces/synthetic"));
+            std::fs::copy(repo.join(name), traces.join(name)).unwrap();
+        }
+        let mut c = TrainConfig::new(
+            traces,
+            SamplerChoice::PlumeDynamic,
+            total_steps,
+            7,
+            dir.join("out"),
+        );
+        c.envs = 4;
+        c.ppo.steps = 64;
+        c.ppo.minibatches = 2;
+        c.ppo.epochs = 1;
+        c.window_ms = 5_000;
+        c.eval_windows = 4;
+        c.checkpoint_every = 1;
+        c
+    }
+
+    #[test]
+    fn a_resumed_run_continues_its_log_and_evaluates_every_baseline() {
+        tch::set_num_threads(1);
+        let dir = std::env::temp_dir().join(format!("plume-train-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = train(&small(&dir, 512), false, &mut Quiet).unwrap();
+        assert_eq!(first.log.len(), 2, "512 steps of 256 per iteration");
+        assert!(dir.join("out/checkpoint/state.json").is_file());
+        // The same folder, twice the budget, resumed: iterations 3 and 4 are
+        // appended to the saved log, with the step count carried over.
+        let second = train(&small(&dir, 1024), true, &mut Quiet).unwrap();
+        let its: Vec<usize> = second.log.iter().map(|r| r.iteration).collect();
+        assert_eq!(its, vec![1, 2, 3, 4]);
+        // The first two rows come back from the checkpoint (through JSON).
+        for (a, b) in second.log[..2].iter().zip(&first.log) {
+            assert_eq!((a.iteration, a.env_steps), (b.iteration, b.env_steps));
+            assert!((a.rollout_reward - b.rollout_reward).abs() < 1e-9);
+        }
+        assert!(second
+            .log
+            .windows(2)
+            .all(|w| w[1].env_steps > w[0].env_steps));
+        // The evaluation scores the policy against every baseline on the
+        // held-out windows, overall and per cluster.
+        let names: Vec<&str> = second
+            .evaluation
+            .controllers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(names.iter().any(|n| n.contains("fixed")), "{names:?}");
+        assert!(names.iter().any(|n| n.contains("CUBIC")), "{names:?}");
+        assert!(names.iter().any(|n| n.contains("BBR")), "{names:?}");
+        let e = &second.evaluation;
+        assert!(!e.windows.is_empty() && e.windows.len() <= 4);
+        for c in &e.controllers {
+            assert!(
+                c.overall.utilization > 0.0 && c.overall.utilization <= 1.1,
+                "{c:?}"
+            );
+            assert_eq!(c.cluster_windows.iter().sum::<usize>(), e.windows.len());
+        }
+        assert!(dir.join("out/eval.md").is_file() && dir.join("out/policy/policy.json").is_file());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
