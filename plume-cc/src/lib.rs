@@ -4,9 +4,9 @@
 //! below its own, never sideways or up (the `layers` test below enforces it
 //! by scanning every `crate::` path):
 //!
-//! 1. [`trace`] (the delivery schedule and Mahimahi traces) and [`flow`]
-//!    (what the kernel shows of a TCP flow), the ground every other part
-//!    stands on;
+//! 1. [`trace`] (the delivery schedule and Mahimahi traces), [`flow`] (what
+//!    the kernel shows of a TCP flow) and [`stats`] (the one quantile
+//!    convention), the ground every other part stands on;
 //! 2. [`congestion`] (the kernel-like base controllers) and [`plume`] (the
 //!    trace-analysis method);
 //! 3. [`sim`]: the packet simulator, which knows nothing of policies;
@@ -30,11 +30,12 @@ pub mod plume;
 pub mod policy;
 pub mod rl;
 pub mod sim;
+pub mod stats;
 pub mod trace;
 
 /// The layers, lowest first (see the crate docs).
 pub const LAYERS: &[&[&str]] = &[
-    &["trace", "flow"],
+    &["trace", "flow", "stats"],
     &["congestion", "plume"],
     &["sim"],
     &["policy"],

@@ -130,14 +130,10 @@ impl FlowLog {
     }
 }
 
-/// The p-th percentile (0..=100) of sorted values, nearest rank (NaN when
-/// empty).
+/// The p-th percentile (0..=100) of sorted values, by the project's one
+/// quantile convention ([`crate::stats::quantile`]; NaN when empty).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    crate::stats::quantile(sorted, p / 100.0)
 }
 
 /// Jain's fairness index (Σx)² / (n Σx²): 1 when all are equal, 1/n when
@@ -274,9 +270,9 @@ mod tests {
     }
 
     #[test]
-    fn nearest_rank_percentile() {
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.0);
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 95.0), 4.0);
+    fn percentiles_follow_the_one_quantile_convention() {
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.5);
+        assert!((percentile(&[1.0, 2.0, 3.0, 4.0], 95.0) - 3.85).abs() < 1e-12);
         assert!(percentile(&[], 50.0).is_nan());
     }
 

@@ -39,8 +39,7 @@ pub struct LoopRow {
 }
 
 fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    crate::stats::quantile_of(v, 0.5)
 }
 
 /// Plausible statistics for a synthetic flow.

@@ -128,7 +128,14 @@ impl FeatureExtractor {
         let std = var.sqrt();
         let mut sorted = x.to_vec();
         sorted.sort_by(f64::total_cmp);
-        let q = |p: f64| quantile(&sorted, p);
+        // The project's one convention; an empty window's quantiles are 0.
+        let q = |p: f64| {
+            if sorted.is_empty() {
+                0.0
+            } else {
+                crate::stats::quantile(&sorted, p)
+            }
+        };
         let median = q(0.5);
         let trim = n / 10;
         let trimmed = &sorted[trim..n - trim];
@@ -254,17 +261,6 @@ impl FeatureExtractor {
         }
         out
     }
-}
-
-/// Linear-interpolated quantile of sorted data (numpy's default), `p` in [0, 1].
-fn quantile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let pos = p.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 /// Per-feature mean and standard deviation of the corpus, so the same
