@@ -27,7 +27,7 @@ enum Command {
         /// Policy: `default` (the embedded policy trained by `cargo xtask
         /// train`), a learned policy (folder, or NAME.json beside
         /// NAME.safetensors / NAME.pt), or a scripted schedule
-        /// (`{"scripted":{"steps":[{"cwnd":4,"hold_ms":500},...]}}`).
+        /// (a `.json` file holding `{"scripted":{"steps":[{"cwnd":4,"hold_ms":500},...]}}`).
         #[arg(long, default_value = "default")]
         policy: PathBuf,
         /// cgroup v2 folder whose flows are controlled.

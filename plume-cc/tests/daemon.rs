@@ -408,7 +408,11 @@ fn bad_input_gets_a_clear_error() {
     );
     run_fails(
         &["--policy", "/nonexistent/p.json", "--cgroup", "/tmp"],
-        "/nonexistent/p.json",
+        "/nonexistent/p.json: no such file or folder",
+    );
+    run_fails(
+        &["--policy", "/nonexistent/folder", "--cgroup", "/tmp"],
+        "/nonexistent/folder: no such file or folder",
     );
     run_fails(
         &["--policy", malformed.to_str().unwrap(), "--cgroup", "/tmp"],

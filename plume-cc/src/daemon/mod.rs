@@ -180,6 +180,13 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
         let p = crate::policy::default_policy().context("loading the embedded default policy")?;
         return Ok(Box::new(crate::policy::LearnedPolicy::new(p)));
     }
+    if !path.exists() {
+        bail!(
+            "policy {}: no such file or folder (give `default`, a policy folder, \
+             NAME.json beside NAME.safetensors or NAME.pt, or a scripted schedule's .json file)",
+            path.display()
+        );
+    }
     if path.extension().is_some_and(|e| e == "json") {
         let bytes =
             std::fs::read(path).with_context(|| format!("reading policy {}", path.display()))?;
