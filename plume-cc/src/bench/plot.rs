@@ -14,7 +14,7 @@ use std::{path::Path, sync::OnceLock};
 
 use plotters::{coord::Shift, prelude::*, style::FontStyle};
 
-use super::{report::Summary, BenchError, RunResult};
+use super::{first_seen, report::Summary, BenchError, RunResult};
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
@@ -170,12 +170,7 @@ where
         .x_label_formatter(&|v| tick_label(10f64.powf(-*v)))
         .label_style(("sans-serif", 14))
         .draw()?;
-    let mut schemes: Vec<&str> = Vec::new();
-    for r in runs {
-        if !schemes.contains(&r.scheme.as_str()) {
-            schemes.push(&r.scheme);
-        }
-    }
+    let schemes = first_seen(runs.iter().map(|r| r.scheme.as_str()));
     for (i, s) in schemes.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let mine: Vec<&&RunResult> = runs.iter().filter(|r| r.scheme == *s).collect();
@@ -307,16 +302,8 @@ pub fn flow_series(path: &Path, title: &str, r: &RunResult) -> Result<(), BenchE
 pub fn heat_maps(path: &Path, title: &str, summaries: &[&Summary]) -> Result<(), BenchError> {
     let err = plot_err(path);
     ensure_font().map_err(&err)?;
-    let mut schemes: Vec<&str> = Vec::new();
-    let mut settings: Vec<&str> = Vec::new();
-    for m in summaries {
-        if !schemes.contains(&m.scheme.as_str()) {
-            schemes.push(&m.scheme);
-        }
-        if !settings.contains(&m.setting.as_str()) {
-            settings.push(&m.setting);
-        }
-    }
+    let schemes = first_seen(summaries.iter().map(|m| m.scheme.as_str()));
+    let settings = first_seen(summaries.iter().map(|m| m.setting.as_str()));
     let value = |sch: &str, set: &str, f: fn(&Summary) -> f64| {
         summaries
             .iter()
@@ -408,16 +395,8 @@ pub fn fairness(path: &Path, title: &str, results: &[RunResult]) -> Result<(), B
     let err = plot_err(path);
     ensure_font().map_err(&err)?;
     let ok: Vec<&RunResult> = results.iter().filter(|r| r.error.is_none()).collect();
-    let mut schemes: Vec<&str> = Vec::new();
-    let mut settings: Vec<&str> = Vec::new();
-    for r in &ok {
-        if !schemes.contains(&r.scheme.as_str()) {
-            schemes.push(&r.scheme);
-        }
-        if !settings.contains(&r.setting.as_str()) {
-            settings.push(&r.setting);
-        }
-    }
+    let schemes = first_seen(ok.iter().map(|r| r.scheme.as_str()));
+    let settings = first_seen(ok.iter().map(|r| r.setting.as_str()));
     let has_share = ok.iter().any(|r| r.share.is_some());
     let panels_n = if has_share { 2 } else { 1 };
     let width = (300 + 160 * settings.len() as u32).max(700);

@@ -9,7 +9,10 @@ use std::{fmt::Write as _, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, plot, BenchConfig, BenchError, BenchOutput, FlowResult, RunResult};
+use super::{
+    first_seen, io_err, plot, BenchConfig, BenchError, BenchOutput, Competing, FlowResult,
+    RunResult,
+};
 
 /// Mean, minimum and maximum of one metric across repetitions.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -117,14 +120,9 @@ pub struct FlowSummary {
     pub sender_cc: String,
 }
 
-fn distinct<'a>(it: impl IntoIterator<Item = &'a str>) -> String {
-    let mut v: Vec<&str> = Vec::new();
-    for s in it {
-        if !v.contains(&s) {
-            v.push(s);
-        }
-    }
-    v.join("/")
+/// The distinct values of `it`, in first-seen order, joined by `/`.
+pub(crate) fn distinct<'a>(it: impl IntoIterator<Item = &'a str>) -> String {
+    first_seen(it).join("/")
 }
 
 fn optional_spread(values: Vec<f64>) -> Option<Spread> {
@@ -133,61 +131,55 @@ fn optional_spread(values: Vec<f64>) -> Option<Spread> {
 
 /// Groups results by trace, setting and scheme (first-seen order).
 pub fn summarize(results: &[RunResult]) -> Vec<Summary> {
-    let mut keys: Vec<(String, String, String)> = Vec::new();
-    for r in results {
-        let k = (r.trace.clone(), r.setting.clone(), r.scheme.clone());
-        if !keys.contains(&k) {
-            keys.push(k);
+    first_seen(
+        results
+            .iter()
+            .map(|r| (r.trace.clone(), r.setting.clone(), r.scheme.clone())),
+    )
+    .into_iter()
+    .map(|(trace, setting, scheme)| {
+        let all: Vec<&RunResult> = results
+            .iter()
+            .filter(|r| r.trace == trace && r.setting == setting && r.scheme == scheme)
+            .collect();
+        let ok: Vec<&&RunResult> = all.iter().filter(|r| r.error.is_none()).collect();
+        let sp = |f: fn(&RunResult) -> f64| Spread::of(ok.iter().map(|r| f(r)));
+        Summary {
+            runs: ok.len(),
+            failed: all.len() - ok.len(),
+            error: all.iter().find_map(|r| r.error.clone()),
+            throughput_mbps: sp(|r| r.throughput_mbps),
+            utilization: sp(|r| r.utilization),
+            p50_delay_ms: sp(|r| r.p50_delay_ms),
+            p95_delay_ms: sp(|r| r.p95_delay_ms),
+            retransmits: sp(|r| r.retransmits as f64),
+            sender_cc: distinct(ok.iter().map(|r| r.sender_cc.as_str())),
+            flows: ok.iter().map(|r| r.flows.len()).max().unwrap_or(0),
+            jain: optional_spread(ok.iter().filter_map(|r| r.jain).collect()),
+            share: optional_spread(ok.iter().filter_map(|r| r.share).collect()),
+            convergence_s: optional_spread(ok.iter().filter_map(|r| r.convergence_s).collect()),
+            never_converged: ok.iter().filter(|r| r.converged == Some(false)).count(),
+            trace,
+            setting,
+            scheme,
         }
-    }
-    keys.into_iter()
-        .map(|(trace, setting, scheme)| {
-            let all: Vec<&RunResult> = results
-                .iter()
-                .filter(|r| r.trace == trace && r.setting == setting && r.scheme == scheme)
-                .collect();
-            let ok: Vec<&&RunResult> = all.iter().filter(|r| r.error.is_none()).collect();
-            let sp = |f: fn(&RunResult) -> f64| Spread::of(ok.iter().map(|r| f(r)));
-            Summary {
-                runs: ok.len(),
-                failed: all.len() - ok.len(),
-                error: all.iter().find_map(|r| r.error.clone()),
-                throughput_mbps: sp(|r| r.throughput_mbps),
-                utilization: sp(|r| r.utilization),
-                p50_delay_ms: sp(|r| r.p50_delay_ms),
-                p95_delay_ms: sp(|r| r.p95_delay_ms),
-                retransmits: sp(|r| r.retransmits as f64),
-                sender_cc: distinct(ok.iter().map(|r| r.sender_cc.as_str())),
-                flows: ok.iter().map(|r| r.flows.len()).max().unwrap_or(0),
-                jain: optional_spread(ok.iter().filter_map(|r| r.jain).collect()),
-                share: optional_spread(ok.iter().filter_map(|r| r.share).collect()),
-                convergence_s: optional_spread(ok.iter().filter_map(|r| r.convergence_s).collect()),
-                never_converged: ok.iter().filter(|r| r.converged == Some(false)).count(),
-                trace,
-                setting,
-                scheme,
-            }
-        })
-        .collect()
+    })
+    .collect()
 }
 
 /// Groups the flows of successful runs by trace, setting, scheme and flow
 /// index (first-seen order).
 pub fn summarize_flows(results: &[RunResult]) -> Vec<FlowSummary> {
-    let mut keys: Vec<(String, String, String, usize)> = Vec::new();
-    for r in results.iter().filter(|r| r.error.is_none()) {
-        for f in &r.flows {
-            let k = (
+    let keys = first_seen(results.iter().filter(|r| r.error.is_none()).flat_map(|r| {
+        r.flows.iter().map(|f| {
+            (
                 r.trace.clone(),
                 r.setting.clone(),
                 r.scheme.clone(),
                 f.index,
-            );
-            if !keys.contains(&k) {
-                keys.push(k);
-            }
-        }
-    }
+            )
+        })
+    }));
     keys.into_iter()
         .map(|(trace, setting, scheme, index)| {
             let flows: Vec<&FlowResult> = results
@@ -233,12 +225,7 @@ fn opt_cell(s: &Option<Spread>, digits: usize) -> String {
 /// The Markdown tables: one per setting, mean (min–max) across repetitions;
 /// then, when runs have several flows, one row per flow.
 pub fn markdown(summaries: &[Summary], flows: &[FlowSummary]) -> String {
-    let mut settings: Vec<&str> = Vec::new();
-    for m in summaries {
-        if !settings.contains(&m.setting.as_str()) {
-            settings.push(&m.setting);
-        }
-    }
+    let settings = first_seen(summaries.iter().map(|m| m.setting.as_str()));
     let multi = summaries.iter().any(|m| m.flows > 1);
     let mut s = String::new();
     for setting in &settings {
@@ -461,7 +448,7 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
     let title = title(
         cfg.duration.as_secs_f64(),
         &cfg.downlink.describe(),
-        &flow_note(cfg),
+        &flow_note(cfg.flows, cfg.stagger.as_secs_f64(), cfg.competing.as_ref()),
     );
     files.extend(plot_all(&cfg.out, &results, &summaries, &title)?);
     Ok(BenchOutput {
@@ -472,17 +459,12 @@ pub fn write_all(cfg: &BenchConfig, results: Vec<RunResult>) -> Result<BenchOutp
 }
 
 /// `3 flows 10 s apart + 1 cubic`, or empty for one flow.
-fn flow_note(cfg: &BenchConfig) -> String {
+fn flow_note(flows: usize, stagger_s: f64, competing: Option<&Competing>) -> String {
     let mut s = String::new();
-    if cfg.flows > 1 {
-        let _ = write!(
-            s,
-            "{} flows {} s apart",
-            cfg.flows,
-            cfg.stagger.as_secs_f64()
-        );
+    if flows > 1 {
+        let _ = write!(s, "{flows} flows {stagger_s} s apart");
     }
-    if let Some(c) = &cfg.competing {
+    if let Some(c) = competing {
         let _ = write!(
             s,
             "{}vs {} {}",
@@ -514,16 +496,15 @@ pub fn replot(out: &std::path::Path) -> Result<Vec<PathBuf>, BenchError> {
             );
         }
     }
-    let mut note = String::new();
-    if let Some(n) = c["flows"].as_u64().filter(|&n| n > 1) {
-        note = format!(
-            "{n} flows {} s apart",
-            c["stagger_s"].as_f64().unwrap_or(0.0)
-        );
-    }
-    if let Some(comp) = c["competing"].as_str() {
-        note = format!("{note}{}vs {comp}", if note.is_empty() { "" } else { " " });
-    }
+    // The same note as the live run's, from the config it recorded.
+    let note = flow_note(
+        c["flows"].as_u64().unwrap_or(1) as usize,
+        c["stagger_s"].as_f64().unwrap_or(0.0),
+        c["competing"]
+            .as_str()
+            .and_then(|l| Competing::parse(l).ok())
+            .as_ref(),
+    );
     let title = title(
         c["duration_s"].as_f64().unwrap_or(f64::NAN),
         c["downlink"].as_str().unwrap_or("same"),
@@ -566,18 +547,12 @@ fn plot_all(
     title: &str,
 ) -> Result<Vec<PathBuf>, BenchError> {
     let mut files = Vec::new();
-    let mut groups: Vec<(&str, &str)> = Vec::new();
-    for r in results {
-        if !groups.contains(&(r.trace.as_str(), r.setting.as_str())) {
-            groups.push((&r.trace, &r.setting));
-        }
-    }
-    let mut settings: Vec<&str> = Vec::new();
-    for (_, s) in &groups {
-        if !settings.contains(s) {
-            settings.push(s);
-        }
-    }
+    let groups = first_seen(
+        results
+            .iter()
+            .map(|r| (r.trace.as_str(), r.setting.as_str())),
+    );
+    let settings = first_seen(groups.iter().map(|(_, s)| *s));
     for (t, setting) in &groups {
         let runs: Vec<&RunResult> = results
             .iter()
@@ -613,13 +588,7 @@ fn plot_all(
         }
     }
     if settings.len() > 1 {
-        let mut traces: Vec<&str> = Vec::new();
-        for (t, _) in &groups {
-            if !traces.contains(t) {
-                traces.push(t);
-            }
-        }
-        for t in traces {
+        for t in first_seen(groups.iter().map(|(t, _)| *t)) {
             let mine: Vec<&Summary> = summaries.iter().filter(|m| m.trace == t).collect();
             let path = out.join(format!("heat-{t}.png"));
             plot::heat_maps(&path, &format!("{t}: {title}"), &mine)?;

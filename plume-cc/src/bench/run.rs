@@ -290,12 +290,6 @@ pub fn run_one(
     let throughput_mbps = scheme_bytes as f64 * 8.0 / secs / 1e6;
     let capacity_mbps = trace.capacity_bytes(start_ms, end_ms) as f64 * 8.0 / secs / 1e6;
     let tail: Vec<f64> = flows.iter().map(|f| f.tail_mbps).collect();
-    let mut ccs: Vec<String> = Vec::new();
-    for f in flows.iter().filter(|f| f.is_scheme) {
-        if !ccs.contains(&f.sender_cc) {
-            ccs.push(f.sender_cc.clone());
-        }
-    }
     let all_converged = flows.iter().all(|f| f.convergence_s.is_some());
     let scheme_json = plan
         .iter()
@@ -331,7 +325,12 @@ pub fn run_one(
             .filter(|f| f.is_scheme)
             .map(|f| f.retransmits)
             .sum(),
-        sender_cc: ccs.join("/"),
+        sender_cc: report::distinct(
+            flows
+                .iter()
+                .filter(|f| f.is_scheme)
+                .map(|f| f.sender_cc.as_str()),
+        ),
         drops: report.uplink.drops,
         jain: many.then(|| jain(&tail)),
         share: cfg.competing.is_some().then(|| share(&tail, &mine)),

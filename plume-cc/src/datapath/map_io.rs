@@ -69,14 +69,7 @@ impl Datapath {
     /// a batched write). `live` must be sorted. Returns how many were removed.
     pub fn collect_orphan_targets(&mut self, live: &[u64]) -> Result<usize, DatapathError> {
         let mut orphans = 0;
-        let mut targets: Vec<(u64, FlowTarget)> = Vec::new();
-        batch::lookup_all(&self.targets_fd, 4096, &mut targets).map_err(|e| {
-            DatapathError::Map {
-                map: maps::FLOW_TARGETS,
-                reason: format!("batched lookup: {e}"),
-            }
-        })?;
-        for (cookie, _) in targets {
+        for cookie in self.target_cookies()? {
             if live.binary_search(&cookie).is_err() && self.flow(cookie)?.is_none() {
                 let _ = self.targets.remove(&cookie);
                 orphans += 1;

@@ -210,64 +210,38 @@ pub fn read_log(path: &Path) -> Result<Vec<LogEvent>, EmuError> {
         let mut it = line.split_ascii_whitespace();
         let t_ms: u64 = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
         let kind = it.next().ok_or_else(bad)?;
-        let mut num =
-            || -> Result<u64, EmuError> { it.next().and_then(|s| s.parse().ok()).ok_or_else(bad) };
-        let ev = match kind {
-            "#" => {
-                num()?; // the opportunity's size, always 1500
-                LogEvent::Opportunity { t_ms }
-            }
-            "+" => LogEvent::Arrival {
+        // At most three numbers follow the kind (departure: size, delay,
+        // port); the port is the optional last one.
+        let mut nums = [0u64; 3];
+        let mut n = 0;
+        for tok in it {
+            let slot = nums.get_mut(n).ok_or_else(bad)?;
+            *slot = tok.parse().map_err(|_| bad())?;
+            n += 1;
+        }
+        let port = |v: u64| u16::try_from(v).map(Some).map_err(|_| bad());
+        let size = nums[0] as u32;
+        let ev = match (kind, n) {
+            // The opportunity's size, always 1500, and never a port.
+            ("#", 1) => LogEvent::Opportunity { t_ms },
+            ("+", 1 | 2) => LogEvent::Arrival {
                 t_ms,
-                size: num()? as u32,
-                port: None,
+                size,
+                port: if n == 2 { port(nums[1])? } else { None },
             },
-            "-" => LogEvent::Departure {
+            ("-", 2 | 3) => LogEvent::Departure {
                 t_ms,
-                size: num()? as u32,
-                delay_ms: num()?,
-                port: None,
+                size,
+                delay_ms: nums[1],
+                port: if n == 3 { port(nums[2])? } else { None },
             },
-            "d" => LogEvent::Drop {
+            ("d", 1 | 2) => LogEvent::Drop {
                 t_ms,
-                size: num()? as u32,
-                port: None,
+                size,
+                port: if n == 2 { port(nums[1])? } else { None },
             },
             _ => return Err(bad()),
         };
-        let ev = match it.next() {
-            None => ev,
-            Some(p) => {
-                let p: u16 = p.parse().map_err(|_| bad())?;
-                match ev {
-                    LogEvent::Arrival { t_ms, size, .. } => LogEvent::Arrival {
-                        t_ms,
-                        size,
-                        port: Some(p),
-                    },
-                    LogEvent::Departure {
-                        t_ms,
-                        size,
-                        delay_ms,
-                        ..
-                    } => LogEvent::Departure {
-                        t_ms,
-                        size,
-                        delay_ms,
-                        port: Some(p),
-                    },
-                    LogEvent::Drop { t_ms, size, .. } => LogEvent::Drop {
-                        t_ms,
-                        size,
-                        port: Some(p),
-                    },
-                    LogEvent::Opportunity { .. } => return Err(bad()),
-                }
-            }
-        };
-        if it.next().is_some() {
-            return Err(bad());
-        }
         out.push(ev);
     }
     Ok(out)
