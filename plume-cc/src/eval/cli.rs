@@ -41,6 +41,12 @@ pub struct MatrixArgs {
     /// a delay weight); default: the policy file's.
     #[arg(long)]
     pub objective: Option<crate::policy::Objective>,
+    /// Window (episode) length, ms. The held-out split is that of a
+    /// training run with the same `--window-ms`; windows longer than the
+    /// rate anchor's 10 s show what a 10 s episode cannot (an anchor that
+    /// decays while a competitor holds the link).
+    #[arg(long, default_value_t = 10_000)]
+    pub window_ms: u64,
 }
 
 /// Arguments of `plume-cc eval sim-to-real`.
@@ -146,10 +152,13 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             if a.windows == 0 {
                 bail!("--windows must be at least 1");
             }
+            if a.window_ms < 1_000 {
+                bail!("--window-ms must be at least 1000 (1 s), got {}", a.window_ms);
+            }
             tch::set_num_threads(1);
             let policy = crate::policy::LoadedPolicy::load_or_default(&a.policy)?;
             let objective = a.objective.unwrap_or(policy.metadata().default_objective);
-            let windows = super::matrix::heldout_windows(&a.traces, a.windows)?;
+            let windows = super::matrix::heldout_windows(&a.traces, a.window_ms, a.windows)?;
             let refs: Vec<&crate::rl::env::SimWindow> = windows.iter().collect();
             let total = super::matrix::RTTS_MS.len()
                 * super::matrix::BUFFERS_BDP.len()

@@ -273,10 +273,14 @@ pub fn markdown(cells: &[Cell], policy: &str, objective: Objective, windows: usi
     s
 }
 
-/// Held-out windows of the training split of `traces` (10 s windows, every
-/// 5th held out), at most `limit`, spread evenly.
-pub fn heldout_windows(traces: &Path, limit: usize) -> Result<Vec<SimWindow>, EvalError> {
-    let corpus = crate::rl::train::prepare_corpus(traces, 10_000, 5)
+/// Held-out windows of the training split of `traces` (windows of
+/// `window_ms`, every 5th held out), at most `limit`, spread evenly.
+pub fn heldout_windows(
+    traces: &Path,
+    window_ms: u64,
+    limit: usize,
+) -> Result<Vec<SimWindow>, EvalError> {
+    let corpus = crate::rl::train::prepare_corpus(traces, window_ms, 5)
         .map_err(|e| EvalError::Config(e.to_string()))?;
     let h = &corpus.heldout;
     let take = limit.max(1).min(h.len());
