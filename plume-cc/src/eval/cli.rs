@@ -20,6 +20,80 @@ pub enum EvalCommand {
     /// buffer {0.5, 2, 8} BDP x {alone, + CUBIC, + BBR-like}: Markdown, JSON
     /// and a heat map.
     Matrix(MatrixArgs),
+    /// The sampler study: uniform, plume-static and plume-dynamic trained at
+    /// equal budgets with several seeds, evaluated on held-out windows
+    /// balanced across clusters (per-cluster means with 95% intervals,
+    /// learning curves, plume-dynamic's weights). Resumes an interrupted
+    /// study in the same folder.
+    Study(StudyArgs),
+}
+
+/// Arguments of `plume-cc eval study`.
+#[derive(Debug, Args)]
+pub struct StudyArgs {
+    /// A scenario corpus (`plume-cc traces scenarios`) or a folder of traces.
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Seeds per sampler and budget.
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    /// Step budgets, comma-separated (`300k`, `3M` or plain numbers).
+    #[arg(long, value_delimiter = ',', default_value = "300k,3M", value_parser = parse_steps)]
+    pub budgets: Vec<u64>,
+    /// Held-out evaluation windows per cluster, at most.
+    #[arg(long, default_value_t = 8)]
+    pub per_cluster: usize,
+    /// Output folder (study.md, study.json, figures, runs/).
+    #[arg(long, default_value = "runs/study")]
+    pub out: PathBuf,
+}
+
+/// Parses a step count: `300000`, `300k` or `3M`.
+pub fn parse_steps(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1_000.0),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1_000_000.0),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a step count (e.g. 300000, 300k, 3M)"))?;
+    let steps = v * mult;
+    if !(steps.is_finite() && (1.0..=1e12).contains(&steps) && steps.fract() == 0.0) {
+        return Err(format!(
+            "{s:?} must be a whole number of steps in [1, 1e12]"
+        ));
+    }
+    Ok(steps as u64)
+}
+
+struct StudyBar {
+    bar: indicatif::ProgressBar,
+    runs: indicatif::ProgressBar,
+}
+
+impl crate::rl::log::Progress for StudyBar {
+    fn iteration(&mut self, row: &crate::rl::log::LogRow, total: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(row.iteration as u64);
+    }
+    fn message(&mut self, _text: &str) {}
+}
+
+impl super::study::StudyProgress for StudyBar {
+    fn run(&mut self, index: usize, total: usize, name: &str, cached: bool) {
+        self.runs.set_length(total as u64);
+        self.runs.set_position(index as u64 - 1);
+        self.runs.set_message(format!(
+            "{name}{}",
+            if cached { " (done before)" } else { "" }
+        ));
+        self.bar.set_position(0);
+    }
+    fn training(&mut self) -> &mut dyn crate::rl::log::Progress {
+        self
+    }
 }
 
 /// Arguments of `plume-cc eval matrix`.
@@ -148,12 +222,52 @@ fn write_report(
 /// Runs `plume-cc eval ...`.
 pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
+        EvalCommand::Study(a) => {
+            tch::set_num_threads(1);
+            let config = super::study::StudyConfig {
+                corpus: a.corpus,
+                out: a.out,
+                seeds: (0..a.seeds).collect(),
+                budgets: a.budgets,
+                samplers: vec![
+                    crate::rl::config::SamplerChoice::Uniform,
+                    crate::rl::config::SamplerChoice::PlumeStatic,
+                    crate::rl::config::SamplerChoice::PlumeDynamic,
+                ],
+                per_cluster: a.per_cluster,
+            };
+            let multi = indicatif::MultiProgress::new();
+            let style = |t: &str| {
+                indicatif::ProgressStyle::with_template(t)
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> ")
+            };
+            let runs = multi.add(indicatif::ProgressBar::new(1));
+            runs.set_style(style(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} runs  {msg}",
+            ));
+            let bar = multi.add(indicatif::ProgressBar::new(1));
+            bar.set_style(style("           [{bar:30}] {pos}/{len} PPO iterations"));
+            let mut progress = StudyBar { bar, runs };
+            let result = super::study::run(&config, &mut progress)?;
+            progress.runs.finish_and_clear();
+            progress.bar.finish_and_clear();
+            println!("{}", super::study::markdown(&result));
+            println!(
+                "wrote {}/study.md, study.json, study-clusters.png, curves-*.png, weights-*.png",
+                config.out.display()
+            );
+            Ok(())
+        }
         EvalCommand::Matrix(a) => {
             if a.windows == 0 {
                 bail!("--windows must be at least 1");
             }
             if a.window_ms < 1_000 {
-                bail!("--window-ms must be at least 1000 (1 s), got {}", a.window_ms);
+                bail!(
+                    "--window-ms must be at least 1000 (1 s), got {}",
+                    a.window_ms
+                );
             }
             tch::set_num_threads(1);
             let policy = crate::policy::LoadedPolicy::load_or_default(&a.policy)?;

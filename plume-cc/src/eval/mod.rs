@@ -13,6 +13,8 @@ pub mod cli;
 pub mod matrix;
 pub mod plot;
 pub mod sim_to_real;
+pub mod study;
+pub mod study_plot;
 
 use std::path::PathBuf;
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     cluster::{choose_k, ClusterParams, ClusteringModel, KScore},
-    features::{Family, FeatureExtractor, Standardizer, FEATURES},
+    features::{Family, FeatureDef, FeatureExtractor, Standardizer, FEATURES, PATH_FEATURES},
     gmm::{hard_labels, GmmError},
     select::{select_features, SelectionParams, SelectionRound},
 };
@@ -63,6 +63,16 @@ pub enum AnalysisError {
     /// A mixture fit failed.
     #[error(transparent)]
     Gmm(#[from] GmmError),
+    /// The path features do not match the windows.
+    #[error("path features must be {windows} x 5, got {rows} x {cols}")]
+    PathShape {
+        /// Windows in the corpus.
+        windows: usize,
+        /// Rows given.
+        rows: usize,
+        /// Columns given.
+        cols: usize,
+    },
 }
 
 /// The result of [`analyze`].
@@ -70,9 +80,12 @@ pub enum AnalysisError {
 pub struct Analysis {
     /// The window spec of the corpus.
     pub window: WindowSpec,
-    /// Raw candidate features (windows x [`FEATURES`]).
+    /// The candidate features: [`FEATURES`], then [`PATH_FEATURES`] for a
+    /// scenario corpus.
+    pub candidates: Vec<FeatureDef>,
+    /// Raw candidate features (windows x `candidates`).
     pub raw_features: Array2<f64>,
-    /// Selected columns of [`FEATURES`].
+    /// Selected columns of `candidates`.
     pub selected: Vec<usize>,
     /// Standardized selected features (windows x selected): what the mixture sees.
     pub z_selected: Array2<f64>,
@@ -94,14 +107,40 @@ pub fn analyze(
     params: &AnalysisParams,
     progress: &(dyn Fn(Stage) + Sync),
 ) -> Result<Analysis, AnalysisError> {
+    analyze_with_paths(corpus, None, params, progress)
+}
+
+/// [`analyze`] with each window's path next to its capacity (a scenario
+/// corpus): the [`PATH_FEATURES`] of `paths` (windows x 5, from
+/// [`super::features::path_features`]) join the candidates as a third
+/// family, which selection keeps balanced with the other two.
+pub fn analyze_with_paths(
+    corpus: &Corpus,
+    paths: Option<&Array2<f64>>,
+    params: &AnalysisParams,
+    progress: &(dyn Fn(Stage) + Sync),
+) -> Result<Analysis, AnalysisError> {
     let n = corpus.windows.len();
     if n < 4 {
         return Err(AnalysisError::TooFewWindows(n));
     }
-    let raw = FeatureExtractor::new(corpus.spec.bin_ms).extract(&corpus.series());
+    let mut raw = FeatureExtractor::new(corpus.spec.bin_ms).extract(&corpus.series());
+    let mut candidates: Vec<FeatureDef> = FEATURES.to_vec();
+    if let Some(p) = paths {
+        if p.nrows() != n || p.ncols() != PATH_FEATURES.len() {
+            return Err(AnalysisError::PathShape {
+                windows: n,
+                rows: p.nrows(),
+                cols: p.ncols(),
+            });
+        }
+        raw = ndarray::concatenate(Axis(1), &[raw.view(), p.view()])
+            .expect("same number of rows, checked above");
+        candidates.extend(PATH_FEATURES);
+    }
     progress(Stage::Features);
     let z = Standardizer::fit(&raw).transform(&raw);
-    let families: Vec<Family> = FEATURES.iter().map(|f| f.family).collect();
+    let families: Vec<Family> = candidates.iter().map(|f| f.family).collect();
     let (selected, rounds) =
         select_features(z.view(), &families, &params.selection, params.seed, &|r| {
             progress(Stage::SelectionRound(r))
@@ -121,13 +160,14 @@ pub fn analyze(
         window: corpus.spec,
         features: selected
             .iter()
-            .map(|&i| FEATURES[i].name.to_string())
+            .map(|&i| candidates[i].name.to_string())
             .collect(),
         standardizer,
         gmm,
     };
     Ok(Analysis {
         window: corpus.spec,
+        candidates,
         raw_features: raw,
         selected,
         z_selected,
@@ -173,6 +213,62 @@ pub struct ClusterReport {
     pub capacity: Option<CapacityStats>,
     /// The window with the highest membership (an example of the cluster).
     pub example_window: Option<usize>,
+    /// Path summary of its hard-labelled windows (scenario corpora only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<PathStats>,
+}
+
+/// Path statistics of the windows of one cluster of a scenario corpus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathStats {
+    /// Mean min RTT, ms.
+    pub mean_min_rtt_ms: f64,
+    /// Median buffer in BDPs (unlimited counts as
+    /// [`super::features::UNLIMITED_BUFFER_BDP`]).
+    pub median_buffer_bdp: f64,
+    /// Mean random loss rate.
+    pub mean_loss_rate: f64,
+    /// Share of windows with a competing flow.
+    pub with_competitors: f64,
+    /// Share of windows whose ACKs cross the trace.
+    pub ack_trace: f64,
+    /// Windows per generated kind.
+    pub kinds: BTreeMap<String, usize>,
+}
+
+impl PathStats {
+    /// The statistics of `records` (None when empty).
+    pub fn of(records: &[&crate::trace::scenario_corpus::WindowRecord]) -> Option<Self> {
+        if records.is_empty() {
+            return None;
+        }
+        let n = records.len() as f64;
+        let mut buffers: Vec<f64> = records
+            .iter()
+            .map(|r| {
+                r.path
+                    .buffer_bdp
+                    .unwrap_or(super::features::UNLIMITED_BUFFER_BDP)
+            })
+            .collect();
+        buffers.sort_by(f64::total_cmp);
+        let mut kinds = BTreeMap::new();
+        for r in records {
+            *kinds.entry(r.kind.clone()).or_insert(0) += 1;
+        }
+        Some(Self {
+            mean_min_rtt_ms: records.iter().map(|r| r.path.min_rtt_ms).sum::<f64>() / n,
+            median_buffer_bdp: buffers[buffers.len() / 2],
+            mean_loss_rate: records.iter().map(|r| r.path.loss_rate).sum::<f64>() / n,
+            with_competitors: records
+                .iter()
+                .filter(|r| !r.path.competitors.is_empty())
+                .count() as f64
+                / n,
+            ack_trace: records.iter().filter(|r| r.path.ack_trace).count() as f64 / n,
+            kinds,
+        })
+    }
 }
 
 /// One window in the report.
@@ -304,7 +400,7 @@ impl Analysis {
 
     /// Builds the JSON report.
     pub fn report(&self, corpus: &Corpus, corpus_dir: &str, params: &AnalysisParams) -> Report {
-        let name = |i: usize| FEATURES[i].name.to_string();
+        let name = |i: usize| self.candidates[i].name.to_string();
         let mut traces = BTreeMap::new();
         for w in &corpus.windows {
             if let Some(t) = corpus.traces.get(w.trace) {
@@ -327,6 +423,7 @@ impl Analysis {
                         .or_insert(0) += 1;
                 }
                 ClusterReport {
+                    paths: None,
                     id: c,
                     size: members.len(),
                     soft_size: self.memberships.column(c).sum(),
@@ -360,7 +457,8 @@ impl Analysis {
             window: self.window,
             n_windows: corpus.windows.len(),
             params: *params,
-            candidate_features: FEATURES
+            candidate_features: self
+                .candidates
                 .iter()
                 .map(|f| (f.name.to_string(), f.family))
                 .collect(),
@@ -424,7 +522,7 @@ mod tests {
         let k = a.model.gmm.k();
         assert!((6..=15).contains(&k), "k = {k}");
         assert!(a.selected.len() >= 2);
-        let families: Vec<Family> = a.selected.iter().map(|&i| FEATURES[i].family).collect();
+        let families: Vec<Family> = a.selected.iter().map(|&i| a.candidates[i].family).collect();
         assert!(families.contains(&Family::Level) && families.contains(&Family::Variability));
         // Downlinks are the populations that differ in kind (every uplink
         // is a low-rate link, whatever the technology).
@@ -528,5 +626,81 @@ mod tests {
         let other =
             Corpus::from_dir(dir.path(), WindowSpec::non_overlapping(10_000, 50), 0).unwrap();
         assert!(build_sampler(SamplerKind::Uniform, &model, &other).is_err());
+    }
+
+    #[test]
+    fn path_features_are_selected_when_only_the_rtt_separates_the_windows() {
+        use crate::trace::scenario_corpus::PathRecord;
+        use rand::SeedableRng;
+        // 60 windows of the same LTE-like capacity, half at a 20 ms RTT,
+        // half at 300 ms: only the path separates them.
+        let traces: Vec<crate::trace::CorpusTrace> = (0..60u64)
+            .map(|i| {
+                let spec = crate::trace::SynthSpec {
+                    kind: crate::trace::SynthKind::Lte,
+                    mbps: 6.0,
+                    duration_ms: 10_000,
+                };
+                let t = spec
+                    .generate(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7))
+                    .unwrap();
+                crate::trace::CorpusTrace {
+                    name: format!("w{i:02}"),
+                    path: format!("w{i:02}").into(),
+                    trace: t,
+                }
+            })
+            .collect();
+        let corpus =
+            Corpus::from_traces(traces, WindowSpec::non_overlapping(10_000, 100), 0).unwrap();
+        assert_eq!(corpus.windows.len(), 60);
+        let long = |i: usize| i % 2 == 1;
+        let records: Vec<PathRecord> = (0..60)
+            .map(|i| PathRecord {
+                min_rtt_ms: if long(i) { 300.0 } else { 20.0 },
+                buffer_bdp: Some(2.0),
+                loss_rate: 0.0,
+                competitors: Vec::new(),
+                ack_trace: false,
+                delayed_ack: false,
+            })
+            .collect();
+        let refs: Vec<&PathRecord> = records.iter().collect();
+        let paths = super::super::features::path_features(&refs);
+        let mut params = AnalysisParams::with_starts(3, 4);
+        params.cluster.k_min = 2;
+        params.cluster.k_max = 4;
+        params.selection.n_trees = 8;
+        let a = analyze_with_paths(&corpus, Some(&paths), &params, &|_| {}).unwrap();
+        assert!(
+            a.model.features.iter().any(|f| f == "path_rtt_log"),
+            "{:?}",
+            a.model.features
+        );
+        // Every cluster is (almost) all short or all long RTTs.
+        let pure: usize = a
+            .members()
+            .iter()
+            .map(|m| {
+                let l = m.iter().filter(|&&i| long(i)).count();
+                l.max(m.len() - l)
+            })
+            .sum();
+        assert!(
+            pure >= 57,
+            "{pure} of 60 windows in their cluster's RTT majority; features {:?}, labels {:?}",
+            a.model.features,
+            a.labels
+        );
+        // Without the paths, the same windows do not split by RTT.
+        let b = analyze(&corpus, &params, &|_| {}).unwrap();
+        assert!(b.candidates.iter().all(|f| f.family != Family::Path));
+        assert!(analyze_with_paths(
+            &corpus,
+            Some(&paths.slice(ndarray::s![..10, ..]).to_owned()),
+            &params,
+            &|_| {}
+        )
+        .is_err());
     }
 }

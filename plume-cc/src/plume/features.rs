@@ -21,6 +21,15 @@ pub enum Family {
     Level,
     /// How much and how fast it moves (spread and dynamics).
     Variability,
+    /// The path around the capacity (min RTT, buffer, loss, competing
+    /// flows, ACK path): only in a scenario corpus
+    /// ([`crate::trace::scenario_corpus`]).
+    Path,
+}
+
+impl Family {
+    /// Every family, in the order selection fills its quotas.
+    pub const ALL: [Family; 3] = [Family::Level, Family::Variability, Family::Path];
 }
 
 /// One candidate feature: a stable name (used in reports and saved models)
@@ -75,6 +84,43 @@ pub const FEATURES: [FeatureDef; 26] = [
     var("outages_per_minute"),
     var("below_half_mean_fraction"),
 ];
+
+const fn path(name: &'static str) -> FeatureDef {
+    FeatureDef {
+        name,
+        family: Family::Path,
+    }
+}
+
+/// The path features of a scenario corpus, in the column order of
+/// [`path_features`].
+pub const PATH_FEATURES: [FeatureDef; 5] = [
+    path("path_rtt_log"),
+    path("path_buffer_bdp_log"),
+    path("path_loss_rate"),
+    path("path_competitors"),
+    path("path_ack_trace"),
+];
+
+/// An unlimited buffer counts as this many BDPs in `path_buffer_bdp_log`.
+pub const UNLIMITED_BUFFER_BDP: f64 = 64.0;
+
+/// The [`PATH_FEATURES`] of each window's path (windows x 5): ln of the min
+/// RTT in ms, ln of the buffer in BDPs (unlimited: [`UNLIMITED_BUFFER_BDP`]),
+/// the loss rate, the number of competing flows, and 1 when the ACKs cross
+/// the trace. Logs because RTTs and buffers span orders of magnitude and
+/// a mixture sees distances.
+pub fn path_features(paths: &[&crate::trace::scenario_corpus::PathRecord]) -> Array2<f64> {
+    let mut x = Array2::zeros((paths.len(), PATH_FEATURES.len()));
+    for (i, p) in paths.iter().enumerate() {
+        x[[i, 0]] = p.min_rtt_ms.max(0.1).ln();
+        x[[i, 1]] = p.buffer_bdp.unwrap_or(UNLIMITED_BUFFER_BDP).max(1e-3).ln();
+        x[[i, 2]] = p.loss_rate;
+        x[[i, 3]] = p.competitors.len() as f64;
+        x[[i, 4]] = if p.ack_trace { 1.0 } else { 0.0 };
+    }
+    x
+}
 
 /// A bin counts as an outage when its capacity is at most this (Mbps): no
 /// delivery opportunity in the bin.

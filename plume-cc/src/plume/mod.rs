@@ -13,7 +13,7 @@ pub mod regressor;
 pub mod sampler;
 pub mod select;
 
-pub use analysis::{analyze, Analysis, AnalysisParams};
+pub use analysis::{analyze, analyze_with_paths, Analysis, AnalysisParams};
 pub use cluster::ClusteringModel;
 pub use sampler::{
     build_sampler, DynamicParams, DynamicSampler, SamplerKind, StaticSampler, TraceSampler,

@@ -210,8 +210,10 @@ fn cart_importances(
 }
 
 /// Keeps `n_keep` of `features` (candidate column indices, with `importances`
-/// in the same order), half from each family by importance; a family with too
-/// few features leaves its quota to the other. Returned sorted by index.
+/// in the same order), an even share from each family present by importance
+/// (the earlier families in [`Family::ALL`] take the remainder); a family
+/// with too few features leaves its quota to the others. Returned sorted by
+/// index.
 pub fn balanced_top(
     features: &[usize],
     importances: &[f64],
@@ -229,16 +231,29 @@ pub fn balanced_top(
         v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         v
     };
-    let level = ranked(Family::Level);
-    let var = ranked(Family::Variability);
-    let n_keep = n_keep.min(level.len() + var.len());
-    let mut n_level = n_keep.div_ceil(2).min(level.len());
-    let n_var = (n_keep - n_level).min(var.len());
-    n_level = (n_keep - n_var).min(level.len());
-    let mut kept: Vec<usize> = level[..n_level]
+    let lists: Vec<Vec<(usize, f64)>> = Family::ALL
         .iter()
-        .chain(&var[..n_var])
-        .map(|(f, _)| *f)
+        .map(|&f| ranked(f))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let available: usize = lists.iter().map(Vec::len).sum();
+    let n_keep = n_keep.min(available);
+    // Round-robin quotas: one more to each family in turn while it has
+    // features left, so the split is as even as the families allow.
+    let mut quota = vec![0usize; lists.len()];
+    let mut given = 0;
+    while given < n_keep {
+        for (q, l) in quota.iter_mut().zip(&lists) {
+            if given < n_keep && *q < l.len() {
+                *q += 1;
+                given += 1;
+            }
+        }
+    }
+    let mut kept: Vec<usize> = lists
+        .iter()
+        .zip(&quota)
+        .flat_map(|(l, &q)| l[..q].iter().map(|(f, _)| *f))
         .collect();
     kept.sort_unstable();
     kept
@@ -310,6 +325,12 @@ mod tests {
             balanced_top(&[0, 1, 2, 5], &[0.1, 0.2, 0.3, 0.0], &fams, 2),
             vec![2, 5]
         );
+        // Three families: a third each, the remainder to the earlier ones.
+        let fams = [Level, Level, Variability, Variability, Path, Path];
+        let imp = [0.1, 0.2, 0.3, 0.0, 0.05, 0.9];
+        let feats = [0, 1, 2, 3, 4, 5];
+        assert_eq!(balanced_top(&feats, &imp, &fams, 3), vec![1, 2, 5]);
+        assert_eq!(balanced_top(&feats, &imp, &fams, 5), vec![0, 1, 2, 3, 5]);
     }
 
     #[test]

@@ -19,6 +19,26 @@ pub enum TrainError {
     /// The corpus could not be read or cut.
     #[error("reading the traces")]
     Trace(#[from] crate::trace::TraceError),
+    /// A scenario corpus could not be read or used.
+    #[error("reading the scenario corpus")]
+    ScenarioCorpus(#[from] crate::trace::scenario_corpus::ScenarioCorpusError),
+    /// A scenario corpus record does not make a simulator scenario.
+    #[error("scenario corpus window {file}")]
+    Scenario {
+        /// The window's file.
+        file: String,
+        /// Why.
+        #[source]
+        source: super::scenario::ScenarioError,
+    },
+    /// The run's window length differs from the scenario corpus'.
+    #[error("the scenario corpus has {corpus_ms} ms windows; train with --window-ms {corpus_ms} (got {run_ms})")]
+    WindowLength {
+        /// The corpus' window length.
+        corpus_ms: u64,
+        /// The run's.
+        run_ms: u64,
+    },
     /// The clustering failed.
     #[error("clustering the windows")]
     Cluster(#[from] crate::plume::analysis::AnalysisError),

@@ -10,6 +10,8 @@ use crate::trace::corpus::Corpus;
 use crate::trace::window::WindowSpec;
 
 use super::env::SimWindow;
+use super::scenario::Scenario;
+use crate::trace::scenario_corpus;
 
 use super::config::{SamplerChoice, TrainError};
 
@@ -40,11 +42,17 @@ impl PreparedCorpus {
 }
 
 /// Reads the traces, cuts windows, clusters them and splits them (see module docs).
+/// A scenario corpus (`plume-cc traces scenarios`) gives one window per file,
+/// each with its own path, clustered with its path features, and split as
+/// the generator marked it.
 pub fn prepare_corpus(
     dir: &Path,
     window_ms: u64,
     holdout_every: usize,
 ) -> Result<PreparedCorpus, TrainError> {
+    if scenario_corpus::is_scenario_corpus(dir) {
+        return prepare_scenario_corpus(dir, window_ms);
+    }
     let spec = WindowSpec::non_overlapping(window_ms, 100);
     let corpus = Corpus::from_dir(dir, spec, 0)?;
     let mut keep = Vec::new();
@@ -72,6 +80,73 @@ pub fn prepare_corpus(
     Ok(PreparedCorpus {
         windows: Arc::new(windows),
         names,
+        labels: analysis.labels.clone(),
+        memberships: analysis.memberships.clone(),
+        features: analysis.z_selected.clone(),
+        train,
+        heldout,
+    })
+}
+
+fn prepare_scenario_corpus(dir: &Path, window_ms: u64) -> Result<PreparedCorpus, TrainError> {
+    let (manifest, records) = scenario_corpus::open(dir)?;
+    if manifest.mix.window_ms != window_ms {
+        return Err(TrainError::WindowLength {
+            corpus_ms: manifest.mix.window_ms,
+            run_ms: window_ms,
+        });
+    }
+    let spec = WindowSpec::non_overlapping(window_ms, 100);
+    let corpus = Corpus::from_dir(&dir.join(scenario_corpus::TRACES_DIR), spec, 0)?;
+    if corpus.windows.len() != records.len() {
+        return Err(scenario_corpus::ScenarioCorpusError::Folder {
+            path: dir.to_path_buf(),
+            what: format!(
+                "{} trace windows but {} path records",
+                corpus.windows.len(),
+                records.len()
+            ),
+        }
+        .into());
+    }
+    let mut windows = Vec::with_capacity(records.len());
+    for (w, r) in corpus.windows.iter().zip(&records) {
+        let t = &corpus.traces[w.trace];
+        if t.name != r.file {
+            return Err(scenario_corpus::ScenarioCorpusError::Folder {
+                path: dir.to_path_buf(),
+                what: format!("trace {} has no record (found {})", t.name, r.file),
+            }
+            .into());
+        }
+        let mut sw = SimWindow::cut(t.trace.timestamps_ms(), 0, window_ms).ok_or_else(|| {
+            scenario_corpus::ScenarioCorpusError::Folder {
+                path: dir.join(scenario_corpus::TRACES_DIR).join(&r.file),
+                what: "no delivery opportunity in the window".into(),
+            }
+        })?;
+        sw.scenario = Some(
+            Scenario::from_record(&r.path, sw.mean_mbps).map_err(|source| {
+                TrainError::Scenario {
+                    file: r.file.clone(),
+                    source,
+                }
+            })?,
+        );
+        windows.push(sw);
+    }
+    let paths: Vec<&scenario_corpus::PathRecord> = records.iter().map(|r| &r.path).collect();
+    let analysis = plume::analyze_with_paths(
+        &corpus,
+        Some(&plume::features::path_features(&paths)),
+        &plume::AnalysisParams::with_starts(0, 4),
+        &|_| {},
+    )?;
+    let (heldout, train): (Vec<usize>, Vec<usize>) =
+        (0..records.len()).partition(|&i| records[i].heldout);
+    Ok(PreparedCorpus {
+        windows: Arc::new(windows),
+        names: records.iter().map(|r| r.file.clone()).collect(),
         labels: analysis.labels.clone(),
         memberships: analysis.memberships.clone(),
         features: analysis.z_selected.clone(),

@@ -61,6 +61,9 @@ pub struct SimWindow {
     pub mean_mbps: f64,
     /// Length, milliseconds.
     pub length_ms: u64,
+    /// The window's own path, in a scenario corpus (None: the run's
+    /// scenario distribution or fixed path applies).
+    pub scenario: Option<Scenario>,
 }
 
 impl SimWindow {
@@ -79,6 +82,7 @@ impl SimWindow {
             trace: Arc::new(trace),
             mean_mbps: n as f64 * 1500.0 * 8.0 / (length_ms as f64 * 1000.0),
             length_ms,
+            scenario: None,
         })
     }
 }
@@ -207,10 +211,16 @@ impl SimBatch {
         })?;
         let seed = self.rng.gen();
         let trace = Arc::clone(&self.windows[w].trace);
-        let scenario = self
-            .scenarios
-            .as_ref()
-            .map(|spec| spec.draw(&mut self.rng, self.windows[w].mean_mbps));
+        // A scenario corpus' window brings its own path; otherwise the
+        // distribution draws one (the same random stream as before windows
+        // had paths, so earlier runs reproduce).
+        let scenario = match &self.windows[w].scenario {
+            Some(sc) => Some(sc.clone()),
+            None => self
+                .scenarios
+                .as_ref()
+                .map(|spec| spec.draw(&mut self.rng, self.windows[w].mean_mbps)),
+        };
         let path = match &scenario {
             Some(_) => None,
             None => self.paths.map(|p| p.draw(&mut self.rng)),
@@ -222,14 +232,11 @@ impl SimBatch {
         }
         let ack = match &scenario {
             Some(sc) => {
-                env.set_path(sc.one_way_delay_us, sc.queue);
-                env.set_competition(&sc.competitors, sc.random_loss);
-                env.set_delayed_ack(sc.delayed_ack);
-                env.set_objective(sc.objective.unwrap_or_else(|| {
+                let objective = sc.objective.unwrap_or_else(|| {
                     crate::policy::Objective::new(self.reward.delay_weight).unwrap_or_default()
-                }));
+                });
                 self.min_rtt_ms[i] = 2.0 * sc.one_way_delay_us as f64 / 1000.0;
-                sc.ack_trace.then(|| Arc::clone(&trace))
+                apply_scenario(env, sc, objective, &trace)
             }
             None => None,
         };
@@ -251,6 +258,22 @@ impl SimBatch {
     pub fn sampler(&self) -> &dyn TraceSampler {
         self.sampler.as_ref()
     }
+}
+
+/// Sets `env` up for `sc` from its next reset on (path, competitors, loss,
+/// ACK path, operating point `objective`); returns the ACK path's trace
+/// (`trace` itself when the ACKs cross the same link).
+pub fn apply_scenario(
+    env: &mut Env,
+    sc: &Scenario,
+    objective: crate::policy::Objective,
+    trace: &Arc<Schedule>,
+) -> Option<Arc<Schedule>> {
+    env.set_path(sc.one_way_delay_us, sc.queue);
+    env.set_competition(&sc.competitors, sc.random_loss);
+    env.set_delayed_ack(sc.delayed_ack);
+    env.set_objective(objective);
+    sc.ack_trace.then(|| Arc::clone(trace))
 }
 
 /// The datapath action for raw action `raw` on `env`'s controlled flow,
@@ -528,5 +551,53 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         assert_eq!(fixed.draw(&mut rng), (30_000, 100));
         assert_eq!(rng.gen::<u64>(), ChaCha8Rng::seed_from_u64(1).gen::<u64>());
+    }
+
+    #[test]
+    fn a_window_with_its_own_path_overrides_the_distribution() {
+        use crate::trace::scenario_corpus::{Competitor, PathRecord};
+        let path = PathRecord {
+            min_rtt_ms: 300.0,
+            buffer_bdp: Some(0.5),
+            loss_rate: 0.0,
+            competitors: vec![Competitor {
+                cc: "cubic".into(),
+                start_ms: 0,
+            }],
+            ack_trace: false,
+            delayed_ack: false,
+        };
+        let mut ws: Vec<SimWindow> = windows().iter().cloned().collect();
+        for w in &mut ws {
+            w.scenario = Some(Scenario::from_record(&path, w.mean_mbps).unwrap());
+        }
+        let config = EnvConfig {
+            episode_us: Some(500_000),
+            ..EnvConfig::default()
+        };
+        let mut b = SimBatch::new(
+            4,
+            &config,
+            Arc::new(ws),
+            (0..4).collect(),
+            Box::new(UniformSampler::new(4).unwrap()),
+            ActionScaling::default(),
+            RewardSpec::default(),
+            1,
+            None,
+            Some(ScenarioSpec::default_distribution()),
+        )
+        .unwrap();
+        // 12 Mbit/s x 300 ms = 300 packets of BDP: half of it.
+        for (d, q) in paths(&mut b) {
+            assert_eq!(d, 150_000);
+            assert_eq!(q, QueueLimit::packets(150));
+        }
+        assert!(b
+            .envs
+            .envs_mut()
+            .iter()
+            .all(|e| e.config().competing == vec![ControllerKind::Cubic]));
+        assert!(b.min_rtt_ms.iter().all(|&m| (m - 300.0).abs() < 1e-9));
     }
 }

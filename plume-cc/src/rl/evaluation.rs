@@ -78,6 +78,9 @@ pub enum Actor<'a> {
     FixedRule,
     /// A learned network.
     Policy(&'a InferenceNet),
+    /// A policy file, as the daemon runs it (its own action scaling is the
+    /// run's `config.scaling`, which a caller keeps equal to the file's).
+    Loaded(&'a crate::policy::LoadedPolicy),
 }
 
 /// Runs `actor` on every window of `windows` in parallel environments, one
@@ -91,13 +94,29 @@ pub fn score_windows(
 ) -> Result<Vec<WindowScore>, TrainError> {
     let env_err = TrainError::Env;
     let mut envs = VecEnv::new(windows.len(), &config.env_config(base)).map_err(env_err)?;
-    let traces: Vec<_> = windows.iter().map(|w| Arc::clone(&w.trace)).collect();
     let seeds: Vec<u64> = (0..windows.len() as u64)
         .map(|i| seed ^ (i * 7919))
         .collect();
-    let mut obs = envs.reset_all(&traces, &seeds).map_err(env_err)?;
+    // Windows of a scenario corpus run on their own path; the others on the
+    // run's evaluation path.
+    let mut min_rtt_ms = vec![2.0 * config.one_way_delay_us as f64 / 1000.0; windows.len()];
+    let mut flows = vec![1.0f64; windows.len()];
+    let mut obs = Vec::with_capacity(windows.len());
+    for (i, (env, w)) in envs.envs_mut().iter_mut().zip(windows).enumerate() {
+        let ack = match &w.scenario {
+            Some(sc) => {
+                min_rtt_ms[i] = 2.0 * sc.one_way_delay_us as f64 / 1000.0;
+                flows[i] = 1.0 + sc.competitors.len() as f64;
+                super::env::apply_scenario(env, sc, config.objective, &w.trace)
+            }
+            None => None,
+        };
+        obs.push(
+            env.reset_with_ack_trace(Arc::clone(&w.trace), ack, seeds[i])
+                .map_err(env_err)?,
+        );
+    }
     let mut done = vec![false; windows.len()];
-    let min_rtt_ms = 2.0 * config.one_way_delay_us as f64 / 1000.0;
     while !done.iter().all(|&d| d) {
         let actions = match actor {
             Actor::Base => vec![Target::unlimited(); windows.len()],
@@ -114,6 +133,13 @@ pub fn score_windows(
                 let raw: Vec<[f32; 2]> = a.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
                 sim_actions(&config.scaling, &obs, &raw, envs.envs_mut())
             }
+            Actor::Loaded(p) => {
+                let flat: Vec<f32> = obs.iter().flatten().copied().collect();
+                let raw = p
+                    .act_batch(&flat, windows.len())
+                    .map_err(TrainError::Policy)?;
+                sim_actions(&config.scaling, &obs, &raw, envs.envs_mut())
+            }
         };
         // Finished environments would error on step; all windows have the same length so they end together.
         let res = envs.step_all(&actions).map_err(env_err)?;
@@ -125,14 +151,18 @@ pub fn score_windows(
     Ok(envs
         .metrics()
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(i, m)| {
             let p95 = m.p95_rtt_us as f64 / 1000.0;
-            let ratio = (p95 / min_rtt_ms).max(1.0);
+            let ratio = (p95 / min_rtt_ms[i]).max(1.0);
+            // Power against the fair share: with competitors, the flow's
+            // utilization over its fair share of the link (at most 1.5).
+            let fair = (m.utilization * flows[i]).min(1.5);
             WindowScore {
                 utilization: m.utilization,
                 p95_rtt_ms: p95,
                 p95_delay_ratio: ratio,
-                power: m.utilization / ratio,
+                power: fair / ratio,
             }
         })
         .collect())

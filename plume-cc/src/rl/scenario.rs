@@ -317,6 +317,41 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// The scenario of a scenario corpus' window (its fixed path, no
+    /// operating point of its own), for a window of `window_mean_mbps`.
+    pub fn from_record(
+        path: &crate::trace::scenario_corpus::PathRecord,
+        window_mean_mbps: f64,
+    ) -> Result<Self, ScenarioError> {
+        path.validate().map_err(|e| ScenarioError::Range {
+            field: "path",
+            allowed: "the ranges of a scenario corpus record",
+            found: e,
+        })?;
+        let bdp_packets = window_mean_mbps * 1e6 / 8.0 * (path.min_rtt_ms / 1000.0) / 1500.0;
+        let competitors = path
+            .competitors
+            .iter()
+            .map(|c| {
+                ControllerKind::from_name(&c.cc)
+                    .map(|k| (k, c.start_ms * 1000))
+                    .ok_or_else(|| range_err("competitors.cc", "cubic, bbr or reno", &c.cc))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            objective: None,
+            one_way_delay_us: ((path.min_rtt_ms * 500.0).round() as u64).max(1),
+            queue: match path.buffer_bdp {
+                Some(b) => QueueLimit::packets(((b * bdp_packets).round() as u32).max(4)),
+                None => QueueLimit::unlimited(),
+            },
+            random_loss: path.loss_rate,
+            ack_trace: path.ack_trace,
+            delayed_ack: path.delayed_ack,
+            competitors,
+        })
+    }
+
     /// Flows on the bottleneck at `now_us`: the policy's and every
     /// competitor that has started.
     pub fn active_flows(&self, now_us: u64) -> usize {

@@ -12,11 +12,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::{
+    scenario_corpus,
     synth::{preset_set, SynthKind, SynthSpec},
     Corpus, WindowSpec,
 };
 use crate::plume::{
-    analysis::{analyze, AnalysisParams, Stage},
+    analysis::{analyze_with_paths, AnalysisParams, PathStats, Stage},
+    features::path_features,
     plot::draw_figure,
 };
 
@@ -45,10 +47,33 @@ pub enum TracesCommand {
         #[arg(long, conflicts_with = "out")]
         preset_set: Option<PathBuf>,
     },
+    /// Write a skewed scenario corpus: windows of the public traces (and of
+    /// a constant-rate generator), each with its path (min RTT, buffer,
+    /// loss, competing flows, ACK path), drawn from a mix of common and rare
+    /// kinds (docs/TRAINING.md, "The scenario corpus").
+    Scenarios {
+        /// Folder of public Mahimahi traces the windows are cut from.
+        #[arg(long)]
+        sources: PathBuf,
+        /// The mix: `default` (85% common, 3% each rare kind) or a JSON file.
+        #[arg(long, default_value = "default")]
+        mix: String,
+        /// Windows to write.
+        #[arg(long, default_value_t = 1000)]
+        windows: usize,
+        /// Seed of every draw.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output folder (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Cut a folder of traces into windows, select critical features, cluster
-    /// them and write report.json, model.json and clusters.png.
+    /// them and write report.json, model.json and clusters.png. A scenario
+    /// corpus (`traces scenarios`) is analysed with its path features, one
+    /// window per file.
     Analyze {
-        /// Folder of Mahimahi trace files.
+        /// Folder of Mahimahi trace files, or a scenario corpus.
         dir: PathBuf,
         /// Window (episode) length, e.g. 30s.
         #[arg(long, default_value = "30s")]
@@ -109,6 +134,51 @@ pub fn parse_duration_ms(text: &str) -> anyhow::Result<u64> {
 /// Runs a `traces` subcommand.
 pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
     match cmd {
+        TracesCommand::Scenarios {
+            sources,
+            mix,
+            windows,
+            seed,
+            out,
+        } => {
+            let mix = if mix == "default" {
+                scenario_corpus::Mix::default_mix()
+            } else {
+                scenario_corpus::Mix::load(Path::new(&mix))?
+            };
+            mix.validate()?;
+            let traces = Corpus::read_dir(&sources)?;
+            let bar = ProgressBar::new(windows as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} windows")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            let m = scenario_corpus::generate(
+                &mix,
+                &traces,
+                &sources,
+                windows,
+                seed,
+                &out,
+                &mut |i| bar.set_position(i as u64),
+            )?;
+            bar.finish_and_clear();
+            println!(
+                "wrote {} windows of {} ms to {}",
+                m.windows,
+                m.mix.window_ms,
+                out.display()
+            );
+            for (kind, n) in &m.counts {
+                println!(
+                    "  {kind:<18} {n:>6} ({:>5.1}%), {} held out",
+                    100.0 * *n as f64 / m.windows as f64,
+                    m.heldout_counts.get(kind).copied().unwrap_or(0)
+                );
+            }
+            Ok(())
+        }
         TracesCommand::Synth {
             kind,
             mbps,
@@ -196,7 +266,39 @@ fn analyze_dir(
     out_dir: &Path,
 ) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let corpus = Corpus::from_dir(dir, spec, offset_ms)?;
+    // A scenario corpus: one window per file, each with its path.
+    let (corpus, records) = if scenario_corpus::is_scenario_corpus(dir) {
+        let (manifest, records) = scenario_corpus::open(dir)?;
+        if spec.length_ms != manifest.mix.window_ms || spec.stride_ms != spec.length_ms {
+            eprintln!(
+                "note: {} is a scenario corpus of {} ms windows; analysing one window per file",
+                dir.display(),
+                manifest.mix.window_ms
+            );
+        }
+        let spec = WindowSpec {
+            length_ms: manifest.mix.window_ms,
+            stride_ms: manifest.mix.window_ms,
+            bin_ms: spec.bin_ms,
+        };
+        let corpus = Corpus::from_dir(&dir.join(scenario_corpus::TRACES_DIR), spec, 0)?;
+        if corpus.windows.len() != records.len() {
+            bail!(
+                "{}: {} trace windows but {} path records",
+                dir.display(),
+                corpus.windows.len(),
+                records.len()
+            );
+        }
+        (corpus, Some(records))
+    } else {
+        (Corpus::from_dir(dir, spec, offset_ms)?, None)
+    };
+    let spec = corpus.spec;
+    let paths = records.as_ref().map(|r| {
+        let p: Vec<&scenario_corpus::PathRecord> = r.iter().map(|w| &w.path).collect();
+        path_features(&p)
+    });
     let load_ms = ms_since(t0);
     let n_k = params.cluster.k_max.saturating_sub(params.cluster.k_min) + 1;
     let bar = ProgressBar::new((1 + params.selection.rounds + n_k) as u64);
@@ -209,7 +311,7 @@ fn analyze_dir(
     );
     bar.set_message(format!("{} windows", corpus.windows.len()));
     let t1 = Instant::now();
-    let analysis = analyze(&corpus, params, &|stage| {
+    let analysis = analyze_with_paths(&corpus, paths.as_ref(), params, &|stage| {
         bar.inc(1);
         match stage {
             Stage::Features => bar.set_message("features"),
@@ -226,6 +328,13 @@ fn analyze_dir(
     draw_figure(&figure, &corpus, &analysis)?;
     let figure_ms = ms_since(t2);
     let mut report = analysis.report(&corpus, &dir.display().to_string(), params);
+    if let Some(records) = &records {
+        for (c, members) in report.clusters.iter_mut().zip(analysis.members()) {
+            let rs: Vec<&scenario_corpus::WindowRecord> =
+                members.iter().map(|&i| &records[i]).collect();
+            c.paths = PathStats::of(&rs);
+        }
+    }
     report.timing_ms.insert("load_and_window".into(), load_ms);
     report
         .timing_ms
@@ -267,13 +376,26 @@ fn analyze_dir(
         let sources: Vec<String> = c.sources.iter().map(|(s, n)| format!("{s}:{n}")).collect();
         let mean = c.capacity.as_ref().map_or(0.0, |s| s.mean_mbps);
         let outage = c.capacity.as_ref().map_or(0.0, |s| s.outage_fraction);
+        let detail = match &c.paths {
+            Some(p) => {
+                let kinds: Vec<String> = p.kinds.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+                format!(
+                    "RTT {:.0} ms, buffer {:.2} BDP, competitors {:.0}% | {}",
+                    p.mean_min_rtt_ms,
+                    p.median_buffer_bdp,
+                    100.0 * p.with_competitors,
+                    kinds.join(" ")
+                )
+            }
+            None => sources.join(" "),
+        };
         println!(
             "  cluster {:>2}: {:>3} windows, mean {:>6.2} Mbps, outage {:>5.1}% | {}",
             c.id,
             c.size,
             mean,
             100.0 * outage,
-            sources.join(" ")
+            detail
         );
     }
     println!(

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod corpus;
 pub mod mahimahi;
+pub mod scenario_corpus;
 pub mod schedule;
 pub mod synth;
 pub mod window;
