@@ -138,3 +138,35 @@ fn uninstall_dry_run_stops_the_service_before_removing_its_files() {
         ]
     );
 }
+
+/// systemd's own checker on the files as installed (sections, directives,
+/// capability names, the ExecStart binary), where systemd-analyze exists.
+#[test]
+fn systemd_analyze_verify_accepts_the_units() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("\n*** SKIPPED: systemd-analyze is not installed ***\n");
+        return;
+    }
+    let root = common::tmpdir("service-verify");
+    let o = Command::new(EXE)
+        .args(["service", "install", "--unit-dir", "/units", "--root"])
+        .arg(&root)
+        .args(["--bin", EXE, "--cgroup-root", "/sys/fs/cgroup"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let units = root.join("units");
+    let o = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(units.join("plume-cc.service"))
+        .arg(units.join("plume-cc.slice"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.trim().is_empty(), "{err}");
+    std::fs::remove_dir_all(&root).ok();
+}

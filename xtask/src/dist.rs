@@ -267,7 +267,24 @@ fn debian_depends(libs: &[Needed]) -> anyhow::Result<Vec<String>> {
         // `libc6:amd64` -> `libc6`: the .deb is amd64 itself.
         pkgs.insert(owner.split(':').next().unwrap_or(&owner).to_string());
     }
-    Ok(pkgs.into_iter().collect())
+    // The binary was linked against the builder's versions, so they are a
+    // safe lower bound (dpkg-shlibdeps would find tighter ones from symbol
+    // versions, but needs a debian/ source tree); the upstream part only,
+    // so a newer Debian revision of an older upstream is not refused.
+    Ok(pkgs
+        .into_iter()
+        .map(|p| {
+            let v = cmd::output(Command::new("dpkg-query").args(["-W", "-f=${Version}", &p]))
+                .unwrap_or_default();
+            let upstream = v.split_once(':').map_or(v.as_str(), |(_, r)| r);
+            let upstream = upstream.rsplit_once('-').map_or(upstream, |(u, _)| u);
+            if upstream.is_empty() {
+                p
+            } else {
+                format!("{p} (>= {upstream})")
+            }
+        })
+        .collect())
 }
 
 /// Runs `plume-cc service install` of the staged binary to write the unit
