@@ -14,7 +14,8 @@
 //!    policy file;
 //! 5. [`rl`] (training: the RL environment over the simulator, PPO) and
 //!    [`datapath`] (the eBPF loader and maps);
-//! 6. [`daemon`] (the control loop on a host) and [`emu`] (the link emulator);
+//! 6. [`daemon`] (the control loop on a host), [`emu`] (the link emulator)
+//!    and [`service`] (the daemon's systemd units);
 //! 7. [`bench`]: iperf3 across the emulator, with the daemon as a scheme;
 //! 8. [`eval`]: checks that span training and the real stack.
 //!
@@ -29,6 +30,7 @@ pub mod flow;
 pub mod plume;
 pub mod policy;
 pub mod rl;
+pub mod service;
 pub mod sim;
 pub mod stats;
 pub mod trace;
@@ -40,7 +42,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["sim"],
     &["policy"],
     &["rl", "datapath"],
-    &["daemon", "emu"],
+    &["daemon", "emu", "service"],
     &["bench"],
     &["eval"],
 ];

@@ -14,8 +14,23 @@ use plume_cc::{
 #[derive(Debug, Parser)]
 #[command(name = "plume-cc", version, about, long_about = None)]
 struct Cli {
+    /// Log format on stderr: `auto` (the systemd journal with its fields
+    /// when stderr is the journal, as under a unit; else `text`), `text`
+    /// (colour only at a terminal; no timestamps under systemd, which adds
+    /// its own), `json` (one object per line) or `journald`.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
+    Journald,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,20 +171,18 @@ enum Command {
     /// (driven by `cargo xtask bench`; needs root).
     #[command(hide = true)]
     Bench(plume_cc::bench::cli::Args),
+    /// Run the daemon as a systemd service: `service install` writes
+    /// plume-cc.service and plume-cc.slice and starts it; applications put
+    /// in the slice (`systemd-run --slice=plume-cc.slice CMD`) are controlled.
+    #[command(subcommand)]
+    Service(plume_cc::service::cli::ServiceCommand),
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, never in logs.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match cli.command {
+        Command::Service(cmd) => plume_cc::service::cli::run(cmd)?,
         Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
         Command::Eval(cmd) => plume_cc::eval::cli::run(cmd)?,
         Command::Selftest {
@@ -351,6 +364,73 @@ fn bench_datapath(
         std::fs::write(&path, serde_json::to_string_pretty(&v)?)?;
     }
     Ok(())
+}
+
+/// Whether stderr is the systemd journal: systemd sets JOURNAL_STREAM to
+/// the `DEVICE:INODE` of the stream it connects to stdout/stderr
+/// (systemd.exec(5)); an inherited variable with another stderr is ignored.
+fn stderr_is_journal() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    // SAFETY: fstat on fd 2 into a zeroed stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
+    }
+    dev.parse() == Ok(st.st_dev) && ino.parse() == Ok(st.st_ino)
+}
+
+/// Sets up `tracing` on stderr in `format` (see `--log-format`); `RUST_LOG`
+/// filters (default `info`).
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _, Layer as _};
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let journal = stderr_is_journal();
+    let format = match format {
+        LogFormat::Auto if journal => LogFormat::Journald,
+        LogFormat::Auto => LogFormat::Text,
+        f => f,
+    };
+    let mut fallback = None;
+    let layer = match format {
+        LogFormat::Journald => match tracing_journald::layer() {
+            Ok(l) => Some(l.boxed()),
+            Err(e) => {
+                fallback = Some(e);
+                None
+            }
+        },
+        LogFormat::Json => Some(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+                .boxed(),
+        ),
+        _ => None,
+    };
+    let layer = layer.unwrap_or_else(|| {
+        let text = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            // Colour codes only for a person at a terminal, never in logs.
+            .with_ansi(!journal && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        // The journal stamps every line itself.
+        if journal {
+            text.without_time().boxed()
+        } else {
+            text.boxed()
+        }
+    });
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .init();
+    if let Some(e) = fallback {
+        tracing::warn!("no journald socket ({e}): logging text on stderr");
+    }
 }
 
 /// One batched forward through libtorch, to show the policy runtime is there.

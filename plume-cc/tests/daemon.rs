@@ -610,3 +610,76 @@ fn the_default_learned_policy_steers_a_flow() {
     sender.finish();
     cgroup.remove().unwrap();
 }
+
+/// The daemon as `plume-cc.service` runs it: uid 0 with only the unit's
+/// capabilities (plume_cc::service::unit::CAPABILITIES, applied with
+/// setpriv), and NOTIFY_SOCKET pointing at a socket of ours. READY=1 must
+/// come once the datapath is attached, STOPPING=1 on SIGTERM, and the
+/// daemon must then detach cleanly.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn systemd_is_notified_and_the_units_capabilities_suffice() {
+    use std::os::unix::net::UnixDatagram;
+    if !common::have_root("daemon sd_notify test", "CAP_BPF, CAP_NET_ADMIN") {
+        return;
+    }
+    let dir = tmpdir("notify");
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-notify-{}",
+        std::process::id()
+    ));
+    let _guard = PinGuard(pins.clone());
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let recv = || {
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).expect("a notification within 20 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let caps: Vec<String> = plume_cc::service::unit::CAPABILITIES
+        .iter()
+        .map(|(c, _)| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let mut child = Command::new("setpriv")
+        .arg(format!("--bounding-set=-all,{}", caps.join(",")))
+        .arg("--inh-caps=-all")
+        .arg(EXE)
+        .args(["run", "--policy", "default", "--cgroup"])
+        .arg(cgroup.path())
+        .arg("--pin-dir")
+        .arg(&pins)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start plume-cc run under setpriv");
+    let ready = recv();
+    let attached = plume_cc::datapath::attached_at(&pins);
+    if !ready.contains("READY=1") {
+        child.kill().ok();
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).ok();
+        panic!("first notification {ready:?}, not READY=1; daemon stderr:\n{err}");
+    }
+    assert!(attached, "READY=1 came before the datapath was pinned");
+    assert!(
+        ready.contains(&format!("STATUS=controlling {}", cgroup.path().display())),
+        "{ready:?}"
+    );
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopping = recv();
+    assert!(stopping.contains("STOPPING=1"), "{stopping:?}");
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).ok();
+    assert!(status.success(), "daemon exited with {status}:\n{err}");
+    assert!(!pins.exists(), "pins left at {}", pins.display());
+    cgroup.remove().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -8,9 +8,12 @@
 //! - `train`: build, then train a policy (`plume-cc train ...`, see docs/TRAINING.md).
 //! - `bench`: build, then run `plume-cc bench` (iperf3 across the emulated
 //!   link) with a progress bar across runs.
+//! - `dist`: build, then package the release binary with the libtorch
+//!   libraries it needs: a relocatable tarball and a .deb (see dist.rs).
 
 mod bench;
 mod cmd;
+mod dist;
 mod paths;
 mod setup;
 
@@ -67,6 +70,11 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the release binary and package it: a relocatable tarball
+    /// (target/dist/plume-cc-VERSION-x86_64-linux.tar.gz: bin/, the libtorch
+    /// libraries it needs in lib/, licences, README, systemd units) and a
+    /// .deb with the same and the units in /lib/systemd/system.
+    Dist(dist::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,6 +95,15 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo(),
         Task::Train { args } => train(&args),
         Task::Bench { args } => bench::bench(&args),
+        Task::Dist(opts) => {
+            setup::setup()?;
+            let a = dist::dist(&opts)?;
+            println!("\ntarball: {}", a.tarball.display());
+            if let Some(deb) = a.deb {
+                println!("deb:     {}", deb.display());
+            }
+            Ok(())
+        }
     }
 }
 

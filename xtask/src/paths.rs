@@ -26,6 +26,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "procps",
     "fonts-dejavu-core",
+    // `cargo xtask dist` rewrites the shipped binary's RUNPATH (dist.rs).
+    "patchelf",
 ];
 
 /// The workspace root (the folder holding xtask/).

@@ -271,7 +271,11 @@ pub async fn run(
         metrics::serve(addr, Arc::clone(&shared)).await?;
     }
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Both handlers exist before READY: a stop request that follows READY at
+    // once must release the flows, not kill the process by default action.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = config.run_for.map(|d| tokio::time::Instant::now() + d);
@@ -282,10 +286,17 @@ pub async fn run(
     let mut control = ControlLoop::default();
     let mut stats = DaemonStats::default();
     let mut total_step = Duration::ZERO;
+    // Under systemd (`Type=notify`, see crate::service) `systemctl start`
+    // returns now: new flows of the cgroup are under the policy from here on.
+    // Without NOTIFY_SOCKET this does nothing.
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("controlling {}", config.cgroup.display())),
+    ]);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT"); break; }
             _ = sigterm.recv() => { tracing::info!("SIGTERM"); break; }
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
         }
@@ -312,6 +323,10 @@ pub async fn run(
             *s = stats.clone();
         }
     }
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("handing every flow back to the kernel"),
+    ]);
     if let Some(r) = recorder.as_mut() {
         r.flush()?;
     }
@@ -324,6 +339,15 @@ pub async fn run(
         ),
     }
     Ok(stats)
+}
+
+/// Tells the service manager about a state change. A failure only costs the
+/// notification (systemd then times the start out and says so), never the
+/// control loop, so it is logged and not returned.
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!("could not notify systemd (NOTIFY_SOCKET): {e}");
+    }
 }
 
 #[cfg(test)]

@@ -37,8 +37,19 @@ pub fn attached_at(pin_dir: &Path) -> bool {
     pin_dir.join(LINK_PIN).exists()
 }
 
-pub(super) fn load_error(e: impl std::fmt::Display) -> DatapathError {
-    let text = format!("{e:#}");
+/// A load error as one line with its causes (aya keeps the errno in the
+/// source chain: "failed to create map ...: Operation not permitted"), so
+/// a missing capability is recognised wherever it surfaces.
+pub(super) fn load_error(e: impl std::error::Error) -> DatapathError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+        source = s.source();
+    }
     if is_permission_error(&text) {
         DatapathError::Permission(text)
     } else {
@@ -151,6 +162,7 @@ impl Datapath {
         config: DatapathConfig,
         pin_dir: &Path,
     ) -> Result<Self, DatapathError> {
+        check_capabilities()?;
         cgroup::check_cgroup2(cgroup)?;
         check_bpffs(pin_dir)?;
         if attached_at(pin_dir) {
@@ -209,6 +221,7 @@ impl Datapath {
         if EBPF_OBJECT.is_empty() {
             return Err(DatapathError::NoObject);
         }
+        check_capabilities()?;
         cgroup::check_cgroup2(cgroup)?;
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
@@ -227,9 +240,16 @@ impl Datapath {
             path: cgroup.to_owned(),
             reason: e.to_string(),
         })?;
-        let attach_err = |e: &dyn std::fmt::Display| DatapathError::Attach {
-            path: cgroup.to_owned(),
-            reason: format!("{e:#}"),
+        let attach_err = |e: &dyn std::fmt::Display| {
+            let reason = format!("{e:#}");
+            if is_permission_error(&reason) {
+                DatapathError::Permission(format!("attaching to {}: {reason}", cgroup.display()))
+            } else {
+                DatapathError::Attach {
+                    path: cgroup.to_owned(),
+                    reason,
+                }
+            }
         };
         let link_id = program
             .attach(file.as_fd(), CgroupAttachMode::Single)

@@ -44,7 +44,7 @@ pub enum DatapathError {
     #[error("this binary carries no eBPF object (it was built with AYA_BUILD_SKIP=1); rebuild without it")]
     NoObject,
     /// Not enough privileges to load BPF programs.
-    #[error("loading BPF programs needs root (CAP_BPF and CAP_NET_ADMIN): run with sudo ({0})")]
+    #[error("loading and attaching the BPF datapath needs CAP_BPF and CAP_NET_ADMIN (CAP_SYS_ADMIN instead of CAP_BPF before Linux 5.8): run as root, or as the systemd service (`plume-cc service install`), which keeps just these ({0})")]
     Permission(String),
     /// Loading the object or the program failed.
     #[error("loading the sock_ops program failed: {0}")]
@@ -82,6 +82,50 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
 
 fn is_permission_error(text: &str) -> bool {
     text.contains("Operation not permitted") || text.contains("Permission denied")
+}
+
+/// capability(7) numbers.
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
+
+/// The capabilities that loading and attaching lack, given the effective
+/// set (`CapEff:` of /proc/self/status, hexadecimal). CAP_SYS_ADMIN stands
+/// in for CAP_BPF (kernels before 5.8 know only it).
+fn missing_capabilities(cap_eff_hex: &str) -> Vec<&'static str> {
+    let eff = u64::from_str_radix(cap_eff_hex.trim(), 16).unwrap_or(0);
+    let has = |c: u32| eff & (1u64 << c) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_BPF");
+    }
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    missing
+}
+
+/// Fails with [`DatapathError::Permission`] before anything is created
+/// when this process cannot load and attach the program, so an unprivileged
+/// `plume-cc run` says what it needs instead of leaving a pin folder
+/// behind or failing deep in a syscall. Where /proc cannot be read the
+/// syscalls decide.
+fn check_capabilities() -> Result<(), DatapathError> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Ok(());
+    };
+    let Some(eff) = status.lines().find_map(|l| l.strip_prefix("CapEff:")) else {
+        return Ok(());
+    };
+    let missing = missing_capabilities(eff);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(DatapathError::Permission(format!(
+            "this process lacks {}",
+            missing.join(" and ")
+        )))
+    }
 }
 
 /// Monotonic nanoseconds on the same clock as the eBPF program's `bpf_ktime_get_ns`.
@@ -168,5 +212,35 @@ impl std::fmt::Debug for Datapath {
             .field("pin_dir", &self.pin_dir)
             .field("adopted", &self.adopted)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_are_read_from_the_effective_set() {
+        // root: every bit.
+        assert!(missing_capabilities("000001ffffffffff").is_empty());
+        // An unprivileged user: none.
+        assert_eq!(
+            missing_capabilities("0000000000000000"),
+            ["CAP_BPF", "CAP_NET_ADMIN"]
+        );
+        // CAP_BPF + CAP_NET_ADMIN, what the systemd unit keeps.
+        assert!(missing_capabilities(&format!("{:016x}", (1u64 << 39) | (1 << 12))).is_empty());
+        // CAP_SYS_ADMIN stands in for CAP_BPF on old kernels.
+        assert!(missing_capabilities(&format!("{:016x}", (1u64 << 21) | (1 << 12))).is_empty());
+        assert_eq!(
+            missing_capabilities(&format!("{:016x}", 1u64 << 39)),
+            ["CAP_NET_ADMIN"]
+        );
+    }
+
+    #[test]
+    fn the_permission_error_names_the_capabilities() {
+        let e = DatapathError::Permission("x".into()).to_string();
+        assert!(e.contains("CAP_BPF") && e.contains("CAP_NET_ADMIN"), "{e}");
     }
 }
