@@ -27,6 +27,34 @@ pub struct AnalysisParams {
     pub selection: SelectionParams,
     /// Stage 2 settings.
     pub cluster: ClusterParams,
+    /// Largest number of windows the mixtures, trees and silhouettes are
+    /// fitted on; a larger corpus is fitted on an evenly spaced sample of
+    /// this size (a seeded uniform sample) and every window then gets its
+    /// memberships from the fitted mixture (see [`analyze_with_paths`]).
+    #[serde(default = "default_fit_sample")]
+    pub fit_sample: usize,
+}
+
+/// The default [`AnalysisParams::fit_sample`].
+pub const DEFAULT_FIT_SAMPLE: usize = 2000;
+
+fn default_fit_sample() -> usize {
+    DEFAULT_FIT_SAMPLE
+}
+
+/// A seeded uniform sample of `max` of `n` indices, sorted (all when
+/// `n <= max`). Random rather than evenly spaced: a corpus is ordered by
+/// trace and time, and a fixed stride can alias with a period in it (every
+/// other window of one kind).
+pub fn fit_sample_rows(n: usize, max: usize, seed: u64) -> Vec<usize> {
+    use rand::SeedableRng;
+    if n <= max.max(1) {
+        return (0..n).collect();
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xf17_5a3e);
+    let mut v = rand::seq::index::sample(&mut rng, n, max.max(1)).into_vec();
+    v.sort_unstable();
+    v
 }
 
 impl AnalysisParams {
@@ -36,6 +64,7 @@ impl AnalysisParams {
             seed,
             selection: SelectionParams::default(),
             cluster: ClusterParams::default(),
+            fit_sample: DEFAULT_FIT_SAMPLE,
         };
         p.selection.gmm.n_init = starts;
         p.cluster.gmm.n_init = starts;
@@ -139,17 +168,24 @@ pub fn analyze_with_paths(
         candidates.extend(PATH_FEATURES);
     }
     progress(Stage::Features);
-    let z = Standardizer::fit(&raw).transform(&raw);
+    // Why a sample: the mixtures (many random starts per k), the trees and
+    // the silhouette (quadratic in the windows) cost far more than the
+    // features, and a few thousand windows pin the clusters down as well
+    // as twenty thousand; every window still gets memberships below. Below
+    // `fit_sample` windows nothing changes.
+    let fit_rows = fit_sample_rows(n, params.fit_sample, params.seed);
+    let fit_raw = raw.select(Axis(0), &fit_rows);
+    let z = Standardizer::fit(&fit_raw).transform(&fit_raw);
     let families: Vec<Family> = candidates.iter().map(|f| f.family).collect();
     let (selected, rounds) =
         select_features(z.view(), &families, &params.selection, params.seed, &|r| {
             progress(Stage::SelectionRound(r))
         })?;
     let raw_sel = raw.select(Axis(1), &selected);
-    let standardizer = Standardizer::fit(&raw_sel);
+    let standardizer = Standardizer::fit(&raw_sel.select(Axis(0), &fit_rows));
     let z_selected = standardizer.transform(&raw_sel);
     let (gmm, k_scores) = choose_k(
-        z_selected.view(),
+        z_selected.select(Axis(0), &fit_rows).view(),
         &params.cluster,
         params.seed ^ 0x5eed,
         &|k| progress(Stage::KFitted(k)),
@@ -692,6 +728,26 @@ mod tests {
             a.model.features,
             a.labels
         );
+        // Fitted on a random half, every window still gets its
+        // memberships, and the RTT still separates them.
+        let mut half = params;
+        half.fit_sample = 30;
+        let h = analyze_with_paths(&corpus, Some(&paths), &half, &|_| {}).unwrap();
+        assert_eq!((h.memberships.nrows(), h.labels.len()), (60, 60));
+        let pure_half: usize = h
+            .members()
+            .iter()
+            .map(|m| {
+                let l = m.iter().filter(|&&i| long(i)).count();
+                l.max(m.len() - l)
+            })
+            .sum();
+        assert!(pure_half >= 57, "{pure_half}");
+        let rows = fit_sample_rows(10, 4, 1);
+        assert_eq!(rows.len(), 4);
+        assert!(rows.windows(2).all(|w| w[0] < w[1]) && rows[3] < 10);
+        assert_eq!(rows, fit_sample_rows(10, 4, 1));
+        assert_eq!(fit_sample_rows(3, 4, 1), vec![0, 1, 2]);
         // Without the paths, the same windows do not split by RTT.
         let b = analyze(&corpus, &params, &|_| {}).unwrap();
         assert!(b.candidates.iter().all(|f| f.family != Family::Path));

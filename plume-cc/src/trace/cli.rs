@@ -102,6 +102,11 @@ pub enum TracesCommand {
         /// Reject a k whose smallest cluster holds less than this share.
         #[arg(long, default_value_t = 0.02)]
         min_cluster_fraction: f64,
+        /// Fit the mixtures, trees and silhouettes on at most this many
+        /// windows (a seeded random sample); every window gets its
+        /// memberships.
+        #[arg(long, default_value_t = crate::plume::analysis::DEFAULT_FIT_SAMPLE)]
+        fit_sample: usize,
         /// Where to write report.json, model.json and clusters.png.
         #[arg(long, default_value = "plume-analysis")]
         out_dir: PathBuf,
@@ -227,6 +232,7 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
             k_min,
             k_max,
             min_cluster_fraction,
+            fit_sample,
             out_dir,
         } => {
             let length_ms = parse_duration_ms(&window)?;
@@ -249,6 +255,10 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
             params.cluster.k_min = k_min;
             params.cluster.k_max = k_max;
             params.cluster.min_cluster_fraction = min_cluster_fraction;
+            if fit_sample < 20 {
+                bail!("--fit-sample must be at least 20, got {fit_sample}");
+            }
+            params.fit_sample = fit_sample;
             analyze_dir(&dir, spec, offset_ms, &params, &out_dir)
         }
     }
@@ -357,6 +367,13 @@ fn analyze_dir(
         spec.bin_ms,
         params.cluster.gmm.n_init
     );
+    if corpus.windows.len() > params.fit_sample {
+        println!(
+            "fitted on a seeded random sample of {} of the {} windows (--fit-sample); silhouettes on that sample; memberships for every window",
+            params.fit_sample,
+            corpus.windows.len()
+        );
+    }
     println!("selected features: {}", report.selected_features.join(", "));
     let sil: Vec<String> = report
         .k_scores
