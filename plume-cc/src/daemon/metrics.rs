@@ -61,6 +61,30 @@ pub fn render(s: &DaemonStats) -> String {
         (s.guard.below_min + s.guard.above_max) as f64,
     );
     gauge(
+        "plume_write_failures_total",
+        "Control steps whose batched target write failed (retried next interval).",
+        "counter",
+        s.write_failures as f64,
+    );
+    gauge(
+        "plume_read_failures_total",
+        "Control steps whose read of the flows failed.",
+        "counter",
+        s.read_failures as f64,
+    );
+    gauge(
+        "plume_map_failures_total",
+        "Other failed map operations (orphan sweep, reaping).",
+        "counter",
+        s.map_failures as f64,
+    );
+    gauge(
+        "plume_flows_reaped_total",
+        "Flows removed because their socket was gone without a close.",
+        "counter",
+        s.flows_reaped as f64,
+    );
+    gauge(
         "plume_flows_opened_total",
         "Flows registered by the datapath.",
         "counter",
