@@ -245,6 +245,7 @@ fn main() -> anyhow::Result<()> {
                 let _entered = rt.enter();
                 daemon::StopSignals::install().context("catching SIGINT/SIGTERM")?
             };
+            tracing::info!(policy = %policy.display(), "starting (SIGINT/SIGTERM stop cleanly from here on)");
             let mut config = daemon::DaemonConfig {
                 cgroup,
                 create_cgroup,
