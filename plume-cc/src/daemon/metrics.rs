@@ -180,4 +180,24 @@ mod tests {
         assert!(text.contains("plume_intervals_total 10\n"));
         assert_eq!(text.matches("# TYPE plume_flows ").count(), 1);
     }
+
+    #[test]
+    fn failed_map_operations_are_exported() {
+        let s = DaemonStats {
+            write_failures: 4,
+            read_failures: 2,
+            map_failures: 1,
+            flows_reaped: 3,
+            ..Default::default()
+        };
+        let text = render(&s);
+        for line in [
+            "plume_write_failures_total 4\n",
+            "plume_read_failures_total 2\n",
+            "plume_map_failures_total 1\n",
+            "plume_flows_reaped_total 3\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+    }
 }

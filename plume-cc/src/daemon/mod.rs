@@ -214,16 +214,16 @@ impl StopSignals {
         })
     }
 
-    /// The signal that arrived since the last call, if any (does not wait).
-    pub fn pending(&mut self) -> Option<&'static str> {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if self.term.poll_recv(&mut cx).is_ready() {
-            return Some("SIGTERM");
-        }
-        if self.int.poll_recv(&mut cx).is_ready() {
-            return Some("SIGINT");
-        }
-        None
+    /// The signal that arrived since the last call, if any, waiting at
+    /// most a millisecond. Why wait at all: a signal is only seen once the
+    /// runtime's driver has read it from its pipe, which a start-up busy in
+    /// synchronous work (loading libtorch and the policy) has not let it
+    /// do; a short timed wait parks the runtime on its driver, a plain
+    /// `yield_now` did not (measured: the stop came three intervals late).
+    pub async fn pending(&mut self) -> Option<&'static str> {
+        tokio::time::timeout(Duration::from_millis(1), self.recv())
+            .await
+            .ok()
     }
 
     /// Waits for either signal.
@@ -288,7 +288,7 @@ pub async fn run(
     mut policy: Box<dyn FlowPolicy>,
     mut stop: StopSignals,
 ) -> anyhow::Result<DaemonStats> {
-    if let Some(sig) = stop.pending() {
+    if let Some(sig) = stop.pending().await {
         tracing::info!("{sig} during start-up: stopping before attaching anything");
         return Ok(DaemonStats::default());
     }
@@ -329,7 +329,7 @@ pub async fn run(
             .and_then(DatapathConfig::base_cc_from_name)
             .unwrap_or([0; plume_cc_common::BASE_CC_LEN]),
     };
-    if let Some(sig) = stop.pending() {
+    if let Some(sig) = stop.pending().await {
         tracing::info!("{sig} during start-up: stopping before attaching anything");
         return Ok(DaemonStats::default());
     }
@@ -477,6 +477,25 @@ mod tests {
             base_cc: base.into(),
             monitor_interval_us: us,
         }
+    }
+
+    /// A signal that arrives while start-up is busy in synchronous work is
+    /// seen by the next check, without waiting; each is seen once.
+    #[test]
+    fn a_signal_during_start_up_is_seen_at_the_next_check() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut stop = StopSignals::install().unwrap();
+            // SAFETY: raise(3) on ourselves; the handler is installed.
+            assert_eq!(unsafe { libc::raise(libc::SIGINT) }, 0);
+            // Busy, as while loading the policy: no await in between.
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(stop.pending().await, Some("SIGINT"));
+            assert_eq!(stop.pending().await, None);
+        });
     }
 
     #[test]
