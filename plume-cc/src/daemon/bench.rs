@@ -82,8 +82,16 @@ pub fn control_loop(
         AyaHashMap::try_from(Map::HashMap(open(maps::FLOW_TARGETS)?))?;
     let mut rows = Vec::new();
     for &n in counts {
+        // Fresh statistics: entries idle past REAP_IDLE_NS whose socket
+        // does not exist (which these synthetic ones are) would be reaped
+        // by the loop's first step.
+        let now = crate::datapath::monotonic_ns();
         for i in 0..n {
-            flow_map.insert(1_000_000 + i as u64, synthetic_stats(i), 0)?;
+            let stats = FlowStats {
+                updated_ns: now,
+                ..synthetic_stats(i)
+            };
+            flow_map.insert(1_000_000 + i as u64, stats, 0)?;
         }
         let mut policy = make_policy()?;
         let mut control = ControlLoop::default();
