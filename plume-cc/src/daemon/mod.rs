@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::datapath::{self, cgroup, Datapath, Shutdown};
 use crate::policy::{FlowPolicy, GuardCounts, PolicyContract, ScriptFile};
-pub use control::{ControlLoop, FlowMaps, StepTiming};
+pub use control::{ControlLoop, FlowMaps, LoopCounts, StepError, StepTiming};
 
 /// Settings of one daemon.
 #[derive(Clone, Debug)]
@@ -412,6 +412,11 @@ async fn control(
         let outcome = control.step(dp, policy, datapath::monotonic_ns());
         let step = t0.elapsed();
         stats.absorb(&control);
+        // An interval whose targets were not written is not recorded.
+        let wrote = matches!(
+            outcome,
+            Ok(_) | Err(StepError::Sweep(_) | StepError::Reap(_))
+        );
         if let Err(e) = outcome {
             if !e.is_transient() {
                 return Err(e.into());
@@ -425,7 +430,7 @@ async fn control(
                 tracing::warn!(failures, "{e} (retrying next interval)");
             }
         }
-        if let Some(r) = recorder.as_mut() {
+        if let (Some(r), true) = (recorder.as_mut(), wrote) {
             r.write(datapath::monotonic_ns(), control.flows(), control.targets())?;
         }
         total_step += step;
