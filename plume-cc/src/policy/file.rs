@@ -79,7 +79,9 @@ pub struct ForwardTiming {
 
 /// The tensors [`LoadedPolicy::act_batch_into`] reuses from call to call:
 /// the input and every layer's output, reallocated only when the number of
-/// flows changes, plus the normalisation statistics as plain floats.
+/// flows changes, plus the normalisation statistics as plain floats. One
+/// scratch belongs to one policy (it keeps that policy's statistics):
+/// [`crate::policy::LearnedPolicy`] owns one beside its policy.
 #[derive(Default)]
 pub struct BatchScratch {
     rows: usize,
