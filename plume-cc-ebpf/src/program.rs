@@ -124,8 +124,23 @@ fn register(ctx: &SockOpsContext) {
         );
         return;
     }
-    if ctx.set_cb_flags(CB_FLAGS).is_err() {
-        bump(counters::SETSOCKOPT_ERRORS);
+    match ctx.set_cb_flags(CB_FLAGS) {
+        Ok(()) => {}
+        // A negative value: no flag was set (bpf_sock_ops_cb_flags_set
+        // refuses a socket that is not a full one). Without the STATE
+        // callback the flow's TCP_CLOSE would never reach us and its entry
+        // would stay for ever; without the RTT callback no limit could be
+        // applied or lifted. Leave it to the kernel entirely, as a flow that
+        // does not fit the map.
+        Err(e) if e < 0 => {
+            let _ = FLOWS.remove(cookie);
+            bump(counters::SETSOCKOPT_ERRORS);
+            return;
+        }
+        // A positive value names flags this kernel lacks; the others,
+        // STATE among them (4.16), are set, so the entry is still removed
+        // at TCP_CLOSE.
+        Err(_) => bump(counters::SETSOCKOPT_ERRORS),
     }
     pin_base(ctx);
     bump(counters::FLOWS_OPENED);

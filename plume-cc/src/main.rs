@@ -86,6 +86,20 @@ enum Command {
         /// policy file's `default_objective`).
         #[arg(long)]
         objective: Option<plume_cc::policy::Objective>,
+        /// Accept the cgroup2 root (e.g. /sys/fs/cgroup) as --cgroup: every
+        /// TCP flow of the host is then steered by the policy.
+        #[arg(long)]
+        allow_root_cgroup: bool,
+    },
+    /// Remove datapaths that no daemon runs any more (needs root): a
+    /// datapath a stopped daemon left attached in observe-only mode for
+    /// idle flows that still carried limits, or one a killed daemon left
+    /// pinned. Flows whose socket is gone are reaped, the others released;
+    /// the program is detached once no live flow carries a limit.
+    Cleanup {
+        /// Only this pin folder (default: every datapath under /sys/fs/bpf/plume-cc).
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
     },
     /// Measure the datapath (root): control-step time for 1..10000 flows,
     /// the eBPF program's cost per callback, the daemon's CPU at 100 flows.
@@ -94,6 +108,23 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Iterations per flow count.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Write the results as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Time the learned policy's decide step alone for 1..10000 synthetic
+    /// flows (no root, one libtorch thread), split into observation
+    /// building, input tensor, forward, action readback and action mapping.
+    BenchDecide {
+        /// Learned policy (default: the embedded one).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Flow counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000,10000")]
+        flows: Vec<usize>,
+        /// Calls per flow count.
         #[arg(long, default_value_t = 200)]
         iterations: usize,
         /// Write the results as JSON here too.
@@ -215,7 +246,19 @@ fn main() -> anyhow::Result<()> {
             force_interval,
             record,
             objective,
+            allow_root_cgroup,
         } => {
+            // SIGINT/SIGTERM are caught from here on, before the policy is
+            // loaded and the datapath attached, so a stop during start-up
+            // is a clean one (daemon::StopSignals).
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let stop = {
+                let _entered = rt.enter();
+                daemon::StopSignals::install().context("catching SIGINT/SIGTERM")?
+            };
+            tracing::info!(policy = %policy.display(), "starting (SIGINT/SIGTERM stop cleanly from here on)");
             let mut config = daemon::DaemonConfig {
                 cgroup,
                 create_cgroup,
@@ -226,6 +269,7 @@ fn main() -> anyhow::Result<()> {
                 run_for: run_for_ms.map(Duration::from_millis),
                 base_cc: None,
                 record,
+                allow_root_cgroup,
             };
             let mut policy = daemon::load_policy(&policy)?;
             if let Some(o) = objective {
@@ -237,10 +281,7 @@ fn main() -> anyhow::Result<()> {
                 force_interval,
                 &daemon::available_congestion_controls(),
             )?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let stats = rt.block_on(daemon::run(config, policy))?;
+            let stats = rt.block_on(daemon::run(config, policy, stop))?;
             println!("{}", serde_json::to_string(&stats)?);
         }
         Command::BenchDatapath {
@@ -248,6 +289,41 @@ fn main() -> anyhow::Result<()> {
             iterations,
             json,
         } => bench_datapath(policy, iterations, json)?,
+        Command::BenchDecide {
+            policy,
+            flows,
+            iterations,
+            json,
+        } => {
+            let path = policy.unwrap_or_else(|| PathBuf::from("default"));
+            let mut load = || Ok(plume_cc::policy::LoadedPolicy::load_or_default(&path)?);
+            let rows = daemon::bench::decide(&flows, iterations.max(1), &mut load)?;
+            println!(
+                "decide step, policy {}, 1 libtorch thread, medians of {} calls (us):",
+                path.display(),
+                iterations.max(1)
+            );
+            println!(
+                "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "flows", "observe", "tensor", "forward", "readback", "mapping", "total", "p99"
+            );
+            for r in &rows {
+                println!(
+                    "{:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                    r.flows,
+                    r.observe_us,
+                    r.tensor_us,
+                    r.forward_us,
+                    r.readback_us,
+                    r.mapping_us,
+                    r.total_us,
+                    r.total_p99_us
+                );
+            }
+            if let Some(p) = json {
+                std::fs::write(&p, serde_json::to_string_pretty(&rows)?)?;
+            }
+        }
         Command::Status { json } => {
             let dirs = daemon::status::pinned_datapaths();
             if dirs.is_empty() && !json {
@@ -259,8 +335,8 @@ fn main() -> anyhow::Result<()> {
             // with one entry per datapath (`[]` when none runs).
             let mut docs = Vec::new();
             for dir in dirs {
-                let rows = match daemon::status::read(&dir) {
-                    Ok(rows) => rows,
+                let st = match daemon::status::read(&dir) {
+                    Ok(st) => st,
                     // A daemon that just stopped removes its pins while we list them.
                     Err(_) if !dir.join("link").exists() => continue,
                     Err(e) => {
@@ -270,14 +346,46 @@ fn main() -> anyhow::Result<()> {
                     }
                 };
                 if json {
-                    docs.push(serde_json::json!({"pins": dir, "flows": rows}));
+                    docs.push(serde_json::to_value(&st)?);
                 } else {
-                    println!("{} ({} flows)", dir.display(), rows.len());
-                    print!("{}", daemon::status::table(&rows));
+                    let c = &st.counters;
+                    println!(
+                        "{} ({} flows, {}, stale after {} ms)",
+                        dir.display(),
+                        st.flows.len(),
+                        st.mode,
+                        st.stale_after_ms
+                    );
+                    println!(
+                        "  counters: opened {} closed {} map-full {} applied {} expired {} setsockopt-errors {} events-dropped {}",
+                        c.flows_opened,
+                        c.flows_closed,
+                        c.flow_map_full,
+                        c.targets_applied,
+                        c.targets_expired,
+                        c.setsockopt_errors,
+                        c.events_dropped
+                    );
+                    print!("{}", daemon::status::table(&st.flows));
                 }
             }
             if json {
                 println!("{}", serde_json::to_string(&docs)?);
+            }
+        }
+        Command::Cleanup { pin_dir } => {
+            let dirs = match pin_dir {
+                Some(d) => vec![d],
+                None => daemon::status::pinned_datapaths(),
+            };
+            if dirs.is_empty() {
+                println!("nothing to clean up (nothing pinned under /sys/fs/bpf/plume-cc)");
+            }
+            for dir in dirs {
+                let outcome = daemon::status::cleanup(&dir).with_context(|| {
+                    format!("cleaning up the datapath pinned at {}", dir.display())
+                })?;
+                println!("{}: {outcome}", dir.display());
             }
         }
         Command::Probe {

@@ -285,6 +285,140 @@ fn killed_daemon_leaves_no_flow_throttled_and_a_restart_readopts() {
     cgroup.remove().unwrap();
 }
 
+/// SIGTERM at any moment of start-up (policy loading, attaching, the first
+/// intervals) is a clean stop: exit status 0, and no pins (so no attached
+/// program) left behind. The delays count from the daemon's first log line,
+/// written once its handlers are in place; a signal before that (while the
+/// binary and libtorch are still being loaded) can only kill a process that
+/// has attached nothing, which the first round checks.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn a_signal_during_start_up_leaves_no_pins() {
+    if !common::have_root("daemon start-up signal test", "CAP_BPF, CAP_NET_ADMIN") {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
+    for (i, delay_ms) in [
+        None,
+        Some(0u64),
+        Some(20),
+        Some(60),
+        Some(150),
+        Some(400),
+        Some(1000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let pins = PathBuf::from(format!(
+            "/sys/fs/bpf/plume-cc/test-early-{}-{i}",
+            std::process::id()
+        ));
+        let _guard = PinGuard(pins.clone());
+        let mut child = Command::new(EXE)
+            .args(["run", "--policy", "default", "--cgroup"])
+            .arg(cgroup.path())
+            .arg("--pin-dir")
+            .arg(&pins)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        if let Some(d) = delay_ms {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while !rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the daemon never logged its start")
+                .contains("starting")
+            {}
+            thread::sleep(Duration::from_millis(d));
+        }
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        let log = reader.join().unwrap();
+        if delay_ms.is_some() {
+            assert!(
+                status.success(),
+                "SIGTERM {delay_ms:?} ms after start: exit {status}\n{log}"
+            );
+        }
+        assert!(
+            !pins.exists(),
+            "SIGTERM {delay_ms:?} ms after start left pins in {}\n{log}",
+            pins.display()
+        );
+    }
+    cgroup.remove().unwrap();
+}
+
+/// `plume-cc cleanup` leaves a running daemon's datapath alone, and removes
+/// the one a killed daemon left pinned once its flows are free.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn cleanup_spares_a_running_daemon_and_removes_a_killed_ones_datapath() {
+    if !common::have_root("cleanup test", "CAP_BPF, CAP_NET_ADMIN") {
+        return;
+    }
+    let dir = tmpdir("cleanup");
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
+    let pins = PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-cleanup-{}",
+        std::process::id()
+    ));
+    let _guard = PinGuard(pins.clone());
+    let policy = script(
+        &dir,
+        "clamp.json",
+        r#"{"scripted":{"steps":[{"cwnd":8,"hold_ms":1000}]}}"#,
+    );
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let daemon = Daemon::start(&policy, cgroup.path(), &pins, 300);
+    let sender = Sender::spawn(&sink, Some(cgroup.path()), 4000);
+    sender.until("clamped", Duration::from_secs(3), |r| r.snd_cwnd <= 8);
+    let cleanup = || {
+        let out = Command::new(EXE)
+            .arg("cleanup")
+            .arg("--pin-dir")
+            .arg(&pins)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = cleanup();
+    assert!(text.contains("in use by process"), "{text}");
+    assert!(pins.join("link").exists());
+    daemon.kill9();
+    // The stale target is lifted by the program itself; then cleanup can
+    // release the (active) flow and detach.
+    sender.until("free after the kill", Duration::from_secs(2), |r| {
+        r.snd_cwnd > 8
+    });
+    let text = cleanup();
+    assert!(text.contains("detached and unpinned"), "{text}");
+    assert!(!pins.exists(), "cleanup left {}", pins.display());
+    sender.finish();
+    cgroup.remove().unwrap();
+}
+
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
 fn a_thousand_short_flows_leave_no_map_entries() {
@@ -435,6 +569,24 @@ fn bad_input_gets_a_clear_error() {
         &["--policy", good.to_str().unwrap(), "--cgroup", "/tmp"],
         "not a cgroup v2 folder",
     );
+    // The cgroup2 root holds every process of the host: refused before
+    // anything is attached (no root needed to see it).
+    if let Ok(root) = plume_cc::datapath::cgroup::cgroup2_mount() {
+        run_fails(
+            &[
+                "--policy",
+                good.to_str().unwrap(),
+                "--cgroup",
+                root.to_str().unwrap(),
+            ],
+            "is the cgroup2 root",
+        );
+        let spelled = format!("{}/.", root.display());
+        run_fails(
+            &["--policy", good.to_str().unwrap(), "--cgroup", &spelled],
+            "--allow-root-cgroup",
+        );
+    }
     run_fails(
         &[
             "--policy",

@@ -250,3 +250,64 @@ fn a_full_flow_map_leaves_new_flows_to_the_kernel() {
     drop(dp);
     cgroup.remove().unwrap();
 }
+
+/// `reap_gone` removes an entry idle past REAP_IDLE_NS whose socket no
+/// namespace lists (as a flow of a deleted namespace leaves), and keeps an
+/// idle flow whose socket lives, however old its statistics.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); `cargo xtask test` runs it as root"]
+fn flows_whose_socket_is_gone_are_reaped_and_live_idle_ones_kept() {
+    use aya::maps::{HashMap as AyaHashMap, Map, MapData};
+    use plume_cc_common::{maps, FlowStats};
+    if !common::have_root("datapath reaping test", DATAPATH_CAPS) {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").expect("create child cgroup");
+    let pins = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-reap-{}",
+        std::process::id()
+    ));
+    let mut dp =
+        Datapath::attach_pinned(cgroup.path(), DatapathConfig::default(), &pins).expect("attach");
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    // One connection that sends a little and then idles, in the cgroup.
+    let mut idle = std::process::Command::new(common::EXE)
+        .args(["probe", "--connect", &sink.addr().to_string()])
+        .args(["--flows", "1", "--bytes", "1000", "--hold-ms", "4000"])
+        .arg("--cgroup")
+        .arg(cgroup.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (live, mut stats) = wait_for("the idle flow", Duration::from_secs(3), || {
+        dp.flows().unwrap().into_iter().next()
+    });
+    let mut flow_map: AyaHashMap<MapData, u64, FlowStats> = AyaHashMap::try_from(Map::HashMap(
+        MapData::from_pin(pins.join(maps::FLOW_STATS)).unwrap(),
+    ))
+    .unwrap();
+    // Both look idle "for ever"; only one has a socket.
+    stats.updated_ns = 0;
+    flow_map.insert(live, stats, 0).unwrap();
+    let gone = 0xdead_beef_u64;
+    flow_map.insert(gone, stats, 0).unwrap();
+    // The socket listing alone tells them apart (whatever callbacks the
+    // idle flow still gets)...
+    assert_eq!(dp.gone_sockets(&[live, gone]).unwrap(), vec![gone]);
+    // ...and the reaper removes only the one whose socket is gone.
+    let reaped = dp.reap_gone().expect("reap");
+    assert_eq!(reaped, vec![gone]);
+    assert!(dp.flow(gone).unwrap().is_none());
+    assert!(
+        dp.flow(live).unwrap().is_some(),
+        "a live idle flow was reaped"
+    );
+    drop(flow_map);
+    idle.wait().unwrap();
+    wait_for("the idle flow's close", Duration::from_secs(3), || {
+        dp.flows().unwrap().is_empty().then_some(())
+    });
+    dp.shutdown(Duration::from_secs(1)).unwrap();
+    assert!(!pins.exists());
+    cgroup.remove().unwrap();
+}

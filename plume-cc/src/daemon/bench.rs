@@ -82,8 +82,16 @@ pub fn control_loop(
         AyaHashMap::try_from(Map::HashMap(open(maps::FLOW_TARGETS)?))?;
     let mut rows = Vec::new();
     for &n in counts {
+        // Fresh statistics: entries idle past REAP_IDLE_NS whose socket
+        // does not exist (which these synthetic ones are) would be reaped
+        // by the loop's first step.
+        let now = crate::datapath::monotonic_ns();
         for i in 0..n {
-            flow_map.insert(1_000_000 + i as u64, synthetic_stats(i), 0)?;
+            let stats = FlowStats {
+                updated_ns: now,
+                ..synthetic_stats(i)
+            };
+            flow_map.insert(1_000_000 + i as u64, stats, 0)?;
         }
         let mut policy = make_policy()?;
         let mut control = ControlLoop::default();
@@ -115,6 +123,101 @@ pub fn control_loop(
     drop((flow_map, target_map));
     dp.shutdown(Duration::from_secs(1))?;
     cgroup.remove()?;
+    Ok(rows)
+}
+
+/// Where the decide step's time goes at one flow count (medians over the
+/// iterations, microseconds; see [`crate::policy::DecideTiming`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct DecideRow {
+    /// Flows decided per call.
+    pub flows: usize,
+    /// Calls measured.
+    pub iterations: usize,
+    /// Builders and observations into the matrix.
+    pub observe_us: f64,
+    /// Check and normalise the matrix into the input tensor.
+    pub tensor_us: f64,
+    /// The network's layers.
+    pub forward_us: f64,
+    /// Actions out of the output tensor.
+    pub readback_us: f64,
+    /// Actions to targets.
+    pub mapping_us: f64,
+    /// The whole call (wall clock around `decide`).
+    pub total_us: f64,
+    /// 99th percentile of the whole call.
+    pub total_p99_us: f64,
+}
+
+/// Times the learned policy's decide step alone (no maps, no root) for
+/// each flow count: synthetic flows that deliver every interval, with the
+/// limits fed back as the datapath would apply them, one libtorch thread.
+pub fn decide(
+    counts: &[usize],
+    iterations: usize,
+    load: &mut dyn FnMut() -> anyhow::Result<crate::policy::LoadedPolicy>,
+) -> anyhow::Result<Vec<DecideRow>> {
+    use crate::policy::{Decision, LearnedPolicy};
+    tch::set_num_threads(1); // as the daemon runs it
+    let mut rows = Vec::new();
+    for &n in counts {
+        let mut p = LearnedPolicy::new(load()?);
+        let mut flows: Vec<(u64, FlowStats)> = (0..n)
+            .map(|i| (1_000_000 + i as u64, synthetic_stats(i)))
+            .collect();
+        let mut out: Vec<Decision> = Vec::new();
+        let mut parts: [Vec<f64>; 6] = Default::default();
+        let interval_ns = 20_000_000u64;
+        // Warm-up calls: first observations, tensor allocation.
+        for k in 0..(iterations + 3) as u64 {
+            for (i, (_, s)) in flows.iter_mut().enumerate() {
+                let segs = 20 + (i % 30) as u32;
+                s.delivered = s.delivered.wrapping_add(segs);
+                s.bytes_acked += u64::from(segs) * u64::from(s.mss);
+                s.rate_delivered = segs * 2;
+                s.rate_interval_us = 40_000;
+            }
+            let t = Instant::now();
+            p.decide(k * interval_ns + 1, &flows, &mut out)?;
+            let total = t.elapsed();
+            anyhow::ensure!(out.len() == n, "{} decisions for {n} flows", out.len());
+            for ((_, s), d) in flows.iter_mut().zip(&out) {
+                s.applied_cwnd_clamp = if d.cwnd_clamp.is_finite() {
+                    d.cwnd_clamp as u32
+                } else {
+                    CWND_UNCLAMPED
+                };
+                s.applied_pacing = if d.max_pacing_bytes_per_sec.is_finite() {
+                    d.max_pacing_bytes_per_sec as u32
+                } else {
+                    PACING_UNLIMITED
+                };
+            }
+            if k < 3 {
+                continue;
+            }
+            let d = p.last_timing();
+            for (v, x) in parts
+                .iter_mut()
+                .zip([d.observe, d.tensor, d.forward, d.readback, d.mapping, total])
+            {
+                v.push(x.as_secs_f64() * 1e6);
+            }
+        }
+        let [mut o, mut te, mut f, mut r, mut m, mut t] = parts;
+        rows.push(DecideRow {
+            flows: n,
+            iterations,
+            observe_us: median(&mut o),
+            tensor_us: median(&mut te),
+            forward_us: median(&mut f),
+            readback_us: median(&mut r),
+            mapping_us: median(&mut m),
+            total_p99_us: crate::stats::quantile_of(&mut t, 0.99),
+            total_us: median(&mut t),
+        });
+    }
     Ok(rows)
 }
 

@@ -2,24 +2,34 @@
 //! maps ([`FlowMaps`]) so that it runs, and is tested, without root: the
 //! daemon and `bench-datapath` drive the datapath's pinned BPF maps, the
 //! unit tests below an in-memory map that can lose a flow between the read
-//! and the write or refuse a write.
+//! and the write, refuse a write, or hold flows whose socket is gone.
 //!
 //! A step: drain the datapath's open/close events (a closed flow's policy
 //! state is forgotten), read every flow, ask the policy ONCE for all of them,
-//! pass each decision through the [`Guard`], write the targets, and every 50
-//! steps (or when a flow closed) sweep targets whose flow is gone.
+//! pass each decision through the [`Guard`], write the targets, every 50
+//! steps (or when a flow closed) sweep targets whose flow is gone, and every
+//! [`REAP_EVERY_NS`] reap flows whose socket is gone without a close.
+//!
+//! Failures are typed ([`StepError`]) and counted. A failed map operation is
+//! transient: the step writes what it can, the daemon logs it and tries
+//! again next interval (a flow whose target is not refreshed falls back to
+//! the kernel by itself once the target is stale).
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use plume_cc_common::{event_kind, FlowEvent, FlowStats, FlowTarget};
 use serde::Serialize;
 
-use crate::datapath::{Datapath, DatapathError};
+use crate::datapath::{self, Datapath, DatapathError};
 use crate::policy::{Decision, FlowPolicy, Guard};
 
 /// Sweep orphan targets at least this often (in steps).
 pub const SWEEP_EVERY: u64 = 50;
+
+/// Look for flows whose socket is gone at most this often (monotonic ns):
+/// listing every socket of every namespace costs milliseconds, and such
+/// flows only waste map space until then.
+pub const REAP_EVERY_NS: u64 = 10_000_000_000;
 
 /// The flow maps as the control loop uses them.
 pub trait FlowMaps {
@@ -35,6 +45,10 @@ pub trait FlowMaps {
     ) -> Result<(), DatapathError>;
     /// Removes targets of flows not in `live` (sorted); returns how many.
     fn collect_orphan_targets(&mut self, live: &[u64]) -> Result<usize, DatapathError>;
+    /// Of `candidates`, the cookies whose socket no longer exists.
+    fn gone_sockets(&mut self, candidates: &[u64]) -> Result<Vec<u64>, DatapathError>;
+    /// Deletes a flow's statistics and target.
+    fn remove_flow(&mut self, cookie: u64) -> Result<(), DatapathError>;
 }
 
 impl FlowMaps for Datapath {
@@ -57,6 +71,59 @@ impl FlowMaps for Datapath {
     fn collect_orphan_targets(&mut self, live: &[u64]) -> Result<usize, DatapathError> {
         Datapath::collect_orphan_targets(self, live)
     }
+
+    fn gone_sockets(&mut self, candidates: &[u64]) -> Result<Vec<u64>, DatapathError> {
+        Datapath::gone_sockets(self, candidates)
+    }
+
+    fn remove_flow(&mut self, cookie: u64) -> Result<(), DatapathError> {
+        Datapath::remove_flow(self, cookie)
+    }
+}
+
+/// Why a step did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Reading the flows failed; nothing was decided or written.
+    #[error("reading the flows: {0}")]
+    Read(#[source] DatapathError),
+    /// The policy failed; nothing was written.
+    #[error("the policy failed: {0:#}")]
+    Policy(anyhow::Error),
+    /// The policy answered for the wrong number of flows; nothing was written.
+    #[error("the policy returned {decisions} decisions for {flows} flows")]
+    DecisionCount {
+        /// Decisions returned.
+        decisions: usize,
+        /// Flows asked about.
+        flows: usize,
+    },
+    /// The batched write of the targets failed.
+    #[error("writing {flows} targets: {source}")]
+    Write {
+        /// Targets that were to be written.
+        flows: usize,
+        /// Why.
+        source: DatapathError,
+    },
+    /// Sweeping orphan targets failed (the targets were written).
+    #[error("sweeping orphan targets: {0}")]
+    Sweep(#[source] DatapathError),
+    /// Reaping flows whose socket is gone failed (the targets were written).
+    #[error("reaping flows whose socket is gone: {0}")]
+    Reap(#[source] DatapathError),
+}
+
+impl StepError {
+    /// True for failed map operations, which the daemon retries next
+    /// interval; false for a policy that fails or misbehaves, which ends it
+    /// (after it has handed every flow back to the kernel).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Read(_) | Self::Write { .. } | Self::Sweep(_) | Self::Reap(_)
+        )
+    }
 }
 
 /// Time spent in each part of one control step.
@@ -73,7 +140,7 @@ pub struct StepTiming {
 }
 
 /// What the loop has counted so far.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct LoopCounts {
     /// Steps run.
     pub steps: u64,
@@ -85,6 +152,14 @@ pub struct LoopCounts {
     pub events_closed: u64,
     /// Orphan targets swept.
     pub orphans_swept: u64,
+    /// Steps whose read of the flows failed.
+    pub read_failures: u64,
+    /// Steps whose batched write failed.
+    pub write_failures: u64,
+    /// Other failed map operations (sweep, reap).
+    pub map_failures: u64,
+    /// Flows removed because their socket was gone without a close.
+    pub flows_reaped: u64,
 }
 
 /// The control loop's state: the guard and the buffers reused across steps
@@ -99,6 +174,7 @@ pub struct ControlLoop {
     decisions: Vec<Decision>,
     cookies: Vec<u64>,
     targets: Vec<FlowTarget>,
+    last_reap_ns: Option<u64>,
 }
 
 impl ControlLoop {
@@ -113,14 +189,14 @@ impl ControlLoop {
     }
 
     /// One monitor interval at monotonic time `now_ns` (see module docs).
-    /// A failed read or write, or a policy that answers for the wrong number
-    /// of flows, is an error; nothing is written then.
+    /// A failed read, a failing policy or one that answers for the wrong
+    /// number of flows write nothing; every failure is counted.
     pub fn step(
         &mut self,
         maps: &mut dyn FlowMaps,
         policy: &mut dyn FlowPolicy,
         now_ns: u64,
-    ) -> anyhow::Result<StepTiming> {
+    ) -> Result<StepTiming, StepError> {
         let t0 = Instant::now();
         let mut closed_now = false;
         for ev in maps.drain_events() {
@@ -134,20 +210,26 @@ impl ControlLoop {
                 _ => {}
             }
         }
-        maps.read_flows(&mut self.flows)?;
+        if let Err(e) = maps.read_flows(&mut self.flows) {
+            self.counts.read_failures += 1;
+            self.flows.clear();
+            self.targets.clear();
+            return Err(StepError::Read(e));
+        }
         let t1 = Instant::now();
         self.decisions.clear();
-        policy.decide(now_ns, &self.flows, &mut self.decisions)?;
+        self.targets.clear();
+        policy
+            .decide(now_ns, &self.flows, &mut self.decisions)
+            .map_err(StepError::Policy)?;
         if self.decisions.len() != self.flows.len() {
-            bail!(
-                "the policy returned {} decisions for {} flows",
-                self.decisions.len(),
-                self.flows.len()
-            );
+            return Err(StepError::DecisionCount {
+                decisions: self.decisions.len(),
+                flows: self.flows.len(),
+            });
         }
         let t2 = Instant::now();
         self.cookies.clear();
-        self.targets.clear();
         for ((cookie, _), d) in self.flows.iter().zip(&self.decisions) {
             let (cwnd_clamp, max_pacing_bytes_per_sec) = self.guard.apply(*d);
             self.cookies.push(*cookie);
@@ -157,15 +239,35 @@ impl ControlLoop {
                 max_pacing_bytes_per_sec,
             });
         }
-        maps.write_targets(&self.cookies, &mut self.targets)?;
+        self.counts.steps += 1;
+        if let Err(source) = maps.write_targets(&self.cookies, &mut self.targets) {
+            self.counts.write_failures += 1;
+            self.targets.clear();
+            return Err(StepError::Write {
+                flows: self.cookies.len(),
+                source,
+            });
+        }
         self.counts.targets_written += self.cookies.len() as u64;
         // A flow that closed between our read and our write leaves an orphan
         // target; sweep them every SWEEP_EVERY steps and whenever a flow
         // closed.
-        self.counts.steps += 1;
         if closed_now || self.counts.steps.is_multiple_of(SWEEP_EVERY) {
             self.cookies.sort_unstable();
-            self.counts.orphans_swept += maps.collect_orphan_targets(&self.cookies)? as u64;
+            match maps.collect_orphan_targets(&self.cookies) {
+                Ok(n) => self.counts.orphans_swept += n as u64,
+                Err(e) => {
+                    self.counts.map_failures += 1;
+                    return Err(StepError::Sweep(e));
+                }
+            }
+        }
+        if self
+            .last_reap_ns
+            .is_none_or(|t| now_ns.saturating_sub(t) >= REAP_EVERY_NS)
+        {
+            self.last_reap_ns = Some(now_ns);
+            self.reap(maps, policy, now_ns)?;
         }
         let t3 = Instant::now();
         Ok(StepTiming {
@@ -174,6 +276,35 @@ impl ControlLoop {
             decide: t2 - t1,
             write: t3 - t2,
         })
+    }
+
+    /// Removes the flows idle for [`datapath::REAP_IDLE_NS`] whose socket is
+    /// gone (see [`datapath::REAP_IDLE_NS`] for why both).
+    fn reap(
+        &mut self,
+        maps: &mut dyn FlowMaps,
+        policy: &mut dyn FlowPolicy,
+        now_ns: u64,
+    ) -> Result<(), StepError> {
+        let candidates = datapath::reap_candidates(&self.flows, now_ns);
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let fail = |counts: &mut LoopCounts, e| {
+            counts.map_failures += 1;
+            StepError::Reap(e)
+        };
+        let gone = maps
+            .gone_sockets(&candidates)
+            .map_err(|e| fail(&mut self.counts, e))?;
+        for cookie in gone {
+            maps.remove_flow(cookie)
+                .map_err(|e| fail(&mut self.counts, e))?;
+            policy.forget(cookie);
+            self.counts.flows_reaped += 1;
+            tracing::info!(cookie, "reaped a flow whose socket is gone");
+        }
+        Ok(())
     }
 }
 
@@ -196,6 +327,14 @@ mod tests {
         close_after_read: Option<u64>,
         /// The next write fails.
         fail_write: bool,
+        /// The next read fails.
+        fail_read: bool,
+        /// Flows whose socket no longer exists (a deleted namespace).
+        gone: std::collections::BTreeSet<u64>,
+        /// The socket listing fails.
+        fail_listing: bool,
+        /// Times the sockets were listed.
+        listings: usize,
     }
 
     impl MemoryMaps {
@@ -223,6 +362,12 @@ mod tests {
 
         fn read_flows(&mut self, out: &mut Vec<(u64, FlowStats)>) -> Result<(), DatapathError> {
             out.clear();
+            if std::mem::take(&mut self.fail_read) {
+                return Err(DatapathError::Map {
+                    map: "PLUME_FLOWS",
+                    reason: "batched lookup: injected failure".into(),
+                });
+            }
             out.extend(self.flows.iter().map(|(c, s)| (*c, *s)));
             if let Some(c) = self.close_after_read.take() {
                 // The program deletes both entries on TCP_CLOSE.
@@ -254,6 +399,27 @@ mod tests {
             let before = self.targets.len();
             self.targets.retain(|c, _| live.binary_search(c).is_ok());
             Ok(before - self.targets.len())
+        }
+
+        fn gone_sockets(&mut self, candidates: &[u64]) -> Result<Vec<u64>, DatapathError> {
+            self.listings += 1;
+            if self.fail_listing {
+                return Err(DatapathError::Map {
+                    map: "sock_diag",
+                    reason: "injected failure".into(),
+                });
+            }
+            Ok(candidates
+                .iter()
+                .copied()
+                .filter(|c| self.gone.contains(c))
+                .collect())
+        }
+
+        fn remove_flow(&mut self, cookie: u64) -> Result<(), DatapathError> {
+            self.flows.remove(&cookie);
+            self.targets.remove(&cookie);
+            Ok(())
         }
     }
 
@@ -378,19 +544,91 @@ mod tests {
         assert_eq!(l.guard.counts.below_min, 1);
     }
 
+    /// A failed batched write is a counted, transient error: nothing is
+    /// written, the loop's state stays consistent (no targets reported as
+    /// written), and the next interval writes again.
     #[test]
-    fn a_failed_write_is_an_error_and_writes_nothing() {
+    fn a_failed_write_is_counted_and_retried_next_interval() {
         let mut maps = MemoryMaps::default();
         maps.open(1);
         maps.fail_write = true;
         let mut l = ControlLoop::default();
         let e = l.step(&mut maps, &mut Fixed::new(20.0), 0).unwrap_err();
+        assert!(matches!(e, StepError::Write { flows: 1, .. }), "{e}");
+        assert!(e.is_transient());
         assert!(e.to_string().contains("injected failure"), "{e}");
         assert!(maps.targets.is_empty());
-        assert_eq!(l.counts.targets_written, 0);
+        assert!(l.targets().is_empty(), "no target reported as written");
+        assert_eq!((l.counts.targets_written, l.counts.write_failures), (0, 1));
         // The loop recovers on the next interval.
         l.step(&mut maps, &mut Fixed::new(20.0), 1).unwrap();
         assert_eq!(maps.targets[&1].cwnd_clamp, 20);
+        assert_eq!((l.counts.targets_written, l.counts.write_failures), (1, 1));
+    }
+
+    #[test]
+    fn a_failed_read_is_counted_and_decides_nothing() {
+        let mut maps = MemoryMaps::default();
+        maps.open(1);
+        maps.fail_read = true;
+        let mut l = ControlLoop::default();
+        let e = l.step(&mut maps, &mut Fixed::new(20.0), 0).unwrap_err();
+        assert!(matches!(e, StepError::Read(_)) && e.is_transient(), "{e}");
+        assert!(maps.targets.is_empty() && l.flows().is_empty());
+        assert_eq!(l.counts.read_failures, 1);
+        l.step(&mut maps, &mut Fixed::new(20.0), 1).unwrap();
+        assert_eq!(maps.targets[&1].cwnd_clamp, 20);
+    }
+
+    /// A flow whose socket is gone without a close (deleted namespace) is
+    /// reaped once idle for REAP_IDLE_NS; an idle flow whose socket lives,
+    /// and a gone one that is not idle yet, are kept.
+    #[test]
+    fn flows_whose_socket_is_gone_are_reaped_once_idle() {
+        let idle = datapath::REAP_IDLE_NS;
+        let mut maps = MemoryMaps::default();
+        for c in [1, 2, 3] {
+            maps.open(c);
+        }
+        // 1: gone, idle since 0; 2: alive, idle since 0; 3: gone but its
+        // statistics moved at `idle` (a close may still come).
+        maps.gone.extend([1, 3]);
+        maps.flows.get_mut(&3).unwrap().updated_ns = idle;
+        let mut l = ControlLoop::default();
+        let mut p = Fixed::new(20.0);
+        l.step(&mut maps, &mut p, 1).unwrap();
+        assert_eq!(maps.listings, 0, "nothing idle yet: no listing");
+        assert_eq!(maps.flows.len(), 3);
+        l.step(&mut maps, &mut p, idle + REAP_EVERY_NS).unwrap();
+        assert_eq!(maps.flows.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
+        assert!(!maps.targets.contains_key(&1), "its target went too");
+        assert_eq!(p.forgotten, vec![1]);
+        assert_eq!(l.counts.flows_reaped, 1);
+        // Not before REAP_EVERY_NS has passed again.
+        let t = idle + REAP_EVERY_NS + 1;
+        l.step(&mut maps, &mut p, t + idle).unwrap();
+        l.step(&mut maps, &mut p, t + idle + 1).unwrap();
+        assert_eq!(maps.listings, 2);
+        assert_eq!(maps.flows.keys().copied().collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn a_failed_socket_listing_reaps_nothing() {
+        let mut maps = MemoryMaps::default();
+        maps.open(1);
+        maps.gone.insert(1);
+        maps.fail_listing = true;
+        let mut l = ControlLoop::default();
+        let e = l
+            .step(&mut maps, &mut Fixed::new(20.0), datapath::REAP_IDLE_NS)
+            .unwrap_err();
+        assert!(matches!(e, StepError::Reap(_)) && e.is_transient(), "{e}");
+        assert!(maps.flows.contains_key(&1));
+        assert_eq!(
+            maps.targets[&1].cwnd_clamp, 20,
+            "the targets were written first"
+        );
+        assert_eq!((l.counts.map_failures, l.counts.flows_reaped), (1, 0));
     }
 
     #[test]
@@ -404,6 +642,7 @@ mod tests {
             .step(&mut maps, &mut p, 0)
             .unwrap_err();
         assert!(e.to_string().contains("1 decisions for 2 flows"), "{e}");
+        assert!(!e.is_transient());
         assert!(maps.targets.is_empty());
     }
 }

@@ -61,6 +61,30 @@ pub fn render(s: &DaemonStats) -> String {
         (s.guard.below_min + s.guard.above_max) as f64,
     );
     gauge(
+        "plume_write_failures_total",
+        "Control steps whose batched target write failed (retried next interval).",
+        "counter",
+        s.write_failures as f64,
+    );
+    gauge(
+        "plume_read_failures_total",
+        "Control steps whose read of the flows failed.",
+        "counter",
+        s.read_failures as f64,
+    );
+    gauge(
+        "plume_map_failures_total",
+        "Other failed map operations (orphan sweep, reaping).",
+        "counter",
+        s.map_failures as f64,
+    );
+    gauge(
+        "plume_flows_reaped_total",
+        "Flows removed because their socket was gone without a close.",
+        "counter",
+        s.flows_reaped as f64,
+    );
+    gauge(
         "plume_flows_opened_total",
         "Flows registered by the datapath.",
         "counter",
@@ -155,5 +179,25 @@ mod tests {
         assert!(text.contains("plume_flows 3\n"));
         assert!(text.contains("plume_intervals_total 10\n"));
         assert_eq!(text.matches("# TYPE plume_flows ").count(), 1);
+    }
+
+    #[test]
+    fn failed_map_operations_are_exported() {
+        let s = DaemonStats {
+            write_failures: 4,
+            read_failures: 2,
+            map_failures: 1,
+            flows_reaped: 3,
+            ..Default::default()
+        };
+        let text = render(&s);
+        for line in [
+            "plume_write_failures_total 4\n",
+            "plume_read_failures_total 2\n",
+            "plume_map_failures_total 1\n",
+            "plume_flows_reaped_total 3\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
     }
 }

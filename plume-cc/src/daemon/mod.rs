@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::datapath::{self, cgroup, Datapath, Shutdown};
 use crate::policy::{FlowPolicy, GuardCounts, PolicyContract, ScriptFile};
-pub use control::{ControlLoop, FlowMaps, StepTiming};
+pub use control::{ControlLoop, FlowMaps, LoopCounts, StepError, StepTiming};
 
 /// Settings of one daemon.
 #[derive(Clone, Debug)]
@@ -52,6 +52,8 @@ pub struct DaemonConfig {
     /// Append every interval's flow statistics and targets here, as JSON
     /// lines (see [`record`]).
     pub record: Option<PathBuf>,
+    /// Accept the cgroup2 root (every process of the host) as the cgroup.
+    pub allow_root_cgroup: bool,
 }
 
 /// Errors in a daemon configuration, found before anything is attached.
@@ -72,6 +74,12 @@ pub enum ConfigError {
         name: String,
         /// What the kernel offers.
         available: String,
+    },
+    /// The cgroup is the root of the cgroup2 hierarchy.
+    #[error("{path} is the cgroup2 root, which holds every process of the host: the policy would steer every TCP flow on it. Give a child cgroup (e.g. --cgroup {path}/plume --create-cgroup, then move the senders there), or pass --allow-root-cgroup if that is really meant")]
+    RootCgroup {
+        /// The folder given.
+        path: String,
     },
     /// The policy was trained with another monitor interval.
     #[error("the policy was trained with a {policy_ms} ms monitor interval, not --interval {interval_ms} ms: its observations would mean something else (pass --force-interval to run it anyway)")]
@@ -157,6 +165,14 @@ pub struct DaemonStats {
     pub events_opened: u64,
     /// Flows closed (events).
     pub events_closed: u64,
+    /// Steps whose batched write of the targets failed (retried next interval).
+    pub write_failures: u64,
+    /// Steps whose read of the flows failed.
+    pub read_failures: u64,
+    /// Other failed map operations (orphan sweep, reaping).
+    pub map_failures: u64,
+    /// Flows removed because their socket was gone without a close.
+    pub flows_reaped: u64,
     /// Datapath counters.
     pub datapath: datapath::Counters,
 }
@@ -168,6 +184,54 @@ impl DaemonStats {
         self.targets_written = control.counts.targets_written;
         self.events_opened = control.counts.events_opened;
         self.events_closed = control.counts.events_closed;
+        self.write_failures = control.counts.write_failures;
+        self.read_failures = control.counts.read_failures;
+        self.map_failures = control.counts.map_failures;
+        self.flows_reaped = control.counts.flows_reaped;
+    }
+}
+
+/// SIGINT and SIGTERM, caught from the moment [`StopSignals::install`]
+/// runs (the binary installs them before it loads the policy), so that a
+/// stop during start-up is a clean stop too: before the datapath is
+/// attached the daemon just exits; after, it releases every flow and
+/// detaches as on any other stop. Without this, the default action killed
+/// the process between attaching and the control loop and left its pins.
+#[derive(Debug)]
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Catches both signals from now on. Must run inside a tokio runtime
+    /// (or with one entered) that has its I/O driver enabled.
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The signal that arrived since the last call, if any, waiting at
+    /// most a millisecond. Why wait at all: a signal is only seen once the
+    /// runtime's driver has read it from its pipe, which a start-up busy in
+    /// synchronous work (loading libtorch and the policy) has not let it
+    /// do; a short timed wait parks the runtime on its driver, a plain
+    /// `yield_now` did not (measured: the stop came three intervals late).
+    pub async fn pending(&mut self) -> Option<&'static str> {
+        tokio::time::timeout(Duration::from_millis(1), self.recv())
+            .await
+            .ok()
+    }
+
+    /// Waits for either signal.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 
@@ -214,11 +278,20 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
     Ok(Box::new(crate::policy::LearnedPolicy::new(p)))
 }
 
-/// Runs the daemon until SIGINT/SIGTERM (or `run_for`).
+/// Runs the daemon until SIGINT/SIGTERM (caught by `stop`, installed as
+/// early as the caller could) or `run_for`. Once the datapath is attached,
+/// every way out (a signal, the deadline, a failing policy, a recorder or
+/// metrics error) goes through [`Datapath::shutdown`]: every flow is handed
+/// back to the kernel and the program detached.
 pub async fn run(
     config: DaemonConfig,
     mut policy: Box<dyn FlowPolicy>,
+    mut stop: StopSignals,
 ) -> anyhow::Result<DaemonStats> {
+    if let Some(sig) = stop.pending().await {
+        tracing::info!("{sig} during start-up: stopping before attaching anything");
+        return Ok(DaemonStats::default());
+    }
     if !config.cgroup.exists() {
         if config.create_cgroup {
             std::fs::create_dir_all(&config.cgroup)
@@ -232,6 +305,12 @@ pub async fn run(
         }
     }
     cgroup::check_cgroup2(&config.cgroup)?;
+    if !config.allow_root_cgroup && cgroup::is_cgroup2_root(&config.cgroup)? {
+        return Err(ConfigError::RootCgroup {
+            path: config.cgroup.display().to_string(),
+        }
+        .into());
+    }
     // One libtorch thread: a batched forward of a small MLP does not gain
     // from more, and idle OpenMP workers spin and burn a core.
     tch::set_num_threads(1);
@@ -250,7 +329,48 @@ pub async fn run(
             .and_then(DatapathConfig::base_cc_from_name)
             .unwrap_or([0; plume_cc_common::BASE_CC_LEN]),
     };
+    if let Some(sig) = stop.pending().await {
+        tracing::info!("{sig} during start-up: stopping before attaching anything");
+        return Ok(DaemonStats::default());
+    }
     let mut dp = Datapath::attach_pinned(&config.cgroup, dp_config, &pin_dir)?;
+    let mut stats = DaemonStats::default();
+    let result = control(&config, &mut dp, policy.as_mut(), &mut stop, &mut stats).await;
+    if let Err(e) = &result {
+        tracing::error!("stopping: {e:#}");
+    }
+    match dp.counters() {
+        Ok(c) => stats.datapath = c,
+        Err(e) => tracing::warn!("reading the datapath counters: {e}"),
+    }
+    let shutdown = dp.shutdown(Duration::from_secs(2));
+    match &shutdown {
+        Ok(Shutdown::Detached) => {
+            tracing::info!("every flow is back under kernel control; detached")
+        }
+        Ok(Shutdown::LeftObserving(c)) => tracing::warn!(
+            "{} idle flows still carried limits; the datapath stays pinned in observe-only mode and lifts them on their next packet (`plume-cc cleanup` removes it once they are gone)",
+            c.len()
+        ),
+        Err(e) => tracing::error!(
+            "could not hand every flow back: {e}; the datapath lifts stale limits by itself after --stale-ms"
+        ),
+    }
+    result?;
+    shutdown?;
+    Ok(stats)
+}
+
+/// The daemon between attach and shutdown: start-up that needs the
+/// datapath, then the control loop.
+async fn control(
+    config: &DaemonConfig,
+    dp: &mut Datapath,
+    policy: &mut dyn FlowPolicy,
+    stop: &mut StopSignals,
+    stats: &mut DaemonStats,
+) -> anyhow::Result<()> {
+    let pin_dir = dp.pin_dir().map(Path::to_path_buf).unwrap_or_default();
     let live = dp.flows()?.len();
     if dp.adopted() {
         tracing::info!(flows = live, pins = %pin_dir.display(), "re-adopted a running datapath with {live} live flows");
@@ -271,11 +391,6 @@ pub async fn run(
         metrics::serve(addr, Arc::clone(&shared)).await?;
     }
 
-    // Both handlers exist before READY: a stop request that follows READY at
-    // once must release the flows, not kill the process by default action.
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = config.run_for.map(|d| tokio::time::Instant::now() + d);
@@ -284,7 +399,6 @@ pub async fn run(
         None => None,
     };
     let mut control = ControlLoop::default();
-    let mut stats = DaemonStats::default();
     let mut total_step = Duration::ZERO;
     // Under systemd (`Type=notify`, see crate::service) `systemctl start`
     // returns now: new flows of the cgroup are under the policy from here on.
@@ -295,16 +409,35 @@ pub async fn run(
     ]);
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
-            _ = sigint.recv() => { tracing::info!("SIGINT"); break; }
-            _ = sigterm.recv() => { tracing::info!("SIGTERM"); break; }
+            // A signal that came during start-up wins over the first tick.
+            biased;
+            sig = stop.recv() => { tracing::info!("{sig}"); break; }
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+            _ = ticker.tick() => {}
         }
         let t0 = Instant::now();
-        control.step(&mut dp, policy.as_mut(), datapath::monotonic_ns())?;
+        let outcome = control.step(dp, policy, datapath::monotonic_ns());
         let step = t0.elapsed();
         stats.absorb(&control);
-        if let Some(r) = recorder.as_mut() {
+        // An interval whose targets were not written is not recorded.
+        let wrote = matches!(
+            outcome,
+            Ok(_) | Err(StepError::Sweep(_) | StepError::Reap(_))
+        );
+        if let Err(e) = outcome {
+            if !e.is_transient() {
+                return Err(e.into());
+            }
+            // Logged on the first failure and then every 50th, so that a map
+            // that keeps failing does not flood the log.
+            let failures = control.counts.read_failures
+                + control.counts.write_failures
+                + control.counts.map_failures;
+            if failures % 50 == 1 {
+                tracing::warn!(failures, "{e} (retrying next interval)");
+            }
+        }
+        if let (Some(r), true) = (recorder.as_mut(), wrote) {
             r.write(datapath::monotonic_ns(), control.flows(), control.targets())?;
         }
         total_step += step;
@@ -316,7 +449,10 @@ pub async fn run(
         }
         stats.guard = control.guard.counts;
         if stats.intervals % 50 == 1 {
-            stats.datapath = dp.counters()?;
+            match dp.counters() {
+                Ok(c) => stats.datapath = c,
+                Err(e) => tracing::warn!("reading the datapath counters: {e}"),
+            }
             dp.flush_logs();
         }
         if let Ok(mut s) = shared.lock() {
@@ -330,15 +466,7 @@ pub async fn run(
     if let Some(r) = recorder.as_mut() {
         r.flush()?;
     }
-    stats.datapath = dp.counters()?;
-    match dp.shutdown(Duration::from_secs(2))? {
-        Shutdown::Detached => tracing::info!("every flow is back under kernel control; detached"),
-        Shutdown::LeftObserving(c) => tracing::warn!(
-            "{} idle flows still carried limits; the datapath stays pinned in observe-only mode and lifts them on their next packet",
-            c.len()
-        ),
-    }
-    Ok(stats)
+    Ok(())
 }
 
 /// Tells the service manager about a state change. A failure only costs the
@@ -365,6 +493,7 @@ mod tests {
             run_for: None,
             base_cc: None,
             record: None,
+            allow_root_cgroup: false,
         }
     }
 
@@ -373,6 +502,25 @@ mod tests {
             base_cc: base.into(),
             monitor_interval_us: us,
         }
+    }
+
+    /// A signal that arrives while start-up is busy in synchronous work is
+    /// seen by the next check, without waiting; each is seen once.
+    #[test]
+    fn a_signal_during_start_up_is_seen_at_the_next_check() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut stop = StopSignals::install().unwrap();
+            // SAFETY: raise(3) on ourselves; the handler is installed.
+            assert_eq!(unsafe { libc::raise(libc::SIGINT) }, 0);
+            // Busy, as while loading the policy: no await in between.
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(stop.pending().await, Some("SIGINT"));
+            assert_eq!(stop.pending().await, None);
+        });
     }
 
     #[test]

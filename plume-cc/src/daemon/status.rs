@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use plume_cc_common::{FlowStats, FlowTarget, CWND_UNCLAMPED, PACING_UNLIMITED};
+use plume_cc_common::{
+    DatapathConfig, FlowStats, FlowTarget, CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, PACING_UNLIMITED,
+};
 use serde::Serialize;
 
-use crate::datapath::{self, Datapath};
+use crate::datapath::{self, Datapath, Shutdown};
 
 /// One flow as `status` shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -38,6 +40,59 @@ pub struct FlowRow {
     pub pacing_cap: Option<u32>,
     /// Age of the daemon's target, milliseconds.
     pub target_age_ms: Option<u64>,
+    /// Whether the daemon's target is in force (see [`TargetState`]).
+    pub target_state: TargetState,
+}
+
+/// Where a flow's target stands. `cwnd_clamp` and `pacing_cap` of a row are
+/// what the program last applied to the socket, which is what is in force;
+/// this says whether the daemon still stands behind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetState {
+    /// No target: the kernel's own control (or a limit left from before).
+    None,
+    /// A fresh target, applied on the flow's callbacks.
+    Active,
+    /// Older than the datapath's staleness limit: the program lifts the
+    /// limits at the flow's next callback (an idle flow keeps them until then).
+    Expired,
+    /// The datapath is in observe-only mode (its daemon stopped): targets
+    /// are ignored and limits lifted at each flow's next callback.
+    Ignored,
+}
+
+impl TargetState {
+    /// The state of a target of age `age_ns` under `config`.
+    pub fn of(age_ns: Option<u64>, config: &DatapathConfig) -> Self {
+        let stale = if config.stale_after_ns == 0 {
+            DEFAULT_STALE_AFTER_NS
+        } else {
+            config.stale_after_ns
+        };
+        match age_ns {
+            None => Self::None,
+            Some(_) if config.enforce == 0 => Self::Ignored,
+            Some(a) if a > stale => Self::Expired,
+            Some(_) => Self::Active,
+        }
+    }
+}
+
+/// One running (or left-over) datapath as `status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DatapathStatus {
+    /// Its pin folder.
+    pub pins: PathBuf,
+    /// `enforcing` (a daemon's targets apply) or `observe-only`.
+    pub mode: &'static str,
+    /// Targets older than this are lifted by the program, milliseconds.
+    pub stale_after_ms: u64,
+    /// The program's counters (flows opened/closed, map full, targets
+    /// applied/expired, setsockopt errors, events dropped, ...).
+    pub counters: datapath::Counters,
+    /// The flows.
+    pub flows: Vec<FlowRow>,
 }
 
 /// The pin folders of running datapaths under `/sys/fs/bpf/plume-cc`.
@@ -54,13 +109,15 @@ pub fn pinned_datapaths() -> Vec<PathBuf> {
     v
 }
 
-/// Reads the flows of the datapath pinned at `pin_dir`.
-pub fn read(pin_dir: &Path) -> anyhow::Result<Vec<FlowRow>> {
+/// Reads the datapath pinned at `pin_dir`: its mode, counters and flows.
+pub fn read(pin_dir: &Path) -> anyhow::Result<DatapathStatus> {
     let dp = Datapath::adopt(pin_dir, pin_dir)?;
+    let config = dp.config()?;
     let now = datapath::monotonic_ns();
     let mut rows = Vec::new();
     for (cookie, s) in dp.flows()? {
         let target = dp.target(cookie)?;
+        let age_ns = target.map(|t| now.saturating_sub(t.written_ns));
         rows.push(FlowRow {
             cookie,
             stats: s,
@@ -74,17 +131,95 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<Vec<FlowRow>> {
             total_retrans: s.total_retrans,
             cwnd_clamp: (s.applied_cwnd_clamp != CWND_UNCLAMPED).then_some(s.applied_cwnd_clamp),
             pacing_cap: (s.applied_pacing != PACING_UNLIMITED).then_some(s.applied_pacing),
-            target_age_ms: target.map(|t| now.saturating_sub(t.written_ns) / 1_000_000),
+            target_age_ms: age_ns.map(|a| a / 1_000_000),
+            target_state: TargetState::of(age_ns, &config),
         });
     }
     rows.sort_by_key(|r| r.cookie);
-    Ok(rows)
+    Ok(DatapathStatus {
+        pins: pin_dir.to_owned(),
+        mode: if config.enforce != 0 {
+            "enforcing"
+        } else {
+            "observe-only"
+        },
+        stale_after_ms: config.stale_after_ns / 1_000_000,
+        counters: dp.counters()?,
+        flows: rows,
+    })
+}
+
+/// What `plume-cc cleanup` did with one datapath.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CleanupOutcome {
+    /// A running process (its daemon) holds it: left alone.
+    InUse(Vec<u32>),
+    /// Every flow was released or reaped; detached and unpinned.
+    Detached {
+        /// Flows removed because their socket was gone.
+        reaped: usize,
+    },
+    /// Idle live flows still carry limits: left attached in observe-only
+    /// mode, which lifts them at their next callback.
+    LeftObserving {
+        /// Flows removed because their socket was gone.
+        reaped: usize,
+        /// Live flows still limited.
+        limited: usize,
+    },
+}
+
+impl std::fmt::Display for CleanupOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InUse(pids) => write!(f, "in use by process {pids:?} (a running daemon): left alone"),
+            Self::Detached { reaped } => write!(
+                f,
+                "detached and unpinned ({reaped} flows whose socket was gone reaped)"
+            ),
+            Self::LeftObserving { reaped, limited } => write!(
+                f,
+                "{limited} idle live flows still carry limits: left attached in observe-only mode, which lifts them at their next packet; run cleanup again later ({reaped} flows whose socket was gone reaped)"
+            ),
+        }
+    }
+}
+
+/// Removes the datapath pinned at `pin_dir` if no process holds it: reaps
+/// flows whose socket is gone, releases the others, and detaches once no
+/// live flow carries a limit (see [`CleanupOutcome`]).
+pub fn cleanup(pin_dir: &Path) -> anyhow::Result<CleanupOutcome> {
+    if !datapath::attached_at(pin_dir) {
+        anyhow::bail!(
+            "no pinned link in {} (not an attached datapath); if no daemon is starting on it, remove the folder with `rm -r`",
+            pin_dir.display()
+        );
+    }
+    let mut dp = Datapath::adopt(pin_dir, pin_dir)?;
+    let holders = dp.holders()?;
+    if !holders.is_empty() {
+        return Ok(CleanupOutcome::InUse(holders));
+    }
+    let reaped = match dp.reap_gone() {
+        Ok(gone) => gone.len(),
+        Err(e) => {
+            tracing::warn!("could not list the host's sockets, nothing reaped: {e}");
+            0
+        }
+    };
+    Ok(match dp.shutdown(std::time::Duration::from_secs(1))? {
+        Shutdown::Detached => CleanupOutcome::Detached { reaped },
+        Shutdown::LeftObserving(c) => CleanupOutcome::LeftObserving {
+            reaped,
+            limited: c.len(),
+        },
+    })
 }
 
 /// Formats rows as a table.
 pub fn table(rows: &[FlowRow]) -> String {
     let mut out = format!(
-        "{:>10} {:>6} {:>6} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>8}\n",
+        "{:>10} {:>6} {:>6} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>16}\n",
         "cookie",
         "lport",
         "rport",
@@ -95,12 +230,18 @@ pub fn table(rows: &[FlowRow]) -> String {
         "retrans",
         "clamp",
         "pacing_Bps",
-        "age_ms"
+        "target"
     );
     for r in rows {
         let opt = |v: Option<u32>| v.map_or("-".to_string(), |x| x.to_string());
+        let target = match (r.target_state, r.target_age_ms) {
+            (TargetState::None, _) | (_, None) => "-".to_string(),
+            (TargetState::Active, Some(a)) => format!("active {a}ms"),
+            (TargetState::Expired, Some(a)) => format!("expired {a}ms"),
+            (TargetState::Ignored, Some(a)) => format!("ignored {a}ms"),
+        };
         out.push_str(&format!(
-            "{:>10} {:>6} {:>6} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>8}\n",
+            "{:>10} {:>6} {:>6} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>16}\n",
             r.cookie,
             r.local_port,
             r.remote_port,
@@ -111,8 +252,81 @@ pub fn table(rows: &[FlowRow]) -> String {
             r.total_retrans,
             opt(r.cwnd_clamp),
             opt(r.pacing_cap),
-            r.target_age_ms.map_or("-".to_string(), |a| a.to_string()),
+            target,
         ));
     }
+    if rows.iter().any(|r| {
+        matches!(r.target_state, TargetState::Expired | TargetState::Ignored)
+            && (r.cwnd_clamp.is_some() || r.pacing_cap.is_some())
+    }) {
+        out.push_str(
+            "(clamp and pacing are the limits in force; an expired or ignored target's limits are lifted at the flow's next packet)\n",
+        );
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(enforce: u32) -> DatapathConfig {
+        DatapathConfig {
+            stale_after_ns: 500_000_000,
+            enforce,
+            ..DatapathConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_target_past_the_staleness_limit_is_expired_not_active() {
+        let c = config(1);
+        assert_eq!(TargetState::of(None, &c), TargetState::None);
+        assert_eq!(TargetState::of(Some(20_000_000), &c), TargetState::Active);
+        assert_eq!(TargetState::of(Some(500_000_000), &c), TargetState::Active);
+        assert_eq!(TargetState::of(Some(500_000_001), &c), TargetState::Expired);
+        assert_eq!(
+            TargetState::of(Some(3_000_000_000), &c),
+            TargetState::Expired
+        );
+        // Observe-only: no target is in force, however fresh.
+        assert_eq!(TargetState::of(Some(1), &config(0)), TargetState::Ignored);
+        // stale_after_ns 0 means the program's default.
+        let d = DatapathConfig {
+            stale_after_ns: 0,
+            ..config(1)
+        };
+        assert_eq!(
+            TargetState::of(Some(DEFAULT_STALE_AFTER_NS + 1), &d),
+            TargetState::Expired
+        );
+    }
+
+    #[test]
+    fn the_table_marks_expired_targets() {
+        let row = |state, clamp| FlowRow {
+            cookie: 7,
+            stats: FlowStats::default(),
+            target: None,
+            local_port: 1,
+            remote_port: 2,
+            srtt_us: 0,
+            min_rtt_us: 0,
+            cwnd: 10,
+            bytes_acked: 0,
+            total_retrans: 0,
+            cwnd_clamp: clamp,
+            pacing_cap: None,
+            target_age_ms: Some(3012),
+            target_state: state,
+        };
+        let t = table(&[row(TargetState::Expired, Some(40))]);
+        assert!(t.contains("expired 3012ms"), "{t}");
+        assert!(!t.contains("active"), "{t}");
+        assert!(t.contains("lifted at the flow's next packet"), "{t}");
+        let t = table(&[row(TargetState::Active, Some(40))]);
+        assert!(t.contains("active 3012ms") && !t.contains("lifted"), "{t}");
+        let json = serde_json::to_value(row(TargetState::Expired, None)).unwrap();
+        assert_eq!(json["target_state"], "expired");
+    }
 }

@@ -5,8 +5,7 @@
 //! and leaves every other flow of the host untouched.
 
 use std::{
-    fs,
-    io::{self, BufRead as _},
+    fs, io,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
@@ -44,21 +43,44 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Cgr
 /// Finds the mount point of the cgroup2 hierarchy (`/sys/fs/cgroup` on
 /// unified hosts, `/sys/fs/cgroup/unified` on hybrid ones).
 pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
+    cgroup2_mounts()?
+        .into_iter()
+        .next()
+        .ok_or(CgroupError::NoCgroup2)
+}
+
+/// Every mount point of a cgroup2 file system, in mount order.
+pub fn cgroup2_mounts() -> Result<Vec<PathBuf>, CgroupError> {
     let path = Path::new("/proc/self/mountinfo");
-    let file = fs::File::open(path).map_err(io_err("open", path))?;
-    for line in io::BufReader::new(file).lines() {
-        let line = line.map_err(io_err("read", path))?;
-        // mountinfo: ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS ... - FSTYPE SOURCE SUPER_OPTIONS
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        if right.split_whitespace().next() == Some("cgroup2") {
-            if let Some(mount_point) = left.split_whitespace().nth(4) {
-                return Ok(PathBuf::from(unescape_mount_path(mount_point)));
+    let text = fs::read_to_string(path).map_err(io_err("read", path))?;
+    Ok(cgroup2_mounts_in(&text))
+}
+
+/// The cgroup2 mount points listed in a mountinfo text.
+fn cgroup2_mounts_in(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            // mountinfo: ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS ... - FSTYPE SOURCE SUPER_OPTIONS
+            let (left, right) = line.split_once(" - ")?;
+            if right.split_whitespace().next() != Some("cgroup2") {
+                return None;
             }
-        }
-    }
-    Err(CgroupError::NoCgroup2)
+            let mount_point = left.split_whitespace().nth(4)?;
+            Some(PathBuf::from(unescape_mount_path(mount_point)))
+        })
+        .collect()
+}
+
+/// Whether `path` is the root of a cgroup2 hierarchy (a cgroup2 mount
+/// point): the folder that holds every process of the host (or of the
+/// container), so a program attached there steers every TCP flow.
+/// `path` is resolved first (symbolic links, `..`, a trailing `/`).
+pub fn is_cgroup2_root(path: &Path) -> Result<bool, CgroupError> {
+    let resolved = fs::canonicalize(path).map_err(io_err("resolve", path))?;
+    Ok(cgroup2_mounts()?
+        .iter()
+        .any(|m| m == &resolved || fs::canonicalize(m).is_ok_and(|m| m == resolved)))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
@@ -182,6 +204,46 @@ impl Drop for OwnedCgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup2_mounts_are_found_among_the_others() {
+        let text = "\
+24 30 0:22 / /sys rw,nosuid shared:7 - sysfs sysfs rw
+30 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+33 24 0:28 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate
+41 33 0:29 / /sys/fs/cgroup/my\\040box rw - cgroup2 none rw
+42 24 0:30 / /sys/fs/bpf rw - bpf bpf rw";
+        assert_eq!(
+            cgroup2_mounts_in(text),
+            vec![
+                PathBuf::from("/sys/fs/cgroup"),
+                PathBuf::from("/sys/fs/cgroup/my box")
+            ]
+        );
+        assert!(cgroup2_mounts_in("garbage\n").is_empty());
+    }
+
+    /// The host's own cgroup2 root is one, a folder below it is not (where
+    /// the test host has cgroup2 at all).
+    #[test]
+    fn the_root_is_recognised_and_a_child_is_not() {
+        let Ok(root) = cgroup2_mount() else {
+            eprintln!("no cgroup2 mounted here: skipped");
+            return;
+        };
+        assert!(is_cgroup2_root(&root).unwrap());
+        // The same folder spelled another way.
+        assert!(is_cgroup2_root(&root.join(".")).unwrap());
+        let child = fs::read_dir(&root)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.is_dir());
+        if let Some(child) = child {
+            assert!(!is_cgroup2_root(&child).unwrap(), "{}", child.display());
+        }
+        assert!(is_cgroup2_root(Path::new("/no/such/folder")).is_err());
+    }
 
     #[test]
     fn mount_paths_are_unescaped() {

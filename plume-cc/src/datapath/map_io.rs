@@ -78,6 +78,85 @@ impl Datapath {
         Ok(orphans)
     }
 
+    /// Of `candidates`, the cookies whose socket exists in no network
+    /// namespace of the host any more ([`super::sockdiag`]). An error (a
+    /// namespace that could not be read) means "unknown": remove nothing.
+    pub fn gone_sockets(&self, candidates: &[u64]) -> Result<Vec<u64>, DatapathError> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let live = super::sockdiag::live_tcp_cookies()?;
+        Ok(candidates
+            .iter()
+            .copied()
+            .filter(|c| !live.contains(c))
+            .collect())
+    }
+
+    /// Deletes a flow's statistics and target (a flow whose socket is gone;
+    /// the program would have done it on TCP_CLOSE).
+    pub fn remove_flow(&mut self, cookie: u64) -> Result<(), DatapathError> {
+        let _ = self.targets.remove(&cookie);
+        match self.flows.remove(&cookie) {
+            Ok(()) => Ok(()),
+            // Already gone (the program's own TCP_CLOSE path raced us).
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(map_err(maps::FLOW_STATS)(e)),
+        }
+    }
+
+    /// Removes every flow idle for [`super::REAP_IDLE_NS`] whose socket is
+    /// gone; returns their cookies.
+    pub fn reap_gone(&mut self) -> Result<Vec<u64>, DatapathError> {
+        let candidates = super::reap_candidates(&self.flows()?, monotonic_ns());
+        let gone = self.gone_sockets(&candidates)?;
+        for &c in &gone {
+            self.remove_flow(c)?;
+        }
+        Ok(gone)
+    }
+
+    /// Process ids (other than ours) that hold this datapath's flow map
+    /// open: a running daemon (`/proc/PID/fdinfo` names the map id of each
+    /// BPF map descriptor). `plume-cc cleanup` leaves such a datapath alone.
+    pub fn holders(&self) -> Result<Vec<u32>, DatapathError> {
+        let info = self.flows_info().map_err(map_err(maps::FLOW_STATS))?;
+        let needle = format!("map_id:\t{}\n", info);
+        let own = std::process::id();
+        let mut pids = Vec::new();
+        for proc_dir in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = proc_dir
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == own {
+                continue;
+            }
+            let fdinfo = proc_dir.path().join("fdinfo");
+            let holds = std::fs::read_dir(&fdinfo)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| std::fs::read_to_string(fd.path()).is_ok_and(|t| t.contains(&needle)));
+            if holds {
+                pids.push(pid);
+            }
+        }
+        Ok(pids)
+    }
+
+    fn flows_info(&self) -> Result<u32, aya::maps::MapError> {
+        use aya::maps::IterableMap as _;
+        Ok(self.flows.map().info()?.id())
+    }
+
     /// Statistics of one flow, if registered.
     pub fn flow(&self, cookie: u64) -> Result<Option<FlowStats>, DatapathError> {
         match self.flows.get(&cookie, 0) {
@@ -170,7 +249,17 @@ impl Datapath {
     /// program stays attached in observe-only mode (it lifts their limits on
     /// their next callback) and stays pinned for the next daemon.
     pub fn shutdown(mut self, timeout: Duration) -> Result<Shutdown, DatapathError> {
-        let still = self.release_all(timeout)?;
+        let mut still = self.release_all(timeout)?;
+        if !still.is_empty() {
+            // Flows whose socket is gone (a deleted network namespace) will
+            // never have a callback to lift their limits on: reap them
+            // rather than keep the program attached for them. Best effort:
+            // when the sockets cannot be listed, they stay.
+            match self.reap_gone() {
+                Ok(gone) => still.retain(|c| !gone.contains(c)),
+                Err(e) => tracing::warn!("could not check for flows whose socket is gone: {e}"),
+            }
+        }
         if !still.is_empty() {
             let mut config = self.config()?;
             config.enforce = 0;

@@ -11,6 +11,7 @@ mod loader;
 mod map_io;
 pub mod probe;
 pub mod selftest;
+pub mod sockdiag;
 pub mod tcpinfo;
 
 pub use loader::{attached_at, default_pin_dir};
@@ -63,6 +64,9 @@ pub enum DatapathError {
     /// No bpffs where the pins should go.
     #[error("{0} is not on a mounted bpf file system: run `mount -t bpf bpf /sys/fs/bpf` (or `cargo xtask setup`)")]
     NoBpffs(PathBuf),
+    /// Listing the host's sockets failed (so no entry was reaped).
+    #[error(transparent)]
+    SockDiag(#[from] sockdiag::SockDiagError),
     /// A map operation failed.
     #[error("map {map}: {reason}")]
     Map {
@@ -137,6 +141,28 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: CLOCK_MONOTONIC always exists; ts is a valid out pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A flow whose statistics have not changed for this long (no callback at
+/// all: no ACK, no retransmission, no state change) is a candidate for
+/// reaping; it is removed only if its socket is also gone
+/// ([`Datapath::gone_sockets`]).
+///
+/// Why both: age alone would remove live idle flows (an idle keep-alive
+/// connection has no callbacks for hours), whose limits would then never be
+/// lifted; the socket listing alone could race a flow registered while it
+/// runs, or miss a namespace no process holds. A flow idle this long whose
+/// socket no process namespace shows is gone for good.
+pub const REAP_IDLE_NS: u64 = 30_000_000_000;
+
+/// The cookies of `flows` whose statistics are older than [`REAP_IDLE_NS`]
+/// at monotonic time `now_ns`.
+pub fn reap_candidates(flows: &[(u64, FlowStats)], now_ns: u64) -> Vec<u64> {
+    flows
+        .iter()
+        .filter(|(_, s)| now_ns.saturating_sub(s.updated_ns) >= REAP_IDLE_NS)
+        .map(|(c, _)| *c)
+        .collect()
 }
 
 /// Datapath counters, summed over CPUs.

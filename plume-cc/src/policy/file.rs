@@ -65,6 +65,73 @@ impl LoadedPolicy {
     }
 }
 
+/// Where the time of one [`LoadedPolicy::act_batch_into`] went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ForwardTiming {
+    /// Normalising (native) or copying (TorchScript) the observations into
+    /// the input tensor, with the finiteness check.
+    pub prepare: std::time::Duration,
+    /// The network's layers.
+    pub forward: std::time::Duration,
+    /// Copying the `[n, 2]` actions out and clamping them.
+    pub readback: std::time::Duration,
+}
+
+/// The tensors [`LoadedPolicy::act_batch_into`] reuses from call to call:
+/// the input and every layer's output, reallocated only when the number of
+/// flows changes, plus the normalisation statistics as plain floats. One
+/// scratch belongs to one policy (it keeps that policy's statistics):
+/// [`crate::policy::LearnedPolicy`] owns one beside its policy.
+#[derive(Default)]
+pub struct BatchScratch {
+    rows: usize,
+    input: Option<Tensor>,
+    layers: Vec<Tensor>,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    clip: f32,
+}
+
+impl std::fmt::Debug for BatchScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchScratch")
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl BatchScratch {
+    /// Makes the tensors fit `rows` flows of `len` features for `net`.
+    fn fit(&mut self, net: &Net, rows: usize, len: usize) -> Result<(), tch::TchError> {
+        if self.rows == rows && self.input.is_some() {
+            return Ok(());
+        }
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let r = rows as i64;
+        self.input = Some(Tensor::f_empty([r, len as i64], opts)?);
+        self.layers.clear();
+        if let Net::Native(n) = net {
+            for l in &n.actor {
+                self.layers
+                    .push(Tensor::f_empty([r, l.weight.size()[0]], opts)?);
+            }
+            // The values InferenceNet::forward divides by, read back from
+            // its own tensors (so the two paths cannot disagree).
+            let read = |t: &Tensor| -> Result<Vec<f32>, tch::TchError> {
+                let t = t.f_to_kind(Kind::Float)?.f_contiguous()?;
+                let mut v = vec![0.0f32; len];
+                t.f_copy_data(&mut v, len)?;
+                Ok(v)
+            };
+            self.mean = read(&n.obs_mean)?;
+            self.std = read(&n.obs_std)?;
+            self.clip = n.obs_clip as f32;
+        }
+        self.rows = rows;
+        Ok(())
+    }
+}
+
 enum Net {
     Native(InferenceNet),
     Script(tch::CModule),
@@ -267,6 +334,122 @@ impl LoadedPolicy {
             .collect())
     }
 
+    /// [`Self::act_batch`] at batch cost, for the daemon's every interval:
+    /// the raw actions of `n_flows` observations (row-major in `obs`) go into
+    /// `actions` as `[cwnd lever, pacing lever]` pairs, each clamped to
+    /// `[-1, 1]`. Nothing is allocated per flow or per call once `scratch`
+    /// has seen this flow count: a native policy normalises the observations
+    /// straight into a libtorch tensor kept in `scratch`, runs every layer
+    /// into tensors kept there too (`linear_out`, `tanh_` in place), and
+    /// copies the `[n, 2]` result into `actions`. A TorchScript module keeps
+    /// its own intermediate tensors; only its input is reused.
+    ///
+    /// Why in place rather than a hand-written MLP: the layers stay
+    /// libtorch's own kernels, so the actions are bit-for-bit those of
+    /// [`Self::act_batch`] (and of training's evaluation), and only the
+    /// tensor churn around them goes (docs/BENCHMARKS.md, "Decide step").
+    pub fn act_batch_into(
+        &self,
+        scratch: &mut BatchScratch,
+        obs: &[f32],
+        n_flows: usize,
+        actions: &mut Vec<f32>,
+    ) -> Result<ForwardTiming, PolicyError> {
+        let len = self.meta.observation.len;
+        actions.clear();
+        if obs.len() != n_flows * len {
+            return Err(PolicyError::BadInput(format!(
+                "{} values for {n_flows} flows of {len} features",
+                obs.len()
+            )));
+        }
+        if let Some(i) = obs.iter().position(|v| !v.is_finite()) {
+            return Err(PolicyError::BadInput(format!(
+                "non-finite value at flow {}, feature {}",
+                i / len,
+                i % len
+            )));
+        }
+        let mut timing = ForwardTiming::default();
+        if n_flows == 0 {
+            return Ok(timing);
+        }
+        let t0 = std::time::Instant::now();
+        let torch = |source| torch_err(self.source.clone(), source);
+        scratch.fit(&self.net, n_flows, len).map_err(torch)?;
+        let input = scratch
+            .input
+            .as_mut()
+            .ok_or_else(|| PolicyError::BadInput("no input tensor for a non-empty batch".into()))?;
+        // SAFETY: `input` is a contiguous float tensor of exactly
+        // n_flows * len elements that `scratch` allocated and alone holds;
+        // no libtorch operation runs on it while this slice lives.
+        let x = unsafe {
+            std::slice::from_raw_parts_mut(input.data_ptr().cast::<f32>(), n_flows * len)
+        };
+        match &self.net {
+            Net::Native(_) => {
+                // The same f32 operations, in the same order, as
+                // InferenceNet::forward's `((obs - mean) / std).clamp(-c, c)`.
+                let clip = scratch.clip;
+                for (row_in, row_out) in obs.chunks_exact(len).zip(x.chunks_exact_mut(len)) {
+                    for (((o, v), m), s) in row_out
+                        .iter_mut()
+                        .zip(row_in)
+                        .zip(&scratch.mean)
+                        .zip(&scratch.std)
+                    {
+                        *o = ((v - m) / s).clamp(-clip, clip);
+                    }
+                }
+            }
+            Net::Script(_) => x.copy_from_slice(obs),
+        }
+        let t1 = std::time::Instant::now();
+        let y = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
+            match &self.net {
+                Net::Native(n) => {
+                    let mut h = input.shallow_clone();
+                    for (i, (l, out)) in n.actor.iter().zip(&scratch.layers).enumerate() {
+                        let mut o = h.f_linear_out(out, &l.weight, Some(&l.bias))?;
+                        if i + 1 < n.actor.len() {
+                            let _ = o.f_tanh_()?;
+                        }
+                        h = o;
+                    }
+                    Ok(h)
+                }
+                Net::Script(m) => m.forward_ts(&[input.shallow_clone()]),
+            }
+        })
+        .map_err(torch)?;
+        let t2 = std::time::Instant::now();
+        if y.size() != [n_flows as i64, 2] {
+            return Err(mismatch(
+                &self.source,
+                "output shape",
+                format!("[{n_flows}, 2]"),
+                format!("{:?}", y.size()),
+            ));
+        }
+        let y = if y.kind() == Kind::Float && y.is_contiguous() {
+            y
+        } else {
+            y.f_to_kind(Kind::Float)
+                .and_then(|t| t.f_contiguous())
+                .map_err(torch)?
+        };
+        actions.resize(2 * n_flows, 0.0);
+        y.f_copy_data(actions, 2 * n_flows).map_err(torch)?;
+        for a in actions.iter_mut() {
+            *a = a.clamp(-1.0, 1.0);
+        }
+        timing.prepare = t1 - t0;
+        timing.forward = t2 - t1;
+        timing.readback = t2.elapsed();
+        Ok(timing)
+    }
+
     /// Writes a TorchScript version (`path` ends in `.pt`; metadata to
     /// `path.with_extension("json")`, so use a folder other than the native
     /// policy's) tracing the deterministic forward of a native policy.
@@ -455,6 +638,59 @@ mod tests {
             LoadedPolicy::load(&dir.path().join("x.txt")),
             Err(PolicyError::UnknownKind { .. })
         ));
+    }
+
+    /// Random observations in a wide range (beyond the normaliser's clip,
+    /// negative and tiny values), as f32 bits from a seeded generator.
+    fn random_obs(n: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n * OBSERVATION_LEN)
+            .map(|_| match rng.gen_range(0..10) {
+                0 => 0.0,
+                1 => rng.gen_range(-1e3f32..1e3),
+                _ => rng.gen_range(-2.0f32..12.0),
+            })
+            .collect()
+    }
+
+    /// The batch-cost path gives bit-for-bit the actions of the plain one,
+    /// for both kinds of policy, as the flow count grows, shrinks and stays
+    /// (tensors reused or reallocated), and the same errors.
+    #[test]
+    fn act_batch_into_matches_act_batch_bit_for_bit() {
+        tch::set_num_threads(1);
+        let dir = tempfile::tempdir().unwrap();
+        saved(dir.path(), 11);
+        let native = LoadedPolicy::load(dir.path()).unwrap();
+        let pt = dir.path().join("ts").join("policy.pt");
+        native.export_torchscript(&pt).unwrap();
+        let script = LoadedPolicy::load(&pt).unwrap();
+        for p in [&native, &script] {
+            let mut scratch = BatchScratch::default();
+            let mut got = Vec::new();
+            for (k, n) in [1usize, 1, 300, 300, 7, 2048, 0, 5].into_iter().enumerate() {
+                let o = random_obs(n, k as u64);
+                p.act_batch_into(&mut scratch, &o, n, &mut got).unwrap();
+                let want: Vec<f32> = p.act_batch(&o, n).unwrap().into_iter().flatten().collect();
+                assert_eq!(got.len(), 2 * n);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "{:?} n={n} value {i}",
+                        p.metadata().kind
+                    );
+                }
+            }
+            let mut bad = random_obs(3, 99);
+            bad[5] = f32::INFINITY;
+            assert!(matches!(
+                p.act_batch_into(&mut scratch, &bad, 3, &mut got),
+                Err(PolicyError::BadInput(_))
+            ));
+            assert!(p.act_batch_into(&mut scratch, &bad, 2, &mut got).is_err());
+        }
     }
 
     #[test]

@@ -28,8 +28,11 @@ pub use api::{
     Decision, FlowPolicy, Guard, GuardCounts, PolicyContract, ScriptFile, ScriptStep,
     ScriptedPolicy,
 };
-pub use file::{default_policy, default_policy_bytes, LoadedPolicy, PolicyError, PolicyMetadata};
-pub use learned::LearnedPolicy;
+pub use file::{
+    default_policy, default_policy_bytes, BatchScratch, ForwardTiming, LoadedPolicy, PolicyError,
+    PolicyMetadata,
+};
+pub use learned::{DecideTiming, LearnedPolicy};
 pub use model::{ActionScaling, FlowContext, Target};
 pub use objective::Objective;
 pub use observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};

@@ -206,6 +206,20 @@ impl ObservationBuilder {
     /// the observation. The first sample only sets the baseline (its interval
     /// features are zeros).
     pub fn observe(&mut self, s: &FlowSample) -> Result<Observation, ObservationError> {
+        let mut out = [0.0f32; OBSERVATION_LEN];
+        self.observe_into(s, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Self::observe`] writing the observation into `out` (every one of
+    /// its [`OBSERVATION_LEN`] values, history not yet seen as zeros), so
+    /// the daemon builds its batch matrix in place, row by row, with no
+    /// copy per flow. On an error `out` and the builder are left unchanged.
+    pub fn observe_into(
+        &mut self,
+        s: &FlowSample,
+        out: &mut [f32; OBSERVATION_LEN],
+    ) -> Result<(), ObservationError> {
         let prev = match self.prev {
             Some(p) if s.timestamp_us < p.timestamp_us => {
                 return Err(ObservationError::TimeWentBackwards {
@@ -298,7 +312,6 @@ impl ObservationBuilder {
         }
         self.prev = Some(*s);
 
-        let mut out = [0.0f32; OBSERVATION_LEN];
         out[0] = clip((1.0 + min_rtt / 1000.0).ln() / 1001f64.ln(), 0.0, 1.0);
         out[1] = clip((1.0 + max_rate * 8.0 / 1e6).ln() / 10001f64.ln(), 0.0, 1.0);
         out[2] = clip(ratio(dt_us as f64, min_rtt), 0.0, 10.0);
@@ -308,7 +321,8 @@ impl ObservationBuilder {
             let at = GLOBAL_FEATURES.len() + k * BLOCK_LEN;
             out[at..at + BLOCK_LEN].copy_from_slice(b);
         }
-        Ok(out)
+        out[GLOBAL_FEATURES.len() + self.seen * BLOCK_LEN..].fill(0.0);
+        Ok(())
     }
 }
 
