@@ -10,7 +10,10 @@
 //!
 //! Cells: min RTT {10, 40, 100, 200} ms x buffer {0.5, 2, 8} BDP (of the
 //! window's mean capacity) x flows {the scheme alone, with one CUBIC flow,
-//! with one BBR-like flow}, both flows starting together. The windows are
+//! with one BBR-like flow, with a second flow of the same scheme}, both
+//! flows starting together. For the policy (and the fixed rule) the second
+//! flow is a peer: the same policy acts on it from its own observation, as
+//! the daemon acts on every flow of its cgroup. The windows are
 //! the training corpus's held-out ones (every 5th 10 s window), so no cell
 //! is measured on a window the policy trained on.
 //!
@@ -39,9 +42,38 @@ use super::EvalError;
 pub const RTTS_MS: [u64; 4] = [10, 40, 100, 200];
 /// Buffers of the matrix, BDPs.
 pub const BUFFERS_BDP: [f64; 3] = [0.5, 2.0, 8.0];
-/// Competition of the matrix: none, one CUBIC flow, one BBR-like flow.
-pub const COMPETITION: [Option<ControllerKind>; 3] =
-    [None, Some(ControllerKind::Cubic), Some(ControllerKind::Bbr)];
+/// Who shares the bottleneck with the flow under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rival {
+    /// Nobody.
+    None,
+    /// One kernel-like flow of this controller.
+    Kernel(ControllerKind),
+    /// A second flow of the same scheme: for the policy and the fixed rule
+    /// a peer the same policy acts on (its own observation, the same
+    /// batched forward), for CUBIC and BBR-like a second such flow.
+    Same,
+}
+
+impl Rival {
+    /// The name in reports (`none`, `cubic`, `bbr`, `same`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rival::None => "none",
+            Rival::Kernel(k) => k.name(),
+            Rival::Same => "same",
+        }
+    }
+}
+
+/// Competition of the matrix: none, one CUBIC flow, one BBR-like flow, a
+/// second flow of the same scheme.
+pub const COMPETITION: [Rival; 4] = [
+    Rival::None,
+    Rival::Kernel(ControllerKind::Cubic),
+    Rival::Kernel(ControllerKind::Bbr),
+    Rival::Same,
+];
 
 /// Who acts for the flow under test.
 #[derive(Clone, Copy, Debug)]
@@ -75,7 +107,7 @@ pub struct Cell {
     pub rtt_ms: u64,
     /// Buffer, BDPs.
     pub buffer_bdp: f64,
-    /// The competitor (`none`, `cubic`, `bbr`).
+    /// The competitor (`none`, `cubic`, `bbr`, `same`).
     pub competitor: String,
     /// Every scheme's outcome.
     pub schemes: Vec<CellScore>,
@@ -94,9 +126,15 @@ fn run_cell(
     windows: &[&SimWindow],
     rtt_ms: u64,
     buffer_bdp: f64,
-    competitor: Option<ControllerKind>,
+    rival: Rival,
 ) -> Result<CellScore, EvalError> {
     let meta = policy.metadata();
+    let (competitor, peers) = match (rival, actor) {
+        (Rival::None, _) => (None, Vec::new()),
+        (Rival::Kernel(k), _) => (Some(k), Vec::new()),
+        (Rival::Same, Actor::Base) => (Some(base), Vec::new()),
+        (Rival::Same, _) => (None, vec![0]),
+    };
     let mut envs: Vec<Env> = windows
         .iter()
         .map(|w| {
@@ -105,6 +143,7 @@ fn run_cell(
                 base,
                 competing: competitor.into_iter().collect(),
                 competing_start_us: Vec::new(),
+                peer_start_us: peers.clone(),
                 one_way_delay_us: rtt_ms * 500,
                 queue_limit: QueueLimit::packets(
                     ((buffer_bdp * bdp_packets).round() as u32).max(4),
@@ -141,6 +180,24 @@ fn run_cell(
                 _ => env_action(&meta.action_scaling, o, *a, e),
             })
             .collect();
+        if !peers.is_empty() {
+            // The peers' observations, acted on by the same scheme.
+            let pobs: Vec<_> = envs.iter().flat_map(Env::peer_observations).collect();
+            let praw: Vec<[f32; 2]> = match actor {
+                Actor::Policy => {
+                    let flat: Vec<f32> = pobs.iter().flatten().copied().collect();
+                    policy.act_batch(&flat, pobs.len())?
+                }
+                _ => vec![[0.0; 2]; pobs.len()],
+            };
+            let mut at = 0;
+            for e in &mut envs {
+                let n = e.peer_count();
+                let t = crate::rl::env::peer_actions(&meta.action_scaling, e, &praw[at..at + n]);
+                e.set_peer_actions(&t);
+                at += n;
+            }
+        }
         let results: Vec<_> = envs
             .par_iter_mut()
             .zip(actions.par_iter())
@@ -159,7 +216,7 @@ fn run_cell(
         scheme: name.to_string(),
         ..CellScore::default()
     };
-    let flows = if competitor.is_some() { 2.0 } else { 1.0 };
+    let flows = if rival == Rival::None { 1.0 } else { 2.0 };
     for (e, w) in envs.iter().zip(windows) {
         let Some(net) = e.network() else { continue };
         let m = flow_metrics(net, 0).unwrap_or_default();
@@ -210,7 +267,7 @@ pub fn run(
                 let cell = Cell {
                     rtt_ms,
                     buffer_bdp,
-                    competitor: competitor.map_or("none", |k| k.name()).to_string(),
+                    competitor: competitor.name().to_string(),
                     schemes: scores,
                 };
                 progress(&cell);
@@ -298,7 +355,7 @@ mod tests {
         let ms: Vec<u64> = (1..=3000).collect(); // 12 Mbit/s for 3 s
         let w = SimWindow::cut(&ms, 0, 3000).unwrap();
         let policy = crate::policy::default_policy().unwrap();
-        let run = |actor, base| {
+        let run_with = |actor, base, rival| {
             run_cell(
                 &policy,
                 Objective::default(),
@@ -308,10 +365,11 @@ mod tests {
                 &[&w],
                 40,
                 8.0,
-                None,
+                rival,
             )
             .unwrap()
         };
+        let run = |actor, base| run_with(actor, base, Rival::None);
         let a = run(Actor::FixedRule, ControllerKind::Cubic);
         let b = run(Actor::FixedRule, ControllerKind::Cubic);
         assert_eq!(a.score, b.score);
@@ -323,5 +381,15 @@ mod tests {
             "{a:?} vs {cubic:?}"
         );
         assert!(a.utilization > 0.8, "{a:?}");
+        // Two flows of the same policy: a peer, both acted on by the
+        // policy, sharing the link between them.
+        let same = run_with(Actor::Policy, ControllerKind::Cubic, Rival::Same);
+        assert!(same.share > 0.2 && same.share < 0.8, "{same:?}");
+        assert!(same.jain > 0.7, "{same:?}");
+        let two_cubic = run_with(Actor::Base, ControllerKind::Cubic, Rival::Same);
+        assert!(
+            two_cubic.jain > 0.7 && two_cubic.utilization < 0.8,
+            "{two_cubic:?}"
+        );
     }
 }

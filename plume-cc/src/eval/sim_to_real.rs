@@ -241,6 +241,7 @@ pub fn run_sim(
         base,
         competing: Vec::new(),
         competing_start_us: Vec::new(),
+        peer_start_us: Vec::new(),
         one_way_delay_us: cfg.delay_ms * 1000,
         queue_limit: QueueLimit::packets(cfg.queue_packets),
         random_loss: 0.0,

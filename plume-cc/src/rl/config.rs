@@ -182,6 +182,7 @@ impl TrainConfig {
             base,
             competing: Vec::new(),
             competing_start_us: Vec::new(),
+            peer_start_us: Vec::new(),
             one_way_delay_us: self.one_way_delay_us,
             queue_limit: QueueLimit::packets(self.queue_packets),
             random_loss: 0.0,

@@ -271,6 +271,7 @@ pub fn apply_scenario(
 ) -> Option<Arc<Schedule>> {
     env.set_path(sc.one_way_delay_us, sc.queue);
     env.set_competition(&sc.competitors, sc.random_loss);
+    env.set_peers(&sc.peers);
     env.set_delayed_ack(sc.delayed_ack);
     env.set_objective(objective);
     sc.ack_trace.then(|| Arc::clone(trace))
@@ -289,6 +290,26 @@ pub fn env_action(scaling: &ActionScaling, obs: &Observation, raw: [f32; 2], env
         cwnd_clamp_segments: t.cwnd_clamp_segments,
         max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,
     }
+}
+
+/// The targets of `env`'s peers for raw actions `raw` (one per peer, in
+/// order): the same mapping as [`env_action`], each with its own flow's
+/// context and limits in force.
+pub fn peer_actions(scaling: &ActionScaling, env: &Env, raw: &[[f32; 2]]) -> Vec<Target> {
+    env.peer_observations()
+        .iter()
+        .zip(raw)
+        .enumerate()
+        .map(|(i, (obs, a))| {
+            let (prev, mss) = env
+                .peer_limits_and_mss(i)
+                .unwrap_or((Target::unlimited(), 1448));
+            scaling.limit_step(
+                scaling.to_target(*a, &flow_context_from_observation(obs, mss)),
+                prev,
+            )
+        })
+        .collect()
 }
 
 /// [`env_action`] for every environment (one observation and raw action each).
@@ -337,6 +358,28 @@ impl BatchEnv for SimBatch {
 
     fn observations(&self) -> Vec<f32> {
         self.obs.iter().flatten().copied().collect()
+    }
+
+    fn peer_observations(&self) -> Vec<f32> {
+        let mut v = Vec::new();
+        for e in self.envs.envs() {
+            for o in e.peer_observations() {
+                v.extend_from_slice(&o);
+            }
+        }
+        v
+    }
+
+    fn set_peer_actions(&mut self, raw: &[[f32; 2]]) {
+        let scaling = self.scaling;
+        let mut at = 0;
+        for e in self.envs.envs_mut() {
+            let n = e.peer_count();
+            let r = &raw[at.min(raw.len())..(at + n).min(raw.len())];
+            let t = peer_actions(&scaling, e, r);
+            e.set_peer_actions(&t);
+            at += n;
+        }
     }
 
     fn step(&mut self, actions: &[[f32; 2]]) -> Result<(Vec<f32>, Vec<bool>), PpoError> {
@@ -599,5 +642,65 @@ mod tests {
             .iter()
             .all(|e| e.config().competing == vec![ControllerKind::Cubic]));
         assert!(b.min_rtt_ms.iter().all(|&m| (m - 300.0).abs() < 1e-9));
+    }
+
+    #[test]
+    fn peers_of_the_same_policy_get_their_own_observations_and_limits() {
+        let config = EnvConfig {
+            episode_us: Some(500_000),
+            ..EnvConfig::default()
+        };
+        let spec = ScenarioSpec {
+            competitors: [0, 0],
+            peers: [1, 1],
+            competitor_start_ms: [0, 100],
+            ..ScenarioSpec::default_distribution()
+        };
+        let run = |seed| {
+            let mut b = batch_of(4, &config, seed, None, Some(spec.clone()));
+            let mut rewards = Vec::new();
+            let mut peer_obs_seen = false;
+            for k in 0..24 {
+                let peers = b.peer_observations();
+                assert_eq!(peers.len(), 4 * OBSERVATION_LEN, "one peer per environment");
+                peer_obs_seen |= peers.iter().any(|&v| v != 0.0);
+                // The peers are told to clamp hard; the trained flows not.
+                b.set_peer_actions(&[[-1.0, -1.0]; 4]);
+                let (r, _) = b.step(&[[(k as f32 * 0.3).sin(), 0.5]; 4]).unwrap();
+                rewards.extend(r);
+            }
+            let clamps: Vec<(u32, u32)> = b
+                .envs
+                .envs()
+                .iter()
+                .map(|e| {
+                    let n = e.network().unwrap();
+                    (
+                        n.sender(0).unwrap().controller().cwnd_clamp_segments(),
+                        n.sender(1).unwrap().controller().cwnd_clamp_segments(),
+                    )
+                })
+                .collect();
+            (rewards, clamps, peer_obs_seen)
+        };
+        let (a, clamps, seen) = run(5);
+        assert!(seen, "peers observe once they have started");
+        // Every network has the trained flow and its peer, and the peer's
+        // limits are its own (the smallest clamp the scaling allows).
+        for (own, peer) in &clamps {
+            assert!(
+                peer < own || *own == plume_cc_common::CWND_UNCLAMPED,
+                "{clamps:?}"
+            );
+        }
+        assert_eq!(a, run(5).0, "deterministic for a seed");
+        assert_ne!(a, run(6).0);
+        // Peers count towards the fair share.
+        let sc = Scenario {
+            peers: vec![0, 1_000],
+            ..spec.draw(&mut ChaCha8Rng::seed_from_u64(1), 12.0)
+        };
+        assert_eq!(sc.active_flows(500), 2);
+        assert_eq!(sc.active_flows(1_000), 3);
     }
 }

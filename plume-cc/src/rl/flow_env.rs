@@ -104,6 +104,12 @@ pub struct EnvConfig {
     pub competing: Vec<ControllerKind>,
     /// Start of each competing flow, microseconds (missing entries: 0).
     pub competing_start_us: Vec<u64>,
+    /// Start of each *peer*, microseconds: a flow over the same base
+    /// controller whose limits come from the same policy, each with its own
+    /// observation (as the daemon runs every flow of its cgroup). Peers are
+    /// acted on through [`Env::set_peer_actions`]; the trainer does not
+    /// learn from their transitions, only from the controlled flow's.
+    pub peer_start_us: Vec<u64>,
     /// One-way propagation delay each way, microseconds.
     pub one_way_delay_us: u64,
     /// Droptail limits of the bottleneck.
@@ -126,6 +132,7 @@ impl Default for EnvConfig {
             base: ControllerKind::Cubic,
             competing: Vec::new(),
             competing_start_us: Vec::new(),
+            peer_start_us: Vec::new(),
             one_way_delay_us: 20_000,
             queue_limit: QueueLimit::packets(1000),
             random_loss: 0.0,
@@ -145,6 +152,20 @@ pub struct Env {
     builder: ObservationBuilder,
     last_counters: FlowCounters,
     end_us: u64,
+    peers: Vec<Peer>,
+}
+
+/// One peer flow's state (see [`EnvConfig::peer_start_us`]).
+#[derive(Clone, Debug)]
+struct Peer {
+    /// Its index among the network's flows.
+    flow: usize,
+    start_us: u64,
+    builder: ObservationBuilder,
+    /// Its latest observation (zeros before it starts).
+    obs: Observation,
+    /// The limits to apply at the next step.
+    next: Target,
 }
 
 impl Env {
@@ -168,6 +189,7 @@ impl Env {
             builder: ObservationBuilder::new(),
             last_counters: FlowCounters::default(),
             end_us: 0,
+            peers: Vec::new(),
         })
     }
 
@@ -190,6 +212,43 @@ impl Env {
         self.config.competing = competitors.iter().map(|c| c.0).collect();
         self.config.competing_start_us = competitors.iter().map(|c| c.1).collect();
         self.config.random_loss = random_loss;
+    }
+
+    /// Sets the peers' starts (microseconds after the controlled flow's)
+    /// from the next reset on.
+    pub fn set_peers(&mut self, starts_us: &[u64]) {
+        self.config.peer_start_us = starts_us.to_vec();
+    }
+
+    /// Number of peers in the current episode.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Every peer's latest observation (zeros before it starts).
+    pub fn peer_observations(&self) -> Vec<Observation> {
+        self.peers.iter().map(|p| p.obs).collect()
+    }
+
+    /// The limits each peer gets at the next step (one per peer; extra
+    /// entries are ignored, missing ones keep the peer's current limits).
+    pub fn set_peer_actions(&mut self, targets: &[Target]) {
+        for (p, t) in self.peers.iter_mut().zip(targets) {
+            p.next = *t;
+        }
+    }
+
+    /// The limits in force on peer `i` and its MSS (for the action mapping).
+    pub fn peer_limits_and_mss(&self, i: usize) -> Option<(Target, u32)> {
+        let p = self.peers.get(i)?;
+        let s = self.net.as_ref()?.sender(p.flow)?;
+        Some((
+            Target {
+                cwnd_clamp_segments: s.controller().cwnd_clamp_segments(),
+                max_pacing_bytes_per_sec: s.controller().max_pacing_bytes_per_sec(),
+            },
+            s.mss_bytes(),
+        ))
     }
 
     /// Sets the operating point the observations carry from the next reset on.
@@ -226,6 +285,31 @@ impl Env {
                     ..FlowConfig::new(k)
                 }),
         );
+        // Peers come after the competitors, so competitor indices stay as
+        // they were.
+        let first_peer = flows.len();
+        flows.extend(
+            self.config
+                .peer_start_us
+                .iter()
+                .map(|&start_us| FlowConfig {
+                    start_us,
+                    ..FlowConfig::new(self.config.base)
+                }),
+        );
+        self.peers = self
+            .config
+            .peer_start_us
+            .iter()
+            .enumerate()
+            .map(|(i, &start_us)| Peer {
+                flow: first_peer + i,
+                start_us,
+                builder: ObservationBuilder::with_objective(self.config.objective),
+                obs: [0.0; crate::policy::observation::OBSERVATION_LEN],
+                next: Target::unlimited(),
+            })
+            .collect();
         let net_config = NetworkConfig {
             one_way_delay_us: self.config.one_way_delay_us,
             queue_limit: self.config.queue_limit,
@@ -279,7 +363,24 @@ impl Env {
             s.controller_mut()
                 .set_limits(action.cwnd_clamp_segments, action.max_pacing_bytes_per_sec);
         }
+        for p in &self.peers {
+            if p.start_us <= start {
+                if let Some(s) = net.sender_mut(p.flow) {
+                    s.controller_mut()
+                        .set_limits(p.next.cwnd_clamp_segments, p.next.max_pacing_bytes_per_sec);
+                }
+            }
+        }
         net.run_until(until);
+        for p in &mut self.peers {
+            // A peer's first sample is taken once it has run for a while,
+            // as a new kernel flow appears in the daemon's maps.
+            if p.start_us < until {
+                if let Some(s) = net.sender(p.flow) {
+                    p.obs = p.builder.observe(&s.flow_sample(until))?;
+                }
+            }
+        }
         let sender = net.sender(0).ok_or(EnvError::NotReset)?;
         let sample = sender.flow_sample(until);
         let c = *sender.counters();

@@ -53,6 +53,15 @@ pub trait BatchEnv {
     /// Applies one raw action (in `[-1, 1]^2`) per environment; returns the
     /// rewards and whether each episode ended with this step.
     fn step(&mut self, actions: &[[f32; 2]]) -> Result<(Vec<f32>, Vec<bool>), PpoError>;
+    /// Observations of the *peers*, flows the same policy acts on but the
+    /// trainer does not learn from (row-major `[peers, obs_len]`); none by
+    /// default.
+    fn peer_observations(&self) -> Vec<f32> {
+        Vec::new()
+    }
+    /// The peers' raw actions for the next step, in the order of
+    /// [`BatchEnv::peer_observations`].
+    fn set_peer_actions(&mut self, _actions: &[[f32; 2]]) {}
 }
 
 /// PPO settings.
@@ -249,9 +258,33 @@ impl Ppo {
         let std: Vec<f32> = Vec::<f32>::try_from(self.model.log_std().detach().exp())?;
         for _ in 0..self.config.steps {
             let raw = env.observations();
-            let x = self.normalize(&raw, n);
-            let (mean, value) = tch::no_grad(|| (self.model.actor_mean(&x), self.model.value(&x)));
+            let peers = env.peer_observations();
+            let np = peers.len() / l.max(1);
+            let (x, mean, value) = if np == 0 {
+                let x = self.normalize(&raw, n);
+                let (mean, value) =
+                    tch::no_grad(|| (self.model.actor_mean(&x), self.model.value(&x)));
+                (x, mean, value)
+            } else {
+                // One batched forward for the trained flows and their peers,
+                // as the daemon makes one for every flow of its cgroup; the
+                // peers act on the mean action.
+                let mut all = raw.clone();
+                all.extend_from_slice(&peers);
+                let x_all = self.normalize(&all, n + np);
+                let x = x_all.narrow(0, 0, n as i64);
+                let (mean, value) =
+                    tch::no_grad(|| (self.model.actor_mean(&x_all), self.model.value(&x)));
+                (x, mean, value)
+            };
             let mean: Vec<f32> = Vec::<f32>::try_from(mean.flatten(0, -1))?;
+            if np > 0 {
+                let peer_acts: Vec<[f32; 2]> = mean[n * 2..]
+                    .chunks_exact(2)
+                    .map(|c| [c[0].clamp(-1.0, 1.0), c[1].clamp(-1.0, 1.0)])
+                    .collect();
+                env.set_peer_actions(&peer_acts);
+            }
             let value: Vec<f32> = Vec::<f32>::try_from(value)?;
             let mut acts = Vec::with_capacity(n);
             for i in 0..n {

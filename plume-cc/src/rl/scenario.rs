@@ -63,6 +63,13 @@ pub struct ScenarioSpec {
     /// uniform over `[low, high]`.
     #[serde(default)]
     pub competitor_start_ms: [u64; 2],
+    /// Number of *peers*, uniform over `[low, high]` (at most 3): more flows
+    /// of the same policy on the bottleneck, each with its own observation
+    /// and all acted on in one batched forward with the trained flow, as
+    /// the daemon runs every flow of its cgroup. Each starts after a delay
+    /// drawn from `competitor_start_ms`.
+    #[serde(default)]
+    pub peers: [u32; 2],
     /// The operating point (the reward's delay weight, also an input of the
     /// policy), log-uniform over `[low, high]` within [0.02, 2]; absent: the
     /// run's fixed objective.
@@ -197,6 +204,10 @@ impl ScenarioSpec {
                 true,
             )?;
         }
+        let [p0, p1] = self.peers;
+        if p0 > p1 || p1 > 3 {
+            return Err(range_err("peers", "0 <= low <= high <= 3", self.peers));
+        }
         let [s0, s1] = self.competitor_start_ms;
         if s0 > s1 || s1 > 600_000 {
             return Err(range_err(
@@ -285,6 +296,20 @@ impl ScenarioSpec {
             ))
             .unwrap_or_default()
         });
+        // Drawn last, and only when there can be peers, so distributions
+        // without them keep their random stream (and earlier runs reproduce).
+        let [p0, p1] = self.peers;
+        let peers = if p1 == 0 {
+            Vec::new()
+        } else {
+            let n = if p1 > p0 { rng.gen_range(p0..=p1) } else { p0 };
+            (0..n)
+                .map(|_| {
+                    let [s0, s1] = self.competitor_start_ms;
+                    (if s1 > s0 { rng.gen_range(s0..=s1) } else { s0 }) * 1000
+                })
+                .collect()
+        };
         Scenario {
             objective,
             one_way_delay_us,
@@ -293,6 +318,7 @@ impl ScenarioSpec {
             ack_trace,
             delayed_ack,
             competitors,
+            peers,
         }
     }
 }
@@ -314,6 +340,8 @@ pub struct Scenario {
     pub delayed_ack: bool,
     /// Competing flows: kind and start, microseconds.
     pub competitors: Vec<(ControllerKind, u64)>,
+    /// Peers (flows of the same policy): start, microseconds.
+    pub peers: Vec<u64>,
 }
 
 impl Scenario {
@@ -349,6 +377,7 @@ impl Scenario {
             ack_trace: path.ack_trace,
             delayed_ack: path.delayed_ack,
             competitors,
+            peers: Vec::new(),
         })
     }
 
@@ -356,6 +385,7 @@ impl Scenario {
     /// competitor that has started.
     pub fn active_flows(&self, now_us: u64) -> usize {
         1 + self.competitors.iter().filter(|c| c.1 <= now_us).count()
+            + self.peers.iter().filter(|&&p| p <= now_us).count()
     }
 }
 

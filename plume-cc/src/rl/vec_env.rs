@@ -38,6 +38,11 @@ impl VecEnv {
     }
 
     /// The environments, e.g. to reset one whose episode ended.
+    pub fn envs(&self) -> &[Env] {
+        &self.envs
+    }
+
+    /// The environments, mutably.
     pub fn envs_mut(&mut self) -> &mut [Env] {
         &mut self.envs
     }
