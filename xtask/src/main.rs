@@ -6,6 +6,8 @@
 //! - `test`: set up, then fmt, clippy (host and BPF target) and every test;
 //! - `demo`: set up, build, and run the main job on embedded defaults;
 //! - `train`: build, then train a policy (`plume-cc train ...`, see docs/TRAINING.md).
+//! - `study`: build, then the sampler study on the default skewed scenario corpus
+//!   (`plume-cc eval study`, see docs/TRAINING.md).
 //! - `bench`: build, then run `plume-cc bench` (iperf3 across the emulated
 //!   link) with a progress bar across runs.
 //! - `dist`: build, then package the release binary with the libtorch
@@ -70,6 +72,17 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The sampler study (docs/TRAINING.md, "The sampler study"): builds the
+    /// release binary, writes the default skewed scenario corpus to
+    /// runs/corpus/default if it is not there, then runs `plume-cc eval
+    /// study` on it (uniform, plume-static, plume-dynamic; 5 seeds; 300k and
+    /// 1M steps) into runs/study. Extra flags go to `plume-cc eval study`
+    /// (e.g. `--budgets 300k,3M`). Interrupted, it resumes where it stopped.
+    Study {
+        /// Flags for `plume-cc eval study`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Build the release binary and package it: a relocatable tarball
     /// (target/dist/plume-cc-VERSION-x86_64-linux.tar.gz: bin/, the libtorch
     /// libraries it needs in lib/, licences, README, systemd units) and a
@@ -95,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo(),
         Task::Train { args } => train(&args),
         Task::Bench { args } => bench::bench(&args),
+        Task::Study { args } => study(&args),
         Task::Dist(opts) => {
             setup::setup()?;
             let a = dist::dist(&opts)?;
@@ -277,6 +291,44 @@ fn demo() -> anyhow::Result<()> {
 
 /// Builds the release binary (no setup: run `cargo xtask setup` once first)
 /// and runs `plume-cc train ARGS`, so the training logic stays in the library.
+fn study(args: &[String]) -> anyhow::Result<()> {
+    setup::setup()?;
+    cmd::run(
+        "cargo build --release -p plume-cc",
+        cargo().args(["build", "--release", "-p", "plume-cc"]),
+    )?;
+    let root = paths::repo_root();
+    let exe = root.join("target/release/plume-cc");
+    let corpus = root.join("runs/corpus/default");
+    let sources = root.join("../shared/traces/mahimahi");
+    if !corpus.join("paths.jsonl").is_file() {
+        anyhow::ensure!(
+            sources.is_dir(),
+            "the default corpus is cut from {}, which is missing",
+            sources.display()
+        );
+        cmd::run_inherit(
+            "plume-cc traces scenarios",
+            Command::new(&exe)
+                .args(["traces", "scenarios", "--windows", "1000", "--seed", "0"])
+                .arg("--sources")
+                .arg(&sources)
+                .arg("--out")
+                .arg(&corpus),
+        )?;
+    }
+    let mut c = Command::new(&exe);
+    c.args(["eval", "study", "--corpus"]).arg(&corpus);
+    if !args.iter().any(|a| a == "--out") {
+        c.args(["--out", "runs/study"]);
+    }
+    if !args.iter().any(|a| a == "--budgets") {
+        c.args(["--budgets", "300k,1M"]);
+    }
+    cmd::run_inherit("plume-cc eval study", c.args(args))?;
+    Ok(())
+}
+
 fn train(args: &[String]) -> anyhow::Result<()> {
     setup::setup()?;
     cmd::run(
