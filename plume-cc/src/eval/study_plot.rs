@@ -57,8 +57,15 @@ pub fn cluster_bars(path: &Path, r: &StudyResult) -> Res {
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(k)
-            .x_label_formatter(&|x| format!("cluster {}", x.floor() as usize))
+            // Ticks every half cluster; only the middles are labelled.
+            .x_labels(2 * k + 1)
+            .x_label_formatter(&|x| {
+                if (x - x.floor() - 0.5).abs() < 0.01 {
+                    format!("cluster {}", x.floor() as usize)
+                } else {
+                    String::new()
+                }
+            })
             .y_desc("power vs fair share")
             .draw()
             .map_err(err)?;
