@@ -17,7 +17,8 @@ pub enum EvalCommand {
     SimToReal(SimToRealArgs),
     /// The policy against the fixed rule (action 0), CUBIC and BBR-like in
     /// the simulator, over held-out windows x min RTT {10, 40, 100, 200} ms x
-    /// buffer {0.5, 2, 8} BDP x {alone, + CUBIC, + BBR-like}: Markdown, JSON
+    /// buffer {0.5, 2, 8} BDP x {alone, + CUBIC, + BBR-like, + a second flow
+    /// of the same scheme}: Markdown, JSON
     /// and a heat map.
     Matrix(MatrixArgs),
     /// The sampler study: uniform, plume-static and plume-dynamic trained at
