@@ -146,6 +146,58 @@ fn seed_mean(
         .collect()
 }
 
+/// One line per cluster on `area`: `curves[c]` against environment steps,
+/// y over `y` (None: the curves' own range, padded).
+fn cluster_lines<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    y_desc: &str,
+    curves: &[Vec<(f64, f64)>],
+    y: Option<std::ops::Range<f64>>,
+    legend: SeriesLabelPosition,
+) -> Res {
+    let (lo, hi) = curves
+        .iter()
+        .flatten()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1), b.max(p.1))
+        });
+    if !lo.is_finite() {
+        return Ok(());
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    let y = y.unwrap_or((lo - pad)..(hi + pad));
+    let x_max = curves.iter().flatten().map(|p| p.0).fold(1.0f64, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..x_max, y)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("environment steps")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(err)?;
+    for (c, pts) in curves.iter().enumerate() {
+        let color = Palette99::pick(c).to_rgba();
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("cluster {c}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(legend)
+        .draw()
+        .map_err(err)
+}
+
 /// One panel per sampler: each cluster's training episode reward over
 /// steps, averaged over seeds.
 pub fn learning_curves(
@@ -166,49 +218,17 @@ pub fn learning_curves(
                 )
             })
             .collect();
-        let pts = curves.iter().flatten();
-        let (lo, hi) = pts.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-            (a.min(p.1), b.max(p.1))
-        });
-        if !lo.is_finite() {
-            continue;
-        }
-        let x_max = curves.iter().flatten().map(|p| p.0).fold(1.0f64, f64::max);
-        let pad = ((hi - lo) * 0.05).max(1e-3);
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!(
-                    "{}: training reward per cluster (mean over seeds)",
-                    s.name()
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("environment steps")
-            .y_desc("reward per step")
-            .draw()
-            .map_err(err)?;
-        for (c, pts) in curves.iter().enumerate() {
-            let color = Palette99::pick(c).to_rgba();
-            chart
-                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-                .map_err(err)?
-                .label(format!("cluster {c}"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
+        cluster_lines(
+            area,
+            &format!(
+                "{}: training reward per cluster (mean over seeds)",
+                s.name()
+            ),
+            "reward per step",
+            &curves,
+            None,
+            SeriesLabelPosition::LowerRight,
+        )?;
     }
     root.present().map_err(err)
 }
@@ -227,7 +247,6 @@ pub fn cluster_weights(path: &Path, logs: &[Vec<LogRow>], clusters: usize) -> Re
             )
         })
         .collect();
-    let x_max = curves.iter().flatten().map(|p| p.0).fold(1.0f64, f64::max);
     let hi = curves
         .iter()
         .flatten()
@@ -235,36 +254,13 @@ pub fn cluster_weights(path: &Path, logs: &[Vec<LogRow>], clusters: usize) -> Re
         .fold(0.0f64, f64::max)
         .max(1e-3)
         * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "plume-dynamic: cluster target weights over training (mean over seeds)",
-            ("sans-serif", 18),
-        )
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.0..x_max, 0.0..hi)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("environment steps")
-        .y_desc("target weight")
-        .draw()
-        .map_err(err)?;
-    for (c, pts) in curves.iter().enumerate() {
-        let color = Palette99::pick(c).to_rgba();
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("cluster {c}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
+    cluster_lines(
+        &root,
+        "plume-dynamic: cluster target weights over training (mean over seeds)",
+        "target weight",
+        &curves,
+        Some(0.0..hi),
+        SeriesLabelPosition::UpperRight,
+    )?;
     root.present().map_err(err)
 }
