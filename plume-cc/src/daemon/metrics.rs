@@ -50,9 +50,12 @@ pub enum MetricsError {
     },
 }
 
+/// Reads one count out of a [`DaemonStats`] snapshot.
+type Field = fn(&DaemonStats) -> u64;
+
 /// A cumulative count copied from a [`DaemonStats`] snapshot: the name
 /// without `_total` (the encoder appends it), the help text and the field.
-type CounterSpec = (&'static str, &'static str, fn(&DaemonStats) -> u64);
+type CounterSpec = (&'static str, &'static str, Field);
 
 /// Every counter that mirrors a [`DaemonStats`] field. The names are the
 /// ones the hand-written exposition used, so dashboards keep working.
@@ -135,7 +138,7 @@ const COUNTERS: &[CounterSpec] = &[
 
 /// The `reason` label values of `plume_policy_guarded_total`, with the
 /// [`crate::policy::GuardCounts`] field each counts.
-const GUARD_REASONS: &[(&str, fn(&DaemonStats) -> u64)] = &[
+const GUARD_REASONS: &[(&str, Field)] = &[
     ("nan", |s| s.guard.nan),
     ("below_min", |s| s.guard.below_min),
     ("above_max", |s| s.guard.above_max),
@@ -145,8 +148,8 @@ const GUARD_REASONS: &[(&str, fn(&DaemonStats) -> u64)] = &[
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    counters: Vec<(Counter, fn(&DaemonStats) -> u64)>,
-    guarded: Vec<(Counter, fn(&DaemonStats) -> u64)>,
+    counters: Vec<(Counter, Field)>,
+    guarded: Vec<(Counter, Field)>,
     flows: Gauge,
     last_step: Gauge<f64, AtomicU64>,
     mean_step: Gauge<f64, AtomicU64>,

@@ -126,7 +126,7 @@ pub enum TracesCommand {
 /// A duration flag's value as whole milliseconds, which traces and windows
 /// are cut in: a fraction of a millisecond is refused, naming the flag.
 pub fn whole_ms(flag: &str, d: Duration) -> anyhow::Result<u64> {
-    if d.subsec_nanos() % 1_000_000 != 0 || d.as_millis() > 1_000_000_000_000 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) || d.as_millis() > 1_000_000_000_000 {
         bail!("{flag} {d:?}: must be a whole number of milliseconds up to 1e12 ms");
     }
     Ok(d.as_millis() as u64)
