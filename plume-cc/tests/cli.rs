@@ -235,6 +235,9 @@ fn durations_take_units_and_old_bare_numbers_warn() {
         &["run", "--cgroup", "/tmp", "--run-for", "200"][..],
         &["run", "--cgroup", "/tmp", "--stale", "500"][..],
         &["selftest", "--duration", "2"][..],
+        &["train", "--window", "10000"][..],
+        &["train", "--delay", "5..80"][..],
+        &["eval", "sim-to-real", "--traces", "x", "--delay", "20"][..],
     ] {
         let o = plume(args);
         let err = String::from_utf8_lossy(&o.stderr);
