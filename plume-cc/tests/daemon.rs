@@ -867,10 +867,8 @@ fn the_metrics_endpoint_parses_as_prometheus_text() {
     }
     let dir = tmpdir("metrics");
     let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
-    let pins = PathBuf::from(format!(
-        "/sys/fs/bpf/plume-cc/test-metrics-{}",
-        std::process::id()
-    ));
+    // The folder the daemon picks by default, so that status can name the cgroup.
+    let pins = plume_cc::datapath::default_pin_dir(cgroup.path());
     let _guard = PinGuard(pins.clone());
     let json = r#"{"scripted":{"steps":[{"cwnd":1,"hold_ms":100000}]}}"#;
     let policy = script(&dir, "under-floor.json", json);
@@ -945,6 +943,20 @@ fn the_metrics_endpoint_parses_as_prometheus_text() {
             "no HELP for {name}:\n{body}"
         );
     }
+    // `status --pin-dir` shows this datapath alone, with its cgroup read
+    // back from the folder's name.
+    let o = Command::new(EXE)
+        .args(["status", "--json", "--pin-dir"])
+        .arg(&pins)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let runs = v.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{v}");
+    assert_eq!(runs[0]["pins"], pins.to_str().unwrap());
+    assert_eq!(runs[0]["cgroup"], cgroup.path().to_str().unwrap(), "{v}");
+    assert!(!runs[0]["flows"].as_array().unwrap().is_empty(), "{v}");
     daemon.terminate();
     sender.finish();
     assert!(!pins.exists(), "pins left at {}", pins.display());

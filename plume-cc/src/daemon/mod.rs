@@ -341,8 +341,9 @@ pub async fn run(
     let mut dp = Datapath::attach_pinned(&config.cgroup, dp_config, &pin_dir)?;
     let mut stats = DaemonStats::default();
     let result = control(&config, &mut dp, policy.as_mut(), &mut stop, &mut stats).await;
-    if let Err(e) = &result {
-        tracing::error!("stopping: {e:#}");
+    // The cause itself is printed once, by the caller, with its chain.
+    if result.is_err() {
+        tracing::error!("the control loop failed: handing every flow back to the kernel");
     }
     match dp.counters() {
         Ok(c) => stats.datapath = c,
