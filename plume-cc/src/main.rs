@@ -62,7 +62,9 @@ enum Command {
         /// Old spelling of `--stale`, in milliseconds (one more release).
         #[arg(long, hide = true, conflicts_with = "stale", value_parser = DurationArg::renamed("--stale", BareUnit::Ms))]
         stale_ms: Option<Duration>,
-        /// bpffs folder for the pins (default /sys/fs/bpf/plume-cc/<cgroup>).
+        /// bpffs folder for the pins (default /sys/fs/bpf/plume-cc/NAME,
+        /// NAME the cgroup's path with `/` as `_` and other characters
+        /// `%XX`, which `status` reads back).
         #[arg(long)]
         pin_dir: Option<PathBuf>,
         /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9901).
