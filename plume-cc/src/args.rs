@@ -93,6 +93,23 @@ pub fn deprecated(old: &str, new: &str) {
     eprintln!("plume-cc: warning: `{old}` is deprecated and will be refused in the next release; use `{new}`");
 }
 
+/// An error and its causes on one line, as the binary prints it: each
+/// cause once. Why not anyhow's `{:#}`: many errors already show their
+/// source in their own message (`"{path}: {source}"`), which `{:#}` then
+/// repeats; a cause whose text is already in the line is left out.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// clap value parser of a duration flag. `DurationArg::new()` refuses bare
 /// numbers with a hint; `DurationArg::legacy(unit)` still reads them in
 /// `unit` and warns with the new spelling (the flag's long name included);
@@ -248,6 +265,28 @@ mod tests {
         );
         assert!(parse_legacy("-1", BareUnit::Ms).is_err());
         assert!(parse_legacy("nan", BareUnit::Ms).is_err());
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading {path}: {source}")]
+        struct Read {
+            path: &'static str,
+            source: std::io::Error,
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Read {
+            path: "/x",
+            source: io,
+        })
+        .context("loading the policy");
+        assert_eq!(
+            one_line(e.as_ref()),
+            "loading the policy: reading /x: no such file"
+        );
+        // anyhow's own chain repeats the cause.
+        assert_eq!(format!("{e:#}").matches("no such file").count(), 2);
     }
 
     #[test]

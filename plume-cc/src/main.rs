@@ -237,16 +237,17 @@ enum Command {
 }
 
 /// Usage errors exit with 2 (clap), runtime errors with 1. The error is
-/// printed once, its chain of causes on one line (`{:#}`), and never with
-/// a backtrace: anyhow would print one when RUST_BACKTRACE is set, which
-/// is noise for a wrong path or a missing privilege.
+/// printed once, each cause once, on one line (`args::one_line`), and
+/// never with a backtrace: anyhow's `Debug` would print one when
+/// RUST_BACKTRACE is set, which is noise for a wrong path or a missing
+/// privilege.
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("plume-cc: error: {e:#}");
+            eprintln!("plume-cc: error: {}", plume_cc::args::one_line(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -85,8 +85,8 @@ pub struct DatapathStatus {
     /// Its pin folder.
     pub pins: PathBuf,
     /// The cgroup it serves, read back from the pin folder's name
-    /// ([`datapath::cgroup_of_pin_name`]); None for a folder named by
-    /// `--pin-dir`.
+    /// ([`datapath::cgroup_of_pin_name`]) when that folder exists; None
+    /// for a folder named otherwise by `--pin-dir`.
     pub cgroup: Option<PathBuf>,
     /// `enforcing` (a daemon's targets apply) or `observe-only`.
     pub mode: &'static str,
@@ -145,7 +145,10 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<DatapathStatus> {
         cgroup: pin_dir
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(datapath::cgroup_of_pin_name),
+            .and_then(datapath::cgroup_of_pin_name)
+            // A folder named by `--pin-dir` may decode to a path that is
+            // no cgroup at all; only an existing folder is shown.
+            .filter(|c| c.is_dir()),
         mode: if config.enforce != 0 {
             "enforcing"
         } else {
