@@ -20,6 +20,7 @@
 //! 8. [`eval`]: checks that span training and the real stack.
 //!
 //! The binary (`main.rs`) is the edge that may use every layer.
+pub mod args;
 pub mod bench;
 pub mod congestion;
 pub mod daemon;

@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use plume_cc::{
+    args::{BareUnit, DurationArg},
     daemon,
     datapath::{probe, selftest},
 };
@@ -51,21 +52,35 @@ enum Command {
         /// Create the cgroup folder if missing.
         #[arg(long)]
         create_cgroup: bool,
-        /// Monitor interval, milliseconds.
-        #[arg(long, default_value_t = 20)]
-        interval: u64,
-        /// Targets older than this are lifted by the datapath itself, milliseconds.
-        #[arg(long, default_value_t = 500)]
-        stale_ms: u64,
-        /// bpffs folder for the pins (default /sys/fs/bpf/plume-cc/<cgroup>).
+        /// Monitor interval (e.g. 20ms).
+        #[arg(long, value_name = "DURATION", default_value = "20ms", value_parser = DurationArg::legacy(BareUnit::Ms))]
+        interval: Duration,
+        /// Targets older than this are lifted by the datapath itself
+        /// [default: 500ms].
+        #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
+        stale: Option<Duration>,
+        /// Old spelling of `--stale`, in milliseconds (one more release).
+        #[arg(long, hide = true, conflicts_with = "stale", value_parser = DurationArg::renamed("--stale", BareUnit::Ms))]
+        stale_ms: Option<Duration>,
+        /// bpffs folder for the pins (default /sys/fs/bpf/plume-cc/NAME,
+        /// NAME the cgroup's path with `/` as `_` and other characters
+        /// `%XX`, which `status` reads back).
         #[arg(long)]
         pin_dir: Option<PathBuf>,
         /// Serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9901).
-        #[arg(long)]
+        #[arg(long, value_name = "ADDR")]
         metrics: Option<SocketAddr>,
-        /// Stop by itself after this many milliseconds.
-        #[arg(long)]
-        run_for_ms: Option<u64>,
+        /// Serve Prometheus metrics on any address, other hosts' included
+        /// (e.g. 0.0.0.0:9901). Opt-in and logged as a warning: the metrics
+        /// name the policy and this host's flow counts.
+        #[arg(long, value_name = "ADDR", conflicts_with = "metrics")]
+        metrics_listen: Option<SocketAddr>,
+        /// Stop by itself after this long (e.g. 30s).
+        #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
+        run_for: Option<Duration>,
+        /// Old spelling of `--run-for`, in milliseconds (one more release).
+        #[arg(long, hide = true, conflicts_with = "run_for", value_parser = DurationArg::renamed("--run-for", BareUnit::Ms))]
+        run_for_ms: Option<Duration>,
         /// Kernel congestion control under the limits, pinned on every new
         /// flow of the cgroup: `cubic`, `bbr`, `reno` (any the kernel
         /// offers), or `default` for the host's own default. Without it: the
@@ -110,9 +125,11 @@ enum Command {
         /// Iterations per flow count.
         #[arg(long, default_value_t = 200)]
         iterations: usize,
-        /// Write the results as JSON here too.
-        #[arg(long)]
-        json: Option<PathBuf>,
+        /// Print the results as one JSON document on stdout (the table
+        /// goes to stderr). `--json FILE` (write them to FILE) still works
+        /// for one release.
+        #[arg(long, value_name = "FILE", num_args = 0..=1)]
+        json: Option<Option<PathBuf>>,
     },
     /// Time the learned policy's decide step alone for 1..10000 synthetic
     /// flows (no root, one libtorch thread), split into observation
@@ -127,16 +144,23 @@ enum Command {
         /// Calls per flow count.
         #[arg(long, default_value_t = 200)]
         iterations: usize,
-        /// Write the results as JSON here too.
-        #[arg(long)]
-        json: Option<PathBuf>,
+        /// Print the results as one JSON document on stdout (the table
+        /// goes to stderr). `--json FILE` (write them to FILE) still works
+        /// for one release.
+        #[arg(long, value_name = "FILE", num_args = 0..=1)]
+        json: Option<Option<PathBuf>>,
     },
     /// List the flows of every running datapath with their statistics and
     /// targets (like `ss -ti`).
     Status {
-        /// Print JSON instead of a table.
+        /// Print JSON instead of a table: one array, one entry per
+        /// datapath (`[]` when none runs).
         #[arg(long)]
         json: bool,
+        /// Only the datapath pinned in this bpffs folder (as given to
+        /// `run --pin-dir`; default: every one under /sys/fs/bpf/plume-cc).
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
     },
     /// Check the datapath end to end on this host (needs root): attach the
     /// sock_ops program to a fresh cgroup, run a loopback transfer in it, clamp
@@ -145,15 +169,20 @@ enum Command {
         /// cwnd clamp to apply, segments.
         #[arg(long, default_value_t = 4)]
         clamp: u32,
-        /// How long the test transfer runs, milliseconds.
-        #[arg(long, default_value_t = 2000)]
-        duration_ms: u64,
-        /// Print the report as JSON.
+        /// How long the test transfer runs [default: 2s].
+        #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
+        duration: Option<Duration>,
+        /// Old spelling of `--duration`, in milliseconds (one more release).
+        #[arg(long, hide = true, conflicts_with = "duration", value_parser = DurationArg::renamed("--duration", BareUnit::Ms))]
+        duration_ms: Option<Duration>,
+        /// Print the report as JSON: stdout then holds only that document,
+        /// the progress goes to stderr.
         #[arg(long)]
         json: bool,
     },
     /// Send TCP data as fast as allowed and print the socket's TCP_INFO as
     /// JSON lines (used by tests and the self-test).
+    #[command(hide = true)]
     Probe {
         /// Address to connect to.
         #[arg(long)]
@@ -161,12 +190,12 @@ enum Command {
         /// Join this cgroup v2 folder first, so the flow is under the datapath.
         #[arg(long)]
         cgroup: Option<PathBuf>,
-        /// How long to send, milliseconds.
-        #[arg(long, default_value_t = 1000)]
-        duration_ms: u64,
-        /// Report interval, milliseconds.
-        #[arg(long, default_value_t = 20)]
-        report_ms: u64,
+        /// How long to send.
+        #[arg(long, alias = "duration-ms", default_value = "1s", value_parser = DurationArg::legacy(BareUnit::Ms))]
+        duration: Duration,
+        /// Report interval.
+        #[arg(long, alias = "report-ms", default_value = "20ms", value_parser = DurationArg::legacy(BareUnit::Ms))]
+        report: Duration,
         /// Instead of one long transfer: open this many connections at once,
         /// send `--bytes` on each, hold them `--hold-ms`, close them all.
         #[arg(long)]
@@ -174,12 +203,11 @@ enum Command {
         /// Bytes per connection with `--flows`.
         #[arg(long, default_value_t = 100_000)]
         bytes: usize,
-        /// How long `--flows` connections stay open after sending, milliseconds.
-        #[arg(long, default_value_t = 300)]
-        hold_ms: u64,
+        /// How long `--flows` connections stay open after sending.
+        #[arg(long, alias = "hold-ms", default_value = "300ms", value_parser = DurationArg::legacy(BareUnit::Ms))]
+        hold: Duration,
     },
-    /// Train a policy with PPO in the simulator (used by `cargo xtask train`).
-    #[command(hide = true)]
+    /// Train a policy with PPO in the simulator (what `cargo xtask train` runs).
     Train(plume_cc::rl::cli::TrainArgs),
     /// Time one batched policy forward for several flow counts.
     #[command(hide = true)]
@@ -199,8 +227,7 @@ enum Command {
     #[command(subcommand)]
     Eval(plume_cc::eval::cli::EvalCommand),
     /// Benchmark congestion controls with iperf3 across the emulated link
-    /// (driven by `cargo xtask bench`; needs root).
-    #[command(hide = true)]
+    /// (what `cargo xtask bench` runs; needs root).
     Bench(plume_cc::bench::cli::Args),
     /// Run the daemon as a systemd service: `service install` writes
     /// plume-cc.service and plume-cc.slice and starts it; applications put
@@ -209,38 +236,66 @@ enum Command {
     Service(plume_cc::service::cli::ServiceCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Usage errors exit with 2 (clap), runtime errors with 1. The error is
+/// printed once, each cause once, on one line (`args::one_line`), and
+/// never with a backtrace: anyhow's `Debug` would print one when
+/// RUST_BACKTRACE is set, which is noise for a wrong path or a missing
+/// privilege.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    match cli.command {
+    match run(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plume-cc: error: {}", plume_cc::args::one_line(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Service(cmd) => plume_cc::service::cli::run(cmd)?,
         Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
         Command::Eval(cmd) => plume_cc::eval::cli::run(cmd)?,
         Command::Selftest {
             clamp,
+            duration,
             duration_ms,
             json,
         } => {
             let opts = selftest::SelfTestOptions {
                 probe_exe: std::env::current_exe().context("locating plume-cc itself")?,
                 clamp,
-                duration: Duration::from_millis(duration_ms),
+                duration: duration.or(duration_ms).unwrap_or(Duration::from_secs(2)),
             };
-            println!("plume-cc selftest: {}", libtorch_check()?);
-            let report = selftest::run(&opts, &mut |line| println!("  {line}"))?;
+            // With --json, stdout holds the report alone; the progress
+            // lines go to stderr so that a pipe into a JSON reader works.
+            let say = |line: &str| {
+                if json {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+            };
+            say(&format!("plume-cc selftest: {}", libtorch_check()?));
+            let report = selftest::run(&opts, &mut |line| say(&format!("  {line}")))?;
+            say("selftest passed");
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
-            println!("selftest passed");
         }
         Command::Run {
             policy,
             cgroup,
             create_cgroup,
             interval,
+            stale,
             stale_ms,
             pin_dir,
             metrics,
+            metrics_listen,
+            run_for,
             run_for_ms,
             base,
             force_interval,
@@ -262,11 +317,15 @@ fn main() -> anyhow::Result<()> {
             let mut config = daemon::DaemonConfig {
                 cgroup,
                 create_cgroup,
-                interval: Duration::from_millis(interval.max(1)),
-                stale_after: Duration::from_millis(stale_ms.max(1)),
+                interval: interval.max(Duration::from_millis(1)),
+                stale_after: stale
+                    .or(stale_ms)
+                    .unwrap_or(Duration::from_millis(500))
+                    .max(Duration::from_millis(1)),
                 pin_dir,
-                metrics_addr: metrics,
-                run_for: run_for_ms.map(Duration::from_millis),
+                metrics_addr: metrics.or(metrics_listen),
+                metrics_off_host: metrics_listen.is_some(),
+                run_for: run_for.or(run_for_ms),
                 base_cc: None,
                 record,
                 allow_root_cgroup,
@@ -298,17 +357,18 @@ fn main() -> anyhow::Result<()> {
             let path = policy.unwrap_or_else(|| PathBuf::from("default"));
             let mut load = || Ok(plume_cc::policy::LoadedPolicy::load_or_default(&path)?);
             let rows = daemon::bench::decide(&flows, iterations.max(1), &mut load)?;
-            println!(
+            let out = Output::new(json.as_ref().is_some_and(Option::is_none));
+            out.line(&format!(
                 "decide step, policy {}, 1 libtorch thread, medians of {} calls (us):",
                 path.display(),
                 iterations.max(1)
-            );
-            println!(
+            ));
+            out.line(&format!(
                 "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 "flows", "observe", "tensor", "forward", "readback", "mapping", "total", "p99"
-            );
+            ));
             for r in &rows {
-                println!(
+                out.line(&format!(
                     "{:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
                     r.flows,
                     r.observe_us,
@@ -318,14 +378,21 @@ fn main() -> anyhow::Result<()> {
                     r.mapping_us,
                     r.total_us,
                     r.total_p99_us
-                );
+                ));
             }
-            if let Some(p) = json {
-                std::fs::write(&p, serde_json::to_string_pretty(&rows)?)?;
-            }
+            json_out(json, "bench-decide", &serde_json::to_value(&rows)?)?;
         }
-        Command::Status { json } => {
-            let dirs = daemon::status::pinned_datapaths();
+        Command::Status { json, pin_dir } => {
+            let dirs = match pin_dir {
+                Some(d) if d.join("link").exists() => vec![d],
+                Some(d) => {
+                    anyhow::bail!(
+                        "--pin-dir {}: no plume-cc datapath is pinned there",
+                        d.display()
+                    )
+                }
+                None => daemon::status::pinned_datapaths(),
+            };
             if dirs.is_empty() && !json {
                 println!(
                     "no running plume-cc datapath (nothing pinned under /sys/fs/bpf/plume-cc)"
@@ -349,8 +416,13 @@ fn main() -> anyhow::Result<()> {
                     docs.push(serde_json::to_value(&st)?);
                 } else {
                     let c = &st.counters;
+                    let cgroup = st
+                        .cgroup
+                        .as_ref()
+                        .map(|c| format!("cgroup {}, ", c.display()))
+                        .unwrap_or_default();
                     println!(
-                        "{} ({} flows, {}, stale after {} ms)",
+                        "{} ({cgroup}{} flows, {}, stale after {} ms)",
                         dir.display(),
                         st.flows.len(),
                         st.mode,
@@ -393,32 +465,26 @@ fn main() -> anyhow::Result<()> {
             cgroup,
             flows: Some(n),
             bytes,
-            hold_ms,
+            hold,
             ..
         } => {
-            let done = probe::run_many(
-                connect,
-                cgroup.as_deref(),
-                n,
-                bytes,
-                Duration::from_millis(hold_ms),
-            )
-            .with_context(|| format!("{n} flows to {connect}"))?;
+            let done = probe::run_many(connect, cgroup.as_deref(), n, bytes, hold)
+                .with_context(|| format!("{n} flows to {connect}"))?;
             println!("{}", serde_json::to_string(&done)?);
         }
         Command::Probe {
             connect,
             cgroup,
-            duration_ms,
-            report_ms,
+            duration,
+            report,
             flows: None,
             ..
         } => {
             let config = probe::SenderConfig {
                 connect,
                 cgroup,
-                duration: Duration::from_millis(duration_ms),
-                report_every: Duration::from_millis(report_ms),
+                duration,
+                report_every: report,
             };
             probe::run_sender(&config, &mut std::io::stdout().lock())
                 .with_context(|| format!("probe to {connect}"))?;
@@ -435,41 +501,82 @@ fn main() -> anyhow::Result<()> {
 fn bench_datapath(
     policy: Option<PathBuf>,
     iterations: usize,
-    json: Option<PathBuf>,
+    json: Option<Option<PathBuf>>,
 ) -> anyhow::Result<()> {
     use daemon::bench;
     let exe = std::env::current_exe()?;
+    let out = Output::new(json.as_ref().is_some_and(Option::is_none));
     // Default: the embedded learned policy, so `decide` includes the forward.
     let policy_path = policy.unwrap_or_else(|| PathBuf::from("default"));
     let mut make = || daemon::load_policy(&policy_path);
-    println!(
+    out.line(&format!(
         "control step (read + decide + write), policy {}:",
         policy_path.display()
-    );
-    println!(
+    ));
+    out.line(&format!(
         "{:>7} {:>10} {:>10} {:>10} {:>10}",
         "flows", "read_us", "decide_us", "write_us", "total_us"
-    );
+    ));
     let rows = bench::control_loop(&[1, 100, 1000, 10_000], iterations, &mut make)?;
     for r in &rows {
-        println!(
+        out.line(&format!(
             "{:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
             r.flows, r.read_us, r.decide_us, r.write_us, r.total_us
-        );
+        ));
     }
     let cost = bench::ebpf_cost(&exe, Duration::from_secs(3))?;
-    println!(
+    out.line(&format!(
         "eBPF sock_ops program: {:.0} ns mean per callback over {} callbacks ({:.0} callbacks/s of a saturating loopback flow)",
         cost.mean_ns, cost.run_count, cost.callbacks_per_sec
-    );
+    ));
     let cpu = bench::daemon_cpu(&exe, &policy_path, 100, 20, Duration::from_secs(5))?;
-    println!(
+    out.line(&format!(
         "daemon CPU with {} flows at a {} ms interval: {:.2}% of one core over {:.1} s",
         cpu.flows, cpu.interval_ms, cpu.cpu_percent, cpu.window_s
-    );
-    if let Some(path) = json {
-        let v = serde_json::json!({"control_loop": rows, "ebpf": cost, "daemon_cpu": cpu});
-        std::fs::write(&path, serde_json::to_string_pretty(&v)?)?;
+    ));
+    let v = serde_json::json!({"control_loop": rows, "ebpf": cost, "daemon_cpu": cpu});
+    json_out(json, "bench-datapath", &v)
+}
+
+/// Where a command's human-readable lines go: stdout, or stderr when
+/// stdout is reserved for one JSON document (`--json`).
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    fn line(&self, text: &str) {
+        if self.json {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
+/// The end of a command with `--json [FILE]`: `--json` prints `doc` on
+/// stdout; the old `--json FILE` writes it to FILE, with a deprecation
+/// warning.
+fn json_out(
+    json: Option<Option<PathBuf>>,
+    command: &str,
+    doc: &serde_json::Value,
+) -> anyhow::Result<()> {
+    match json {
+        None => {}
+        Some(None) => println!("{}", serde_json::to_string_pretty(doc)?),
+        Some(Some(path)) => {
+            plume_cc::args::deprecated(
+                &format!("{command} --json {}", path.display()),
+                &format!("{command} --json > {}", path.display()),
+            );
+            std::fs::write(&path, serde_json::to_string_pretty(doc)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
     }
     Ok(())
 }

@@ -98,3 +98,187 @@ fn a_bad_corpus_mix_names_its_cause_and_writes_nothing() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Runs plume-cc with `args` (RUST_BACKTRACE set, as a developer's shell
+/// may have it); the output.
+fn plume(args: &[&str]) -> std::process::Output {
+    Command::new(EXE)
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap()
+}
+
+fn json_stdout(args: &[&str]) -> serde_json::Value {
+    let o = plume(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
+/// Every command with `--json` that needs no root: stdout is one JSON
+/// document and nothing else. (`selftest --json` needs root; the kernel
+/// tests run it.)
+#[test]
+fn json_output_parses_for_every_command_that_has_it() {
+    let v = json_stdout(&["status", "--json"]);
+    assert!(v.is_array(), "{v}");
+    let v = json_stdout(&[
+        "bench-decide",
+        "--flows",
+        "1,3",
+        "--iterations",
+        "2",
+        "--json",
+    ]);
+    let rows = v.as_array().expect("one row per flow count");
+    assert_eq!(rows.len(), 2, "{v}");
+    assert_eq!(rows[1]["flows"], 3);
+    assert!(rows[0]["total_us"].as_f64().unwrap() > 0.0, "{v}");
+}
+
+/// The old `--json FILE` still writes the file, with a warning naming the
+/// new spelling, and stdout keeps the table.
+#[test]
+fn an_old_json_file_spelling_still_works_with_a_warning() {
+    let f = common::tmpdir("json-file").join("rows.json");
+    let o = Command::new(EXE)
+        .args([
+            "bench-decide",
+            "--flows",
+            "1",
+            "--iterations",
+            "2",
+            "--json",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("deprecated") && err.contains("--json >"),
+        "{err}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("decide step"));
+}
+
+/// Durations: a unit is taken everywhere; an old bare number still works
+/// where a flag took one, with a warning that spells the new form; a new
+/// flag refuses it with a hint; a refused value is a usage error (exit 2).
+#[test]
+fn durations_take_units_and_old_bare_numbers_warn() {
+    let dir = common::tmpdir("durations");
+    let out = dir.join("traces");
+    let o = plume(&[
+        "traces",
+        "synth",
+        "--kind",
+        "constant",
+        "--duration",
+        "1500",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`--duration 1500` is deprecated") && err.contains("use `--duration 1500ms`"),
+        "{err}"
+    );
+    // --out is a folder: the trace is named after its parameters.
+    let written = out.join("constant-6mbps-1500ms-seed0.trace");
+    let text = std::fs::read_to_string(&written).expect("the trace in the --out folder");
+    assert_eq!(text.lines().last(), Some("1500"), "period 1500 ms");
+
+    // The same with a unit: no warning.
+    let o = plume(&[
+        "traces",
+        "synth",
+        "--kind",
+        "constant",
+        "--duration",
+        "1.5s",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("deprecated"));
+
+    // The old file spelling of --out.
+    let file = dir.join("one.trace");
+    let o = plume(&[
+        "traces",
+        "synth",
+        "--duration",
+        "1s",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(file.is_file());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a folder"));
+
+    // New flags refuse bare numbers: a usage error with a hint, no backtrace.
+    for args in [
+        &["run", "--cgroup", "/tmp", "--run-for", "200"][..],
+        &["run", "--cgroup", "/tmp", "--stale", "500"][..],
+        &["selftest", "--duration", "2"][..],
+        &["train", "--window", "10000"][..],
+        &["train", "--delay", "5..80"][..],
+        &["eval", "sim-to-real", "--traces", "x", "--delay", "20"][..],
+    ] {
+        let o = plume(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("has no unit") && err.contains("ms"),
+            "{args:?}: {err}"
+        );
+    }
+    let o = plume(&["emulate", "--delay", "20 parsecs"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--delay"));
+}
+
+/// A runtime error exits with 1 and prints its cause once, without a
+/// backtrace even when RUST_BACKTRACE is set.
+#[test]
+fn a_runtime_error_is_one_message_without_a_backtrace() {
+    let o = plume(&["run", "--policy", "/nonexistent/p.json", "--cgroup", "/tmp"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("no such file or folder").count(), 1, "{err}");
+    assert!(
+        !err.contains("backtrace") && !err.contains("Stack"),
+        "{err}"
+    );
+    let o = plume(&["status", "--pin-dir", "/nonexistent/pins"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--pin-dir"));
+}
+
+#[test]
+fn the_help_lists_train_and_bench_and_hides_probe() {
+    let o = plume(&["--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    let commands: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.split_whitespace().next())
+        .collect();
+    for c in ["train", "bench", "run", "status"] {
+        assert!(commands.contains(&c), "{c} not in:\n{help}");
+    }
+    assert!(!commands.contains(&"probe"), "{help}");
+}

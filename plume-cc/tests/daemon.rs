@@ -34,7 +34,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(policy: &Path, cgroup: &Path, pin_dir: &Path, stale_ms: u64) -> Self {
-        Self::start_with(policy, cgroup, pin_dir, stale_ms, &["--interval", "10"])
+        Self::start_with(policy, cgroup, pin_dir, stale_ms, &["--interval", "10ms"])
     }
 
     /// Like [`Daemon::start`], with `extra` arguments for `plume-cc run`.
@@ -46,7 +46,7 @@ impl Daemon {
         extra: &[&str],
     ) -> Self {
         let mut child = Command::new(EXE)
-            .args(["run", "--stale-ms", &stale_ms.to_string()])
+            .args(["run", "--stale", &format!("{stale_ms}ms")])
             .args(extra)
             .arg("--policy")
             .arg(policy)
@@ -737,7 +737,7 @@ fn the_default_learned_policy_steers_a_flow() {
         cgroup.path(),
         &pins,
         500,
-        &["--interval", "20"],
+        &["--interval", "20ms"],
     );
     let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
     let sender = Sender::spawn(&sink, Some(cgroup.path()), 3000);
@@ -834,4 +834,131 @@ fn systemd_is_notified_and_the_units_capabilities_suffice() {
     assert!(!pins.exists(), "pins left at {}", pins.display());
     cgroup.remove().unwrap();
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// One HTTP GET of `path` on `addr`; the body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::Write as _;
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(
+        head.contains("Content-Type: application/openmetrics-text"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+/// The metrics endpoint during a run, read as Prometheus reads it: the
+/// text parses, the step histogram has every step, the guard's counter
+/// says why it replaced outputs (a scripted cwnd of 1 is under the floor
+/// of 2), and the build info names the policy file's SHA-256.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn the_metrics_endpoint_parses_as_prometheus_text() {
+    use prometheus_parse::{Scrape, Value};
+    use sha2::Digest as _;
+    if !common::have_root("daemon metrics test", "CAP_BPF, CAP_NET_ADMIN") {
+        return;
+    }
+    let dir = tmpdir("metrics");
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
+    // The folder the daemon picks by default, so that status can name the cgroup.
+    let pins = plume_cc::datapath::default_pin_dir(cgroup.path());
+    let _guard = PinGuard(pins.clone());
+    let json = r#"{"scripted":{"steps":[{"cwnd":1,"hold_ms":100000}]}}"#;
+    let policy = script(&dir, "under-floor.json", json);
+    let sha: String = sha2::Sha256::digest(json.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // A free loopback port: bound by us, released, then bound by the daemon.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let daemon = Daemon::start_with(
+        &policy,
+        cgroup.path(),
+        &pins,
+        500,
+        &["--interval", "10ms", "--metrics", &addr.to_string()],
+    );
+    daemon.wait_log("metrics endpoint", Duration::from_secs(5));
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let sender = Sender::spawn(&sink, Some(cgroup.path()), 3000);
+    sender.until("cwnd at the floor", Duration::from_secs(3), |r| {
+        r.snd_cwnd <= 2
+    });
+    let body = http_get(addr, "/metrics");
+    let scrape = Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let find = |name: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("{name} {label:?} missing from:\n{body}"))
+    };
+    let number = |v: &Value| match v {
+        Value::Counter(x) | Value::Gauge(x) | Value::Untyped(x) => *x,
+        other => panic!("not a number: {other:?}"),
+    };
+    let intervals = number(&find("plume_intervals_total", None).value);
+    assert!(intervals >= 1.0, "{body}");
+    assert!(number(&find("plume_flows", None).value) >= 1.0, "{body}");
+    let below = number(&find("plume_policy_guarded_total", Some(("reason", "below_min"))).value);
+    assert!(below >= 1.0, "no guarded output counted:\n{body}");
+    assert_eq!(
+        number(&find("plume_policy_guarded_total", Some(("reason", "nan"))).value),
+        0.0
+    );
+    find("plume_step_overruns_total", None);
+    let info = find("plume_cc_build_info", None);
+    assert_eq!(
+        info.labels.get("policy_sha256"),
+        Some(sha.as_str()),
+        "{body}"
+    );
+    assert_eq!(info.labels.get("version"), Some(env!("CARGO_PKG_VERSION")));
+    let Value::Histogram(buckets) = &find("plume_step_duration_seconds", None).value else {
+        panic!("plume_step_duration_seconds is not a histogram:\n{body}");
+    };
+    let all = buckets.last().expect("buckets");
+    assert!(
+        all.less_than.is_infinite() && all.count >= 1.0,
+        "{buckets:?}"
+    );
+    // Every metric is documented.
+    for name in [
+        "plume_flows",
+        "plume_intervals",
+        "plume_step_duration_seconds",
+    ] {
+        assert!(
+            scrape.docs.contains_key(name),
+            "no HELP for {name}:\n{body}"
+        );
+    }
+    // `status --pin-dir` shows this datapath alone, with its cgroup read
+    // back from the folder's name.
+    let o = Command::new(EXE)
+        .args(["status", "--json", "--pin-dir"])
+        .arg(&pins)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let runs = v.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{v}");
+    assert_eq!(runs[0]["pins"], pins.to_str().unwrap());
+    assert_eq!(runs[0]["cgroup"], cgroup.path().to_str().unwrap(), "{v}");
+    assert!(!runs[0]["flows"].as_array().unwrap().is_empty(), "{v}");
+    daemon.terminate();
+    sender.finish();
+    assert!(!pins.exists(), "pins left at {}", pins.display());
+    cgroup.remove().unwrap();
 }

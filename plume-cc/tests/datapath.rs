@@ -311,3 +311,27 @@ fn flows_whose_socket_is_gone_are_reaped_and_live_idle_ones_kept() {
     assert!(!pins.exists());
     cgroup.remove().unwrap();
 }
+
+/// `selftest --json`: stdout holds the report alone (the progress lines
+/// go to stderr), so it pipes into a JSON reader.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn selftest_json_is_one_json_document_on_stdout() {
+    if !common::have_root("selftest --json", "CAP_BPF, CAP_NET_ADMIN") {
+        return;
+    }
+    let o = std::process::Command::new(common::EXE)
+        .args(["selftest", "--json", "--duration", "1500ms"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    });
+    assert!(v["max_cwnd_clamped"].as_u64().unwrap() <= 4, "{v}");
+    assert!(err.contains("selftest passed"), "{err}");
+}

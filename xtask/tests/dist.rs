@@ -193,8 +193,8 @@ fn the_unpacked_tarball_runs_anywhere_as_an_unprivileged_user() {
             "run",
             "--cgroup",
             cgroup.to_str().unwrap(),
-            "--run-for-ms",
-            "200",
+            "--run-for",
+            "200ms",
         ],
     );
     let err = text(&o.stderr);

@@ -7,31 +7,11 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 
+use crate::args::{BareUnit, DurationArg};
+
 use super::{
     run_bench, BenchConfig, BenchOutput, Competing, Downlink, Progress, QueueSpec, Scheme,
 };
-
-/// Parses `30s`, `500ms`, `2m` or a bare number in `bare_unit` seconds.
-pub fn parse_duration(s: &str, bare_unit: f64) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (s, bare_unit)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 20ms)"))?;
-    if !(v.is_finite() && v >= 0.0) {
-        return Err(format!("{s:?} must be a non-negative duration"));
-    }
-    Ok(Duration::from_secs_f64(v * mult))
-}
 
 /// `--queue`'s list of queues (one flag value, comma separated; `packets=N`
 /// pairs would be ambiguous with clap's own delimiter).
@@ -55,13 +35,12 @@ pub struct Args {
     /// Schemes: cubic, bbr, reno, plume.
     #[arg(long, value_delimiter = ',', default_value = "cubic,bbr,plume")]
     pub schemes: Vec<String>,
-    /// Run length (30s, 500ms; bare numbers are seconds): the first flow's
-    /// iperf3 test; later flows end with it.
-    #[arg(long, default_value = "30s", value_parser = |s: &str| parse_duration(s, 1.0))]
+    /// Run length (30s, 500ms): the first flow's iperf3 test; later flows
+    /// end with it.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = DurationArg::legacy(BareUnit::S))]
     pub duration: Duration,
-    /// One-way delays each way, swept (20ms or 10ms,40ms,100ms; bare numbers
-    /// are milliseconds).
-    #[arg(long, default_value = "20ms", value_delimiter = ',', value_parser = |s: &str| parse_duration(s, 1e-3))]
+    /// One-way delays each way, swept (20ms or 10ms,40ms,100ms).
+    #[arg(long, value_name = "DURATION", default_value = "20ms", value_delimiter = ',', value_parser = DurationArg::legacy(BareUnit::Ms))]
     pub delay: Vec<Duration>,
     /// Bottleneck queues (droptail, both directions), swept:
     /// unlimited, packets=N, bytes=N, or bdp=X (X times the trace's mean
@@ -73,7 +52,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub flows: usize,
     /// Start flow i this long after flow i-1 (10s: Pantheon's 3-flow test).
-    #[arg(long, default_value = "0s", value_parser = |s: &str| parse_duration(s, 1.0))]
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = DurationArg::legacy(BareUnit::S))]
     pub stagger: Duration,
     /// Kernel flows on the same bottleneck: cubic, bbr, reno, or NAME:N for N
     /// of them; they start with the first flow.
@@ -81,7 +60,7 @@ pub struct Args {
     pub competing: Option<Competing>,
     /// Jain's index and the scheme's share are measured over this tail of
     /// the run.
-    #[arg(long, default_value = "20s", value_parser = |s: &str| parse_duration(s, 1.0))]
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = DurationArg::legacy(BareUnit::S))]
     pub fair_window: Duration,
     /// Print only the results table (no progress, no file list).
     #[arg(long, short)]

@@ -250,10 +250,10 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCos
         let mut child = Command::new(probe_exe)
             .args(["probe", "--connect", &sink.addr().to_string()])
             .args([
-                "--duration-ms",
-                &duration.as_millis().to_string(),
-                "--report-ms",
-                "100",
+                "--duration",
+                &format!("{}ms", duration.as_millis()),
+                "--report",
+                "100ms",
             ])
             .arg("--cgroup")
             .arg(cgroup.path())
@@ -321,7 +321,7 @@ pub fn daemon_cpu(
         .args([
             "run",
             "--interval",
-            &interval_ms.to_string(),
+            &format!("{interval_ms}ms"),
             "--pin-dir",
             &pin_dir,
         ])
@@ -346,8 +346,8 @@ pub fn daemon_cpu(
         .args([
             "--bytes",
             "100000",
-            "--hold-ms",
-            &hold.as_millis().to_string(),
+            "--hold",
+            &format!("{}ms", hold.as_millis()),
         ])
         .arg("--cgroup")
         .arg(cgroup.path())

@@ -1,160 +1,298 @@
-//! An optional Prometheus text endpoint on localhost (`--metrics ADDR`).
+//! The optional Prometheus endpoint of the daemon (`--metrics ADDR` on
+//! loopback, `--metrics-listen ADDR` anywhere).
+//!
+//! The exposition is written by the `prometheus-client` crate (OpenMetrics
+//! text, which Prometheus scrapes natively) rather than by hand, so that
+//! names, types, escaping and histogram buckets follow the format. Most
+//! numbers are cumulative counts the control loop and the datapath already
+//! keep ([`DaemonStats`]); [`Metrics::absorb`] copies them in after each
+//! step. The step histogram and the overrun counter are fed per step by
+//! [`Metrics::observe_step`], since a snapshot cannot rebuild a distribution.
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{atomic::AtomicU64, Arc},
+    time::Duration,
 };
 
-use anyhow::{bail, Context as _};
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+        info::Info,
+    },
+    registry::Registry,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::DaemonStats;
 
-/// Renders the stats in the Prometheus text exposition format.
-pub fn render(s: &DaemonStats) -> String {
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, v: f64| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-        ));
-    };
-    gauge(
-        "plume_flows",
-        "Flows controlled in the last interval.",
-        "gauge",
-        s.flows as f64,
-    );
-    gauge(
-        "plume_intervals_total",
-        "Monitor intervals run.",
-        "counter",
-        s.intervals as f64,
-    );
-    gauge(
-        "plume_step_seconds",
-        "Last control step (read + decide + write).",
-        "gauge",
-        s.last_step_us as f64 / 1e6,
-    );
-    gauge(
-        "plume_step_mean_seconds",
-        "Mean control step.",
-        "gauge",
-        s.mean_step_us / 1e6,
-    );
-    gauge(
-        "plume_targets_written_total",
-        "Targets written to the datapath.",
-        "counter",
-        s.targets_written as f64,
-    );
-    gauge(
-        "plume_policy_nan_total",
-        "Policy outputs that were NaN.",
-        "counter",
-        s.guard.nan as f64,
-    );
-    gauge(
-        "plume_policy_clamped_total",
-        "Policy outputs clamped into range.",
-        "counter",
-        (s.guard.below_min + s.guard.above_max) as f64,
-    );
-    gauge(
-        "plume_write_failures_total",
-        "Control steps whose batched target write failed (retried next interval).",
-        "counter",
-        s.write_failures as f64,
-    );
-    gauge(
-        "plume_read_failures_total",
-        "Control steps whose read of the flows failed.",
-        "counter",
-        s.read_failures as f64,
-    );
-    gauge(
-        "plume_map_failures_total",
-        "Other failed map operations (orphan sweep, reaping).",
-        "counter",
-        s.map_failures as f64,
-    );
-    gauge(
-        "plume_flows_reaped_total",
-        "Flows removed because their socket was gone without a close.",
-        "counter",
-        s.flows_reaped as f64,
-    );
-    gauge(
-        "plume_flows_opened_total",
-        "Flows registered by the datapath.",
-        "counter",
-        s.datapath.flows_opened as f64,
-    );
-    gauge(
-        "plume_flows_closed_total",
-        "Flows removed by the datapath.",
-        "counter",
-        s.datapath.flows_closed as f64,
-    );
-    gauge(
-        "plume_flow_map_full_total",
-        "Flows left to the kernel: flow map full.",
-        "counter",
-        s.datapath.flow_map_full as f64,
-    );
-    gauge(
-        "plume_targets_expired_total",
-        "Stale targets lifted by the datapath.",
-        "counter",
-        s.datapath.targets_expired as f64,
-    );
-    gauge(
-        "plume_targets_applied_total",
-        "Limit changes the datapath applied (a check that moved a limit).",
-        "counter",
-        s.datapath.targets_applied as f64,
-    );
-    gauge(
-        "plume_target_checks_total",
-        "Datapath callbacks that checked a flow's target.",
-        "counter",
-        s.datapath.target_checks as f64,
-    );
-    gauge(
-        "plume_base_pinned_total",
-        "Flows whose kernel congestion control the datapath pinned.",
-        "counter",
-        s.datapath.base_pinned as f64,
-    );
-    gauge(
-        "plume_setsockopt_errors_total",
-        "Failed bpf_setsockopt calls.",
-        "counter",
-        s.datapath.setsockopt_errors as f64,
-    );
-    out
+/// Why the metrics endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// `--metrics` was given an address other hosts can reach.
+    #[error("--metrics {addr}: not a loopback address; to expose the metrics off-host on purpose, use --metrics-listen {addr}")]
+    NotLoopback {
+        /// The address given.
+        addr: SocketAddr,
+    },
+    /// The address could not be bound.
+    #[error("binding the metrics endpoint {addr}")]
+    Bind {
+        /// The address given.
+        addr: SocketAddr,
+        /// What the kernel said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Serves [`render`] on `addr` (must be a loopback address) in the background.
-pub async fn serve(addr: SocketAddr, stats: Arc<Mutex<DaemonStats>>) -> anyhow::Result<()> {
+/// Reads one count out of a [`DaemonStats`] snapshot.
+type Field = fn(&DaemonStats) -> u64;
+
+/// A cumulative count copied from a [`DaemonStats`] snapshot: the name
+/// without `_total` (the encoder appends it), the help text and the field.
+type CounterSpec = (&'static str, &'static str, Field);
+
+/// Every counter that mirrors a [`DaemonStats`] field. The names are the
+/// ones the hand-written exposition used, so dashboards keep working.
+const COUNTERS: &[CounterSpec] = &[
+    ("plume_intervals", "Monitor intervals run", |s| s.intervals),
+    (
+        "plume_targets_written",
+        "Targets written to the datapath",
+        |s| s.targets_written,
+    ),
+    (
+        "plume_policy_nan",
+        "Policy outputs that were NaN (also in plume_policy_guarded_total)",
+        |s| s.guard.nan,
+    ),
+    (
+        "plume_policy_clamped",
+        "Policy outputs clamped into range (also in plume_policy_guarded_total)",
+        |s| s.guard.below_min + s.guard.above_max,
+    ),
+    (
+        "plume_write_failures",
+        "Control steps whose batched target write failed (retried next interval)",
+        |s| s.write_failures,
+    ),
+    (
+        "plume_read_failures",
+        "Control steps whose read of the flows failed",
+        |s| s.read_failures,
+    ),
+    (
+        "plume_map_failures",
+        "Other failed map operations (orphan sweep, reaping)",
+        |s| s.map_failures,
+    ),
+    (
+        "plume_flows_reaped",
+        "Flows removed because their socket was gone without a close",
+        |s| s.flows_reaped,
+    ),
+    (
+        "plume_flows_opened",
+        "Flows registered by the datapath",
+        |s| s.datapath.flows_opened,
+    ),
+    ("plume_flows_closed", "Flows removed by the datapath", |s| {
+        s.datapath.flows_closed
+    }),
+    (
+        "plume_flow_map_full",
+        "Flows left to the kernel: flow map full",
+        |s| s.datapath.flow_map_full,
+    ),
+    (
+        "plume_targets_expired",
+        "Stale targets lifted by the datapath",
+        |s| s.datapath.targets_expired,
+    ),
+    (
+        "plume_targets_applied",
+        "Limit changes the datapath applied (a check that moved a limit)",
+        |s| s.datapath.targets_applied,
+    ),
+    (
+        "plume_target_checks",
+        "Datapath callbacks that checked a flow's target",
+        |s| s.datapath.target_checks,
+    ),
+    (
+        "plume_base_pinned",
+        "Flows whose kernel congestion control the datapath pinned",
+        |s| s.datapath.base_pinned,
+    ),
+    (
+        "plume_setsockopt_errors",
+        "Failed bpf_setsockopt calls",
+        |s| s.datapath.setsockopt_errors,
+    ),
+];
+
+/// The `reason` label values of `plume_policy_guarded_total`, with the
+/// [`crate::policy::GuardCounts`] field each counts.
+const GUARD_REASONS: &[(&str, Field)] = &[
+    ("nan", |s| s.guard.nan),
+    ("below_min", |s| s.guard.below_min),
+    ("above_max", |s| s.guard.above_max),
+];
+
+/// The daemon's metrics: a registry and handles to everything in it.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    counters: Vec<(Counter, Field)>,
+    guarded: Vec<(Counter, Field)>,
+    flows: Gauge,
+    last_step: Gauge<f64, AtomicU64>,
+    mean_step: Gauge<f64, AtomicU64>,
+    step: Histogram,
+    overruns: Counter,
+}
+
+impl Metrics {
+    /// A registry with every metric at zero; `policy_sha256` identifies the
+    /// policy in `plume_cc_build_info`.
+    pub fn new(policy_sha256: &str) -> Self {
+        let mut registry = Registry::default();
+        registry.register(
+            "plume_cc_build",
+            "The plume-cc version and the SHA-256 of the policy it runs",
+            Info::new([
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("policy_sha256", policy_sha256.to_string()),
+            ]),
+        );
+        let flows = Gauge::default();
+        registry.register(
+            "plume_flows",
+            "Flows controlled in the last interval",
+            flows.clone(),
+        );
+        let last_step = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "plume_step_seconds",
+            "Last control step (read + decide + write)",
+            last_step.clone(),
+        );
+        let mean_step = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "plume_step_mean_seconds",
+            "Mean control step",
+            mean_step.clone(),
+        );
+        // 25 us to about 0.8 s: a step of one flow takes tens of
+        // microseconds, ten thousand flows a few milliseconds, and anything
+        // near the interval (20 ms by default) is an overrun.
+        let step = Histogram::new(exponential_buckets(25e-6, 2.0, 16));
+        registry.register(
+            "plume_step_duration_seconds",
+            "Control step (read + decide + write) durations",
+            step.clone(),
+        );
+        let overruns = Counter::default();
+        registry.register(
+            "plume_step_overruns",
+            "Control steps that took longer than the monitor interval",
+            overruns.clone(),
+        );
+        let family = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "plume_policy_guarded",
+            "Policy outputs the guard replaced, by reason (nan: no limit written; below_min: raised to the floor; above_max: no limit written)",
+            family.clone(),
+        );
+        let guarded = GUARD_REASONS
+            .iter()
+            .map(|&(reason, field)| (family.get_or_create(&[("reason", reason)]).clone(), field))
+            .collect();
+        let counters = COUNTERS
+            .iter()
+            .map(|&(name, help, field)| {
+                let c = Counter::default();
+                registry.register(name, help, c.clone());
+                (c, field)
+            })
+            .collect();
+        Self {
+            registry,
+            counters,
+            guarded,
+            flows,
+            last_step,
+            mean_step,
+            step,
+            overruns,
+        }
+    }
+
+    /// Records one control step that took `took` with monitor interval `interval`.
+    pub fn observe_step(&self, took: Duration, interval: Duration) {
+        self.step.observe(took.as_secs_f64());
+        if took > interval {
+            self.overruns.inc();
+        }
+    }
+
+    /// Copies the cumulative counts and gauges of a snapshot in. Counts
+    /// only move forward: a count below the exported one is ignored.
+    pub fn absorb(&self, s: &DaemonStats) {
+        for (c, field) in self.counters.iter().chain(&self.guarded) {
+            c.inc_by(field(s).saturating_sub(c.get()));
+        }
+        self.flows.set(s.flows as i64);
+        self.last_step.set(s.last_step_us as f64 / 1e6);
+        self.mean_step.set(s.mean_step_us / 1e6);
+    }
+
+    /// The OpenMetrics text of everything, ending in `# EOF`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing into a String does not fail");
+        out
+    }
+}
+
+/// Serves [`Metrics::render`] on `addr` in the background. Without
+/// `off_host` only a loopback address is accepted: the metrics name the
+/// policy and the load of the host, which is not for every network the
+/// host is on. With it, any address is bound, and the log says so loudly.
+pub async fn serve(
+    addr: SocketAddr,
+    off_host: bool,
+    metrics: Arc<Metrics>,
+) -> Result<(), MetricsError> {
     if !addr.ip().is_loopback() {
-        bail!("--metrics must be a loopback address (got {addr}): plume-cc does not expose metrics off-host");
+        if !off_host {
+            return Err(MetricsError::NotLoopback { addr });
+        }
+        tracing::warn!(
+            %addr,
+            "SERVING METRICS OFF-HOST on {addr} (--metrics-listen): anyone who can reach this address reads the policy's hash and this host's flow counts; firewall it"
+        );
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        .map_err(|source| MetricsError::Bind { addr, source })?;
     tracing::info!(%addr, "metrics endpoint");
     tokio::spawn(async move {
         loop {
             let Ok((mut conn, _)) = listener.accept().await else {
                 continue;
             };
-            let body = stats.lock().map(|s| render(&s)).unwrap_or_default();
+            let body = metrics.render();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = conn.read(&mut buf).await;
                 let resp = format!(
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                    "HTTP/1.0 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = conn.write_all(resp.as_bytes()).await;
@@ -167,37 +305,83 @@ pub async fn serve(addr: SocketAddr, stats: Arc<Mutex<DaemonStats>>) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::GuardCounts;
 
     #[test]
-    fn renders_every_metric_once() {
+    fn every_metric_is_exported_once_with_its_value() {
+        let m = Metrics::new("abc123");
         let s = DaemonStats {
             flows: 3,
             intervals: 10,
-            ..Default::default()
-        };
-        let text = render(&s);
-        assert!(text.contains("plume_flows 3\n"));
-        assert!(text.contains("plume_intervals_total 10\n"));
-        assert_eq!(text.matches("# TYPE plume_flows ").count(), 1);
-    }
-
-    #[test]
-    fn failed_map_operations_are_exported() {
-        let s = DaemonStats {
             write_failures: 4,
             read_failures: 2,
             map_failures: 1,
             flows_reaped: 3,
+            guard: GuardCounts {
+                nan: 2,
+                below_min: 5,
+                above_max: 1,
+            },
             ..Default::default()
         };
-        let text = render(&s);
+        m.absorb(&s);
+        m.observe_step(Duration::from_micros(100), Duration::from_millis(20));
+        m.observe_step(Duration::from_millis(30), Duration::from_millis(20));
+        let text = m.render();
         for line in [
+            "plume_flows 3\n",
+            "plume_intervals_total 10\n",
             "plume_write_failures_total 4\n",
             "plume_read_failures_total 2\n",
             "plume_map_failures_total 1\n",
             "plume_flows_reaped_total 3\n",
+            "plume_policy_nan_total 2\n",
+            "plume_policy_clamped_total 6\n",
+            "plume_policy_guarded_total{reason=\"nan\"} 2\n",
+            "plume_policy_guarded_total{reason=\"below_min\"} 5\n",
+            "plume_policy_guarded_total{reason=\"above_max\"} 1\n",
+            "plume_step_overruns_total 1\n",
+            "plume_step_duration_seconds_count 2\n",
+            &format!(
+                "plume_cc_build_info{{version=\"{}\",policy_sha256=\"abc123\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            ),
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
+        assert_eq!(text.matches("# TYPE plume_flows ").count(), 1);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        for (name, ..) in COUNTERS {
+            assert!(text.contains(&format!("# TYPE {name} counter\n")), "{name}");
+        }
+    }
+
+    #[test]
+    fn counters_follow_snapshots_and_never_go_back() {
+        let m = Metrics::new("x");
+        m.absorb(&DaemonStats {
+            intervals: 7,
+            ..Default::default()
+        });
+        m.absorb(&DaemonStats {
+            intervals: 9,
+            ..Default::default()
+        });
+        assert!(m.render().contains("plume_intervals_total 9\n"));
+        m.absorb(&DaemonStats::default());
+        assert!(m.render().contains("plume_intervals_total 9\n"));
+    }
+
+    #[test]
+    fn an_off_host_address_needs_the_explicit_flag() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let m = Arc::new(Metrics::new("x"));
+        let addr: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let e = rt.block_on(serve(addr, false, Arc::clone(&m))).unwrap_err();
+        assert!(e.to_string().contains("--metrics-listen"), "{e}");
+        rt.block_on(serve(addr, true, m)).unwrap();
     }
 }

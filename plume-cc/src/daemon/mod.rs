@@ -17,7 +17,7 @@ pub mod status;
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -42,8 +42,10 @@ pub struct DaemonConfig {
     pub stale_after: Duration,
     /// bpffs folder for the pins (default: [`datapath::default_pin_dir`]).
     pub pin_dir: Option<PathBuf>,
-    /// Serve Prometheus text metrics on this localhost address.
+    /// Serve Prometheus metrics on this address (see [`metrics::serve`]).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Accept a `metrics_addr` other hosts can reach (`--metrics-listen`).
+    pub metrics_off_host: bool,
     /// Stop after this long (tests, benchmarks); None = until a signal.
     pub run_for: Option<Duration>,
     /// Kernel congestion control pinned on every new flow of the cgroup
@@ -59,8 +61,8 @@ pub struct DaemonConfig {
 /// Errors in a daemon configuration, found before anything is attached.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
-    /// `--stale-ms` too short for the interval.
-    #[error("--stale-ms ({stale_ms}) must exceed two intervals ({interval_ms} ms), or targets expire between writes")]
+    /// `--stale` too short for the interval.
+    #[error("--stale ({stale_ms} ms) must exceed two intervals ({interval_ms} ms), or targets expire between writes")]
     StaleTooShort {
         /// Staleness timeout, milliseconds.
         stale_ms: u64,
@@ -157,6 +159,8 @@ pub struct DaemonStats {
     pub last_step_us: u64,
     /// Mean control step, microseconds.
     pub mean_step_us: f64,
+    /// Control steps that took longer than the monitor interval.
+    pub step_overruns: u64,
     /// Targets written in total.
     pub targets_written: u64,
     /// Policy outputs fixed by the guard.
@@ -257,9 +261,10 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
         let text = std::str::from_utf8(&bytes)
             .with_context(|| format!("policy {} is not UTF-8 JSON", path.display()))?;
         if text.contains("\"scripted\"") {
-            let file: ScriptFile = serde_json::from_str(text).with_context(|| {
+            let mut file: ScriptFile = serde_json::from_str(text).with_context(|| {
                 format!("policy {}: malformed scripted schedule", path.display())
             })?;
+            file.scripted.source_sha256 = Some(crate::policy::sha256_hex(&bytes));
             if file.scripted.steps.is_empty() {
                 bail!(
                     "policy {}: the scripted schedule has no steps",
@@ -336,8 +341,9 @@ pub async fn run(
     let mut dp = Datapath::attach_pinned(&config.cgroup, dp_config, &pin_dir)?;
     let mut stats = DaemonStats::default();
     let result = control(&config, &mut dp, policy.as_mut(), &mut stop, &mut stats).await;
-    if let Err(e) = &result {
-        tracing::error!("stopping: {e:#}");
+    // The cause itself is printed once, by the caller, with its chain.
+    if result.is_err() {
+        tracing::error!("the control loop failed: handing every flow back to the kernel");
     }
     match dp.counters() {
         Ok(c) => stats.datapath = c,
@@ -353,7 +359,7 @@ pub async fn run(
             c.len()
         ),
         Err(e) => tracing::error!(
-            "could not hand every flow back: {e}; the datapath lifts stale limits by itself after --stale-ms"
+            "could not hand every flow back: {e}; the datapath lifts stale limits by itself after --stale"
         ),
     }
     result?;
@@ -386,10 +392,15 @@ async fn control(
         config.cgroup.display()
     );
 
-    let shared = Arc::new(Mutex::new(DaemonStats::default()));
-    if let Some(addr) = config.metrics_addr {
-        metrics::serve(addr, Arc::clone(&shared)).await?;
-    }
+    let metrics = match config.metrics_addr {
+        Some(addr) => {
+            let sha = policy.sha256().unwrap_or_else(|| "unknown".into());
+            let m = Arc::new(metrics::Metrics::new(&sha));
+            metrics::serve(addr, config.metrics_off_host, Arc::clone(&m)).await?;
+            Some(m)
+        }
+        None => None,
+    };
 
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -442,6 +453,9 @@ async fn control(
         }
         total_step += step;
         stats.intervals += 1;
+        if step > config.interval {
+            stats.step_overruns += 1;
+        }
         stats.last_step_us = step.as_micros() as u64;
         stats.mean_step_us = total_step.as_secs_f64() * 1e6 / stats.intervals as f64;
         if control.guard.counts != stats.guard {
@@ -455,8 +469,9 @@ async fn control(
             }
             dp.flush_logs();
         }
-        if let Ok(mut s) = shared.lock() {
-            *s = stats.clone();
+        if let Some(m) = &metrics {
+            m.observe_step(step, config.interval);
+            m.absorb(stats);
         }
     }
     notify(&[
@@ -490,6 +505,7 @@ mod tests {
             stale_after: Duration::from_millis(500),
             pin_dir: None,
             metrics_addr: None,
+            metrics_off_host: false,
             run_for: None,
             base_cc: None,
             record: None,

@@ -84,6 +84,10 @@ impl TargetState {
 pub struct DatapathStatus {
     /// Its pin folder.
     pub pins: PathBuf,
+    /// The cgroup it serves, read back from the pin folder's name
+    /// ([`datapath::cgroup_of_pin_name`]) when that folder exists; None
+    /// for a folder named otherwise by `--pin-dir`.
+    pub cgroup: Option<PathBuf>,
     /// `enforcing` (a daemon's targets apply) or `observe-only`.
     pub mode: &'static str,
     /// Targets older than this are lifted by the program, milliseconds.
@@ -97,7 +101,7 @@ pub struct DatapathStatus {
 
 /// The pin folders of running datapaths under `/sys/fs/bpf/plume-cc`.
 pub fn pinned_datapaths() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir("/sys/fs/bpf/plume-cc")
+    let mut v: Vec<PathBuf> = std::fs::read_dir(datapath::PIN_ROOT)
         .map(|rd| {
             rd.filter_map(Result::ok)
                 .map(|e| e.path())
@@ -138,6 +142,13 @@ pub fn read(pin_dir: &Path) -> anyhow::Result<DatapathStatus> {
     rows.sort_by_key(|r| r.cookie);
     Ok(DatapathStatus {
         pins: pin_dir.to_owned(),
+        cgroup: pin_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(datapath::cgroup_of_pin_name)
+            // A folder named by `--pin-dir` may decode to a path that is
+            // no cgroup at all; only an existing folder is shown.
+            .filter(|c| c.is_dir()),
         mode: if config.enforce != 0 {
             "enforcing"
         } else {

@@ -13,21 +13,71 @@ pub(super) const PINNED_MAPS: [&str; 5] = [
     maps::EVENTS,
 ];
 
-/// The default bpffs folder for a cgroup: `/sys/fs/bpf/plume-cc/<cgroup path with _>`.
+/// The folder under which every default pin folder lives.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/plume-cc";
+
+/// The default bpffs folder for a cgroup: `/sys/fs/bpf/plume-cc/NAME`, with
+/// NAME from [`pin_name`].
 pub fn default_pin_dir(cgroup: &Path) -> PathBuf {
-    let name: String = cgroup
-        .to_string_lossy()
-        .trim_matches('/')
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
+    PathBuf::from(PIN_ROOT).join(pin_name(cgroup))
+}
+
+/// A cgroup path as one bpffs file name, reversibly (see
+/// [`cgroup_of_pin_name`]), so that `status` and `cleanup` can say which
+/// cgroup a datapath serves from its folder alone. `/` becomes `_`; ASCII
+/// letters, digits and `-` stay; every other byte is `%XX`. Why escape at
+/// all: bpffs refuses `.` in names (systemd's `*.slice` cgroups have one),
+/// and a plain `_` would not tell `a_b` from `a/b`.
+pub fn pin_name(cgroup: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut bytes = cgroup.as_os_str().as_bytes();
+    while let Some(rest) = bytes.strip_prefix(b"/") {
+        bytes = rest;
+    }
+    while let Some(rest) = bytes.strip_suffix(b"/") {
+        bytes = rest;
+    }
+    let mut name = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'/' => name.push('_'),
+            b'-' => name.push('-'),
+            b if b.is_ascii_alphanumeric() => name.push(b as char),
+            b => name.push_str(&format!("%{b:02X}")),
+        }
+    }
+    name
+}
+
+/// The cgroup path a [`pin_name`] was made from (absolute), or None for a
+/// name it cannot have made (a folder given by `--pin-dir`, or made by an
+/// older plume-cc that escaped lossily).
+pub fn cgroup_of_pin_name(name: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt as _;
+    let mut out = vec![b'/'];
+    let mut bytes = name.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'_' => out.push(b'/'),
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                let v = u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?;
+                // Only what pin_name escapes: anything else was not made by it.
+                if v == b'/'
+                    || v == b'-'
+                    || v.is_ascii_alphanumeric()
+                    || hex.iter().any(u8::is_ascii_lowercase)
+                {
+                    return None;
+                }
+                out.push(v);
             }
-        })
-        .collect();
-    PathBuf::from("/sys/fs/bpf/plume-cc").join(name)
+            b'-' => out.push(b),
+            b if b.is_ascii_alphanumeric() => out.push(b),
+            _ => return None,
+        }
+    }
+    Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
 }
 
 /// Whether a datapath is attached and pinned at `pin_dir` (its link pin is
@@ -302,5 +352,45 @@ fn raise_memlock_limit() {
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
     if rc != 0 {
         tracing::debug!("could not raise RLIMIT_MEMLOCK");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pin folder's name gives back the cgroup, whatever its characters.
+    #[test]
+    fn pin_names_round_trip_to_the_cgroup() {
+        for cg in [
+            "/sys/fs/cgroup/plume",
+            "/sys/fs/cgroup/plume.slice/plume-cc.slice",
+            "/sys/fs/cgroup/a_b/a/b",
+            "/sys/fs/cgroup/with space/%41/ü",
+        ] {
+            let name = pin_name(Path::new(cg));
+            assert!(!name.contains('.') && !name.contains('/'), "{name}");
+            assert_eq!(cgroup_of_pin_name(&name), Some(PathBuf::from(cg)), "{name}");
+        }
+        // Compatible with the old names where the path had nothing to escape.
+        assert_eq!(
+            default_pin_dir(Path::new("/sys/fs/cgroup/plume-test/")),
+            Path::new("/sys/fs/bpf/plume-cc/sys_fs_cgroup_plume-test")
+        );
+        assert_eq!(
+            pin_name(Path::new("/sys/fs/cgroup/a_b")),
+            "sys_fs_cgroup_a%5Fb"
+        );
+        assert_ne!(
+            pin_name(Path::new("/sys/fs/cgroup/a_b")),
+            pin_name(Path::new("/sys/fs/cgroup/a/b"))
+        );
+    }
+
+    #[test]
+    fn names_it_cannot_have_made_give_no_cgroup() {
+        for name in ["test.follow", "x%2", "x%zz", "x%41", "x%2e", "a b"] {
+            assert_eq!(cgroup_of_pin_name(name), None, "{name}");
+        }
     }
 }

@@ -14,7 +14,7 @@ pub mod selftest;
 pub mod sockdiag;
 pub mod tcpinfo;
 
-pub use loader::{attached_at, default_pin_dir};
+pub use loader::{attached_at, cgroup_of_pin_name, default_pin_dir, pin_name, PIN_ROOT};
 
 use std::{
     os::fd::{AsFd as _, OwnedFd},

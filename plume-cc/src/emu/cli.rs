@@ -4,6 +4,7 @@
 //!
 //! Parsing and printing only; the link is [`super::Emulator`].
 
+use crate::args::{BareUnit, DurationArg};
 use std::{
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
@@ -19,7 +20,7 @@ use super::{link::DropTail, netns, EmuConfig, Emulator, LinkConfig, OUTER_ADDR};
 #[command(
     after_help = "The command runs in the inner namespace (address 100.64.0.2); its peer \
     namespace is $PLUME_EMU_OUTER_NS at $PLUME_EMU_OUTER_ADDR (100.64.0.1), e.g.\n  \
-    plume-cc emulate --uplink up.trace --downlink down.trace --delay 20 -- \
+    plume-cc emulate --uplink up.trace --downlink down.trace --delay 20ms -- \
     sh -c 'ip netns exec $PLUME_EMU_OUTER_NS iperf3 -s -1 -D; sleep 0.3; iperf3 -c $PLUME_EMU_OUTER_ADDR'"
 )]
 pub struct Args {
@@ -29,9 +30,9 @@ pub struct Args {
     /// Downlink trace (outer → inner), Mahimahi format; none: unlimited.
     #[arg(long, value_name = "TRACE")]
     pub downlink: Option<PathBuf>,
-    /// Fixed one-way delay each way, milliseconds (mm-delay's argument).
-    #[arg(long, value_name = "MS", default_value_t = 0.0)]
-    pub delay: f64,
+    /// Fixed one-way delay each way (e.g. 20ms; mm-delay's argument).
+    #[arg(long, value_name = "DURATION", default_value = "0ms", value_parser = DurationArg::legacy(BareUnit::Ms))]
+    pub delay: Duration,
     /// Uplink queue type (only `droptail`; `infinite` means no limit).
     #[arg(long, default_value = "droptail")]
     pub uplink_queue: String,
@@ -58,10 +59,10 @@ pub struct Args {
     #[arg(long, requires = "cleanup")]
     pub all: bool,
     /// Measure the emulator's own ceiling instead of running a command: a
-    /// saturating UDP flow of small datagrams for this many seconds over the
-    /// link (use no traces for an unlimited link); prints packets/s.
-    #[arg(long, value_name = "SECONDS")]
-    pub measure_ceiling: Option<f64>,
+    /// saturating UDP flow of small datagrams for this long (e.g. 5s) over
+    /// the link (use no traces for an unlimited link); prints packets/s.
+    #[arg(long, value_name = "DURATION", value_parser = DurationArg::legacy(BareUnit::S))]
+    pub measure_ceiling: Option<Duration>,
     /// Pace --measure-ceiling's sender at this many datagrams per second
     /// (default: as fast as it can).
     #[arg(long, value_name = "PPS")]
@@ -86,10 +87,6 @@ fn queue(kind: &str, args: &str, which: &str) -> anyhow::Result<DropTail> {
 impl Args {
     /// The emulator configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<EmuConfig> {
-        anyhow::ensure!(
-            self.delay.is_finite() && self.delay >= 0.0,
-            "--delay must be a non-negative number of milliseconds"
-        );
         Ok(EmuConfig {
             uplink: LinkConfig {
                 trace: self.uplink.clone(),
@@ -101,7 +98,7 @@ impl Args {
                 queue: queue(&self.downlink_queue, &self.downlink_queue_args, "downlink")?,
                 log: self.downlink_log.clone(),
             },
-            delay: Duration::from_secs_f64(self.delay / 1000.0),
+            delay: self.delay,
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
         })
     }
@@ -131,11 +128,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     let cfg = args.config()?;
-    if let Some(secs) = args.measure_ceiling {
+    if let Some(length) = args.measure_ceiling {
         let emu = Emulator::start(&cfg)?;
         let r = super::ceiling::measure(
             &emu,
-            Duration::from_secs_f64(secs),
+            length,
             args.ceiling_payload,
             args.ceiling_rate.filter(|&r| r > 0),
         )?;

@@ -1,9 +1,14 @@
 //! `plume-cc eval ...`: argument parsing and printing for the evaluations.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
+
+use crate::args::{BareUnit, DurationArg};
 
 use super::sim_to_real::{self, SimToRealConfig};
 
@@ -116,12 +121,15 @@ pub struct MatrixArgs {
     /// a delay weight); default: the policy file's.
     #[arg(long)]
     pub objective: Option<crate::policy::Objective>,
-    /// Window (episode) length, ms. The held-out split is that of a
-    /// training run with the same `--window-ms`; windows longer than the
+    /// Window (episode) length [default: 10s]. The held-out split is that
+    /// of a training run with the same `--window`; windows longer than the
     /// rate anchor's 10 s show what a 10 s episode cannot (an anchor that
     /// decays while a competitor holds the link).
-    #[arg(long, default_value_t = 10_000)]
-    pub window_ms: u64,
+    #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
+    pub window: Option<Duration>,
+    /// Old spelling of `--window`, in milliseconds (one more release).
+    #[arg(long = "window-ms", hide = true, conflicts_with = "window", value_parser = DurationArg::renamed("--window", BareUnit::Ms))]
+    pub window_ms_old: Option<Duration>,
 }
 
 /// Arguments of `plume-cc eval sim-to-real`.
@@ -133,12 +141,18 @@ pub struct SimToRealArgs {
     /// Number of windows, round-robin over the traces.
     #[arg(long, default_value_t = 5)]
     pub windows: usize,
-    /// Window length, milliseconds.
-    #[arg(long, default_value_t = 30_000)]
-    pub window_ms: u64,
-    /// One-way propagation delay, milliseconds.
-    #[arg(long, default_value_t = 20)]
-    pub delay_ms: u64,
+    /// Window length [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
+    pub window: Option<Duration>,
+    /// Old spelling of `--window`, in milliseconds (one more release).
+    #[arg(long = "window-ms", hide = true, conflicts_with = "window", value_parser = DurationArg::renamed("--window", BareUnit::Ms))]
+    pub window_ms_old: Option<Duration>,
+    /// One-way propagation delay [default: 20ms].
+    #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
+    pub delay: Option<Duration>,
+    /// Old spelling of `--delay`, in milliseconds (one more release).
+    #[arg(long = "delay-ms", hide = true, conflicts_with = "delay", value_parser = DurationArg::renamed("--delay", BareUnit::Ms))]
+    pub delay_ms_old: Option<Duration>,
     /// Droptail limit of both link directions, packets.
     #[arg(long, default_value_t = 200)]
     pub queue_packets: u32,
@@ -167,6 +181,11 @@ pub struct SimToRealArgs {
     /// a delay weight); default: the policy file's.
     #[arg(long)]
     pub objective: Option<crate::policy::Objective>,
+}
+
+/// A duration flag's value in whole milliseconds, `default_ms` if absent.
+fn ms_of(d: Option<Duration>, default_ms: u64) -> u64 {
+    d.map_or(default_ms, |d| d.as_millis() as u64)
 }
 
 fn trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -264,16 +283,14 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             if a.windows == 0 {
                 bail!("--windows must be at least 1");
             }
-            if a.window_ms < 1_000 {
-                bail!(
-                    "--window-ms must be at least 1000 (1 s), got {}",
-                    a.window_ms
-                );
+            let window_ms = ms_of(a.window.or(a.window_ms_old), 10_000);
+            if window_ms < 1_000 {
+                bail!("--window must be at least 1s, got {window_ms}ms");
             }
             tch::set_num_threads(1);
             let policy = crate::policy::LoadedPolicy::load_or_default(&a.policy)?;
             let objective = a.objective.unwrap_or(policy.metadata().default_objective);
-            let windows = super::matrix::heldout_windows(&a.traces, a.window_ms, a.windows)?;
+            let windows = super::matrix::heldout_windows(&a.traces, window_ms, a.windows)?;
             let refs: Vec<&crate::rl::env::SimWindow> = windows.iter().collect();
             let total = super::matrix::RTTS_MS.len()
                 * super::matrix::BUFFERS_BDP.len()
@@ -321,8 +338,8 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             let cfg = SimToRealConfig {
                 traces: trace_files(&a.traces)?,
                 windows: a.windows,
-                window_ms: a.window_ms,
-                delay_ms: a.delay_ms,
+                window_ms: ms_of(a.window.or(a.window_ms_old), 30_000),
+                delay_ms: ms_of(a.delay.or(a.delay_ms_old), 20),
                 queue_packets: a.queue_packets,
                 policy: a.policy,
                 tolerance: a.tolerance,

@@ -400,7 +400,7 @@ pub fn run(
 ) -> Result<Vec<WindowResult>, EvalError> {
     if cfg.windows == 0 || cfg.window_ms < 1000 || cfg.queue_packets == 0 {
         return Err(EvalError::Config(format!(
-            "--windows must be >= 1, --window-ms >= 1000, --queue-packets >= 1 (got {}, {}, {})",
+            "--windows must be >= 1, --window >= 1s, --queue-packets >= 1 (got {}, {}, {})",
             cfg.windows, cfg.window_ms, cfg.queue_packets
         )));
     }

@@ -58,6 +58,13 @@ pub trait FlowPolicy: Send {
     fn contract(&self) -> Option<PolicyContract> {
         None
     }
+
+    /// SHA-256 (hex) that identifies the policy, if known: the metrics
+    /// export it (`plume_cc_build_info`) so that a dashboard tells which
+    /// policy a host runs without reading its files.
+    fn sha256(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The conditions a learned policy was trained under (its file's metadata).
@@ -143,6 +150,9 @@ pub struct ScriptedPolicy {
     pub steps: Vec<ScriptStep>,
     #[serde(skip)]
     start_ns: Option<u64>,
+    /// SHA-256 of the file it was read from (see [`FlowPolicy::sha256`]).
+    #[serde(skip)]
+    pub source_sha256: Option<String>,
 }
 
 /// One step of a [`ScriptedPolicy`].
@@ -171,6 +181,7 @@ impl ScriptedPolicy {
         Self {
             steps,
             start_ns: None,
+            source_sha256: None,
         }
     }
 
@@ -190,6 +201,10 @@ impl ScriptedPolicy {
 impl FlowPolicy for ScriptedPolicy {
     fn describe(&self) -> String {
         format!("scripted ({} steps)", self.steps.len())
+    }
+
+    fn sha256(&self) -> Option<String> {
+        self.source_sha256.clone()
     }
 
     fn decide(

@@ -150,6 +150,12 @@ impl FlowPolicy for LearnedPolicy {
         )
     }
 
+    /// The weights' SHA-256 from the metadata, which the loader checked
+    /// against the weights file.
+    fn sha256(&self) -> Option<String> {
+        Some(self.policy.metadata().weights_sha256.clone())
+    }
+
     fn set_objective(&mut self, objective: super::Objective) {
         self.objective = objective;
         self.builders.clear();

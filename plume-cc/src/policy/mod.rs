@@ -32,6 +32,7 @@ pub use file::{
     default_policy, default_policy_bytes, BatchScratch, ForwardTiming, LoadedPolicy, PolicyError,
     PolicyMetadata,
 };
+pub(crate) use format::sha256_hex;
 pub use learned::{DecideTiming, LearnedPolicy};
 pub use model::{ActionScaling, FlowContext, Target};
 pub use objective::Objective;

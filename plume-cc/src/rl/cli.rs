@@ -3,13 +3,14 @@
 //! printing only; the work is in [`super::train`] and [`crate::policy`].
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::env::PathRanges;
 use super::train::{self, LogRow, Progress, SamplerChoice, TrainConfig};
+use crate::args::{BareUnit, DurationArg};
 use crate::policy::{self, LoadedPolicy, OBSERVATION_LEN};
 
 /// Arguments of `plume-cc train`.
@@ -33,9 +34,12 @@ pub struct TrainArgs {
     /// Parallel simulated environments.
     #[arg(long, default_value_t = 16)]
     pub envs: usize,
-    /// Episode (window) length, milliseconds.
-    #[arg(long, default_value_t = 10_000)]
-    pub window_ms: u64,
+    /// Episode (window) length [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
+    pub window: Option<Duration>,
+    /// Old spelling of `--window`, in milliseconds (one more release).
+    #[arg(long = "window-ms", hide = true, conflicts_with = "window", value_parser = DurationArg::renamed("--window", BareUnit::Ms))]
+    pub window_ms_old: Option<Duration>,
     /// Held-out windows evaluated at the end.
     #[arg(long, default_value_t = 40)]
     pub eval_windows: usize,
@@ -48,17 +52,24 @@ pub struct TrainArgs {
     /// libtorch threads (1 keeps runs deterministic).
     #[arg(long, default_value_t = 1)]
     pub torch_threads: i32,
-    /// One-way propagation delay of the training episodes, ms: a value, or
-    /// a range `LOW..HIGH` drawn uniformly per episode.
-    #[arg(long, default_value = "20", value_parser = |s: &str| parse_range(s, "delay"))]
-    pub delay_ms: (u64, u64),
+    /// One-way propagation delay of the training episodes: a duration, or
+    /// a range `LOW..HIGH` (e.g. 5ms..80ms) drawn uniformly per episode
+    /// [default: 20ms].
+    #[arg(long, value_name = "DURATION[..DURATION]", value_parser = parse_duration_range)]
+    pub delay: Option<(Duration, Duration)>,
+    /// Old spelling of `--delay`, in milliseconds (one more release).
+    #[arg(long = "delay-ms", hide = true, conflicts_with = "delay", value_parser = |s: &str| parse_range(s, "delay"))]
+    pub delay_ms_old: Option<(u64, u64)>,
     /// Droptail limit of the training episodes, packets: a value, or a range
     /// `LOW..HIGH` drawn uniformly per episode.
     #[arg(long, default_value = "250", value_parser = |s: &str| parse_range(s, "queue"))]
     pub queue_packets: (u64, u64),
-    /// One-way delay of the held-out evaluation, ms.
-    #[arg(long, default_value_t = 20)]
-    pub eval_delay_ms: u64,
+    /// One-way delay of the held-out evaluation [default: 20ms].
+    #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
+    pub eval_delay: Option<Duration>,
+    /// Old spelling of `--eval-delay`, in milliseconds (one more release).
+    #[arg(long = "eval-delay-ms", hide = true, conflicts_with = "eval_delay", value_parser = DurationArg::renamed("--eval-delay", BareUnit::Ms))]
+    pub eval_delay_ms_old: Option<Duration>,
     /// Droptail limit of the held-out evaluation, packets.
     #[arg(long, default_value_t = 250)]
     pub eval_queue_packets: u32,
@@ -105,6 +116,29 @@ pub fn parse_range(s: &str, what: &str) -> Result<(u64, u64), String> {
     Ok((lo, hi))
 }
 
+/// `--delay`: a positive duration, or a range `LOW..HIGH` of them, each
+/// with its unit (`5ms..80ms`).
+pub fn parse_duration_range(s: &str) -> Result<(Duration, Duration), String> {
+    let one = |t: &str| {
+        let d = crate::args::parse_duration(t).map_err(|e| e.to_string())?;
+        if d.is_zero() {
+            return Err(format!("{t:?} must be positive"));
+        }
+        Ok(d)
+    };
+    let (lo, hi) = match s.split_once("..") {
+        Some((a, b)) => (one(a)?, one(b)?),
+        None => {
+            let v = one(s)?;
+            (v, v)
+        }
+    };
+    if lo > hi {
+        return Err(format!("range {s:?}: LOW is above HIGH"));
+    }
+    Ok((lo, hi))
+}
+
 struct Bar {
     bar: ProgressBar,
     start: Instant,
@@ -142,16 +176,35 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         args.out.clone(),
     );
     config.envs = args.envs.max(1);
-    config.window_ms = args.window_ms;
+    config.window_ms = args
+        .window
+        .or(args.window_ms_old)
+        .map_or(10_000, |d| d.as_millis() as u64);
     config.eval_windows = args.eval_windows;
-    config.one_way_delay_us = args.eval_delay_ms * 1000;
+    config.one_way_delay_us = args
+        .eval_delay
+        .or(args.eval_delay_ms_old)
+        .map_or(20_000, |d| d.as_micros() as u64);
     config.queue_packets = args.eval_queue_packets.max(1);
     let queue_range = (
         u32::try_from(args.queue_packets.0).context("--queue-packets is too large")?,
         u32::try_from(args.queue_packets.1).context("--queue-packets is too large")?,
     );
+    let delay_us = match (args.delay, args.delay_ms_old) {
+        (Some((lo, hi)), _) => (lo.as_micros() as u64, hi.as_micros() as u64),
+        (None, Some((lo, hi))) => {
+            let new = if lo == hi {
+                format!("{lo}ms")
+            } else {
+                format!("{lo}ms..{hi}ms")
+            };
+            crate::args::deprecated("--delay-ms", &format!("--delay {new}"));
+            (lo * 1000, hi * 1000)
+        }
+        (None, None) => (20_000, 20_000),
+    };
     let ranges = PathRanges {
-        one_way_delay_us: (args.delay_ms.0 * 1000, args.delay_ms.1 * 1000),
+        one_way_delay_us: delay_us,
         queue_packets: queue_range,
     };
     // Training on exactly the evaluation's path needs no per-episode draw
@@ -349,7 +402,25 @@ pub fn eval_table(args: EvalTableArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use std::time::Duration;
+
+    use super::{parse_duration_range, parse_range};
+
+    #[test]
+    fn delay_ranges_take_units() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_duration_range("20ms"), Ok((ms(20), ms(20))));
+        assert_eq!(parse_duration_range("5ms..0.08s"), Ok((ms(5), ms(80))));
+        assert!(parse_duration_range("80ms..5ms")
+            .unwrap_err()
+            .contains("LOW is above HIGH"));
+        assert!(parse_duration_range("5..80")
+            .unwrap_err()
+            .contains("no unit"));
+        assert!(parse_duration_range("0ms")
+            .unwrap_err()
+            .contains("positive"));
+    }
 
     #[test]
     fn ranges_parse_and_bad_ones_are_refused() {

@@ -32,7 +32,7 @@ pub enum TrainError {
         source: super::scenario::ScenarioError,
     },
     /// The run's window length differs from the scenario corpus'.
-    #[error("the scenario corpus has {corpus_ms} ms windows; train with --window-ms {corpus_ms} (got {run_ms})")]
+    #[error("the scenario corpus has {corpus_ms} ms windows; train with --window {corpus_ms}ms (got {run_ms} ms)")]
     WindowLength {
         /// The corpus' window length.
         corpus_ms: u64,

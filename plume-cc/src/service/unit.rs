@@ -160,7 +160,7 @@ pub fn service_unit(spec: &UnitSpec) -> String {
 # (cgroup {cgroup}). Put an application there with
 #   systemd-run --slice={slice} CMD...   or   Slice={slice} in its unit.
 # Stopping the service hands every flow back to the kernel's congestion control;
-# a daemon that dies leaves no limit behind for longer than --stale-ms.
+# a daemon that dies leaves no limit behind for longer than --stale.
 [Unit]
 Description=plume-cc learned TCP congestion control for {slice}
 Documentation=https://github.com/plume-cc/plume-cc#running-on-a-server

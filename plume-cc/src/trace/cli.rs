@@ -3,7 +3,7 @@
 //! the terminal, the clock (for timings) and `anyhow`.
 use std::{
     path::{Path, PathBuf},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _};
@@ -16,6 +16,7 @@ use super::{
     synth::{preset_set, SynthKind, SynthSpec},
     Corpus, WindowSpec,
 };
+use crate::args::{BareUnit, DurationArg};
 use crate::plume::{
     analysis::{analyze_with_paths, AnalysisParams, PathStats, Stage},
     features::path_features,
@@ -35,13 +36,16 @@ pub enum TracesCommand {
         #[arg(long, default_value_t = 6.0)]
         mbps: f64,
         /// Length (period) of the trace, e.g. 60s, 1500ms, 2m.
-        #[arg(long, default_value = "60s")]
-        duration: String,
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = DurationArg::legacy(BareUnit::Ms))]
+        duration: Duration,
         /// RNG seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Output file (required unless --preset-set).
-        #[arg(long, short)]
+        /// Output folder (required unless --preset-set): the trace is
+        /// written there as `KIND-MBPSmbps-DURATION-seedSEED.trace`. A path
+        /// with an extension that is not a folder (`--out up.trace`) is
+        /// still taken as the file to write, for one release.
+        #[arg(long, short, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Write the fixed preset set (as in traces/synthetic/) into this folder.
         #[arg(long, conflicts_with = "out")]
@@ -76,15 +80,15 @@ pub enum TracesCommand {
         /// Folder of Mahimahi trace files, or a scenario corpus.
         dir: PathBuf,
         /// Window (episode) length, e.g. 30s.
-        #[arg(long, default_value = "30s")]
-        window: String,
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = DurationArg::legacy(BareUnit::Ms))]
+        window: Duration,
         /// Distance between window starts (default: the window length).
-        #[arg(long)]
-        stride: Option<String>,
+        #[arg(long, value_name = "DURATION", value_parser = DurationArg::legacy(BareUnit::Ms))]
+        stride: Option<Duration>,
         /// Capacity bin width.
-        #[arg(long, default_value = "100ms")]
-        bin: String,
-        /// Offset of the first window; `random` draws one from the seed.
+        #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = DurationArg::legacy(BareUnit::Ms))]
+        bin: Duration,
+        /// Offset of the first window (a duration); `random` draws one from the seed.
         #[arg(long, default_value = "0ms")]
         offset: String,
         /// Seed of every random choice.
@@ -107,33 +111,44 @@ pub enum TracesCommand {
         /// memberships.
         #[arg(long, default_value_t = crate::plume::analysis::DEFAULT_FIT_SAMPLE)]
         fit_sample: usize,
-        /// Where to write report.json, model.json and clusters.png.
-        #[arg(long, default_value = "plume-analysis")]
+        /// Folder to write report.json, model.json and clusters.png into
+        /// (`--out-dir` is the old spelling).
+        #[arg(
+            long = "out",
+            visible_alias = "out-dir",
+            value_name = "DIR",
+            default_value = "plume-analysis"
+        )]
         out_dir: PathBuf,
     },
 }
 
-/// Parses a duration like `30s`, `100ms`, `2m` or a bare number of ms.
-pub fn parse_duration_ms(text: &str) -> anyhow::Result<u64> {
-    let t = text.trim();
-    let (num, scale) = if let Some(v) = t.strip_suffix("ms") {
-        (v, 1.0)
-    } else if let Some(v) = t.strip_suffix('s') {
-        (v, 1000.0)
-    } else if let Some(v) = t.strip_suffix('m') {
-        (v, 60_000.0)
-    } else {
-        (t, 1.0)
-    };
-    let value: f64 = num
-        .trim()
-        .parse()
-        .with_context(|| format!("not a duration: {text:?}"))?;
-    let ms = value * scale;
-    if !ms.is_finite() || !(0.0..=1e12).contains(&ms) || ms.fract() != 0.0 {
-        bail!("duration {text:?} must be a whole number of ms between 0 and 1e12");
+/// A duration flag's value as whole milliseconds, which traces and windows
+/// are cut in: a fraction of a millisecond is refused, naming the flag.
+pub fn whole_ms(flag: &str, d: Duration) -> anyhow::Result<u64> {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) || d.as_millis() > 1_000_000_000_000 {
+        bail!("{flag} {d:?}: must be a whole number of milliseconds up to 1e12 ms");
     }
-    Ok(ms as u64)
+    Ok(d.as_millis() as u64)
+}
+
+/// Where `traces synth --out PATH` writes: into PATH when it is a folder
+/// (or has no extension), else (the old spelling) to the file PATH itself,
+/// with a deprecation warning.
+fn synth_target(out: &Path, file_name: &str) -> anyhow::Result<PathBuf> {
+    if out.is_dir() || out.extension().is_none() {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        return Ok(out.join(file_name));
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+    crate::args::deprecated(
+        &format!("traces synth --out {}", out.display()),
+        &format!(
+            "traces synth --out {} (a folder; the file is named {file_name})",
+            parent.map_or(".".into(), |p| p.display().to_string())
+        ),
+    );
+    Ok(out.to_path_buf())
 }
 
 /// Runs a `traces` subcommand.
@@ -204,13 +219,23 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             let Some(out) = out else {
-                bail!("traces synth: give --out FILE or --preset-set DIR");
+                bail!("traces synth: give --out DIR or --preset-set DIR");
             };
+            if !(mbps.is_finite() && mbps > 0.0) {
+                bail!("--mbps {mbps}: must be a positive number of Mbit/s (e.g. --mbps 6)");
+            }
+            let duration_ms = whole_ms("--duration", duration)?;
             let spec = SynthSpec {
                 kind,
                 mbps,
-                duration_ms: parse_duration_ms(&duration)?,
+                duration_ms,
             };
+            let kind_name = clap::ValueEnum::to_possible_value(&kind)
+                .map_or_else(|| format!("{kind:?}"), |v| v.get_name().to_string());
+            let out = synth_target(
+                &out,
+                &format!("{kind_name}-{mbps}mbps-{duration_ms}ms-seed{seed}.trace"),
+            )?;
             let trace = spec.generate(&mut ChaCha8Rng::seed_from_u64(seed))?;
             trace.write(&out)?;
             println!(
@@ -235,21 +260,28 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
             fit_sample,
             out_dir,
         } => {
-            let length_ms = parse_duration_ms(&window)?;
+            let length_ms = whole_ms("--window", window)?;
             let spec = WindowSpec {
                 length_ms,
                 stride_ms: stride
-                    .as_deref()
-                    .map(parse_duration_ms)
+                    .map(|d| whole_ms("--stride", d))
                     .transpose()?
                     .unwrap_or(length_ms),
-                bin_ms: parse_duration_ms(&bin)?,
+                bin_ms: whole_ms("--bin", bin)?,
             };
             spec.validate(&dir)?;
             let offset_ms = if offset == "random" {
                 spec.random_offset(&mut ChaCha8Rng::seed_from_u64(seed))
             } else {
-                parse_duration_ms(&offset)?
+                let (d, new) = crate::args::parse_legacy(&offset, crate::args::BareUnit::Ms)
+                    .map_err(|e| anyhow::anyhow!("--offset: {e}"))?;
+                if let Some(new) = new {
+                    crate::args::deprecated(
+                        &format!("--offset {offset}"),
+                        &format!("--offset {new}"),
+                    );
+                }
+                whole_ms("--offset", d)?
             };
             let mut params = AnalysisParams::with_starts(seed, starts.max(1));
             params.cluster.k_min = k_min;
@@ -434,14 +466,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("30s").unwrap(), 30_000);
-        assert_eq!(parse_duration_ms("100ms").unwrap(), 100);
-        assert_eq!(parse_duration_ms("2m").unwrap(), 120_000);
-        assert_eq!(parse_duration_ms("0.5s").unwrap(), 500);
-        assert_eq!(parse_duration_ms("250").unwrap(), 250);
-        for bad in ["", "x", "-1s", "0.5ms", "1e30s"] {
-            assert!(parse_duration_ms(bad).is_err(), "{bad}");
-        }
+    fn durations_are_whole_milliseconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(whole_ms("--window", ms(30_000)).unwrap(), 30_000);
+        assert_eq!(whole_ms("--window", Duration::ZERO).unwrap(), 0);
+        let e = whole_ms("--bin", Duration::from_micros(500)).unwrap_err();
+        assert!(e.to_string().contains("--bin"), "{e}");
+        assert!(whole_ms("--window", Duration::from_secs(u64::MAX / 2)).is_err());
+    }
+
+    #[test]
+    fn synth_out_is_a_folder_and_an_old_file_spelling_still_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("traces");
+        assert_eq!(
+            synth_target(&folder, "a.trace").unwrap(),
+            folder.join("a.trace")
+        );
+        assert!(folder.is_dir());
+        let file = dir.path().join("up.trace");
+        assert_eq!(synth_target(&file, "a.trace").unwrap(), file);
+        assert!(!file.exists());
     }
 }

@@ -80,10 +80,10 @@ impl Sender {
         let mut cmd = Command::new(EXE);
         cmd.args(["probe", "--connect", &sink.addr().to_string()])
             .args([
-                "--duration-ms",
-                &duration_ms.to_string(),
-                "--report-ms",
-                "10",
+                "--duration",
+                &format!("{duration_ms}ms"),
+                "--report",
+                "10ms",
             ]);
         if let Some(c) = cgroup {
             cmd.arg("--cgroup").arg(c);
