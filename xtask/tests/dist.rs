@@ -195,6 +195,9 @@ fn the_unpacked_tarball_runs_anywhere_as_an_unprivileged_user() {
             cgroup.to_str().unwrap(),
             "--run-for",
             "200ms",
+            // The cgroup2 root is refused before anything else unless
+            // allowed; allowed, the missing capabilities must stop it.
+            "--allow-root-cgroup",
         ],
     );
     let err = text(&o.stderr);
