@@ -704,4 +704,97 @@ mod tests {
         c.budgets.clear();
         assert!(c.validate().is_err());
     }
+
+    struct Quiet {
+        runs: Vec<(String, bool)>,
+    }
+
+    impl Progress for Quiet {
+        fn iteration(&mut self, _row: &LogRow, _total: usize) {}
+        fn message(&mut self, _text: &str) {}
+    }
+
+    impl StudyProgress for Quiet {
+        fn run(&mut self, _index: usize, _total: usize, name: &str, cached: bool) {
+            self.runs.push((name.to_string(), cached));
+        }
+        fn training(&mut self) -> &mut dyn Progress {
+            self
+        }
+    }
+
+    #[test]
+    fn a_study_resumes_without_retraining_finished_runs() {
+        use rand::SeedableRng;
+        tch::set_num_threads(1);
+        let dir = tempfile::tempdir().unwrap();
+        let sources: Vec<crate::trace::CorpusTrace> = (0..3u64)
+            .map(|i| {
+                let spec = crate::trace::SynthSpec {
+                    kind: crate::trace::SynthKind::Lte,
+                    mbps: 6.0,
+                    duration_ms: 60_000,
+                };
+                crate::trace::CorpusTrace {
+                    name: format!("s{i}"),
+                    path: format!("s{i}").into(),
+                    trace: spec
+                        .generate(&mut rand_chacha::ChaCha8Rng::seed_from_u64(i))
+                        .unwrap(),
+                }
+            })
+            .collect();
+        let corpus = dir.path().join("corpus");
+        scenario_corpus::generate(
+            &scenario_corpus::Mix::default_mix(),
+            &sources,
+            Path::new("synthetic"),
+            30,
+            3,
+            &corpus,
+            &mut |_| {},
+        )
+        .unwrap();
+        let config = StudyConfig {
+            corpus,
+            out: dir.path().join("study"),
+            seeds: vec![0, 1],
+            budgets: vec![2048],
+            samplers: vec![SamplerChoice::Uniform, SamplerChoice::PlumeStatic],
+            per_cluster: 2,
+        };
+        let mut first = Quiet { runs: Vec::new() };
+        let a = run(&config, &mut first).unwrap();
+        assert_eq!(first.runs.len(), 4);
+        assert!(first.runs.iter().all(|r| !r.1), "{:?}", first.runs);
+        assert!(config.out.join("study.md").is_file());
+        assert!(config.out.join("study-clusters.png").is_file());
+        // Run again: nothing is retrained, and the result is the same.
+        let mut again = Quiet { runs: Vec::new() };
+        let b = run(&config, &mut again).unwrap();
+        assert!(again.runs.iter().all(|r| r.1), "{:?}", again.runs);
+        // (JSON keeps the scores to the last bit or so.)
+        for (x, y) in a.runs.iter().zip(&b.runs) {
+            assert_eq!((x.budget, x.sampler, x.seed), (y.budget, y.sampler, y.seed));
+            assert!(x
+                .power
+                .iter()
+                .zip(&y.power)
+                .all(|(p, q)| (p - q).abs() < 1e-12));
+        }
+        // A run cut off before its scores were written is trained again,
+        // and only that one.
+        let cut = config.out.join("runs").join("2048-uniform-s1");
+        std::fs::remove_file(cut.join("study-scores.json")).unwrap();
+        let mut third = Quiet { runs: Vec::new() };
+        let c = run(&config, &mut third).unwrap();
+        let retrained: Vec<&str> = third
+            .runs
+            .iter()
+            .filter(|r| !r.1)
+            .map(|r| r.0.as_str())
+            .collect();
+        assert_eq!(retrained, vec!["2048-uniform-s1"]);
+        assert_eq!(c.runs.len(), 4);
+    }
 }
