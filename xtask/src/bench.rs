@@ -23,16 +23,15 @@ fn say(pb: &ProgressBar, line: String) {
 
 /// Runs the benchmark with `args` (the flags of `plume-cc bench`).
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    if crate::wants_help(args) {
+        return crate::pass_through_help(&["bench"]);
+    }
     crate::setup::setup()?;
     cmd::run(
         "cargo build --release -p plume-cc",
         cargo().args(["build", "--release", "-p", "plume-cc"]),
     )?;
     let exe = paths::repo_root().join("target/release/plume-cc");
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        Command::new(&exe).arg("bench").arg("--help").status()?;
-        return Ok(());
-    }
     let mut child = Command::new(&exe)
         .arg("bench")
         .args(args)

@@ -56,7 +56,9 @@ enum Task {
     /// Build the release binary, then train a policy in the simulator:
     /// `cargo xtask train --traces DIR --sampler uniform|plume-static|plume-dynamic
     /// --steps N --seed S --out DIR` (every argument goes to the hidden
-    /// `plume-cc train`; see docs/TRAINING.md).
+    /// `plume-cc train`; see docs/TRAINING.md). `--help` shows `plume-cc
+    /// train --help` without building.
+    #[command(disable_help_flag = true)]
     Train {
         /// Arguments for `plume-cc train`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -78,6 +80,8 @@ enum Task {
     /// study` on it (uniform, plume-static, plume-dynamic; 5 seeds; 300k and
     /// 1M steps) into runs/study. Extra flags go to `plume-cc eval study`
     /// (e.g. `--budgets 300k,3M`). Interrupted, it resumes where it stopped.
+    /// `--help` shows `plume-cc eval study --help` without building.
+    #[command(disable_help_flag = true)]
     Study {
         /// Flags for `plume-cc eval study`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -291,7 +295,37 @@ fn demo() -> anyhow::Result<()> {
 
 /// Builds the release binary (no setup: run `cargo xtask setup` once first)
 /// and runs `plume-cc train ARGS`, so the training logic stays in the library.
+/// True when the pass-through flags of `train`, `bench` or `study` ask
+/// for help.
+pub fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--help" || a == "-h")
+}
+
+/// `cargo xtask CMD --help` without setting up or building: the built
+/// binary's own help for `plume-cc SUBCOMMAND...` when it exists, else
+/// where to find it. Why: a user asking for help should not wait minutes
+/// for a build.
+pub fn pass_through_help(subcommand: &[&str]) -> anyhow::Result<()> {
+    let exe = paths::repo_root().join("target/release/plume-cc");
+    if exe.is_file() {
+        let status = Command::new(&exe).args(subcommand).arg("--help").status()?;
+        anyhow::ensure!(status.success(), "{} --help failed", exe.display());
+    } else {
+        println!(
+            "`cargo xtask` passes these flags to `plume-cc {}`; build once \
+             (`cargo xtask build`) and run `target/release/plume-cc {} --help` \
+             for them, or see README.md and docs/.",
+            subcommand.join(" "),
+            subcommand.join(" ")
+        );
+    }
+    Ok(())
+}
+
 fn study(args: &[String]) -> anyhow::Result<()> {
+    if wants_help(args) {
+        return pass_through_help(&["eval", "study"]);
+    }
     setup::setup()?;
     cmd::run(
         "cargo build --release -p plume-cc",
@@ -330,6 +364,9 @@ fn study(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn train(args: &[String]) -> anyhow::Result<()> {
+    if wants_help(args) {
+        return pass_through_help(&["train"]);
+    }
     setup::setup()?;
     cmd::run(
         "cargo build --release -p plume-cc",
@@ -338,4 +375,30 @@ fn train(args: &[String]) -> anyhow::Result<()> {
     let exe = paths::repo_root().join("target/release/plume-cc");
     cmd::run_inherit("plume-cc train", Command::new(&exe).arg("train").args(args))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_is_recognised_anywhere_in_the_pass_through_flags() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(wants_help(&v(&["--help"])));
+        assert!(wants_help(&v(&["--traces", "x", "-h"])));
+        assert!(!wants_help(&v(&["--traces", "help"])));
+        assert!(!wants_help(&[]));
+    }
+
+    #[test]
+    fn pass_through_commands_take_help_as_their_own_flag() {
+        for cmd in ["train", "bench", "study"] {
+            let cli = Cli::try_parse_from(["xtask", cmd, "--help"]).expect(cmd);
+            let args = match cli.command {
+                Task::Train { args } | Task::Bench { args } | Task::Study { args } => args,
+                other => panic!("{cmd} parsed as {other:?}"),
+            };
+            assert!(wants_help(&args), "{cmd}: {args:?}");
+        }
+    }
 }
