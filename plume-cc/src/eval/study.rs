@@ -334,23 +334,20 @@ fn run_name(budget: u64, sampler: SamplerChoice, seed: u64) -> String {
     format!("{budget}-{}-s{seed}", sampler.name())
 }
 
-/// The corpus' window length: a scenario corpus' own, else 10 s.
-fn window_ms(corpus: &Path) -> Result<u64, StudyError> {
-    if scenario_corpus::is_scenario_corpus(corpus) {
-        let (m, _) = scenario_corpus::open(corpus).map_err(TrainError::from)?;
-        Ok(m.mix.window_ms)
-    } else {
-        Ok(10_000)
-    }
-}
-
 /// Runs (or resumes) the study and writes its report (see module docs).
 pub fn run(
     config: &StudyConfig,
     progress: &mut dyn StudyProgress,
 ) -> Result<StudyResult, StudyError> {
     config.validate()?;
-    let window_ms = window_ms(&config.corpus)?;
+    // A scenario corpus' records, read once: its window length, and the
+    // kinds per cluster for the report. Other corpora use 10 s windows.
+    let records = if scenario_corpus::is_scenario_corpus(&config.corpus) {
+        Some(scenario_corpus::open(&config.corpus).map_err(TrainError::from)?)
+    } else {
+        None
+    };
+    let window_ms = records.as_ref().map_or(10_000, |(m, _)| m.mix.window_ms);
     let corpus = prepare_corpus(&config.corpus, window_ms, scenario_corpus::HOLDOUT_EVERY)?;
     let set = balanced_heldout(&corpus, config.per_cluster);
     if set.windows.is_empty() {
@@ -429,15 +426,15 @@ pub fn run(
             }
         }
     }
-    let cluster_kinds = if scenario_corpus::is_scenario_corpus(&config.corpus) {
-        let (_, records) = scenario_corpus::open(&config.corpus).map_err(TrainError::from)?;
-        let mut v = vec![std::collections::BTreeMap::new(); set.clusters];
-        for (r, &l) in records.iter().zip(&corpus.labels) {
-            *v[l].entry(r.kind.clone()).or_insert(0) += 1;
+    let cluster_kinds = match &records {
+        Some((_, records)) => {
+            let mut v = vec![std::collections::BTreeMap::new(); set.clusters];
+            for (r, &l) in records.iter().zip(&corpus.labels) {
+                *v[l].entry(r.kind.clone()).or_insert(0) += 1;
+            }
+            v
         }
-        v
-    } else {
-        Vec::new()
+        None => Vec::new(),
     };
     let budgets = summarize(config, &set, &runs);
     let result = StudyResult {

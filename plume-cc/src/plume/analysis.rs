@@ -713,15 +713,18 @@ mod tests {
             "{:?}",
             a.model.features
         );
+        // Windows in their cluster's RTT majority.
+        let pure_of = |x: &Analysis| -> usize {
+            x.members()
+                .iter()
+                .map(|m| {
+                    let l = m.iter().filter(|&&i| long(i)).count();
+                    l.max(m.len() - l)
+                })
+                .sum()
+        };
         // Every cluster is (almost) all short or all long RTTs.
-        let pure: usize = a
-            .members()
-            .iter()
-            .map(|m| {
-                let l = m.iter().filter(|&&i| long(i)).count();
-                l.max(m.len() - l)
-            })
-            .sum();
+        let pure = pure_of(&a);
         assert!(
             pure >= 57,
             "{pure} of 60 windows in their cluster's RTT majority; features {:?}, labels {:?}",
@@ -734,14 +737,7 @@ mod tests {
         half.fit_sample = 30;
         let h = analyze_with_paths(&corpus, Some(&paths), &half, &|_| {}).unwrap();
         assert_eq!((h.memberships.nrows(), h.labels.len()), (60, 60));
-        let pure_half: usize = h
-            .members()
-            .iter()
-            .map(|m| {
-                let l = m.iter().filter(|&&i| long(i)).count();
-                l.max(m.len() - l)
-            })
-            .sum();
+        let pure_half = pure_of(&h);
         assert!(pure_half >= 57, "{pure_half}");
         let rows = fit_sample_rows(10, 4, 1);
         assert_eq!(rows.len(), 4);

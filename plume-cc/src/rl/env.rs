@@ -282,14 +282,22 @@ pub fn apply_scenario(
 /// flow context read back from the observation (as the daemon does), each
 /// limit moved at most one step from the limits in force.
 pub fn env_action(scaling: &ActionScaling, obs: &Observation, raw: [f32; 2], env: &Env) -> Target {
-    let t = scaling.limit_step(
-        scaling.to_target(raw, &flow_context_from_observation(obs, flow_mss(env))),
-        limits_in_force(env),
-    );
-    Target {
-        cwnd_clamp_segments: t.cwnd_clamp_segments,
-        max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,
-    }
+    mapped_target(scaling, obs, raw, env.flow_limits_and_mss(0))
+}
+
+/// The action mapping shared by the controlled flow and its peers: `raw`
+/// scaled with the context read back from `obs` and the flow's MSS, moved at
+/// most one step from `prev`, the limits in force.
+fn mapped_target(
+    scaling: &ActionScaling,
+    obs: &Observation,
+    raw: [f32; 2],
+    (prev, mss): (Target, u32),
+) -> Target {
+    scaling.limit_step(
+        scaling.to_target(raw, &flow_context_from_observation(obs, mss)),
+        prev,
+    )
 }
 
 /// The targets of `env`'s peers for raw actions `raw` (one per peer, in
@@ -301,13 +309,8 @@ pub fn peer_actions(scaling: &ActionScaling, env: &Env, raw: &[[f32; 2]]) -> Vec
         .zip(raw)
         .enumerate()
         .map(|(i, (obs, a))| {
-            let (prev, mss) = env
-                .peer_limits_and_mss(i)
-                .unwrap_or((Target::unlimited(), 1448));
-            scaling.limit_step(
-                scaling.to_target(*a, &flow_context_from_observation(obs, mss)),
-                prev,
-            )
+            let flow = env.peer_flow(i).unwrap_or(usize::MAX);
+            mapped_target(scaling, obs, *a, env.flow_limits_and_mss(flow))
         })
         .collect()
 }
@@ -326,25 +329,9 @@ pub fn sim_actions(
         .collect()
 }
 
-/// The limits in force on `env`'s controlled flow.
-pub fn limits_in_force(env: &Env) -> crate::policy::Target {
-    env.network().and_then(|n| n.sender(0)).map_or(
-        crate::policy::Target {
-            cwnd_clamp_segments: plume_cc_common::CWND_UNCLAMPED,
-            max_pacing_bytes_per_sec: plume_cc_common::PACING_UNLIMITED,
-        },
-        |s| crate::policy::Target {
-            cwnd_clamp_segments: s.controller().cwnd_clamp_segments(),
-            max_pacing_bytes_per_sec: s.controller().max_pacing_bytes_per_sec(),
-        },
-    )
-}
-
 /// MSS of `env`'s controlled flow (1448 before a reset).
 pub fn flow_mss(env: &Env) -> u32 {
-    env.network()
-        .and_then(|n| n.sender(0))
-        .map_or(1448, |s| s.mss_bytes())
+    env.flow_limits_and_mss(0).1
 }
 
 impl BatchEnv for SimBatch {

@@ -238,17 +238,26 @@ impl Env {
         }
     }
 
-    /// The limits in force on peer `i` and its MSS (for the action mapping).
-    pub fn peer_limits_and_mss(&self, i: usize) -> Option<(Target, u32)> {
-        let p = self.peers.get(i)?;
-        let s = self.net.as_ref()?.sender(p.flow)?;
-        Some((
-            Target {
-                cwnd_clamp_segments: s.controller().cwnd_clamp_segments(),
-                max_pacing_bytes_per_sec: s.controller().max_pacing_bytes_per_sec(),
-            },
-            s.mss_bytes(),
-        ))
+    /// The limits in force on flow `index` of the network and its MSS (for
+    /// the action mapping); no limits and 1448 bytes before a reset.
+    pub fn flow_limits_and_mss(&self, index: usize) -> (Target, u32) {
+        self.net
+            .as_ref()
+            .and_then(|n| n.sender(index))
+            .map_or((Target::unlimited(), 1448), |s| {
+                (
+                    Target {
+                        cwnd_clamp_segments: s.controller().cwnd_clamp_segments(),
+                        max_pacing_bytes_per_sec: s.controller().max_pacing_bytes_per_sec(),
+                    },
+                    s.mss_bytes(),
+                )
+            })
+    }
+
+    /// The network's flow index of peer `i`.
+    pub fn peer_flow(&self, i: usize) -> Option<usize> {
+        self.peers.get(i).map(|p| p.flow)
     }
 
     /// Sets the operating point the observations carry from the next reset on.
