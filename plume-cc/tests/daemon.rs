@@ -448,8 +448,8 @@ fn a_thousand_short_flows_leave_no_map_entries() {
             "1000",
             "--bytes",
             "20000",
-            "--hold-ms",
-            "600",
+            "--hold",
+            "600ms",
         ])
         .arg("--cgroup")
         .arg(cgroup.path())

@@ -273,7 +273,7 @@ fn flows_whose_socket_is_gone_are_reaped_and_live_idle_ones_kept() {
     // One connection that sends a little and then idles, in the cgroup.
     let mut idle = std::process::Command::new(common::EXE)
         .args(["probe", "--connect", &sink.addr().to_string()])
-        .args(["--flows", "1", "--bytes", "1000", "--hold-ms", "4000"])
+        .args(["--flows", "1", "--bytes", "1000", "--hold", "4s"])
         .arg("--cgroup")
         .arg(cgroup.path())
         .stdout(std::process::Stdio::null())
