@@ -262,6 +262,28 @@ pub struct ActionScaling {
     /// policy can choose; draining its own queue is the action `k < 1`.
     #[serde(default)]
     pub rtt_ref_exponent: f32,
+    /// What the second action dimension sets (see [`SecondAction`]).
+    #[serde(default)]
+    pub second_action: SecondAction,
+}
+
+/// What the second action dimension `a[1]` sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecondAction {
+    /// The pacing cap, `pacing_gain * anchor * 2^(a[1] * pacing_log2_span)`.
+    #[default]
+    Pacing,
+    /// The clamp's RTT exponent, `rtt_ref_exponent * (a[1] + 1) / 2`: the
+    /// policy chooses, per flow and interval, how far its clamp follows the
+    /// srtt (Copa's default and competitive modes as one continuous
+    /// choice). The pacing cap stays at `pacing_gain * anchor`.
+    ///
+    /// Why: over the min RTT a clamp holds a small queue alone but starves
+    /// beside a buffer-filling competitor; over the srtt it holds a share
+    /// there but alone it either drains to nothing or fills the buffer
+    /// (measured in docs/TRAINING.md). No one exponent serves both.
+    RttExponent,
 }
 
 fn unit_gain() -> f32 {
@@ -280,6 +302,7 @@ impl Default for ActionScaling {
             pacing_gain: 1.25,
             max_log2_step: 0.5,
             rtt_ref_exponent: 0.0,
+            second_action: SecondAction::Pacing,
         }
     }
 }
@@ -360,8 +383,16 @@ impl ActionScaling {
         }
         let mss = f64::from(ctx.mss_bytes.max(1));
         let min_rtt = f64::from(ctx.min_rtt_us);
-        let ref_rtt = if self.rtt_ref_exponent > 0.0 && ctx.srtt_us > ctx.min_rtt_us {
-            min_rtt * (f64::from(ctx.srtt_us) / min_rtt).powf(f64::from(self.rtt_ref_exponent))
+        let exponent = match self.second_action {
+            SecondAction::Pacing => f64::from(self.rtt_ref_exponent),
+            SecondAction::RttExponent => f64::from(self.rtt_ref_exponent) * (a1 + 1.0) / 2.0,
+        };
+        let a1 = match self.second_action {
+            SecondAction::Pacing => a1,
+            SecondAction::RttExponent => 0.0,
+        };
+        let ref_rtt = if exponent > 0.0 && ctx.srtt_us > ctx.min_rtt_us {
+            min_rtt * (f64::from(ctx.srtt_us) / min_rtt).powf(exponent)
         } else {
             min_rtt
         };
@@ -697,6 +728,17 @@ mod tests {
             ..s
         }
         .is_valid());
+        // The second action as the exponent: -1 is the min RTT, 1 the srtt,
+        // 0 their geometric mean; the pacing cap stays at its gain.
+        let x = ActionScaling {
+            second_action: SecondAction::RttExponent,
+            ..s
+        };
+        assert_eq!(x.to_target([0.0, -1.0], &ctx).cwnd_clamp_segments, 100);
+        assert_eq!(x.to_target([0.0, 0.0], &ctx).cwnd_clamp_segments, 200);
+        let t = x.to_target([0.0, 1.0], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 400);
+        assert_eq!(t.max_pacing_bytes_per_sec, 1_562_500);
     }
 
     #[test]

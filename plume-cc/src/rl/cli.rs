@@ -94,6 +94,10 @@ pub struct TrainArgs {
     /// The cwnd clamp at action 0, in BDPs (the fixed rule's clamp).
     #[arg(long, default_value_t = 2.0, value_name = "BDPS")]
     pub cwnd_gain: f32,
+    /// The second action dimension sets the clamp's RTT exponent (from 0 to
+    /// `--rtt-ref-exponent`) instead of the pacing cap.
+    #[arg(long)]
+    pub action_rtt_exponent: bool,
     /// The pacing cap's span either side of action 0, in octaves.
     #[arg(long, default_value_t = 2.0, value_name = "OCTAVES")]
     pub pacing_log2_span: f32,
@@ -234,6 +238,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.scaling.rtt_ref_exponent = args.rtt_ref_exponent;
     config.scaling.cwnd_gain = args.cwnd_gain;
     config.scaling.pacing_log2_span = args.pacing_log2_span;
+    if args.action_rtt_exponent {
+        config.scaling.second_action = crate::policy::model::SecondAction::RttExponent;
+    }
     config.scaling.cwnd_log2_span = args.cwnd_log2_span;
     config.reward.queue_penalty = args.queue_penalty;
     if !config.scaling.is_valid() {
