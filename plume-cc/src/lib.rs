@@ -17,7 +17,8 @@
 //! 6. [`daemon`] (the control loop on a host), [`emu`] (the link emulator)
 //!    and [`service`] (the daemon's systemd units);
 //! 7. [`bench`]: iperf3 across the emulator, with the daemon as a scheme;
-//! 8. [`eval`]: checks that span training and the real stack.
+//! 8. [`eval`]: checks that span training and the real stack, and
+//!    [`fuzz`]: one entry point per parser of outside input.
 //!
 //! The binary (`main.rs`) is the edge that may use every layer.
 pub mod args;
@@ -28,6 +29,7 @@ pub mod datapath;
 pub mod emu;
 pub mod eval;
 pub mod flow;
+pub mod fuzz;
 pub mod plume;
 pub mod policy;
 pub mod rl;
@@ -45,7 +47,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["rl", "datapath"],
     &["daemon", "emu", "service"],
     &["bench"],
-    &["eval"],
+    &["eval", "fuzz"],
 ];
 
 #[cfg(test)]

@@ -92,6 +92,19 @@ enum Task {
     /// libraries it needs in lib/, licences, README, systemd units) and a
     /// .deb with the same and the units in /lib/systemd/system.
     Dist(dist::Options),
+    /// Fuzz every parser of outside input (`plume_cc::fuzz`) with cargo-fuzz
+    /// on the pinned nightly, each for `--seconds`, starting from and adding
+    /// to the committed corpora in fuzz/corpus. Installs cargo-fuzz if it is
+    /// missing. CI does not fuzz; it replays the corpora
+    /// (plume-cc/tests/fuzz_corpora.rs).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only these targets (default: all).
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -113,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         Task::Train { args } => train(&args),
         Task::Bench { args } => bench::bench(&args),
         Task::Study { args } => study(&args),
+        Task::Fuzz { seconds, targets } => fuzz(seconds, &targets),
         Task::Dist(opts) => {
             setup::setup()?;
             let a = dist::dist(&opts)?;
@@ -318,6 +332,71 @@ pub fn pass_through_help(subcommand: &[&str]) -> anyhow::Result<()> {
             subcommand.join(" "),
             subcommand.join(" ")
         );
+    }
+    Ok(())
+}
+
+/// The fuzz targets, as in `plume_cc::fuzz::TARGETS` (fuzz/Cargo.toml's
+/// binaries; plume-cc/tests/fuzz_corpora.rs checks that the two agree).
+const FUZZ_TARGETS: &[&str] = &[
+    "mahimahi_trace",
+    "policy_file",
+    "scripted_policy",
+    "scenario_spec",
+    "scenario_mix",
+    "duration",
+];
+
+fn fuzz(seconds: u64, only: &[String]) -> anyhow::Result<()> {
+    setup::setup()?;
+    for t in only {
+        anyhow::ensure!(
+            FUZZ_TARGETS.contains(&t.as_str()),
+            "unknown fuzz target {t:?}; the targets are {}",
+            FUZZ_TARGETS.join(", ")
+        );
+    }
+    let has_cargo_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cargo_fuzz {
+        cmd::run(
+            "cargo install cargo-fuzz --locked",
+            Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]),
+        )?;
+    }
+    let nightly = format!("+{}", paths::ebpf_nightly());
+    let root = paths::repo_root();
+    let mut report = Vec::new();
+    for t in FUZZ_TARGETS
+        .iter()
+        .filter(|t| only.is_empty() || only.iter().any(|o| o == *t))
+    {
+        let corpus = root.join("fuzz/corpus").join(t);
+        // libFuzzer without a sanitizer: libtorch's C++ runtime and ASan do
+        // not load together; overflow checks and debug assertions stay on
+        // (cargo-fuzz's default), and they are what finds Rust bugs here.
+        let took = cmd::run_inherit(
+            &format!("cargo fuzz run {t} ({seconds} s)"),
+            // The rustup proxy, not $CARGO: only the proxy takes `+toolchain`.
+            Command::new("cargo")
+                .env_remove("RUSTUP_TOOLCHAIN")
+                .current_dir(root.join("fuzz"))
+                .args([nightly.as_str(), "fuzz", "run", "--sanitizer", "none", t])
+                .arg(&corpus)
+                .arg("--")
+                .arg(format!("-max_total_time={seconds}")),
+        )?;
+        let inputs = std::fs::read_dir(&corpus)?.count();
+        report.push(format!(
+            "{t}: {:.0} s, 0 crashes, corpus {inputs} inputs",
+            took.as_secs_f64()
+        ));
+    }
+    println!("\nfuzzing done:");
+    for r in report {
+        println!("  {r}");
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ use plume_cc_common::DatapathConfig;
 use serde::Serialize;
 
 use crate::datapath::{self, cgroup, Datapath, Shutdown};
-use crate::policy::{FlowPolicy, GuardCounts, PolicyContract, ScriptFile};
+use crate::policy::{FlowPolicy, GuardCounts, PolicyContract};
 pub use control::{ControlLoop, FlowMaps, LoopCounts, StepError, StepTiming};
 
 /// Settings of one daemon.
@@ -261,17 +261,9 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
         let text = std::str::from_utf8(&bytes)
             .with_context(|| format!("policy {} is not UTF-8 JSON", path.display()))?;
         if text.contains("\"scripted\"") {
-            let mut file: ScriptFile = serde_json::from_str(text).with_context(|| {
-                format!("policy {}: malformed scripted schedule", path.display())
-            })?;
-            file.scripted.source_sha256 = Some(crate::policy::sha256_hex(&bytes));
-            if file.scripted.steps.is_empty() {
-                bail!(
-                    "policy {}: the scripted schedule has no steps",
-                    path.display()
-                );
-            }
-            return Ok(Box::new(file.scripted));
+            let script = crate::policy::ScriptedPolicy::from_json(&bytes)
+                .with_context(|| format!("policy {}", path.display()))?;
+            return Ok(Box::new(script));
         }
     }
     let p = crate::policy::LoadedPolicy::load(path).with_context(|| {

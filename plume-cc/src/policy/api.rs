@@ -175,7 +175,37 @@ pub struct ScriptFile {
     pub scripted: ScriptedPolicy,
 }
 
+/// Why a scripted schedule file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// Not `{"scripted": {"steps": [...]}}`.
+    #[error("malformed scripted schedule: {0}")]
+    Json(#[from] serde_json::Error),
+    /// No steps.
+    #[error("the scripted schedule has no steps")]
+    NoSteps,
+    /// The steps last longer than a u64 of milliseconds can hold.
+    #[error("the scripted schedule's hold_ms values add up past {} ms", u64::MAX)]
+    TooLong,
+}
+
 impl ScriptedPolicy {
+    /// Parses a scripted schedule file (`{"scripted": {"steps": [...]}}`),
+    /// recording the SHA-256 of `bytes` as its source.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ScriptError> {
+        let mut file: ScriptFile = serde_json::from_slice(bytes)?;
+        if file.scripted.steps.is_empty() {
+            return Err(ScriptError::NoSteps);
+        }
+        file.scripted
+            .steps
+            .iter()
+            .try_fold(0u64, |t, s| t.checked_add(s.hold_ms))
+            .ok_or(ScriptError::TooLong)?;
+        file.scripted.source_sha256 = Some(super::sha256_hex(bytes));
+        Ok(file.scripted)
+    }
+
     /// A schedule.
     pub fn new(steps: Vec<ScriptStep>) -> Self {
         Self {
@@ -187,9 +217,9 @@ impl ScriptedPolicy {
 
     /// The step in force `elapsed_ms` after the first decision.
     pub fn step_at(&self, elapsed_ms: u64) -> Option<ScriptStep> {
-        let mut t = 0;
+        let mut t = 0u64;
         for s in &self.steps {
-            t += s.hold_ms;
+            t = t.saturating_add(s.hold_ms);
             if elapsed_ms < t {
                 return Some(*s);
             }
