@@ -14,9 +14,12 @@
 
 use std::path::Path;
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the fuzz crate's binary and the corpus folder
 /// `fuzz/corpus/NAME`) and its entry point.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("mahimahi_trace", mahimahi_trace),
     ("policy_file", policy_file),
     ("scripted_policy", scripted_policy),
