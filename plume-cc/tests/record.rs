@@ -1,0 +1,178 @@
+//! `plume-cc record` end to end: a bulk TCP flow in a cgroup the test
+//! creates crosses the emulated constant-rate link, `record` samples it
+//! from the live datapath, and the corpus it writes must reproduce the
+//! link's capacity. The kernel test needs root (CI runs it as root); the
+//! bad-input tests do not.
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::{tmpdir, EXE};
+use plume_cc::datapath::{cgroup::OwnedCgroup, probe::Sink};
+use plume_cc::emu::{DropTail, EmuConfig, Emulator, LinkConfig, OUTER_ADDR};
+use plume_cc::trace::scenario_corpus;
+
+/// The emulated link: 12 Mbit/s (one 1500-byte opportunity per ms).
+const LINK_MBPS: f64 = 12.0;
+
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn record_reproduces_a_constant_rate_traces_capacity() {
+    if !common::have_root(
+        "record_reproduces_a_constant_rate_traces_capacity",
+        "CAP_BPF, CAP_NET_ADMIN",
+    ) {
+        return;
+    }
+    let dir = tmpdir("record-constant");
+    let trace = dir.join("12mbps.trace");
+    std::fs::write(&trace, "1\n").unwrap();
+    let emu = Emulator::start(&EmuConfig {
+        uplink: LinkConfig {
+            trace: Some(trace),
+            queue: DropTail::parse_args("packets=100").unwrap(),
+            log: None,
+        },
+        delay: Duration::from_millis(10),
+        ..EmuConfig::default()
+    })
+    .unwrap();
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").unwrap();
+    let sink = emu
+        .outer()
+        .run(|| Sink::start(SocketAddr::from((OUTER_ADDR, 0))))
+        .unwrap()
+        .unwrap();
+    let out = dir.join("corpus");
+    // No daemon: record attaches an observe-only datapath, so the flow is
+    // the kernel's CUBIC and nothing limits it but the link.
+    let rec = Command::new(EXE)
+        .args(["record", "--observe", "--json", "--cgroup"])
+        .arg(cgroup.path())
+        .arg("--out")
+        .arg(&out)
+        .args(["--duration", "12s", "--window", "2s", "--min-duration", "4s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The datapath must be attached before the flow starts.
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = emu
+        .inner_command(EXE)
+        .args(["probe", "--connect", &sink.addr().to_string(), "--cgroup"])
+        .arg(cgroup.path())
+        .args(["--duration", "9s"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    let o = rec.wait_with_output().unwrap();
+    drop(sink);
+    let report = emu.stop().unwrap();
+    cgroup.remove().unwrap();
+    assert!(sent.success(), "the sender failed");
+    assert!(
+        o.status.success(),
+        "record failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    eprintln!("record: {v}\nemulator: {report:?}");
+    assert_eq!(v["datapath"], "observe-only");
+    assert_eq!(v["flows_used"], 1, "{v}");
+    let mean = v["mean_mbps"].as_f64().unwrap();
+    assert!(
+        (mean - LINK_MBPS).abs() <= 0.1 * LINK_MBPS,
+        "recorded mean capacity {mean:.3} Mbit/s is more than 10% off the link's {LINK_MBPS}"
+    );
+    assert!(report.uplink.drops > 0, "the flow did not saturate the link");
+    // The folder is a scenario corpus: windows with the flow's path.
+    let (manifest, records) = scenario_corpus::open(&out).unwrap();
+    assert_eq!(manifest.mix.window_ms, 2_000);
+    assert_eq!(records.len() as u64, v["windows"].as_u64().unwrap());
+    assert!(records.len() >= 3, "{} windows from ~9 s", records.len());
+    let flows = std::fs::read_to_string(out.join("flows.jsonl")).unwrap();
+    let f: serde_json::Value = serde_json::from_str(flows.lines().next().unwrap()).unwrap();
+    let min_rtt = f["min_rtt_ms"].as_f64().unwrap();
+    assert!(
+        (19.0..=30.0).contains(&min_rtt),
+        "min RTT {min_rtt} ms on a 2 x 10 ms path"
+    );
+    assert!(f["loss"]["retransmitted"].as_u64().unwrap() > 0, "{f}");
+    for r in &records {
+        assert!((r.path.min_rtt_ms - min_rtt).abs() < 1e-9);
+        assert!(r.source.contains("lower bound"), "{}", r.source);
+    }
+}
+
+fn plume(args: &[&str]) -> std::process::Output {
+    Command::new(EXE)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn record_on_a_cgroup_with_no_datapath_says_so_and_writes_nothing() {
+    let out = tmpdir("record-none").join("c");
+    // The cgroup2 root is a cgroup folder on every host; no daemon runs on
+    // it (the daemon refuses the root without --allow-root-cgroup).
+    let o = plume(&[
+        "record",
+        "--cgroup",
+        "/sys/fs/cgroup",
+        "--out",
+        out.to_str().unwrap(),
+        "--duration",
+        "10s",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("no plume-cc datapath is attached to /sys/fs/cgroup") && err.contains("--observe"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn record_flags_out_of_range_are_refused_naming_the_range() {
+    let out = tmpdir("record-flags").join("c");
+    let o = plume(&[
+        "record",
+        "--cgroup",
+        "/sys/fs/cgroup",
+        "--out",
+        out.to_str().unwrap(),
+        "--window",
+        "500ms",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("--window must be in [1s, 60s]"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_folder_with_no_usable_flows_is_no_corpus() {
+    // What `record` refuses to write, `train` and `traces analyze` refuse
+    // to read: a recording folder whose records are empty.
+    let dir = tmpdir("record-empty");
+    std::fs::create_dir_all(dir.join("traces")).unwrap();
+    std::fs::write(
+        dir.join("corpus.json"),
+        r#"{"mix":{"window_ms":10000,"mix":{"common":1.0}},"seed":0,"windows":0,"counts":{},"heldout_counts":{},"sources":"recorded"}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("paths.jsonl"), "").unwrap();
+    let o = plume(&["traces", "analyze", dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("no usable windows"), "{err}");
+}
