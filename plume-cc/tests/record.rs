@@ -56,7 +56,14 @@ fn record_reproduces_a_constant_rate_traces_capacity() {
         .arg(cgroup.path())
         .arg("--out")
         .arg(&out)
-        .args(["--duration", "12s", "--window", "2s", "--min-duration", "4s"])
+        .args([
+            "--duration",
+            "12s",
+            "--window",
+            "2s",
+            "--min-duration",
+            "4s",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -107,7 +114,10 @@ fn record_reproduces_a_constant_rate_traces_capacity() {
         (19.0..=30.0).contains(&min_rtt),
         "min RTT {min_rtt} ms on a 2 x 10 ms path"
     );
-    assert!(f["loss"]["retransmitted"].as_u64().unwrap() > 0, "{f}");
+    // The loss summary counts what the flow sent (the link may or may not
+    // have dropped: a receive-window-limited flow never fills the queue).
+    assert!(f["loss"]["data_segs_out"].as_u64().unwrap() > 5_000, "{f}");
+    assert!(f["loss"]["retrans_fraction"].as_f64().is_some(), "{f}");
     for r in &records {
         assert!((r.path.min_rtt_ms - min_rtt).abs() < 1e-9);
         assert!(r.source.contains("lower bound"), "{}", r.source);

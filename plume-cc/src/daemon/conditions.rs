@@ -362,8 +362,14 @@ impl FlowRecording {
             .get((srtt.len() * 95 / 100).min(srtt.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0);
-        let segs_out = self.last.data_segs_out.wrapping_sub(self.first.data_segs_out);
-        let retrans = self.last.total_retrans.wrapping_sub(self.first.total_retrans);
+        let segs_out = self
+            .last
+            .data_segs_out
+            .wrapping_sub(self.first.data_segs_out);
+        let retrans = self
+            .last
+            .total_retrans
+            .wrapping_sub(self.first.total_retrans);
         FlowSummary {
             cookie: self.cookie,
             local_port: self.ports.0,
@@ -575,7 +581,11 @@ pub fn write_corpus(
     let (mut used, mut nl_sum, mut opp_bits) = (0usize, 0.0f64, 0.0f64);
     for f in flows {
         let usable = f.network_limited() >= opts.min_duration;
-        let ws = if usable { f.windows(window_ms) } else { Vec::new() };
+        let ws = if usable {
+            f.windows(window_ms)
+        } else {
+            Vec::new()
+        };
         let s = f.summary(ws.len());
         if !ws.is_empty() {
             used += 1;
@@ -668,7 +678,9 @@ pub struct Progress {
 /// pins, or (with `--observe`) one attached here in observe-only mode,
 /// unpinned, so it is detached when the recording ends or dies and never
 /// limits a flow.
-fn open_datapath(opts: &RecordOptions) -> Result<(Datapath, &'static str, Option<PathBuf>), RecordError> {
+fn open_datapath(
+    opts: &RecordOptions,
+) -> Result<(Datapath, &'static str, Option<PathBuf>), RecordError> {
     if datapath::cgroup::check_cgroup2(&opts.cgroup).is_err() {
         return Err(RecordError::NotCgroup(opts.cgroup.clone()));
     }
@@ -689,7 +701,11 @@ fn open_datapath(opts: &RecordOptions) -> Result<(Datapath, &'static str, Option
         enforce: 0,
         ..DatapathConfig::default()
     };
-    Ok((Datapath::attach(&opts.cgroup, config)?, "observe-only", None))
+    Ok((
+        Datapath::attach(&opts.cgroup, config)?,
+        "observe-only",
+        None,
+    ))
 }
 
 /// Records the cgroup's flows until `opts.duration` passes, SIGINT or
@@ -860,7 +876,10 @@ mod tests {
         assert!((s.network_limited_s - 3.0).abs() < 0.02, "{s:?}");
         assert!((s.mean_mbps - 8.0).abs() < 0.2, "{s:?}");
         let ts = f.opportunities_ms();
-        assert!(!ts.iter().any(|&t| t > 1_010 && t <= 2_000), "no opportunity in the outage");
+        assert!(
+            !ts.iter().any(|&t| t > 1_010 && t <= 2_000),
+            "no opportunity in the outage"
+        );
     }
 
     #[test]
@@ -930,7 +949,10 @@ mod tests {
             "test".into(),
         )
         .unwrap();
-        assert_eq!((o.flows_seen, o.flows_used, o.windows, o.heldout), (2, 1, 6, 1));
+        assert_eq!(
+            (o.flows_seen, o.flows_used, o.windows, o.heldout),
+            (2, 1, 6, 1)
+        );
         let (m, recs) = scenario_corpus::open(&out).unwrap();
         assert_eq!(m.mix.window_ms, 1000);
         assert_eq!(recs.len(), 6);
@@ -958,7 +980,10 @@ mod tests {
         let mut o = opts(dir.path().join("x"));
         o.min_duration = Duration::from_millis(500);
         let e = o.validate().unwrap_err().to_string();
-        assert!(e.contains("--min-duration must be at least --window"), "{e}");
+        assert!(
+            e.contains("--min-duration must be at least --window"),
+            "{e}"
+        );
         let mut o = opts(dir.path().join("x"));
         o.sample = Duration::from_secs(2);
         assert!(o.validate().unwrap_err().to_string().contains("--sample"));

@@ -404,13 +404,7 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default");
         let meta: crate::policy::file::PolicyMetadata =
             serde_json::from_slice(&std::fs::read(root.join("policy.json")).unwrap()).unwrap();
-        let mut config = TrainConfig::new(
-            "t".into(),
-            SamplerChoice::Uniform,
-            1,
-            0,
-            "o".into(),
-        );
+        let mut config = TrainConfig::new("t".into(), SamplerChoice::Uniform, 1, 0, "o".into());
         check_resume_contract(&root, &meta, &config).unwrap();
         config.interval_us = 10_000;
         let e = check_resume_contract(&root, &meta, &config)

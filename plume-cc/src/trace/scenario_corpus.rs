@@ -599,11 +599,7 @@ pub fn write_windows(
         w.path
             .validate()
             .map_err(|e| folder_err(out, format!("window {i}: {e}")))?;
-        if let Some(t) = w
-            .timestamps_ms
-            .iter()
-            .find(|&&t| t == 0 || t > window_ms)
-        {
+        if let Some(t) = w.timestamps_ms.iter().find(|&&t| t == 0 || t > window_ms) {
             return Err(folder_err(
                 out,
                 format!("window {i}: opportunity at {t} ms is outside (0, {window_ms}]"),
@@ -625,8 +621,7 @@ pub fn write_windows(
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut heldout_counts: BTreeMap<String, usize> = BTreeMap::new();
     for (i, w) in windows.into_iter().enumerate() {
-        let heldout =
-            i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 || (none_held && n >= 2 && i == n - 1);
+        let heldout = i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 || (none_held && n >= 2 && i == n - 1);
         let mut ts = w.timestamps_ms;
         // The window's period is exactly its length, as in `generate`.
         if ts.last() != Some(&window_ms) {
