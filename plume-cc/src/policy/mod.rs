@@ -50,10 +50,16 @@ pub fn flow_context_from_observation(obs: &[f32], mss_bytes: u32) -> FlowContext
     let max_rate_mbps = obs
         .get(1)
         .map_or(0.0, |&v| (f64::from(v) * 10001f64.ln()).exp() - 1.0);
+    // The newest block's srtt_excess, srtt / min_rtt - 1 (clipped at 10).
+    let srtt_excess = obs
+        .get(observation::GLOBAL_FEATURES.len() + 2)
+        .map_or(0.0, |&v| f64::from(v).max(0.0));
+    let min_rtt_us = (min_rtt_ms.max(0.0) * 1000.0).round();
     FlowContext {
-        min_rtt_us: (min_rtt_ms.max(0.0) * 1000.0).round() as u32,
+        min_rtt_us: min_rtt_us as u32,
         max_rate_bytes_per_sec: max_rate_mbps.max(0.0) * 1e6 / 8.0,
         mss_bytes,
+        srtt_us: (min_rtt_us * (1.0 + srtt_excess)).round() as u32,
     }
 }
 

@@ -174,6 +174,9 @@ pub struct FlowContext {
     pub max_rate_bytes_per_sec: f64,
     /// Sender MSS, bytes.
     pub mss_bytes: u32,
+    /// Smoothed RTT at the latest sample, microseconds (0: unknown); only
+    /// read when [`ActionScaling::rtt_ref_exponent`] is above 0.
+    pub srtt_us: u32,
 }
 
 /// A flow's limits in the datapath's units: the fields of the maps'
@@ -246,6 +249,19 @@ pub struct ActionScaling {
     /// octaves (0: none). See [`ActionScaling::limit_step`].
     #[serde(default)]
     pub max_log2_step: f32,
+    /// Which RTT the clamp's BDP is taken over: `min_rtt^(1-e) * srtt^e`
+    /// (0: the min RTT, as before this field existed; 1: the current srtt).
+    ///
+    /// Why: with the min RTT, a clamp of `k` BDPs of the flow's own rate
+    /// lets the flow deliver at most `k * min_rtt / srtt` of that rate. When
+    /// a buffer-filling competitor raises the srtt to many min RTTs, the flow
+    /// cannot keep its rate, its rate anchor follows it down and the clamp
+    /// with it: the starvation spiral measured in docs/TRAINING.md. Over the
+    /// srtt, the same clamp keeps `k` times the anchor at whatever queue the
+    /// competitor holds, so holding or taking a share is an action the
+    /// policy can choose; draining its own queue is the action `k < 1`.
+    #[serde(default)]
+    pub rtt_ref_exponent: f32,
 }
 
 fn unit_gain() -> f32 {
@@ -263,6 +279,7 @@ impl Default for ActionScaling {
             cwnd_gain: 2.0,
             pacing_gain: 1.25,
             max_log2_step: 0.5,
+            rtt_ref_exponent: 0.0,
         }
     }
 }
@@ -284,6 +301,7 @@ impl ActionScaling {
             && (0.25..=8.0).contains(&self.pacing_gain)
             && self.max_log2_step.is_finite()
             && (0.0..=8.0).contains(&self.max_log2_step)
+            && (0.0..=1.0).contains(&self.rtt_ref_exponent)
     }
 
     /// `new` with each limit moved at most `max_log2_step` octaves from the
@@ -341,7 +359,13 @@ impl ActionScaling {
             };
         }
         let mss = f64::from(ctx.mss_bytes.max(1));
-        let bdp = rate * f64::from(ctx.min_rtt_us) / 1e6 / mss;
+        let min_rtt = f64::from(ctx.min_rtt_us);
+        let ref_rtt = if self.rtt_ref_exponent > 0.0 && ctx.srtt_us > ctx.min_rtt_us {
+            min_rtt * (f64::from(ctx.srtt_us) / min_rtt).powf(f64::from(self.rtt_ref_exponent))
+        } else {
+            min_rtt
+        };
+        let bdp = rate * ref_rtt / 1e6 / mss;
         let cwnd = (f64::from(self.cwnd_gain) * bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2())
             .round();
         let cwnd = cwnd.clamp(
@@ -597,6 +621,7 @@ mod tests {
             min_rtt_us: 40_000,
             max_rate_bytes_per_sec: 1.25e6,
             mss_bytes: 1000,
+            srtt_us: 0,
         };
         // 2 BDPs (2 x 50 segments), 1.25 x the anchor.
         let t = s.to_target([0.0, 0.0], &ctx);
@@ -640,6 +665,41 @@ mod tests {
     }
 
     #[test]
+    fn the_clamp_can_follow_the_srtt() {
+        let ctx = FlowContext {
+            min_rtt_us: 40_000,
+            max_rate_bytes_per_sec: 1.25e6,
+            mss_bytes: 1000,
+            srtt_us: 160_000,
+        };
+        let at = |e: f32| {
+            ActionScaling {
+                rtt_ref_exponent: e,
+                ..ActionScaling::default()
+            }
+            .to_target([0.0, 0.0], &ctx)
+            .cwnd_clamp_segments
+        };
+        // 2 BDPs over the min RTT (50 segments), over the srtt (4x), and
+        // over their geometric mean (2x).
+        assert_eq!(at(0.0), 100);
+        assert_eq!(at(1.0), 400);
+        assert_eq!(at(0.5), 200);
+        // An srtt below the min RTT (or unknown) leaves the min RTT.
+        let low = FlowContext { srtt_us: 0, ..ctx };
+        let s = ActionScaling {
+            rtt_ref_exponent: 1.0,
+            ..ActionScaling::default()
+        };
+        assert_eq!(s.to_target([0.0, 0.0], &low).cwnd_clamp_segments, 100);
+        assert!(!ActionScaling {
+            rtt_ref_exponent: 1.5,
+            ..s
+        }
+        .is_valid());
+    }
+
+    #[test]
     fn scaling_is_documented_mapping_and_bounded() {
         // The version-1 mapping: unit gains, spans of 4 octaves.
         let s = ActionScaling {
@@ -654,6 +714,7 @@ mod tests {
             min_rtt_us: 40_000,
             max_rate_bytes_per_sec: 1.25e6,
             mss_bytes: 1000,
+            srtt_us: 0,
         };
         let t = s.to_target([0.0, 0.0], &ctx);
         assert_eq!(t.cwnd_clamp_segments, 50);
@@ -674,6 +735,7 @@ mod tests {
             min_rtt_us: 100,
             max_rate_bytes_per_sec: 1000.0,
             mss_bytes: 1500,
+            srtt_us: 0,
         };
         let t = s.to_target([-1.0, -1.0], &tiny);
         assert_eq!(t.cwnd_clamp_segments, s.min_cwnd_segments);

@@ -93,6 +93,23 @@ pub struct TrainArgs {
     /// Without a scenario `delay_weight` range it is also the reward's.
     #[arg(long, default_value = "balanced")]
     pub objective: crate::policy::Objective,
+    /// The RTT the clamp's BDP is taken over, `min_rtt^(1-E) * srtt^E`, E in
+    /// [0, 1] (recorded in the policy file; see `ActionScaling`).
+    #[arg(long, default_value_t = 0.0, value_name = "E")]
+    pub rtt_ref_exponent: f32,
+    /// The cwnd clamp at action 0, in BDPs (the fixed rule's clamp).
+    #[arg(long, default_value_t = 2.0, value_name = "BDPS")]
+    pub cwnd_gain: f32,
+    /// The pacing cap's span either side of action 0, in octaves.
+    #[arg(long, default_value_t = 2.0, value_name = "OCTAVES")]
+    pub pacing_log2_span: f32,
+    /// The cwnd clamp's span either side of action 0, in octaves.
+    #[arg(long, default_value_t = 2.0, value_name = "OCTAVES")]
+    pub cwnd_log2_span: f32,
+    /// Which part of the queueing delay the reward penalises: all of it,
+    /// the flow's own part, or only the part beyond its fair share.
+    #[arg(long, value_enum, default_value_t = super::env::QueuePenalty::Whole)]
+    pub queue_penalty: super::env::QueuePenalty,
 }
 
 /// Parses `N` or `LOW..HIGH` (positive integers, LOW <= HIGH).
@@ -220,6 +237,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         && ranges.queue_packets == (config.queue_packets, config.queue_packets);
     config.path_ranges = (!fixed_at_eval).then_some(ranges);
     config.base = args.base;
+    config.scaling.rtt_ref_exponent = args.rtt_ref_exponent;
+    config.scaling.cwnd_gain = args.cwnd_gain;
+    config.scaling.pacing_log2_span = args.pacing_log2_span;
+    config.scaling.cwnd_log2_span = args.cwnd_log2_span;
+    config.reward.queue_penalty = args.queue_penalty;
+    if !config.scaling.is_valid() {
+        return Err(anyhow::anyhow!(
+            "--rtt-ref-exponent must be within [0, 1], --cwnd-gain within [0.25, 8] and the spans positive (got {}, {}, {} and {})",
+            args.rtt_ref_exponent,
+            args.cwnd_gain,
+            args.cwnd_log2_span,
+            args.pacing_log2_span
+        ));
+    }
     config.objective = args.objective;
     config.resume_from = args.resume_from.clone();
     config.scenarios = match &args.scenarios {

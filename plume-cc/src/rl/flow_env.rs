@@ -78,6 +78,13 @@ pub struct RewardComponents {
     pub queueing_delay_ms: f32,
     /// Segments marked lost / segments sent in the interval.
     pub loss_rate: f32,
+    /// The controlled flow's part of everything the bottleneck delivered in
+    /// the interval (1 alone, or when nothing was delivered). In a FIFO
+    /// queue a flow's bytes in the queue are in proportion to its arrivals,
+    /// so `queueing_delay_ms * bottleneck_share` is the part of the queue
+    /// that is the flow's own. Simulator-only knowledge: it may shape the
+    /// reward, never the observation.
+    pub bottleneck_share: f32,
 }
 
 /// The outcome of one [`Env::step`].
@@ -151,6 +158,8 @@ pub struct Env {
     net: Option<Network>,
     builder: ObservationBuilder,
     last_counters: FlowCounters,
+    /// Segments delivered by every flow on the bottleneck, at the last step.
+    last_total_delivered: u64,
     end_us: u64,
     peers: Vec<Peer>,
 }
@@ -188,6 +197,7 @@ impl Env {
             net: None,
             builder: ObservationBuilder::new(),
             last_counters: FlowCounters::default(),
+            last_total_delivered: 0,
             end_us: 0,
             peers: Vec::new(),
         })
@@ -334,6 +344,7 @@ impl Env {
         self.net = Some(Network::new(net_config, window, ack_window, seed)?);
         self.builder = ObservationBuilder::with_objective(self.config.objective);
         self.last_counters = FlowCounters::default();
+        self.last_total_delivered = 0;
         // The first interval runs without limits, like a new kernel flow.
         let first = self.step(Target::unlimited())?;
         Ok(first.observation)
@@ -390,6 +401,12 @@ impl Env {
                 }
             }
         }
+        let total_delivered: u64 = (0..net.flow_count())
+            .filter_map(|i| net.sender(i))
+            .map(|s| s.counters().delivered_segments)
+            .sum();
+        let d_total = total_delivered.saturating_sub(self.last_total_delivered);
+        self.last_total_delivered = total_delivered;
         let sender = net.sender(0).ok_or(EnvError::NotReset)?;
         let sample = sender.flow_sample(until);
         let c = *sender.counters();
@@ -412,6 +429,11 @@ impl Env {
                 (d_lost as f32 / d_sent as f32).min(1.0)
             } else {
                 0.0
+            },
+            bottleneck_share: if d_total > 0 {
+                (d_delivered as f32 / d_total as f32).min(1.0)
+            } else {
+                1.0
             },
         };
         let observation = self.builder.observe(&sample)?;
