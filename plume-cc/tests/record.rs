@@ -292,3 +292,30 @@ fn a_folder_with_no_usable_flows_is_no_corpus() {
     assert!(!o.status.success());
     assert!(err.contains("no usable windows"), "{err}");
 }
+
+#[test]
+fn fine_tuning_a_policy_of_another_contract_is_refused_before_anything_is_written() {
+    let dir = tmpdir("resume-from");
+    let out = dir.join("run");
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/default");
+    let o = plume(&[
+        "train",
+        "--traces",
+        dir.to_str().unwrap(),
+        "--resume-from",
+        policy,
+        "--base",
+        "reno",
+        "--steps",
+        "1000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("its base controller (--base) is cubic, but this run's is reno"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+}

@@ -70,6 +70,19 @@ pub fn train(
     progress: &mut dyn Progress,
 ) -> Result<TrainOutcome, TrainError> {
     let out = &config.out;
+    let ckpt = out.join("checkpoint");
+    let resuming = resume && ckpt.join("state.json").exists();
+    // A fine-tune's policy is read and checked before anything is written,
+    // so a mismatch leaves no half-made run folder.
+    let mut finetune = match &config.resume_from {
+        Some(from) if !resuming => {
+            let (model, meta) =
+                file::load_for_finetune(from, config.ppo.init_log_std, config.seed)?;
+            check_resume_contract(from, &meta, config)?;
+            Some((from, model, meta))
+        }
+        _ => None,
+    };
     progress.message("reading and clustering traces");
     let corpus = prepare_corpus(&config.traces, config.window_ms, config.holdout_every)?;
     progress.message(&format!(
@@ -99,8 +112,7 @@ pub fn train(
 
     let per_iter = (config.envs * config.ppo.steps) as u64;
     let iterations = config.total_steps.div_ceil(per_iter).max(1) as usize;
-    let ckpt = out.join("checkpoint");
-    let (mut ppo, mut state) = if resume && ckpt.join("state.json").exists() {
+    let (mut ppo, mut state) = if resuming {
         let (model, meta) = file::load_trainable(&ckpt)?;
         let s: ResumeState = serde_json::from_slice(
             &std::fs::read(ckpt.join("state.json")).map_err(|e| out_err(&ckpt, e))?,
@@ -111,9 +123,7 @@ pub fn train(
             Ppo::from_model(model, meta.normalization, config.ppo.clone())?,
             s,
         )
-    } else if let Some(from) = &config.resume_from {
-        let (model, meta) = file::load_for_finetune(from, config.ppo.init_log_std, config.seed)?;
-        check_resume_contract(from, &meta, config)?;
+    } else if let Some((from, model, meta)) = finetune.take() {
         progress.message(&format!(
             "fine-tuning {} (trained for {} steps)",
             from.display(),
