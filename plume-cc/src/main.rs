@@ -162,6 +162,45 @@ enum Command {
         #[arg(long)]
         pin_dir: Option<PathBuf>,
     },
+    /// Record this host's own link conditions from the live datapath (needs
+    /// root): every flow of the cgroup that was network-limited long enough
+    /// becomes Mahimahi windows of its delivery (lower bounds of capacity)
+    /// with its min RTT and a loss summary, written as a scenario corpus
+    /// that `traces analyze` and `train --traces` read. Runs beside
+    /// `plume-cc run --cgroup G` (reading its pinned maps), or with
+    /// --observe on a cgroup no daemon controls. Stops at --duration or
+    /// SIGINT/SIGTERM.
+    Record {
+        /// cgroup v2 folder whose flows are recorded.
+        #[arg(long)]
+        cgroup: PathBuf,
+        /// Output folder (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Network-limited time a flow needs to be kept (at least --window).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = DurationArg::new())]
+        min_duration: Duration,
+        /// Window length of the corpus, 1s..60s (train with the same --window).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = DurationArg::new())]
+        window: Duration,
+        /// How often the flows are read, 1ms..1s.
+        #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = DurationArg::new())]
+        sample: Duration,
+        /// Stop after this long (e.g. 1h) [default: at SIGINT/SIGTERM].
+        #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
+        duration: Option<Duration>,
+        /// When no daemon runs on the cgroup, attach an observe-only
+        /// datapath for the recording (it never limits a flow and is
+        /// detached when record exits).
+        #[arg(long)]
+        observe: bool,
+        /// The daemon's pin folder, if it was started with --pin-dir.
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
+        /// Print only the recording's summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the datapath end to end on this host (needs root): attach the
     /// sock_ops program to a fresh cgroup, run a loopback transfer in it, clamp
     /// its cwnd, verify the sender obeys, release it, clean up.
@@ -381,6 +420,67 @@ fn run(command: Command) -> anyhow::Result<()> {
                 ));
             }
             json_out(json, "bench-decide", &serde_json::to_value(&rows)?)?;
+        }
+        Command::Record {
+            cgroup,
+            out,
+            min_duration,
+            window,
+            sample,
+            duration,
+            observe,
+            pin_dir,
+            json,
+        } => {
+            use daemon::conditions::{record, RecordOptions};
+            let opts = RecordOptions {
+                cgroup,
+                pin_dir,
+                observe,
+                out,
+                sample,
+                window,
+                min_duration,
+                duration,
+            };
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            eprintln!(
+                "recording the flows of {} into {} (Ctrl-C stops and writes)",
+                opts.cgroup.display(),
+                opts.out.display()
+            );
+            let outcome = record(&opts, &mut |p| {
+                bar.set_message(format!(
+                    "{} flows open, {} seen, {:.1} s network-limited",
+                    p.open,
+                    p.seen,
+                    p.network_limited.as_secs_f64()
+                ));
+                bar.tick();
+            });
+            bar.finish_and_clear();
+            let o = outcome?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&o)?);
+            } else {
+                println!(
+                    "recorded {:.1} s ({} datapath, stopped by {}): {} of {} flows usable, {} windows of {} ms ({} held out), mean delivery {:.2} Mbit/s over network-limited time (a lower bound of capacity); corpus in {}",
+                    o.recorded_s,
+                    o.datapath,
+                    o.stopped_by,
+                    o.flows_used,
+                    o.flows_seen,
+                    o.windows,
+                    o.window_ms,
+                    o.heldout,
+                    o.mean_mbps,
+                    opts.out.display()
+                );
+            }
         }
         Command::Status { json, pin_dir } => {
             let dirs = match pin_dir {

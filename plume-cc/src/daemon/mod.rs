@@ -10,6 +10,7 @@
 //! and detach.
 
 pub mod bench;
+pub mod conditions;
 pub mod control;
 pub mod metrics;
 pub mod record;

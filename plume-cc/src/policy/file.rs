@@ -25,7 +25,8 @@ use tch::{Kind, Tensor};
 use super::model::{InferenceNet, Layer};
 
 pub use super::format::{
-    load_trainable, save_native, tensors_from_safetensors, tensors_to_safetensors,
+    load_for_finetune, load_trainable, save_native, tensors_from_safetensors,
+    tensors_to_safetensors,
 };
 use super::format::{read, resolve, sha256_hex, torch_err, write};
 use super::metadata::mismatch;

@@ -225,3 +225,72 @@ pub fn load_trainable(dir: &Path) -> Result<(ActorCritic, PolicyMetadata), Polic
         })?;
     Ok((model, meta))
 }
+
+/// Reads a native policy to fine-tune it (`plume-cc train --resume-from`):
+/// a folder or `NAME.json` as the daemon takes it. A shipped policy holds
+/// no critic (the daemon needs none), so a missing value head is drawn
+/// fresh from `seed` as [`ActorCritic::new`] would; a checkpoint's critic
+/// is kept. The actor, its log-std and the observation normalisation are
+/// the policy's own, which is the point: training starts where the policy
+/// stands instead of from random weights.
+///
+/// The caller checks the contract (observation, interval, base, action
+/// scaling) against its run; this checks the file: its checksum and that
+/// its weights are safetensors of its architecture.
+pub fn load_for_finetune(
+    path: &Path,
+    init_log_std: f32,
+    seed: u64,
+) -> Result<(ActorCritic, PolicyMetadata), PolicyError> {
+    let (json_path, weights_path) = resolve(path)?;
+    let meta: PolicyMetadata =
+        serde_json::from_slice(&read(&json_path)?).map_err(|source| PolicyError::Json {
+            path: json_path.clone(),
+            source,
+        })?;
+    if meta.kind != ModelKind::Safetensors {
+        return Err(mismatch(
+            &json_path,
+            "kind",
+            "safetensors (a TorchScript export cannot be trained further)",
+            format!("{:?}", meta.kind).to_lowercase(),
+        ));
+    }
+    let bytes = read(&weights_path)?;
+    let digest = sha256_hex(&bytes);
+    if digest != meta.weights_sha256 {
+        return Err(mismatch(
+            &weights_path,
+            "weights_sha256",
+            &meta.weights_sha256,
+            digest,
+        ));
+    }
+    let mut named = tensors_from_safetensors(&bytes, &weights_path)?;
+    if !named.iter().any(|(n, _)| n.starts_with("critic.")) {
+        let fresh = ActorCritic::new(&meta.architecture, init_log_std, seed);
+        named.extend(
+            fresh
+                .named_tensors(true)
+                .into_iter()
+                .filter(|(n, _)| n.starts_with("critic.")),
+        );
+    }
+    let model =
+        ActorCritic::from_named(&meta.architecture, named).map_err(|(name, expected, found)| {
+            if found.is_empty() {
+                PolicyError::MissingTensor {
+                    path: weights_path.clone(),
+                    name,
+                }
+            } else {
+                mismatch(
+                    &weights_path,
+                    &format!("tensor {name} shape"),
+                    format!("{expected:?}"),
+                    format!("{found:?}"),
+                )
+            }
+        })?;
+    Ok((model, meta))
+}

@@ -46,6 +46,12 @@ pub struct TrainArgs {
     /// Continue from OUT/checkpoint if present.
     #[arg(long)]
     pub resume: bool,
+    /// Fine-tune: start from this policy's weights (a folder such as
+    /// `policies/default`, or NAME.json) instead of random ones. Its
+    /// observation, monitor interval, base controller and action scaling
+    /// must be the run's; a mismatch is refused naming both values.
+    #[arg(long, value_name = "POLICY", conflicts_with = "resume")]
+    pub resume_from: Option<PathBuf>,
     /// Also write OUT/torchscript/policy.pt + policy.json (TorchScript).
     #[arg(long)]
     pub torchscript: bool,
@@ -253,6 +259,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         ));
     }
     config.objective = args.objective;
+    config.resume_from = args.resume_from.clone();
     config.scenarios = match &args.scenarios {
         None => None,
         Some(p) if p.as_os_str() == "default" => {

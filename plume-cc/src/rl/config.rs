@@ -54,6 +54,18 @@ pub enum TrainError {
     /// A policy file failed.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// `--resume-from` names a policy whose contract differs from the run's.
+    #[error("--resume-from {policy}: its {field} is {policy_value}, but this run's is {run_value}; fine-tune only a policy of the same contract (or change the run's flag)")]
+    ResumeMismatch {
+        /// The policy.
+        policy: PathBuf,
+        /// The field that differs.
+        field: &'static str,
+        /// The policy's value.
+        policy_value: String,
+        /// The run's value.
+        run_value: String,
+    },
     /// A log or result file failed.
     #[error("{path}: {message}")]
     Output {
@@ -130,6 +142,11 @@ pub struct TrainConfig {
     /// file's default (`plume-cc run` without `--objective`).
     #[serde(default)]
     pub objective: crate::policy::Objective,
+    /// Start from this policy's weights instead of random ones
+    /// (`--resume-from`): a fine-tune. Left out of `config.json` when
+    /// unset, so earlier runs' files stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<PathBuf>,
     /// Save a checkpoint every this many PPO iterations.
     pub checkpoint_every: usize,
     /// PPO settings.
@@ -168,6 +185,7 @@ impl TrainConfig {
             base: ControllerKind::Cubic,
             scenarios: None,
             objective: crate::policy::Objective::default(),
+            resume_from: None,
             checkpoint_every: 10,
             ppo: PpoConfig::default(),
             reward: RewardSpec::default(),

@@ -70,6 +70,19 @@ pub fn train(
     progress: &mut dyn Progress,
 ) -> Result<TrainOutcome, TrainError> {
     let out = &config.out;
+    let ckpt = out.join("checkpoint");
+    let resuming = resume && ckpt.join("state.json").exists();
+    // A fine-tune's policy is read and checked before anything is written,
+    // so a mismatch leaves no half-made run folder.
+    let mut finetune = match &config.resume_from {
+        Some(from) if !resuming => {
+            let (model, meta) =
+                file::load_for_finetune(from, config.ppo.init_log_std, config.seed)?;
+            check_resume_contract(from, &meta, config)?;
+            Some((from, model, meta))
+        }
+        _ => None,
+    };
     progress.message("reading and clustering traces");
     let corpus = prepare_corpus(&config.traces, config.window_ms, config.holdout_every)?;
     progress.message(&format!(
@@ -99,8 +112,7 @@ pub fn train(
 
     let per_iter = (config.envs * config.ppo.steps) as u64;
     let iterations = config.total_steps.div_ceil(per_iter).max(1) as usize;
-    let ckpt = out.join("checkpoint");
-    let (mut ppo, mut state) = if resume && ckpt.join("state.json").exists() {
+    let (mut ppo, mut state) = if resuming {
         let (model, meta) = file::load_trainable(&ckpt)?;
         let s: ResumeState = serde_json::from_slice(
             &std::fs::read(ckpt.join("state.json")).map_err(|e| out_err(&ckpt, e))?,
@@ -110,6 +122,20 @@ pub fn train(
         (
             Ppo::from_model(model, meta.normalization, config.ppo.clone())?,
             s,
+        )
+    } else if let Some((from, model, meta)) = finetune.take() {
+        progress.message(&format!(
+            "fine-tuning {} (trained for {} steps)",
+            from.display(),
+            meta.training.steps
+        ));
+        (
+            Ppo::from_model(model, meta.normalization, config.ppo.clone())?,
+            ResumeState {
+                iteration: 0,
+                env_steps: 0,
+                log: Vec::new(),
+            },
         )
     } else {
         (
@@ -234,6 +260,64 @@ pub fn train(
     })
 }
 
+/// Refuses a `--resume-from` policy whose contract is not the run's: a
+/// different observation (version or length) would feed the weights
+/// features they never saw, and a different monitor interval, base
+/// controller or action scaling would train the weights against actions
+/// that mean something else than what the saved policy will claim. Each
+/// error names the field and both values.
+pub fn check_resume_contract(
+    from: &std::path::Path,
+    meta: &crate::policy::file::PolicyMetadata,
+    config: &TrainConfig,
+) -> Result<(), TrainError> {
+    let differ = |field: &'static str, policy_value: String, run_value: String| {
+        Err(TrainError::ResumeMismatch {
+            policy: from.to_path_buf(),
+            field,
+            policy_value,
+            run_value,
+        })
+    };
+    let version = crate::policy::observation::OBSERVATION_VERSION;
+    if meta.observation.version != version {
+        return differ(
+            "observation version",
+            meta.observation.version.to_string(),
+            version.to_string(),
+        );
+    }
+    if meta.architecture.obs_len != OBSERVATION_LEN || meta.observation.len != OBSERVATION_LEN {
+        return differ(
+            "observation length",
+            meta.architecture.obs_len.to_string(),
+            OBSERVATION_LEN.to_string(),
+        );
+    }
+    if meta.monitor_interval_us != config.interval_us {
+        return differ(
+            "monitor interval",
+            format!("{} us", meta.monitor_interval_us),
+            format!("{} us", config.interval_us),
+        );
+    }
+    if meta.base_cc != config.base.name() {
+        return differ(
+            "base controller (--base)",
+            meta.base_cc.clone(),
+            config.base.name().to_string(),
+        );
+    }
+    if meta.action_scaling != config.scaling {
+        return differ(
+            "action scaling",
+            format!("{:?}", meta.action_scaling),
+            format!("{:?}", config.scaling),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -323,5 +407,51 @@ mod tests {
         }
         assert!(dir.join("out/eval.md").is_file() && dir.join("out/policy/policy.json").is_file());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn resume_from_refuses_another_contract_naming_both_values() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default");
+        let meta: crate::policy::file::PolicyMetadata =
+            serde_json::from_slice(&std::fs::read(root.join("policy.json")).unwrap()).unwrap();
+        let mut config = TrainConfig::new("t".into(), SamplerChoice::Uniform, 1, 0, "o".into());
+        check_resume_contract(&root, &meta, &config).unwrap();
+        config.interval_us = 10_000;
+        let e = check_resume_contract(&root, &meta, &config)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("monitor interval is 20000 us, but this run's is 10000 us"),
+            "{e}"
+        );
+        config.interval_us = 20_000;
+        config.base = crate::congestion::ControllerKind::Reno;
+        let e = check_resume_contract(&root, &meta, &config)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is cubic, but this run's is reno"), "{e}");
+        let mut old = meta.clone();
+        old.observation.version = 2;
+        config.base = crate::congestion::ControllerKind::Cubic;
+        let e = check_resume_contract(&root, &old, &config)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("observation version is 2"), "{e}");
+    }
+
+    #[test]
+    fn a_shipped_policy_loads_for_fine_tuning_with_a_fresh_critic() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default");
+        let (model, meta) = file::load_for_finetune(&root, -0.7, 3).unwrap();
+        let names: Vec<String> = model.named_tensors(true).into_iter().map(|t| t.0).collect();
+        assert!(names.iter().any(|n| n.starts_with("critic.")));
+        // The actor is the file's, bit for bit.
+        let bytes = std::fs::read(root.join("policy.safetensors")).unwrap();
+        let file_t = file::tensors_from_safetensors(&bytes, &root).unwrap();
+        for (n, t) in model.named_tensors(false) {
+            let (_, f) = file_t.iter().find(|(m, _)| *m == n).unwrap();
+            assert!(t.equal(f), "{n} differs from the file");
+        }
+        assert_eq!(meta.base_cc, "cubic");
     }
 }

@@ -453,16 +453,7 @@ pub fn generate(
             ),
         ));
     }
-    if out.exists()
-        && std::fs::read_dir(out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(folder_err(
-            out,
-            "exists and is not empty; choose a new folder",
-        ));
-    }
+    check_out_is_new(out)?;
     let io = |path: &Path, action: &'static str, e: std::io::Error| {
         ScenarioCorpusError::Trace(TraceError::Io {
             path: path.to_path_buf(),
@@ -513,13 +504,6 @@ pub fn generate(
         });
         progress(i + 1);
     }
-    let mut lines = String::new();
-    for r in &records {
-        lines.push_str(&serde_json::to_string(r).map_err(|e| folder_err(out, e.to_string()))?);
-        lines.push('\n');
-    }
-    let p = out.join(PATHS_FILE);
-    std::fs::write(&p, lines).map_err(|e| io(&p, "write", e))?;
     let manifest = Manifest {
         mix: mix.clone(),
         seed,
@@ -528,10 +512,147 @@ pub fn generate(
         heldout_counts,
         sources: sources_dir.display().to_string(),
     };
+    write_index(out, &records, &manifest)?;
+    Ok(manifest)
+}
+
+/// Writes `paths.jsonl` (one record per window, in order) and
+/// `corpus.json` into `out`, whose traces are already written.
+fn write_index(
+    out: &Path,
+    records: &[WindowRecord],
+    manifest: &Manifest,
+) -> Result<(), ScenarioCorpusError> {
+    let io = |path: &Path, e: std::io::Error| {
+        ScenarioCorpusError::Trace(TraceError::Io {
+            path: path.to_path_buf(),
+            action: "write",
+            source: e,
+        })
+    };
+    let mut lines = String::new();
+    for r in records {
+        lines.push_str(&serde_json::to_string(r).map_err(|e| folder_err(out, e.to_string()))?);
+        lines.push('\n');
+    }
+    let p = out.join(PATHS_FILE);
+    std::fs::write(&p, lines).map_err(|e| io(&p, e))?;
     let p = out.join(MANIFEST_FILE);
     let text =
-        serde_json::to_string_pretty(&manifest).map_err(|e| folder_err(out, e.to_string()))?;
-    std::fs::write(&p, text).map_err(|e| io(&p, "write", e))?;
+        serde_json::to_string_pretty(manifest).map_err(|e| folder_err(out, e.to_string()))?;
+    std::fs::write(&p, text).map_err(|e| io(&p, e))
+}
+
+/// `out` must not exist, or be an empty folder.
+fn check_out_is_new(out: &Path) -> Result<(), ScenarioCorpusError> {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(folder_err(
+            out,
+            "exists and is not empty; choose a new folder",
+        ));
+    }
+    Ok(())
+}
+
+/// One window given to [`write_windows`]: its delivery opportunities
+/// (milliseconds in `(0, window_ms]`), and what its record says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowInput {
+    /// Delivery opportunities, non-decreasing, each in `(0, window_ms]`.
+    pub timestamps_ms: Vec<u64>,
+    /// Its kind (the file name's suffix and the record's `kind`).
+    pub kind: String,
+    /// Where its capacity came from.
+    pub source: String,
+    /// Its path.
+    pub path: PathRecord,
+}
+
+/// Writes windows made elsewhere than [`generate`] (`plume-cc record`
+/// turns a host's flows into them) as a scenario corpus that [`open`],
+/// `traces analyze` and `train` read like a generated one. The manifest's
+/// mix is all `common` (the mix only tells the window length and what the
+/// generator drew; these windows were not drawn), `sources` says where
+/// they came from. Every fifth window is held out as in [`generate`], and
+/// the last one when that leaves none out of two or more, so a training
+/// run always has a held-out window to score. Checks everything before
+/// writing: no windows, a bad window length, a bad path or a non-empty
+/// `out` write nothing.
+pub fn write_windows(
+    out: &Path,
+    window_ms: u64,
+    sources: &str,
+    windows: Vec<WindowInput>,
+) -> Result<Manifest, ScenarioCorpusError> {
+    let mut mix = BTreeMap::new();
+    mix.insert(Kind::Common.name().to_string(), 1.0);
+    let mix = Mix { window_ms, mix };
+    mix.validate()?;
+    if windows.is_empty() {
+        return Err(folder_err(out, "no usable windows to write"));
+    }
+    for (i, w) in windows.iter().enumerate() {
+        w.path
+            .validate()
+            .map_err(|e| folder_err(out, format!("window {i}: {e}")))?;
+        if let Some(t) = w.timestamps_ms.iter().find(|&&t| t == 0 || t > window_ms) {
+            return Err(folder_err(
+                out,
+                format!("window {i}: opportunity at {t} ms is outside (0, {window_ms}]"),
+            ));
+        }
+    }
+    check_out_is_new(out)?;
+    let traces_dir = out.join(TRACES_DIR);
+    std::fs::create_dir_all(&traces_dir).map_err(|e| {
+        ScenarioCorpusError::Trace(TraceError::Io {
+            path: traces_dir.clone(),
+            action: "create",
+            source: e,
+        })
+    })?;
+    let n = windows.len();
+    let none_held = n < HOLDOUT_EVERY;
+    let mut records = Vec::with_capacity(n);
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut heldout_counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, w) in windows.into_iter().enumerate() {
+        let heldout = i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 || (none_held && n >= 2 && i == n - 1);
+        let mut ts = w.timestamps_ms;
+        // The window's period is exactly its length, as in `generate`.
+        if ts.last() != Some(&window_ms) {
+            ts.push(window_ms);
+        }
+        let file = format!("{i:05}-{}.trace", w.kind);
+        let fpath = traces_dir.join(&file);
+        let trace = MahimahiTrace::from_timestamps(&fpath, ts)?;
+        trace.write(&fpath)?;
+        *counts.entry(w.kind.clone()).or_default() += 1;
+        if heldout {
+            *heldout_counts.entry(w.kind.clone()).or_default() += 1;
+        }
+        records.push(WindowRecord {
+            file,
+            kind: w.kind,
+            heldout,
+            source: w.source,
+            mean_mbps: trace.mean_mbps(),
+            path: w.path,
+        });
+    }
+    let manifest = Manifest {
+        mix,
+        seed: 0,
+        windows: n,
+        counts,
+        heldout_counts,
+        sources: sources.to_string(),
+    };
+    write_index(out, &records, &manifest)?;
     Ok(manifest)
 }
 
