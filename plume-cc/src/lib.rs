@@ -69,6 +69,13 @@ mod layers {
     }
 
     fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        // A module may be one file (`src/fuzz.rs`) instead of a folder.
+        if !dir.is_dir() {
+            let file = dir.with_extension("rs");
+            assert!(file.is_file(), "{} is neither a folder nor a file", dir.display());
+            out.push(file);
+            return;
+        }
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {

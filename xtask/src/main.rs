@@ -382,6 +382,8 @@ fn fuzz(seconds: u64, only: &[String]) -> anyhow::Result<()> {
             // The rustup proxy, not $CARGO: only the proxy takes `+toolchain`.
             Command::new("cargo")
                 .env_remove("RUSTUP_TOOLCHAIN")
+                // The fuzz binaries link libtorch from the setup's cache.
+                .env("LD_LIBRARY_PATH", root.join(".plume/libtorch/lib"))
                 .current_dir(root.join("fuzz"))
                 .args([nightly.as_str(), "fuzz", "run", "--sanitizer", "none", t])
                 .arg(&corpus)
