@@ -28,6 +28,9 @@ use prometheus_client::{
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::explain::live::{FlowExplanation, METRIC_SLOTS};
+use crate::explain::ACTION_NAMES;
+
 use super::DaemonStats;
 
 /// Why the metrics endpoint could not start.
@@ -155,7 +158,15 @@ pub struct Metrics {
     mean_step: Gauge<f64, AtomicU64>,
     step: Histogram,
     overruns: Counter,
+    explained: Gauge,
+    predicted_mbps: ExplainFamily,
+    predicted_queueing: ExplainFamily,
 }
+
+/// Per-flow explanation gauges, labelled by `slot` (the flow's place among
+/// the first [`METRIC_SLOTS`] of the daemon's flow order) and `action`
+/// (`policy`, `half`, `double`): at most 16 x 3 series each.
+type ExplainFamily = Family<[(&'static str, String); 2], Gauge<f64, AtomicU64>>;
 
 impl Metrics {
     /// A registry with every metric at zero; `policy_sha256` identifies the
@@ -221,6 +232,24 @@ impl Metrics {
                 (c, field)
             })
             .collect();
+        let explained = Gauge::default();
+        registry.register(
+            "plume_explain_flows",
+            "Flows with a live explanation (plume-cc run --explain); the per-flow gauges carry the first 16",
+            explained.clone(),
+        );
+        let predicted_mbps = ExplainFamily::default();
+        registry.register(
+            "plume_explain_predicted_throughput_mbps",
+            "Predicted mean throughput of the flow over the next ~1 s, Mbit/s, under the policy's clamp (action=policy) and under half and double it; slot = the flow's place among the first 16 flows (status --explain maps it to the socket)",
+            predicted_mbps.clone(),
+        );
+        let predicted_queueing = ExplainFamily::default();
+        registry.register(
+            "plume_explain_predicted_queueing_delay_ms",
+            "Predicted mean queueing delay (RTT above the min RTT) of the flow over the next ~1 s, ms, by action and slot as plume_explain_predicted_throughput_mbps",
+            predicted_queueing.clone(),
+        );
         Self {
             registry,
             counters,
@@ -230,6 +259,29 @@ impl Metrics {
             mean_step,
             step,
             overruns,
+            explained,
+            predicted_mbps,
+            predicted_queueing,
+        }
+    }
+
+    /// Publishes the daemon's latest explanations: the first
+    /// [`METRIC_SLOTS`] flows, every action; slots no flow holds any more
+    /// are removed, so the series stay bounded.
+    pub fn set_explanations(&self, flows: &[FlowExplanation]) {
+        self.explained.set(flows.len() as i64);
+        self.predicted_mbps.clear();
+        self.predicted_queueing.clear();
+        for (slot, f) in flows.iter().take(METRIC_SLOTS).enumerate() {
+            for (a, name) in ACTION_NAMES.iter().enumerate() {
+                let labels = [("slot", slot.to_string()), ("action", name.to_string())];
+                self.predicted_mbps
+                    .get_or_create(&labels)
+                    .set(f.predicted[a].physical[0]);
+                self.predicted_queueing
+                    .get_or_create(&labels)
+                    .set(f.predicted[a].physical[1]);
+            }
         }
     }
 

@@ -25,7 +25,7 @@ pub mod objective;
 pub mod observation;
 
 pub use api::{
-    Decision, FlowPolicy, Guard, GuardCounts, PolicyContract, ScriptFile, ScriptStep,
+    Decision, FlowPolicy, Guard, GuardCounts, LastBatch, PolicyContract, ScriptFile, ScriptStep,
     ScriptedPolicy,
 };
 pub use file::{

@@ -1,0 +1,469 @@
+//! The explanation predictors: one small network per reward component,
+//! `(observation, policy's raw action, log2 clamp multiplier)` in, that
+//! component's discounted return (reward units) and its discount-weighted
+//! mean (physical units) over the horizon out. Stored beside the policy as
+//! `explain.safetensors` + `explain.json` (a policy folder) or
+//! `NAME.explain.safetensors` + `NAME.explain.json` (a `NAME.json` policy),
+//! and bound to it: the JSON records the policy's weights SHA-256 and a
+//! hash of its observation layout, and loading against any other policy is
+//! refused with both hashes named.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::{io_err, ExplainError, Horizon, ACTIONS_LOG2, ACTION_NAMES, COMPONENTS};
+use crate::policy::format::{tensors_from_safetensors, tensors_to_safetensors};
+use crate::policy::observation::OBSERVATION_LEN;
+use crate::policy::{sha256_hex, LoadedPolicy, PolicyMetadata};
+
+/// Value of [`ExplainMetadata::format`].
+pub const FORMAT_NAME: &str = "plume-cc-explain";
+/// Version of the layout this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Inputs: the observation, the policy's two raw actions, the multiplier.
+pub const INPUTS: usize = OBSERVATION_LEN + 3;
+/// Outputs of every component's network: return (reward units), mean
+/// (physical units).
+pub const OUTPUTS: usize = 2;
+
+/// The held-out fidelity of a fit (see [`super::fit`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Fidelity {
+    /// Held-out samples (decisions of every action plus on-policy steps).
+    pub samples: usize,
+    /// R^2 of each component's return, reward units ([`COMPONENTS`] order).
+    pub r2_reward: [f64; 3],
+    /// R^2 of each component's discount-weighted mean, physical units.
+    pub r2_physical: [f64; 3],
+    /// Held-out decisions whose alternatives were ranked.
+    pub decisions: usize,
+    /// Per component: pairs of alternatives whose realised returns differ
+    /// by more than the tie tolerance, and the share of them ordered alike
+    /// by the prediction.
+    pub ranked_pairs: [usize; 3],
+    /// See [`Fidelity::ranked_pairs`].
+    pub pairwise_accuracy: [f64; 3],
+    /// The pairwise accuracy of the rule "a larger clamp gives more
+    /// throughput, more queueing and more loss" (what a predictor knowing
+    /// only the direction of the effect gets).
+    #[serde(default)]
+    pub direction_rule_accuracy: [f64; 3],
+    /// Per component: decisions without a tie among their alternatives,
+    /// and the share whose whole order the prediction got right.
+    pub ranked_decisions: [usize; 3],
+    /// See [`Fidelity::ranked_decisions`].
+    pub order_accuracy: [f64; 3],
+    /// Tie tolerance: realised returns closer than this (reward units) are
+    /// not ranked.
+    pub tie_tolerance: f64,
+    /// Share of held-out steps on which the reward's clip bound.
+    pub clip_share: f64,
+}
+
+/// How a fit was run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FitInfo {
+    /// The command line.
+    pub command: String,
+    /// Seed of the episodes and the networks.
+    pub seed: u64,
+    /// Training decisions (episodes), each branched into every action.
+    pub decisions: usize,
+    /// Training samples.
+    pub samples: usize,
+    /// Epochs over them.
+    pub epochs: usize,
+    /// Wall time of the fit, seconds.
+    pub seconds: f64,
+}
+
+/// The JSON half of the predictors (see module docs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplainMetadata {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] when written.
+    pub format_version: u32,
+    /// The policy's `weights_sha256`.
+    pub policy_weights_sha256: String,
+    /// [`observation_hash`] of the policy's observation layout.
+    pub observation_sha256: String,
+    /// The policy's monitor interval, microseconds.
+    pub monitor_interval_us: u64,
+    /// Horizon and hold of the returns.
+    pub horizon: Horizon,
+    /// The actions compared (log2 clamp multipliers) and their names.
+    pub actions_log2: Vec<f32>,
+    /// See [`ExplainMetadata::actions_log2`].
+    pub action_names: Vec<String>,
+    /// The components, one network each.
+    pub components: Vec<String>,
+    /// Hidden layer widths.
+    pub hidden: Vec<usize>,
+    /// Input standardisation (mean, std), [`INPUTS`] long.
+    pub in_mean: Vec<f32>,
+    /// See [`ExplainMetadata::in_mean`].
+    pub in_std: Vec<f32>,
+    /// Output standardisation per component (mean, std of both outputs).
+    pub out_mean: Vec<[f32; 2]>,
+    /// See [`ExplainMetadata::out_mean`].
+    pub out_std: Vec<[f32; 2]>,
+    /// The loss weight of the reward split (the delay weight is the
+    /// episode's operating point, an input through the observation).
+    pub loss_weight: f32,
+    /// The held-out fidelity.
+    pub fidelity: Fidelity,
+    /// How the fit ran.
+    pub fit: FitInfo,
+    /// Hex SHA-256 of the weights file.
+    pub weights_sha256: String,
+}
+
+/// A hash of the observation layout a policy observes (its version,
+/// length and feature names), so that predictors fit on one layout are
+/// refused on another even if the weights happened to agree.
+pub fn observation_hash(meta: &PolicyMetadata) -> String {
+    sha256_hex(&serde_json::to_vec(&meta.observation).unwrap_or_default())
+}
+
+/// Where the predictors of the policy at `policy` live: `explain.json` +
+/// `explain.safetensors` in a policy folder, `NAME.explain.json` +
+/// `NAME.explain.safetensors` beside a `NAME.json` policy; `None` for the
+/// embedded `default` (it has no folder: give one explicitly).
+pub fn paths_beside(policy: &Path) -> Option<(PathBuf, PathBuf)> {
+    if policy.as_os_str() == "default" {
+        return None;
+    }
+    if policy.is_dir() {
+        return Some((
+            policy.join("explain.json"),
+            policy.join("explain.safetensors"),
+        ));
+    }
+    let stem = policy.file_stem()?.to_string_lossy().to_string();
+    let dir = policy.parent().unwrap_or(Path::new(""));
+    Some((
+        dir.join(format!("{stem}.explain.json")),
+        dir.join(format!("{stem}.explain.safetensors")),
+    ))
+}
+
+/// The predictors in folder `dir` (`explain.json` + `explain.safetensors`).
+pub fn paths_in(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("explain.json"), dir.join("explain.safetensors"))
+}
+
+/// One component's network as plain tensors.
+#[derive(Debug)]
+struct Net {
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl Net {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut h = x.shallow_clone();
+        let last = self.layers.len() - 1;
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            h = h.matmul(&w.tr()) + b;
+            if i < last {
+                h = h.relu();
+            }
+        }
+        h
+    }
+}
+
+/// One prediction: per component, the return in reward units and the
+/// discount-weighted mean in physical units (Mbit/s, ms, loss rate).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Predictions {
+    /// [`COMPONENTS`] order.
+    pub reward_units: [f64; 3],
+    /// [`COMPONENTS`] order.
+    pub physical: [f64; 3],
+}
+
+/// Loaded, checked predictors (module docs).
+#[derive(Debug)]
+pub struct Predictors {
+    meta: ExplainMetadata,
+    nets: Vec<Net>,
+    in_mean: Tensor,
+    in_std: Tensor,
+    source: PathBuf,
+}
+
+/// The tensor names of component `c`'s network with `hidden` layers.
+fn tensor_names(c: &str, layers: usize) -> Vec<(String, String)> {
+    (0..layers)
+        .map(|i| (format!("{c}.{i}.weight"), format!("{c}.{i}.bias")))
+        .collect()
+}
+
+impl Predictors {
+    /// Builds predictors from metadata and named tensors (checked: every
+    /// tensor present, shaped as the metadata says, finite).
+    pub fn from_parts(
+        meta: ExplainMetadata,
+        named: Vec<(String, Tensor)>,
+        source: &Path,
+    ) -> Result<Self, ExplainError> {
+        let invalid = |what: String| ExplainError::Invalid {
+            path: source.to_path_buf(),
+            what,
+        };
+        if meta.format != FORMAT_NAME || meta.format_version != FORMAT_VERSION {
+            return Err(invalid(format!(
+                "format {} version {}, expected {FORMAT_NAME} version {FORMAT_VERSION}",
+                meta.format, meta.format_version
+            )));
+        }
+        if meta.components != COMPONENTS
+            || meta.in_mean.len() != INPUTS
+            || meta.in_std.len() != INPUTS
+            || meta.out_mean.len() != COMPONENTS.len()
+            || meta.out_std.len() != COMPONENTS.len()
+            || meta.actions_log2 != ACTIONS_LOG2
+        {
+            return Err(invalid(format!(
+                "expected components {COMPONENTS:?}, actions {ACTIONS_LOG2:?} and {INPUTS} inputs"
+            )));
+        }
+        let mut map: HashMap<String, Tensor> = named.into_iter().collect();
+        let mut widths = vec![INPUTS as i64];
+        widths.extend(meta.hidden.iter().map(|&h| h as i64));
+        widths.push(OUTPUTS as i64);
+        let mut nets = Vec::new();
+        for c in COMPONENTS {
+            let mut layers = Vec::new();
+            for (i, (wn, bn)) in tensor_names(c, widths.len() - 1).into_iter().enumerate() {
+                let w = map
+                    .remove(&wn)
+                    .ok_or_else(|| invalid(format!("tensor {wn} is missing")))?;
+                let b = map
+                    .remove(&bn)
+                    .ok_or_else(|| invalid(format!("tensor {bn} is missing")))?;
+                if w.size() != [widths[i + 1], widths[i]] || b.size() != [widths[i + 1]] {
+                    return Err(invalid(format!(
+                        "tensor {wn} is {:?}, expected [{}, {}]",
+                        w.size(),
+                        widths[i + 1],
+                        widths[i]
+                    )));
+                }
+                for (n, t) in [(&wn, &w), (&bn, &b)] {
+                    if !bool::try_from(t.isfinite().all()).unwrap_or(false) {
+                        return Err(invalid(format!("tensor {n} holds non-finite values")));
+                    }
+                }
+                layers.push((w, b));
+            }
+            nets.push(Net { layers });
+        }
+        let in_mean = Tensor::from_slice(&meta.in_mean).view([1, INPUTS as i64]);
+        let in_std = Tensor::from_slice(&meta.in_std)
+            .clamp_min(1e-6)
+            .view([1, INPUTS as i64]);
+        Ok(Self {
+            meta,
+            nets,
+            in_mean,
+            in_std,
+            source: source.to_path_buf(),
+        })
+    }
+
+    /// Loads the predictors whose metadata is `json` (weights at
+    /// `weights`) and checks them against `policy`.
+    pub fn load(json: &Path, weights: &Path, policy: &LoadedPolicy) -> Result<Self, ExplainError> {
+        if !json.exists() {
+            return Err(ExplainError::Missing {
+                path: json.to_path_buf(),
+            });
+        }
+        let text = std::fs::read(json).map_err(io_err(json))?;
+        let meta: ExplainMetadata =
+            serde_json::from_slice(&text).map_err(|e| ExplainError::Invalid {
+                path: json.to_path_buf(),
+                what: format!("invalid explanation metadata: {e}"),
+            })?;
+        check_policy(&meta, json, policy.metadata())?;
+        let bytes = std::fs::read(weights).map_err(io_err(weights))?;
+        let digest = sha256_hex(&bytes);
+        if digest != meta.weights_sha256 {
+            return Err(ExplainError::Invalid {
+                path: weights.to_path_buf(),
+                what: format!(
+                    "weights SHA-256 is {digest}, but {} says {}",
+                    json.display(),
+                    meta.weights_sha256
+                ),
+            });
+        }
+        let named = tensors_from_safetensors(&bytes, weights)?;
+        Self::from_parts(meta, named, json)
+    }
+
+    /// Writes the predictors to `json` + `weights` (folders created).
+    pub fn save(&mut self, json: &Path, weights: &Path) -> Result<(), ExplainError> {
+        let mut named = Vec::new();
+        for (c, net) in COMPONENTS.iter().zip(&self.nets) {
+            for ((wn, bn), (w, b)) in tensor_names(c, net.layers.len())
+                .into_iter()
+                .zip(&net.layers)
+            {
+                named.push((wn, w.shallow_clone()));
+                named.push((bn, b.shallow_clone()));
+            }
+        }
+        let bytes = tensors_to_safetensors(&named, weights)?;
+        self.meta.weights_sha256 = sha256_hex(&bytes);
+        for p in [json, weights] {
+            if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(d).map_err(io_err(d))?;
+            }
+        }
+        std::fs::write(weights, &bytes).map_err(io_err(weights))?;
+        let text = serde_json::to_string_pretty(&self.meta).map_err(|e| ExplainError::Invalid {
+            path: json.to_path_buf(),
+            what: e.to_string(),
+        })?;
+        std::fs::write(json, text + "\n").map_err(io_err(json))?;
+        self.source = json.to_path_buf();
+        Ok(())
+    }
+
+    /// The metadata.
+    pub fn metadata(&self) -> &ExplainMetadata {
+        &self.meta
+    }
+
+    /// Mutable metadata (the fit fills in its fidelity before saving).
+    pub fn metadata_mut(&mut self) -> &mut ExplainMetadata {
+        &mut self.meta
+    }
+
+    /// Where they were loaded from or saved to.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Predictions for `rows` inputs laid out row-major in `x` (each
+    /// [`INPUTS`] long: observation, raw action, log2 multiplier), one
+    /// batched forward per component.
+    pub fn predict_inputs(&self, x: &[f32], rows: usize) -> Result<Vec<Predictions>, ExplainError> {
+        if x.len() != rows * INPUTS {
+            return Err(ExplainError::Range {
+                field: "explanation inputs",
+                allowed: "rows x (observation length + 3) values",
+                found: format!("{} values for {rows} rows", x.len()),
+            });
+        }
+        let mut out = vec![Predictions::default(); rows];
+        if rows == 0 {
+            return Ok(out);
+        }
+        let t = Tensor::from_slice(x).view([rows as i64, INPUTS as i64]);
+        let z = ((t - &self.in_mean) / &self.in_std).clamp(-10.0, 10.0);
+        for (c, net) in self.nets.iter().enumerate() {
+            let y = tch::no_grad(|| net.forward(&z)).to_kind(Kind::Float);
+            let v = Vec::<f32>::try_from(y.flatten(0, -1))?;
+            let (m, s) = (self.meta.out_mean[c], self.meta.out_std[c]);
+            for (r, p) in out.iter_mut().enumerate() {
+                p.reward_units[c] = f64::from(v[r * 2] * s[0] + m[0]);
+                p.physical[c] = f64::from(v[r * 2 + 1] * s[1] + m[1]);
+            }
+        }
+        // Physical means cannot be negative.
+        for p in &mut out {
+            for v in &mut p.physical {
+                *v = v.max(0.0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each of `n` flows (observations row-major in `obs`, the
+    /// policy's raw actions in `raw`), the predictions under every action
+    /// of [`ACTIONS_LOG2`], in one batch of `n x actions` rows.
+    pub fn predict_actions(
+        &self,
+        obs: &[f32],
+        raw: &[[f32; 2]],
+    ) -> Result<Vec<[Predictions; 3]>, ExplainError> {
+        let n = raw.len();
+        if obs.len() != n * OBSERVATION_LEN {
+            return Err(ExplainError::Range {
+                field: "observations",
+                allowed: "one observation per raw action",
+                found: format!("{} values for {n} actions", obs.len()),
+            });
+        }
+        let mut x = Vec::with_capacity(n * 3 * INPUTS);
+        for (o, a) in obs.chunks_exact(OBSERVATION_LEN).zip(raw) {
+            for m in ACTIONS_LOG2 {
+                x.extend_from_slice(o);
+                x.extend_from_slice(&[a[0], a[1], m]);
+            }
+        }
+        let p = self.predict_inputs(&x, n * 3)?;
+        Ok(p.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())
+    }
+}
+
+/// Refuses predictors fit for another policy (module docs).
+pub fn check_policy(
+    meta: &ExplainMetadata,
+    json: &Path,
+    policy: &PolicyMetadata,
+) -> Result<(), ExplainError> {
+    let obs = observation_hash(policy);
+    if meta.observation_sha256 != obs {
+        return Err(ExplainError::Mismatch {
+            path: json.to_path_buf(),
+            what: "observation layout hash",
+            predictors: meta.observation_sha256.clone(),
+            policy: obs,
+        });
+    }
+    if meta.policy_weights_sha256 != policy.weights_sha256 {
+        return Err(ExplainError::Mismatch {
+            path: json.to_path_buf(),
+            what: "weights SHA-256",
+            predictors: meta.policy_weights_sha256.clone(),
+            policy: policy.weights_sha256.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Metadata for predictors of `policy` before a fit fills in the rest.
+pub fn new_metadata(
+    policy: &PolicyMetadata,
+    horizon: Horizon,
+    hidden: Vec<usize>,
+) -> ExplainMetadata {
+    ExplainMetadata {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        policy_weights_sha256: policy.weights_sha256.clone(),
+        observation_sha256: observation_hash(policy),
+        monitor_interval_us: policy.monitor_interval_us,
+        horizon,
+        actions_log2: ACTIONS_LOG2.to_vec(),
+        action_names: ACTION_NAMES.iter().map(|s| s.to_string()).collect(),
+        components: COMPONENTS.iter().map(|s| s.to_string()).collect(),
+        hidden,
+        in_mean: vec![0.0; INPUTS],
+        in_std: vec![1.0; INPUTS],
+        out_mean: vec![[0.0; 2]; 3],
+        out_std: vec![[1.0; 2]; 3],
+        loss_weight: crate::rl::env::RewardSpec::default().loss_weight,
+        fidelity: Fidelity::default(),
+        fit: FitInfo::default(),
+        weights_sha256: String::new(),
+    }
+}
