@@ -357,7 +357,53 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::explain::Predictions;
     use crate::policy::GuardCounts;
+
+    #[test]
+    fn explanations_are_exported_per_slot_and_action_within_bounds() {
+        let m = Metrics::new("abc123");
+        let flow = |cookie: u64| FlowExplanation {
+            cookie,
+            clamp: Some(42),
+            predicted: [0.0, -1.0, 1.0].map(|x| Predictions {
+                reward_units: [0.0; 3],
+                physical: [4.0 + x, 35.0 + 10.0 * x, 0.0],
+            }),
+        };
+        let series = |text: &str, name: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .count()
+        };
+        let flows: Vec<FlowExplanation> = (0..20).map(flow).collect();
+        m.set_explanations(&flows);
+        let text = m.render();
+        assert!(text.contains("plume_explain_flows 20\n"), "{text}");
+        // 20 flows, but only 16 slots x 3 actions.
+        assert_eq!(series(&text, "plume_explain_predicted_throughput_mbps"), 48);
+        assert_eq!(
+            series(&text, "plume_explain_predicted_queueing_delay_ms"),
+            48
+        );
+        assert!(
+            text.contains(
+                "plume_explain_predicted_throughput_mbps{slot=\"15\",action=\"double\"} 5.0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "plume_explain_predicted_queueing_delay_ms{slot=\"0\",action=\"half\"} 25.0"
+            ),
+            "{text}"
+        );
+        // Flows leave: their slots go with them.
+        m.set_explanations(&flows[..2]);
+        let text = m.render();
+        assert_eq!(series(&text, "plume_explain_predicted_throughput_mbps"), 6);
+        assert!(!text.contains("slot=\"2\""), "{text}");
+    }
 
     #[test]
     fn every_metric_is_exported_once_with_its_value() {

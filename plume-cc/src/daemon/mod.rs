@@ -555,7 +555,10 @@ pub fn publish_explanations(
         });
     if let Err(e) = outcome {
         static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        if FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50 == 0 {
+        if FAILURES
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(50)
+        {
             tracing::warn!("explanations skipped: {e}");
         }
     }

@@ -42,20 +42,20 @@ pub struct FitArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Training decisions (episodes), each branched into 3 actions.
-    #[arg(long, default_value_t = 800)]
+    #[arg(long, default_value_t = FitOptions::default().decisions)]
     pub decisions: usize,
     /// Held-out decisions for the fidelity.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = FitOptions::default().heldout_decisions)]
     pub heldout_decisions: usize,
     /// Epochs over the training samples.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = FitOptions::default().epochs)]
     pub epochs: usize,
     /// Seed of the episodes and the networks.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Weight of the contrast loss (the error of the predicted differences
     /// between a decision's alternatives).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = FitOptions::default().difference_weight)]
     pub difference_weight: f32,
     /// Intervals a contrasting clamp is held before the policy decides
     /// again (at most the horizon).

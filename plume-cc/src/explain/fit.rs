@@ -26,7 +26,7 @@ use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
 use super::predictor::{new_metadata, Fidelity, FitInfo, Predictors, INPUTS};
 use super::returns::returns_from;
 use super::rollout::{decision_branches, draw_episodes, run_branches, Trajectory};
-use super::{ExplainError, Horizon, ACTIONS_LOG2, COMPONENTS};
+use super::{ExplainError, Horizon, BRANCH_LOG2, COMPONENTS, NULL_BRANCH};
 use crate::policy::LoadedPolicy;
 use crate::rl::corpus::PreparedCorpus;
 use crate::rl::scenario::ScenarioSpec;
@@ -68,15 +68,15 @@ pub struct FitOptions {
 impl Default for FitOptions {
     fn default() -> Self {
         Self {
-            decisions: 800,
-            heldout_decisions: 300,
-            epochs: 60,
+            decisions: 4000,
+            heldout_decisions: 600,
+            epochs: 40,
             hidden: vec![64, 64],
             learning_rate: 1e-3,
             batch: 256,
             keep_every: 10,
             contrast_weight: 4.0,
-            difference_weight: 1.0,
+            difference_weight: 0.3,
             seed: 0,
             horizon: Horizon::default(),
             tie_tolerance: 0.1,
@@ -169,7 +169,7 @@ impl FitProgress for Quiet {
 }
 
 /// The rows of every decision with all its alternatives, in
-/// [`ACTIONS_LOG2`] order.
+/// [`super::ACTIONS_LOG2`] order.
 pub fn decision_rows(s: &Samples) -> Vec<[usize; 3]> {
     let mut by_episode: std::collections::BTreeMap<usize, [Option<usize>; 3]> = Default::default();
     for (i, d) in s.decision.iter().enumerate() {
@@ -199,6 +199,9 @@ pub struct Samples {
     pub steps: usize,
     /// See [`Samples::steps`].
     pub clipped: usize,
+    /// Per episode, the realised reward-unit returns of the null contrast
+    /// (not a sample: see [`super::BRANCH_LOG2`]).
+    pub null: std::collections::BTreeMap<usize, [f64; 3]>,
 }
 
 impl Samples {
@@ -222,13 +225,17 @@ pub fn samples(trajectories: &[Trajectory], horizon: &Horizon, contrast_weight: 
         for k in &t.kept {
             let at_decision = k.step == t.branch.decision;
             let log2 = if at_decision {
-                ACTIONS_LOG2[t.branch.action]
+                BRANCH_LOG2[t.branch.action]
             } else {
                 0.0
             };
             let r = returns_from(&t.parts, k.step, horizon.steps, horizon.gamma);
             if r.steps < horizon.steps {
                 continue; // the episode ended inside the horizon
+            }
+            if t.branch.action == NULL_BRANCH {
+                s.null.insert(t.branch.episode, r.reward_units);
+                continue;
             }
             s.x.extend_from_slice(&k.obs);
             s.x.extend_from_slice(&[k.raw[0], k.raw[1], log2]);
@@ -265,6 +272,7 @@ fn mean_std(v: &[f32], cols: usize, col: usize) -> (f32, f32) {
 
 /// Simulates `decisions` decisions on the windows `pick` of `corpus` and
 /// returns their trajectories.
+#[allow(clippy::too_many_arguments)]
 fn simulate(
     policy: &LoadedPolicy,
     corpus: &PreparedCorpus,
@@ -272,6 +280,7 @@ fn simulate(
     decisions: usize,
     opts: &FitOptions,
     seed: u64,
+    null: bool,
     progress: &mut dyn FitProgress,
     stage: &str,
 ) -> Result<Vec<Trajectory>, ExplainError> {
@@ -289,12 +298,13 @@ fn simulate(
         &opts.horizon,
         opts.keep_every,
         seed ^ 0x5eed,
+        null,
     );
     let total: u64 = branches.iter().map(|b| (b.end) as u64).sum();
     progress.stage(stage, total);
     // Chunks bound the memory of simultaneous simulators.
     let mut out = Vec::with_capacity(branches.len());
-    for chunk in branches.chunks(3 * 128) {
+    for chunk in branches.chunks(4 * 128) {
         out.extend(run_branches(
             policy,
             meta.default_objective,
@@ -335,6 +345,7 @@ pub fn fit(
         opts.decisions,
         opts,
         opts.seed,
+        false,
         progress,
         "rollouts",
     )?;
@@ -369,6 +380,7 @@ pub fn fit(
         opts.heldout_decisions,
         opts,
         opts.seed.wrapping_add(1),
+        true,
         progress,
         "held-out rollouts",
     )?;
@@ -539,8 +551,27 @@ pub fn fidelity(p: &Predictors, s: &Samples, tie_tolerance: f64) -> Result<Fidel
     let complete = decision_rows(s);
     f.decisions = complete.len();
     for c in 0..3 {
+        // The chaos floor: the 90th percentile of how far the null
+        // contrast moved the return from the policy's.
+        let mut noise: Vec<f64> = complete
+            .iter()
+            .filter_map(|rows| {
+                let e = s.decision[rows[0]]?.0;
+                let null = s.null.get(&e)?[c];
+                Some((null - f64::from(s.y[rows[0] * 6 + 2 * c])).abs())
+            })
+            .collect();
+        noise.sort_by(f64::total_cmp);
+        f.null_decisions = noise.len();
+        f.chaos_floor[c] = noise
+            .get((noise.len() * 9 / 10).min(noise.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0);
+    }
+    for c in 0..3 {
         let (mut pairs, mut right, mut orders, mut orders_right) = (0usize, 0usize, 0usize, 0usize);
         let mut rule_right = 0usize;
+        let (mut beyond, mut beyond_right, mut beyond_rule) = (0usize, 0usize, 0usize);
         // Throughput rises with the clamp; the delay and loss parts (penalties) fall.
         let direction = if c == 0 { 1.0 } else { -1.0 };
         for rows in &complete {
@@ -559,8 +590,14 @@ pub fn fidelity(p: &Predictors, s: &Samples, tie_tolerance: f64) -> Result<Fidel
                 }
                 pairs += 1;
                 let ok = (pr[a] - pr[b]).signum() == d.signum();
-                let rule = direction * f64::from(ACTIONS_LOG2[a] - ACTIONS_LOG2[b]);
-                rule_right += usize::from(rule.signum() == d.signum());
+                let rule = direction * f64::from(BRANCH_LOG2[a] - BRANCH_LOG2[b]);
+                let rule_ok = rule.signum() == d.signum();
+                rule_right += usize::from(rule_ok);
+                if d.abs() > f.chaos_floor[c] {
+                    beyond += 1;
+                    beyond_right += usize::from(ok);
+                    beyond_rule += usize::from(rule_ok);
+                }
                 right += usize::from(ok);
                 all_right &= ok;
             }
@@ -572,6 +609,9 @@ pub fn fidelity(p: &Predictors, s: &Samples, tie_tolerance: f64) -> Result<Fidel
         f.ranked_pairs[c] = pairs;
         f.pairwise_accuracy[c] = right as f64 / pairs.max(1) as f64;
         f.direction_rule_accuracy[c] = rule_right as f64 / pairs.max(1) as f64;
+        f.pairs_beyond_floor[c] = beyond;
+        f.pairwise_accuracy_beyond_floor[c] = beyond_right as f64 / beyond.max(1) as f64;
+        f.direction_rule_beyond_floor[c] = beyond_rule as f64 / beyond.max(1) as f64;
         f.ranked_decisions[c] = orders;
         f.order_accuracy[c] = orders_right as f64 / orders.max(1) as f64;
     }
@@ -599,6 +639,20 @@ pub fn fidelity_table(f: &Fidelity) -> String {
         ));
     }
     s.push_str(&format!(
+        "\nBeyond the chaos floor (pairs whose realised returns differ by more than the 90th percentile of what a 3.5% clamp change does, over {} decisions):\n\n| component | chaos floor | pairs | pairwise accuracy | direction rule |\n|---|---|---|---|---|\n",
+        f.null_decisions
+    ));
+    for (c, name) in COMPONENTS.iter().enumerate() {
+        s.push_str(&format!(
+            "| {} | {:.3} | {} | {:.1}% | {:.1}% |\n",
+            name,
+            f.chaos_floor[c],
+            f.pairs_beyond_floor[c],
+            100.0 * f.pairwise_accuracy_beyond_floor[c],
+            100.0 * f.direction_rule_beyond_floor[c],
+        ));
+    }
+    s.push_str(&format!(
         "\n{} held-out samples, {} held-out decisions; ties within {} (reward-unit return) not ranked; the reward's clip bound on {:.2}% of held-out steps.\n",
         f.samples,
         f.decisions,
@@ -606,4 +660,124 @@ pub fn fidelity_table(f: &Fidelity) -> String {
         100.0 * f.clip_share
     ));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::rl::env::SimWindow;
+
+    /// Six 3 s windows: constant links of 6 to 16 Mbit/s, the last two held out.
+    fn corpus() -> PreparedCorpus {
+        let windows: Vec<SimWindow> = (0..6u64)
+            .map(|i| {
+                let per_ms = 1 + i % 3; // 12, 24, 36 Mbit/s ...
+                let ms: Vec<u64> = (1..=3000).flat_map(|t| vec![t; per_ms as usize]).collect();
+                SimWindow::cut(&ms, 0, 3000).unwrap()
+            })
+            .collect();
+        let n = windows.len();
+        PreparedCorpus {
+            windows: Arc::new(windows),
+            names: (0..n).map(|i| format!("w{i}")).collect(),
+            labels: vec![0; n],
+            memberships: ndarray::Array2::ones((n, 1)),
+            features: ndarray::Array2::zeros((n, 1)),
+            train: (0..4).collect(),
+            heldout: vec![4, 5],
+        }
+    }
+
+    fn small(seed: u64) -> FitOptions {
+        FitOptions {
+            decisions: 12,
+            heldout_decisions: 10,
+            epochs: 3,
+            hidden: vec![16],
+            seed,
+            ..FitOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_fit_is_deterministic_for_a_seed_and_reports_its_fidelity() {
+        let policy = crate::policy::default_policy().unwrap();
+        let c = corpus();
+        let dir = tempfile::tempdir().unwrap();
+        let sha = |seed: u64, name: &str| {
+            let mut p = fit(&policy, &c, &small(seed), &mut Quiet).unwrap();
+            let (j, w) = super::super::predictor::paths_in(&dir.path().join(name));
+            p.save(&j, &w).unwrap();
+            p.metadata().clone()
+        };
+        let a = sha(1, "a");
+        assert_eq!(a.weights_sha256, sha(1, "b").weights_sha256);
+        assert_ne!(a.weights_sha256, sha(2, "c").weights_sha256);
+        let f = &a.fidelity;
+        assert_eq!(
+            f.decisions, 10,
+            "every held-out decision has its 3 branches"
+        );
+        assert!(f.samples > 30, "{f:?}");
+        assert!(
+            f.r2_physical[0].is_finite() && f.r2_physical[0] <= 1.0,
+            "{f:?}"
+        );
+        assert!(f.ranked_pairs.iter().all(|&p| p <= 30));
+        assert_eq!(a.fit.decisions, 12);
+        assert_eq!(a.policy_weights_sha256, policy.metadata().weights_sha256);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_naming_the_field() {
+        let policy = crate::policy::default_policy().unwrap();
+        for (opts, field) in [
+            (
+                FitOptions {
+                    decisions: 0,
+                    ..small(0)
+                },
+                "--decisions",
+            ),
+            (
+                FitOptions {
+                    epochs: 0,
+                    ..small(0)
+                },
+                "--epochs",
+            ),
+            (
+                FitOptions {
+                    horizon: Horizon {
+                        hold: 60,
+                        ..Horizon::default()
+                    },
+                    ..small(0)
+                },
+                "--hold",
+            ),
+            (
+                FitOptions {
+                    hidden: vec![],
+                    ..small(0)
+                },
+                "--hidden",
+            ),
+        ] {
+            let e = fit(&policy, &corpus(), &opts, &mut Quiet)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn r_squared_is_one_for_a_perfect_prediction_and_zero_for_the_mean() {
+        let real = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(r_squared(&real, &real), 1.0);
+        assert!(r_squared(&[2.5; 4], &real).abs() < 1e-12);
+        assert!(r_squared(&[1.0; 2], &[1.0; 2]).is_nan());
+    }
 }

@@ -120,7 +120,7 @@ impl LiveExplainer {
     /// Counts an interval; true when this one is explained.
     pub fn due(&mut self) -> bool {
         self.calls += 1;
-        (self.calls - 1) % self.every == 0
+        (self.calls - 1).is_multiple_of(self.every)
     }
 
     /// Predictions for flows `cookies` with observations `obs` (row-major),
@@ -272,4 +272,76 @@ pub fn explain_table(state: &LiveState) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod daemon_side {
+    use super::*;
+    use crate::policy::{FlowPolicy, LearnedPolicy};
+    use plume_cc_common::FlowStats;
+
+    /// What the daemon does every few intervals: the learned policy
+    /// decides, the explainer runs on its last batch, the state file is
+    /// written and `status --explain` prints a line per flow.
+    #[test]
+    fn the_daemons_last_batch_is_explained_and_published() {
+        let loaded = crate::policy::default_policy().unwrap();
+        let predictors = super::super::predictor::random_predictors(loaded.metadata(), 8);
+        let mut policy = LearnedPolicy::new(loaded);
+        assert!(policy.last_batch().is_some_and(|b| b.cookies.is_empty()));
+        let stats = |delivered: u32| FlowStats {
+            srtt_us: 50_000,
+            min_rtt_us: 40_000,
+            snd_cwnd: 20,
+            mss: 1448,
+            delivered,
+            ..FlowStats::default()
+        };
+        let mut out = Vec::new();
+        for (k, t) in [0u64, 20, 40, 60].iter().enumerate() {
+            let d = 100 * k as u32;
+            policy
+                .decide(
+                    t * 1_000_000,
+                    &[(11, stats(d)), (12, stats(d / 2))],
+                    &mut out,
+                )
+                .unwrap();
+        }
+        let b = policy.last_batch().unwrap();
+        assert_eq!(b.cookies, &[11, 12]);
+        assert_eq!(b.observations.len(), 2 * OBSERVATION_LEN);
+        assert_eq!(b.raw_actions.len(), 4);
+        // After a flow is forgotten the batch still describes the last decision.
+        policy.forget(12);
+        let b = policy.last_batch().unwrap();
+        assert_eq!(b.cookies, &[11, 12]);
+        let mut x = LiveExplainer::new(predictors, 3);
+        assert!(x.due() && !x.due() && !x.due() && x.due());
+        let clamps = [Some(42), None];
+        let e = x
+            .explain(b.cookies, b.observations, b.raw_actions, &clamps)
+            .unwrap()
+            .to_vec();
+        assert_eq!(e.len(), 2);
+        let direct = x
+            .predictors()
+            .predict_actions(
+                &b.observations[..OBSERVATION_LEN],
+                &[[b.raw_actions[0], b.raw_actions[1]]],
+            )
+            .unwrap();
+        assert_eq!(e[0].predicted, direct[0]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_path(dir.path(), Path::new("/sys/fs/bpf/plume-cc/cg"));
+        write_state(&path, &x.state(unix_ms())).unwrap();
+        let st = read_state(&path, unix_ms(), 5_000).unwrap().unwrap();
+        let table = explain_table(&st);
+        assert_eq!(table.lines().count(), 2);
+        assert!(
+            table.contains("11  clamp 42: next ~1 s predicted"),
+            "{table}"
+        );
+        assert!(table.contains("12  no clamp: "), "{table}");
+    }
 }

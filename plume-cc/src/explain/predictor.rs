@@ -51,6 +51,24 @@ pub struct Fidelity {
     /// only the direction of the effect gets).
     #[serde(default)]
     pub direction_rule_accuracy: [f64; 3],
+    /// Held-out decisions with a null-contrast branch.
+    #[serde(default)]
+    pub null_decisions: usize,
+    /// Per component: the 90th percentile of |null contrast - policy| over
+    /// the held-out decisions (reward-unit return; see
+    /// [`super::BRANCH_LOG2`]).
+    #[serde(default)]
+    pub chaos_floor: [f64; 3],
+    /// Per component: pairs apart by more than the chaos floor, the share
+    /// of them the prediction orders right, and the direction rule's share.
+    #[serde(default)]
+    pub pairs_beyond_floor: [usize; 3],
+    /// See [`Fidelity::pairs_beyond_floor`].
+    #[serde(default)]
+    pub pairwise_accuracy_beyond_floor: [f64; 3],
+    /// See [`Fidelity::pairs_beyond_floor`].
+    #[serde(default)]
+    pub direction_rule_beyond_floor: [f64; 3],
     /// Per component: decisions without a tie among their alternatives,
     /// and the share whose whole order the prediction got right.
     pub ranked_decisions: [usize; 3],
@@ -465,5 +483,137 @@ pub fn new_metadata(
         fidelity: Fidelity::default(),
         fit: FitInfo::default(),
         weights_sha256: String::new(),
+    }
+}
+
+/// Predictors of `policy` with random weights (tests).
+#[cfg(test)]
+pub(crate) fn random_predictors(policy: &PolicyMetadata, seed: i64) -> Predictors {
+    tch::manual_seed(seed);
+    let hidden = vec![8, 8];
+    let mut meta = new_metadata(policy, Horizon::default(), hidden.clone());
+    meta.out_mean = vec![[1.0, 5.0], [-0.5, 30.0], [-0.01, 0.001]];
+    meta.out_std = vec![[2.0, 3.0], [0.5, 20.0], [0.01, 0.001]];
+    let mut widths = vec![INPUTS as i64];
+    widths.extend(hidden.iter().map(|&h| h as i64));
+    widths.push(OUTPUTS as i64);
+    let mut named = Vec::new();
+    for c in COMPONENTS {
+        for (i, (wn, bn)) in tensor_names(c, widths.len() - 1).into_iter().enumerate() {
+            named.push((
+                wn,
+                Tensor::randn([widths[i + 1], widths[i]], (Kind::Float, tch::Device::Cpu)) * 0.3,
+            ));
+            named.push((
+                bn,
+                Tensor::randn([widths[i + 1]], (Kind::Float, tch::Device::Cpu)) * 0.1,
+            ));
+        }
+    }
+    Predictors::from_parts(meta, named, Path::new("(test)")).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::default_policy;
+
+    fn inputs(rows: usize) -> Vec<f32> {
+        (0..rows * INPUTS)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn save_and_load_round_trip_bit_for_bit_and_flows_batch_by_action() {
+        let policy = default_policy().unwrap();
+        let mut p = random_predictors(policy.metadata(), 3);
+        let before = p.predict_inputs(&inputs(5), 5).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (json, weights) = paths_in(dir.path());
+        p.save(&json, &weights).unwrap();
+        let q = Predictors::load(&json, &weights, &policy).unwrap();
+        assert_eq!(q.metadata(), p.metadata());
+        assert_eq!(q.predict_inputs(&inputs(5), 5).unwrap(), before);
+        // Per flow and action, in one batch: row (flow, action) of the same inputs.
+        let obs: Vec<f32> = inputs(2)
+            .chunks_exact(INPUTS)
+            .flat_map(|r| r[..OBSERVATION_LEN].to_vec())
+            .collect();
+        let per_flow = q.predict_actions(&obs, &[[0.1, -0.2], [0.5, 0.5]]).unwrap();
+        assert_eq!(per_flow.len(), 2);
+        assert_ne!(per_flow[0][1], per_flow[0][2], "the actions differ");
+        let mut one = obs[..OBSERVATION_LEN].to_vec();
+        one.extend_from_slice(&[0.1, -0.2, ACTIONS_LOG2[2]]);
+        // (a batch of one rounds differently in the last bits)
+        let single = q.predict_inputs(&one, 1).unwrap()[0];
+        for c in 0..3 {
+            assert!((single.reward_units[c] - per_flow[0][2].reward_units[c]).abs() < 1e-5);
+            assert!((single.physical[c] - per_flow[0][2].physical[c]).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn predictors_of_another_policy_are_refused_naming_both_hashes() {
+        let policy = default_policy().unwrap();
+        let mut p = random_predictors(policy.metadata(), 4);
+        let dir = tempfile::tempdir().unwrap();
+        let (json, weights) = paths_in(dir.path());
+        p.metadata_mut().policy_weights_sha256 = "f00d".repeat(16);
+        p.save(&json, &weights).unwrap();
+        let e = Predictors::load(&json, &weights, &policy)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&"f00d".repeat(16)), "{e}");
+        assert!(e.contains(&policy.metadata().weights_sha256), "{e}");
+        assert!(e.contains("weights SHA-256"), "{e}");
+        // Another observation layout (a policy of observation version 2).
+        let mut other = policy.metadata().clone();
+        other.observation.version = 2;
+        let mut p = random_predictors(&other, 4);
+        p.save(&json, &weights).unwrap();
+        let e = Predictors::load(&json, &weights, &policy)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("observation layout hash"), "{e}");
+        assert!(e.contains(&observation_hash(&other)), "{e}");
+        assert!(e.contains(&observation_hash(policy.metadata())), "{e}");
+        // Weights that are not the ones the JSON promises.
+        let mut p = random_predictors(policy.metadata(), 5);
+        p.save(&json, &weights).unwrap();
+        let mut q = random_predictors(policy.metadata(), 6);
+        let other_dir = tempfile::tempdir().unwrap();
+        let (j2, w2) = paths_in(other_dir.path());
+        q.save(&j2, &w2).unwrap();
+        std::fs::copy(&w2, &weights).unwrap();
+        let e = Predictors::load(&json, &weights, &policy)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("weights SHA-256 is"), "{e}");
+        // None at all.
+        let e = Predictors::load(&dir.path().join("nope.json"), &weights, &policy)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("explain fit"), "{e}");
+    }
+
+    #[test]
+    fn predictors_live_beside_their_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            paths_beside(dir.path()).unwrap(),
+            (
+                dir.path().join("explain.json"),
+                dir.path().join("explain.safetensors")
+            )
+        );
+        assert_eq!(
+            paths_beside(Path::new("/p/mine.json")).unwrap(),
+            (
+                PathBuf::from("/p/mine.explain.json"),
+                PathBuf::from("/p/mine.explain.safetensors")
+            )
+        );
+        assert_eq!(paths_beside(Path::new("default")), None);
     }
 }

@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::returns::StepParts;
-use super::{ExplainError, Horizon, ACTIONS_LOG2};
+use super::{ExplainError, Horizon, ACTIONS_LOG2, BRANCH_LOG2, NULL_BRANCH};
 use crate::congestion::ControllerKind;
 use crate::policy::model::ActionScaling;
 use crate::policy::observation::Observation;
@@ -88,7 +88,8 @@ pub struct Branch {
     pub episode: usize,
     /// The step at which the contrasting action is taken.
     pub decision: usize,
-    /// Which of [`ACTIONS_LOG2`] it takes there.
+    /// Which of [`BRANCH_LOG2`] it takes there ([`ACTIONS_LOG2`], or the
+    /// null contrast).
     pub action: usize,
     /// The step it stops before (`usize::MAX`: the episode's end).
     pub end: usize,
@@ -208,7 +209,7 @@ pub fn run_branches(
         for (k, &i) in active.iter().enumerate() {
             let b = &branches[i];
             let log2 = if step >= b.decision && step < b.decision + horizon.hold {
-                ACTIONS_LOG2[b.action]
+                BRANCH_LOG2[b.action]
             } else {
                 0.0
             };
@@ -221,7 +222,7 @@ pub fn run_branches(
             );
             targets[i] = Some(t);
             let keep = step == b.decision
-                || (b.keep_every > 0 && step % b.keep_every == 0 && step < b.decision);
+                || (b.keep_every > 0 && step.is_multiple_of(b.keep_every) && step < b.decision);
             if keep {
                 out[i].kept.push(Kept {
                     step,
@@ -262,13 +263,15 @@ pub fn run_branches(
 /// drawn uniformly from those with a whole horizon after them (and a few
 /// intervals of history before), branched into every action; the policy's
 /// own branch keeps every `keep_every`-th observation before the decision
-/// (on-policy samples).
+/// (on-policy samples). With `null`, each decision also gets the null
+/// contrast's branch.
 pub fn decision_branches(
     episodes: &[Episode],
     interval_us: u64,
     horizon: &Horizon,
     keep_every: usize,
     seed: u64,
+    null: bool,
 ) -> Vec<Branch> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut v = Vec::new();
@@ -280,7 +283,12 @@ pub fn decision_branches(
         } else {
             first
         };
-        for action in 0..ACTIONS_LOG2.len() {
+        let n = if null {
+            NULL_BRANCH + 1
+        } else {
+            ACTIONS_LOG2.len()
+        };
+        for action in 0..n {
             v.push(Branch {
                 episode: e,
                 decision,
@@ -291,4 +299,165 @@ pub fn decision_branches(
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::returns::returns_from;
+    use crate::rl::env::{env_action, normalized_reward};
+
+    /// A 12 Mbit/s window of 3 s on a 40 ms path with a 2-BDP buffer, with
+    /// a CUBIC competitor joining at 1 s.
+    pub(crate) fn episode() -> Episode {
+        let ms: Vec<u64> = (1..=3000).collect();
+        let window = SimWindow::cut(&ms, 0, 3000).unwrap();
+        Episode {
+            window,
+            scenario: Scenario {
+                objective: Some(Objective::default()),
+                one_way_delay_us: 20_000,
+                queue: crate::sim::QueueLimit::packets(80),
+                random_loss: 0.0,
+                ack_trace: false,
+                delayed_ack: false,
+                competitors: vec![(ControllerKind::Cubic, 1_000_000)],
+                peers: Vec::new(),
+            },
+            seed: 9,
+        }
+    }
+
+    #[test]
+    fn component_returns_sum_to_the_total_return_on_a_recorded_rollout() {
+        let policy = crate::policy::default_policy().unwrap();
+        let meta = policy.metadata();
+        let ep = episode();
+        let spec = ep.reward_spec(meta.default_objective);
+        // The rollout recorded the way the trainer steps it (SimBatch):
+        // env_action, normalized_reward.
+        let mut env = Env::new(EnvConfig {
+            interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
+            episode_us: Some(3_000_000),
+            ..EnvConfig::default()
+        })
+        .unwrap();
+        let ack = apply_scenario(
+            &mut env,
+            &ep.scenario,
+            Objective::default(),
+            &ep.window.trace,
+        );
+        let mut obs = env
+            .reset_with_ack_trace(Arc::clone(&ep.window.trace), ack, ep.seed)
+            .unwrap();
+        let mut rewards = Vec::new();
+        loop {
+            let raw = policy.act_batch(&obs, 1).unwrap()[0];
+            let s = env
+                .step(env_action(&meta.action_scaling, &obs, raw, &env))
+                .unwrap();
+            let flows = ep.scenario.active_flows(s.now_us) as f64;
+            rewards.push(f64::from(
+                normalized_reward(&s, ep.window.mean_mbps / flows, 40.0, &spec).0,
+            ));
+            obs = s.observation;
+            if s.done {
+                break;
+            }
+        }
+        // The same episode through the explainer's rollout: the policy's
+        // own branch reproduces it step for step.
+        let branch = Branch {
+            episode: 0,
+            decision: usize::MAX,
+            action: 0,
+            end: usize::MAX,
+            keep_every: 1,
+        };
+        let t = run_branches(
+            &policy,
+            Objective::default(),
+            &[ep],
+            &[branch],
+            &Horizon::default(),
+            &mut |_| {},
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(t.parts.len(), rewards.len());
+        assert!(t.parts.len() >= 140, "{}", t.parts.len());
+        assert!(
+            t.clamps.iter().any(|&c| c != CWND_UNCLAMPED),
+            "the policy clamps"
+        );
+        let h = Horizon::default();
+        for from in [0, 10, 60, 120, 140] {
+            let r = returns_from(&t.parts, from, h.steps, h.gamma);
+            let recorded: f64 = rewards[from..]
+                .iter()
+                .take(h.steps)
+                .enumerate()
+                .map(|(k, x)| h.gamma.powi(k as i32) * x)
+                .sum();
+            let parts: f64 = r.reward_units.iter().sum::<f64>() + r.clip;
+            assert!((parts - r.total).abs() < 1e-9, "{r:?}");
+            assert!(
+                (r.total - recorded).abs() < 1e-4 * (1.0 + recorded.abs()),
+                "from {from}: components sum to {} but the recorded return is {recorded}",
+                r.total
+            );
+        }
+        // The competitor halves the fair share: throughput's part is a
+        // share, not Mbit/s.
+        assert!(t
+            .parts
+            .iter()
+            .all(|p| p.thr <= 2.0 && p.delay <= 0.0 && p.loss <= 0.0));
+    }
+
+    #[test]
+    fn branches_share_their_past_and_differ_after_the_decision() {
+        let policy = crate::policy::default_policy().unwrap();
+        let eps = [episode()];
+        let h = Horizon::default();
+        let branches: Vec<Branch> = (0..3)
+            .map(|action| Branch {
+                episode: 0,
+                decision: 40,
+                action,
+                end: 40 + h.steps,
+                keep_every: 0,
+            })
+            .collect();
+        let t = run_branches(
+            &policy,
+            Objective::default(),
+            &eps,
+            &branches,
+            &h,
+            &mut |_| {},
+        )
+        .unwrap();
+        for b in &t[1..] {
+            assert_eq!(b.parts[..40], t[0].parts[..40]);
+            assert_eq!(b.kept.len(), 1);
+            assert_eq!(b.kept[0].obs, t[0].kept[0].obs);
+        }
+        // Half the clamp, then double: the clamps applied after the
+        // decision are below and above the policy's.
+        let after = |b: &Trajectory| b.clamps[40 + h.hold - 1];
+        assert!(
+            after(&t[1]) < after(&t[0]),
+            "{} {}",
+            after(&t[1]),
+            after(&t[0])
+        );
+        assert!(
+            after(&t[2]) > after(&t[0]),
+            "{} {}",
+            after(&t[2]),
+            after(&t[0])
+        );
+    }
 }
