@@ -57,6 +57,11 @@ pub struct FitArgs {
     /// between a decision's alternatives).
     #[arg(long, default_value_t = FitOptions::default().difference_weight)]
     pub difference_weight: f32,
+    /// Monotone heads: the predicted effect of a larger clamp always has
+    /// the expected sign (more throughput, more queueing, more loss), only
+    /// its size is learned.
+    #[arg(long)]
+    pub monotone: bool,
     /// Intervals a contrasting clamp is held before the policy decides
     /// again (at most the horizon).
     #[arg(long, default_value_t = Horizon::default().hold)]
@@ -163,6 +168,7 @@ pub fn run(
                 epochs: a.epochs,
                 seed: a.seed,
                 difference_weight: a.difference_weight,
+                monotone: a.monotone,
                 horizon: Horizon {
                     hold: a.hold,
                     steps: a.horizon,

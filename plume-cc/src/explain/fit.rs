@@ -23,7 +23,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
 
-use super::predictor::{new_metadata, Fidelity, FitInfo, Predictors, INPUTS};
+use super::predictor::{head, new_metadata, Fidelity, FitInfo, Predictors, INPUTS};
 use super::returns::returns_from;
 use super::rollout::{decision_branches, draw_episodes, run_branches, Trajectory};
 use super::{ExplainError, Horizon, BRANCH_LOG2, COMPONENTS, NULL_BRANCH};
@@ -57,6 +57,8 @@ pub struct FitOptions {
     pub difference_weight: f32,
     /// Seed of the episodes and the networks.
     pub seed: u64,
+    /// Monotone heads (see [`super::predictor::head`]).
+    pub monotone: bool,
     /// Horizon and hold.
     pub horizon: Horizon,
     /// Tie tolerance of the ranking (reward-unit returns).
@@ -78,6 +80,7 @@ impl Default for FitOptions {
             contrast_weight: 4.0,
             difference_weight: 0.3,
             seed: 0,
+            monotone: false,
             horizon: Horizon::default(),
             tie_tolerance: 0.1,
             command: String::new(),
@@ -352,6 +355,7 @@ pub fn fit(
     let train = samples(&train_t, &opts.horizon, opts.contrast_weight);
     drop(train_t);
     let mut meta = new_metadata(policy.metadata(), opts.horizon, opts.hidden.clone());
+    meta.monotone = opts.monotone;
     for c in 0..INPUTS {
         let (m, s) = mean_std(&train.x, INPUTS, c);
         meta.in_mean[c] = m;
@@ -403,6 +407,7 @@ fn train_nets(
     tch::manual_seed(opts.seed as i64);
     let n = s.len() as i64;
     let x = Tensor::from_slice(&s.x).view([n, INPUTS as i64]);
+    let log2m = x.narrow(1, INPUTS as i64 - 1, 1).copy();
     let in_mean = Tensor::from_slice(&meta.in_mean).view([1, INPUTS as i64]);
     let in_std = Tensor::from_slice(&meta.in_std).view([1, INPUTS as i64]);
     let x = ((x - in_mean) / in_std).clamp(-10.0, 10.0);
@@ -416,7 +421,7 @@ fn train_nets(
     for c in COMPONENTS {
         let mut widths = vec![INPUTS as i64];
         widths.extend(opts.hidden.iter().map(|&h| h as i64));
-        widths.push(2);
+        widths.push(super::predictor::outputs(opts.monotone) as i64);
         let mut seq = nn::seq();
         for i in 0..widths.len() - 1 {
             seq = seq.add(nn::linear(
@@ -470,9 +475,10 @@ fn train_nets(
                 y.index_select(0, &idx),
                 w.index_select(0, &idx),
             );
+            let mb = log2m.index_select(0, &idx);
             let mut loss = Tensor::zeros([], (Kind::Float, Device::Cpu));
             for (c, net) in nets.iter().enumerate() {
-                let pred = net.forward(&xb);
+                let pred = head(&|z| net.forward(z), &xb, &mb, c, opts.monotone);
                 let target = yb.narrow(1, 2 * c as i64, 2);
                 loss += ((pred - target).square() * &wb).mean(Kind::Float);
             }
@@ -491,10 +497,19 @@ fn train_nets(
                 for (c, net) in nets.iter().enumerate() {
                     let col = |tensor: &Tensor| tensor.narrow(1, 2 * c as i64, 2);
                     let scale = diff_scale.narrow(1, 2 * c as i64, 2);
-                    let p0 = net.forward(&x.index_select(0, &r0));
+                    let fwd = |r: &Tensor| {
+                        head(
+                            &|z| net.forward(z),
+                            &x.index_select(0, r),
+                            &log2m.index_select(0, r),
+                            c,
+                            opts.monotone,
+                        )
+                    };
+                    let p0 = fwd(&r0);
                     let y0 = col(&y.index_select(0, &r0));
                     for r in [&r1, &r2] {
-                        let dp = net.forward(&x.index_select(0, r)) - &p0;
+                        let dp = fwd(r) - &p0;
                         let dy = col(&y.index_select(0, r)) - &y0;
                         loss += ((dp - dy) / &scale).square().mean(Kind::Float)
                             * f64::from(opts.difference_weight);

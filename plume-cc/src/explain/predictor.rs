@@ -25,9 +25,57 @@ pub const FORMAT_NAME: &str = "plume-cc-explain";
 pub const FORMAT_VERSION: u32 = 1;
 /// Inputs: the observation, the policy's two raw actions, the multiplier.
 pub const INPUTS: usize = OBSERVATION_LEN + 3;
-/// Outputs of every component's network: return (reward units), mean
+/// Outputs of every component's predictor: return (reward units), mean
 /// (physical units).
 pub const OUTPUTS: usize = 2;
+
+/// Outputs of a component's network: [`OUTPUTS`], or with monotone heads a
+/// base and two slopes of each.
+pub fn outputs(monotone: bool) -> usize {
+    if monotone {
+        3 * OUTPUTS
+    } else {
+        OUTPUTS
+    }
+}
+
+/// How a larger clamp moves each output with the monotone heads
+/// ([`ExplainMetadata::monotone`]): throughput up (both units); the delay
+/// and loss parts are penalties, so their reward-unit returns go down while
+/// milliseconds and loss rates go up.
+pub const DIRECTIONS: [[f32; 2]; 3] = [[1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0]];
+
+/// Network outputs of component `c`'s net on standardised inputs `z`
+/// (rows x [`INPUTS`]) with raw log2 multipliers `log2m` (rows x 1), as
+/// standardised (return, mean). Plain heads read the multiplier as an
+/// input. Monotone heads do not: the net gives a base and two slopes
+/// (softplus, so never negative) and the multiplier moves the base along
+/// [`DIRECTIONS`], up and down the clamp separately.
+pub(crate) fn head(
+    net: &dyn Fn(&Tensor) -> Tensor,
+    z: &Tensor,
+    log2m: &Tensor,
+    c: usize,
+    monotone: bool,
+) -> Tensor {
+    if !monotone {
+        return net(z);
+    }
+    let rows = z.size()[0];
+    let blind = Tensor::cat(
+        &[
+            z.narrow(1, 0, INPUTS as i64 - 1),
+            Tensor::zeros([rows, 1], (Kind::Float, tch::Device::Cpu)),
+        ],
+        1,
+    );
+    let out = net(&blind);
+    let base = out.narrow(1, 0, 2);
+    let up = out.narrow(1, 2, 2).softplus();
+    let down = out.narrow(1, 4, 2).softplus();
+    let dir = Tensor::from_slice(&DIRECTIONS[c]).view([1, 2]);
+    base + (log2m.clamp_min(0.0) * up + log2m.clamp_max(0.0) * down) * dir
+}
 
 /// The held-out fidelity of a fit (see [`super::fit`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -121,6 +169,10 @@ pub struct ExplainMetadata {
     pub components: Vec<String>,
     /// Hidden layer widths.
     pub hidden: Vec<usize>,
+    /// Monotone heads (see [`head`]): the predicted effect of a larger
+    /// clamp always has the sign of [`DIRECTIONS`].
+    #[serde(default)]
+    pub monotone: bool,
     /// Input standardisation (mean, std), [`INPUTS`] long.
     pub in_mean: Vec<f32>,
     /// See [`ExplainMetadata::in_mean`].
@@ -253,7 +305,7 @@ impl Predictors {
         let mut map: HashMap<String, Tensor> = named.into_iter().collect();
         let mut widths = vec![INPUTS as i64];
         widths.extend(meta.hidden.iter().map(|&h| h as i64));
-        widths.push(OUTPUTS as i64);
+        widths.push(outputs(meta.monotone) as i64);
         let mut nets = Vec::new();
         for c in COMPONENTS {
             let mut layers = Vec::new();
@@ -385,9 +437,11 @@ impl Predictors {
             return Ok(out);
         }
         let t = Tensor::from_slice(x).view([rows as i64, INPUTS as i64]);
+        let log2m = t.narrow(1, INPUTS as i64 - 1, 1);
         let z = ((t - &self.in_mean) / &self.in_std).clamp(-10.0, 10.0);
         for (c, net) in self.nets.iter().enumerate() {
-            let y = tch::no_grad(|| net.forward(&z)).to_kind(Kind::Float);
+            let y = tch::no_grad(|| head(&|z| net.forward(z), &z, &log2m, c, self.meta.monotone))
+                .to_kind(Kind::Float);
             let v = Vec::<f32>::try_from(y.flatten(0, -1))?;
             let (m, s) = (self.meta.out_mean[c], self.meta.out_std[c]);
             for (r, p) in out.iter_mut().enumerate() {
@@ -475,6 +529,7 @@ pub fn new_metadata(
         action_names: ACTION_NAMES.iter().map(|s| s.to_string()).collect(),
         components: COMPONENTS.iter().map(|s| s.to_string()).collect(),
         hidden,
+        monotone: false,
         in_mean: vec![0.0; INPUTS],
         in_std: vec![1.0; INPUTS],
         out_mean: vec![[0.0; 2]; 3],
@@ -489,14 +544,25 @@ pub fn new_metadata(
 /// Predictors of `policy` with random weights (tests).
 #[cfg(test)]
 pub(crate) fn random_predictors(policy: &PolicyMetadata, seed: i64) -> Predictors {
+    random_predictors_with(policy, seed, false)
+}
+
+/// [`random_predictors`], with monotone heads or not.
+#[cfg(test)]
+pub(crate) fn random_predictors_with(
+    policy: &PolicyMetadata,
+    seed: i64,
+    monotone: bool,
+) -> Predictors {
     tch::manual_seed(seed);
     let hidden = vec![8, 8];
     let mut meta = new_metadata(policy, Horizon::default(), hidden.clone());
+    meta.monotone = monotone;
     meta.out_mean = vec![[1.0, 5.0], [-0.5, 30.0], [-0.01, 0.001]];
     meta.out_std = vec![[2.0, 3.0], [0.5, 20.0], [0.01, 0.001]];
     let mut widths = vec![INPUTS as i64];
     widths.extend(hidden.iter().map(|&h| h as i64));
-    widths.push(OUTPUTS as i64);
+    widths.push(outputs(monotone) as i64);
     let mut named = Vec::new();
     for c in COMPONENTS {
         for (i, (wn, bn)) in tensor_names(c, widths.len() - 1).into_iter().enumerate() {
@@ -595,6 +661,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("explain fit"), "{e}");
+    }
+
+    #[test]
+    fn monotone_heads_order_the_actions_as_the_clamp_and_round_trip() {
+        let policy = default_policy().unwrap();
+        let mut p = random_predictors_with(policy.metadata(), 11, true);
+        let obs: Vec<f32> = inputs(6)
+            .chunks_exact(INPUTS)
+            .flat_map(|r| r[..OBSERVATION_LEN].to_vec())
+            .collect();
+        let raw = [[0.3, -0.1]; 6];
+        let per_flow = p.predict_actions(&obs, &raw).unwrap();
+        for f in &per_flow {
+            let (base, half, double) = (f[0], f[1], f[2]);
+            for (c, dir) in DIRECTIONS.iter().enumerate() {
+                let d = f64::from(dir[0]);
+                assert!(
+                    d * (double.reward_units[c] - base.reward_units[c]) >= 0.0,
+                    "{f:?}"
+                );
+                assert!(
+                    d * (base.reward_units[c] - half.reward_units[c]) >= 0.0,
+                    "{f:?}"
+                );
+            }
+            assert!(double.physical[1] >= base.physical[1] && base.physical[1] >= half.physical[1]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (json, weights) = paths_in(dir.path());
+        p.save(&json, &weights).unwrap();
+        let q = Predictors::load(&json, &weights, &policy).unwrap();
+        assert!(q.metadata().monotone);
+        assert_eq!(q.predict_actions(&obs, &raw).unwrap(), per_flow);
     }
 
     #[test]
