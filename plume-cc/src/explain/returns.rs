@@ -3,7 +3,9 @@
 //! The training reward ([`crate::rl::env::normalized_reward`]) of one
 //! interval is `clip(r_thr + r_delay + r_loss, -10, 2)` with
 //! `r_thr = min(throughput / fair share, 2)`,
-//! `r_delay = -delay_weight * queueing delay / min RTT` and
+//! `r_delay = -delay_weight * queueing delay / min RTT * f` (`f` the part
+//! of the queue the run's [`crate::rl::env::QueuePenalty`] counts: 1 for
+//! the default `whole`) and
 //! `r_loss = -loss_weight * loss rate`. The upper clip never binds (the
 //! share is at most 2 and the penalties are never positive); the lower one
 //! does on a deep queue over a short path. Its effect is kept as a fourth
@@ -26,7 +28,8 @@ pub const REWARD_RANGE: (f64, f64) = (-10.0, 2.0);
 pub struct StepParts {
     /// `min(throughput / fair share, 2)`.
     pub thr: f64,
-    /// `-delay_weight * queueing delay / min RTT`.
+    /// `-delay_weight * queueing delay / min RTT`, times the part of the
+    /// queue the run's queue penalty counts.
     pub delay: f64,
     /// `-loss_weight * loss rate`.
     pub loss: f64,
@@ -44,15 +47,24 @@ pub struct StepParts {
 
 impl StepParts {
     /// The parts of `step`'s reward on a path of `min_rtt_ms` with a fair
-    /// share of `fair_share_mbps`, under `spec` (the episode's weights).
-    pub fn of(step: &StepResult, fair_share_mbps: f64, min_rtt_ms: f64, spec: &RewardSpec) -> Self {
+    /// share of `fair_share_mbps` among `flows` active flows, under `spec`
+    /// (the episode's weights).
+    pub fn of(
+        step: &StepResult,
+        fair_share_mbps: f64,
+        flows: usize,
+        min_rtt_ms: f64,
+        spec: &RewardSpec,
+    ) -> Self {
         // The formula of `normalized_reward`, in f64 so that the parts add
         // up exactly; `the_parts_match_the_training_reward` checks the two
         // agree to f32 precision.
         let c = &step.components;
         let thr = (f64::from(c.throughput_mbps) / fair_share_mbps.max(1e-3)).min(2.0);
-        let delay =
-            -f64::from(spec.delay_weight) * f64::from(c.queueing_delay_ms) / min_rtt_ms.max(1e-3);
+        // The f32 ratio, as `normalized_reward` computes it.
+        let ratio = (f64::from(c.queueing_delay_ms) / min_rtt_ms.max(1e-3)) as f32;
+        let penalised = ratio * spec.queue_penalty.fraction(c.bottleneck_share, flows);
+        let delay = -f64::from(spec.delay_weight) * f64::from(penalised);
         let loss = -f64::from(spec.loss_weight) * f64::from(c.loss_rate);
         let sum = thr + delay + loss;
         let reward = sum.clamp(REWARD_RANGE.0, REWARD_RANGE.1);
@@ -141,6 +153,7 @@ mod tests {
                 throughput_mbps: mbps,
                 queueing_delay_ms: qdelay_ms,
                 loss_rate: loss,
+                bottleneck_share: 1.0,
             },
             done: false,
             now_us: 0,
@@ -152,12 +165,12 @@ mod tests {
     fn the_parts_add_up_to_the_reward_even_when_it_is_clipped() {
         let spec = RewardSpec::default();
         // Plain: no clip.
-        let p = StepParts::of(&step(5.0, 20.0, 0.01), 10.0, 40.0, &spec);
+        let p = StepParts::of(&step(5.0, 20.0, 0.01), 10.0, 1, 40.0, &spec);
         assert_eq!(p.clip, 0.0);
         assert!((p.thr - 0.5).abs() < 1e-6 && (p.delay + 0.25).abs() < 1e-6);
         assert!((p.loss + 0.02).abs() < 1e-6);
         // 2 s of queue on a 10 ms path: the reward is clipped at -10.
-        let p = StepParts::of(&step(5.0, 2000.0, 0.0), 10.0, 10.0, &spec);
+        let p = StepParts::of(&step(5.0, 2000.0, 0.0), 10.0, 1, 10.0, &spec);
         assert_eq!(p.reward, -10.0);
         assert!(p.clip > 80.0, "{p:?}");
         assert!((p.thr + p.delay + p.loss + p.clip - p.reward).abs() < 1e-9);
@@ -177,8 +190,8 @@ mod tests {
                 ..RewardSpec::default()
             };
             let s = step(mbps, q, loss);
-            let p = StepParts::of(&s, fair, rtt, &spec);
-            let (r, _, _) = normalized_reward(&s, fair, rtt, &spec);
+            let p = StepParts::of(&s, fair, 1, rtt, &spec);
+            let (r, _, _) = normalized_reward(&s, fair, 1, rtt, &spec);
             assert!(
                 (p.reward - f64::from(r)).abs() < 1e-5 * (1.0 + p.reward.abs()),
                 "{p:?} vs {r}"
@@ -191,7 +204,7 @@ mod tests {
     fn returns_are_discounted_truncated_sums() {
         let spec = RewardSpec::default();
         let parts: Vec<StepParts> = (0..5)
-            .map(|i| StepParts::of(&step(i as f32, 0.0, 0.0), 4.0, 40.0, &spec))
+            .map(|i| StepParts::of(&step(i as f32, 0.0, 0.0), 4.0, 1, 40.0, &spec))
             .collect();
         let r = returns_from(&parts, 1, 3, 0.5);
         // shares 0.25, 0.5, 0.75 at weights 1, 0.5, 0.25.

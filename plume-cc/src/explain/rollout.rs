@@ -239,11 +239,12 @@ pub fn run_branches(
         for (i, r) in results.into_iter().enumerate() {
             let Some(r) = r else { continue };
             let ep = &episodes[branches[i].episode];
-            let flows = ep.scenario.active_flows(r.now_us) as f64;
+            let flows = ep.scenario.active_flows(r.now_us);
             let min_rtt_ms = 2.0 * ep.scenario.one_way_delay_us as f64 / 1000.0;
             out[i].parts.push(StepParts::of(
                 &r,
-                ep.window.mean_mbps / flows,
+                ep.window.mean_mbps / flows as f64,
+                flows,
                 min_rtt_ms,
                 &specs[i],
             ));
@@ -357,9 +358,9 @@ mod tests {
             let s = env
                 .step(env_action(&meta.action_scaling, &obs, raw, &env))
                 .unwrap();
-            let flows = ep.scenario.active_flows(s.now_us) as f64;
+            let flows = ep.scenario.active_flows(s.now_us);
             rewards.push(f64::from(
-                normalized_reward(&s, ep.window.mean_mbps / flows, 40.0, &spec).0,
+                normalized_reward(&s, ep.window.mean_mbps / flows as f64, flows, 40.0, &spec).0,
             ));
             obs = s.observation;
             if s.done {
