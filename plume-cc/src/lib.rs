@@ -14,10 +14,12 @@
 //!    policy file;
 //! 5. [`rl`] (training: the RL environment over the simulator, PPO) and
 //!    [`datapath`] (the eBPF loader and maps);
-//! 6. [`daemon`] (the control loop on a host), [`emu`] (the link emulator)
+//! 6. [`explain`]: future-based explanations of the policy's decisions
+//!    (predictors fit on simulator rollouts, run offline and by the daemon);
+//! 7. [`daemon`] (the control loop on a host), [`emu`] (the link emulator)
 //!    and [`service`] (the daemon's systemd units);
-//! 7. [`bench`]: iperf3 across the emulator, with the daemon as a scheme;
-//! 8. [`eval`]: checks that span training and the real stack, and
+//! 8. [`bench`]: iperf3 across the emulator, with the daemon as a scheme;
+//! 9. [`eval`]: checks that span training and the real stack, and
 //!    [`fuzz`]: one entry point per parser of outside input.
 //!
 //! The binary (`main.rs`) is the edge that may use every layer.
@@ -28,6 +30,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod emu;
 pub mod eval;
+pub mod explain;
 pub mod flow;
 pub mod fuzz;
 pub mod plume;
@@ -45,6 +48,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["sim"],
     &["policy"],
     &["rl", "datapath"],
+    &["explain"],
     &["daemon", "emu", "service"],
     &["bench"],
     &["eval", "fuzz"],
@@ -72,7 +76,11 @@ mod layers {
         // A module may be one file (`src/fuzz.rs`) instead of a folder.
         if !dir.is_dir() {
             let file = dir.with_extension("rs");
-            assert!(file.is_file(), "{} is neither a folder nor a file", dir.display());
+            assert!(
+                file.is_file(),
+                "{} is neither a folder nor a file",
+                dir.display()
+            );
             out.push(file);
             return;
         }

@@ -105,6 +105,17 @@ enum Command {
         /// TCP flow of the host is then steered by the policy.
         #[arg(long)]
         allow_root_cgroup: bool,
+        /// Explain every flow live: predict each flow's throughput and
+        /// queueing delay over the next ~1 s under its clamp and under half
+        /// and double it (predictors from `plume-cc explain fit`, in this
+        /// folder or else beside the policy), export them on the metrics
+        /// endpoint and for `plume-cc status --explain`.
+        #[arg(long, value_name = "DIR", num_args = 0..=1)]
+        explain: Option<Option<PathBuf>>,
+        /// Explain every this many intervals (one batched forward of the
+        /// predictors over all flows).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        explain_every: u64,
     },
     /// Remove datapaths that no daemon runs any more (needs root): a
     /// datapath a stopped daemon left attached in observe-only mode for
@@ -161,6 +172,11 @@ enum Command {
         /// `run --pin-dir`; default: every one under /sys/fs/bpf/plume-cc).
         #[arg(long)]
         pin_dir: Option<PathBuf>,
+        /// Under each flow, the daemon's live explanation (`run --explain`):
+        /// predicted throughput and queueing delay over the next ~1 s under
+        /// its clamp and under double and half of it.
+        #[arg(long)]
+        explain: bool,
     },
     /// Record this host's own link conditions from the live datapath (needs
     /// root): every flow of the cgroup that was network-limited long enough
@@ -265,6 +281,12 @@ enum Command {
     /// simulator and across the emulated link with the real kernel.
     #[command(subcommand)]
     Eval(plume_cc::eval::cli::EvalCommand),
+    /// Explain the policy's decisions: `explain fit` fits predictors of each
+    /// reward component's future (throughput, queueing delay, loss) under
+    /// the policy's action and contrasting ones; `explain run` explains
+    /// every decision of a replayed trace window (CSV + PNG).
+    #[command(subcommand)]
+    Explain(plume_cc::explain::cli::ExplainCommand),
     /// Benchmark congestion controls with iperf3 across the emulated link
     /// (what `cargo xtask bench` runs; needs root).
     Bench(plume_cc::bench::cli::Args),
@@ -297,6 +319,9 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Service(cmd) => plume_cc::service::cli::run(cmd)?,
         Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
         Command::Eval(cmd) => plume_cc::eval::cli::run(cmd)?,
+        Command::Explain(cmd) => {
+            plume_cc::explain::cli::run(cmd, &plume_cc::bench::plot::ensure_font)?
+        }
         Command::Selftest {
             clamp,
             duration,
@@ -341,6 +366,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             record,
             objective,
             allow_root_cgroup,
+            explain,
+            explain_every,
         } => {
             // SIGINT/SIGTERM are caught from here on, before the policy is
             // loaded and the datapath attached, so a stop during start-up
@@ -369,6 +396,16 @@ fn run(command: Command) -> anyhow::Result<()> {
                 record,
                 allow_root_cgroup,
             };
+            let explainer = match &explain {
+                None => None,
+                Some(dir) => {
+                    let learned = plume_cc::policy::LoadedPolicy::load_or_default(&policy)
+                        .context("--explain needs a learned policy")?;
+                    let p =
+                        plume_cc::explain::cli::load_predictors(&learned, &policy, dir.as_deref())?;
+                    Some(daemon::LiveExplainer::new(p, explain_every))
+                }
+            };
             let mut policy = daemon::load_policy(&policy)?;
             if let Some(o) = objective {
                 policy.set_objective(o);
@@ -379,7 +416,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 force_interval,
                 &daemon::available_congestion_controls(),
             )?;
-            let stats = rt.block_on(daemon::run(config, policy, stop))?;
+            let stats = rt.block_on(daemon::run(config, policy, stop, explainer))?;
             println!("{}", serde_json::to_string(&stats)?);
         }
         Command::BenchDatapath {
@@ -482,7 +519,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Status { json, pin_dir } => {
+        Command::Status {
+            json,
+            pin_dir,
+            explain,
+        } => {
             let dirs = match pin_dir {
                 Some(d) if d.join("link").exists() => vec![d],
                 Some(d) => {
@@ -512,8 +553,24 @@ fn run(command: Command) -> anyhow::Result<()> {
                         )
                     }
                 };
+                let explained = if explain {
+                    plume_cc::explain::live::read_state(
+                        &plume_cc::explain::live::state_path(
+                            std::path::Path::new(plume_cc::explain::live::STATE_DIR),
+                            &dir,
+                        ),
+                        plume_cc::explain::live::unix_ms(),
+                        5_000,
+                    )?
+                } else {
+                    None
+                };
                 if json {
-                    docs.push(serde_json::to_value(&st)?);
+                    let mut v = serde_json::to_value(&st)?;
+                    if explain {
+                        v["explain"] = serde_json::to_value(&explained)?;
+                    }
+                    docs.push(v);
                 } else {
                     let c = &st.counters;
                     let cgroup = st
@@ -539,6 +596,14 @@ fn run(command: Command) -> anyhow::Result<()> {
                         c.events_dropped
                     );
                     print!("{}", daemon::status::table(&st.flows));
+                    if explain {
+                        match &explained {
+                            None => println!(
+                                "  no live explanation (is the daemon running with --explain?)"
+                            ),
+                            Some(x) => print!("{}", plume_cc::explain::live::explain_table(x)),
+                        }
+                    }
                 }
             }
             if json {

@@ -282,3 +282,78 @@ fn the_help_lists_train_and_bench_and_hides_probe() {
     }
     assert!(!commands.contains(&"probe"), "{help}");
 }
+
+/// `explain`: out-of-range settings name the flag and write nothing;
+/// predictors of another policy are refused naming both hashes; `run
+/// --json` prints only JSON and writes the CSV and the PNG.
+#[test]
+fn explain_refuses_bad_input_and_foreign_predictors() {
+    let dir = common::tmpdir("explain-cli");
+    let out = dir.join("fit");
+    let o = Command::new(EXE)
+        .args(["explain", "fit", "--policy", "policies/default", "--traces"])
+        .arg(&dir)
+        .args(["--decisions", "0", "--out"])
+        .arg(&out)
+        .current_dir(env!("CARGO_MANIFEST_DIR").to_string() + "/..")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--decisions must be in [10, 100000], got 0"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing is written");
+
+    // The committed predictors of the default policy, bound to another
+    // policy's hash.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let meta = std::fs::read_to_string(root.join("policies/default/explain.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    let real = v["policy_weights_sha256"].as_str().unwrap().to_string();
+    v["policy_weights_sha256"] = serde_json::json!("f00d".repeat(16));
+    let foreign = dir.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("explain.json"), v.to_string()).unwrap();
+    std::fs::copy(
+        root.join("policies/default/explain.safetensors"),
+        foreign.join("explain.safetensors"),
+    )
+    .unwrap();
+    let trace = dir.join("c.trace");
+    let ts: String = (1..=12_000u64).map(|t| format!("{t}\n")).collect();
+    std::fs::write(&trace, ts).unwrap();
+    let run_out = dir.join("run");
+    let run = |predictors: &std::path::Path| {
+        Command::new(EXE)
+            .args(["explain", "run", "--policy", "default", "--predictors"])
+            .arg(predictors)
+            .arg("--trace")
+            .arg(&trace)
+            .args(["--window", "3s", "--json", "--out"])
+            .arg(&run_out)
+            .output()
+            .unwrap()
+    };
+    let o = run(&foreign);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&"f00d".repeat(16)) && err.contains(&real),
+        "{err}"
+    );
+    assert!(!run_out.exists(), "nothing is written");
+
+    let o = run(&root.join("policies/default"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let decisions = s["decisions"].as_u64().unwrap() as usize;
+    assert!(decisions >= 140, "3 s of 20 ms intervals: {s}");
+    let csv = std::fs::read_to_string(run_out.join("explain.csv")).unwrap();
+    assert_eq!(csv.lines().count(), decisions + 1);
+    assert!(
+        csv.starts_with("step,t_s,clamp_segments,raw_cwnd,raw_pacing,pred_policy_throughput_ret")
+    );
+    assert!(run_out.join("explain.png").exists());
+}

@@ -18,7 +18,10 @@ use super::{first_seen, report::Summary, BenchError, RunResult};
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-pub(crate) fn ensure_font() -> Result<(), String> {
+/// Registers DejaVu Sans as plotters' `sans-serif` (once per process):
+/// every PNG with text needs it. Public so that the binary can register
+/// it for layers below this one (`plume-cc explain run`).
+pub fn ensure_font() -> Result<(), String> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         let bytes = std::fs::read(FONT).map_err(|e| {

@@ -28,6 +28,9 @@ use prometheus_client::{
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::explain::live::{FlowExplanation, METRIC_SLOTS};
+use crate::explain::ACTION_NAMES;
+
 use super::DaemonStats;
 
 /// Why the metrics endpoint could not start.
@@ -155,7 +158,15 @@ pub struct Metrics {
     mean_step: Gauge<f64, AtomicU64>,
     step: Histogram,
     overruns: Counter,
+    explained: Gauge,
+    predicted_mbps: ExplainFamily,
+    predicted_queueing: ExplainFamily,
 }
+
+/// Per-flow explanation gauges, labelled by `slot` (the flow's place among
+/// the first [`METRIC_SLOTS`] of the daemon's flow order) and `action`
+/// (`policy`, `half`, `double`): at most 16 x 3 series each.
+type ExplainFamily = Family<[(&'static str, String); 2], Gauge<f64, AtomicU64>>;
 
 impl Metrics {
     /// A registry with every metric at zero; `policy_sha256` identifies the
@@ -221,6 +232,24 @@ impl Metrics {
                 (c, field)
             })
             .collect();
+        let explained = Gauge::default();
+        registry.register(
+            "plume_explain_flows",
+            "Flows with a live explanation (plume-cc run --explain); the per-flow gauges carry the first 16",
+            explained.clone(),
+        );
+        let predicted_mbps = ExplainFamily::default();
+        registry.register(
+            "plume_explain_predicted_throughput_mbps",
+            "Predicted mean throughput of the flow over the next ~1 s, Mbit/s, under the policy's clamp (action=policy) and under half and double it; slot = the flow's place among the first 16 flows (status --explain maps it to the socket)",
+            predicted_mbps.clone(),
+        );
+        let predicted_queueing = ExplainFamily::default();
+        registry.register(
+            "plume_explain_predicted_queueing_delay_ms",
+            "Predicted mean queueing delay (RTT above the min RTT) of the flow over the next ~1 s, ms, by action and slot as plume_explain_predicted_throughput_mbps",
+            predicted_queueing.clone(),
+        );
         Self {
             registry,
             counters,
@@ -230,6 +259,29 @@ impl Metrics {
             mean_step,
             step,
             overruns,
+            explained,
+            predicted_mbps,
+            predicted_queueing,
+        }
+    }
+
+    /// Publishes the daemon's latest explanations: the first
+    /// [`METRIC_SLOTS`] flows, every action; slots no flow holds any more
+    /// are removed, so the series stay bounded.
+    pub fn set_explanations(&self, flows: &[FlowExplanation]) {
+        self.explained.set(flows.len() as i64);
+        self.predicted_mbps.clear();
+        self.predicted_queueing.clear();
+        for (slot, f) in flows.iter().take(METRIC_SLOTS).enumerate() {
+            for (a, name) in ACTION_NAMES.iter().enumerate() {
+                let labels = [("slot", slot.to_string()), ("action", name.to_string())];
+                self.predicted_mbps
+                    .get_or_create(&labels)
+                    .set(f.predicted[a].physical[0]);
+                self.predicted_queueing
+                    .get_or_create(&labels)
+                    .set(f.predicted[a].physical[1]);
+            }
         }
     }
 
@@ -305,7 +357,53 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::explain::Predictions;
     use crate::policy::GuardCounts;
+
+    #[test]
+    fn explanations_are_exported_per_slot_and_action_within_bounds() {
+        let m = Metrics::new("abc123");
+        let flow = |cookie: u64| FlowExplanation {
+            cookie,
+            clamp: Some(42),
+            predicted: [0.0, -1.0, 1.0].map(|x| Predictions {
+                reward_units: [0.0; 3],
+                physical: [4.0 + x, 35.0 + 10.0 * x, 0.0],
+            }),
+        };
+        let series = |text: &str, name: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .count()
+        };
+        let flows: Vec<FlowExplanation> = (0..20).map(flow).collect();
+        m.set_explanations(&flows);
+        let text = m.render();
+        assert!(text.contains("plume_explain_flows 20\n"), "{text}");
+        // 20 flows, but only 16 slots x 3 actions.
+        assert_eq!(series(&text, "plume_explain_predicted_throughput_mbps"), 48);
+        assert_eq!(
+            series(&text, "plume_explain_predicted_queueing_delay_ms"),
+            48
+        );
+        assert!(
+            text.contains(
+                "plume_explain_predicted_throughput_mbps{slot=\"15\",action=\"double\"} 5.0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "plume_explain_predicted_queueing_delay_ms{slot=\"0\",action=\"half\"} 25.0"
+            ),
+            "{text}"
+        );
+        // Flows leave: their slots go with them.
+        m.set_explanations(&flows[..2]);
+        let text = m.render();
+        assert_eq!(series(&text, "plume_explain_predicted_throughput_mbps"), 6);
+        assert!(!text.contains("slot=\"2\""), "{text}");
+    }
 
     #[test]
     fn every_metric_is_exported_once_with_its_value() {

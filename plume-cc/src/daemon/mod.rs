@@ -27,6 +27,7 @@ use plume_cc_common::DatapathConfig;
 use serde::Serialize;
 
 use crate::datapath::{self, cgroup, Datapath, Shutdown};
+pub use crate::explain::live::LiveExplainer;
 use crate::policy::{FlowPolicy, GuardCounts, PolicyContract};
 pub use control::{ControlLoop, FlowMaps, LoopCounts, StepError, StepTiming};
 
@@ -280,11 +281,14 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
 /// early as the caller could) or `run_for`. Once the datapath is attached,
 /// every way out (a signal, the deadline, a failing policy, a recorder or
 /// metrics error) goes through [`Datapath::shutdown`]: every flow is handed
-/// back to the kernel and the program detached.
+/// back to the kernel and the program detached. With `explainer`, every
+/// few intervals the flows' explanations are predicted from the policy's
+/// last batch and published (see [`publish_explanations`]).
 pub async fn run(
     config: DaemonConfig,
     mut policy: Box<dyn FlowPolicy>,
     mut stop: StopSignals,
+    mut explainer: Option<LiveExplainer>,
 ) -> anyhow::Result<DaemonStats> {
     if let Some(sig) = stop.pending().await {
         tracing::info!("{sig} during start-up: stopping before attaching anything");
@@ -333,7 +337,22 @@ pub async fn run(
     }
     let mut dp = Datapath::attach_pinned(&config.cgroup, dp_config, &pin_dir)?;
     let mut stats = DaemonStats::default();
-    let result = control(&config, &mut dp, policy.as_mut(), &mut stop, &mut stats).await;
+    let state_file = dp
+        .pin_dir()
+        .map(|d| crate::explain::live::state_path(Path::new(crate::explain::live::STATE_DIR), d));
+    let result = control(
+        &config,
+        &mut dp,
+        policy.as_mut(),
+        &mut stop,
+        &mut stats,
+        explainer.as_mut().zip(state_file.as_deref()),
+    )
+    .await;
+    // `status --explain` must not show predictions for flows no daemon steers.
+    if let (Some(_), Some(f)) = (&explainer, &state_file) {
+        let _ = std::fs::remove_file(f);
+    }
     // The cause itself is printed once, by the caller, with its chain.
     if result.is_err() {
         tracing::error!("the control loop failed: handing every flow back to the kernel");
@@ -368,6 +387,7 @@ async fn control(
     policy: &mut dyn FlowPolicy,
     stop: &mut StopSignals,
     stats: &mut DaemonStats,
+    mut explainer: Option<(&mut LiveExplainer, &Path)>,
 ) -> anyhow::Result<()> {
     let pin_dir = dp.pin_dir().map(Path::to_path_buf).unwrap_or_default();
     let live = dp.flows()?.len();
@@ -466,6 +486,11 @@ async fn control(
             m.observe_step(step, config.interval);
             m.absorb(stats);
         }
+        if let Some((x, state_file)) = explainer.as_mut() {
+            if wrote && x.due() {
+                publish_explanations(x, &*policy, &control, metrics.as_deref(), state_file);
+            }
+        }
     }
     notify(&[
         sd_notify::NotifyState::Stopping,
@@ -475,6 +500,61 @@ async fn control(
         r.flush()?;
     }
     Ok(())
+}
+
+/// One explanation round: the predictors on the policy's last batch, the
+/// clamps the control loop just wrote, the Prometheus gauges and the state
+/// file `status --explain` reads. A failure costs the explanation, never
+/// the control loop: it is logged (once per 50 rounds at most) and skipped.
+pub fn publish_explanations(
+    x: &mut LiveExplainer,
+    policy: &dyn FlowPolicy,
+    control: &ControlLoop,
+    metrics: Option<&metrics::Metrics>,
+    state_file: &Path,
+) {
+    let Some(batch) = policy.last_batch() else {
+        return;
+    };
+    let clamps: std::collections::HashMap<u64, Option<u32>> = control
+        .flows()
+        .iter()
+        .zip(control.targets())
+        .map(|((cookie, _), t)| {
+            (
+                *cookie,
+                (t.cwnd_clamp != plume_cc_common::CWND_UNCLAMPED).then_some(t.cwnd_clamp),
+            )
+        })
+        .collect();
+    let clamp_of: Vec<Option<u32>> = batch
+        .cookies
+        .iter()
+        .map(|c| clamps.get(c).copied().flatten())
+        .collect();
+    let outcome = x
+        .explain(
+            batch.cookies,
+            batch.observations,
+            batch.raw_actions,
+            &clamp_of,
+        )
+        .map(|_| ())
+        .and_then(|()| {
+            if let Some(m) = metrics {
+                m.set_explanations(x.last());
+            }
+            crate::explain::live::write_state(state_file, &x.state(crate::explain::live::unix_ms()))
+        });
+    if let Err(e) = outcome {
+        static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if FAILURES
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .is_multiple_of(50)
+        {
+            tracing::warn!("explanations skipped: {e}");
+        }
+    }
 }
 
 /// Tells the service manager about a state change. A failure only costs the

@@ -65,6 +65,26 @@ pub trait FlowPolicy: Send {
     fn sha256(&self) -> Option<String> {
         None
     }
+
+    /// What the last [`FlowPolicy::decide`] ran on, for a learned policy:
+    /// the daemon's live explanations (`plume-cc run --explain`) run their
+    /// predictors on exactly these observations and raw actions instead of
+    /// building them a second time. None for policies without observations.
+    fn last_batch(&self) -> Option<LastBatch<'_>> {
+        None
+    }
+}
+
+/// The inputs and raw outputs of one batched decision (see
+/// [`FlowPolicy::last_batch`]), row `i` of each for flow `cookies[i]`.
+#[derive(Clone, Copy, Debug)]
+pub struct LastBatch<'a> {
+    /// The flows, in decision order.
+    pub cookies: &'a [u64],
+    /// Their observations, row-major.
+    pub observations: &'a [f32],
+    /// The policy's raw actions, two per flow.
+    pub raw_actions: &'a [f32],
 }
 
 /// The conditions a learned policy was trained under (its file's metadata).

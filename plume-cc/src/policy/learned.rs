@@ -59,6 +59,9 @@ pub struct LearnedPolicy {
     order: Vec<usize>,
     obs: Vec<f32>,
     actions: Vec<f32>,
+    /// The cookies of the last decision's rows (kept apart from
+    /// `order_cookies`, which `forget` clears).
+    last_cookies: Vec<u64>,
     scratch: BatchScratch,
     timing: DecideTiming,
 }
@@ -76,6 +79,7 @@ impl LearnedPolicy {
             order: Vec::new(),
             obs: Vec::new(),
             actions: Vec::new(),
+            last_cookies: Vec::new(),
             scratch: BatchScratch::default(),
             timing: DecideTiming::default(),
         }
@@ -213,6 +217,8 @@ impl FlowPolicy for LearnedPolicy {
             &mut self.actions,
         )?;
         let t2 = Instant::now();
+        self.last_cookies.clear();
+        self.last_cookies.extend(flows.iter().map(|(c, _)| *c));
         let scaling = self.policy.metadata().action_scaling;
         out.reserve(flows.len());
         for ((a, (_, stats)), obs) in self
@@ -250,6 +256,17 @@ impl FlowPolicy for LearnedPolicy {
             mapping: t2.elapsed(),
         };
         Ok(())
+    }
+
+    fn last_batch(&self) -> Option<super::LastBatch<'_>> {
+        let n = self.last_cookies.len();
+        (self.obs.len() >= n * OBSERVATION_LEN && self.actions.len() >= 2 * n).then(|| {
+            super::LastBatch {
+                cookies: &self.last_cookies,
+                observations: &self.obs[..n * OBSERVATION_LEN],
+                raw_actions: &self.actions[..2 * n],
+            }
+        })
     }
 
     fn forget(&mut self, cookie: u64) {

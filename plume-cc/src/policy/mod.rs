@@ -25,8 +25,8 @@ pub mod objective;
 pub mod observation;
 
 pub use api::{
-    Decision, FlowPolicy, Guard, GuardCounts, PolicyContract, ScriptError, ScriptFile, ScriptStep,
-    ScriptedPolicy,
+    Decision, FlowPolicy, Guard, GuardCounts, LastBatch, PolicyContract, ScriptError, ScriptFile,
+    ScriptStep, ScriptedPolicy,
 };
 pub use file::{
     default_policy, default_policy_bytes, BatchScratch, ForwardTiming, LoadedPolicy, PolicyError,

@@ -1,0 +1,347 @@
+//! The live explanations: per flow, what the predictors expect over the
+//! next ~1 s under the clamp in force and under its contrasts, as one line
+//! for `plume-cc status --explain`.
+
+use super::Predictions;
+
+/// The line for one flow with clamp `clamp` (None: the kernel's own
+/// window) and predictions `p` under [`super::ACTIONS_LOG2`], e.g.
+/// `clamp 42: next ~1 s predicted 4.1 Mbit/s and +35 ms queueing; at 2x
+/// clamp 4.6 Mbit/s and +120 ms; at 1/2 clamp 2.3 Mbit/s and +8 ms`.
+pub fn explain_line(clamp: Option<u32>, p: &[Predictions; 3]) -> String {
+    let what = clamp.map_or_else(|| "no clamp".to_string(), |c| format!("clamp {c}"));
+    let loss = |q: &Predictions| {
+        if q.physical[2] >= 0.0005 {
+            format!(", {:.1}% loss", 100.0 * q.physical[2])
+        } else {
+            String::new()
+        }
+    };
+    format!(
+        "{what}: next ~1 s predicted {:.1} Mbit/s and +{:.0} ms queueing{}; at 2x clamp {:.1} Mbit/s and +{:.0} ms{}; at 1/2 clamp {:.1} Mbit/s and +{:.0} ms{}",
+        p[0].physical[0],
+        p[0].physical[1],
+        loss(&p[0]),
+        p[2].physical[0],
+        p[2].physical[1],
+        loss(&p[2]),
+        p[1].physical[0],
+        p[1].physical[1],
+        loss(&p[1]),
+    )
+}
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::predictor::Predictors;
+use super::{io_err, ExplainError, ACTION_NAMES};
+use crate::policy::observation::OBSERVATION_LEN;
+
+/// Flows the Prometheus gauges carry: the first this many of the daemon's
+/// flow order get a `slot` label `0..16`, so a metric has at most
+/// 16 slots x 3 actions series however many flows come and go (the
+/// slot-to-flow mapping is in the state file and `status --explain`).
+pub const METRIC_SLOTS: usize = 16;
+
+/// Flows the state file carries at most.
+pub const STATE_FLOWS: usize = 4096;
+
+/// Where daemons publish their explanations for `status --explain`: one
+/// JSON file per datapath, named after its pin folder. bpffs holds only
+/// BPF objects, so the file lives under /run beside it.
+pub const STATE_DIR: &str = "/run/plume-cc/explain";
+
+/// The state file of the datapath pinned at `pin_dir` under `root`
+/// ([`STATE_DIR`] in production).
+pub fn state_path(root: &Path, pin_dir: &Path) -> PathBuf {
+    let name = pin_dir.file_name().map_or_else(
+        || "datapath".to_string(),
+        |n| n.to_string_lossy().to_string(),
+    );
+    root.join(format!("{name}.json"))
+}
+
+/// One flow's explanation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowExplanation {
+    /// Socket cookie.
+    pub cookie: u64,
+    /// The cwnd clamp the daemon set (None: the kernel's own window).
+    pub clamp: Option<u32>,
+    /// Predictions under each action of [`ACTION_NAMES`].
+    pub predicted: [Predictions; 3],
+}
+
+/// What a daemon publishes (the state file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveState {
+    /// Wall-clock time of the write, Unix milliseconds (a reader ignores a
+    /// stale file: the daemon stopped).
+    pub written_unix_ms: u64,
+    /// The policy explained.
+    pub policy_weights_sha256: String,
+    /// The horizon of the predictions, seconds.
+    pub horizon_s: f64,
+    /// The actions' names ([`ACTION_NAMES`]).
+    pub actions: Vec<String>,
+    /// Every flow explained.
+    pub flows: Vec<FlowExplanation>,
+}
+
+/// The daemon's explainer: every `every`-th interval, one batched forward
+/// of the predictors over the observations and raw actions the policy's own
+/// batched forward just used.
+#[derive(Debug)]
+pub struct LiveExplainer {
+    predictors: Predictors,
+    every: u64,
+    calls: u64,
+    last: Vec<FlowExplanation>,
+}
+
+impl LiveExplainer {
+    /// Explains every `every`-th interval (at least 1).
+    pub fn new(predictors: Predictors, every: u64) -> Self {
+        Self {
+            predictors,
+            every: every.max(1),
+            calls: 0,
+            last: Vec::new(),
+        }
+    }
+
+    /// The predictors.
+    pub fn predictors(&self) -> &Predictors {
+        &self.predictors
+    }
+
+    /// Counts an interval; true when this one is explained.
+    pub fn due(&mut self) -> bool {
+        self.calls += 1;
+        (self.calls - 1).is_multiple_of(self.every)
+    }
+
+    /// Predictions for flows `cookies` with observations `obs` (row-major),
+    /// raw actions `raw` (two per flow) and clamps in force `clamps`.
+    pub fn explain(
+        &mut self,
+        cookies: &[u64],
+        obs: &[f32],
+        raw: &[f32],
+        clamps: &[Option<u32>],
+    ) -> Result<&[FlowExplanation], ExplainError> {
+        let n = cookies
+            .len()
+            .min(clamps.len())
+            .min(raw.len() / 2)
+            .min(obs.len() / OBSERVATION_LEN)
+            .min(STATE_FLOWS);
+        let raw2: Vec<[f32; 2]> = raw.chunks_exact(2).take(n).map(|a| [a[0], a[1]]).collect();
+        let p = self
+            .predictors
+            .predict_actions(&obs[..n * OBSERVATION_LEN], &raw2)?;
+        self.last = cookies
+            .iter()
+            .zip(clamps)
+            .zip(p)
+            .map(|((&cookie, &clamp), predicted)| FlowExplanation {
+                cookie,
+                clamp,
+                predicted,
+            })
+            .collect();
+        Ok(&self.last)
+    }
+
+    /// The last explanations.
+    pub fn last(&self) -> &[FlowExplanation] {
+        &self.last
+    }
+
+    /// The state to publish, written at `unix_ms`.
+    pub fn state(&self, unix_ms: u64) -> LiveState {
+        let m = self.predictors.metadata();
+        LiveState {
+            written_unix_ms: unix_ms,
+            policy_weights_sha256: m.policy_weights_sha256.clone(),
+            horizon_s: m.horizon.steps as f64 * m.monitor_interval_us as f64 / 1e6,
+            actions: ACTION_NAMES.iter().map(|s| s.to_string()).collect(),
+            flows: self.last.clone(),
+        }
+    }
+}
+
+/// Writes `state` to `path` atomically (a temporary file renamed over it),
+/// so a reader never sees half a file.
+pub fn write_state(path: &Path, state: &LiveState) -> Result<(), ExplainError> {
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).map_err(io_err(d))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec(state).map_err(|e| ExplainError::Invalid {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    })?;
+    std::fs::write(&tmp, text).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Reads the state at `path`: None when there is none, or when it was
+/// written more than `max_age_ms` before `now_unix_ms` (its daemon stopped
+/// or hangs).
+pub fn read_state(
+    path: &Path,
+    now_unix_ms: u64,
+    max_age_ms: u64,
+) -> Result<Option<LiveState>, ExplainError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let s: LiveState = serde_json::from_slice(&bytes).map_err(|e| ExplainError::Invalid {
+        path: path.to_path_buf(),
+        what: format!("invalid explanation state: {e}"),
+    })?;
+    Ok((now_unix_ms.saturating_sub(s.written_unix_ms) <= max_age_ms).then_some(s))
+}
+
+/// Wall-clock now, Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(mbps: f64, ms: f64) -> Predictions {
+        Predictions {
+            reward_units: [0.0; 3],
+            physical: [mbps, ms, 0.0],
+        }
+    }
+
+    #[test]
+    fn the_line_names_the_clamp_and_each_contrast() {
+        let l = explain_line(Some(42), &[p(4.1, 35.2), p(2.3, 8.0), p(4.6, 120.0)]);
+        assert_eq!(
+            l,
+            "clamp 42: next ~1 s predicted 4.1 Mbit/s and +35 ms queueing; at 2x clamp 4.6 Mbit/s and +120 ms; at 1/2 clamp 2.3 Mbit/s and +8 ms"
+        );
+        assert!(explain_line(None, &[p(1.0, 1.0); 3]).starts_with("no clamp: "));
+    }
+
+    #[test]
+    fn state_files_round_trip_and_go_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_path(dir.path(), Path::new("/sys/fs/bpf/plume-cc/test-cg"));
+        assert!(path.ends_with("test-cg.json"));
+        assert_eq!(read_state(&path, 1_000, 5_000).unwrap(), None);
+        let s = LiveState {
+            written_unix_ms: 10_000,
+            policy_weights_sha256: "ab".into(),
+            horizon_s: 1.0,
+            actions: ACTION_NAMES.iter().map(|s| s.to_string()).collect(),
+            flows: vec![FlowExplanation {
+                cookie: 7,
+                clamp: Some(42),
+                predicted: [p(4.1, 35.0), p(2.0, 5.0), p(4.6, 120.0)],
+            }],
+        };
+        write_state(&path, &s).unwrap();
+        assert_eq!(read_state(&path, 12_000, 5_000).unwrap(), Some(s));
+        assert_eq!(read_state(&path, 20_000, 5_000).unwrap(), None, "stale");
+        std::fs::write(&path, "{").unwrap();
+        assert!(read_state(&path, 12_000, 5_000).is_err());
+    }
+}
+
+/// The `status --explain` lines of `state`: one per flow, by cookie.
+pub fn explain_table(state: &LiveState) -> String {
+    let mut s = String::new();
+    for f in &state.flows {
+        s.push_str(&format!(
+            "  {:>10}  {}\n",
+            f.cookie,
+            explain_line(f.clamp, &f.predicted)
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod daemon_side {
+    use super::*;
+    use crate::policy::{FlowPolicy, LearnedPolicy};
+    use plume_cc_common::FlowStats;
+
+    /// What the daemon does every few intervals: the learned policy
+    /// decides, the explainer runs on its last batch, the state file is
+    /// written and `status --explain` prints a line per flow.
+    #[test]
+    fn the_daemons_last_batch_is_explained_and_published() {
+        let loaded = crate::policy::default_policy().unwrap();
+        let predictors = super::super::predictor::random_predictors(loaded.metadata(), 8);
+        let mut policy = LearnedPolicy::new(loaded);
+        assert!(policy.last_batch().is_some_and(|b| b.cookies.is_empty()));
+        let stats = |delivered: u32| FlowStats {
+            srtt_us: 50_000,
+            min_rtt_us: 40_000,
+            snd_cwnd: 20,
+            mss: 1448,
+            delivered,
+            ..FlowStats::default()
+        };
+        let mut out = Vec::new();
+        for (k, t) in [0u64, 20, 40, 60].iter().enumerate() {
+            let d = 100 * k as u32;
+            policy
+                .decide(
+                    t * 1_000_000,
+                    &[(11, stats(d)), (12, stats(d / 2))],
+                    &mut out,
+                )
+                .unwrap();
+        }
+        let b = policy.last_batch().unwrap();
+        assert_eq!(b.cookies, &[11, 12]);
+        assert_eq!(b.observations.len(), 2 * OBSERVATION_LEN);
+        assert_eq!(b.raw_actions.len(), 4);
+        // After a flow is forgotten the batch still describes the last decision.
+        policy.forget(12);
+        let b = policy.last_batch().unwrap();
+        assert_eq!(b.cookies, &[11, 12]);
+        let mut x = LiveExplainer::new(predictors, 3);
+        assert!(x.due() && !x.due() && !x.due() && x.due());
+        let clamps = [Some(42), None];
+        let e = x
+            .explain(b.cookies, b.observations, b.raw_actions, &clamps)
+            .unwrap()
+            .to_vec();
+        assert_eq!(e.len(), 2);
+        let direct = x
+            .predictors()
+            .predict_actions(
+                &b.observations[..OBSERVATION_LEN],
+                &[[b.raw_actions[0], b.raw_actions[1]]],
+            )
+            .unwrap();
+        assert_eq!(e[0].predicted, direct[0]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_path(dir.path(), Path::new("/sys/fs/bpf/plume-cc/cg"));
+        write_state(&path, &x.state(unix_ms())).unwrap();
+        let st = read_state(&path, unix_ms(), 5_000).unwrap().unwrap();
+        let table = explain_table(&st);
+        assert_eq!(table.lines().count(), 2);
+        assert!(
+            table.contains("11  clamp 42: next ~1 s predicted"),
+            "{table}"
+        );
+        assert!(table.contains("12  no clamp: "), "{table}");
+    }
+}
