@@ -213,64 +213,36 @@ fn emit(cookie: u64, at_ns: u64, kind: u32, stats: &FlowStats) {
 }
 
 /// Copies the kernel's view of the flow into `stats`.
-///
-/// Every field is read through `bpf_tcp_sock`, whose loads the verifier
-/// rewrites into one plain load each (bpf_tcp_sock_convert_ctx_access in
-/// net/core/filter.c), rather than from the sock_ops context, where each
-/// field load is rewritten into a full-socket test, a branch and two loads
-/// (SOCK_OPS_GET_FIELD): the same kernel fields, in about a third of the
-/// instructions on a path that runs on every ACK.
 fn fill(ctx: &SockOpsContext, stats: &mut FlowStats, now: u64) {
     let ops: *const bpf_sock_ops = ctx.ops;
-    stats.updated_ns = now;
-    // SAFETY: `sk` is the context's socket pointer (may be null);
-    // bpf_tcp_sock returns null unless it is a full TCP socket, and its
-    // fields are then plain loads the verifier checks.
+    // SAFETY: context field loads; the verifier rewrites them (and yields 0
+    // for fields of a socket that is not a full socket).
     unsafe {
+        stats.updated_ns = now;
+        stats.bytes_acked = (*ops).bytes_acked;
+        stats.bytes_received = (*ops).bytes_received;
+        stats.srtt_us = (*ops).srtt_us >> 3;
+        stats.min_rtt_us = (*ops).rtt_min;
+        stats.snd_cwnd = (*ops).snd_cwnd;
+        stats.snd_ssthresh = (*ops).snd_ssthresh;
+        stats.mss = (*ops).mss_cache;
+        stats.packets_out = (*ops).packets_out;
+        stats.retrans_out = (*ops).retrans_out;
+        stats.lost_out = (*ops).lost_out;
+        stats.sacked_out = (*ops).sacked_out;
+        stats.total_retrans = (*ops).total_retrans;
+        stats.rate_delivered = (*ops).rate_delivered;
+        stats.rate_interval_us = (*ops).rate_interval_us;
+        stats.data_segs_out = (*ops).data_segs_out;
+        // `delivered` lives in struct tcp_sock, reachable through bpf_tcp_sock.
         let sk = (*ops).__bindgen_anon_2.sk;
-        let tp = if sk.is_null() {
-            core::ptr::null_mut()
-        } else {
-            bpf_tcp_sock(sk)
-        };
-        if tp.is_null() {
-            // Not a full socket: the context's fields would all read 0
-            // (and `delivered` kept its last value), as before.
-            stats.bytes_acked = 0;
-            stats.bytes_received = 0;
-            stats.srtt_us = 0;
-            stats.min_rtt_us = 0;
-            stats.snd_cwnd = 0;
-            stats.snd_ssthresh = 0;
-            stats.mss = 0;
-            stats.packets_out = 0;
-            stats.retrans_out = 0;
-            stats.lost_out = 0;
-            stats.sacked_out = 0;
-            stats.total_retrans = 0;
-            stats.rate_delivered = 0;
-            stats.rate_interval_us = 0;
-            stats.data_segs_out = 0;
-            return;
+        if !sk.is_null() {
+            let tp = bpf_tcp_sock(sk);
+            if !tp.is_null() {
+                stats.delivered = (*tp).delivered;
+                stats.delivered_ce = (*tp).delivered_ce;
+            }
         }
-        let tp = &*tp;
-        stats.bytes_acked = tp.bytes_acked;
-        stats.bytes_received = tp.bytes_received;
-        stats.srtt_us = tp.srtt_us >> 3;
-        stats.min_rtt_us = tp.rtt_min;
-        stats.snd_cwnd = tp.snd_cwnd;
-        stats.snd_ssthresh = tp.snd_ssthresh;
-        stats.mss = tp.mss_cache;
-        stats.packets_out = tp.packets_out;
-        stats.retrans_out = tp.retrans_out;
-        stats.lost_out = tp.lost_out;
-        stats.sacked_out = tp.sacked_out;
-        stats.total_retrans = tp.total_retrans;
-        stats.rate_delivered = tp.rate_delivered;
-        stats.rate_interval_us = tp.rate_interval_us;
-        stats.data_segs_out = tp.data_segs_out;
-        stats.delivered = tp.delivered;
-        stats.delivered_ce = tp.delivered_ce;
     }
 }
 
