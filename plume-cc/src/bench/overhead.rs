@@ -397,6 +397,8 @@ fn run_one(
     port: u16,
 ) -> Result<OverheadRun, BenchError> {
     let label = format!("round {round} {}", mode.name());
+    // kernel.bpf_stats_enabled as found, restored after an observe run.
+    let mut stats_were_on = false;
     let (setup, observer) = match mode {
         Mode::Daemon => {
             let scheme = Scheme::Plume {
@@ -415,7 +417,7 @@ fn run_one(
                 .map_err(|e| BenchError::Scheme(format!("{label}: {e}")))?;
             let observer = if mode == Mode::Observe {
                 if cfg.bpf_stats {
-                    crate::daemon::bench::set_bpf_stats(true)
+                    stats_were_on = crate::daemon::bench::set_bpf_stats(true)
                         .map_err(|e| BenchError::Scheme(format!("{label}: {e:#}")))?;
                 }
                 let config = plume_cc_common::DatapathConfig {
@@ -512,7 +514,7 @@ fn run_one(
         None => None,
     };
     if observer.is_some() && cfg.bpf_stats {
-        crate::daemon::bench::set_bpf_stats(false)
+        crate::daemon::bench::set_bpf_stats(stats_were_on)
             .map_err(|e| BenchError::Scheme(format!("{label}: {e:#}")))?;
     }
     if let Some(dp) = observer {
