@@ -54,6 +54,9 @@ pub mod counters {
     /// callbacks of full sockets). [`TARGETS_APPLIED`] counts only the
     /// checks that changed a limit, so `TARGETS_APPLIED / TARGET_CHECKS`
     /// tells how often a fresh target differed from the one in force.
+    /// Each flow adds its checks here in bulk, whenever it next looks its
+    /// target up (after a write of targets) and when it closes, so the sum
+    /// may trail the callbacks by those since the last write.
     pub const TARGET_CHECKS: u32 = 8;
     /// Number of counter slots (a few spare).
     pub const LEN: u32 = 16;
@@ -138,6 +141,23 @@ pub struct FlowStats {
     pub local_ip4: u32,
     /// IPv4 remote address in network byte order.
     pub remote_ip4: u32,
+    /// The datapath's own bookkeeping, not a statistic: the
+    /// [`DatapathConfig::generation`] its last full target check saw. While
+    /// the configuration still carries it, nothing was written since, and
+    /// the program skips the target lookup on the flow's callbacks.
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub target_generation: u32,
+    /// The datapath's own bookkeeping: target checks of this flow not yet
+    /// added to [`counters::TARGET_CHECKS`]. Counting in the flow's entry
+    /// (already in cache on its callback) and flushing on each full check
+    /// and at close spares every callback a write to the shared counters.
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub unflushed_checks: u32,
+    /// The datapath's own bookkeeping: CLOCK_MONOTONIC nanoseconds after
+    /// which the limits in force turn stale (`written_ns + stale_after_ns`
+    /// of the target they came from; `u64::MAX` when none is in force).
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub target_deadline_ns: u64,
 }
 
 /// A flow's target, written by the daemon and applied by the eBPF program on
@@ -164,8 +184,15 @@ pub struct DatapathConfig {
     pub stale_after_ns: u64,
     /// Non-zero: apply targets. Zero: observe only.
     pub enforce: u32,
-    /// Reserved, keeps the struct 8-byte aligned.
-    pub _pad: u32,
+    /// Bumped (wrapping) by user space after every write of targets or of
+    /// this configuration. The program runs its full target check (a
+    /// lookup in the target map) on a flow's callback only when this
+    /// differs from the flow's [`FlowStats::target_generation`] or when
+    /// the limits in force are past their staleness deadline; otherwise
+    /// nothing can have changed for the flow. A writer that forgets to bump
+    /// it delays a new target until the next bump, and never delays the
+    /// lifting of a stale one (the deadline is checked on every callback).
+    pub generation: u32,
     /// The kernel congestion control every new flow runs underneath the
     /// limits (`TCP_CONGESTION`, set at establishment), NUL-padded ASCII such
     /// as `b"cubic\0..."`; all zeros keeps the host's default
@@ -202,7 +229,7 @@ impl Default for DatapathConfig {
         Self {
             stale_after_ns: DEFAULT_STALE_AFTER_NS,
             enforce: 1,
-            _pad: 0,
+            generation: 0,
             base_cc: [0; BASE_CC_LEN],
         }
     }
@@ -251,10 +278,10 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        // 4 u64 + 26 u32 = 136 bytes: no tail padding, so every byte is a
+        // 5 u64 + 28 u32 = 152 bytes: no tail padding, so every byte is a
         // field and aya::Pod is sound.
         assert_eq!(align_of::<FlowStats>(), 8);
-        assert_eq!(size_of::<FlowStats>(), 136);
+        assert_eq!(size_of::<FlowStats>(), 152);
         assert_eq!(size_of::<FlowTarget>(), 16);
         assert_eq!(size_of::<DatapathConfig>(), 32);
         assert_eq!(size_of::<FlowEvent>(), 32);

@@ -7,7 +7,10 @@
 //! - refreshes the flow's statistics on every callback;
 //! - applies the flow's target (cwnd clamp, max pacing rate) written by the
 //!   daemon, within safe bounds, and lifts it by itself when the target is
-//!   stale, so that a dead daemon never leaves a flow throttled;
+//!   stale, so that a dead daemon never leaves a flow throttled. The target
+//!   map is read only when user space wrote something since the flow's last
+//!   check or the limits in force are due to turn stale
+//!   (`DatapathConfig::generation`), so a callback costs one map lookup;
 //! - removes the flow's entries when the socket reaches TCP_CLOSE.
 //!
 //! It must never fail a socket operation: every error is counted and the flow

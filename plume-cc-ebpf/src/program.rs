@@ -110,6 +110,10 @@ fn register(ctx: &SockOpsContext) {
         family: ctx.family(),
         local_ip4: ctx.local_ip4(),
         remote_ip4: ctx.remote_ip4(),
+        // Not the generation in force, so the first callback runs the full
+        // target check, as every callback once did.
+        target_generation: CONFIG.get(0).map_or(0, |c| c.generation.wrapping_sub(1)),
+        target_deadline_ns: u64::MAX,
         ..FlowStats::default()
     };
     fill(ctx, &mut stats, now);
@@ -180,9 +184,13 @@ fn pin_base(ctx: &SockOpsContext) {
 
 fn unregister(ctx: &SockOpsContext) {
     let cookie = cookie(ctx);
-    // SAFETY: the value is copied out before any other map operation.
-    let Some(stats) = (unsafe { FLOWS.get(cookie) }).copied() else {
+    let Some(stats) = FLOWS.get_ptr_mut(cookie) else {
         return;
+    };
+    // SAFETY: as in `update`; copied out before the entry is removed.
+    let stats = unsafe {
+        flush_checks(&mut *stats);
+        *stats
     };
     let _ = TARGETS.remove(cookie);
     let _ = FLOWS.remove(cookie);
@@ -266,14 +274,64 @@ fn update(ctx: &SockOpsContext, op: u32) {
     // Only full sockets accept bpf_setsockopt (the RTT/RETRANS/RTO callbacks
     // run on them; STATE_CB may not).
     if op != BPF_SOCK_OPS_STATE_CB {
-        apply_target(ctx, cookie, stats, now);
+        check_target(ctx, cookie, stats, now);
     }
 }
 
-/// Applies the flow's target, or lifts our limits if the target is missing or stale.
-fn apply_target(ctx: &SockOpsContext, cookie: u64, stats: &mut FlowStats, now: u64) {
-    bump(counters::TARGET_CHECKS);
-    let config = CONFIG.get(0).copied().unwrap_or_default();
+/// The per-ACK target check, cheap when nothing can have changed.
+///
+/// The flow's entry caches what the last full check ([`apply_target`])
+/// concluded: the configuration generation it saw and the instant its
+/// limits turn stale. User space bumps [`DatapathConfig::generation`] after
+/// every write of targets or configuration, so while the generation is the
+/// one cached and the limits in force are not past their deadline, the
+/// target map holds nothing new for this flow and a lookup would change
+/// nothing: the flow's limits stay as they are. Any other case runs the
+/// full check, exactly as every callback did before.
+fn check_target(ctx: &SockOpsContext, cookie: u64, stats: &mut FlowStats, now: u64) {
+    stats.unflushed_checks = stats.unflushed_checks.wrapping_add(1);
+    let Some(config) = CONFIG.get(0) else {
+        return;
+    };
+    let limited =
+        stats.applied_cwnd_clamp != CWND_UNCLAMPED || stats.applied_pacing != PACING_UNLIMITED;
+    if config.generation == stats.target_generation && (!limited || now <= stats.target_deadline_ns)
+    {
+        return;
+    }
+    flush_checks(stats);
+    let settled = apply_target(ctx, cookie, config, stats, now);
+    // A failed bpf_setsockopt leaves the generation unseen, so the next
+    // callback tries again (as every callback did before the cache).
+    stats.target_generation = if settled {
+        config.generation
+    } else {
+        config.generation.wrapping_sub(1)
+    };
+}
+
+/// Adds the flow's pending target checks to the shared counter.
+fn flush_checks(stats: &mut FlowStats) {
+    if stats.unflushed_checks == 0 {
+        return;
+    }
+    if let Some(slot) = COUNTERS.get_ptr_mut(counters::TARGET_CHECKS) {
+        // SAFETY: as in `bump`.
+        unsafe { *slot += u64::from(stats.unflushed_checks) };
+    }
+    stats.unflushed_checks = 0;
+}
+
+/// Applies the flow's target, or lifts our limits if the target is missing
+/// or stale. Returns true if the limits in force are now the wanted ones,
+/// and records in `stats.target_deadline_ns` when they turn stale.
+fn apply_target(
+    ctx: &SockOpsContext,
+    cookie: u64,
+    config: &DatapathConfig,
+    stats: &mut FlowStats,
+    now: u64,
+) -> bool {
     let stale_after = if config.stale_after_ns == 0 {
         DEFAULT_STALE_AFTER_NS
     } else {
@@ -281,10 +339,12 @@ fn apply_target(ctx: &SockOpsContext, cookie: u64, stats: &mut FlowStats, now: u
     };
     // SAFETY: copied out at once.
     let target = unsafe { TARGETS.get(cookie) }.copied();
-    let (want_cwnd, want_pacing) = match target {
+    let (want_cwnd, want_pacing, deadline) = match target {
         Some(t) if config.enforce != 0 && now.saturating_sub(t.written_ns) <= stale_after => (
             bound_cwnd(t.cwnd_clamp),
             bound_pacing(t.max_pacing_bytes_per_sec),
+            // Fresh while now - written_ns <= stale_after, as tested above.
+            t.written_ns.saturating_add(stale_after),
         ),
         Some(_) => {
             if stats.applied_cwnd_clamp != CWND_UNCLAMPED
@@ -292,16 +352,19 @@ fn apply_target(ctx: &SockOpsContext, cookie: u64, stats: &mut FlowStats, now: u
             {
                 bump(counters::TARGETS_EXPIRED);
             }
-            (CWND_UNCLAMPED, PACING_UNLIMITED)
+            (CWND_UNCLAMPED, PACING_UNLIMITED, u64::MAX)
         }
-        None => (CWND_UNCLAMPED, PACING_UNLIMITED),
+        None => (CWND_UNCLAMPED, PACING_UNLIMITED, u64::MAX),
     };
+    stats.target_deadline_ns = deadline;
+    let mut settled = true;
     if want_cwnd != stats.applied_cwnd_clamp {
         if setsockopt_u32(ctx, SOL_TCP, TCP_BPF_SNDCWND_CLAMP, want_cwnd) {
             stats.applied_cwnd_clamp = want_cwnd;
             bump(counters::TARGETS_APPLIED);
         } else {
             bump(counters::SETSOCKOPT_ERRORS);
+            settled = false;
         }
     }
     if want_pacing != stats.applied_pacing {
@@ -310,8 +373,10 @@ fn apply_target(ctx: &SockOpsContext, cookie: u64, stats: &mut FlowStats, now: u
             bump(counters::TARGETS_APPLIED);
         } else {
             bump(counters::SETSOCKOPT_ERRORS);
+            settled = false;
         }
     }
+    settled
 }
 
 fn bound_cwnd(clamp: u32) -> u32 {

@@ -25,6 +25,17 @@ struct Cli {
     command: Command,
 }
 
+/// A part of `bench-datapath`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchPart {
+    /// Control-step time for 1..10000 synthetic flows.
+    ControlLoop,
+    /// The sock_ops program's cost per callback (kernel BPF statistics).
+    Ebpf,
+    /// The daemon's CPU at 100 flows and a 20 ms interval.
+    DaemonCpu,
+}
+
 /// `--log-format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
@@ -136,11 +147,56 @@ enum Command {
         /// Iterations per flow count.
         #[arg(long, default_value_t = 200)]
         iterations: usize,
+        /// Only these parts (comma-separated): `control-loop`, `ebpf`,
+        /// `daemon-cpu` [default: all three].
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<BenchPart>,
+        /// Repeat the eBPF cost measurement this many times (one line each;
+        /// the spread matters on a shared machine).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+        ebpf_runs: u32,
         /// Print the results as one JSON document on stdout (the table
         /// goes to stderr). `--json FILE` (write them to FILE) still works
         /// for one release.
         #[arg(long, value_name = "FILE", num_args = 0..=1)]
         json: Option<Option<PathBuf>>,
+    },
+    /// What the datapath costs a saturating transfer (root): a loopback
+    /// iperf3 transfer with no program, with the sock_ops program in
+    /// observe-only mode, and under the daemon, interleaved over rounds;
+    /// throughput and CPU per byte side by side.
+    BenchOverhead {
+        /// Length of each transfer, whole seconds (e.g. 10s).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = DurationArg::new())]
+        duration: Duration,
+        /// Parallel flows of the transfer (iperf3 -P).
+        #[arg(long, default_value_t = 1)]
+        flows: usize,
+        /// Rounds; each runs the three modes once, in a rotating order.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Policy of the daemon mode (default: the embedded learned policy).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The iperf3 program.
+        #[arg(long, default_value = "iperf3")]
+        iperf3: PathBuf,
+        /// First loopback port of the iperf3 server (one more per run).
+        #[arg(long, default_value_t = 5400)]
+        port: u16,
+        /// The client's MSS in bytes (iperf3 -M), e.g. 1448 for an
+        /// Ethernet path's ACK rate [default: loopback's, about 64 KB].
+        #[arg(long)]
+        mss: Option<u32>,
+        /// Turn the kernel's BPF statistics on during the observe-only runs
+        /// and report the program's cost per callback (the statistics add
+        /// their own cost to those runs).
+        #[arg(long)]
+        bpf_stats: bool,
+        /// Print the results as one JSON document on stdout (the table
+        /// and progress go to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Time the learned policy's decide step alone for 1..10000 synthetic
     /// flows (no root, one libtorch thread), split into observation
@@ -422,8 +478,34 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::BenchDatapath {
             policy,
             iterations,
+            only,
+            ebpf_runs,
             json,
-        } => bench_datapath(policy, iterations, json)?,
+        } => bench_datapath(policy, iterations, &only, ebpf_runs, json)?,
+        Command::BenchOverhead {
+            duration,
+            flows,
+            rounds,
+            policy,
+            iperf3,
+            port,
+            mss,
+            bpf_stats,
+            json,
+        } => bench_overhead(
+            plume_cc::bench::overhead::OverheadConfig {
+                duration,
+                flows,
+                rounds,
+                iperf3,
+                plume_exe: std::env::current_exe()?,
+                policy,
+                port,
+                mss,
+                bpf_stats,
+            },
+            json,
+        )?,
         Command::BenchDecide {
             policy,
             flows,
@@ -666,41 +748,98 @@ fn run(command: Command) -> anyhow::Result<()> {
 fn bench_datapath(
     policy: Option<PathBuf>,
     iterations: usize,
+    only: &[BenchPart],
+    ebpf_runs: u32,
     json: Option<Option<PathBuf>>,
 ) -> anyhow::Result<()> {
     use daemon::bench;
     let exe = std::env::current_exe()?;
     let out = Output::new(json.as_ref().is_some_and(Option::is_none));
+    let wants = |p: BenchPart| only.is_empty() || only.contains(&p);
     // Default: the embedded learned policy, so `decide` includes the forward.
     let policy_path = policy.unwrap_or_else(|| PathBuf::from("default"));
     let mut make = || daemon::load_policy(&policy_path);
-    out.line(&format!(
-        "control step (read + decide + write), policy {}:",
-        policy_path.display()
-    ));
-    out.line(&format!(
-        "{:>7} {:>10} {:>10} {:>10} {:>10}",
-        "flows", "read_us", "decide_us", "write_us", "total_us"
-    ));
-    let rows = bench::control_loop(&[1, 100, 1000, 10_000], iterations, &mut make)?;
-    for r in &rows {
+    let mut v = serde_json::Map::new();
+    if wants(BenchPart::ControlLoop) {
         out.line(&format!(
-            "{:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-            r.flows, r.read_us, r.decide_us, r.write_us, r.total_us
+            "control step (read + decide + write), policy {}:",
+            policy_path.display()
         ));
+        out.line(&format!(
+            "{:>7} {:>10} {:>10} {:>10} {:>10}",
+            "flows", "read_us", "decide_us", "write_us", "total_us"
+        ));
+        let rows = bench::control_loop(&[1, 100, 1000, 10_000], iterations, &mut make)?;
+        for r in &rows {
+            out.line(&format!(
+                "{:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                r.flows, r.read_us, r.decide_us, r.write_us, r.total_us
+            ));
+        }
+        v.insert("control_loop".into(), serde_json::to_value(&rows)?);
     }
-    let cost = bench::ebpf_cost(&exe, Duration::from_secs(3))?;
-    out.line(&format!(
-        "eBPF sock_ops program: {:.0} ns mean per callback over {} callbacks ({:.0} callbacks/s of a saturating loopback flow)",
-        cost.mean_ns, cost.run_count, cost.callbacks_per_sec
-    ));
-    let cpu = bench::daemon_cpu(&exe, &policy_path, 100, 20, Duration::from_secs(5))?;
-    out.line(&format!(
-        "daemon CPU with {} flows at a {} ms interval: {:.2}% of one core over {:.1} s",
-        cpu.flows, cpu.interval_ms, cpu.cpu_percent, cpu.window_s
-    ));
-    let v = serde_json::json!({"control_loop": rows, "ebpf": cost, "daemon_cpu": cpu});
-    json_out(json, "bench-datapath", &v)
+    if wants(BenchPart::Ebpf) {
+        let mut costs = Vec::new();
+        for _ in 0..ebpf_runs {
+            let cost = bench::ebpf_cost(&exe, Duration::from_secs(3))?;
+            out.line(&format!(
+                "eBPF sock_ops program: {:.0} ns mean per callback over {} callbacks ({:.0} callbacks/s of a saturating loopback flow)",
+                cost.mean_ns, cost.run_count, cost.callbacks_per_sec
+            ));
+            costs.push(cost);
+        }
+        // One run: the object as before; several: an array.
+        v.insert(
+            "ebpf".into(),
+            if costs.len() == 1 {
+                serde_json::to_value(&costs[0])?
+            } else {
+                serde_json::to_value(&costs)?
+            },
+        );
+    }
+    if wants(BenchPart::DaemonCpu) {
+        let cpu = bench::daemon_cpu(&exe, &policy_path, 100, 20, Duration::from_secs(5))?;
+        out.line(&format!(
+            "daemon CPU with {} flows at a {} ms interval: {:.2}% of one core over {:.1} s",
+            cpu.flows, cpu.interval_ms, cpu.cpu_percent, cpu.window_s
+        ));
+        v.insert("daemon_cpu".into(), serde_json::to_value(&cpu)?);
+    }
+    json_out(json, "bench-datapath", &serde_json::Value::Object(v))
+}
+
+fn bench_overhead(
+    cfg: plume_cc::bench::overhead::OverheadConfig,
+    json: bool,
+) -> anyhow::Result<()> {
+    use plume_cc::bench::overhead;
+    cfg.validate()?;
+    overhead::preflight()?;
+    let out = Output::new(json);
+    let total = (cfg.rounds * overhead::Mode::ALL.len()) as u64;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} runs, {elapsed} elapsed, ~{eta} left  {msg}",
+    )?);
+    let report = overhead::run(&cfg, &mut |r| {
+        bar.set_message(format!(
+            "round {} {}: {:.2} Gbit/s, {:.0} CPU ns/kB",
+            r.round,
+            r.mode.name(),
+            r.gbps,
+            r.cpu_ns_per_kb
+        ));
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    for line in overhead::table(&report).lines() {
+        out.line(line);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
 }
 
 /// Where a command's human-readable lines go: stdout, or stderr when

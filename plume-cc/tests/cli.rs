@@ -40,6 +40,32 @@ fn a_zero_rate_synthetic_trace_is_refused() {
 }
 
 #[test]
+fn bench_overhead_refuses_bad_settings_before_touching_the_kernel() {
+    // Checked before any cgroup, program or iperf3 (so no root is needed
+    // to see the error), each naming the flag and its range.
+    for (args, needle) in [
+        (&["--flows", "0"][..], "[1, 128]"),
+        (&["--rounds", "0"][..], "[1, 100]"),
+        (&["--duration", "1500ms"][..], "whole seconds"),
+        (&["--mss", "100"][..], "[536, 9000]"),
+    ] {
+        let o = Command::new(EXE)
+            .arg("bench-overhead")
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(args[0]) && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        assert!(o.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+}
+
+#[test]
 fn a_bad_corpus_mix_names_its_cause_and_writes_nothing() {
     let dir = common::tmpdir("bad-mix");
     let src = dir.join("src");

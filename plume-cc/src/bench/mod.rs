@@ -21,6 +21,7 @@
 pub mod cli;
 pub mod config;
 pub mod flows;
+pub mod overhead;
 pub mod plot;
 pub mod report;
 pub mod result;

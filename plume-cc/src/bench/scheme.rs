@@ -169,6 +169,22 @@ pub struct SenderSetup {
 }
 
 impl SenderSetup {
+    /// A sender that joins `cgroup` and nothing else (no daemon, the
+    /// kernel's default congestion control): what `bench-overhead` compares
+    /// the datapath against.
+    pub fn cgroup_only(cgroup: OwnedCgroup) -> Self {
+        Self {
+            congestion: None,
+            cgroup: Some(cgroup),
+            daemon: None,
+        }
+    }
+
+    /// Process id of the daemon, if the scheme runs one.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
     /// The cgroup the sender joins, if any.
     pub fn cgroup(&self) -> Option<&Path> {
         self.cgroup.as_ref().map(OwnedCgroup::path)

@@ -232,7 +232,10 @@ pub struct EbpfCost {
     pub callbacks_per_sec: f64,
 }
 
-fn set_bpf_stats(on: bool) -> anyhow::Result<bool> {
+/// Turns `kernel.bpf_stats_enabled` on or off; returns whether it was on.
+/// (The statistics cost two clock reads per program run, so they are only
+/// on while measured.)
+pub fn set_bpf_stats(on: bool) -> anyhow::Result<bool> {
     let p = "/proc/sys/kernel/bpf_stats_enabled";
     let before = std::fs::read_to_string(p).context("reading kernel.bpf_stats_enabled")?;
     std::fs::write(p, if on { "1" } else { "0" }).context("writing kernel.bpf_stats_enabled")?;

@@ -324,7 +324,7 @@ pub async fn run(
     let dp_config = DatapathConfig {
         stale_after_ns: config.stale_after.as_nanos() as u64,
         enforce: 1,
-        _pad: 0,
+        generation: 0,
         base_cc: config
             .base_cc
             .as_deref()

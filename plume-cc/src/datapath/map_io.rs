@@ -20,9 +20,42 @@ impl Datapath {
         self.pin_dir.as_deref()
     }
 
-    /// Writes the datapath knobs.
+    /// Writes the datapath knobs. `config.generation` is ignored: the one in
+    /// force is bumped, so every flow re-checks its target under the new
+    /// knobs on its next callback.
     pub fn set_config(&mut self, config: DatapathConfig) -> Result<(), DatapathError> {
-        self.config.set(0, config, 0).map_err(map_err(maps::CONFIG))
+        let generation = match self.config() {
+            Ok(c) => c.generation.wrapping_add(1),
+            Err(_) => config.generation,
+        };
+        self.config
+            .set(
+                0,
+                DatapathConfig {
+                    generation,
+                    ..config
+                },
+                0,
+            )
+            .map_err(map_err(maps::CONFIG))
+    }
+
+    /// Tells the program that targets changed: bumps
+    /// [`DatapathConfig::generation`], the one thing a flow's callback
+    /// compares before it looks its target up (see the eBPF crate). Every
+    /// write or removal of targets ends with this.
+    fn bump_generation(&mut self) -> Result<(), DatapathError> {
+        let config = self.config()?;
+        self.config
+            .set(
+                0,
+                DatapathConfig {
+                    generation: config.generation.wrapping_add(1),
+                    ..config
+                },
+                0,
+            )
+            .map_err(map_err(maps::CONFIG))
     }
 
     /// The datapath knobs in force.
@@ -62,7 +95,7 @@ impl Datapath {
             map: maps::FLOW_TARGETS,
             reason: format!("batched update: {e}"),
         })?;
-        Ok(())
+        self.bump_generation()
     }
 
     /// Removes target entries whose flow is gone (closed between a read and
@@ -74,6 +107,9 @@ impl Datapath {
                 let _ = self.targets.remove(&cookie);
                 orphans += 1;
             }
+        }
+        if orphans > 0 {
+            self.bump_generation()?;
         }
         Ok(orphans)
     }
@@ -96,7 +132,9 @@ impl Datapath {
     /// Deletes a flow's statistics and target (a flow whose socket is gone;
     /// the program would have done it on TCP_CLOSE).
     pub fn remove_flow(&mut self, cookie: u64) -> Result<(), DatapathError> {
-        let _ = self.targets.remove(&cookie);
+        if self.targets.remove(&cookie).is_ok() {
+            self.bump_generation()?;
+        }
         match self.flows.remove(&cookie) {
             Ok(()) => Ok(()),
             // Already gone (the program's own TCP_CLOSE path raced us).
@@ -216,6 +254,7 @@ impl Datapath {
             let _ = self.targets.remove(&cookie);
             return Ok(false);
         }
+        self.bump_generation()?;
         Ok(true)
     }
 
@@ -273,6 +312,7 @@ impl Datapath {
         for cookie in self.target_cookies()? {
             let _ = self.targets.remove(&cookie);
         }
+        self.bump_generation()?;
         if let Some(LinkHold::Pinned(link)) = self.link.take() {
             let link = link.unpin().map_err(|e| DatapathError::Attach {
                 path: self.cgroup.clone(),

@@ -184,7 +184,9 @@ pub struct Counters {
     pub events_dropped: u64,
     /// Flows whose kernel congestion control was pinned at establishment.
     pub base_pinned: u64,
-    /// Callbacks that checked a flow's target (see `counters::TARGET_CHECKS`).
+    /// Callbacks that checked a flow's target (see `counters::TARGET_CHECKS`;
+    /// added per flow in bulk, so it may trail by the checks since the
+    /// last write of targets).
     pub target_checks: u64,
 }
 
