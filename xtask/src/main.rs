@@ -93,8 +93,8 @@ enum Task {
     /// .deb with the same and the units in /lib/systemd/system.
     Dist(dist::Options),
     /// Fuzz every parser of outside input (`plume_cc::fuzz`) with cargo-fuzz
-    /// on the pinned nightly, each for `--seconds`, starting from and adding
-    /// to the committed corpora in fuzz/corpus. Installs cargo-fuzz if it is
+    /// on the pinned nightly, each for `--seconds`, seeded by the committed
+    /// corpora in fuzz/corpus (new inputs go to fuzz/target/corpus). Installs cargo-fuzz if it is
     /// missing. CI does not fuzz; it replays the corpora
     /// (plume-cc/tests/fuzz_corpora.rs).
     Fuzz {
@@ -374,6 +374,11 @@ fn fuzz(seconds: u64, only: &[String]) -> anyhow::Result<()> {
         .filter(|t| only.is_empty() || only.iter().any(|o| o == *t))
     {
         let corpus = root.join("fuzz/corpus").join(t);
+        // New inputs go to a scratch folder (libFuzzer writes to the first
+        // one); the committed corpus only seeds it. Commit an input by hand
+        // when it found a bug, so the replay test keeps it fixed.
+        let scratch = root.join("fuzz/target/corpus").join(t);
+        std::fs::create_dir_all(&scratch)?;
         // libFuzzer without a sanitizer: libtorch's C++ runtime and ASan do
         // not load together; overflow checks and debug assertions stay on
         // (cargo-fuzz's default), and they are what finds Rust bugs here.
@@ -386,13 +391,14 @@ fn fuzz(seconds: u64, only: &[String]) -> anyhow::Result<()> {
                 .env("LD_LIBRARY_PATH", root.join(".plume/libtorch/lib"))
                 .current_dir(root.join("fuzz"))
                 .args([nightly.as_str(), "fuzz", "run", "--sanitizer", "none", t])
+                .arg(&scratch)
                 .arg(&corpus)
                 .arg("--")
                 .arg(format!("-max_total_time={seconds}")),
         )?;
-        let inputs = std::fs::read_dir(&corpus)?.count();
+        let inputs = std::fs::read_dir(&scratch)?.count();
         report.push(format!(
-            "{t}: {:.0} s, 0 crashes, corpus {inputs} inputs",
+            "{t}: {:.0} s, 0 crashes, {inputs} new inputs",
             took.as_secs_f64()
         ));
     }
