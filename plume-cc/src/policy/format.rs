@@ -207,22 +207,7 @@ pub fn load_trainable(dir: &Path) -> Result<(ActorCritic, PolicyMetadata), Polic
         ));
     }
     let named = tensors_from_safetensors(&bytes, &weights_path)?;
-    let model =
-        ActorCritic::from_named(&meta.architecture, named).map_err(|(name, expected, found)| {
-            if found.is_empty() {
-                PolicyError::MissingTensor {
-                    path: weights_path.clone(),
-                    name,
-                }
-            } else {
-                mismatch(
-                    &weights_path,
-                    &format!("tensor {name} shape"),
-                    format!("{expected:?}"),
-                    format!("{found:?}"),
-                )
-            }
-        })?;
+    let model = model_from_named(&meta, named, &weights_path)?;
     Ok((model, meta))
 }
 
@@ -276,21 +261,30 @@ pub fn load_for_finetune(
                 .filter(|(n, _)| n.starts_with("critic.")),
         );
     }
-    let model =
-        ActorCritic::from_named(&meta.architecture, named).map_err(|(name, expected, found)| {
-            if found.is_empty() {
-                PolicyError::MissingTensor {
-                    path: weights_path.clone(),
-                    name,
-                }
-            } else {
-                mismatch(
-                    &weights_path,
-                    &format!("tensor {name} shape"),
-                    format!("{expected:?}"),
-                    format!("{found:?}"),
-                )
-            }
-        })?;
+    let model = model_from_named(&meta, named, &weights_path)?;
     Ok((model, meta))
+}
+
+/// The trainable network from named tensors, a missing or misshapen tensor
+/// named in the error (shared by loading and resuming a policy).
+fn model_from_named(
+    meta: &PolicyMetadata,
+    named: Vec<(String, Tensor)>,
+    weights_path: &Path,
+) -> Result<ActorCritic, PolicyError> {
+    ActorCritic::from_named(&meta.architecture, named).map_err(|(name, expected, found)| {
+        if found.is_empty() {
+            PolicyError::MissingTensor {
+                path: weights_path.to_path_buf(),
+                name,
+            }
+        } else {
+            mismatch(
+                weights_path,
+                &format!("tensor {name} shape"),
+                format!("{expected:?}"),
+                format!("{found:?}"),
+            )
+        }
+    })
 }
