@@ -133,9 +133,14 @@ pub fn contrast_target(
     obs: &Observation,
     raw: [f32; 2],
     (prev, mss): (Target, u32),
+    mode: crate::policy::Mode,
     log2_mult: f32,
 ) -> Target {
-    let mut t = scaling.to_target(raw, &flow_context_from_observation(obs, mss));
+    let ctx = crate::policy::FlowContext {
+        mode,
+        ..flow_context_from_observation(obs, mss)
+    };
+    let mut t = scaling.to_target(raw, &ctx);
     if log2_mult != 0.0 && t.cwnd_clamp_segments != CWND_UNCLAMPED {
         let c = (f64::from(t.cwnd_clamp_segments) * f64::from(log2_mult).exp2()).round();
         t.cwnd_clamp_segments = c.clamp(
@@ -143,7 +148,11 @@ pub fn contrast_target(
             f64::from(scaling.max_cwnd_segments),
         ) as u32;
     }
-    scaling.limit_step(t, prev)
+    if scaling.probing(&ctx) {
+        t
+    } else {
+        scaling.limit_step(t, prev)
+    }
 }
 
 /// Simulates `branches` of `episodes` with `policy` (module docs);
@@ -218,6 +227,7 @@ pub fn run_branches(
                 &obs[i],
                 raw[k],
                 envs[i].flow_limits_and_mss(0),
+                envs[i].controlled_mode(),
                 log2,
             );
             targets[i] = Some(t);

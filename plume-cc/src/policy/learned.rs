@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::api::{Decision, FlowPolicy, PolicyContract};
 use super::file::BatchScratch;
 use super::observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
-use super::{flow_context_from_observation, LoadedPolicy};
+use super::{flow_context, LoadedPolicy};
 
 /// Where the time of the last [`FlowPolicy::decide`] went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -221,14 +221,16 @@ impl FlowPolicy for LearnedPolicy {
         self.last_cookies.extend(flows.iter().map(|(c, _)| *c));
         let scaling = self.policy.metadata().action_scaling;
         out.reserve(flows.len());
-        for ((a, (_, stats)), obs) in self
+        for (((a, (_, stats)), obs), &slot) in self
             .actions
             .chunks_exact(2)
             .zip(flows)
             .zip(self.obs.chunks_exact(len))
+            .zip(&self.order)
         {
-            let t = scaling.limit_step(
-                scaling.to_target([a[0], a[1]], &flow_context_from_observation(obs, stats.mss)),
+            let t = scaling.next_target(
+                [a[0], a[1]],
+                &flow_context(obs, stats.mss, &self.builders[slot]),
                 super::Target {
                     cwnd_clamp_segments: stats.applied_cwnd_clamp,
                     max_pacing_bytes_per_sec: stats.applied_pacing,
@@ -324,10 +326,12 @@ mod tests {
             let scaling = self.policy.metadata().action_scaling;
             let len = OBSERVATION_LEN;
             let mut out = Vec::new();
-            for (i, (a, (_, stats))) in actions.iter().zip(flows).enumerate() {
+            for (i, (a, (cookie, stats))) in actions.iter().zip(flows).enumerate() {
                 let o = &obs[i * len..(i + 1) * len];
-                let t = scaling.limit_step(
-                    scaling.to_target(*a, &flow_context_from_observation(o, stats.mss)),
+                let b = &self.builders[cookie];
+                let t = scaling.next_target(
+                    *a,
+                    &crate::policy::flow_context(o, stats.mss, b),
                     crate::policy::Target {
                         cwnd_clamp_segments: stats.applied_cwnd_clamp,
                         max_pacing_bytes_per_sec: stats.applied_pacing,

@@ -15,6 +15,7 @@
 //!   [`Guard`]) and the scripted test policy;
 //! - [`learned`]: [`LoadedPolicy`] behind [`FlowPolicy`].
 pub mod api;
+pub mod competition;
 pub mod file;
 pub mod filter;
 pub mod format;
@@ -28,13 +29,14 @@ pub use api::{
     Decision, FlowPolicy, Guard, GuardCounts, LastBatch, PolicyContract, ScriptError, ScriptFile,
     ScriptStep, ScriptedPolicy,
 };
+pub use competition::{CompetitionDetector, Mode};
 pub use file::{
     default_policy, default_policy_bytes, BatchScratch, ForwardTiming, LoadedPolicy, PolicyError,
     PolicyMetadata,
 };
 pub(crate) use format::sha256_hex;
 pub use learned::{DecideTiming, LearnedPolicy};
-pub use model::{ActionScaling, FlowContext, Target};
+pub use model::{ActionScaling, CompetitionRule, FlowContext, Target};
 pub use objective::Objective;
 pub use observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
 
@@ -60,6 +62,17 @@ pub fn flow_context_from_observation(obs: &[f32], mss_bytes: u32) -> FlowContext
         max_rate_bytes_per_sec: max_rate_mbps.max(0.0) * 1e6 / 8.0,
         mss_bytes,
         srtt_us: (min_rtt_us * (1.0 + srtt_excess)).round() as u32,
+        mode: Mode::Default,
+    }
+}
+
+/// [`flow_context_from_observation`] with the flow's competition mode from
+/// the builder that made `obs` (the one piece of the context that is state,
+/// not a feature: see [`competition`]).
+pub fn flow_context(obs: &[f32], mss_bytes: u32, builder: &ObservationBuilder) -> FlowContext {
+    FlowContext {
+        mode: builder.mode(),
+        ..flow_context_from_observation(obs, mss_bytes)
     }
 }
 

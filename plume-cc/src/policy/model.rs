@@ -22,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
+use super::competition::{Mode, DRAIN_GAIN};
 use plume_cc_common::{CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED};
 
 /// Number of action dimensions: `[cwnd lever, pacing lever]`.
@@ -177,6 +178,9 @@ pub struct FlowContext {
     /// Smoothed RTT at the latest sample, microseconds (0: unknown); only
     /// read when [`ActionScaling::rtt_ref_exponent`] is above 0.
     pub srtt_us: u32,
+    /// The flow's competition mode (see [`super::competition`]); only read
+    /// when [`ActionScaling::competition`] is set.
+    pub mode: Mode,
 }
 
 /// A flow's limits in the datapath's units: the fields of the maps'
@@ -265,6 +269,37 @@ pub struct ActionScaling {
     /// What the second action dimension sets (see [`SecondAction`]).
     #[serde(default)]
     pub second_action: SecondAction,
+    /// The competition rule: drain probes and a competitive mode (see
+    /// [`CompetitionRule`]); none in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub competition: Option<CompetitionRule>,
+}
+
+/// What the mapping does with the flow's competition [`Mode`]
+/// ([`super::competition`] has the detector and why).
+///
+/// - [`Mode::Probe`]: the clamp is [`super::competition::DRAIN_GAIN`] BDPs
+///   of the flow's current rate over the min RTT, whatever the action, and
+///   it applies at once (no per-interval step limit), so that the probe
+///   drains what the flow holds within a round trip or two.
+/// - [`Mode::Competitive`]: the clamp's BDP is taken over
+///   `min_rtt^(1-e) * srtt^e` with `e = competitive_exponent` (as
+///   [`ActionScaling::rtt_ref_exponent`] does), so a competitor's queue does
+///   not shrink the flow's share; the action still scales it.
+/// - [`Mode::Default`]: the mapping as without the rule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompetitionRule {
+    /// The clamp's RTT exponent in competitive mode, in `(0, 1]`.
+    pub competitive_exponent: f32,
+}
+
+impl CompetitionRule {
+    /// True when the exponent is within `(0, 1]`.
+    pub fn is_valid(&self) -> bool {
+        self.competitive_exponent.is_finite()
+            && self.competitive_exponent > 0.0
+            && self.competitive_exponent <= 1.0
+    }
 }
 
 /// What the second action dimension `a[1]` sets.
@@ -303,6 +338,7 @@ impl Default for ActionScaling {
             max_log2_step: 0.5,
             rtt_ref_exponent: 0.0,
             second_action: SecondAction::Pacing,
+            competition: None,
         }
     }
 }
@@ -325,6 +361,24 @@ impl ActionScaling {
             && self.max_log2_step.is_finite()
             && (0.0..=8.0).contains(&self.max_log2_step)
             && (0.0..=1.0).contains(&self.rtt_ref_exponent)
+            && self.competition.is_none_or(|c| c.is_valid())
+    }
+
+    /// The limits for raw action `raw` on the flow `ctx`, moved at most one
+    /// step from `prev`, the limits in force ([`Self::to_target`] then
+    /// [`Self::limit_step`]); a drain probe applies at once.
+    pub fn next_target(&self, raw: [f32; 2], ctx: &FlowContext, prev: Target) -> Target {
+        let t = self.to_target(raw, ctx);
+        if self.probing(ctx) {
+            t
+        } else {
+            self.limit_step(t, prev)
+        }
+    }
+
+    /// True when the rule is on and `ctx` is in a drain probe.
+    pub fn probing(&self, ctx: &FlowContext) -> bool {
+        self.competition.is_some() && matches!(ctx.mode, Mode::Probe { .. })
     }
 
     /// `new` with each limit moved at most `max_log2_step` octaves from the
@@ -387,6 +441,10 @@ impl ActionScaling {
             SecondAction::Pacing => f64::from(self.rtt_ref_exponent),
             SecondAction::RttExponent => f64::from(self.rtt_ref_exponent) * (a1 + 1.0) / 2.0,
         };
+        let exponent = match (self.competition, ctx.mode) {
+            (Some(c), Mode::Competitive) => f64::from(c.competitive_exponent),
+            _ => exponent,
+        };
         let a1 = match self.second_action {
             SecondAction::Pacing => a1,
             SecondAction::RttExponent => 0.0,
@@ -399,6 +457,13 @@ impl ActionScaling {
         let bdp = rate * ref_rtt / 1e6 / mss;
         let cwnd = (f64::from(self.cwnd_gain) * bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2())
             .round();
+        let cwnd = match (self.competition, ctx.mode) {
+            // A drain probe: below one BDP of the share the flow holds now.
+            (Some(_), Mode::Probe { rate_bytes_per_sec }) => {
+                (DRAIN_GAIN * rate_bytes_per_sec * min_rtt / 1e6 / mss).round()
+            }
+            _ => cwnd,
+        };
         let cwnd = cwnd.clamp(
             f64::from(self.min_cwnd_segments),
             f64::from(self.max_cwnd_segments),
@@ -653,6 +718,7 @@ mod tests {
             max_rate_bytes_per_sec: 1.25e6,
             mss_bytes: 1000,
             srtt_us: 0,
+            mode: Mode::Default,
         };
         // 2 BDPs (2 x 50 segments), 1.25 x the anchor.
         let t = s.to_target([0.0, 0.0], &ctx);
@@ -702,6 +768,7 @@ mod tests {
             max_rate_bytes_per_sec: 1.25e6,
             mss_bytes: 1000,
             srtt_us: 160_000,
+            mode: Mode::Default,
         };
         let at = |e: f32| {
             ActionScaling {
@@ -757,6 +824,7 @@ mod tests {
             max_rate_bytes_per_sec: 1.25e6,
             mss_bytes: 1000,
             srtt_us: 0,
+            mode: Mode::Default,
         };
         let t = s.to_target([0.0, 0.0], &ctx);
         assert_eq!(t.cwnd_clamp_segments, 50);
@@ -778,6 +846,7 @@ mod tests {
             max_rate_bytes_per_sec: 1000.0,
             mss_bytes: 1500,
             srtt_us: 0,
+            mode: Mode::Default,
         };
         let t = s.to_target([-1.0, -1.0], &tiny);
         assert_eq!(t.cwnd_clamp_segments, s.min_cwnd_segments);
@@ -808,5 +877,71 @@ mod tests {
         // At the mean: -sum(log_std) - d/2 ln(2 pi).
         let expect = 1.0 - (2.0 * std::f64::consts::PI).ln();
         assert!((lp.double_value(&[0]) - expect).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_competition_rule_drains_in_a_probe_and_follows_the_srtt_when_competitive() {
+        let ctx = FlowContext {
+            min_rtt_us: 40_000,
+            max_rate_bytes_per_sec: 1.25e6,
+            mss_bytes: 1000,
+            srtt_us: 160_000,
+            mode: Mode::Default,
+        };
+        let rule = ActionScaling {
+            competition: Some(CompetitionRule {
+                competitive_exponent: 1.0,
+            }),
+            ..ActionScaling::default()
+        };
+        let plain = ActionScaling::default();
+        // Default mode: exactly the mapping without the rule (2 BDPs of 50).
+        let t = rule.to_target([0.0, 0.0], &ctx);
+        assert_eq!(t, plain.to_target([0.0, 0.0], &ctx));
+        assert_eq!(t.cwnd_clamp_segments, 100);
+        // Competitive: over the srtt, 4x; the action still scales it.
+        let comp = FlowContext {
+            mode: Mode::Competitive,
+            ..ctx
+        };
+        assert_eq!(rule.to_target([0.0, 0.0], &comp).cwnd_clamp_segments, 400);
+        assert_eq!(rule.to_target([-0.5, 0.0], &comp).cwnd_clamp_segments, 200);
+        // The mode means nothing to a policy without the rule.
+        assert_eq!(plain.to_target([0.0, 0.0], &comp), t);
+        // A probe: half a BDP of the current rate (0.5 MB/s: 10 segments),
+        // whatever the action, and at once.
+        let probe = FlowContext {
+            mode: Mode::Probe {
+                rate_bytes_per_sec: 0.5e6,
+            },
+            ..ctx
+        };
+        let prev = Target {
+            cwnd_clamp_segments: 100,
+            max_pacing_bytes_per_sec: 1_562_500,
+        };
+        assert_eq!(
+            rule.next_target([1.0, 0.0], &probe, prev)
+                .cwnd_clamp_segments,
+            10
+        );
+        // Without the rule the step limit holds: 100 / 2^0.5.
+        assert_eq!(
+            plain
+                .next_target([-1.0, 0.0], &ctx, prev)
+                .cwnd_clamp_segments,
+            71
+        );
+        // Invalid exponents are refused.
+        for e in [0.0, -1.0, 1.5, f32::NAN] {
+            let bad = ActionScaling {
+                competition: Some(CompetitionRule {
+                    competitive_exponent: e,
+                }),
+                ..ActionScaling::default()
+            };
+            assert!(!bad.is_valid(), "{e}");
+        }
+        assert!(rule.is_valid());
     }
 }

@@ -49,6 +49,7 @@
 
 use plume_cc_common::PACING_UNLIMITED;
 
+use super::competition::{CompetitionDetector, DetectorSample, Mode};
 use super::filter::WindowedMax;
 use super::objective::Objective;
 
@@ -157,6 +158,7 @@ pub struct ObservationBuilder {
     blocks: [[f32; BLOCK_LEN]; HISTORY_LEN],
     newest: usize,
     seen: usize,
+    competition: CompetitionDetector,
 }
 
 impl Default for ObservationBuilder {
@@ -188,6 +190,7 @@ impl ObservationBuilder {
             blocks: [[0.0; BLOCK_LEN]; HISTORY_LEN],
             newest: 0,
             seen: 0,
+            competition: CompetitionDetector::new(),
         }
     }
 
@@ -200,6 +203,13 @@ impl ObservationBuilder {
     /// (see the module docs).
     pub fn max_rate_bytes_per_sec(&self) -> f64 {
         self.anchor.get()
+    }
+
+    /// The flow's competition mode for the next interval (see
+    /// [`super::competition`]); only policies with a
+    /// [`super::CompetitionRule`] act on it.
+    pub fn mode(&self) -> Mode {
+        self.competition.mode()
     }
 
     /// Consumes the sample taken at the end of a monitor interval and returns
@@ -309,6 +319,16 @@ impl ObservationBuilder {
             self.newest = (self.newest + 1) % HISTORY_LEN;
             self.blocks[self.newest] = block;
             self.seen = (self.seen + 1).min(HISTORY_LEN);
+        }
+        if self.prev.is_some() {
+            self.competition.update(&DetectorSample {
+                timestamp_us: s.timestamp_us,
+                min_rtt_us: s.min_rtt_us,
+                srtt_us: s.srtt_us,
+                last_rtt_us: s.last_rtt_us,
+                interval_rate_bytes_per_sec: interval_rate,
+                interval_us: dt_us,
+            });
         }
         self.prev = Some(*s);
 

@@ -97,6 +97,11 @@ pub struct TrainArgs {
     /// [0, 1] (recorded in the policy file; see `ActionScaling`).
     #[arg(long, default_value_t = 0.0, value_name = "E")]
     pub rtt_ref_exponent: f32,
+    /// The competition rule (policy::competition): drain probes every 2 s,
+    /// and in competitive mode (a probe that did not drain) the clamp's BDP
+    /// over `min_rtt^(1-E) * srtt^E`. E in (0, 1]; off when not given.
+    #[arg(long, value_name = "E")]
+    pub competitive_exponent: Option<f32>,
     /// The cwnd clamp at action 0, in BDPs (the fixed rule's clamp).
     #[arg(long, default_value_t = 2.0, value_name = "BDPS")]
     pub cwnd_gain: f32,
@@ -248,11 +253,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         config.scaling.second_action = crate::policy::model::SecondAction::RttExponent;
     }
     config.scaling.cwnd_log2_span = args.cwnd_log2_span;
+    config.scaling.competition =
+        args.competitive_exponent
+            .map(|e| crate::policy::CompetitionRule {
+                competitive_exponent: e,
+            });
     config.reward.queue_penalty = args.queue_penalty;
     if !config.scaling.is_valid() {
         return Err(anyhow::anyhow!(
-            "--rtt-ref-exponent must be within [0, 1], --cwnd-gain within [0.25, 8] and the spans positive (got {}, {}, {} and {})",
+            "--rtt-ref-exponent must be within [0, 1], --competitive-exponent within (0, 1], --cwnd-gain within [0.25, 8] and the spans positive (got {}, {:?}, {}, {} and {})",
             args.rtt_ref_exponent,
+            args.competitive_exponent,
             args.cwnd_gain,
             args.cwnd_log2_span,
             args.pacing_log2_span

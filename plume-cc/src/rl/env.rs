@@ -25,10 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Env, EnvConfig, StepResult, VecEnv};
 use crate::plume::TraceSampler;
-use crate::policy::flow_context_from_observation;
 use crate::policy::model::ActionScaling;
 use crate::policy::observation::{Observation, OBSERVATION_LEN};
 use crate::policy::Target;
+use crate::policy::{flow_context_from_observation, FlowContext, Mode};
 use crate::sim::{QueueLimit, Schedule};
 
 use super::ppo::{BatchEnv, PpoError};
@@ -327,7 +327,13 @@ pub fn apply_scenario(
 /// flow context read back from the observation (as the daemon does), each
 /// limit moved at most one step from the limits in force.
 pub fn env_action(scaling: &ActionScaling, obs: &Observation, raw: [f32; 2], env: &Env) -> Target {
-    mapped_target(scaling, obs, raw, env.flow_limits_and_mss(0))
+    mapped_target(
+        scaling,
+        obs,
+        raw,
+        env.flow_limits_and_mss(0),
+        env.controlled_mode(),
+    )
 }
 
 /// The action mapping shared by the controlled flow and its peers: `raw`
@@ -338,11 +344,13 @@ fn mapped_target(
     obs: &Observation,
     raw: [f32; 2],
     (prev, mss): (Target, u32),
+    mode: Mode,
 ) -> Target {
-    scaling.limit_step(
-        scaling.to_target(raw, &flow_context_from_observation(obs, mss)),
-        prev,
-    )
+    let ctx = FlowContext {
+        mode,
+        ..flow_context_from_observation(obs, mss)
+    };
+    scaling.next_target(raw, &ctx, prev)
 }
 
 /// The targets of `env`'s peers for raw actions `raw` (one per peer, in
@@ -355,7 +363,13 @@ pub fn peer_actions(scaling: &ActionScaling, env: &Env, raw: &[[f32; 2]]) -> Vec
         .enumerate()
         .map(|(i, (obs, a))| {
             let flow = env.peer_flow(i).unwrap_or(usize::MAX);
-            mapped_target(scaling, obs, *a, env.flow_limits_and_mss(flow))
+            mapped_target(
+                scaling,
+                obs,
+                *a,
+                env.flow_limits_and_mss(flow),
+                env.peer_mode(i),
+            )
         })
         .collect()
 }

@@ -265,6 +265,19 @@ impl Env {
             })
     }
 
+    /// The controlled flow's competition mode (its observation builder's).
+    pub fn controlled_mode(&self) -> crate::policy::Mode {
+        self.builder.mode()
+    }
+
+    /// Peer `i`'s competition mode (default for an unknown peer).
+    pub fn peer_mode(&self, i: usize) -> crate::policy::Mode {
+        self.peers
+            .get(i)
+            .map(|p| p.builder.mode())
+            .unwrap_or_default()
+    }
+
     /// The network's flow index of peer `i`.
     pub fn peer_flow(&self, i: usize) -> Option<usize> {
         self.peers.get(i).map(|p| p.flow)

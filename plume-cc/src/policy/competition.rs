@@ -1,0 +1,293 @@
+//! Detecting a buffer-filling competitor from what one flow can see: Copa's
+//! competitive-mode idea (Arun and Balakrishnan, NSDI'18), made explicit
+//! with periodic drain probes in the style of BBR's ProbeRTT.
+//!
+//! **Why.** A ceiling taken over the min RTT holds a small queue when the
+//! flow is alone, but beside a CUBIC flow that keeps a deep buffer full it
+//! cannot hold a share: every clamp of `k` BDPs lets the flow deliver at
+//! most `k * min_rtt / srtt` of its rate, and its rate anchor follows it
+//! down (docs/TRAINING.md, "Holding a share"). A ceiling over the srtt holds
+//! a share there, but alone it lets the base controller fill the buffer.
+//! No single mapping serves both, and the trainer did not learn to switch
+//! between them from the observation (the same section). The difference is
+//! observable only by acting: a queue that the flow builds itself drains
+//! when the flow sends below its share for a few round trips; a queue that
+//! a buffer-filling competitor holds does not.
+//!
+//! **The rule.** Every [`PROBE_PERIOD_US`] or [`PROBE_PERIOD_RTTS`] min
+//! RTTs, whichever is longer (on the monitor's clock, so that
+//! the flows of one daemon, or of one simulated bottleneck, probe together
+//! and drain each other's queue too, Copa's synchronised draining) the flow
+//! *probes*: its clamp drops to [`DRAIN_GAIN`] times its current delivery
+//! rate times the min RTT, below one BDP of whatever share it holds. If an
+//! RTT sample comes within [`DRAINED_EXCESS`] of the min RTT, the queue
+//! drained and the flow is in *default* mode. If it does not by the
+//! deadline (the time the flow's own queue at the start of the probe would
+//! take to drain at half the rate, twice the queueing delay plus a round
+//! trip, at most [`PROBE_MAX_US`]), someone else holds the queue and the flow is in *competitive*
+//! mode until a later probe drains. In competitive mode probes come only
+//! every [`COMPETITIVE_RECHECK`]-th period, since each one gives up share.
+//!
+//! The detector is pure state over the samples the datapath reports (min
+//! RTT, srtt, the last RTT sample, delivered segments, the monitor's
+//! timestamps); the simulator and the daemon run the same code, as they do
+//! the observation builder that owns it.
+
+/// The probe period is the longer of this, microseconds, ...
+pub const PROBE_PERIOD_US: u64 = 2_000_000;
+/// ... and this many min RTTs (a probe costs a few round trips, so at long
+/// RTTs it comes less often).
+pub const PROBE_PERIOD_RTTS: u64 = 20;
+/// In competitive mode, a probe every this many periods.
+pub const COMPETITIVE_RECHECK: u64 = 8;
+/// The clamp during a probe, in BDPs of the flow's current delivery rate
+/// over the min RTT.
+pub const DRAIN_GAIN: f64 = 0.5;
+/// A probe has drained the queue when an RTT sample is at most
+/// `min_rtt * (1 + DRAINED_EXCESS)`.
+pub const DRAINED_EXCESS: f64 = 0.25;
+/// The longest probe, microseconds.
+pub const PROBE_MAX_US: u64 = 1_000_000;
+
+/// What the detector says about a flow now.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Mode {
+    /// No evidence of a competitor (the last probe drained, or none yet).
+    #[default]
+    Default,
+    /// Draining: the clamp should be [`DRAIN_GAIN`] BDPs of this rate, bytes/s.
+    Probe {
+        /// The flow's delivery rate when the probe began, bytes/s.
+        rate_bytes_per_sec: f64,
+    },
+    /// The last probe did not drain the queue: a competitor holds it.
+    Competitive,
+}
+
+/// The per-flow state machine (module docs).
+#[derive(Clone, Debug, Default)]
+pub struct CompetitionDetector {
+    first_us: Option<u64>,
+    period: u64,
+    competitive: bool,
+    probe: Option<Probe>,
+    /// The last two intervals' delivery rates, bytes/s (newest first).
+    rates: [f64; 2],
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    rate: f64,
+    deadline_us: u64,
+}
+
+/// One monitor sample, as the detector needs it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DetectorSample {
+    /// Monitor timestamp, microseconds.
+    pub timestamp_us: u64,
+    /// The kernel's min RTT, microseconds.
+    pub min_rtt_us: u32,
+    /// Smoothed RTT, microseconds.
+    pub srtt_us: u32,
+    /// The latest RTT sample, microseconds.
+    pub last_rtt_us: u32,
+    /// Delivery rate over the interval that ends at this sample, bytes/s.
+    pub interval_rate_bytes_per_sec: f64,
+    /// Length of that interval, microseconds.
+    pub interval_us: u64,
+}
+
+impl CompetitionDetector {
+    /// A new flow: default mode, no probe before it has run half a period.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The mode in force for the next interval.
+    pub fn mode(&self) -> Mode {
+        match (self.probe, self.competitive) {
+            (Some(p), _) => Mode::Probe {
+                rate_bytes_per_sec: p.rate,
+            },
+            (None, true) => Mode::Competitive,
+            (None, false) => Mode::Default,
+        }
+    }
+
+    /// Consumes one monitor sample.
+    pub fn update(&mut self, s: &DetectorSample) {
+        if s.interval_us > 0 {
+            self.rates = [s.interval_rate_bytes_per_sec, self.rates[0]];
+        }
+        if s.min_rtt_us == 0 {
+            return;
+        }
+        let min_rtt = u64::from(s.min_rtt_us);
+        let first = *self.first_us.get_or_insert(s.timestamp_us);
+        let pp = PROBE_PERIOD_US.max(PROBE_PERIOD_RTTS * min_rtt);
+        let period = s.timestamp_us / pp;
+        if let Some(p) = self.probe {
+            // A sample at most DRAINED_EXCESS above the floor: the queue
+            // drained, so it was (mostly) the flow's own.
+            let drained = s.last_rtt_us > 0
+                && f64::from(s.last_rtt_us) <= f64::from(s.min_rtt_us) * (1.0 + DRAINED_EXCESS);
+            if drained {
+                self.competitive = false;
+                self.probe = None;
+            } else if s.timestamp_us >= p.deadline_us {
+                self.competitive = true;
+                self.probe = None;
+            }
+            self.period = period;
+            return;
+        }
+        let new_period = period != self.period;
+        self.period = period;
+        let old_enough = s.timestamp_us.saturating_sub(first) >= pp / 2;
+        let due = !self.competitive || period.is_multiple_of(COMPETITIVE_RECHECK);
+        let rate = self.rates[0].max(self.rates[1]);
+        // A starved flow (no delivery in two intervals) probes too: its
+        // clamp drops to the floor, and whether the queue drains tells it
+        // who holds it.
+        if new_period && old_enough && due {
+            let queue = u64::from(s.srtt_us.max(s.last_rtt_us)).saturating_sub(min_rtt);
+            let span = (min_rtt + 2 * queue + 2 * s.interval_us).min(PROBE_MAX_US);
+            self.probe = Some(Probe {
+                rate,
+                deadline_us: s.timestamp_us + span,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t_ms: u64, rtt_ms: u32) -> DetectorSample {
+        DetectorSample {
+            timestamp_us: t_ms * 1000,
+            min_rtt_us: 40_000,
+            srtt_us: rtt_ms * 1000,
+            last_rtt_us: rtt_ms * 1000,
+            interval_rate_bytes_per_sec: 1e6,
+            interval_us: 20_000,
+        }
+    }
+
+    /// Drives the detector at 20 ms intervals from `from_ms` to `to_ms`
+    /// with the RTT `rtt(t_ms)`, returning the modes seen.
+    fn drive(
+        d: &mut CompetitionDetector,
+        from_ms: u64,
+        to_ms: u64,
+        rtt: impl Fn(u64, Mode) -> u32,
+    ) -> Vec<Mode> {
+        let mut modes = Vec::new();
+        let mut t = from_ms;
+        while t < to_ms {
+            let m = d.mode();
+            d.update(&sample(t, rtt(t, m)));
+            modes.push(d.mode());
+            t += 20;
+        }
+        modes
+    }
+
+    #[test]
+    fn a_queue_that_drains_in_the_probe_keeps_default_mode() {
+        let mut d = CompetitionDetector::new();
+        // 80 ms RTT outside probes, the floor as soon as the flow drains.
+        let modes = drive(&mut d, 0, 10_000, |_, m| match m {
+            Mode::Probe { .. } => 40,
+            _ => 80,
+        });
+        assert!(modes.iter().any(|m| matches!(m, Mode::Probe { .. })));
+        assert!(!modes.contains(&Mode::Competitive), "{modes:?}");
+        // Probes last one interval here and come once per period.
+        let probes = modes
+            .iter()
+            .filter(|m| matches!(m, Mode::Probe { .. }))
+            .count();
+        assert!((3..=5).contains(&probes), "{probes}");
+    }
+
+    #[test]
+    fn a_queue_that_stays_means_competition_and_rechecks_are_rarer() {
+        let mut d = CompetitionDetector::new();
+        let modes = drive(&mut d, 0, 20_000, |_, _| 200);
+        let first_probe = modes
+            .iter()
+            .position(|m| matches!(m, Mode::Probe { .. }))
+            .expect("a probe");
+        // Probes begin on a period boundary after half a period.
+        assert_eq!(first_probe * 20, 2000);
+        // The probe lasts min_rtt + 2 * queue + 2 intervals = 400 ms.
+        let end = first_probe
+            + modes[first_probe..]
+                .iter()
+                .position(|m| !matches!(m, Mode::Probe { .. }))
+                .unwrap();
+        assert_eq!(modes[end], Mode::Competitive);
+        assert!(
+            (19..=21).contains(&(end - first_probe)),
+            "{}",
+            end - first_probe
+        );
+        // Competitive from then on, rechecking every 8th period: 2 s..20 s
+        // holds the probes at 2 s and 16 s.
+        let starts = modes
+            .windows(2)
+            .filter(|w| !matches!(w[0], Mode::Probe { .. }) && matches!(w[1], Mode::Probe { .. }))
+            .count();
+        assert_eq!(starts, 2, "{modes:?}");
+    }
+
+    #[test]
+    fn a_competitor_that_leaves_is_noticed_at_the_next_recheck() {
+        let mut d = CompetitionDetector::new();
+        drive(&mut d, 0, 4_000, |_, _| 200);
+        assert_eq!(d.mode(), Mode::Competitive);
+        // From 5 s the queue drains whenever the flow probes.
+        let modes = drive(&mut d, 4_000, 20_000, |t, m| match m {
+            Mode::Probe { .. } if t >= 5_000 => 40,
+            _ => 120,
+        });
+        assert_eq!(d.mode(), Mode::Default, "{modes:?}");
+    }
+
+    #[test]
+    fn no_probe_without_an_rtt() {
+        let mut d = CompetitionDetector::new();
+        for t in (0..6_000).step_by(20) {
+            d.update(&DetectorSample {
+                min_rtt_us: 0,
+                ..sample(t, 200)
+            });
+            assert_eq!(d.mode(), Mode::Default);
+        }
+    }
+
+    #[test]
+    fn at_long_rtts_probes_come_every_twenty_min_rtts() {
+        let mut d = CompetitionDetector::new();
+        let mut starts = Vec::new();
+        let mut was_probing = false;
+        for t in (0..20_000u64).step_by(20) {
+            d.update(&DetectorSample {
+                min_rtt_us: 200_000,
+                ..sample(t, 220)
+            });
+            let probing = matches!(d.mode(), Mode::Probe { .. });
+            if probing && !was_probing {
+                starts.push(t);
+            }
+            was_probing = probing;
+        }
+        // A 4 s period (20 x 200 ms): boundaries at 4, 8, 12 and 16 s; the
+        // queue (20 ms) is within DRAINED_EXCESS, so every probe drains.
+        assert_eq!(starts, vec![4_000, 8_000, 12_000, 16_000]);
+        assert_eq!(d.mode(), Mode::Default);
+    }
+}
