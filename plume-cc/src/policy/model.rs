@@ -285,7 +285,13 @@ pub struct ActionScaling {
 /// - [`Mode::Competitive`]: the clamp's BDP is taken over
 ///   `min_rtt^(1-e) * srtt^e` with `e = competitive_exponent` (as
 ///   [`ActionScaling::rtt_ref_exponent`] does), so a competitor's queue does
-///   not shrink the flow's share; the action still scales it.
+///   not shrink the flow's share; the action scales the clamp and the
+///   pacing cap up but not below action 0 (`a < 0` counts as 0). Why the floor: policies trained
+///   with the rule but free to go below it gave the share back (0.24-0.33
+///   mean share against the rule's 0.40, docs/TRAINING.md); the
+///   detector's evidence that a buffer filler is present is stronger than
+///   what the policy can read from eight intervals, so the policy chooses
+///   how much more than the rule to hold, not whether to yield.
 /// - [`Mode::Default`]: the mapping as without the rule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CompetitionRule {
@@ -441,9 +447,12 @@ impl ActionScaling {
             SecondAction::Pacing => f64::from(self.rtt_ref_exponent),
             SecondAction::RttExponent => f64::from(self.rtt_ref_exponent) * (a1 + 1.0) / 2.0,
         };
-        let exponent = match (self.competition, ctx.mode) {
-            (Some(c), Mode::Competitive) => f64::from(c.competitive_exponent),
-            _ => exponent,
+        let (exponent, a0, a1) = match (self.competition, ctx.mode) {
+            // In competitive mode the action cannot yield below the rule.
+            (Some(c), Mode::Competitive) => {
+                (f64::from(c.competitive_exponent), a0.max(0.0), a1.max(0.0))
+            }
+            _ => (exponent, a0, a1),
         };
         let a1 = match self.second_action {
             SecondAction::Pacing => a1,
@@ -905,7 +914,9 @@ mod tests {
             ..ctx
         };
         assert_eq!(rule.to_target([0.0, 0.0], &comp).cwnd_clamp_segments, 400);
-        assert_eq!(rule.to_target([-0.5, 0.0], &comp).cwnd_clamp_segments, 200);
+        assert_eq!(rule.to_target([0.5, 0.0], &comp).cwnd_clamp_segments, 800);
+        // ... but not below action 0.
+        assert_eq!(rule.to_target([-0.5, 0.0], &comp).cwnd_clamp_segments, 400);
         // The mode means nothing to a policy without the rule.
         assert_eq!(plain.to_target([0.0, 0.0], &comp), t);
         // A probe: half a BDP of the current rate (0.5 MB/s: 10 segments),
