@@ -7,6 +7,7 @@
 
 mod batch;
 pub mod cgroup;
+pub mod held;
 mod loader;
 mod map_io;
 pub mod probe;
