@@ -903,8 +903,14 @@ fn bench_datapath(
             rf.total_p99_us
         ));
         out.line(&format!(
-            "limits in force as last written: {} of {} flows ({} confirmed by the socket's own pacing cap); after close: {} flow and {} target entries left after {} ms",
-            rf.applied, rf.flows, rf.kernel_agrees, rf.flows_left, rf.targets_left, rf.close_ms
+            "limits in force as last written: {} of {} flows ({} confirmed by the socket's own pacing cap, {} carrying a limit); after close: {} flow and {} target entries left after {} ms",
+            rf.applied,
+            rf.flows,
+            rf.kernel_agrees,
+            rf.limited,
+            rf.flows_left,
+            rf.targets_left,
+            rf.close_ms
         ));
         v.insert("real_flows".into(), serde_json::to_value(&rf)?);
     }

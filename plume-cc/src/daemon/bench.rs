@@ -412,6 +412,9 @@ pub struct RealFlows {
     /// Of those, flows whose own socket (TCP_INFO) shows the pacing cap
     /// the program recorded.
     pub kernel_agrees: usize,
+    /// Of those, flows that carry a limit (a cwnd clamp or a pacing cap):
+    /// how much of `applied` is more than "no limit, as before".
+    pub limited: usize,
     /// From closing every connection until no entry was left, milliseconds.
     pub close_ms: u64,
     /// Flow entries left after the close.
@@ -511,7 +514,7 @@ pub fn real_flows(
         .collect();
     let stats: std::collections::HashMap<u64, FlowStats> = dp.flows()?.into_iter().collect();
     let report = held.report()?;
-    let (mut applied, mut kernel_agrees) = (0, 0);
+    let (mut applied, mut kernel_agrees, mut limited) = (0, 0, 0);
     for f in &report {
         let (Some(s), Some(tg)) = (stats.get(&f.cookie), targets.get(&f.cookie)) else {
             continue;
@@ -524,6 +527,9 @@ pub fn real_flows(
             .max(plume_cc_common::MIN_PACING_BYTES_PER_SEC);
         if s.applied_cwnd_clamp == want_cwnd && s.applied_pacing == want_pacing {
             applied += 1;
+            if want_cwnd != CWND_UNCLAMPED || want_pacing != PACING_UNLIMITED {
+                limited += 1;
+            }
             if f.max_pacing_rate == kernel_pacing(s.applied_pacing) {
                 kernel_agrees += 1;
             }
@@ -554,6 +560,7 @@ pub fn real_flows(
         total_us: median(&mut t),
         applied,
         kernel_agrees,
+        limited,
         close_ms,
         flows_left,
         targets_left,
