@@ -248,7 +248,12 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCos
     let was_on = set_bpf_stats(true)?;
     let result = (|| {
         let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
-        let mut dp = Datapath::attach(cgroup.path(), DatapathConfig::default())?;
+        // Configured as the daemon runs it at its default 20 ms interval.
+        let config = DatapathConfig {
+            snapshot_every_ns: 5_000_000,
+            ..DatapathConfig::default()
+        };
+        let mut dp = Datapath::attach(cgroup.path(), config)?;
         let sink = Sink::start("127.0.0.1:0".parse()?)?;
         let mut child = Command::new(probe_exe)
             .args(["probe", "--connect", &sink.addr().to_string()])
