@@ -821,9 +821,7 @@ fn bench_datapath(
     let out = Output::new(json.as_ref().is_some_and(Option::is_none));
     // The real-flows part takes a minute and 2 x --real-flows descriptors:
     // only when asked for.
-    let wants = |p: BenchPart| {
-        only.contains(&p) || (only.is_empty() && p != BenchPart::RealFlows)
-    };
+    let wants = |p: BenchPart| only.contains(&p) || (only.is_empty() && p != BenchPart::RealFlows);
     // Default: the embedded learned policy, so `decide` includes the forward.
     let policy_path = policy.unwrap_or_else(|| PathBuf::from("default"));
     let mut make = || daemon::load_policy(&policy_path);

@@ -1127,7 +1127,10 @@ fn ten_thousand_real_flows_are_limited_released_after_kill9_and_leave_no_entries
     assert_eq!(held.close().unwrap(), FLOWS);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (f, t) = (dp.flows().unwrap().len(), dp.target_cookies().unwrap().len());
+        let (f, t) = (
+            dp.flows().unwrap().len(),
+            dp.target_cookies().unwrap().len(),
+        );
         if f == 0 && t == 0 {
             break;
         }
@@ -1146,7 +1149,10 @@ fn ten_thousand_real_flows_are_limited_released_after_kill9_and_leave_no_entries
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("detached and unpinned"), "{text}");
+    assert!(
+        out.status.success() && text.contains("detached and unpinned"),
+        "{text}"
+    );
     assert!(!pins.exists(), "cleanup left {}", pins.display());
     cgroup.remove().unwrap();
     eprintln!("whole test {:?}", t0.elapsed());
@@ -1163,7 +1169,10 @@ fn ten_thousand_real_flows_are_limited_released_after_kill9_and_leave_no_entries
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); `cargo xtask test` runs it as root"]
 fn flows_of_a_namespace_deleted_mid_transfer_leave_no_entries_and_no_program() {
     use plume_cc::emu::netns::NetNs;
-    if !common::have_root("deleted-namespace test", "CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN") {
+    if !common::have_root(
+        "deleted-namespace test",
+        "CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN",
+    ) {
         return;
     }
     let dir = tmpdir("netns-gone");
@@ -1199,7 +1208,10 @@ fn flows_of_a_namespace_deleted_mid_transfer_leave_no_entries_and_no_program() {
     }
     let dp = plume_cc::datapath::Datapath::adopt(&pins, &pins).expect("open pins");
     for c in &cookies {
-        let s = dp.flow(*c).unwrap().expect("a namespace flow is registered");
+        let s = dp
+            .flow(*c)
+            .unwrap()
+            .expect("a namespace flow is registered");
         assert_eq!(s.applied_cwnd_clamp, 6, "{s:?}");
     }
     // Mid-transfer: the senders die, the receiver goes, the namespace is
@@ -1210,9 +1222,8 @@ fn flows_of_a_namespace_deleted_mid_transfer_leave_no_entries_and_no_program() {
     drop(sink);
     drop(ns);
     let gone = Instant::now();
-    let deadline = gone
-        + Duration::from_nanos(plume_cc::datapath::REAP_IDLE_NS)
-        + Duration::from_secs(15);
+    let deadline =
+        gone + Duration::from_nanos(plume_cc::datapath::REAP_IDLE_NS) + Duration::from_secs(15);
     loop {
         let left: Vec<u64> = cookies
             .iter()

@@ -428,7 +428,10 @@ pub struct RealFlows {
     pub targets_left: usize,
 }
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<bool> {
+fn wait_until(
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<bool> {
     let deadline = Instant::now() + timeout;
     loop {
         if f()? {

@@ -316,7 +316,8 @@ pub fn run_held(
         match cmd.trim() {
             "poke" => {
                 for s in &mut streams[..idle_n] {
-                    s.write_all(b"p").map_err(io_err("poking an idle connection"))?;
+                    s.write_all(b"p")
+                        .map_err(io_err("poking an idle connection"))?;
                 }
                 line(out, &HeldAnswer::Poked(idle_n))?;
             }
@@ -488,9 +489,7 @@ impl HeldFlows {
         let s = match self.lines.recv_timeout(timeout) {
             Ok(s) => s,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                return Err(HeldError::Protocol(format!(
-                    "no answer within {timeout:?}"
-                )))
+                return Err(HeldError::Protocol(format!("no answer within {timeout:?}")))
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = self.child.try_wait().ok().flatten();
@@ -542,9 +541,14 @@ impl HeldFlows {
             other => return Err(HeldError::Protocol(format!("close answered {other:?}"))),
         };
         drop(self.stdin.take());
-        let status = self.child.wait().map_err(io_err("waiting for the sender"))?;
+        let status = self
+            .child
+            .wait()
+            .map_err(io_err("waiting for the sender"))?;
         if !status.success() {
-            return Err(HeldError::Protocol(format!("the sender exited with {status}")));
+            return Err(HeldError::Protocol(format!(
+                "the sender exited with {status}"
+            )));
         }
         Ok(n)
     }
