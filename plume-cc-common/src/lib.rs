@@ -58,6 +58,11 @@ pub mod counters {
     /// target up (after a write of targets) and when it closes, so the sum
     /// may trail the callbacks by those since the last write.
     pub const TARGET_CHECKS: u32 = 8;
+    /// Statistics snapshots taken on callbacks of registered flows (see
+    /// [`crate::DatapathConfig::snapshot_every_ns`]); against
+    /// [`TARGET_CHECKS`] (one per RTT, retransmission and RTO callback) it
+    /// tells how many copies the quantum spared.
+    pub const SNAPSHOTS: u32 = 9;
     /// Number of counter slots (a few spare).
     pub const LEN: u32 = 16;
 }

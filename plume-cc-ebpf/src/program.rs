@@ -258,6 +258,7 @@ fn update(ctx: &SockOpsContext, op: u32) {
     let config = CONFIG.get(0);
     if snapshot_due(ctx, op, config, stats, now) {
         fill(ctx, stats, now);
+        bump(counters::SNAPSHOTS);
     }
     match op {
         BPF_SOCK_OPS_RTT_CB => {

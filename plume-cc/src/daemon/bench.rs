@@ -230,6 +230,10 @@ pub struct EbpfCost {
     pub mean_ns: f64,
     /// Callbacks per second of transfer.
     pub callbacks_per_sec: f64,
+    /// Of the callbacks that checked a target (RTT, retransmission, RTO),
+    /// the share that also copied the flow's statistics (the rest were
+    /// spared by the snapshot quantum).
+    pub snapshot_share: f64,
 }
 
 /// Turns `kernel.bpf_stats_enabled` on or off; returns whether it was on.
@@ -276,6 +280,7 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCos
         }
         let wall = start.elapsed();
         let (count, ns) = dp.program_run_stats()?;
+        let c = dp.counters()?;
         drop(dp);
         cgroup.remove()?;
         anyhow::ensure!(
@@ -286,6 +291,10 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCos
             run_count: count,
             mean_ns: ns as f64 / count as f64,
             callbacks_per_sec: count as f64 / wall.as_secs_f64(),
+            // Flows flush their target checks in bulk (at the next write
+            // of targets, which comes every 10 ms here, and at close), so
+            // the share is over nearly every callback.
+            snapshot_share: c.snapshots as f64 / c.target_checks.max(1) as f64,
         })
     })();
     set_bpf_stats(was_on)?;
