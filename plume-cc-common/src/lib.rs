@@ -58,6 +58,11 @@ pub mod counters {
     /// target up (after a write of targets) and when it closes, so the sum
     /// may trail the callbacks by those since the last write.
     pub const TARGET_CHECKS: u32 = 8;
+    /// Statistics snapshots taken on callbacks of registered flows (see
+    /// [`crate::DatapathConfig::snapshot_every_ns`]); against
+    /// [`TARGET_CHECKS`] (one per RTT, retransmission and RTO callback) it
+    /// tells how many copies the quantum spared.
+    pub const SNAPSHOTS: u32 = 9;
     /// Number of counter slots (a few spare).
     pub const LEN: u32 = 16;
 }
@@ -83,7 +88,12 @@ pub const MIN_PACING_BYTES_PER_SEC: u32 = 12_500;
 pub struct FlowStats {
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the flow was registered.
     pub start_ns: u64,
-    /// `bpf_ktime_get_ns()` of the latest update.
+    /// `bpf_ktime_get_ns()` of the latest snapshot: the instant every
+    /// kernel-copied field below was read, together. With
+    /// [`DatapathConfig::snapshot_every_ns`] 0 that is the latest callback;
+    /// otherwise RTT callbacks copy only when that long has passed since
+    /// the last snapshot or when the ACK leaves nothing in flight (so a
+    /// flow that goes quiet is always recorded as it ended).
     pub updated_ns: u64,
     /// Bytes acknowledged by the peer (cumulative).
     pub bytes_acked: u64,
@@ -199,6 +209,19 @@ pub struct DatapathConfig {
     /// (`net.ipv4.tcp_congestion_control`). 16 bytes is the kernel's
     /// `TCP_CA_NAME_MAX`.
     pub base_cc: [u8; BASE_CC_LEN],
+    /// Least time between two statistics snapshots of a flow on its RTT
+    /// callbacks (every ACK), nanoseconds; 0: a snapshot on every
+    /// callback. The daemon sets a quarter of its interval: it reads each
+    /// flow once per interval, so copying its ~20 fields (and calling
+    /// `bpf_tcp_sock`) on every one of thousands of ACKs in between buys
+    /// nothing but cost. What a snapshot holds keeps its meaning: all of
+    /// its fields are of one instant, `updated_ns`, and the cumulative
+    /// counters are the kernel's own, so nothing is lost between
+    /// snapshots, only read later. Per-callback counts (`rtt_samples`,
+    /// `retrans_events`, `rto_events`) and the latest RTT sample are kept
+    /// on every callback; retransmission, RTO and state callbacks always
+    /// snapshot, and so does an ACK that leaves nothing in flight.
+    pub snapshot_every_ns: u64,
 }
 
 /// Size of [`DatapathConfig::base_cc`] (the kernel's `TCP_CA_NAME_MAX`).
@@ -231,6 +254,7 @@ impl Default for DatapathConfig {
             enforce: 1,
             generation: 0,
             base_cc: [0; BASE_CC_LEN],
+            snapshot_every_ns: 0,
         }
     }
 }
@@ -283,7 +307,7 @@ mod tests {
         assert_eq!(align_of::<FlowStats>(), 8);
         assert_eq!(size_of::<FlowStats>(), 152);
         assert_eq!(size_of::<FlowTarget>(), 16);
-        assert_eq!(size_of::<DatapathConfig>(), 32);
+        assert_eq!(size_of::<DatapathConfig>(), 40);
         assert_eq!(size_of::<FlowEvent>(), 32);
     }
 

@@ -255,7 +255,11 @@ fn update(ctx: &SockOpsContext, op: u32) {
     // concurrent callbacks of one socket are serialised by the socket lock.
     let stats = unsafe { &mut *stats };
     let now = now_ns();
-    fill(ctx, stats, now);
+    let config = CONFIG.get(0);
+    if snapshot_due(ctx, op, config, stats, now) {
+        fill(ctx, stats, now);
+        bump(counters::SNAPSHOTS);
+    }
     match op {
         BPF_SOCK_OPS_RTT_CB => {
             stats.rtt_samples = stats.rtt_samples.wrapping_add(1);
@@ -263,9 +267,15 @@ fn update(ctx: &SockOpsContext, op: u32) {
             // (tcp_bpf_rtt(sk, mrtt_us, srtt)). The callback itself dates
             // from 5.3, where it had no arguments; the sample argument came
             // later (see README, "Kernel"), and there args[0] reads 0. Then
-            // the smoothed RTT stands in, so the field is never a fake 0 ms.
+            // the smoothed RTT stands in, so the field is never a fake 0 ms
+            // (read from the socket: this callback may not have copied it).
             let sample = ctx.arg(0);
-            stats.last_rtt_us = if sample == 0 { stats.srtt_us } else { sample };
+            stats.last_rtt_us = if sample == 0 {
+                // SAFETY: a context field load, as in `fill`.
+                unsafe { (*ctx.ops).srtt_us >> 3 }
+            } else {
+                sample
+            };
         }
         BPF_SOCK_OPS_RETRANS_CB => stats.retrans_events = stats.retrans_events.wrapping_add(1),
         BPF_SOCK_OPS_RTO_CB => stats.rto_events = stats.rto_events.wrapping_add(1),
@@ -274,8 +284,31 @@ fn update(ctx: &SockOpsContext, op: u32) {
     // Only full sockets accept bpf_setsockopt (the RTT/RETRANS/RTO callbacks
     // run on them; STATE_CB may not).
     if op != BPF_SOCK_OPS_STATE_CB {
-        check_target(ctx, cookie, stats, now);
+        if let Some(config) = config {
+            check_target(ctx, cookie, config, stats, now);
+        }
     }
+}
+
+/// Whether this callback copies the flow's statistics
+/// ([`DatapathConfig::snapshot_every_ns`]): always, except on an RTT
+/// callback (an ACK) that comes within the quantum of the last snapshot
+/// and leaves data in flight. The exception is most ACKs of a busy flow;
+/// the last ACK of a burst (nothing in flight after it) always copies, so
+/// a flow that goes quiet keeps its final counters, as before.
+fn snapshot_due(
+    ctx: &SockOpsContext,
+    op: u32,
+    config: Option<&DatapathConfig>,
+    stats: &FlowStats,
+    now: u64,
+) -> bool {
+    let quantum = config.map_or(0, |c| c.snapshot_every_ns);
+    op != BPF_SOCK_OPS_RTT_CB
+        || quantum == 0
+        || now.saturating_sub(stats.updated_ns) >= quantum
+        // SAFETY: a context field load, as in `fill`.
+        || unsafe { (*ctx.ops).packets_out } == 0
 }
 
 /// The per-ACK target check, cheap when nothing can have changed.
@@ -288,11 +321,14 @@ fn update(ctx: &SockOpsContext, op: u32) {
 /// target map holds nothing new for this flow and a lookup would change
 /// nothing: the flow's limits stay as they are. Any other case runs the
 /// full check, exactly as every callback did before.
-fn check_target(ctx: &SockOpsContext, cookie: u64, stats: &mut FlowStats, now: u64) {
+fn check_target(
+    ctx: &SockOpsContext,
+    cookie: u64,
+    config: &DatapathConfig,
+    stats: &mut FlowStats,
+    now: u64,
+) {
     stats.unflushed_checks = stats.unflushed_checks.wrapping_add(1);
-    let Some(config) = CONFIG.get(0) else {
-        return;
-    };
     let limited =
         stats.applied_cwnd_clamp != CWND_UNCLAMPED || stats.applied_pacing != PACING_UNLIMITED;
     if config.generation == stats.target_generation && (!limited || now <= stats.target_deadline_ns)

@@ -34,6 +34,9 @@ enum BenchPart {
     Ebpf,
     /// The daemon's CPU at 100 flows and a 20 ms interval.
     DaemonCpu,
+    /// The control loop over real loopback connections (`--real-flows`,
+    /// `--active`); only when named.
+    RealFlows,
 }
 
 /// `--log-format`.
@@ -155,6 +158,12 @@ enum Command {
         /// the spread matters on a shared machine).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
         ebpf_runs: u32,
+        /// `real-flows`: connections held open in the cgroup.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        real_flows: u64,
+        /// `real-flows`: how many of them send all the time.
+        #[arg(long, default_value_t = 100)]
+        active: usize,
         /// Print the results as one JSON document on stdout (the table
         /// goes to stderr). `--json FILE` (write them to FILE) still works
         /// for one release.
@@ -317,6 +326,25 @@ enum Command {
         /// How long `--flows` connections stay open after sending.
         #[arg(long, alias = "hold-ms", default_value = "300ms", value_parser = DurationArg::legacy(BareUnit::Ms))]
         hold: Duration,
+        /// Instead: hold this many connections open (to `--connect`, the
+        /// idle ones, and `--active-connect`, the active ones), print their
+        /// cookies as one JSON line, then answer `poke`, `report` and
+        /// `close` commands read from stdin (the scale test and
+        /// `bench-datapath --only real-flows` drive it).
+        #[arg(long, conflicts_with = "flows")]
+        held: Option<usize>,
+        /// With `--held`: how many of the connections send all the time.
+        #[arg(long, default_value_t = 0, requires = "held")]
+        active: usize,
+        /// With `--held`: where the active connections go (default: `--connect`).
+        #[arg(long, requires = "held")]
+        active_connect: Option<SocketAddr>,
+        /// With `--held`: bytes each active connection writes per tick.
+        #[arg(long, default_value_t = 16_384, requires = "held")]
+        active_bytes: usize,
+        /// With `--held`: the active connections' write period.
+        #[arg(long, default_value = "20ms", value_parser = DurationArg::new(), requires = "held")]
+        tick: Duration,
     },
     /// Train a policy with PPO in the simulator (what `cargo xtask train` runs).
     Train(plume_cc::rl::cli::TrainArgs),
@@ -481,7 +509,16 @@ fn run(command: Command) -> anyhow::Result<()> {
             only,
             ebpf_runs,
             json,
-        } => bench_datapath(policy, iterations, &only, ebpf_runs, json)?,
+            real_flows,
+            active,
+        } => bench_datapath(
+            policy,
+            iterations,
+            &only,
+            ebpf_runs,
+            (real_flows as usize, active),
+            json,
+        )?,
         Command::BenchOverhead {
             duration,
             flows,
@@ -710,6 +747,32 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Probe {
             connect,
             cgroup,
+            held: Some(n),
+            active,
+            active_connect,
+            active_bytes,
+            tick,
+            ..
+        } => {
+            let spec = plume_cc::datapath::held::HeldSpec {
+                idle_to: connect,
+                active_to: active_connect.unwrap_or(connect),
+                cgroup,
+                flows: n,
+                active,
+                active_bytes,
+                tick,
+            };
+            plume_cc::datapath::held::run_held(
+                &spec,
+                std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+            )
+            .with_context(|| format!("{n} held flows to {connect}"))?;
+        }
+        Command::Probe {
+            connect,
+            cgroup,
             flows: Some(n),
             bytes,
             hold,
@@ -750,12 +813,15 @@ fn bench_datapath(
     iterations: usize,
     only: &[BenchPart],
     ebpf_runs: u32,
+    (real_flows, active): (usize, usize),
     json: Option<Option<PathBuf>>,
 ) -> anyhow::Result<()> {
     use daemon::bench;
     let exe = std::env::current_exe()?;
     let out = Output::new(json.as_ref().is_some_and(Option::is_none));
-    let wants = |p: BenchPart| only.is_empty() || only.contains(&p);
+    // The real-flows part takes a minute and 2 x --real-flows descriptors:
+    // only when asked for.
+    let wants = |p: BenchPart| only.contains(&p) || (only.is_empty() && p != BenchPart::RealFlows);
     // Default: the embedded learned policy, so `decide` includes the forward.
     let policy_path = policy.unwrap_or_else(|| PathBuf::from("default"));
     let mut make = || daemon::load_policy(&policy_path);
@@ -783,8 +849,8 @@ fn bench_datapath(
         for _ in 0..ebpf_runs {
             let cost = bench::ebpf_cost(&exe, Duration::from_secs(3))?;
             out.line(&format!(
-                "eBPF sock_ops program: {:.0} ns mean per callback over {} callbacks ({:.0} callbacks/s of a saturating loopback flow)",
-                cost.mean_ns, cost.run_count, cost.callbacks_per_sec
+                "eBPF sock_ops program: {:.0} ns mean per callback over {} callbacks ({:.0} callbacks/s of a saturating loopback flow; {:.1} % of them copied the statistics)",
+                cost.mean_ns, cost.run_count, cost.callbacks_per_sec, cost.snapshot_share * 100.0
             ));
             costs.push(cost);
         }
@@ -805,6 +871,46 @@ fn bench_datapath(
             cpu.flows, cpu.interval_ms, cpu.cpu_percent, cpu.window_s
         ));
         v.insert("daemon_cpu".into(), serde_json::to_value(&cpu)?);
+    }
+    if wants(BenchPart::RealFlows) {
+        anyhow::ensure!(
+            active <= real_flows,
+            "--active {active} exceeds --real-flows {real_flows}"
+        );
+        let rf = bench::real_flows(
+            &exe,
+            real_flows,
+            active,
+            iterations,
+            Duration::from_millis(20),
+            &mut make,
+        )?;
+        out.line(&format!(
+            "real flows: {} connections ({} active) opened in {} ms, all registered after {} ms",
+            rf.flows, rf.active, rf.open_ms, rf.register_ms
+        ));
+        out.line(&format!(
+            "control step over {} steps at {} ms, policy {}: read {:.1} us, decide {:.1} us, write {:.1} us, total {:.1} us median, {:.1} us p99",
+            rf.iterations,
+            rf.interval_ms,
+            policy_path.display(),
+            rf.read_us,
+            rf.decide_us,
+            rf.write_us,
+            rf.total_us,
+            rf.total_p99_us
+        ));
+        out.line(&format!(
+            "limits in force as last written: {} of {} flows ({} confirmed by the socket's own pacing cap, {} carrying a limit); after close: {} flow and {} target entries left after {} ms",
+            rf.applied,
+            rf.flows,
+            rf.kernel_agrees,
+            rf.limited,
+            rf.flows_left,
+            rf.targets_left,
+            rf.close_ms
+        ));
+        v.insert("real_flows".into(), serde_json::to_value(&rf)?);
     }
     json_out(json, "bench-datapath", &serde_json::Value::Object(v))
 }

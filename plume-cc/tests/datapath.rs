@@ -335,3 +335,61 @@ fn selftest_json_is_one_json_document_on_stdout() {
     assert!(v["max_cwnd_clamped"].as_u64().unwrap() <= 4, "{v}");
     assert!(err.contains("selftest passed"), "{err}");
 }
+
+/// With a snapshot quantum far longer than the test
+/// (`DatapathConfig::snapshot_every_ns`), a flow that goes quiet is still
+/// recorded exactly as it ended: every poke of an idle connection is one
+/// byte whose ACK leaves nothing in flight, which always snapshots. So the
+/// map's counters equal the socket's own after each poke, and every RTT
+/// callback is still counted.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn a_long_snapshot_quantum_still_records_how_each_burst_ended() {
+    use plume_cc::datapath::held::HeldFlows;
+    if !common::have_root("datapath snapshot test", DATAPATH_CAPS) {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").expect("create child cgroup");
+    let config = DatapathConfig {
+        snapshot_every_ns: 3_600_000_000_000,
+        ..DatapathConfig::default()
+    };
+    let dp = Datapath::attach(cgroup.path(), config).expect("attach");
+    let mut held = HeldFlows::open(
+        std::path::Path::new(common::EXE),
+        cgroup.path(),
+        20,
+        0,
+        1,
+        Duration::from_millis(20),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let cookies = held.opened().cookies.clone();
+    let mut samples_before = vec![0; cookies.len()];
+    for round in 1..=3u64 {
+        held.poke().unwrap();
+        // Each socket's own count: the SYN and one byte per poke.
+        let want = 1 + round;
+        let reports = wait_for("the pokes' ACKs", Duration::from_secs(3), || {
+            let r = held.report().unwrap();
+            r.iter().all(|f| f.bytes_acked == want).then_some(r)
+        });
+        let stats = wait_for("the map to follow", Duration::from_secs(3), || {
+            let s: Vec<_> = cookies
+                .iter()
+                .map(|c| dp.flow(*c).unwrap().expect("registered"))
+                .collect();
+            s.iter().all(|s| s.bytes_acked == want).then_some(s)
+        });
+        for ((s, r), before) in stats.iter().zip(&reports).zip(&mut samples_before) {
+            assert_eq!(s.bytes_acked, r.bytes_acked, "{s:?} vs {r:?}");
+            assert_eq!(s.packets_out, 0, "{s:?}");
+            assert!(s.rtt_samples > *before, "round {round}: {s:?}");
+            *before = s.rtt_samples;
+        }
+    }
+    held.close().unwrap();
+    drop(dp);
+    cgroup.remove().unwrap();
+}

@@ -230,6 +230,10 @@ pub struct EbpfCost {
     pub mean_ns: f64,
     /// Callbacks per second of transfer.
     pub callbacks_per_sec: f64,
+    /// Of the callbacks that checked a target (RTT, retransmission, RTO),
+    /// the share that also copied the flow's statistics (the rest were
+    /// spared by the snapshot quantum).
+    pub snapshot_share: f64,
 }
 
 /// Turns `kernel.bpf_stats_enabled` on or off; returns whether it was on.
@@ -248,7 +252,12 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCos
     let was_on = set_bpf_stats(true)?;
     let result = (|| {
         let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
-        let mut dp = Datapath::attach(cgroup.path(), DatapathConfig::default())?;
+        // Configured as the daemon runs it at its default 20 ms interval.
+        let config = DatapathConfig {
+            snapshot_every_ns: 5_000_000,
+            ..DatapathConfig::default()
+        };
+        let mut dp = Datapath::attach(cgroup.path(), config)?;
         let sink = Sink::start("127.0.0.1:0".parse()?)?;
         let mut child = Command::new(probe_exe)
             .args(["probe", "--connect", &sink.addr().to_string()])
@@ -271,6 +280,7 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCos
         }
         let wall = start.elapsed();
         let (count, ns) = dp.program_run_stats()?;
+        let c = dp.counters()?;
         drop(dp);
         cgroup.remove()?;
         anyhow::ensure!(
@@ -281,6 +291,10 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCos
             run_count: count,
             mean_ns: ns as f64 / count as f64,
             callbacks_per_sec: count as f64 / wall.as_secs_f64(),
+            // Flows flush their target checks in bulk (at the next write
+            // of targets, which comes every 10 ms here, and at close), so
+            // the share is over nearly every callback.
+            snapshot_share: c.snapshots as f64 / c.target_checks.max(1) as f64,
         })
     })();
     set_bpf_stats(was_on)?;
@@ -373,5 +387,199 @@ pub fn daemon_cpu(
         interval_ms,
         cpu_percent: (t1 - t0) as f64 / hz / wall * 100.0,
         window_s: wall,
+    })
+}
+
+/// The control loop over real connections (`bench-datapath --only
+/// real-flows`): what registering, controlling and closing thousands of
+/// real loopback flows costs, and whether every one of them was handled.
+#[derive(Clone, Debug, Serialize)]
+pub struct RealFlows {
+    /// Connections held open in the controlled cgroup.
+    pub flows: usize,
+    /// Of which sending all the time.
+    pub active: usize,
+    /// Time for the sender to open them all, milliseconds.
+    pub open_ms: u64,
+    /// From the start of the sender until the flow map held every
+    /// connection, milliseconds.
+    pub register_ms: u64,
+    /// Of the connections, how many the flow map holds (by cookie).
+    pub registered: usize,
+    /// Control steps measured (one per interval).
+    pub iterations: usize,
+    /// Monitor interval, milliseconds.
+    pub interval_ms: u64,
+    /// Median read time, microseconds.
+    pub read_us: f64,
+    /// Median decide time, microseconds.
+    pub decide_us: f64,
+    /// Median write time, microseconds.
+    pub write_us: f64,
+    /// Median whole step, microseconds.
+    pub total_us: f64,
+    /// 99th percentile of the whole step, microseconds.
+    pub total_p99_us: f64,
+    /// After the last step and a poke of the idle flows: flows whose limits
+    /// in force (the program's record) are the ones last written for them.
+    pub applied: usize,
+    /// Of those, flows whose own socket (TCP_INFO) shows the pacing cap
+    /// the program recorded.
+    pub kernel_agrees: usize,
+    /// Of those, flows that carry a limit (a cwnd clamp or a pacing cap):
+    /// how much of `applied` is more than "no limit, as before".
+    pub limited: usize,
+    /// From closing every connection until no entry was left, milliseconds.
+    pub close_ms: u64,
+    /// Flow entries left after the close.
+    pub flows_left: usize,
+    /// Target entries left after the close.
+    pub targets_left: usize,
+}
+
+fn wait_until(
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f()? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pacing cap a socket shows for the program's recorded cap: the
+/// kernel widens `~0U` to "unlimited" (`~0UL`, sock_setsockopt's
+/// SO_MAX_PACING_RATE).
+fn kernel_pacing(applied: u32) -> u64 {
+    if applied == PACING_UNLIMITED {
+        u64::MAX
+    } else {
+        u64::from(applied)
+    }
+}
+
+/// Holds `flows` real loopback connections (`active` of them sending
+/// 16 KB every 20 ms, the rest idle) in a fresh cgroup under the
+/// datapath, runs `iterations` control steps one `interval` apart with the
+/// policy, checks that every flow was registered and carries the limits
+/// last written for it, then closes them all and times the maps' emptying.
+pub fn real_flows(
+    exe: &Path,
+    flows: usize,
+    active: usize,
+    iterations: usize,
+    interval: Duration,
+    make_policy: &mut dyn FnMut() -> anyhow::Result<Box<dyn FlowPolicy>>,
+) -> anyhow::Result<RealFlows> {
+    use crate::datapath::held::HeldFlows;
+    tch::set_num_threads(1); // as the daemon runs it
+    let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
+    let mut dp = Datapath::attach(cgroup.path(), DatapathConfig::default())?;
+    let t0 = Instant::now();
+    let mut held = HeldFlows::open(
+        exe,
+        cgroup.path(),
+        flows,
+        active,
+        16 * 1024,
+        Duration::from_millis(20),
+        Duration::from_secs(120),
+    )?;
+    let open_ms = held.opened().open_ms;
+    let all = wait_until(Duration::from_secs(60), || Ok(dp.flows()?.len() >= flows))?;
+    let register_ms = t0.elapsed().as_millis() as u64;
+    let in_map: std::collections::HashSet<u64> = dp.flows()?.into_iter().map(|(c, _)| c).collect();
+    let registered = held
+        .opened()
+        .cookies
+        .iter()
+        .filter(|c| in_map.contains(c))
+        .count();
+    anyhow::ensure!(
+        all && registered == flows,
+        "{registered} of {flows} connections registered"
+    );
+    let mut policy = make_policy()?;
+    let mut control = ControlLoop::default();
+    let (mut r, mut d, mut w, mut t) = (vec![], vec![], vec![], vec![]);
+    control.step(&mut dp, policy.as_mut(), crate::datapath::monotonic_ns())?;
+    for _ in 0..iterations {
+        let start = Instant::now();
+        let s = control.step(&mut dp, policy.as_mut(), crate::datapath::monotonic_ns())?;
+        anyhow::ensure!(s.flows == flows, "expected {flows} flows, read {}", s.flows);
+        r.push(s.read.as_secs_f64() * 1e6);
+        d.push(s.decide.as_secs_f64() * 1e6);
+        w.push(s.write.as_secs_f64() * 1e6);
+        t.push((s.read + s.decide + s.write).as_secs_f64() * 1e6);
+        std::thread::sleep(interval.saturating_sub(start.elapsed()));
+    }
+    // The idle flows apply their last targets on their next callback:
+    // give them one, well inside the staleness timeout.
+    held.poke()?;
+    std::thread::sleep(Duration::from_millis(150));
+    let targets: std::collections::HashMap<u64, FlowTarget> = control
+        .flows()
+        .iter()
+        .map(|(c, _)| *c)
+        .zip(control.targets().iter().copied())
+        .collect();
+    let stats: std::collections::HashMap<u64, FlowStats> = dp.flows()?.into_iter().collect();
+    let report = held.report()?;
+    let (mut applied, mut kernel_agrees, mut limited) = (0, 0, 0);
+    for f in &report {
+        let (Some(s), Some(tg)) = (stats.get(&f.cookie), targets.get(&f.cookie)) else {
+            continue;
+        };
+        let want_cwnd = tg
+            .cwnd_clamp
+            .clamp(plume_cc_common::MIN_CWND_CLAMP, CWND_UNCLAMPED);
+        let want_pacing = tg
+            .max_pacing_bytes_per_sec
+            .max(plume_cc_common::MIN_PACING_BYTES_PER_SEC);
+        if s.applied_cwnd_clamp == want_cwnd && s.applied_pacing == want_pacing {
+            applied += 1;
+            if want_cwnd != CWND_UNCLAMPED || want_pacing != PACING_UNLIMITED {
+                limited += 1;
+            }
+            if f.max_pacing_rate == kernel_pacing(s.applied_pacing) {
+                kernel_agrees += 1;
+            }
+        }
+    }
+    let t_close = Instant::now();
+    held.close()?;
+    wait_until(Duration::from_secs(60), || {
+        Ok(dp.flows()?.is_empty() && dp.target_cookies()?.is_empty())
+    })?;
+    let close_ms = t_close.elapsed().as_millis() as u64;
+    let flows_left = dp.flows()?.len();
+    let targets_left = dp.target_cookies()?.len();
+    drop(dp);
+    cgroup.remove()?;
+    Ok(RealFlows {
+        flows,
+        active,
+        open_ms,
+        register_ms,
+        registered,
+        iterations,
+        interval_ms: interval.as_millis() as u64,
+        read_us: median(&mut r),
+        decide_us: median(&mut d),
+        write_us: median(&mut w),
+        total_p99_us: crate::stats::quantile_of(&mut t, 0.99),
+        total_us: median(&mut t),
+        applied,
+        kernel_agrees,
+        limited,
+        close_ms,
+        flows_left,
+        targets_left,
     })
 }

@@ -330,6 +330,9 @@ pub async fn run(
             .as_deref()
             .and_then(DatapathConfig::base_cc_from_name)
             .unwrap_or([0; plume_cc_common::BASE_CC_LEN]),
+        // Each flow is read once per interval: a snapshot every quarter of
+        // it is fresh enough, and spares the copy on most ACKs.
+        snapshot_every_ns: config.interval.as_nanos() as u64 / 4,
     };
     if let Some(sig) = stop.pending().await {
         tracing::info!("{sig} during start-up: stopping before attaching anything");

@@ -349,6 +349,7 @@ impl Datapath {
             events_dropped: get(counters::EVENTS_DROPPED)?,
             base_pinned: get(counters::BASE_PINNED)?,
             target_checks: get(counters::TARGET_CHECKS)?,
+            snapshots: get(counters::SNAPSHOTS)?,
         })
     }
 

@@ -7,6 +7,7 @@
 
 mod batch;
 pub mod cgroup;
+pub mod held;
 mod loader;
 mod map_io;
 pub mod probe;
@@ -188,6 +189,9 @@ pub struct Counters {
     /// added per flow in bulk, so it may trail by the checks since the
     /// last write of targets).
     pub target_checks: u64,
+    /// Statistics snapshots taken on callbacks (see
+    /// `counters::SNAPSHOTS`).
+    pub snapshots: u64,
 }
 
 /// How the program stays attached.

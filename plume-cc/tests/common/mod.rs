@@ -77,7 +77,19 @@ pub struct Sender {
 impl Sender {
     /// Starts a sender that runs for `duration_ms`.
     pub fn spawn(sink: &Sink, cgroup: Option<&Path>, duration_ms: u64) -> Self {
+        Self::spawn_with(sink, cgroup, duration_ms, |_| {})
+    }
+
+    /// Like [`Sender::spawn`], with `prepare` applied to the command first
+    /// (e.g. to start it in a network namespace).
+    pub fn spawn_with(
+        sink: &Sink,
+        cgroup: Option<&Path>,
+        duration_ms: u64,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Self {
         let mut cmd = Command::new(EXE);
+        prepare(&mut cmd);
         cmd.args(["probe", "--connect", &sink.addr().to_string()])
             .args([
                 "--duration",
@@ -157,6 +169,12 @@ impl Sender {
                 return seen;
             }
         }
+    }
+
+    /// Kills the sender with SIGKILL (its socket is closed by the kernel).
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Waits for the sender to exit successfully; returns the reports not yet read.
