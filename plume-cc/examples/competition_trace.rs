@@ -8,6 +8,11 @@
 //! cargo run --release -p plume-cc --example competition_trace -- [BUFFER_BDP] [cubic|bbr|none] [E]
 //! ```
 //!
+//! Without `E` competitive mode lifts every limit (the rule's default).
+//!
+//! ```sh
+//! ```
+//!
 //! Why: the detector (policy::competition) is a state machine whose
 //! behaviour on a path is easier to judge from its trajectory than from a
 //! matrix score.
@@ -26,7 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let buffer_bdp: f64 = args.next().map_or(Ok(8.0), |v| v.parse())?;
     let rival = args.next().unwrap_or_else(|| "cubic".into());
-    let exponent: f32 = args.next().map_or(Ok(1.0), |v| v.parse())?;
+    // E: the competitive-mode exponent; none: no limits in competitive mode.
+    let exponent: Option<f32> = args.next().map(|v| v.parse()).transpose()?;
     let competing = match rival.as_str() {
         "none" => Vec::new(),
         name => vec![ControllerKind::from_name(name)

@@ -282,29 +282,33 @@ pub struct ActionScaling {
 ///   of the flow's current rate over the min RTT, whatever the action, and
 ///   it applies at once (no per-interval step limit), so that the probe
 ///   drains what the flow holds within a round trip or two.
-/// - [`Mode::Competitive`]: the clamp's BDP is taken over
-///   `min_rtt^(1-e) * srtt^e` with `e = competitive_exponent` (as
-///   [`ActionScaling::rtt_ref_exponent`] does), so a competitor's queue does
-///   not shrink the flow's share; the action scales the clamp and the
-///   pacing cap up but not below action 0 (`a < 0` counts as 0). Why the floor: policies trained
-///   with the rule but free to go below it gave the share back (0.24-0.33
-///   mean share against the rule's 0.40, docs/TRAINING.md); the
-///   detector's evidence that a buffer filler is present is stronger than
-///   what the policy can read from eight intervals, so the policy chooses
-///   how much more than the rule to hold, not whether to yield.
+/// - [`Mode::Competitive`], with no `competitive_exponent` (the
+///   default): no limits at all, the base controller (CUBIC) alone, as
+///   Copa's competitive mode behaves like the buffer filler it detected.
+///   Why: the srtt-following clamp below let the flow take 0.76-0.98 of
+///   the link from a CUBIC flow on the real kernel, because every clamp
+///   increase also raises ssthresh (`TCP_BPF_SNDCWND_CLAMP`), so the base
+///   keeps leaving its multiplicative decrease behind (docs/TRAINING.md).
+///   One write of "no limit" lets CUBIC meet CUBIC.
+/// - [`Mode::Competitive`] with `competitive_exponent = e`: the clamp's
+///   BDP is taken over `min_rtt^(1-e) * srtt^e` (as
+///   [`ActionScaling::rtt_ref_exponent`] does), and the action scales the
+///   clamp and the pacing cap up but not below action 0 (`a < 0` counts as
+///   0): policies free to go below it gave the share back.
 /// - [`Mode::Default`]: the mapping as without the rule.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompetitionRule {
-    /// The clamp's RTT exponent in competitive mode, in `(0, 1]`.
-    pub competitive_exponent: f32,
+    /// The clamp's RTT exponent in competitive mode, in `(0, 1]`; none: no
+    /// limits in competitive mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub competitive_exponent: Option<f32>,
 }
 
 impl CompetitionRule {
-    /// True when the exponent is within `(0, 1]`.
+    /// True when the exponent, if any, is within `(0, 1]`.
     pub fn is_valid(&self) -> bool {
-        self.competitive_exponent.is_finite()
-            && self.competitive_exponent > 0.0
-            && self.competitive_exponent <= 1.0
+        self.competitive_exponent
+            .is_none_or(|e| e.is_finite() && e > 0.0 && e <= 1.0)
     }
 }
 
@@ -448,10 +452,12 @@ impl ActionScaling {
             SecondAction::RttExponent => f64::from(self.rtt_ref_exponent) * (a1 + 1.0) / 2.0,
         };
         let (exponent, a0, a1) = match (self.competition, ctx.mode) {
-            // In competitive mode the action cannot yield below the rule.
-            (Some(c), Mode::Competitive) => {
-                (f64::from(c.competitive_exponent), a0.max(0.0), a1.max(0.0))
-            }
+            (Some(c), Mode::Competitive) => match c.competitive_exponent {
+                // The base controller meets the buffer filler alone.
+                None => return Target::unlimited(),
+                // The action cannot yield below the rule.
+                Some(e) => (f64::from(e), a0.max(0.0), a1.max(0.0)),
+            },
             _ => (exponent, a0, a1),
         };
         let a1 = match self.second_action {
@@ -899,8 +905,12 @@ mod tests {
         };
         let rule = ActionScaling {
             competition: Some(CompetitionRule {
-                competitive_exponent: 1.0,
+                competitive_exponent: Some(1.0),
             }),
+            ..ActionScaling::default()
+        };
+        let unlimited = ActionScaling {
+            competition: Some(CompetitionRule::default()),
             ..ActionScaling::default()
         };
         let plain = ActionScaling::default();
@@ -917,6 +927,12 @@ mod tests {
         assert_eq!(rule.to_target([0.5, 0.0], &comp).cwnd_clamp_segments, 800);
         // ... but not below action 0.
         assert_eq!(rule.to_target([-0.5, 0.0], &comp).cwnd_clamp_segments, 400);
+        // Without an exponent, competitive mode lifts every limit.
+        assert_eq!(
+            unlimited.to_target([-1.0, -1.0], &comp),
+            Target::unlimited()
+        );
+        assert_eq!(unlimited.to_target([0.0, 0.0], &ctx), t);
         // The mode means nothing to a policy without the rule.
         assert_eq!(plain.to_target([0.0, 0.0], &comp), t);
         // A probe: half a BDP of the current rate (0.5 MB/s: 10 segments),
@@ -947,7 +963,7 @@ mod tests {
         for e in [0.0, -1.0, 1.5, f32::NAN] {
             let bad = ActionScaling {
                 competition: Some(CompetitionRule {
-                    competitive_exponent: e,
+                    competitive_exponent: Some(e),
                 }),
                 ..ActionScaling::default()
             };

@@ -97,10 +97,13 @@ pub struct TrainArgs {
     /// [0, 1] (recorded in the policy file; see `ActionScaling`).
     #[arg(long, default_value_t = 0.0, value_name = "E")]
     pub rtt_ref_exponent: f32,
-    /// The competition rule (policy::competition): drain probes every 2 s,
-    /// and in competitive mode (a probe that did not drain) the clamp's BDP
-    /// over `min_rtt^(1-E) * srtt^E`. E in (0, 1]; off when not given.
-    #[arg(long, value_name = "E")]
+    /// The competition rule (policy::competition): drain probes every 2 s
+    /// or 20 min RTTs, and in competitive mode (a probe that did not drain)
+    /// no limits, the base controller alone. See `--competitive-exponent`.
+    #[arg(long)]
+    pub competition_rule: bool,
+    /// The competition rule, but in competitive mode the clamp's BDP over
+    /// `min_rtt^(1-E) * srtt^E`, never below action 0. E in (0, 1].
     pub competitive_exponent: Option<f32>,
     /// The cwnd clamp at action 0, in BDPs (the fixed rule's clamp).
     #[arg(long, default_value_t = 2.0, value_name = "BDPS")]
@@ -253,11 +256,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         config.scaling.second_action = crate::policy::model::SecondAction::RttExponent;
     }
     config.scaling.cwnd_log2_span = args.cwnd_log2_span;
-    config.scaling.competition =
-        args.competitive_exponent
-            .map(|e| crate::policy::CompetitionRule {
-                competitive_exponent: e,
-            });
+    config.scaling.competition = (args.competition_rule || args.competitive_exponent.is_some())
+        .then_some(crate::policy::CompetitionRule {
+            competitive_exponent: args.competitive_exponent,
+        });
     config.reward.queue_penalty = args.queue_penalty;
     if !config.scaling.is_valid() {
         return Err(anyhow::anyhow!(
