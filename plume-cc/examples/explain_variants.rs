@@ -5,11 +5,15 @@
 //!
 //! ```sh
 //! cargo run --release -p plume-cc --example explain_variants -- \
-//!     SEED DECISIONS HELDOUT EPOCHS [TRACES] [POLICY]
+//!     SEED DECISIONS HELDOUT EPOCHS [VARIANTS] [TRACES] [POLICY]
 //! ```
 //!
-//! (defaults: the corpus /work/shared/traces/mahimahi and
-//! policies/default). The simulation is most of a fit's time; sharing it
+//! (defaults: every variant, the corpus /work/shared/traces/mahimahi and
+//! policies/default). VARIANTS is a comma-separated list of
+//! `HEADS:TARGET[+clip]`, HEADS `plain` or `monotone`, TARGET `direct`,
+//! `scaled` or `scaled-log`; `+clip` counts the reward's clip as part of
+//! the delay component (the clip binds only on deep queues), in training
+//! and in the held-out fidelity alike. The simulation is most of a fit's time; sharing it
 //! makes the variants comparable sample for sample and affordable. Prints
 //! Markdown: the diagnostics, then a row per variant (docs/TRAINING.md,
 //! "Why delay is hard").
@@ -108,12 +112,61 @@ fn diagnostics(held: &Samples, horizon: &Horizon) {
     );
 }
 
+/// How well any predictor could do: the simulated link and CUBIC are
+/// chaotic, so the realised return after a state is one draw of many. The
+/// null contrast (the clamp times 2^0.05) is a second draw after the same
+/// state; half the mean squared difference of the two estimates the
+/// variance of a draw around its expectation, and `1 - that / the variance
+/// of the held-out returns` the R² of a predictor that knew the expectation
+/// exactly.
+fn ceiling(held: &Samples) {
+    let rows = plume_cc::explain::fit::decision_rows(held);
+    println!(
+        "| component | noise ceiling R² (reward units) | noise ceiling R² (physical) | decisions |"
+    );
+    println!("|---|---|---|---|");
+    for (c, name) in plume_cc::explain::COMPONENTS.iter().enumerate() {
+        let mut out = Vec::new();
+        for (col, null) in [(2 * c, &held.null), (2 * c + 1, &held.null_physical)] {
+            let all = column(held, col);
+            let m = all.iter().sum::<f64>() / all.len() as f64;
+            let var = all.iter().map(|x| (x - m).powi(2)).sum::<f64>() / all.len() as f64;
+            let d: Vec<f64> = rows
+                .iter()
+                .filter_map(|r| {
+                    let e = held.decision[r[0]]?.0;
+                    Some(null.get(&e)?[c] - f64::from(held.y[r[0] * 6 + col]))
+                })
+                .collect();
+            let noise = d.iter().map(|x| x * x).sum::<f64>() / (2.0 * d.len().max(1) as f64);
+            out.push((1.0 - noise / var, d.len()));
+        }
+        println!(
+            "| {name} | {:.3} | {:.3} | {} |",
+            out[0].0, out[1].0, out[0].1
+        );
+    }
+    println!();
+}
+
+/// `s` with the clip's return counted in the delay component.
+fn with_clip(s: &Samples) -> Samples {
+    let mut t = s.clone();
+    for (r, row) in t.y.chunks_exact_mut(6).enumerate() {
+        row[2] += s.clip[r];
+    }
+    t
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let seed: u64 = args.next().map_or(Ok(0), |v| v.parse())?;
     let decisions: usize = args.next().map_or(Ok(4000), |v| v.parse())?;
     let heldout: usize = args.next().map_or(Ok(600), |v| v.parse())?;
     let epochs: usize = args.next().map_or(Ok(40), |v| v.parse())?;
+    let variants = args.next().unwrap_or_else(|| {
+        "plain:direct,plain:scaled,plain:scaled-log,monotone:direct,monotone:scaled,monotone:scaled-log".into()
+    });
     let traces = PathBuf::from(
         args.next()
             .unwrap_or_else(|| "/work/shared/traces/mahimahi".into()),
@@ -122,7 +175,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::set_num_threads(1);
     let policy = LoadedPolicy::load_or_default(&policy_path)?;
     let corpus = plume_cc::rl::corpus::prepare_corpus(&traces, 10_000, 5)?;
+    // Unclipped samples: `+clip` variants add the clip's part themselves.
     let base = FitOptions {
+        delay_counts_clip: false,
         decisions,
         heldout_decisions: heldout,
         epochs,
@@ -138,21 +193,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
     diagnostics(&held, &base.horizon);
+    ceiling(&held);
+    let clipped = (with_clip(&train), with_clip(&held));
+    let delay_clip = column(&clipped.1, 2);
+    let mag: Vec<f64> = delay_clip.iter().map(|x| x.abs()).collect();
+    println!(
+        "Delay return with the clip counted in it: p99 {:.3}, max {:.3}, SS share of the top 1% {:.2}\n",
+        quantile(&mag, 0.99),
+        quantile(&mag, 1.0),
+        tail_share(&delay_clip, 0.01)
+    );
     println!("| seed | heads | delay target | R² thr | R² thr Mbit/s | R² delay | R² delay ms | R² loss | pairwise thr / delay / loss | beyond floor thr / delay / loss | order thr / delay / loss | fit s |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for monotone in [false, true] {
-        for target in [
-            DelayTarget::Direct,
-            DelayTarget::Scaled,
-            DelayTarget::ScaledLog,
-        ] {
+    for v in variants.split(',') {
+        let (heads, rest) = v
+            .split_once(':')
+            .ok_or("a variant is HEADS:TARGET[+clip]")?;
+        let (target_name, clip) = match rest.strip_suffix("+clip") {
+            Some(t) => (t, true),
+            None => (rest, false),
+        };
+        let monotone = heads == "monotone";
+        let target = <DelayTarget as clap::ValueEnum>::from_str(target_name, true)?;
+        {
             let opts = FitOptions {
                 monotone,
                 delay_target: target,
+                delay_counts_clip: clip,
                 ..base.clone()
             };
             let t = std::time::Instant::now();
-            let p = fit_samples(&policy, &train, &held, &opts, &mut Quiet)?;
+            let (tr, he) = if clip {
+                (&clipped.0, &clipped.1)
+            } else {
+                (&train, &held)
+            };
+            let p = fit_samples(&policy, tr, he, &opts, &mut Quiet)?;
             let f = &p.metadata().fidelity;
             let pct = |v: [f64; 3]| {
                 format!(
@@ -163,8 +239,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )
             };
             println!(
-                "| {seed} | {} | {target:?} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {:.0} |",
+                "| {seed} | {} | {target:?}{} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {:.0} |",
                 if monotone { "monotone" } else { "plain" },
+                if clip { " + clip" } else { "" },
                 f.r2_reward[0],
                 f.r2_physical[0],
                 f.r2_reward[1],

@@ -67,6 +67,11 @@ pub struct FitArgs {
     /// the min RTT (scaled), or that and ln(1 + x) (scaled-log).
     #[arg(long, value_enum, default_value_t = FitOptions::default().delay_target)]
     pub delay_target: DelayTarget,
+    /// Count the reward's clip in the delay component (it binds only on
+    /// deep queues, and cuts only delay penalty); `false` explains the
+    /// unclipped delay penalty, as predictors fit before the option did.
+    #[arg(long, default_value_t = FitOptions::default().delay_counts_clip, action = clap::ArgAction::Set)]
+    pub delay_clip: bool,
     /// Intervals a contrasting clamp is held before the policy decides
     /// again (at most the horizon).
     #[arg(long, default_value_t = Horizon::default().hold)]
@@ -175,6 +180,7 @@ pub fn run(
                 difference_weight: a.difference_weight,
                 monotone: a.monotone,
                 delay_target: a.delay_target,
+                delay_counts_clip: a.delay_clip,
                 horizon: Horizon {
                     hold: a.hold,
                     steps: a.horizon,

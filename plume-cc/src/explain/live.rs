@@ -294,7 +294,7 @@ mod tests {
         assert_eq!(e[0].extrapolated, None);
         let why = e[1].extrapolated.clone().unwrap();
         assert!(
-            why.contains("min RTT 0.005 ms") && why.contains("rate 3000 Mbit/s"),
+            why.contains("min RTT 0.00500 ms") && why.contains("rate 3000 Mbit/s"),
             "{why}"
         );
         assert_eq!(x.newly_extrapolated(), &[(2, why.clone())]);

@@ -257,7 +257,7 @@ impl InputRanges {
     }
 
     /// Why a flow with observation `obs` lies outside the ranges (e.g.
-    /// `min RTT 0.005 ms outside the fitted 10.0-400.0 ms`), or None when
+    /// `min RTT 0.00500 ms outside the fitted 10.0-400 ms`), or None when
     /// it lies within them. A scale the flow has not measured yet is not
     /// held against it.
     pub fn outside(&self, obs: &[f32]) -> Option<String> {
@@ -284,7 +284,7 @@ impl InputRanges {
     }
 }
 
-/// `v` with three significant digits (0.005, 10.0, 400, 3120).
+/// `v` with three significant digits (0.00500, 10.0, 400, 3120).
 fn sig3(v: f64) -> String {
     if !v.is_finite() {
         return v.to_string();
@@ -356,6 +356,11 @@ pub struct ExplainMetadata {
     /// the option: [`DelayTarget::Direct`], which they used).
     #[serde(default)]
     pub delay_target: DelayTarget,
+    /// The delay component counts the reward's clip
+    /// ([`super::ComponentReturns::explained`]); false in files written
+    /// before the option, which did not.
+    #[serde(default)]
+    pub delay_counts_clip: bool,
     /// The flows the training samples came from ([`InputRanges`]); None in
     /// files written before they were recorded, whose flows are then not
     /// checked.
@@ -727,6 +732,7 @@ pub fn new_metadata(
         hidden,
         monotone: false,
         delay_target: DelayTarget::Direct,
+        delay_counts_clip: false,
         ranges: None,
         in_mean: vec![0.0; INPUTS],
         in_std: vec![1.0; INPUTS],
@@ -920,7 +926,7 @@ mod tests {
         // The loopback flow of docs/TRAINING.md: 5 us, 3 Gbit/s.
         let why = r.outside(&obs_with(0.005, 3000.0)).unwrap();
         assert!(
-            why.starts_with("min RTT 0.005 ms outside the fitted 10.0-"),
+            why.starts_with("min RTT 0.00500 ms outside the fitted 10.0-"),
             "{why}"
         );
         assert!(
@@ -983,10 +989,12 @@ mod tests {
             serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         let o = v.as_object_mut().unwrap();
         assert!(o.remove("delay_target").is_some() && o.remove("ranges").is_some());
+        assert!(o.remove("delay_counts_clip").is_some());
         std::fs::write(&json, serde_json::to_vec(&v).unwrap()).unwrap();
         let q = Predictors::load(&json, &weights, &policy).unwrap();
         assert_eq!(q.metadata().delay_target, DelayTarget::Direct);
         assert_eq!(q.metadata().ranges, None);
+        assert!(!q.metadata().delay_counts_clip);
         assert_eq!(q.predict_inputs(&inputs(3), 3).unwrap(), before);
         // An unknown delay target (a newer version's) is refused by name.
         let mut v = v.clone();
