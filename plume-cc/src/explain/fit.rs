@@ -90,7 +90,7 @@ impl Default for FitOptions {
             monotone: false,
             delay_target: DelayTarget::Direct,
             // The held-out R² of the delay return rose from 0.40-0.47 to
-            // 0.71-0.75 with it (docs/TRAINING.md, "Why delay is hard").
+            // 0.69-0.75 with it (docs/TRAINING.md, "Why delay is hard").
             delay_counts_clip: true,
             horizon: Horizon::default(),
             tie_tolerance: 0.1,
@@ -266,9 +266,9 @@ pub fn samples(
             s.x.extend_from_slice(&k.obs);
             s.x.extend_from_slice(&[k.raw[0], k.raw[1], log2]);
             let explained = r.explained(delay_counts_clip);
-            for c in 0..3 {
-                s.y.push(explained[c] as f32);
-                s.y.push(r.physical[c] as f32);
+            for (reward, physical) in explained.iter().zip(r.physical) {
+                s.y.push(*reward as f32);
+                s.y.push(physical as f32);
             }
             s.clip.push(r.clip as f32);
             s.w.push(if at_decision { contrast_weight } else { 1.0 });
