@@ -489,6 +489,9 @@ fn train_nets(
     opts: &FitOptions,
     progress: &mut dyn FitProgress,
 ) -> Result<Vec<(String, Tensor)>, ExplainError> {
+    let rng_guard = super::TORCH_RNG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     tch::manual_seed(opts.seed as i64);
     let n = s.len() as i64;
     let x = Tensor::from_slice(&s.x).view([n, INPUTS as i64]);
@@ -521,6 +524,7 @@ fn train_nets(
         }
         nets.push(seq);
     }
+    drop(rng_guard); // the networks are drawn; training draws from ChaCha8
     let mut opt = nn::Adam::default().build(&vs, opts.learning_rate)?;
     // The contrast loss' triplets and the spread of their differences.
     let triplets: Vec<[i64; 3]> = decision_rows(s)

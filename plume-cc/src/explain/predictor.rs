@@ -64,16 +64,16 @@ pub fn directions(c: usize, target: DelayTarget) -> [f32; 2] {
 /// `-w` times the discounted sum of the queue *in min RTTs*, and its
 /// physical mean is the min RTT times the discount-weighted mean of that
 /// same ratio. `w` (0.02-2) and the min RTT (10-400 ms) are both in the
-/// observation (`objective`, `min_rtt_log`), but a ReLU network on
+/// observation (`objective`, `min_rtt_log`), and a ReLU network on
 /// standardised inputs fits a product of a scale spanning two decades and
-/// a queue only roughly: the plain fit's delay R² was 0.44 (reward units)
-/// and 0.63 (ms), against 0.90 for throughput, whose target needs no such
-/// product. [`DelayTarget::Scaled`] divides the known scales out of the
-/// targets and multiplies them back into the predictions, exactly
-/// ([`DelayTarget::encode`], [`DelayTarget::decode`]); the network then
-/// predicts the queue in min RTTs, the unit of the observation's own
-/// `srtt_excess`. The measured effect of each choice is in
-/// docs/TRAINING.md ("Why delay is hard").
+/// a queue only roughly. [`DelayTarget::Scaled`] divides the known scales
+/// out of the targets and multiplies them back into the predictions,
+/// exactly ([`DelayTarget::encode`], [`DelayTarget::decode`]); the network
+/// then predicts the queue in min RTTs, the unit of the observation's own
+/// `srtt_excess`. Measured on the same samples (docs/TRAINING.md, "Why
+/// delay is hard"), it gained 0.03-0.05 of R² in reward units and lost up
+/// to 0.13 in ms: not the cause of the poor delay fit (the reward's clip
+/// was, [`super::ComponentReturns::explained`]), so it stays opt-in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum DelayTarget {
@@ -758,6 +758,9 @@ pub(crate) fn random_predictors_with(
     seed: i64,
     monotone: bool,
 ) -> Predictors {
+    let _rng = super::TORCH_RNG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     tch::manual_seed(seed);
     let hidden = vec![8, 8];
     let mut meta = new_metadata(policy, Horizon::default(), hidden.clone());
