@@ -487,6 +487,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                         .context("--explain needs a learned policy")?;
                     let p =
                         plume_cc::explain::cli::load_predictors(&learned, &policy, dir.as_deref())?;
+                    if p.metadata().ranges.is_none() {
+                        tracing::warn!(
+                            "{}: the predictors record no training ranges (fit before they were kept); flows outside them are not flagged: refit with `plume-cc explain fit`",
+                            p.source().display()
+                        );
+                    }
                     Some(daemon::LiveExplainer::new(p, explain_every))
                 }
             };

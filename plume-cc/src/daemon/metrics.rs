@@ -161,6 +161,7 @@ pub struct Metrics {
     explained: Gauge,
     predicted_mbps: ExplainFamily,
     predicted_queueing: ExplainFamily,
+    extrapolated: Family<[(&'static str, String); 1], Gauge>,
 }
 
 /// Per-flow explanation gauges, labelled by `slot` (the flow's place among
@@ -250,6 +251,12 @@ impl Metrics {
             "Predicted mean queueing delay (RTT above the min RTT) of the flow over the next ~1 s, ms, by action and slot as plume_explain_predicted_throughput_mbps",
             predicted_queueing.clone(),
         );
+        let extrapolated = Family::<[(&'static str, String); 1], Gauge>::default();
+        registry.register(
+            "plume_explain_extrapolated",
+            "1 when the flow's min RTT or rate lies outside what the explanation predictors were fit on (their predictions for it are extrapolations), else 0; by slot as plume_explain_predicted_throughput_mbps",
+            extrapolated.clone(),
+        );
         Self {
             registry,
             counters,
@@ -262,6 +269,7 @@ impl Metrics {
             explained,
             predicted_mbps,
             predicted_queueing,
+            extrapolated,
         }
     }
 
@@ -272,7 +280,11 @@ impl Metrics {
         self.explained.set(flows.len() as i64);
         self.predicted_mbps.clear();
         self.predicted_queueing.clear();
+        self.extrapolated.clear();
         for (slot, f) in flows.iter().take(METRIC_SLOTS).enumerate() {
+            self.extrapolated
+                .get_or_create(&[("slot", slot.to_string())])
+                .set(i64::from(f.extrapolated.is_some()));
             for (a, name) in ACTION_NAMES.iter().enumerate() {
                 let labels = [("slot", slot.to_string()), ("action", name.to_string())];
                 self.predicted_mbps
@@ -370,6 +382,8 @@ mod tests {
                 reward_units: [0.0; 3],
                 physical: [4.0 + x, 35.0 + 10.0 * x, 0.0],
             }),
+            extrapolated: (cookie == 1)
+                .then(|| "min RTT 0.005 ms outside the fitted 10-400 ms".into()),
         };
         let series = |text: &str, name: &str| {
             text.lines()
@@ -398,10 +412,21 @@ mod tests {
             ),
             "{text}"
         );
+        // Cookie 1 (slot 1) is extrapolated, the others are not.
+        assert_eq!(series(&text, "plume_explain_extrapolated"), 16);
+        assert!(
+            text.contains("plume_explain_extrapolated{slot=\"1\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("plume_explain_extrapolated{slot=\"0\"} 0\n"),
+            "{text}"
+        );
         // Flows leave: their slots go with them.
         m.set_explanations(&flows[..2]);
         let text = m.render();
         assert_eq!(series(&text, "plume_explain_predicted_throughput_mbps"), 6);
+        assert_eq!(series(&text, "plume_explain_extrapolated"), 2);
         assert!(!text.contains("slot=\"2\""), "{text}");
     }
 

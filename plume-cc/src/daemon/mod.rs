@@ -549,6 +549,11 @@ pub fn publish_explanations(
         )
         .map(|_| ())
         .and_then(|()| {
+            for (cookie, why) in x.newly_extrapolated() {
+                tracing::warn!(
+                    "explanation of flow {cookie} is an extrapolation: {why}; its predictions say nothing about it (fit predictors on such paths)"
+                );
+            }
             if let Some(m) = metrics {
                 m.set_explanations(x.last());
             }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::fit::{fidelity_table, FitOptions, FitProgress};
 use super::offline::{explain_window, plot, write_csv, OfflinePath};
-use super::predictor::{paths_beside, paths_in, Predictors};
+use super::predictor::{paths_beside, paths_in, DelayTarget, Predictors};
 use super::Horizon;
 use crate::args::DurationArg;
 use crate::policy::LoadedPolicy;
@@ -62,6 +62,16 @@ pub struct FitArgs {
     /// its size is learned.
     #[arg(long)]
     pub monotone: bool,
+    /// What the delay network predicts: the return and the mean as they
+    /// are (direct), divided by their known scales, the delay weight and
+    /// the min RTT (scaled), or that and ln(1 + x) (scaled-log).
+    #[arg(long, value_enum, default_value_t = FitOptions::default().delay_target)]
+    pub delay_target: DelayTarget,
+    /// Count the reward's clip in the delay component (it binds only on
+    /// deep queues, and cuts only delay penalty); `false` explains the
+    /// unclipped delay penalty, as predictors fit before the option did.
+    #[arg(long, default_value_t = FitOptions::default().delay_counts_clip, action = clap::ArgAction::Set)]
+    pub delay_clip: bool,
     /// Intervals a contrasting clamp is held before the policy decides
     /// again (at most the horizon).
     #[arg(long, default_value_t = Horizon::default().hold)]
@@ -169,6 +179,8 @@ pub fn run(
                 seed: a.seed,
                 difference_weight: a.difference_weight,
                 monotone: a.monotone,
+                delay_target: a.delay_target,
+                delay_counts_clip: a.delay_clip,
                 horizon: Horizon {
                     hold: a.hold,
                     steps: a.horizon,

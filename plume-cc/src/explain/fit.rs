@@ -23,7 +23,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
 
-use super::predictor::{head, new_metadata, Fidelity, FitInfo, Predictors, INPUTS};
+use super::predictor::{
+    directions, head, new_metadata, DelayTarget, Fidelity, FitInfo, InputRanges, Predictors, INPUTS,
+};
 use super::returns::returns_from;
 use super::rollout::{decision_branches, draw_episodes, run_branches, Trajectory};
 use super::{ExplainError, Horizon, BRANCH_LOG2, COMPONENTS, NULL_BRANCH};
@@ -59,6 +61,11 @@ pub struct FitOptions {
     pub seed: u64,
     /// Monotone heads (see [`super::predictor::head`]).
     pub monotone: bool,
+    /// What the delay network predicts ([`DelayTarget`]).
+    pub delay_target: DelayTarget,
+    /// The delay component counts the reward's clip
+    /// ([`super::ComponentReturns::explained`]).
+    pub delay_counts_clip: bool,
     /// Horizon and hold.
     pub horizon: Horizon,
     /// Tie tolerance of the ranking (reward-unit returns).
@@ -81,6 +88,10 @@ impl Default for FitOptions {
             difference_weight: 0.3,
             seed: 0,
             monotone: false,
+            delay_target: DelayTarget::Direct,
+            // The held-out R² of the delay return rose from 0.40-0.47 to
+            // 0.69-0.75 with it (docs/TRAINING.md, "Why delay is hard").
+            delay_counts_clip: true,
             horizon: Horizon::default(),
             tie_tolerance: 0.1,
             command: String::new(),
@@ -188,7 +199,7 @@ pub fn decision_rows(s: &Samples) -> Vec<[usize; 3]> {
 
 /// Samples as matrices: inputs, targets (per component: reward units,
 /// physical), weights, and which branch and action each came from.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Samples {
     /// Rows of [`INPUTS`] values.
     pub x: Vec<f32>,
@@ -205,6 +216,11 @@ pub struct Samples {
     /// Per episode, the realised reward-unit returns of the null contrast
     /// (not a sample: see [`super::BRANCH_LOG2`]).
     pub null: std::collections::BTreeMap<usize, [f64; 3]>,
+    /// The same, physical means.
+    pub null_physical: std::collections::BTreeMap<usize, [f64; 3]>,
+    /// Per row, the discounted return of the reward's clip part (not
+    /// predicted; kept to measure what the clip does to the delay target).
+    pub clip: Vec<f32>,
 }
 
 impl Samples {
@@ -220,7 +236,12 @@ impl Samples {
 }
 
 /// The samples of `trajectories` (module docs).
-pub fn samples(trajectories: &[Trajectory], horizon: &Horizon, contrast_weight: f32) -> Samples {
+pub fn samples(
+    trajectories: &[Trajectory],
+    horizon: &Horizon,
+    contrast_weight: f32,
+    delay_counts_clip: bool,
+) -> Samples {
     let mut s = Samples::default();
     for t in trajectories {
         s.steps += t.parts.len();
@@ -237,15 +258,19 @@ pub fn samples(trajectories: &[Trajectory], horizon: &Horizon, contrast_weight: 
                 continue; // the episode ended inside the horizon
             }
             if t.branch.action == NULL_BRANCH {
-                s.null.insert(t.branch.episode, r.reward_units);
+                s.null
+                    .insert(t.branch.episode, r.explained(delay_counts_clip));
+                s.null_physical.insert(t.branch.episode, r.physical);
                 continue;
             }
             s.x.extend_from_slice(&k.obs);
             s.x.extend_from_slice(&[k.raw[0], k.raw[1], log2]);
-            for c in 0..3 {
-                s.y.push(r.reward_units[c] as f32);
-                s.y.push(r.physical[c] as f32);
+            let explained = r.explained(delay_counts_clip);
+            for (reward, physical) in explained.iter().zip(r.physical) {
+                s.y.push(*reward as f32);
+                s.y.push(physical as f32);
             }
+            s.clip.push(r.clip as f32);
             s.w.push(if at_decision { contrast_weight } else { 1.0 });
             s.decision
                 .push(at_decision.then_some((t.branch.episode, t.branch.action)));
@@ -328,6 +353,22 @@ pub fn fit(
     opts: &FitOptions,
     progress: &mut dyn FitProgress,
 ) -> Result<Predictors, ExplainError> {
+    let started = std::time::Instant::now();
+    let (train, held) = simulate_split(policy, corpus, opts, progress)?;
+    let mut p = fit_samples(policy, &train, &held, opts, progress)?;
+    p.metadata_mut().fit.seconds = started.elapsed().as_secs_f64();
+    Ok(p)
+}
+
+/// The training and held-out samples of a fit (module docs): the
+/// expensive half, simulated once so that several fits can share it
+/// (`examples/explain_variants.rs` compares fits on the same samples).
+pub fn simulate_split(
+    policy: &LoadedPolicy,
+    corpus: &PreparedCorpus,
+    opts: &FitOptions,
+    progress: &mut dyn FitProgress,
+) -> Result<(Samples, Samples), ExplainError> {
     opts.validate()?;
     if corpus.train.is_empty() || corpus.heldout.is_empty() {
         return Err(ExplainError::Range {
@@ -340,7 +381,6 @@ pub fn fit(
             ),
         });
     }
-    let started = std::time::Instant::now();
     let train_t = simulate(
         policy,
         corpus,
@@ -352,31 +392,13 @@ pub fn fit(
         progress,
         "rollouts",
     )?;
-    let train = samples(&train_t, &opts.horizon, opts.contrast_weight);
+    let train = samples(
+        &train_t,
+        &opts.horizon,
+        opts.contrast_weight,
+        opts.delay_counts_clip,
+    );
     drop(train_t);
-    let mut meta = new_metadata(policy.metadata(), opts.horizon, opts.hidden.clone());
-    meta.monotone = opts.monotone;
-    for c in 0..INPUTS {
-        let (m, s) = mean_std(&train.x, INPUTS, c);
-        meta.in_mean[c] = m;
-        meta.in_std[c] = s;
-    }
-    for c in 0..3 {
-        let (m0, s0) = mean_std(&train.y, 6, 2 * c);
-        let (m1, s1) = mean_std(&train.y, 6, 2 * c + 1);
-        meta.out_mean[c] = [m0, m1];
-        meta.out_std[c] = [s0, s1];
-    }
-    let named = train_nets(&train, &meta, opts, progress)?;
-    meta.fit = FitInfo {
-        command: opts.command.clone(),
-        seed: opts.seed,
-        decisions: opts.decisions,
-        samples: train.len(),
-        epochs: opts.epochs,
-        seconds: 0.0,
-    };
-    let mut predictors = Predictors::from_parts(meta, named, std::path::Path::new("(fit)"))?;
     let held_t = simulate(
         policy,
         corpus,
@@ -388,22 +410,88 @@ pub fn fit(
         progress,
         "held-out rollouts",
     )?;
-    let held = samples(&held_t, &opts.horizon, opts.contrast_weight);
-    let fidelity = fidelity(&predictors, &held, opts.tie_tolerance)?;
-    let m = predictors.metadata_mut();
-    m.fidelity = fidelity;
-    m.fit.seconds = started.elapsed().as_secs_f64();
+    let held = samples(
+        &held_t,
+        &opts.horizon,
+        opts.contrast_weight,
+        opts.delay_counts_clip,
+    );
+    Ok((train, held))
+}
+
+/// The training targets of `s` as the networks see them: [`Samples::y`]
+/// with the delay columns encoded by `target` ([`DelayTarget::encode`]).
+pub fn network_targets(s: &Samples, target: DelayTarget) -> Vec<f32> {
+    let mut y = s.y.clone();
+    if target != DelayTarget::Direct {
+        for (r, row) in y.chunks_exact_mut(6).enumerate() {
+            let (t0, t1) = target.encode(
+                &s.x[r * INPUTS..(r + 1) * INPUTS],
+                f64::from(row[2]),
+                f64::from(row[3]),
+            );
+            row[2] = t0 as f32;
+            row[3] = t1 as f32;
+        }
+    }
+    y
+}
+
+/// Fits the predictors on samples `train` and measures their fidelity on
+/// `held` (the cheap half of [`fit`]; `seconds` is left at 0).
+pub fn fit_samples(
+    policy: &LoadedPolicy,
+    train: &Samples,
+    held: &Samples,
+    opts: &FitOptions,
+    progress: &mut dyn FitProgress,
+) -> Result<Predictors, ExplainError> {
+    opts.validate()?;
+    let mut meta = new_metadata(policy.metadata(), opts.horizon, opts.hidden.clone());
+    meta.monotone = opts.monotone;
+    meta.delay_target = opts.delay_target;
+    meta.delay_counts_clip = opts.delay_counts_clip;
+    meta.ranges = Some(InputRanges::of_inputs(&train.x));
+    for c in 0..INPUTS {
+        let (m, s) = mean_std(&train.x, INPUTS, c);
+        meta.in_mean[c] = m;
+        meta.in_std[c] = s;
+    }
+    let y = network_targets(train, opts.delay_target);
+    for c in 0..3 {
+        let (m0, s0) = mean_std(&y, 6, 2 * c);
+        let (m1, s1) = mean_std(&y, 6, 2 * c + 1);
+        meta.out_mean[c] = [m0, m1];
+        meta.out_std[c] = [s0, s1];
+    }
+    let named = train_nets(train, &y, &meta, opts, progress)?;
+    meta.fit = FitInfo {
+        command: opts.command.clone(),
+        seed: opts.seed,
+        decisions: opts.decisions,
+        samples: train.len(),
+        epochs: opts.epochs,
+        seconds: 0.0,
+    };
+    let mut predictors = Predictors::from_parts(meta, named, std::path::Path::new("(fit)"))?;
+    let fidelity = fidelity(&predictors, held, opts.tie_tolerance)?;
+    predictors.metadata_mut().fidelity = fidelity;
     Ok(predictors)
 }
 
-/// Trains one network per component on `s` (standardised by `meta`);
+/// Trains one network per component on the inputs of `s` and the network
+/// targets `targets` ([`network_targets`]), both standardised by `meta`;
 /// returns the named tensors.
 fn train_nets(
     s: &Samples,
+    targets: &[f32],
     meta: &super::ExplainMetadata,
     opts: &FitOptions,
     progress: &mut dyn FitProgress,
 ) -> Result<Vec<(String, Tensor)>, ExplainError> {
+    let rng_guard = super::TORCH_RNG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     tch::manual_seed(opts.seed as i64);
     let n = s.len() as i64;
     let x = Tensor::from_slice(&s.x).view([n, INPUTS as i64]);
@@ -413,7 +501,7 @@ fn train_nets(
     let x = ((x - in_mean) / in_std).clamp(-10.0, 10.0);
     let out_mean: Vec<f32> = meta.out_mean.iter().flatten().copied().collect();
     let out_std: Vec<f32> = meta.out_std.iter().flatten().copied().collect();
-    let y = (Tensor::from_slice(&s.y).view([n, 6]) - Tensor::from_slice(&out_mean).view([1, 6]))
+    let y = (Tensor::from_slice(targets).view([n, 6]) - Tensor::from_slice(&out_mean).view([1, 6]))
         / Tensor::from_slice(&out_std).view([1, 6]);
     let w = Tensor::from_slice(&s.w).view([n, 1]);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -436,6 +524,7 @@ fn train_nets(
         }
         nets.push(seq);
     }
+    drop(rng_guard); // the networks are drawn; training draws from ChaCha8
     let mut opt = nn::Adam::default().build(&vs, opts.learning_rate)?;
     // The contrast loss' triplets and the spread of their differences.
     let triplets: Vec<[i64; 3]> = decision_rows(s)
@@ -478,7 +567,8 @@ fn train_nets(
             let mb = log2m.index_select(0, &idx);
             let mut loss = Tensor::zeros([], (Kind::Float, Device::Cpu));
             for (c, net) in nets.iter().enumerate() {
-                let pred = head(&|z| net.forward(z), &xb, &mb, c, opts.monotone);
+                let dir = directions(c, opts.delay_target);
+                let pred = head(&|z| net.forward(z), &xb, &mb, dir, opts.monotone);
                 let target = yb.narrow(1, 2 * c as i64, 2);
                 loss += ((pred - target).square() * &wb).mean(Kind::Float);
             }
@@ -502,7 +592,7 @@ fn train_nets(
                             &|z| net.forward(z),
                             &x.index_select(0, r),
                             &log2m.index_select(0, r),
-                            c,
+                            directions(c, opts.delay_target),
                             opts.monotone,
                         )
                     };
@@ -743,6 +833,53 @@ mod tests {
         assert!(f.ranked_pairs.iter().all(|&p| p <= 30));
         assert_eq!(a.fit.decisions, 12);
         assert_eq!(a.policy_weights_sha256, policy.metadata().weights_sha256);
+        // The paths it was fit on: the default scenario distribution's min
+        // RTTs (10-400 ms) and the corpus' rates (12-36 Mbit/s, a flow's
+        // anchor below that).
+        let r = a.ranges.expect("a fit records its ranges");
+        assert!(
+            r.min_rtt_ms[0] >= 9.0 && r.min_rtt_ms[1] <= 450.0 && r.min_rtt_ms[0] < r.min_rtt_ms[1],
+            "{r:?}"
+        );
+        assert!(
+            r.max_rate_mbps[1] <= 80.0 && r.max_rate_mbps[0] > 0.0,
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_scaled_delay_target_fits_on_the_same_samples_and_is_recorded() {
+        let policy = crate::policy::default_policy().unwrap();
+        let c = corpus();
+        let opts = small(3);
+        let (train, held) = simulate_split(&policy, &c, &opts, &mut Quiet).unwrap();
+        let direct = fit_samples(&policy, &train, &held, &opts, &mut Quiet).unwrap();
+        let scaled = FitOptions {
+            delay_target: DelayTarget::Scaled,
+            ..opts
+        };
+        let p = fit_samples(&policy, &train, &held, &scaled, &mut Quiet).unwrap();
+        assert_eq!(p.metadata().delay_target, DelayTarget::Scaled);
+        let (f, g) = (&p.metadata().fidelity, &direct.metadata().fidelity);
+        assert_eq!(f.samples, g.samples, "the same held-out samples");
+        assert!(
+            f.r2_reward[1].is_finite() && f.r2_physical[1].is_finite(),
+            "{f:?}"
+        );
+        // Throughput and loss do not depend on the delay target.
+        assert!(
+            (f.r2_reward[0] - g.r2_reward[0]).abs() < 1e-6,
+            "{f:?} {g:?}"
+        );
+        assert_ne!(f.r2_reward[1], g.r2_reward[1]);
+        // The network's targets: the delay return over -w, the others as they are.
+        let y = network_targets(&train, DelayTarget::Scaled);
+        let (w, _) = DelayTarget::scales(&train.x[..INPUTS]);
+        assert!(
+            (f64::from(y[2]) + f64::from(train.y[2]) / w).abs()
+                < 1e-3 * (1.0 + f64::from(y[2]).abs())
+        );
+        assert_eq!(y[0], train.y[0]);
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub struct FlowExplanation {
     pub clamp: Option<u32>,
     /// Predictions under each action of [`ACTION_NAMES`].
     pub predicted: [Predictions; 3],
+    /// Why the flow lies outside what the predictors were fit on
+    /// ([`super::predictor::InputRanges::outside`]); absent when it lies
+    /// within, or when the predictors carry no ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extrapolated: Option<String>,
 }
 
 /// What a daemon publishes (the state file).
@@ -99,6 +104,12 @@ pub struct LiveExplainer {
     every: u64,
     calls: u64,
     last: Vec<FlowExplanation>,
+    /// Flows already reported as extrapolated (so the log says it once per
+    /// flow); flows that left the batch are forgotten.
+    reported: std::collections::HashSet<u64>,
+    /// Flows found extrapolated for the first time by the last
+    /// [`LiveExplainer::explain`], with the reason.
+    newly_extrapolated: Vec<(u64, String)>,
 }
 
 impl LiveExplainer {
@@ -109,6 +120,8 @@ impl LiveExplainer {
             every: every.max(1),
             calls: 0,
             last: Vec::new(),
+            reported: Default::default(),
+            newly_extrapolated: Vec::new(),
         }
     }
 
@@ -142,17 +155,38 @@ impl LiveExplainer {
         let p = self
             .predictors
             .predict_actions(&obs[..n * OBSERVATION_LEN], &raw2)?;
+        let ranges = self.predictors.metadata().ranges;
         self.last = cookies
             .iter()
             .zip(clamps)
             .zip(p)
-            .map(|((&cookie, &clamp), predicted)| FlowExplanation {
+            .zip(obs.chunks_exact(OBSERVATION_LEN))
+            .map(|(((&cookie, &clamp), predicted), o)| FlowExplanation {
                 cookie,
                 clamp,
                 predicted,
+                extrapolated: ranges.and_then(|r| r.outside(o)),
             })
             .collect();
+        let current: std::collections::HashSet<u64> = self.last.iter().map(|f| f.cookie).collect();
+        self.reported.retain(|c| current.contains(c));
+        self.newly_extrapolated.clear();
+        for f in &self.last {
+            if let Some(why) = &f.extrapolated {
+                if self.reported.insert(f.cookie) {
+                    self.newly_extrapolated.push((f.cookie, why.clone()));
+                }
+            }
+        }
         Ok(&self.last)
+    }
+
+    /// The flows the last [`LiveExplainer::explain`] found outside the
+    /// predictors' ranges for the first time (socket cookie, reason): the
+    /// daemon logs each once. A flow that leaves and comes back is
+    /// reported again.
+    pub fn newly_extrapolated(&self) -> &[(u64, String)] {
+        &self.newly_extrapolated
     }
 
     /// The last explanations.
@@ -237,6 +271,57 @@ mod tests {
     }
 
     #[test]
+    fn flows_outside_the_fitted_ranges_are_flagged_and_reported_once() {
+        use super::super::predictor::{random_predictors, InputRanges};
+        let policy = crate::policy::default_policy().unwrap();
+        let mut p = random_predictors(policy.metadata(), 21);
+        p.metadata_mut().ranges = Some(InputRanges {
+            min_rtt_ms: [10.0, 400.0],
+            max_rate_mbps: [0.5, 60.0],
+        });
+        // Flow 1 on a 40 ms, 10 Mbit/s path; flow 2 on loopback (5 us, 3 Gbit/s).
+        let obs_of = |ms: f64, mbps: f64| {
+            let mut o = vec![0.0f32; OBSERVATION_LEN];
+            o[0] = ((1.0 + ms).ln() / 1001f64.ln()) as f32;
+            o[1] = ((1.0 + mbps).ln() / 10001f64.ln()) as f32;
+            o
+        };
+        let mut obs = obs_of(40.0, 10.0);
+        obs.extend(obs_of(0.005, 3000.0));
+        let raw = [0.1, 0.0, 0.1, 0.0];
+        let mut x = LiveExplainer::new(p, 1);
+        let e = x.explain(&[1, 2], &obs, &raw, &[Some(10), None]).unwrap();
+        assert_eq!(e[0].extrapolated, None);
+        let why = e[1].extrapolated.clone().unwrap();
+        assert!(
+            why.contains("min RTT 0.00500 ms") && why.contains("rate 3000 Mbit/s"),
+            "{why}"
+        );
+        assert_eq!(x.newly_extrapolated(), &[(2, why.clone())]);
+        // Reported once while the flow stays...
+        x.explain(&[1, 2], &obs, &raw, &[Some(10), None]).unwrap();
+        assert!(x.newly_extrapolated().is_empty());
+        // ...and again after it left and came back.
+        x.explain(&[1], &obs[..OBSERVATION_LEN], &raw[..2], &[Some(10)])
+            .unwrap();
+        x.explain(&[1, 2], &obs, &raw, &[Some(10), None]).unwrap();
+        assert_eq!(x.newly_extrapolated().len(), 1);
+        let table = explain_table(&x.state(unix_ms()));
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(!lines[0].contains("extrapolated"), "{table}");
+        assert!(
+            lines[1].ends_with(&format!(
+                "[extrapolated: {why}; the predictors were not fit on such flows]"
+            )),
+            "{table}"
+        );
+        // Predictors without ranges (fit before they were kept) flag nothing.
+        let mut x = LiveExplainer::new(random_predictors(policy.metadata(), 21), 1);
+        let e = x.explain(&[1, 2], &obs, &raw, &[Some(10), None]).unwrap();
+        assert!(e.iter().all(|f| f.extrapolated.is_none()));
+    }
+
+    #[test]
     fn state_files_round_trip_and_go_stale() {
         let dir = tempfile::tempdir().unwrap();
         let path = state_path(dir.path(), Path::new("/sys/fs/bpf/plume-cc/test-cg"));
@@ -251,6 +336,7 @@ mod tests {
                 cookie: 7,
                 clamp: Some(42),
                 predicted: [p(4.1, 35.0), p(2.0, 5.0), p(4.6, 120.0)],
+                extrapolated: None,
             }],
         };
         write_state(&path, &s).unwrap();
@@ -265,8 +351,11 @@ mod tests {
 pub fn explain_table(state: &LiveState) -> String {
     let mut s = String::new();
     for f in &state.flows {
+        let warn = f.extrapolated.as_ref().map_or_else(String::new, |why| {
+            format!(" [extrapolated: {why}; the predictors were not fit on such flows]")
+        });
         s.push_str(&format!(
-            "  {:>10}  {}\n",
+            "  {:>10}  {}{warn}\n",
             f.cookie,
             explain_line(f.clamp, &f.predicted)
         ));

@@ -84,6 +84,12 @@ impl Default for Horizon {
     }
 }
 
+/// Held while libtorch's global generator is seeded and drawn from (a
+/// fit's network initialisation, the tests' random predictors): two
+/// threads doing it at once (tests run in parallel) would interleave their
+/// draws, and a fit would no longer be deterministic for its seed.
+pub(crate) static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Errors of fitting, loading and running explanations.
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {

@@ -117,6 +117,8 @@ pub fn explain_window(
     let raw: Vec<[f32; 2]> = t.kept.iter().map(|k| k.raw).collect();
     let pred = predictors.predict_actions(&obs, &raw)?;
     let dt_s = policy.metadata().monitor_interval_us as f64 / 1e6;
+    // The realised delay return as the predictors define it.
+    let counts_clip = predictors.metadata().delay_counts_clip;
     let rows: Vec<DecisionRow> = t
         .kept
         .iter()
@@ -131,10 +133,10 @@ pub fn explain_window(
                 raw: k.raw,
                 predicted: p,
                 realised: super::Predictions {
-                    reward_units: r.reward_units,
+                    reward_units: r.explained(counts_clip),
                     physical: r.physical,
                 },
-                realised_clip: r.clip,
+                realised_clip: if counts_clip { 0.0 } else { r.clip },
                 realised_total: r.total,
                 horizon_steps: r.steps,
             }

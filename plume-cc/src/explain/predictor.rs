@@ -45,17 +45,105 @@ pub fn outputs(monotone: bool) -> usize {
 /// milliseconds and loss rates go up.
 pub const DIRECTIONS: [[f32; 2]; 3] = [[1.0, 1.0], [-1.0, 1.0], [-1.0, 1.0]];
 
+/// The directions of component `c`'s network outputs under `target`
+/// ([`DIRECTIONS`] in the units the network predicts): a scaled delay
+/// target counts queue, which a larger clamp makes longer, so both its
+/// outputs rise with the clamp.
+pub fn directions(c: usize, target: DelayTarget) -> [f32; 2] {
+    if c == 1 && target != DelayTarget::Direct {
+        [1.0, 1.0]
+    } else {
+        DIRECTIONS[c]
+    }
+}
+
+/// What the delay component's network predicts.
+///
+/// The delay part of the reward is `-w * queueing delay / min RTT` per
+/// interval (`w` the operating point's delay weight), so its return is
+/// `-w` times the discounted sum of the queue *in min RTTs*, and its
+/// physical mean is the min RTT times the discount-weighted mean of that
+/// same ratio. `w` (0.02-2) and the min RTT (10-400 ms) are both in the
+/// observation (`objective`, `min_rtt_log`), and a ReLU network on
+/// standardised inputs fits a product of a scale spanning two decades and
+/// a queue only roughly. [`DelayTarget::Scaled`] divides the known scales
+/// out of the targets and multiplies them back into the predictions,
+/// exactly ([`DelayTarget::encode`], [`DelayTarget::decode`]); the network
+/// then predicts the queue in min RTTs, the unit of the observation's own
+/// `srtt_excess`. Measured on the same samples (docs/TRAINING.md, "Why
+/// delay is hard"), it gained 0.03-0.05 of R² in reward units and lost up
+/// to 0.13 in ms: not the cause of the poor delay fit (the reward's clip
+/// was, [`super::ComponentReturns::explained`]), so it stays opt-in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DelayTarget {
+    /// The return (reward units) and the mean (ms) as they are: the
+    /// format of predictors written before the option existed.
+    #[default]
+    Direct,
+    /// Both divided by their known scale: the return by `-w`, the mean by
+    /// the observed min RTT.
+    Scaled,
+    /// As [`DelayTarget::Scaled`], then `ln(1 + x)`: the heavy tail of deep
+    /// queues compressed.
+    ScaledLog,
+}
+
+/// The min RTT a scaled delay target divides by when the observation has
+/// none yet (a flow's first interval, before an RTT sample: the feature is
+/// 0), ms. Any constant keeps the transform exact; this one is the lower
+/// end of the fitted paths, so such rows' targets stay on the scale of the
+/// others.
+pub const UNKNOWN_MIN_RTT_MS: f64 = 10.0;
+
+impl DelayTarget {
+    /// The delay weight and the min RTT (ms) the observation of input row
+    /// `x` (at least the global features) shows: the inverses of
+    /// [`crate::policy::Objective::feature`] and of the `min_rtt_log`
+    /// encoding ([`crate::policy::flow_context_from_observation`]).
+    pub fn scales(x: &[f32]) -> (f64, f64) {
+        use crate::policy::objective::{MAX_DELAY_WEIGHT, MIN_DELAY_WEIGHT};
+        let f = f64::from(x.get(3).copied().unwrap_or(0.0)).clamp(0.0, 1.0);
+        let (lo, hi) = (f64::from(MIN_DELAY_WEIGHT), f64::from(MAX_DELAY_WEIGHT));
+        let w = lo * (hi / lo).powf(f);
+        let rtt = crate::policy::flow_context_from_observation(x, 1).min_rtt_us as f64 / 1000.0;
+        (w, if rtt > 0.0 { rtt } else { UNKNOWN_MIN_RTT_MS })
+    }
+
+    /// The network's targets for a delay return `reward` (reward units)
+    /// and mean `ms` realised after input row `x`.
+    pub fn encode(self, x: &[f32], reward: f64, ms: f64) -> (f64, f64) {
+        let (w, rtt) = Self::scales(x);
+        match self {
+            Self::Direct => (reward, ms),
+            Self::Scaled => (-reward / w, ms / rtt),
+            Self::ScaledLog => ((-reward / w).max(0.0).ln_1p(), (ms / rtt).max(0.0).ln_1p()),
+        }
+    }
+
+    /// The inverse of [`DelayTarget::encode`]: the return and the mean
+    /// from the network's outputs `(t0, t1)` for input row `x`.
+    pub fn decode(self, x: &[f32], t0: f64, t1: f64) -> (f64, f64) {
+        let (w, rtt) = Self::scales(x);
+        match self {
+            Self::Direct => (t0, t1),
+            Self::Scaled => (-w * t0, rtt * t1),
+            Self::ScaledLog => (-w * t0.exp_m1(), rtt * t1.exp_m1()),
+        }
+    }
+}
+
 /// Network outputs of component `c`'s net on standardised inputs `z`
 /// (rows x [`INPUTS`]) with raw log2 multipliers `log2m` (rows x 1), as
 /// standardised (return, mean). Plain heads read the multiplier as an
 /// input. Monotone heads do not: the net gives a base and two slopes
 /// (softplus, so never negative) and the multiplier moves the base along
-/// [`DIRECTIONS`], up and down the clamp separately.
+/// `dir` ([`directions`]), up and down the clamp separately.
 pub(crate) fn head(
     net: &dyn Fn(&Tensor) -> Tensor,
     z: &Tensor,
     log2m: &Tensor,
-    c: usize,
+    dir: [f32; 2],
     monotone: bool,
 ) -> Tensor {
     if !monotone {
@@ -73,7 +161,7 @@ pub(crate) fn head(
     let base = out.narrow(1, 0, 2);
     let up = out.narrow(1, 2, 2).softplus();
     let down = out.narrow(1, 4, 2).softplus();
-    let dir = Tensor::from_slice(&DIRECTIONS[c]).view([1, 2]);
+    let dir = Tensor::from_slice(&dir).view([1, 2]);
     base + (log2m.clamp_min(0.0) * up + log2m.clamp_max(0.0) * down) * dir
 }
 
@@ -129,6 +217,97 @@ pub struct Fidelity {
     pub clip_share: f64,
 }
 
+/// The flows the predictors were fit on, by the two scales of a path the
+/// observation carries: the min RTT and the rate anchor (the flow's max
+/// delivery rate). The networks see both only as features; outside the
+/// fitted range they extrapolate, and what they predict there is not
+/// evidence of anything (on loopback, 5 us and 3 Gbit/s, the predictors fit
+/// on 10-400 ms cellular paths predicted 23 Mbit/s). [`InputRanges::outside`]
+/// says so per flow, and the daemon marks such flows.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputRanges {
+    /// Lowest and highest min RTT of the training samples that had one, ms.
+    pub min_rtt_ms: [f64; 2],
+    /// Lowest and highest rate anchor of the training samples that had
+    /// one, Mbit/s.
+    pub max_rate_mbps: [f64; 2],
+}
+
+impl InputRanges {
+    /// The ranges over input rows `x` ([`INPUTS`] values each). Rows
+    /// without a min RTT or a rate yet (the feature is 0: no sample) do not
+    /// count for it; with none at all the range is empty and every flow
+    /// that has the scale is outside it.
+    pub fn of_inputs(x: &[f32]) -> Self {
+        let mut rtt = [f64::INFINITY, f64::NEG_INFINITY];
+        let mut rate = [f64::INFINITY, f64::NEG_INFINITY];
+        for row in x.chunks_exact(INPUTS) {
+            let (r, m) = flow_scales(row);
+            for (acc, v) in [(&mut rtt, r), (&mut rate, m)] {
+                if let Some(v) = v {
+                    acc[0] = acc[0].min(v);
+                    acc[1] = acc[1].max(v);
+                }
+            }
+        }
+        Self {
+            min_rtt_ms: rtt,
+            max_rate_mbps: rate,
+        }
+    }
+
+    /// Why a flow with observation `obs` lies outside the ranges (e.g.
+    /// `min RTT 0.00500 ms outside the fitted 10.0-400 ms`), or None when
+    /// it lies within them. A scale the flow has not measured yet is not
+    /// held against it.
+    pub fn outside(&self, obs: &[f32]) -> Option<String> {
+        let (rtt, rate) = flow_scales(obs);
+        let mut why = Vec::new();
+        let out = |v: f64, r: [f64; 2]| !(r[0]..=r[1]).contains(&v);
+        if let Some(v) = rtt.filter(|&v| out(v, self.min_rtt_ms)) {
+            why.push(format!(
+                "min RTT {} ms outside the fitted {}-{} ms",
+                sig3(v),
+                sig3(self.min_rtt_ms[0]),
+                sig3(self.min_rtt_ms[1])
+            ));
+        }
+        if let Some(v) = rate.filter(|&v| out(v, self.max_rate_mbps)) {
+            why.push(format!(
+                "rate {} Mbit/s outside the fitted {}-{} Mbit/s",
+                sig3(v),
+                sig3(self.max_rate_mbps[0]),
+                sig3(self.max_rate_mbps[1])
+            ));
+        }
+        (!why.is_empty()).then(|| why.join(", "))
+    }
+}
+
+/// `v` with three significant digits (0.00500, 10.0, 400, 3120).
+fn sig3(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    let digits = if v.abs() >= 100.0 {
+        0
+    } else {
+        (2 - v.abs().max(1e-9).log10().floor() as i32).clamp(0, 9) as usize
+    };
+    format!("{v:.digits$}")
+}
+
+/// The min RTT (ms) and rate anchor (Mbit/s) an observation shows, each
+/// None before the flow has measured it (its feature is 0).
+fn flow_scales(obs: &[f32]) -> (Option<f64>, Option<f64>) {
+    let known = |i: usize| obs.get(i).is_some_and(|&v| v > 0.0);
+    let ctx = crate::policy::flow_context_from_observation(obs, 1);
+    (
+        known(0).then_some(f64::from(ctx.min_rtt_us) / 1000.0),
+        known(1).then_some(ctx.max_rate_bytes_per_sec * 8.0 / 1e6),
+    )
+}
+
 /// How a fit was run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FitInfo {
@@ -173,6 +352,20 @@ pub struct ExplainMetadata {
     /// clamp always has the sign of [`DIRECTIONS`].
     #[serde(default)]
     pub monotone: bool,
+    /// What the delay network predicts (absent in files written before
+    /// the option: [`DelayTarget::Direct`], which they used).
+    #[serde(default)]
+    pub delay_target: DelayTarget,
+    /// The delay component counts the reward's clip
+    /// ([`super::ComponentReturns::explained`]); false in files written
+    /// before the option, which did not.
+    #[serde(default)]
+    pub delay_counts_clip: bool,
+    /// The flows the training samples came from ([`InputRanges`]); None in
+    /// files written before they were recorded, whose flows are then not
+    /// checked.
+    #[serde(default)]
+    pub ranges: Option<InputRanges>,
     /// Input standardisation (mean, std), [`INPUTS`] long.
     pub in_mean: Vec<f32>,
     /// See [`ExplainMetadata::in_mean`].
@@ -440,13 +633,21 @@ impl Predictors {
         let log2m = t.narrow(1, INPUTS as i64 - 1, 1);
         let z = ((t - &self.in_mean) / &self.in_std).clamp(-10.0, 10.0);
         for (c, net) in self.nets.iter().enumerate() {
-            let y = tch::no_grad(|| head(&|z| net.forward(z), &z, &log2m, c, self.meta.monotone))
+            let dir = directions(c, self.meta.delay_target);
+            let y = tch::no_grad(|| head(&|z| net.forward(z), &z, &log2m, dir, self.meta.monotone))
                 .to_kind(Kind::Float);
             let v = Vec::<f32>::try_from(y.flatten(0, -1))?;
             let (m, s) = (self.meta.out_mean[c], self.meta.out_std[c]);
             for (r, p) in out.iter_mut().enumerate() {
-                p.reward_units[c] = f64::from(v[r * 2] * s[0] + m[0]);
-                p.physical[c] = f64::from(v[r * 2 + 1] * s[1] + m[1]);
+                let t0 = f64::from(v[r * 2] * s[0] + m[0]);
+                let t1 = f64::from(v[r * 2 + 1] * s[1] + m[1]);
+                (p.reward_units[c], p.physical[c]) = if c == 1 {
+                    self.meta
+                        .delay_target
+                        .decode(&x[r * INPUTS..(r + 1) * INPUTS], t0, t1)
+                } else {
+                    (t0, t1)
+                };
             }
         }
         // Physical means cannot be negative.
@@ -530,6 +731,9 @@ pub fn new_metadata(
         components: COMPONENTS.iter().map(|s| s.to_string()).collect(),
         hidden,
         monotone: false,
+        delay_target: DelayTarget::Direct,
+        delay_counts_clip: false,
+        ranges: None,
         in_mean: vec![0.0; INPUTS],
         in_std: vec![1.0; INPUTS],
         out_mean: vec![[0.0; 2]; 3],
@@ -554,6 +758,9 @@ pub(crate) fn random_predictors_with(
     seed: i64,
     monotone: bool,
 ) -> Predictors {
+    let _rng = super::TORCH_RNG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     tch::manual_seed(seed);
     let hidden = vec![8, 8];
     let mut meta = new_metadata(policy, Horizon::default(), hidden.clone());
@@ -694,6 +901,132 @@ mod tests {
         let q = Predictors::load(&json, &weights, &policy).unwrap();
         assert!(q.metadata().monotone);
         assert_eq!(q.predict_actions(&obs, &raw).unwrap(), per_flow);
+    }
+
+    /// An observation whose flow has min RTT `ms` and rate anchor `mbps`
+    /// (0: not measured yet), encoded as the observation builder does.
+    fn obs_with(ms: f64, mbps: f64) -> Vec<f32> {
+        let mut o = vec![0.0f32; INPUTS];
+        o[0] = ((1.0 + ms).ln() / 1001f64.ln()) as f32;
+        o[1] = ((1.0 + mbps).ln() / 10001f64.ln()) as f32;
+        o
+    }
+
+    #[test]
+    fn flows_outside_the_fitted_ranges_are_named_with_the_range() {
+        let rows: Vec<f32> = [(10.0, 1.0), (400.0, 50.0), (40.0, 12.0), (0.0, 0.0)]
+            .iter()
+            .flat_map(|&(ms, mbps)| obs_with(ms, mbps))
+            .collect();
+        let r = InputRanges::of_inputs(&rows);
+        // The unmeasured row (a flow's first interval) does not widen the range to 0.
+        assert!((r.min_rtt_ms[0] - 10.0).abs() < 0.01, "{r:?}");
+        assert!((r.min_rtt_ms[1] - 400.0).abs() < 0.5, "{r:?}");
+        assert!((r.max_rate_mbps[0] - 1.0).abs() < 0.01, "{r:?}");
+        assert!((r.max_rate_mbps[1] - 50.0).abs() < 0.1, "{r:?}");
+        assert_eq!(r.outside(&obs_with(40.0, 10.0)), None);
+        assert_eq!(r.outside(&obs_with(0.0, 0.0)), None, "not measured yet");
+        // The loopback flow of docs/TRAINING.md: 5 us, 3 Gbit/s.
+        let why = r.outside(&obs_with(0.005, 3000.0)).unwrap();
+        assert!(
+            why.starts_with("min RTT 0.00500 ms outside the fitted 10.0-"),
+            "{why}"
+        );
+        assert!(
+            why.contains(", rate 3000 Mbit/s outside the fitted 1.00-"),
+            "{why}"
+        );
+        let why = r.outside(&obs_with(600.0, 10.0)).unwrap();
+        assert!(
+            why.starts_with("min RTT 600 ms") && !why.contains("rate"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_delay_targets_decode_what_they_encode() {
+        let x = obs_with(40.0, 10.0);
+        let (w, rtt) = DelayTarget::scales(&x);
+        // The default objective's feature is 0 here: the lowest weight.
+        assert!((w - 0.02).abs() < 1e-6, "{w}");
+        assert!((rtt - 40.0).abs() < 0.01, "{rtt}");
+        let mut x2 = x.clone();
+        x2[3] = crate::policy::Objective::new(1.0).unwrap().feature();
+        assert!((DelayTarget::scales(&x2).0 - 1.0).abs() < 1e-5);
+        for target in [
+            DelayTarget::Direct,
+            DelayTarget::Scaled,
+            DelayTarget::ScaledLog,
+        ] {
+            for (reward, ms) in [(-3.0, 35.0), (0.0, 0.0), (-40.0, 900.0)] {
+                let (t0, t1) = target.encode(&x2, reward, ms);
+                let (r, m) = target.decode(&x2, t0, t1);
+                assert!(
+                    (r - reward).abs() < 1e-9 * (1.0 + reward.abs()),
+                    "{target:?}"
+                );
+                assert!((m - ms).abs() < 1e-9 * (1.0 + ms), "{target:?}");
+            }
+        }
+        // Scaled: the queue in min RTTs (-reward / w, ms / min RTT).
+        let (t0, t1) = DelayTarget::Scaled.encode(&x2, -3.0, 80.0);
+        assert!(
+            (t0 - 3.0).abs() < 1e-4 && (t1 - 2.0).abs() < 1e-3,
+            "{t0} {t1}"
+        );
+        // No min RTT yet: the documented stand-in, still invertible.
+        let (_, rtt) = DelayTarget::scales(&obs_with(0.0, 0.0));
+        assert_eq!(rtt, UNKNOWN_MIN_RTT_MS);
+    }
+
+    #[test]
+    fn predictors_written_before_delay_targets_and_ranges_still_load() {
+        let policy = default_policy().unwrap();
+        let mut p = random_predictors(policy.metadata(), 12);
+        let dir = tempfile::tempdir().unwrap();
+        let (json, weights) = paths_in(dir.path());
+        p.save(&json, &weights).unwrap();
+        let before = p.predict_inputs(&inputs(3), 3).unwrap();
+        // The JSON as the previous version wrote it: neither key.
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        assert!(o.remove("delay_target").is_some() && o.remove("ranges").is_some());
+        assert!(o.remove("delay_counts_clip").is_some());
+        std::fs::write(&json, serde_json::to_vec(&v).unwrap()).unwrap();
+        let q = Predictors::load(&json, &weights, &policy).unwrap();
+        assert_eq!(q.metadata().delay_target, DelayTarget::Direct);
+        assert_eq!(q.metadata().ranges, None);
+        assert!(!q.metadata().delay_counts_clip);
+        assert_eq!(q.predict_inputs(&inputs(3), 3).unwrap(), before);
+        // An unknown delay target (a newer version's) is refused by name.
+        let mut v = v.clone();
+        v["delay_target"] = "cubed".into();
+        std::fs::write(&json, serde_json::to_vec(&v).unwrap()).unwrap();
+        let e = Predictors::load(&json, &weights, &policy)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid explanation metadata") && e.contains("cubed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn scaled_monotone_heads_still_order_the_actions_as_the_clamp() {
+        let policy = default_policy().unwrap();
+        let mut p = random_predictors_with(policy.metadata(), 13, true);
+        p.metadata_mut().delay_target = DelayTarget::Scaled;
+        let obs: Vec<f32> = (0..4)
+            .flat_map(|i| obs_with(20.0 + 50.0 * f64::from(i), 5.0)[..OBSERVATION_LEN].to_vec())
+            .collect();
+        for f in p.predict_actions(&obs, &[[0.3, -0.1]; 4]).unwrap() {
+            let (base, half, double) = (f[0], f[1], f[2]);
+            // More queue (a more negative delay return) for a larger clamp.
+            assert!(double.reward_units[1] <= base.reward_units[1], "{f:?}");
+            assert!(base.reward_units[1] <= half.reward_units[1], "{f:?}");
+            assert!(double.physical[1] >= base.physical[1], "{f:?}");
+        }
     }
 
     #[test]

@@ -107,6 +107,24 @@ pub struct ComponentReturns {
     pub steps: usize,
 }
 
+impl ComponentReturns {
+    /// The three explained returns, reward units: with `delay_counts_clip`
+    /// the clip's part is counted in the delay component. The clip binds
+    /// only on a deep queue: the throughput part is at least 0 and the
+    /// loss part at least `-loss_weight` (-2), so the sum falls under -10
+    /// only with a delay part under -8, and what the clip removes is delay
+    /// penalty the training reward does not count. Counted in, the three
+    /// components add up to the training reward's return with no fourth
+    /// part.
+    pub fn explained(&self, delay_counts_clip: bool) -> [f64; 3] {
+        let mut r = self.reward_units;
+        if delay_counts_clip {
+            r[1] += self.clip;
+        }
+        r
+    }
+}
+
 /// The returns of `parts[from..]` over at most `steps` intervals with
 /// discount `gamma`: `sum_k gamma^k x[from + k]`, and for the physical
 /// units that sum over `sum_k gamma^k`.
@@ -213,6 +231,15 @@ mod tests {
         // Mbit/s 1, 2, 3 weighted: (1 + 1 + 0.75) / 1.75.
         assert!((r.physical[0] - 2.75 / 1.75).abs() < 1e-9);
         // Past the end: only what is left.
+        // With a clipped step, the explained parts (the clip counted in
+        // the delay) add up to the training reward's return.
+        let mut clipped = parts.clone();
+        clipped[2] = StepParts::of(&step(1.0, 2000.0, 0.01), 4.0, 1, 10.0, &spec);
+        let r = returns_from(&clipped, 0, 5, 0.5);
+        assert!(r.clip > 0.0);
+        let [thr, delay, loss] = r.explained(true);
+        assert!((thr + delay + loss - r.total).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.explained(false), r.reward_units);
         assert_eq!(returns_from(&parts, 4, 3, 0.5).steps, 1);
         assert_eq!(returns_from(&parts, 5, 3, 0.5).steps, 0);
     }
