@@ -480,7 +480,7 @@ async fn control(
         stats.last_step_us = step.as_micros() as u64;
         stats.mean_step_us = total_step.as_secs_f64() * 1e6 / stats.intervals as f64;
         if control.guard.counts != stats.guard {
-            tracing::warn!(?control.guard.counts, "policy outputs out of range were clamped");
+            tracing::warn!(?control.guard.counts, "policy outputs were NaN or out of range");
         }
         stats.guard = control.guard.counts;
         if stats.intervals % 50 == 1 {
