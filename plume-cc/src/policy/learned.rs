@@ -272,6 +272,21 @@ impl FlowPolicy for LearnedPolicy {
     }
 }
 
+/// A flow's statistics for tests of a learned policy: 40 ms min RTT,
+/// 50 ms srtt, a cwnd of 20 segments of 1448 bytes, `delivered` segments
+/// delivered so far, no limits read back.
+#[cfg(test)]
+pub(crate) fn test_flow_stats(delivered: u32) -> FlowStats {
+    FlowStats {
+        srtt_us: 50_000,
+        min_rtt_us: 40_000,
+        snd_cwnd: 20,
+        mss: 1448,
+        delivered,
+        ..FlowStats::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use plume_cc_common::{CWND_UNCLAMPED, PACING_UNLIMITED};
@@ -427,14 +442,7 @@ mod tests {
     fn one_decision_per_flow_in_kernel_units() {
         tch::set_num_threads(1);
         let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
-        let stats = |delivered: u32| FlowStats {
-            srtt_us: 50_000,
-            min_rtt_us: 40_000,
-            snd_cwnd: 20,
-            mss: 1448,
-            delivered,
-            ..FlowStats::default()
-        };
+        let stats = test_flow_stats;
         let mut out = Vec::new();
         p.decide(0, &[(1, stats(0)), (2, stats(0))], &mut out)
             .unwrap();
