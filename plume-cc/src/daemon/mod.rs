@@ -516,7 +516,8 @@ async fn control(
             _ = ticker.tick() => {}
         }
         let t0 = Instant::now();
-        let outcome = control.step(dp, policy, datapath::monotonic_ns());
+        let now_ns = datapath::monotonic_ns();
+        let outcome = control.step(dp, policy, now_ns);
         let step = t0.elapsed();
         stats.absorb(&control);
         // An interval whose targets were not written is not recorded.
@@ -538,7 +539,9 @@ async fn control(
             }
         }
         if let (Some(r), true) = (recorder.as_mut(), wrote) {
-            r.write(datapath::monotonic_ns(), control.flows(), control.targets())?;
+            // The time the policy decided at: a replay through the policy
+            // then reproduces every target (tests/daemon.rs).
+            r.write(now_ns, control.flows(), control.targets())?;
         }
         total_step += step;
         stats.intervals += 1;
