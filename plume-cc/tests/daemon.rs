@@ -758,8 +758,8 @@ fn the_daemon_controls_two_flows_of_one_cgroup_over_a_pinned_base() {
 /// - the pacing cap is in force: the flow's goodput over its last second
 ///   stays under the mean cap applied then (plus 10%: the cap changes every
 ///   interval and the reports sample it every 10 ms), and it was a real
-///   limit, not "none". Measured on loopback (2026-12-02, 3 runs): goodput
-///   306-458 MB/s under mean caps of 464-473 MB/s (ratio 0.66-0.97).
+///   limit, not "none". Measured on loopback (2026-12-02, 4 runs): goodput
+///   306-458 MB/s under mean caps of 428-473 MB/s (ratio 0.66-0.97).
 ///
 /// On loopback the envelope is loose: the min RTT is 4-5 us and the rate
 /// anchor saturates at the observation's 10 Gbit/s clip, so the BDP is a
