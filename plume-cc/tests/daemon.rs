@@ -601,28 +601,21 @@ fn bad_input_gets_a_clear_error() {
         "must exceed two intervals",
     );
     // Out of range, named with the flag and the range (daemon::DaemonConfig).
-    run_fails(
-        &[
-            "--policy",
-            good.to_str().unwrap(),
-            "--cgroup",
-            "/tmp",
+    for (flag, value, needle) in [
+        (
             "--interval",
             "0ms",
-        ],
-        "--interval 0ns is out of range: it must be within 1ms to 10s",
-    );
-    run_fails(
-        &[
-            "--policy",
-            good.to_str().unwrap(),
-            "--cgroup",
-            "/tmp",
+            "--interval 0ns is out of range: it must be within 1ms to 10s",
+        ),
+        (
             "--stale",
             "2min",
-        ],
-        "--stale 120s is out of range: it must be within 1ms to 60s",
-    );
+            "--stale 120s is out of range: it must be within 1ms to 60s",
+        ),
+    ] {
+        let good = good.to_str().unwrap();
+        run_fails(&["--policy", good, "--cgroup", "/tmp", flag, value], needle);
+    }
     // The default policy was trained at 20 ms: another interval is refused.
     run_fails(
         &[
