@@ -66,11 +66,11 @@ enum Command {
         /// Create the cgroup folder if missing.
         #[arg(long)]
         create_cgroup: bool,
-        /// Monitor interval (e.g. 20ms).
+        /// Monitor interval (e.g. 20ms; 1ms to 10s).
         #[arg(long, value_name = "DURATION", default_value = "20ms", value_parser = DurationArg::legacy(BareUnit::Ms))]
         interval: Duration,
         /// Targets older than this are lifted by the datapath itself
-        /// [default: 500ms].
+        /// (1ms to 60s, and more than two intervals) [default: 500ms].
         #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
         stale: Option<Duration>,
         /// Old spelling of `--stale`, in milliseconds (one more release).
@@ -467,11 +467,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             let mut config = daemon::DaemonConfig {
                 cgroup,
                 create_cgroup,
-                interval: interval.max(Duration::from_millis(1)),
+                interval,
                 stale_after: stale
                     .or(stale_ms)
-                    .unwrap_or(Duration::from_millis(500))
-                    .max(Duration::from_millis(1)),
+                    .unwrap_or(daemon::DaemonConfig::DEFAULT_STALE),
                 pin_dir,
                 metrics_addr: metrics.or(metrics_listen),
                 metrics_off_host: metrics_listen.is_some(),
@@ -480,6 +479,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                 record,
                 allow_root_cgroup,
             };
+            // Refuse bad timing flags before the policy is loaded.
+            config.validate()?;
             let explainer = match &explain {
                 None => None,
                 Some(dir) => {

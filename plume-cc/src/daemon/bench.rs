@@ -158,7 +158,7 @@ pub fn decide(
     iterations: usize,
     load: &mut dyn FnMut() -> anyhow::Result<crate::policy::LoadedPolicy>,
 ) -> anyhow::Result<Vec<DecideRow>> {
-    use crate::policy::{Decision, LearnedPolicy};
+    use crate::policy::{LearnedPolicy, Target};
     tch::set_num_threads(1); // as the daemon runs it
     let mut rows = Vec::new();
     for &n in counts {
@@ -166,7 +166,7 @@ pub fn decide(
         let mut flows: Vec<(u64, FlowStats)> = (0..n)
             .map(|i| (1_000_000 + i as u64, synthetic_stats(i)))
             .collect();
-        let mut out: Vec<Decision> = Vec::new();
+        let mut out: Vec<Target> = Vec::new();
         let mut parts: [Vec<f64>; 6] = Default::default();
         let interval_ns = 20_000_000u64;
         // Warm-up calls: first observations, tensor allocation.
@@ -182,17 +182,10 @@ pub fn decide(
             p.decide(k * interval_ns + 1, &flows, &mut out)?;
             let total = t.elapsed();
             anyhow::ensure!(out.len() == n, "{} decisions for {n} flows", out.len());
-            for ((_, s), d) in flows.iter_mut().zip(&out) {
-                s.applied_cwnd_clamp = if d.cwnd_clamp.is_finite() {
-                    d.cwnd_clamp as u32
-                } else {
-                    CWND_UNCLAMPED
-                };
-                s.applied_pacing = if d.max_pacing_bytes_per_sec.is_finite() {
-                    d.max_pacing_bytes_per_sec as u32
-                } else {
-                    PACING_UNLIMITED
-                };
+            // The datapath applies what the daemon wrote.
+            for ((_, s), t) in flows.iter_mut().zip(&out) {
+                s.applied_cwnd_clamp = t.cwnd_clamp_segments;
+                s.applied_pacing = t.max_pacing_bytes_per_sec;
             }
             if k < 3 {
                 continue;

@@ -6,7 +6,8 @@
 //!
 //! A step: drain the datapath's open/close events (a closed flow's policy
 //! state is forgotten), read every flow, ask the policy ONCE for all of them,
-//! pass each decision through the [`Guard`], write the targets, every 50
+//! count the NaNs among its raw outputs and pass each target through the
+//! [`Guard`], write the targets, every 50
 //! steps (or when a flow closed) sweep targets whose flow is gone, and every
 //! [`REAP_EVERY_NS`] reap flows whose socket is gone without a close.
 //!
@@ -21,7 +22,7 @@ use plume_cc_common::{event_kind, FlowEvent, FlowStats, FlowTarget};
 use serde::Serialize;
 
 use crate::datapath::{self, Datapath, DatapathError};
-use crate::policy::{Decision, FlowPolicy, Guard};
+use crate::policy::{FlowPolicy, Guard, Target};
 
 /// Sweep orphan targets at least this often (in steps).
 pub const SWEEP_EVERY: u64 = 50;
@@ -171,7 +172,7 @@ pub struct ControlLoop {
     /// Counters.
     pub counts: LoopCounts,
     flows: Vec<(u64, FlowStats)>,
-    decisions: Vec<Decision>,
+    decisions: Vec<Target>,
     cookies: Vec<u64>,
     targets: Vec<FlowTarget>,
     last_reap_ns: Option<u64>,
@@ -229,15 +230,13 @@ impl ControlLoop {
             });
         }
         let t2 = Instant::now();
+        if let Some(batch) = policy.last_batch() {
+            self.guard.check_raw(batch.raw_actions);
+        }
         self.cookies.clear();
-        for ((cookie, _), d) in self.flows.iter().zip(&self.decisions) {
-            let (cwnd_clamp, max_pacing_bytes_per_sec) = self.guard.apply(*d);
+        for ((cookie, _), t) in self.flows.iter().zip(&self.decisions) {
             self.cookies.push(*cookie);
-            self.targets.push(FlowTarget {
-                written_ns: 0,
-                cwnd_clamp,
-                max_pacing_bytes_per_sec,
-            });
+            self.targets.push(self.guard.apply(*t).into());
         }
         self.counts.steps += 1;
         if let Err(source) = maps.write_targets(&self.cookies, &mut self.targets) {
@@ -423,19 +422,27 @@ mod tests {
         }
     }
 
-    /// Clamps every flow at `clamp` (NaN too), and remembers what it forgot.
+    /// Clamps every flow at `clamp`, and remembers what it forgot; with
+    /// `raw`, reports those raw outputs (a learned policy's actions) for
+    /// every flow.
     struct Fixed {
-        clamp: f32,
+        clamp: u32,
         forgotten: Vec<u64>,
         answers: Option<usize>,
+        raw: Option<[f32; 2]>,
+        cookies: Vec<u64>,
+        raw_actions: Vec<f32>,
     }
 
     impl Fixed {
-        fn new(clamp: f32) -> Self {
+        fn new(clamp: u32) -> Self {
             Self {
                 clamp,
                 forgotten: Vec::new(),
                 answers: None,
+                raw: None,
+                cookies: Vec::new(),
+                raw_actions: Vec::new(),
             }
         }
     }
@@ -449,18 +456,28 @@ mod tests {
             &mut self,
             _now_ns: u64,
             flows: &[(u64, FlowStats)],
-            out: &mut Vec<Decision>,
+            out: &mut Vec<Target>,
         ) -> anyhow::Result<()> {
             let n = self.answers.unwrap_or(flows.len());
-            out.extend((0..n).map(|_| Decision {
-                cwnd_clamp: self.clamp,
-                max_pacing_bytes_per_sec: f32::INFINITY,
+            out.extend((0..n).map(|_| Target {
+                cwnd_clamp_segments: self.clamp,
+                max_pacing_bytes_per_sec: PACING_UNLIMITED,
             }));
+            self.cookies = flows.iter().map(|(c, _)| *c).collect();
+            self.raw_actions = self.raw.map_or(Vec::new(), |r| r.repeat(flows.len()));
             Ok(())
         }
 
         fn forget(&mut self, cookie: u64) {
             self.forgotten.push(cookie);
+        }
+
+        fn last_batch(&self) -> Option<crate::policy::LastBatch<'_>> {
+            self.raw.map(|_| crate::policy::LastBatch {
+                cookies: &self.cookies,
+                observations: &[],
+                raw_actions: &self.raw_actions,
+            })
         }
     }
 
@@ -470,7 +487,7 @@ mod tests {
         maps.open(1);
         maps.open(2);
         let mut l = ControlLoop::default();
-        let mut p = Fixed::new(30.4);
+        let mut p = Fixed::new(30);
         let t = l.step(&mut maps, &mut p, 0).unwrap();
         assert_eq!(t.flows, 2);
         assert_eq!(l.counts.events_opened, 2);
@@ -489,7 +506,7 @@ mod tests {
         maps.open(1);
         maps.open(2);
         let mut l = ControlLoop::default();
-        let mut p = Fixed::new(20.0);
+        let mut p = Fixed::new(20);
         maps.close_after_read = Some(2);
         l.step(&mut maps, &mut p, 0).unwrap();
         // The batched write recreated flow 2's target after it closed: an
@@ -516,7 +533,7 @@ mod tests {
             },
         );
         let mut l = ControlLoop::default();
-        let mut p = Fixed::new(20.0);
+        let mut p = Fixed::new(20);
         for k in 1..SWEEP_EVERY {
             l.step(&mut maps, &mut p, k).unwrap();
         }
@@ -529,19 +546,32 @@ mod tests {
         assert_eq!(l.counts.orphans_swept, 1);
     }
 
+    /// NaNs among a policy's raw outputs are counted (once per value, per
+    /// flow), limits below the floor are raised to it and counted, and
+    /// those above what the datapath represents are lifted and counted.
     #[test]
-    fn nan_outputs_leave_the_flow_to_the_kernel_and_are_counted() {
+    fn nan_raw_outputs_and_out_of_range_limits_are_counted() {
         let mut maps = MemoryMaps::default();
         maps.open(1);
+        maps.open(2);
         let mut l = ControlLoop::default();
-        l.step(&mut maps, &mut Fixed::new(f32::NAN), 0).unwrap();
-        let t = maps.targets[&1];
-        assert_eq!(t.cwnd_clamp, CWND_UNCLAMPED);
-        assert_eq!(l.guard.counts.nan, 1);
+        let mut p = Fixed::new(20);
+        p.raw = Some([f32::NAN, 0.5]);
+        l.step(&mut maps, &mut p, 0).unwrap();
+        assert_eq!(l.guard.counts.nan, 2, "one NaN for each of two flows");
+        assert_eq!(maps.targets[&1].cwnd_clamp, 20, "the target is written");
+        p.raw = Some([0.0, 1.0]);
+        l.step(&mut maps, &mut p, 1).unwrap();
+        assert_eq!(l.guard.counts.nan, 2, "finite outputs are not counted");
         // Below the floor is raised to it, and counted.
-        l.step(&mut maps, &mut Fixed::new(0.5), 1).unwrap();
+        l.step(&mut maps, &mut Fixed::new(1), 2).unwrap();
         assert_eq!(maps.targets[&1].cwnd_clamp, MIN_CWND_CLAMP);
-        assert_eq!(l.guard.counts.below_min, 1);
+        assert_eq!(l.guard.counts.below_min, 2);
+        // Above what the datapath represents: no limit.
+        l.step(&mut maps, &mut Fixed::new(CWND_UNCLAMPED + 1), 3)
+            .unwrap();
+        assert_eq!(maps.targets[&2].cwnd_clamp, CWND_UNCLAMPED);
+        assert_eq!(l.guard.counts.above_max, 2);
     }
 
     /// A failed batched write is a counted, transient error: nothing is
@@ -553,7 +583,7 @@ mod tests {
         maps.open(1);
         maps.fail_write = true;
         let mut l = ControlLoop::default();
-        let e = l.step(&mut maps, &mut Fixed::new(20.0), 0).unwrap_err();
+        let e = l.step(&mut maps, &mut Fixed::new(20), 0).unwrap_err();
         assert!(matches!(e, StepError::Write { flows: 1, .. }), "{e}");
         assert!(e.is_transient());
         assert!(e.to_string().contains("injected failure"), "{e}");
@@ -561,7 +591,7 @@ mod tests {
         assert!(l.targets().is_empty(), "no target reported as written");
         assert_eq!((l.counts.targets_written, l.counts.write_failures), (0, 1));
         // The loop recovers on the next interval.
-        l.step(&mut maps, &mut Fixed::new(20.0), 1).unwrap();
+        l.step(&mut maps, &mut Fixed::new(20), 1).unwrap();
         assert_eq!(maps.targets[&1].cwnd_clamp, 20);
         assert_eq!((l.counts.targets_written, l.counts.write_failures), (1, 1));
     }
@@ -572,11 +602,11 @@ mod tests {
         maps.open(1);
         maps.fail_read = true;
         let mut l = ControlLoop::default();
-        let e = l.step(&mut maps, &mut Fixed::new(20.0), 0).unwrap_err();
+        let e = l.step(&mut maps, &mut Fixed::new(20), 0).unwrap_err();
         assert!(matches!(e, StepError::Read(_)) && e.is_transient(), "{e}");
         assert!(maps.targets.is_empty() && l.flows().is_empty());
         assert_eq!(l.counts.read_failures, 1);
-        l.step(&mut maps, &mut Fixed::new(20.0), 1).unwrap();
+        l.step(&mut maps, &mut Fixed::new(20), 1).unwrap();
         assert_eq!(maps.targets[&1].cwnd_clamp, 20);
     }
 
@@ -595,7 +625,7 @@ mod tests {
         maps.gone.extend([1, 3]);
         maps.flows.get_mut(&3).unwrap().updated_ns = idle;
         let mut l = ControlLoop::default();
-        let mut p = Fixed::new(20.0);
+        let mut p = Fixed::new(20);
         l.step(&mut maps, &mut p, 1).unwrap();
         assert_eq!(maps.listings, 0, "nothing idle yet: no listing");
         assert_eq!(maps.flows.len(), 3);
@@ -620,7 +650,7 @@ mod tests {
         maps.fail_listing = true;
         let mut l = ControlLoop::default();
         let e = l
-            .step(&mut maps, &mut Fixed::new(20.0), datapath::REAP_IDLE_NS)
+            .step(&mut maps, &mut Fixed::new(20), datapath::REAP_IDLE_NS)
             .unwrap_err();
         assert!(matches!(e, StepError::Reap(_)) && e.is_transient(), "{e}");
         assert!(maps.flows.contains_key(&1));
@@ -636,7 +666,7 @@ mod tests {
         let mut maps = MemoryMaps::default();
         maps.open(1);
         maps.open(2);
-        let mut p = Fixed::new(20.0);
+        let mut p = Fixed::new(20);
         p.answers = Some(1);
         let e = ControlLoop::default()
             .step(&mut maps, &mut p, 0)

@@ -218,7 +218,7 @@ impl Metrics {
         let family = Family::<[(&'static str, &'static str); 1], Counter>::default();
         registry.register(
             "plume_policy_guarded",
-            "Policy outputs the guard replaced, by reason (nan: no limit written; below_min: raised to the floor; above_max: no limit written)",
+            "Policy outputs the guard counted, by reason (nan: a NaN raw output of a learned policy, which its action mapping reads as 0, the fixed rule; below_min: a limit raised to the floor; above_max: a limit lifted to no limit)",
             family.clone(),
         );
         let guarded = GUARD_REASONS

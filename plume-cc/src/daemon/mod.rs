@@ -17,6 +17,7 @@ pub mod record;
 pub mod status;
 
 use std::{
+    ops::RangeInclusive,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -38,9 +39,10 @@ pub struct DaemonConfig {
     pub cgroup: PathBuf,
     /// Create the cgroup folder if it does not exist.
     pub create_cgroup: bool,
-    /// Monitor interval.
+    /// Monitor interval ([`DaemonConfig::INTERVAL`]).
     pub interval: Duration,
-    /// Targets older than this are lifted by the datapath.
+    /// Targets older than this are lifted by the datapath
+    /// ([`DaemonConfig::STALE`], and more than two intervals).
     pub stale_after: Duration,
     /// bpffs folder for the pins (default: [`datapath::default_pin_dir`]).
     pub pin_dir: Option<PathBuf>,
@@ -48,7 +50,8 @@ pub struct DaemonConfig {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Accept a `metrics_addr` other hosts can reach (`--metrics-listen`).
     pub metrics_off_host: bool,
-    /// Stop after this long (tests, benchmarks); None = until a signal.
+    /// Stop after this long (tests, benchmarks; [`DaemonConfig::RUN_FOR`]);
+    /// None = until a signal.
     pub run_for: Option<Duration>,
     /// Kernel congestion control pinned on every new flow of the cgroup
     /// (`TCP_CONGESTION` at establishment); None keeps the host's default.
@@ -63,6 +66,18 @@ pub struct DaemonConfig {
 /// Errors in a daemon configuration, found before anything is attached.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
+    /// A duration outside the range the daemon accepts.
+    #[error("{flag} {value:?} is out of range: it must be {}", accepted(*min, *max))]
+    OutOfRange {
+        /// The command-line flag that sets it.
+        flag: &'static str,
+        /// The value given.
+        value: Duration,
+        /// Smallest accepted value.
+        min: Duration,
+        /// Largest accepted value (None: no bound).
+        max: Option<Duration>,
+    },
     /// `--stale` too short for the interval.
     #[error("--stale ({stale_ms} ms) must exceed two intervals ({interval_ms} ms), or targets expire between writes")]
     StaleTooShort {
@@ -104,7 +119,64 @@ pub fn available_congestion_controls() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The accepted range of a duration, in words.
+fn accepted(min: Duration, max: Option<Duration>) -> String {
+    match max {
+        Some(max) => format!("within {min:?} to {max:?}"),
+        None => format!("at least {min:?}"),
+    }
+}
+
 impl DaemonConfig {
+    /// Accepted monitor intervals (`--interval`). Why: a zero interval would
+    /// spin (tokio refuses it outright), and past 10 s the policy no longer
+    /// reacts within any flow's lifetime worth steering.
+    pub const INTERVAL: RangeInclusive<Duration> =
+        RangeInclusive::new(Duration::from_millis(1), Duration::from_secs(10));
+    /// Accepted staleness timeouts (`--stale`), which must also exceed two
+    /// intervals. Why the ceiling: it is how long a daemon killed without
+    /// cleanup (SIGKILL, OOM) leaves its last limits on the flows; a minute
+    /// bounds that harm.
+    pub const STALE: RangeInclusive<Duration> =
+        RangeInclusive::new(Duration::from_millis(1), Duration::from_secs(60));
+    /// The staleness timeout when `--stale` is not given.
+    pub const DEFAULT_STALE: Duration = Duration::from_millis(500);
+    /// Accepted run times (`--run-for`): a run of zero would attach the
+    /// datapath only to detach it again; no upper bound is needed.
+    pub const RUN_FOR: RangeInclusive<Duration> =
+        RangeInclusive::new(Duration::from_millis(1), Duration::MAX);
+
+    /// Checks the settings that need no policy and no kernel: the interval,
+    /// the staleness timeout against its range and against two intervals,
+    /// and the run time. [`run`] and [`DaemonConfig::resolve`] call it; the
+    /// binary calls it first, to refuse bad flags before loading anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let within = |flag, value: Duration, range: &RangeInclusive<Duration>| {
+            if range.contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    flag,
+                    value,
+                    min: *range.start(),
+                    max: Some(*range.end()).filter(|&m| m != Duration::MAX),
+                })
+            }
+        };
+        within("--interval", self.interval, &Self::INTERVAL)?;
+        within("--stale", self.stale_after, &Self::STALE)?;
+        if let Some(d) = self.run_for {
+            within("--run-for", d, &Self::RUN_FOR)?;
+        }
+        if self.stale_after <= self.interval * 2 {
+            return Err(ConfigError::StaleTooShort {
+                stale_ms: self.stale_after.as_millis() as u64,
+                interval_ms: self.interval.as_millis() as u64,
+            });
+        }
+        Ok(())
+    }
+
     /// Resolves the base controller and checks the configuration against the
     /// policy's contract: `requested_base` is `--base` (None: the policy's
     /// own base; `default`: the host's default), `available` the kernel's
@@ -116,12 +188,7 @@ impl DaemonConfig {
         force_interval: bool,
         available: &[String],
     ) -> Result<(), ConfigError> {
-        if self.stale_after <= self.interval * 2 {
-            return Err(ConfigError::StaleTooShort {
-                stale_ms: self.stale_after.as_millis() as u64,
-                interval_ms: self.interval.as_millis() as u64,
-            });
-        }
+        self.validate()?;
         if let Some(c) = contract {
             if !force_interval && c.monitor_interval_us != self.interval.as_micros() as u64 {
                 return Err(ConfigError::IntervalMismatch {
@@ -290,6 +357,7 @@ pub async fn run(
     mut stop: StopSignals,
     mut explainer: Option<LiveExplainer>,
 ) -> anyhow::Result<DaemonStats> {
+    config.validate()?;
     if let Some(sig) = stop.pending().await {
         tracing::info!("{sig} during start-up: stopping before attaching anything");
         return Ok(DaemonStats::default());
@@ -448,7 +516,8 @@ async fn control(
             _ = ticker.tick() => {}
         }
         let t0 = Instant::now();
-        let outcome = control.step(dp, policy, datapath::monotonic_ns());
+        let now_ns = datapath::monotonic_ns();
+        let outcome = control.step(dp, policy, now_ns);
         let step = t0.elapsed();
         stats.absorb(&control);
         // An interval whose targets were not written is not recorded.
@@ -470,7 +539,9 @@ async fn control(
             }
         }
         if let (Some(r), true) = (recorder.as_mut(), wrote) {
-            r.write(datapath::monotonic_ns(), control.flows(), control.targets())?;
+            // The time the policy decided at: a replay through the policy
+            // then reproduces every target (tests/daemon.rs).
+            r.write(now_ns, control.flows(), control.targets())?;
         }
         total_step += step;
         stats.intervals += 1;
@@ -480,7 +551,7 @@ async fn control(
         stats.last_step_us = step.as_micros() as u64;
         stats.mean_step_us = total_step.as_secs_f64() * 1e6 / stats.intervals as f64;
         if control.guard.counts != stats.guard {
-            tracing::warn!(?control.guard.counts, "policy outputs out of range were clamped");
+            tracing::warn!(?control.guard.counts, "policy outputs were NaN or out of range");
         }
         stats.guard = control.guard.counts;
         if stats.intervals % 50 == 1 {
@@ -670,6 +741,88 @@ mod tests {
         assert!(matches!(
             c.resolve(None, None, false, &avail),
             Err(ConfigError::StaleTooShort { .. })
+        ));
+    }
+
+    /// Each timing flag is refused outside its range, by a message naming
+    /// the flag and the range; the bounds themselves are accepted.
+    #[test]
+    fn out_of_range_timings_are_refused_naming_the_flag() {
+        let ms = Duration::from_millis;
+        let refused = |c: DaemonConfig, flag: &str, range: &str| {
+            let e = c.validate().unwrap_err();
+            assert!(
+                matches!(e, ConfigError::OutOfRange { flag: f, .. } if f == flag),
+                "{e:?}"
+            );
+            let text = e.to_string();
+            assert!(text.starts_with(flag) && text.contains(range), "{text}");
+        };
+        config().validate().unwrap();
+        refused(
+            DaemonConfig {
+                interval: Duration::ZERO,
+                ..config()
+            },
+            "--interval",
+            "1ms to 10s",
+        );
+        refused(
+            DaemonConfig {
+                interval: Duration::from_secs(11),
+                stale_after: Duration::from_secs(30),
+                ..config()
+            },
+            "--interval",
+            "1ms to 10s",
+        );
+        refused(
+            DaemonConfig {
+                stale_after: Duration::ZERO,
+                ..config()
+            },
+            "--stale",
+            "1ms to 60s",
+        );
+        refused(
+            DaemonConfig {
+                stale_after: Duration::from_secs(61),
+                ..config()
+            },
+            "--stale",
+            "1ms to 60s",
+        );
+        refused(
+            DaemonConfig {
+                run_for: Some(Duration::ZERO),
+                ..config()
+            },
+            "--run-for",
+            "must be at least 1ms",
+        );
+        // The bounds are in range.
+        for (interval, stale) in [(ms(1), ms(3)), (ms(10_000), ms(60_000))] {
+            DaemonConfig {
+                interval,
+                stale_after: stale,
+                run_for: Some(ms(1)),
+                ..config()
+            }
+            .validate()
+            .unwrap();
+        }
+        // In range, but not above two intervals.
+        assert!(matches!(
+            DaemonConfig {
+                interval: ms(100),
+                stale_after: ms(200),
+                ..config()
+            }
+            .validate(),
+            Err(ConfigError::StaleTooShort {
+                stale_ms: 200,
+                interval_ms: 100
+            })
         ));
     }
 }

@@ -45,7 +45,9 @@ impl RecordedFlow {
 /// One interval of a recording.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedInterval {
-    /// When the daemon read the flows (CLOCK_MONOTONIC ns).
+    /// When the daemon read the flows and the policy decided
+    /// (CLOCK_MONOTONIC ns), the time the policy was given: replaying the
+    /// recording through the same policy reproduces every target.
     pub t_ns: u64,
     /// Every flow of the interval.
     pub flows: Vec<RecordedFlow>,

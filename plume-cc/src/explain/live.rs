@@ -366,8 +366,8 @@ pub fn explain_table(state: &LiveState) -> String {
 #[cfg(test)]
 mod daemon_side {
     use super::*;
+    use crate::policy::learned::test_flow_stats;
     use crate::policy::{FlowPolicy, LearnedPolicy};
-    use plume_cc_common::FlowStats;
 
     /// What the daemon does every few intervals: the learned policy
     /// decides, the explainer runs on its last batch, the state file is
@@ -378,14 +378,7 @@ mod daemon_side {
         let predictors = super::super::predictor::random_predictors(loaded.metadata(), 8);
         let mut policy = LearnedPolicy::new(loaded);
         assert!(policy.last_batch().is_some_and(|b| b.cookies.is_empty()));
-        let stats = |delivered: u32| FlowStats {
-            srtt_us: 50_000,
-            min_rtt_us: 40_000,
-            snd_cwnd: 20,
-            mss: 1448,
-            delivered,
-            ..FlowStats::default()
-        };
+        let stats = test_flow_stats;
         let mut out = Vec::new();
         for (k, t) in [0u64, 20, 40, 60].iter().enumerate() {
             let d = 100 * k as u32;

@@ -96,13 +96,7 @@ pub fn explain_window(
         scenario,
         seed,
     }];
-    let branch = Branch {
-        episode: 0,
-        decision: usize::MAX,
-        action: 0,
-        end: usize::MAX,
-        keep_every: 1,
-    };
+    let branch = Branch::whole_episode(0);
     let horizon = predictors.metadata().horizon;
     let t = run_branches(
         policy,

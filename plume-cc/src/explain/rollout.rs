@@ -98,6 +98,22 @@ pub struct Branch {
     pub keep_every: usize,
 }
 
+impl Branch {
+    /// The policy's own rollout of episode `episode`, whole: no contrasting
+    /// action (its decision step is never reached), run to the episode's
+    /// end, every step's observation kept. What `explain run` explains
+    /// decision by decision.
+    pub fn whole_episode(episode: usize) -> Self {
+        Self {
+            episode,
+            decision: usize::MAX,
+            action: 0,
+            end: usize::MAX,
+            keep_every: 1,
+        }
+    }
+}
+
 /// The observation a decision was taken on, with the policy's raw action.
 #[derive(Clone, Debug)]
 pub struct Kept {
@@ -379,13 +395,7 @@ mod tests {
         }
         // The same episode through the explainer's rollout: the policy's
         // own branch reproduces it step for step.
-        let branch = Branch {
-            episode: 0,
-            decision: usize::MAX,
-            action: 0,
-            end: usize::MAX,
-            keep_every: 1,
-        };
+        let branch = Branch::whole_episode(0);
         let t = run_branches(
             &policy,
             Objective::default(),

@@ -9,8 +9,15 @@
 //! this, so training and deployment see identical inputs. It sits at the
 //! bottom of the layers, beside `trace`, so that the simulator can produce it
 //! without knowing anything of policies.
+//!
+//! [`rtt`]: the RFC 6298 RTT estimator a sender keeps (srtt, rttvar, RTO, and
+//! the minimum and latest RTT), which the simulator's sender uses.
+
+pub mod rtt;
 
 use plume_cc_common::FlowStats;
+
+pub use rtt::RttEstimator;
 
 /// Per-flow statistics, as the datapath reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,35 +1,74 @@
 //! The policy API: what the daemon asks of any policy ([`FlowPolicy`], one
-//! batched call per interval), what a policy answers ([`Decision`]), what a
-//! learned policy promises ([`PolicyContract`]), the output guard around it
-//! ([`Guard`]), and the scripted policy the kernel tests drive the datapath
-//! with. It lives here, below the daemon, so that policies implement it
-//! without importing the daemon.
+//! batched call per interval), what a policy answers ([`Target`], the one
+//! Rust-side type for the limits on a flow), what a learned policy promises
+//! ([`PolicyContract`]), the output guard around it ([`Guard`]), and the
+//! scripted policy the kernel tests drive the datapath with. It lives here,
+//! below the daemon, so that policies implement it without importing the
+//! daemon.
 //!
 //! The daemon reads every flow once per monitor interval and hands them all
-//! to the policy in ONE call (one batched forward for a learned policy). The
-//! policy's raw outputs are never written as they are: [`Guard`] clamps them
-//! into the datapath's safe range and counts every NaN or out-of-range value.
+//! to the policy in ONE call (one batched forward for a learned policy). What
+//! a policy answers is never written as it is: [`Guard`] raises limits below
+//! the datapath's floors, lifts those above what it can represent, and counts
+//! every such fix and every NaN among a learned policy's raw outputs.
 
 use plume_cc_common::{
-    FlowStats, CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
+    FlowStats, FlowTarget, CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC,
+    PACING_UNLIMITED,
 };
 use serde::{Deserialize, Serialize};
 
-/// A policy's raw decision for one flow, in the kernel's units.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Decision {
-    /// cwnd ceiling, segments (`f32::INFINITY` for none).
-    pub cwnd_clamp: f32,
-    /// Pacing cap, bytes per second (`f32::INFINITY` for none).
-    pub max_pacing_bytes_per_sec: f32,
+/// A flow's limits in the datapath's units: the fields of the maps'
+/// `#[repr(C)]` [`FlowTarget`], and what the simulator applies the way the
+/// sock_ops program does (a cwnd clamp, `TCP_BPF_SNDCWND_CLAMP`, and a pacing
+/// cap, `SO_MAX_PACING_RATE`). The one Rust-side type for "the limits on a
+/// flow": every policy answers with it, and the trainer, the simulator, the
+/// evaluation and the daemon use it.
+///
+/// Why integers and sentinels rather than floats with infinity for "none":
+/// they are the map's own values, so what a policy decides is what the
+/// datapath applies, in the simulator and in the kernel alike, with no
+/// rounding in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Ceiling on the cwnd, segments ([`CWND_UNCLAMPED`] for none; the
+    /// simulator raises values below 2 to 2).
+    pub cwnd_clamp_segments: u32,
+    /// Ceiling on the pacing rate, bytes/s ([`PACING_UNLIMITED`] for none).
+    pub max_pacing_bytes_per_sec: u32,
 }
 
-impl Decision {
-    /// No limit at all: the kernel's own control.
+impl Target {
+    /// No limits: the base controller alone, as without plume-cc.
     pub const UNLIMITED: Self = Self {
-        cwnd_clamp: f32::INFINITY,
-        max_pacing_bytes_per_sec: f32::INFINITY,
+        cwnd_clamp_segments: CWND_UNCLAMPED,
+        max_pacing_bytes_per_sec: PACING_UNLIMITED,
     };
+
+    /// No limits: the base controller alone, as without plume-cc.
+    pub const fn unlimited() -> Self {
+        Self::UNLIMITED
+    }
+
+    /// The limits in force on a flow, as the datapath reports them
+    /// (`applied_cwnd_clamp`, `applied_pacing`).
+    pub fn applied(stats: &FlowStats) -> Self {
+        Self {
+            cwnd_clamp_segments: stats.applied_cwnd_clamp,
+            max_pacing_bytes_per_sec: stats.applied_pacing,
+        }
+    }
+}
+
+impl From<Target> for FlowTarget {
+    /// The map value; `written_ns` is stamped by the write.
+    fn from(t: Target) -> Self {
+        FlowTarget {
+            written_ns: 0,
+            cwnd_clamp: t.cwnd_clamp_segments,
+            max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,
+        }
+    }
 }
 
 /// A controller of all flows of one cgroup.
@@ -38,13 +77,13 @@ pub trait FlowPolicy: Send {
     fn describe(&self) -> String;
 
     /// Decides targets for every flow in `flows` (cookie, statistics) at
-    /// monotonic time `now_ns`; `out` receives exactly one decision per flow,
+    /// monotonic time `now_ns`; `out` receives exactly one target per flow,
     /// in order. Called once per monitor interval.
     fn decide(
         &mut self,
         now_ns: u64,
         flows: &[(u64, FlowStats)],
-        out: &mut Vec<Decision>,
+        out: &mut Vec<Target>,
     ) -> anyhow::Result<()>;
 
     /// The flow closed: drop any state kept for it.
@@ -99,15 +138,17 @@ pub struct PolicyContract {
 /// Counts of policy outputs the guard had to fix.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct GuardCounts {
-    /// Outputs that were NaN (replaced by "no limit").
+    /// Raw outputs that were NaN: a learned policy's actions
+    /// ([`FlowPolicy::last_batch`]), which its action mapping reads as 0, the
+    /// fixed rule (see `ActionScaling::to_target`).
     pub nan: u64,
-    /// Outputs below the safe minimum (raised to it).
+    /// Limits below the datapath's floor (raised to it).
     pub below_min: u64,
-    /// Outputs above the representable maximum (lowered to "no limit").
+    /// Limits above what the datapath represents (lowered to "no limit").
     pub above_max: u64,
 }
 
-/// Bounds for policy outputs.
+/// Bounds for policy outputs, between a policy and the flow maps.
 #[derive(Clone, Copy, Debug)]
 pub struct Guard {
     /// Smallest cwnd clamp written, segments.
@@ -129,34 +170,47 @@ impl Default for Guard {
 }
 
 impl Guard {
-    /// Turns a raw decision into the values written to the control map.
-    pub fn apply(&mut self, d: Decision) -> (u32, u32) {
-        let cwnd = self.bound(d.cwnd_clamp, self.min_cwnd, CWND_UNCLAMPED);
-        let pacing = self.bound(
-            d.max_pacing_bytes_per_sec,
-            self.min_pacing,
-            PACING_UNLIMITED,
-        );
-        (cwnd, pacing)
+    /// Checks a policy's raw outputs (a learned policy's actions, as
+    /// [`FlowPolicy::last_batch`] gives them) and counts the NaNs. This is
+    /// the one place floating-point outputs are validated: a policy answers
+    /// in [`Target`]s, which cannot be NaN, so a NaN is only visible here.
+    /// Values outside `[-1, 1]` need no count: the loaders clamp them, and
+    /// `f32::clamp` keeps a NaN a NaN, so none hides behind the clamp.
+    pub fn check_raw(&mut self, raw: &[f32]) {
+        self.counts.nan += raw.iter().filter(|v| v.is_nan()).count() as u64;
     }
 
-    fn bound(&mut self, v: f32, min: u32, unlimited: u32) -> u32 {
-        if v.is_nan() {
-            self.counts.nan += 1;
+    /// The limits written for a policy's `target`: a limit below the floor
+    /// is raised to it, one above what the datapath represents becomes "no
+    /// limit" (each counted); the "no limit" sentinels pass as they are.
+    pub fn apply(&mut self, target: Target) -> Target {
+        Target {
+            cwnd_clamp_segments: self.bound(
+                target.cwnd_clamp_segments,
+                self.min_cwnd,
+                CWND_UNCLAMPED,
+            ),
+            max_pacing_bytes_per_sec: self.bound(
+                target.max_pacing_bytes_per_sec,
+                self.min_pacing,
+                PACING_UNLIMITED,
+            ),
+        }
+    }
+
+    fn bound(&mut self, v: u32, min: u32, unlimited: u32) -> u32 {
+        if v == unlimited {
             return unlimited;
         }
-        if v == f32::INFINITY {
-            return unlimited;
-        }
-        if v < min as f32 {
-            self.counts.below_min += 1;
-            return min;
-        }
-        if v >= unlimited as f32 {
+        if v > unlimited {
             self.counts.above_max += 1;
             return unlimited;
         }
-        v.round() as u32
+        if v < min {
+            self.counts.below_min += 1;
+            return min;
+        }
+        v
     }
 }
 
@@ -261,7 +315,7 @@ impl FlowPolicy for ScriptedPolicy {
         &mut self,
         now_ns: u64,
         flows: &[(u64, FlowStats)],
-        out: &mut Vec<Decision>,
+        out: &mut Vec<Target>,
     ) -> anyhow::Result<()> {
         out.clear();
         if flows.is_empty() && self.start_ns.is_none() {
@@ -270,9 +324,9 @@ impl FlowPolicy for ScriptedPolicy {
         }
         let start = *self.start_ns.get_or_insert(now_ns);
         let step = self.step_at(now_ns.saturating_sub(start) / 1_000_000);
-        let d = step.map_or(Decision::UNLIMITED, |s| Decision {
-            cwnd_clamp: s.cwnd.map_or(f32::INFINITY, |c| c as f32),
-            max_pacing_bytes_per_sec: s.pacing_bytes_per_sec.map_or(f32::INFINITY, |p| p as f32),
+        let d = step.map_or(Target::UNLIMITED, |s| Target {
+            cwnd_clamp_segments: s.cwnd.unwrap_or(CWND_UNCLAMPED),
+            max_pacing_bytes_per_sec: s.pacing_bytes_per_sec.unwrap_or(PACING_UNLIMITED),
         });
         out.clear();
         out.extend(flows.iter().map(|_| d));
@@ -284,41 +338,34 @@ impl FlowPolicy for ScriptedPolicy {
 mod tests {
     use super::*;
 
+    fn target(cwnd_clamp_segments: u32, max_pacing_bytes_per_sec: u32) -> Target {
+        Target {
+            cwnd_clamp_segments,
+            max_pacing_bytes_per_sec,
+        }
+    }
+
     #[test]
     fn guard_clamps_and_counts() {
         let mut g = Guard::default();
+        assert_eq!(g.apply(Target::UNLIMITED), Target::UNLIMITED);
+        assert_eq!(g.counts, GuardCounts::default(), "no limit is no fix");
         assert_eq!(
-            g.apply(Decision {
-                cwnd_clamp: f32::NAN,
-                max_pacing_bytes_per_sec: 1e6
-            }),
-            (CWND_UNCLAMPED, 1_000_000)
+            g.apply(target(0, 5)),
+            target(MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC)
         );
         assert_eq!(
-            g.apply(Decision {
-                cwnd_clamp: 0.3,
-                max_pacing_bytes_per_sec: -5.0
-            }),
-            (MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC)
+            g.apply(target(CWND_UNCLAMPED + 1, 2_000_000)),
+            target(CWND_UNCLAMPED, 2_000_000)
         );
-        assert_eq!(
-            g.apply(Decision {
-                cwnd_clamp: 1e12,
-                max_pacing_bytes_per_sec: f32::INFINITY
-            }),
-            (CWND_UNCLAMPED, PACING_UNLIMITED)
-        );
-        assert_eq!(
-            g.apply(Decision {
-                cwnd_clamp: 10.4,
-                max_pacing_bytes_per_sec: 2e6
-            }),
-            (10, 2_000_000)
-        );
+        // Exact: no float in between (a pacing cap above 2^24 bytes/s
+        // kept its low bits).
+        assert_eq!(g.apply(target(10, 16_777_217)), target(10, 16_777_217));
+        g.check_raw(&[0.5, f32::NAN, -1.0, f32::NAN]);
         assert_eq!(
             g.counts,
             GuardCounts {
-                nan: 1,
+                nan: 2,
                 below_min: 2,
                 above_max: 1
             }
@@ -343,17 +390,11 @@ mod tests {
         let mut out = Vec::new();
         p.decide(1_000_000_000, &flows, &mut out).unwrap();
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0].cwnd_clamp, 4.0);
+        assert_eq!(out[0], target(4, PACING_UNLIMITED));
         p.decide(1_150_000_000, &flows, &mut out).unwrap();
-        assert_eq!(
-            out[1],
-            Decision {
-                cwnd_clamp: 8.0,
-                max_pacing_bytes_per_sec: 1000.0
-            }
-        );
+        assert_eq!(out[1], target(8, 1000));
         p.decide(9_000_000_000, &flows, &mut out).unwrap();
-        assert_eq!(out[0].cwnd_clamp, 8.0, "the last step holds");
+        assert_eq!(out[0].cwnd_clamp_segments, 8, "the last step holds");
     }
 
     #[test]

@@ -18,10 +18,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use plume_cc_common::{FlowStats, CWND_UNCLAMPED, PACING_UNLIMITED};
+use plume_cc_common::FlowStats;
 use serde::Serialize;
 
-use super::api::{Decision, FlowPolicy, PolicyContract};
+use super::api::{FlowPolicy, PolicyContract, Target};
 use super::file::BatchScratch;
 use super::observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
 use super::{flow_context, LoadedPolicy};
@@ -172,7 +172,7 @@ impl FlowPolicy for LearnedPolicy {
         &mut self,
         now_ns: u64,
         flows: &[(u64, FlowStats)],
-        out: &mut Vec<Decision>,
+        out: &mut Vec<Target>,
     ) -> anyhow::Result<()> {
         let t0 = Instant::now();
         out.clear();
@@ -228,26 +228,11 @@ impl FlowPolicy for LearnedPolicy {
             .zip(self.obs.chunks_exact(len))
             .zip(&self.order)
         {
-            let t = scaling.next_target(
+            out.push(scaling.next_target(
                 [a[0], a[1]],
                 &flow_context(obs, stats.mss, &self.builders[slot]),
-                super::Target {
-                    cwnd_clamp_segments: stats.applied_cwnd_clamp,
-                    max_pacing_bytes_per_sec: stats.applied_pacing,
-                },
-            );
-            out.push(Decision {
-                cwnd_clamp: if t.cwnd_clamp_segments == CWND_UNCLAMPED {
-                    f32::INFINITY
-                } else {
-                    t.cwnd_clamp_segments as f32
-                },
-                max_pacing_bytes_per_sec: if t.max_pacing_bytes_per_sec == PACING_UNLIMITED {
-                    f32::INFINITY
-                } else {
-                    t.max_pacing_bytes_per_sec as f32
-                },
-            });
+                Target::applied(stats),
+            ));
         }
         self.timing = DecideTiming {
             flows: flows.len(),
@@ -287,8 +272,25 @@ impl FlowPolicy for LearnedPolicy {
     }
 }
 
+/// A flow's statistics for tests of a learned policy: 40 ms min RTT,
+/// 50 ms srtt, a cwnd of 20 segments of 1448 bytes, `delivered` segments
+/// delivered so far, no limits read back.
+#[cfg(test)]
+pub(crate) fn test_flow_stats(delivered: u32) -> FlowStats {
+    FlowStats {
+        srtt_us: 50_000,
+        min_rtt_us: 40_000,
+        snd_cwnd: 20,
+        mss: 1448,
+        delivered,
+        ..FlowStats::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use plume_cc_common::{CWND_UNCLAMPED, PACING_UNLIMITED};
+
     use super::*;
 
     /// The decide step as it was before the batch-cost rewrite: a hash map
@@ -302,7 +304,7 @@ mod tests {
     }
 
     impl Reference {
-        fn decide(&mut self, now_ns: u64, flows: &[(u64, FlowStats)]) -> Vec<Decision> {
+        fn decide(&mut self, now_ns: u64, flows: &[(u64, FlowStats)]) -> Vec<Target> {
             let mut obs = Vec::new();
             if self.builders.len() > 2 * flows.len() + 64 {
                 let live: std::collections::HashSet<u64> = flows.iter().map(|(c, _)| *c).collect();
@@ -329,26 +331,14 @@ mod tests {
             for (i, (a, (cookie, stats))) in actions.iter().zip(flows).enumerate() {
                 let o = &obs[i * len..(i + 1) * len];
                 let b = &self.builders[cookie];
-                let t = scaling.next_target(
+                out.push(scaling.next_target(
                     *a,
                     &crate::policy::flow_context(o, stats.mss, b),
-                    crate::policy::Target {
+                    Target {
                         cwnd_clamp_segments: stats.applied_cwnd_clamp,
                         max_pacing_bytes_per_sec: stats.applied_pacing,
                     },
-                );
-                out.push(Decision {
-                    cwnd_clamp: if t.cwnd_clamp_segments == CWND_UNCLAMPED {
-                        f32::INFINITY
-                    } else {
-                        t.cwnd_clamp_segments as f32
-                    },
-                    max_pacing_bytes_per_sec: if t.max_pacing_bytes_per_sec == PACING_UNLIMITED {
-                        f32::INFINITY
-                    } else {
-                        t.max_pacing_bytes_per_sec as f32
-                    },
-                });
+                ));
             }
             out
         }
@@ -435,25 +425,12 @@ mod tests {
             let want = old.decide(now_ns, &flows);
             assert_eq!(out.len(), want.len());
             for (i, (g, w)) in out.iter().zip(&want).enumerate() {
-                assert_eq!(
-                    (g.cwnd_clamp.to_bits(), g.max_pacing_bytes_per_sec.to_bits()),
-                    (w.cwnd_clamp.to_bits(), w.max_pacing_bytes_per_sec.to_bits()),
-                    "step {step}, flow {i}: {g:?} vs {w:?}"
-                );
-                compared += u32::from(g.cwnd_clamp.is_finite());
+                assert_eq!(g, w, "step {step}, flow {i}");
+                compared += u32::from(g.cwnd_clamp_segments != CWND_UNCLAMPED);
             }
             // The datapath applies what the daemon wrote.
-            for ((_, s), d) in flows.iter_mut().zip(&out) {
-                s.applied_cwnd_clamp = if d.cwnd_clamp.is_finite() {
-                    d.cwnd_clamp as u32
-                } else {
-                    CWND_UNCLAMPED
-                };
-                s.applied_pacing = if d.max_pacing_bytes_per_sec.is_finite() {
-                    d.max_pacing_bytes_per_sec as u32
-                } else {
-                    PACING_UNLIMITED
-                };
+            for ((_, s), t) in flows.iter_mut().zip(&out) {
+                apply(s, t);
             }
         }
         assert_eq!(new.tracked_flows(), old.builders.len());
@@ -465,27 +442,23 @@ mod tests {
     fn one_decision_per_flow_in_kernel_units() {
         tch::set_num_threads(1);
         let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
-        let stats = |delivered: u32| FlowStats {
-            srtt_us: 50_000,
-            min_rtt_us: 40_000,
-            snd_cwnd: 20,
-            mss: 1448,
-            delivered,
-            ..FlowStats::default()
-        };
+        let stats = test_flow_stats;
         let mut out = Vec::new();
         p.decide(0, &[(1, stats(0)), (2, stats(0))], &mut out)
             .unwrap();
         assert_eq!(out.len(), 2);
         // No rate estimate yet: no limits.
-        assert!(out.iter().all(|d| d.cwnd_clamp.is_infinite()));
+        assert!(out.iter().all(|t| *t == Target::UNLIMITED), "{out:?}");
         // `out` is reused as the daemon reuses it: decide must replace its contents.
         p.decide(20_000_000, &[(1, stats(100)), (2, stats(50))], &mut out)
             .unwrap();
         assert_eq!(out.len(), 2);
-        for d in &out {
-            assert!(d.cwnd_clamp.is_finite() && d.cwnd_clamp >= 4.0, "{d:?}");
-            assert!(d.max_pacing_bytes_per_sec >= 12_500.0, "{d:?}");
+        for t in &out {
+            assert!(
+                t.cwnd_clamp_segments != CWND_UNCLAMPED && t.cwnd_clamp_segments >= 4,
+                "{t:?}"
+            );
+            assert!(t.max_pacing_bytes_per_sec >= 12_500, "{t:?}");
         }
         p.forget(1);
         assert_eq!(p.tracked_flows(), 1);
@@ -501,7 +474,7 @@ mod tests {
         start: u64,
         intervals: u64,
         per_interval: &dyn Fn(usize, u64) -> (u32, u32),
-    ) -> Vec<Decision> {
+    ) -> Vec<Target> {
         let mut out = Vec::new();
         for k in start..start + intervals {
             for (i, (_, s)) in flows.iter_mut().enumerate() {
@@ -511,20 +484,17 @@ mod tests {
                 s.srtt_us = srtt_us;
             }
             p.decide(k * 20_000_000, flows, &mut out).unwrap();
-            for ((_, s), d) in flows.iter_mut().zip(&out) {
-                s.applied_cwnd_clamp = if d.cwnd_clamp.is_finite() {
-                    d.cwnd_clamp as u32
-                } else {
-                    CWND_UNCLAMPED
-                };
-                s.applied_pacing = if d.max_pacing_bytes_per_sec.is_finite() {
-                    d.max_pacing_bytes_per_sec as u32
-                } else {
-                    PACING_UNLIMITED
-                };
+            for ((_, s), t) in flows.iter_mut().zip(&out) {
+                apply(s, t);
             }
         }
         out
+    }
+
+    /// The datapath applies what the daemon wrote.
+    fn apply(s: &mut FlowStats, t: &Target) {
+        s.applied_cwnd_clamp = t.cwnd_clamp_segments;
+        s.applied_pacing = t.max_pacing_bytes_per_sec;
     }
 
     fn flow(min_rtt_us: u32) -> FlowStats {
@@ -549,11 +519,11 @@ mod tests {
         let out = drive(&mut p, &mut flows, 0, 150, &|i, _| {
             (if i == 0 { 20 } else { 80 }, 44_000)
         });
-        let (a, b) = (out[0].cwnd_clamp, out[1].cwnd_clamp);
+        let (a, b) = (out[0].cwnd_clamp_segments, out[1].cwnd_clamp_segments);
         // cwnd gain 2 and two octaves either way: 0.5 to 8 BDPs.
-        assert!((20.0..=320.0).contains(&a), "1 MB/s flow: clamp {a}");
-        assert!((80.0..=1280.0).contains(&b), "4 MB/s flow: clamp {b}");
-        assert!(b > 2.5 * a, "four times the BDP, clamp {b} vs {a}");
+        assert!((20..=320).contains(&a), "1 MB/s flow: clamp {a}");
+        assert!((80..=1280).contains(&b), "4 MB/s flow: clamp {b}");
+        assert!(2 * b > 5 * a, "four times the BDP, clamp {b} vs {a}");
     }
 
     /// A fluid bottleneck of `capacity(k)` segments per 20 ms interval over
@@ -587,13 +557,8 @@ mod tests {
             f.bytes_acked += delivered as u64 * u64::from(f.mss);
             f.srtt_us = (srtt_ms * 1000.0) as u32;
             p.decide(k * 20_000_000, &[(1, *f)], &mut out).unwrap();
-            let d = out[0];
-            f.applied_cwnd_clamp = if d.cwnd_clamp.is_finite() {
-                d.cwnd_clamp as u32
-            } else {
-                CWND_UNCLAMPED
-            };
-            clamps.push(d.cwnd_clamp);
+            f.applied_cwnd_clamp = out[0].cwnd_clamp_segments;
+            clamps.push(out[0].cwnd_clamp_segments as f32);
         }
         clamps
     }

@@ -11,8 +11,9 @@
 //!   policy (native or TorchScript), with [`metadata`] (what the JSON
 //!   promises and the checks against this build) and [`format`] (the files
 //!   on disk, saving and loading a trainable policy);
-//! - [`api`]: the policy API the daemon drives ([`FlowPolicy`], [`Decision`],
-//!   [`Guard`]) and the scripted test policy;
+//! - [`api`]: the policy API the daemon drives ([`FlowPolicy`], [`Target`],
+//!   the one Rust-side type for the limits on a flow, and [`Guard`]) and the
+//!   scripted test policy;
 //! - [`learned`]: [`LoadedPolicy`] behind [`FlowPolicy`].
 pub mod api;
 pub mod competition;
@@ -26,8 +27,8 @@ pub mod objective;
 pub mod observation;
 
 pub use api::{
-    Decision, FlowPolicy, Guard, GuardCounts, LastBatch, PolicyContract, ScriptError, ScriptFile,
-    ScriptStep, ScriptedPolicy,
+    FlowPolicy, Guard, GuardCounts, LastBatch, PolicyContract, ScriptError, ScriptFile, ScriptStep,
+    ScriptedPolicy, Target,
 };
 pub use competition::{CompetitionDetector, Mode};
 pub use file::{
@@ -36,7 +37,7 @@ pub use file::{
 };
 pub(crate) use format::sha256_hex;
 pub use learned::{DecideTiming, LearnedPolicy};
-pub use model::{ActionScaling, CompetitionRule, FlowContext, Target};
+pub use model::{ActionScaling, CompetitionRule, FlowContext};
 pub use objective::Objective;
 pub use observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
 

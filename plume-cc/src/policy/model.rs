@@ -25,6 +25,8 @@ use tch::{nn, Kind, Tensor};
 use super::competition::{Mode, DRAIN_GAIN};
 use plume_cc_common::{CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED};
 
+use super::api::Target;
+
 /// Number of action dimensions: `[cwnd lever, pacing lever]`.
 pub const ACTION_DIM: usize = 2;
 
@@ -181,31 +183,6 @@ pub struct FlowContext {
     /// The flow's competition mode (see [`super::competition`]); only read
     /// when [`ActionScaling::competition`] is set.
     pub mode: Mode,
-}
-
-/// A flow's limits in the datapath's units: the fields of the maps'
-/// `#[repr(C)]` `FlowTarget`, and what the simulator applies the way the
-/// sock_ops program does (a cwnd clamp, `TCP_BPF_SNDCWND_CLAMP`, and a pacing
-/// cap, `SO_MAX_PACING_RATE`). The one Rust-side type for "the limits on a
-/// flow": the trainer, the simulator, the evaluation and the daemon's action
-/// mapping all use it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Target {
-    /// Ceiling on the cwnd, segments ([`CWND_UNCLAMPED`] for none; the
-    /// simulator raises values below 2 to 2).
-    pub cwnd_clamp_segments: u32,
-    /// Ceiling on the pacing rate, bytes/s ([`PACING_UNLIMITED`] for none).
-    pub max_pacing_bytes_per_sec: u32,
-}
-
-impl Target {
-    /// No limits: the base controller alone, as without plume-cc.
-    pub const fn unlimited() -> Self {
-        Self {
-            cwnd_clamp_segments: CWND_UNCLAMPED,
-            max_pacing_bytes_per_sec: PACING_UNLIMITED,
-        }
-    }
 }
 
 /// Maps a raw action `a` in `[-1, 1]^2` (values outside are clamped) to a

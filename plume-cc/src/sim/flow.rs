@@ -8,7 +8,9 @@
 //!   by `wire bytes / rate` (the kernel's internal pacing);
 //! - RTT: every ACK echoes the send time of the transmission that triggered
 //!   it (like the timestamp option); srtt, rttvar and RTO follow RFC 6298 with
-//!   Linux's 200 ms minimum; min RTT is the minimum over the flow;
+//!   Linux's 200 ms minimum, and min RTT is the minimum over the flow, in
+//!   [`RttEstimator`] (shared, in `crate::flow::rtt`); the sender keeps the
+//!   timer and its backoff;
 //! - loss detection: SACK-like, per transmission: a transmission is lost when
 //!   three later transmissions have been delivered (dupthresh in send order,
 //!   which also catches lost retransmissions), plus the retransmission
@@ -31,19 +33,14 @@
 use std::collections::VecDeque;
 
 use crate::congestion::{AckSample, Clamped, Controller, LossEvent};
-use crate::flow::FlowSample;
+pub use crate::flow::rtt::{RTO_INITIAL_US, RTO_MAX_US, RTO_MIN_US};
+use crate::flow::{FlowSample, RttEstimator};
 
 use super::metrics::{FlowCounters, RttHistogram};
 
 /// Transmissions a later-sent delivered transmission must be ahead of for an
 /// earlier one to be declared lost (the kernel's dupthresh).
 pub const DUPTHRESH: u64 = 3;
-/// Minimum retransmission timeout, microseconds (Linux `TCP_RTO_MIN`).
-pub const RTO_MIN_US: u64 = 200_000;
-/// Maximum retransmission timeout, microseconds (Linux `TCP_RTO_MAX`).
-pub const RTO_MAX_US: u64 = 120_000_000;
-/// Initial retransmission timeout, microseconds (RFC 6298).
-pub const RTO_INITIAL_US: u64 = 1_000_000;
 
 const SACKED: u8 = 1;
 const LOST: u8 = 2;
@@ -207,11 +204,9 @@ pub struct Sender {
     delivered: u64,
     delivered_us: u64,
     first_tx_us: u64,
-    srtt_us: u64,
-    rttvar_us: u64,
-    min_rtt_us: u64,
-    last_rtt_us: u64,
-    rto_us: u64,
+    rtt: RttEstimator,
+    /// Expirations of the retransmission timer since the last new ACK
+    /// (RFC 6298 (5.5)); the RTO is doubled this many times.
     backoff: u32,
     /// RTO deadline, microseconds.
     pub(crate) rto_deadline_us: Option<u64>,
@@ -272,11 +267,7 @@ impl Sender {
             delivered: 0,
             delivered_us: 0,
             first_tx_us: 0,
-            srtt_us: 0,
-            rttvar_us: 0,
-            min_rtt_us: 0,
-            last_rtt_us: 0,
-            rto_us: RTO_INITIAL_US,
+            rtt: RttEstimator::new(),
             backoff: 0,
             rto_deadline_us: None,
             rto_event_us: None,
@@ -312,12 +303,17 @@ impl Sender {
 
     /// Smoothed RTT, microseconds (0 before the first sample).
     pub fn srtt_us(&self) -> u64 {
-        self.srtt_us
+        self.rtt.srtt_us()
     }
 
     /// Minimum RTT, microseconds (0 before the first sample).
     pub fn min_rtt_us(&self) -> u64 {
-        self.min_rtt_us
+        self.rtt.min_rtt_us()
+    }
+
+    /// The RTT estimator (RFC 6298).
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
     }
 
     /// Segments sent and not cumulatively acknowledged (`packets_out`).
@@ -345,9 +341,9 @@ impl Sender {
         let sat = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         FlowSample {
             timestamp_us: now_us,
-            srtt_us: sat(self.srtt_us),
-            min_rtt_us: sat(self.min_rtt_us),
-            last_rtt_us: sat(self.last_rtt_us),
+            srtt_us: sat(self.rtt.srtt_us()),
+            min_rtt_us: sat(self.rtt.min_rtt_us()),
+            last_rtt_us: sat(self.rtt.last_rtt_us()),
             cwnd_segments: self.controller.window_segments(),
             ssthresh_segments: self.controller.ssthresh_segments(),
             mss_bytes: self.mss_bytes,
@@ -456,23 +452,11 @@ impl Sender {
     }
 
     fn current_rto_us(&self) -> u64 {
-        (self.rto_us << self.backoff.min(16)).min(RTO_MAX_US)
+        self.rtt.backed_off_rto_us(self.backoff)
     }
 
     fn update_rtt(&mut self, rtt_us: u64) {
-        let rtt = rtt_us.max(1);
-        if self.srtt_us == 0 {
-            self.srtt_us = rtt;
-            self.rttvar_us = rtt / 2;
-            self.min_rtt_us = rtt;
-        } else {
-            let err = self.srtt_us.abs_diff(rtt);
-            self.rttvar_us = (3 * self.rttvar_us + err) / 4;
-            self.srtt_us = (7 * self.srtt_us + rtt) / 8;
-            self.min_rtt_us = self.min_rtt_us.min(rtt);
-        }
-        self.last_rtt_us = rtt;
-        self.rto_us = (self.srtt_us + (4 * self.rttvar_us).max(RTO_MIN_US)).min(RTO_MAX_US);
+        let rtt = self.rtt.sample(rtt_us);
         self.counters.rtt_sum_us += rtt;
         self.counters.rtt_samples += 1;
         self.rtt_hist.record(rtt);
@@ -534,7 +518,7 @@ impl Sender {
                 let ack_elapsed = now_us.saturating_sub(seg.delivered_us_at_send);
                 let interval = send_elapsed.max(ack_elapsed);
                 // Like the kernel, samples shorter than min RTT are not taken.
-                if interval >= self.min_rtt_us && interval > 0 {
+                if interval >= self.rtt.min_rtt_us() && interval > 0 {
                     self.rate_delivered = self.delivered - seg.delivered_at_send;
                     self.rate_interval_us = interval;
                 }
@@ -563,9 +547,9 @@ impl Sender {
         if newly > 0 {
             let sample = AckSample {
                 acked_segments: newly as u32,
-                rtt_us: self.last_rtt_us,
-                srtt_us: self.srtt_us,
-                min_rtt_us: self.min_rtt_us,
+                rtt_us: self.rtt.last_rtt_us(),
+                srtt_us: self.rtt.srtt_us(),
+                min_rtt_us: self.rtt.min_rtt_us(),
                 inflight_segments: self.inflight_segments(),
                 delivered_segments: self.delivered,
                 prior_delivered_segments: best.map_or(0, |s| s.delivered_at_send),
@@ -674,6 +658,140 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::congestion::Reno;
+
+    /// A Reno sender of 1000-byte segments with a large receive window.
+    fn reno() -> Sender {
+        Sender::new(Box::new(Reno::new()), 1000, 1040, 10_000)
+    }
+
+    /// Everything the sender may send at `now_us`.
+    fn burst(s: &mut Sender, now_us: u64) -> Vec<Packet> {
+        let mut out = Vec::new();
+        while let SendDecision::Send(p) = s.poll_send(now_us) {
+            out.push(p);
+        }
+        out
+    }
+
+    /// Delivers `p` to `r` and its ACK to `s` at `at_us`.
+    fn ack(s: &mut Sender, r: &mut Receiver, p: &Packet, at_us: u64) {
+        let cum_ack = r.receive(p.seq);
+        s.on_ack(
+            at_us,
+            &Ack {
+                at_us,
+                seq: p.seq,
+                tx: p.tx,
+                cum_ack,
+                echo_sent_us: p.sent_us,
+            },
+        );
+    }
+
+    /// One window over a fixed 50 ms path: the initial window goes out at
+    /// once, every ACK is an RTT sample of exactly 50 ms (RFC 6298 then
+    /// holds SRTT at 50 ms), slow start grows the window by one per
+    /// segment acknowledged, and the delivery-rate sample is tcp_rate.c's:
+    /// segments delivered since the newest acknowledged one was sent, over
+    /// the longer of its send and ACK phases (here 10 over 50 ms).
+    #[test]
+    fn one_window_over_a_fixed_path_samples_the_rtt_and_the_rate() {
+        let (mut s, mut r) = (reno(), Receiver::new());
+        assert_eq!(s.rto_deadline_us, None, "nothing sent, no timer");
+        let sent = burst(&mut s, 0);
+        assert_eq!(sent.len(), 10, "the initial window");
+        assert_eq!(s.poll_send(0), SendDecision::Blocked);
+        assert_eq!(s.rto_deadline_us, Some(RTO_INITIAL_US));
+        assert_eq!((s.packets_out(), s.inflight_segments()), (10, 10));
+        for p in &sent {
+            ack(&mut s, &mut r, p, 50_000);
+        }
+        let f = s.flow_sample(50_000);
+        assert_eq!(
+            (f.srtt_us, f.min_rtt_us, f.last_rtt_us),
+            (50_000, 50_000, 50_000)
+        );
+        assert_eq!(s.rtt().rto_us(), 50_000 + RTO_MIN_US);
+        assert_eq!((f.delivered_segments, f.bytes_acked), (10, 10_000));
+        assert_eq!((f.packets_out, f.lost_out, f.retrans_out), (0, 0, 0));
+        assert_eq!(f.cwnd_segments, 20, "slow start: one more per segment");
+        assert_eq!(
+            (f.rate_delivered_segments, f.rate_interval_us),
+            (10, 50_000)
+        );
+        assert_eq!(s.rto_deadline_us, None, "nothing in flight, no timer");
+        assert_eq!(s.counters().rtt_samples, 10);
+    }
+
+    /// A dropped segment is declared lost once three later transmissions
+    /// are delivered (dupthresh), not before; it is the next one sent; its
+    /// delivery completes the window; the controller halved once.
+    #[test]
+    fn a_lost_segment_is_detected_by_dupthresh_and_retransmitted_first() {
+        let (mut s, mut r) = (reno(), Receiver::new());
+        let sent = burst(&mut s, 0);
+        let dropped = sent[2];
+        let mut later = sent.iter().filter(|p| p.seq != dropped.seq);
+        for p in later.by_ref().take(DUPTHRESH as usize + 1) {
+            // seq 0, 1, 3, 4: only two transmissions after the dropped one.
+            ack(&mut s, &mut r, p, 50_000);
+        }
+        assert_eq!(s.flow_sample(50_000).lost_out, 0, "not yet");
+        let p = later.next().unwrap(); // seq 5: the third one after it
+        ack(&mut s, &mut r, p, 50_000);
+        let f = s.flow_sample(50_000);
+        assert_eq!(f.lost_out, 1);
+        assert_eq!(s.counters().lost_segments, 1);
+        // Slow start took the window from 10 to 14 on the four ACKs before.
+        assert_eq!(f.ssthresh_segments, 7, "half of the window at the loss");
+        for p in later {
+            ack(&mut s, &mut r, p, 50_000);
+        }
+        let SendDecision::Send(re) = s.poll_send(60_000) else {
+            panic!("nothing sent")
+        };
+        assert_eq!(re.seq, dropped.seq, "the lost segment goes first");
+        let f = s.flow_sample(60_000);
+        assert_eq!((f.retrans_out, f.total_retrans), (1, 1));
+        ack(&mut s, &mut r, &re, 110_000);
+        let f = s.flow_sample(110_000);
+        assert_eq!((f.lost_out, f.retrans_out), (0, 0));
+        assert_eq!(f.delivered_segments, 10);
+        assert_eq!(s.counters().lost_segments, 1, "one loss, counted once");
+    }
+
+    /// Without ACKs the timer fires at the RTO, not before, every
+    /// unacknowledged segment becomes lost, and the next deadline is one
+    /// doubled RTO later (RFC 6298 (5.5)); a new ACK clears the backoff.
+    #[test]
+    fn the_retransmission_timer_fires_at_the_rto_and_backs_off() {
+        let (mut s, mut r) = (reno(), Receiver::new());
+        let sent = burst(&mut s, 0);
+        assert!(!s.on_rto(RTO_INITIAL_US - 1));
+        assert!(s.on_rto(RTO_INITIAL_US));
+        let f = s.flow_sample(RTO_INITIAL_US);
+        assert_eq!(f.lost_out, 10);
+        assert_eq!(f.cwnd_segments, 1, "one segment after a timeout");
+        assert_eq!(s.counters().timeouts, 1);
+        assert_eq!(s.rto_deadline_us, Some(3 * RTO_INITIAL_US));
+        assert!(!s.on_rto(3 * RTO_INITIAL_US - 1));
+        assert!(s.on_rto(3 * RTO_INITIAL_US));
+        assert_eq!(s.rto_deadline_us, Some(7 * RTO_INITIAL_US));
+        // The first segment's retransmission is acknowledged: an RTT
+        // sample of 10 ms (the echoed send time is the retransmission's),
+        // and the timer restarts at the new, un-backed-off RTO.
+        let SendDecision::Send(re) = s.poll_send(3 * RTO_INITIAL_US) else {
+            panic!("nothing sent")
+        };
+        assert_eq!(re.seq, sent[0].seq);
+        ack(&mut s, &mut r, &re, 3 * RTO_INITIAL_US + 10_000);
+        assert_eq!(s.srtt_us(), 10_000);
+        assert_eq!(
+            s.rto_deadline_us,
+            Some(3 * RTO_INITIAL_US + 10_000 + 10_000 + RTO_MIN_US)
+        );
+    }
 
     #[test]
     fn receiver_cumulates_and_buffers_out_of_order() {
