@@ -24,7 +24,7 @@ use super::{ExplainError, Horizon, ACTIONS_LOG2, BRANCH_LOG2, NULL_BRANCH};
 use crate::congestion::ControllerKind;
 use crate::policy::model::ActionScaling;
 use crate::policy::observation::Observation;
-use crate::policy::{flow_context_from_observation, LoadedPolicy, Objective, Target};
+use crate::policy::{flow_context, LoadedPolicy, Objective, Target};
 use crate::rl::env::{apply_scenario, RewardSpec, SimWindow};
 use crate::rl::scenario::{Scenario, ScenarioSpec};
 use crate::rl::{Env, EnvConfig, MonitorInterval};
@@ -152,10 +152,7 @@ pub fn contrast_target(
     mode: crate::policy::Mode,
     log2_mult: f32,
 ) -> Target {
-    let ctx = crate::policy::FlowContext {
-        mode,
-        ..flow_context_from_observation(obs, mss)
-    };
+    let ctx = flow_context(obs, mss, mode);
     let mut t = scaling.to_target(raw, &ctx);
     if log2_mult != 0.0 && t.cwnd_clamp_segments != CWND_UNCLAMPED {
         let c = (f64::from(t.cwnd_clamp_segments) * f64::from(log2_mult).exp2()).round();
@@ -164,11 +161,7 @@ pub fn contrast_target(
             f64::from(scaling.max_cwnd_segments),
         ) as u32;
     }
-    if scaling.probing(&ctx) {
-        t
-    } else {
-        scaling.limit_step(t, prev)
-    }
+    scaling.step_from(t, &ctx, prev)
 }
 
 /// Simulates `branches` of `episodes` with `policy` (module docs);

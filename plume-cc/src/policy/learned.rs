@@ -230,7 +230,7 @@ impl FlowPolicy for LearnedPolicy {
         {
             out.push(scaling.next_target(
                 [a[0], a[1]],
-                &flow_context(obs, stats.mss, &self.builders[slot]),
+                &flow_context(obs, stats.mss, self.builders[slot].mode()),
                 Target::applied(stats),
             ));
         }
@@ -333,7 +333,7 @@ mod tests {
                 let b = &self.builders[cookie];
                 out.push(scaling.next_target(
                     *a,
-                    &crate::policy::flow_context(o, stats.mss, b),
+                    &crate::policy::flow_context(o, stats.mss, b.mode()),
                     Target {
                         cwnd_clamp_segments: stats.applied_cwnd_clamp,
                         max_pacing_bytes_per_sec: stats.applied_pacing,

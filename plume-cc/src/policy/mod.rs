@@ -67,12 +67,12 @@ pub fn flow_context_from_observation(obs: &[f32], mss_bytes: u32) -> FlowContext
     }
 }
 
-/// [`flow_context_from_observation`] with the flow's competition mode from
-/// the builder that made `obs` (the one piece of the context that is state,
-/// not a feature: see [`competition`]).
-pub fn flow_context(obs: &[f32], mss_bytes: u32, builder: &ObservationBuilder) -> FlowContext {
+/// [`flow_context_from_observation`] with the flow's competition `mode`,
+/// from the builder that made `obs` ([`ObservationBuilder::mode`]: the one
+/// piece of the context that is state, not a feature; see [`competition`]).
+pub fn flow_context(obs: &[f32], mss_bytes: u32, mode: Mode) -> FlowContext {
     FlowContext {
-        mode: builder.mode(),
+        mode,
         ..flow_context_from_observation(obs, mss_bytes)
     }
 }

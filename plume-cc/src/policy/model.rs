@@ -355,17 +355,18 @@ impl ActionScaling {
     /// step from `prev`, the limits in force ([`Self::to_target`] then
     /// [`Self::limit_step`]); a drain probe applies at once.
     pub fn next_target(&self, raw: [f32; 2], ctx: &FlowContext, prev: Target) -> Target {
-        let t = self.to_target(raw, ctx);
-        if self.probing(ctx) {
-            t
-        } else {
-            self.limit_step(t, prev)
-        }
+        self.step_from(self.to_target(raw, ctx), ctx, prev)
     }
 
-    /// True when the rule is on and `ctx` is in a drain probe.
-    pub fn probing(&self, ctx: &FlowContext) -> bool {
-        self.competition.is_some() && matches!(ctx.mode, Mode::Probe { .. })
+    /// `new` for the flow `ctx` moved at most one step from `prev`
+    /// ([`Self::limit_step`]), except in a drain probe of the competition
+    /// rule, which applies at once.
+    pub fn step_from(&self, new: Target, ctx: &FlowContext, prev: Target) -> Target {
+        if self.competition.is_some() && matches!(ctx.mode, Mode::Probe { .. }) {
+            new
+        } else {
+            self.limit_step(new, prev)
+        }
     }
 
     /// `new` with each limit moved at most `max_log2_step` octaves from the
@@ -689,6 +690,18 @@ impl ActorCritic {
 mod tests {
     use super::*;
 
+    /// A flow of 40 ms min RTT at 1.25 MB/s with a 1000-byte MSS (a BDP of
+    /// 50 segments) and the given srtt, in default mode.
+    fn ctx_40ms(srtt_us: u32) -> FlowContext {
+        FlowContext {
+            min_rtt_us: 40_000,
+            max_rate_bytes_per_sec: 1.25e6,
+            mss_bytes: 1000,
+            srtt_us,
+            mode: Mode::Default,
+        }
+    }
+
     #[test]
     fn normalizer_matches_batch_statistics() {
         let mut n = ObsNormalizer::new(2);
@@ -705,13 +718,7 @@ mod tests {
     #[test]
     fn default_scaling_leaves_bbr_like_headroom_at_action_zero() {
         let s = ActionScaling::default();
-        let ctx = FlowContext {
-            min_rtt_us: 40_000,
-            max_rate_bytes_per_sec: 1.25e6,
-            mss_bytes: 1000,
-            srtt_us: 0,
-            mode: Mode::Default,
-        };
+        let ctx = ctx_40ms(0);
         // 2 BDPs (2 x 50 segments), 1.25 x the anchor.
         let t = s.to_target([0.0, 0.0], &ctx);
         assert_eq!(t.cwnd_clamp_segments, 100);
@@ -755,13 +762,7 @@ mod tests {
 
     #[test]
     fn the_clamp_can_follow_the_srtt() {
-        let ctx = FlowContext {
-            min_rtt_us: 40_000,
-            max_rate_bytes_per_sec: 1.25e6,
-            mss_bytes: 1000,
-            srtt_us: 160_000,
-            mode: Mode::Default,
-        };
+        let ctx = ctx_40ms(160_000);
         let at = |e: f32| {
             ActionScaling {
                 rtt_ref_exponent: e,
@@ -811,13 +812,7 @@ mod tests {
             ..ActionScaling::default()
         };
         // 1.25 MB/s * 40 ms / 1000 B = 50 segments of BDP.
-        let ctx = FlowContext {
-            min_rtt_us: 40_000,
-            max_rate_bytes_per_sec: 1.25e6,
-            mss_bytes: 1000,
-            srtt_us: 0,
-            mode: Mode::Default,
-        };
+        let ctx = ctx_40ms(0);
         let t = s.to_target([0.0, 0.0], &ctx);
         assert_eq!(t.cwnd_clamp_segments, 50);
         assert_eq!(t.max_pacing_bytes_per_sec, 1_250_000);
@@ -873,13 +868,7 @@ mod tests {
 
     #[test]
     fn the_competition_rule_drains_in_a_probe_and_follows_the_srtt_when_competitive() {
-        let ctx = FlowContext {
-            min_rtt_us: 40_000,
-            max_rate_bytes_per_sec: 1.25e6,
-            mss_bytes: 1000,
-            srtt_us: 160_000,
-            mode: Mode::Default,
-        };
+        let ctx = ctx_40ms(160_000);
         let rule = ActionScaling {
             competition: Some(CompetitionRule {
                 competitive_exponent: Some(1.0),

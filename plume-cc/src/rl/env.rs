@@ -28,7 +28,7 @@ use crate::plume::TraceSampler;
 use crate::policy::model::ActionScaling;
 use crate::policy::observation::{Observation, OBSERVATION_LEN};
 use crate::policy::Target;
-use crate::policy::{flow_context_from_observation, FlowContext, Mode};
+use crate::policy::{flow_context, Mode};
 use crate::sim::{QueueLimit, Schedule};
 
 use super::ppo::{BatchEnv, PpoError};
@@ -346,10 +346,7 @@ fn mapped_target(
     (prev, mss): (Target, u32),
     mode: Mode,
 ) -> Target {
-    let ctx = FlowContext {
-        mode,
-        ..flow_context_from_observation(obs, mss)
-    };
+    let ctx = flow_context(obs, mss, mode);
     scaling.next_target(raw, &ctx, prev)
 }
 
