@@ -52,6 +52,10 @@ pub struct StudyArgs {
     /// Output folder (study.md, study.json, figures, runs/).
     #[arg(long, default_value = "runs/study")]
     pub out: PathBuf,
+    /// Train and evaluate every run, and the fixed rule, with the
+    /// competition rule (`train --competition-rule`).
+    #[arg(long)]
+    pub competition_rule: bool,
 }
 
 /// Parses a step count: `300000`, `300k` or `3M`.
@@ -255,6 +259,9 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                     crate::rl::config::SamplerChoice::PlumeDynamic,
                 ],
                 per_cluster: a.per_cluster,
+                competition: a
+                    .competition_rule
+                    .then(crate::policy::CompetitionRule::default),
             };
             let multi = indicatif::MultiProgress::new();
             let style = |t: &str| {
