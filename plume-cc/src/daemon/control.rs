@@ -58,7 +58,7 @@ impl FlowMaps for Datapath {
     }
 
     fn read_flows(&mut self, out: &mut Vec<(u64, FlowStats)>) -> Result<(), DatapathError> {
-        Datapath::read_flows(self, out)
+        Datapath::read_flows_for_control(self, out)
     }
 
     fn write_targets(
