@@ -298,7 +298,15 @@ impl Datapath {
     /// Removes every flow idle for [`super::REAP_IDLE_NS`] whose socket is
     /// gone; returns their cookies.
     pub fn reap_gone(&mut self) -> Result<Vec<u64>, DatapathError> {
-        let candidates = super::reap_candidates(&self.flows()?, monotonic_ns());
+        self.reap_gone_as_of(monotonic_ns())
+    }
+
+    /// [`Datapath::reap_gone`] with the idle ages taken at monotonic time
+    /// `now_ns` (a test looks from the future, where every flow is idle
+    /// long enough, to check that the socket listing alone keeps the live
+    /// ones).
+    pub fn reap_gone_as_of(&mut self, now_ns: u64) -> Result<Vec<u64>, DatapathError> {
+        let candidates = super::reap_candidates(&self.flows()?, now_ns);
         let gone = self.gone_sockets(&candidates)?;
         for &c in &gone {
             self.remove_flow(c)?;
@@ -359,6 +367,63 @@ impl Datapath {
             }),
             _ => Ok(None),
         }
+    }
+
+    /// Statistics slots owned by a flow now (a scan of the mapped slots).
+    pub fn slots_in_use(&self) -> usize {
+        let mut n = 0;
+        self.stats_slots.scan(|_, read| {
+            if matches!(read, SlotRead::Value(s) if s.cookie != 0) {
+                n += 1;
+            }
+        });
+        n
+    }
+
+    /// Counts the free list: pops every index, checks that each is a slot
+    /// of the table and none is there twice, and pushes them back in the
+    /// order they were (so the list is as before). Returns the number of
+    /// free slots; with no flow registered it must be the table's size, or
+    /// slots leaked. While it runs, new flows find no slot (they are left
+    /// to the kernel and counted as a full table): only for checks with no
+    /// flow opening (tests, `plume-cc cleanup`-like tools).
+    pub fn count_free_slots(&mut self) -> Result<usize, DatapathError> {
+        let mut popped = Vec::with_capacity(self.stats_slots.len());
+        loop {
+            match self.free.pop(0) {
+                Ok(s) => popped.push(s),
+                Err(aya::maps::MapError::ElementNotFound) => break,
+                Err(e) => {
+                    self.push_back(&popped)?;
+                    return Err(map_err(maps::FREE_SLOTS)(e));
+                }
+            }
+        }
+        self.push_back(&popped)?;
+        let mut seen = vec![false; self.stats_slots.len()];
+        for &s in &popped {
+            let Some(was) = seen.get_mut(s as usize) else {
+                return Err(DatapathError::Map {
+                    map: maps::FREE_SLOTS,
+                    reason: format!("slot {s} past the table's {}", self.stats_slots.len()),
+                });
+            };
+            if std::mem::replace(was, true) {
+                return Err(DatapathError::Map {
+                    map: maps::FREE_SLOTS,
+                    reason: format!("slot {s} is on the free list twice"),
+                });
+            }
+        }
+        Ok(popped.len())
+    }
+
+    /// Pushes popped free slots back, bottom first.
+    fn push_back(&mut self, popped: &[u32]) -> Result<(), DatapathError> {
+        for &s in popped.iter().rev() {
+            self.free.push(s, 0).map_err(map_err(maps::FREE_SLOTS))?;
+        }
+        Ok(())
     }
 
     /// Cookies of live flows that have a target.
