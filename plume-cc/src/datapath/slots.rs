@@ -155,6 +155,11 @@ impl<T: Sequenced> SlotTable<T> {
         self.len
     }
 
+    /// True for a table of no slot (never made by [`SlotTable::map`]).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     fn slot(&self, i: usize) -> *mut T {
         assert!(i < self.len, "slot {i} of {}", self.len);
         // SAFETY: in bounds (checked above).
