@@ -247,7 +247,47 @@ fn a_full_flow_map_leaves_new_flows_to_the_kernel() {
     for s in senders {
         s.finish();
     }
+    // The two slots come back at TCP_CLOSE and serve new flows.
+    wait_for("the closes", Duration::from_secs(3), || {
+        dp.flows().unwrap().is_empty().then_some(())
+    });
+    assert_eq!(dp.slots_in_use(), 0);
+    assert_eq!(dp.count_free_slots().unwrap(), 2);
+    let again = Sender::spawn(&sink, Some(cgroup.path()), 500);
+    let cookie = again.first().cookie;
+    wait_for("a new flow in a freed slot", Duration::from_secs(3), || {
+        dp.flow(cookie).unwrap()
+    });
+    again.finish();
     drop(dp);
+    cgroup.remove().unwrap();
+}
+
+/// Pins of another map layout (an older plume-cc's, before the per-flow
+/// slots) are refused with a clear error, not misread: here a pin folder
+/// whose slot array is missing.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn pins_of_another_layout_are_refused() {
+    if !common::have_root("datapath layout test", DATAPATH_CAPS) {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").expect("create child cgroup");
+    let pins = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-layout-{}",
+        std::process::id()
+    ));
+    let dp =
+        Datapath::attach_pinned(cgroup.path(), DatapathConfig::default(), &pins).expect("attach");
+    assert!(Datapath::adopt(&pins, &pins).is_ok());
+    std::fs::remove_file(pins.join(plume_cc_common::maps::STATS_SLOTS)).unwrap();
+    let e = Datapath::adopt(&pins, &pins).unwrap_err().to_string();
+    assert!(
+        e.contains("another map layout") && e.contains("PLUME_SLOTS") && e.contains("rm -r"),
+        "{e}"
+    );
+    dp.shutdown(Duration::from_secs(1)).unwrap();
+    assert!(!pins.exists());
     cgroup.remove().unwrap();
 }
 
@@ -257,8 +297,6 @@ fn a_full_flow_map_leaves_new_flows_to_the_kernel() {
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); `cargo xtask test` runs it as root"]
 fn flows_whose_socket_is_gone_are_reaped_and_live_idle_ones_kept() {
-    use aya::maps::{HashMap as AyaHashMap, Map, MapData};
-    use plume_cc_common::{maps, FlowStats};
     if !common::have_root("datapath reaping test", DATAPATH_CAPS) {
         return;
     }
@@ -279,30 +317,26 @@ fn flows_whose_socket_is_gone_are_reaped_and_live_idle_ones_kept() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let (live, mut stats) = wait_for("the idle flow", Duration::from_secs(3), || {
+    let (live, stats) = wait_for("the idle flow", Duration::from_secs(3), || {
         dp.flows().unwrap().into_iter().next()
     });
-    let mut flow_map: AyaHashMap<MapData, u64, FlowStats> = AyaHashMap::try_from(Map::HashMap(
-        MapData::from_pin(pins.join(maps::FLOW_STATS)).unwrap(),
-    ))
-    .unwrap();
-    // Both look idle "for ever"; only one has a socket.
-    stats.updated_ns = 0;
-    flow_map.insert(live, stats, 0).unwrap();
+    // A flow whose socket is gone, registered as the program would (a
+    // slot, its statistics, its cookie's entry).
     let gone = 0xdead_beef_u64;
-    flow_map.insert(gone, stats, 0).unwrap();
+    assert!(dp.insert_synthetic_flow(gone, stats).unwrap());
     // The socket listing alone tells them apart (whatever callbacks the
     // idle flow still gets)...
     assert_eq!(dp.gone_sockets(&[live, gone]).unwrap(), vec![gone]);
-    // ...and the reaper removes only the one whose socket is gone.
-    let reaped = dp.reap_gone().expect("reap");
+    // ...and the reaper, at a time when both look idle for longer than
+    // REAP_IDLE_NS, removes only the one whose socket is gone.
+    let later = plume_cc::datapath::monotonic_ns() + plume_cc::datapath::REAP_IDLE_NS;
+    let reaped = dp.reap_gone_as_of(later).expect("reap");
     assert_eq!(reaped, vec![gone]);
     assert!(dp.flow(gone).unwrap().is_none());
     assert!(
         dp.flow(live).unwrap().is_some(),
         "a live idle flow was reaped"
     );
-    drop(flow_map);
     idle.wait().unwrap();
     wait_for("the idle flow's close", Duration::from_secs(3), || {
         dp.flows().unwrap().is_empty().then_some(())
