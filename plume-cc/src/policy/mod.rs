@@ -40,9 +40,9 @@ pub use file::{
 };
 pub(crate) use format::sha256_hex;
 pub use learned::{DecideTiming, LearnedPolicy};
-pub use scaling::{ActionScaling, CompetitionRule, FlowContext};
 pub use objective::Objective;
 pub use observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
+pub use scaling::{ActionScaling, CompetitionRule, FlowContext};
 
 /// The [`FlowContext`] encoded in an observation's global features (the
 /// inverse of `min_rtt_log` and `max_rate_log`, exact up to f32 rounding and

@@ -23,7 +23,6 @@ use tch::{nn, Kind, Tensor};
 
 pub use super::scaling::{ActionScaling, CompetitionRule, FlowContext, SecondAction};
 
-
 /// Number of action dimensions: `[cwnd lever, pacing lever]`.
 pub const ACTION_DIM: usize = 2;
 
