@@ -650,14 +650,18 @@ fn run(command: Command) -> anyhow::Result<()> {
             pin_dir,
             explain,
         } => {
+            // `--pin-dir` naming one datapath's folder (not a folder of them):
+            // its error is the answer rather than a warning.
+            let single = pin_dir
+                .as_deref()
+                .is_some_and(plume_cc::datapath::attached_at);
             let dirs = match pin_dir {
-                Some(d) if d.join("link").exists() => vec![d],
-                Some(d) => {
-                    anyhow::bail!(
-                        "--pin-dir {}: no plume-cc datapath is pinned there",
+                Some(d) => daemon::status::datapaths_at(&d).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--pin-dir {}: no plume-cc datapath is pinned there (neither a pin folder nor a folder of them)",
                         d.display()
                     )
-                }
+                })?,
                 None => daemon::status::pinned_datapaths(),
             };
             if dirs.is_empty() && !json {
@@ -672,11 +676,22 @@ fn run(command: Command) -> anyhow::Result<()> {
                 let st = match daemon::status::read(&dir) {
                     Ok(st) => st,
                     // A daemon that just stopped removes its pins while we list them.
-                    Err(_) if !dir.join("link").exists() => continue,
+                    Err(_) if !plume_cc::datapath::attached_at(&dir) => continue,
+                    // The one datapath asked for: its error is the answer.
+                    Err(e) if single => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("reading the datapath pinned at {}", dir.display())))
+                    }
+                    // One unreadable datapath (e.g. pinned by another build
+                    // whose map layouts differ) must not hide the others:
+                    // warn on stderr, so that --json's stdout stays one document.
                     Err(e) => {
-                        return Err(
-                            e.context(format!("reading the datapath pinned at {}", dir.display()))
-                        )
+                        eprintln!(
+                            "plume-cc: warning: skipping the datapath pinned at {}: {}",
+                            dir.display(),
+                            plume_cc::args::one_line(&e)
+                        );
+                        continue;
                     }
                 };
                 let explained = if explain {

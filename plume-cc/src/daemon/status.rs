@@ -101,7 +101,13 @@ pub struct DatapathStatus {
 
 /// The pin folders of running datapaths under `/sys/fs/bpf/plume-cc`.
 pub fn pinned_datapaths() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(datapath::PIN_ROOT)
+    datapaths_under(Path::new(datapath::PIN_ROOT))
+}
+
+/// The sub-folders of `root`, sorted: each one datapath's pins, as `run`
+/// makes them under [`datapath::PIN_ROOT`] (none when `root` cannot be read).
+pub fn datapaths_under(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
         .map(|rd| {
             rd.filter_map(Result::ok)
                 .map(|e| e.path())
@@ -113,8 +119,27 @@ pub fn pinned_datapaths() -> Vec<PathBuf> {
     v
 }
 
+/// Which datapaths `status --pin-dir DIR` shows: DIR itself when it holds a
+/// pinned link (one datapath's folder, as given to `run --pin-dir`), else
+/// every datapath folder under it (a root like [`datapath::PIN_ROOT`]);
+/// None when DIR is neither.
+pub fn datapaths_at(dir: &Path) -> Option<Vec<PathBuf>> {
+    if datapath::attached_at(dir) {
+        return Some(vec![dir.to_owned()]);
+    }
+    let under: Vec<PathBuf> = datapaths_under(dir)
+        .into_iter()
+        .filter(|d| datapath::attached_at(d))
+        .collect();
+    (!under.is_empty()).then_some(under)
+}
+
 /// Reads the datapath pinned at `pin_dir`: its mode, counters and flows.
-pub fn read(pin_dir: &Path) -> anyhow::Result<DatapathStatus> {
+///
+/// A datapath pinned by another build of plume-cc whose map layouts differ
+/// is refused with [`datapath::DatapathError::Layout`] rather than misread;
+/// `status` skips it with a warning and shows the others.
+pub fn read(pin_dir: &Path) -> Result<DatapathStatus, datapath::DatapathError> {
     let dp = Datapath::adopt(pin_dir, pin_dir)?;
     let config = dp.config()?;
     let now = datapath::monotonic_ns();

@@ -68,6 +68,21 @@ pub enum DatapathError {
     /// Listing the host's sockets failed (so no entry was reaped).
     #[error(transparent)]
     SockDiag(#[from] sockdiag::SockDiagError),
+    /// A pinned map's key or value size is not this build's: it was
+    /// pinned by another build of plume-cc whose structures differ (an
+    /// older daemon's left-over datapath), and reading it as ours would
+    /// misread every field.
+    #[error("map {map}: {part} size {pinned} bytes, this build of plume-cc expects {ours} (pinned by another build of plume-cc)")]
+    Layout {
+        /// The map's name.
+        map: &'static str,
+        /// `key` or `value`.
+        part: &'static str,
+        /// The size the pinned map was created with.
+        pinned: usize,
+        /// The size of this build's type.
+        ours: usize,
+    },
     /// A map operation failed.
     #[error("map {map}: {reason}")]
     Map {
@@ -79,9 +94,25 @@ pub enum DatapathError {
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
-    move |e| DatapathError::Map {
-        map,
-        reason: e.to_string(),
+    use aya::maps::MapError;
+    // aya's `size` is the Rust type's, `expected` the map's.
+    move |e| match e {
+        MapError::InvalidKeySize { size, expected } => DatapathError::Layout {
+            map,
+            part: "key",
+            pinned: expected,
+            ours: size,
+        },
+        MapError::InvalidValueSize { size, expected } => DatapathError::Layout {
+            map,
+            part: "value",
+            pinned: expected,
+            ours: size,
+        },
+        e => DatapathError::Map {
+            map,
+            reason: e.to_string(),
+        },
     }
 }
 
