@@ -419,3 +419,56 @@ fn status_skips_an_unreadable_pin_folder_with_a_warning() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("broken"));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// `--traces` (and `traces analyze`'s folder) takes one trace file as well
+/// as a folder, and a path that is neither is refused naming it.
+#[test]
+fn trace_arguments_take_a_file_or_a_folder() {
+    let dir = common::tmpdir("traces-file");
+    let trace = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../traces/synthetic/fade-6mbps.trace"
+    );
+    let o = plume(&[
+        "traces",
+        "analyze",
+        trace,
+        "--window",
+        "1s",
+        "--starts",
+        "2",
+        "--k-min",
+        "2",
+        "--k-max",
+        "3",
+        "--out",
+        dir.join("an").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("an/report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["traces"],
+        serde_json::json!({"fade-6mbps.trace": 60}),
+        "{report}"
+    );
+    for args in [
+        &["traces", "analyze", "/nonexistent/t.trace"][..],
+        &[
+            "eval",
+            "sim-to-real",
+            "--sim-only",
+            "--traces",
+            "/nonexistent/t.trace",
+        ][..],
+    ] {
+        let o = plume(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("/nonexistent/t.trace: no such trace file or folder"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

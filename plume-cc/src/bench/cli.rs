@@ -21,8 +21,8 @@ pub struct Queues(pub Vec<QueueSpec>);
 /// Run iperf3 benchmarks across the emulated link (root).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Mahimahi traces (comma separated or repeated); each is the uplink
-    /// (the data direction) of its runs.
+    /// Mahimahi trace files or folders of them (comma separated or
+    /// repeated); each trace is the uplink (the data direction) of its runs.
     #[arg(long, value_delimiter = ',', required_unless_present = "replot")]
     pub traces: Vec<PathBuf>,
     /// The downlink (ACK direction): `same` (each run's own trace, as
@@ -92,7 +92,7 @@ impl Args {
             .map(|s| Scheme::parse(s, self.policy.as_deref()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(BenchConfig {
-            traces: self.traces.clone(),
+            traces: crate::trace::trace_files(&self.traces)?,
             downlink: self.downlink.clone(),
             schemes,
             duration: self.duration,

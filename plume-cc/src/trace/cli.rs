@@ -77,7 +77,8 @@ pub enum TracesCommand {
     /// corpus (`traces scenarios`) is analysed with its path features, one
     /// window per file.
     Analyze {
-        /// Folder of Mahimahi trace files, or a scenario corpus.
+        /// Folder of Mahimahi trace files, one trace file, or a scenario
+        /// corpus.
         dir: PathBuf,
         /// Window (episode) length, e.g. 30s.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = DurationArg::legacy(BareUnit::Ms))]

@@ -13,7 +13,7 @@ pub mod schedule;
 pub mod synth;
 pub mod window;
 
-pub use corpus::{Corpus, CorpusTrace};
+pub use corpus::{trace_files, Corpus, CorpusTrace};
 pub use mahimahi::{MahimahiTrace, TraceError};
 pub use schedule::{Schedule, ScheduleError, OPPORTUNITY_BYTES};
 pub use synth::{SynthKind, SynthSpec};
