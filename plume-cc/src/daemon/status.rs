@@ -1,6 +1,9 @@
 //! `plume-cc status`: the live flows of every running datapath, like `ss -ti`.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+};
 
 use plume_cc_common::{
     DatapathConfig, FlowStats, FlowTarget, CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, PACING_UNLIMITED,
@@ -20,8 +23,13 @@ pub struct FlowRow {
     /// The daemon's target, if any.
     #[serde(skip)]
     pub target: Option<FlowTarget>,
+    /// Local address (None when unknown: an IPv6 flow in another network
+    /// namespace, whose address the flow map does not keep).
+    pub local_addr: Option<IpAddr>,
     /// Local port.
     pub local_port: u32,
+    /// Remote address (None when unknown, as for `local_addr`).
+    pub remote_addr: Option<IpAddr>,
     /// Remote port.
     pub remote_port: u32,
     /// Smoothed RTT, microseconds.
@@ -143,15 +151,35 @@ pub fn read(pin_dir: &Path) -> Result<DatapathStatus, datapath::DatapathError> {
     let dp = Datapath::adopt(pin_dir, pin_dir)?;
     let config = dp.config()?;
     let now = datapath::monotonic_ns();
+    let flows = dp.flows()?;
+    // The flow map keeps IPv4 addresses only; the rest come from a socket
+    // listing of this network namespace, when there are any to find (a
+    // failed listing leaves them unknown rather than failing `status`).
+    let listed = if flows.iter().any(|(_, s)| s.family != AF_INET) {
+        datapath::sockdiag::tcp_endpoints_here().unwrap_or_default()
+    } else {
+        Default::default()
+    };
     let mut rows = Vec::new();
-    for (cookie, s) in dp.flows()? {
+    for (cookie, s) in flows {
+        let (local_addr, remote_addr) = match listed.get(&cookie) {
+            Some(e) => (Some(e.local.ip()), Some(e.remote.ip())),
+            None if s.family == AF_INET => (
+                // bpf_sock_ops keeps them in network byte order.
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(s.local_ip4)))),
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(s.remote_ip4)))),
+            ),
+            None => (None, None),
+        };
         let target = dp.target(cookie)?;
         let age_ns = target.map(|t| now.saturating_sub(t.written_ns));
         rows.push(FlowRow {
             cookie,
             stats: s,
             target,
+            local_addr,
             local_port: s.local_port,
+            remote_addr,
             remote_port: s.remote_port,
             srtt_us: s.srtt_us,
             min_rtt_us: s.min_rtt_us,
@@ -252,13 +280,28 @@ pub fn cleanup(pin_dir: &Path) -> anyhow::Result<CleanupOutcome> {
     })
 }
 
+/// `AF_INET` as the flow map's `family` holds it.
+const AF_INET: u32 = libc::AF_INET as u32;
+
+/// An address and port as `ss -ti` writes them: `10.0.0.1:5201`,
+/// `[::1]:5201`, and `*:5201` when the address is unknown (ss's wildcard).
+pub fn endpoint(addr: Option<IpAddr>, port: u32) -> String {
+    match (addr, u16::try_from(port)) {
+        (Some(ip), Ok(p)) => SocketAddr::new(ip, p).to_string(),
+        (Some(IpAddr::V6(ip)), Err(_)) => format!("[{ip}]:{port}"),
+        (Some(ip), Err(_)) => format!("{ip}:{port}"),
+        (None, _) => format!("*:{port}"),
+    }
+}
+
 /// Formats rows as a table.
 pub fn table(rows: &[FlowRow]) -> String {
+    // Wide enough for an IPv4 address and port; IPv6 ones push the line.
     let mut out = format!(
-        "{:>10} {:>6} {:>6} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>16}\n",
+        "{:>10} {:<21} {:<21} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>16}\n",
         "cookie",
-        "lport",
-        "rport",
+        "local",
+        "peer",
         "srtt_us",
         "minrtt_us",
         "cwnd",
@@ -277,10 +320,10 @@ pub fn table(rows: &[FlowRow]) -> String {
             (TargetState::Ignored, Some(a)) => format!("ignored {a}ms"),
         };
         out.push_str(&format!(
-            "{:>10} {:>6} {:>6} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>16}\n",
+            "{:>10} {:<21} {:<21} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>16}\n",
             r.cookie,
-            r.local_port,
-            r.remote_port,
+            endpoint(r.local_addr, r.local_port),
+            endpoint(r.remote_addr, r.remote_port),
             r.srtt_us,
             r.min_rtt_us,
             r.cwnd,
@@ -344,7 +387,9 @@ mod tests {
             cookie: 7,
             stats: FlowStats::default(),
             target: None,
+            local_addr: Some(IpAddr::from([10, 0, 0, 1])),
             local_port: 1,
+            remote_addr: None,
             remote_port: 2,
             srtt_us: 0,
             min_rtt_us: 0,
@@ -364,5 +409,53 @@ mod tests {
         assert!(t.contains("active 3012ms") && !t.contains("lifted"), "{t}");
         let json = serde_json::to_value(row(TargetState::Expired, None)).unwrap();
         assert_eq!(json["target_state"], "expired");
+    }
+
+    #[test]
+    fn addresses_are_written_as_ss_writes_them() {
+        let v4 = Some(IpAddr::from([10, 0, 0, 1]));
+        let v6 = Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+        assert_eq!(endpoint(v4, 5201), "10.0.0.1:5201");
+        assert_eq!(endpoint(v6, 5201), "[::1]:5201");
+        let mapped = "::ffff:10.0.0.1".parse::<IpAddr>().ok();
+        assert_eq!(endpoint(mapped, 443), "[::ffff:10.0.0.1]:443");
+        assert_eq!(endpoint(None, 5201), "*:5201");
+        // A port the kernel never hands out is shown, not hidden.
+        assert_eq!(endpoint(v4, 70_000), "10.0.0.1:70000");
+        assert_eq!(endpoint(v6, 70_000), "[::1]:70000");
+        let row = FlowRow {
+            cookie: 3,
+            stats: FlowStats::default(),
+            target: None,
+            local_addr: v6,
+            local_port: 5201,
+            remote_addr: v6,
+            remote_port: 40_000,
+            srtt_us: 0,
+            min_rtt_us: 0,
+            cwnd: 10,
+            bytes_acked: 0,
+            total_retrans: 0,
+            cwnd_clamp: None,
+            pacing_cap: None,
+            target_age_ms: None,
+            target_state: TargetState::None,
+        };
+        let t = table(&[row.clone()]);
+        assert!(
+            t.contains(" [::1]:5201 ") && t.contains(" [::1]:40000 "),
+            "{t}"
+        );
+        // JSON keeps the structured fields.
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["local_addr"], "::1");
+        assert_eq!(json["local_port"], 5201);
+        assert_eq!(json["remote_port"], 40_000);
+        let json = serde_json::to_value(FlowRow {
+            remote_addr: None,
+            ..row
+        })
+        .unwrap();
+        assert!(json["remote_addr"].is_null());
     }
 }
