@@ -6,7 +6,8 @@
 //!
 //! 1. [`trace`] (the delivery schedule and Mahimahi traces), [`flow`] (what
 //!    the kernel shows of a TCP flow) and [`stats`] (the one quantile
-//!    convention), the ground every other part stands on;
+//!    convention) and [`font`] (the plots' one font, loaded lazily), the
+//!    ground every other part stands on;
 //! 2. [`congestion`] (the kernel-like base controllers) and [`plume`] (the
 //!    trace-analysis method);
 //! 3. [`sim`]: the packet simulator, which knows nothing of policies;
@@ -32,6 +33,7 @@ pub mod emu;
 pub mod eval;
 pub mod explain;
 pub mod flow;
+pub mod font;
 pub mod fuzz;
 pub mod plume;
 pub mod policy;
@@ -43,7 +45,7 @@ pub mod trace;
 
 /// The layers, lowest first (see the crate docs).
 pub const LAYERS: &[&[&str]] = &[
-    &["trace", "flow", "stats"],
+    &["trace", "flow", "stats", "font"],
     &["congestion", "plume"],
     &["sim"],
     &["policy"],

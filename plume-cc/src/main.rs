@@ -386,16 +386,38 @@ enum Command {
 /// never with a backtrace: anyhow's `Debug` would print one when
 /// RUST_BACKTRACE is set, which is noise for a wrong path or a missing
 /// privilege.
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0, usage errors to stderr
+            // with 2, as clap's own `exit` would.
+            let _ = e.print();
+            quick_exit(e.exit_code())
+        }
+    };
     init_logging(cli.log_format);
-    match run(cli.command) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let code = match run(cli.command) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("plume-cc: error: {}", plume_cc::args::one_line(e.as_ref()));
-            std::process::ExitCode::FAILURE
+            1
         }
-    }
+    };
+    quick_exit(code)
+}
+
+/// Ends the process without running the C++ static destructors that
+/// `exit(3)` would: libtorch's (its operator registry, freed entry by
+/// entry) take about 100 ms, a third of `plume-cc --help` (measured in
+/// docs/BENCHMARKS.md, "Process start-up"). Everything of ours was dropped
+/// when `run` returned; only stdout and stderr are flushed here.
+fn quick_exit(code: i32) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit(2) ends the process at once; nothing after it runs.
+    unsafe { libc::_exit(code) }
 }
 
 fn run(command: Command) -> anyhow::Result<()> {

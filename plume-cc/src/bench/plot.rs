@@ -7,31 +7,18 @@
 //! - heat maps of throughput and p95 delay, scheme × setting;
 //! - fairness: Jain's index (and the scheme's share) per setting and scheme.
 //!
-//! Drawing only; fonts come from the system's DejaVu Sans (Debian package
-//! fonts-dejavu-core, installed by `cargo xtask setup`), never from the network.
+//! Drawing only; the font is the system's DejaVu Sans ([`crate::font`]).
 
-use std::{path::Path, sync::OnceLock};
+use std::path::Path;
 
-use plotters::{coord::Shift, prelude::*, style::FontStyle};
+use plotters::{coord::Shift, prelude::*};
 
 use super::{first_seen, report::Summary, BenchError, RunResult};
 
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-
-/// Registers DejaVu Sans as plotters' `sans-serif` (once per process):
-/// every PNG with text needs it. Public so that the binary can register
-/// it for layers below this one (`plume-cc explain run`).
+/// Registers the plots' font (see [`crate::font`]); kept for the callers
+/// that take it as a function (`plume-cc explain run`).
 pub fn ensure_font() -> Result<(), String> {
-    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let bytes = std::fs::read(FONT).map_err(|e| {
-            format!("font {FONT}: {e} (install the Debian package fonts-dejavu-core)")
-        })?;
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-            .map_err(|_| format!("font {FONT} is not a usable TrueType font"))
-    })
-    .clone()
+    crate::font::ensure().map_err(|e| e.to_string())
 }
 
 const COLORS: [RGBColor; 6] = [

@@ -89,7 +89,9 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Adds the cookies of one received datagram (several netlink messages) to
-/// `out`; returns true at the end of the dump (`NLMSG_DONE`).
+/// `out`; returns true at the end of the dump (`NLMSG_DONE`). The tests'
+/// view of [`parse_with`].
+#[cfg(test)]
 fn parse(buf: &[u8], out: &mut HashSet<u64>) -> Result<bool, SockDiagError> {
     parse_with(buf, &mut |body| {
         out.insert(cookie_of_msg(body)?);

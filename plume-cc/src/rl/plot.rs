@@ -26,6 +26,7 @@ fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
 /// Draws the curves of `log` (with `clusters` clusters) into `path`.
 pub fn learning_curves(path: &Path, log: &[LogRow], clusters: usize) -> Result<(), String> {
     let e = |err: &dyn std::fmt::Display| err.to_string();
+    crate::font::ensure().map_err(|x| e(&x))?;
     let overall: Vec<(f64, f64)> = log
         .iter()
         .map(|r| (r.env_steps as f64, r.episode_reward))
