@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+mod cli;
+
 use plume_cc::{
     args::{BareUnit, DurationArg},
     daemon,
@@ -357,10 +359,10 @@ enum Command {
     /// Link traces: write synthetic ones, analyse a folder with the Plume
     /// pipeline (features, critical-feature selection, clustering).
     #[command(subcommand)]
-    Traces(plume_cc::trace::cli::TracesCommand),
+    Traces(cli::trace::TracesCommand),
     /// Run a command behind an emulated link (Mahimahi's mm-delay + mm-link
     /// in user space; needs root).
-    Emulate(plume_cc::emu::cli::Args),
+    Emulate(cli::emu::Args),
     /// Evaluate a policy: `eval sim-to-real` runs the same windows in the
     /// simulator and across the emulated link with the real kernel.
     #[command(subcommand)]
@@ -370,15 +372,15 @@ enum Command {
     /// the policy's action and contrasting ones; `explain run` explains
     /// every decision of a replayed trace window (CSV + PNG).
     #[command(subcommand)]
-    Explain(plume_cc::explain::cli::ExplainCommand),
+    Explain(cli::explain::ExplainCommand),
     /// Benchmark congestion controls with iperf3 across the emulated link
     /// (what `cargo xtask bench` runs; needs root).
-    Bench(plume_cc::bench::cli::Args),
+    Bench(cli::bench::Args),
     /// Run the daemon as a systemd service: `service install` writes
     /// plume-cc.service and plume-cc.slice and starts it; applications put
     /// in the slice (`systemd-run --slice=plume-cc.slice CMD`) are controlled.
     #[command(subcommand)]
-    Service(plume_cc::service::cli::ServiceCommand),
+    Service(cli::service::ServiceCommand),
 }
 
 /// Usage errors exit with 2 (clap), runtime errors with 1. The error is
@@ -422,12 +424,10 @@ fn quick_exit(code: i32) -> ! {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Service(cmd) => plume_cc::service::cli::run(cmd)?,
-        Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
+        Command::Service(cmd) => cli::service::run(cmd)?,
+        Command::Traces(cmd) => cli::trace::run(cmd)?,
         Command::Eval(cmd) => plume_cc::eval::cli::run(cmd)?,
-        Command::Explain(cmd) => {
-            plume_cc::explain::cli::run(cmd, &plume_cc::bench::plot::ensure_font)?
-        }
+        Command::Explain(cmd) => cli::explain::run(cmd)?,
         Command::Selftest {
             clamp,
             duration,
@@ -508,8 +508,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                 Some(dir) => {
                     let learned = plume_cc::policy::LoadedPolicy::load_or_default(&policy)
                         .context("--explain needs a learned policy")?;
-                    let p =
-                        plume_cc::explain::cli::load_predictors(&learned, &policy, dir.as_deref())?;
+                    let p = plume_cc::explain::predictor::load_predictors(
+                        &learned,
+                        &policy,
+                        dir.as_deref(),
+                    )?;
                     if p.metadata().ranges.is_none() {
                         tracing::warn!(
                             "{}: the predictors record no training ranges (fit before they were kept); flows outside them are not flagged: refit with `plume-cc explain fit`",
@@ -846,8 +849,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Train(args) => plume_cc::rl::cli::run(args)?,
         Command::BenchInference(args) => plume_cc::rl::cli::bench(args)?,
         Command::EvalTable(args) => plume_cc::rl::cli::eval_table(args)?,
-        Command::Emulate(args) => plume_cc::emu::cli::run(&args)?,
-        Command::Bench(args) => plume_cc::bench::cli::run(&args)?,
+        Command::Emulate(args) => cli::emu::run(&args)?,
+        Command::Bench(args) => cli::bench::run(&args)?,
     }
     Ok(())
 }

@@ -5,7 +5,6 @@
 //!
 //! This module is I/O and bookkeeping only; which window to train on is the
 //! business of [`crate::plume`].
-pub mod cli;
 pub mod corpus;
 pub mod mahimahi;
 pub mod scenario_corpus;

@@ -1,15 +1,15 @@
 //! `plume-cc bench` (driven by `cargo xtask bench`): the benchmark's command
 //! line.
 //!
-//! Parsing and printing only; the work is [`super::run_bench`].
+//! Parsing and printing only; the work is [`plume_cc::bench::run_bench`].
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 
-use crate::args::{BareUnit, DurationArg};
+use plume_cc::args::{BareUnit, DurationArg};
 
-use super::{
+use plume_cc::bench::{
     run_bench, BenchConfig, BenchOutput, Competing, Downlink, Progress, QueueSpec, Scheme,
 };
 
@@ -92,7 +92,7 @@ impl Args {
             .map(|s| Scheme::parse(s, self.policy.as_deref()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(BenchConfig {
-            traces: crate::trace::trace_files(&self.traces)?,
+            traces: plume_cc::trace::trace_files(&self.traces)?,
             downlink: self.downlink.clone(),
             schemes,
             duration: self.duration,
@@ -153,7 +153,7 @@ fn print_output(out: &BenchOutput) {
 /// Runs `plume-cc bench`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.replot {
-        for f in super::report::replot(dir)? {
+        for f in plume_cc::bench::report::replot(dir)? {
             println!("wrote {}", f.display());
         }
         return Ok(());
