@@ -441,7 +441,7 @@ mod tests {
             target_age_ms: None,
             target_state: TargetState::None,
         };
-        let t = table(&[row.clone()]);
+        let t = table(std::slice::from_ref(&row));
         assert!(
             t.contains(" [::1]:5201 ") && t.contains(" [::1]:40000 "),
             "{t}"
