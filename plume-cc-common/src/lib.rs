@@ -9,10 +9,22 @@
 
 /// Names of the maps declared by the eBPF program (user space looks them up by name).
 pub mod maps {
-    /// `HashMap<u64 socket cookie, FlowStats>`: the latest statistics of every flow.
+    /// `HashMap<u64 socket cookie, u32 slot>`: which slot of
+    /// [`STATS_SLOTS`] and [`TARGET_SLOTS`] a registered flow owns. An
+    /// entry exists exactly while the flow owns its slot; whoever deletes it
+    /// (the program at TCP_CLOSE, or the daemon's reaper) frees the slot.
     pub const FLOW_STATS: &str = "PLUME_FLOWS";
-    /// `HashMap<u64 socket cookie, FlowTarget>`: targets written by the daemon.
-    pub const FLOW_TARGETS: &str = "PLUME_TARGETS";
+    /// `Array<StatsSlot>` created with `BPF_F_MMAPABLE`: each flow's latest
+    /// statistics, written by the program under the slot's sequence counter
+    /// and read by the daemon straight from memory.
+    pub const STATS_SLOTS: &str = "PLUME_SLOTS";
+    /// `Array<TargetSlot>` created with `BPF_F_MMAPABLE`: each flow's target,
+    /// written by the daemon straight into memory under the slot's sequence
+    /// counter and read by the program.
+    pub const TARGET_SLOTS: &str = "PLUME_TSLOTS";
+    /// `Stack<u32>` of free slot indices, filled by the loader (see
+    /// [`crate::free_slot_fill_order`]).
+    pub const FREE_SLOTS: &str = "PLUME_FREE";
     /// `Array<DatapathConfig>` with one element: knobs of the datapath.
     pub const CONFIG: &str = "PLUME_CONFIG";
     /// `PerCpuArray<u64>` of [`crate::counters`]: datapath counters (user space sums the CPUs).
@@ -28,6 +40,63 @@ pub const PROGRAM_NAME: &str = "plume_sockops";
 /// own control (it is never clamped) and is counted in
 /// [`counters::FLOW_MAP_FULL`].
 pub const MAX_FLOWS: u32 = 65_536;
+
+/// `BPF_F_MMAPABLE` (include/uapi/linux/bpf.h, kernel 5.5+): an array map
+/// whose values user space can mmap(2). Not in aya's bindings as a named
+/// constant of the map-flag enum on every version, so spelled here once.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// The order in which the loader pushes slot indices onto the free-slot
+/// stack: from the highest to 0, so the first pop hands out slot 0. The stack is last in,
+/// first out, so a freed slot is the next one handed out, and a fresh index
+/// `k` is popped only when `k` slots are in use: the slots ever used are
+/// always the prefix `0..peak` (peak: most flows ever registered at once).
+/// The daemon's reader relies on that to stop its scan at the first long
+/// run of never-used slots instead of walking all [`MAX_FLOWS`].
+pub fn free_slot_fill_order(capacity: u32) -> core::iter::Rev<core::ops::Range<u32>> {
+    (0..capacity).rev()
+}
+
+/// A sequence counter guards each slot (a seqlock): the one writer of a
+/// slot makes it odd before it writes and even after; a reader that sees
+/// an odd value, or a different value after its copy, saw a torn write and
+/// retries or skips the slot. A counter that was never written (0) marks a
+/// slot that was never used.
+///
+/// The statistics of one flow, in its slot of [`maps::STATS_SLOTS`]. The
+/// program is the only writer while the flow lives (a socket's callbacks
+/// are serialised by the socket lock); the daemon writes a slot only after
+/// it deleted the flow's entry from [`maps::FLOW_STATS`] itself (a flow
+/// whose socket is gone), which makes it the slot's owner.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSlot {
+    /// Sequence counter (see above): odd while being written.
+    pub seq: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Socket cookie of the flow that owns the slot; 0 when free.
+    pub cookie: u64,
+    /// The flow's statistics.
+    pub stats: FlowStats,
+}
+
+/// A flow's target, in the slot of [`maps::TARGET_SLOTS`] with the index of
+/// its statistics slot. The daemon is the only writer; the program reads it
+/// under the sequence counter and applies it only when `cookie` is its own
+/// (a slot handed to a new flow may still hold the previous flow's target).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TargetSlot {
+    /// Sequence counter (see [`StatsSlot`]): odd while being written.
+    pub seq: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Socket cookie of the flow the target is for; 0 for none.
+    pub cookie: u64,
+    /// The target.
+    pub target: FlowTarget,
+}
 
 /// Indices into the `PLUME_COUNTERS` array.
 pub mod counters {
@@ -293,6 +362,8 @@ mod pod {
     unsafe impl aya::Pod for super::FlowTarget {}
     unsafe impl aya::Pod for super::DatapathConfig {}
     unsafe impl aya::Pod for super::FlowEvent {}
+    unsafe impl aya::Pod for super::StatsSlot {}
+    unsafe impl aya::Pod for super::TargetSlot {}
 }
 
 #[cfg(test)]
@@ -309,6 +380,12 @@ mod tests {
         assert_eq!(size_of::<FlowTarget>(), 16);
         assert_eq!(size_of::<DatapathConfig>(), 40);
         assert_eq!(size_of::<FlowEvent>(), 32);
+        // Multiples of 8: the kernel rounds an array's element size up to
+        // 8, and the daemon indexes the mmapped area by these sizes.
+        assert_eq!(size_of::<StatsSlot>(), 168);
+        assert_eq!(size_of::<TargetSlot>(), 32);
+        assert_eq!(core::mem::offset_of!(StatsSlot, seq), 0);
+        assert_eq!(core::mem::offset_of!(TargetSlot, seq), 0);
     }
 
     #[test]

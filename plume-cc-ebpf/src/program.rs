@@ -4,14 +4,18 @@ use aya_ebpf::{
     bindings::bpf_sock_ops,
     helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_setsockopt, bpf_tcp_sock},
     macros::{map, sock_ops},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, Stack},
     programs::SockOpsContext,
 };
 use aya_log_ebpf::warn;
+use core::{
+    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
+    sync::atomic::{compiler_fence, Ordering},
+};
 use plume_cc_common::{
-    counters, event_kind, DatapathConfig, FlowEvent, FlowStats, FlowTarget, BASE_CC_LEN,
-    CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, MAX_FLOWS, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC,
-    PACING_UNLIMITED,
+    counters, event_kind, DatapathConfig, FlowEvent, FlowStats, FlowTarget, StatsSlot, TargetSlot,
+    BASE_CC_LEN, BPF_F_MMAPABLE, CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, MAX_FLOWS, MIN_CWND_CLAMP,
+    MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
 };
 
 // Callback ops, callback flags and TCP states come from aya's bindings of
@@ -37,11 +41,23 @@ const SOL_TCP: i32 = 6;
 const TCP_CONGESTION: i32 = 13;
 const TCP_BPF_SNDCWND_CLAMP: i32 = 1002;
 
+/// Cookie -> slot index; an entry exists exactly while the flow owns its slot.
 #[map(name = "PLUME_FLOWS")]
-static FLOWS: HashMap<u64, FlowStats> = HashMap::with_max_entries(MAX_FLOWS, 0);
+static FLOWS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_FLOWS, 0);
 
-#[map(name = "PLUME_TARGETS")]
-static TARGETS: HashMap<u64, FlowTarget> = HashMap::with_max_entries(MAX_FLOWS, 0);
+/// Per-flow statistics; the daemon mmaps this array and reads it without
+/// system calls (hence BPF_F_MMAPABLE).
+#[map(name = "PLUME_SLOTS")]
+static SLOTS: Array<StatsSlot> = Array::with_max_entries(MAX_FLOWS, BPF_F_MMAPABLE);
+
+/// Per-flow targets, written by the daemon through its mmap.
+#[map(name = "PLUME_TSLOTS")]
+static TSLOTS: Array<TargetSlot> = Array::with_max_entries(MAX_FLOWS, BPF_F_MMAPABLE);
+
+/// Free slot indices, pushed by the loader (last in, first out: see
+/// `plume_cc_common::free_slot_fill_order`).
+#[map(name = "PLUME_FREE")]
+static FREE: Stack<u32> = Stack::with_max_entries(MAX_FLOWS, 0);
 
 #[map(name = "PLUME_CONFIG")]
 static CONFIG: Array<DatapathConfig> = Array::with_max_entries(1, 0);
@@ -98,6 +114,51 @@ fn now_ns() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
+/// Opens the slot's write window: the sequence counter turns odd. The
+/// counter and the fields are written with plain stores in program order
+/// (the compiler fences keep LLVM from moving field stores across the
+/// counter); on x86-64, whose stores become visible in program order, that
+/// is all a seqlock writer needs. Weakly ordered CPUs would need release
+/// stores (BPF's store-release is kernel 6.15+ and not emitted by our
+/// toolchain), so there a reader could accept a torn copy: the project
+/// targets x86-64 (README, "Kernel").
+///
+/// # Safety
+/// `seq` points into a slot of a BPF array and this program is the slot's
+/// only writer (see `plume_cc_common::StatsSlot`).
+unsafe fn write_begin(seq: *mut u32) -> u32 {
+    let s = read_volatile(seq);
+    write_volatile(seq, s.wrapping_add(1) | 1);
+    compiler_fence(Ordering::SeqCst);
+    s
+}
+
+/// Closes the write window opened by [`write_begin`] (the counter turns even).
+///
+/// # Safety
+/// As for [`write_begin`], with the value it returned.
+unsafe fn write_end(seq: *mut u32, begun: u32) {
+    compiler_fence(Ordering::SeqCst);
+    // +2 from an even value; from an odd one (a writer that died in its
+    // window cannot happen in BPF, but never leave it odd) the next even.
+    write_volatile(seq, (begun | 1).wrapping_add(1));
+}
+
+/// Marks a slot free (cookie 0) and hands it back to the free list. Only
+/// the caller that deleted the flow's FLOWS entry (or never inserted one)
+/// may call this, so a slot is freed once.
+fn free_slot(slot: u32, p: *mut StatsSlot) {
+    // SAFETY: p comes from SLOTS; we own the slot (see above).
+    unsafe {
+        let seq = addr_of_mut!((*p).seq);
+        let begun = write_begin(seq);
+        write_volatile(addr_of_mut!((*p).cookie), 0);
+        write_end(seq, begun);
+    }
+    // Cannot fail: at most MAX_FLOWS indices exist, and this one was popped.
+    let _ = FREE.push(slot, 0);
+}
+
 fn register(ctx: &SockOpsContext) {
     let cookie = cookie(ctx);
     let now = now_ns();
@@ -117,16 +178,34 @@ fn register(ctx: &SockOpsContext) {
         ..FlowStats::default()
     };
     fill(ctx, &mut stats, now);
+    // A free slot: none left (or the stack's lock contended) means the
+    // table is full, and the flow stays entirely under the kernel's
+    // control; we never enable its callbacks.
+    let (slot, p) = match FREE.pop() {
+        Ok(Some(slot)) => match SLOTS.get_ptr_mut(slot) {
+            Some(p) => (slot, p),
+            None => {
+                let _ = FREE.push(slot, 0);
+                return full(ctx, cookie);
+            }
+        },
+        _ => return full(ctx, cookie),
+    };
+    // The slot is written before the cookie's entry exists, so a reader
+    // that finds the entry finds the slot filled; and every popped slot's
+    // counter moves off 0, which the reader's scan relies on.
+    // SAFETY: p comes from SLOTS; the slot was just popped, so it is ours.
+    unsafe {
+        let seq = addr_of_mut!((*p).seq);
+        let begun = write_begin(seq);
+        write_volatile(addr_of_mut!((*p).cookie), cookie);
+        (*p).stats = stats;
+        write_end(seq, begun);
+    }
     // BPF_NOEXIST: a cookie is never reused while the socket lives.
-    if FLOWS.insert(cookie, stats, 1).is_err() {
-        // Map full (or a duplicate establishment): the flow stays entirely
-        // under the kernel's control; we never enable its callbacks.
-        bump(counters::FLOW_MAP_FULL);
-        warn!(
-            ctx,
-            "plume: flow map full, cookie {} left to the kernel", cookie
-        );
-        return;
+    if FLOWS.insert(cookie, slot, 1).is_err() {
+        free_slot(slot, p);
+        return full(ctx, cookie);
     }
     match ctx.set_cb_flags(CB_FLAGS) {
         Ok(()) => {}
@@ -137,7 +216,9 @@ fn register(ctx: &SockOpsContext) {
         // applied or lifted. Leave it to the kernel entirely, as a flow that
         // does not fit the map.
         Err(e) if e < 0 => {
-            let _ = FLOWS.remove(cookie);
+            if FLOWS.remove(cookie).is_ok() {
+                free_slot(slot, p);
+            }
             bump(counters::SETSOCKOPT_ERRORS);
             return;
         }
@@ -149,6 +230,27 @@ fn register(ctx: &SockOpsContext) {
     pin_base(ctx);
     bump(counters::FLOWS_OPENED);
     emit(cookie, now, event_kind::OPENED, &stats);
+}
+
+/// A flow that found no slot (or a duplicate establishment): counted and
+/// left to the kernel.
+fn full(ctx: &SockOpsContext, cookie: u64) {
+    bump(counters::FLOW_MAP_FULL);
+    warn!(
+        ctx,
+        "plume: flow table full, cookie {} left to the kernel", cookie
+    );
+}
+
+/// The flow's slot index and a pointer to its statistics slot, if it is
+/// registered (and the slot is still its own).
+fn slot_of(cookie: u64) -> Option<(u32, *mut StatsSlot)> {
+    // SAFETY: copied out at once.
+    let slot = unsafe { FLOWS.get(cookie) }.copied()?;
+    let p = SLOTS.get_ptr_mut(slot)?;
+    // SAFETY: p comes from SLOTS; a plain load of a field the socket's own
+    // callbacks wrote.
+    (unsafe { read_volatile(addr_of!((*p).cookie)) } == cookie).then_some((slot, p))
 }
 
 /// Sets the flow's kernel congestion control to the configured base (as
@@ -184,16 +286,22 @@ fn pin_base(ctx: &SockOpsContext) {
 
 fn unregister(ctx: &SockOpsContext) {
     let cookie = cookie(ctx);
-    let Some(stats) = FLOWS.get_ptr_mut(cookie) else {
+    let Some((slot, p)) = slot_of(cookie) else {
         return;
     };
-    // SAFETY: as in `update`; copied out before the entry is removed.
+    // SAFETY: as in `update`; copied out before the slot is freed.
     let stats = unsafe {
-        flush_checks(&mut *stats);
-        *stats
+        let seq = addr_of_mut!((*p).seq);
+        let begun = write_begin(seq);
+        flush_checks(&mut (*p).stats);
+        write_end(seq, begun);
+        (*p).stats
     };
-    let _ = TARGETS.remove(cookie);
-    let _ = FLOWS.remove(cookie);
+    // Whoever deletes the entry frees the slot: the daemon's reaper may
+    // race us for a flow it believes gone.
+    if FLOWS.remove(cookie).is_ok() {
+        free_slot(slot, p);
+    }
     bump(counters::FLOWS_CLOSED);
     emit(cookie, now_ns(), event_kind::CLOSED, &stats);
 }
@@ -248,12 +356,17 @@ fn fill(ctx: &SockOpsContext, stats: &mut FlowStats, now: u64) {
 
 fn update(ctx: &SockOpsContext, op: u32) {
     let cookie = cookie(ctx);
-    let Some(stats) = FLOWS.get_ptr_mut(cookie) else {
+    let Some((slot, p)) = slot_of(cookie) else {
         return;
     };
     // SAFETY: the pointer comes from the map and stays valid for this call;
-    // concurrent callbacks of one socket are serialised by the socket lock.
-    let stats = unsafe { &mut *stats };
+    // concurrent callbacks of one socket are serialised by the socket lock,
+    // so this is the slot's only writer. The window spans the whole update
+    // (a bpf_setsockopt included: well under a microsecond), so the daemon
+    // never copies half of it.
+    let seq = unsafe { addr_of_mut!((*p).seq) };
+    let begun = unsafe { write_begin(seq) };
+    let stats = unsafe { &mut (*p).stats };
     let now = now_ns();
     let config = CONFIG.get(0);
     if snapshot_due(ctx, op, config, stats, now) {
@@ -285,9 +398,11 @@ fn update(ctx: &SockOpsContext, op: u32) {
     // run on them; STATE_CB may not).
     if op != BPF_SOCK_OPS_STATE_CB {
         if let Some(config) = config {
-            check_target(ctx, cookie, config, stats, now);
+            check_target(ctx, cookie, slot, config, stats, now);
         }
     }
+    // SAFETY: closes the window opened above.
+    unsafe { write_end(seq, begun) };
 }
 
 /// Whether this callback copies the flow's statistics
@@ -324,6 +439,7 @@ fn snapshot_due(
 fn check_target(
     ctx: &SockOpsContext,
     cookie: u64,
+    slot: u32,
     config: &DatapathConfig,
     stats: &mut FlowStats,
     now: u64,
@@ -336,7 +452,7 @@ fn check_target(
         return;
     }
     flush_checks(stats);
-    let settled = apply_target(ctx, cookie, config, stats, now);
+    let settled = apply_target(ctx, cookie, slot, config, stats, now);
     // A failed bpf_setsockopt leaves the generation unseen, so the next
     // callback tries again (as every callback did before the cache).
     stats.target_generation = if settled {
@@ -358,12 +474,41 @@ fn flush_checks(stats: &mut FlowStats) {
     stats.unflushed_checks = 0;
 }
 
+/// The flow's target from its slot: `Some(None)` when the slot holds no
+/// target for this cookie (none written yet, or the previous owner's),
+/// `None` when the daemon was writing the slot (a torn copy, rejected by
+/// the sequence counter).
+fn read_target(cookie: u64, slot: u32) -> Option<Option<FlowTarget>> {
+    let Some(t) = TSLOTS.get_ptr(slot) else {
+        return Some(None);
+    };
+    // SAFETY: t comes from TSLOTS; plain loads of a slot the daemon may be
+    // writing, checked by the sequence counter (the reader's side of the
+    // seqlock; loads are not reordered with loads on x86-64, and the
+    // compiler fences keep LLVM from doing so).
+    unsafe {
+        let before = read_volatile(addr_of!((*t).seq));
+        if before & 1 != 0 {
+            return None;
+        }
+        compiler_fence(Ordering::SeqCst);
+        let owner = read_volatile(addr_of!((*t).cookie));
+        let target = read_volatile(addr_of!((*t).target));
+        compiler_fence(Ordering::SeqCst);
+        if read_volatile(addr_of!((*t).seq)) != before {
+            return None;
+        }
+        Some((owner == cookie && target.written_ns != 0).then_some(target))
+    }
+}
+
 /// Applies the flow's target, or lifts our limits if the target is missing
 /// or stale. Returns true if the limits in force are now the wanted ones,
 /// and records in `stats.target_deadline_ns` when they turn stale.
 fn apply_target(
     ctx: &SockOpsContext,
     cookie: u64,
+    slot: u32,
     config: &DatapathConfig,
     stats: &mut FlowStats,
     now: u64,
@@ -373,8 +518,11 @@ fn apply_target(
     } else {
         config.stale_after_ns
     };
-    // SAFETY: copied out at once.
-    let target = unsafe { TARGETS.get(cookie) }.copied();
+    let Some(target) = read_target(cookie, slot) else {
+        // The daemon is writing this slot right now: try again on the
+        // next callback (the caller leaves the generation unseen).
+        return false;
+    };
     let (want_cwnd, want_pacing, deadline) = match target {
         Some(t) if config.enforce != 0 && now.saturating_sub(t.written_ns) <= stale_after => (
             bound_cwnd(t.cwnd_clamp),

@@ -117,6 +117,13 @@ enum Command {
         /// policy file's `default_objective`).
         #[arg(long)]
         objective: Option<plume_cc::policy::Objective>,
+        /// Turn the competition rule on for a learned policy whose file does
+        /// not have it: drain probes every 2 s, and no limits while two
+        /// probes in a row find a queue that someone else holds (a
+        /// buffer-filling CUBIC flow), so the kernel's base controller holds
+        /// the flow's share (docs/TRAINING.md, "A competition rule").
+        #[arg(long)]
+        competition_rule: bool,
         /// Accept the cgroup2 root (e.g. /sys/fs/cgroup) as --cgroup: every
         /// TCP flow of the host is then steered by the policy.
         #[arg(long)]
@@ -471,6 +478,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             force_interval,
             record,
             objective,
+            competition_rule,
             allow_root_cgroup,
             explain,
             explain_every,
@@ -525,6 +533,11 @@ fn run(command: Command) -> anyhow::Result<()> {
             let mut policy = daemon::load_policy(&policy)?;
             if let Some(o) = objective {
                 policy.set_objective(o);
+            }
+            if competition_rule
+                && !policy.set_competition_rule(Some(plume_cc::policy::CompetitionRule::default()))
+            {
+                anyhow::bail!("--competition-rule needs a learned policy (a scripted schedule has no action mapping)");
             }
             config.resolve(
                 policy.contract().as_ref(),

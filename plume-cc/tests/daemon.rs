@@ -494,6 +494,15 @@ fn a_thousand_short_flows_leave_no_map_entries() {
         );
         thread::sleep(Duration::from_millis(50));
     }
+    // And no slot leaked: none owned, every one back on the free list
+    // (nothing opens in the cgroup now, so counting it is safe).
+    let mut dp = plume_cc::datapath::Datapath::adopt(&pins, &pins).expect("open pins");
+    assert_eq!(dp.slots_in_use(), 0);
+    assert_eq!(
+        dp.count_free_slots().unwrap(),
+        plume_cc_common::MAX_FLOWS as usize
+    );
+    drop(dp);
     daemon.terminate();
     cgroup.remove().unwrap();
 }
@@ -1180,7 +1189,7 @@ fn ten_thousand_real_flows_are_limited_released_after_kill9_and_leave_no_entries
     eprintln!("{FLOWS} connections opened in {} ms", opened.open_ms);
     let cookies: HashSet<u64> = opened.cookies.iter().copied().collect();
     assert_eq!(cookies.len(), FLOWS, "socket cookies repeat");
-    let dp = plume_cc::datapath::Datapath::adopt(&pins, &pins).expect("open pins");
+    let mut dp = plume_cc::datapath::Datapath::adopt(&pins, &pins).expect("open pins");
 
     // Every connection is registered and gets a target.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1298,6 +1307,13 @@ fn ten_thousand_real_flows_are_limited_released_after_kill9_and_leave_no_entries
         thread::sleep(Duration::from_millis(100));
     }
     eprintln!("no entry left {:?} after the close", closing.elapsed());
+    // Every slot is back on the free list (issue 14: 0 slots leaked).
+    assert_eq!(dp.slots_in_use(), 0, "slots still owned after the close");
+    assert_eq!(
+        dp.count_free_slots().unwrap(),
+        plume_cc_common::MAX_FLOWS as usize,
+        "slots missing from the free list after the close"
+    );
     drop(dp);
     let out = Command::new(EXE)
         .arg("cleanup")

@@ -38,8 +38,28 @@ pub enum Scheme {
 impl Scheme {
     /// Parses `cubic`, `bbr`, `reno`, `plume`, or `plume:OBJECTIVE` (the
     /// daemon at operating point `latency`, `balanced`, `throughput` or a
-    /// delay weight).
+    /// delay weight); a `plume` scheme may end in `+rule` (the daemon with
+    /// `--competition-rule`), e.g. `plume+rule`, `plume:latency+rule`.
     pub fn parse(s: &str, policy: Option<&Path>) -> Result<Self, BenchError> {
+        if let Some(base) = s.strip_suffix("+rule") {
+            return match Self::parse(base, policy)? {
+                Self::Plume {
+                    policy,
+                    mut daemon_args,
+                    ..
+                } => {
+                    daemon_args.push("--competition-rule".into());
+                    Ok(Self::Plume {
+                        policy,
+                        daemon_args,
+                        label: s.to_string(),
+                    })
+                }
+                Self::Kernel(_) => Err(BenchError::Config(format!(
+                    "scheme {s:?}: `+rule` applies to plume schemes only"
+                ))),
+            };
+        }
         match s {
             "cubic" | "bbr" | "reno" => Ok(Self::Kernel(s.into())),
             "plume" => Ok(Self::Plume {
@@ -61,7 +81,7 @@ impl Scheme {
                     })
                 }
                 None => Err(BenchError::Config(format!(
-                    "unknown scheme {other:?} (cubic, bbr, reno, plume, plume:OBJECTIVE)"
+                    "unknown scheme {other:?} (cubic, bbr, reno, plume, plume:OBJECTIVE, plume[:OBJECTIVE]+rule)"
                 ))),
             },
         }
@@ -232,6 +252,39 @@ impl Drop for SenderSetup {
             }
             let _ = d.kill();
             let _ = d.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        match Scheme::parse(s, None).unwrap() {
+            Scheme::Plume { daemon_args, .. } => daemon_args,
+            k => panic!("{s}: {k:?}"),
+        }
+    }
+
+    #[test]
+    fn plume_schemes_take_an_objective_and_the_competition_rule() {
+        assert_eq!(
+            Scheme::parse("bbr", None).unwrap(),
+            Scheme::Kernel("bbr".into())
+        );
+        assert!(args("plume").is_empty());
+        assert_eq!(args("plume+rule"), ["--competition-rule"]);
+        assert_eq!(
+            args("plume:latency+rule"),
+            ["--objective", "1.5", "--competition-rule"]
+        );
+        assert_eq!(
+            Scheme::parse("plume:latency+rule", None).unwrap().name(),
+            "plume:latency+rule"
+        );
+        for bad in ["cubic+rule", "plume:fast+rule", "plume+rules", "copa"] {
+            assert!(Scheme::parse(bad, None).is_err(), "{bad}");
         }
     }
 }

@@ -11,10 +11,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::maps::{HashMap as AyaHashMap, Map, MapData};
-use plume_cc_common::{
-    maps, DatapathConfig, FlowStats, FlowTarget, CWND_UNCLAMPED, PACING_UNLIMITED,
-};
+use plume_cc_common::{DatapathConfig, FlowStats, FlowTarget, CWND_UNCLAMPED, PACING_UNLIMITED};
 use serde::Serialize;
 
 use super::ControlLoop;
@@ -70,16 +67,8 @@ pub fn control_loop(
     let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
     let pins = crate::datapath::default_pin_dir(cgroup.path());
     let mut dp = Datapath::attach_pinned(cgroup.path(), DatapathConfig::default(), &pins)?;
-    // The synthetic flows go straight into the pinned flow map, as the
-    // program would register them (it ignores entries without a socket):
-    // the datapath's own API has no hook for flows that do not exist.
-    let open = |name: &str| -> anyhow::Result<MapData> {
-        MapData::from_pin(pins.join(name)).with_context(|| format!("opening pinned map {name}"))
-    };
-    let mut flow_map: AyaHashMap<MapData, u64, FlowStats> =
-        AyaHashMap::try_from(Map::HashMap(open(maps::FLOW_STATS)?))?;
-    let mut target_map: AyaHashMap<MapData, u64, FlowTarget> =
-        AyaHashMap::try_from(Map::HashMap(open(maps::FLOW_TARGETS)?))?;
+    // The synthetic flows take slots as the program would register them
+    // (it never sees a callback for entries without a socket).
     let mut rows = Vec::new();
     for &n in counts {
         // Fresh statistics: entries idle past REAP_IDLE_NS whose socket
@@ -91,7 +80,10 @@ pub fn control_loop(
                 updated_ns: now,
                 ..synthetic_stats(i)
             };
-            flow_map.insert(1_000_000 + i as u64, stats, 0)?;
+            anyhow::ensure!(
+                dp.insert_synthetic_flow(1_000_000 + i as u64, stats)?,
+                "no slot for synthetic flow {i}"
+            );
         }
         let mut policy = make_policy()?;
         let mut control = ControlLoop::default();
@@ -115,12 +107,9 @@ pub fn control_loop(
             total_us: median(&mut t),
         });
         for i in 0..n {
-            let cookie = 1_000_000 + i as u64;
-            let _ = flow_map.remove(&cookie);
-            let _ = target_map.remove(&cookie);
+            dp.remove_flow(1_000_000 + i as u64)?;
         }
     }
-    drop((flow_map, target_map));
     dp.shutdown(Duration::from_secs(1))?;
     cgroup.remove()?;
     Ok(rows)

@@ -50,6 +50,11 @@ pub trait FlowMaps {
     fn gone_sockets(&mut self, candidates: &[u64]) -> Result<Vec<u64>, DatapathError>;
     /// Deletes a flow's statistics and target.
     fn remove_flow(&mut self, cookie: u64) -> Result<(), DatapathError>;
+    /// Flows left out of reads so far because their slot was being written
+    /// on every try (see `datapath::slots`); 0 for maps without slots.
+    fn torn_reads(&self) -> u64 {
+        0
+    }
 }
 
 impl FlowMaps for Datapath {
@@ -58,7 +63,7 @@ impl FlowMaps for Datapath {
     }
 
     fn read_flows(&mut self, out: &mut Vec<(u64, FlowStats)>) -> Result<(), DatapathError> {
-        Datapath::read_flows(self, out)
+        Datapath::read_flows_for_control(self, out)
     }
 
     fn write_targets(
@@ -79,6 +84,10 @@ impl FlowMaps for Datapath {
 
     fn remove_flow(&mut self, cookie: u64) -> Result<(), DatapathError> {
         Datapath::remove_flow(self, cookie)
+    }
+
+    fn torn_reads(&self) -> u64 {
+        Datapath::torn_reads(self)
     }
 }
 
@@ -161,6 +170,9 @@ pub struct LoopCounts {
     pub map_failures: u64,
     /// Flows removed because their socket was gone without a close.
     pub flows_reaped: u64,
+    /// Flows left out of a read because their slot was being written on
+    /// every try (each is back in the next read).
+    pub torn_reads: u64,
 }
 
 /// The control loop's state: the guard and the buffers reused across steps
@@ -217,6 +229,7 @@ impl ControlLoop {
             self.targets.clear();
             return Err(StepError::Read(e));
         }
+        self.counts.torn_reads = maps.torn_reads();
         let t1 = Instant::now();
         self.decisions.clear();
         self.targets.clear();

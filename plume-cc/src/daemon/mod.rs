@@ -246,6 +246,9 @@ pub struct DaemonStats {
     pub map_failures: u64,
     /// Flows removed because their socket was gone without a close.
     pub flows_reaped: u64,
+    /// Flows left out of a read because their slot was being written on
+    /// every try (each is back in the next read).
+    pub torn_reads: u64,
     /// Datapath counters.
     pub datapath: datapath::Counters,
 }
@@ -261,6 +264,7 @@ impl DaemonStats {
         self.read_failures = control.counts.read_failures;
         self.map_failures = control.counts.map_failures;
         self.flows_reaped = control.counts.flows_reaped;
+        self.torn_reads = control.counts.torn_reads;
     }
 }
 

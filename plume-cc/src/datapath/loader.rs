@@ -2,12 +2,15 @@
 //! bpffs, and re-adopting what an earlier daemon pinned.
 
 use super::*;
+use std::mem::size_of;
 
 /// Names of the pinned objects inside a pin folder.
 const LINK_PIN: &str = "link";
-pub(super) const PINNED_MAPS: [&str; 5] = [
+pub(super) const PINNED_MAPS: [&str; 7] = [
     maps::FLOW_STATS,
-    maps::FLOW_TARGETS,
+    maps::STATS_SLOTS,
+    maps::TARGET_SLOTS,
+    maps::FREE_SLOTS,
     maps::CONFIG,
     maps::COUNTERS,
     maps::EVENTS,
@@ -107,25 +110,6 @@ pub(super) fn load_error(e: impl std::error::Error) -> DatapathError {
     }
 }
 
-/// A duplicate of a hash map's file descriptor, for batched access.
-fn dup_fd(map: &Map, name: &'static str) -> Result<OwnedFd, DatapathError> {
-    match map {
-        Map::HashMap(data) => {
-            data.fd()
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| DatapathError::Map {
-                    map: name,
-                    reason: e.to_string(),
-                })
-        }
-        _ => Err(DatapathError::Map {
-            map: name,
-            reason: "not a hash map".into(),
-        }),
-    }
-}
-
 /// Takes a map out of the loaded object, pinning it first if asked.
 fn take_map(
     ebpf: &mut Ebpf,
@@ -144,26 +128,81 @@ fn take_map(
     Ok(map)
 }
 
-/// Takes a hash map out of the loaded object (pinning it first if asked),
-/// with a duplicate of its descriptor for batched access.
-fn take_hash<V: aya::Pod>(
+/// The value size a map of this layout has (pins of another layout are
+/// refused by it).
+fn expected_value_size(name: &str) -> Option<usize> {
+    match name {
+        maps::FLOW_STATS | maps::FREE_SLOTS => Some(size_of::<u32>()),
+        maps::STATS_SLOTS => Some(size_of::<StatsSlot>()),
+        maps::TARGET_SLOTS => Some(size_of::<TargetSlot>()),
+        maps::CONFIG => Some(size_of::<DatapathConfig>()),
+        _ => None,
+    }
+}
+
+/// Maps the slots of an array map (see [`SlotTable::map`]), after checking
+/// that its values are `T`.
+fn map_slots<T: slots::Sequenced>(
+    data: &MapData,
+    name: &'static str,
+) -> Result<SlotTable<T>, DatapathError> {
+    let info = data.info().map_err(map_err(name))?;
+    if info.value_size() as usize != size_of::<T>() {
+        return Err(DatapathError::Map {
+            map: name,
+            reason: format!(
+                "values of {} bytes, this build's slots have {}",
+                info.value_size(),
+                size_of::<T>()
+            ),
+        });
+    }
+    SlotTable::map(data.fd().as_fd(), info.max_entries() as usize).map_err(|e| DatapathError::Map {
+        map: name,
+        reason: format!("mmap: {e} (was it created with BPF_F_MMAPABLE?)"),
+    })
+}
+
+/// Takes a slot array out of the loaded object (pinning it first if
+/// asked) and maps it.
+fn take_slots<T: slots::Sequenced>(
     ebpf: &mut Ebpf,
     name: &'static str,
     pin_dir: Option<&Path>,
-) -> Result<(HashMap<MapData, u64, V>, OwnedFd), DatapathError> {
-    let map = take_map(ebpf, name, pin_dir)?;
-    let fd = dup_fd(&map, name)?;
-    Ok((HashMap::try_from(map).map_err(map_err(name))?, fd))
+) -> Result<SlotTable<T>, DatapathError> {
+    match take_map(ebpf, name, pin_dir)? {
+        Map::Array(data) => map_slots(&data, name),
+        _ => Err(DatapathError::Load(format!("{name} is not an array"))),
+    }
 }
 
-/// Opens a pinned hash map with a duplicate of its descriptor.
-fn hash_from_pin<V: aya::Pod>(
-    dir: &Path,
-    name: &'static str,
-) -> Result<(HashMap<MapData, u64, V>, OwnedFd), DatapathError> {
-    let map = Map::HashMap(MapData::from_pin(dir.join(name)).map_err(map_err(name))?);
-    let fd = dup_fd(&map, name)?;
-    Ok((HashMap::try_from(map).map_err(map_err(name))?, fd))
+/// Checks that the pins in `dir` have this build's layout: every map
+/// pinned, with the value sizes of this build. Pins of an older plume-cc
+/// (before the per-flow slots: no `PLUME_SLOTS`, 152-byte values in
+/// `PLUME_FLOWS`) fail here with [`DatapathError::Layout`] instead of being
+/// misread.
+fn check_pinned_layout(dir: &Path) -> Result<(), DatapathError> {
+    let layout = |what: String| DatapathError::Layout {
+        dir: dir.to_owned(),
+        what,
+    };
+    for name in PINNED_MAPS {
+        let path = dir.join(name);
+        if !path.exists() {
+            return Err(layout(format!("no map {name}")));
+        }
+        let Some(want) = expected_value_size(name) else {
+            continue;
+        };
+        let data = MapData::from_pin(&path).map_err(map_err(name))?;
+        let got = data.info().map_err(map_err(name))?.value_size() as usize;
+        if got != want {
+            return Err(layout(format!(
+                "{name} has {got}-byte values, this build {want}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Takes a typed map out of the loaded object, pinning it first if asked.
@@ -244,13 +283,17 @@ impl Datapath {
                 path: pin_dir.to_owned(),
                 reason: format!("opening the pinned link: {e}"),
             })?;
-        let (flows, flows_fd) = hash_from_pin(pin_dir, maps::FLOW_STATS)?;
-        let (targets, targets_fd) = hash_from_pin(pin_dir, maps::FLOW_TARGETS)?;
+        check_pinned_layout(pin_dir)?;
+        let slots_of = |name: &'static str| -> Result<MapData, DatapathError> {
+            MapData::from_pin(pin_dir.join(name)).map_err(map_err(name))
+        };
         Ok(Self {
-            flows,
-            targets,
-            flows_fd,
-            targets_fd,
+            flows: from_pin(pin_dir, maps::FLOW_STATS, Map::HashMap)?,
+            stats_slots: map_slots(&slots_of(maps::STATS_SLOTS)?, maps::STATS_SLOTS)?,
+            target_slots: map_slots(&slots_of(maps::TARGET_SLOTS)?, maps::TARGET_SLOTS)?,
+            free: from_pin(pin_dir, maps::FREE_SLOTS, Map::Stack)?,
+            last_read: Vec::new(),
+            torn_reads: AtomicU64::new(0),
             config: from_pin(pin_dir, maps::CONFIG, Map::Array)?,
             counters: from_pin(pin_dir, maps::COUNTERS, Map::PerCpuArray)?,
             events: from_pin(pin_dir, maps::EVENTS, Map::RingBuf).ok(),
@@ -274,11 +317,28 @@ impl Datapath {
         check_capabilities()?;
         cgroup::check_cgroup2(cgroup)?;
         raise_memlock_limit();
+        let max_flows = max_flows.max(1);
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(maps::FLOW_STATS, max_flows.max(1))
-            .map_max_entries(maps::FLOW_TARGETS, max_flows.max(1))
+            .map_max_entries(maps::FLOW_STATS, max_flows)
+            .map_max_entries(maps::STATS_SLOTS, max_flows)
+            .map_max_entries(maps::TARGET_SLOTS, max_flows)
+            .map_max_entries(maps::FREE_SLOTS, max_flows)
             .load(EBPF_OBJECT)
             .map_err(load_error)?;
+        // Every slot goes on the free list before the program can run, so
+        // the first flows find slots. One system call per slot: 65,536
+        // pushes take tens of milliseconds, once per load (a stack map has
+        // no batched update).
+        {
+            let map = ebpf
+                .map_mut(maps::FREE_SLOTS)
+                .ok_or_else(|| DatapathError::Load(format!("no map {}", maps::FREE_SLOTS)))?;
+            let mut free: Stack<&mut MapData, u32> =
+                Stack::try_from(map).map_err(map_err(maps::FREE_SLOTS))?;
+            for slot in plume_cc_common::free_slot_fill_order(max_flows) {
+                free.push(slot, 0).map_err(map_err(maps::FREE_SLOTS))?;
+            }
+        }
         let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
         let program: &mut SockOps = ebpf
             .program_mut(PROGRAM_NAME)
@@ -306,13 +366,13 @@ impl Datapath {
             .map_err(|e| attach_err(&e))?;
         let link = program.take_link(link_id).map_err(|e| attach_err(&e))?;
         let link = FdLink::try_from(link).map_err(|e| attach_err(&e))?;
-        let (flows, flows_fd) = take_hash(&mut ebpf, maps::FLOW_STATS, pin_dir)?;
-        let (targets, targets_fd) = take_hash(&mut ebpf, maps::FLOW_TARGETS, pin_dir)?;
         let dp = Self {
-            flows,
-            targets,
-            flows_fd,
-            targets_fd,
+            flows: take(&mut ebpf, maps::FLOW_STATS, pin_dir)?,
+            stats_slots: take_slots(&mut ebpf, maps::STATS_SLOTS, pin_dir)?,
+            target_slots: take_slots(&mut ebpf, maps::TARGET_SLOTS, pin_dir)?,
+            free: take(&mut ebpf, maps::FREE_SLOTS, pin_dir)?,
+            last_read: Vec::new(),
+            torn_reads: AtomicU64::new(0),
             config: take(&mut ebpf, maps::CONFIG, pin_dir)?,
             counters: take(&mut ebpf, maps::COUNTERS, pin_dir)?,
             events: take(&mut ebpf, maps::EVENTS, pin_dir).ok(),

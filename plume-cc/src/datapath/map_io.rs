@@ -70,48 +70,147 @@ impl Datapath {
         Ok(out)
     }
 
-    /// Reads every flow into `out` with batched lookups (a few system calls
-    /// for thousands of flows), reusing `out`'s allocation.
+    /// Reads every flow into `out` straight from the mmapped statistics
+    /// slots (no system call), reusing `out`'s allocation. A slot caught
+    /// mid-write on every try is left out of this read and counted
+    /// ([`Datapath::torn_reads`]); its flow is back in the next one.
     pub fn read_flows(&self, out: &mut Vec<(u64, FlowStats)>) -> Result<(), DatapathError> {
-        batch::lookup_all(&self.flows_fd, 4096, out).map_err(|e| DatapathError::Map {
-            map: maps::FLOW_STATS,
-            reason: format!("batched lookup: {e}"),
-        })
+        out.clear();
+        self.scan_stats(|cookie, _, stats| out.push((cookie, *stats)));
+        Ok(())
     }
 
-    /// Writes many targets in one batched update, all stamped now. The caller
-    /// must have read the flows just before; a flow that closed in between
-    /// leaves an orphan entry, which [`Datapath::collect_orphan_targets`] removes.
+    /// [`Datapath::read_flows`] that also remembers each flow's slot, so the
+    /// targets written next ([`Datapath::write_targets`]) find their slots
+    /// without a lookup (the control loop's read).
+    pub fn read_flows_for_control(
+        &mut self,
+        out: &mut Vec<(u64, FlowStats)>,
+    ) -> Result<(), DatapathError> {
+        out.clear();
+        let mut last = std::mem::take(&mut self.last_read);
+        last.clear();
+        self.scan_stats(|cookie, slot, stats| {
+            out.push((cookie, *stats));
+            last.push((cookie, slot));
+        });
+        self.last_read = last;
+        Ok(())
+    }
+
+    /// Calls `visit(cookie, slot, stats)` for every live slot.
+    fn scan_stats(&self, mut visit: impl FnMut(u64, u32, &FlowStats)) {
+        let mut torn = 0;
+        self.stats_slots.scan(|i, read| match read {
+            SlotRead::Value(s) if s.cookie != 0 => visit(s.cookie, i as u32, &s.stats),
+            SlotRead::Torn => torn += 1,
+            _ => {}
+        });
+        if torn > 0 {
+            self.torn_reads
+                .fetch_add(torn, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Slot reads, since this handle was made, that caught a write in
+    /// progress on every try (the flow was left out of that read).
+    pub fn torn_reads(&self) -> u64 {
+        self.torn_reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Writes many targets straight into the mmapped target slots, all
+    /// stamped now, then tells the program once ([`DatapathConfig::generation`]).
+    /// Cookies of the last [`Datapath::read_flows_for_control`], in its
+    /// order, need no lookup; any other costs one (a flow gone by then is
+    /// skipped). A flow that closed after the read gets a target in the
+    /// slot it left, which its next owner ignores (the slot's cookie is not
+    /// its own) and [`Datapath::collect_orphan_targets`] clears.
     pub fn write_targets(
         &mut self,
         cookies: &[u64],
         targets: &mut [FlowTarget],
     ) -> Result<(), DatapathError> {
         let now = monotonic_ns();
-        for t in targets.iter_mut() {
+        for (i, (&cookie, t)) in cookies.iter().zip(targets.iter_mut()).enumerate() {
             t.written_ns = now;
+            let slot = match self.last_read.get(i) {
+                Some(&(c, slot)) if c == cookie => slot,
+                _ => match self.slot_of(cookie)? {
+                    Some(slot) if (slot as usize) < self.target_slots.len() => slot,
+                    _ => continue,
+                },
+            };
+            let target = *t;
+            // SAFETY: this process is the target slots' only writer (the
+            // program only reads them; one daemon holds a datapath).
+            unsafe {
+                self.target_slots.write(slot as usize, |ts| {
+                    ts.cookie = cookie;
+                    ts.target = target;
+                })
+            };
         }
-        batch::update_all(&self.targets_fd, cookies, targets).map_err(|e| DatapathError::Map {
-            map: maps::FLOW_TARGETS,
-            reason: format!("batched update: {e}"),
-        })?;
         self.bump_generation()
     }
 
-    /// Removes target entries whose flow is gone (closed between a read and
-    /// a batched write). `live` must be sorted. Returns how many were removed.
-    pub fn collect_orphan_targets(&mut self, live: &[u64]) -> Result<usize, DatapathError> {
-        let mut orphans = 0;
-        for cookie in self.target_cookies()? {
-            if live.binary_search(&cookie).is_err() && self.flow(cookie)?.is_none() {
-                let _ = self.targets.remove(&cookie);
-                orphans += 1;
+    /// The slot of a registered flow (one map lookup).
+    fn slot_of(&self, cookie: u64) -> Result<Option<u32>, DatapathError> {
+        match self.flows.get(&cookie, 0) {
+            Ok(s) => Ok(Some(s)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(maps::FLOW_STATS)(e)),
+        }
+    }
+
+    /// Calls `visit(slot, target slot)` for every target slot that holds a
+    /// target for the flow that owns the slot now, and returns the slots
+    /// whose target is for no live flow (orphans).
+    fn scan_targets(&self, mut visit: impl FnMut(usize, &TargetSlot)) -> Vec<usize> {
+        let mut orphans = Vec::new();
+        self.target_slots.scan(|i, read| {
+            let SlotRead::Value(ts) = read else {
+                return;
+            };
+            if ts.cookie == 0 {
+                return;
+            }
+            match self.stats_slots.read(i) {
+                SlotRead::Value(s) if s.cookie == ts.cookie => visit(i, &ts),
+                // Mid-write: decide next time.
+                SlotRead::Torn => {}
+                _ => orphans.push(i),
+            }
+        });
+        orphans
+    }
+
+    /// Clears target slots whose flow is gone (closed between a read and a
+    /// write of targets): the program already ignores them (their cookie
+    /// is not the slot's owner), so this only keeps `status` and the
+    /// "no entries left" checks exact. `live` is not needed with slots
+    /// (each slot names its flow). Returns how many were cleared.
+    pub fn collect_orphan_targets(&mut self, _live: &[u64]) -> Result<usize, DatapathError> {
+        let orphans = self.scan_targets(|_, _| {});
+        for &i in &orphans {
+            self.clear_target_slot(i, None);
+        }
+        Ok(orphans.len())
+    }
+
+    /// Empties target slot `i` (if it holds `only_for`'s target, when given).
+    fn clear_target_slot(&mut self, i: usize, only_for: Option<u64>) {
+        if let SlotRead::Value(ts) = self.target_slots.read(i) {
+            if ts.cookie == 0 || only_for.is_some_and(|c| c != ts.cookie) {
+                return;
             }
         }
-        if orphans > 0 {
-            self.bump_generation()?;
-        }
-        Ok(orphans)
+        // SAFETY: this process is the target slots' only writer.
+        unsafe {
+            self.target_slots.write(i, |ts| {
+                ts.cookie = 0;
+                ts.target = FlowTarget::default();
+            })
+        };
     }
 
     /// Of `candidates`, the cookies whose socket exists in no network
@@ -130,27 +229,84 @@ impl Datapath {
     }
 
     /// Deletes a flow's statistics and target (a flow whose socket is gone;
-    /// the program would have done it on TCP_CLOSE).
+    /// the program would have done it on TCP_CLOSE) and frees its slot.
+    /// Whoever deletes the cookie's entry owns the slot from then on, so
+    /// when the program's own TCP_CLOSE path wins the race, it frees the
+    /// slot and this does nothing.
     pub fn remove_flow(&mut self, cookie: u64) -> Result<(), DatapathError> {
-        if self.targets.remove(&cookie).is_ok() {
-            self.bump_generation()?;
-        }
+        let Some(slot) = self.slot_of(cookie)? else {
+            return Ok(());
+        };
         match self.flows.remove(&cookie) {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             // Already gone (the program's own TCP_CLOSE path raced us).
             Err(aya::maps::MapError::SyscallError(e))
                 if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
             {
-                Ok(())
+                return Ok(());
             }
-            Err(e) => Err(map_err(maps::FLOW_STATS)(e)),
+            Err(e) => return Err(map_err(maps::FLOW_STATS)(e)),
         }
+        let i = slot as usize;
+        self.clear_target_slot(i, Some(cookie));
+        // SAFETY: we deleted the entry, so the slot is ours (the program
+        // writes a slot only through its cookie's entry).
+        unsafe {
+            self.stats_slots.write(i, |s| {
+                if s.cookie == cookie {
+                    s.cookie = 0;
+                }
+            })
+        };
+        self.free.push(slot, 0).map_err(map_err(maps::FREE_SLOTS))
+    }
+
+    /// Registers a flow without a socket, as the program would at
+    /// establishment (a slot from the free list, its statistics, its
+    /// cookie's entry): the synthetic flows of `bench-datapath`, which
+    /// measures the control loop at flow counts a test machine cannot hold
+    /// as real connections. The program never sees a callback for it;
+    /// [`Datapath::remove_flow`] removes it. Returns false when the table
+    /// is full or the cookie is registered.
+    pub fn insert_synthetic_flow(
+        &mut self,
+        cookie: u64,
+        stats: FlowStats,
+    ) -> Result<bool, DatapathError> {
+        let slot = match self.free.pop(0) {
+            Ok(s) => s,
+            Err(aya::maps::MapError::ElementNotFound) => return Ok(false),
+            Err(e) => return Err(map_err(maps::FREE_SLOTS)(e)),
+        };
+        let i = slot as usize;
+        // SAFETY: popped from the free list: nobody else owns it.
+        unsafe {
+            self.stats_slots.write(i, |s| {
+                s.cookie = cookie;
+                s.stats = stats;
+            })
+        };
+        if self.flows.insert(cookie, slot, 1).is_err() {
+            // SAFETY: still ours (no entry names it).
+            unsafe { self.stats_slots.write(i, |s| s.cookie = 0) };
+            self.free.push(slot, 0).map_err(map_err(maps::FREE_SLOTS))?;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Removes every flow idle for [`super::REAP_IDLE_NS`] whose socket is
     /// gone; returns their cookies.
     pub fn reap_gone(&mut self) -> Result<Vec<u64>, DatapathError> {
-        let candidates = super::reap_candidates(&self.flows()?, monotonic_ns());
+        self.reap_gone_as_of(monotonic_ns())
+    }
+
+    /// [`Datapath::reap_gone`] with the idle ages taken at monotonic time
+    /// `now_ns` (a test looks from the future, where every flow is idle
+    /// long enough, to check that the socket listing alone keeps the live
+    /// ones).
+    pub fn reap_gone_as_of(&mut self, now_ns: u64) -> Result<Vec<u64>, DatapathError> {
+        let candidates = super::reap_candidates(&self.flows()?, now_ns);
         let gone = self.gone_sockets(&candidates)?;
         for &c in &gone {
             self.remove_flow(c)?;
@@ -197,61 +353,129 @@ impl Datapath {
 
     /// Statistics of one flow, if registered.
     pub fn flow(&self, cookie: u64) -> Result<Option<FlowStats>, DatapathError> {
-        match self.flows.get(&cookie, 0) {
-            Ok(s) => Ok(Some(s)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(maps::FLOW_STATS)(e)),
+        let Some(slot) = self.slot_of(cookie)? else {
+            return Ok(None);
+        };
+        if slot as usize >= self.stats_slots.len() {
+            return Ok(None);
+        }
+        match self.stats_slots.read(slot as usize) {
+            SlotRead::Value(s) if s.cookie == cookie => Ok(Some(s.stats)),
+            SlotRead::Torn => Err(DatapathError::Map {
+                map: maps::STATS_SLOTS,
+                reason: format!("slot {slot} was being written on every try"),
+            }),
+            _ => Ok(None),
         }
     }
 
-    /// Cookies that have a target entry.
-    pub fn target_cookies(&self) -> Result<Vec<u64>, DatapathError> {
-        let mut targets: Vec<(u64, FlowTarget)> = Vec::new();
-        batch::lookup_all(&self.targets_fd, 4096, &mut targets).map_err(|e| {
-            DatapathError::Map {
-                map: maps::FLOW_TARGETS,
-                reason: format!("batched lookup: {e}"),
+    /// Statistics slots owned by a flow now (a scan of the mapped slots).
+    pub fn slots_in_use(&self) -> usize {
+        let mut n = 0;
+        self.stats_slots.scan(|_, read| {
+            if matches!(read, SlotRead::Value(s) if s.cookie != 0) {
+                n += 1;
             }
-        })?;
-        Ok(targets.into_iter().map(|(c, _)| c).collect())
+        });
+        n
+    }
+
+    /// Counts the free list: pops every index, checks that each is a slot
+    /// of the table and none is there twice, and pushes them back in the
+    /// order they were (so the list is as before). Returns the number of
+    /// free slots; with no flow registered it must be the table's size, or
+    /// slots leaked. While it runs, new flows find no slot (they are left
+    /// to the kernel and counted as a full table): only for checks with no
+    /// flow opening (tests, `plume-cc cleanup`-like tools).
+    pub fn count_free_slots(&mut self) -> Result<usize, DatapathError> {
+        let mut popped = Vec::with_capacity(self.stats_slots.len());
+        loop {
+            match self.free.pop(0) {
+                Ok(s) => popped.push(s),
+                Err(aya::maps::MapError::ElementNotFound) => break,
+                Err(e) => {
+                    self.push_back(&popped)?;
+                    return Err(map_err(maps::FREE_SLOTS)(e));
+                }
+            }
+        }
+        self.push_back(&popped)?;
+        let mut seen = vec![false; self.stats_slots.len()];
+        for &s in &popped {
+            let Some(was) = seen.get_mut(s as usize) else {
+                return Err(DatapathError::Map {
+                    map: maps::FREE_SLOTS,
+                    reason: format!("slot {s} past the table's {}", self.stats_slots.len()),
+                });
+            };
+            if std::mem::replace(was, true) {
+                return Err(DatapathError::Map {
+                    map: maps::FREE_SLOTS,
+                    reason: format!("slot {s} is on the free list twice"),
+                });
+            }
+        }
+        Ok(popped.len())
+    }
+
+    /// Pushes popped free slots back, bottom first.
+    fn push_back(&mut self, popped: &[u32]) -> Result<(), DatapathError> {
+        for &s in popped.iter().rev() {
+            self.free.push(s, 0).map_err(map_err(maps::FREE_SLOTS))?;
+        }
+        Ok(())
+    }
+
+    /// Cookies of live flows that have a target.
+    pub fn target_cookies(&self) -> Result<Vec<u64>, DatapathError> {
+        let mut out = Vec::new();
+        self.scan_targets(|_, ts| out.push(ts.cookie));
+        Ok(out)
     }
 
     /// The target of one flow, if any.
     pub fn target(&self, cookie: u64) -> Result<Option<FlowTarget>, DatapathError> {
-        match self.targets.get(&cookie, 0) {
-            Ok(t) => Ok(Some(t)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(maps::FLOW_TARGETS)(e)),
+        let Some(slot) = self.slot_of(cookie)? else {
+            return Ok(None);
+        };
+        if slot as usize >= self.target_slots.len() {
+            return Ok(None);
         }
+        Ok(match self.target_slots.read(slot as usize) {
+            SlotRead::Value(ts) if ts.cookie == cookie => Some(ts.target),
+            _ => None,
+        })
     }
 
     /// Writes a target for a registered flow, stamped with the current time.
     /// The program applies it on the flow's next callback, and lifts it once
-    /// it is older than the configured staleness timeout.
-    ///
-    /// Only flows present in the stats map get a target (`BPF_EXIST` on the
-    /// stats side is checked first), so a target can never outlive its flow.
+    /// it is older than the configured staleness timeout. Returns false
+    /// (and leaves nothing behind) for a flow that is not registered.
     pub fn set_target(
         &mut self,
         cookie: u64,
         cwnd_clamp: u32,
         max_pacing_bytes_per_sec: u32,
     ) -> Result<bool, DatapathError> {
-        if self.flow(cookie)?.is_none() {
+        let Some(slot) = self.slot_of(cookie)? else {
             return Ok(false);
-        }
+        };
         let target = FlowTarget {
             written_ns: monotonic_ns(),
             cwnd_clamp,
             max_pacing_bytes_per_sec,
         };
-        self.targets
-            .insert(cookie, target, 0)
-            .map_err(map_err(maps::FLOW_TARGETS))?;
-        // The flow may have closed in between; its close callback then ran
-        // before our insert, so remove the orphan ourselves.
+        // SAFETY: this process is the target slots' only writer.
+        unsafe {
+            self.target_slots.write(slot as usize, |ts| {
+                ts.cookie = cookie;
+                ts.target = target;
+            })
+        };
+        // The flow may have closed in between; then the slot's target is
+        // an orphan (ignored by the program): clear it ourselves.
         if self.flow(cookie)?.is_none() {
-            let _ = self.targets.remove(&cookie);
+            self.clear_target_slot(slot as usize, Some(cookie));
             return Ok(false);
         }
         self.bump_generation()?;
@@ -309,8 +533,14 @@ impl Datapath {
             return Ok(Shutdown::LeftObserving(still));
         }
         // Remove our targets so nothing is left behind in the maps.
-        for cookie in self.target_cookies()? {
-            let _ = self.targets.remove(&cookie);
+        let mut held = Vec::new();
+        self.target_slots.scan(|i, read| {
+            if matches!(read, SlotRead::Value(ts) if ts.cookie != 0) {
+                held.push(i);
+            }
+        });
+        for i in held {
+            self.clear_target_slot(i, None);
         }
         self.bump_generation()?;
         if let Some(LinkHold::Pinned(link)) = self.link.take() {

@@ -5,26 +5,27 @@
 //! folder and reads and writes its maps. It makes no decisions: the daemon
 //! decides, the datapath only carries statistics up and targets down.
 
-mod batch;
 pub mod cgroup;
 pub mod held;
 mod loader;
 mod map_io;
 pub mod probe;
 pub mod selftest;
+pub mod slots;
 pub mod sockdiag;
 pub mod tcpinfo;
 
 pub use loader::{attached_at, cgroup_of_pin_name, default_pin_dir, pin_name, PIN_ROOT};
 
 use std::{
-    os::fd::{AsFd as _, OwnedFd},
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
+    sync::atomic::AtomicU64,
     time::{Duration, Instant},
 };
 
 use aya::{
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf, Stack},
     programs::{
         links::{FdLink, PinnedLink},
         CgroupAttachMode, SockOps,
@@ -32,9 +33,10 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use plume_cc_common::{
-    counters, maps, DatapathConfig, FlowEvent, FlowStats, FlowTarget, CWND_UNCLAMPED,
-    PACING_UNLIMITED, PROGRAM_NAME,
+    counters, maps, DatapathConfig, FlowEvent, FlowStats, FlowTarget, StatsSlot, TargetSlot,
+    CWND_UNCLAMPED, PACING_UNLIMITED, PROGRAM_NAME,
 };
+use slots::{SlotRead, SlotTable};
 
 /// The sock_ops object built from `plume-cc-ebpf` by the build script.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/plume-cc"));
@@ -68,20 +70,15 @@ pub enum DatapathError {
     /// Listing the host's sockets failed (so no entry was reaped).
     #[error(transparent)]
     SockDiag(#[from] sockdiag::SockDiagError),
-    /// A pinned map's key or value size is not this build's: it was
-    /// pinned by another build of plume-cc whose structures differ (an
-    /// older daemon's left-over datapath), and reading it as ours would
-    /// misread every field.
-    #[error("map {map}: {part} size {pinned} bytes, this build of plume-cc expects {ours} (pinned by another build of plume-cc)")]
+    /// Pins made by a plume-cc with another map layout (before the
+    /// per-flow slots, or with other slot sizes): reading them with this
+    /// layout would misread every field, so they are refused.
+    #[error("the datapath pinned at {dir} has another map layout ({what}): another plume-cc version made it. Stop its daemon, then run `plume-cc cleanup` with that version, or remove the folder (`rm -r {dir}`), which detaches its program")]
     Layout {
-        /// The map's name.
-        map: &'static str,
-        /// `key` or `value`.
-        part: &'static str,
-        /// The size the pinned map was created with.
-        pinned: usize,
-        /// The size of this build's type.
-        ours: usize,
+        /// The pin folder.
+        dir: PathBuf,
+        /// What differs.
+        what: String,
     },
     /// A map operation failed.
     #[error("map {map}: {reason}")]
@@ -94,25 +91,9 @@ pub enum DatapathError {
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
-    use aya::maps::MapError;
-    // aya's `size` is the Rust type's, `expected` the map's.
-    move |e| match e {
-        MapError::InvalidKeySize { size, expected } => DatapathError::Layout {
-            map,
-            part: "key",
-            pinned: expected,
-            ours: size,
-        },
-        MapError::InvalidValueSize { size, expected } => DatapathError::Layout {
-            map,
-            part: "value",
-            pinned: expected,
-            ours: size,
-        },
-        e => DatapathError::Map {
-            map,
-            reason: e.to_string(),
-        },
+    move |e| DatapathError::Map {
+        map,
+        reason: e.to_string(),
     }
 }
 
@@ -252,10 +233,21 @@ pub enum Shutdown {
 /// process, so a crashed daemon's flows keep the staleness fallback and a
 /// restarted daemon re-adopts them).
 pub struct Datapath {
-    flows: HashMap<MapData, u64, FlowStats>,
-    targets: HashMap<MapData, u64, FlowTarget>,
-    flows_fd: OwnedFd,
-    targets_fd: OwnedFd,
+    /// Cookie -> slot index of every registered flow.
+    flows: HashMap<MapData, u64, u32>,
+    /// Statistics slots, mmapped (read without system calls).
+    stats_slots: SlotTable<StatsSlot>,
+    /// Target slots, mmapped (written without system calls).
+    target_slots: SlotTable<TargetSlot>,
+    /// Free slot indices (the reaper pushes the slots it frees).
+    free: Stack<MapData, u32>,
+    /// (cookie, slot) of each flow of the last [`Datapath::read_flows`]
+    /// through the control loop, in read order, so the targets that follow
+    /// find their slots without a lookup.
+    last_read: Vec<(u64, u32)>,
+    /// Slot reads that caught a write in progress on every try (the flow
+    /// was left out of that read).
+    torn_reads: AtomicU64,
     config: Array<MapData, DatapathConfig>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,

@@ -52,6 +52,18 @@ pub struct StudyArgs {
     /// Output folder (study.md, study.json, figures, runs/).
     #[arg(long, default_value = "runs/study")]
     pub out: PathBuf,
+    /// Samplers compared, comma-separated; the first is the reference the
+    /// gains are taken against.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "uniform,plume-static,plume-dynamic"
+    )]
+    pub samplers: Vec<crate::rl::config::SamplerChoice>,
+    /// Train and evaluate every run, and the fixed rule, with the
+    /// competition rule (`train --competition-rule`).
+    #[arg(long)]
+    pub competition_rule: bool,
 }
 
 /// Parses a step count: `300000`, `300k` or `3M`.
@@ -227,12 +239,11 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 out: a.out,
                 seeds: (0..a.seeds).collect(),
                 budgets: a.budgets,
-                samplers: vec![
-                    crate::rl::config::SamplerChoice::Uniform,
-                    crate::rl::config::SamplerChoice::PlumeStatic,
-                    crate::rl::config::SamplerChoice::PlumeDynamic,
-                ],
+                samplers: a.samplers,
                 per_cluster: a.per_cluster,
+                competition: a
+                    .competition_rule
+                    .then(crate::policy::CompetitionRule::default),
             };
             let multi = indicatif::MultiProgress::new();
             let style = |t: &str| {

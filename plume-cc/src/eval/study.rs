@@ -77,6 +77,10 @@ pub struct StudyConfig {
     pub samplers: Vec<SamplerChoice>,
     /// Held-out evaluation windows per cluster, at most.
     pub per_cluster: usize,
+    /// The competition rule in every run's action mapping, the fixed rule's
+    /// included (`--competition-rule`); `None`: the default's mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub competition: Option<crate::policy::CompetitionRule>,
 }
 
 impl StudyConfig {
@@ -361,6 +365,7 @@ pub fn run(
         let mut c = TrainConfig::new(config.corpus.clone(), sampler, budget, seed, out);
         c.window_ms = window_ms;
         c.eval_windows = 8;
+        c.scaling.competition = config.competition;
         c.command = format!(
             "plume-cc eval study --corpus {} (budget {budget}, {}, seed {seed})",
             config.corpus.display(),
@@ -494,6 +499,12 @@ pub fn markdown(r: &StudyResult) -> String {
         r.eval.clusters,
         r.config.samplers[0].name()
     );
+    if r.config.competition.is_some() {
+        let _ = writeln!(
+            s,
+            "Every run, and the fixed rule, act under the competition rule (`--competition-rule`).\n"
+        );
+    }
     let _ = writeln!(
         s,
         "| cluster | corpus share | eval windows | kinds |\n|---|---|---|---|"
@@ -642,6 +653,7 @@ mod tests {
             budgets: vec![100],
             samplers: vec![SamplerChoice::Uniform, SamplerChoice::PlumeStatic],
             per_cluster: 2,
+            competition: None,
         };
         let run = |s, seed, p: [f64; 4]| RunScores {
             budget: 100,
@@ -691,6 +703,7 @@ mod tests {
             budgets: vec![100],
             samplers: vec![SamplerChoice::Uniform],
             per_cluster: 2,
+            competition: None,
         };
         assert!(c
             .validate()
@@ -759,6 +772,7 @@ mod tests {
             budgets: vec![2048],
             samplers: vec![SamplerChoice::Uniform, SamplerChoice::PlumeStatic],
             per_cluster: 2,
+            competition: None,
         };
         let mut first = Quiet { runs: Vec::new() };
         let a = run(&config, &mut first).unwrap();

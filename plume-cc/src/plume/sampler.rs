@@ -232,6 +232,11 @@ pub struct DynamicParams {
     pub learning_rate: f64,
     /// Seed of the regressor's initial weights and minibatches.
     pub seed: u64,
+    /// Take the return gap against a per-window reference return (the
+    /// fixed rule's, see [`DynamicSampler::with_references`]) instead of
+    /// the raw return. Off: the published method.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reference_gap: bool,
 }
 
 impl Default for DynamicParams {
@@ -246,6 +251,7 @@ impl Default for DynamicParams {
             batch_size: 64,
             learning_rate: 1e-3,
             seed: 0,
+            reference_gap: false,
         }
     }
 }
@@ -316,6 +322,8 @@ pub fn dynamic_targets(
 /// per-cluster history of (window, return) and a small return regressor on
 /// the windows' features.
 pub struct DynamicSampler {
+    /// Per-window reference returns (see [`DynamicSampler::with_references`]).
+    references: Option<Vec<f64>>,
     memberships: Array2<f64>,
     features: Array2<f64>,
     params: DynamicParams,
@@ -372,6 +380,7 @@ impl DynamicSampler {
         let regressor = ReturnRegressor::new(features.ncols(), params.learning_rate, params.seed)
             .map_err(|e| SamplerError::Invalid(e.to_string()))?;
         let mut s = Self {
+            references: None,
             history: vec![VecDeque::new(); k],
             regressor,
             rng: ChaCha8Rng::seed_from_u64(params.seed),
@@ -385,6 +394,35 @@ impl DynamicSampler {
         };
         s.refresh();
         Ok(s)
+    }
+
+    /// Measures each cluster's gap against a reference return per window
+    /// (`references[i]` for memberships row `i`): the gap term becomes the
+    /// mean of `reference - return` over the cluster's history, not minus
+    /// its mean return.
+    ///
+    /// **Why.** The raw gap is largest where returns are structurally low
+    /// (a competitor's queue, an outage: every controller scores low
+    /// there), so the published gap sends episodes where nothing can be
+    /// learned (docs/TRAINING.md, the sampler study). A reference from a
+    /// fixed controller on the same window takes that level out: what is
+    /// left is how far the learner lags (or leads) a baseline on that
+    /// kind of window.
+    pub fn with_references(mut self, references: Vec<f64>) -> Result<Self, SamplerError> {
+        if references.len() != self.memberships.nrows() {
+            return Err(SamplerError::Invalid(format!(
+                "{} reference returns for {} windows",
+                references.len(),
+                self.memberships.nrows()
+            )));
+        }
+        if references.iter().any(|r| !r.is_finite()) {
+            return Err(SamplerError::Invalid(
+                "reference returns have non-finite values".into(),
+            ));
+        }
+        self.references = Some(references);
+        Ok(self)
     }
 
     fn refresh(&mut self) {
@@ -429,7 +467,13 @@ impl DynamicSampler {
                 .select(Axis(0), &h.iter().map(|s| s.0).collect::<Vec<_>>());
             let y: Vec<f64> = h.iter().map(|s| s.1).collect();
             errors.push(self.regressor.loss(&x, &y));
-            means.push(Some(y.iter().sum::<f64>() / y.len() as f64));
+            // `dynamic_targets` takes minus the mean as the gap; with
+            // references the mean is of `return - reference`.
+            let level = match &self.references {
+                Some(r) => h.iter().map(|s| s.1 - r[s.0]).sum::<f64>(),
+                None => y.iter().sum::<f64>(),
+            };
+            means.push(Some(level / y.len() as f64));
         }
         self.target = dynamic_targets(&errors, &means, self.params.alpha);
         self.refresh();
@@ -701,5 +745,47 @@ mod tests {
         let share1: f64 = p[20..].iter().sum();
         assert!(share1 > 0.55, "{share1}");
         assert!(p.iter().all(|v| *v >= 0.1 / n as f64 - 1e-12));
+    }
+    #[test]
+    fn a_reference_gap_takes_the_clusters_level_out() {
+        // Cluster 1's returns are low (-5) but above its reference (-20:
+        // nothing does better there); cluster 0's are high (10) but below
+        // its reference (12). Gap term only (alpha 0).
+        let n = 40;
+        let m = Array2::from_shape_fn((n, 2), |(i, c)| {
+            f64::from(u8::from((i >= 20) as usize == c))
+        });
+        let f = Array2::from_shape_fn((n, 1), |(i, _)| f64::from(u8::from(i >= 20)));
+        let params = DynamicParams {
+            alpha: 0.0,
+            warmup: 50,
+            update_every: 25,
+            train_steps: 5,
+            ..DynamicParams::default()
+        };
+        let run = |refs: Option<Vec<f64>>| {
+            let mut s = DynamicSampler::new(m.clone(), f.clone(), params).unwrap();
+            if let Some(r) = refs {
+                s = s.with_references(r).unwrap();
+            }
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            for _ in 0..200 {
+                let i = s.sample(&mut rng);
+                s.observe(i, if i < 20 { 10.0 } else { -5.0 });
+            }
+            s.cluster_targets()
+        };
+        let raw = run(None);
+        assert!(raw[1] > 0.8, "the raw gap favours the low cluster: {raw:?}");
+        let refs: Vec<f64> = (0..n).map(|i| if i < 20 { 12.0 } else { -20.0 }).collect();
+        let gap = run(Some(refs));
+        assert!(
+            gap[0] > 0.8,
+            "the reference gap favours the lagging cluster: {gap:?}"
+        );
+        let bad = DynamicSampler::new(m.clone(), f.clone(), params)
+            .unwrap()
+            .with_references(vec![0.0; 3]);
+        assert!(bad.is_err());
     }
 }

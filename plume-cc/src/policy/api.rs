@@ -92,6 +92,14 @@ pub trait FlowPolicy: Send {
     /// Sets the operating point; policies without one ignore it.
     fn set_objective(&mut self, _objective: super::Objective) {}
 
+    /// Turns the competition rule ([`super::competition`]) on in the
+    /// policy's action mapping, overriding its file (`run
+    /// --competition-rule`). Returns false for a policy without a mapping
+    /// (a scripted schedule), which cannot take it.
+    fn set_competition_rule(&mut self, _rule: Option<super::CompetitionRule>) -> bool {
+        false
+    }
+
     /// What the policy was trained under, if it says: the daemon pins the
     /// base controller and checks the monitor interval against it.
     fn contract(&self) -> Option<PolicyContract> {

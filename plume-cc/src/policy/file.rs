@@ -285,6 +285,12 @@ impl LoadedPolicy {
         &self.meta
     }
 
+    /// Overrides the file's competition rule (the weights do not depend on
+    /// it: the rule acts in the action mapping, after the network).
+    pub fn set_competition_rule(&mut self, rule: Option<super::CompetitionRule>) {
+        self.meta.action_scaling.competition = rule;
+    }
+
     /// Where it was loaded from.
     pub fn source(&self) -> &Path {
         &self.source

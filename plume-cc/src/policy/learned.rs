@@ -144,13 +144,17 @@ impl FlowPolicy for LearnedPolicy {
     fn describe(&self) -> String {
         let m = self.policy.metadata();
         format!(
-            "learned policy {} ({:?}, trained with {} for {} steps, seed {}; objective: delay weight {})",
+            "learned policy {} ({:?}, trained with {} for {} steps, seed {}; objective: delay weight {}{})",
             self.policy.source().display(),
             m.kind,
             m.training.sampler,
             m.training.steps,
             m.training.seed,
-            self.objective.delay_weight()
+            self.objective.delay_weight(),
+            match m.action_scaling.competition {
+                None => "",
+                Some(_) => "; competition rule on",
+            }
         )
     }
 
@@ -158,6 +162,11 @@ impl FlowPolicy for LearnedPolicy {
     /// against the weights file.
     fn sha256(&self) -> Option<String> {
         Some(self.policy.metadata().weights_sha256.clone())
+    }
+
+    fn set_competition_rule(&mut self, rule: Option<super::CompetitionRule>) -> bool {
+        self.policy.set_competition_rule(rule);
+        true
     }
 
     fn set_objective(&mut self, objective: super::Objective) {
@@ -524,6 +533,51 @@ mod tests {
         assert!((20..=320).contains(&a), "1 MB/s flow: clamp {a}");
         assert!((80..=1280).contains(&b), "4 MB/s flow: clamp {b}");
         assert!(2 * b > 5 * a, "four times the BDP, clamp {b} vs {a}");
+    }
+
+    /// `run --competition-rule` on a policy file without the rule: beside a
+    /// queue that never drains (RTT samples at 4 min RTTs, probes or not)
+    /// the flow probes at 2 and 4 s and is then left to its base controller
+    /// (no limits); the same file without the override keeps a clamp.
+    #[test]
+    fn the_competition_rule_override_lifts_the_limits_beside_a_queue_that_never_drains() {
+        tch::set_num_threads(1);
+        let run = |rule: bool| {
+            let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
+            if rule {
+                assert!(p.set_competition_rule(Some(super::super::CompetitionRule::default())));
+                assert!(
+                    p.describe().contains("competition rule on"),
+                    "{}",
+                    p.describe()
+                );
+            }
+            let mut f = [(
+                1,
+                FlowStats {
+                    last_rtt_us: 160_000,
+                    ..flow(40_000)
+                },
+            )];
+            let mut lifted_at = None;
+            for k in 0..300 {
+                let out = drive(&mut p, &mut f, k, 1, &|_, _| (50, 160_000));
+                // (A new flow's first decision is unlimited: no history.)
+                if k >= 50 && lifted_at.is_none() && out[0] == Target::UNLIMITED {
+                    lifted_at = Some(k);
+                }
+            }
+            (lifted_at, f[0].1.applied_cwnd_clamp)
+        };
+        let (lifted, clamp) = run(true);
+        let lifted = lifted.expect("competitive mode lifts the limits");
+        // The second probe starts at 4 s (interval 200) and lasts
+        // min_rtt + 2 x queue + 2 intervals = 320 ms.
+        assert!((200..=225).contains(&lifted), "lifted at interval {lifted}");
+        assert_eq!(clamp, CWND_UNCLAMPED);
+        let (never, clamp) = run(false);
+        assert_eq!(never, None);
+        assert!(clamp < CWND_UNCLAMPED);
     }
 
     /// A fluid bottleneck of `capacity(k)` segments per 20 ms interval over

@@ -5,8 +5,10 @@
 //! - [`observation`]: the shared observation builder (datapath statistics in,
 //!   fixed-length feature vector out), with [`filter`], the windowed maximum
 //!   its rate anchor lives in.
-//! - [`model`]: the actor-critic network, observation normalisation and the
-//!   action scaling to the datapath's levers.
+//! - [`model`]: the actor-critic network and observation normalisation;
+//! - [`scaling`]: the action mapping to the datapath's levers (clamp and
+//!   pacing cap over the flow's context, the step limit, the competition
+//!   rule's modes from [`competition`]).
 //! - [`file`]: [`LoadedPolicy`], the one type the daemon uses to run a
 //!   policy (native or TorchScript), with [`metadata`] (what the JSON
 //!   promises and the checks against this build) and [`format`] (the files
@@ -25,6 +27,7 @@ pub mod metadata;
 pub mod model;
 pub mod objective;
 pub mod observation;
+pub mod scaling;
 
 pub use api::{
     FlowPolicy, Guard, GuardCounts, LastBatch, PolicyContract, ScriptError, ScriptFile, ScriptStep,
@@ -37,9 +40,9 @@ pub use file::{
 };
 pub(crate) use format::sha256_hex;
 pub use learned::{DecideTiming, LearnedPolicy};
-pub use model::{ActionScaling, CompetitionRule, FlowContext};
 pub use objective::Objective;
 pub use observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
+pub use scaling::{ActionScaling, CompetitionRule, FlowContext};
 
 /// The [`FlowContext`] encoded in an observation's global features (the
 /// inverse of `min_rtt_log` and `max_rate_log`, exact up to f32 rounding and

@@ -86,6 +86,11 @@ pub enum SamplerChoice {
     PlumeStatic,
     /// Plume-dynamic: clusters weighted by return gap and prediction error.
     PlumeDynamic,
+    /// Plume-dynamic with the return gap taken against the fixed rule's
+    /// return on each window (`DynamicSampler::with_references`), not the
+    /// raw return: not the published method, a fix of its reward-scale
+    /// bias (docs/TRAINING.md, the sampler study).
+    PlumeDynamicRef,
 }
 
 impl SamplerChoice {
@@ -95,6 +100,7 @@ impl SamplerChoice {
             Self::Uniform => "uniform",
             Self::PlumeStatic => "plume-static",
             Self::PlumeDynamic => "plume-dynamic",
+            Self::PlumeDynamicRef => "plume-dynamic-ref",
         }
     }
 }

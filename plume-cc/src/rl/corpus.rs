@@ -155,27 +155,107 @@ fn prepare_scenario_corpus(dir: &Path, window_ms: u64) -> Result<PreparedCorpus,
     })
 }
 
-/// The sampler over the training windows.
+/// The sampler over the training windows. `references` (one return per
+/// training window, in `corpus.train` order) is required by
+/// [`SamplerChoice::PlumeDynamicRef`] and ignored by the others.
 pub fn build_sampler(
     choice: SamplerChoice,
     corpus: &PreparedCorpus,
     seed: u64,
+    references: Option<Vec<f64>>,
 ) -> Result<Box<dyn TraceSampler>, TrainError> {
     let rows = &corpus.train;
+    let dynamic = DynamicParams {
+        update_every: 16,
+        warmup: 32,
+        seed,
+        ..DynamicParams::default()
+    };
+    let memberships = corpus.memberships.select(ndarray::Axis(0), rows);
+    let features = corpus.features.select(ndarray::Axis(0), rows);
     let kind = match choice {
         SamplerChoice::Uniform => SamplerKind::Uniform,
         SamplerChoice::PlumeStatic => SamplerKind::PlumeStatic { epsilon: 0.1 },
-        SamplerChoice::PlumeDynamic => SamplerKind::PlumeDynamic(DynamicParams {
-            update_every: 16,
-            warmup: 32,
-            seed,
-            ..DynamicParams::default()
-        }),
+        SamplerChoice::PlumeDynamic => SamplerKind::PlumeDynamic(dynamic),
+        SamplerChoice::PlumeDynamicRef => {
+            let references = references.ok_or_else(|| {
+                plume::sampler::SamplerError::Invalid(
+                    "plume-dynamic-ref needs reference returns".into(),
+                )
+            })?;
+            let params = DynamicParams {
+                reference_gap: true,
+                ..dynamic
+            };
+            return Ok(Box::new(
+                plume::sampler::DynamicSampler::new(memberships, features, params)?
+                    .with_references(references)?,
+            ));
+        }
     };
-    plume::sampler::from_memberships(
-        kind,
-        corpus.memberships.select(ndarray::Axis(0), rows),
-        corpus.features.select(ndarray::Axis(0), rows),
-    )
-    .map_err(TrainError::from)
+    plume::sampler::from_memberships(kind, memberships, features).map_err(TrainError::from)
+}
+
+/// Walks the training windows in order (the reference pass).
+struct InOrder {
+    n: usize,
+    next: usize,
+}
+
+impl TraceSampler for InOrder {
+    fn sample(&mut self, _: &mut dyn rand::RngCore) -> usize {
+        let k = self.next % self.n;
+        self.next += 1;
+        k
+    }
+    fn observe(&mut self, _: usize, _: f64) {}
+    fn probabilities(&self) -> Vec<f64> {
+        vec![1.0 / self.n as f64; self.n]
+    }
+}
+
+/// The fixed rule's (raw action 0's) mean reward on every training window,
+/// in `corpus.train` order: one episode each, in the training environment
+/// itself ([`super::env::SimBatch`], so the reward, fair share, scenario and
+/// action mapping are the run's), the reference of
+/// [`SamplerChoice::PlumeDynamicRef`].
+pub fn reference_returns(
+    config: &super::config::TrainConfig,
+    corpus: &PreparedCorpus,
+    seed: u64,
+) -> Result<Vec<f64>, TrainError> {
+    use super::ppo::BatchEnv as _;
+    let n = corpus.train.len();
+    let envs = config.envs.max(1).min(n);
+    let mut batch = super::env::SimBatch::new(
+        envs,
+        &config.env_config(config.base),
+        Arc::clone(&corpus.windows),
+        corpus.train.clone(),
+        Box::new(InOrder { n, next: 0 }),
+        config.scaling,
+        config.reward,
+        seed,
+        config.path_ranges,
+        config.scenarios.clone(),
+    )?;
+    let mut out = vec![f64::NAN; n];
+    let mut left = n;
+    let zeros = vec![[0.0f32; 2]; envs];
+    while left > 0 {
+        let peers = batch.peer_observations().len() / crate::policy::observation::OBSERVATION_LEN;
+        if peers > 0 {
+            batch.set_peer_actions(&vec![[0.0; 2]; peers]);
+        }
+        batch.step(&zeros)?;
+        for e in batch.drain_episodes() {
+            if let Some(k) = corpus.train.iter().position(|&t| t == e.window) {
+                if out[k].is_nan() {
+                    out[k] = e.mean_reward;
+                    left -= 1;
+                }
+            }
+        }
+    }
+    Ok(out)
 }

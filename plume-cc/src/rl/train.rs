@@ -148,7 +148,15 @@ pub fn train(
         )
     };
     let run_seed = config.seed ^ (state.iteration as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let sampler = build_sampler(config.sampler, &corpus, run_seed)?;
+    let references = match config.sampler {
+        SamplerChoice::PlumeDynamicRef => Some(super::corpus::reference_returns(
+            config,
+            &corpus,
+            run_seed ^ 3,
+        )?),
+        _ => None,
+    };
+    let sampler = build_sampler(config.sampler, &corpus, run_seed, references)?;
     let mut batch = SimBatch::new(
         config.envs,
         &config.env_config(config.base),
@@ -360,6 +368,36 @@ mod tests {
         c.eval_windows = 4;
         c.checkpoint_every = 1;
         c
+    }
+
+    /// The reference pass of plume-dynamic-ref: one finite return per
+    /// training window, the same for a seed, different across windows; a
+    /// short run with the sampler trains.
+    #[test]
+    fn reference_returns_score_every_training_window_once() {
+        tch::set_num_threads(1);
+        let dir = std::env::temp_dir().join(format!("plume-ref-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut c = small(&dir, 256);
+        c.sampler = SamplerChoice::PlumeDynamicRef;
+        let corpus = prepare_corpus(&c.traces, c.window_ms, c.holdout_every).unwrap();
+        let r = super::super::corpus::reference_returns(&c, &corpus, 1).unwrap();
+        assert_eq!(r.len(), corpus.train.len());
+        assert!(r.iter().all(|x| x.is_finite()), "{r:?}");
+        assert_eq!(
+            r,
+            super::super::corpus::reference_returns(&c, &corpus, 1).unwrap()
+        );
+        // Every window ran its own episode: the returns differ.
+        let (lo, hi) = r
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+                (l.min(*x), h.max(*x))
+            });
+        assert!(hi - lo > 0.05, "{r:?}");
+        let out = train(&c, false, &mut Quiet).unwrap();
+        assert_eq!(out.log.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

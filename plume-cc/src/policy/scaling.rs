@@ -1,0 +1,537 @@
+//! The action mapping: from a raw action in `[-1, 1]^2` to the datapath's
+//! two levers, a cwnd clamp (segments) and a pacing cap (bytes/s), given
+//! the flow's [`FlowContext`] ([`ActionScaling`]), with the step limit and
+//! the competition rule ([`CompetitionRule`], [`super::competition`]).
+//!
+//! **Why apart from the network** (`super::model`): the trainer, the daemon
+//! and the explainer all apply this mapping to the network's output, and
+//! it is part of a policy file's contract; the network is only one way of
+//! producing the raw action. Pure arithmetic, no tensors.
+
+use serde::{Deserialize, Serialize};
+
+use super::api::Target;
+use super::competition::{Mode, DRAIN_GAIN};
+use plume_cc_common::{CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED};
+
+/// What the action scaling needs to know about one flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FlowContext {
+    /// Minimum RTT, microseconds (0: unknown).
+    pub min_rtt_us: u32,
+    /// Largest delivery rate seen on the flow, bytes/s (0: unknown); the
+    /// observation builder's `max_rate_bytes_per_sec()`.
+    pub max_rate_bytes_per_sec: f64,
+    /// Sender MSS, bytes.
+    pub mss_bytes: u32,
+    /// Smoothed RTT at the latest sample, microseconds (0: unknown); only
+    /// read when [`ActionScaling::rtt_ref_exponent`] is above 0.
+    pub srtt_us: u32,
+    /// The flow's competition mode (see [`super::competition`]); only read
+    /// when [`ActionScaling::competition`] is set.
+    pub mode: Mode,
+}
+
+/// Maps a raw action `a` in `[-1, 1]^2` (values outside are clamped) to a
+/// [`Target`]:
+///
+/// - `bdp_segments = max_rate_bytes_per_sec * min_rtt / mss` (the flow's BDP
+///   estimate);
+/// - `cwnd_clamp = cwnd_gain * bdp_segments * 2^(a[0] * cwnd_log2_span)`,
+///   rounded, within `[min_cwnd_segments, max_cwnd_segments]`;
+/// - `pacing_cap = pacing_gain * max_rate_bytes_per_sec * 2^(a[1] *
+///   pacing_log2_span)`, within `[min_pacing_bytes_per_sec, u32::MAX - 1]`.
+///
+/// The gains set what action 0 (the fixed rule) means. With a windowed rate
+/// anchor they must leave headroom, as BBR's do (cwnd gain 2, a pacing gain
+/// above 1 when probing): a ceiling at exactly the anchor lets a flow send
+/// no faster than its own recent maximum, so the anchor can only fall. The
+/// defaults, 2 and 1.25, make action 0 a BBR-like envelope; files written
+/// before the gains existed read them as 1 (a ceiling at one BDP and the
+/// max rate).
+///
+/// Before the flow has an RTT and a delivery-rate estimate the target is
+/// "no limits" (the kernel's controller alone). The kernel-like base
+/// controller keeps running under these ceilings (Orca's lesson: a learned
+/// ceiling over a classic controller trains and fails more gracefully than a
+/// learned cwnd).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActionScaling {
+    /// cwnd multiplier span, in powers of two either side of one BDP.
+    pub cwnd_log2_span: f32,
+    /// Pacing multiplier span, in powers of two either side of the max rate.
+    pub pacing_log2_span: f32,
+    /// Smallest cwnd clamp, segments (at least the datapath's own floor, 2).
+    pub min_cwnd_segments: u32,
+    /// Largest cwnd clamp, segments.
+    pub max_cwnd_segments: u32,
+    /// Smallest pacing cap, bytes/s (at least the datapath's floor).
+    pub min_pacing_bytes_per_sec: u32,
+    /// The cwnd clamp at action 0, in BDPs.
+    #[serde(default = "unit_gain")]
+    pub cwnd_gain: f32,
+    /// The pacing cap at action 0, in multiples of the rate anchor.
+    #[serde(default = "unit_gain")]
+    pub pacing_gain: f32,
+    /// Largest change of either limit from one interval to the next, in
+    /// octaves (0: none). See [`ActionScaling::limit_step`].
+    #[serde(default)]
+    pub max_log2_step: f32,
+    /// Which RTT the clamp's BDP is taken over: `min_rtt^(1-e) * srtt^e`
+    /// (0: the min RTT, as before this field existed; 1: the current srtt).
+    ///
+    /// Why: with the min RTT, a clamp of `k` BDPs of the flow's own rate
+    /// lets the flow deliver at most `k * min_rtt / srtt` of that rate. When
+    /// a buffer-filling competitor raises the srtt to many min RTTs, the flow
+    /// cannot keep its rate, its rate anchor follows it down and the clamp
+    /// with it: the starvation spiral measured in docs/TRAINING.md. Over the
+    /// srtt, the same clamp keeps `k` times the anchor at whatever queue the
+    /// competitor holds, so holding or taking a share is an action the
+    /// policy can choose; draining its own queue is the action `k < 1`.
+    #[serde(default)]
+    pub rtt_ref_exponent: f32,
+    /// What the second action dimension sets (see [`SecondAction`]).
+    #[serde(default)]
+    pub second_action: SecondAction,
+    /// The competition rule: drain probes and a competitive mode (see
+    /// [`CompetitionRule`]); none in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub competition: Option<CompetitionRule>,
+}
+
+/// What the mapping does with the flow's competition [`Mode`]
+/// ([`super::competition`] has the detector and why).
+///
+/// - [`Mode::Probe`]: the clamp is [`super::competition::DRAIN_GAIN`] BDPs
+///   of the flow's current rate over the min RTT, whatever the action, and
+///   it applies at once (no per-interval step limit), so that the probe
+///   drains what the flow holds within a round trip or two.
+/// - [`Mode::Competitive`], with no `competitive_exponent` (the
+///   default): no limits at all, the base controller (CUBIC) alone, as
+///   Copa's competitive mode behaves like the buffer filler it detected.
+///   Why: the srtt-following clamp below let the flow take 0.76-0.98 of
+///   the link from a CUBIC flow on the real kernel, because every clamp
+///   increase also raises ssthresh (`TCP_BPF_SNDCWND_CLAMP`), so the base
+///   keeps leaving its multiplicative decrease behind (docs/TRAINING.md).
+///   One write of "no limit" lets CUBIC meet CUBIC.
+/// - [`Mode::Competitive`] with `competitive_exponent = e`: the clamp's
+///   BDP is taken over `min_rtt^(1-e) * srtt^e` (as
+///   [`ActionScaling::rtt_ref_exponent`] does), and the action scales the
+///   clamp and the pacing cap up but not below action 0 (`a < 0` counts as
+///   0): policies free to go below it gave the share back.
+/// - [`Mode::Default`]: the mapping as without the rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompetitionRule {
+    /// The clamp's RTT exponent in competitive mode, in `(0, 1]`; none: no
+    /// limits in competitive mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub competitive_exponent: Option<f32>,
+}
+
+impl CompetitionRule {
+    /// True when the exponent, if any, is within `(0, 1]`.
+    pub fn is_valid(&self) -> bool {
+        self.competitive_exponent
+            .is_none_or(|e| e.is_finite() && e > 0.0 && e <= 1.0)
+    }
+}
+
+/// What the second action dimension `a[1]` sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecondAction {
+    /// The pacing cap, `pacing_gain * anchor * 2^(a[1] * pacing_log2_span)`.
+    #[default]
+    Pacing,
+    /// The clamp's RTT exponent, `rtt_ref_exponent * (a[1] + 1) / 2`: the
+    /// policy chooses, per flow and interval, how far its clamp follows the
+    /// srtt (Copa's default and competitive modes as one continuous
+    /// choice). The pacing cap stays at `pacing_gain * anchor`.
+    ///
+    /// Why: over the min RTT a clamp holds a small queue alone but starves
+    /// beside a buffer-filling competitor; over the srtt it holds a share
+    /// there but alone it either drains to nothing or fills the buffer
+    /// (measured in docs/TRAINING.md). No one exponent serves both.
+    RttExponent,
+}
+
+fn unit_gain() -> f32 {
+    1.0
+}
+
+impl Default for ActionScaling {
+    fn default() -> Self {
+        Self {
+            cwnd_log2_span: 2.0,
+            pacing_log2_span: 2.0,
+            min_cwnd_segments: 4,
+            max_cwnd_segments: 100_000,
+            min_pacing_bytes_per_sec: MIN_PACING_BYTES_PER_SEC,
+            cwnd_gain: 2.0,
+            pacing_gain: 1.25,
+            max_log2_step: 0.5,
+            rtt_ref_exponent: 0.0,
+            second_action: SecondAction::Pacing,
+            competition: None,
+        }
+    }
+}
+
+impl ActionScaling {
+    /// True when the bounds are consistent and the spans finite and positive.
+    pub fn is_valid(&self) -> bool {
+        self.cwnd_log2_span.is_finite()
+            && self.cwnd_log2_span > 0.0
+            && self.pacing_log2_span.is_finite()
+            && self.pacing_log2_span > 0.0
+            && self.min_cwnd_segments >= MIN_CWND_CLAMP
+            && self.max_cwnd_segments >= self.min_cwnd_segments
+            && self.max_cwnd_segments < CWND_UNCLAMPED
+            && self.min_pacing_bytes_per_sec >= MIN_PACING_BYTES_PER_SEC
+            && self.cwnd_gain.is_finite()
+            && (0.25..=8.0).contains(&self.cwnd_gain)
+            && self.pacing_gain.is_finite()
+            && (0.25..=8.0).contains(&self.pacing_gain)
+            && self.max_log2_step.is_finite()
+            && (0.0..=8.0).contains(&self.max_log2_step)
+            && (0.0..=1.0).contains(&self.rtt_ref_exponent)
+            && self.competition.is_none_or(|c| c.is_valid())
+    }
+
+    /// The limits for raw action `raw` on the flow `ctx`, moved at most one
+    /// step from `prev`, the limits in force ([`Self::to_target`] then
+    /// [`Self::limit_step`]); a drain probe applies at once.
+    pub fn next_target(&self, raw: [f32; 2], ctx: &FlowContext, prev: Target) -> Target {
+        self.step_from(self.to_target(raw, ctx), ctx, prev)
+    }
+
+    /// `new` for the flow `ctx` moved at most one step from `prev`
+    /// ([`Self::limit_step`]), except in a drain probe of the competition
+    /// rule, which applies at once.
+    pub fn step_from(&self, new: Target, ctx: &FlowContext, prev: Target) -> Target {
+        if self.competition.is_some() && matches!(ctx.mode, Mode::Probe { .. }) {
+            new
+        } else {
+            self.limit_step(new, prev)
+        }
+    }
+
+    /// `new` with each limit moved at most `max_log2_step` octaves from the
+    /// one in force (`prev`, what the datapath reports as applied), so a
+    /// jittery policy cannot swing the clamp by large factors every interval.
+    /// Why: every applied clamp change resets ssthresh in the kernel
+    /// (`TCP_BPF_SNDCWND_CLAMP`), and per-interval swings of 2-3x made the
+    /// kernel and the simulator diverge. A limit coming from or going to "no
+    /// limit" is not smoothed (a new flow's first limit applies at once).
+    pub fn limit_step(&self, new: Target, prev: Target) -> Target {
+        if self.max_log2_step <= 0.0 {
+            return new;
+        }
+        let k = f64::from(self.max_log2_step).exp2();
+        let step = |n: u32, p: u32, none: u32, lo: u32| -> u32 {
+            if n == none || p == none || p == 0 {
+                return n;
+            }
+            let (n, p) = (f64::from(n), f64::from(p));
+            (n.clamp(p / k, p * k).round() as u32).max(lo)
+        };
+        Target {
+            cwnd_clamp_segments: step(
+                new.cwnd_clamp_segments,
+                prev.cwnd_clamp_segments,
+                CWND_UNCLAMPED,
+                self.min_cwnd_segments,
+            ),
+            max_pacing_bytes_per_sec: step(
+                new.max_pacing_bytes_per_sec,
+                prev.max_pacing_bytes_per_sec,
+                PACING_UNLIMITED,
+                self.min_pacing_bytes_per_sec,
+            ),
+        }
+    }
+
+    /// The target for raw action `raw` on a flow described by `ctx` (see the type docs).
+    pub fn to_target(&self, raw: [f32; 2], ctx: &FlowContext) -> Target {
+        let a0 = f64::from(if raw[0].is_nan() {
+            0.0
+        } else {
+            raw[0].clamp(-1.0, 1.0)
+        });
+        let a1 = f64::from(if raw[1].is_nan() {
+            0.0
+        } else {
+            raw[1].clamp(-1.0, 1.0)
+        });
+        let rate = ctx.max_rate_bytes_per_sec;
+        if ctx.min_rtt_us == 0 || !(rate.is_finite() && rate > 0.0) {
+            return Target {
+                cwnd_clamp_segments: CWND_UNCLAMPED,
+                max_pacing_bytes_per_sec: PACING_UNLIMITED,
+            };
+        }
+        let mss = f64::from(ctx.mss_bytes.max(1));
+        let min_rtt = f64::from(ctx.min_rtt_us);
+        let exponent = match self.second_action {
+            SecondAction::Pacing => f64::from(self.rtt_ref_exponent),
+            SecondAction::RttExponent => f64::from(self.rtt_ref_exponent) * (a1 + 1.0) / 2.0,
+        };
+        let (exponent, a0, a1) = match (self.competition, ctx.mode) {
+            (Some(c), Mode::Competitive) => match c.competitive_exponent {
+                // The base controller meets the buffer filler alone.
+                None => return Target::unlimited(),
+                // The action cannot yield below the rule.
+                Some(e) => (f64::from(e), a0.max(0.0), a1.max(0.0)),
+            },
+            _ => (exponent, a0, a1),
+        };
+        let a1 = match self.second_action {
+            SecondAction::Pacing => a1,
+            SecondAction::RttExponent => 0.0,
+        };
+        let ref_rtt = if exponent > 0.0 && ctx.srtt_us > ctx.min_rtt_us {
+            min_rtt * (f64::from(ctx.srtt_us) / min_rtt).powf(exponent)
+        } else {
+            min_rtt
+        };
+        let bdp = rate * ref_rtt / 1e6 / mss;
+        let cwnd = (f64::from(self.cwnd_gain) * bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2())
+            .round();
+        let cwnd = match (self.competition, ctx.mode) {
+            // A drain probe: below one BDP of the share the flow holds now.
+            (Some(_), Mode::Probe { rate_bytes_per_sec }) => {
+                (DRAIN_GAIN * rate_bytes_per_sec * min_rtt / 1e6 / mss).round()
+            }
+            _ => cwnd,
+        };
+        let cwnd = cwnd.clamp(
+            f64::from(self.min_cwnd_segments),
+            f64::from(self.max_cwnd_segments),
+        ) as u32;
+        let pacing =
+            (f64::from(self.pacing_gain) * rate * (a1 * f64::from(self.pacing_log2_span)).exp2())
+                .clamp(
+                    f64::from(self.min_pacing_bytes_per_sec),
+                    f64::from(PACING_UNLIMITED - 1),
+                ) as u32;
+        Target {
+            cwnd_clamp_segments: cwnd,
+            max_pacing_bytes_per_sec: pacing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flow of 40 ms min RTT at 1.25 MB/s with a 1000-byte MSS (a BDP of
+    /// 50 segments) and the given srtt, in default mode.
+    fn ctx_40ms(srtt_us: u32) -> FlowContext {
+        FlowContext {
+            min_rtt_us: 40_000,
+            max_rate_bytes_per_sec: 1.25e6,
+            mss_bytes: 1000,
+            srtt_us,
+            mode: Mode::Default,
+        }
+    }
+
+    #[test]
+    fn default_scaling_leaves_bbr_like_headroom_at_action_zero() {
+        let s = ActionScaling::default();
+        let ctx = ctx_40ms(0);
+        // 2 BDPs (2 x 50 segments), 1.25 x the anchor.
+        let t = s.to_target([0.0, 0.0], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 100);
+        assert_eq!(t.max_pacing_bytes_per_sec, 1_562_500);
+        let t = s.to_target([1.0, -1.0], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 400);
+        assert_eq!(t.max_pacing_bytes_per_sec, 390_625);
+        let t = s.to_target([-5.0, f32::NAN], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 25);
+        assert_eq!(t.max_pacing_bytes_per_sec, 1_562_500);
+        // The step limit: at most half an octave from the limits in force.
+        let prev = Target {
+            cwnd_clamp_segments: 100,
+            max_pacing_bytes_per_sec: 1_000_000,
+        };
+        let t = s.limit_step(
+            Target {
+                cwnd_clamp_segments: 400,
+                max_pacing_bytes_per_sec: 100_000,
+            },
+            prev,
+        );
+        assert_eq!(t.cwnd_clamp_segments, 141);
+        assert_eq!(t.max_pacing_bytes_per_sec, 707_107);
+        let free = Target {
+            cwnd_clamp_segments: CWND_UNCLAMPED,
+            max_pacing_bytes_per_sec: PACING_UNLIMITED,
+        };
+        assert_eq!(
+            s.limit_step(prev, free),
+            prev,
+            "a first limit applies at once"
+        );
+        // Out-of-range gains are invalid.
+        assert!(!ActionScaling {
+            pacing_gain: 0.0,
+            ..s
+        }
+        .is_valid());
+    }
+
+    #[test]
+    fn the_clamp_can_follow_the_srtt() {
+        let ctx = ctx_40ms(160_000);
+        let at = |e: f32| {
+            ActionScaling {
+                rtt_ref_exponent: e,
+                ..ActionScaling::default()
+            }
+            .to_target([0.0, 0.0], &ctx)
+            .cwnd_clamp_segments
+        };
+        // 2 BDPs over the min RTT (50 segments), over the srtt (4x), and
+        // over their geometric mean (2x).
+        assert_eq!(at(0.0), 100);
+        assert_eq!(at(1.0), 400);
+        assert_eq!(at(0.5), 200);
+        // An srtt below the min RTT (or unknown) leaves the min RTT.
+        let low = FlowContext { srtt_us: 0, ..ctx };
+        let s = ActionScaling {
+            rtt_ref_exponent: 1.0,
+            ..ActionScaling::default()
+        };
+        assert_eq!(s.to_target([0.0, 0.0], &low).cwnd_clamp_segments, 100);
+        assert!(!ActionScaling {
+            rtt_ref_exponent: 1.5,
+            ..s
+        }
+        .is_valid());
+        // The second action as the exponent: -1 is the min RTT, 1 the srtt,
+        // 0 their geometric mean; the pacing cap stays at its gain.
+        let x = ActionScaling {
+            second_action: SecondAction::RttExponent,
+            ..s
+        };
+        assert_eq!(x.to_target([0.0, -1.0], &ctx).cwnd_clamp_segments, 100);
+        assert_eq!(x.to_target([0.0, 0.0], &ctx).cwnd_clamp_segments, 200);
+        let t = x.to_target([0.0, 1.0], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 400);
+        assert_eq!(t.max_pacing_bytes_per_sec, 1_562_500);
+    }
+
+    #[test]
+    fn scaling_is_documented_mapping_and_bounded() {
+        // The version-1 mapping: unit gains, spans of 4 octaves.
+        let s = ActionScaling {
+            cwnd_log2_span: 4.0,
+            pacing_log2_span: 4.0,
+            cwnd_gain: 1.0,
+            pacing_gain: 1.0,
+            ..ActionScaling::default()
+        };
+        // 1.25 MB/s * 40 ms / 1000 B = 50 segments of BDP.
+        let ctx = ctx_40ms(0);
+        let t = s.to_target([0.0, 0.0], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 50);
+        assert_eq!(t.max_pacing_bytes_per_sec, 1_250_000);
+        let t = s.to_target([1.0, -1.0], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 800);
+        assert_eq!(t.max_pacing_bytes_per_sec, 78_125);
+        let t = s.to_target([-0.5, 0.25], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 13); // 50 / 4 = 12.5, rounded
+        assert_eq!(t.max_pacing_bytes_per_sec, 2_500_000);
+        let t = s.to_target([-5.0, f32::NAN], &ctx);
+        assert_eq!(t.cwnd_clamp_segments, 4);
+        assert_eq!(t.max_pacing_bytes_per_sec, 1_250_000);
+        let t = s.to_target([0.0, 0.0], &FlowContext::default());
+        assert_eq!(t.cwnd_clamp_segments, CWND_UNCLAMPED);
+        assert_eq!(t.max_pacing_bytes_per_sec, PACING_UNLIMITED);
+        let tiny = FlowContext {
+            min_rtt_us: 100,
+            max_rate_bytes_per_sec: 1000.0,
+            mss_bytes: 1500,
+            srtt_us: 0,
+            mode: Mode::Default,
+        };
+        let t = s.to_target([-1.0, -1.0], &tiny);
+        assert_eq!(t.cwnd_clamp_segments, s.min_cwnd_segments);
+        assert_eq!(t.max_pacing_bytes_per_sec, MIN_PACING_BYTES_PER_SEC);
+        assert!(s.is_valid());
+    }
+
+    #[test]
+    fn the_competition_rule_drains_in_a_probe_and_follows_the_srtt_when_competitive() {
+        let ctx = ctx_40ms(160_000);
+        let rule = ActionScaling {
+            competition: Some(CompetitionRule {
+                competitive_exponent: Some(1.0),
+            }),
+            ..ActionScaling::default()
+        };
+        let unlimited = ActionScaling {
+            competition: Some(CompetitionRule::default()),
+            ..ActionScaling::default()
+        };
+        let plain = ActionScaling::default();
+        // Default mode: exactly the mapping without the rule (2 BDPs of 50).
+        let t = rule.to_target([0.0, 0.0], &ctx);
+        assert_eq!(t, plain.to_target([0.0, 0.0], &ctx));
+        assert_eq!(t.cwnd_clamp_segments, 100);
+        // Competitive: over the srtt, 4x; the action still scales it.
+        let comp = FlowContext {
+            mode: Mode::Competitive,
+            ..ctx
+        };
+        assert_eq!(rule.to_target([0.0, 0.0], &comp).cwnd_clamp_segments, 400);
+        assert_eq!(rule.to_target([0.5, 0.0], &comp).cwnd_clamp_segments, 800);
+        // ... but not below action 0.
+        assert_eq!(rule.to_target([-0.5, 0.0], &comp).cwnd_clamp_segments, 400);
+        // Without an exponent, competitive mode lifts every limit.
+        assert_eq!(
+            unlimited.to_target([-1.0, -1.0], &comp),
+            Target::unlimited()
+        );
+        assert_eq!(unlimited.to_target([0.0, 0.0], &ctx), t);
+        // The mode means nothing to a policy without the rule.
+        assert_eq!(plain.to_target([0.0, 0.0], &comp), t);
+        // A probe: half a BDP of the current rate (0.5 MB/s: 10 segments),
+        // whatever the action, and at once.
+        let probe = FlowContext {
+            mode: Mode::Probe {
+                rate_bytes_per_sec: 0.5e6,
+            },
+            ..ctx
+        };
+        let prev = Target {
+            cwnd_clamp_segments: 100,
+            max_pacing_bytes_per_sec: 1_562_500,
+        };
+        assert_eq!(
+            rule.next_target([1.0, 0.0], &probe, prev)
+                .cwnd_clamp_segments,
+            10
+        );
+        // Without the rule the step limit holds: 100 / 2^0.5.
+        assert_eq!(
+            plain
+                .next_target([-1.0, 0.0], &ctx, prev)
+                .cwnd_clamp_segments,
+            71
+        );
+        // Invalid exponents are refused.
+        for e in [0.0, -1.0, 1.5, f32::NAN] {
+            let bad = ActionScaling {
+                competition: Some(CompetitionRule {
+                    competitive_exponent: Some(e),
+                }),
+                ..ActionScaling::default()
+            };
+            assert!(!bad.is_valid(), "{e}");
+        }
+        assert!(rule.is_valid());
+    }
+}
