@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+mod cli;
+
 use plume_cc::{
     args::{BareUnit, DurationArg},
     daemon,
@@ -364,10 +366,10 @@ enum Command {
     /// Link traces: write synthetic ones, analyse a folder with the Plume
     /// pipeline (features, critical-feature selection, clustering).
     #[command(subcommand)]
-    Traces(plume_cc::trace::cli::TracesCommand),
+    Traces(cli::trace::TracesCommand),
     /// Run a command behind an emulated link (Mahimahi's mm-delay + mm-link
     /// in user space; needs root).
-    Emulate(plume_cc::emu::cli::Args),
+    Emulate(cli::emu::Args),
     /// Evaluate a policy: `eval sim-to-real` runs the same windows in the
     /// simulator and across the emulated link with the real kernel.
     #[command(subcommand)]
@@ -377,15 +379,15 @@ enum Command {
     /// the policy's action and contrasting ones; `explain run` explains
     /// every decision of a replayed trace window (CSV + PNG).
     #[command(subcommand)]
-    Explain(plume_cc::explain::cli::ExplainCommand),
+    Explain(cli::explain::ExplainCommand),
     /// Benchmark congestion controls with iperf3 across the emulated link
     /// (what `cargo xtask bench` runs; needs root).
-    Bench(plume_cc::bench::cli::Args),
+    Bench(cli::bench::Args),
     /// Run the daemon as a systemd service: `service install` writes
     /// plume-cc.service and plume-cc.slice and starts it; applications put
     /// in the slice (`systemd-run --slice=plume-cc.slice CMD`) are controlled.
     #[command(subcommand)]
-    Service(plume_cc::service::cli::ServiceCommand),
+    Service(cli::service::ServiceCommand),
 }
 
 /// Usage errors exit with 2 (clap), runtime errors with 1. The error is
@@ -393,26 +395,46 @@ enum Command {
 /// never with a backtrace: anyhow's `Debug` would print one when
 /// RUST_BACKTRACE is set, which is noise for a wrong path or a missing
 /// privilege.
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0, usage errors to stderr
+            // with 2, as clap's own `exit` would.
+            let _ = e.print();
+            quick_exit(e.exit_code())
+        }
+    };
     init_logging(cli.log_format);
-    match run(cli.command) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let code = match run(cli.command) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("plume-cc: error: {}", plume_cc::args::one_line(e.as_ref()));
-            std::process::ExitCode::FAILURE
+            1
         }
-    }
+    };
+    quick_exit(code)
+}
+
+/// Ends the process without running the C++ static destructors that
+/// `exit(3)` would: libtorch's (its operator registry, freed entry by
+/// entry) take about 100 ms, a third of `plume-cc --help` (measured in
+/// docs/BENCHMARKS.md, "Process start-up"). Everything of ours was dropped
+/// when `run` returned; only stdout and stderr are flushed here.
+fn quick_exit(code: i32) -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit(2) ends the process at once; nothing after it runs.
+    unsafe { libc::_exit(code) }
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Service(cmd) => plume_cc::service::cli::run(cmd)?,
-        Command::Traces(cmd) => plume_cc::trace::cli::run(cmd)?,
+        Command::Service(cmd) => cli::service::run(cmd)?,
+        Command::Traces(cmd) => cli::trace::run(cmd)?,
         Command::Eval(cmd) => plume_cc::eval::cli::run(cmd)?,
-        Command::Explain(cmd) => {
-            plume_cc::explain::cli::run(cmd, &plume_cc::bench::plot::ensure_font)?
-        }
+        Command::Explain(cmd) => cli::explain::run(cmd)?,
         Command::Selftest {
             clamp,
             duration,
@@ -494,8 +516,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                 Some(dir) => {
                     let learned = plume_cc::policy::LoadedPolicy::load_or_default(&policy)
                         .context("--explain needs a learned policy")?;
-                    let p =
-                        plume_cc::explain::cli::load_predictors(&learned, &policy, dir.as_deref())?;
+                    let p = plume_cc::explain::predictor::load_predictors(
+                        &learned,
+                        &policy,
+                        dir.as_deref(),
+                    )?;
                     if p.metadata().ranges.is_none() {
                         tracing::warn!(
                             "{}: the predictors record no training ranges (fit before they were kept); flows outside them are not flagged: refit with `plume-cc explain fit`",
@@ -663,14 +688,18 @@ fn run(command: Command) -> anyhow::Result<()> {
             pin_dir,
             explain,
         } => {
+            // `--pin-dir` naming one datapath's folder (not a folder of them):
+            // its error is the answer rather than a warning.
+            let single = pin_dir
+                .as_deref()
+                .is_some_and(plume_cc::datapath::attached_at);
             let dirs = match pin_dir {
-                Some(d) if d.join("link").exists() => vec![d],
-                Some(d) => {
-                    anyhow::bail!(
-                        "--pin-dir {}: no plume-cc datapath is pinned there",
+                Some(d) => daemon::status::datapaths_at(&d).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--pin-dir {}: no plume-cc datapath is pinned there (neither a pin folder nor a folder of them)",
                         d.display()
                     )
-                }
+                })?,
                 None => daemon::status::pinned_datapaths(),
             };
             if dirs.is_empty() && !json {
@@ -685,11 +714,22 @@ fn run(command: Command) -> anyhow::Result<()> {
                 let st = match daemon::status::read(&dir) {
                     Ok(st) => st,
                     // A daemon that just stopped removes its pins while we list them.
-                    Err(_) if !dir.join("link").exists() => continue,
+                    Err(_) if !plume_cc::datapath::attached_at(&dir) => continue,
+                    // The one datapath asked for: its error is the answer.
+                    Err(e) if single => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("reading the datapath pinned at {}", dir.display())))
+                    }
+                    // One unreadable datapath (e.g. pinned by another build
+                    // whose map layouts differ) must not hide the others:
+                    // warn on stderr, so that --json's stdout stays one document.
                     Err(e) => {
-                        return Err(
-                            e.context(format!("reading the datapath pinned at {}", dir.display()))
-                        )
+                        eprintln!(
+                            "plume-cc: warning: skipping the datapath pinned at {}: {}",
+                            dir.display(),
+                            plume_cc::args::one_line(&e)
+                        );
+                        continue;
                     }
                 };
                 let explained = if explain {
@@ -822,8 +862,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Train(args) => plume_cc::rl::cli::run(args)?,
         Command::BenchInference(args) => plume_cc::rl::cli::bench(args)?,
         Command::EvalTable(args) => plume_cc::rl::cli::eval_table(args)?,
-        Command::Emulate(args) => plume_cc::emu::cli::run(&args)?,
-        Command::Bench(args) => plume_cc::bench::cli::run(&args)?,
+        Command::Emulate(args) => cli::emu::run(&args)?,
+        Command::Bench(args) => cli::bench::run(&args)?,
     }
     Ok(())
 }

@@ -383,3 +383,92 @@ fn explain_refuses_bad_input_and_foreign_predictors() {
     );
     assert!(run_out.join("explain.png").exists());
 }
+
+/// `status` skips a pin folder it cannot read with a warning naming it, and
+/// `--json` keeps stdout one JSON document; `--pin-dir` takes a folder of
+/// pin folders as well as one (the kernel test in tests/datapath.rs pins a
+/// real map of another layout beside a live datapath).
+#[test]
+fn status_skips_an_unreadable_pin_folder_with_a_warning() {
+    let root = common::tmpdir("status-bogus");
+    for name in ["old-build", "broken"] {
+        std::fs::create_dir_all(root.join(name)).unwrap();
+        // Not a bpffs pin: opening it as a BPF link fails.
+        std::fs::write(root.join(name).join("link"), b"not a link").unwrap();
+    }
+    let o = plume(&["status", "--json", "--pin-dir", root.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    });
+    assert_eq!(v, serde_json::json!([]));
+    for name in ["old-build", "broken"] {
+        let needle = format!(
+            "skipping the datapath pinned at {}",
+            root.join(name).display()
+        );
+        assert!(err.contains(&needle), "{needle} not in {err}");
+    }
+    // Named directly, the one folder's error is the answer (exit 1).
+    let o = plume(&["status", "--pin-dir", root.join("broken").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("broken"));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// `--traces` (and `traces analyze`'s folder) takes one trace file as well
+/// as a folder, and a path that is neither is refused naming it.
+#[test]
+fn trace_arguments_take_a_file_or_a_folder() {
+    let dir = common::tmpdir("traces-file");
+    let trace = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../traces/synthetic/fade-6mbps.trace"
+    );
+    let o = plume(&[
+        "traces",
+        "analyze",
+        trace,
+        "--window",
+        "1s",
+        "--starts",
+        "2",
+        "--k-min",
+        "2",
+        "--k-max",
+        "3",
+        "--out",
+        dir.join("an").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("an/report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["traces"],
+        serde_json::json!({"fade-6mbps.trace": 60}),
+        "{report}"
+    );
+    for args in [
+        &["traces", "analyze", "/nonexistent/t.trace"][..],
+        &[
+            "eval",
+            "sim-to-real",
+            "--sim-only",
+            "--traces",
+            "/nonexistent/t.trace",
+        ][..],
+    ] {
+        let o = plume(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("/nonexistent/t.trace: no such trace file or folder"),
+            "{args:?}: {err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

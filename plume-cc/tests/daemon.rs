@@ -1101,7 +1101,28 @@ fn the_metrics_endpoint_parses_as_prometheus_text() {
     assert_eq!(runs.len(), 1, "{v}");
     assert_eq!(runs[0]["pins"], pins.to_str().unwrap());
     assert_eq!(runs[0]["cgroup"], cgroup.path().to_str().unwrap(), "{v}");
-    assert!(!runs[0]["flows"].as_array().unwrap().is_empty(), "{v}");
+    let flows = runs[0]["flows"].as_array().unwrap();
+    assert!(!flows.is_empty(), "{v}");
+    // The sender's flow, its addresses as fields in JSON and as `ss -ti`
+    // writes them in the table.
+    let sink_port = sink.addr().port();
+    let flow = flows
+        .iter()
+        .find(|f| f["remote_port"] == sink_port)
+        .unwrap_or_else(|| panic!("no flow to port {sink_port}: {v}"));
+    assert_eq!(flow["local_addr"], "127.0.0.1", "{flow}");
+    assert_eq!(flow["remote_addr"], "127.0.0.1", "{flow}");
+    let o = Command::new(EXE)
+        .args(["status", "--pin-dir"])
+        .arg(&pins)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains(&format!(" 127.0.0.1:{sink_port} ")), "{text}");
+    assert!(
+        text.contains(&format!(" 127.0.0.1:{} ", flow["local_port"])),
+        "{text}"
+    );
     daemon.terminate();
     sender.finish();
     assert!(!pins.exists(), "pins left at {}", pins.display());

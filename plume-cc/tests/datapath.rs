@@ -427,3 +427,91 @@ fn a_long_snapshot_quantum_still_records_how_each_burst_ended() {
     drop(dp);
     cgroup.remove().unwrap();
 }
+
+/// Creates a BPF map (`BPF_MAP_CREATE`) and pins it at `path`
+/// (`BPF_OBJ_PIN`), as another build of plume-cc would have: the test's
+/// stand-in for a datapath left by a build whose structures differ.
+fn pin_raw_map(path: &std::path::Path, map_type: u32, key: u32, value: u32, entries: u32) {
+    use std::os::unix::ffi::OsStrExt as _;
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_OBJ_PIN: libc::c_long = 6;
+    // union bpf_attr, zeroed past the fields set (the kernel checks that).
+    let mut attr = [0u32; 32];
+    attr[..4].copy_from_slice(&[map_type, key, value, entries]);
+    // SAFETY: bpf(2) reads `attr` (128 bytes, alive for the call).
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_CREATE, attr.as_ptr(), 128u32) };
+    assert!(
+        fd >= 0,
+        "BPF_MAP_CREATE: {}",
+        std::io::Error::last_os_error()
+    );
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut pin = [0u64; 16];
+    pin[0] = name.as_ptr() as u64;
+    pin[1] = fd as u64; // bpf_fd (u32), file_flags 0
+                        // SAFETY: as above; `name` outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_PIN, pin.as_ptr(), 128u32) };
+    assert_eq!(
+        rc,
+        0,
+        "BPF_OBJ_PIN {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: fd is ours; the pin keeps the map.
+    unsafe { libc::close(fd as i32) };
+}
+
+/// `status` beside a datapath pinned by an older build (before the per-flow
+/// slots): the live datapath is listed, the old one skipped with a warning
+/// naming its folder and what differs, and `--json` stdout stays one
+/// document.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn status_skips_a_datapath_of_another_layout_and_lists_the_others() {
+    use plume_cc_common::maps;
+    if !common::have_root("status beside an old build's pins", DATAPATH_CAPS) {
+        return;
+    }
+    let root = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc-test-status-{}",
+        std::process::id()
+    ));
+    // The pins of a plume-cc from before the per-flow slots: cookie ->
+    // 152-byte statistics and cookie -> target hash maps, no slot arrays.
+    let old = root.join("old-build");
+    std::fs::create_dir_all(&old).unwrap();
+    let config = u32::try_from(std::mem::size_of::<DatapathConfig>()).unwrap();
+    // BPF_MAP_TYPE_HASH 1, ARRAY 2, PERCPU_ARRAY 6.
+    pin_raw_map(&old.join(maps::FLOW_STATS), 1, 8, 152, 16);
+    pin_raw_map(&old.join("PLUME_TARGETS"), 1, 8, 32, 16);
+    pin_raw_map(&old.join(maps::CONFIG), 2, 4, config, 1);
+    pin_raw_map(&old.join(maps::COUNTERS), 6, 4, 8, 16);
+    // Any BPF object opens as the "link" pin; only the maps are read.
+    pin_raw_map(&old.join("link"), 2, 4, 4, 1);
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").expect("create child cgroup");
+    let good = root.join("live");
+    let dp =
+        Datapath::attach_pinned(cgroup.path(), DatapathConfig::default(), &good).expect("attach");
+    let o = std::process::Command::new(common::EXE)
+        .args(["status", "--json", "--pin-dir"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    dp.shutdown(Duration::from_secs(1)).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    cgroup.remove().unwrap();
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    let runs = v.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{v}");
+    assert_eq!(runs[0]["pins"], good.to_str().unwrap());
+    let needle = format!(
+        "skipping the datapath pinned at {}: the datapath pinned at {} has another map layout ({} has 152-byte values",
+        old.display(),
+        old.display(),
+        maps::FLOW_STATS
+    );
+    assert!(err.contains(&needle), "{needle:?} not in {err}");
+}

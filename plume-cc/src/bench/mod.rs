@@ -18,7 +18,6 @@
 //! This module runs and measures; it must not change how the link behaves
 //! (that is [`crate::emu`]) or how a scheme controls its flows.
 
-pub mod cli;
 pub mod config;
 pub mod flows;
 pub mod overhead;

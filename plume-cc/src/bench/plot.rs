@@ -7,32 +7,13 @@
 //! - heat maps of throughput and p95 delay, scheme × setting;
 //! - fairness: Jain's index (and the scheme's share) per setting and scheme.
 //!
-//! Drawing only; fonts come from the system's DejaVu Sans (Debian package
-//! fonts-dejavu-core, installed by `cargo xtask setup`), never from the network.
+//! Drawing only; the font is the system's DejaVu Sans ([`crate::font`]).
 
-use std::{path::Path, sync::OnceLock};
+use std::path::Path;
 
-use plotters::{coord::Shift, prelude::*, style::FontStyle};
+use plotters::{coord::Shift, prelude::*};
 
 use super::{first_seen, report::Summary, BenchError, RunResult};
-
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-
-/// Registers DejaVu Sans as plotters' `sans-serif` (once per process):
-/// every PNG with text needs it. Public so that the binary can register
-/// it for layers below this one (`plume-cc explain run`).
-pub fn ensure_font() -> Result<(), String> {
-    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let bytes = std::fs::read(FONT).map_err(|e| {
-            format!("font {FONT}: {e} (install the Debian package fonts-dejavu-core)")
-        })?;
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-            .map_err(|_| format!("font {FONT} is not a usable TrueType font"))
-    })
-    .clone()
-}
 
 const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -119,7 +100,7 @@ fn tick_label(v: f64) -> String {
 /// reversed (low delay on the right); the y axis is throughput.
 pub fn throughput_delay(path: &Path, title: &str, runs: &[&RunResult]) -> Result<(), BenchError> {
     let err = plot_err(path);
-    ensure_font().map_err(&err)?;
+    crate::font::ensure().map_err(|e| err(e.to_string()))?;
     let svg = path.extension().is_some_and(|e| e == "svg");
     let r = if svg {
         let root = SVGBackend::new(path, (900, 650)).into_drawing_area();
@@ -239,7 +220,7 @@ fn category_label(names: &[&str], v: f64) -> String {
 /// Each flow's throughput over time (500 ms bins) in run `r`, as a PNG.
 pub fn flow_series(path: &Path, title: &str, r: &RunResult) -> Result<(), BenchError> {
     let err = plot_err(path);
-    ensure_font().map_err(&err)?;
+    crate::font::ensure().map_err(|e| err(e.to_string()))?;
     let bin_s = super::flows::BIN_MS as f64 / 1000.0;
     let n = r
         .flows
@@ -304,7 +285,7 @@ pub fn flow_series(path: &Path, title: &str, r: &RunResult) -> Result<(), BenchE
 /// throughput and mean p95 one-way delay, each cell labelled with its value.
 pub fn heat_maps(path: &Path, title: &str, summaries: &[&Summary]) -> Result<(), BenchError> {
     let err = plot_err(path);
-    ensure_font().map_err(&err)?;
+    crate::font::ensure().map_err(|e| err(e.to_string()))?;
     let schemes = first_seen(summaries.iter().map(|m| m.scheme.as_str()));
     let settings = first_seen(summaries.iter().map(|m| m.setting.as_str()));
     let value = |sch: &str, set: &str, f: fn(&Summary) -> f64| {
@@ -396,7 +377,7 @@ pub fn heat_maps(path: &Path, title: &str, summaries: &[&Summary]) -> Result<(),
 /// (bottom) per setting: one dot per run, a bar at each scheme's mean.
 pub fn fairness(path: &Path, title: &str, results: &[RunResult]) -> Result<(), BenchError> {
     let err = plot_err(path);
-    ensure_font().map_err(&err)?;
+    crate::font::ensure().map_err(|e| err(e.to_string()))?;
     let ok: Vec<&RunResult> = results.iter().filter(|r| r.error.is_none()).collect();
     let schemes = first_seen(ok.iter().map(|r| r.scheme.as_str()));
     let settings = first_seen(ok.iter().map(|r| r.setting.as_str()));

@@ -1,6 +1,9 @@
 //! `plume-cc status`: the live flows of every running datapath, like `ss -ti`.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+};
 
 use plume_cc_common::{
     DatapathConfig, FlowStats, FlowTarget, CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, PACING_UNLIMITED,
@@ -20,8 +23,13 @@ pub struct FlowRow {
     /// The daemon's target, if any.
     #[serde(skip)]
     pub target: Option<FlowTarget>,
+    /// Local address (None when unknown: an IPv6 flow in another network
+    /// namespace, whose address the flow map does not keep).
+    pub local_addr: Option<IpAddr>,
     /// Local port.
     pub local_port: u32,
+    /// Remote address (None when unknown, as for `local_addr`).
+    pub remote_addr: Option<IpAddr>,
     /// Remote port.
     pub remote_port: u32,
     /// Smoothed RTT, microseconds.
@@ -101,7 +109,13 @@ pub struct DatapathStatus {
 
 /// The pin folders of running datapaths under `/sys/fs/bpf/plume-cc`.
 pub fn pinned_datapaths() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(datapath::PIN_ROOT)
+    datapaths_under(Path::new(datapath::PIN_ROOT))
+}
+
+/// The sub-folders of `root`, sorted: each one datapath's pins, as `run`
+/// makes them under [`datapath::PIN_ROOT`] (none when `root` cannot be read).
+pub fn datapaths_under(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
         .map(|rd| {
             rd.filter_map(Result::ok)
                 .map(|e| e.path())
@@ -113,20 +127,59 @@ pub fn pinned_datapaths() -> Vec<PathBuf> {
     v
 }
 
+/// Which datapaths `status --pin-dir DIR` shows: DIR itself when it holds a
+/// pinned link (one datapath's folder, as given to `run --pin-dir`), else
+/// every datapath folder under it (a root like [`datapath::PIN_ROOT`]);
+/// None when DIR is neither.
+pub fn datapaths_at(dir: &Path) -> Option<Vec<PathBuf>> {
+    if datapath::attached_at(dir) {
+        return Some(vec![dir.to_owned()]);
+    }
+    let under: Vec<PathBuf> = datapaths_under(dir)
+        .into_iter()
+        .filter(|d| datapath::attached_at(d))
+        .collect();
+    (!under.is_empty()).then_some(under)
+}
+
 /// Reads the datapath pinned at `pin_dir`: its mode, counters and flows.
-pub fn read(pin_dir: &Path) -> anyhow::Result<DatapathStatus> {
+///
+/// A datapath pinned by another build of plume-cc whose map layouts differ
+/// is refused with [`datapath::DatapathError::Layout`] rather than misread;
+/// `status` skips it with a warning and shows the others.
+pub fn read(pin_dir: &Path) -> Result<DatapathStatus, datapath::DatapathError> {
     let dp = Datapath::adopt(pin_dir, pin_dir)?;
     let config = dp.config()?;
     let now = datapath::monotonic_ns();
+    let flows = dp.flows()?;
+    // The flow map keeps IPv4 addresses only; the rest come from a socket
+    // listing of this network namespace, when there are any to find (a
+    // failed listing leaves them unknown rather than failing `status`).
+    let listed = if flows.iter().any(|(_, s)| s.family != AF_INET) {
+        datapath::sockdiag::tcp_endpoints_here().unwrap_or_default()
+    } else {
+        Default::default()
+    };
     let mut rows = Vec::new();
-    for (cookie, s) in dp.flows()? {
+    for (cookie, s) in flows {
+        let (local_addr, remote_addr) = match listed.get(&cookie) {
+            Some(e) => (Some(e.local.ip()), Some(e.remote.ip())),
+            None if s.family == AF_INET => (
+                // bpf_sock_ops keeps them in network byte order.
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(s.local_ip4)))),
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(s.remote_ip4)))),
+            ),
+            None => (None, None),
+        };
         let target = dp.target(cookie)?;
         let age_ns = target.map(|t| now.saturating_sub(t.written_ns));
         rows.push(FlowRow {
             cookie,
             stats: s,
             target,
+            local_addr,
             local_port: s.local_port,
+            remote_addr,
             remote_port: s.remote_port,
             srtt_us: s.srtt_us,
             min_rtt_us: s.min_rtt_us,
@@ -227,13 +280,28 @@ pub fn cleanup(pin_dir: &Path) -> anyhow::Result<CleanupOutcome> {
     })
 }
 
+/// `AF_INET` as the flow map's `family` holds it.
+const AF_INET: u32 = libc::AF_INET as u32;
+
+/// An address and port as `ss -ti` writes them: `10.0.0.1:5201`,
+/// `[::1]:5201`, and `*:5201` when the address is unknown (ss's wildcard).
+pub fn endpoint(addr: Option<IpAddr>, port: u32) -> String {
+    match (addr, u16::try_from(port)) {
+        (Some(ip), Ok(p)) => SocketAddr::new(ip, p).to_string(),
+        (Some(IpAddr::V6(ip)), Err(_)) => format!("[{ip}]:{port}"),
+        (Some(ip), Err(_)) => format!("{ip}:{port}"),
+        (None, _) => format!("*:{port}"),
+    }
+}
+
 /// Formats rows as a table.
 pub fn table(rows: &[FlowRow]) -> String {
+    // Wide enough for an IPv4 address and port; IPv6 ones push the line.
     let mut out = format!(
-        "{:>10} {:>6} {:>6} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>16}\n",
+        "{:>10} {:<21} {:<21} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>16}\n",
         "cookie",
-        "lport",
-        "rport",
+        "local",
+        "peer",
         "srtt_us",
         "minrtt_us",
         "cwnd",
@@ -252,10 +320,10 @@ pub fn table(rows: &[FlowRow]) -> String {
             (TargetState::Ignored, Some(a)) => format!("ignored {a}ms"),
         };
         out.push_str(&format!(
-            "{:>10} {:>6} {:>6} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>16}\n",
+            "{:>10} {:<21} {:<21} {:>9} {:>9} {:>6} {:>12} {:>7} {:>7} {:>12} {:>16}\n",
             r.cookie,
-            r.local_port,
-            r.remote_port,
+            endpoint(r.local_addr, r.local_port),
+            endpoint(r.remote_addr, r.remote_port),
             r.srtt_us,
             r.min_rtt_us,
             r.cwnd,
@@ -319,7 +387,9 @@ mod tests {
             cookie: 7,
             stats: FlowStats::default(),
             target: None,
+            local_addr: Some(IpAddr::from([10, 0, 0, 1])),
             local_port: 1,
+            remote_addr: None,
             remote_port: 2,
             srtt_us: 0,
             min_rtt_us: 0,
@@ -339,5 +409,53 @@ mod tests {
         assert!(t.contains("active 3012ms") && !t.contains("lifted"), "{t}");
         let json = serde_json::to_value(row(TargetState::Expired, None)).unwrap();
         assert_eq!(json["target_state"], "expired");
+    }
+
+    #[test]
+    fn addresses_are_written_as_ss_writes_them() {
+        let v4 = Some(IpAddr::from([10, 0, 0, 1]));
+        let v6 = Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+        assert_eq!(endpoint(v4, 5201), "10.0.0.1:5201");
+        assert_eq!(endpoint(v6, 5201), "[::1]:5201");
+        let mapped = "::ffff:10.0.0.1".parse::<IpAddr>().ok();
+        assert_eq!(endpoint(mapped, 443), "[::ffff:10.0.0.1]:443");
+        assert_eq!(endpoint(None, 5201), "*:5201");
+        // A port the kernel never hands out is shown, not hidden.
+        assert_eq!(endpoint(v4, 70_000), "10.0.0.1:70000");
+        assert_eq!(endpoint(v6, 70_000), "[::1]:70000");
+        let row = FlowRow {
+            cookie: 3,
+            stats: FlowStats::default(),
+            target: None,
+            local_addr: v6,
+            local_port: 5201,
+            remote_addr: v6,
+            remote_port: 40_000,
+            srtt_us: 0,
+            min_rtt_us: 0,
+            cwnd: 10,
+            bytes_acked: 0,
+            total_retrans: 0,
+            cwnd_clamp: None,
+            pacing_cap: None,
+            target_age_ms: None,
+            target_state: TargetState::None,
+        };
+        let t = table(std::slice::from_ref(&row));
+        assert!(
+            t.contains(" [::1]:5201 ") && t.contains(" [::1]:40000 "),
+            "{t}"
+        );
+        // JSON keeps the structured fields.
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["local_addr"], "::1");
+        assert_eq!(json["local_port"], 5201);
+        assert_eq!(json["remote_port"], 40_000);
+        let json = serde_json::to_value(FlowRow {
+            remote_addr: None,
+            ..row
+        })
+        .unwrap();
+        assert!(json["remote_addr"].is_null());
     }
 }

@@ -18,7 +18,6 @@
 //! crashed run left behind.
 
 pub mod ceiling;
-pub mod cli;
 pub mod forward;
 pub mod link;
 pub mod log;

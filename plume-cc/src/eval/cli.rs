@@ -117,7 +117,8 @@ impl super::study::StudyProgress for StudyBar {
 /// Arguments of `plume-cc eval matrix`.
 #[derive(Debug, Args)]
 pub struct MatrixArgs {
-    /// The training corpus folder (its held-out windows are used).
+    /// The training corpus: a folder of traces, one trace file, or a
+    /// scenario corpus (its held-out windows are used).
     #[arg(long)]
     pub traces: PathBuf,
     /// Policy file, or `default`.
@@ -198,29 +199,6 @@ pub struct SimToRealArgs {
 /// A duration flag's value in whole milliseconds, `default_ms` if absent.
 fn ms_of(d: Option<Duration>, default_ms: u64) -> u64 {
     d.map_or(default_ms, |d| d.as_millis() as u64)
-}
-
-fn trace_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("listing {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| crate::trace::corpus::is_trace_file(f))
-                .collect();
-            v.sort();
-            if v.is_empty() {
-                bail!("{}: no trace files in this folder", p.display());
-            }
-            out.extend(v);
-        } else if p.is_file() {
-            out.push(p.clone());
-        } else {
-            bail!("{}: no such trace file or folder", p.display());
-        }
-    }
-    Ok(out)
 }
 
 /// Writes the Markdown `md`, `data` as JSON and the figure drawn by `plot`
@@ -347,7 +325,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 bail!("the emulator side needs root (network namespaces, TUN, BPF); pass --sim-only for the simulator alone");
             }
             let cfg = SimToRealConfig {
-                traces: trace_files(&a.traces)?,
+                traces: crate::trace::trace_files(&a.traces)?,
                 windows: a.windows,
                 window_ms: ms_of(a.window.or(a.window_ms_old), 30_000),
                 delay_ms: ms_of(a.delay.or(a.delay_ms_old), 20),

@@ -337,8 +337,7 @@ pub fn heldout_windows(
     window_ms: u64,
     limit: usize,
 ) -> Result<Vec<SimWindow>, EvalError> {
-    let corpus = crate::rl::train::prepare_corpus(traces, window_ms, 5)
-        .map_err(|e| EvalError::Config(e.to_string()))?;
+    let corpus = crate::rl::train::prepare_corpus(traces, window_ms, 5)?;
     let h = &corpus.heldout;
     let take = limit.max(1).min(h.len());
     Ok((0..take)

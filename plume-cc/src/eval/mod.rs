@@ -33,6 +33,9 @@ pub enum EvalError {
     /// The RL environment failed.
     #[error(transparent)]
     Env(#[from] crate::rl::EnvError),
+    /// The training corpus could not be prepared.
+    #[error(transparent)]
+    Train(#[from] crate::rl::config::TrainError),
     /// The policy could not be loaded or run.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),

@@ -20,7 +20,7 @@ pub fn series(path: &Path, results: &[WindowResult]) -> Result<(), EvalError> {
         path: path.to_owned(),
         msg,
     };
-    crate::bench::plot::ensure_font().map_err(err)?;
+    crate::font::ensure().map_err(|e| err(e.to_string()))?;
     let rows = results.len().max(1);
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::new(path, (1400, 300 * rows as u32)).into_drawing_area();
@@ -110,7 +110,7 @@ pub fn matrix_heatmap(path: &Path, cells: &[super::matrix::Cell]) -> Result<(), 
         path: path.to_owned(),
         msg,
     };
-    crate::bench::plot::ensure_font().map_err(err)?;
+    crate::font::ensure().map_err(|e| err(e.to_string()))?;
     let names: Vec<String> = cells
         .first()
         .map(|c| c.schemes.iter().map(|s| s.scheme.clone()).collect())

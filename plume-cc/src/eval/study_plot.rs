@@ -19,6 +19,7 @@ fn err(e: impl std::fmt::Display) -> String {
 /// One panel per budget: for every cluster, one bar per sampler (mean over
 /// seeds) with its 95% interval as a whisker.
 pub fn cluster_bars(path: &Path, r: &StudyResult) -> Res {
+    crate::font::ensure().map_err(err)?;
     let panels = r.budgets.len().max(1);
     let root = BitMapBackend::new(path, (1100, 420 * panels as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -205,6 +206,7 @@ pub fn learning_curves(
     per_sampler: &[(SamplerChoice, Vec<Vec<LogRow>>)],
     clusters: usize,
 ) -> Res {
+    crate::font::ensure().map_err(err)?;
     let n = per_sampler.len().max(1);
     let root = BitMapBackend::new(path, (1000, 330 * n as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -236,6 +238,7 @@ pub fn learning_curves(
 /// plume-dynamic's cluster target weights over training, averaged over
 /// seeds.
 pub fn cluster_weights(path: &Path, logs: &[Vec<LogRow>], clusters: usize) -> Res {
+    crate::font::ensure().map_err(err)?;
     let root = BitMapBackend::new(path, (1000, 450)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let curves: Vec<Vec<(f64, f64)>> = (0..clusters)

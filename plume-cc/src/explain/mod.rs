@@ -19,7 +19,6 @@
 //! Layer: above [`crate::rl`] (the simulator environment and the reward)
 //! and [`crate::policy`], below the daemon, which runs the predictors live.
 
-pub mod cli;
 pub mod fit;
 pub mod live;
 pub mod offline;
@@ -123,6 +122,9 @@ pub enum ExplainError {
         /// What is wrong.
         what: String,
     },
+    /// The embedded default policy has no folder to keep predictors beside.
+    #[error("the embedded default policy has no folder to keep predictors in: give one (--out for fit, --predictors otherwise)")]
+    NoFolder,
     /// No predictors where they were looked for.
     #[error("no explanation predictors at {path} (fit them with `plume-cc explain fit --policy POLICY --traces DIR`)")]
     Missing {

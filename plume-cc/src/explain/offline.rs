@@ -208,13 +208,13 @@ const COLORS: [RGBColor; 3] = [
 ];
 
 /// The PNG of `rows`: throughput and queueing delay over the next ~1 s as
-/// predicted under each action and as realised, and the clamp. The caller
-/// registers the `sans-serif` font first (the binary does).
+/// predicted under each action and as realised, and the clamp.
 pub fn plot(path: &Path, rows: &[DecisionRow], title: &str) -> Result<(), ExplainError> {
     let err = |e: &dyn std::fmt::Display| ExplainError::Plot {
         path: path.to_path_buf(),
         msg: e.to_string(),
     };
+    crate::font::ensure().map_err(|e| err(&e))?;
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::new(path, (1200, 900)).into_drawing_area();
         root.fill(&WHITE)?;

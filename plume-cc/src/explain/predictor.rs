@@ -419,6 +419,30 @@ pub fn paths_in(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("explain.json"), dir.join("explain.safetensors"))
 }
 
+/// The predictor files of `policy`: in `dir` when given, else beside the
+/// policy ([`paths_beside`]); the embedded default has no folder, so it
+/// needs `dir` ([`ExplainError::NoFolder`]).
+pub fn predictor_paths(
+    policy: &Path,
+    dir: Option<&Path>,
+) -> Result<(PathBuf, PathBuf), ExplainError> {
+    match dir {
+        Some(d) => Ok(paths_in(d)),
+        None => paths_beside(policy).ok_or(ExplainError::NoFolder),
+    }
+}
+
+/// Loads the predictors of `policy` (read from `policy_path`), from `dir`
+/// or beside the policy, checked against it.
+pub fn load_predictors(
+    policy: &LoadedPolicy,
+    policy_path: &Path,
+    dir: Option<&Path>,
+) -> Result<Predictors, ExplainError> {
+    let (json, weights) = predictor_paths(policy_path, dir)?;
+    Predictors::load(&json, &weights, policy)
+}
+
 /// One component's network as plain tensors.
 #[derive(Debug)]
 struct Net {

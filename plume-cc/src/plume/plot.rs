@@ -63,6 +63,10 @@ pub fn pca(x: &Array2<f64>, n: usize) -> (Array2<f64>, Vec<f64>) {
 
 /// Draws the figure of `analysis` of `corpus` into `path` (PNG).
 pub fn draw_figure(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<(), PlotError> {
+    crate::font::ensure().map_err(|e| PlotError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     draw(path, corpus, analysis).map_err(|message| PlotError {
         path: path.to_path_buf(),
         message,

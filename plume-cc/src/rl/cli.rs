@@ -16,7 +16,8 @@ use crate::policy::{self, LoadedPolicy, OBSERVATION_LEN};
 /// Arguments of `plume-cc train`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
-    /// Folder of Mahimahi traces (every file is one trace).
+    /// Mahimahi traces: a folder of them (every file is one trace), one
+    /// trace file, or a scenario corpus.
     #[arg(long)]
     pub traces: PathBuf,
     /// Which sampler picks each episode's trace window.

@@ -24,8 +24,16 @@ fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
 }
 
 /// Draws the curves of `log` (with `clusters` clusters) into `path`.
-pub fn learning_curves(path: &Path, log: &[LogRow], clusters: usize) -> Result<(), String> {
-    let e = |err: &dyn std::fmt::Display| err.to_string();
+pub fn learning_curves(
+    path: &Path,
+    log: &[LogRow],
+    clusters: usize,
+) -> Result<(), crate::plume::plot::PlotError> {
+    let e = |err: &dyn std::fmt::Display| crate::plume::plot::PlotError {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    };
+    crate::font::ensure().map_err(|x| e(&x))?;
     let overall: Vec<(f64, f64)> = log
         .iter()
         .map(|r| (r.env_steps as f64, r.episode_reward))
@@ -52,7 +60,7 @@ pub fn learning_curves(path: &Path, log: &[LogRow], clusters: usize) -> Result<(
         hi = hi.max(p.1);
     }
     if !lo.is_finite() || !hi.is_finite() {
-        return Err("no finished episode to plot".into());
+        return Err(e(&"no finished episode to plot"));
     }
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let x_max = log.last().map_or(1.0, |r| r.env_steps as f64).max(1.0);

@@ -12,7 +12,6 @@
 //! runs `systemctl` only through [`Systemctl`], so every step is testable
 //! without a service manager. It must not start the daemon itself.
 
-pub mod cli;
 pub mod unit;
 
 use std::{

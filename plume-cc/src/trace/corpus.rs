@@ -54,28 +54,53 @@ pub fn is_trace_file(path: &Path) -> bool {
     !matches!(ext.as_str(), "md" | "json" | "png" | "txt") && path.is_file()
 }
 
-impl Corpus {
-    /// Reads every trace file of `dir` (see [`is_trace_file`]) in parallel.
-    pub fn read_dir(dir: &Path) -> Result<Vec<CorpusTrace>, TraceError> {
-        let io = |source| TraceError::Io {
-            path: dir.to_path_buf(),
-            action: "list",
-            source,
-        };
-        let mut paths = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            if is_trace_file(&path) {
-                paths.push(path);
+/// The trace files that `--traces` paths name, in the order given: a file
+/// is itself, a folder is its trace files (see [`is_trace_file`]) sorted by
+/// name. The one resolver behind every command's `--traces`, so that each
+/// takes files and folders alike and refuses the same way: a path that is
+/// neither ([`TraceError::NotFound`]) or a folder without traces
+/// ([`TraceError::NoTraces`]), naming the path. A named file is taken as it
+/// is (even `x.txt`): only a folder's entries are filtered.
+pub fn trace_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>, TraceError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let p = p.as_ref();
+        if p.is_file() {
+            out.push(p.to_path_buf());
+        } else if p.is_dir() {
+            let io = |source| TraceError::Io {
+                path: p.to_path_buf(),
+                action: "list",
+                source,
+            };
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(p).map_err(io)? {
+                let path = entry.map_err(io)?.path();
+                if is_trace_file(&path) {
+                    files.push(path);
+                }
             }
-        }
-        paths.sort();
-        if paths.is_empty() {
-            return Err(TraceError::BadRequest {
-                path: dir.to_path_buf(),
-                what: "no trace files in this folder".into(),
+            if files.is_empty() {
+                return Err(TraceError::NoTraces {
+                    path: p.to_path_buf(),
+                });
+            }
+            files.sort();
+            out.extend(files);
+        } else {
+            return Err(TraceError::NotFound {
+                path: p.to_path_buf(),
             });
         }
+    }
+    Ok(out)
+}
+
+impl Corpus {
+    /// Reads the traces at `path` (a trace file, or a folder of them; see
+    /// [`trace_files`]) in parallel.
+    pub fn read_dir(path: &Path) -> Result<Vec<CorpusTrace>, TraceError> {
+        let paths = trace_files(&[path])?;
         paths
             .into_par_iter()
             .map(|path| {
@@ -114,7 +139,8 @@ impl Corpus {
         })
     }
 
-    /// Reads a folder and cuts it into windows: the usual way to build a corpus.
+    /// Reads a folder (or one trace file) and cuts it into windows: the
+    /// usual way to build a corpus.
     pub fn from_dir(dir: &Path, spec: WindowSpec, offset_ms: u64) -> Result<Self, TraceError> {
         let corpus = Self::from_traces(Self::read_dir(dir)?, spec, offset_ms)?;
         if corpus.windows.is_empty() {
@@ -200,5 +226,54 @@ pub(crate) mod tests {
         assert!(err.contains("b.trace:2:"), "{err}");
         let empty = tempfile::tempdir().unwrap();
         assert!(Corpus::read_dir(empty.path()).is_err());
+    }
+
+    #[test]
+    fn traces_paths_are_files_or_folders_and_refusals_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in ["b.trace", "a.trace", "notes.md", ".hidden"] {
+            std::fs::write(d.join(name), "1\n2\n").unwrap();
+        }
+        let other = d.join("sub");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("c.up"), "5\n").unwrap();
+        // A file is itself (a named file is never filtered), a folder its
+        // trace files sorted, in the order given.
+        let got = trace_files(&[d.join("notes.md"), d.to_path_buf(), other.clone()]).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                d.join("notes.md"),
+                d.join("a.trace"),
+                d.join("b.trace"),
+                other.join("c.up")
+            ]
+        );
+        // One trace file reads as a corpus of one trace.
+        let one = Corpus::read_dir(&d.join("b.trace")).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].name, "b.trace");
+        // Neither a file nor a folder.
+        let missing = d.join("nope");
+        match trace_files(&[&d.join("a.trace"), &missing]) {
+            Err(e @ TraceError::NotFound { .. }) => {
+                assert!(
+                    e.to_string().contains(&missing.display().to_string()),
+                    "{e}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // A folder without a trace file (only documentation).
+        let empty = d.join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        std::fs::write(empty.join("README"), "x").unwrap();
+        match Corpus::read_dir(&empty) {
+            Err(e @ TraceError::NoTraces { .. }) => {
+                assert!(e.to_string().contains("empty: no trace files"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

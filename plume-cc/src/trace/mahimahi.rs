@@ -88,6 +88,19 @@ pub enum TraceError {
         /// 1-based line number of the last timestamp.
         line: usize,
     },
+    /// A `--traces` path that is neither a file nor a folder.
+    #[error("{path}: no such trace file or folder")]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A `--traces` folder without a single trace file (see
+    /// [`super::corpus::is_trace_file`]).
+    #[error("{path}: no trace files in this folder")]
+    NoTraces {
+        /// The folder given.
+        path: PathBuf,
+    },
     /// A request on a valid trace that makes no sense (zero bin width, ...).
     #[error("{path}: {what}")]
     BadRequest {

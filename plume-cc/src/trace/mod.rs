@@ -5,7 +5,6 @@
 //!
 //! This module is I/O and bookkeeping only; which window to train on is the
 //! business of [`crate::plume`].
-pub mod cli;
 pub mod corpus;
 pub mod mahimahi;
 pub mod scenario_corpus;
@@ -13,7 +12,7 @@ pub mod schedule;
 pub mod synth;
 pub mod window;
 
-pub use corpus::{Corpus, CorpusTrace};
+pub use corpus::{trace_files, Corpus, CorpusTrace};
 pub use mahimahi::{MahimahiTrace, TraceError};
 pub use schedule::{Schedule, ScheduleError, OPPORTUNITY_BYTES};
 pub use synth::{SynthKind, SynthSpec};

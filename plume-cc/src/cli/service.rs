@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use super::{
+use plume_cc::service::{
     check_host, dry_run_text, install, install_commands, uninstall, uninstall_commands,
     unit::resolve_policy, unit_files, HostSystemctl, ServiceError, SliceName, Systemctl, UnitSpec,
     ADMIN_UNIT_DIR,
@@ -168,5 +168,5 @@ fn this_exe() -> Result<PathBuf, ServiceError> {
 /// This host's cgroup2 mount point, or `/sys/fs/cgroup` (systemd's unified
 /// layout) where none is mounted here.
 fn host_cgroup_root() -> PathBuf {
-    crate::datapath::cgroup::cgroup2_mount().unwrap_or_else(|_| PathBuf::from("/sys/fs/cgroup"))
+    plume_cc::datapath::cgroup::cgroup2_mount().unwrap_or_else(|_| PathBuf::from("/sys/fs/cgroup"))
 }

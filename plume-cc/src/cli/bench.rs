@@ -1,15 +1,15 @@
 //! `plume-cc bench` (driven by `cargo xtask bench`): the benchmark's command
 //! line.
 //!
-//! Parsing and printing only; the work is [`super::run_bench`].
+//! Parsing and printing only; the work is [`plume_cc::bench::run_bench`].
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 
-use crate::args::{BareUnit, DurationArg};
+use plume_cc::args::{BareUnit, DurationArg};
 
-use super::{
+use plume_cc::bench::{
     run_bench, BenchConfig, BenchOutput, Competing, Downlink, Progress, QueueSpec, Scheme,
 };
 
@@ -21,8 +21,8 @@ pub struct Queues(pub Vec<QueueSpec>);
 /// Run iperf3 benchmarks across the emulated link (root).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Mahimahi traces (comma separated or repeated); each is the uplink
-    /// (the data direction) of its runs.
+    /// Mahimahi trace files or folders of them (comma separated or
+    /// repeated); each trace is the uplink (the data direction) of its runs.
     #[arg(long, value_delimiter = ',', required_unless_present = "replot")]
     pub traces: Vec<PathBuf>,
     /// The downlink (ACK direction): `same` (each run's own trace, as
@@ -92,7 +92,7 @@ impl Args {
             .map(|s| Scheme::parse(s, self.policy.as_deref()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(BenchConfig {
-            traces: self.traces.clone(),
+            traces: plume_cc::trace::trace_files(&self.traces)?,
             downlink: self.downlink.clone(),
             schemes,
             duration: self.duration,
@@ -153,7 +153,7 @@ fn print_output(out: &BenchOutput) {
 /// Runs `plume-cc bench`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.replot {
-        for f in super::report::replot(dir)? {
+        for f in plume_cc::bench::report::replot(dir)? {
             println!("wrote {}", f.display());
         }
         return Ok(());

@@ -11,16 +11,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{
-    scenario_corpus,
-    synth::{preset_set, SynthKind, SynthSpec},
-    Corpus, WindowSpec,
-};
-use crate::args::{BareUnit, DurationArg};
-use crate::plume::{
+use plume_cc::args::{BareUnit, DurationArg};
+use plume_cc::plume::{
     analysis::{analyze_with_paths, AnalysisParams, PathStats, Stage},
     features::path_features,
     plot::draw_figure,
+};
+use plume_cc::trace::{
+    scenario_corpus,
+    synth::{preset_set, SynthKind, SynthSpec},
+    Corpus, WindowSpec,
 };
 
 /// The `traces` subcommands.
@@ -77,7 +77,8 @@ pub enum TracesCommand {
     /// corpus (`traces scenarios`) is analysed with its path features, one
     /// window per file.
     Analyze {
-        /// Folder of Mahimahi trace files, or a scenario corpus.
+        /// Folder of Mahimahi trace files, one trace file, or a scenario
+        /// corpus.
         dir: PathBuf,
         /// Window (episode) length, e.g. 30s.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = DurationArg::legacy(BareUnit::Ms))]
@@ -109,7 +110,7 @@ pub enum TracesCommand {
         /// Fit the mixtures, trees and silhouettes on at most this many
         /// windows (a seeded random sample); every window gets its
         /// memberships.
-        #[arg(long, default_value_t = crate::plume::analysis::DEFAULT_FIT_SAMPLE)]
+        #[arg(long, default_value_t = plume_cc::plume::analysis::DEFAULT_FIT_SAMPLE)]
         fit_sample: usize,
         /// Folder to write report.json, model.json and clusters.png into
         /// (`--out-dir` is the old spelling).
@@ -141,7 +142,7 @@ fn synth_target(out: &Path, file_name: &str) -> anyhow::Result<PathBuf> {
         return Ok(out.join(file_name));
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-    crate::args::deprecated(
+    plume_cc::args::deprecated(
         &format!("traces synth --out {}", out.display()),
         &format!(
             "traces synth --out {} (a folder; the file is named {file_name})",
@@ -273,10 +274,10 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
             let offset_ms = if offset == "random" {
                 spec.random_offset(&mut ChaCha8Rng::seed_from_u64(seed))
             } else {
-                let (d, new) = crate::args::parse_legacy(&offset, crate::args::BareUnit::Ms)
+                let (d, new) = plume_cc::args::parse_legacy(&offset, plume_cc::args::BareUnit::Ms)
                     .map_err(|e| anyhow::anyhow!("--offset: {e}"))?;
                 if let Some(new) = new {
-                    crate::args::deprecated(
+                    plume_cc::args::deprecated(
                         &format!("--offset {offset}"),
                         &format!("--offset {new}"),
                     );

@@ -1,18 +1,18 @@
 //! `plume-cc explain fit|run`: argument parsing and printing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::fit::{fidelity_table, FitOptions, FitProgress};
-use super::offline::{explain_window, plot, write_csv, OfflinePath};
-use super::predictor::{paths_beside, paths_in, DelayTarget, Predictors};
-use super::Horizon;
-use crate::args::DurationArg;
-use crate::policy::LoadedPolicy;
+use plume_cc::args::DurationArg;
+use plume_cc::explain::fit::{fidelity_table, FitOptions, FitProgress};
+use plume_cc::explain::offline::{explain_window, plot, write_csv, OfflinePath};
+use plume_cc::explain::predictor::{load_predictors, predictor_paths, DelayTarget};
+use plume_cc::explain::Horizon;
+use plume_cc::policy::LoadedPolicy;
 
 /// `plume-cc explain` subcommands.
 #[derive(Debug, Subcommand)]
@@ -114,7 +114,7 @@ pub struct RunArgs {
     pub buffer_bdp: f64,
     /// The operating point; default: the policy file's.
     #[arg(long)]
-    pub objective: Option<crate::policy::Objective>,
+    pub objective: Option<plume_cc::policy::Objective>,
     /// Seed of the simulator.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -139,32 +139,8 @@ impl FitProgress for Bar {
     }
 }
 
-/// The predictors of `policy`: in `dir` when given, else beside it.
-pub fn predictor_paths(policy: &Path, dir: Option<&Path>) -> anyhow::Result<(PathBuf, PathBuf)> {
-    match dir {
-        Some(d) => Ok(paths_in(d)),
-        None => paths_beside(policy).with_context(|| {
-            "the embedded default policy has no folder to keep predictors in: give one (--out for fit, --predictors otherwise)".to_string()
-        }),
-    }
-}
-
-/// Loads the predictors of `policy` (checked against it).
-pub fn load_predictors(
-    policy: &LoadedPolicy,
-    policy_path: &Path,
-    dir: Option<&Path>,
-) -> anyhow::Result<Predictors> {
-    let (json, weights) = predictor_paths(policy_path, dir)?;
-    Ok(Predictors::load(&json, &weights, policy)?)
-}
-
-/// Runs `plume-cc explain ...`; `ensure_font` registers the plots' font
-/// (it lives in a layer above this one, so the binary passes it in).
-pub fn run(
-    cmd: ExplainCommand,
-    ensure_font: &dyn Fn() -> Result<(), String>,
-) -> anyhow::Result<()> {
+/// Runs `plume-cc explain ...`.
+pub fn run(cmd: ExplainCommand) -> anyhow::Result<()> {
     match cmd {
         ExplainCommand::Fit(a) => {
             let (json, weights) = predictor_paths(&a.policy, a.out.as_deref())?;
@@ -192,7 +168,7 @@ pub fn run(
             opts.validate()?;
             tch::set_num_threads(1);
             let policy = LoadedPolicy::load_or_default(&a.policy)?;
-            let corpus = crate::rl::corpus::prepare_corpus(&a.traces, window_ms, 5)
+            let corpus = plume_cc::rl::corpus::prepare_corpus(&a.traces, window_ms, 5)
                 .with_context(|| format!("preparing the corpus {}", a.traces.display()))?;
             let bar = ProgressBar::new(1);
             bar.set_style(
@@ -201,7 +177,7 @@ pub fn run(
                     .progress_chars("=> "),
             );
             let mut progress = Bar(bar);
-            let mut p = super::fit::fit(&policy, &corpus, &opts, &mut progress)?;
+            let mut p = plume_cc::explain::fit::fit(&policy, &corpus, &opts, &mut progress)?;
             progress.0.finish_and_clear();
             p.save(&json, &weights)?;
             if a.json {
@@ -233,15 +209,16 @@ pub fn run(
             if !(a.buffer_bdp.is_finite() && (0.05..=100.0).contains(&a.buffer_bdp)) {
                 anyhow::bail!("--buffer-bdp must be in [0.05, 100], got {}", a.buffer_bdp);
             }
-            let trace = crate::trace::mahimahi::MahimahiTrace::read(&a.trace)?;
-            let window = crate::rl::env::SimWindow::cut(trace.timestamps_ms(), start_ms, window_ms)
-                .with_context(|| {
-                    format!(
-                        "{}: no delivery opportunity in [{start_ms}, {}) ms",
-                        a.trace.display(),
-                        start_ms + window_ms
-                    )
-                })?;
+            let trace = plume_cc::trace::mahimahi::MahimahiTrace::read(&a.trace)?;
+            let window =
+                plume_cc::rl::env::SimWindow::cut(trace.timestamps_ms(), start_ms, window_ms)
+                    .with_context(|| {
+                        format!(
+                            "{}: no delivery opportunity in [{start_ms}, {}) ms",
+                            a.trace.display(),
+                            start_ms + window_ms
+                        )
+                    })?;
             tch::set_num_threads(1);
             let path = OfflinePath {
                 rtt_ms,
@@ -253,7 +230,6 @@ pub fn run(
                 .with_context(|| format!("creating {}", a.out.display()))?;
             let csv = a.out.join("explain.csv");
             write_csv(&csv, &rows)?;
-            ensure_font().map_err(anyhow::Error::msg)?;
             let png = a.out.join("explain.png");
             let name = a
                 .trace

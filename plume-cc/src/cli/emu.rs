@@ -2,9 +2,9 @@
 //! mm-link/mm-delay (`--uplink`, `--downlink`, `--delay`, `--uplink-queue`,
 //! `--uplink-queue-args`, `--uplink-log`, ...; the downlink ones alike).
 //!
-//! Parsing and printing only; the link is [`super::Emulator`].
+//! Parsing and printing only; the link is [`plume_cc::emu::Emulator`].
 
-use crate::args::{BareUnit, DurationArg};
+use plume_cc::args::{BareUnit, DurationArg};
 use std::{
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-use super::{link::DropTail, netns, EmuConfig, Emulator, LinkConfig, OUTER_ADDR};
+use plume_cc::emu::{link::DropTail, netns, EmuConfig, Emulator, LinkConfig, OUTER_ADDR};
 
 /// Run a command behind an emulated link (Mahimahi's mm-delay + mm-link).
 #[derive(Debug, clap::Args)]
@@ -130,7 +130,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let cfg = args.config()?;
     if let Some(length) = args.measure_ceiling {
         let emu = Emulator::start(&cfg)?;
-        let r = super::ceiling::measure(
+        let r = plume_cc::emu::ceiling::measure(
             &emu,
             length,
             args.ceiling_payload,
