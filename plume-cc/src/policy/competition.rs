@@ -84,11 +84,11 @@ pub enum Mode {
 pub struct CompetitionDetector {
     first_us: Option<u64>,
     period: u64,
-    competitive: bool,
     probe: Option<Probe>,
     /// The last two intervals' delivery rates, bytes/s (newest first).
     rates: [f64; 2],
-    /// Undrained probes in a row (competitive mode at [`CONFIRM_PROBES`]).
+    /// Undrained probes in a row: competitive mode from
+    /// [`CONFIRM_PROBES`] on ([`Self::competitive`]).
     undrained: u32,
 }
 
@@ -121,9 +121,14 @@ impl CompetitionDetector {
         Self::default()
     }
 
+    /// Whether enough probes in a row found a queue someone else holds.
+    fn competitive(&self) -> bool {
+        self.undrained >= CONFIRM_PROBES
+    }
+
     /// The mode in force for the next interval.
     pub fn mode(&self) -> Mode {
-        match (self.probe, self.competitive) {
+        match (self.probe, self.competitive()) {
             (Some(p), _) => Mode::Probe {
                 rate_bytes_per_sec: p.rate,
             },
@@ -150,14 +155,10 @@ impl CompetitionDetector {
             let drained = s.last_rtt_us > 0
                 && f64::from(s.last_rtt_us) <= f64::from(s.min_rtt_us) * (1.0 + DRAINED_EXCESS);
             if drained {
-                self.competitive = false;
                 self.undrained = 0;
                 self.probe = None;
             } else if s.timestamp_us >= p.deadline_us {
-                self.undrained += 1;
-                if self.undrained >= CONFIRM_PROBES {
-                    self.competitive = true;
-                }
+                self.undrained = self.undrained.saturating_add(1);
                 self.probe = None;
             }
             self.period = period;
@@ -166,7 +167,7 @@ impl CompetitionDetector {
         let new_period = period != self.period;
         self.period = period;
         let old_enough = s.timestamp_us.saturating_sub(first) >= pp / 2;
-        let due = !self.competitive || period.is_multiple_of(COMPETITIVE_RECHECK);
+        let due = !self.competitive() || period.is_multiple_of(COMPETITIVE_RECHECK);
         let rate = self.rates[0].max(self.rates[1]);
         // A starved flow (no delivery in two intervals) probes too: its
         // clamp drops to the floor, and whether the queue drains tells it
