@@ -39,6 +39,29 @@ fn median(v: &mut [f64]) -> f64 {
     crate::stats::quantile_of(v, 0.5)
 }
 
+/// The timed control steps of one benchmark, microseconds per part (the
+/// synthetic loop and the real-flows bench time steps alike).
+#[derive(Default)]
+struct StepSamples {
+    read: Vec<f64>,
+    decide: Vec<f64>,
+    write: Vec<f64>,
+    total: Vec<f64>,
+}
+
+impl StepSamples {
+    /// Records `s` after checking it read `flows` flows.
+    fn push(&mut self, s: &super::control::StepTiming, flows: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(s.flows == flows, "expected {flows} flows, read {}", s.flows);
+        self.read.push(s.read.as_secs_f64() * 1e6);
+        self.decide.push(s.decide.as_secs_f64() * 1e6);
+        self.write.push(s.write.as_secs_f64() * 1e6);
+        self.total
+            .push((s.read + s.decide + s.write).as_secs_f64() * 1e6);
+        Ok(())
+    }
+}
+
 /// Plausible statistics for a synthetic flow.
 fn synthetic_stats(i: usize) -> FlowStats {
     FlowStats {
@@ -87,24 +110,20 @@ pub fn control_loop(
         }
         let mut policy = make_policy()?;
         let mut control = ControlLoop::default();
-        let (mut r, mut d, mut w, mut t) = (vec![], vec![], vec![], vec![]);
+        let mut t = StepSamples::default();
         // One warm-up step (allocations, first forward).
         control.step(&mut dp, policy.as_mut(), crate::datapath::monotonic_ns())?;
         for _ in 0..iterations {
             let s = control.step(&mut dp, policy.as_mut(), crate::datapath::monotonic_ns())?;
-            anyhow::ensure!(s.flows == n, "expected {n} flows, read {}", s.flows);
-            r.push(s.read.as_secs_f64() * 1e6);
-            d.push(s.decide.as_secs_f64() * 1e6);
-            w.push(s.write.as_secs_f64() * 1e6);
-            t.push((s.read + s.decide + s.write).as_secs_f64() * 1e6);
+            t.push(&s, n)?;
         }
         rows.push(LoopRow {
             flows: n,
             iterations,
-            read_us: median(&mut r),
-            decide_us: median(&mut d),
-            write_us: median(&mut w),
-            total_us: median(&mut t),
+            read_us: median(&mut t.read),
+            decide_us: median(&mut t.decide),
+            write_us: median(&mut t.write),
+            total_us: median(&mut t.total),
         });
         for i in 0..n {
             dp.remove_flow(1_000_000 + i as u64)?;
@@ -489,16 +508,12 @@ pub fn real_flows(
     );
     let mut policy = make_policy()?;
     let mut control = ControlLoop::default();
-    let (mut r, mut d, mut w, mut t) = (vec![], vec![], vec![], vec![]);
+    let mut t = StepSamples::default();
     control.step(&mut dp, policy.as_mut(), crate::datapath::monotonic_ns())?;
     for _ in 0..iterations {
         let start = Instant::now();
         let s = control.step(&mut dp, policy.as_mut(), crate::datapath::monotonic_ns())?;
-        anyhow::ensure!(s.flows == flows, "expected {flows} flows, read {}", s.flows);
-        r.push(s.read.as_secs_f64() * 1e6);
-        d.push(s.decide.as_secs_f64() * 1e6);
-        w.push(s.write.as_secs_f64() * 1e6);
-        t.push((s.read + s.decide + s.write).as_secs_f64() * 1e6);
+        t.push(&s, flows)?;
         std::thread::sleep(interval.saturating_sub(start.elapsed()));
     }
     // The idle flows apply their last targets on their next callback:
@@ -552,11 +567,11 @@ pub fn real_flows(
         registered,
         iterations,
         interval_ms: interval.as_millis() as u64,
-        read_us: median(&mut r),
-        decide_us: median(&mut d),
-        write_us: median(&mut w),
-        total_p99_us: crate::stats::quantile_of(&mut t, 0.99),
-        total_us: median(&mut t),
+        read_us: median(&mut t.read),
+        decide_us: median(&mut t.decide),
+        write_us: median(&mut t.write),
+        total_p99_us: crate::stats::quantile_of(&mut t.total, 0.99),
+        total_us: median(&mut t.total),
         applied,
         kernel_agrees,
         limited,
