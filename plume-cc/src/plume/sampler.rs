@@ -232,11 +232,6 @@ pub struct DynamicParams {
     pub learning_rate: f64,
     /// Seed of the regressor's initial weights and minibatches.
     pub seed: u64,
-    /// Take the return gap against a per-window reference return (the
-    /// fixed rule's, see [`DynamicSampler::with_references`]) instead of
-    /// the raw return. Off: the published method.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub reference_gap: bool,
 }
 
 impl Default for DynamicParams {
@@ -251,7 +246,6 @@ impl Default for DynamicParams {
             batch_size: 64,
             learning_rate: 1e-3,
             seed: 0,
-            reference_gap: false,
         }
     }
 }
@@ -340,6 +334,7 @@ impl std::fmt::Debug for DynamicSampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DynamicSampler")
             .field("params", &self.params)
+            .field("reference_gap", &self.references.is_some())
             .field("observed", &self.observed)
             .field("target", &self.target)
             .finish_non_exhaustive()

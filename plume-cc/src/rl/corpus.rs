@@ -183,12 +183,8 @@ pub fn build_sampler(
                     "plume-dynamic-ref needs reference returns".into(),
                 )
             })?;
-            let params = DynamicParams {
-                reference_gap: true,
-                ..dynamic
-            };
             return Ok(Box::new(
-                plume::sampler::DynamicSampler::new(memberships, features, params)?
+                plume::sampler::DynamicSampler::new(memberships, features, dynamic)?
                     .with_references(references)?,
             ));
         }
