@@ -291,6 +291,7 @@ mod tests {
                 prior_delivered_segments: delivered.saturating_sub(50),
                 delivery_rate_bytes_per_sec: 1_000_000,
                 in_recovery: false,
+                cwnd_limited: true,
                 mss_bytes: 1000,
             };
             b.on_ack(now, &ack);

@@ -19,7 +19,7 @@
 
 use plume_cc_common::{CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED};
 
-use super::{kernel_pacing_rate_bytes_per_sec, AckSample, Controller, LossEvent};
+use super::{kernel_pacing_rate_bytes_per_sec, AckSample, ClampModel, Controller, LossEvent};
 
 /// Bounds a requested cwnd clamp like the datapath (`bound_cwnd`).
 pub fn bound_cwnd_clamp(clamp_segments: u32) -> u32 {
@@ -48,6 +48,7 @@ pub struct Clamped<C> {
     packets_out: u32,
     mss_bytes: u32,
     srtt_us: u64,
+    clamp_model: ClampModel,
 }
 
 impl<C: Controller> Clamped<C> {
@@ -60,6 +61,7 @@ impl<C: Controller> Clamped<C> {
             packets_out: 0,
             mss_bytes,
             srtt_us: 0,
+            clamp_model: ClampModel::default(),
         }
     }
 
@@ -111,11 +113,20 @@ impl<C: Controller> Controller for Clamped<C> {
         self.set_limits(clamp_segments, pacing);
     }
 
+    fn set_clamp_model(&mut self, model: ClampModel) {
+        self.clamp_model = model;
+        self.base.set_clamp_model(model);
+    }
+
+    /// The base's window. Under [`ClampModel::Kernel`] it may exceed the
+    /// clamp until the base applies it (see [`ClampModel`]); under
+    /// [`ClampModel::Immediate`] the clamp caps it at once.
     fn window_segments(&self) -> u32 {
-        self.base
-            .window_segments()
-            .min(self.cwnd_clamp_segments)
-            .max(1)
+        let w = self.base.window_segments();
+        match self.clamp_model {
+            ClampModel::Kernel => w.max(1),
+            ClampModel::Immediate => w.min(self.cwnd_clamp_segments).max(1),
+        }
     }
 
     fn ssthresh_segments(&self) -> u32 {
@@ -157,6 +168,9 @@ impl Controller for Box<dyn Controller> {
     fn set_cwnd_clamp(&mut self, clamp_segments: u32) {
         (**self).set_cwnd_clamp(clamp_segments);
     }
+    fn set_clamp_model(&mut self, model: ClampModel) {
+        (**self).set_clamp_model(model);
+    }
     fn window_segments(&self) -> u32 {
         (**self).window_segments()
     }
@@ -181,24 +195,59 @@ mod tests {
             acked_segments: n,
             srtt_us: 10_000,
             mss_bytes: 1448,
+            // The window is in use: the growth rule runs.
+            cwnd_limited: true,
             ..AckSample::default()
         }
     }
 
     #[test]
-    fn clamp_caps_window_and_sets_ssthresh_like_the_kernel() {
+    fn a_clamp_comes_down_on_the_window_only_while_it_is_used_as_in_linux() {
         let mut c = Clamped::new(Cubic::new(), 1448);
+        c.on_ack(0, &ack(50));
+        assert_eq!(c.window_segments(), 60);
+        c.set_limits(20, PACING_UNLIMITED);
+        // bpf_sol_tcp_setsockopt sets snd_cwnd_clamp and ssthresh only.
+        assert_eq!(c.window_segments(), 60);
+        assert_eq!(c.ssthresh_segments(), 20);
+        // A paced flow that does not fill its window keeps it.
+        let idle = AckSample {
+            cwnd_limited: false,
+            ..ack(5)
+        };
+        c.on_ack(0, &idle);
+        assert_eq!(c.window_segments(), 60);
+        // The first ACK of a cwnd-limited round applies the clamp
+        // (tcp_cong_avoid_ai ends with min(cwnd, snd_cwnd_clamp)).
+        c.on_ack(0, &ack(1));
+        assert_eq!(c.window_segments(), 20);
+        // Below the floor the datapath applies MIN_CWND_CLAMP.
+        c.set_limits(0, PACING_UNLIMITED);
+        c.on_ack(0, &ack(1));
+        assert_eq!(c.window_segments(), MIN_CWND_CLAMP);
+        // Lifting the clamp sets ssthresh huge: slow start resumes.
+        c.set_limits(CWND_UNCLAMPED, PACING_UNLIMITED);
+        c.on_ack(0, &ack(10));
+        assert_eq!(c.window_segments(), 12);
+    }
+
+    #[test]
+    fn the_immediate_model_cuts_at_once_and_grows_regardless() {
+        let mut c = Clamped::new(Cubic::new(), 1448);
+        c.set_clamp_model(ClampModel::Immediate);
         c.on_ack(0, &ack(50));
         assert_eq!(c.window_segments(), 60);
         c.set_limits(20, PACING_UNLIMITED);
         assert_eq!(c.window_segments(), 20);
         assert_eq!(c.ssthresh_segments(), 20);
-        // Below the floor the datapath applies MIN_CWND_CLAMP.
         c.set_limits(0, PACING_UNLIMITED);
         assert_eq!(c.window_segments(), MIN_CWND_CLAMP);
-        // Lifting the clamp sets ssthresh huge: slow start resumes.
         c.set_limits(CWND_UNCLAMPED, PACING_UNLIMITED);
-        c.on_ack(0, &ack(10));
+        let idle = AckSample {
+            cwnd_limited: false,
+            ..ack(10)
+        };
+        c.on_ack(0, &idle);
         assert_eq!(c.window_segments(), 12);
     }
 

@@ -91,7 +91,7 @@ impl Cubic {
 
 impl Controller for Cubic {
     fn on_ack(&mut self, now_us: u64, ack: &AckSample) {
-        if ack.in_recovery || ack.acked_segments == 0 {
+        if ack.in_recovery || ack.acked_segments == 0 || !self.w.may_grow(ack.cwnd_limited) {
             return;
         }
         let acked = self.w.slow_start(f64::from(ack.acked_segments));
@@ -116,6 +116,10 @@ impl Controller for Cubic {
 
     fn set_cwnd_clamp(&mut self, clamp_segments: u32) {
         self.w.set_clamp(clamp_segments);
+    }
+
+    fn set_clamp_model(&mut self, model: super::ClampModel) {
+        self.w.clamp_model = model;
     }
 
     fn window_segments(&self) -> u32 {
@@ -144,6 +148,8 @@ mod tests {
             acked_segments: n,
             srtt_us,
             mss_bytes: 1448,
+            // The window is in use: the growth rule runs.
+            cwnd_limited: true,
             ..AckSample::default()
         }
     }

@@ -26,7 +26,7 @@ impl Reno {
 
 impl Controller for Reno {
     fn on_ack(&mut self, _now_us: u64, ack: &AckSample) {
-        if ack.in_recovery || ack.acked_segments == 0 {
+        if ack.in_recovery || ack.acked_segments == 0 || !self.w.may_grow(ack.cwnd_limited) {
             return;
         }
         // Slow start up to ssthresh; the rest of the ACK counts as avoidance.
@@ -43,6 +43,10 @@ impl Controller for Reno {
 
     fn set_cwnd_clamp(&mut self, clamp_segments: u32) {
         self.w.set_clamp(clamp_segments);
+    }
+
+    fn set_clamp_model(&mut self, model: super::ClampModel) {
+        self.w.clamp_model = model;
     }
 
     fn window_segments(&self) -> u32 {
@@ -70,6 +74,8 @@ mod tests {
         AckSample {
             acked_segments: n,
             mss_bytes: 1448,
+            // The window is in use: the growth rule runs.
+            cwnd_limited: true,
             ..AckSample::default()
         }
     }
@@ -103,9 +109,15 @@ mod tests {
         let mut r = Reno::new();
         r.on_ack(0, &ack(100));
         r.set_cwnd_clamp(30);
-        assert_eq!(r.window_segments(), 30);
+        // Linux leaves snd_cwnd until the next ACK that may grow it.
+        assert_eq!(r.window_segments(), 110);
         assert_eq!(r.ssthresh_segments(), 30);
         r.on_ack(0, &ack(100));
+        assert_eq!(r.window_segments(), 30);
+        let mut r = Reno::new();
+        r.set_clamp_model(crate::congestion::ClampModel::Immediate);
+        r.on_ack(0, &ack(100));
+        r.set_cwnd_clamp(30);
         assert_eq!(r.window_segments(), 30);
     }
 }

@@ -4,7 +4,7 @@
 //! clamp as `TCP_BPF_SNDCWND_CLAMP` applies it). Each controller keeps only
 //! its own growth rule in congestion avoidance.
 
-use super::{window_to_segments, INITIAL_CWND_SEGMENTS};
+use super::{window_to_segments, ClampModel, INITIAL_CWND_SEGMENTS};
 
 /// cwnd and ssthresh in segments (fractional, as the growth rules need) and
 /// the clamp in whole segments.
@@ -16,6 +16,8 @@ pub(crate) struct LossWindow {
     pub ssthresh: f64,
     /// Ceiling on cwnd (`u32::MAX`: none).
     pub clamp_segments: u32,
+    /// How a new clamp acts ([`ClampModel`]).
+    pub clamp_model: ClampModel,
 }
 
 impl LossWindow {
@@ -25,6 +27,7 @@ impl LossWindow {
             cwnd: f64::from(INITIAL_CWND_SEGMENTS),
             ssthresh: f64::from(u32::MAX),
             clamp_segments: u32::MAX,
+            clamp_model: ClampModel::default(),
         }
     }
 
@@ -51,13 +54,25 @@ impl LossWindow {
         self.cwnd = if is_timeout { 1.0 } else { self.ssthresh };
     }
 
-    /// `TCP_BPF_SNDCWND_CLAMP`: sets both the clamp and ssthresh, and cuts
-    /// cwnd to it at once.
+    /// Whether an ACK may grow (and clamp) the window: under
+    /// [`ClampModel::Kernel`] only while the flow is cwnd-limited, as
+    /// `cubictcp_cong_avoid` / `tcp_reno_cong_avoid` check
+    /// `tcp_is_cwnd_limited()` first.
+    pub fn may_grow(&self, cwnd_limited: bool) -> bool {
+        cwnd_limited || self.clamp_model == ClampModel::Immediate
+    }
+
+    /// `TCP_BPF_SNDCWND_CLAMP`: sets both the clamp and ssthresh
+    /// (`bpf_sol_tcp_setsockopt`). Under [`ClampModel::Kernel`] cwnd is
+    /// left alone until the next ACK that may grow it; under
+    /// [`ClampModel::Immediate`] it is cut to the clamp at once.
     pub fn set_clamp(&mut self, clamp_segments: u32) {
         let clamp = clamp_segments.max(1);
         self.clamp_segments = clamp;
         self.ssthresh = f64::from(clamp);
-        self.cwnd = self.cwnd.min(f64::from(clamp));
+        if self.clamp_model == ClampModel::Immediate {
+            self.cwnd = self.cwnd.min(f64::from(clamp));
+        }
     }
 
     /// cwnd in whole segments, within the controller bounds.
@@ -95,9 +110,16 @@ mod tests {
         assert_eq!((w.ssthresh, w.cwnd), (20.0, 1.0));
         w.cwnd = 30.0;
         w.set_clamp(8);
-        assert_eq!((w.clamp_segments, w.ssthresh, w.cwnd), (8, 8.0, 8.0));
+        // Linux leaves snd_cwnd alone when the clamp is set.
+        assert_eq!((w.clamp_segments, w.ssthresh, w.cwnd), (8, 8.0, 30.0));
+        w.apply_clamp();
+        assert_eq!(w.cwnd, 8.0);
+        w.clamp_model = ClampModel::Immediate;
+        w.cwnd = 30.0;
+        w.set_clamp(9);
+        assert_eq!((w.clamp_segments, w.ssthresh, w.cwnd), (9, 9.0, 9.0));
         w.cwnd = 50.0;
         w.apply_clamp();
-        assert_eq!(w.segments(), 8);
+        assert_eq!(w.segments(), 9);
     }
 }

@@ -143,6 +143,10 @@ pub struct MatrixArgs {
     /// Old spelling of `--window`, in milliseconds (one more release).
     #[arg(long = "window-ms", hide = true, conflicts_with = "window", value_parser = DurationArg::renamed("--window", BareUnit::Ms))]
     pub window_ms_old: Option<Duration>,
+    /// How the simulator applies the cwnd clamp: `kernel` (as Linux, the
+    /// default) or `immediate` (the simulator before 2026-12-02).
+    #[arg(long, value_enum, default_value_t = crate::congestion::ClampModel::Kernel)]
+    pub sim_clamp: crate::congestion::ClampModel,
 }
 
 /// Arguments of `plume-cc eval sim-to-real`.
@@ -190,6 +194,14 @@ pub struct SimToRealArgs {
     /// agreement is better without (docs/TRAINING.md).
     #[arg(long)]
     pub sim_delayed_ack: bool,
+    /// How the simulator applies the cwnd clamp: `kernel` (as Linux, the
+    /// default) or `immediate` (the simulator before 2026-12-02).
+    #[arg(long, value_enum, default_value_t = crate::congestion::ClampModel::Kernel)]
+    pub sim_clamp: crate::congestion::ClampModel,
+    /// Emulator runs per window; the simulator is compared with their mean
+    /// (the kernel side varies by 5-25% from run to run on these machines).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub repeats: u64,
     /// The policy's operating point (`latency`, `balanced`, `throughput` or
     /// a delay weight); default: the policy file's.
     #[arg(long)]
@@ -292,7 +304,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            let cells = super::matrix::run(&policy, objective, &refs, &mut |c| {
+            let cells = super::matrix::run(&policy, objective, a.sim_clamp, &refs, &mut |c| {
                 bar.set_message(format!(
                     "RTT {} ms, {} BDP, vs {}",
                     c.rtt_ms, c.buffer_bdp, c.competitor
@@ -337,7 +349,9 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 plume_exe: std::env::current_exe().context("locating plume-cc itself")?,
                 sim_only: a.sim_only,
                 delayed_ack: a.sim_delayed_ack,
+                clamp_model: a.sim_clamp,
                 objective: a.objective,
+                repeats: a.repeats as usize,
             };
             std::fs::create_dir_all(&cfg.out)
                 .with_context(|| format!("creating {}", cfg.out.display()))?;

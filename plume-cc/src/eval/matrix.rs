@@ -29,7 +29,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::congestion::ControllerKind;
+use crate::congestion::{ClampModel, ControllerKind};
 use crate::policy::Target;
 use crate::policy::{LoadedPolicy, Objective};
 use crate::rl::env::{env_action, SimWindow};
@@ -127,6 +127,7 @@ fn run_cell(
     rtt_ms: u64,
     buffer_bdp: f64,
     rival: Rival,
+    clamp_model: ClampModel,
 ) -> Result<CellScore, EvalError> {
     let meta = policy.metadata();
     let (competitor, peers) = match (rival, actor) {
@@ -150,6 +151,7 @@ fn run_cell(
                 ),
                 random_loss: 0.0,
                 delayed_ack: false,
+                clamp_model,
                 objective,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
                 episode_us: Some(w.length_ms * 1000),
@@ -242,6 +244,7 @@ fn run_cell(
 pub fn run(
     policy: &LoadedPolicy,
     objective: Objective,
+    clamp_model: ClampModel,
     windows: &[&SimWindow],
     progress: &mut dyn FnMut(&Cell),
 ) -> Result<Vec<Cell>, EvalError> {
@@ -260,8 +263,16 @@ pub fn run(
                 let mut scores = Vec::new();
                 for (name, actor, base) in schemes {
                     scores.push(run_cell(
-                        policy, objective, actor, base, name, windows, rtt_ms, buffer_bdp,
+                        policy,
+                        objective,
+                        actor,
+                        base,
+                        name,
+                        windows,
+                        rtt_ms,
+                        buffer_bdp,
                         competitor,
+                        clamp_model,
                     )?);
                 }
                 let cell = Cell {
@@ -365,6 +376,7 @@ mod tests {
                 40,
                 8.0,
                 rival,
+                ClampModel::Kernel,
             )
             .unwrap()
         };

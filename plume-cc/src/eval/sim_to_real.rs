@@ -66,8 +66,13 @@ pub struct SimToRealConfig {
     pub sim_only: bool,
     /// The simulator's receiver delays ACKs as Linux's does.
     pub delayed_ack: bool,
+    /// How the simulator applies the cwnd clamp.
+    pub clamp_model: crate::congestion::ClampModel,
     /// The policy's operating point (None: its file's default).
     pub objective: Option<crate::policy::Objective>,
+    /// Emulator runs per window (the kernel side varies from run to run;
+    /// the simulator's is deterministic): the comparison is with their mean.
+    pub repeats: usize,
 }
 
 /// One monitor interval of a series.
@@ -111,10 +116,31 @@ pub struct WindowResult {
     pub capacity_mbps: f64,
     /// Simulator side.
     pub sim: SideResult,
-    /// Emulator side (None with `sim_only` or on an error).
+    /// Emulator side: the mean of [`WindowResult::emu_runs`] (None with
+    /// `sim_only` or when every run failed).
     pub emu: Option<SideResult>,
+    /// Each emulator run (`repeats` of them, less the failed ones).
+    #[serde(default)]
+    pub emu_runs: Vec<SideResult>,
     /// The emulator run's error, if any.
     pub error: Option<String>,
+}
+
+/// The mean of several emulator runs of one window: every figure averaged,
+/// the series and base of the first run.
+fn mean_side(runs: &[SideResult]) -> Option<SideResult> {
+    let first = runs.first()?;
+    let n = runs.len() as f64;
+    let avg = |f: fn(&SideResult) -> f64| runs.iter().map(f).sum::<f64>() / n;
+    Some(SideResult {
+        utilization: avg(|r| r.utilization),
+        p95_link_ms: avg(|r| r.p95_link_ms),
+        mean_anchor_mbps: avg(|r| r.mean_anchor_mbps),
+        mean_cwnd: avg(|r| r.mean_cwnd),
+        mean_clamp: avg(|r| r.mean_clamp),
+        base_cc: first.base_cc.clone(),
+        series: first.series.clone(),
+    })
 }
 
 fn rel(a: f64, b: f64) -> f64 {
@@ -246,6 +272,7 @@ pub fn run_sim(
         queue_limit: QueueLimit::packets(cfg.queue_packets),
         random_loss: 0.0,
         delayed_ack: cfg.delayed_ack,
+        clamp_model: cfg.clamp_model,
         objective: cfg
             .objective
             .or(policy.map(|p| p.metadata().default_objective))
@@ -434,37 +461,48 @@ pub fn run(
             sim.utilization * 100.0,
             sim.p95_link_ms
         ));
-        let (emu, error) = if cfg.sim_only {
-            (None, None)
-        } else {
-            let dir = cfg.out.join(format!("w{i}"));
-            match run_emu(cfg, &file, &dir) {
-                Ok(e) => {
-                    progress(&format!(
-                        "[{}/{}] {name} emulator ({}): utilization {:.1}%, p95 link delay {:.0} ms",
-                        i + 1,
-                        windows.len(),
-                        e.base_cc,
-                        e.utilization * 100.0,
-                        e.p95_link_ms
-                    ));
-                    (Some(e), None)
-                }
-                Err(e) => {
-                    progress(&format!(
-                        "[{}/{}] {name} emulator failed: {e}",
-                        i + 1,
-                        windows.len()
-                    ));
-                    (None, Some(e.to_string()))
+        let mut runs = Vec::new();
+        let mut error = None;
+        if !cfg.sim_only {
+            let repeats = cfg.repeats.max(1);
+            for r in 0..repeats {
+                let dir = if repeats == 1 {
+                    cfg.out.join(format!("w{i}"))
+                } else {
+                    cfg.out.join(format!("w{i}-r{r}"))
+                };
+                match run_emu(cfg, &file, &dir) {
+                    Ok(e) => {
+                        progress(&format!(
+                            "[{}/{}] {name} emulator ({}) run {}/{repeats}: utilization {:.1}%, p95 link delay {:.0} ms",
+                            i + 1,
+                            windows.len(),
+                            e.base_cc,
+                            r + 1,
+                            e.utilization * 100.0,
+                            e.p95_link_ms
+                        ));
+                        runs.push(e);
+                    }
+                    Err(e) => {
+                        progress(&format!(
+                            "[{}/{}] {name} emulator run {}/{repeats} failed: {e}",
+                            i + 1,
+                            windows.len(),
+                            r + 1
+                        ));
+                        error = Some(e.to_string());
+                    }
                 }
             }
-        };
+        }
+        let emu = mean_side(&runs);
         results.push(WindowResult {
             name: name.clone(),
             capacity_mbps: trace.mean_mbps(),
             sim,
             emu,
+            emu_runs: runs,
             error,
         });
     }
@@ -477,6 +515,16 @@ fn pct(v: f64) -> String {
     } else {
         "–".into()
     }
+}
+
+/// ` (lo-hi)` over several runs, empty for one.
+fn spread(runs: &[SideResult], f: fn(&SideResult) -> f64, d: usize) -> String {
+    if runs.len() < 2 {
+        return String::new();
+    }
+    let lo = runs.iter().map(f).fold(f64::INFINITY, f64::min);
+    let hi = runs.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+    format!(" ({lo:.d$}-{hi:.d$})")
 }
 
 fn num(v: f64, d: usize) -> String {
@@ -492,7 +540,8 @@ pub fn markdown(cfg: &SimToRealConfig, results: &[WindowResult]) -> String {
     use std::fmt::Write as _;
     let mut s = format!(
         "Sim-to-real: policy `{}`, {} ms windows, {} ms one-way delay, {}-packet droptail, \
-         ACKs through the same trace, simulated receiver {}; tolerance {:.0}%.\n\n\
+         ACKs through the same trace, simulated receiver {}, simulated clamp `{}`; \
+         real: mean of {} emulator run(s) per window (range in brackets); tolerance {:.0}%.\n\n\
          | window | capacity Mbit/s | base (sim / real) | utilization sim | real | gap | p95 link delay ms sim | real | gap | anchor Mbit/s sim | real | cwnd sim | real | clamp sim | real | pass |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         cfg.policy.display(),
@@ -504,6 +553,11 @@ pub fn markdown(cfg: &SimToRealConfig, results: &[WindowResult]) -> String {
         } else {
             "ACKing every segment"
         },
+        match cfg.clamp_model {
+            crate::congestion::ClampModel::Kernel => "kernel",
+            crate::congestion::ClampModel::Immediate => "immediate",
+        },
+        cfg.repeats.max(1),
         cfg.tolerance * 100.0
     );
     for r in results {
@@ -517,10 +571,10 @@ pub fn markdown(cfg: &SimToRealConfig, results: &[WindowResult]) -> String {
             r.sim.base_cc,
             if r.emu.is_some() { e.base_cc.as_str() } else { "–" },
             r.sim.utilization * 100.0,
-            if r.emu.is_some() { format!("{:.1}%", e.utilization * 100.0) } else { r.error.clone().unwrap_or_else(|| "–".into()).replace('|', "/") },
+            if r.emu.is_some() { format!("{:.1}%{}", e.utilization * 100.0, spread(&r.emu_runs, |x| x.utilization * 100.0, 1)) } else { r.error.clone().unwrap_or_else(|| "–".into()).replace('|', "/") },
             pct(gu),
             r.sim.p95_link_ms,
-            if r.emu.is_some() { num(e.p95_link_ms, 0) } else { "–".into() },
+            if r.emu.is_some() { format!("{}{}", num(e.p95_link_ms, 0), spread(&r.emu_runs, |x| x.p95_link_ms, 0)) } else { "–".into() },
             pct(gd),
             num(r.sim.mean_anchor_mbps, 2),
             num(e.mean_anchor_mbps, 2),

@@ -413,7 +413,21 @@ mod daemon_side {
                 &[[b.raw_actions[0], b.raw_actions[1]]],
             )
             .unwrap();
-        assert_eq!(e[0].predicted, direct[0]);
+        // The same prediction; batches of another size may round the last
+        // bits differently (libtorch picks its kernels by shape and CPU).
+        let close = |a: &[f64; 3], b: &[f64; 3]| {
+            a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-5 * (1.0 + y.abs()))
+        };
+        assert!(
+            e[0].predicted.iter().zip(&direct[0]).all(|(a, b)| {
+                close(&a.reward_units, &b.reward_units) && close(&a.physical, &b.physical)
+            }),
+            "{:?} {:?}",
+            e[0].predicted,
+            direct[0]
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = state_path(dir.path(), Path::new("/sys/fs/bpf/plume-cc/cg"));
         write_state(&path, &x.state(unix_ms())).unwrap();

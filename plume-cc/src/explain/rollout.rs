@@ -458,20 +458,15 @@ mod tests {
             assert_eq!(b.kept.len(), 1);
             assert_eq!(b.kept[0].obs, t[0].kept[0].obs);
         }
-        // Half the clamp, then double: the clamps applied after the
-        // decision are below and above the policy's.
-        let after = |b: &Trajectory| b.clamps[40 + h.hold - 1];
-        assert!(
-            after(&t[1]) < after(&t[0]),
-            "{} {}",
-            after(&t[1]),
-            after(&t[0])
-        );
-        assert!(
-            after(&t[2]) > after(&t[0]),
-            "{} {}",
-            after(&t[2]),
-            after(&t[0])
-        );
+        // Half the clamp, then double: the clamps applied while the
+        // contrast holds are below and above the policy's on average (one
+        // interval can cross: the policy's own clamp swings between
+        // intervals as the window meets it, as in Linux, only while used).
+        let mean_after = |b: &Trajectory| {
+            let held = &b.clamps[40..40 + h.hold];
+            held.iter().map(|&c| f64::from(c)).sum::<f64>() / held.len() as f64
+        };
+        let (policy, half, double) = (mean_after(&t[0]), mean_after(&t[1]), mean_after(&t[2]));
+        assert!(half < policy && policy < double, "{half} {policy} {double}");
     }
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::congestion::ClampModel;
+
 use super::model::{ActionScaling, Architecture, ObsNormalizer};
 use super::observation::{feature_name, OBSERVATION_LEN};
 
@@ -166,6 +168,11 @@ pub struct TrainingInfo {
     pub sampler: String,
     /// Environment steps taken.
     pub steps: u64,
+    /// How the simulator applied the cwnd clamp in training; absent in
+    /// files written before 2026-12-02, which were all trained under
+    /// [`ClampModel::Immediate`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_clamp: Option<ClampModel>,
 }
 
 /// Metadata of a policy (the JSON half of the file, see module docs).

@@ -89,6 +89,12 @@ pub struct TrainArgs {
     /// policy file; the daemon pins it on every flow).
     #[arg(long, value_enum, default_value_t = crate::congestion::ControllerKind::Cubic)]
     pub base: crate::congestion::ControllerKind,
+    /// How the simulator applies the cwnd clamp: `kernel` (as Linux:
+    /// `snd_cwnd` comes down to a new clamp only while the flow is
+    /// cwnd-limited) or `immediate` (the simulator before 2026-12-02, under
+    /// which every earlier policy was trained).
+    #[arg(long, value_enum, default_value_t = crate::congestion::ClampModel::Kernel)]
+    pub sim_clamp: crate::congestion::ClampModel,
     /// The operating point of the held-out evaluation and the policy's
     /// default (`latency`, `balanced`, `throughput` or a delay weight).
     /// Without a scenario `delay_weight` range it is also the reward's.
@@ -273,6 +279,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         ));
     }
     config.objective = args.objective;
+    config.clamp_model = args.sim_clamp;
     config.resume_from = args.resume_from.clone();
     config.scenarios = match &args.scenarios {
         None => None,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{EnvConfig, MonitorInterval};
-use crate::congestion::ControllerKind;
+use crate::congestion::{ClampModel, ControllerKind};
 use crate::policy::model::ActionScaling;
 use crate::sim::QueueLimit;
 
@@ -163,6 +163,15 @@ pub struct TrainConfig {
     pub scaling: ActionScaling,
     /// Command line recorded in the policy metadata.
     pub command: String,
+    /// How the simulator applies the cwnd clamp ([`ClampModel`]); a run
+    /// configuration written before the field existed was trained under
+    /// [`ClampModel::Immediate`].
+    #[serde(default = "immediate_clamp")]
+    pub clamp_model: ClampModel,
+}
+
+fn immediate_clamp() -> ClampModel {
+    ClampModel::Immediate
 }
 
 impl TrainConfig {
@@ -197,6 +206,7 @@ impl TrainConfig {
             reward: RewardSpec::default(),
             scaling: ActionScaling::default(),
             command: String::new(),
+            clamp_model: ClampModel::default(),
         }
     }
 
@@ -211,6 +221,7 @@ impl TrainConfig {
             queue_limit: QueueLimit::packets(self.queue_packets),
             random_loss: 0.0,
             delayed_ack: false,
+            clamp_model: self.clamp_model,
             objective: self.objective,
             interval: MonitorInterval::FixedUs(self.interval_us),
             episode_us: Some(self.window_ms * 1000),

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::congestion::ControllerKind;
+use crate::congestion::{ClampModel, ControllerKind};
 use crate::policy::observation::{Observation, ObservationBuilder};
 use crate::policy::{Objective, Target};
 
@@ -125,6 +125,8 @@ pub struct EnvConfig {
     pub random_loss: f64,
     /// Receivers delay ACKs as Linux does (see [`crate::sim::network`]).
     pub delayed_ack: bool,
+    /// How the controlled flows' cwnd clamps act (kernel-faithful by default).
+    pub clamp_model: ClampModel,
     /// The operating point the observations carry.
     pub objective: Objective,
     /// Monitor interval.
@@ -144,6 +146,7 @@ impl Default for EnvConfig {
             queue_limit: QueueLimit::packets(1000),
             random_loss: 0.0,
             delayed_ack: false,
+            clamp_model: ClampModel::default(),
             objective: Objective::default(),
             interval: MonitorInterval::FixedUs(20_000),
             episode_us: None,
@@ -347,6 +350,7 @@ impl Env {
             queue_limit: self.config.queue_limit,
             random_loss: self.config.random_loss,
             delayed_ack: self.config.delayed_ack,
+            clamp_model: self.config.clamp_model,
             flows,
             ..NetworkConfig::default()
         };

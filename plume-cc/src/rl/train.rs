@@ -175,6 +175,10 @@ pub fn train(
         seed: config.seed,
         sampler: config.sampler.name().to_string(),
         steps,
+        // Absent means Immediate, so that files trained under it (every
+        // policy before 2026-12-02) reproduce byte for byte.
+        sim_clamp: (config.clamp_model != crate::congestion::ClampModel::Immediate)
+            .then_some(config.clamp_model),
     };
     let k = corpus.clusters();
     while state.iteration < iterations {

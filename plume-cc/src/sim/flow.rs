@@ -32,7 +32,7 @@
 
 use std::collections::VecDeque;
 
-use crate::congestion::{AckSample, Clamped, Controller, LossEvent};
+use crate::congestion::{AckSample, ClampModel, Clamped, Controller, LossEvent};
 pub use crate::flow::rtt::{RTO_INITIAL_US, RTO_MAX_US, RTO_MIN_US};
 use crate::flow::{FlowSample, RttEstimator};
 
@@ -220,6 +220,12 @@ pub struct Sender {
     bytes_acked: u64,
     counters: FlowCounters,
     rtt_hist: RttHistogram,
+    /// `tp->is_cwnd_limited`, `max_packets_out` and `cwnd_usage_seq`
+    /// (`tcp_cwnd_validate`).
+    is_cwnd_limited: bool,
+    max_packets_out: u32,
+    cwnd_usage_seq: u64,
+    clamp_model: ClampModel,
 }
 
 impl std::fmt::Debug for Sender {
@@ -278,7 +284,17 @@ impl Sender {
             bytes_acked: 0,
             counters: FlowCounters::default(),
             rtt_hist: RttHistogram::new(),
+            is_cwnd_limited: false,
+            max_packets_out: 0,
+            cwnd_usage_seq: 0,
+            clamp_model: ClampModel::default(),
         }
+    }
+
+    /// Chooses how the clamp acts on the window ([`ClampModel`]).
+    pub fn set_clamp_model(&mut self, model: ClampModel) {
+        self.clamp_model = model;
+        self.controller.set_clamp_model(model);
     }
 
     /// The controller with its datapath limits (the policy sets them here).
@@ -380,6 +396,7 @@ impl Sender {
     pub fn poll_send(&mut self, now_us: u64) -> SendDecision {
         let cwnd = self.controller.window_segments();
         if self.inflight_segments() >= cwnd {
+            self.cwnd_validate(true);
             return SendDecision::Blocked;
         }
         let rate = self.controller.pacing_rate_bytes_per_sec();
@@ -444,11 +461,36 @@ impl Sender {
         if self.rto_deadline_us.is_none() {
             self.rto_deadline_us = Some(now_us + self.current_rto_us());
         }
+        let limited = self.inflight_segments() >= self.controller.window_segments();
+        self.cwnd_validate(limited);
         SendDecision::Send(Packet {
             seq,
             tx,
             sent_us: now_us,
         })
+    }
+
+    /// `tcp_cwnd_validate()` (tcp_output.c): remembers whether the window
+    /// was fully used in the current round, or the most segments out.
+    fn cwnd_validate(&mut self, is_cwnd_limited: bool) {
+        let packets_out = self.packets_out();
+        if self.snd_una >= self.cwnd_usage_seq
+            || is_cwnd_limited
+            || (!self.is_cwnd_limited && packets_out > self.max_packets_out)
+        {
+            self.is_cwnd_limited = is_cwnd_limited;
+            self.max_packets_out = packets_out;
+            self.cwnd_usage_seq = self.snd_nxt;
+        }
+    }
+
+    /// `tcp_is_cwnd_limited()` (include/net/tcp.h).
+    fn tcp_is_cwnd_limited(&self) -> bool {
+        if self.is_cwnd_limited {
+            return true;
+        }
+        let cwnd = self.controller.window_segments();
+        cwnd < self.controller.ssthresh_segments() && cwnd < 2 * self.max_packets_out
     }
 
     fn current_rto_us(&self) -> u64 {
@@ -559,6 +601,8 @@ impl Sender {
                     .checked_div(self.rate_interval_us)
                     .unwrap_or(0),
                 in_recovery: self.state == CaState::Recovery,
+                cwnd_limited: self.clamp_model == ClampModel::Immediate
+                    || self.tcp_is_cwnd_limited(),
                 mss_bytes: self.mss_bytes,
             };
             self.controller.on_ack(now_us, &sample);
@@ -722,6 +766,52 @@ mod tests {
         );
         assert_eq!(s.rto_deadline_us, None, "nothing in flight, no timer");
         assert_eq!(s.counters().rtt_samples, 10);
+    }
+
+    /// Linux's clamp (`ClampModel::Kernel`): a clamp below the window does
+    /// not shrink it while the flow leaves the window unused
+    /// (`tcp_is_cwnd_limited()` false: Reno does not run); once a burst
+    /// fills the window, the next ACK brings it down to the clamp.
+    #[test]
+    fn a_clamp_binds_only_once_the_window_is_used() {
+        let (mut s, mut r) = (reno(), Receiver::new());
+        for p in burst(&mut s, 0) {
+            ack(&mut s, &mut r, &p, 50_000);
+        }
+        assert_eq!(
+            s.controller().window_segments(),
+            20,
+            "slow start, window used"
+        );
+        s.controller_mut()
+            .set_limits(5, plume_cc_common::PACING_UNLIMITED);
+        // Three segments only (an application that writes little).
+        let few: Vec<Packet> = (0..3)
+            .map(|_| match s.poll_send(60_000) {
+                SendDecision::Send(p) => p,
+                d => panic!("{d:?}"),
+            })
+            .collect();
+        for p in &few {
+            ack(&mut s, &mut r, p, 110_000);
+        }
+        assert_eq!(
+            s.controller().window_segments(),
+            20,
+            "not cwnd-limited: kept"
+        );
+        // A full window goes out (the window is still 20), then its first
+        // ACK applies the clamp.
+        let full = burst(&mut s, 120_000);
+        assert_eq!(full.len(), 20);
+        ack(&mut s, &mut r, &full[0], 170_000);
+        assert_eq!(s.controller().window_segments(), 5);
+        // Under the simulator's old model the clamp cuts at once.
+        let mut s = reno();
+        s.set_clamp_model(ClampModel::Immediate);
+        s.controller_mut()
+            .set_limits(5, plume_cc_common::PACING_UNLIMITED);
+        assert_eq!(burst(&mut s, 0).len(), 5);
     }
 
     /// A dropped segment is declared lost once three later transmissions

@@ -27,7 +27,7 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::congestion::ControllerKind;
+use crate::congestion::{ClampModel, ControllerKind};
 
 use super::event::{EventKind, EventQueue};
 use super::flow::{Ack, Receiver, SendDecision, Sender};
@@ -86,6 +86,8 @@ pub struct NetworkConfig {
     /// Receivers delay their ACKs as Linux does (module docs); false: an
     /// ACK per segment.
     pub delayed_ack: bool,
+    /// How the senders' cwnd clamps act ([`ClampModel`]).
+    pub clamp_model: ClampModel,
 }
 
 impl Default for NetworkConfig {
@@ -101,6 +103,7 @@ impl Default for NetworkConfig {
             rwnd_segments: 4096,
             flows: vec![FlowConfig::new(ControllerKind::Cubic)],
             delayed_ack: false,
+            clamp_model: ClampModel::default(),
         }
     }
 }
@@ -191,13 +194,15 @@ impl Network {
             .enumerate()
             .map(|(i, f)| {
                 events.push(f.start_us, EventKind::Send, i as u32);
+                let mut sender = Sender::new(
+                    f.controller.build(config.mss_bytes),
+                    config.mss_bytes,
+                    wire,
+                    config.rwnd_segments,
+                );
+                sender.set_clamp_model(config.clamp_model);
                 FlowSlot {
-                    sender: Sender::new(
-                        f.controller.build(config.mss_bytes),
-                        config.mss_bytes,
-                        wire,
-                        config.rwnd_segments,
-                    ),
+                    sender,
                     receiver: Receiver::new(),
                     acks: VecDeque::with_capacity(1024),
                     ack_event_pending: false,
