@@ -7,6 +7,9 @@
 //! Run (no root): `cargo run --release -p plume-cc --example forward_probe [FLOWS] [ITERATIONS]`
 //! (default 10000 flows, 200 iterations; one libtorch thread unless a
 //! variant says otherwise).
+// The layers, their outputs and their weights are three parallel arrays.
+#![allow(clippy::needless_range_loop)]
+
 use std::time::Instant;
 
 use plume_cc::policy::file::{default_policy, tensors_from_safetensors, DEFAULT_POLICY_WEIGHTS};
@@ -346,7 +349,7 @@ fn main() {
     };
     // Without the no-grad guard (grad mode on; no tensor requires grad).
     {
-        let _on = tch::with_grad(|| {
+        tch::with_grad(|| {
             time("linear_out + tanh_, grad mode on", iters, &parts, || {
                 let mut t = Vec::new();
                 let mut cur = x.shallow_clone();
@@ -400,7 +403,7 @@ fn main() {
             let mut t = Vec::new();
             for i in 0..2 {
                 let s = Instant::now();
-                let _ = c[i].f_copy_(&h[i]).unwrap();
+                c[i].f_copy_(&h[i]).unwrap();
                 t.push(us(s));
             }
             t

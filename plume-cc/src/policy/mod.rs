@@ -128,7 +128,7 @@ impl DecodedAnchor {
 #[inline]
 pub fn round_half_away(x: f64) -> f64 {
     const EXACT: f64 = 4_503_599_627_370_496.0; // 2^52
-    if !(x.abs() < EXACT) {
+    if x.is_nan() || x.abs() >= EXACT {
         return x.round();
     }
     // `copysign`: -0.3 rounds to -0.0, as with `f64::round`.

@@ -449,6 +449,36 @@ mod tests {
     }
 
     #[test]
+    fn the_kept_log_features_equal_the_formula_whenever_their_input_moves() {
+        let mut b = ObservationBuilder::new();
+        let mut delivered = 0u32;
+        // The min RTT and the rate both move, stay, and come back.
+        let rtts = [
+            20_000u32, 20_000, 18_000, 18_000, 18_000, 25_000, 18_000, 18_000,
+        ];
+        let rates = [0u32, 50, 50, 400, 400, 10, 10, 90_000];
+        for (k, (&rtt, &rate)) in rtts.iter().zip(&rates).enumerate() {
+            delivered += rate;
+            let s = FlowSample {
+                min_rtt_us: rtt,
+                rate_delivered_segments: rate,
+                rate_interval_us: 40_000,
+                ..sample(20 * k as u64, delivered, 30)
+            };
+            let o = b.observe(&s).unwrap();
+            let min_rtt = f64::from(rtt);
+            let max_rate = b.max_rate_bytes_per_sec();
+            let want0 = clip((1.0 + min_rtt / 1000.0).ln() / 1001f64.ln(), 0.0, 1.0);
+            let want1 = clip((1.0 + max_rate * 8.0 / 1e6).ln() / 10001f64.ln(), 0.0, 1.0);
+            assert_eq!(
+                (o[0].to_bits(), o[1].to_bits()),
+                (want0.to_bits(), want1.to_bits()),
+                "sample {k}"
+            );
+        }
+    }
+
+    #[test]
     fn an_ack_burst_does_not_inflate_the_anchor() {
         let mut b = ObservationBuilder::new();
         // 1 MB/s: 20 segments of 1000 B per 20 ms, the kernel agrees.
