@@ -162,8 +162,8 @@ pub struct ObservationBuilder {
     /// `min_rtt_log` and `max_rate_log` with the input each was computed
     /// from (its f64 bits): an `ln` each, recomputed only when the min RTT
     /// or the rate anchor moves, which is rare next to the intervals
-    /// (issue 14: the two `ln` calls were a fifth of building an
-    /// observation). The features are the same, bit for bit.
+    /// (issue 14: the two `ln` calls were about a sixth of building an
+    /// observation in `perf`). The features are the same, bit for bit.
     log_features: [Option<(u64, f32)>; 2],
 }
 
