@@ -1074,6 +1074,11 @@ fn the_metrics_endpoint_parses_as_prometheus_text() {
         0.0
     );
     find("plume_step_overruns_total", None);
+    // Counted by the daemon's slot reader; exported (as a counter) even
+    // when nothing tore. (The parser reads OpenMetrics `_total` samples as
+    // untyped, hence the TYPE line.)
+    assert!(number(&find("plume_torn_reads_total", None).value) >= 0.0);
+    assert!(body.contains("# TYPE plume_torn_reads counter\n"), "{body}");
     let info = find("plume_cc_build_info", None);
     assert_eq!(
         info.labels.get("policy_sha256"),

@@ -100,6 +100,11 @@ const COUNTERS: &[CounterSpec] = &[
         |s| s.flows_reaped,
     ),
     (
+        "plume_torn_reads",
+        "Flow reads skipped because the datapath was rewriting the flow's slot on every try (the flow is read again next interval)",
+        |s| s.torn_reads,
+    ),
+    (
         "plume_flows_opened",
         "Flows registered by the datapath",
         |s| s.datapath.flows_opened,
@@ -440,6 +445,7 @@ mod tests {
             read_failures: 2,
             map_failures: 1,
             flows_reaped: 3,
+            torn_reads: 7,
             guard: GuardCounts {
                 nan: 2,
                 below_min: 5,
@@ -458,6 +464,8 @@ mod tests {
             "plume_read_failures_total 2\n",
             "plume_map_failures_total 1\n",
             "plume_flows_reaped_total 3\n",
+            "plume_torn_reads_total 7\n",
+            "# HELP plume_torn_reads Flow reads skipped because the datapath was rewriting",
             "plume_policy_nan_total 2\n",
             "plume_policy_clamped_total 6\n",
             "plume_policy_guarded_total{reason=\"nan\"} 2\n",

@@ -133,6 +133,70 @@ impl BatchScratch {
     }
 }
 
+/// Whether every value is finite. Branch-free over the whole slice (an
+/// exponent of all ones marks infinities and NaNs), so it vectorises; the
+/// caller looks for the first bad value only when there is one.
+#[inline(always)]
+fn all_finite(v: &[f32]) -> bool {
+    v.iter().fold(0u32, |bad, x| {
+        bad | u32::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+    }) == 0
+}
+
+/// Writes each row of `obs` normalised into `out` (the same f32
+/// operations, in the same order, as [`InferenceNet::forward`]'s
+/// `((obs - mean) / std).clamp(-clip, clip)`, so the result is bit for bit
+/// the same) and says whether every value of `obs` was finite, in one pass.
+/// Where the CPU has AVX2 the loop runs 8 lanes wide: IEEE division,
+/// subtraction and comparison give the same bits at any width, so only the
+/// speed changes (the binary is built for baseline x86-64, SSE2).
+fn normalise_rows(obs: &[f32], out: &mut [f32], mean: &[f32], std: &[f32], clip: f32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU was just checked for AVX2.
+        return unsafe { normalise_rows_avx2(obs, out, mean, std, clip) };
+    }
+    normalise_rows_generic(obs, out, mean, std, clip)
+}
+
+/// [`normalise_rows`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn normalise_rows_avx2(
+    obs: &[f32],
+    out: &mut [f32],
+    mean: &[f32],
+    std: &[f32],
+    clip: f32,
+) -> bool {
+    normalise_rows_generic(obs, out, mean, std, clip)
+}
+
+/// The body of [`normalise_rows`], inlined into each instruction-set
+/// version.
+#[inline(always)]
+fn normalise_rows_generic(
+    obs: &[f32],
+    out: &mut [f32],
+    mean: &[f32],
+    std: &[f32],
+    clip: f32,
+) -> bool {
+    let len = mean.len();
+    let mut bad = 0u32;
+    for (row_in, row_out) in obs.chunks_exact(len).zip(out.chunks_exact_mut(len)) {
+        for (((o, &v), &m), &s) in row_out.iter_mut().zip(row_in).zip(mean).zip(std) {
+            bad |= u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000);
+            // `f32::clamp(-clip, clip)` as the standard library defines
+            // it (NaN passes through), without its assertion on the bounds.
+            let y = (v - m) / s;
+            let y = if y < -clip { -clip } else { y };
+            *o = if y > clip { clip } else { y };
+        }
+    }
+    bad == 0
+}
+
 enum Net {
     Native(InferenceNet),
     Script(tch::CModule),
@@ -370,17 +434,14 @@ impl LoadedPolicy {
                 obs.len()
             )));
         }
-        if let Some(i) = obs.iter().position(|v| !v.is_finite()) {
-            return Err(PolicyError::BadInput(format!(
-                "non-finite value at flow {}, feature {}",
-                i / len,
-                i % len
-            )));
-        }
         let mut timing = ForwardTiming::default();
         if n_flows == 0 {
             return Ok(timing);
         }
+        // The finiteness check is part of `prepare`: a native policy's runs
+        // in the same pass as the normalisation (one read of the matrix
+        // instead of two; the separate scan cost as much as the
+        // normalisation, docs/BENCHMARKS.md "Decide step").
         let t0 = std::time::Instant::now();
         let torch = |source| torch_err(self.source.clone(), source);
         scratch.fit(&self.net, n_flows, len).map_err(torch)?;
@@ -394,23 +455,20 @@ impl LoadedPolicy {
         let x = unsafe {
             std::slice::from_raw_parts_mut(input.data_ptr().cast::<f32>(), n_flows * len)
         };
-        match &self.net {
-            Net::Native(_) => {
-                // The same f32 operations, in the same order, as
-                // InferenceNet::forward's `((obs - mean) / std).clamp(-c, c)`.
-                let clip = scratch.clip;
-                for (row_in, row_out) in obs.chunks_exact(len).zip(x.chunks_exact_mut(len)) {
-                    for (((o, v), m), s) in row_out
-                        .iter_mut()
-                        .zip(row_in)
-                        .zip(&scratch.mean)
-                        .zip(&scratch.std)
-                    {
-                        *o = ((v - m) / s).clamp(-clip, clip);
-                    }
-                }
+        let finite = match &self.net {
+            Net::Native(_) => normalise_rows(obs, x, &scratch.mean, &scratch.std, scratch.clip),
+            Net::Script(_) => {
+                x.copy_from_slice(obs);
+                all_finite(obs)
             }
-            Net::Script(_) => x.copy_from_slice(obs),
+        };
+        if !finite {
+            let i = obs.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            return Err(PolicyError::BadInput(format!(
+                "non-finite value at flow {}, feature {}",
+                i / len,
+                i % len
+            )));
         }
         let t1 = std::time::Instant::now();
         let y = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
@@ -697,7 +755,62 @@ mod tests {
                 Err(PolicyError::BadInput(_))
             ));
             assert!(p.act_batch_into(&mut scratch, &bad, 2, &mut got).is_err());
+            // The check runs in the normalising pass now: it still finds
+            // every non-finite value and names the first.
+            for (at, v) in [
+                (5, f32::INFINITY),
+                (OBSERVATION_LEN + 7, f32::NAN),
+                (2 * OBSERVATION_LEN + 75, f32::NEG_INFINITY),
+            ] {
+                let mut bad = random_obs(3, 98);
+                bad[at] = v;
+                bad[3 * OBSERVATION_LEN - 1] = f32::NAN;
+                let e = p
+                    .act_batch_into(&mut scratch, &bad, 3, &mut got)
+                    .unwrap_err()
+                    .to_string();
+                let want = format!(
+                    "flow {}, feature {}",
+                    at / OBSERVATION_LEN,
+                    at % OBSERVATION_LEN
+                );
+                assert!(e.contains(&want), "{e}: {want}");
+            }
         }
+    }
+
+    #[test]
+    fn every_build_of_the_normalisation_gives_the_same_bits() {
+        let len = OBSERVATION_LEN;
+        let mean: Vec<f32> = (0..len).map(|j| (j as f32 - 30.0) * 0.37).collect();
+        let std: Vec<f32> = (0..len).map(|j| 1e-4 + (j % 9) as f32 * 0.83).collect();
+        let obs = random_obs(257, 3);
+        let obs: Vec<f32> = obs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1 + i % 50) as f32)
+            .collect();
+        let mut plain = vec![0f32; obs.len()];
+        let mut fast = vec![1f32; obs.len()];
+        assert!(normalise_rows_generic(&obs, &mut plain, &mean, &std, 5.0));
+        assert!(normalise_rows(&obs, &mut fast, &mean, &std, 5.0));
+        for (i, ((p, f), v)) in plain.iter().zip(&fast).zip(&obs).enumerate() {
+            let (m, s) = (mean[i % len], std[i % len]);
+            let want = ((v - m) / s).clamp(-5.0, 5.0);
+            assert_eq!(
+                (p.to_bits(), f.to_bits()),
+                (want.to_bits(), want.to_bits()),
+                "value {i}"
+            );
+        }
+        assert!(plain.iter().any(|v| v.abs() == 5.0) && plain.iter().any(|v| v.abs() < 5.0));
+        for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut bad = obs.clone();
+            bad[200 * len + 3] = v;
+            assert!(!normalise_rows(&bad, &mut fast, &mean, &std, 5.0));
+            assert!(!all_finite(&bad));
+        }
+        assert!(all_finite(&obs));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::api::{FlowPolicy, PolicyContract, Target};
 use super::file::BatchScratch;
 use super::observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
-use super::{flow_context, LoadedPolicy};
+use super::{DecodedAnchor, LoadedPolicy};
 
 /// Where the time of the last [`FlowPolicy::decide`] went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -52,6 +52,12 @@ pub struct LearnedPolicy {
     /// Every known flow's builder; `slot_of` says which is whose, `free`
     /// holds the slots of forgotten flows.
     builders: Vec<ObservationBuilder>,
+    /// Each builder's flow's decoded min RTT and rate anchor (by slot,
+    /// like `builders`), decoded again only when its features change.
+    anchors: Vec<DecodedAnchor>,
+    /// Each row's flow context and limits in force, gathered while
+    /// observing (see `decide`).
+    contexts: Vec<(super::FlowContext, Target)>,
     slot_of: HashMap<u64, usize>,
     free: Vec<usize>,
     /// The flows of the last call, in order, and their slots.
@@ -73,6 +79,8 @@ impl LearnedPolicy {
             objective: policy.metadata().default_objective,
             policy,
             builders: Vec::new(),
+            anchors: Vec::new(),
+            contexts: Vec::new(),
             slot_of: HashMap::new(),
             free: Vec::new(),
             order_cookies: Vec::new(),
@@ -198,9 +206,13 @@ impl FlowPolicy for LearnedPolicy {
         }
         let len = OBSERVATION_LEN;
         self.obs.resize(flows.len() * len, 0.0);
+        self.anchors
+            .resize(self.builders.len(), DecodedAnchor::default());
+        self.contexts.clear();
+        self.last_cookies.clear();
         // The daemon samples on its own tick: intervals are poll to poll.
         let timestamp_us = now_ns / 1000;
-        for (((_, stats), &slot), row) in flows
+        for (((cookie, stats), &slot), row) in flows
             .iter()
             .zip(&self.order)
             .zip(self.obs.chunks_exact_mut(len))
@@ -217,8 +229,21 @@ impl FlowPolicy for LearnedPolicy {
                     row.fill(0.0);
                 }
             }
+            // What the action mapping needs of this flow, taken now, while
+            // its row, builder and statistics are in cache: read after the
+            // forward (which passes over megabytes) they missed it, a third
+            // of the mapping's time (docs/BENCHMARKS.md, "Decide step").
+            // It is `flow_context(row, ...)`, with the two `exp` calls made
+            // only when the flow's features changed; the mode is the one
+            // the builder has after this observation, as before.
+            let ctx = self.anchors[slot]
+                .refresh(row)
+                .context(row, stats.mss, b.mode());
+            self.contexts.push((ctx, Target::applied(stats)));
+            self.last_cookies.push(*cookie);
         }
         let t1 = Instant::now();
+        // On an error `actions` is left empty, so `last_batch` gives nothing.
         let f = self.policy.act_batch_into(
             &mut self.scratch,
             &self.obs,
@@ -226,22 +251,11 @@ impl FlowPolicy for LearnedPolicy {
             &mut self.actions,
         )?;
         let t2 = Instant::now();
-        self.last_cookies.clear();
-        self.last_cookies.extend(flows.iter().map(|(c, _)| *c));
         let scaling = self.policy.metadata().action_scaling;
+        let step_factor = scaling.step_factor();
         out.reserve(flows.len());
-        for (((a, (_, stats)), obs), &slot) in self
-            .actions
-            .chunks_exact(2)
-            .zip(flows)
-            .zip(self.obs.chunks_exact(len))
-            .zip(&self.order)
-        {
-            out.push(scaling.next_target(
-                [a[0], a[1]],
-                &flow_context(obs, stats.mss, self.builders[slot].mode()),
-                Target::applied(stats),
-            ));
+        for (a, (ctx, applied)) in self.actions.chunks_exact(2).zip(&self.contexts) {
+            out.push(scaling.next_target_by([a[0], a[1]], ctx, *applied, step_factor));
         }
         self.timing = DecideTiming {
             flows: flows.len(),

@@ -159,6 +159,25 @@ pub struct ObservationBuilder {
     newest: usize,
     seen: usize,
     competition: CompetitionDetector,
+    /// `min_rtt_log` and `max_rate_log` with the input each was computed
+    /// from (its f64 bits): an `ln` each, recomputed only when the min RTT
+    /// or the rate anchor moves, which is rare next to the intervals
+    /// (issue 14: the two `ln` calls were about a sixth of building an
+    /// observation in `perf`). The features are the same, bit for bit.
+    log_features: [Option<(u64, f32)>; 2],
+}
+
+/// `f(x)`, from `kept` when it holds it for this `x` (bitwise), else
+/// computed and kept.
+fn kept_or(kept: &mut Option<(u64, f32)>, x: f64, f: impl FnOnce(f64) -> f32) -> f32 {
+    match *kept {
+        Some((bits, v)) if bits == x.to_bits() => v,
+        _ => {
+            let v = f(x);
+            *kept = Some((x.to_bits(), v));
+            v
+        }
+    }
 }
 
 impl Default for ObservationBuilder {
@@ -191,6 +210,7 @@ impl ObservationBuilder {
             newest: 0,
             seen: 0,
             competition: CompetitionDetector::new(),
+            log_features: [None; 2],
         }
     }
 
@@ -332,8 +352,13 @@ impl ObservationBuilder {
         }
         self.prev = Some(*s);
 
-        out[0] = clip((1.0 + min_rtt / 1000.0).ln() / 1001f64.ln(), 0.0, 1.0);
-        out[1] = clip((1.0 + max_rate * 8.0 / 1e6).ln() / 10001f64.ln(), 0.0, 1.0);
+        let [kept_rtt, kept_rate] = &mut self.log_features;
+        out[0] = kept_or(kept_rtt, min_rtt, |min_rtt| {
+            clip((1.0 + min_rtt / 1000.0).ln() / 1001f64.ln(), 0.0, 1.0)
+        });
+        out[1] = kept_or(kept_rate, max_rate, |max_rate| {
+            clip((1.0 + max_rate * 8.0 / 1e6).ln() / 10001f64.ln(), 0.0, 1.0)
+        });
         out[2] = clip(ratio(dt_us as f64, min_rtt), 0.0, 10.0);
         out[3] = self.objective.feature();
         for k in 0..self.seen {
@@ -420,6 +445,36 @@ mod tests {
             rate_delivered_segments: rate_segs,
             rate_interval_us: 20_000,
             ..sample(t_ms, delivered, 20)
+        }
+    }
+
+    #[test]
+    fn the_kept_log_features_equal_the_formula_whenever_their_input_moves() {
+        let mut b = ObservationBuilder::new();
+        let mut delivered = 0u32;
+        // The min RTT and the rate both move, stay, and come back.
+        let rtts = [
+            20_000u32, 20_000, 18_000, 18_000, 18_000, 25_000, 18_000, 18_000,
+        ];
+        let rates = [0u32, 50, 50, 400, 400, 10, 10, 90_000];
+        for (k, (&rtt, &rate)) in rtts.iter().zip(&rates).enumerate() {
+            delivered += rate;
+            let s = FlowSample {
+                min_rtt_us: rtt,
+                rate_delivered_segments: rate,
+                rate_interval_us: 40_000,
+                ..sample(20 * k as u64, delivered, 30)
+            };
+            let o = b.observe(&s).unwrap();
+            let min_rtt = f64::from(rtt);
+            let max_rate = b.max_rate_bytes_per_sec();
+            let want0 = clip((1.0 + min_rtt / 1000.0).ln() / 1001f64.ln(), 0.0, 1.0);
+            let want1 = clip((1.0 + max_rate * 8.0 / 1e6).ln() / 10001f64.ln(), 0.0, 1.0);
+            assert_eq!(
+                (o[0].to_bits(), o[1].to_bits()),
+                (want0.to_bits(), want1.to_bits()),
+                "sample {k}"
+            );
         }
     }
 

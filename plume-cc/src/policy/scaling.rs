@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api::Target;
 use super::competition::{Mode, DRAIN_GAIN};
+use super::round_half_away;
 use plume_cc_common::{CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED};
 
 /// What the action scaling needs to know about one flow.
@@ -202,17 +203,40 @@ impl ActionScaling {
     /// step from `prev`, the limits in force ([`Self::to_target`] then
     /// [`Self::limit_step`]); a drain probe applies at once.
     pub fn next_target(&self, raw: [f32; 2], ctx: &FlowContext, prev: Target) -> Target {
-        self.step_from(self.to_target(raw, ctx), ctx, prev)
+        self.next_target_by(raw, ctx, prev, self.step_factor())
+    }
+
+    /// [`Self::next_target`] with the [`Self::step_factor`] computed once
+    /// by the caller: the daemon maps thousands of flows per interval, and
+    /// the factor is an `exp2` call.
+    pub fn next_target_by(
+        &self,
+        raw: [f32; 2],
+        ctx: &FlowContext,
+        prev: Target,
+        step_factor: f64,
+    ) -> Target {
+        self.step_from_by(self.to_target(raw, ctx), ctx, prev, step_factor)
+    }
+
+    /// The most one interval may move a limit, as a factor:
+    /// `2^max_log2_step` ([`Self::limit_step`]).
+    pub fn step_factor(&self) -> f64 {
+        f64::from(self.max_log2_step).exp2()
     }
 
     /// `new` for the flow `ctx` moved at most one step from `prev`
     /// ([`Self::limit_step`]), except in a drain probe of the competition
     /// rule, which applies at once.
     pub fn step_from(&self, new: Target, ctx: &FlowContext, prev: Target) -> Target {
+        self.step_from_by(new, ctx, prev, self.step_factor())
+    }
+
+    fn step_from_by(&self, new: Target, ctx: &FlowContext, prev: Target, k: f64) -> Target {
         if self.competition.is_some() && matches!(ctx.mode, Mode::Probe { .. }) {
             new
         } else {
-            self.limit_step(new, prev)
+            self.limit_step_by(new, prev, k)
         }
     }
 
@@ -224,16 +248,20 @@ impl ActionScaling {
     /// kernel and the simulator diverge. A limit coming from or going to "no
     /// limit" is not smoothed (a new flow's first limit applies at once).
     pub fn limit_step(&self, new: Target, prev: Target) -> Target {
+        self.limit_step_by(new, prev, self.step_factor())
+    }
+
+    /// [`Self::limit_step`] with `k` = [`Self::step_factor`].
+    fn limit_step_by(&self, new: Target, prev: Target, k: f64) -> Target {
         if self.max_log2_step <= 0.0 {
             return new;
         }
-        let k = f64::from(self.max_log2_step).exp2();
         let step = |n: u32, p: u32, none: u32, lo: u32| -> u32 {
             if n == none || p == none || p == 0 {
                 return n;
             }
             let (n, p) = (f64::from(n), f64::from(p));
-            (n.clamp(p / k, p * k).round() as u32).max(lo)
+            (round_half_away(n.clamp(p / k, p * k)) as u32).max(lo)
         };
         Target {
             cwnd_clamp_segments: step(
@@ -295,12 +323,13 @@ impl ActionScaling {
             min_rtt
         };
         let bdp = rate * ref_rtt / 1e6 / mss;
-        let cwnd = (f64::from(self.cwnd_gain) * bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2())
-            .round();
+        let cwnd = round_half_away(
+            f64::from(self.cwnd_gain) * bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2(),
+        );
         let cwnd = match (self.competition, ctx.mode) {
             // A drain probe: below one BDP of the share the flow holds now.
             (Some(_), Mode::Probe { rate_bytes_per_sec }) => {
-                (DRAIN_GAIN * rate_bytes_per_sec * min_rtt / 1e6 / mss).round()
+                round_half_away(DRAIN_GAIN * rate_bytes_per_sec * min_rtt / 1e6 / mss)
             }
             _ => cwnd,
         };
