@@ -151,9 +151,8 @@ pub fn kernel_pacing_rate_bytes_per_sec(
 }
 
 /// Which kernel-like algorithm runs a flow, for configurations and factories.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ControllerKind {
     /// [`Reno`].

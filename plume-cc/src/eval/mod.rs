@@ -9,7 +9,6 @@
 //! The top layer: it drives the simulator, the policy, the daemon (through
 //! the bench's plume scheme) and the emulator.
 
-pub mod cli;
 pub mod matrix;
 pub mod plot;
 pub mod sim_to_real;

@@ -74,7 +74,8 @@ pub fn directions(c: usize, target: DelayTarget) -> [f32; 2] {
 /// delay is hard"), it gained 0.03-0.05 of R² in reward units and lost up
 /// to 0.13 in ms: not the cause of the poor delay fit (the reward's clip
 /// was, [`super::ComponentReturns::explained`]), so it stays opt-in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum DelayTarget {
     /// The return (reward units) and the mean (ms) as they are: the
