@@ -67,14 +67,14 @@ pub fn draw_figure(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    draw(path, corpus, analysis).map_err(|message| PlotError {
-        path: path.to_path_buf(),
-        message,
-    })
+    draw(path, corpus, analysis)
 }
 
-fn draw(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<(), String> {
-    let e = |err: &dyn std::fmt::Display| err.to_string();
+fn draw(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<(), PlotError> {
+    let e = |err: &dyn std::fmt::Display| PlotError {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    };
     let k = analysis.model.gmm.k();
     let (scores, explained) = pca(&analysis.z_selected, 2);
     let total_var: f64 = analysis.z_selected.var_axis(Axis(0), 0.0).sum().max(1e-12);
