@@ -104,7 +104,9 @@ pub enum CompetingError {
         flows: String,
     },
     /// No controller, or zero flows.
-    #[error("--competing {spec:?}: give a congestion control and at least one flow (cubic, bbr:2)")]
+    #[error(
+        "--competing {spec:?}: give a congestion control and at least one flow (cubic, bbr:2)"
+    )]
     Incomplete {
         /// The value as given.
         spec: String,

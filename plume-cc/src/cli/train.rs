@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use plume_cc::rl::env::PathRanges;
-use plume_cc::rl::train::{self, LogRow, Progress, SamplerChoice, TrainConfig};
 use super::args::DurationArg;
 use plume_cc::args::BareUnit;
 use plume_cc::policy::{self, LoadedPolicy, OBSERVATION_LEN};
+use plume_cc::rl::env::PathRanges;
+use plume_cc::rl::train::{self, LogRow, Progress, SamplerChoice, TrainConfig};
 
 /// Arguments of `plume-cc train`.
 #[derive(Debug, Clone, clap::Args)]

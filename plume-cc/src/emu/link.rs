@@ -84,12 +84,12 @@ impl DropTail {
                 .ok_or_else(|| QueueArgError::NotKeyValue {
                     part: part.to_string(),
                 })?;
-            let n: usize = v.parse().map_err(|e: std::num::ParseIntError| {
-                QueueArgError::NotACount {
-                    part: part.to_string(),
-                    reason: e.to_string(),
-                }
-            })?;
+            let n: usize =
+                v.parse()
+                    .map_err(|e: std::num::ParseIntError| QueueArgError::NotACount {
+                        part: part.to_string(),
+                        reason: e.to_string(),
+                    })?;
             match k {
                 "packets" => q.packets = Some(n),
                 "bytes" => q.bytes = Some(n),

@@ -7,8 +7,8 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::study::StudyResult;
-use crate::rl::config::SamplerChoice;
 use crate::plume::plot::PlotError;
+use crate::rl::config::SamplerChoice;
 use crate::rl::log::LogRow;
 
 type Res = Result<(), PlotError>;

@@ -139,11 +139,7 @@ impl PathRecord {
         }
         if let Some(b) = self.buffer_bdp {
             if !(b.is_finite() && (0.01..=100.0).contains(&b)) {
-                return Err(out(
-                    "buffer_bdp",
-                    "[0.01, 100] or null (unlimited)",
-                    b,
-                ));
+                return Err(out("buffer_bdp", "[0.01, 100] or null (unlimited)", b));
             }
         }
         if !(self.loss_rate.is_finite() && (0.0..0.5).contains(&self.loss_rate)) {
