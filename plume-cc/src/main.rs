@@ -392,7 +392,7 @@ enum Command {
 }
 
 /// Usage errors exit with 2 (clap), runtime errors with 1. The error is
-/// printed once, each cause once, on one line (`args::one_line`), and
+/// printed once, each cause once, on one line (`errors::one_line`), and
 /// never with a backtrace: anyhow's `Debug` would print one when
 /// RUST_BACKTRACE is set, which is noise for a wrong path or a missing
 /// privilege.
@@ -410,7 +410,10 @@ fn main() {
     let code = match run(cli.command) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("plume-cc: error: {}", cli::args::one_line(e.as_ref()));
+            eprintln!(
+                "plume-cc: error: {}",
+                plume_cc::errors::one_line(e.as_ref())
+            );
             1
         }
     };
@@ -728,7 +731,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                         eprintln!(
                             "plume-cc: warning: skipping the datapath pinned at {}: {}",
                             dir.display(),
-                            cli::args::one_line(&e)
+                            plume_cc::errors::one_line(&e)
                         );
                         continue;
                     }

@@ -1,7 +1,7 @@
 //! The binary's side of the flag grammar: the clap value parser of every
 //! duration flag (over the library's [`plume_cc::args::parse_duration`]),
-//! the deprecation warnings that keep old spellings working for a release,
-//! and the one-line form of an error the binary prints.
+//! and the deprecation warnings that keep old spellings working for a
+//! release.
 
 use std::time::Duration;
 
@@ -14,23 +14,6 @@ use plume_cc::args::{parse_duration, parse_legacy, BareUnit};
 /// warning is for the person at the command line.
 pub fn deprecated(old: &str, new: &str) {
     eprintln!("plume-cc: warning: `{old}` is deprecated and will be refused in the next release; use `{new}`");
-}
-
-/// An error and its causes on one line, as the binary prints it: each
-/// cause once. Why not anyhow's `{:#}`: many errors already show their
-/// source in their own message (`"{path}: {source}"`), which `{:#}` then
-/// repeats; a cause whose text is already in the line is left out.
-pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let cause = s.to_string();
-        if !text.contains(&cause) {
-            text = format!("{text}: {cause}");
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// clap value parser of a duration flag. `DurationArg::new()` refuses bare
@@ -123,28 +106,6 @@ impl TypedValueParser for DurationArg {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_error_chain_names_each_cause_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("reading {path}: {source}")]
-        struct Read {
-            path: &'static str,
-            source: std::io::Error,
-        }
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let e = anyhow::Error::new(Read {
-            path: "/x",
-            source: io,
-        })
-        .context("loading the policy");
-        assert_eq!(
-            one_line(e.as_ref()),
-            "loading the policy: reading /x: no such file"
-        );
-        // anyhow's own chain repeats the cause.
-        assert_eq!(format!("{e:#}").matches("no such file").count(), 2);
-    }
 
     #[test]
     fn the_clap_parser_names_the_flag() {

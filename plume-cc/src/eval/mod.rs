@@ -53,11 +53,6 @@ pub enum EvalError {
         source: std::io::Error,
     },
     /// A plot could not be drawn.
-    #[error("plot {path}: {msg}")]
-    Plot {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        msg: String,
-    },
+    #[error(transparent)]
+    Plot(#[from] crate::font::PlotError),
 }

@@ -47,7 +47,7 @@ pub enum StudyError {
     Policy(#[from] crate::policy::PolicyError),
     /// A figure could not be drawn.
     #[error(transparent)]
-    Plot(#[from] crate::plume::plot::PlotError),
+    Plot(#[from] crate::font::PlotError),
     /// A result file could not be read or written.
     #[error("{path}: {message}")]
     Output {

@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::study::StudyResult;
-use crate::plume::plot::PlotError;
+use crate::font::PlotError;
 use crate::rl::config::SamplerChoice;
 use crate::rl::log::LogRow;
 
@@ -15,10 +15,7 @@ type Res = Result<(), PlotError>;
 
 /// The backend's error `e` while drawing `path`.
 fn err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> PlotError + '_ {
-    move |e| PlotError {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+    move |e| PlotError::new(path, e)
 }
 
 /// One panel per budget: for every cluster, one bar per sampler (mean over
