@@ -44,8 +44,8 @@
 //! simulator's buffer reproduces; its `loss_rate` is random loss on top.
 
 //!
-//! In three parts: [`flow`] (one flow's reads, the network-limited test and
-//! its delivery series, windows and path record), [`corpus`] (the finished
+//! In three parts: `flow.rs` (one flow's reads, the network-limited test and
+//! its delivery series, windows and path record), `corpus.rs` (the finished
 //! flows written as a scenario corpus) and, here, the settings and the live
 //! loop over the datapath.
 

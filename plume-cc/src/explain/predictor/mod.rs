@@ -9,9 +9,9 @@
 //! refused with both hashes named.
 
 //!
-//! In three parts: [`target`] (what a network reads and predicts: the
+//! In three parts: `target.rs` (what a network reads and predicts: the
 //! inputs, the outputs, the delay target's transform and the monotone
-//! heads), [`metadata`] (the JSON half, its fidelity and input ranges, the
+//! heads), `metadata.rs` (the JSON half, its fidelity and input ranges, the
 //! files' places and the binding to the policy) and, here, the networks
 //! themselves (load, save, predict).
 
