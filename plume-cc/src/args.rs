@@ -1,5 +1,7 @@
 //! The flag grammar every subcommand shares: one duration parser, and the
-//! deprecation warnings that keep old spellings working for a release.
+//! reading of the bare numbers old spellings took. Plain functions with
+//! typed errors: the clap value parser over them, and the deprecation
+//! warnings, are the binary's (`src/cli/args.rs`).
 //!
 //! Why one parser: the flags used to speak several dialects (`traces synth
 //! --duration 2` meant 2 ms, `bench --duration 2` meant 2 s, `emulate
@@ -8,8 +10,6 @@
 //! units is humantime's (`ns`, `us`, `ms`, `s`, `m`/`min`, `h`, ...).
 
 use std::time::Duration;
-
-use clap::builder::TypedValueParser;
 
 /// Why a duration was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -86,117 +86,6 @@ pub fn parse_legacy(
     }
 }
 
-/// Prints a deprecation warning on stderr. Straight to stderr rather than
-/// through `tracing`: flags are parsed before logging is set up, and the
-/// warning is for the person at the command line.
-pub fn deprecated(old: &str, new: &str) {
-    eprintln!("plume-cc: warning: `{old}` is deprecated and will be refused in the next release; use `{new}`");
-}
-
-/// An error and its causes on one line, as the binary prints it: each
-/// cause once. Why not anyhow's `{:#}`: many errors already show their
-/// source in their own message (`"{path}: {source}"`), which `{:#}` then
-/// repeats; a cause whose text is already in the line is left out.
-pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let cause = s.to_string();
-        if !text.contains(&cause) {
-            text = format!("{text}: {cause}");
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// clap value parser of a duration flag. `DurationArg::new()` refuses bare
-/// numbers with a hint; `DurationArg::legacy(unit)` still reads them in
-/// `unit` and warns with the new spelling (the flag's long name included);
-/// `DurationArg::renamed(flag, unit)` is for an old flag (`--stale-ms`)
-/// kept hidden beside its new name (`--stale`), which it names in the warning.
-#[derive(Clone, Copy, Debug)]
-pub struct DurationArg {
-    bare: Option<BareUnit>,
-    new_flag: Option<&'static str>,
-}
-
-impl DurationArg {
-    /// For new flags: a unit is required.
-    pub fn new() -> Self {
-        Self {
-            bare: None,
-            new_flag: None,
-        }
-    }
-
-    /// For flags that took bare numbers in `unit`.
-    pub fn legacy(unit: BareUnit) -> Self {
-        Self {
-            bare: Some(unit),
-            new_flag: None,
-        }
-    }
-
-    /// For an old flag, replaced by `new_flag`, that took bare numbers in
-    /// `unit`: any use of it is warned about.
-    pub fn renamed(new_flag: &'static str, unit: BareUnit) -> Self {
-        Self {
-            bare: Some(unit),
-            new_flag: Some(new_flag),
-        }
-    }
-}
-
-impl Default for DurationArg {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl TypedValueParser for DurationArg {
-    type Value = Duration;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<Duration, clap::Error> {
-        let flag = arg
-            .and_then(|a| a.get_long())
-            .map(|l| format!("--{l}"))
-            .unwrap_or_else(|| "the duration".into());
-        let invalid = |msg: String| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid value for {flag}: {msg}\n"),
-            )
-            .with_cmd(cmd)
-        };
-        let text = value
-            .to_str()
-            .ok_or_else(|| invalid(format!("{value:?} is not UTF-8")))?;
-        match self.bare {
-            None => parse_duration(text).map_err(|e| invalid(e.to_string())),
-            Some(unit) => {
-                let (d, new) = parse_legacy(text, unit).map_err(|e| invalid(e.to_string()))?;
-                match (self.new_flag, new) {
-                    (Some(to), new) => deprecated(
-                        &format!("{flag} {text}"),
-                        &format!("{to} {}", new.as_deref().unwrap_or(text)),
-                    ),
-                    (None, Some(new)) => {
-                        deprecated(&format!("{flag} {text}"), &format!("{flag} {new}"))
-                    }
-                    (None, None) => {}
-                }
-                Ok(d)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,52 +154,5 @@ mod tests {
         );
         assert!(parse_legacy("-1", BareUnit::Ms).is_err());
         assert!(parse_legacy("nan", BareUnit::Ms).is_err());
-    }
-
-    #[test]
-    fn an_error_chain_names_each_cause_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("reading {path}: {source}")]
-        struct Read {
-            path: &'static str,
-            source: std::io::Error,
-        }
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let e = anyhow::Error::new(Read {
-            path: "/x",
-            source: io,
-        })
-        .context("loading the policy");
-        assert_eq!(
-            one_line(e.as_ref()),
-            "loading the policy: reading /x: no such file"
-        );
-        // anyhow's own chain repeats the cause.
-        assert_eq!(format!("{e:#}").matches("no such file").count(), 2);
-    }
-
-    #[test]
-    fn the_clap_parser_names_the_flag() {
-        let cmd = clap::Command::new("t").arg(
-            clap::Arg::new("delay")
-                .long("delay")
-                .value_parser(DurationArg::new()),
-        );
-        let e = cmd
-            .try_get_matches_from(["t", "--delay", "20"])
-            .unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.contains("--delay") && msg.contains("20ms"), "{msg}");
-        assert_eq!(e.exit_code(), 2);
-        let cmd = clap::Command::new("t").arg(
-            clap::Arg::new("delay")
-                .long("delay")
-                .value_parser(DurationArg::legacy(BareUnit::Ms)),
-        );
-        let m = cmd.try_get_matches_from(["t", "--delay", "20"]).unwrap();
-        assert_eq!(
-            m.get_one::<Duration>("delay"),
-            Some(&Duration::from_millis(20))
-        );
     }
 }

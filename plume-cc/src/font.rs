@@ -10,9 +10,31 @@
 //! from the system (Debian package fonts-dejavu-core, installed by `cargo
 //! xtask setup`), never from the network.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::style::FontStyle;
+
+/// Why a figure could not be drawn: the one plot error of every plotting
+/// module (each module's error enum wraps it).
+#[derive(Debug, thiserror::Error)]
+#[error("plot {path}: {message}")]
+pub struct PlotError {
+    /// The PNG being written.
+    pub path: PathBuf,
+    /// The backend's (or the font's) message.
+    pub message: String,
+}
+
+impl PlotError {
+    /// The error `message` while drawing `path`.
+    pub fn new(path: &Path, message: impl std::fmt::Display) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+}
 
 /// Where Debian and Ubuntu install DejaVu Sans.
 pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";

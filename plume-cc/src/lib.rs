@@ -6,8 +6,9 @@
 //!
 //! 1. [`trace`] (the delivery schedule and Mahimahi traces), [`flow`] (what
 //!    the kernel shows of a TCP flow) and [`stats`] (the one quantile
-//!    convention) and [`font`] (the plots' one font, loaded lazily), the
-//!    ground every other part stands on;
+//!    convention) and [`font`] (the plots' one font, loaded lazily), with
+//!    [`args`] (the duration grammar of every flag) and [`errors`] (an
+//!    error chain on one line), the ground every other part stands on;
 //! 2. [`congestion`] (the kernel-like base controllers) and [`plume`] (the
 //!    trace-analysis method);
 //! 3. [`sim`]: the packet simulator, which knows nothing of policies;
@@ -31,6 +32,7 @@ pub mod congestion;
 pub mod daemon;
 pub mod datapath;
 pub mod emu;
+pub mod errors;
 pub mod eval;
 pub mod explain;
 pub mod flow;
@@ -46,7 +48,7 @@ pub mod trace;
 
 /// The layers, lowest first (see the crate docs).
 pub const LAYERS: &[&[&str]] = &[
-    &["trace", "flow", "stats", "font"],
+    &["trace", "flow", "stats", "font", "args", "errors"],
     &["congestion", "plume"],
     &["sim"],
     &["policy"],

@@ -6,9 +6,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 mod cli;
+use cli::args::DurationArg;
 
 use plume_cc::{
-    args::{BareUnit, DurationArg},
+    args::BareUnit,
     daemon,
     datapath::{probe, selftest},
 };
@@ -356,13 +357,13 @@ enum Command {
         tick: Duration,
     },
     /// Train a policy with PPO in the simulator (what `cargo xtask train` runs).
-    Train(plume_cc::rl::cli::TrainArgs),
+    Train(cli::train::TrainArgs),
     /// Time one batched policy forward for several flow counts.
     #[command(hide = true)]
-    BenchInference(plume_cc::rl::cli::BenchArgs),
+    BenchInference(cli::train::BenchArgs),
     /// Summarise the held-out scores of several training runs.
     #[command(hide = true)]
-    EvalTable(plume_cc::rl::cli::EvalTableArgs),
+    EvalTable(cli::train::EvalTableArgs),
     /// Link traces: write synthetic ones, analyse a folder with the Plume
     /// pipeline (features, critical-feature selection, clustering).
     #[command(subcommand)]
@@ -373,7 +374,7 @@ enum Command {
     /// Evaluate a policy: `eval sim-to-real` runs the same windows in the
     /// simulator and across the emulated link with the real kernel.
     #[command(subcommand)]
-    Eval(plume_cc::eval::cli::EvalCommand),
+    Eval(cli::eval::EvalCommand),
     /// Explain the policy's decisions: `explain fit` fits predictors of each
     /// reward component's future (throughput, queueing delay, loss) under
     /// the policy's action and contrasting ones; `explain run` explains
@@ -391,7 +392,7 @@ enum Command {
 }
 
 /// Usage errors exit with 2 (clap), runtime errors with 1. The error is
-/// printed once, each cause once, on one line (`args::one_line`), and
+/// printed once, each cause once, on one line (`errors::one_line`), and
 /// never with a backtrace: anyhow's `Debug` would print one when
 /// RUST_BACKTRACE is set, which is noise for a wrong path or a missing
 /// privilege.
@@ -409,7 +410,10 @@ fn main() {
     let code = match run(cli.command) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("plume-cc: error: {}", plume_cc::args::one_line(e.as_ref()));
+            eprintln!(
+                "plume-cc: error: {}",
+                plume_cc::errors::one_line(e.as_ref())
+            );
             1
         }
     };
@@ -433,7 +437,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Service(cmd) => cli::service::run(cmd)?,
         Command::Traces(cmd) => cli::trace::run(cmd)?,
-        Command::Eval(cmd) => plume_cc::eval::cli::run(cmd)?,
+        Command::Eval(cmd) => cli::eval::run(cmd)?,
         Command::Explain(cmd) => cli::explain::run(cmd)?,
         Command::Selftest {
             clamp,
@@ -727,7 +731,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                         eprintln!(
                             "plume-cc: warning: skipping the datapath pinned at {}: {}",
                             dir.display(),
-                            plume_cc::args::one_line(&e)
+                            plume_cc::errors::one_line(&e)
                         );
                         continue;
                     }
@@ -859,9 +863,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             probe::run_sender(&config, &mut std::io::stdout().lock())
                 .with_context(|| format!("probe to {connect}"))?;
         }
-        Command::Train(args) => plume_cc::rl::cli::run(args)?,
-        Command::BenchInference(args) => plume_cc::rl::cli::bench(args)?,
-        Command::EvalTable(args) => plume_cc::rl::cli::eval_table(args)?,
+        Command::Train(args) => cli::train::run(args)?,
+        Command::BenchInference(args) => cli::train::bench(args)?,
+        Command::EvalTable(args) => cli::train::eval_table(args)?,
         Command::Emulate(args) => cli::emu::run(&args)?,
         Command::Bench(args) => cli::bench::run(&args)?,
     }
@@ -1040,7 +1044,7 @@ fn json_out(
         None => {}
         Some(None) => println!("{}", serde_json::to_string_pretty(doc)?),
         Some(Some(path)) => {
-            plume_cc::args::deprecated(
+            cli::args::deprecated(
                 &format!("{command} --json {}", path.display()),
                 &format!("{command} --json > {}", path.display()),
             );

@@ -12,7 +12,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, trace_name, BenchError, Scheme};
-use crate::emu::DropTail;
+use crate::emu::{DropTail, QueueArgError};
 use crate::trace::MahimahiTrace;
 
 /// What carries the ACKs: the reverse direction of the emulated link.
@@ -67,35 +67,86 @@ pub enum QueueSpec {
     Bdp(f64),
 }
 
+/// Why a `--queue` value was refused; each names the queue as given.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueueSpecError {
+    /// `bdp=X` with X not a number.
+    #[error("queue {spec:?}: {value:?} is not a number of BDPs")]
+    NotBdps {
+        /// The queue as given.
+        spec: String,
+        /// The multiple as given.
+        value: String,
+    },
+    /// `bdp=X` with X not positive.
+    #[error("queue {spec:?}: the BDP multiple must be positive")]
+    NonPositiveBdps {
+        /// The queue as given.
+        spec: String,
+    },
+    /// A droptail queue's arguments.
+    #[error(transparent)]
+    Droptail(#[from] QueueArgError),
+    /// An empty list.
+    #[error("--queue needs at least one queue")]
+    Empty,
+}
+
+/// Why a `--competing` value was refused; each names the value as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompetingError {
+    /// `CC:N` with N not a number.
+    #[error("--competing {spec:?}: {flows:?} is not a number of flows")]
+    NotAFlowCount {
+        /// The value as given.
+        spec: String,
+        /// The count as given.
+        flows: String,
+    },
+    /// No controller, or zero flows.
+    #[error(
+        "--competing {spec:?}: give a congestion control and at least one flow (cubic, bbr:2)"
+    )]
+    Incomplete {
+        /// The value as given.
+        spec: String,
+    },
+}
+
 impl QueueSpec {
     /// Parses one queue: `unlimited`, `packets=N`, `bytes=N`, `bdp=X`, or
     /// mm-link's `droptail:packets=N`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, QueueSpecError> {
         let s = s.trim();
         if let Some(x) = s.strip_prefix("bdp=") {
-            let x: f64 = x
-                .parse()
-                .map_err(|_| format!("queue {s:?}: {x:?} is not a number of BDPs"))?;
-            if !(x.is_finite() && x > 0.0) {
-                return Err(format!("queue {s:?}: the BDP multiple must be positive"));
+            let v: f64 = x.parse().map_err(|_| QueueSpecError::NotBdps {
+                spec: s.to_string(),
+                value: x.to_string(),
+            })?;
+            if !(v.is_finite() && v > 0.0) {
+                return Err(QueueSpecError::NonPositiveBdps {
+                    spec: s.to_string(),
+                });
             }
-            return Ok(Self::Bdp(x));
+            return Ok(Self::Bdp(v));
         }
         match s {
             "unlimited" | "infinite" | "droptail" | "" => Ok(Self::Fixed(DropTail::default())),
-            _ => DropTail::parse_args(s.strip_prefix("droptail:").unwrap_or(s)).map(Self::Fixed),
+            _ => Ok(Self::Fixed(DropTail::parse_args(
+                s.strip_prefix("droptail:").unwrap_or(s),
+            )?)),
         }
     }
 
     /// Parses a comma-separated list of queues (each one `KEY=VALUE`).
-    pub fn parse_list(s: &str) -> Result<Vec<Self>, String> {
+    pub fn parse_list(s: &str) -> Result<Vec<Self>, QueueSpecError> {
         let v = s
             .split(',')
             .filter(|p| !p.trim().is_empty())
             .map(Self::parse)
             .collect::<Result<Vec<_>, _>>()?;
         if v.is_empty() {
-            return Err("--queue needs at least one queue".into());
+            return Err(QueueSpecError::Empty);
         }
         Ok(v)
     }
@@ -168,19 +219,22 @@ pub struct Competing {
 
 impl Competing {
     /// Parses `--competing`: `cubic`, `bbr:2`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, CompetingError> {
         let (cc, n) = match s.trim().split_once(':') {
             Some((cc, n)) => (
                 cc,
                 n.parse::<usize>()
-                    .map_err(|_| format!("--competing {s:?}: {n:?} is not a number of flows"))?,
+                    .map_err(|_| CompetingError::NotAFlowCount {
+                        spec: s.to_string(),
+                        flows: n.to_string(),
+                    })?,
             ),
             None => (s.trim(), 1),
         };
         if cc.is_empty() || n == 0 {
-            return Err(format!(
-                "--competing {s:?}: give a congestion control and at least one flow (cubic, bbr:2)"
-            ));
+            return Err(CompetingError::Incomplete {
+                spec: s.to_string(),
+            });
         }
         Ok(Self {
             cc: cc.to_string(),
@@ -481,8 +535,19 @@ mod tests {
         let mut cfg = config();
         cfg.competing = Some(Competing::parse("nosuchcc").unwrap());
         assert!(msg(&cfg).contains("nosuchcc"), "{}", msg(&cfg));
-        assert!(Competing::parse("cubic:0").is_err());
-        assert!(Competing::parse("cubic:x").is_err());
+        assert_eq!(
+            Competing::parse("cubic:0"),
+            Err(CompetingError::Incomplete {
+                spec: "cubic:0".into()
+            })
+        );
+        assert_eq!(
+            Competing::parse("cubic:x"),
+            Err(CompetingError::NotAFlowCount {
+                spec: "cubic:x".into(),
+                flows: "x".into()
+            })
+        );
         // A BDP queue on a trace without capacity (every line the same
         // instant would be refused by the trace parser; an unreadable trace
         // is refused too).
@@ -499,9 +564,21 @@ mod tests {
             labels,
             ["packets=20", "packets=100", "bdp=1", "bdp=4", "unlimited"]
         );
-        assert!(QueueSpec::parse("bdp=0").is_err());
-        assert!(QueueSpec::parse("bdp=x").is_err());
-        assert!(QueueSpec::parse("frames=3").is_err());
+        assert_eq!(
+            QueueSpec::parse("bdp=0"),
+            Err(QueueSpecError::NonPositiveBdps {
+                spec: "bdp=0".into()
+            })
+        );
+        assert!(matches!(
+            QueueSpec::parse("bdp=x"),
+            Err(QueueSpecError::NotBdps { value, .. }) if value == "x"
+        ));
+        assert!(matches!(
+            QueueSpec::parse("frames=3"),
+            Err(QueueSpecError::Droptail(QueueArgError::UnknownKey { key })) if key == "frames"
+        ));
+        assert_eq!(QueueSpec::parse_list(" , "), Err(QueueSpecError::Empty));
         // 12 Mbit/s, 20 ms each way: a 40 ms RTT holds 60,000 bytes, 40 packets.
         let t = MahimahiTrace::parse(Path::new("t"), "1\n").unwrap();
         let d = Duration::from_millis(20);

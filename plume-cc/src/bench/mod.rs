@@ -74,13 +74,8 @@ pub enum BenchError {
         source: std::io::Error,
     },
     /// Plotting failed.
-    #[error("plot {path}: {msg}")]
-    Plot {
-        /// The image file.
-        path: PathBuf,
-        /// What went wrong.
-        msg: String,
-    },
+    #[error(transparent)]
+    Plot(#[from] crate::font::PlotError),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BenchError + 'a {

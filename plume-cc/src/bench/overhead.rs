@@ -371,21 +371,35 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Why an iperf3 `-J` report gave no transfer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Iperf3ReportError {
+    /// The output is not JSON (iperf3 died before writing it).
+    #[error("report is not JSON: {0}")]
+    NotJson(String),
+    /// iperf3's own `error` field.
+    #[error("{0}")]
+    Reported(String),
+    /// A field the transfer needs is missing (or, for seconds, not positive).
+    #[error("no {0} in the report")]
+    Missing(&'static str),
+}
+
 /// Bytes received and test seconds from iperf3's `-J` report of the client.
-pub fn parse_iperf3(json: &str) -> Result<(u64, f64), String> {
+pub fn parse_iperf3(json: &str) -> Result<(u64, f64), Iperf3ReportError> {
     let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("report is not JSON: {e}"))?;
+        serde_json::from_str(json).map_err(|e| Iperf3ReportError::NotJson(e.to_string()))?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-        return Err(e.to_string());
+        return Err(Iperf3ReportError::Reported(e.to_string()));
     }
     let recv = &v["end"]["sum_received"];
     let bytes = recv["bytes"]
         .as_u64()
-        .ok_or("no end.sum_received.bytes in the report")?;
+        .ok_or(Iperf3ReportError::Missing("end.sum_received.bytes"))?;
     let secs = recv["seconds"]
         .as_f64()
         .filter(|s| *s > 0.0)
-        .ok_or("no end.sum_received.seconds in the report")?;
+        .ok_or(Iperf3ReportError::Missing("end.sum_received.seconds"))?;
     Ok((bytes, secs))
 }
 
@@ -665,13 +679,24 @@ mod tests {
         assert_eq!(parse_iperf3(ok).unwrap(), (1_250_000_000, 10.0));
         let err = r#"{"error":"unable to connect to server"}"#;
         assert_eq!(
-            parse_iperf3(err).unwrap_err(),
-            "unable to connect to server"
+            parse_iperf3(err),
+            Err(Iperf3ReportError::Reported(
+                "unable to connect to server".into()
+            ))
         );
-        assert!(parse_iperf3("{}")
-            .unwrap_err()
-            .contains("sum_received.bytes"));
-        assert!(parse_iperf3("not json").is_err());
+        assert_eq!(
+            parse_iperf3("{}"),
+            Err(Iperf3ReportError::Missing("end.sum_received.bytes"))
+        );
+        let zero = r#"{"end":{"sum_received":{"bytes":5,"seconds":0}}}"#;
+        assert_eq!(
+            parse_iperf3(zero),
+            Err(Iperf3ReportError::Missing("end.sum_received.seconds"))
+        );
+        assert!(matches!(
+            parse_iperf3("not json"),
+            Err(Iperf3ReportError::NotJson(_))
+        ));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::path::Path;
 use plotters::{coord::Shift, prelude::*};
 
 use super::{first_seen, report::Summary, BenchError, RunResult};
+use crate::font::PlotError;
 
 const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -27,10 +28,7 @@ const COLORS: [RGBColor; 6] = [
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 fn plot_err(path: &Path) -> impl Fn(String) -> BenchError + '_ {
-    move |msg| BenchError::Plot {
-        path: path.to_owned(),
-        msg,
-    }
+    move |msg| BenchError::Plot(PlotError::new(path, msg))
 }
 
 /// Tick values on the 1-2-5 sequence within `[lo, hi]` (both > 0), or on a

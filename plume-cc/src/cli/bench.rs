@@ -7,7 +7,8 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 
-use plume_cc::args::{BareUnit, DurationArg};
+use super::args::DurationArg;
+use plume_cc::args::BareUnit;
 
 use plume_cc::bench::{
     run_bench, BenchConfig, BenchOutput, Competing, Downlink, Progress, QueueSpec, Scheme,

@@ -4,7 +4,8 @@
 //!
 //! Parsing and printing only; the link is [`plume_cc::emu::Emulator`].
 
-use plume_cc::args::{BareUnit, DurationArg};
+use super::args::DurationArg;
+use plume_cc::args::BareUnit;
 use std::{
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},

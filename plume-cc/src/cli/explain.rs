@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use plume_cc::args::DurationArg;
+use super::args::DurationArg;
 use plume_cc::explain::fit::{fidelity_table, FitOptions, FitProgress};
 use plume_cc::explain::offline::{explain_window, plot, write_csv, OfflinePath};
 use plume_cc::explain::predictor::{load_predictors, predictor_paths, DelayTarget};

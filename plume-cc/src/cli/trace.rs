@@ -11,7 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use plume_cc::args::{BareUnit, DurationArg};
+use super::args::DurationArg;
+use plume_cc::args::BareUnit;
 use plume_cc::plume::{
     analysis::{analyze_with_paths, AnalysisParams, PathStats, Stage},
     features::path_features,
@@ -142,7 +143,7 @@ fn synth_target(out: &Path, file_name: &str) -> anyhow::Result<PathBuf> {
         return Ok(out.join(file_name));
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-    plume_cc::args::deprecated(
+    super::args::deprecated(
         &format!("traces synth --out {}", out.display()),
         &format!(
             "traces synth --out {} (a folder; the file is named {file_name})",
@@ -277,7 +278,7 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
                 let (d, new) = plume_cc::args::parse_legacy(&offset, plume_cc::args::BareUnit::Ms)
                     .map_err(|e| anyhow::anyhow!("--offset: {e}"))?;
                 if let Some(new) = new {
-                    plume_cc::args::deprecated(
+                    super::args::deprecated(
                         &format!("--offset {offset}"),
                         &format!("--offset {new}"),
                     );

@@ -171,17 +171,9 @@ pub fn kernel_pacing_rate_bytes_per_sec(
 /// The policies trained before 2026-12-02 were trained under `Immediate`,
 /// which stays available so that their commands reproduce them bit for bit.
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ClampModel {
     /// As Linux: `TCP_BPF_SNDCWND_CLAMP` sets `snd_cwnd_clamp` and
@@ -201,9 +193,8 @@ pub enum ClampModel {
 }
 
 /// Which kernel-like algorithm runs a flow, for configurations and factories.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ControllerKind {
     /// [`Reno`].

@@ -94,15 +94,7 @@ pub fn attached_at(pin_dir: &Path) -> bool {
 /// source chain: "failed to create map ...: Operation not permitted"), so
 /// a missing capability is recognised wherever it surfaces.
 pub(super) fn load_error(e: impl std::error::Error) -> DatapathError {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let cause = s.to_string();
-        if !text.contains(&cause) {
-            text = format!("{text}: {cause}");
-        }
-        source = s.source();
-    }
+    let text = crate::errors::one_line(&e);
     if is_permission_error(&text) {
         DatapathError::Permission(text)
     } else {

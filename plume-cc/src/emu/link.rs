@@ -48,22 +48,54 @@ pub struct DropTail {
     pub bytes: Option<usize>,
 }
 
+/// Why mm-link queue arguments were refused; each names the argument.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueArgError {
+    /// Not `KEY=VALUE`.
+    #[error("queue argument {part:?} is not KEY=VALUE")]
+    NotKeyValue {
+        /// The argument as given.
+        part: String,
+    },
+    /// The value is not a count.
+    #[error("queue argument {part:?}: {reason}")]
+    NotACount {
+        /// The argument as given.
+        part: String,
+        /// The integer parser's complaint.
+        reason: String,
+    },
+    /// A key other than `packets` and `bytes`.
+    #[error("unknown queue argument {key:?} (packets or bytes)")]
+    UnknownKey {
+        /// The key given.
+        key: String,
+    },
+}
+
 impl DropTail {
     /// Parses mm-link's `--uplink-queue-args` form: `packets=N`, `bytes=N`,
     /// or both separated by a comma; an empty string is unlimited.
-    pub fn parse_args(s: &str) -> Result<Self, String> {
+    pub fn parse_args(s: &str) -> Result<Self, QueueArgError> {
         let mut q = DropTail::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = part
                 .split_once('=')
-                .ok_or_else(|| format!("queue argument {part:?} is not KEY=VALUE"))?;
-            let n: usize = v
-                .parse()
-                .map_err(|e| format!("queue argument {part:?}: {e}"))?;
+                .ok_or_else(|| QueueArgError::NotKeyValue {
+                    part: part.to_string(),
+                })?;
+            let n: usize =
+                v.parse()
+                    .map_err(|e: std::num::ParseIntError| QueueArgError::NotACount {
+                        part: part.to_string(),
+                        reason: e.to_string(),
+                    })?;
             match k {
                 "packets" => q.packets = Some(n),
                 "bytes" => q.bytes = Some(n),
-                _ => return Err(format!("unknown queue argument {k:?} (packets or bytes)")),
+                _ => {
+                    return Err(QueueArgError::UnknownKey { key: k.to_string() });
+                }
             }
         }
         Ok(q)
@@ -489,7 +521,22 @@ mod tests {
             4,
             "4 x 304 = 1216 fits exactly ({drops} drops)"
         );
-        assert!(DropTail::parse_args("pakets=3").is_err());
+        assert_eq!(
+            DropTail::parse_args("pakets=3"),
+            Err(QueueArgError::UnknownKey {
+                key: "pakets".into()
+            })
+        );
+        assert!(matches!(
+            DropTail::parse_args("packets=x"),
+            Err(QueueArgError::NotACount { part, .. }) if part == "packets=x"
+        ));
+        assert_eq!(
+            DropTail::parse_args("packets"),
+            Err(QueueArgError::NotKeyValue {
+                part: "packets".into()
+            })
+        );
     }
 
     #[test]

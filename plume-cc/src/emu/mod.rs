@@ -37,7 +37,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 pub use forward::ForwardStats;
-pub use link::{DropTail, LinkStats};
+pub use link::{DropTail, LinkStats, QueueArgError};
 pub use netns::NetNs;
 
 use link::{DelayLine, Link, Order, Pipeline};

@@ -9,7 +9,6 @@
 //! The top layer: it drives the simulator, the policy, the daemon (through
 //! the bench's plume scheme) and the emulator.
 
-pub mod cli;
 pub mod matrix;
 pub mod plot;
 pub mod sim_to_real;
@@ -54,11 +53,6 @@ pub enum EvalError {
         source: std::io::Error,
     },
     /// A plot could not be drawn.
-    #[error("plot {path}: {msg}")]
-    Plot {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        msg: String,
-    },
+    #[error(transparent)]
+    Plot(#[from] crate::font::PlotError),
 }

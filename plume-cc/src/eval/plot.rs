@@ -7,6 +7,7 @@ use plotters::prelude::*;
 
 use super::sim_to_real::{SeriesPoint, WindowResult};
 use super::EvalError;
+use crate::font::PlotError;
 
 /// One panel: its label, the value it draws, and whether the clamp is drawn too.
 type Panel<'a> = (&'a str, &'a dyn Fn(&SeriesPoint) -> f64, bool);
@@ -16,10 +17,7 @@ const REAL: RGBColor = RGBColor(214, 39, 40);
 
 /// Draws every window's series into one PNG at `path`.
 pub fn series(path: &Path, results: &[WindowResult]) -> Result<(), EvalError> {
-    let err = |msg: String| EvalError::Plot {
-        path: path.to_owned(),
-        msg,
-    };
+    let err = |msg: String| EvalError::Plot(PlotError::new(path, msg));
     crate::font::ensure().map_err(|e| err(e.to_string()))?;
     let rows = results.len().max(1);
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
@@ -106,10 +104,7 @@ pub fn series(path: &Path, results: &[WindowResult]) -> Result<(), EvalError> {
 /// The evaluation matrix as a heat map: one row per cell, one column per
 /// scheme, coloured by score (darker green is better), the score written in.
 pub fn matrix_heatmap(path: &Path, cells: &[super::matrix::Cell]) -> Result<(), EvalError> {
-    let err = |msg: String| EvalError::Plot {
-        path: path.to_owned(),
-        msg,
-    };
+    let err = |msg: String| EvalError::Plot(PlotError::new(path, msg));
     crate::font::ensure().map_err(|e| err(e.to_string()))?;
     let names: Vec<String> = cells
         .first()

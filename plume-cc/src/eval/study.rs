@@ -45,6 +45,9 @@ pub enum StudyError {
     /// A policy could not be loaded.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// A figure could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] crate::font::PlotError),
     /// A result file could not be read or written.
     #[error("{path}: {message}")]
     Output {
@@ -597,7 +600,7 @@ fn write_report(r: &StudyResult) -> Result<(), StudyError> {
     let p = out.join("study.md");
     std::fs::write(&p, markdown(r)).map_err(|e| out_err(&p, e))?;
     let p = out.join("study-clusters.png");
-    super::study_plot::cluster_bars(&p, r).map_err(|e| out_err(&p, e))?;
+    super::study_plot::cluster_bars(&p, r)?;
     for b in &r.config.budgets {
         let logs = |s: SamplerChoice| -> Vec<Vec<LogRow>> {
             r.config
@@ -617,15 +620,13 @@ fn write_report(r: &StudyResult) -> Result<(), StudyError> {
         let per_sampler: Vec<(SamplerChoice, Vec<Vec<LogRow>>)> =
             r.config.samplers.iter().map(|&s| (s, logs(s))).collect();
         let p = out.join(format!("curves-{b}.png"));
-        super::study_plot::learning_curves(&p, &per_sampler, r.eval.clusters)
-            .map_err(|e| out_err(&p, e))?;
+        super::study_plot::learning_curves(&p, &per_sampler, r.eval.clusters)?;
         if let Some((_, dynamic)) = per_sampler
             .iter()
             .find(|(s, _)| *s == SamplerChoice::PlumeDynamic)
         {
             let p = out.join(format!("weights-{b}.png"));
-            super::study_plot::cluster_weights(&p, dynamic, r.eval.clusters)
-                .map_err(|e| out_err(&p, e))?;
+            super::study_plot::cluster_weights(&p, dynamic, r.eval.clusters)?;
         }
     }
     Ok(())

@@ -7,22 +7,24 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::study::StudyResult;
+use crate::font::PlotError;
 use crate::rl::config::SamplerChoice;
 use crate::rl::log::LogRow;
 
-type Res = Result<(), String>;
+type Res = Result<(), PlotError>;
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+/// The backend's error `e` while drawing `path`.
+fn err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> PlotError + '_ {
+    move |e| PlotError::new(path, e)
 }
 
 /// One panel per budget: for every cluster, one bar per sampler (mean over
 /// seeds) with its 95% interval as a whisker.
 pub fn cluster_bars(path: &Path, r: &StudyResult) -> Res {
-    crate::font::ensure().map_err(err)?;
+    crate::font::ensure().map_err(err(path))?;
     let panels = r.budgets.len().max(1);
     let root = BitMapBackend::new(path, (1100, 420 * panels as u32)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    root.fill(&WHITE).map_err(err(path))?;
     let areas = root.split_evenly((panels, 1));
     for (area, b) in areas.iter().zip(&r.budgets) {
         let k = r.eval.clusters;
@@ -54,7 +56,7 @@ pub fn cluster_bars(path: &Path, r: &StudyResult) -> Res {
             .x_label_area_size(35)
             .y_label_area_size(55)
             .build_cartesian_2d(0.0..k as f64, 0.0..hi)
-            .map_err(err)?;
+            .map_err(err(path))?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -69,7 +71,7 @@ pub fn cluster_bars(path: &Path, r: &StudyResult) -> Res {
             })
             .y_desc("power vs fair share")
             .draw()
-            .map_err(err)?;
+            .map_err(err(path))?;
         let width = 0.8 / ns as f64;
         for (j, s) in b.samplers.iter().enumerate() {
             let color = Palette99::pick(j).to_rgba();
@@ -84,7 +86,7 @@ pub fn cluster_bars(path: &Path, r: &StudyResult) -> Res {
                 });
             chart
                 .draw_series(bars)
-                .map_err(err)?
+                .map_err(err(path))?
                 .label(s.sampler.name())
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled())
@@ -98,7 +100,7 @@ pub fn cluster_bars(path: &Path, r: &StudyResult) -> Res {
                     let x = c as f64 + 0.1 + (j as f64 + 0.45) * width;
                     PathElement::new(vec![(x, m.low().max(0.0)), (x, m.high())], BLACK)
                 });
-            chart.draw_series(whiskers).map_err(err)?;
+            chart.draw_series(whiskers).map_err(err(path))?;
         }
         chart
             .configure_series_labels()
@@ -106,9 +108,9 @@ pub fn cluster_bars(path: &Path, r: &StudyResult) -> Res {
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperRight)
             .draw()
-            .map_err(err)?;
+            .map_err(err(path))?;
     }
-    root.present().map_err(err)
+    root.present().map_err(err(path))
 }
 
 /// Mean over seeds of a per-iteration series, then a moving average over
@@ -150,6 +152,7 @@ fn seed_mean(
 /// One line per cluster on `area`: `curves[c]` against environment steps,
 /// y over `y` (None: the curves' own range, padded).
 fn cluster_lines<DB: DrawingBackend>(
+    path: &Path,
     area: &DrawingArea<DB, plotters::coord::Shift>,
     caption: &str,
     y_desc: &str,
@@ -175,18 +178,18 @@ fn cluster_lines<DB: DrawingBackend>(
         .x_label_area_size(30)
         .y_label_area_size(55)
         .build_cartesian_2d(0.0..x_max, y)
-        .map_err(err)?;
+        .map_err(err(path))?;
     chart
         .configure_mesh()
         .x_desc("environment steps")
         .y_desc(y_desc)
         .draw()
-        .map_err(err)?;
+        .map_err(err(path))?;
     for (c, pts) in curves.iter().enumerate() {
         let color = Palette99::pick(c).to_rgba();
         chart
             .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-            .map_err(err)?
+            .map_err(err(path))?
             .label(format!("cluster {c}"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
@@ -196,7 +199,7 @@ fn cluster_lines<DB: DrawingBackend>(
         .border_style(BLACK)
         .position(legend)
         .draw()
-        .map_err(err)
+        .map_err(err(path))
 }
 
 /// One panel per sampler: each cluster's training episode reward over
@@ -206,10 +209,10 @@ pub fn learning_curves(
     per_sampler: &[(SamplerChoice, Vec<Vec<LogRow>>)],
     clusters: usize,
 ) -> Res {
-    crate::font::ensure().map_err(err)?;
+    crate::font::ensure().map_err(err(path))?;
     let n = per_sampler.len().max(1);
     let root = BitMapBackend::new(path, (1000, 330 * n as u32)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    root.fill(&WHITE).map_err(err(path))?;
     for (area, (s, logs)) in root.split_evenly((n, 1)).iter().zip(per_sampler) {
         let curves: Vec<Vec<(f64, f64)>> = (0..clusters)
             .map(|c| {
@@ -221,6 +224,7 @@ pub fn learning_curves(
             })
             .collect();
         cluster_lines(
+            path,
             area,
             &format!(
                 "{}: training reward per cluster (mean over seeds)",
@@ -232,15 +236,15 @@ pub fn learning_curves(
             SeriesLabelPosition::LowerRight,
         )?;
     }
-    root.present().map_err(err)
+    root.present().map_err(err(path))
 }
 
 /// plume-dynamic's cluster target weights over training, averaged over
 /// seeds.
 pub fn cluster_weights(path: &Path, logs: &[Vec<LogRow>], clusters: usize) -> Res {
-    crate::font::ensure().map_err(err)?;
+    crate::font::ensure().map_err(err(path))?;
     let root = BitMapBackend::new(path, (1000, 450)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    root.fill(&WHITE).map_err(err(path))?;
     let curves: Vec<Vec<(f64, f64)>> = (0..clusters)
         .map(|c| {
             seed_mean(
@@ -258,6 +262,7 @@ pub fn cluster_weights(path: &Path, logs: &[Vec<LogRow>], clusters: usize) -> Re
         .max(1e-3)
         * 1.1;
     cluster_lines(
+        path,
         &root,
         "plume-dynamic: cluster target weights over training (mean over seeds)",
         "target weight",
@@ -265,5 +270,5 @@ pub fn cluster_weights(path: &Path, logs: &[Vec<LogRow>], clusters: usize) -> Re
         Some(0.0..hi),
         SeriesLabelPosition::UpperRight,
     )?;
-    root.present().map_err(err)
+    root.present().map_err(err(path))
 }

@@ -155,13 +155,8 @@ pub enum ExplainError {
     #[error(transparent)]
     Trace(#[from] crate::trace::TraceError),
     /// A plot could not be drawn.
-    #[error("plot {path}: {msg}")]
-    Plot {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        msg: String,
-    },
+    #[error(transparent)]
+    Plot(#[from] crate::font::PlotError),
 }
 
 pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ExplainError + '_ {

@@ -18,6 +18,7 @@ use super::predictor::Predictors;
 use super::returns::returns_from;
 use super::rollout::{run_branches, Branch, Episode};
 use super::{io_err, ExplainError, ACTION_NAMES, COMPONENTS};
+use crate::font::PlotError;
 use crate::policy::{LoadedPolicy, Objective};
 use crate::rl::env::SimWindow;
 use crate::rl::scenario::Scenario;
@@ -210,10 +211,7 @@ const COLORS: [RGBColor; 3] = [
 /// The PNG of `rows`: throughput and queueing delay over the next ~1 s as
 /// predicted under each action and as realised, and the clamp.
 pub fn plot(path: &Path, rows: &[DecisionRow], title: &str) -> Result<(), ExplainError> {
-    let err = |e: &dyn std::fmt::Display| ExplainError::Plot {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    };
+    let err = |e: &dyn std::fmt::Display| ExplainError::Plot(PlotError::new(path, e));
     crate::font::ensure().map_err(|e| err(&e))?;
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::new(path, (1200, 900)).into_drawing_area();

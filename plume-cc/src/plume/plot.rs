@@ -1,7 +1,7 @@
 //! The analysis figure: the windows in a 2-D PCA projection of the selected
 //! features, coloured by cluster, next to one example capacity curve per
 //! cluster. A PNG, so it can be attached to issues and reports.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::{Array1, Array2, Axis};
 use plotters::prelude::*;
@@ -9,15 +9,7 @@ use plotters::prelude::*;
 use super::analysis::Analysis;
 use crate::trace::Corpus;
 
-/// Why the figure could not be drawn.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: cannot draw figure: {message}")]
-pub struct PlotError {
-    /// The PNG being written.
-    pub path: PathBuf,
-    /// The backend's message.
-    pub message: String,
-}
+pub use crate::font::PlotError;
 
 /// The top `n` principal components of the columns of `x` (centred), by
 /// power iteration with deflation from a fixed start (deterministic).
@@ -63,18 +55,12 @@ pub fn pca(x: &Array2<f64>, n: usize) -> (Array2<f64>, Vec<f64>) {
 
 /// Draws the figure of `analysis` of `corpus` into `path` (PNG).
 pub fn draw_figure(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<(), PlotError> {
-    crate::font::ensure().map_err(|e| PlotError {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    draw(path, corpus, analysis).map_err(|message| PlotError {
-        path: path.to_path_buf(),
-        message,
-    })
+    crate::font::ensure().map_err(|e| PlotError::new(path, e))?;
+    draw(path, corpus, analysis)
 }
 
-fn draw(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<(), String> {
-    let e = |err: &dyn std::fmt::Display| err.to_string();
+fn draw(path: &Path, corpus: &Corpus, analysis: &Analysis) -> Result<(), PlotError> {
+    let e = |err: &dyn std::fmt::Display| PlotError::new(path, err);
     let k = analysis.model.gmm.k();
     let (scores, explained) = pca(&analysis.z_selected, 2);
     let total_var: f64 = analysis.z_selected.var_axis(Axis(0), 0.0).sum().max(1e-12);

@@ -24,11 +24,11 @@ use tch::{Kind, Tensor};
 
 use super::model::{InferenceNet, Layer};
 
+use super::format::{check_weights, read, resolve, sha256_hex, torch_err, write};
 pub use super::format::{
     load_for_finetune, load_trainable, save_native, tensors_from_safetensors,
     tensors_to_safetensors,
 };
-use super::format::{read, resolve, sha256_hex, torch_err, write};
 use super::metadata::mismatch;
 pub use super::metadata::{
     ModelKind, ObservationSpec, PolicyError, PolicyMetadata, TrainingInfo, Versions, FORMAT_NAME,
@@ -311,15 +311,7 @@ impl LoadedPolicy {
         weights: &[u8],
         weights_path: &Path,
     ) -> Result<Self, PolicyError> {
-        let digest = sha256_hex(weights);
-        if digest != meta.weights_sha256 {
-            return Err(mismatch(
-                weights_path,
-                "weights_sha256",
-                &meta.weights_sha256,
-                digest,
-            ));
-        }
+        check_weights(&meta, weights, weights_path)?;
         let net = match meta.kind {
             ModelKind::Safetensors => {
                 let named = tensors_from_safetensors(weights, weights_path)?;
@@ -360,13 +352,9 @@ impl LoadedPolicy {
         &self.source
     }
 
-    /// Deterministic raw actions for `n_flows` observations laid out
-    /// row-major in `obs` (each [`ObservationSpec::len`] long, built by
-    /// [`crate::policy::observation::ObservationBuilder`]), in ONE batched
-    /// forward. Each action is in `[-1, 1]^2`; turn it into a `FlowTarget`
-    /// with [`PolicyMetadata::action_scaling`] and the flow's
-    /// [`crate::policy::FlowContext`].
-    pub fn act_batch(&self, obs: &[f32], n_flows: usize) -> Result<Vec<[f32; 2]>, PolicyError> {
+    /// The observation length, once `obs` holds exactly `n_flows` of them
+    /// and every value is finite (the error names the flow and feature).
+    fn check_input(&self, obs: &[f32], n_flows: usize) -> Result<usize, PolicyError> {
         let len = self.meta.observation.len;
         if obs.len() != n_flows * len {
             return Err(PolicyError::BadInput(format!(
@@ -381,6 +369,17 @@ impl LoadedPolicy {
                 i % len
             )));
         }
+        Ok(len)
+    }
+
+    /// Deterministic raw actions for `n_flows` observations laid out
+    /// row-major in `obs` (each [`ObservationSpec::len`] long, built by
+    /// [`crate::policy::observation::ObservationBuilder`]), in ONE batched
+    /// forward. Each action is in `[-1, 1]^2`; turn it into a `FlowTarget`
+    /// with [`PolicyMetadata::action_scaling`] and the flow's
+    /// [`crate::policy::FlowContext`].
+    pub fn act_batch(&self, obs: &[f32], n_flows: usize) -> Result<Vec<[f32; 2]>, PolicyError> {
+        let len = self.check_input(obs, n_flows)?;
         if n_flows == 0 {
             return Ok(Vec::new());
         }
@@ -426,8 +425,8 @@ impl LoadedPolicy {
         n_flows: usize,
         actions: &mut Vec<f32>,
     ) -> Result<ForwardTiming, PolicyError> {
-        let len = self.meta.observation.len;
         actions.clear();
+        let len = self.meta.observation.len;
         if obs.len() != n_flows * len {
             return Err(PolicyError::BadInput(format!(
                 "{} values for {n_flows} flows of {len} features",

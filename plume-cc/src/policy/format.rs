@@ -35,6 +35,25 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, PolicyError> {
     })
 }
 
+/// Refuses `weights` (read from `path`) unless their SHA-256 is the one
+/// `meta` records; the error names the file and both digests.
+pub(crate) fn check_weights(
+    meta: &PolicyMetadata,
+    weights: &[u8],
+    path: &Path,
+) -> Result<(), PolicyError> {
+    let digest = sha256_hex(weights);
+    if digest != meta.weights_sha256 {
+        return Err(mismatch(
+            path,
+            "weights_sha256",
+            &meta.weights_sha256,
+            digest,
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), PolicyError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| PolicyError::Io {
@@ -197,15 +216,7 @@ pub fn load_trainable(dir: &Path) -> Result<(ActorCritic, PolicyMetadata), Polic
             source,
         })?;
     let bytes = read(&weights_path)?;
-    let digest = sha256_hex(&bytes);
-    if digest != meta.weights_sha256 {
-        return Err(mismatch(
-            &weights_path,
-            "weights_sha256",
-            &meta.weights_sha256,
-            digest,
-        ));
-    }
+    check_weights(&meta, &bytes, &weights_path)?;
     let named = tensors_from_safetensors(&bytes, &weights_path)?;
     let model = model_from_named(&meta, named, &weights_path)?;
     Ok((model, meta))
@@ -242,15 +253,7 @@ pub fn load_for_finetune(
         ));
     }
     let bytes = read(&weights_path)?;
-    let digest = sha256_hex(&bytes);
-    if digest != meta.weights_sha256 {
-        return Err(mismatch(
-            &weights_path,
-            "weights_sha256",
-            &meta.weights_sha256,
-            digest,
-        ));
-    }
+    check_weights(&meta, &bytes, &weights_path)?;
     let mut named = tensors_from_safetensors(&bytes, &weights_path)?;
     if !named.iter().any(|(n, _)| n.starts_with("critic.")) {
         let fresh = ActorCritic::new(&meta.architecture, init_log_std, seed);

@@ -77,7 +77,8 @@ pub enum TrainError {
 }
 
 /// Which trace sampler picks each episode's window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum SamplerChoice {
     /// Every training window equally likely.

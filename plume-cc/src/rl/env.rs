@@ -62,7 +62,8 @@ impl Default for RewardSpec {
 /// deep buffer) holds a queue the flow cannot drain by backing off, yet a
 /// whole-queue penalty rewards backing off it, which is how the policy
 /// learned to starve itself (docs/TRAINING.md). Alone, all three are equal.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum QueuePenalty {
     /// The whole queueing delay (the default policy's reward).

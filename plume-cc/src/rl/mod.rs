@@ -14,11 +14,12 @@
 //!   errors), [`corpus`] (windows, clusters, split, sampler), [`log`] (the
 //!   per-iteration log and progress) and [`evaluation`] (held-out scores
 //!   against CUBIC, BBR-like and the fixed rule);
-//! - [`plot`]: learning curves;
-//! - [`cli`]: the hidden `plume-cc train` and `plume-cc bench-inference` commands.
+//! - [`plot`]: learning curves.
+//!
+//! The `plume-cc train`, `bench-inference` and `eval-table` command lines
+//! are the binary's (`src/cli/train.rs`).
 //!
 //! Nothing here reads clocks for decisions or draws unseeded randomness.
-pub mod cli;
 pub mod config;
 pub mod corpus;
 pub mod env;

@@ -28,11 +28,8 @@ pub fn learning_curves(
     path: &Path,
     log: &[LogRow],
     clusters: usize,
-) -> Result<(), crate::plume::plot::PlotError> {
-    let e = |err: &dyn std::fmt::Display| crate::plume::plot::PlotError {
-        path: path.to_path_buf(),
-        message: err.to_string(),
-    };
+) -> Result<(), crate::font::PlotError> {
+    let e = |err: &dyn std::fmt::Display| crate::font::PlotError::new(path, err);
     crate::font::ensure().map_err(|x| e(&x))?;
     let overall: Vec<(f64, f64)> = log
         .iter()

@@ -354,7 +354,7 @@ impl Scenario {
         path.validate().map_err(|e| ScenarioError::Range {
             field: "path",
             allowed: "the ranges of a scenario corpus record",
-            found: e,
+            found: e.to_string(),
         })?;
         let bdp_packets = window_mean_mbps * 1e6 / 8.0 * (path.min_rtt_ms / 1000.0) / 1500.0;
         let competitors = path

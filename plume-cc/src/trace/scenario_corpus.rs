@@ -65,6 +65,31 @@ pub enum ScenarioCorpusError {
     Trace(#[from] TraceError),
 }
 
+/// Why a window's path record is outside the ranges the simulator accepts;
+/// each names the field and the value found.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PathRecordError {
+    /// A number outside its range.
+    #[error("{field} must be in {allowed}, got {value}")]
+    OutOfRange {
+        /// The field (`min_rtt_ms`, `buffer_bdp`, `loss_rate`).
+        field: &'static str,
+        /// Its range, as written in the message.
+        allowed: &'static str,
+        /// The value found.
+        value: f64,
+    },
+    /// More competitors than a record may hold.
+    #[error("at most {MAX_COMPETITORS} competitors, got {0}")]
+    TooManyCompetitors(usize),
+    /// A competitor's controller outside [`COMPETITOR_KINDS`].
+    #[error("competitor cc {0:?} is not one of {COMPETITOR_KINDS:?}")]
+    UnknownCompetitor(String),
+}
+
+/// The most competitors one record may hold.
+pub const MAX_COMPETITORS: usize = 8;
+
 fn folder_err(path: &Path, what: impl Into<String>) -> ScenarioCorpusError {
     ScenarioCorpusError::Folder {
         path: path.to_path_buf(),
@@ -103,39 +128,32 @@ pub struct PathRecord {
 
 impl PathRecord {
     /// Checks the ranges the simulator accepts; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PathRecordError> {
+        let out = |field, allowed, value| PathRecordError::OutOfRange {
+            field,
+            allowed,
+            value,
+        };
         if !(self.min_rtt_ms.is_finite() && (1.0..=2000.0).contains(&self.min_rtt_ms)) {
-            return Err(format!(
-                "min_rtt_ms must be in [1, 2000], got {}",
-                self.min_rtt_ms
-            ));
+            return Err(out("min_rtt_ms", "[1, 2000]", self.min_rtt_ms));
         }
         if let Some(b) = self.buffer_bdp {
             if !(b.is_finite() && (0.01..=100.0).contains(&b)) {
-                return Err(format!(
-                    "buffer_bdp must be in [0.01, 100] or null (unlimited), got {b}"
-                ));
+                return Err(out("buffer_bdp", "[0.01, 100] or null (unlimited)", b));
             }
         }
         if !(self.loss_rate.is_finite() && (0.0..0.5).contains(&self.loss_rate)) {
-            return Err(format!(
-                "loss_rate must be in [0, 0.5), got {}",
-                self.loss_rate
-            ));
+            return Err(out("loss_rate", "[0, 0.5)", self.loss_rate));
         }
-        if self.competitors.len() > 8 {
-            return Err(format!(
-                "at most 8 competitors, got {}",
-                self.competitors.len()
-            ));
+        if self.competitors.len() > MAX_COMPETITORS {
+            return Err(PathRecordError::TooManyCompetitors(self.competitors.len()));
         }
-        for c in &self.competitors {
-            if !COMPETITOR_KINDS.contains(&c.cc.as_str()) {
-                return Err(format!(
-                    "competitor cc {:?} is not one of {COMPETITOR_KINDS:?}",
-                    c.cc
-                ));
-            }
+        if let Some(c) = self
+            .competitors
+            .iter()
+            .find(|c| !COMPETITOR_KINDS.contains(&c.cc.as_str()))
+        {
+            return Err(PathRecordError::UnknownCompetitor(c.cc.clone()));
         }
         Ok(())
     }
@@ -685,7 +703,7 @@ pub fn open(dir: &Path) -> Result<(Manifest, Vec<WindowRecord>), ScenarioCorpusE
         let at =
             |what: String| folder_err(&dir.join(PATHS_FILE), format!("line {}: {what}", n + 1));
         let r: WindowRecord = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
-        r.path.validate().map_err(at)?;
+        r.path.validate().map_err(|e| at(e.to_string()))?;
         if !dir.join(TRACES_DIR).join(&r.file).is_file() {
             return Err(at(format!("trace file {} is missing", r.file)));
         }
@@ -834,5 +852,67 @@ mod tests {
         std::fs::write(empty.join(PATHS_FILE), "\n").unwrap();
         let e = open(&empty).unwrap_err().to_string();
         assert!(e.contains("no usable windows"), "{e}");
+    }
+
+    #[test]
+    fn a_path_record_out_of_range_names_its_field_and_value() {
+        let ok = PathRecord {
+            min_rtt_ms: 40.0,
+            buffer_bdp: Some(2.0),
+            loss_rate: 0.0,
+            competitors: Vec::new(),
+            ack_trace: false,
+            delayed_ack: false,
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        let e = PathRecord {
+            min_rtt_ms: 0.5,
+            ..ok.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.to_string(), "min_rtt_ms must be in [1, 2000], got 0.5");
+        assert!(matches!(
+            PathRecord {
+                buffer_bdp: Some(f64::NAN),
+                ..ok.clone()
+            }
+            .validate(),
+            Err(PathRecordError::OutOfRange {
+                field: "buffer_bdp",
+                ..
+            })
+        ));
+        assert!(matches!(
+            PathRecord {
+                loss_rate: 0.5,
+                ..ok.clone()
+            }
+            .validate(),
+            Err(PathRecordError::OutOfRange {
+                field: "loss_rate",
+                ..
+            })
+        ));
+        let competitor = |cc: &str| Competitor {
+            cc: cc.into(),
+            start_ms: 0,
+        };
+        assert_eq!(
+            PathRecord {
+                competitors: vec![competitor("cubic"); MAX_COMPETITORS + 1],
+                ..ok.clone()
+            }
+            .validate(),
+            Err(PathRecordError::TooManyCompetitors(MAX_COMPETITORS + 1))
+        );
+        assert_eq!(
+            PathRecord {
+                competitors: vec![competitor("vegas")],
+                ..ok
+            }
+            .validate(),
+            Err(PathRecordError::UnknownCompetitor("vegas".into()))
+        );
     }
 }

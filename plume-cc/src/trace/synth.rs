@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::mahimahi::{MahimahiTrace, TraceError, MBPS_PER_PACKET_PER_MS};
 
 /// The shape of a synthetic trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum SynthKind {
     /// A fixed rate.

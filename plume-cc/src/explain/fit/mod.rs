@@ -17,6 +17,14 @@
 //! and physical units), and how often the predictions order the three
 //! alternatives of a decision as their realised returns do (pairwise, and
 //! the whole order), alternatives closer than a tie tolerance not ranked.
+//!
+//! In three parts: `samples.rs` (the rollouts as matrices, and the targets
+//! the networks see), `fidelity.rs` (the held-out scores and their table)
+//! and, here, the settings, the simulation and the training of the
+//! networks.
+
+mod fidelity;
+mod samples;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -24,14 +32,17 @@ use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::predictor::{
-    directions, head, new_metadata, DelayTarget, Fidelity, FitInfo, InputRanges, Predictors, INPUTS,
+    directions, head, new_metadata, DelayTarget, FitInfo, InputRanges, Predictors, INPUTS,
 };
-use super::returns::returns_from;
 use super::rollout::{decision_branches, draw_episodes, run_branches, Trajectory};
-use super::{ExplainError, Horizon, BRANCH_LOG2, COMPONENTS, NULL_BRANCH};
+use super::{ExplainError, Horizon, COMPONENTS};
+
 use crate::policy::LoadedPolicy;
 use crate::rl::corpus::PreparedCorpus;
 use crate::rl::scenario::ScenarioSpec;
+pub use fidelity::{fidelity, fidelity_table, r_squared};
+use samples::mean_std;
+pub use samples::{decision_rows, network_targets, samples, Samples};
 
 /// Settings of a fit.
 #[derive(Clone, Debug)]
@@ -182,122 +193,6 @@ impl FitProgress for Quiet {
     fn advance(&mut self, _: u64) {}
 }
 
-/// The rows of every decision with all its alternatives, in
-/// [`super::ACTIONS_LOG2`] order.
-pub fn decision_rows(s: &Samples) -> Vec<[usize; 3]> {
-    let mut by_episode: std::collections::BTreeMap<usize, [Option<usize>; 3]> = Default::default();
-    for (i, d) in s.decision.iter().enumerate() {
-        if let Some((e, a)) = d {
-            by_episode.entry(*e).or_default()[*a] = Some(i);
-        }
-    }
-    by_episode
-        .values()
-        .filter_map(|rows| Some([rows[0]?, rows[1]?, rows[2]?]))
-        .collect()
-}
-
-/// Samples as matrices: inputs, targets (per component: reward units,
-/// physical), weights, and which branch and action each came from.
-#[derive(Clone, Debug, Default)]
-pub struct Samples {
-    /// Rows of [`INPUTS`] values.
-    pub x: Vec<f32>,
-    /// Rows of 6 targets: component `c`'s return at `2c`, its physical mean at `2c + 1`.
-    pub y: Vec<f32>,
-    /// Loss weight of each row.
-    pub w: Vec<f32>,
-    /// Per row: (episode, action) when it is a decision, else None.
-    pub decision: Vec<Option<(usize, usize)>>,
-    /// Steps seen, and those on which the reward's clip bound.
-    pub steps: usize,
-    /// See [`Samples::steps`].
-    pub clipped: usize,
-    /// Per episode, the realised reward-unit returns of the null contrast
-    /// (not a sample: see [`super::BRANCH_LOG2`]).
-    pub null: std::collections::BTreeMap<usize, [f64; 3]>,
-    /// The same, physical means.
-    pub null_physical: std::collections::BTreeMap<usize, [f64; 3]>,
-    /// Per row, the discounted return of the reward's clip part (not
-    /// predicted; kept to measure what the clip does to the delay target).
-    pub clip: Vec<f32>,
-}
-
-impl Samples {
-    /// Rows.
-    pub fn len(&self) -> usize {
-        self.w.len()
-    }
-
-    /// No rows.
-    pub fn is_empty(&self) -> bool {
-        self.w.is_empty()
-    }
-}
-
-/// The samples of `trajectories` (module docs).
-pub fn samples(
-    trajectories: &[Trajectory],
-    horizon: &Horizon,
-    contrast_weight: f32,
-    delay_counts_clip: bool,
-) -> Samples {
-    let mut s = Samples::default();
-    for t in trajectories {
-        s.steps += t.parts.len();
-        s.clipped += t.parts.iter().filter(|p| p.clip != 0.0).count();
-        for k in &t.kept {
-            let at_decision = k.step == t.branch.decision;
-            let log2 = if at_decision {
-                BRANCH_LOG2[t.branch.action]
-            } else {
-                0.0
-            };
-            let r = returns_from(&t.parts, k.step, horizon.steps, horizon.gamma);
-            if r.steps < horizon.steps {
-                continue; // the episode ended inside the horizon
-            }
-            if t.branch.action == NULL_BRANCH {
-                s.null
-                    .insert(t.branch.episode, r.explained(delay_counts_clip));
-                s.null_physical.insert(t.branch.episode, r.physical);
-                continue;
-            }
-            s.x.extend_from_slice(&k.obs);
-            s.x.extend_from_slice(&[k.raw[0], k.raw[1], log2]);
-            let explained = r.explained(delay_counts_clip);
-            for (reward, physical) in explained.iter().zip(r.physical) {
-                s.y.push(*reward as f32);
-                s.y.push(physical as f32);
-            }
-            s.clip.push(r.clip as f32);
-            s.w.push(if at_decision { contrast_weight } else { 1.0 });
-            s.decision
-                .push(at_decision.then_some((t.branch.episode, t.branch.action)));
-        }
-    }
-    s
-}
-
-fn mean_std(v: &[f32], cols: usize, col: usize) -> (f32, f32) {
-    let n = (v.len() / cols).max(1) as f64;
-    let m = v
-        .iter()
-        .skip(col)
-        .step_by(cols)
-        .map(|&x| f64::from(x))
-        .sum::<f64>()
-        / n;
-    let var = v
-        .iter()
-        .skip(col)
-        .step_by(cols)
-        .map(|&x| (f64::from(x) - m).powi(2))
-        .sum::<f64>()
-        / n;
-    (m as f32, (var.sqrt() as f32).max(1e-3))
-}
-
 /// Simulates `decisions` decisions on the windows `pick` of `corpus` and
 /// returns their trajectories.
 #[allow(clippy::too_many_arguments)]
@@ -417,24 +312,6 @@ pub fn simulate_split(
         opts.delay_counts_clip,
     );
     Ok((train, held))
-}
-
-/// The training targets of `s` as the networks see them: [`Samples::y`]
-/// with the delay columns encoded by `target` ([`DelayTarget::encode`]).
-pub fn network_targets(s: &Samples, target: DelayTarget) -> Vec<f32> {
-    let mut y = s.y.clone();
-    if target != DelayTarget::Direct {
-        for (r, row) in y.chunks_exact_mut(6).enumerate() {
-            let (t0, t1) = target.encode(
-                &s.x[r * INPUTS..(r + 1) * INPUTS],
-                f64::from(row[2]),
-                f64::from(row[3]),
-            );
-            row[2] = t0 as f32;
-            row[3] = t1 as f32;
-        }
-    }
-    y
 }
 
 /// Fits the predictors on samples `train` and measures their fidelity on
@@ -617,154 +494,6 @@ fn train_nets(
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(named)
-}
-
-/// `1 - SS_res / SS_tot` (NaN when the realised values do not vary).
-pub fn r_squared(pred: &[f64], real: &[f64]) -> f64 {
-    let n = real.len().max(1) as f64;
-    let m = real.iter().sum::<f64>() / n;
-    let tot: f64 = real.iter().map(|r| (r - m).powi(2)).sum();
-    let res: f64 = pred.iter().zip(real).map(|(p, r)| (p - r).powi(2)).sum();
-    if tot > 0.0 {
-        1.0 - res / tot
-    } else {
-        f64::NAN
-    }
-}
-
-/// The fidelity of `p` on held-out samples `s` (module docs).
-pub fn fidelity(p: &Predictors, s: &Samples, tie_tolerance: f64) -> Result<Fidelity, ExplainError> {
-    let pred = p.predict_inputs(&s.x, s.len())?;
-    let mut f = Fidelity {
-        samples: s.len(),
-        tie_tolerance,
-        clip_share: s.clipped as f64 / s.steps.max(1) as f64,
-        ..Fidelity::default()
-    };
-    for c in 0..3 {
-        let real_r: Vec<f64> = (0..s.len())
-            .map(|i| f64::from(s.y[i * 6 + 2 * c]))
-            .collect();
-        let real_p: Vec<f64> = (0..s.len())
-            .map(|i| f64::from(s.y[i * 6 + 2 * c + 1]))
-            .collect();
-        let pr: Vec<f64> = pred.iter().map(|q| q.reward_units[c]).collect();
-        let pp: Vec<f64> = pred.iter().map(|q| q.physical[c]).collect();
-        f.r2_reward[c] = r_squared(&pr, &real_r);
-        f.r2_physical[c] = r_squared(&pp, &real_p);
-    }
-    let complete = decision_rows(s);
-    f.decisions = complete.len();
-    for c in 0..3 {
-        // The chaos floor: the 90th percentile of how far the null
-        // contrast moved the return from the policy's.
-        let mut noise: Vec<f64> = complete
-            .iter()
-            .filter_map(|rows| {
-                let e = s.decision[rows[0]]?.0;
-                let null = s.null.get(&e)?[c];
-                Some((null - f64::from(s.y[rows[0] * 6 + 2 * c])).abs())
-            })
-            .collect();
-        noise.sort_by(f64::total_cmp);
-        f.null_decisions = noise.len();
-        f.chaos_floor[c] = noise
-            .get((noise.len() * 9 / 10).min(noise.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0);
-    }
-    for c in 0..3 {
-        let (mut pairs, mut right, mut orders, mut orders_right) = (0usize, 0usize, 0usize, 0usize);
-        let mut rule_right = 0usize;
-        let (mut beyond, mut beyond_right, mut beyond_rule) = (0usize, 0usize, 0usize);
-        // Throughput rises with the clamp; the delay and loss parts (penalties) fall.
-        let direction = if c == 0 { 1.0 } else { -1.0 };
-        for rows in &complete {
-            let real: Vec<f64> = rows
-                .iter()
-                .map(|&i| f64::from(s.y[i * 6 + 2 * c]))
-                .collect();
-            let pr: Vec<f64> = rows.iter().map(|&i| pred[i].reward_units[c]).collect();
-            let mut all_apart = true;
-            let mut all_right = true;
-            for (a, b) in [(0, 1), (0, 2), (1, 2)] {
-                let d = real[a] - real[b];
-                if d.abs() <= tie_tolerance {
-                    all_apart = false;
-                    continue;
-                }
-                pairs += 1;
-                let ok = (pr[a] - pr[b]).signum() == d.signum();
-                let rule = direction * f64::from(BRANCH_LOG2[a] - BRANCH_LOG2[b]);
-                let rule_ok = rule.signum() == d.signum();
-                rule_right += usize::from(rule_ok);
-                if d.abs() > f.chaos_floor[c] {
-                    beyond += 1;
-                    beyond_right += usize::from(ok);
-                    beyond_rule += usize::from(rule_ok);
-                }
-                right += usize::from(ok);
-                all_right &= ok;
-            }
-            if all_apart {
-                orders += 1;
-                orders_right += usize::from(all_right);
-            }
-        }
-        f.ranked_pairs[c] = pairs;
-        f.pairwise_accuracy[c] = right as f64 / pairs.max(1) as f64;
-        f.direction_rule_accuracy[c] = rule_right as f64 / pairs.max(1) as f64;
-        f.pairs_beyond_floor[c] = beyond;
-        f.pairwise_accuracy_beyond_floor[c] = beyond_right as f64 / beyond.max(1) as f64;
-        f.direction_rule_beyond_floor[c] = beyond_rule as f64 / beyond.max(1) as f64;
-        f.ranked_decisions[c] = orders;
-        f.order_accuracy[c] = orders_right as f64 / orders.max(1) as f64;
-    }
-    Ok(f)
-}
-
-/// The fidelity as a Markdown table.
-pub fn fidelity_table(f: &Fidelity) -> String {
-    let mut s = String::from(
-        "| component | R² (reward units) | R² (physical) | pairs ranked | pairwise accuracy | direction rule | decisions ordered | order accuracy |\n|---|---|---|---|---|---|---|---|\n",
-    );
-    let units = ["Mbit/s", "ms", "loss rate"];
-    for c in 0..3 {
-        s.push_str(&format!(
-            "| {} | {:.3} | {:.3} ({}) | {} | {:.1}% | {:.1}% | {} | {:.1}% |\n",
-            COMPONENTS[c],
-            f.r2_reward[c],
-            f.r2_physical[c],
-            units[c],
-            f.ranked_pairs[c],
-            100.0 * f.pairwise_accuracy[c],
-            100.0 * f.direction_rule_accuracy[c],
-            f.ranked_decisions[c],
-            100.0 * f.order_accuracy[c],
-        ));
-    }
-    s.push_str(&format!(
-        "\nBeyond the chaos floor (pairs whose realised returns differ by more than the 90th percentile of what a 3.5% clamp change does, over {} decisions):\n\n| component | chaos floor | pairs | pairwise accuracy | direction rule |\n|---|---|---|---|---|\n",
-        f.null_decisions
-    ));
-    for (c, name) in COMPONENTS.iter().enumerate() {
-        s.push_str(&format!(
-            "| {} | {:.3} | {} | {:.1}% | {:.1}% |\n",
-            name,
-            f.chaos_floor[c],
-            f.pairs_beyond_floor[c],
-            100.0 * f.pairwise_accuracy_beyond_floor[c],
-            100.0 * f.direction_rule_beyond_floor[c],
-        ));
-    }
-    s.push_str(&format!(
-        "\n{} held-out samples, {} held-out decisions; ties within {} (reward-unit return) not ranked; the reward's clip bound on {:.2}% of held-out steps.\n",
-        f.samples,
-        f.decisions,
-        f.tie_tolerance,
-        100.0 * f.clip_share
-    ));
-    s
 }
 
 #[cfg(test)]

@@ -43,28 +43,28 @@
 //! record's `loss_rate`: they were drops of a full queue, which the
 //! simulator's buffer reproduces; its `loss_rate` is random loss on top.
 
+//!
+//! In three parts: `flow.rs` (one flow's reads, the network-limited test and
+//! its delivery series, windows and path record), `corpus.rs` (the finished
+//! flows written as a scenario corpus) and, here, the settings and the live
+//! loop over the datapath.
+
+mod corpus;
+mod flow;
+
 use std::{
     path::PathBuf,
     time::{Duration, Instant},
 };
 
-use plume_cc_common::{DatapathConfig, FlowStats, CWND_UNCLAMPED, PACING_UNLIMITED};
-use serde::Serialize;
+use plume_cc_common::DatapathConfig;
 
 use crate::datapath::{self, Datapath, DatapathError};
-use crate::trace::scenario_corpus::{self, PathRecord, ScenarioCorpusError, WindowInput};
-use crate::trace::OPPORTUNITY_BYTES;
+use crate::trace::scenario_corpus::ScenarioCorpusError;
 
-/// Statistics older than this (2 RTO backoffs past a 1 s RTO) mean the
-/// kernel no longer calls the flow back: its interval is left out.
-pub const STALE_NS: u64 = 4_000_000_000;
-/// IPv4 and TCP headers with the timestamp option, bytes on the wire per
-/// segment beyond its MSS (Linux's `mss_cache` leaves the options out).
-const HEADER_BYTES_V4: u64 = 20 + 20 + 12;
-/// The same for IPv6.
-const HEADER_BYTES_V6: u64 = 40 + 20 + 12;
-/// `AF_INET6`.
-const FAMILY_V6: u32 = 10;
+pub use corpus::{write_corpus, RecordOutcome};
+pub use flow::{classify, FlowRecording, FlowSummary, Interval, LossSummary, Sample, STALE_NS};
+
 /// The kind every recorded window carries in the corpus.
 pub const RECORDED_KIND: &str = "recorded";
 
@@ -131,340 +131,6 @@ pub enum RecordError {
     },
 }
 
-/// What one read of one flow keeps of its `FlowStats`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sample {
-    /// When it was read (CLOCK_MONOTONIC ns).
-    pub t_ns: u64,
-    /// The statistics' own time (`updated_ns`).
-    pub updated_ns: u64,
-    /// Segments delivered (cumulative).
-    pub delivered: u32,
-    /// Segments in flight.
-    pub packets_out: u32,
-    /// Congestion window, segments.
-    pub snd_cwnd: u32,
-    /// MSS, bytes.
-    pub mss: u32,
-    /// Smoothed RTT, us.
-    pub srtt_us: u32,
-    /// Min RTT, us.
-    pub min_rtt_us: u32,
-    /// Retransmitted segments (cumulative).
-    pub total_retrans: u32,
-    /// Data segments sent (cumulative).
-    pub data_segs_out: u32,
-    /// RTO callbacks (cumulative).
-    pub rto_events: u32,
-    /// A daemon's limit (clamp or pacing cap) was in force.
-    pub limited: bool,
-    /// The most segments in flight over the last smoothed RTT of reads
-    /// (filled in by [`FlowRecording::push`]; 0: `packets_out` alone).
-    pub recent_max_out: u32,
-    /// Address family.
-    pub family: u32,
-}
-
-impl Sample {
-    /// The sample of `s` read at `t_ns`.
-    pub fn of(t_ns: u64, s: &FlowStats) -> Self {
-        Self {
-            t_ns,
-            updated_ns: s.updated_ns,
-            delivered: s.delivered,
-            packets_out: s.packets_out,
-            snd_cwnd: s.snd_cwnd,
-            mss: s.mss,
-            srtt_us: s.srtt_us,
-            min_rtt_us: s.min_rtt_us,
-            total_retrans: s.total_retrans,
-            data_segs_out: s.data_segs_out,
-            rto_events: s.rto_events,
-            limited: s.applied_cwnd_clamp != CWND_UNCLAMPED || s.applied_pacing != PACING_UNLIMITED,
-            family: s.family,
-            recent_max_out: 0,
-        }
-    }
-
-    /// The kernel's cwnd-limited test: at least half the window in flight
-    /// (at the most over the last RTT).
-    pub fn cwnd_limited(&self) -> bool {
-        let out = self.packets_out.max(self.recent_max_out);
-        self.snd_cwnd > 0 && 2 * u64::from(out) >= u64::from(self.snd_cwnd)
-    }
-
-    fn wire_bytes_per_segment(&self) -> u64 {
-        let h = if self.family == FAMILY_V6 {
-            HEADER_BYTES_V6
-        } else {
-            HEADER_BYTES_V4
-        };
-        u64::from(self.mss.max(1)) + h
-    }
-}
-
-/// What an interval between two reads of a flow was.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Interval {
-    /// cwnd-limited at both ends: its delivery is the path's.
-    NetworkLimited,
-    /// Less than half the window in flight at an end: the application
-    /// (or the receiver) held the flow back.
-    AppLimited,
-    /// The statistics are older than [`STALE_NS`].
-    Stale,
-}
-
-/// Classifies the interval from `a` to `b` (see the module docs).
-pub fn classify(a: &Sample, b: &Sample) -> Interval {
-    if b.t_ns.saturating_sub(b.updated_ns) > STALE_NS {
-        Interval::Stale
-    } else if a.cwnd_limited() && b.cwnd_limited() {
-        Interval::NetworkLimited
-    } else {
-        Interval::AppLimited
-    }
-}
-
-/// One network-limited interval as kept: its length, wire bytes delivered
-/// and smoothed RTT at its end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Kept {
-    dt_us: u32,
-    wire_bytes: u32,
-    srtt_us: u32,
-}
-
-/// One flow's recording so far.
-#[derive(Clone, Debug)]
-pub struct FlowRecording {
-    /// Socket cookie.
-    pub cookie: u64,
-    /// Local and remote ports.
-    pub ports: (u32, u32),
-    first: Sample,
-    last: Sample,
-    /// (read time, packets in flight) over the last smoothed RTT.
-    recent: std::collections::VecDeque<(u64, u32)>,
-    kept: Vec<Kept>,
-    min_rtt_us: u32,
-    nl_ns: u64,
-    app_ns: u64,
-    stale_ns: u64,
-    limited_ns: u64,
-}
-
-impl FlowRecording {
-    /// Starts a flow at its first read.
-    pub fn new(cookie: u64, s: &FlowStats, first: Sample) -> Self {
-        Self {
-            cookie,
-            ports: (s.local_port, s.remote_port),
-            first,
-            last: first,
-            recent: std::collections::VecDeque::from([(first.t_ns, first.packets_out)]),
-            kept: Vec::new(),
-            min_rtt_us: first.min_rtt_us,
-            nl_ns: 0,
-            app_ns: 0,
-            stale_ns: 0,
-            limited_ns: 0,
-        }
-    }
-
-    /// Adds the next read.
-    pub fn push(&mut self, mut b: Sample) {
-        let a = self.last;
-        let dt = b.t_ns.saturating_sub(a.t_ns);
-        if dt == 0 {
-            return;
-        }
-        let rtt_ns = u64::from(b.srtt_us.max(1_000)) * 1000;
-        self.recent.push_back((b.t_ns, b.packets_out));
-        while self
-            .recent
-            .front()
-            .is_some_and(|&(t, _)| t + rtt_ns < b.t_ns)
-        {
-            self.recent.pop_front();
-        }
-        b.recent_max_out = self.recent.iter().map(|r| r.1).max().unwrap_or(0);
-        match classify(&a, &b) {
-            Interval::NetworkLimited => {
-                let segs = u64::from(b.delivered.wrapping_sub(a.delivered));
-                let bytes = segs * b.wire_bytes_per_segment();
-                self.kept.push(Kept {
-                    dt_us: u32::try_from(dt / 1000).unwrap_or(u32::MAX),
-                    wire_bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
-                    srtt_us: b.srtt_us,
-                });
-                self.nl_ns += dt;
-                if b.limited {
-                    self.limited_ns += dt;
-                }
-            }
-            Interval::AppLimited => self.app_ns += dt,
-            Interval::Stale => self.stale_ns += dt,
-        }
-        if b.min_rtt_us > 0 && (self.min_rtt_us == 0 || b.min_rtt_us < self.min_rtt_us) {
-            self.min_rtt_us = b.min_rtt_us;
-        }
-        self.last = b;
-    }
-
-    /// Network-limited time so far.
-    pub fn network_limited(&self) -> Duration {
-        Duration::from_nanos(self.nl_ns)
-    }
-
-    /// The delivery opportunities of the network-limited series, in ms
-    /// from its start (the intervals end to end), one per 1500 wire bytes,
-    /// spread evenly inside each interval; a fraction is carried over.
-    pub fn opportunities_ms(&self) -> Vec<u64> {
-        let mut out = Vec::new();
-        let mut t_us = 0u64;
-        let mut carry = 0.0f64;
-        for k in &self.kept {
-            let n = carry + f64::from(k.wire_bytes) / OPPORTUNITY_BYTES as f64;
-            let whole = n.floor() as u64;
-            carry = n - whole as f64;
-            for j in 1..=whole {
-                let at_us = t_us + u64::from(k.dt_us) * j / whole;
-                out.push(at_us.div_ceil(1000).max(1));
-            }
-            t_us += u64::from(k.dt_us);
-        }
-        out
-    }
-
-    /// The series cut into whole windows of `window_ms` (the remainder is
-    /// dropped), each window's opportunities in `(0, window_ms]`.
-    pub fn windows(&self, window_ms: u64) -> Vec<Vec<u64>> {
-        let total_ms = self.nl_ns / 1_000_000;
-        let n = (total_ms / window_ms.max(1)) as usize;
-        let mut out = vec![Vec::new(); n];
-        for t in self.opportunities_ms() {
-            let w = ((t - 1) / window_ms) as usize;
-            if w < n {
-                out[w].push(t - w as u64 * window_ms);
-            }
-        }
-        out
-    }
-
-    /// The flow's summary (what `flows.jsonl` holds).
-    pub fn summary(&self, windows: usize) -> FlowSummary {
-        let opp: u64 = self.opportunities_ms().len() as u64;
-        let nl_s = self.nl_ns as f64 / 1e9;
-        let mut srtt: Vec<u32> = self.kept.iter().map(|k| k.srtt_us).collect();
-        srtt.sort_unstable();
-        let p95 = srtt
-            .get((srtt.len() * 95 / 100).min(srtt.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0);
-        let segs_out = self
-            .last
-            .data_segs_out
-            .wrapping_sub(self.first.data_segs_out);
-        let retrans = self
-            .last
-            .total_retrans
-            .wrapping_sub(self.first.total_retrans);
-        FlowSummary {
-            cookie: self.cookie,
-            local_port: self.ports.0,
-            remote_port: self.ports.1,
-            seen_s: self.last.t_ns.saturating_sub(self.first.t_ns) as f64 / 1e9,
-            network_limited_s: nl_s,
-            app_limited_s: self.app_ns as f64 / 1e9,
-            stale_s: self.stale_ns as f64 / 1e9,
-            daemon_limited_s: self.limited_ns as f64 / 1e9,
-            mean_mbps: if nl_s > 0.0 {
-                opp as f64 * (OPPORTUNITY_BYTES * 8) as f64 / nl_s / 1e6
-            } else {
-                0.0
-            },
-            lower_bound: true,
-            min_rtt_ms: f64::from(self.min_rtt_us) / 1000.0,
-            srtt_p95_ms: f64::from(p95) / 1000.0,
-            loss: LossSummary {
-                data_segs_out: segs_out,
-                retransmitted: retrans,
-                retrans_fraction: if segs_out > 0 {
-                    f64::from(retrans) / f64::from(segs_out)
-                } else {
-                    0.0
-                },
-                rto_events: self.last.rto_events.wrapping_sub(self.first.rto_events),
-            },
-            windows,
-        }
-    }
-
-    /// The path record of this flow's windows (see the module docs).
-    pub fn path_record(&self) -> PathRecord {
-        let s = self.summary(0);
-        let min_rtt = s.min_rtt_ms.clamp(1.0, 2000.0);
-        let queue = (s.srtt_p95_ms - s.min_rtt_ms).max(0.0);
-        PathRecord {
-            min_rtt_ms: min_rtt,
-            buffer_bdp: Some((queue / min_rtt).clamp(0.01, 100.0)),
-            loss_rate: 0.0,
-            competitors: Vec::new(),
-            ack_trace: false,
-            // Linux receivers delay their ACKs.
-            delayed_ack: true,
-        }
-    }
-}
-
-/// The losses a flow saw while recorded.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LossSummary {
-    /// Data segments sent.
-    pub data_segs_out: u32,
-    /// Segments retransmitted.
-    pub retransmitted: u32,
-    /// `retransmitted / data_segs_out`.
-    pub retrans_fraction: f64,
-    /// Retransmission timeouts.
-    pub rto_events: u32,
-}
-
-/// One flow of a recording (a line of `flows.jsonl`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FlowSummary {
-    /// Socket cookie.
-    pub cookie: u64,
-    /// Local port.
-    pub local_port: u32,
-    /// Remote port.
-    pub remote_port: u32,
-    /// How long it was seen, seconds.
-    pub seen_s: f64,
-    /// Network-limited time, seconds (what the windows are cut from).
-    pub network_limited_s: f64,
-    /// Application-limited time left out, seconds.
-    pub app_limited_s: f64,
-    /// Time left out for stale statistics, seconds.
-    pub stale_s: f64,
-    /// Network-limited time under a daemon's clamp or pacing cap, seconds.
-    pub daemon_limited_s: f64,
-    /// Mean delivery over the network-limited time, Mbit/s of 1500-byte
-    /// opportunities.
-    pub mean_mbps: f64,
-    /// Always true: delivery is a lower bound of the path's capacity.
-    pub lower_bound: bool,
-    /// Min RTT, ms.
-    pub min_rtt_ms: f64,
-    /// 95th percentile of the smoothed RTT over the network-limited time, ms.
-    pub srtt_p95_ms: f64,
-    /// Its losses.
-    pub loss: LossSummary,
-    /// Windows it gave the corpus (0: too short, left out).
-    pub windows: usize,
-}
-
 /// What `record` does.
 #[derive(Clone, Debug)]
 pub struct RecordOptions {
@@ -529,136 +195,6 @@ impl RecordOptions {
         }
         Ok(())
     }
-}
-
-/// What `recording.json` holds, and what `record` prints.
-#[derive(Clone, Debug, Serialize)]
-pub struct RecordOutcome {
-    /// The cgroup.
-    pub cgroup: PathBuf,
-    /// `daemon` (a running daemon's datapath was read) or `observe-only`
-    /// (record attached its own for the recording).
-    pub datapath: &'static str,
-    /// How long it recorded, seconds.
-    pub recorded_s: f64,
-    /// Sampling interval, ms.
-    pub sample_ms: u64,
-    /// Window length, ms.
-    pub window_ms: u64,
-    /// Network-limited seconds a flow needed.
-    pub min_duration_s: f64,
-    /// Flows seen.
-    pub flows_seen: usize,
-    /// Flows that gave windows.
-    pub flows_used: usize,
-    /// Windows written.
-    pub windows: usize,
-    /// Held-out windows.
-    pub heldout: usize,
-    /// Mean delivery of the used flows over their network-limited time,
-    /// Mbit/s (each weighted by its time).
-    pub mean_mbps: f64,
-    /// Always true: the traces are lower bounds of capacity.
-    pub lower_bound: bool,
-    /// Why the recording stopped.
-    pub stopped_by: String,
-}
-
-/// Turns finished flow recordings into the corpus under `opts.out`:
-/// `traces/`, `paths.jsonl`, `corpus.json` (a scenario corpus), plus
-/// `flows.jsonl` (every flow's summary, the unused ones with 0 windows)
-/// and `recording.json`. A recording with no usable flow writes nothing.
-pub fn write_corpus(
-    opts: &RecordOptions,
-    flows: &[FlowRecording],
-    recorded: Duration,
-    datapath_kind: &'static str,
-    stopped_by: String,
-) -> Result<RecordOutcome, RecordError> {
-    let window_ms = opts.window.as_millis() as u64;
-    let mut inputs = Vec::new();
-    let mut summaries = Vec::new();
-    let (mut used, mut nl_sum, mut opp_bits) = (0usize, 0.0f64, 0.0f64);
-    for f in flows {
-        let usable = f.network_limited() >= opts.min_duration;
-        let ws = if usable {
-            f.windows(window_ms)
-        } else {
-            Vec::new()
-        };
-        let s = f.summary(ws.len());
-        if !ws.is_empty() {
-            used += 1;
-            nl_sum += s.network_limited_s;
-            opp_bits += s.mean_mbps * s.network_limited_s;
-            let path = f.path_record();
-            for (i, ts) in ws.into_iter().enumerate() {
-                inputs.push(WindowInput {
-                    timestamps_ms: ts,
-                    kind: RECORDED_KIND.to_string(),
-                    source: format!(
-                        "recorded:{}:{}->{}#{i} (lower bound of capacity)",
-                        opts.cgroup.display(),
-                        f.ports.0,
-                        f.ports.1
-                    ),
-                    path: path.clone(),
-                });
-            }
-        }
-        summaries.push(s);
-    }
-    if inputs.is_empty() {
-        return Err(RecordError::NoUsableFlows {
-            seen: flows.len(),
-            need_s: opts.min_duration.as_secs_f64(),
-            longest_s: flows
-                .iter()
-                .map(|f| f.network_limited().as_secs_f64())
-                .fold(0.0, f64::max),
-            out: opts.out.clone(),
-        });
-    }
-    let n = inputs.len();
-    let manifest = scenario_corpus::write_windows(
-        &opts.out,
-        window_ms,
-        &format!(
-            "recorded by plume-cc record on cgroup {} (delivery of network-limited flows: lower bounds of capacity)",
-            opts.cgroup.display()
-        ),
-        inputs,
-    )?;
-    let outcome = RecordOutcome {
-        cgroup: opts.cgroup.clone(),
-        datapath: datapath_kind,
-        recorded_s: recorded.as_secs_f64(),
-        sample_ms: opts.sample.as_millis() as u64,
-        window_ms,
-        min_duration_s: opts.min_duration.as_secs_f64(),
-        flows_seen: flows.len(),
-        flows_used: used,
-        windows: n,
-        heldout: manifest.heldout_counts.values().sum(),
-        mean_mbps: if nl_sum > 0.0 { opp_bits / nl_sum } else { 0.0 },
-        lower_bound: true,
-        stopped_by,
-    };
-    let write = |name: &str, text: String| {
-        let p = opts.out.join(name);
-        std::fs::write(&p, text).map_err(|source| RecordError::Io { path: p, source })
-    };
-    let mut lines = String::new();
-    for s in &summaries {
-        lines.push_str(&serde_json::to_string(s).unwrap_or_default());
-        lines.push('\n');
-    }
-    write("flows.jsonl", lines)?;
-    write(
-        "recording.json",
-        serde_json::to_string_pretty(&outcome).unwrap_or_default(),
-    )?;
-    Ok(outcome)
 }
 
 /// Live progress of a recording.
@@ -785,8 +321,11 @@ pub fn record(
 
 #[cfg(test)]
 mod tests {
+    use plume_cc_common::FlowStats;
+
     use super::*;
     use crate::trace::mahimahi::MBPS_PER_PACKET_PER_MS;
+    use crate::trace::scenario_corpus;
 
     /// A read of a bulk flow at `t_ms` that has delivered `delivered`
     /// segments, with `inflight` of a cwnd of 20 in flight.

@@ -8,9 +8,10 @@ use std::{
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 
-use crate::args::{BareUnit, DurationArg};
+use super::args::DurationArg;
+use plume_cc::args::BareUnit;
 
-use super::sim_to_real::{self, SimToRealConfig};
+use plume_cc::eval::sim_to_real::{self, SimToRealConfig};
 
 /// `plume-cc eval` subcommands.
 #[derive(Debug, Subcommand)]
@@ -59,29 +60,46 @@ pub struct StudyArgs {
         value_delimiter = ',',
         default_value = "uniform,plume-static,plume-dynamic"
     )]
-    pub samplers: Vec<crate::rl::config::SamplerChoice>,
+    pub samplers: Vec<plume_cc::rl::config::SamplerChoice>,
     /// Train and evaluate every run, and the fixed rule, with the
     /// competition rule (`train --competition-rule`).
     #[arg(long)]
     pub competition_rule: bool,
 }
 
+/// Why a step count was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StepsError {
+    /// Not a number, with or without `k`/`M`.
+    #[error("{text:?} is not a step count (e.g. 300000, 300k, 3M)")]
+    NotANumber {
+        /// The text given.
+        text: String,
+    },
+    /// Fractional, below 1 or above 1e12.
+    #[error("{text:?} must be a whole number of steps in [1, 1e12]")]
+    OutOfRange {
+        /// The text given.
+        text: String,
+    },
+}
+
 /// Parses a step count: `300000`, `300k` or `3M`.
-pub fn parse_steps(s: &str) -> Result<u64, String> {
+pub fn parse_steps(s: &str) -> Result<u64, StepsError> {
     let t = s.trim();
     let (num, mult) = match t.chars().last() {
         Some('k' | 'K') => (&t[..t.len() - 1], 1_000.0),
         Some('m' | 'M') => (&t[..t.len() - 1], 1_000_000.0),
         _ => (t, 1.0),
     };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a step count (e.g. 300000, 300k, 3M)"))?;
+    let v: f64 = num.parse().map_err(|_| StepsError::NotANumber {
+        text: s.to_string(),
+    })?;
     let steps = v * mult;
     if !(steps.is_finite() && (1.0..=1e12).contains(&steps) && steps.fract() == 0.0) {
-        return Err(format!(
-            "{s:?} must be a whole number of steps in [1, 1e12]"
-        ));
+        return Err(StepsError::OutOfRange {
+            text: s.to_string(),
+        });
     }
     Ok(steps as u64)
 }
@@ -91,15 +109,15 @@ struct StudyBar {
     runs: indicatif::ProgressBar,
 }
 
-impl crate::rl::log::Progress for StudyBar {
-    fn iteration(&mut self, row: &crate::rl::log::LogRow, total: usize) {
+impl plume_cc::rl::log::Progress for StudyBar {
+    fn iteration(&mut self, row: &plume_cc::rl::log::LogRow, total: usize) {
         self.bar.set_length(total as u64);
         self.bar.set_position(row.iteration as u64);
     }
     fn message(&mut self, _text: &str) {}
 }
 
-impl super::study::StudyProgress for StudyBar {
+impl plume_cc::eval::study::StudyProgress for StudyBar {
     fn run(&mut self, index: usize, total: usize, name: &str, cached: bool) {
         self.runs.set_length(total as u64);
         self.runs.set_position(index as u64 - 1);
@@ -109,7 +127,7 @@ impl super::study::StudyProgress for StudyBar {
         ));
         self.bar.set_position(0);
     }
-    fn training(&mut self) -> &mut dyn crate::rl::log::Progress {
+    fn training(&mut self) -> &mut dyn plume_cc::rl::log::Progress {
         self
     }
 }
@@ -133,7 +151,7 @@ pub struct MatrixArgs {
     /// The policy's operating point (`latency`, `balanced`, `throughput` or
     /// a delay weight); default: the policy file's.
     #[arg(long)]
-    pub objective: Option<crate::policy::Objective>,
+    pub objective: Option<plume_cc::policy::Objective>,
     /// Window (episode) length [default: 10s]. The held-out split is that
     /// of a training run with the same `--window`; windows longer than the
     /// rate anchor's 10 s show what a 10 s episode cannot (an anchor that
@@ -145,8 +163,8 @@ pub struct MatrixArgs {
     pub window_ms_old: Option<Duration>,
     /// How the simulator applies the cwnd clamp: `kernel` (as Linux, the
     /// default) or `immediate` (the simulator before 2026-12-02).
-    #[arg(long, value_enum, default_value_t = crate::congestion::ClampModel::Kernel)]
-    pub sim_clamp: crate::congestion::ClampModel,
+    #[arg(long, value_enum, default_value_t = plume_cc::congestion::ClampModel::Kernel)]
+    pub sim_clamp: plume_cc::congestion::ClampModel,
 }
 
 /// Arguments of `plume-cc eval sim-to-real`.
@@ -196,8 +214,8 @@ pub struct SimToRealArgs {
     pub sim_delayed_ack: bool,
     /// How the simulator applies the cwnd clamp: `kernel` (as Linux, the
     /// default) or `immediate` (the simulator before 2026-12-02).
-    #[arg(long, value_enum, default_value_t = crate::congestion::ClampModel::Kernel)]
-    pub sim_clamp: crate::congestion::ClampModel,
+    #[arg(long, value_enum, default_value_t = plume_cc::congestion::ClampModel::Kernel)]
+    pub sim_clamp: plume_cc::congestion::ClampModel,
     /// Emulator runs per window; the simulator is compared with their mean
     /// (the kernel side varies by 5-25% from run to run on these machines).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
@@ -205,7 +223,7 @@ pub struct SimToRealArgs {
     /// The policy's operating point (`latency`, `balanced`, `throughput` or
     /// a delay weight); default: the policy file's.
     #[arg(long)]
-    pub objective: Option<crate::policy::Objective>,
+    pub objective: Option<plume_cc::policy::Objective>,
 }
 
 /// A duration flag's value in whole milliseconds, `default_ms` if absent.
@@ -221,7 +239,7 @@ fn write_report(
     names: [&str; 3],
     md: &str,
     data: &impl serde::Serialize,
-    plot: impl FnOnce(&Path) -> Result<(), super::EvalError>,
+    plot: impl FnOnce(&Path) -> Result<(), plume_cc::eval::EvalError>,
 ) -> anyhow::Result<()> {
     let [md_name, json_name, png_name] = names;
     let md_path = out.join(md_name);
@@ -246,7 +264,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
         EvalCommand::Study(a) => {
             tch::set_num_threads(1);
-            let config = super::study::StudyConfig {
+            let config = plume_cc::eval::study::StudyConfig {
                 corpus: a.corpus,
                 out: a.out,
                 seeds: (0..a.seeds).collect(),
@@ -255,7 +273,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 per_cluster: a.per_cluster,
                 competition: a
                     .competition_rule
-                    .then(crate::policy::CompetitionRule::default),
+                    .then(plume_cc::policy::CompetitionRule::default),
             };
             let multi = indicatif::MultiProgress::new();
             let style = |t: &str| {
@@ -270,10 +288,10 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             let bar = multi.add(indicatif::ProgressBar::new(1));
             bar.set_style(style("           [{bar:30}] {pos}/{len} PPO iterations"));
             let mut progress = StudyBar { bar, runs };
-            let result = super::study::run(&config, &mut progress)?;
+            let result = plume_cc::eval::study::run(&config, &mut progress)?;
             progress.runs.finish_and_clear();
             progress.bar.finish_and_clear();
-            println!("{}", super::study::markdown(&result));
+            println!("{}", plume_cc::eval::study::markdown(&result));
             println!(
                 "wrote {}/study.md, study.json, study-clusters.png, curves-*.png, weights-*.png",
                 config.out.display()
@@ -289,13 +307,13 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 bail!("--window must be at least 1s, got {window_ms}ms");
             }
             tch::set_num_threads(1);
-            let policy = crate::policy::LoadedPolicy::load_or_default(&a.policy)?;
+            let policy = plume_cc::policy::LoadedPolicy::load_or_default(&a.policy)?;
             let objective = a.objective.unwrap_or(policy.metadata().default_objective);
-            let windows = super::matrix::heldout_windows(&a.traces, window_ms, a.windows)?;
-            let refs: Vec<&crate::rl::env::SimWindow> = windows.iter().collect();
-            let total = super::matrix::RTTS_MS.len()
-                * super::matrix::BUFFERS_BDP.len()
-                * super::matrix::COMPETITION.len();
+            let windows = plume_cc::eval::matrix::heldout_windows(&a.traces, window_ms, a.windows)?;
+            let refs: Vec<&plume_cc::rl::env::SimWindow> = windows.iter().collect();
+            let total = plume_cc::eval::matrix::RTTS_MS.len()
+                * plume_cc::eval::matrix::BUFFERS_BDP.len()
+                * plume_cc::eval::matrix::COMPETITION.len();
             let bar = indicatif::ProgressBar::new(total as u64);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -304,17 +322,18 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            let cells = super::matrix::run(&policy, objective, a.sim_clamp, &refs, &mut |c| {
-                bar.set_message(format!(
-                    "RTT {} ms, {} BDP, vs {}",
-                    c.rtt_ms, c.buffer_bdp, c.competitor
-                ));
-                bar.inc(1);
-            })?;
+            let cells =
+                plume_cc::eval::matrix::run(&policy, objective, a.sim_clamp, &refs, &mut |c| {
+                    bar.set_message(format!(
+                        "RTT {} ms, {} BDP, vs {}",
+                        c.rtt_ms, c.buffer_bdp, c.competitor
+                    ));
+                    bar.inc(1);
+                })?;
             bar.finish();
             std::fs::create_dir_all(&a.out)
                 .with_context(|| format!("creating {}", a.out.display()))?;
-            let md = super::matrix::markdown(
+            let md = plume_cc::eval::matrix::markdown(
                 &cells,
                 &a.policy.display().to_string(),
                 objective,
@@ -325,7 +344,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 ["matrix.md", "matrix.json", "matrix.png"],
                 &md,
                 &cells,
-                |png| super::plot::matrix_heatmap(png, &cells),
+                |png| plume_cc::eval::plot::matrix_heatmap(png, &cells),
             )
         }
         EvalCommand::SimToReal(a) => {
@@ -337,7 +356,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 bail!("the emulator side needs root (network namespaces, TUN, BPF); pass --sim-only for the simulator alone");
             }
             let cfg = SimToRealConfig {
-                traces: crate::trace::trace_files(&a.traces)?,
+                traces: plume_cc::trace::trace_files(&a.traces)?,
                 windows: a.windows,
                 window_ms: ms_of(a.window.or(a.window_ms_old), 30_000),
                 delay_ms: ms_of(a.delay.or(a.delay_ms_old), 20),
@@ -362,7 +381,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 ["report.md", "results.json", "series.png"],
                 &md,
                 &results,
-                |png| super::plot::series(png, &results),
+                |png| plume_cc::eval::plot::series(png, &results),
             )?;
             if !cfg.sim_only {
                 let failed = results.iter().filter(|r| !r.passes(cfg.tolerance)).count();
@@ -376,5 +395,32 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_steps, StepsError};
+
+    #[test]
+    fn step_counts_take_k_and_m_and_refuse_fractions() {
+        assert_eq!(parse_steps("300000"), Ok(300_000));
+        assert_eq!(parse_steps("300k"), Ok(300_000));
+        assert_eq!(parse_steps("3M"), Ok(3_000_000));
+        assert_eq!(parse_steps("1.5k"), Ok(1_500));
+        assert_eq!(
+            parse_steps("1.5"),
+            Err(StepsError::OutOfRange { text: "1.5".into() })
+        );
+        assert_eq!(
+            parse_steps("0"),
+            Err(StepsError::OutOfRange { text: "0".into() })
+        );
+        assert_eq!(
+            parse_steps("lots"),
+            Err(StepsError::NotANumber {
+                text: "lots".into()
+            })
+        );
     }
 }

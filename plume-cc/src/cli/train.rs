@@ -1,6 +1,7 @@
-//! The hidden `plume-cc train` and `plume-cc bench-inference` commands
-//! (called by `cargo xtask train`): argument parsing, progress bar and
-//! printing only; the work is in [`super::train`] and [`crate::policy`].
+//! `plume-cc train` (called by `cargo xtask train`) and the hidden
+//! `bench-inference` and `eval-table`: argument parsing, progress bar and
+//! printing only; the work is in [`plume_cc::rl::train`] and
+//! [`plume_cc::policy`].
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -8,10 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::env::PathRanges;
-use super::train::{self, LogRow, Progress, SamplerChoice, TrainConfig};
-use crate::args::{BareUnit, DurationArg};
-use crate::policy::{self, LoadedPolicy, OBSERVATION_LEN};
+use super::args::DurationArg;
+use plume_cc::args::BareUnit;
+use plume_cc::policy::{self, LoadedPolicy, OBSERVATION_LEN};
+use plume_cc::rl::env::PathRanges;
+use plume_cc::rl::train::{self, LogRow, Progress, SamplerChoice, TrainConfig};
 
 /// Arguments of `plume-cc train`.
 #[derive(Debug, Clone, clap::Args)]
@@ -87,19 +89,19 @@ pub struct TrainArgs {
     pub scenarios: Option<PathBuf>,
     /// Kernel-like controller under the policy's limits (recorded in the
     /// policy file; the daemon pins it on every flow).
-    #[arg(long, value_enum, default_value_t = crate::congestion::ControllerKind::Cubic)]
-    pub base: crate::congestion::ControllerKind,
+    #[arg(long, value_enum, default_value_t = plume_cc::congestion::ControllerKind::Cubic)]
+    pub base: plume_cc::congestion::ControllerKind,
     /// How the simulator applies the cwnd clamp: `kernel` (as Linux:
     /// `snd_cwnd` comes down to a new clamp only while the flow is
     /// cwnd-limited) or `immediate` (the simulator before 2026-12-02, under
     /// which every earlier policy was trained).
-    #[arg(long, value_enum, default_value_t = crate::congestion::ClampModel::Kernel)]
-    pub sim_clamp: crate::congestion::ClampModel,
+    #[arg(long, value_enum, default_value_t = plume_cc::congestion::ClampModel::Kernel)]
+    pub sim_clamp: plume_cc::congestion::ClampModel,
     /// The operating point of the held-out evaluation and the policy's
     /// default (`latency`, `balanced`, `throughput` or a delay weight).
     /// Without a scenario `delay_weight` range it is also the reward's.
     #[arg(long, default_value = "balanced")]
-    pub objective: crate::policy::Objective,
+    pub objective: plume_cc::policy::Objective,
     /// The RTT the clamp's BDP is taken over, `min_rtt^(1-E) * srtt^E`, E in
     /// [0, 1] (recorded in the policy file; see `ActionScaling`).
     #[arg(long, default_value_t = 0.0, value_name = "E")]
@@ -127,47 +129,56 @@ pub struct TrainArgs {
     pub cwnd_log2_span: f32,
     /// Which part of the queueing delay the reward penalises: all of it,
     /// the flow's own part, or only the part beyond its fair share.
-    #[arg(long, value_enum, default_value_t = super::env::QueuePenalty::Whole)]
-    pub queue_penalty: super::env::QueuePenalty,
+    #[arg(long, value_enum, default_value_t = plume_cc::rl::env::QueuePenalty::Whole)]
+    pub queue_penalty: plume_cc::rl::env::QueuePenalty,
 }
 
-/// Parses `N` or `LOW..HIGH` (positive integers, LOW <= HIGH).
-pub fn parse_range(s: &str, what: &str) -> Result<(u64, u64), String> {
-    let num = |t: &str| {
-        t.trim()
-            .parse::<u64>()
-            .map_err(|e| format!("{what} {t:?}: {e}"))
-            .and_then(|v| {
-                if v == 0 {
-                    Err(format!("{what} must be positive"))
-                } else {
-                    Ok(v)
-                }
-            })
-    };
-    let (lo, hi) = match s.split_once("..") {
-        Some((a, b)) => (num(a)?, num(b)?),
-        None => {
-            let v = num(s)?;
-            (v, v)
-        }
-    };
-    if lo > hi {
-        return Err(format!("{what} range {s:?}: LOW is above HIGH"));
-    }
-    Ok((lo, hi))
+/// Why a `N` / `LOW..HIGH` flag value was refused; each names the flag's
+/// quantity (`delay`, `queue`) or the text given.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RangeError {
+    /// A bound is not a whole number.
+    #[error("{what} {text:?}: {reason}")]
+    NotANumber {
+        /// The quantity (`delay`, `queue`).
+        what: String,
+        /// The bound as given.
+        text: String,
+        /// The integer parser's complaint.
+        reason: String,
+    },
+    /// A bound is zero.
+    #[error("{what} must be positive")]
+    Zero {
+        /// The quantity.
+        what: String,
+    },
+    /// A duration bound without a unit, or not a duration.
+    #[error(transparent)]
+    Duration(#[from] plume_cc::args::DurationError),
+    /// A duration bound of zero.
+    #[error("{text:?} must be positive")]
+    ZeroDuration {
+        /// The bound as given.
+        text: String,
+    },
+    /// LOW above HIGH.
+    #[error("{what} range {text:?}: LOW is above HIGH")]
+    Reversed {
+        /// The quantity.
+        what: String,
+        /// The range as given.
+        text: String,
+    },
 }
 
-/// `--delay`: a positive duration, or a range `LOW..HIGH` of them, each
-/// with its unit (`5ms..80ms`).
-pub fn parse_duration_range(s: &str) -> Result<(Duration, Duration), String> {
-    let one = |t: &str| {
-        let d = crate::args::parse_duration(t).map_err(|e| e.to_string())?;
-        if d.is_zero() {
-            return Err(format!("{t:?} must be positive"));
-        }
-        Ok(d)
-    };
+/// Splits `N` or `LOW..HIGH`, each bound read by `one`, and refuses LOW
+/// above HIGH (`what` names the quantity in the error).
+fn range_of<T: PartialOrd + Copy>(
+    s: &str,
+    what: &str,
+    one: impl Fn(&str) -> Result<T, RangeError>,
+) -> Result<(T, T), RangeError> {
     let (lo, hi) = match s.split_once("..") {
         Some((a, b)) => (one(a)?, one(b)?),
         None => {
@@ -176,9 +187,46 @@ pub fn parse_duration_range(s: &str) -> Result<(Duration, Duration), String> {
         }
     };
     if lo > hi {
-        return Err(format!("range {s:?}: LOW is above HIGH"));
+        return Err(RangeError::Reversed {
+            what: what.to_string(),
+            text: s.to_string(),
+        });
     }
     Ok((lo, hi))
+}
+
+/// Parses `N` or `LOW..HIGH` (positive integers, LOW <= HIGH).
+pub fn parse_range(s: &str, what: &str) -> Result<(u64, u64), RangeError> {
+    range_of(s, what, |t| {
+        let v = t
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| RangeError::NotANumber {
+                what: what.to_string(),
+                text: t.to_string(),
+                reason: e.to_string(),
+            })?;
+        if v == 0 {
+            return Err(RangeError::Zero {
+                what: what.to_string(),
+            });
+        }
+        Ok(v)
+    })
+}
+
+/// `--delay`: a positive duration, or a range `LOW..HIGH` of them, each
+/// with its unit (`5ms..80ms`).
+pub fn parse_duration_range(s: &str) -> Result<(Duration, Duration), RangeError> {
+    range_of(s, "delay", |t| {
+        let d = plume_cc::args::parse_duration(t)?;
+        if d.is_zero() {
+            return Err(RangeError::ZeroDuration {
+                text: t.to_string(),
+            });
+        }
+        Ok(d)
+    })
 }
 
 struct Bar {
@@ -240,7 +288,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             } else {
                 format!("{lo}ms..{hi}ms")
             };
-            crate::args::deprecated("--delay-ms", &format!("--delay {new}"));
+            super::args::deprecated("--delay-ms", &format!("--delay {new}"));
             (lo * 1000, hi * 1000)
         }
         (None, None) => (20_000, 20_000),
@@ -260,11 +308,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.scaling.cwnd_gain = args.cwnd_gain;
     config.scaling.pacing_log2_span = args.pacing_log2_span;
     if args.action_rtt_exponent {
-        config.scaling.second_action = crate::policy::model::SecondAction::RttExponent;
+        config.scaling.second_action = plume_cc::policy::model::SecondAction::RttExponent;
     }
     config.scaling.cwnd_log2_span = args.cwnd_log2_span;
     config.scaling.competition = (args.competition_rule || args.competitive_exponent.is_some())
-        .then_some(crate::policy::CompetitionRule {
+        .then_some(plume_cc::policy::CompetitionRule {
             competitive_exponent: args.competitive_exponent,
         });
     config.reward.queue_penalty = args.queue_penalty;
@@ -284,9 +332,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.scenarios = match &args.scenarios {
         None => None,
         Some(p) if p.as_os_str() == "default" => {
-            Some(super::scenario::ScenarioSpec::default_distribution())
+            Some(plume_cc::rl::scenario::ScenarioSpec::default_distribution())
         }
-        Some(p) => Some(super::scenario::ScenarioSpec::load(p)?),
+        Some(p) => Some(plume_cc::rl::scenario::ScenarioSpec::load(p)?),
     };
     // The reward's fixed delay weight is the objective's, unless the
     // scenarios draw one per episode.
@@ -470,22 +518,28 @@ pub fn eval_table(args: EvalTableArgs) -> anyhow::Result<()> {
 mod tests {
     use std::time::Duration;
 
-    use super::{parse_duration_range, parse_range};
+    use super::{parse_duration_range, parse_range, RangeError};
 
     #[test]
     fn delay_ranges_take_units() {
         let ms = Duration::from_millis;
         assert_eq!(parse_duration_range("20ms"), Ok((ms(20), ms(20))));
         assert_eq!(parse_duration_range("5ms..0.08s"), Ok((ms(5), ms(80))));
-        assert!(parse_duration_range("80ms..5ms")
-            .unwrap_err()
-            .contains("LOW is above HIGH"));
+        assert_eq!(
+            parse_duration_range("80ms..5ms"),
+            Err(RangeError::Reversed {
+                what: "delay".into(),
+                text: "80ms..5ms".into()
+            })
+        );
         assert!(parse_duration_range("5..80")
             .unwrap_err()
+            .to_string()
             .contains("no unit"));
-        assert!(parse_duration_range("0ms")
-            .unwrap_err()
-            .contains("positive"));
+        assert_eq!(
+            parse_duration_range("0ms"),
+            Err(RangeError::ZeroDuration { text: "0ms".into() })
+        );
     }
 
     #[test]
@@ -494,8 +548,17 @@ mod tests {
         assert_eq!(parse_range("10..80", "delay"), Ok((10, 80)));
         assert!(parse_range("80..10", "delay")
             .unwrap_err()
+            .to_string()
             .contains("LOW is above HIGH"));
-        assert!(parse_range("0", "queue").is_err());
-        assert!(parse_range("x..3", "queue").unwrap_err().contains("queue"));
+        assert_eq!(
+            parse_range("0", "queue"),
+            Err(RangeError::Zero {
+                what: "queue".into()
+            })
+        );
+        assert!(parse_range("x..3", "queue")
+            .unwrap_err()
+            .to_string()
+            .starts_with("queue \"x\""));
     }
 }

@@ -1,0 +1,134 @@
+//! The binary's side of the flag grammar: the clap value parser of every
+//! duration flag (over the library's [`plume_cc::args::parse_duration`]),
+//! and the deprecation warnings that keep old spellings working for a
+//! release.
+
+use std::time::Duration;
+
+use clap::builder::TypedValueParser;
+
+use plume_cc::args::{parse_duration, parse_legacy, BareUnit};
+
+/// Prints a deprecation warning on stderr. Straight to stderr rather than
+/// through `tracing`: flags are parsed before logging is set up, and the
+/// warning is for the person at the command line.
+pub fn deprecated(old: &str, new: &str) {
+    eprintln!("plume-cc: warning: `{old}` is deprecated and will be refused in the next release; use `{new}`");
+}
+
+/// clap value parser of a duration flag. `DurationArg::new()` refuses bare
+/// numbers with a hint; `DurationArg::legacy(unit)` still reads them in
+/// `unit` and warns with the new spelling (the flag's long name included);
+/// `DurationArg::renamed(flag, unit)` is for an old flag (`--stale-ms`)
+/// kept hidden beside its new name (`--stale`), which it names in the warning.
+#[derive(Clone, Copy, Debug)]
+pub struct DurationArg {
+    bare: Option<BareUnit>,
+    new_flag: Option<&'static str>,
+}
+
+impl DurationArg {
+    /// For new flags: a unit is required.
+    pub fn new() -> Self {
+        Self {
+            bare: None,
+            new_flag: None,
+        }
+    }
+
+    /// For flags that took bare numbers in `unit`.
+    pub fn legacy(unit: BareUnit) -> Self {
+        Self {
+            bare: Some(unit),
+            new_flag: None,
+        }
+    }
+
+    /// For an old flag, replaced by `new_flag`, that took bare numbers in
+    /// `unit`: any use of it is warned about.
+    pub fn renamed(new_flag: &'static str, unit: BareUnit) -> Self {
+        Self {
+            bare: Some(unit),
+            new_flag: Some(new_flag),
+        }
+    }
+}
+
+impl Default for DurationArg {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TypedValueParser for DurationArg {
+    type Value = Duration;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Duration, clap::Error> {
+        let flag = arg
+            .and_then(|a| a.get_long())
+            .map(|l| format!("--{l}"))
+            .unwrap_or_else(|| "the duration".into());
+        let invalid = |msg: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {flag}: {msg}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid(format!("{value:?} is not UTF-8")))?;
+        match self.bare {
+            None => parse_duration(text).map_err(|e| invalid(e.to_string())),
+            Some(unit) => {
+                let (d, new) = parse_legacy(text, unit).map_err(|e| invalid(e.to_string()))?;
+                match (self.new_flag, new) {
+                    (Some(to), new) => deprecated(
+                        &format!("{flag} {text}"),
+                        &format!("{to} {}", new.as_deref().unwrap_or(text)),
+                    ),
+                    (None, Some(new)) => {
+                        deprecated(&format!("{flag} {text}"), &format!("{flag} {new}"))
+                    }
+                    (None, None) => {}
+                }
+                Ok(d)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clap_parser_names_the_flag() {
+        let cmd = clap::Command::new("t").arg(
+            clap::Arg::new("delay")
+                .long("delay")
+                .value_parser(DurationArg::new()),
+        );
+        let e = cmd
+            .try_get_matches_from(["t", "--delay", "20"])
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("--delay") && msg.contains("20ms"), "{msg}");
+        assert_eq!(e.exit_code(), 2);
+        let cmd = clap::Command::new("t").arg(
+            clap::Arg::new("delay")
+                .long("delay")
+                .value_parser(DurationArg::legacy(BareUnit::Ms)),
+        );
+        let m = cmd.try_get_matches_from(["t", "--delay", "20"]).unwrap();
+        assert_eq!(
+            m.get_one::<Duration>("delay"),
+            Some(&Duration::from_millis(20))
+        );
+    }
+}
