@@ -349,26 +349,27 @@ mod tests {
                     clamped.set_clamp_model(model);
                     // Under the kernel model the window may sit above a new
                     // clamp until an ACK that may grow it applies the clamp.
-                    let mut above_allowed = u32::MAX;
+                    let mut applied = false;
                     for op in &ops {
                         match op {
-                            Op::Limits(c, p) => clamped.set_limits(*c, *p),
+                            Op::Limits(c, p) => {
+                                clamped.set_limits(*c, *p);
+                                applied = false;
+                            }
                             Op::Ack(a, t) => {
                                 clamped.on_ack(*t, a);
-                                if a.cwnd_limited && !a.in_recovery && a.acked_segments > 0 {
-                                    above_allowed = 0;
-                                }
+                                applied |= a.cwnd_limited && !a.in_recovery && a.acked_segments > 0;
                             }
                             Op::Loss(l, t) => clamped.on_loss(*t, l),
                             Op::Tick(t) => clamped.on_tick(*t),
-                            Op::Clamp(k) => clamped.set_cwnd_clamp(*k),
+                            Op::Clamp(k) => {
+                                clamped.set_cwnd_clamp(*k);
+                                applied = false;
+                            }
                         }
                         prop_assert!(clamped.window_segments() >= MIN_CWND_SEGMENTS);
-                        if model == ClampModel::Immediate || above_allowed == 0 {
+                        if model == ClampModel::Immediate || applied {
                             prop_assert!(clamped.window_segments() <= clamped.cwnd_clamp_segments().max(1));
-                        }
-                        if matches!(op, Op::Limits(..) | Op::Clamp(_)) {
-                            above_allowed = u32::MAX;
                         }
                         prop_assert_ne!(clamped.pacing_rate_bytes_per_sec(), Some(0));
                     }
