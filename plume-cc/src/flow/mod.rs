@@ -11,12 +11,15 @@
 //! without knowing anything of policies.
 //!
 //! [`rtt`]: the RFC 6298 RTT estimator a sender keeps (srtt, rttvar, RTO, and
-//! the minimum and latest RTT), which the simulator's sender uses.
+//! the minimum and latest RTT), which the simulator's sender uses;
+//! [`rate`]: delivery-rate sampling as `tcp_rate.c` does it.
 
+pub mod rate;
 pub mod rtt;
 
 use plume_cc_common::FlowStats;
 
+pub use rate::{RateSampler, SendStamp};
 pub use rtt::RttEstimator;
 
 /// Per-flow statistics, as the datapath reports them.

@@ -17,7 +17,7 @@
 //!   timeout with exponential backoff;
 //! - recovery: one congestion event per window (until `snd_una` passes the
 //!   recovery point); lost segments are retransmitted before new data;
-//! - delivery-rate samples like the kernel's `tcp_rate.c`.
+//! - delivery-rate samples like the kernel's `tcp_rate.c` ([`RateSampler`]).
 //!
 //! The receiver acknowledges every segment (no delayed ACKs) with the
 //! cumulative ACK and the segment it just received (one SACK block).
@@ -34,7 +34,7 @@ use std::collections::VecDeque;
 
 use crate::congestion::{AckSample, ClampModel, Clamped, Controller, LossEvent};
 pub use crate::flow::rtt::{RTO_INITIAL_US, RTO_MAX_US, RTO_MIN_US};
-use crate::flow::{FlowSample, RttEstimator};
+use crate::flow::{FlowSample, RateSampler, RttEstimator, SendStamp};
 
 use super::metrics::{FlowCounters, RttHistogram};
 
@@ -87,9 +87,8 @@ pub enum SendDecision {
 struct Seg {
     tx: u64,
     sent_us: u64,
-    first_tx_us: u64,
-    delivered_at_send: u64,
-    delivered_us_at_send: u64,
+    /// The delivery-rate state when it was sent.
+    stamp: SendStamp,
     flags: u8,
 }
 
@@ -201,9 +200,8 @@ pub struct Sender {
     retrans_out: u32,
     state: CaState,
     recovery_point: u64,
-    delivered: u64,
-    delivered_us: u64,
-    first_tx_us: u64,
+    /// Delivery-rate sampling (`tcp_rate.c`).
+    rate: RateSampler,
     rtt: RttEstimator,
     /// Expirations of the retransmission timer since the last new ACK
     /// (RFC 6298 (5.5)); the RTO is doubled this many times.
@@ -215,8 +213,6 @@ pub struct Sender {
     /// A pacing/send event is in the queue.
     pub(crate) send_event_pending: bool,
     next_send_ns: u64,
-    rate_delivered: u64,
-    rate_interval_us: u64,
     bytes_acked: u64,
     counters: FlowCounters,
     rtt_hist: RttHistogram,
@@ -270,17 +266,13 @@ impl Sender {
             retrans_out: 0,
             state: CaState::Open,
             recovery_point: 0,
-            delivered: 0,
-            delivered_us: 0,
-            first_tx_us: 0,
+            rate: RateSampler::new(),
             rtt: RttEstimator::new(),
             backoff: 0,
             rto_deadline_us: None,
             rto_event_us: None,
             send_event_pending: false,
             next_send_ns: 0,
-            rate_delivered: 0,
-            rate_interval_us: 0,
             bytes_acked: 0,
             counters: FlowCounters::default(),
             rtt_hist: RttHistogram::new(),
@@ -367,10 +359,10 @@ impl Sender {
             retrans_out: self.retrans_out,
             lost_out: self.lost_out,
             total_retrans: self.counters.retransmitted_segments as u32,
-            delivered_segments: self.delivered as u32,
+            delivered_segments: self.rate.delivered() as u32,
             bytes_acked: self.bytes_acked,
-            rate_delivered_segments: sat(self.rate_delivered),
-            rate_interval_us: sat(self.rate_interval_us),
+            rate_delivered_segments: sat(self.rate.rate_delivered()),
+            rate_interval_us: sat(self.rate.rate_interval_us()),
             cwnd_clamp_segments: self.controller.cwnd_clamp_segments(),
             max_pacing_bytes_per_sec: self.controller.max_pacing_bytes_per_sec(),
         }
@@ -418,11 +410,8 @@ impl Sender {
         if retransmit.is_none() && self.snd_nxt - self.snd_una >= self.rwnd_segments {
             return SendDecision::Blocked;
         }
-        if self.snd_una == self.snd_nxt {
-            // Nothing in flight: a new rate-sampling interval starts now.
-            self.first_tx_us = now_us;
-            self.delivered_us = now_us;
-        }
+        // Nothing in flight: a new rate-sampling interval starts now.
+        let stamp = self.rate.on_send(now_us, self.snd_una == self.snd_nxt);
         let seq = match retransmit {
             Some(s) => s,
             None => {
@@ -435,8 +424,6 @@ impl Sender {
         };
         let tx = self.next_tx;
         self.next_tx += 1;
-        let (delivered, delivered_us, first_tx_us) =
-            (self.delivered, self.delivered_us, self.first_tx_us);
         let seg = self.seg(seq);
         if retransmit.is_some() {
             seg.flags |= RETRANS;
@@ -445,9 +432,7 @@ impl Sender {
         }
         seg.tx = tx;
         seg.sent_us = now_us;
-        seg.first_tx_us = first_tx_us;
-        seg.delivered_at_send = delivered;
-        seg.delivered_us_at_send = delivered_us;
+        seg.stamp = stamp;
         if retransmit.is_some() {
             self.retrans_out += 1;
             self.counters.retransmitted_segments += 1;
@@ -516,7 +501,7 @@ impl Sender {
             self.retrans_out -= 1;
         }
         self.seg(seq).flags = SACKED;
-        if best.is_none_or(|b| seg.delivered_at_send >= b.delivered_at_send) {
+        if best.is_none_or(|b| seg.stamp.delivered >= b.stamp.delivered) {
             *best = Some(seg);
         }
     }
@@ -551,20 +536,13 @@ impl Sender {
         }
         if newly > 0 {
             self.update_rtt(now_us.saturating_sub(ack.echo_sent_us));
-            self.delivered += newly;
             self.counters.delivered_segments += newly;
-            self.delivered_us = now_us;
-            if let Some(seg) = best {
-                self.first_tx_us = seg.sent_us;
-                let send_elapsed = seg.sent_us.saturating_sub(seg.first_tx_us);
-                let ack_elapsed = now_us.saturating_sub(seg.delivered_us_at_send);
-                let interval = send_elapsed.max(ack_elapsed);
-                // Like the kernel, samples shorter than min RTT are not taken.
-                if interval >= self.rtt.min_rtt_us() && interval > 0 {
-                    self.rate_delivered = self.delivered - seg.delivered_at_send;
-                    self.rate_interval_us = interval;
-                }
-            }
+            self.rate.on_ack(
+                now_us,
+                newly,
+                best.map(|s| (s.sent_us, s.stamp)),
+                self.rtt.min_rtt_us(),
+            );
         }
         if ack.tx > self.max_delivered_tx {
             self.max_delivered_tx = ack.tx;
@@ -593,13 +571,9 @@ impl Sender {
                 srtt_us: self.rtt.srtt_us(),
                 min_rtt_us: self.rtt.min_rtt_us(),
                 inflight_segments: self.inflight_segments(),
-                delivered_segments: self.delivered,
-                prior_delivered_segments: best.map_or(0, |s| s.delivered_at_send),
-                delivery_rate_bytes_per_sec: (self.rate_delivered
-                    * u64::from(self.mss_bytes)
-                    * 1_000_000)
-                    .checked_div(self.rate_interval_us)
-                    .unwrap_or(0),
+                delivered_segments: self.rate.delivered(),
+                prior_delivered_segments: best.map_or(0, |s| s.stamp.delivered),
+                delivery_rate_bytes_per_sec: self.rate.bytes_per_sec(self.mss_bytes),
                 in_recovery: self.state == CaState::Recovery,
                 cwnd_limited: self.clamp_model == ClampModel::Immediate
                     || self.tcp_is_cwnd_limited(),
