@@ -50,6 +50,15 @@ pub struct FitArgs {
     /// Epochs over the training samples.
     #[arg(long, default_value_t = FitOptions::default().epochs)]
     pub epochs: usize,
+    /// Hidden layer widths of every component's network, e.g. 128,128.
+    #[arg(long, value_delimiter = ',', default_values_t = FitOptions::default().hidden)]
+    pub hidden: Vec<usize>,
+    /// The networks also read the flow's own past beyond the observation
+    /// (discounted means and peaks of its queue, delivery and
+    /// retransmissions, its age), which the daemon tracks per flow; `false`
+    /// fits on the observation alone, as predictors fit before the option.
+    #[arg(long, default_value_t = FitOptions::default().past, action = clap::ArgAction::Set)]
+    pub past: bool,
     /// Seed of the episodes and the networks.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -152,6 +161,8 @@ pub fn run(cmd: ExplainCommand) -> anyhow::Result<()> {
                 decisions: a.decisions,
                 heldout_decisions: a.heldout_decisions,
                 epochs: a.epochs,
+                hidden: a.hidden.clone(),
+                past: a.past,
                 seed: a.seed,
                 difference_weight: a.difference_weight,
                 monotone: a.monotone,

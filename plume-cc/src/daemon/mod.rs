@@ -570,8 +570,15 @@ async fn control(
             m.absorb(stats);
         }
         if let Some((x, state_file)) = explainer.as_mut() {
-            if wrote && x.due() {
-                publish_explanations(x, &*policy, &control, metrics.as_deref(), state_file);
+            if wrote {
+                // Every step feeds the flows' past (predictors that read
+                // it were fit on every interval's), explained or not.
+                if let Some(b) = policy.last_batch() {
+                    x.observe(b.cookies, b.observations);
+                }
+                if x.due() {
+                    publish_explanations(x, &*policy, &control, metrics.as_deref(), state_file);
+                }
             }
         }
     }

@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::past::FlowPast;
 use super::predictor::Predictors;
 use super::{io_err, ExplainError, ACTION_NAMES};
 use crate::policy::observation::OBSERVATION_LEN;
@@ -110,6 +111,10 @@ pub struct LiveExplainer {
     /// Flows found extrapolated for the first time by the last
     /// [`LiveExplainer::explain`], with the reason.
     newly_extrapolated: Vec<(u64, String)>,
+    /// Every flow's past ([`super::past`]), fed by
+    /// [`LiveExplainer::observe`] at every control step (kept only when
+    /// the predictors read it).
+    past: std::collections::HashMap<u64, FlowPast>,
 }
 
 impl LiveExplainer {
@@ -122,6 +127,28 @@ impl LiveExplainer {
             last: Vec::new(),
             reported: Default::default(),
             newly_extrapolated: Vec::new(),
+            past: Default::default(),
+        }
+    }
+
+    /// Takes the observations of one control step (flows `cookies`,
+    /// observations `obs` row-major), the ones the policy's forward just
+    /// used, into each flow's past; flows absent from the step are
+    /// forgotten. Called at every step, explained or not, as the fit's
+    /// rollouts feed every interval. A no-op for predictors that do not
+    /// read the past.
+    pub fn observe(&mut self, cookies: &[u64], obs: &[f32]) {
+        if !self.predictors.metadata().past {
+            return;
+        }
+        let interval_us = self.predictors.metadata().monitor_interval_us;
+        let current: std::collections::HashSet<u64> = cookies.iter().copied().collect();
+        self.past.retain(|c, _| current.contains(c));
+        for (&cookie, o) in cookies.iter().zip(obs.chunks_exact(OBSERVATION_LEN)) {
+            self.past
+                .entry(cookie)
+                .or_insert_with(|| FlowPast::new(interval_us))
+                .update(o);
         }
     }
 
@@ -152,9 +179,24 @@ impl LiveExplainer {
             .min(obs.len() / OBSERVATION_LEN)
             .min(STATE_FLOWS);
         let raw2: Vec<[f32; 2]> = raw.chunks_exact(2).take(n).map(|a| [a[0], a[1]]).collect();
+        let interval_us = self.predictors.metadata().monitor_interval_us;
+        let past: Vec<f32> = if self.predictors.metadata().past {
+            cookies[..n]
+                .iter()
+                .flat_map(|c| {
+                    self.past
+                        .get(c)
+                        .copied()
+                        .unwrap_or_else(|| FlowPast::new(interval_us))
+                        .features()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let p = self
             .predictors
-            .predict_actions(&obs[..n * OBSERVATION_LEN], &raw2)?;
+            .predict_actions(&obs[..n * OBSERVATION_LEN], &past, &raw2)?;
         let ranges = self.predictors.metadata().ranges;
         self.last = cookies
             .iter()
@@ -268,6 +310,49 @@ mod tests {
             "clamp 42: next ~1 s predicted 4.1 Mbit/s and +35 ms queueing; at 2x clamp 4.6 Mbit/s and +120 ms; at 1/2 clamp 2.3 Mbit/s and +8 ms"
         );
         assert!(explain_line(None, &[p(1.0, 1.0); 3]).starts_with("no clamp: "));
+    }
+
+    #[test]
+    fn every_step_feeds_each_flows_past_and_departed_flows_are_forgotten() {
+        use super::super::predictor::random_predictors_with_past;
+        let policy = crate::policy::default_policy().unwrap();
+        let p = random_predictors_with_past(policy.metadata(), 5);
+        // A 40 ms, 10 Mbit/s path; `excess` min RTTs of queue in the newest interval.
+        let obs_of = |excess: f32| {
+            let mut o = vec![0.0f32; OBSERVATION_LEN];
+            o[0] = ((1.0f64 + 40.0).ln() / 1001f64.ln()) as f32;
+            o[1] = ((1.0f64 + 10.0).ln() / 10001f64.ln()) as f32;
+            o[crate::policy::observation::GLOBAL_FEATURES.len() + 2] = excess;
+            o
+        };
+        let mut x = LiveExplainer::new(p, 1);
+        // Two flows with the same observation now; flow 1 has had a deep queue.
+        for k in 0..50 {
+            let mut obs = obs_of(if k < 25 { 5.0 } else { 0.5 });
+            obs.extend(obs_of(0.5));
+            x.observe(&[1, 2], &obs);
+        }
+        let mut obs = obs_of(0.5);
+        obs.extend(obs_of(0.5));
+        let raw = [0.1, 0.0, 0.1, 0.0];
+        let e = x
+            .explain(&[1, 2], &obs, &raw, &[Some(10), Some(10)])
+            .unwrap()
+            .to_vec();
+        assert_ne!(
+            e[0].predicted, e[1].predicted,
+            "the same observation, another past"
+        );
+        let mut fresh = super::super::past::FlowPast::new(20_000);
+        for _ in 0..50 {
+            fresh.update(&obs_of(0.5));
+        }
+        assert_eq!(x.past[&2].features(), fresh.features());
+        // Flow 1 leaves; when a flow of that cookie comes back it starts afresh.
+        x.observe(&[2], &obs_of(0.5));
+        assert!(!x.past.contains_key(&1));
+        x.observe(&[1, 2], &obs);
+        assert_eq!(x.past[&1].intervals(), 1);
     }
 
     #[test]
@@ -410,6 +495,7 @@ mod daemon_side {
             .predictors()
             .predict_actions(
                 &b.observations[..OBSERVATION_LEN],
+                &[],
                 &[[b.raw_actions[0], b.raw_actions[1]]],
             )
             .unwrap();

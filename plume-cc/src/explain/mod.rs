@@ -22,6 +22,7 @@
 pub mod fit;
 pub mod live;
 pub mod offline;
+pub mod past;
 pub mod predictor;
 pub mod returns;
 pub mod rollout;

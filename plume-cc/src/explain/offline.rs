@@ -109,8 +109,9 @@ pub fn explain_window(
     )?
     .remove(0);
     let obs: Vec<f32> = t.kept.iter().flat_map(|k| k.obs).collect();
+    let past: Vec<f32> = t.kept.iter().flat_map(|k| k.past).collect();
     let raw: Vec<[f32; 2]> = t.kept.iter().map(|k| k.raw).collect();
-    let pred = predictors.predict_actions(&obs, &raw)?;
+    let pred = predictors.predict_actions(&obs, &past, &raw)?;
     let dt_s = policy.metadata().monitor_interval_us as f64 / 1e6;
     // The realised delay return as the predictors define it.
     let counts_clip = predictors.metadata().delay_counts_clip;

@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::past::{FlowPast, PAST_LEN};
 use super::returns::StepParts;
 use super::{ExplainError, Horizon, ACTIONS_LOG2, BRANCH_LOG2, NULL_BRANCH};
 use crate::congestion::ControllerKind;
@@ -123,6 +124,8 @@ pub struct Kept {
     pub obs: Observation,
     /// The policy's raw action on it.
     pub raw: [f32; 2],
+    /// The flow's past up to and with `obs` ([`super::past`]).
+    pub past: [f32; PAST_LEN],
 }
 
 /// What one branch did.
@@ -213,6 +216,7 @@ pub fn run_branches(
         })
         .collect();
     let mut done = vec![false; n];
+    let mut past = vec![FlowPast::new(interval_us); n];
     let mut step = 0usize;
     loop {
         let active: Vec<usize> = (0..n)
@@ -240,6 +244,7 @@ pub fn run_branches(
                 log2,
             );
             targets[i] = Some(t);
+            past[i].update(&obs[i]);
             let keep = step == b.decision
                 || (b.keep_every > 0 && step.is_multiple_of(b.keep_every) && step < b.decision);
             if keep {
@@ -247,6 +252,7 @@ pub fn run_branches(
                     step,
                     obs: obs[i],
                     raw: raw[k],
+                    past: past[i].features(),
                 });
             }
         }

@@ -32,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use super::predictor::{
-    directions, head, new_metadata, DelayTarget, FitInfo, InputRanges, Predictors, INPUTS,
+    directions, head, input_len, new_metadata, DelayTarget, FitInfo, InputRanges, Predictors,
 };
 use super::rollout::{decision_branches, draw_episodes, run_branches, Trajectory};
 use super::{ExplainError, Horizon, COMPONENTS};
@@ -77,6 +77,8 @@ pub struct FitOptions {
     /// The delay component counts the reward's clip
     /// ([`super::ComponentReturns::explained`]).
     pub delay_counts_clip: bool,
+    /// The networks also read the flow's past ([`super::past`]).
+    pub past: bool,
     /// Horizon and hold.
     pub horizon: Horizon,
     /// Tie tolerance of the ranking (reward-unit returns).
@@ -103,6 +105,7 @@ impl Default for FitOptions {
             // The held-out R² of the delay return rose from 0.40-0.47 to
             // 0.69-0.75 with it (docs/TRAINING.md, "Why delay is hard").
             delay_counts_clip: true,
+            past: false,
             horizon: Horizon::default(),
             tie_tolerance: 0.1,
             command: String::new(),
@@ -292,6 +295,7 @@ pub fn simulate_split(
         &opts.horizon,
         opts.contrast_weight,
         opts.delay_counts_clip,
+        opts.past,
     );
     drop(train_t);
     let held_t = simulate(
@@ -310,6 +314,7 @@ pub fn simulate_split(
         &opts.horizon,
         opts.contrast_weight,
         opts.delay_counts_clip,
+        opts.past,
     );
     Ok((train, held))
 }
@@ -328,9 +333,23 @@ pub fn fit_samples(
     meta.monotone = opts.monotone;
     meta.delay_target = opts.delay_target;
     meta.delay_counts_clip = opts.delay_counts_clip;
-    meta.ranges = Some(InputRanges::of_inputs(&train.x));
-    for c in 0..INPUTS {
-        let (m, s) = mean_std(&train.x, INPUTS, c);
+    meta.past = opts.past;
+    let width = input_len(opts.past);
+    if train.width != width || held.width != width {
+        return Err(ExplainError::Range {
+            field: "samples",
+            allowed: "rows as wide as the fit's inputs (with or without the past)",
+            found: format!(
+                "{} and {} values per row, expected {width}",
+                train.width, held.width
+            ),
+        });
+    }
+    meta.ranges = Some(InputRanges::of_inputs(&train.x, width));
+    meta.in_mean = vec![0.0; width];
+    meta.in_std = vec![1.0; width];
+    for c in 0..width {
+        let (m, s) = mean_std(&train.x, width, c);
         meta.in_mean[c] = m;
         meta.in_std[c] = s;
     }
@@ -371,10 +390,11 @@ fn train_nets(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     tch::manual_seed(opts.seed as i64);
     let n = s.len() as i64;
-    let x = Tensor::from_slice(&s.x).view([n, INPUTS as i64]);
-    let log2m = x.narrow(1, INPUTS as i64 - 1, 1).copy();
-    let in_mean = Tensor::from_slice(&meta.in_mean).view([1, INPUTS as i64]);
-    let in_std = Tensor::from_slice(&meta.in_std).view([1, INPUTS as i64]);
+    let width = s.width as i64;
+    let x = Tensor::from_slice(&s.x).view([n, width]);
+    let log2m = x.narrow(1, width - 1, 1).copy();
+    let in_mean = Tensor::from_slice(&meta.in_mean).view([1, width]);
+    let in_std = Tensor::from_slice(&meta.in_std).view([1, width]);
     let x = ((x - in_mean) / in_std).clamp(-10.0, 10.0);
     let out_mean: Vec<f32> = meta.out_mean.iter().flatten().copied().collect();
     let out_std: Vec<f32> = meta.out_std.iter().flatten().copied().collect();
@@ -384,7 +404,7 @@ fn train_nets(
     let vs = nn::VarStore::new(Device::Cpu);
     let mut nets = Vec::new();
     for c in COMPONENTS {
-        let mut widths = vec![INPUTS as i64];
+        let mut widths = vec![width];
         widths.extend(opts.hidden.iter().map(|&h| h as i64));
         widths.push(super::predictor::outputs(opts.monotone) as i64);
         let mut seq = nn::seq();
@@ -603,7 +623,7 @@ mod tests {
         assert_ne!(f.r2_reward[1], g.r2_reward[1]);
         // The network's targets: the delay return over -w, the others as they are.
         let y = network_targets(&train, DelayTarget::Scaled);
-        let (w, _) = DelayTarget::scales(&train.x[..INPUTS]);
+        let (w, _) = DelayTarget::scales(&train.x[..train.width]);
         assert!(
             (f64::from(y[2]) + f64::from(train.y[2]) / w).abs()
                 < 1e-3 * (1.0 + f64::from(y[2]).abs())

@@ -2,7 +2,7 @@
 //! steps) as one row of inputs and realised component returns, and the
 //! targets as the networks see them.
 
-use crate::explain::predictor::{DelayTarget, INPUTS};
+use crate::explain::predictor::{input_len, DelayTarget};
 use crate::explain::returns::returns_from;
 use crate::explain::rollout::Trajectory;
 use crate::explain::{Horizon, BRANCH_LOG2, NULL_BRANCH};
@@ -26,8 +26,10 @@ pub fn decision_rows(s: &Samples) -> Vec<[usize; 3]> {
 /// physical), weights, and which branch and action each came from.
 #[derive(Clone, Debug, Default)]
 pub struct Samples {
-    /// Rows of [`INPUTS`] values.
+    /// Rows of [`Samples::width`] values ([`input_len`]).
     pub x: Vec<f32>,
+    /// Values per row of [`Samples::x`].
+    pub width: usize,
     /// Rows of 6 targets: component `c`'s return at `2c`, its physical mean at `2c + 1`.
     pub y: Vec<f32>,
     /// Loss weight of each row.
@@ -66,8 +68,12 @@ pub fn samples(
     horizon: &Horizon,
     contrast_weight: f32,
     delay_counts_clip: bool,
+    past: bool,
 ) -> Samples {
-    let mut s = Samples::default();
+    let mut s = Samples {
+        width: input_len(past),
+        ..Samples::default()
+    };
     for t in trajectories {
         s.steps += t.parts.len();
         s.clipped += t.parts.iter().filter(|p| p.clip != 0.0).count();
@@ -89,6 +95,9 @@ pub fn samples(
                 continue;
             }
             s.x.extend_from_slice(&k.obs);
+            if past {
+                s.x.extend_from_slice(&k.past);
+            }
             s.x.extend_from_slice(&[k.raw[0], k.raw[1], log2]);
             let explained = r.explained(delay_counts_clip);
             for (reward, physical) in explained.iter().zip(r.physical) {
@@ -130,7 +139,7 @@ pub fn network_targets(s: &Samples, target: DelayTarget) -> Vec<f32> {
     if target != DelayTarget::Direct {
         for (r, row) in y.chunks_exact_mut(6).enumerate() {
             let (t0, t1) = target.encode(
-                &s.x[r * INPUTS..(r + 1) * INPUTS],
+                &s.x[r * s.width..(r + 1) * s.width],
                 f64::from(row[2]),
                 f64::from(row[3]),
             );

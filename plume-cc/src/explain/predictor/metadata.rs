@@ -84,14 +84,15 @@ pub struct InputRanges {
 }
 
 impl InputRanges {
-    /// The ranges over input rows `x` ([`INPUTS`] values each). Rows
+    /// The ranges over input rows `x` (`width` values each, the
+    /// observation first). Rows
     /// without a min RTT or a rate yet (the feature is 0: no sample) do not
     /// count for it; with none at all the range is empty and every flow
     /// that has the scale is outside it.
-    pub fn of_inputs(x: &[f32]) -> Self {
+    pub fn of_inputs(x: &[f32], width: usize) -> Self {
         let mut rtt = [f64::INFINITY, f64::NEG_INFINITY];
         let mut rate = [f64::INFINITY, f64::NEG_INFINITY];
-        for row in x.chunks_exact(INPUTS) {
+        for row in x.chunks_exact(width) {
             let (r, m) = flow_scales(row);
             for (acc, v) in [(&mut rtt, r), (&mut rate, m)] {
                 if let Some(v) = v {
@@ -216,7 +217,11 @@ pub struct ExplainMetadata {
     /// checked.
     #[serde(default)]
     pub ranges: Option<InputRanges>,
-    /// Input standardisation (mean, std), [`INPUTS`] long.
+    /// The networks also read the flow's past ([`crate::explain::past`]); false in
+    /// files written before the option, which did not.
+    #[serde(default)]
+    pub past: bool,
+    /// Input standardisation (mean, std), [`super::input_len`] long.
     pub in_mean: Vec<f32>,
     /// See [`ExplainMetadata::in_mean`].
     pub in_std: Vec<f32>,
@@ -329,6 +334,7 @@ pub fn new_metadata(
         delay_target: DelayTarget::Direct,
         delay_counts_clip: false,
         ranges: None,
+        past: false,
         in_mean: vec![0.0; INPUTS],
         in_std: vec![1.0; INPUTS],
         out_mean: vec![[0.0; 2]; 3],

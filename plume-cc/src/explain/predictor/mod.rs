@@ -30,9 +30,10 @@ pub use metadata::{
 };
 pub(crate) use target::head;
 pub use target::{
-    directions, outputs, DelayTarget, DIRECTIONS, INPUTS, OUTPUTS, UNKNOWN_MIN_RTT_MS,
+    directions, input_len, outputs, DelayTarget, DIRECTIONS, INPUTS, OUTPUTS, UNKNOWN_MIN_RTT_MS,
 };
 
+use super::past::PAST_LEN;
 use super::{io_err, ExplainError, ACTIONS_LOG2, COMPONENTS};
 use crate::policy::format::{tensors_from_safetensors, tensors_to_safetensors};
 use crate::policy::observation::OBSERVATION_LEN;
@@ -85,6 +86,8 @@ pub struct Predictions {
 #[derive(Debug)]
 pub struct Predictors {
     meta: ExplainMetadata,
+    /// [`input_len`] of the metadata.
+    width: usize,
     nets: Vec<Net>,
     in_mean: Tensor,
     in_std: Tensor,
@@ -116,19 +119,20 @@ impl Predictors {
                 meta.format, meta.format_version
             )));
         }
+        let width = input_len(meta.past);
         if meta.components != COMPONENTS
-            || meta.in_mean.len() != INPUTS
-            || meta.in_std.len() != INPUTS
+            || meta.in_mean.len() != width
+            || meta.in_std.len() != width
             || meta.out_mean.len() != COMPONENTS.len()
             || meta.out_std.len() != COMPONENTS.len()
             || meta.actions_log2 != ACTIONS_LOG2
         {
             return Err(invalid(format!(
-                "expected components {COMPONENTS:?}, actions {ACTIONS_LOG2:?} and {INPUTS} inputs"
+                "expected components {COMPONENTS:?}, actions {ACTIONS_LOG2:?} and {width} inputs"
             )));
         }
         let mut map: HashMap<String, Tensor> = named.into_iter().collect();
-        let mut widths = vec![INPUTS as i64];
+        let mut widths = vec![width as i64];
         widths.extend(meta.hidden.iter().map(|&h| h as i64));
         widths.push(outputs(meta.monotone) as i64);
         let mut nets = Vec::new();
@@ -158,12 +162,13 @@ impl Predictors {
             }
             nets.push(Net { layers });
         }
-        let in_mean = Tensor::from_slice(&meta.in_mean).view([1, INPUTS as i64]);
+        let in_mean = Tensor::from_slice(&meta.in_mean).view([1, width as i64]);
         let in_std = Tensor::from_slice(&meta.in_std)
             .clamp_min(1e-6)
-            .view([1, INPUTS as i64]);
+            .view([1, width as i64]);
         Ok(Self {
             meta,
+            width,
             nets,
             in_mean,
             in_std,
@@ -247,22 +252,24 @@ impl Predictors {
     }
 
     /// Predictions for `rows` inputs laid out row-major in `x` (each
-    /// [`INPUTS`] long: observation, raw action, log2 multiplier), one
-    /// batched forward per component.
+    /// [`input_len`] long: observation, the past's features if the
+    /// predictors read them, raw action, log2 multiplier), one batched
+    /// forward per component.
     pub fn predict_inputs(&self, x: &[f32], rows: usize) -> Result<Vec<Predictions>, ExplainError> {
-        if x.len() != rows * INPUTS {
+        let width = self.width;
+        if x.len() != rows * width {
             return Err(ExplainError::Range {
                 field: "explanation inputs",
-                allowed: "rows x (observation length + 3) values",
-                found: format!("{} values for {rows} rows", x.len()),
+                allowed: "rows x (observation length + past features + 3) values",
+                found: format!("{} values for {rows} rows of {width}", x.len()),
             });
         }
         let mut out = vec![Predictions::default(); rows];
         if rows == 0 {
             return Ok(out);
         }
-        let t = Tensor::from_slice(x).view([rows as i64, INPUTS as i64]);
-        let log2m = t.narrow(1, INPUTS as i64 - 1, 1);
+        let t = Tensor::from_slice(x).view([rows as i64, width as i64]);
+        let log2m = t.narrow(1, width as i64 - 1, 1);
         let z = ((t - &self.in_mean) / &self.in_std).clamp(-10.0, 10.0);
         for (c, net) in self.nets.iter().enumerate() {
             let dir = directions(c, self.meta.delay_target);
@@ -276,7 +283,7 @@ impl Predictors {
                 (p.reward_units[c], p.physical[c]) = if c == 1 {
                     self.meta
                         .delay_target
-                        .decode(&x[r * INPUTS..(r + 1) * INPUTS], t0, t1)
+                        .decode(&x[r * width..(r + 1) * width], t0, t1)
                 } else {
                     (t0, t1)
                 };
@@ -291,12 +298,16 @@ impl Predictors {
         Ok(out)
     }
 
-    /// For each of `n` flows (observations row-major in `obs`, the
-    /// policy's raw actions in `raw`), the predictions under every action
-    /// of [`ACTIONS_LOG2`], in one batch of `n x actions` rows.
+    /// For each of `n` flows (observations row-major in `obs`, their
+    /// past's features in `past`, [`PAST_LEN`] each, the policy's raw
+    /// actions in `raw`), the predictions under every action of
+    /// [`ACTIONS_LOG2`], in one batch of `n x actions` rows. Predictors
+    /// that do not read the past ignore `past`; those that do refuse to
+    /// predict without it.
     pub fn predict_actions(
         &self,
         obs: &[f32],
+        past: &[f32],
         raw: &[[f32; 2]],
     ) -> Result<Vec<[Predictions; 3]>, ExplainError> {
         let n = raw.len();
@@ -307,10 +318,20 @@ impl Predictors {
                 found: format!("{} values for {n} actions", obs.len()),
             });
         }
-        let mut x = Vec::with_capacity(n * 3 * INPUTS);
-        for (o, a) in obs.chunks_exact(OBSERVATION_LEN).zip(raw) {
+        if self.meta.past && past.len() != n * PAST_LEN {
+            return Err(ExplainError::Range {
+                field: "past features",
+                allowed: "one row of past features per raw action (these predictors read the flow's past)",
+                found: format!("{} values for {n} actions", past.len()),
+            });
+        }
+        let mut x = Vec::with_capacity(n * 3 * self.width);
+        for (i, (o, a)) in obs.chunks_exact(OBSERVATION_LEN).zip(raw).enumerate() {
             for m in ACTIONS_LOG2 {
                 x.extend_from_slice(o);
+                if self.meta.past {
+                    x.extend_from_slice(&past[i * PAST_LEN..(i + 1) * PAST_LEN]);
+                }
                 x.extend_from_slice(&[a[0], a[1], m]);
             }
         }
@@ -325,12 +346,28 @@ pub(crate) fn random_predictors(policy: &PolicyMetadata, seed: i64) -> Predictor
     random_predictors_with(policy, seed, false)
 }
 
+/// [`random_predictors`] that read the flow's past ([`super::past`]).
+#[cfg(test)]
+pub(crate) fn random_predictors_with_past(policy: &PolicyMetadata, seed: i64) -> Predictors {
+    random_predictors_of(policy, seed, false, true)
+}
+
 /// [`random_predictors`], with monotone heads or not.
 #[cfg(test)]
 pub(crate) fn random_predictors_with(
     policy: &PolicyMetadata,
     seed: i64,
     monotone: bool,
+) -> Predictors {
+    random_predictors_of(policy, seed, monotone, false)
+}
+
+#[cfg(test)]
+fn random_predictors_of(
+    policy: &PolicyMetadata,
+    seed: i64,
+    monotone: bool,
+    past: bool,
 ) -> Predictors {
     let _rng = super::TORCH_RNG
         .lock()
@@ -339,9 +376,12 @@ pub(crate) fn random_predictors_with(
     let hidden = vec![8, 8];
     let mut meta = new_metadata(policy, Horizon::default(), hidden.clone());
     meta.monotone = monotone;
+    meta.past = past;
+    meta.in_mean = vec![0.0; input_len(past)];
+    meta.in_std = vec![1.0; input_len(past)];
     meta.out_mean = vec![[1.0, 5.0], [-0.5, 30.0], [-0.01, 0.001]];
     meta.out_std = vec![[2.0, 3.0], [0.5, 20.0], [0.01, 0.001]];
-    let mut widths = vec![INPUTS as i64];
+    let mut widths = vec![input_len(past) as i64];
     widths.extend(hidden.iter().map(|&h| h as i64));
     widths.push(outputs(monotone) as i64);
     let mut named = Vec::new();
@@ -387,7 +427,9 @@ mod tests {
             .chunks_exact(INPUTS)
             .flat_map(|r| r[..OBSERVATION_LEN].to_vec())
             .collect();
-        let per_flow = q.predict_actions(&obs, &[[0.1, -0.2], [0.5, 0.5]]).unwrap();
+        let per_flow = q
+            .predict_actions(&obs, &[], &[[0.1, -0.2], [0.5, 0.5]])
+            .unwrap();
         assert_eq!(per_flow.len(), 2);
         assert_ne!(per_flow[0][1], per_flow[0][2], "the actions differ");
         let mut one = obs[..OBSERVATION_LEN].to_vec();
@@ -453,7 +495,7 @@ mod tests {
             .flat_map(|r| r[..OBSERVATION_LEN].to_vec())
             .collect();
         let raw = [[0.3, -0.1]; 6];
-        let per_flow = p.predict_actions(&obs, &raw).unwrap();
+        let per_flow = p.predict_actions(&obs, &[], &raw).unwrap();
         for f in &per_flow {
             let (base, half, double) = (f[0], f[1], f[2]);
             for (c, dir) in DIRECTIONS.iter().enumerate() {
@@ -474,7 +516,7 @@ mod tests {
         p.save(&json, &weights).unwrap();
         let q = Predictors::load(&json, &weights, &policy).unwrap();
         assert!(q.metadata().monotone);
-        assert_eq!(q.predict_actions(&obs, &raw).unwrap(), per_flow);
+        assert_eq!(q.predict_actions(&obs, &[], &raw).unwrap(), per_flow);
     }
 
     /// An observation whose flow has min RTT `ms` and rate anchor `mbps`
@@ -492,7 +534,7 @@ mod tests {
             .iter()
             .flat_map(|&(ms, mbps)| obs_with(ms, mbps))
             .collect();
-        let r = InputRanges::of_inputs(&rows);
+        let r = InputRanges::of_inputs(&rows, INPUTS);
         // The unmeasured row (a flow's first interval) does not widen the range to 0.
         assert!((r.min_rtt_ms[0] - 10.0).abs() < 0.01, "{r:?}");
         assert!((r.min_rtt_ms[1] - 400.0).abs() < 0.5, "{r:?}");
@@ -554,6 +596,45 @@ mod tests {
     }
 
     #[test]
+    fn predictors_that_read_the_past_round_trip_and_need_it() {
+        let policy = default_policy().unwrap();
+        let mut p = random_predictors_with_past(policy.metadata(), 21);
+        assert_eq!(p.metadata().in_mean.len(), INPUTS + PAST_LEN);
+        let dir = tempfile::tempdir().unwrap();
+        let (json, weights) = paths_in(dir.path());
+        p.save(&json, &weights).unwrap();
+        let q = Predictors::load(&json, &weights, &policy).unwrap();
+        assert!(q.metadata().past);
+        let obs: Vec<f32> = inputs(2)
+            .chunks_exact(INPUTS)
+            .flat_map(|r| r[..OBSERVATION_LEN].to_vec())
+            .collect();
+        let raw = [[0.2, -0.1], [0.4, 0.3]];
+        let past_a = [0.5f32; 2 * PAST_LEN];
+        let mut past_b = past_a;
+        past_b[2] = 4.0; // a deep queue in the first flow's past
+        let a = q.predict_actions(&obs, &past_a, &raw).unwrap();
+        assert_eq!(a, p.predict_actions(&obs, &past_a, &raw).unwrap());
+        let b = q.predict_actions(&obs, &past_b, &raw).unwrap();
+        assert_ne!(a[0], b[0], "the past is an input");
+        assert_eq!(a[1], b[1], "of its own flow only");
+        // Without the past they refuse, naming what is missing.
+        let e = q.predict_actions(&obs, &[], &raw).unwrap_err().to_string();
+        assert!(e.contains("past features"), "{e}");
+        // Rows of the wrong width are refused too.
+        assert!(q.predict_inputs(&inputs(1), 1).is_err());
+        // Their JSON without `past` describes other networks: refused.
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("past");
+        std::fs::write(&json, serde_json::to_vec(&v).unwrap()).unwrap();
+        let e = Predictors::load(&json, &weights, &policy)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("{INPUTS} inputs")), "{e}");
+    }
+
+    #[test]
     fn predictors_written_before_delay_targets_and_ranges_still_load() {
         let policy = default_policy().unwrap();
         let mut p = random_predictors(policy.metadata(), 12);
@@ -567,8 +648,10 @@ mod tests {
         let o = v.as_object_mut().unwrap();
         assert!(o.remove("delay_target").is_some() && o.remove("ranges").is_some());
         assert!(o.remove("delay_counts_clip").is_some());
+        assert!(o.remove("past").is_some());
         std::fs::write(&json, serde_json::to_vec(&v).unwrap()).unwrap();
         let q = Predictors::load(&json, &weights, &policy).unwrap();
+        assert!(!q.metadata().past);
         assert_eq!(q.metadata().delay_target, DelayTarget::Direct);
         assert_eq!(q.metadata().ranges, None);
         assert!(!q.metadata().delay_counts_clip);
@@ -594,7 +677,7 @@ mod tests {
         let obs: Vec<f32> = (0..4)
             .flat_map(|i| obs_with(20.0 + 50.0 * f64::from(i), 5.0)[..OBSERVATION_LEN].to_vec())
             .collect();
-        for f in p.predict_actions(&obs, &[[0.3, -0.1]; 4]).unwrap() {
+        for f in p.predict_actions(&obs, &[], &[[0.3, -0.1]; 4]).unwrap() {
             let (base, half, double) = (f[0], f[1], f[2]);
             // More queue (a more negative delay return) for a larger clamp.
             assert!(double.reward_units[1] <= base.reward_units[1], "{f:?}");

@@ -5,10 +5,18 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::explain::past::PAST_LEN;
 use crate::policy::observation::OBSERVATION_LEN;
 
 /// Inputs: the observation, the policy's two raw actions, the multiplier.
 pub const INPUTS: usize = OBSERVATION_LEN + 3;
+
+/// Inputs per row of predictors with or without the flow's past
+/// ([`crate::explain::past`]): the observation, the past's features if any, the
+/// raw action, the log2 multiplier (always last).
+pub fn input_len(past: bool) -> usize {
+    INPUTS + if past { PAST_LEN } else { 0 }
+}
 /// Outputs of every component's predictor: return (reward units), mean
 /// (physical units).
 pub const OUTPUTS: usize = 2;
@@ -137,7 +145,7 @@ pub(crate) fn head(
     let rows = z.size()[0];
     let blind = Tensor::cat(
         &[
-            z.narrow(1, 0, INPUTS as i64 - 1),
+            z.narrow(1, 0, z.size()[1] - 1),
             Tensor::zeros([rows, 1], (Kind::Float, tch::Device::Cpu)),
         ],
         1,
