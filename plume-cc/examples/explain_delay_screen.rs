@@ -24,13 +24,13 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use plume_cc::explain::fit::{decision_rows, r_squared, samples, FitOptions, Samples};
+use plume_cc::explain::fit::{
+    decision_rows, mean_std, r_squared, samples, simulate, FitOptions, Quiet, Samples,
+};
 use plume_cc::explain::predictor::{directions, DelayTarget, INPUTS};
 use plume_cc::explain::returns::{returns_from, StepParts};
-use plume_cc::explain::rollout::{decision_branches, draw_episodes, run_branches};
 use plume_cc::explain::NULL_BRANCH;
 use plume_cc::policy::LoadedPolicy;
-use plume_cc::rl::scenario::ScenarioSpec;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -134,10 +134,10 @@ fn history(parts: &[StepParts], step: usize, gamma: f64) -> [f32; EXTRA] {
     ]
 }
 
-/// `explain::fit`'s simulation of one split (the same episodes, branches
-/// and samples, in the same order), with [`history`] per sample.
+/// `explain::fit`'s simulation of one split ([`simulate`], then the same
+/// samples in the same order), with [`history`] per sample.
 #[allow(clippy::too_many_arguments)]
-fn simulate(
+fn simulate_with_history(
     policy: &LoadedPolicy,
     corpus: &plume_cc::rl::corpus::PreparedCorpus,
     pick: &[usize],
@@ -146,33 +146,9 @@ fn simulate(
     seed: u64,
     null: bool,
 ) -> Result<(Samples, Vec<f32>), Box<dyn std::error::Error>> {
-    let meta = policy.metadata();
-    let episodes = draw_episodes(
-        &corpus.windows,
-        pick,
-        decisions,
-        &ScenarioSpec::default_distribution(),
-        seed,
-    );
-    let branches = decision_branches(
-        &episodes,
-        meta.monitor_interval_us,
-        &opts.horizon,
-        opts.keep_every,
-        seed ^ 0x5eed,
-        null,
-    );
-    let mut traj = Vec::new();
-    for chunk in branches.chunks(4 * 128) {
-        traj.extend(run_branches(
-            policy,
-            meta.default_objective,
-            &episodes,
-            chunk,
-            &opts.horizon,
-            &mut |_| {},
-        )?);
-    }
+    let traj = simulate(
+        policy, corpus, pick, decisions, opts, seed, null, &mut Quiet, "",
+    )?;
     let s = samples(
         &traj,
         &opts.horizon,
@@ -216,7 +192,7 @@ fn load_or_simulate(
     let corpus =
         plume_cc::rl::corpus::prepare_corpus(Path::new("/work/shared/traces/mahimahi"), 10_000, 5)?;
     let t = std::time::Instant::now();
-    let (train, train_h) = simulate(
+    let (train, train_h) = simulate_with_history(
         &policy,
         &corpus,
         &corpus.train,
@@ -225,7 +201,7 @@ fn load_or_simulate(
         opts.seed,
         false,
     )?;
-    let (held, held_h) = simulate(
+    let (held, held_h) = simulate_with_history(
         &policy,
         &corpus,
         &corpus.heldout,
@@ -306,25 +282,6 @@ impl Variant {
         }
         Ok(v)
     }
-}
-
-fn mean_std(v: &[f32], cols: usize, col: usize) -> (f32, f32) {
-    let n = (v.len() / cols) as f64;
-    let m = v
-        .iter()
-        .skip(col)
-        .step_by(cols)
-        .map(|&x| f64::from(x))
-        .sum::<f64>()
-        / n;
-    let var = v
-        .iter()
-        .skip(col)
-        .step_by(cols)
-        .map(|&x| (f64::from(x) - m).powi(2))
-        .sum::<f64>()
-        / n;
-    (m as f32, (var.sqrt() as f32).max(1e-3))
 }
 
 /// The delay head: plain, or monotone in the multiplier (as

@@ -62,8 +62,9 @@ impl StepSamples {
     }
 }
 
-/// Plausible statistics for a synthetic flow.
-fn synthetic_stats(i: usize) -> FlowStats {
+/// Plausible statistics for synthetic flow `i` (also the forward probe's,
+/// `examples/forward_probe.rs`).
+pub fn synthetic_stats(i: usize) -> FlowStats {
     FlowStats {
         srtt_us: 20_000 + (i % 50) as u32 * 100,
         min_rtt_us: 20_000,

@@ -41,7 +41,7 @@ use crate::policy::LoadedPolicy;
 use crate::rl::corpus::PreparedCorpus;
 use crate::rl::scenario::ScenarioSpec;
 pub use fidelity::{fidelity, fidelity_table, r_squared};
-use samples::mean_std;
+pub use samples::mean_std;
 pub use samples::{decision_rows, network_targets, samples, Samples};
 
 /// Settings of a fit.
@@ -197,9 +197,10 @@ impl FitProgress for Quiet {
 }
 
 /// Simulates `decisions` decisions on the windows `pick` of `corpus` and
-/// returns their trajectories.
+/// returns their trajectories (also the delay screen's, in
+/// `examples/explain_delay_screen.rs`).
 #[allow(clippy::too_many_arguments)]
-fn simulate(
+pub fn simulate(
     policy: &LoadedPolicy,
     corpus: &PreparedCorpus,
     pick: &[usize],

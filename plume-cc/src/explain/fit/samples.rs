@@ -113,7 +113,9 @@ pub fn samples(
     s
 }
 
-pub(super) fn mean_std(v: &[f32], cols: usize, col: usize) -> (f32, f32) {
+/// Mean and standard deviation (at least 1e-3) of column `col` of rows
+/// `cols` wide.
+pub fn mean_std(v: &[f32], cols: usize, col: usize) -> (f32, f32) {
     let n = (v.len() / cols).max(1) as f64;
     let m = v
         .iter()
