@@ -68,7 +68,8 @@ pub struct AckSample {
     /// `tcp_is_cwnd_limited()` at this ACK: the window was fully used in the
     /// last round (or, in slow start, is under twice the most ever in
     /// flight). Linux's Reno and CUBIC grow cwnd, and apply the clamp, only
-    /// then (`cubictcp_cong_avoid`, `tcp_reno_cong_avoid`).
+    /// then (`cubictcp_cong_avoid`, `tcp_reno_cong_avoid`); under
+    /// [`ClampModel::Immediate`] they ignore it.
     pub cwnd_limited: bool,
     /// Sender maximum segment size in bytes, to convert rates and windows.
     pub mss_bytes: u32,

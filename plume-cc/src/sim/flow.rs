@@ -221,7 +221,6 @@ pub struct Sender {
     is_cwnd_limited: bool,
     max_packets_out: u32,
     cwnd_usage_seq: u64,
-    clamp_model: ClampModel,
 }
 
 impl std::fmt::Debug for Sender {
@@ -279,13 +278,11 @@ impl Sender {
             is_cwnd_limited: false,
             max_packets_out: 0,
             cwnd_usage_seq: 0,
-            clamp_model: ClampModel::default(),
         }
     }
 
     /// Chooses how the clamp acts on the window ([`ClampModel`]).
     pub fn set_clamp_model(&mut self, model: ClampModel) {
-        self.clamp_model = model;
         self.controller.set_clamp_model(model);
     }
 
@@ -575,8 +572,7 @@ impl Sender {
                 prior_delivered_segments: best.map_or(0, |s| s.stamp.delivered),
                 delivery_rate_bytes_per_sec: self.rate.bytes_per_sec(self.mss_bytes),
                 in_recovery: self.state == CaState::Recovery,
-                cwnd_limited: self.clamp_model == ClampModel::Immediate
-                    || self.tcp_is_cwnd_limited(),
+                cwnd_limited: self.tcp_is_cwnd_limited(),
                 mss_bytes: self.mss_bytes,
             };
             self.controller.on_ack(now_us, &sample);
