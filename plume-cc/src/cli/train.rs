@@ -113,6 +113,7 @@ pub struct TrainArgs {
     pub competition_rule: bool,
     /// The competition rule, but in competitive mode the clamp's BDP over
     /// `min_rtt^(1-E) * srtt^E`, never below action 0. E in (0, 1].
+    #[arg(long, value_name = "E")]
     pub competitive_exponent: Option<f32>,
     /// The cwnd clamp at action 0, in BDPs (the fixed rule's clamp).
     #[arg(long, default_value_t = 2.0, value_name = "BDPS")]
@@ -560,5 +561,40 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("queue \"x\""));
+    }
+}
+
+#[cfg(test)]
+mod flags {
+    use super::TrainArgs;
+    use clap::{Args, Command};
+
+    fn parse(args: &[&str]) -> Result<TrainArgs, clap::Error> {
+        let cmd = TrainArgs::augment_args(Command::new("train"));
+        let m = cmd.try_get_matches_from(std::iter::once("train").chain(args.iter().copied()))?;
+        <TrainArgs as clap::FromArgMatches>::from_arg_matches(&m)
+    }
+
+    /// docs/TRAINING.md's competition-rule runs spell it `--competitive-exponent 1`;
+    /// a lost `#[arg(long)]` once made it a positional argument that refused that form.
+    #[test]
+    fn the_competitive_exponent_is_a_flag_not_a_positional() {
+        let a = parse(&[
+            "--traces",
+            "t",
+            "--out",
+            "o",
+            "--competitive-exponent",
+            "0.5",
+        ])
+        .unwrap();
+        assert_eq!(a.competitive_exponent, Some(0.5));
+        assert!(parse(&["--traces", "t", "--out", "o", "0.5"]).is_err());
+        let cmd = TrainArgs::augment_args(Command::new("train"));
+        assert_eq!(
+            cmd.get_positionals().count(),
+            0,
+            "train takes no positional argument"
+        );
     }
 }
