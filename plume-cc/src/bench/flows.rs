@@ -136,18 +136,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     crate::stats::quantile(sorted, p / 100.0)
 }
 
-/// Jain's fairness index (Σx)² / (n Σx²): 1 when all are equal, 1/n when
-/// one takes everything (Jain, Chiu and Hawe, DEC-TR-301, 1984). 1 for no
-/// data or all zeros.
-pub fn jain(x: &[f64]) -> f64 {
-    let s: f64 = x.iter().sum();
-    let s2: f64 = x.iter().map(|v| v * v).sum();
-    if s2 <= 0.0 {
-        1.0
-    } else {
-        s * s / (x.len() as f64 * s2)
-    }
-}
+pub use crate::stats::jain;
 
 /// The share of the total that the flows marked `mine` got (NaN when the
 /// total is 0).

@@ -145,6 +145,11 @@ pub struct MatrixArgs {
     /// Held-out windows per cell (spread evenly).
     #[arg(long, default_value_t = 8)]
     pub windows: usize,
+    /// Draw the windows from the validation picks instead (held-out
+    /// windows that no test pick uses, what `train --select-every` scores
+    /// snapshots on), to tune on without touching the test windows.
+    #[arg(long)]
+    pub validation: bool,
     /// Output folder (matrix.md, matrix.json, matrix.png).
     #[arg(long, default_value = "runs/eval-matrix")]
     pub out: PathBuf,
@@ -310,7 +315,11 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             tch::set_num_threads(1);
             let policy = plume_cc::policy::LoadedPolicy::load_or_default(&a.policy)?;
             let objective = a.objective.unwrap_or(policy.metadata().default_objective);
-            let windows = plume_cc::eval::matrix::heldout_windows(&a.traces, window_ms, a.windows)?;
+            let windows = if a.validation {
+                plume_cc::eval::matrix::validation_windows(&a.traces, window_ms, a.windows)?
+            } else {
+                plume_cc::eval::matrix::heldout_windows(&a.traces, window_ms, a.windows)?
+            };
             let refs: Vec<&plume_cc::rl::env::SimWindow> = windows.iter().collect();
             let total = plume_cc::eval::matrix::RTTS_MS.len()
                 * plume_cc::eval::matrix::BUFFERS_BDP.len()

@@ -115,6 +115,22 @@ pub struct TrainArgs {
     /// `min_rtt^(1-E) * srtt^E`, never below action 0. E in (0, 1].
     #[arg(long, value_name = "E")]
     pub competitive_exponent: Option<f32>,
+    /// Snapshot selection: every this many environment steps (and at the
+    /// end) score the weights on the evaluation matrix's cells over
+    /// validation windows (held-out windows that neither the run's report
+    /// nor `eval matrix` uses) and keep the best snapshot as the policy,
+    /// with the best of `--select-objectives` as its default operating
+    /// point. Off by default: the last weights are the policy.
+    #[arg(long, value_name = "STEPS")]
+    pub select_every: Option<u64>,
+    /// Validation windows per matrix cell for `--select-every`.
+    #[arg(long, default_value_t = 8, requires = "select_every")]
+    pub select_windows: usize,
+    /// Operating points each snapshot is scored at, comma-separated
+    /// (`latency`, `balanced`, `throughput` or delay weights); default: the
+    /// run's `--objective` alone.
+    #[arg(long, value_delimiter = ',', requires = "select_every")]
+    pub select_objectives: Vec<plume_cc::policy::Objective>,
     /// The cwnd clamp at action 0, in BDPs (the fixed rule's clamp).
     #[arg(long, default_value_t = 2.0, value_name = "BDPS")]
     pub cwnd_gain: f32,
@@ -329,6 +345,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     config.objective = args.objective;
     config.clamp_model = args.sim_clamp;
+    config.select = args
+        .select_every
+        .map(|every| plume_cc::rl::config::SelectConfig {
+            every_steps: every,
+            windows: args.select_windows,
+            objectives: if args.select_objectives.is_empty() {
+                vec![args.objective]
+            } else {
+                args.select_objectives.clone()
+            },
+        });
+    if let Some(sel) = &config.select {
+        sel.validate()?;
+    }
     config.resume_from = args.resume_from.clone();
     config.scenarios = match &args.scenarios {
         None => None,

@@ -173,7 +173,28 @@ pub struct TrainingInfo {
     /// [`ClampModel::Immediate`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim_clamp: Option<ClampModel>,
+    /// The snapshot the run selected on validation windows
+    /// (`train --select-every`); absent when the run's last weights are
+    /// the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected: Option<Selected>,
 }
+
+/// Which snapshot a run with snapshot selection kept, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Selected {
+    /// Environment steps of the kept snapshot.
+    pub steps: u64,
+    /// Its operating point, the policy's default objective.
+    pub objective: crate::policy::Objective,
+    /// Mean matrix score on the validation windows.
+    pub validation_score: f64,
+    /// Validation windows per cell.
+    pub validation_windows: usize,
+}
+
+// `TrainingInfo` is `Eq`; the score is a finite mean, compared as written.
+impl Eq for Selected {}
 
 /// Metadata of a policy (the JSON half of the file, see module docs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -54,6 +54,10 @@ pub enum TrainError {
     /// A policy file failed.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// Snapshot selection was asked for with settings that select nothing,
+    /// or found no validation window.
+    #[error("snapshot selection: {0}")]
+    Select(String),
     /// `--resume-from` names a policy whose contract differs from the run's.
     #[error("--resume-from {policy}: its {field} is {policy_value}, but this run's is {run_value}; fine-tune only a policy of the same contract (or change the run's flag)")]
     ResumeMismatch {
@@ -169,6 +173,46 @@ pub struct TrainConfig {
     /// [`ClampModel::Immediate`].
     #[serde(default = "immediate_clamp")]
     pub clamp_model: ClampModel,
+    /// Snapshot selection on validation windows (`--select-every`); None:
+    /// the run's last weights are its policy, as every run before
+    /// 2026-12-03. Left out of `config.json` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<SelectConfig>,
+}
+
+/// Snapshot selection: every `every_steps` environment steps (and at the
+/// end) the run scores its current weights on the evaluation matrix's cells
+/// (`rl::matrix`) over `windows` validation windows, at each operating point
+/// of `objectives`; the best (weights, operating point) becomes the policy,
+/// with that operating point as its default. Validation windows are held-out
+/// windows that neither the run's held-out report nor `eval matrix` uses
+/// ([`super::matrix::validation_positions`]), so those stay measurements on
+/// data the selection never saw.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelectConfig {
+    /// Environment steps between snapshots.
+    pub every_steps: u64,
+    /// Validation windows per cell.
+    pub windows: usize,
+    /// Operating points each snapshot is scored at (the policy's default
+    /// objective is chosen among them).
+    pub objectives: Vec<crate::policy::Objective>,
+}
+
+impl SelectConfig {
+    /// Refuses settings that would select nothing: no steps between
+    /// snapshots, no window, no operating point.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        if self.every_steps == 0 || self.windows == 0 || self.objectives.is_empty() {
+            return Err(TrainError::Select(format!(
+                "--select-every must be at least one step (got {}), --select-windows at least 1 (got {}), and --select-objectives must name at least one operating point (got {})",
+                self.every_steps,
+                self.windows,
+                self.objectives.len()
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn immediate_clamp() -> ClampModel {
@@ -208,6 +252,7 @@ impl TrainConfig {
             scaling: ActionScaling::default(),
             command: String::new(),
             clamp_model: ClampModel::default(),
+            select: None,
         }
     }
 

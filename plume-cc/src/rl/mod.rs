@@ -26,6 +26,7 @@ pub mod env;
 pub mod evaluation;
 pub mod flow_env;
 pub mod log;
+pub mod matrix;
 pub mod plot;
 pub mod ppo;
 pub mod scenario;

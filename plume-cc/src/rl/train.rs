@@ -69,6 +69,9 @@ pub fn train(
     resume: bool,
     progress: &mut dyn Progress,
 ) -> Result<TrainOutcome, TrainError> {
+    if let Some(sel) = &config.select {
+        sel.validate()?;
+    }
     let out = &config.out;
     let ckpt = out.join("checkpoint");
     let resuming = resume && ckpt.join("state.json").exists();
@@ -179,6 +182,11 @@ pub fn train(
         // policy before 2026-12-02) reproduce byte for byte.
         sim_clamp: (config.clamp_model != crate::congestion::ClampModel::Immediate)
             .then_some(config.clamp_model),
+        selected: None,
+    };
+    let mut selection = match &config.select {
+        Some(sel) => Some(Selection::new(sel, config, &corpus, per_iter)?),
+        None => None,
     };
     let k = corpus.clusters();
     while state.iteration < iterations {
@@ -241,25 +249,71 @@ pub fn train(
             )?;
             write_logs(out, &state.log)?;
         }
+        if let Some(sel) = selection.as_mut() {
+            if state.iteration % sel.every_iters == 0 || state.iteration == iterations {
+                let dir = out.join("snapshots").join(state.env_steps.to_string());
+                file::save_native(
+                    &dir,
+                    &ppo.model,
+                    &ppo.norm,
+                    &config.scaling,
+                    config.interval_us,
+                    config.base.name(),
+                    config.objective,
+                    training(state.env_steps),
+                    true,
+                )?;
+                sel.score(config, &dir, state.env_steps, progress)?;
+            }
+        }
     }
     let policy_dir = out.join("policy");
-    file::save_native(
-        &policy_dir,
-        &ppo.model,
-        &ppo.norm,
-        &config.scaling,
-        config.interval_us,
-        config.base.name(),
-        config.objective,
-        training(state.env_steps),
-        false,
-    )?;
+    let final_net = match selection {
+        Some(sel) => {
+            let (model, meta, info) = sel.finish(out)?;
+            file::save_native(
+                &policy_dir,
+                &model,
+                &meta.normalization,
+                &config.scaling,
+                config.interval_us,
+                config.base.name(),
+                info.objective,
+                TrainingInfo {
+                    selected: Some(info.clone()),
+                    ..training(state.env_steps)
+                },
+                false,
+            )?;
+            progress.message(&format!(
+                "kept the snapshot at {} steps, objective {} (validation score {:.4})",
+                info.steps,
+                info.objective.delay_weight(),
+                info.validation_score
+            ));
+            model.inference(&meta.normalization)
+        }
+        None => {
+            file::save_native(
+                &policy_dir,
+                &ppo.model,
+                &ppo.norm,
+                &config.scaling,
+                config.interval_us,
+                config.base.name(),
+                config.objective,
+                training(state.env_steps),
+                false,
+            )?;
+            ppo.model.inference(&ppo.norm)
+        }
+    };
     write_logs(out, &state.log)?;
     if let Err(e) = super::plot::learning_curves(&out.join("curves.png"), &state.log, k) {
         progress.message(&format!("learning-curve plot skipped: {e}"));
     }
     progress.message("evaluating on held-out windows");
-    let evaluation = evaluate(config, &corpus, &ppo.model.inference(&ppo.norm))?;
+    let evaluation = evaluate(config, &corpus, &final_net)?;
     write_file(
         &out.join("eval.json"),
         &serde_json::to_vec_pretty(&evaluation).map_err(|e| out_err(out, e))?,
@@ -328,6 +382,143 @@ pub fn check_resume_contract(
         );
     }
     Ok(())
+}
+
+/// One scored snapshot of a run with snapshot selection.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotScore {
+    /// Environment steps at the snapshot.
+    pub steps: u64,
+    /// The operating point it was scored at (delay weight).
+    pub objective: f32,
+    /// Mean matrix score over the validation windows.
+    pub score: f64,
+}
+
+/// `selection.json`: every snapshot's validation scores and the one kept
+/// (serialised as a struct, so that f32 weights print as written).
+#[derive(Serialize)]
+struct SelectionReport<'a> {
+    validation_windows: usize,
+    scores: &'a [SnapshotScore],
+    selected: &'a crate::policy::metadata::Selected,
+}
+
+/// Snapshot selection in progress (see [`super::config::SelectConfig`]).
+struct Selection {
+    every_iters: usize,
+    objectives: Vec<crate::policy::Objective>,
+    windows: Vec<super::env::SimWindow>,
+    scores: Vec<SnapshotScore>,
+    best: Option<(std::path::PathBuf, crate::policy::metadata::Selected)>,
+}
+
+impl Selection {
+    fn new(
+        sel: &super::config::SelectConfig,
+        config: &TrainConfig,
+        corpus: &PreparedCorpus,
+        per_iter: u64,
+    ) -> Result<Self, TrainError> {
+        let h = &corpus.heldout;
+        let windows: Vec<_> = super::matrix::validation_positions(h.len(), sel.windows)
+            .into_iter()
+            .map(|p| corpus.windows[h[p]].clone())
+            .collect();
+        if windows.is_empty() {
+            return Err(TrainError::Select(format!(
+                "{}: its {} held-out windows are all test picks, none is left to validate on; use more or longer traces",
+                config.traces.display(),
+                h.len()
+            )));
+        }
+        Ok(Self {
+            every_iters: (sel.every_steps / per_iter).max(1) as usize,
+            objectives: sel.objectives.clone(),
+            windows,
+            scores: Vec::new(),
+            best: None,
+        })
+    }
+
+    /// Scores the snapshot in `dir` at every operating point; keeps the best
+    /// (the earlier snapshot on a tie).
+    fn score(
+        &mut self,
+        config: &TrainConfig,
+        dir: &std::path::Path,
+        steps: u64,
+        progress: &mut dyn Progress,
+    ) -> Result<(), TrainError> {
+        let policy = crate::policy::LoadedPolicy::load(dir)?;
+        let refs: Vec<&super::env::SimWindow> = self.windows.iter().collect();
+        for &objective in &self.objectives {
+            let score = super::matrix::mean_score_of(
+                &policy,
+                objective,
+                super::matrix::Scheme::Policy,
+                config.clamp_model,
+                &refs,
+            )?;
+            progress.message(&format!(
+                "snapshot at {steps} steps, objective {}: validation score {score:.4}",
+                objective.delay_weight()
+            ));
+            self.scores.push(SnapshotScore {
+                steps,
+                objective: objective.delay_weight(),
+                score,
+            });
+            if score.is_finite()
+                && self
+                    .best
+                    .as_ref()
+                    .is_none_or(|(_, b)| score > b.validation_score)
+            {
+                self.best = Some((
+                    dir.to_path_buf(),
+                    crate::policy::metadata::Selected {
+                        steps,
+                        objective,
+                        validation_score: score,
+                        validation_windows: self.windows.len(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `selection.json` and returns the kept snapshot's weights.
+    #[allow(clippy::type_complexity)]
+    fn finish(
+        self,
+        out: &std::path::Path,
+    ) -> Result<
+        (
+            crate::policy::model::ActorCritic,
+            crate::policy::metadata::PolicyMetadata,
+            crate::policy::metadata::Selected,
+        ),
+        TrainError,
+    > {
+        let Some((dir, info)) = self.best else {
+            return Err(TrainError::Select(
+                "no snapshot scored a finite validation score".to_string(),
+            ));
+        };
+        write_file(
+            &out.join("selection.json"),
+            &serde_json::to_vec_pretty(&SelectionReport {
+                validation_windows: self.windows.len(),
+                scores: &self.scores,
+                selected: &info,
+            })
+            .map_err(|e| out_err(out, e))?,
+        )?;
+        let (model, meta) = file::load_trainable(&dir)?;
+        Ok((model, meta, info))
+    }
 }
 
 #[cfg(test)]
@@ -449,6 +640,76 @@ mod tests {
         }
         assert!(dir.join("out/eval.md").is_file() && dir.join("out/policy/policy.json").is_file());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Snapshot selection scores every snapshot at every operating point on
+    /// validation windows, keeps the best one as the policy with that
+    /// operating point as its default, and says so in policy.json and
+    /// selection.json.
+    #[test]
+    fn snapshot_selection_keeps_the_best_validated_snapshot() {
+        tch::set_num_threads(1);
+        let dir = std::env::temp_dir().join(format!("plume-select-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut c = small(&dir, 512);
+        // 1 s windows: enough held-out windows (over 40) to leave some for
+        // validation beside the test picks.
+        c.window_ms = 1_000;
+        let weights = [0.05f32, 1.0];
+        c.select = Some(super::super::config::SelectConfig {
+            every_steps: 256,
+            windows: 2,
+            objectives: weights
+                .iter()
+                .map(|&w| crate::policy::Objective::try_from(w).unwrap())
+                .collect(),
+        });
+        train(&c, false, &mut Quiet).unwrap();
+        let sel: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("out/selection.json")).unwrap())
+                .unwrap();
+        let scores = sel["scores"].as_array().unwrap();
+        assert_eq!(scores.len(), 2 * weights.len(), "{sel}");
+        let best = scores
+            .iter()
+            .map(|s| s["score"].as_f64().unwrap())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let meta: crate::policy::file::PolicyMetadata =
+            serde_json::from_slice(&std::fs::read(dir.join("out/policy/policy.json")).unwrap())
+                .unwrap();
+        let kept = meta.training.selected.clone().expect("training.selected");
+        assert_eq!(kept.validation_score, best);
+        assert_eq!(kept.validation_windows, 2);
+        assert_eq!(meta.default_objective, kept.objective);
+        assert!(weights.contains(&kept.objective.delay_weight()));
+        assert!([256u64, 512].contains(&kept.steps), "{kept:?}");
+        // The policy's weights are the kept snapshot's.
+        let snap = std::fs::read(
+            dir.join("out/snapshots")
+                .join(kept.steps.to_string())
+                .join("policy.safetensors"),
+        )
+        .unwrap();
+        let snap_t = file::tensors_from_safetensors(&snap, &dir).unwrap();
+        let pol = std::fs::read(dir.join("out/policy/policy.safetensors")).unwrap();
+        for (n, t) in file::tensors_from_safetensors(&pol, &dir).unwrap() {
+            let (_, f) = snap_t.iter().find(|(m, _)| *m == n).unwrap();
+            assert!(t.equal(f), "{n} differs from the kept snapshot");
+        }
+        // Settings that select nothing are refused before anything runs.
+        let mut bad = small(&dir.join("bad"), 256);
+        bad.select = Some(super::super::config::SelectConfig {
+            every_steps: 0,
+            windows: 2,
+            objectives: vec![crate::policy::Objective::default()],
+        });
+        let e = train(&bad, false, &mut Quiet).unwrap_err().to_string();
+        assert!(
+            e.contains("--select-every must be at least one step"),
+            "{e}"
+        );
+        assert!(!dir.join("bad/out").exists(), "nothing is written");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -111,6 +111,19 @@ pub fn diff_ci95(a: &[f64], b: &[f64]) -> MeanCi {
     }
 }
 
+/// Jain's fairness index (Σx)² / (n Σx²): 1 when all are equal, 1/n when
+/// one takes everything (Jain, Chiu and Hawe, DEC-TR-301, 1984). 1 for no
+/// data or all zeros.
+pub fn jain(x: &[f64]) -> f64 {
+    let s: f64 = x.iter().sum();
+    let s2: f64 = x.iter().map(|v| v * v).sum();
+    if s2 <= 0.0 {
+        1.0
+    } else {
+        s * s / (x.len() as f64 * s2)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
