@@ -40,7 +40,42 @@ impl Scheme {
     /// daemon at operating point `latency`, `balanced`, `throughput` or a
     /// delay weight); a `plume` scheme may end in `+rule` (the daemon with
     /// `--competition-rule`), e.g. `plume+rule`, `plume:latency+rule`.
+    ///
+    /// A `plume` scheme may also end in `@POLICY`, a policy file or folder
+    /// for that scheme alone (instead of `--policy`), so that two policies
+    /// are compared interleaved in one run, e.g.
+    /// `plume,plume@runs/sel-s0/policy`. Its name in tables is
+    /// `plume@NAME`, NAME the policy's folder (or file stem) with anything
+    /// but letters, digits, `-` and `_` replaced by `-`.
     pub fn parse(s: &str, policy: Option<&Path>) -> Result<Self, BenchError> {
+        if let Some((base, path)) = s.split_once('@') {
+            if path.is_empty() {
+                return Err(BenchError::Config(format!(
+                    "scheme {s:?}: `@` must be followed by a policy file or folder"
+                )));
+            }
+            let path = PathBuf::from(path);
+            if !path.exists() {
+                return Err(BenchError::Config(format!(
+                    "scheme {s:?}: no policy file or folder at {}",
+                    path.display()
+                )));
+            }
+            return match Self::parse(base, Some(&path))? {
+                Self::Plume {
+                    policy,
+                    daemon_args,
+                    label,
+                } => Ok(Self::Plume {
+                    policy,
+                    daemon_args,
+                    label: format!("{label}@{}", policy_name(&path)),
+                }),
+                Self::Kernel(_) => Err(BenchError::Config(format!(
+                    "scheme {s:?}: `@POLICY` applies to plume schemes only"
+                ))),
+            };
+        }
         if let Some(base) = s.strip_suffix("+rule") {
             return match Self::parse(base, policy)? {
                 Self::Plume {
@@ -112,6 +147,33 @@ impl Scheme {
             } => start_plume(plume_exe, policy.as_deref(), daemon_args, daemon_log),
         }
     }
+}
+
+/// A policy's short name for scheme labels: its folder's name (the parent's
+/// when the path is a `policy` folder or a `policy.json`/`.safetensors`
+/// file inside one), reduced to letters, digits, `-` and `_`.
+fn policy_name(path: &Path) -> String {
+    let comps: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let mut name = comps.last().cloned().unwrap_or_default();
+    for stem in ["policy.json", "policy.safetensors", "policy"] {
+        if name == stem && comps.len() >= 2 {
+            name = comps[comps.len() - 2].clone();
+            break;
+        }
+    }
+    let name = name.strip_suffix(".json").unwrap_or(&name).to_string();
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// How long the daemon may take to load its policy and attach (libtorch's
@@ -285,6 +347,29 @@ mod tests {
         );
         for bad in ["cubic+rule", "plume:fast+rule", "plume+rules", "copa"] {
             assert!(Scheme::parse(bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_plume_scheme_may_name_its_own_policy() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default");
+        let spec = format!("plume:throughput+rule@{}", root.display());
+        let Scheme::Plume {
+            policy,
+            daemon_args,
+            label,
+        } = Scheme::parse(&spec, Some(Path::new("other"))).unwrap()
+        else {
+            panic!("{spec}")
+        };
+        assert_eq!(policy.as_deref(), Some(root.as_path()));
+        assert_eq!(daemon_args, ["--objective", "0.05", "--competition-rule"]);
+        assert_eq!(label, "plume:throughput+rule@default");
+        assert_eq!(policy_name(Path::new("runs/sel s0/policy")), "sel-s0");
+        assert_eq!(policy_name(Path::new("/x/mine.json")), "mine");
+        for bad in ["plume@", "plume@/no/such/policy", "cubic@."] {
+            let e = Scheme::parse(bad, None).unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
         }
     }
 }
