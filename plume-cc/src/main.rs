@@ -152,7 +152,9 @@ mod tests {
         assert!(here(&["service", "install", "--dry-run"]));
         assert!(here(&["traces", "synth", "--out", "x"]));
         assert!(!here(&["run", "--cgroup", "/tmp"]));
-        assert!(!here(&["train"]));
+        assert!(!here(&[
+            "train", "--traces", "t", "--out", "o", "--steps", "1"
+        ]));
         assert!(!here(&["selftest"]));
         assert!(!here(&["bench-decide"]));
     }
