@@ -4,7 +4,12 @@
 //!    bpfel-unknown-none, bpf-linker) into `OUT_DIR/plume-cc`, which
 //!    `datapath` embeds with `include_bytes_aligned!`. No manual step.
 //! 2. Gives every binary of this crate an rpath to the libtorch folder that
-//!    torch-sys linked against, so `plume-cc` runs without LD_LIBRARY_PATH.
+//!    torch-sys linked against, so `plume-cc-engine` and the tests run
+//!    without LD_LIBRARY_PATH (the front, `plume-cc`, gets it too, unused:
+//!    cargo has no way to leave one binary out but keep the library's unit
+//!    tests in; `cargo xtask dist` removes it from the shipped front).
+//! 3. Links the front, `plume-cc`, with `--exclude-libs ALL`, which keeps
+//!    libtorch out of its DT_NEEDED (see `front_without_libtorch`).
 use std::{env, path::PathBuf};
 
 use anyhow::{anyhow, Context as _};
@@ -25,7 +30,24 @@ const BPF_LINKER_CACHE: &str = ".cache/plume-cc/bpf-linker-0.13.0-llvm23/bin";
 
 fn main() -> anyhow::Result<()> {
     rpath_to_libtorch();
+    front_without_libtorch();
     build_ebpf()
+}
+
+/// The front links the library's rlib, which holds tch, so the linker pulls
+/// in torch-sys's C++ wrapper objects (a whole object file comes with any
+/// symbol of it that a pulled codegen unit names, used or not). Their
+/// inline functions and vtables are also defined by libtorch_cpu.so, so
+/// rust-lld exports them from the executable (a shared library may
+/// interpose them), which makes them roots of `--gc-sections`: they stay,
+/// and their references to libtorch put libtorch_cpu.so and libc10.so in
+/// DT_NEEDED, and its 0.2 s of static initialisers into every `--help`.
+/// `--exclude-libs ALL` makes every symbol from a static archive local to
+/// the executable: nothing is exported, the unused C++ is collected, and
+/// only code the front really runs decides what it needs (the front
+/// exports nothing anyway). The engine keeps the default: it uses libtorch.
+fn front_without_libtorch() {
+    println!("cargo:rustc-link-arg-bin=plume-cc=-Wl,--exclude-libs,ALL");
 }
 
 fn rpath_to_libtorch() {

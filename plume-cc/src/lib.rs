@@ -24,8 +24,11 @@
 //! 9. [`eval`]: checks that span training and the real stack, and
 //!    [`fuzz`]: one entry point per parser of outside input.
 //!
-//! The binary (`main.rs` and its `cli/` modules: clap, progress bars,
-//! errors to exit codes) is the edge that may use every layer.
+//! The binaries (`main.rs`, the front, and `bin/plume-cc-engine.rs`, with
+//! their shared `cli/` modules: clap, progress bars, errors to exit codes)
+//! are the edge that may use every layer. The front links no libtorch: it
+//! runs only commands whose code never reaches tch (`traces`, `status`,
+//! `cleanup`, `service`) and execs the engine for the others.
 pub mod args;
 pub mod bench;
 pub mod congestion;
@@ -69,9 +72,10 @@ mod layers {
     /// list may only shrink.
     const KNOWN_EXCEPTIONS: &[(&str, &str)] = &[];
 
-    /// Folders of `src/` that are modules of the binary (`main.rs`), not of
-    /// the library: the command lines, the edge that may use every layer.
-    const BINARY_SIDE: &[&str] = &["cli"];
+    /// Folders of `src/` that belong to the binaries (`main.rs`, the front,
+    /// and `bin/plume-cc-engine.rs`), not to the library: the command lines,
+    /// the edge that may use every layer.
+    const BINARY_SIDE: &[&str] = &["cli", "bin"];
 
     fn layer_of(module: &str) -> Option<usize> {
         LAYERS.iter().position(|l| l.contains(&module))

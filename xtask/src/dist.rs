@@ -1,11 +1,18 @@
-//! `cargo xtask dist`: the release binary as a relocatable tarball and a .deb.
+//! `cargo xtask dist`: the release binaries as a relocatable tarball and a
+//! .deb.
+//!
+//! Two binaries ship side by side in `bin/`: `plume-cc`, the front users
+//! run, which links no libtorch (help, usage errors, `status`, `service`,
+//! `traces` start in milliseconds), and `plume-cc-engine`, which it execs
+//! for every other command and which loads libtorch.
 //!
 //! Relocation. A dev build finds libtorch through an absolute RUNPATH into
 //! the torch virtualenv (plume-cc/build.rs), which is what lets `cargo test`
 //! and `cargo run` work from target/ without LD_LIBRARY_PATH. The shipped
-//! copy must not name the builder's home, so dist rewrites the copy's
-//! RUNPATH to `$ORIGIN/../lib` with patchelf (Debian's package, installed by
-//! `cargo xtask setup`). Why patchelf rather than a second link with
+//! copies must not name the builder's home, so dist rewrites the engine's
+//! RUNPATH to `$ORIGIN/../lib` and removes the front's (which loads nothing
+//! from there) with patchelf (Debian's package, installed by `cargo xtask
+//! setup`). Why patchelf rather than a second link with
 //! `-C link-arg=-Wl,-rpath,$ORIGIN/../lib`: a different linker argument
 //! changes RUSTFLAGS or the build script's output, so cargo would rebuild
 //! the plume-cc crate (minutes here) for every dist and again for the next
@@ -13,7 +20,7 @@
 //! ran; patchelf edits only the dynamic section of a copy, and dist checks
 //! the result with `ldd`.
 //!
-//! The libraries: `ldd` on the release binary gives the loader's full,
+//! The libraries: `ldd` on the release engine gives the loader's full,
 //! recursive resolution of DT_NEEDED; every library that resolves outside
 //! the system's own (the paths `ldconfig -p` lists) goes into `lib/`:
 //! libtorch_cpu, libc10, torch's libgomp and the two CUDA runtime libraries
@@ -36,9 +43,14 @@ use anyhow::{bail, ensure, Context as _};
 
 use crate::{cmd, paths};
 
-/// The relocatable RUNPATH of the shipped binary: its libraries sit in
+/// The relocatable RUNPATH of the shipped engine: its libraries sit in
 /// `lib/` beside `bin/`.
 pub const SHIPPED_RUNPATH: &str = "$ORIGIN/../lib";
+/// The front, the binary users run (no libtorch).
+const FRONT: &str = "plume-cc";
+/// The binary the front execs for the commands that need libtorch; it
+/// looks for it beside itself.
+const ENGINE: &str = "plume-cc-engine";
 /// Where the .deb puts the binary and its libraries (Debian's place for a
 /// package's private files); `/usr/bin/plume-cc` links to the binary.
 const DEB_PREFIX: &str = "usr/lib/plume-cc";
@@ -54,7 +66,8 @@ pub struct Options {
     /// Skip the .deb (the tarball only).
     #[arg(long)]
     pub no_deb: bool,
-    /// Use the existing target/release/plume-cc instead of building it.
+    /// Use the existing target/release/plume-cc and plume-cc-engine instead
+    /// of building them.
     #[arg(long)]
     pub no_build: bool,
 }
@@ -107,7 +120,7 @@ fn system_libraries() -> anyhow::Result<BTreeSet<PathBuf>> {
         .collect())
 }
 
-/// The binary's libraries, split into those to bundle and the system's.
+/// A binary's libraries, split into those to bundle and the system's.
 fn resolve(exe: &Path) -> anyhow::Result<(Vec<Needed>, Vec<Needed>)> {
     let text = cmd::output(Command::new("ldd").arg(exe))
         .with_context(|| format!("`ldd {}` failed", exe.display()))?;
@@ -128,11 +141,12 @@ fn resolve(exe: &Path) -> anyhow::Result<(Vec<Needed>, Vec<Needed>)> {
         direct.extend(needed_sonames(&n.path)?);
     }
     sys.retain(|n| direct.contains(&n.soname));
-    ensure!(
-        bundle.iter().any(|n| n.soname.starts_with("libtorch_cpu")),
-        "ldd found libtorch_cpu among the system libraries or not at all; dist bundles it from the torch virtualenv"
-    );
     Ok((bundle, sys))
+}
+
+/// Whether a library is one of libtorch's own (libtorch*, libc10*).
+fn is_torch(soname: &str) -> bool {
+    soname.starts_with("libtorch") || soname.starts_with("libc10")
 }
 
 /// The DT_NEEDED entries of one ELF file.
@@ -303,14 +317,32 @@ fn write_units(exe: &Path, root: &Path, unit_dir: &str, bin: &str) -> anyhow::Re
     )
 }
 
-/// Checks that the staged binary resolves every library inside its own
+/// Checks that the staged front names no RUNPATH and asks for no library
+/// of libtorch: it must start where `lib/` is not (as nobody, or copied
+/// alone), which the tarball test checks too.
+fn check_front(exe: &Path) -> anyhow::Result<()> {
+    let rpath = cmd::output(Command::new("patchelf").arg("--print-rpath").arg(exe))
+        .context("patchelf --print-rpath failed")?;
+    ensure!(
+        rpath.trim().is_empty(),
+        "the shipped front still has a RUNPATH: {rpath:?}"
+    );
+    let needed = needed_sonames(exe)?;
+    ensure!(
+        !needed.iter().any(|n| is_torch(n)),
+        "the front lists libtorch in DT_NEEDED ({needed:?}): it would load libtorch for every --help; see plume-cc/build.rs, front_without_libtorch"
+    );
+    Ok(())
+}
+
+/// Checks that the staged engine resolves every library inside its own
 /// `lib/` or the system's, and names no absolute RUNPATH.
 fn check_relocated(exe: &Path, lib_dir: &Path, bundle: &[Needed]) -> anyhow::Result<()> {
     let rpath = cmd::output(Command::new("patchelf").arg("--print-rpath").arg(exe))
         .context("patchelf --print-rpath failed")?;
     ensure!(
         rpath == SHIPPED_RUNPATH,
-        "the shipped binary's RUNPATH is {rpath:?}, not {SHIPPED_RUNPATH:?}"
+        "the shipped engine's RUNPATH is {rpath:?}, not {SHIPPED_RUNPATH:?}"
     );
     let text = cmd::output(Command::new("ldd").arg(exe)).context("ldd on the staged binary")?;
     let lib_dir = lib_dir.canonicalize()?;
@@ -319,11 +351,11 @@ fn check_relocated(exe: &Path, lib_dir: &Path, bundle: &[Needed]) -> anyhow::Res
         let r = resolved
             .iter()
             .find(|n| n.soname == b.soname)
-            .with_context(|| format!("the staged binary no longer loads {}", b.soname))?;
+            .with_context(|| format!("the staged engine no longer loads {}", b.soname))?;
         let dir = r.path.canonicalize()?.parent().map(Path::to_path_buf);
         ensure!(
             dir.as_deref() == Some(lib_dir.as_path()),
-            "the staged binary loads {} from {}, not from its lib/",
+            "the staged engine loads {} from {}, not from its lib/",
             b.soname,
             r.path.display()
         );
@@ -355,12 +387,15 @@ pub fn dist(opts: &Options) -> anyhow::Result<Artifacts> {
             crate::cargo().args(["build", "--release", "-p", "plume-cc"]),
         )?;
     }
-    let exe = root.join("target/release/plume-cc");
-    ensure!(
-        exe.is_file(),
-        "{} is missing: build it (cargo build --release -p plume-cc)",
-        exe.display()
-    );
+    let front_exe = root.join("target/release").join(FRONT);
+    let engine_exe = root.join("target/release").join(ENGINE);
+    for exe in [&front_exe, &engine_exe] {
+        ensure!(
+            exe.is_file(),
+            "{} is missing: build it (cargo build --release -p plume-cc)",
+            exe.display()
+        );
+    }
     let version = env!("CARGO_PKG_VERSION");
     let name = format!("plume-cc-{version}-x86_64-linux");
     let out = opts.out.clone().unwrap_or_else(|| root.join("target/dist"));
@@ -370,15 +405,31 @@ pub fn dist(opts: &Options) -> anyhow::Result<Artifacts> {
     let _ = fs::remove_dir_all(&stage);
 
     println!("==> staging {}", stage.display());
-    let (bundle, system) = resolve(&exe)?;
-    let bin = stage.join("bin/plume-cc");
-    copy_file(&exe, &bin)?;
-    set_mode(&bin, 0o755)?;
+    let (bundle, mut system) = resolve(&engine_exe)?;
+    ensure!(
+        bundle.iter().any(|n| n.soname.starts_with("libtorch_cpu")),
+        "ldd found libtorch_cpu among the system libraries or not at all; dist bundles it from the torch virtualenv"
+    );
+    // The front's libraries are the system's alone (checked below); the
+    // .deb depends on them too.
+    let (front_bundle, front_system) = resolve(&front_exe)?;
+    ensure!(
+        front_bundle.is_empty(),
+        "the front loads libraries from outside the system's: {front_bundle:?}"
+    );
+    for n in front_system {
+        if !system.iter().any(|s| s.soname == n.soname) {
+            system.push(n);
+        }
+    }
+    let engine = stage.join("bin").join(ENGINE);
+    copy_file(&engine_exe, &engine)?;
+    set_mode(&engine, 0o755)?;
     cmd::run(
         "patchelf --set-rpath '$ORIGIN/../lib'",
         Command::new("patchelf")
             .args(["--set-rpath", SHIPPED_RUNPATH])
-            .arg(&bin),
+            .arg(&engine),
     )?;
     let lib = stage.join("lib");
     for n in &bundle {
@@ -386,7 +437,20 @@ pub fn dist(opts: &Options) -> anyhow::Result<Artifacts> {
         copy_file(&n.path, &to)?;
         set_mode(&to, 0o644)?;
     }
-    check_relocated(&bin, &lib, &bundle)?;
+    check_relocated(&engine, &lib, &bundle)?;
+    let bin = stage.join("bin").join(FRONT);
+    copy_file(&front_exe, &bin)?;
+    set_mode(&bin, 0o755)?;
+    // The dev front carries the engine's RUNPATH unused (plume-cc/build.rs).
+    // Emptied first, so patchelf overwrites the builder's path in the
+    // string table, then removed.
+    for args in [&["--set-rpath", ""][..], &["--remove-rpath"][..]] {
+        cmd::run(
+            &format!("patchelf {} (the front)", args.join(" ")),
+            Command::new("patchelf").args(args).arg(&bin),
+        )?;
+    }
+    check_front(&bin)?;
     let licences = bundle_licences(&bundle, &stage.join("licenses"))?;
     for f in ["LICENSE-MIT", "LICENSE-APACHE"] {
         copy_file(&root.join(f), &stage.join(f))?;
@@ -447,7 +511,11 @@ fn build_deb(
     let prefix = tree.join(DEB_PREFIX);
     copy_tree(&stage.join("bin"), &prefix.join("bin"))?;
     copy_tree(&stage.join("lib"), &prefix.join("lib"))?;
-    set_mode(&prefix.join("bin/plume-cc"), 0o755)?;
+    // /usr/bin/plume-cc links to the front, which finds the engine beside
+    // its real path (/proc/self/exe resolves the link).
+    for b in [FRONT, ENGINE] {
+        set_mode(&prefix.join("bin").join(b), 0o755)?;
+    }
     fs::create_dir_all(tree.join("usr/bin"))?;
     std::os::unix::fs::symlink(
         "../lib/plume-cc/bin/plume-cc",

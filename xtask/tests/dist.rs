@@ -100,6 +100,8 @@ fn the_unpacked_tarball_runs_anywhere_as_an_unprivileged_user() {
     std::fs::remove_dir_all(&out).unwrap();
     let top = unpacked.join(&name);
     let bin = top.join("bin/plume-cc");
+    let engine = top.join("bin/plume-cc-engine");
+    assert!(engine.is_file(), "the engine is missing from the tarball");
 
     // What the tarball holds: libtorch's libraries and nothing else in lib/,
     // the licences, a README, the units.
@@ -134,14 +136,46 @@ fn the_unpacked_tarball_runs_anywhere_as_an_unprivileged_user() {
     let unit = std::fs::read_to_string(top.join("systemd/plume-cc.service")).unwrap();
     assert!(unit.contains("\nType=notify\n"), "{unit}");
 
-    // The binary names no folder of the build machine.
-    let bytes = std::fs::read(&bin).unwrap();
-    for needle in ["/.cache/plume-cc", "site-packages"] {
-        assert!(
-            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-            "the shipped binary still contains {needle:?}"
-        );
+    // Neither binary names a folder of the build machine.
+    for b in [&bin, &engine] {
+        let bytes = std::fs::read(b).unwrap();
+        for needle in ["/.cache/plume-cc", "site-packages"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "the shipped {} still contains {needle:?}",
+                b.display()
+            );
+        }
     }
+
+    // The front loads no libtorch: copied alone (no lib/, no engine), it
+    // still helps and reads the datapaths as nobody; a command for the
+    // engine names what is missing.
+    let ldd = Command::new("ldd").arg(&bin).output().unwrap();
+    assert!(
+        !text(&ldd.stdout).contains("torch") && !text(&ldd.stdout).contains("libc10"),
+        "the shipped front loads libtorch:\n{}",
+        text(&ldd.stdout)
+    );
+    let alone = tmp.0.join("alone");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::copy(&bin, alone.join("plume-cc")).unwrap();
+    let o = as_nobody(&alone.join("plume-cc"), &["--help"]);
+    assert!(o.status.success(), "the front alone: {}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("Usage: plume-cc"));
+    let o = as_nobody(&alone.join("plume-cc"), &["status", "--json"]);
+    assert!(
+        o.status.success(),
+        "status, the front alone: {}",
+        text(&o.stderr)
+    );
+    let o = as_nobody(&alone.join("plume-cc"), &["bench-decide"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("plume-cc-engine"),
+        "{}",
+        text(&o.stderr)
+    );
 
     let o = as_nobody(&bin, &["--help"]);
     assert!(o.status.success(), "--help as nobody: {}", text(&o.stderr));

@@ -3,7 +3,7 @@
 //! and the deprecation warnings that keep old spellings working for a
 //! release.
 
-use std::time::Duration;
+use std::{sync::Mutex, time::Duration};
 
 use clap::builder::TypedValueParser;
 
@@ -13,7 +13,41 @@ use plume_cc::args::{parse_duration, parse_legacy, BareUnit};
 /// through `tracing`: flags are parsed before logging is set up, and the
 /// warning is for the person at the command line.
 pub fn deprecated(old: &str, new: &str) {
-    eprintln!("plume-cc: warning: `{old}` is deprecated and will be refused in the next release; use `{new}`");
+    eprintln!("{}", deprecation(old, new));
+}
+
+fn deprecation(old: &str, new: &str) -> String {
+    format!("plume-cc: warning: `{old}` is deprecated and will be refused in the next release; use `{new}`")
+}
+
+/// The deprecation warnings of the flags parsed so far. Parsing keeps them
+/// rather than printing them because a command line may be parsed twice:
+/// by the front, then again by the engine it hands the command to; only the
+/// process that runs the command prints them ([`print_parse_warnings`]).
+static PARSE_WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn deprecated_at_parse(old: &str, new: &str) {
+    PARSE_WARNINGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(deprecation(old, new));
+}
+
+/// Takes the deprecation warnings parsing gathered (the front drops them
+/// when it hands the command line to the engine, which warns itself).
+pub fn take_parse_warnings() -> Vec<String> {
+    std::mem::take(
+        &mut *PARSE_WARNINGS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+}
+
+/// Prints the deprecation warnings parsing gathered, on stderr.
+pub fn print_parse_warnings() {
+    for w in take_parse_warnings() {
+        eprintln!("{w}");
+    }
 }
 
 /// clap value parser of a duration flag. `DurationArg::new()` refuses bare
@@ -88,12 +122,12 @@ impl TypedValueParser for DurationArg {
             Some(unit) => {
                 let (d, new) = parse_legacy(text, unit).map_err(|e| invalid(e.to_string()))?;
                 match (self.new_flag, new) {
-                    (Some(to), new) => deprecated(
+                    (Some(to), new) => deprecated_at_parse(
                         &format!("{flag} {text}"),
                         &format!("{to} {}", new.as_deref().unwrap_or(text)),
                     ),
                     (None, Some(new)) => {
-                        deprecated(&format!("{flag} {text}"), &format!("{flag} {new}"))
+                        deprecated_at_parse(&format!("{flag} {text}"), &format!("{flag} {new}"))
                     }
                     (None, None) => {}
                 }
