@@ -26,7 +26,7 @@
 //! libtorch_cpu, libc10, torch's libgomp and the two CUDA runtime libraries
 //! libtorch_cpu links against. They carry `$ORIGIN` in their own RPATH, so
 //! they find each other in one flat folder without edits. The system ones
-//! (glibc, libstdc++, fontconfig, freetype) become the .deb's Depends.
+//! (glibc, libgcc, libstdc++) become the .deb's Depends.
 //!
 //! The licences of the bundled libraries come from the Python distributions
 //! that installed them (the `RECORD` of each `*.dist-info` names its files).

@@ -10,8 +10,9 @@
 //!   (`plume-cc eval study`, see docs/TRAINING.md).
 //! - `bench`: build, then run `plume-cc bench` (iperf3 across the emulated
 //!   link) with a progress bar across runs.
-//! - `dist`: build, then package the release binary with the libtorch
-//!   libraries it needs: a relocatable tarball and a .deb (see dist.rs).
+//! - `dist`: build, then package the release binaries (the front and the
+//!   engine) with the libtorch libraries the engine needs: a relocatable
+//!   tarball and a .deb (see dist.rs).
 
 mod bench;
 mod cmd;
@@ -87,9 +88,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build the release binary and package it: a relocatable tarball
-    /// (target/dist/plume-cc-VERSION-x86_64-linux.tar.gz: bin/, the libtorch
-    /// libraries it needs in lib/, licences, README, systemd units) and a
+    /// Build the release binaries and package them: a relocatable tarball
+    /// (target/dist/plume-cc-VERSION-x86_64-linux.tar.gz: bin/ with the
+    /// front and the engine, the libtorch libraries the engine needs in lib/, licences, README, systemd units) and a
     /// .deb with the same and the units in /lib/systemd/system.
     Dist(dist::Options),
     /// Fuzz every parser of outside input (`plume_cc::fuzz`) with cargo-fuzz
