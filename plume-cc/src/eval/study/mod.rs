@@ -52,7 +52,7 @@ pub enum StudyError {
     Config(String),
     /// Training, the corpus or an evaluation failed.
     #[error(transparent)]
-    Train(#[from] TrainError),
+    Train(#[from] crate::rl::config::TrainError),
     /// A policy could not be loaded.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),

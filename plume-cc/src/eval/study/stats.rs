@@ -279,5 +279,4 @@ mod tests {
         assert!(md.contains("| 1 (worst) |"), "{md}");
         assert!(md.contains("better, CI excludes 0"), "{md}");
     }
-
 }
