@@ -1,11 +1,9 @@
 //! What crosses the simulated network between a sender and its receiver:
 //! data [`Packet`]s and [`Ack`]s, and the sender's [`SendDecision`].
 //!
-//! Why its own file: the network (`super::super::network`) moves these
+//! Why its own file: the network (`crate::sim::network`) moves these
 //! without looking inside the sender or the receiver; they are the whole
 //! interface between the two ends and the links.
-
-const RETRANS: u8 = 4;
 
 /// A data packet on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,3 +40,4 @@ pub enum SendDecision {
     WaitUntil(u64),
     /// The window is full; wait for ACKs.
     Blocked,
+}

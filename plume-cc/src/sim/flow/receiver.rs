@@ -81,11 +81,14 @@ impl Receiver {
     }
 
     /// Next expected segment.
+    pub fn rcv_nxt(&self) -> u64 {
+        self.rcv_nxt
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn receiver_cumulates_and_buffers_out_of_order() {

@@ -13,7 +13,7 @@ use crate::congestion::{AckSample, ClampModel, Clamped, Controller, LossEvent};
 use crate::flow::{FlowSample, RateSampler, RttEstimator};
 use crate::sim::metrics::{FlowCounters, RttHistogram};
 
-use super::scoreboard::{Seg, Scoreboard};
+use super::scoreboard::{Scoreboard, Seg};
 use super::{Ack, Packet, SendDecision};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,9 +217,7 @@ impl Sender {
                 self.snd_nxt - 1
             }
         };
-        let tx = self
-            .board
-            .on_send(seq, now_us, stamp, retransmit.is_some());
+        let tx = self.board.on_send(seq, now_us, stamp, retransmit.is_some());
         if retransmit.is_some() {
             self.counters.retransmitted_segments += 1;
         }
@@ -303,9 +301,7 @@ impl Sender {
                 self.rtt.min_rtt_us(),
             );
         }
-        let newly_lost = self
-            .board
-            .detect_losses(ack.tx, self.snd_una, self.snd_nxt);
+        let newly_lost = self.board.detect_losses(ack.tx, self.snd_una, self.snd_nxt);
         if self.state != CaState::Open && self.snd_una >= self.recovery_point {
             self.state = CaState::Open;
         }
