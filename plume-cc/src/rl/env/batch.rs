@@ -17,8 +17,7 @@ use super::super::ppo::{BatchEnv, PpoError};
 use super::super::scenario::{Scenario, ScenarioSpec};
 use super::super::{Env, EnvConfig, VecEnv};
 use super::{
-    apply_scenario, normalized_reward, peer_actions, sim_actions, PathRanges, RewardSpec,
-    SimWindow,
+    apply_scenario, normalized_reward, peer_actions, sim_actions, PathRanges, RewardSpec, SimWindow,
 };
 use crate::plume::TraceSampler;
 use crate::policy::model::ActionScaling;
@@ -271,8 +270,29 @@ mod tests {
         batch_of(8, &config, 7, paths, None)
     }
 
+    /// Episodes of 500 ms (one window), the rest as configured by default.
+    fn short_episodes() -> EnvConfig {
+        EnvConfig {
+            episode_us: Some(500_000),
+            ..EnvConfig::default()
+        }
+    }
+
     /// `n` environments of `config` over [`windows`], uniformly sampled.
     fn batch_of(
+        n: usize,
+        config: &EnvConfig,
+        seed: u64,
+        paths: Option<PathRanges>,
+        scenarios: Option<ScenarioSpec>,
+    ) -> SimBatch {
+        batch_over(windows(), n, config, seed, paths, scenarios)
+    }
+
+    /// `n` environments of `config` over the four `windows`, uniformly
+    /// sampled.
+    fn batch_over(
+        windows: Arc<Vec<SimWindow>>,
         n: usize,
         config: &EnvConfig,
         seed: u64,
@@ -282,7 +302,7 @@ mod tests {
         SimBatch::new(
             n,
             config,
-            windows(),
+            windows,
             (0..4).collect(),
             Box::new(UniformSampler::new(4).unwrap()),
             ActionScaling::default(),
@@ -327,16 +347,12 @@ mod tests {
     }
 
     fn scenario_batch(seed: u64) -> SimBatch {
-        let config = EnvConfig {
-            episode_us: Some(500_000),
-            ..EnvConfig::default()
-        };
         let spec = ScenarioSpec {
             competitors: [1, 1],
             competitor_start_ms: [0, 200],
             ..ScenarioSpec::default_distribution()
         };
-        batch_of(4, &config, seed, None, Some(spec))
+        batch_of(4, &short_episodes(), seed, None, Some(spec))
     }
 
     #[test]
@@ -398,23 +414,14 @@ mod tests {
         for w in &mut ws {
             w.scenario = Some(Scenario::from_record(&path, w.mean_mbps).unwrap());
         }
-        let config = EnvConfig {
-            episode_us: Some(500_000),
-            ..EnvConfig::default()
-        };
-        let mut b = SimBatch::new(
-            4,
-            &config,
+        let mut b = batch_over(
             Arc::new(ws),
-            (0..4).collect(),
-            Box::new(UniformSampler::new(4).unwrap()),
-            ActionScaling::default(),
-            RewardSpec::default(),
+            4,
+            &short_episodes(),
             1,
             None,
             Some(ScenarioSpec::default_distribution()),
-        )
-        .unwrap();
+        );
         // 12 Mbit/s x 300 ms = 300 packets of BDP: half of it.
         for (d, q) in paths(&mut b) {
             assert_eq!(d, 150_000);
@@ -430,10 +437,7 @@ mod tests {
 
     #[test]
     fn peers_of_the_same_policy_get_their_own_observations_and_limits() {
-        let config = EnvConfig {
-            episode_us: Some(500_000),
-            ..EnvConfig::default()
-        };
+        let config = short_episodes();
         let spec = ScenarioSpec {
             competitors: [0, 0],
             peers: [1, 1],

@@ -164,5 +164,4 @@ mod tests {
         assert!((delay - 1.0).abs() < 1e-6);
         assert!((r - (1.0 - spec.delay_weight)).abs() < 1e-6);
     }
-
 }
