@@ -308,14 +308,7 @@ impl Sender {
         if newly_lost > 0 {
             self.counters.lost_segments += newly_lost;
             if self.state == CaState::Open {
-                self.state = CaState::Recovery;
-                self.recovery_point = self.snd_nxt;
-                let ev = LossEvent {
-                    lost_segments: newly_lost as u32,
-                    inflight_segments: self.inflight_segments(),
-                    is_timeout: false,
-                };
-                self.controller.on_loss(now_us, &ev);
+                self.congestion_event(now_us, CaState::Recovery, newly_lost);
             }
         }
         if newly > 0 {
@@ -343,6 +336,20 @@ impl Sender {
         }
     }
 
+    /// Enters `state` (recovery after dupthresh losses, loss after a
+    /// timeout) until `snd_una` passes what is sent now, and tells the
+    /// controller: one congestion event per window.
+    fn congestion_event(&mut self, now_us: u64, state: CaState, newly_lost: u64) {
+        self.state = state;
+        self.recovery_point = self.snd_nxt;
+        let ev = LossEvent {
+            lost_segments: newly_lost as u32,
+            inflight_segments: self.inflight_segments(),
+            is_timeout: state == CaState::Loss,
+        };
+        self.controller.on_loss(now_us, &ev);
+    }
+
     /// Handles the retransmission timer at `now_us`; returns true if it fired.
     pub fn on_rto(&mut self, now_us: u64) -> bool {
         if self.snd_nxt == self.snd_una {
@@ -357,14 +364,7 @@ impl Sender {
         self.backoff += 1;
         let newly_lost = self.board.mark_all_lost(self.snd_una, self.snd_nxt);
         self.counters.lost_segments += newly_lost;
-        self.state = CaState::Loss;
-        self.recovery_point = self.snd_nxt;
-        let ev = LossEvent {
-            lost_segments: newly_lost as u32,
-            inflight_segments: self.inflight_segments(),
-            is_timeout: true,
-        };
-        self.controller.on_loss(now_us, &ev);
+        self.congestion_event(now_us, CaState::Loss, newly_lost);
         self.next_send_ns = 0;
         self.rto_deadline_us = Some(now_us + self.current_rto_us());
         true
