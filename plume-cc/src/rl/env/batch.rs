@@ -267,7 +267,7 @@ mod tests {
             episode_us: Some(500_000),
             ..EnvConfig::default()
         };
-        batch_of(8, &config, 7, paths, None)
+        batch_of(windows(), 8, &config, 7, paths, None)
     }
 
     /// Episodes of 500 ms (one window), the rest as configured by default.
@@ -278,20 +278,9 @@ mod tests {
         }
     }
 
-    /// `n` environments of `config` over [`windows`], uniformly sampled.
+    /// `n` environments of `config` over the four `windows` (e.g.
+    /// [`windows`]), uniformly sampled.
     fn batch_of(
-        n: usize,
-        config: &EnvConfig,
-        seed: u64,
-        paths: Option<PathRanges>,
-        scenarios: Option<ScenarioSpec>,
-    ) -> SimBatch {
-        batch_over(windows(), n, config, seed, paths, scenarios)
-    }
-
-    /// `n` environments of `config` over the four `windows`, uniformly
-    /// sampled.
-    fn batch_over(
         windows: Arc<Vec<SimWindow>>,
         n: usize,
         config: &EnvConfig,
@@ -352,7 +341,7 @@ mod tests {
             competitor_start_ms: [0, 200],
             ..ScenarioSpec::default_distribution()
         };
-        batch_of(4, &short_episodes(), seed, None, Some(spec))
+        batch_of(windows(), 4, &short_episodes(), seed, None, Some(spec))
     }
 
     #[test]
@@ -414,7 +403,7 @@ mod tests {
         for w in &mut ws {
             w.scenario = Some(Scenario::from_record(&path, w.mean_mbps).unwrap());
         }
-        let mut b = batch_over(
+        let mut b = batch_of(
             Arc::new(ws),
             4,
             &short_episodes(),
@@ -445,7 +434,7 @@ mod tests {
             ..ScenarioSpec::default_distribution()
         };
         let run = |seed| {
-            let mut b = batch_of(4, &config, seed, None, Some(spec.clone()));
+            let mut b = batch_of(windows(), 4, &config, seed, None, Some(spec.clone()));
             let mut rewards = Vec::new();
             let mut peer_obs_seen = false;
             for k in 0..24 {
