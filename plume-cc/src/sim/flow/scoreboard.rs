@@ -38,7 +38,10 @@ pub(super) struct Seg {
     pub(super) flags: u8,
 }
 
-/// The scoreboard (see the module docs).
+/// The scoreboard (see the module docs). Its per-packet methods are
+/// `#[inline]`: they are called once or more per packet from the sender,
+/// which sits in another module (and so, without LTO, possibly another
+/// codegen unit), and the simulator's speed depends on them being inlined.
 pub(super) struct Scoreboard {
     /// Segments by sequence number, a ring of a power-of-two size.
     ring: Vec<Seg>,
@@ -77,16 +80,19 @@ impl Scoreboard {
     }
 
     /// Segments delivered above `snd_una` (`sacked_out`).
+    #[inline]
     pub(super) fn sacked_out(&self) -> u32 {
         self.sacked_out
     }
 
     /// Segments declared lost and not retransmitted (`lost_out`).
+    #[inline]
     pub(super) fn lost_out(&self) -> u32 {
         self.lost_out
     }
 
     /// Retransmissions in flight (`retrans_out`).
+    #[inline]
     pub(super) fn retrans_out(&self) -> u32 {
         self.retrans_out
     }
@@ -98,6 +104,7 @@ impl Scoreboard {
 
     /// Doubles the ring when the segments `una..nxt` fill it, so that one
     /// more fits.
+    #[inline]
     pub(super) fn make_room(&mut self, una: u64, nxt: u64) {
         if nxt - una < self.ring.len() as u64 {
             return;
@@ -114,6 +121,7 @@ impl Scoreboard {
 
     /// The next lost segment to retransmit, if any is still in `una..nxt`,
     /// not delivered and not already retransmitted.
+    #[inline]
     pub(super) fn next_retransmit(&mut self, una: u64, nxt: u64) -> Option<u64> {
         while let Some(s) = self.retx_queue.pop_front() {
             if s < una || s >= nxt {
@@ -129,6 +137,7 @@ impl Scoreboard {
 
     /// Records a transmission of `seq` at `now_us` (a retransmission when
     /// `retransmit`); returns its transmission index.
+    #[inline]
     pub(super) fn on_send(
         &mut self,
         seq: u64,
@@ -174,6 +183,7 @@ impl Scoreboard {
 
     /// The segment an ACK reports (its SACK block, or the in-order one):
     /// delivered now if it is in `una..nxt` and was not before; true if so.
+    #[inline]
     pub(super) fn sack(&mut self, seq: u64, una: u64, nxt: u64, best: &mut Option<Seg>) -> bool {
         if seq >= una && seq < nxt && self.seg(seq).flags & SACKED == 0 {
             self.deliver(seq, best);
@@ -187,6 +197,7 @@ impl Scoreboard {
     /// The cumulative ACK moves `snd_una` from `una` to `cum`: the segments
     /// not yet delivered are delivered now, the SACKed ones leave
     /// `sacked_out`; returns how many were newly delivered.
+    #[inline]
     pub(super) fn cumulative_ack(&mut self, una: u64, cum: u64, best: &mut Option<Seg>) -> u64 {
         let mut newly = 0;
         for s in una..cum {
@@ -204,6 +215,7 @@ impl Scoreboard {
     /// transmission [`DUPTHRESH`] or more behind the newest delivered one
     /// (a lost retransmission too) and queues its segment for
     /// retransmission; returns how many segments became lost.
+    #[inline]
     pub(super) fn detect_losses(&mut self, acked_tx: u64, una: u64, nxt: u64) -> u64 {
         if acked_tx > self.max_delivered_tx {
             self.max_delivered_tx = acked_tx;
