@@ -1,7 +1,8 @@
-//! The simulator as a [`BatchEnv`] for PPO: many [`crate::sim::Env`]s stepped
-//! in parallel (rayon, through [`VecEnv`]), each episode on a trace window
-//! chosen by a [`TraceSampler`] at its reset, with a reward normalised per
-//! window so that every window scores on one scale:
+//! The simulator as a [`BatchEnv`](super::ppo::BatchEnv) for PPO: many
+//! [`Env`](super::Env)s stepped in parallel (rayon, through
+//! [`VecEnv`](super::VecEnv)), each episode on a trace window chosen by a
+//! [`TraceSampler`](crate::plume::TraceSampler) at its reset, with a reward
+//! normalised per window so that every window scores on one scale:
 //!
 //! `reward = min(throughput / fair share, 2) - delay_weight * queueing delay / min RTT
 //! - loss_weight * loss rate`, clipped to `[-10, 2]`,
@@ -10,10 +11,12 @@
 //! on the bottleneck (the policy's and every competitor that has started),
 //! so a flow is rewarded for its share, not for starving a competitor.
 //! Episodes draw their path (and competitors, loss, ACK path) from a
-//! [`ScenarioSpec`] when one is given, else from [`PathRanges`].
+//! [`ScenarioSpec`](super::scenario::ScenarioSpec) when one is given, else
+//! from [`PathRanges`].
 //!
-//! Raw actions become datapath targets through [`ActionScaling`] with the
-//! flow context read back from the observation itself
+//! Raw actions become datapath targets through
+//! [`ActionScaling`](crate::policy::model::ActionScaling) with the flow
+//! context read back from the observation itself
 //! ([`crate::policy::flow_context_from_observation`]), exactly as the daemon
 //! does, so training and deployment apply the same mapping.
 //!

@@ -9,15 +9,16 @@
 //! - RTT: every ACK echoes the send time of the transmission that triggered
 //!   it (like the timestamp option); srtt, rttvar and RTO follow RFC 6298 with
 //!   Linux's 200 ms minimum, and min RTT is the minimum over the flow, in
-//!   [`RttEstimator`] (shared, in `crate::flow::rtt`); the sender keeps the
-//!   timer and its backoff;
+//!   [`RttEstimator`](crate::flow::RttEstimator) (shared, in
+//!   `crate::flow::rtt`); the sender keeps the timer and its backoff;
 //! - loss detection: SACK-like, per transmission: a transmission is lost when
 //!   three later transmissions have been delivered (dupthresh in send order,
 //!   which also catches lost retransmissions), plus the retransmission
 //!   timeout with exponential backoff;
 //! - recovery: one congestion event per window (until `snd_una` passes the
 //!   recovery point); lost segments are retransmitted before new data;
-//! - delivery-rate samples like the kernel's `tcp_rate.c` ([`RateSampler`]).
+//! - delivery-rate samples like the kernel's `tcp_rate.c`
+//!   ([`RateSampler`](crate::flow::RateSampler)).
 //!
 //! The receiver acknowledges every segment (no delayed ACKs) with the
 //! cumulative ACK and the segment it just received (one SACK block).

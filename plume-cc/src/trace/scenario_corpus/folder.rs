@@ -153,7 +153,7 @@ fn check_out_is_new(out: &Path) -> Result<(), ScenarioCorpusError> {
 }
 
 /// One window given to [`write_windows`] (or, by the generator, to
-/// [`CorpusWriter::push`]): its delivery opportunities
+/// `CorpusWriter::push`): its delivery opportunities
 /// (milliseconds in `(0, window_ms]`), and what its record says.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowInput {
