@@ -13,7 +13,6 @@ pub mod matrix;
 pub mod plot;
 pub mod sim_to_real;
 pub mod study;
-pub mod study_plot;
 
 use std::path::PathBuf;
 

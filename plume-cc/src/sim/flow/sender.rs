@@ -1,96 +1,20 @@
-//! A TCP-like sender and its receiver, as far as a congestion controller and
-//! the sock_ops datapath can tell:
+//! The sender of one flow as a state machine: it decides each transmission
+//! (window, receive window, pacing, lost segments first), processes ACKs
+//! (RTT and delivery-rate samples, loss detection, one congestion event per
+//! window), runs the retransmission timer with its backoff, and reports
+//! what the sock_ops datapath would see of it ([`Sender::flow_sample`]).
 //!
-//! - ACK clocking: a segment is sent while in-flight segments
-//!   (`packets_out - sacked_out - lost_out + retrans_out`, the kernel's
-//!   formula) are below the controller's window;
-//! - pacing: when the controller gives a pacing rate, departures are spaced
-//!   by `wire bytes / rate` (the kernel's internal pacing);
-//! - RTT: every ACK echoes the send time of the transmission that triggered
-//!   it (like the timestamp option); srtt, rttvar and RTO follow RFC 6298 with
-//!   Linux's 200 ms minimum, and min RTT is the minimum over the flow, in
-//!   [`RttEstimator`] (shared, in `crate::flow::rtt`); the sender keeps the
-//!   timer and its backoff;
-//! - loss detection: SACK-like, per transmission: a transmission is lost when
-//!   three later transmissions have been delivered (dupthresh in send order,
-//!   which also catches lost retransmissions), plus the retransmission
-//!   timeout with exponential backoff;
-//! - recovery: one congestion event per window (until `snd_una` passes the
-//!   recovery point); lost segments are retransmitted before new data;
-//! - delivery-rate samples like the kernel's `tcp_rate.c` ([`RateSampler`]).
-//!
-//! The receiver acknowledges every segment (no delayed ACKs) with the
-//! cumulative ACK and the segment it just received (one SACK block).
-//! Applications always have data (bulk transfer); a receive window bounds
-//! the data beyond the cumulative ACK.
-//!
-//! Simplifications against Linux, kept deliberately small: no delayed ACKs,
-//! the window reduction on recovery is immediate (no PRR), no tail-loss probe,
-//! RACK's time-based reordering window is replaced by dupthresh in send order
-//! (the simulated path never reorders), and min RTT is the flow's minimum
-//! (the kernel's filter window is 300 s).
-
-use std::collections::VecDeque;
+//! Why its own file: this is the order of events the kernel follows, in one
+//! place; the state it orders lives in its pieces: the scoreboard
+//! (`super::scoreboard`), the RTT estimator and the delivery-rate sampler
+//! (`crate::flow`), and the controller with its datapath limits.
 
 use crate::congestion::{AckSample, ClampModel, Clamped, Controller, LossEvent};
-pub use crate::flow::rtt::{RTO_INITIAL_US, RTO_MAX_US, RTO_MIN_US};
-use crate::flow::{FlowSample, RateSampler, RttEstimator, SendStamp};
+use crate::flow::{FlowSample, RateSampler, RttEstimator};
+use crate::sim::metrics::{FlowCounters, RttHistogram};
 
-use super::metrics::{FlowCounters, RttHistogram};
-
-/// Transmissions a later-sent delivered transmission must be ahead of for an
-/// earlier one to be declared lost (the kernel's dupthresh).
-pub const DUPTHRESH: u64 = 3;
-
-const SACKED: u8 = 1;
-const LOST: u8 = 2;
-const RETRANS: u8 = 4;
-
-/// A data packet on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Packet {
-    /// Segment sequence number (in segments).
-    pub seq: u64,
-    /// Transmission index (unique per transmission, increasing).
-    pub tx: u64,
-    /// Send time, microseconds.
-    pub sent_us: u64,
-}
-
-/// An ACK as it reaches the sender.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ack {
-    /// Arrival time at the sender, microseconds.
-    pub at_us: u64,
-    /// The segment whose arrival triggered this ACK (the SACK block).
-    pub seq: u64,
-    /// The transmission that triggered it.
-    pub tx: u64,
-    /// Cumulative ACK: every segment below this was received.
-    pub cum_ack: u64,
-    /// Echoed send time of the triggering transmission, microseconds.
-    pub echo_sent_us: u64,
-}
-
-/// What the sender wants to do now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendDecision {
-    /// Put this packet on the wire now.
-    Send(Packet),
-    /// Pacing holds the next packet until this time, microseconds.
-    WaitUntil(u64),
-    /// The window is full; wait for ACKs.
-    Blocked,
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Seg {
-    tx: u64,
-    sent_us: u64,
-    /// The delivery-rate state when it was sent.
-    stamp: SendStamp,
-    flags: u8,
-}
+use super::scoreboard::{Scoreboard, Seg};
+use super::{Ack, Packet, SendDecision};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CaState {
@@ -99,105 +23,16 @@ enum CaState {
     Loss,
 }
 
-/// The receiver: the cumulative ACK point and a bitmap of out-of-order
-/// segments, as a ring indexed by sequence number.
-#[derive(Debug)]
-pub struct Receiver {
-    rcv_nxt: u64,
-    bits: Vec<u64>,
-}
-
-impl Default for Receiver {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Receiver {
-    /// A receiver expecting segment 0.
-    pub fn new() -> Self {
-        Self {
-            rcv_nxt: 0,
-            bits: vec![0; 64],
-        }
-    }
-
-    fn cap(&self) -> u64 {
-        self.bits.len() as u64 * 64
-    }
-
-    fn bit(&self, seq: u64) -> bool {
-        let i = seq % self.cap();
-        self.bits[(i / 64) as usize] & (1 << (i % 64)) != 0
-    }
-
-    fn set(&mut self, seq: u64, on: bool) {
-        let i = seq % self.cap();
-        let w = &mut self.bits[(i / 64) as usize];
-        if on {
-            *w |= 1 << (i % 64);
-        } else {
-            *w &= !(1 << (i % 64));
-        }
-    }
-
-    fn grow(&mut self, need: u64) {
-        let mut cap = self.cap();
-        while cap <= need {
-            cap *= 2;
-        }
-        let old = std::mem::replace(&mut self.bits, vec![0; (cap / 64) as usize]);
-        let old_cap = old.len() as u64 * 64;
-        for seq in self.rcv_nxt..self.rcv_nxt + old_cap {
-            let i = seq % old_cap;
-            if old[(i / 64) as usize] & (1 << (i % 64)) != 0 {
-                self.set(seq, true);
-            }
-        }
-    }
-
-    /// Records the arrival of segment `seq`; returns the cumulative ACK.
-    pub fn receive(&mut self, seq: u64) -> u64 {
-        if seq == self.rcv_nxt {
-            self.rcv_nxt += 1;
-            while self.bit(self.rcv_nxt) {
-                let n = self.rcv_nxt;
-                self.set(n, false);
-                self.rcv_nxt += 1;
-            }
-        } else if seq > self.rcv_nxt {
-            if seq - self.rcv_nxt >= self.cap() {
-                self.grow(seq - self.rcv_nxt);
-            }
-            self.set(seq, true);
-        }
-        self.rcv_nxt
-    }
-
-    /// Next expected segment.
-    pub fn rcv_nxt(&self) -> u64 {
-        self.rcv_nxt
-    }
-}
-
 /// The sender side of one flow (see the module docs).
 pub struct Sender {
     controller: Clamped<Box<dyn Controller>>,
     mss_bytes: u32,
     wire_bytes: u32,
     rwnd_segments: u64,
-    ring: Vec<Seg>,
-    mask: u64,
+    /// Per-segment state, the in-flight counts and loss detection.
+    board: Scoreboard,
     snd_una: u64,
     snd_nxt: u64,
-    next_tx: u64,
-    tx_fifo: VecDeque<u64>,
-    tx_fifo_base: u64,
-    max_delivered_tx: u64,
-    retx_queue: VecDeque<u64>,
-    sacked_out: u32,
-    lost_out: u32,
-    retrans_out: u32,
     state: CaState,
     recovery_point: u64,
     /// Delivery-rate sampling (`tcp_rate.c`).
@@ -245,24 +80,14 @@ impl Sender {
         wire_bytes: u32,
         rwnd_segments: u32,
     ) -> Self {
-        let cap = 1024;
         Self {
             controller: Clamped::new(controller, mss_bytes),
             mss_bytes,
             wire_bytes,
             rwnd_segments: u64::from(rwnd_segments.max(1)),
-            ring: vec![Seg::default(); cap],
-            mask: cap as u64 - 1,
+            board: Scoreboard::new(1024),
             snd_una: 0,
             snd_nxt: 0,
-            next_tx: 1,
-            tx_fifo: VecDeque::with_capacity(cap),
-            tx_fifo_base: 1,
-            max_delivered_tx: 0,
-            retx_queue: VecDeque::with_capacity(cap),
-            sacked_out: 0,
-            lost_out: 0,
-            retrans_out: 0,
             state: CaState::Open,
             recovery_point: 0,
             rate: RateSampler::new(),
@@ -328,7 +153,8 @@ impl Sender {
 
     /// Segments in flight by the kernel's formula.
     pub fn inflight_segments(&self) -> u32 {
-        (self.packets_out() + self.retrans_out).saturating_sub(self.sacked_out + self.lost_out)
+        let b = &self.board;
+        (self.packets_out() + b.retrans_out()).saturating_sub(b.sacked_out() + b.lost_out())
     }
 
     /// Wire bytes of one segment (payload plus headers).
@@ -353,8 +179,8 @@ impl Sender {
             ssthresh_segments: self.controller.ssthresh_segments(),
             mss_bytes: self.mss_bytes,
             packets_out: self.packets_out(),
-            retrans_out: self.retrans_out,
-            lost_out: self.lost_out,
+            retrans_out: self.board.retrans_out(),
+            lost_out: self.board.lost_out(),
             total_retrans: self.counters.retransmitted_segments as u32,
             delivered_segments: self.rate.delivered() as u32,
             bytes_acked: self.bytes_acked,
@@ -363,22 +189,6 @@ impl Sender {
             cwnd_clamp_segments: self.controller.cwnd_clamp_segments(),
             max_pacing_bytes_per_sec: self.controller.max_pacing_bytes_per_sec(),
         }
-    }
-
-    fn grow_ring(&mut self) {
-        let old_cap = self.ring.len() as u64;
-        let new_cap = old_cap * 2;
-        let mut ring = vec![Seg::default(); new_cap as usize];
-        for seq in self.snd_una..self.snd_nxt {
-            ring[(seq & (new_cap - 1)) as usize] = self.ring[(seq & (old_cap - 1)) as usize];
-        }
-        self.ring = ring;
-        self.mask = new_cap - 1;
-    }
-
-    #[inline]
-    fn seg(&mut self, seq: u64) -> &mut Seg {
-        &mut self.ring[(seq & self.mask) as usize]
     }
 
     /// Decides the next transmission at `now_us`.
@@ -393,17 +203,7 @@ impl Sender {
             return SendDecision::WaitUntil(self.next_send_ns.div_ceil(1000));
         }
         // Lost segments first, then new data within the receive window.
-        let mut retransmit = None;
-        while let Some(s) = self.retx_queue.pop_front() {
-            if s < self.snd_una || s >= self.snd_nxt {
-                continue;
-            }
-            let f = self.seg(s).flags;
-            if f & LOST != 0 && f & (SACKED | RETRANS) == 0 {
-                retransmit = Some(s);
-                break;
-            }
-        }
+        let retransmit = self.board.next_retransmit(self.snd_una, self.snd_nxt);
         if retransmit.is_none() && self.snd_nxt - self.snd_una >= self.rwnd_segments {
             return SendDecision::Blocked;
         }
@@ -412,30 +212,16 @@ impl Sender {
         let seq = match retransmit {
             Some(s) => s,
             None => {
-                if self.snd_nxt - self.snd_una >= self.ring.len() as u64 {
-                    self.grow_ring();
-                }
+                self.board.make_room(self.snd_una, self.snd_nxt);
                 self.snd_nxt += 1;
                 self.snd_nxt - 1
             }
         };
-        let tx = self.next_tx;
-        self.next_tx += 1;
-        let seg = self.seg(seq);
+        let tx = self.board.on_send(seq, now_us, stamp, retransmit.is_some());
         if retransmit.is_some() {
-            seg.flags |= RETRANS;
-        } else {
-            seg.flags = 0;
-        }
-        seg.tx = tx;
-        seg.sent_us = now_us;
-        seg.stamp = stamp;
-        if retransmit.is_some() {
-            self.retrans_out += 1;
             self.counters.retransmitted_segments += 1;
         }
         self.counters.sent_segments += 1;
-        self.tx_fifo.push_back(seq);
         if let Some(rate) = rate {
             let gap_ns = u64::from(self.wire_bytes) * 1_000_000_000 / rate.max(1);
             self.next_send_ns = self.next_send_ns.max(now_us.saturating_mul(1000)) + gap_ns;
@@ -486,47 +272,21 @@ impl Sender {
         self.rtt_hist.record(rtt);
     }
 
-    /// Marks `seq` delivered; returns its rate-sampling info if it is newer
-    /// than `best` (the kernel takes the most recently sent delivered skb).
-    #[inline]
-    fn deliver(&mut self, seq: u64, best: &mut Option<Seg>) {
-        let seg = *self.seg(seq);
-        if seg.flags & LOST != 0 {
-            self.lost_out -= 1;
-        }
-        if seg.flags & RETRANS != 0 {
-            self.retrans_out -= 1;
-        }
-        self.seg(seq).flags = SACKED;
-        if best.is_none_or(|b| seg.stamp.delivered >= b.stamp.delivered) {
-            *best = Some(seg);
-        }
-    }
-
     /// Processes an ACK at `now_us`.
     pub fn on_ack(&mut self, now_us: u64, ack: &Ack) {
         let mut newly = 0u64;
         let mut best: Option<Seg> = None;
         let cum = ack.cum_ack.min(self.snd_nxt);
         // The segment that triggered the ACK (SACK block or in-order).
-        if ack.seq >= self.snd_una
-            && ack.seq < self.snd_nxt
-            && self.seg(ack.seq).flags & SACKED == 0
+        if self
+            .board
+            .sack(ack.seq, self.snd_una, self.snd_nxt, &mut best)
         {
-            self.deliver(ack.seq, &mut best);
             newly += 1;
-            self.sacked_out += 1;
         }
         let una_advanced = cum > self.snd_una;
         if una_advanced {
-            for s in self.snd_una..cum {
-                if self.seg(s).flags & SACKED == 0 {
-                    self.deliver(s, &mut best);
-                    newly += 1;
-                } else {
-                    self.sacked_out -= 1;
-                }
-            }
+            newly += self.board.cumulative_ack(self.snd_una, cum, &mut best);
             self.bytes_acked += (cum - self.snd_una) * u64::from(self.mss_bytes);
             self.snd_una = cum;
             self.backoff = 0;
@@ -541,24 +301,14 @@ impl Sender {
                 self.rtt.min_rtt_us(),
             );
         }
-        if ack.tx > self.max_delivered_tx {
-            self.max_delivered_tx = ack.tx;
-        }
-        let newly_lost = self.detect_losses();
+        let newly_lost = self.board.detect_losses(ack.tx, self.snd_una, self.snd_nxt);
         if self.state != CaState::Open && self.snd_una >= self.recovery_point {
             self.state = CaState::Open;
         }
         if newly_lost > 0 {
             self.counters.lost_segments += newly_lost;
             if self.state == CaState::Open {
-                self.state = CaState::Recovery;
-                self.recovery_point = self.snd_nxt;
-                let ev = LossEvent {
-                    lost_segments: newly_lost as u32,
-                    inflight_segments: self.inflight_segments(),
-                    is_timeout: false,
-                };
-                self.controller.on_loss(now_us, &ev);
+                self.congestion_event(now_us, CaState::Recovery, newly_lost);
             }
         }
         if newly > 0 {
@@ -586,36 +336,18 @@ impl Sender {
         }
     }
 
-    /// Declares lost every transmission three or more behind the newest
-    /// delivered one; returns how many segments became lost.
-    fn detect_losses(&mut self) -> u64 {
-        let mut lost = 0;
-        while self.tx_fifo_base + DUPTHRESH <= self.max_delivered_tx {
-            let Some(s) = self.tx_fifo.pop_front() else {
-                break;
-            };
-            let tx = self.tx_fifo_base;
-            self.tx_fifo_base += 1;
-            if s < self.snd_una || s >= self.snd_nxt {
-                continue;
-            }
-            let seg = self.seg(s);
-            if seg.tx != tx || seg.flags & SACKED != 0 {
-                continue;
-            }
-            if seg.flags & RETRANS != 0 {
-                seg.flags &= !RETRANS;
-                self.retrans_out -= 1;
-            } else if seg.flags & LOST == 0 {
-                seg.flags |= LOST;
-                self.lost_out += 1;
-            } else {
-                continue;
-            }
-            self.retx_queue.push_back(s);
-            lost += 1;
-        }
-        lost
+    /// Enters `state` (recovery after dupthresh losses, loss after a
+    /// timeout) until `snd_una` passes what is sent now, and tells the
+    /// controller: one congestion event per window.
+    fn congestion_event(&mut self, now_us: u64, state: CaState, newly_lost: u64) {
+        self.state = state;
+        self.recovery_point = self.snd_nxt;
+        let ev = LossEvent {
+            lost_segments: newly_lost as u32,
+            inflight_segments: self.inflight_segments(),
+            is_timeout: state == CaState::Loss,
+        };
+        self.controller.on_loss(now_us, &ev);
     }
 
     /// Handles the retransmission timer at `now_us`; returns true if it fired.
@@ -630,34 +362,9 @@ impl Sender {
         }
         self.counters.timeouts += 1;
         self.backoff += 1;
-        let mut newly_lost = 0u64;
-        self.retx_queue.clear();
-        for s in self.snd_una..self.snd_nxt {
-            let seg = self.seg(s);
-            if seg.flags & SACKED != 0 {
-                continue;
-            }
-            let was_lost = seg.flags & LOST != 0;
-            let was_retrans = seg.flags & RETRANS != 0;
-            seg.flags = LOST;
-            if was_retrans {
-                self.retrans_out -= 1;
-            }
-            if !was_lost {
-                self.lost_out += 1;
-                newly_lost += 1;
-            }
-            self.retx_queue.push_back(s);
-        }
+        let newly_lost = self.board.mark_all_lost(self.snd_una, self.snd_nxt);
         self.counters.lost_segments += newly_lost;
-        self.state = CaState::Loss;
-        self.recovery_point = self.snd_nxt;
-        let ev = LossEvent {
-            lost_segments: newly_lost as u32,
-            inflight_segments: self.inflight_segments(),
-            is_timeout: true,
-        };
-        self.controller.on_loss(now_us, &ev);
+        self.congestion_event(now_us, CaState::Loss, newly_lost);
         self.next_send_ns = 0;
         self.rto_deadline_us = Some(now_us + self.current_rto_us());
         true
@@ -673,6 +380,7 @@ impl Sender {
 mod tests {
     use super::*;
     use crate::congestion::Reno;
+    use crate::sim::flow::{Receiver, DUPTHRESH, RTO_INITIAL_US, RTO_MIN_US};
 
     /// A Reno sender of 1000-byte segments with a large receive window.
     fn reno() -> Sender {
@@ -851,21 +559,5 @@ mod tests {
             s.rto_deadline_us,
             Some(3 * RTO_INITIAL_US + 10_000 + 10_000 + RTO_MIN_US)
         );
-    }
-
-    #[test]
-    fn receiver_cumulates_and_buffers_out_of_order() {
-        let mut r = Receiver::new();
-        assert_eq!(r.receive(0), 1);
-        assert_eq!(r.receive(2), 1);
-        assert_eq!(r.receive(3), 1);
-        assert_eq!(r.receive(1), 4);
-        assert_eq!(r.receive(1), 4);
-        // Far ahead: the bitmap grows.
-        assert_eq!(r.receive(5000), 4);
-        for s in 4..5000 {
-            r.receive(s);
-        }
-        assert_eq!(r.rcv_nxt(), 5001);
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::study::StudyResult;
+use super::StudyResult;
 use crate::font::PlotError;
 use crate::rl::config::SamplerChoice;
 use crate::rl::log::LogRow;

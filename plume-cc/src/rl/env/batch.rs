@@ -1,21 +1,11 @@
-//! The simulator as a [`BatchEnv`] for PPO: many [`crate::sim::Env`]s stepped
-//! in parallel (rayon, through [`VecEnv`]), each episode on a trace window
-//! chosen by a [`TraceSampler`] at its reset, with a reward normalised per
-//! window so that every window scores on one scale:
+//! The simulated environments behind [`BatchEnv`] for PPO: each reset draws
+//! a window through the [`TraceSampler`] and a path, each step maps the
+//! actions, steps every environment in parallel, and scores it with the
+//! reward; finished episodes are reported back to the sampler.
 //!
-//! `reward = min(throughput / fair share, 2) - delay_weight * queueing delay / min RTT
-//! - loss_weight * loss rate`, clipped to `[-10, 2]`,
-//!
-//! where the fair share is the window's mean capacity over the flows active
-//! on the bottleneck (the policy's and every competitor that has started),
-//! so a flow is rewarded for its share, not for starving a competitor.
-//! Episodes draw their path (and competitors, loss, ACK path) from a
-//! [`ScenarioSpec`] when one is given, else from [`PathRanges`].
-//!
-//! Raw actions become datapath targets through [`ActionScaling`] with the
-//! flow context read back from the observation itself
-//! ([`crate::policy::flow_context_from_observation`]), exactly as the daemon
-//! does, so training and deployment apply the same mapping.
+//! Why its own file: this is where the sampler, the episode set-up, the
+//! action mapping and the reward meet, in the order the random stream is
+//! drawn; that order is what makes a run reproduce bit for bit.
 
 use std::sync::Arc;
 
@@ -23,130 +13,16 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Env, EnvConfig, StepResult, VecEnv};
+use super::super::ppo::{BatchEnv, PpoError};
+use super::super::scenario::{Scenario, ScenarioSpec};
+use super::super::{Env, EnvConfig, VecEnv};
+use super::{
+    apply_scenario, normalized_reward, peer_actions, sim_actions, PathRanges, RewardSpec, SimWindow,
+};
 use crate::plume::TraceSampler;
 use crate::policy::model::ActionScaling;
 use crate::policy::observation::{Observation, OBSERVATION_LEN};
-use crate::policy::Target;
-use crate::policy::{flow_context, Mode};
-use crate::sim::{QueueLimit, Schedule};
-
-use super::ppo::{BatchEnv, PpoError};
-use super::scenario::{Scenario, ScenarioSpec};
-
-/// Weights of the normalised reward (see module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RewardSpec {
-    /// Per unit of queueing delay relative to the min RTT.
-    pub delay_weight: f32,
-    /// Per unit of loss rate.
-    pub loss_weight: f32,
-    /// Which part of the queueing delay is penalised (see [`QueuePenalty`]).
-    #[serde(default)]
-    pub queue_penalty: QueuePenalty,
-}
-
-impl Default for RewardSpec {
-    fn default() -> Self {
-        Self {
-            delay_weight: 0.5,
-            loss_weight: 2.0,
-            queue_penalty: QueuePenalty::Whole,
-        }
-    }
-}
-
-/// Which part of the queueing delay the reward penalises.
-///
-/// Why not always the whole queue: a buffer-filling competitor (CUBIC in a
-/// deep buffer) holds a queue the flow cannot drain by backing off, yet a
-/// whole-queue penalty rewards backing off it, which is how the policy
-/// learned to starve itself (docs/TRAINING.md). Alone, all three are equal.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "kebab-case")]
-pub enum QueuePenalty {
-    /// The whole queueing delay (the default policy's reward).
-    #[default]
-    Whole,
-    /// The flow's own part: the delay times its share of the bottleneck's
-    /// deliveries (in a FIFO queue a flow's bytes in the queue are in
-    /// proportion to its arrivals).
-    Own,
-    /// Only the part the flow holds beyond its fair share: the delay times
-    /// `max(0, share - 1/n) / (1 - 1/n)` for `n` active flows (1 alone, 0 at
-    /// or below the fair share).
-    AboveFair,
-}
-
-impl QueuePenalty {
-    /// The fraction of the queueing delay penalised for a flow that took
-    /// `share` of the bottleneck's deliveries among `flows` active flows.
-    pub fn fraction(self, share: f32, flows: usize) -> f32 {
-        let share = share.clamp(0.0, 1.0);
-        match self {
-            Self::Whole => 1.0,
-            Self::Own => share,
-            Self::AboveFair if flows <= 1 => 1.0,
-            Self::AboveFair => {
-                let fair = 1.0 / flows as f32;
-                ((share - fair) / (1.0 - fair)).max(0.0)
-            }
-        }
-    }
-}
-
-/// One trace window ready for the simulator.
-#[derive(Clone, Debug)]
-pub struct SimWindow {
-    /// The capacity schedule, starting at 0.
-    pub trace: Arc<Schedule>,
-    /// Mean capacity over the window, Mbit/s.
-    pub mean_mbps: f64,
-    /// Length, milliseconds.
-    pub length_ms: u64,
-    /// The window's own path, in a scenario corpus (None: the run's
-    /// scenario distribution or fixed path applies).
-    pub scenario: Option<Scenario>,
-}
-
-impl SimWindow {
-    /// The window `[start_ms, start_ms + length_ms)` of Mahimahi timestamps
-    /// `timestamps_ms`, or `None` when it holds no delivery opportunity.
-    pub fn cut(timestamps_ms: &[u64], start_ms: u64, length_ms: u64) -> Option<Self> {
-        let end = start_ms + length_ms;
-        let ops: Vec<u64> = timestamps_ms
-            .iter()
-            .filter(|&&t| t > start_ms && t <= end)
-            .map(|&t| t - start_ms)
-            .collect();
-        let n = ops.len();
-        let trace = Schedule::from_ms(ops).ok()?;
-        Some(Self {
-            trace: Arc::new(trace),
-            mean_mbps: n as f64 * 1500.0 * 8.0 / (length_ms as f64 * 1000.0),
-            length_ms,
-            scenario: None,
-        })
-    }
-}
-
-/// The normalised reward of one step (see module docs); `fair_share_mbps`
-/// is the window's mean capacity over the active flows.
-pub fn normalized_reward(
-    step: &StepResult,
-    fair_share_mbps: f64,
-    flows: usize,
-    min_rtt_ms: f64,
-    spec: &RewardSpec,
-) -> (f32, f32, f32) {
-    let c = &step.components;
-    let share = (f64::from(c.throughput_mbps) / fair_share_mbps.max(1e-3)).min(2.0) as f32;
-    let delay = (f64::from(c.queueing_delay_ms) / min_rtt_ms.max(1e-3)) as f32;
-    let penalised = delay * spec.queue_penalty.fraction(c.bottleneck_share, flows);
-    let r = share - spec.delay_weight * penalised - spec.loss_weight * c.loss_rate;
-    (r.clamp(-10.0, 2.0), share, delay)
-}
+use crate::sim::QueueLimit;
 
 /// A finished training episode.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,30 +35,6 @@ pub struct EpisodeRecord {
     pub mean_share: f64,
     /// Mean queueing delay over min RTT.
     pub mean_delay: f64,
-}
-
-/// Per-episode randomisation of the path (domain randomisation, as in
-/// Aurora and Orca): every reset draws the one-way delay and the droptail
-/// limit uniformly from these inclusive ranges, so one policy learns many
-/// RTTs and buffer depths. A degenerate range is a fixed value and draws
-/// nothing from the random stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PathRanges {
-    /// One-way propagation delay, microseconds (low, high).
-    pub one_way_delay_us: (u64, u64),
-    /// Droptail limit, packets (low, high).
-    pub queue_packets: (u32, u32),
-}
-
-impl PathRanges {
-    /// The path of the next episode: (one-way delay in us, queue limit in packets).
-    pub fn draw(&self, rng: &mut impl Rng) -> (u64, u32) {
-        let (d0, d1) = self.one_way_delay_us;
-        let (q0, q1) = self.queue_packets;
-        let delay = if d1 > d0 { rng.gen_range(d0..=d1) } else { d0 };
-        let queue = if q1 > q0 { rng.gen_range(q0..=q1) } else { q0 };
-        (delay, queue.max(1))
-    }
 }
 
 /// Simulated environments behind [`BatchEnv`] (see module docs).
@@ -306,91 +158,6 @@ impl SimBatch {
     }
 }
 
-/// Sets `env` up for `sc` from its next reset on (path, competitors, loss,
-/// ACK path, operating point `objective`); returns the ACK path's trace
-/// (`trace` itself when the ACKs cross the same link).
-pub fn apply_scenario(
-    env: &mut Env,
-    sc: &Scenario,
-    objective: crate::policy::Objective,
-    trace: &Arc<Schedule>,
-) -> Option<Arc<Schedule>> {
-    env.set_path(sc.one_way_delay_us, sc.queue);
-    env.set_competition(&sc.competitors, sc.random_loss);
-    env.set_peers(&sc.peers);
-    env.set_delayed_ack(sc.delayed_ack);
-    env.set_objective(objective);
-    sc.ack_trace.then(|| Arc::clone(trace))
-}
-
-/// The datapath action for raw action `raw` on `env`'s controlled flow,
-/// whose latest observation is `obs`: the policy's [`ActionScaling`] with the
-/// flow context read back from the observation (as the daemon does), each
-/// limit moved at most one step from the limits in force.
-pub fn env_action(scaling: &ActionScaling, obs: &Observation, raw: [f32; 2], env: &Env) -> Target {
-    mapped_target(
-        scaling,
-        obs,
-        raw,
-        env.flow_limits_and_mss(0),
-        env.controlled_mode(),
-    )
-}
-
-/// The action mapping shared by the controlled flow and its peers: `raw`
-/// scaled with the context read back from `obs` and the flow's MSS, moved at
-/// most one step from `prev`, the limits in force.
-fn mapped_target(
-    scaling: &ActionScaling,
-    obs: &Observation,
-    raw: [f32; 2],
-    (prev, mss): (Target, u32),
-    mode: Mode,
-) -> Target {
-    let ctx = flow_context(obs, mss, mode);
-    scaling.next_target(raw, &ctx, prev)
-}
-
-/// The targets of `env`'s peers for raw actions `raw` (one per peer, in
-/// order): the same mapping as [`env_action`], each with its own flow's
-/// context and limits in force.
-pub fn peer_actions(scaling: &ActionScaling, env: &Env, raw: &[[f32; 2]]) -> Vec<Target> {
-    env.peer_observations()
-        .iter()
-        .zip(raw)
-        .enumerate()
-        .map(|(i, (obs, a))| {
-            let flow = env.peer_flow(i).unwrap_or(usize::MAX);
-            mapped_target(
-                scaling,
-                obs,
-                *a,
-                env.flow_limits_and_mss(flow),
-                env.peer_mode(i),
-            )
-        })
-        .collect()
-}
-
-/// [`env_action`] for every environment (one observation and raw action each).
-pub fn sim_actions(
-    scaling: &ActionScaling,
-    obs: &[Observation],
-    raw: &[[f32; 2]],
-    envs: &[Env],
-) -> Vec<Target> {
-    obs.iter()
-        .zip(raw)
-        .zip(envs)
-        .map(|((o, a), e)| env_action(scaling, o, *a, e))
-        .collect()
-}
-
-/// MSS of `env`'s controlled flow (1448 before a reset).
-pub fn flow_mss(env: &Env) -> u32 {
-    env.flow_limits_and_mss(0).1
-}
-
 impl BatchEnv for SimBatch {
     fn len(&self) -> usize {
         self.obs.len()
@@ -500,11 +267,21 @@ mod tests {
             episode_us: Some(500_000),
             ..EnvConfig::default()
         };
-        batch_of(8, &config, 7, paths, None)
+        batch_of(windows(), 8, &config, 7, paths, None)
     }
 
-    /// `n` environments of `config` over [`windows`], uniformly sampled.
+    /// Episodes of 500 ms (one window), the rest as configured by default.
+    fn short_episodes() -> EnvConfig {
+        EnvConfig {
+            episode_us: Some(500_000),
+            ..EnvConfig::default()
+        }
+    }
+
+    /// `n` environments of `config` over the four `windows` (e.g.
+    /// [`windows`]), uniformly sampled.
     fn batch_of(
+        windows: Arc<Vec<SimWindow>>,
         n: usize,
         config: &EnvConfig,
         seed: u64,
@@ -514,7 +291,7 @@ mod tests {
         SimBatch::new(
             n,
             config,
-            windows(),
+            windows,
             (0..4).collect(),
             Box::new(UniformSampler::new(4).unwrap()),
             ActionScaling::default(),
@@ -559,16 +336,12 @@ mod tests {
     }
 
     fn scenario_batch(seed: u64) -> SimBatch {
-        let config = EnvConfig {
-            episode_us: Some(500_000),
-            ..EnvConfig::default()
-        };
         let spec = ScenarioSpec {
             competitors: [1, 1],
             competitor_start_ms: [0, 200],
             ..ScenarioSpec::default_distribution()
         };
-        batch_of(4, &config, seed, None, Some(spec))
+        batch_of(windows(), 4, &short_episodes(), seed, None, Some(spec))
     }
 
     #[test]
@@ -593,89 +366,6 @@ mod tests {
         assert_eq!(flows, vec![2; 4], "every episode has its competitor");
         assert_eq!(a, run(11).0);
         assert_ne!(a, run(12).0, "another seed draws other scenarios");
-    }
-
-    #[test]
-    fn the_own_queue_penalty_counts_the_flows_part_of_the_queue() {
-        let step = StepResult {
-            observation: [0.0; OBSERVATION_LEN],
-            components: crate::rl::RewardComponents {
-                throughput_mbps: 2.5,
-                queueing_delay_ms: 160.0,
-                loss_rate: 0.0,
-                bottleneck_share: 0.25,
-            },
-            done: false,
-            now_us: 0,
-            interval_us: 20_000,
-        };
-        let whole = RewardSpec::default();
-        let own = RewardSpec {
-            queue_penalty: QueuePenalty::Own,
-            ..whole
-        };
-        let above = RewardSpec {
-            queue_penalty: QueuePenalty::AboveFair,
-            ..whole
-        };
-        // A quarter of the bottleneck's deliveries, 4 min RTTs of queue:
-        // the whole queue costs 0.5 * 4 = 2, the flow's own part 0.5, and
-        // nothing beyond its fair share of two flows.
-        let (r_whole, share, delay) = normalized_reward(&step, 5.0, 2, 40.0, &whole);
-        let (r_own, _, _) = normalized_reward(&step, 5.0, 2, 40.0, &own);
-        let (r_above, _, _) = normalized_reward(&step, 5.0, 2, 40.0, &above);
-        assert!((share - 0.5).abs() < 1e-6 && (delay - 4.0).abs() < 1e-6);
-        assert!((r_whole - (0.5 - 2.0)).abs() < 1e-6, "{r_whole}");
-        assert!((r_own - (0.5 - 0.5)).abs() < 1e-6, "{r_own}");
-        assert!((r_above - 0.5).abs() < 1e-6, "{r_above}");
-        // Three quarters of two flows' deliveries: half the way from the
-        // fair share to all of it.
-        assert!((QueuePenalty::AboveFair.fraction(0.75, 2) - 0.5).abs() < 1e-6);
-        assert_eq!(QueuePenalty::AboveFair.fraction(0.2, 3), 0.0);
-        // Alone (share 1) the two are the same.
-        let alone = StepResult {
-            components: crate::rl::RewardComponents {
-                bottleneck_share: 1.0,
-                ..step.components
-            },
-            ..step
-        };
-        for spec in [own, above] {
-            assert_eq!(
-                normalized_reward(&alone, 5.0, 1, 40.0, &whole),
-                normalized_reward(&alone, 5.0, 1, 40.0, &spec)
-            );
-        }
-    }
-
-    #[test]
-    fn the_reward_counts_throughput_against_the_fair_share() {
-        let step = |mbps: f32, qdelay_ms: f32| StepResult {
-            observation: [0.0; OBSERVATION_LEN],
-            components: crate::rl::RewardComponents {
-                throughput_mbps: mbps,
-                queueing_delay_ms: qdelay_ms,
-                loss_rate: 0.0,
-                bottleneck_share: 0.25,
-            },
-            done: false,
-            now_us: 0,
-            interval_us: 20_000,
-        };
-        let spec = RewardSpec::default();
-        // 5 Mbit/s on a 10 Mbit/s link shared by two flows: the full share.
-        let (r, share, _) = normalized_reward(&step(5.0, 0.0), 10.0 / 2.0, 1, 40.0, &spec);
-        assert!((share - 1.0).abs() < 1e-6 && (r - 1.0).abs() < 1e-6);
-        // Alone, the same 5 Mbit/s is half the share.
-        let (_, share, _) = normalized_reward(&step(5.0, 0.0), 10.0, 1, 40.0, &spec);
-        assert!((share - 0.5).abs() < 1e-6);
-        // Taking the whole link from a competitor is capped at 2 shares.
-        let (_, share, _) = normalized_reward(&step(30.0, 0.0), 5.0, 1, 40.0, &spec);
-        assert_eq!(share, 2.0);
-        // 40 ms of queue over a 40 ms min RTT costs the delay weight.
-        let (r, _, delay) = normalized_reward(&step(5.0, 40.0), 5.0, 1, 40.0, &spec);
-        assert!((delay - 1.0).abs() < 1e-6);
-        assert!((r - (1.0 - spec.delay_weight)).abs() < 1e-6);
     }
 
     #[test]
@@ -713,23 +403,14 @@ mod tests {
         for w in &mut ws {
             w.scenario = Some(Scenario::from_record(&path, w.mean_mbps).unwrap());
         }
-        let config = EnvConfig {
-            episode_us: Some(500_000),
-            ..EnvConfig::default()
-        };
-        let mut b = SimBatch::new(
-            4,
-            &config,
+        let mut b = batch_of(
             Arc::new(ws),
-            (0..4).collect(),
-            Box::new(UniformSampler::new(4).unwrap()),
-            ActionScaling::default(),
-            RewardSpec::default(),
+            4,
+            &short_episodes(),
             1,
             None,
             Some(ScenarioSpec::default_distribution()),
-        )
-        .unwrap();
+        );
         // 12 Mbit/s x 300 ms = 300 packets of BDP: half of it.
         for (d, q) in paths(&mut b) {
             assert_eq!(d, 150_000);
@@ -745,10 +426,7 @@ mod tests {
 
     #[test]
     fn peers_of_the_same_policy_get_their_own_observations_and_limits() {
-        let config = EnvConfig {
-            episode_us: Some(500_000),
-            ..EnvConfig::default()
-        };
+        let config = short_episodes();
         let spec = ScenarioSpec {
             competitors: [0, 0],
             peers: [1, 1],
@@ -756,7 +434,7 @@ mod tests {
             ..ScenarioSpec::default_distribution()
         };
         let run = |seed| {
-            let mut b = batch_of(4, &config, seed, None, Some(spec.clone()));
+            let mut b = batch_of(windows(), 4, &config, seed, None, Some(spec.clone()));
             let mut rewards = Vec::new();
             let mut peer_obs_seen = false;
             for k in 0..24 {
