@@ -7,8 +7,10 @@
 //! the products to MKL's sgemm, whose summation order could depend on the
 //! number of rows it is given. This probe compares, bit for bit, every
 //! block size's outputs with one call over the whole batch, on the
-//! `bench-decide` flows' real observations and on random inputs, and times
-//! each block size.
+//! `bench-decide` flows' real observations and on random inputs, times
+//! each block size, and counts how many of a learned policy's *targets*
+//! differ when its flows are decided in batches of 8 (under 16 rows, where
+//! MKL takes another kernel) instead of one batch.
 //!
 //! Run (no root): `cargo run --release -p plume-cc --example tile_probe [FLOWS] [ITERATIONS]`
 //! (default 10000 flows, 200 iterations, one libtorch thread).
@@ -104,6 +106,90 @@ impl Net {
     }
 }
 
+/// Whether deciding flows in batches under 16 rows (MKL's other kernel)
+/// changes the daemon's *targets*, not only the raw actions' last bits:
+/// the same 2,000 flows (the `bench-decide` flows, with varied rates)
+/// decided by one [`LearnedPolicy`] in one batch and by policies of 8
+/// flows each, over 60 intervals with the one batch's limits fed back to
+/// both, counting the raw actions and targets that differ.
+fn small_batches_and_targets() {
+    let n = 2000;
+    let chunk = 8;
+    let flows = |n: usize| -> Vec<(u64, FlowStats)> {
+        (0..n)
+            .map(|i| (1_000_000 + i as u64, synthetic_stats(i)))
+            .collect()
+    };
+    let mut big_flows = flows(n);
+    let mut small_flows = flows(n);
+    let mut big = LearnedPolicy::new(default_policy().unwrap());
+    let mut small: Vec<LearnedPolicy> = (0..n.div_ceil(chunk))
+        .map(|_| LearnedPolicy::new(default_policy().unwrap()))
+        .collect();
+    let (mut raw_differ, mut targets_differ, mut raw_total, mut limited) = (0, 0, 0, 0);
+    let (mut cwnd_differ, mut max_cwnd, mut max_pacing_rel) = (0, 0u32, 0f64);
+    let mut out = Vec::new();
+    let mut small_out = Vec::new();
+    for k in 0..60u64 {
+        for fl in [&mut big_flows, &mut small_flows] {
+            for (i, (_, s)) in fl.iter_mut().enumerate() {
+                // Varied rates and RTTs, the same on both sides.
+                let segs = 5 + ((i * 7919 + k as usize * 31) % 97) as u32;
+                s.delivered = s.delivered.wrapping_add(segs);
+                s.rate_delivered = segs * 2;
+                s.rate_interval_us = 40_000;
+                s.srtt_us = 20_000 + ((i * 104_729 + k as usize * 13) % 30_000) as u32;
+            }
+        }
+        let now = k * 20_000_000 + 1;
+        big.decide(now, &big_flows, &mut out).unwrap();
+        let big_raw = big.last_batch().unwrap().raw_actions.to_vec();
+        for (c, (p, fl)) in small
+            .iter_mut()
+            .zip(small_flows.chunks_mut(chunk))
+            .enumerate()
+        {
+            p.decide(now, fl, &mut small_out).unwrap();
+            let raw = p.last_batch().unwrap().raw_actions;
+            let at = c * chunk;
+            for (j, t) in small_out.iter().enumerate() {
+                raw_total += 2;
+                raw_differ += (0..2)
+                    .filter(|&a| raw[2 * j + a].to_bits() != big_raw[2 * (at + j) + a].to_bits())
+                    .count();
+                let b = out[at + j];
+                targets_differ += usize::from(*t != b);
+                cwnd_differ += usize::from(t.cwnd_clamp_segments != b.cwnd_clamp_segments);
+                max_cwnd = max_cwnd.max(t.cwnd_clamp_segments.abs_diff(b.cwnd_clamp_segments));
+                max_pacing_rel = max_pacing_rel.max(
+                    f64::from(
+                        t.max_pacing_bytes_per_sec
+                            .abs_diff(b.max_pacing_bytes_per_sec),
+                    ) / f64::from(b.max_pacing_bytes_per_sec.max(1)),
+                );
+                limited += usize::from(*t != Target::UNLIMITED);
+            }
+        }
+        // Both sides are fed the one batch's targets, so their observations
+        // stay identical and every difference counted is the kernel's own,
+        // not a consequence of an earlier one.
+        for fl in [&mut big_flows, &mut small_flows] {
+            for ((_, s), t) in fl.iter_mut().zip(&out) {
+                s.applied_cwnd_clamp = t.cwnd_clamp_segments;
+                s.applied_pacing = t.max_pacing_bytes_per_sec;
+            }
+        }
+    }
+    println!(
+        "{n} flows over 60 intervals (the one batch's limits fed back to both), batches of {chunk} against one batch: {raw_differ} of {raw_total} raw actions and {targets_differ} of {} targets differ ({limited} of the small batches' targets carry a limit)",
+        raw_total / 2
+    );
+    println!(
+        "  of which {cwnd_differ} cwnd clamps (by at most {max_cwnd} segments); pacing caps by at most {:.2e} of the cap",
+        max_pacing_rel
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).map_or(10_000, |a| a.parse().unwrap());
@@ -174,6 +260,7 @@ fn main() {
         }
         println!("{name} inputs, batches of 1..=300 rows: {bad} actions differ, in batches of {differing:?} rows");
     }
+    small_batches_and_targets();
     let mut t = Vec::new();
     for _ in 0..5 {
         net.forward(&real, &whole);
