@@ -132,6 +132,13 @@ pub mod counters {
     /// [`TARGET_CHECKS`] (one per RTT, retransmission and RTO callback) it
     /// tells how many copies the quantum spared.
     pub const SNAPSHOTS: u32 = 9;
+    /// Flows the daemon's reads left out because their statistics slot was
+    /// being written on every try (a torn read; see [`StatsSlot`]).
+    /// Written by the daemon, not the program (it adds its new ones when
+    /// the count moves), so `plume-cc status` shows what the metrics
+    /// endpoint's `plume_torn_reads_total` counts, summed over daemon
+    /// restarts since the datapath was loaded.
+    pub const TORN_READS: u32 = 10;
     /// Number of counter slots (a few spare).
     pub const LEN: u32 = 16;
 }

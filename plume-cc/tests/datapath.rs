@@ -515,3 +515,75 @@ fn status_skips_a_datapath_of_another_layout_and_lists_the_others() {
     );
     assert!(err.contains(&needle), "{needle:?} not in {err}");
 }
+
+/// A flow left out of the daemon's read because its statistics slot was
+/// being written on every try (a torn read) is counted where `plume-cc
+/// status --json` sees it (`counters.torn_reads`), published once, and
+/// added to (not overwritten) by a daemon restarted on the same pins.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn torn_reads_reach_status_json_and_survive_a_restart() {
+    if !common::have_root("torn reads in status", DATAPATH_CAPS) {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").expect("create child cgroup");
+    let pins = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-torn-{}",
+        std::process::id()
+    ));
+    let mut dp =
+        Datapath::attach_pinned(cgroup.path(), DatapathConfig::default(), &pins).expect("attach");
+    let stats = plume_cc_common::FlowStats {
+        updated_ns: plume_cc::datapath::monotonic_ns(),
+        ..Default::default()
+    };
+    assert!(dp.insert_synthetic_flow(1, stats).unwrap());
+    assert!(dp.insert_synthetic_flow(2, stats).unwrap());
+    let status_torn_reads = || -> u64 {
+        let o = std::process::Command::new(common::EXE)
+            .args(["status", "--json", "--pin-dir"])
+            .arg(&pins)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+        let runs = v.as_array().expect("a list of datapaths");
+        assert_eq!(runs.len(), 1, "{v}");
+        runs[0]["counters"]["torn_reads"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counters.torn_reads in {v}"))
+    };
+    assert_eq!(status_torn_reads(), 0);
+    // Flow 1's slot is caught inside a write on every try.
+    assert!(dp.begin_stats_write(1).unwrap());
+    let mut flows = Vec::new();
+    dp.read_flows_for_control(&mut flows).unwrap();
+    let read: Vec<u64> = flows.iter().map(|(c, _)| *c).collect();
+    assert_eq!(read, vec![2]);
+    assert_eq!(dp.torn_reads(), 1);
+    assert_eq!(
+        dp.counters().unwrap().torn_reads,
+        0,
+        "published only on request"
+    );
+    dp.publish_torn_reads().unwrap();
+    dp.publish_torn_reads().unwrap();
+    assert_eq!(status_torn_reads(), 1, "published once");
+    // A daemon restarted on the pins adds its own torn reads.
+    let mut restarted = Datapath::adopt(cgroup.path(), &pins).expect("adopt");
+    restarted.read_flows_for_control(&mut flows).unwrap();
+    restarted.publish_torn_reads().unwrap();
+    drop(restarted);
+    assert_eq!(status_torn_reads(), 2);
+    // The write ends: the flow is read again and nothing more is torn.
+    assert!(dp.end_stats_write(1).unwrap());
+    dp.read_flows_for_control(&mut flows).unwrap();
+    assert_eq!(flows.len(), 2);
+    dp.publish_torn_reads().unwrap();
+    assert_eq!(dp.counters().unwrap().torn_reads, 2);
+    dp.remove_flow(1).unwrap();
+    dp.remove_flow(2).unwrap();
+    dp.shutdown(Duration::from_secs(1)).unwrap();
+    assert!(!pins.exists());
+    cgroup.remove().unwrap();
+}

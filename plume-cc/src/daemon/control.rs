@@ -55,6 +55,11 @@ pub trait FlowMaps {
     fn torn_reads(&self) -> u64 {
         0
     }
+    /// Makes the torn reads counted so far visible to other processes
+    /// (`plume-cc status`); nothing for maps without slots.
+    fn publish_torn_reads(&mut self) -> Result<(), DatapathError> {
+        Ok(())
+    }
 }
 
 impl FlowMaps for Datapath {
@@ -88,6 +93,10 @@ impl FlowMaps for Datapath {
 
     fn torn_reads(&self) -> u64 {
         Datapath::torn_reads(self)
+    }
+
+    fn publish_torn_reads(&mut self) -> Result<(), DatapathError> {
+        Datapath::publish_torn_reads(self)
     }
 }
 
@@ -229,7 +238,16 @@ impl ControlLoop {
             self.targets.clear();
             return Err(StepError::Read(e));
         }
-        self.counts.torn_reads = maps.torn_reads();
+        let torn = maps.torn_reads();
+        if torn != self.counts.torn_reads {
+            // Rare (a slot rewritten through 64 tries), and two system
+            // calls: only when the count moved. A failure is counted and
+            // the next move publishes what this one did not.
+            self.counts.torn_reads = torn;
+            if maps.publish_torn_reads().is_err() {
+                self.counts.map_failures += 1;
+            }
+        }
         let t1 = Instant::now();
         self.decisions.clear();
         self.targets.clear();
@@ -347,6 +365,13 @@ mod tests {
         fail_listing: bool,
         /// Times the sockets were listed.
         listings: usize,
+        /// Torn reads reported, and how many of them were published.
+        torn: u64,
+        torn_published: u64,
+        /// Calls of `publish_torn_reads`.
+        publishes: usize,
+        /// The next publication fails.
+        fail_publish: bool,
     }
 
     impl MemoryMaps {
@@ -431,6 +456,22 @@ mod tests {
         fn remove_flow(&mut self, cookie: u64) -> Result<(), DatapathError> {
             self.flows.remove(&cookie);
             self.targets.remove(&cookie);
+            Ok(())
+        }
+
+        fn torn_reads(&self) -> u64 {
+            self.torn
+        }
+
+        fn publish_torn_reads(&mut self) -> Result<(), DatapathError> {
+            self.publishes += 1;
+            if std::mem::take(&mut self.fail_publish) {
+                return Err(DatapathError::Map {
+                    map: "PLUME_COUNTERS",
+                    reason: "update: injected failure".into(),
+                });
+            }
+            self.torn_published = self.torn;
             Ok(())
         }
     }
@@ -607,6 +648,32 @@ mod tests {
         l.step(&mut maps, &mut Fixed::new(20), 1).unwrap();
         assert_eq!(maps.targets[&1].cwnd_clamp, 20);
         assert_eq!((l.counts.targets_written, l.counts.write_failures), (1, 1));
+    }
+
+    /// Torn reads are published when their count moves, not on every
+    /// step (two system calls each); a failed publication is counted, the
+    /// step still completes, and the next move publishes the rest.
+    #[test]
+    fn torn_reads_are_published_when_their_count_moves() {
+        let mut maps = MemoryMaps::default();
+        maps.open(1);
+        let mut l = ControlLoop::default();
+        l.step(&mut maps, &mut Fixed::new(20), 0).unwrap();
+        assert_eq!(maps.publishes, 0, "nothing torn, nothing published");
+        maps.torn = 2;
+        l.step(&mut maps, &mut Fixed::new(20), 1).unwrap();
+        l.step(&mut maps, &mut Fixed::new(20), 2).unwrap();
+        assert_eq!((maps.publishes, maps.torn_published), (1, 2));
+        assert_eq!(l.counts.torn_reads, 2);
+        maps.torn = 3;
+        maps.fail_publish = true;
+        l.step(&mut maps, &mut Fixed::new(20), 3).unwrap();
+        assert_eq!(maps.targets[&1].cwnd_clamp, 20);
+        assert_eq!((maps.publishes, maps.torn_published), (2, 2));
+        assert_eq!(l.counts.map_failures, 1);
+        maps.torn = 4;
+        l.step(&mut maps, &mut Fixed::new(20), 4).unwrap();
+        assert_eq!((maps.publishes, maps.torn_published), (3, 4));
     }
 
     #[test]

@@ -118,6 +118,68 @@ impl Datapath {
         self.torn_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Adds the torn reads of this handle not yet published to the
+    /// counters map's `TORN_READS` slot, where `plume-cc status` (any
+    /// process) reads them with the program's counters. One lookup and one
+    /// update (two system calls), and none while the count stands still,
+    /// so the control loop calls it after every read.
+    ///
+    /// The slot is per CPU like the program's counters; the daemon, its
+    /// only writer, keeps the sum in CPU 0's value and zeros the others.
+    /// It adds to what it finds, so the count survives a daemon restart
+    /// that adopts the pinned maps.
+    pub fn publish_torn_reads(&mut self) -> Result<(), DatapathError> {
+        let new = self.torn_reads().saturating_sub(self.torn_published);
+        if new == 0 {
+            return Ok(());
+        }
+        let values = self
+            .counters
+            .get(&counters::TORN_READS, 0)
+            .map_err(map_err(maps::COUNTERS))?;
+        let total = values.iter().sum::<u64>() + new;
+        let per_cpu: Vec<u64> = (0..values.len())
+            .map(|cpu| if cpu == 0 { total } else { 0 })
+            .collect();
+        let per_cpu = aya::maps::PerCpuValues::try_from(per_cpu)
+            .map_err(|e| DatapathError::Load(format!("torn reads counter: {e}")))?;
+        self.counters
+            .set(counters::TORN_READS, per_cpu, 0)
+            .map_err(map_err(maps::COUNTERS))?;
+        self.torn_published += new;
+        Ok(())
+    }
+
+    /// Makes the statistics slot of `cookie` look as if the program were
+    /// inside its write (an odd sequence counter) until
+    /// [`Datapath::end_stats_write`]: every read then leaves the flow out
+    /// and counts a torn read. For tests of that path (`tests/datapath.rs`);
+    /// false if the flow has no slot.
+    #[doc(hidden)]
+    pub fn begin_stats_write(&self, cookie: u64) -> Result<bool, DatapathError> {
+        self.set_stats_seq_parity(cookie, true)
+    }
+
+    /// Ends what [`Datapath::begin_stats_write`] began (the counter even
+    /// again, one step on).
+    #[doc(hidden)]
+    pub fn end_stats_write(&self, cookie: u64) -> Result<bool, DatapathError> {
+        self.set_stats_seq_parity(cookie, false)
+    }
+
+    /// Sets the sequence counter of `cookie`'s statistics slot odd (inside
+    /// a write) or, from odd, one step on to even (the write done).
+    fn set_stats_seq_parity(&self, cookie: u64, odd: bool) -> Result<bool, DatapathError> {
+        let Some(slot) = self.slot_of(cookie)? else {
+            return Ok(false);
+        };
+        let seq = self.stats_slots.seq(slot as usize);
+        let s = seq.load(std::sync::atomic::Ordering::Relaxed) | 1;
+        let s = if odd { s } else { s.wrapping_add(1) };
+        seq.store(s, std::sync::atomic::Ordering::Release);
+        Ok(true)
+    }
+
     /// Writes many targets straight into the mmapped target slots, all
     /// stamped now, then tells the program once ([`DatapathConfig::generation`]).
     /// Cookies of the last [`Datapath::read_flows_for_control`], in its
@@ -580,6 +642,7 @@ impl Datapath {
             base_pinned: get(counters::BASE_PINNED)?,
             target_checks: get(counters::TARGET_CHECKS)?,
             snapshots: get(counters::SNAPSHOTS)?,
+            torn_reads: get(counters::TORN_READS)?,
         })
     }
 

@@ -204,6 +204,10 @@ pub struct Counters {
     /// Statistics snapshots taken on callbacks (see
     /// `counters::SNAPSHOTS`).
     pub snapshots: u64,
+    /// Flows the daemon's reads left out because their slot was being
+    /// written on every try (see `counters::TORN_READS`; published by the
+    /// daemon).
+    pub torn_reads: u64,
 }
 
 /// How the program stays attached.
@@ -248,6 +252,9 @@ pub struct Datapath {
     /// Slot reads that caught a write in progress on every try (the flow
     /// was left out of that read).
     torn_reads: AtomicU64,
+    /// How many of `torn_reads` were added to the counters map's
+    /// `TORN_READS` slot ([`Datapath::publish_torn_reads`]).
+    torn_published: u64,
     config: Array<MapData, DatapathConfig>,
     counters: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,

@@ -166,7 +166,7 @@ impl<T: Sequenced> SlotTable<T> {
         unsafe { self.base.as_ptr().add(i) }
     }
 
-    fn seq(&self, i: usize) -> &AtomicU32 {
+    pub(crate) fn seq(&self, i: usize) -> &AtomicU32 {
         // SAFETY: the counter is the slot's first field (checked by the
         // layout tests of plume-cc-common), 4-byte aligned, and lives as
         // long as the table.
