@@ -86,14 +86,15 @@ pub fn status(json: bool, pin_dir: Option<PathBuf>, explain: bool) -> anyhow::Re
                 st.stale_after_ms
             );
             println!(
-                "  counters: opened {} closed {} map-full {} applied {} expired {} setsockopt-errors {} events-dropped {}",
+                "  counters: opened {} closed {} map-full {} applied {} expired {} setsockopt-errors {} events-dropped {} torn-reads {}",
                 c.flows_opened,
                 c.flows_closed,
                 c.flow_map_full,
                 c.targets_applied,
                 c.targets_expired,
                 c.setsockopt_errors,
-                c.events_dropped
+                c.events_dropped,
+                c.torn_reads
             );
             print!("{}", daemon::status::table(&st.flows));
             if explain {
