@@ -613,7 +613,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     f64::from(train.y[r * 6 + 3]),
                 );
                 if v.asinh {
-                    [(a / v.hs).asinh() as f32, (b / (10.0 * v.hs)).asinh() as f32]
+                    [
+                        (a / v.hs).asinh() as f32,
+                        (b / (10.0 * v.hs)).asinh() as f32,
+                    ]
                 } else {
                     [a as f32, b as f32]
                 }
