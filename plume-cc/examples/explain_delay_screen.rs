@@ -18,8 +18,18 @@
 //! to 0), `cw=4` (contrast sample weight), `k=1` (ensemble members, each
 //! from its own seed, predictions averaged), `mono=1` (monotone head),
 //! `dw=0.3` (the contrast loss' weight, as `explain fit`), `wd=0`
-//! (weight decay, AdamW), `bs=256` (batch). Unset keys take `explain
-//! fit`'s defaults. Prints one Markdown row per variant.
+//! (weight decay, AdamW), `bs=256` (batch), `hist=1` (the flow's past
+//! from the simulator's records), `past=1` (the flow's past as `explain
+//! fit --past true` computes it from the observations, live too),
+//! `uq=1` (the unclipped queue, [`plume_cc::explain::past::QueuePast`],
+//! from the flow's srtt and min RTT as the datapath reports them, live
+//! too), `ht=asinh` (a heavy-tail-aware delay target: the network fits
+//! `asinh(return / hs)` and `asinh(ms / (10 hs))`, decoded by `sinh`;
+//! `hs=1`). Unset keys take `explain fit`'s defaults. Prints one Markdown
+//! row per variant: the delay return's R² (reward units and ms, held out
+//! and on the training samples) and the held-out pairwise accuracy of
+//! the delay return (pairs of a decision's alternatives whose realised
+//! returns differ by more than 0.1, as `explain fit` counts them).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +37,7 @@ use std::path::{Path, PathBuf};
 use plume_cc::explain::fit::{
     decision_rows, mean_std, r_squared, samples, simulate, FitOptions, Quiet, Samples,
 };
+use plume_cc::explain::past::{PAST_LEN, QUEUE_LEN};
 use plume_cc::explain::predictor::{directions, DelayTarget, INPUTS};
 use plume_cc::explain::returns::{returns_from, StepParts};
 use plume_cc::explain::NULL_BRANCH;
@@ -36,7 +47,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::Module, nn::OptimizerConfig, Device, Kind, Tensor};
 
-const MAGIC: u64 = 0x706c_756d_6573_6332;
+const MAGIC: u64 = 0x706c_756d_6573_6333;
 
 /// Past-window features per sample (see [`history`]).
 const EXTRA: usize = 8;
@@ -96,7 +107,34 @@ fn decode(r: &mut Reader) -> Samples {
     s
 }
 
-type Cached = (Samples, Samples, Vec<f32>, Vec<f32>);
+/// One split's samples with their extra inputs per row: [`history`]
+/// ([`EXTRA`]), the live past ([`PAST_LEN`]) and the unclipped queue
+/// ([`QUEUE_LEN`]).
+struct Split {
+    s: Samples,
+    hist: Vec<f32>,
+    past: Vec<f32>,
+    queue: Vec<f32>,
+}
+
+impl Split {
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode(&self.s, out);
+        put_f32(out, &self.hist);
+        put_f32(out, &self.past);
+        put_f32(out, &self.queue);
+    }
+
+    fn decode(r: &mut Reader) -> Self {
+        let s = decode(r);
+        Split {
+            s,
+            hist: r.f32s(),
+            past: r.f32s(),
+            queue: r.f32s(),
+        }
+    }
+}
 
 /// What the flow's own past shows beyond the observation's 8 intervals,
 /// from the steps before `step`: the discounted mean queueing delay of the
@@ -145,7 +183,7 @@ fn simulate_with_history(
     opts: &FitOptions,
     seed: u64,
     null: bool,
-) -> Result<(Samples, Vec<f32>), Box<dyn std::error::Error>> {
+) -> Result<Split, Box<dyn std::error::Error>> {
     let traj = simulate(
         policy, corpus, pick, decisions, opts, seed, null, &mut Quiet, "",
     )?;
@@ -156,7 +194,7 @@ fn simulate_with_history(
         opts.delay_counts_clip,
         false,
     );
-    let mut h = Vec::new();
+    let (mut h, mut past, mut queue) = (Vec::new(), Vec::new(), Vec::new());
     for t in &traj {
         for k in &t.kept {
             let r = returns_from(&t.parts, k.step, opts.horizon.steps, opts.horizon.gamma);
@@ -164,17 +202,25 @@ fn simulate_with_history(
                 continue;
             }
             h.extend_from_slice(&history(&t.parts, k.step, opts.horizon.gamma));
+            past.extend_from_slice(&k.past);
+            queue.extend_from_slice(&k.queue);
         }
     }
     assert_eq!(h.len(), s.len() * EXTRA);
-    Ok((s, h))
+    assert_eq!(queue.len(), s.len() * QUEUE_LEN);
+    Ok(Split {
+        s,
+        hist: h,
+        past,
+        queue,
+    })
 }
 
 fn load_or_simulate(
     cache: &Path,
     key: [u64; 3],
     opts: &FitOptions,
-) -> Result<Cached, Box<dyn std::error::Error>> {
+) -> Result<(Split, Split), Box<dyn std::error::Error>> {
     if cache.exists() {
         let mut bytes = Vec::new();
         std::fs::File::open(cache)?.read_to_end(&mut bytes)?;
@@ -183,16 +229,15 @@ fn load_or_simulate(
         if found != [MAGIC, key[0], key[1], key[2]] {
             return Err(format!("{}: cache of another seed or size", cache.display()).into());
         }
-        let train = decode(&mut r);
-        let held = decode(&mut r);
-        let (th, hh) = (r.f32s(), r.f32s());
-        return Ok((train, held, th, hh));
+        let train = Split::decode(&mut r);
+        let held = Split::decode(&mut r);
+        return Ok((train, held));
     }
     let policy = LoadedPolicy::load_or_default(Path::new("policies/default"))?;
     let corpus =
         plume_cc::rl::corpus::prepare_corpus(Path::new("/work/shared/traces/mahimahi"), 10_000, 5)?;
     let t = std::time::Instant::now();
-    let (train, train_h) = simulate_with_history(
+    let train = simulate_with_history(
         &policy,
         &corpus,
         &corpus.train,
@@ -201,7 +246,7 @@ fn load_or_simulate(
         opts.seed,
         false,
     )?;
-    let (held, held_h) = simulate_with_history(
+    let held = simulate_with_history(
         &policy,
         &corpus,
         &corpus.heldout,
@@ -215,12 +260,10 @@ fn load_or_simulate(
     for k in [MAGIC, key[0], key[1], key[2]] {
         out.extend_from_slice(&k.to_le_bytes());
     }
-    encode(&train, &mut out);
-    encode(&held, &mut out);
-    put_f32(&mut out, &train_h);
-    put_f32(&mut out, &held_h);
+    train.encode(&mut out);
+    held.encode(&mut out);
     std::fs::File::create(cache)?.write_all(&out)?;
-    Ok((train, held, train_h, held_h))
+    Ok((train, held))
 }
 
 #[derive(Clone, Debug)]
@@ -242,6 +285,14 @@ struct Variant {
     smear: bool,
     /// The flow's past beyond the observation ([`history`]) as inputs.
     hist: bool,
+    /// The flow's past as `explain fit --past true` computes it.
+    past: bool,
+    /// The unclipped queue ([`plume_cc::explain::past::QueuePast`]).
+    queue: bool,
+    /// Heavy-tail target: asinh of the delay return over `hs` (and of the
+    /// ms mean over 10 `hs`).
+    asinh: bool,
+    hs: f64,
 }
 
 impl Variant {
@@ -260,6 +311,10 @@ impl Variant {
             target: DelayTarget::Direct,
             smear: false,
             hist: false,
+            past: false,
+            queue: false,
+            asinh: false,
+            hs: 1.0,
         };
         for kv in s.split('/').filter(|p| !p.is_empty()) {
             let (k, val) = kv.split_once('=').ok_or("key=value")?;
@@ -277,6 +332,10 @@ impl Variant {
                 "tgt" => v.target = <DelayTarget as clap::ValueEnum>::from_str(val, true)?,
                 "smear" => v.smear = val == "1",
                 "hist" => v.hist = val == "1",
+                "past" => v.past = val == "1",
+                "uq" => v.queue = val == "1",
+                "ht" => v.asinh = val == "asinh",
+                "hs" => v.hs = val.parse()?,
                 _ => return Err(format!("unknown key {k}").into()),
             }
         }
@@ -319,20 +378,29 @@ struct Standard {
     out_std: Tensor,
 }
 
-/// The network's input rows of `s`: its [`INPUTS`], with `extra` (rows of
-/// [`EXTRA`], or empty) put before the log2 multiplier, which stays last.
-fn augmented(s: &Samples, extra: &[f32]) -> Vec<f32> {
-    if extra.is_empty() {
-        return s.x.clone();
+/// The network's input rows of `sp`: its [`INPUTS`], with the extras `v`
+/// asks for put before the log2 multiplier, which stays last.
+fn augmented(sp: &Split, v: &Variant) -> Vec<f32> {
+    if !(v.hist || v.past || v.queue) {
+        return sp.s.x.clone();
     }
-    let mut out = Vec::with_capacity(s.len() * (INPUTS + EXTRA));
+    let s = &sp.s;
+    let mut out = Vec::new();
     for r in 0..s.len() {
         let x = &s.x[r * INPUTS..(r + 1) * INPUTS];
         out.extend_from_slice(&x[..INPUTS - 1]);
-        let e = &extra[r * EXTRA..(r + 1) * EXTRA];
-        // Queues and rates are heavy-tailed: log them.
-        out.extend(e[..5].iter().map(|v| v.max(0.0).ln_1p()));
-        out.extend_from_slice(&e[5..]);
+        if v.hist {
+            let e = &sp.hist[r * EXTRA..(r + 1) * EXTRA];
+            // Queues and rates are heavy-tailed: log them.
+            out.extend(e[..5].iter().map(|v| v.max(0.0).ln_1p()));
+            out.extend_from_slice(&e[5..]);
+        }
+        if v.past {
+            out.extend_from_slice(&sp.past[r * PAST_LEN..(r + 1) * PAST_LEN]);
+        }
+        if v.queue {
+            out.extend_from_slice(&sp.queue[r * QUEUE_LEN..(r + 1) * QUEUE_LEN]);
+        }
         out.push(x[INPUTS - 1]);
     }
     out
@@ -491,6 +559,26 @@ fn real(s: &Samples, col: usize) -> Vec<f64> {
     (0..s.len()).map(|i| f64::from(s.y[i * 6 + col])).collect()
 }
 
+/// The held-out pairwise accuracy of the delay return: over every
+/// decision with its three alternatives, the pairs whose realised returns
+/// differ by more than 0.1, the share the predictions `pred` order alike.
+fn pairwise(held: &Samples, pred: &[f64]) -> f64 {
+    let (mut pairs, mut right) = (0usize, 0usize);
+    for rows in decision_rows(held) {
+        for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+            let d = f64::from(held.y[rows[a] * 6 + 2]) - f64::from(held.y[rows[b] * 6 + 2]);
+            if d.abs() <= 0.1 {
+                continue;
+            }
+            pairs += 1;
+            if (pred[rows[a]] - pred[rows[b]]) * d > 0.0 {
+                right += 1;
+            }
+        }
+    }
+    100.0 * right as f64 / pairs.max(1) as f64
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let seed: u64 = args[0].parse()?;
@@ -504,15 +592,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed,
         ..FitOptions::default()
     };
-    let (train, held, train_h, held_h) =
+    let (train_split, held_split) =
         load_or_simulate(&cache, [seed, decisions as u64, heldout as u64], &opts)?;
+    let (train, held) = (&train_split.s, &held_split.s);
     println!(
         "seed {seed}: {} training samples ({decisions} decisions), {} held-out ({heldout} decisions)\n",
         train.len(),
         held.len()
     );
-    println!("| seed | variant | R² delay (held out) | R² delay ms (held out) | R² delay (train) | R² delay ms (train) | fit s |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| seed | variant | R² delay (held out) | R² delay ms (held out) | R² delay (train) | R² delay ms (train) | pairwise delay % | fit s |");
+    println!("|---|---|---|---|---|---|---|---|");
     for spec in &args[4..] {
         let v = Variant::parse(spec)?;
         let t = std::time::Instant::now();
@@ -523,14 +612,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     f64::from(train.y[r * 6 + 2]),
                     f64::from(train.y[r * 6 + 3]),
                 );
-                [a as f32, b as f32]
+                if v.asinh {
+                    [
+                        (a / v.hs).asinh() as f32,
+                        (b / (10.0 * v.hs)).asinh() as f32,
+                    ]
+                } else {
+                    [a as f32, b as f32]
+                }
             })
             .collect();
-        let (train_x, held_x) = if v.hist {
-            (augmented(&train, &train_h), augmented(&held, &held_h))
-        } else {
-            (train.x.clone(), held.x.clone())
-        };
+        let (train_x, held_x) = (augmented(&train_split, &v), augmented(&held_split, &v));
         let width = train_x.len() / train.len();
         let mut in_mean = vec![0f32; width];
         let mut in_std = vec![0f32; width];
@@ -549,7 +641,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for k in 0..v.members {
             let (h, tr) = member(
                 &v,
-                &train,
+                train,
                 &targets,
                 (&train_x, &held_x),
                 &st,
@@ -582,7 +674,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (0..s.len())
                 .map(|r| {
                     let x = &s.x[r * INPUTS..(r + 1) * INPUTS];
-                    let (a, b) = if v.target == DelayTarget::ScaledLog {
+                    let (a, b) = if v.asinh {
+                        v.target
+                            .decode(x, v.hs * p0[r].sinh(), 10.0 * v.hs * p1[r].sinh())
+                    } else if v.target == DelayTarget::ScaledLog {
                         // exp(t) * factor - 1 in place of exp_m1(t)
                         let (w, rtt) = DelayTarget::scales(x);
                         (
@@ -596,14 +691,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
                 .unzip()
         };
-        let (hr, hm) = decoded(&held, &column(&ph, 0), &column(&ph, 1));
-        let (tr, tm) = decoded(&train, &pt0, &pt1);
+        let (hr, hm) = decoded(held, &column(&ph, 0), &column(&ph, 1));
+        let (tr, tm) = decoded(train, &pt0, &pt1);
         println!(
-            "| {seed} | `{spec}` | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} |",
-            r_squared(&hr, &real(&held, 2)),
-            r_squared(&hm, &real(&held, 3)),
-            r_squared(&tr, &real(&train, 2)),
-            r_squared(&tm, &real(&train, 3)),
+            "| {seed} | `{spec}` | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {:.0} |",
+            r_squared(&hr, &real(held, 2)),
+            r_squared(&hm, &real(held, 3)),
+            r_squared(&tr, &real(train, 2)),
+            r_squared(&tm, &real(train, 3)),
+            pairwise(held, &hr),
             t.elapsed().as_secs_f64()
         );
     }

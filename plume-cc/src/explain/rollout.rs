@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::past::{FlowPast, PAST_LEN};
+use super::past::{FlowPast, QueuePast, PAST_LEN, QUEUE_LEN};
 use super::returns::StepParts;
 use super::{ExplainError, Horizon, ACTIONS_LOG2, BRANCH_LOG2, NULL_BRANCH};
 use crate::congestion::ControllerKind;
@@ -126,6 +126,10 @@ pub struct Kept {
     pub raw: [f32; 2],
     /// The flow's past up to and with `obs` ([`super::past`]).
     pub past: [f32; PAST_LEN],
+    /// The flow's unclipped queue up to and with the interval of `obs`
+    /// ([`super::past::QueuePast`], from the simulated flow's srtt and min
+    /// RTT as the datapath reports them).
+    pub queue: [f32; QUEUE_LEN],
 }
 
 /// What one branch did.
@@ -217,6 +221,10 @@ pub fn run_branches(
         .collect();
     let mut done = vec![false; n];
     let mut past = vec![FlowPast::new(interval_us); n];
+    let mut queue = vec![QueuePast::default(); n];
+    // The (srtt, min RTT) of the flow sample each `obs[i]` was built from
+    // (none before the first interval).
+    let mut rtts: Vec<(u32, u32)> = vec![(0, 0); n];
     let mut step = 0usize;
     loop {
         let active: Vec<usize> = (0..n)
@@ -245,6 +253,7 @@ pub fn run_branches(
             );
             targets[i] = Some(t);
             past[i].update(&obs[i]);
+            queue[i].update(rtts[i].0, rtts[i].1);
             let keep = step == b.decision
                 || (b.keep_every > 0 && step.is_multiple_of(b.keep_every) && step < b.decision);
             if keep {
@@ -253,6 +262,7 @@ pub fn run_branches(
                     obs: obs[i],
                     raw: raw[k],
                     past: past[i].features(),
+                    queue: queue[i].features(),
                 });
             }
         }
@@ -277,6 +287,13 @@ pub fn run_branches(
                 .clamps
                 .push(targets[i].map_or(CWND_UNCLAMPED, |t| t.cwnd_clamp_segments));
             obs[i] = r.observation;
+            rtts[i] = envs[i]
+                .network()
+                .and_then(|net| net.sender(0))
+                .map_or((0, 0), |s| {
+                    let f = s.flow_sample(r.now_us);
+                    (f.srtt_us, f.min_rtt_us)
+                });
             done[i] = r.done;
         }
         on_step(active.len() as u64);
