@@ -82,6 +82,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             record,
             objective,
             competition_rule,
+            fixed_rule,
             allow_root_cgroup,
             explain,
             explain_every,
@@ -141,6 +142,9 @@ fn run(command: Command) -> anyhow::Result<()> {
                 && !policy.set_competition_rule(Some(plume_cc::policy::CompetitionRule::default()))
             {
                 anyhow::bail!("--competition-rule needs a learned policy (a scripted schedule has no action mapping)");
+            }
+            if fixed_rule && !policy.set_fixed_rule(true) {
+                anyhow::bail!("--fixed-rule needs a learned policy (a scripted schedule has no action mapping)");
             }
             config.resolve(
                 policy.contract().as_ref(),

@@ -123,6 +123,13 @@ pub enum Command {
         /// the flow's share (docs/TRAINING.md, "A competition rule").
         #[arg(long)]
         competition_rule: bool,
+        /// Act with action 0 on every flow (the policy's fixed rule: a clamp
+        /// of `cwnd_gain` BDPs and a pacing cap of `pacing_gain` times the
+        /// rate anchor, through the same observation, mapping and step
+        /// limit) instead of the network's actions: the baseline a learned
+        /// policy must beat, on the real datapath (bench scheme `fixed`).
+        #[arg(long)]
+        fixed_rule: bool,
         /// Accept the cgroup2 root (e.g. /sys/fs/cgroup) as --cgroup: every
         /// TCP flow of the host is then steered by the policy.
         #[arg(long)]

@@ -100,6 +100,14 @@ pub trait FlowPolicy: Send {
         false
     }
 
+    /// Acts with action 0 on every flow instead of the policy's own
+    /// actions (`run --fixed-rule`): the fixed rule of docs/TRAINING.md on
+    /// the real datapath. Returns false for a policy without an action
+    /// mapping (a scripted schedule).
+    fn set_fixed_rule(&mut self, _on: bool) -> bool {
+        false
+    }
+
     /// What the policy was trained under, if it says: the daemon pins the
     /// base controller and checks the monitor interval against it.
     fn contract(&self) -> Option<PolicyContract> {

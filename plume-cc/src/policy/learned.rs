@@ -70,6 +70,10 @@ pub struct LearnedPolicy {
     last_cookies: Vec<u64>,
     scratch: BatchScratch,
     timing: DecideTiming,
+    /// Action 0 for every flow instead of the network's (`run
+    /// --fixed-rule`): the baseline learning must beat, on the real
+    /// datapath, with the same observation, mapping and step limit.
+    fixed_rule: bool,
 }
 
 impl LearnedPolicy {
@@ -90,6 +94,7 @@ impl LearnedPolicy {
             last_cookies: Vec::new(),
             scratch: BatchScratch::default(),
             timing: DecideTiming::default(),
+            fixed_rule: false,
         }
     }
 
@@ -163,7 +168,11 @@ impl FlowPolicy for LearnedPolicy {
                 None => "",
                 Some(_) => "; competition rule on",
             }
-        )
+        ) + if self.fixed_rule {
+            "; fixed rule: action 0 for every flow, the network unused"
+        } else {
+            ""
+        }
     }
 
     /// The weights' SHA-256 from the metadata, which the loader checked
@@ -174,6 +183,11 @@ impl FlowPolicy for LearnedPolicy {
 
     fn set_competition_rule(&mut self, rule: Option<super::CompetitionRule>) -> bool {
         self.policy.set_competition_rule(rule);
+        true
+    }
+
+    fn set_fixed_rule(&mut self, on: bool) -> bool {
+        self.fixed_rule = on;
         true
     }
 
@@ -244,12 +258,18 @@ impl FlowPolicy for LearnedPolicy {
         }
         let t1 = Instant::now();
         // On an error `actions` is left empty, so `last_batch` gives nothing.
-        let f = self.policy.act_batch_into(
-            &mut self.scratch,
-            &self.obs,
-            flows.len(),
-            &mut self.actions,
-        )?;
+        let f = if self.fixed_rule {
+            self.actions.clear();
+            self.actions.resize(2 * flows.len(), 0.0);
+            crate::policy::ForwardTiming::default()
+        } else {
+            self.policy.act_batch_into(
+                &mut self.scratch,
+                &self.obs,
+                flows.len(),
+                &mut self.actions,
+            )?
+        };
         let t2 = Instant::now();
         let scaling = self.policy.metadata().action_scaling;
         let step_factor = scaling.step_factor();
@@ -592,6 +612,33 @@ mod tests {
         let (never, clamp) = run(false);
         assert_eq!(never, None);
         assert!(clamp < CWND_UNCLAMPED);
+    }
+
+    /// `set_fixed_rule` replaces the network's actions with 0: once
+    /// settled, the clamp is the mapping's action-0 clamp for the flow's
+    /// own context, where the learned policy's actions put it elsewhere.
+    #[test]
+    fn the_fixed_rule_acts_with_action_zero_through_the_same_mapping() {
+        tch::set_num_threads(1);
+        let run = |fixed: bool| {
+            let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
+            if fixed {
+                assert!(p.set_fixed_rule(true));
+                assert!(p.describe().contains("fixed rule"), "{}", p.describe());
+            }
+            let mut f = [(1, flow(40_000))];
+            let out = drive(&mut p, &mut f, 0, 200, &|_, _| (50, 60_000));
+            let raw = p.last_batch().unwrap().raw_actions.to_vec();
+            let scaling = p.policy.metadata().action_scaling;
+            let rule = scaling.to_target([0.0, 0.0], &p.contexts[0].0);
+            (out[0], rule, raw)
+        };
+        let (fixed, rule, raw) = run(true);
+        assert_eq!(raw, [0.0, 0.0]);
+        assert_eq!(fixed, rule);
+        let (learned, rule, raw) = run(false);
+        assert!(raw.iter().any(|&a| a != 0.0), "{raw:?}");
+        assert_ne!(learned, rule);
     }
 
     /// A fluid bottleneck of `capacity(k)` segments per 20 ms interval over
