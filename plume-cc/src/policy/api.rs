@@ -108,6 +108,14 @@ pub trait FlowPolicy: Send {
         false
     }
 
+    /// Overrides the additive term of the policy's action mapping
+    /// (`ActionScaling::additive_segments`, `run --additive-segments`).
+    /// Returns false for a policy without a mapping or a value outside
+    /// `[0, 64]`.
+    fn set_additive_segments(&mut self, _segments: f32) -> bool {
+        false
+    }
+
     /// What the policy was trained under, if it says: the daemon pins the
     /// base controller and checks the monitor interval against it.
     fn contract(&self) -> Option<PolicyContract> {

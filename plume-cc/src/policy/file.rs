@@ -347,6 +347,20 @@ impl LoadedPolicy {
         self.meta.action_scaling.competition = rule;
     }
 
+    /// Overrides the file's additive term (`ActionScaling::additive_segments`;
+    /// like the rule, it acts after the network). Returns false, changing
+    /// nothing, for a value outside `[0, 64]`.
+    pub fn set_additive_segments(&mut self, segments: f32) -> bool {
+        let scaling = super::ActionScaling {
+            additive_segments: segments,
+            ..self.meta.action_scaling
+        };
+        if scaling.is_valid() {
+            self.meta.action_scaling = scaling;
+        }
+        scaling.is_valid()
+    }
+
     /// Where it was loaded from.
     pub fn source(&self) -> &Path {
         &self.source

@@ -168,7 +168,11 @@ impl FlowPolicy for LearnedPolicy {
                 None => "",
                 Some(_) => "; competition rule on",
             }
-        ) + if self.fixed_rule {
+        ) + &if m.action_scaling.additive_segments > 0.0 {
+            format!("; additive term {} segments", m.action_scaling.additive_segments)
+        } else {
+            String::new()
+        } + if self.fixed_rule {
             "; fixed rule: action 0 for every flow, the network unused"
         } else {
             ""
@@ -189,6 +193,10 @@ impl FlowPolicy for LearnedPolicy {
     fn set_fixed_rule(&mut self, on: bool) -> bool {
         self.fixed_rule = on;
         true
+    }
+
+    fn set_additive_segments(&mut self, segments: f32) -> bool {
+        self.policy.set_additive_segments(segments)
     }
 
     fn set_objective(&mut self, objective: super::Objective) {
@@ -689,8 +697,22 @@ mod tests {
     /// issue 11).
     #[test]
     fn after_a_capacity_drop_the_queue_stays_bounded() {
+        capacity_drop_keeps_the_queue_bounded(0.0);
+    }
+
+    /// The same with the additive term of `ActionScaling::additive_segments`
+    /// on the same weights: 4 segments more per clamp add 4 ms of queue at
+    /// 1 MB/s, and the clamp still follows the drop.
+    #[test]
+    fn after_a_capacity_drop_the_queue_stays_bounded_with_the_additive_term() {
+        capacity_drop_keeps_the_queue_bounded(4.0);
+    }
+
+    fn capacity_drop_keeps_the_queue_bounded(additive_segments: f32) {
         tch::set_num_threads(1);
-        let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
+        let mut policy = super::super::default_policy().unwrap();
+        assert!(policy.set_additive_segments(additive_segments));
+        let mut p = LearnedPolicy::new(policy);
         let mut f = flow(40_000);
         // 4 s at 4 MB/s (80 segments per interval, a BDP of 160), then the
         // link falls to 1 MB/s (BDP 40) for 2 s.

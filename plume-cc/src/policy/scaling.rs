@@ -467,7 +467,9 @@ mod tests {
         let plain = ActionScaling::default();
         assert_eq!(plain.to_target([0.0, 0.0], &ctx).cwnd_clamp_segments, 100);
         assert!(!serde_json::to_string(&plain).unwrap().contains("additive"));
-        assert!(serde_json::to_string(&s).unwrap().contains("\"additive_segments\":4.0"));
+        assert!(serde_json::to_string(&s)
+            .unwrap()
+            .contains("\"additive_segments\":4.0"));
         for bad in [-1.0, 65.0, f32::NAN] {
             assert!(!ActionScaling {
                 additive_segments: bad,
@@ -510,7 +512,10 @@ mod tests {
         // 2 x 2^-1 = one BDP of the own rate at action -0.5: the clamps bind
         // as soon as their sum exceeds the link's BDP.
         let plain = fluid_share(&ActionScaling::default(), 400);
-        assert!(plain > 0.85, "a multiple alone keeps the first flow's share: {plain}");
+        assert!(
+            plain > 0.85,
+            "a multiple alone keeps the first flow's share: {plain}"
+        );
         // Whole segments leave a dead band: a clamp stops moving once its
         // flow is within `1 / (2c)` of the fair rate (type docs).
         for (c, band) in [(2.0, 0.25), (4.0, 0.125), (8.0, 0.0625)] {
