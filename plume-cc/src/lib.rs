@@ -189,7 +189,10 @@ mod layers {
         let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
         let mut declared: Vec<&str> = lib
             .lines()
-            .filter_map(|l| l.strip_prefix("pub mod ").or_else(|| l.strip_prefix("mod ")))
+            .filter_map(|l| {
+                l.strip_prefix("pub mod ")
+                    .or_else(|| l.strip_prefix("mod "))
+            })
             .filter_map(|l| l.strip_suffix(';'))
             .collect();
         declared.sort_unstable();
