@@ -16,7 +16,6 @@ use std::time::Instant;
 mod probe_common;
 use probe_common::median;
 
-use plume_cc::policy::file::{tensors_from_safetensors, DEFAULT_POLICY_WEIGHTS};
 use plume_cc::policy::OBSERVATION_LEN;
 use tch::{Kind, Tensor};
 
@@ -35,16 +34,7 @@ struct Layers {
 }
 
 fn layers() -> Layers {
-    let named = tensors_from_safetensors(DEFAULT_POLICY_WEIGHTS, "default".as_ref()).unwrap();
-    let get = |n: &str| {
-        named
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, t)| t.shallow_clone())
-            .unwrap()
-    };
-    let w: Vec<Tensor> = (0..3).map(|i| get(&format!("actor.{i}.weight"))).collect();
-    let b: Vec<Tensor> = (0..3).map(|i| get(&format!("actor.{i}.bias"))).collect();
+    let (w, b) = probe_common::actor_layers();
     for (i, (w, b)) in w.iter().zip(&b).enumerate() {
         println!(
             "layer {i}: weight {:?} {:?} strides {:?} contiguous {}; bias {:?} {:?}",

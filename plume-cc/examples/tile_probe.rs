@@ -23,7 +23,7 @@ mod probe_common;
 use probe_common::median;
 
 use plume_cc::daemon::bench::synthetic_stats;
-use plume_cc::policy::file::{default_policy, tensors_from_safetensors, DEFAULT_POLICY_WEIGHTS};
+use plume_cc::policy::file::default_policy;
 use plume_cc::policy::{FlowPolicy, LearnedPolicy, Target, OBSERVATION_LEN};
 use plume_cc_common::FlowStats;
 use tch::{Kind, Tensor};
@@ -172,18 +172,8 @@ fn main() {
     let iters: usize = args.get(2).map_or(200, |a| a.parse().unwrap());
     tch::set_num_threads(1);
     let _g = tch::no_grad_guard();
-    let named = tensors_from_safetensors(DEFAULT_POLICY_WEIGHTS, "default".as_ref()).unwrap();
-    let get = |k: &str| {
-        named
-            .iter()
-            .find(|(name, _)| name == k)
-            .map(|(_, t)| t.shallow_clone())
-            .unwrap()
-    };
-    let net = Net {
-        w: (0..3).map(|i| get(&format!("actor.{i}.weight"))).collect(),
-        b: (0..3).map(|i| get(&format!("actor.{i}.bias"))).collect(),
-    };
+    let (w, b) = probe_common::actor_layers();
+    let net = Net { w, b };
     let opts = (Kind::Float, tch::Device::Cpu);
     let r = n as i64;
     let whole: Vec<Tensor> = [32, 32, 2]

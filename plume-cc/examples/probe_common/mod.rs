@@ -5,7 +5,7 @@
 //! it with `#[path]`.
 
 use plume_cc::daemon::bench::synthetic_stats;
-use plume_cc::policy::file::default_policy;
+use plume_cc::policy::file::{default_policy, tensors_from_safetensors, DEFAULT_POLICY_WEIGHTS};
 use plume_cc::policy::{FlowPolicy, LearnedPolicy, Target, OBSERVATION_LEN};
 use plume_cc_common::FlowStats;
 use tch::Tensor;
@@ -44,4 +44,20 @@ pub fn inputs(n: usize) -> (Vec<f32>, Tensor) {
     let x = Tensor::from_slice(&raw).reshape([n as i64, OBSERVATION_LEN as i64]);
     let clip = f64::from(meta.normalization.clip);
     (raw, ((x - m) / s).clamp(-clip, clip).contiguous())
+}
+
+/// The default policy's actor layers as `(weights, biases)`, input layer
+/// first, straight from the embedded safetensors.
+pub fn actor_layers() -> (Vec<Tensor>, Vec<Tensor>) {
+    let named = tensors_from_safetensors(DEFAULT_POLICY_WEIGHTS, "default".as_ref()).unwrap();
+    let get = |n: &str| {
+        named
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, t)| t.shallow_clone())
+            .unwrap()
+    };
+    let w = (0..3).map(|i| get(&format!("actor.{i}.weight"))).collect();
+    let b = (0..3).map(|i| get(&format!("actor.{i}.bias"))).collect();
+    (w, b)
 }
