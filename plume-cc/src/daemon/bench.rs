@@ -88,7 +88,7 @@ pub fn synthetic_stats(i: usize) -> FlowStats {
 pub fn control_loop(
     counts: &[usize],
     iterations: usize,
-    make_policy: &mut dyn FnMut() -> anyhow::Result<Box<dyn FlowPolicy>>,
+    make_policy: &mut dyn FnMut() -> Result<Box<dyn FlowPolicy>, super::LoadPolicyError>,
 ) -> anyhow::Result<Vec<LoopRow>> {
     tch::set_num_threads(1); // as the daemon runs it
     let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
@@ -481,7 +481,7 @@ pub fn real_flows(
     active: usize,
     iterations: usize,
     interval: Duration,
-    make_policy: &mut dyn FnMut() -> anyhow::Result<Box<dyn FlowPolicy>>,
+    make_policy: &mut dyn FnMut() -> Result<Box<dyn FlowPolicy>, super::LoadPolicyError>,
 ) -> anyhow::Result<RealFlows> {
     use crate::datapath::held::HeldFlows;
     tch::set_num_threads(1); // as the daemon runs it

@@ -29,14 +29,13 @@ mod config;
 mod lifecycle;
 mod signals;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
 use serde::Serialize;
 
 use crate::datapath;
 pub use crate::explain::live::LiveExplainer;
-use crate::policy::{FlowPolicy, GuardCounts};
+use crate::policy::{FlowPolicy, GuardCounts, PolicyError, ScriptError};
 pub use config::{available_congestion_controls, ConfigError, DaemonConfig};
 pub use control::{ControlLoop, FlowMaps, LoopCounts, StepError, StepTiming};
 pub use lifecycle::{publish_explanations, run};
@@ -93,38 +92,121 @@ impl DaemonStats {
     }
 }
 
+/// Why [`load_policy`] could not load a policy; each names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadPolicyError {
+    /// The embedded default policy did not load (a broken build).
+    #[error("loading the embedded default policy: {0}")]
+    Default(#[source] PolicyError),
+    /// Nothing at the path.
+    #[error(
+        "policy {}: no such file or folder (give `default`, a policy folder, \
+         NAME.json beside NAME.safetensors or NAME.pt, or a scripted schedule's .json file)",
+        path.display()
+    )]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A `.json` file could not be read.
+    #[error("reading policy {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A `.json` file that is not UTF-8.
+    #[error("policy {} is not UTF-8 JSON: {source}", path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Where the bytes stop being UTF-8.
+        source: std::str::Utf8Error,
+    },
+    /// A scripted schedule that does not parse or check.
+    #[error("policy {}: {source}", path.display())]
+    Script {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: ScriptError,
+    },
+    /// Neither a scripted schedule nor a learned policy that loads.
+    #[error("policy {}: not a scripted schedule nor a learned policy: {source}", path.display())]
+    Learned {
+        /// The path given.
+        path: PathBuf,
+        /// Why the learned policy did not load.
+        source: PolicyError,
+    },
+}
+
 /// Loads a policy file: a scripted schedule (`{"scripted": ...}` JSON), a
 /// learned policy ([`crate::policy::LoadedPolicy::load`]: a folder, or a
 /// `NAME.json` with `NAME.safetensors` or `NAME.pt`), or `default` for the
 /// embedded default policy.
-pub fn load_policy(path: &Path) -> anyhow::Result<Box<dyn FlowPolicy>> {
+pub fn load_policy(path: &Path) -> Result<Box<dyn FlowPolicy>, LoadPolicyError> {
     if path.as_os_str() == "default" {
-        let p = crate::policy::default_policy().context("loading the embedded default policy")?;
+        let p = crate::policy::default_policy().map_err(LoadPolicyError::Default)?;
         return Ok(Box::new(crate::policy::LearnedPolicy::new(p)));
     }
+    let at = || path.to_path_buf();
     if !path.exists() {
-        bail!(
-            "policy {}: no such file or folder (give `default`, a policy folder, \
-             NAME.json beside NAME.safetensors or NAME.pt, or a scripted schedule's .json file)",
-            path.display()
-        );
+        return Err(LoadPolicyError::NotFound { path: at() });
     }
     if path.extension().is_some_and(|e| e == "json") {
         let bytes =
-            std::fs::read(path).with_context(|| format!("reading policy {}", path.display()))?;
+            std::fs::read(path).map_err(|source| LoadPolicyError::Read { path: at(), source })?;
         let text = std::str::from_utf8(&bytes)
-            .with_context(|| format!("policy {} is not UTF-8 JSON", path.display()))?;
+            .map_err(|source| LoadPolicyError::NotUtf8 { path: at(), source })?;
         if text.contains("\"scripted\"") {
             let script = crate::policy::ScriptedPolicy::from_json(&bytes)
-                .with_context(|| format!("policy {}", path.display()))?;
+                .map_err(|source| LoadPolicyError::Script { path: at(), source })?;
             return Ok(Box::new(script));
         }
     }
-    let p = crate::policy::LoadedPolicy::load(path).with_context(|| {
-        format!(
-            "policy {}: not a scripted schedule nor a learned policy",
-            path.display()
-        )
-    })?;
+    let p = crate::policy::LoadedPolicy::load(path)
+        .map_err(|source| LoadPolicyError::Learned { path: at(), source })?;
     Ok(Box::new(crate::policy::LearnedPolicy::new(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each way a policy argument can be wrong is its own error, naming
+    /// the path; `default` and a scripted schedule load.
+    #[test]
+    fn a_bad_policy_argument_says_which_way_it_is_wrong() {
+        tch::set_num_threads(1);
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        assert!(load_policy(Path::new("default")).is_ok());
+        let script = file(
+            "s.json",
+            br#"{"scripted":{"steps":[{"cwnd":8,"hold_ms":1000}]}}"#,
+        );
+        assert_eq!(
+            load_policy(&script).unwrap().describe(),
+            "scripted (1 steps)"
+        );
+        let gone = dir.path().join("gone");
+        let e = load_policy(&gone).err().unwrap();
+        assert!(matches!(e, LoadPolicyError::NotFound { .. }), "{e}");
+        assert!(e.to_string().contains(&gone.display().to_string()), "{e}");
+        let e = load_policy(&file("b.json", b"\xff\xfe")).err().unwrap();
+        assert!(matches!(e, LoadPolicyError::NotUtf8 { .. }), "{e}");
+        let e = load_policy(&file("x.json", br#"{"scripted":{"steps":[]}}"#))
+            .err()
+            .unwrap();
+        assert!(matches!(e, LoadPolicyError::Script { .. }), "{e}");
+        let e = load_policy(&file("l.json", b"{}")).err().unwrap();
+        assert!(matches!(e, LoadPolicyError::Learned { .. }), "{e}");
+        assert!(e.to_string().contains("l.json"), "{e}");
+    }
 }
