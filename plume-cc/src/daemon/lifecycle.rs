@@ -3,20 +3,60 @@
 //! explanations, then the hand-back of every flow on any way out.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _};
 use plume_cc_common::DatapathConfig;
 
+use super::record::RecordError;
 use super::{
     metrics, record, ConfigError, ControlLoop, DaemonConfig, DaemonStats, LiveExplainer, StepError,
     StopSignals,
 };
-use crate::datapath::{self, cgroup, Datapath, Shutdown};
+use crate::datapath::{self, cgroup, cgroup::CgroupError, Datapath, DatapathError, Shutdown};
 use crate::policy::FlowPolicy;
+
+/// Why the daemon could not start or stopped on an error. Once the
+/// datapath is attached, every one of them comes after the hand-back of
+/// every flow (see [`run`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A setting is out of range or against the policy (found before
+    /// anything is attached).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `--create-cgroup` could not create the folder.
+    #[error("creating cgroup {}: {source}", path.display())]
+    CreateCgroup {
+        /// The cgroup folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The cgroup folder does not exist and was not to be created.
+    #[error("cgroup {} does not exist (pass --create-cgroup to create it)", path.display())]
+    NoCgroup {
+        /// The cgroup folder.
+        path: PathBuf,
+    },
+    /// The folder is no cgroup v2, or its mounts could not be read.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// Attaching, reading, writing or detaching the datapath failed.
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    /// `--record` could not create or write its file.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The policy failed or misbehaved in a control step.
+    #[error(transparent)]
+    Step(#[from] StepError),
+}
 
 /// Runs the daemon until SIGINT/SIGTERM (caught by `stop`, installed as
 /// early as the caller could) or `run_for`. Once the datapath is attached,
@@ -30,7 +70,7 @@ pub async fn run(
     mut policy: Box<dyn FlowPolicy>,
     mut stop: StopSignals,
     mut explainer: Option<LiveExplainer>,
-) -> anyhow::Result<DaemonStats> {
+) -> Result<DaemonStats, DaemonError> {
     config.validate()?;
     if let Some(sig) = stop.pending().await {
         tracing::info!("{sig} during start-up: stopping before attaching anything");
@@ -38,14 +78,17 @@ pub async fn run(
     }
     if !config.cgroup.exists() {
         if config.create_cgroup {
-            std::fs::create_dir_all(&config.cgroup)
-                .with_context(|| format!("creating cgroup {}", config.cgroup.display()))?;
+            std::fs::create_dir_all(&config.cgroup).map_err(|source| {
+                DaemonError::CreateCgroup {
+                    path: config.cgroup.clone(),
+                    source,
+                }
+            })?;
             tracing::info!(cgroup = %config.cgroup.display(), "created cgroup");
         } else {
-            bail!(
-                "cgroup {} does not exist (pass --create-cgroup to create it)",
-                config.cgroup.display()
-            );
+            return Err(DaemonError::NoCgroup {
+                path: config.cgroup.clone(),
+            });
         }
     }
     cgroup::check_cgroup2(&config.cgroup)?;
@@ -138,7 +181,7 @@ async fn control(
     stop: &mut StopSignals,
     stats: &mut DaemonStats,
     mut explainer: Option<(&mut LiveExplainer, &Path)>,
-) -> anyhow::Result<()> {
+) -> Result<(), DaemonError> {
     let pin_dir = dp.pin_dir().map(Path::to_path_buf).unwrap_or_default();
     let live = dp.flows()?.len();
     if dp.adopted() {
@@ -328,5 +371,67 @@ pub fn publish_explanations(
 fn notify(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(state) {
         tracing::warn!("could not notify systemd (NOTIFY_SOCKET): {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The errors found before anything is attached come back typed, and
+    /// the binary prints the same words as before.
+    #[test]
+    fn start_up_errors_before_attaching_are_typed() {
+        let _one = super::super::signals::SIGNAL_TESTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = |interval_ms: u64| DaemonConfig {
+            cgroup: dir.path().join("no-such-cgroup"),
+            create_cgroup: false,
+            interval: Duration::from_millis(interval_ms),
+            stale_after: Duration::from_millis(500),
+            pin_dir: None,
+            metrics_addr: None,
+            metrics_off_host: false,
+            run_for: Some(Duration::from_millis(1)),
+            base_cc: None,
+            record: None,
+            allow_root_cgroup: false,
+        };
+        let attempt = |c: DaemonConfig| {
+            rt.block_on(async {
+                let policy = crate::policy::ScriptedPolicy::from_json(
+                    br#"{"scripted":{"steps":[{"cwnd":8,"hold_ms":1000}]}}"#,
+                )
+                .unwrap();
+                run(c, Box::new(policy), StopSignals::install().unwrap(), None)
+                    .await
+                    .unwrap_err()
+            })
+        };
+        let e = attempt(config(0));
+        assert!(
+            matches!(e, DaemonError::Config(ConfigError::OutOfRange { .. })),
+            "{e}"
+        );
+        let e = attempt(config(20));
+        assert!(matches!(e, DaemonError::NoCgroup { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("does not exist (pass --create-cgroup to create it)"),
+            "{e}"
+        );
+        // Created, but a plain folder is no cgroup v2.
+        let e = attempt(DaemonConfig {
+            create_cgroup: true,
+            ..config(20)
+        });
+        assert!(matches!(e, DaemonError::Cgroup(_)), "{e}");
+        assert!(dir.path().join("no-such-cgroup").is_dir());
     }
 }

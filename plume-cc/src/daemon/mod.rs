@@ -38,7 +38,7 @@ pub use crate::explain::live::LiveExplainer;
 use crate::policy::{FlowPolicy, GuardCounts, PolicyError, ScriptError};
 pub use config::{available_congestion_controls, ConfigError, DaemonConfig};
 pub use control::{ControlLoop, FlowMaps, LoopCounts, StepError, StepTiming};
-pub use lifecycle::{publish_explanations, run};
+pub use lifecycle::{publish_explanations, run, DaemonError};
 pub use signals::StopSignals;
 
 /// Live numbers of the daemon, shared with the metrics endpoint.

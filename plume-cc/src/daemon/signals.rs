@@ -46,6 +46,11 @@ impl StopSignals {
     }
 }
 
+/// Held by every unit test that installs [`StopSignals`]: one of them
+/// raises SIGINT in this process, which every installed listener sees.
+#[cfg(test)]
+pub(super) static SIGNAL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +59,9 @@ mod tests {
     /// seen by the next check, without waiting; each is seen once.
     #[test]
     fn a_signal_during_start_up_is_seen_at_the_next_check() {
+        let _one = SIGNAL_TESTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
