@@ -108,7 +108,11 @@ pub fn control_loop(
                 ..synthetic_stats(i)
             };
             anyhow::ensure!(
-                dp.insert_synthetic_flow(1_000_000 + i as u64, stats)?,
+                crate::datapath::synthetic::insert_synthetic_flow(
+                    &mut dp,
+                    1_000_000 + i as u64,
+                    stats
+                )?,
                 "no slot for synthetic flow {i}"
             );
         }
