@@ -382,13 +382,7 @@ mod tests {
     /// the binary prints the same words as before.
     #[test]
     fn start_up_errors_before_attaching_are_typed() {
-        let _one = super::super::signals::SIGNAL_TESTS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (_one, rt) = super::super::signals::signal_test();
         let dir = tempfile::tempdir().unwrap();
         let config = |interval_ms: u64| DaemonConfig {
             cgroup: dir.path().join("no-such-cgroup"),

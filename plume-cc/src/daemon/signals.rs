@@ -49,7 +49,21 @@ impl StopSignals {
 /// Held by every unit test that installs [`StopSignals`]: one of them
 /// raises SIGINT in this process, which every installed listener sees.
 #[cfg(test)]
-pub(super) static SIGNAL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SIGNAL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// For a unit test that installs [`StopSignals`]: the lock that keeps it
+/// apart from the others (hold it to the end) and a runtime to run in.
+#[cfg(test)]
+pub(super) fn signal_test() -> (std::sync::MutexGuard<'static, ()>, tokio::runtime::Runtime) {
+    let one = SIGNAL_TESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (one, rt)
+}
 
 #[cfg(test)]
 mod tests {
@@ -59,13 +73,7 @@ mod tests {
     /// seen by the next check, without waiting; each is seen once.
     #[test]
     fn a_signal_during_start_up_is_seen_at_the_next_check() {
-        let _one = SIGNAL_TESTS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (_one, rt) = signal_test();
         rt.block_on(async {
             let mut stop = StopSignals::install().unwrap();
             // SAFETY: raise(3) on ourselves; the handler is installed.
