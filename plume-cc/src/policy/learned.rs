@@ -212,7 +212,7 @@ impl FlowPolicy for LearnedPolicy {
         now_ns: u64,
         flows: &[(u64, FlowStats)],
         out: &mut Vec<Target>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), crate::policy::PolicyError> {
         let t0 = Instant::now();
         out.clear();
         if self.slot_of.len() > 2 * flows.len() + 64 {
