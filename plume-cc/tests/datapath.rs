@@ -608,7 +608,7 @@ fn pinned_map_btf(path: &std::path::Path) -> MapBtf {
     const BPF_OBJ_GET: libc::c_long = 7;
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
     const BPF_BTF_GET_FD_BY_ID: libc::c_long = 19;
-    let bpf = |cmd, attr: &mut [u64; 16]| -> i64 {
+    let bpf = |cmd: libc::c_long, attr: &mut [u64; 16]| -> i64 {
         // SAFETY: bpf(2) reads and writes `attr` (128 bytes, alive for the
         // call) and the buffers it points to, which outlive the call.
         unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128u32) }
