@@ -321,6 +321,31 @@ fn json_output_parses_for_every_command_that_has_it() {
     assert_eq!(rows.len(), 2, "{v}");
     assert_eq!(rows[1]["flows"], 3);
     assert!(rows[0]["total_us"].as_f64().unwrap() > 0.0, "{v}");
+    // explain fit, as small as it goes: the predictors' metadata. (explain
+    // run --json is checked in explain_refuses_bad_input_and_foreign_predictors.)
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = common::tmpdir("json-fit").join("fit");
+    let v = json_stdout(&[
+        "explain",
+        "fit",
+        "--policy",
+        &format!("{root}/policies/default"),
+        "--traces",
+        &format!("{root}/traces/synthetic/fade-6mbps.trace"),
+        "--decisions",
+        "10",
+        "--heldout-decisions",
+        "10",
+        "--epochs",
+        "1",
+        "--window",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["format"], "plume-cc-explain", "{v}");
+    assert!(out.join("explain.json").is_file());
 }
 
 /// The old `--json FILE` still writes the file, with a warning naming the
