@@ -649,3 +649,13 @@ fn trace_arguments_take_a_file_or_a_folder() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Logs written into a pipe (or a file, or the journal) carry no ANSI
+/// colour codes; colour is for a terminal only.
+#[test]
+fn logs_into_a_pipe_have_no_colour_codes() {
+    let o = plume(&["run", "--cgroup", "/tmp", "--run-for", "1s"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("INFO"), "a log line was written: {err}");
+    assert!(!err.contains('\x1b'), "colour codes in a pipe: {err:?}");
+}
