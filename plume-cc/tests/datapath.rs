@@ -810,3 +810,57 @@ fn pinned_maps_carry_btf_with_field_names() {
     );
     assert_eq!(got[4], (maps::COUNTERS, want("u32", "u64", &[])));
 }
+
+/// The two root benchmarks with `--json`: stdout is one JSON document and
+/// nothing else (their tables and progress go to stderr). Kept small: two
+/// control-step iterations, one 1 s round of the overhead transfer.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN) and iperf3; `cargo xtask test` runs it as root"]
+fn root_benchmarks_print_one_json_document_with_json() {
+    if !common::have_root("benchmarks' --json", DATAPATH_CAPS) {
+        return;
+    }
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = std::process::Command::new(common::EXE)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stdout is not one JSON document ({e}): {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        })
+    };
+    let v = json(&[
+        "bench-datapath",
+        "--only",
+        "control-loop",
+        "--iterations",
+        "2",
+        "--json",
+    ]);
+    let rows = v["control_loop"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no control_loop rows: {v}"));
+    assert!(!rows.is_empty(), "{v}");
+    let v = json(&[
+        "bench-overhead",
+        "--duration",
+        "1s",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(v["duration_s"], 1, "{v}");
+    assert_eq!(
+        v["runs"].as_array().map(Vec::len),
+        Some(3),
+        "one run per mode: {v}"
+    );
+}
