@@ -35,7 +35,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use plume_cc::explain::fit::{
-    decision_rows, mean_std, r_squared, samples, simulate, FitOptions, Quiet, Samples,
+    contrast_triplets, decision_rows, mean_std, r_squared, samples, simulate, FitOptions, Quiet,
+    Samples, TripletDraw,
 };
 use plume_cc::explain::past::{PAST_LEN, QUEUE_LEN};
 use plume_cc::explain::predictor::{directions, DelayTarget, INPUTS};
@@ -462,30 +463,10 @@ fn member(
     } else {
         nn::Adam::default().build(&vs, v.lr).unwrap()
     };
-    let triplets: Vec<[i64; 3]> = decision_rows(train)
-        .into_iter()
-        .map(|r| r.map(|i| i as i64))
-        .collect();
-    let diff_scale = {
-        let t = Tensor::from_slice(&triplets.concat()).view([-1, 3]);
-        let y0 = y.index_select(0, &t.select(1, 0));
-        let d = Tensor::cat(
-            &[
-                y.index_select(0, &t.select(1, 1)) - &y0,
-                y.index_select(0, &t.select(1, 2)) - &y0,
-            ],
-            0,
-        );
-        d.square()
-            .mean_dim(0, true, Kind::Float)
-            .sqrt()
-            .clamp_min(1e-3)
-    };
+    let (triplets, diff_scale) = contrast_triplets(train, &y);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf17);
     let mut order: Vec<i64> = (0..n).collect();
-    let mut trip_order: Vec<usize> = (0..triplets.len()).collect();
-    let mut trip_at = 0usize;
-    let trip_batch = (v.batch / 3).max(1);
+    let mut draw = TripletDraw::new(triplets.len(), (v.batch / 3).max(1));
     let steps = v.epochs * train.len().div_ceil(v.batch);
     let mut step = 0usize;
     for _ in 0..v.epochs {
@@ -507,15 +488,7 @@ fn member(
             let mut loss = ((pred - y.index_select(0, &idx)).square() * w.index_select(0, &idx))
                 .mean(Kind::Float);
             if v.difference_weight > 0.0 {
-                let mut rows = Vec::with_capacity(trip_batch * 3);
-                for _ in 0..trip_batch {
-                    if trip_at == 0 {
-                        trip_order.shuffle(&mut rng);
-                    }
-                    rows.extend_from_slice(&triplets[trip_order[trip_at]]);
-                    trip_at = (trip_at + 1) % triplets.len();
-                }
-                let t = Tensor::from_slice(&rows).view([-1, 3]);
+                let t = draw.next(&triplets, &mut rng);
                 let fwd = |r: &Tensor| {
                     forward(
                         &net,

@@ -12,48 +12,19 @@
 
 use std::time::Instant;
 
-use plume_cc::daemon::bench::synthetic_stats;
-use plume_cc::policy::file::{default_policy, tensors_from_safetensors, DEFAULT_POLICY_WEIGHTS};
-use plume_cc::policy::{FlowPolicy, LearnedPolicy, Target, OBSERVATION_LEN};
-use plume_cc_common::FlowStats;
+#[path = "probe_common/mod.rs"]
+mod probe_common;
+use probe_common::median;
+
+use plume_cc::policy::OBSERVATION_LEN;
 use tch::{Kind, Tensor};
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Real observations of `n` synthetic flows (as `bench-decide` makes them),
-/// normalised as the daemon normalises them.
+/// raw and normalised as the daemon normalises them.
 fn inputs(n: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut p = LearnedPolicy::new(default_policy().unwrap());
-    let mut flows: Vec<(u64, FlowStats)> = (0..n)
-        .map(|i| (1_000_000 + i as u64, synthetic_stats(i)))
-        .collect();
-    let mut out: Vec<Target> = Vec::new();
-    for k in 0..12u64 {
-        for (i, (_, s)) in flows.iter_mut().enumerate() {
-            let segs = 20 + (i % 30) as u32;
-            s.delivered = s.delivered.wrapping_add(segs);
-            s.rate_delivered = segs * 2;
-            s.rate_interval_us = 40_000;
-        }
-        p.decide(k * 20_000_000 + 1, &flows, &mut out).unwrap();
-        for ((_, s), t) in flows.iter_mut().zip(&out) {
-            s.applied_cwnd_clamp = t.cwnd_clamp_segments;
-            s.applied_pacing = t.max_pacing_bytes_per_sec;
-        }
-    }
-    let raw = p.last_batch().unwrap().observations.to_vec();
-    let meta = default_policy().unwrap().metadata().clone();
-    let (m, s) = meta.normalization.tensors();
-    let x = Tensor::from_slice(&raw).reshape([n as i64, OBSERVATION_LEN as i64]);
-    let x = ((x - m) / s).clamp(
-        -f64::from(meta.normalization.clip),
-        f64::from(meta.normalization.clip),
-    );
+    let (raw, x) = probe_common::inputs(n);
     let mut norm = vec![0f32; raw.len()];
-    x.contiguous().copy_data(&mut norm, raw.len());
+    x.copy_data(&mut norm, raw.len());
     (raw, norm)
 }
 
@@ -63,16 +34,7 @@ struct Layers {
 }
 
 fn layers() -> Layers {
-    let named = tensors_from_safetensors(DEFAULT_POLICY_WEIGHTS, "default".as_ref()).unwrap();
-    let get = |n: &str| {
-        named
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, t)| t.shallow_clone())
-            .unwrap()
-    };
-    let w: Vec<Tensor> = (0..3).map(|i| get(&format!("actor.{i}.weight"))).collect();
-    let b: Vec<Tensor> = (0..3).map(|i| get(&format!("actor.{i}.bias"))).collect();
+    let (w, b) = probe_common::actor_layers();
     for (i, (w, b)) in w.iter().zip(&b).enumerate() {
         println!(
             "layer {i}: weight {:?} {:?} strides {:?} contiguous {}; bias {:?} {:?}",

@@ -18,43 +18,19 @@
 
 use std::time::Instant;
 
+#[path = "probe_common/mod.rs"]
+mod probe_common;
+use probe_common::median;
+
 use plume_cc::daemon::bench::synthetic_stats;
-use plume_cc::policy::file::{default_policy, tensors_from_safetensors, DEFAULT_POLICY_WEIGHTS};
+use plume_cc::policy::file::default_policy;
 use plume_cc::policy::{FlowPolicy, LearnedPolicy, Target, OBSERVATION_LEN};
 use plume_cc_common::FlowStats;
 use tch::{Kind, Tensor};
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Real observations of `n` synthetic flows, normalised as the daemon does.
 fn inputs(n: usize) -> Tensor {
-    let mut p = LearnedPolicy::new(default_policy().unwrap());
-    let mut flows: Vec<(u64, FlowStats)> = (0..n)
-        .map(|i| (1_000_000 + i as u64, synthetic_stats(i)))
-        .collect();
-    let mut out: Vec<Target> = Vec::new();
-    for k in 0..12u64 {
-        for (i, (_, s)) in flows.iter_mut().enumerate() {
-            let segs = 20 + (i % 30) as u32;
-            s.delivered = s.delivered.wrapping_add(segs);
-            s.rate_delivered = segs * 2;
-            s.rate_interval_us = 40_000;
-        }
-        p.decide(k * 20_000_000 + 1, &flows, &mut out).unwrap();
-        for ((_, s), t) in flows.iter_mut().zip(&out) {
-            s.applied_cwnd_clamp = t.cwnd_clamp_segments;
-            s.applied_pacing = t.max_pacing_bytes_per_sec;
-        }
-    }
-    let raw = p.last_batch().unwrap().observations.to_vec();
-    let meta = default_policy().unwrap().metadata().clone();
-    let (m, s) = meta.normalization.tensors();
-    let x = Tensor::from_slice(&raw).reshape([n as i64, OBSERVATION_LEN as i64]);
-    let clip = f64::from(meta.normalization.clip);
-    ((x - m) / s).clamp(-clip, clip).contiguous()
+    probe_common::inputs(n).1
 }
 
 fn flat(t: &Tensor) -> Vec<f32> {
@@ -196,18 +172,8 @@ fn main() {
     let iters: usize = args.get(2).map_or(200, |a| a.parse().unwrap());
     tch::set_num_threads(1);
     let _g = tch::no_grad_guard();
-    let named = tensors_from_safetensors(DEFAULT_POLICY_WEIGHTS, "default".as_ref()).unwrap();
-    let get = |k: &str| {
-        named
-            .iter()
-            .find(|(name, _)| name == k)
-            .map(|(_, t)| t.shallow_clone())
-            .unwrap()
-    };
-    let net = Net {
-        w: (0..3).map(|i| get(&format!("actor.{i}.weight"))).collect(),
-        b: (0..3).map(|i| get(&format!("actor.{i}.bias"))).collect(),
-    };
+    let (w, b) = probe_common::actor_layers();
+    let net = Net { w, b };
     let opts = (Kind::Float, tch::Device::Cpu);
     let r = n as i64;
     let whole: Vec<Tensor> = [32, 32, 2]

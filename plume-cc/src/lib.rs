@@ -103,39 +103,104 @@ mod layers {
         }
     }
 
-    /// Every `crate::MODULE` in code (not in comments) of `text`.
+    /// The identifier at the start of `s`.
+    fn ident(s: &str) -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    }
+
+    /// Every `crate::MODULE` in code (not in comments) of `text`, with the
+    /// top-level names of a group (`crate::{trace::Schedule, sim}`, over
+    /// several lines too), which a plain scan for `crate::NAME` would read
+    /// as no module at all.
     fn imports(text: &str) -> Vec<String> {
+        let code: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect();
+        let code = code.join("\n");
         let mut v = Vec::new();
-        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
-            let mut rest = line;
-            while let Some(i) = rest.find("crate::") {
-                rest = &rest[i + "crate::".len()..];
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                v.push(name);
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            let Some(group) = rest.strip_prefix('{') else {
+                v.push(ident(rest));
+                continue;
+            };
+            // The group's top-level items: split at commas outside
+            // nested braces.
+            let mut depth = 0usize;
+            let mut start = 0;
+            for (j, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        v.push(ident(group[start..j].trim_start()));
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        v.push(ident(group[start..j].trim_start()));
+                        start = j + 1;
+                    }
+                    _ => {}
+                }
             }
         }
+        v.retain(|m| !m.is_empty());
         v
     }
 
+    /// The crate roots of `src/`: `lib.rs` (this file) and the front's
+    /// `main.rs`, which are no module of a layer.
+    const ROOTS: &[&str] = &["lib.rs", "main.rs"];
+
+    /// Every folder and every single-file module of `src/` belongs to a
+    /// layer (or to the binaries), and `LAYERS` names exactly the modules
+    /// this file declares: a new module cannot dodge the import check by
+    /// being left out of `LAYERS`, nor a layer name a module that is gone.
     #[test]
     fn every_module_is_in_a_layer() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut seen = Vec::new();
         for e in std::fs::read_dir(&src).unwrap() {
             let p = e.unwrap().path();
-            if p.is_dir() {
-                let name = p.file_name().unwrap().to_string_lossy().to_string();
-                if BINARY_SIDE.contains(&name.as_str()) {
+            let file = p.file_name().unwrap().to_string_lossy().to_string();
+            let name = if p.is_dir() {
+                file
+            } else if let Some(stem) = file.strip_suffix(".rs") {
+                if ROOTS.contains(&file.as_str()) {
                     continue;
                 }
-                assert!(
-                    layer_of(&name).is_some(),
-                    "src/{name} is in no layer of LAYERS"
-                );
+                stem.to_string()
+            } else {
+                continue;
+            };
+            if BINARY_SIDE.contains(&name.as_str()) {
+                continue;
             }
+            assert!(
+                layer_of(&name).is_some(),
+                "src/{name} is in no layer of LAYERS"
+            );
+            seen.push(name);
         }
+        let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+        let mut declared: Vec<&str> = lib
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("pub mod ")
+                    .or_else(|| l.strip_prefix("mod "))
+            })
+            .filter_map(|l| l.strip_suffix(';'))
+            .collect();
+        declared.sort_unstable();
+        let mut layered: Vec<&str> = LAYERS.iter().flat_map(|l| l.iter().copied()).collect();
+        layered.sort_unstable();
+        assert_eq!(declared, layered, "lib.rs's modules against LAYERS");
+        seen.sort_unstable();
+        assert_eq!(seen, layered, "src/'s folders and files against LAYERS");
     }
 
     #[test]
@@ -188,5 +253,7 @@ mod layers {
     fn the_scanner_sees_code_not_comments() {
         let text = "//! see [`crate::eval`]\nuse crate::trace::Schedule;\nlet x = crate::sim::Env::new(crate::policy::X);";
         assert_eq!(imports(text), vec!["trace", "sim", "policy"]);
+        let grouped = "use crate::{\n    trace::{Schedule, MahimahiTrace},\n    daemon,\n};\nuse crate::{sim::X, policy::{self, Y}};";
+        assert_eq!(imports(grouped), vec!["trace", "daemon", "sim", "policy"]);
     }
 }

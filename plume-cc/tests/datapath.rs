@@ -323,7 +323,7 @@ fn flows_whose_socket_is_gone_are_reaped_and_live_idle_ones_kept() {
     // A flow whose socket is gone, registered as the program would (a
     // slot, its statistics, its cookie's entry).
     let gone = 0xdead_beef_u64;
-    assert!(dp.insert_synthetic_flow(gone, stats).unwrap());
+    assert!(plume_cc::datapath::synthetic::insert_synthetic_flow(&mut dp, gone, stats).unwrap());
     // The socket listing alone tells them apart (whatever callbacks the
     // idle flow still gets)...
     assert_eq!(dp.gone_sockets(&[live, gone]).unwrap(), vec![gone]);
@@ -537,8 +537,8 @@ fn torn_reads_reach_status_json_and_survive_a_restart() {
         updated_ns: plume_cc::datapath::monotonic_ns(),
         ..Default::default()
     };
-    assert!(dp.insert_synthetic_flow(1, stats).unwrap());
-    assert!(dp.insert_synthetic_flow(2, stats).unwrap());
+    assert!(plume_cc::datapath::synthetic::insert_synthetic_flow(&mut dp, 1, stats).unwrap());
+    assert!(plume_cc::datapath::synthetic::insert_synthetic_flow(&mut dp, 2, stats).unwrap());
     let status_torn_reads = || -> u64 {
         let o = std::process::Command::new(common::EXE)
             .args(["status", "--json", "--pin-dir"])

@@ -40,6 +40,9 @@ impl Scheme {
     /// daemon at operating point `latency`, `balanced`, `throughput` or a
     /// delay weight); a `plume` scheme may end in `+rule` (the daemon with
     /// `--competition-rule`), e.g. `plume+rule`, `plume:latency+rule`.
+    /// `fixed` is the policy's fixed rule, action 0 on every flow (the
+    /// daemon with `--fixed-rule`), the baseline a learned result is
+    /// measured against; it takes `+rule` and `@POLICY` too.
     ///
     /// A `plume` scheme may also end in `@POLICY`, a policy file or folder
     /// for that scheme alone (instead of `--policy`), so that two policies
@@ -102,6 +105,12 @@ impl Scheme {
                 daemon_args: Vec::new(),
                 label: "plume".into(),
             }),
+            // The policy's fixed rule (action 0) on the real datapath.
+            "fixed" => Ok(Self::Plume {
+                policy: policy.map(Path::to_path_buf),
+                daemon_args: vec!["--fixed-rule".into()],
+                label: "fixed".into(),
+            }),
             other => match other.strip_prefix("plume:") {
                 Some(o) => {
                     let objective = crate::policy::Objective::parse(o)
@@ -116,7 +125,7 @@ impl Scheme {
                     })
                 }
                 None => Err(BenchError::Config(format!(
-                    "unknown scheme {other:?} (cubic, bbr, reno, plume, plume:OBJECTIVE, plume[:OBJECTIVE]+rule)"
+                    "unknown scheme {other:?} (cubic, bbr, reno, plume, plume:OBJECTIVE, plume[:OBJECTIVE]+rule, fixed, any plume or fixed scheme @POLICY)"
                 ))),
             },
         }
@@ -348,6 +357,11 @@ mod tests {
         for bad in ["cubic+rule", "plume:fast+rule", "plume+rules", "copa"] {
             assert!(Scheme::parse(bad, None).is_err(), "{bad}");
         }
+        // The fixed rule is the daemon acting with action 0.
+        assert_eq!(args("fixed"), ["--fixed-rule"]);
+        assert_eq!(args("fixed+rule"), ["--fixed-rule", "--competition-rule"]);
+        assert_eq!(Scheme::parse("fixed", None).unwrap().name(), "fixed");
+        assert!(Scheme::parse("fixed:latency", None).is_err());
     }
 
     #[test]

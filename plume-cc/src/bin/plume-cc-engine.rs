@@ -83,6 +83,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             record,
             objective,
             competition_rule,
+            fixed_rule,
+            additive_segments,
             allow_root_cgroup,
             explain,
             explain_every,
@@ -142,6 +144,14 @@ fn run(command: Command) -> anyhow::Result<()> {
                 && !policy.set_competition_rule(Some(plume_cc::policy::CompetitionRule::default()))
             {
                 anyhow::bail!("--competition-rule needs a learned policy (a scripted schedule has no action mapping)");
+            }
+            if fixed_rule && !policy.set_fixed_rule(true) {
+                anyhow::bail!("--fixed-rule needs a learned policy (a scripted schedule has no action mapping)");
+            }
+            if let Some(c) = additive_segments {
+                if !policy.set_additive_segments(c) {
+                    anyhow::bail!("--additive-segments {c}: needs a learned policy (a scripted schedule has no action mapping) and a value within [0, 64]");
+                }
             }
             config.resolve(
                 policy.contract().as_ref(),

@@ -123,6 +123,19 @@ pub enum Command {
         /// the flow's share (docs/TRAINING.md, "A competition rule").
         #[arg(long)]
         competition_rule: bool,
+        /// Act with action 0 on every flow (the policy's fixed rule: a clamp
+        /// of `cwnd_gain` BDPs and a pacing cap of `pacing_gain` times the
+        /// rate anchor, through the same observation, mapping and step
+        /// limit) instead of the network's actions: the baseline a learned
+        /// policy must beat, on the real datapath (bench scheme `fixed`).
+        #[arg(long)]
+        fixed_rule: bool,
+        /// Segments added to every clamp of a learned policy (and as many per
+        /// min RTT to its pacing cap), overriding its file: an additive
+        /// increase that lets the flows of one bottleneck converge to equal
+        /// shares (docs/TRAINING.md, "An additive term"); 0 turns it off.
+        #[arg(long, value_name = "SEGMENTS")]
+        additive_segments: Option<f32>,
         /// Accept the cgroup2 root (e.g. /sys/fs/cgroup) as --cgroup: every
         /// TCP flow of the host is then steered by the policy.
         #[arg(long)]

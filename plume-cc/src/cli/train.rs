@@ -134,6 +134,11 @@ pub struct TrainArgs {
     /// The cwnd clamp at action 0, in BDPs (the fixed rule's clamp).
     #[arg(long, default_value_t = 2.0, value_name = "BDPS")]
     pub cwnd_gain: f32,
+    /// Segments added to every clamp (and per min RTT to the pacing cap)
+    /// after the mapping: an additive increase that makes flows of the
+    /// policy converge to equal shares (policy::scaling); 0: none.
+    #[arg(long, default_value_t = 0.0, value_name = "SEGMENTS")]
+    pub additive_segments: f32,
     /// The second action dimension sets the clamp's RTT exponent (from 0 to
     /// `--rtt-ref-exponent`) instead of the pacing cap.
     #[arg(long)]
@@ -323,6 +328,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.base = args.base;
     config.scaling.rtt_ref_exponent = args.rtt_ref_exponent;
     config.scaling.cwnd_gain = args.cwnd_gain;
+    config.scaling.additive_segments = args.additive_segments;
     config.scaling.pacing_log2_span = args.pacing_log2_span;
     if args.action_rtt_exponent {
         config.scaling.second_action = plume_cc::policy::model::SecondAction::RttExponent;
@@ -335,10 +341,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.reward.queue_penalty = args.queue_penalty;
     if !config.scaling.is_valid() {
         return Err(anyhow::anyhow!(
-            "--rtt-ref-exponent must be within [0, 1], --competitive-exponent within (0, 1], --cwnd-gain within [0.25, 8] and the spans positive (got {}, {:?}, {}, {} and {})",
+            "--rtt-ref-exponent must be within [0, 1], --competitive-exponent within (0, 1], --cwnd-gain within [0.25, 8], --additive-segments within [0, 64] and the spans positive (got {}, {:?}, {}, {}, {} and {})",
             args.rtt_ref_exponent,
             args.competitive_exponent,
             args.cwnd_gain,
+            args.additive_segments,
             args.cwnd_log2_span,
             args.pacing_log2_span
         ));

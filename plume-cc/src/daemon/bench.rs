@@ -88,7 +88,7 @@ pub fn synthetic_stats(i: usize) -> FlowStats {
 pub fn control_loop(
     counts: &[usize],
     iterations: usize,
-    make_policy: &mut dyn FnMut() -> anyhow::Result<Box<dyn FlowPolicy>>,
+    make_policy: &mut dyn FnMut() -> Result<Box<dyn FlowPolicy>, super::LoadPolicyError>,
 ) -> anyhow::Result<Vec<LoopRow>> {
     tch::set_num_threads(1); // as the daemon runs it
     let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
@@ -108,7 +108,11 @@ pub fn control_loop(
                 ..synthetic_stats(i)
             };
             anyhow::ensure!(
-                dp.insert_synthetic_flow(1_000_000 + i as u64, stats)?,
+                crate::datapath::synthetic::insert_synthetic_flow(
+                    &mut dp,
+                    1_000_000 + i as u64,
+                    stats
+                )?,
                 "no slot for synthetic flow {i}"
             );
         }
@@ -481,7 +485,7 @@ pub fn real_flows(
     active: usize,
     iterations: usize,
     interval: Duration,
-    make_policy: &mut dyn FnMut() -> anyhow::Result<Box<dyn FlowPolicy>>,
+    make_policy: &mut dyn FnMut() -> Result<Box<dyn FlowPolicy>, super::LoadPolicyError>,
 ) -> anyhow::Result<RealFlows> {
     use crate::datapath::held::HeldFlows;
     tch::set_num_threads(1); // as the daemon runs it

@@ -107,8 +107,8 @@ pub enum StepError {
     #[error("reading the flows: {0}")]
     Read(#[source] DatapathError),
     /// The policy failed; nothing was written.
-    #[error("the policy failed: {0:#}")]
-    Policy(anyhow::Error),
+    #[error("the policy failed: {0}")]
+    Policy(#[source] crate::policy::PolicyError),
     /// The policy answered for the wrong number of flows; nothing was written.
     #[error("the policy returned {decisions} decisions for {flows} flows")]
     DecisionCount {
@@ -511,7 +511,7 @@ mod tests {
             _now_ns: u64,
             flows: &[(u64, FlowStats)],
             out: &mut Vec<Target>,
-        ) -> anyhow::Result<()> {
+        ) -> Result<(), crate::policy::PolicyError> {
             let n = self.answers.unwrap_or(flows.len());
             out.extend((0..n).map(|_| Target {
                 cwnd_clamp_segments: self.clamp,

@@ -255,15 +255,28 @@ impl std::fmt::Display for CleanupOutcome {
     }
 }
 
+/// Why [`cleanup`] could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    /// The folder holds no pinned link.
+    #[error("no pinned link in {} (not an attached datapath); if no daemon is starting on it, remove the folder with `rm -r`", pin_dir.display())]
+    NotAttached {
+        /// The folder given.
+        pin_dir: std::path::PathBuf,
+    },
+    /// Adopting, releasing or detaching the datapath failed.
+    #[error(transparent)]
+    Datapath(#[from] datapath::DatapathError),
+}
+
 /// Removes the datapath pinned at `pin_dir` if no process holds it: reaps
 /// flows whose socket is gone, releases the others, and detaches once no
 /// live flow carries a limit (see [`CleanupOutcome`]).
-pub fn cleanup(pin_dir: &Path) -> anyhow::Result<CleanupOutcome> {
+pub fn cleanup(pin_dir: &Path) -> Result<CleanupOutcome, CleanupError> {
     if !datapath::attached_at(pin_dir) {
-        anyhow::bail!(
-            "no pinned link in {} (not an attached datapath); if no daemon is starting on it, remove the folder with `rm -r`",
-            pin_dir.display()
-        );
+        return Err(CleanupError::NotAttached {
+            pin_dir: pin_dir.to_path_buf(),
+        });
     }
     let mut dp = Datapath::adopt(pin_dir, pin_dir)?;
     let holders = dp.holders()?;
@@ -478,5 +491,15 @@ mod tests {
         })
         .unwrap();
         assert!(json["remote_addr"].is_null());
+    }
+
+    /// A folder without a pinned link is refused, typed, before anything
+    /// is adopted (no root needed to see it).
+    #[test]
+    fn cleanup_refuses_a_folder_with_no_pinned_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = cleanup(dir.path()).unwrap_err();
+        assert!(matches!(e, CleanupError::NotAttached { .. }), "{e}");
+        assert!(e.to_string().contains("no pinned link"), "{e}");
     }
 }

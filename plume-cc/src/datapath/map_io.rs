@@ -323,40 +323,6 @@ impl Datapath {
         self.free.push(slot, 0).map_err(map_err(maps::FREE_SLOTS))
     }
 
-    /// Registers a flow without a socket, as the program would at
-    /// establishment (a slot from the free list, its statistics, its
-    /// cookie's entry): the synthetic flows of `bench-datapath`, which
-    /// measures the control loop at flow counts a test machine cannot hold
-    /// as real connections. The program never sees a callback for it;
-    /// [`Datapath::remove_flow`] removes it. Returns false when the table
-    /// is full or the cookie is registered.
-    pub fn insert_synthetic_flow(
-        &mut self,
-        cookie: u64,
-        stats: FlowStats,
-    ) -> Result<bool, DatapathError> {
-        let slot = match self.free.pop(0) {
-            Ok(s) => s,
-            Err(aya::maps::MapError::ElementNotFound) => return Ok(false),
-            Err(e) => return Err(map_err(maps::FREE_SLOTS)(e)),
-        };
-        let i = slot as usize;
-        // SAFETY: popped from the free list: nobody else owns it.
-        unsafe {
-            self.stats_slots.write(i, |s| {
-                s.cookie = cookie;
-                s.stats = stats;
-            })
-        };
-        if self.flows.insert(cookie, slot, 1).is_err() {
-            // SAFETY: still ours (no entry names it).
-            unsafe { self.stats_slots.write(i, |s| s.cookie = 0) };
-            self.free.push(slot, 0).map_err(map_err(maps::FREE_SLOTS))?;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
     /// Removes every flow idle for [`super::REAP_IDLE_NS`] whose socket is
     /// gone; returns their cookies.
     pub fn reap_gone(&mut self) -> Result<Vec<u64>, DatapathError> {

@@ -13,6 +13,7 @@ pub mod probe;
 pub mod selftest;
 pub mod slots;
 pub mod sockdiag;
+pub mod synthetic;
 pub mod tcpinfo;
 
 pub use loader::{attached_at, cgroup_of_pin_name, default_pin_dir, pin_name, PIN_ROOT};

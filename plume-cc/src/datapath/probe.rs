@@ -110,15 +110,19 @@ pub fn run_sender(config: &SenderConfig, out: &mut dyn io::Write) -> io::Result<
             done,
         })
     };
-    let mut last;
-    loop {
-        last = report(false)?;
+    // One JSON line per report, flushed: the reader follows the run live.
+    let emit = |out: &mut dyn io::Write, r: &ProbeReport| -> io::Result<()> {
         writeln!(
             out,
             "{}",
-            serde_json::to_string(&last).map_err(io::Error::other)?
+            serde_json::to_string(r).map_err(io::Error::other)?
         )?;
-        out.flush()?;
+        out.flush()
+    };
+    let mut last;
+    loop {
+        last = report(false)?;
+        emit(out, &last)?;
         if start.elapsed() >= config.duration {
             break;
         }
@@ -133,12 +137,7 @@ pub fn run_sender(config: &SenderConfig, out: &mut dyn io::Write) -> io::Result<
         .join()
         .map_err(|_| io::Error::other("writer thread panicked"))??;
     last = report(true)?;
-    writeln!(
-        out,
-        "{}",
-        serde_json::to_string(&last).map_err(io::Error::other)?
-    )?;
-    out.flush()?;
+    emit(out, &last)?;
     stream.shutdown(std::net::Shutdown::Both).ok();
     Ok(last)
 }

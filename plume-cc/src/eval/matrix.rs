@@ -139,12 +139,7 @@ pub fn heldout_windows(
     window_ms: u64,
     limit: usize,
 ) -> Result<Vec<SimWindow>, EvalError> {
-    let corpus = crate::rl::train::prepare_corpus(traces, window_ms, 5)?;
-    let h = &corpus.heldout;
-    Ok(crate::rl::matrix::test_positions(h.len(), limit)
-        .into_iter()
-        .map(|p| corpus.windows[h[p]].clone())
-        .collect())
+    heldout_picks(traces, window_ms, limit, crate::rl::matrix::test_positions)
 }
 
 /// `limit` validation windows of the same held-out list: none of them is a
@@ -155,9 +150,24 @@ pub fn validation_windows(
     window_ms: u64,
     limit: usize,
 ) -> Result<Vec<SimWindow>, EvalError> {
+    heldout_picks(
+        traces,
+        window_ms,
+        limit,
+        crate::rl::matrix::validation_positions,
+    )
+}
+
+/// The windows at `positions(held-out count, limit)` of the held-out list.
+fn heldout_picks(
+    traces: &Path,
+    window_ms: u64,
+    limit: usize,
+    positions: fn(usize, usize) -> Vec<usize>,
+) -> Result<Vec<SimWindow>, EvalError> {
     let corpus = crate::rl::train::prepare_corpus(traces, window_ms, 5)?;
     let h = &corpus.heldout;
-    Ok(crate::rl::matrix::validation_positions(h.len(), limit)
+    Ok(positions(h.len(), limit)
         .into_iter()
         .map(|p| corpus.windows[h[p]].clone())
         .collect())

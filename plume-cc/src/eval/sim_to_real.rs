@@ -203,7 +203,8 @@ pub fn pick_windows(
                 .filter(|&&x| x > start && x <= start + window_ms)
                 .map(|&x| x - start)
                 .collect();
-            let mbps = ops.len() as f64 * 1500.0 * 8.0 / (window_ms as f64 * 1000.0);
+            let mbps = ops.len() as f64 * crate::trace::OPPORTUNITY_BYTES as f64 * 8.0
+                / (window_ms as f64 * 1000.0);
             if mbps < 0.5 {
                 continue;
             }

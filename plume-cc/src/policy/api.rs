@@ -12,6 +12,7 @@
 //! the datapath's floors, lifts those above what it can represent, and counts
 //! every such fix and every NaN among a learned policy's raw outputs.
 
+use super::PolicyError;
 use plume_cc_common::{
     FlowStats, FlowTarget, CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC,
     PACING_UNLIMITED,
@@ -78,13 +79,15 @@ pub trait FlowPolicy: Send {
 
     /// Decides targets for every flow in `flows` (cookie, statistics) at
     /// monotonic time `now_ns`; `out` receives exactly one target per flow,
-    /// in order. Called once per monitor interval.
+    /// in order. Called once per monitor interval. An error (the learned
+    /// policy's forward refused its input or failed in libtorch) ends the
+    /// daemon, which hands every flow back to the kernel first.
     fn decide(
         &mut self,
         now_ns: u64,
         flows: &[(u64, FlowStats)],
         out: &mut Vec<Target>,
-    ) -> anyhow::Result<()>;
+    ) -> Result<(), PolicyError>;
 
     /// The flow closed: drop any state kept for it.
     fn forget(&mut self, _cookie: u64) {}
@@ -97,6 +100,22 @@ pub trait FlowPolicy: Send {
     /// --competition-rule`). Returns false for a policy without a mapping
     /// (a scripted schedule), which cannot take it.
     fn set_competition_rule(&mut self, _rule: Option<super::CompetitionRule>) -> bool {
+        false
+    }
+
+    /// Acts with action 0 on every flow instead of the policy's own
+    /// actions (`run --fixed-rule`): the fixed rule of docs/TRAINING.md on
+    /// the real datapath. Returns false for a policy without an action
+    /// mapping (a scripted schedule).
+    fn set_fixed_rule(&mut self, _on: bool) -> bool {
+        false
+    }
+
+    /// Overrides the additive term of the policy's action mapping
+    /// (`ActionScaling::additive_segments`, `run --additive-segments`).
+    /// Returns false for a policy without a mapping or a value outside
+    /// `[0, 64]`.
+    fn set_additive_segments(&mut self, _segments: f32) -> bool {
         false
     }
 
@@ -324,7 +343,7 @@ impl FlowPolicy for ScriptedPolicy {
         now_ns: u64,
         flows: &[(u64, FlowStats)],
         out: &mut Vec<Target>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), PolicyError> {
         out.clear();
         if flows.is_empty() && self.start_ns.is_none() {
             // The schedule's clock starts with the first flow.

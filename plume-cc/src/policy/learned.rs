@@ -70,6 +70,10 @@ pub struct LearnedPolicy {
     last_cookies: Vec<u64>,
     scratch: BatchScratch,
     timing: DecideTiming,
+    /// Action 0 for every flow instead of the network's (`run
+    /// --fixed-rule`): the baseline learning must beat, on the real
+    /// datapath, with the same observation, mapping and step limit.
+    fixed_rule: bool,
 }
 
 impl LearnedPolicy {
@@ -90,6 +94,7 @@ impl LearnedPolicy {
             last_cookies: Vec::new(),
             scratch: BatchScratch::default(),
             timing: DecideTiming::default(),
+            fixed_rule: false,
         }
     }
 
@@ -163,7 +168,15 @@ impl FlowPolicy for LearnedPolicy {
                 None => "",
                 Some(_) => "; competition rule on",
             }
-        )
+        ) + &if m.action_scaling.additive_segments > 0.0 {
+            format!("; additive term {} segments", m.action_scaling.additive_segments)
+        } else {
+            String::new()
+        } + if self.fixed_rule {
+            "; fixed rule: action 0 for every flow, the network unused"
+        } else {
+            ""
+        }
     }
 
     /// The weights' SHA-256 from the metadata, which the loader checked
@@ -175,6 +188,15 @@ impl FlowPolicy for LearnedPolicy {
     fn set_competition_rule(&mut self, rule: Option<super::CompetitionRule>) -> bool {
         self.policy.set_competition_rule(rule);
         true
+    }
+
+    fn set_fixed_rule(&mut self, on: bool) -> bool {
+        self.fixed_rule = on;
+        true
+    }
+
+    fn set_additive_segments(&mut self, segments: f32) -> bool {
+        self.policy.set_additive_segments(segments)
     }
 
     fn set_objective(&mut self, objective: super::Objective) {
@@ -190,7 +212,7 @@ impl FlowPolicy for LearnedPolicy {
         now_ns: u64,
         flows: &[(u64, FlowStats)],
         out: &mut Vec<Target>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), crate::policy::PolicyError> {
         let t0 = Instant::now();
         out.clear();
         if self.slot_of.len() > 2 * flows.len() + 64 {
@@ -244,12 +266,18 @@ impl FlowPolicy for LearnedPolicy {
         }
         let t1 = Instant::now();
         // On an error `actions` is left empty, so `last_batch` gives nothing.
-        let f = self.policy.act_batch_into(
-            &mut self.scratch,
-            &self.obs,
-            flows.len(),
-            &mut self.actions,
-        )?;
+        let f = if self.fixed_rule {
+            self.actions.clear();
+            self.actions.resize(2 * flows.len(), 0.0);
+            crate::policy::ForwardTiming::default()
+        } else {
+            self.policy.act_batch_into(
+                &mut self.scratch,
+                &self.obs,
+                flows.len(),
+                &mut self.actions,
+            )?
+        };
         let t2 = Instant::now();
         let scaling = self.policy.metadata().action_scaling;
         let step_factor = scaling.step_factor();
@@ -594,6 +622,33 @@ mod tests {
         assert!(clamp < CWND_UNCLAMPED);
     }
 
+    /// `set_fixed_rule` replaces the network's actions with 0: once
+    /// settled, the clamp is the mapping's action-0 clamp for the flow's
+    /// own context, where the learned policy's actions put it elsewhere.
+    #[test]
+    fn the_fixed_rule_acts_with_action_zero_through_the_same_mapping() {
+        tch::set_num_threads(1);
+        let run = |fixed: bool| {
+            let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
+            if fixed {
+                assert!(p.set_fixed_rule(true));
+                assert!(p.describe().contains("fixed rule"), "{}", p.describe());
+            }
+            let mut f = [(1, flow(40_000))];
+            let out = drive(&mut p, &mut f, 0, 200, &|_, _| (50, 60_000));
+            let raw = p.last_batch().unwrap().raw_actions.to_vec();
+            let scaling = p.policy.metadata().action_scaling;
+            let rule = scaling.to_target([0.0, 0.0], &p.contexts[0].0);
+            (out[0], rule, raw)
+        };
+        let (fixed, rule, raw) = run(true);
+        assert_eq!(raw, [0.0, 0.0]);
+        assert_eq!(fixed, rule);
+        let (learned, rule, raw) = run(false);
+        assert!(raw.iter().any(|&a| a != 0.0), "{raw:?}");
+        assert_ne!(learned, rule);
+    }
+
     /// A fluid bottleneck of `capacity(k)` segments per 20 ms interval over
     /// a 40 ms min RTT, its sender (CUBIC-like) pressing on the clamp: the
     /// window is the clamp, what exceeds the BDP queues and adds delay.
@@ -642,8 +697,22 @@ mod tests {
     /// issue 11).
     #[test]
     fn after_a_capacity_drop_the_queue_stays_bounded() {
+        capacity_drop_keeps_the_queue_bounded(0.0);
+    }
+
+    /// The same with the additive term of `ActionScaling::additive_segments`
+    /// on the same weights: 4 segments more per clamp add 4 ms of queue at
+    /// 1 MB/s, and the clamp still follows the drop.
+    #[test]
+    fn after_a_capacity_drop_the_queue_stays_bounded_with_the_additive_term() {
+        capacity_drop_keeps_the_queue_bounded(4.0);
+    }
+
+    fn capacity_drop_keeps_the_queue_bounded(additive_segments: f32) {
         tch::set_num_threads(1);
-        let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
+        let mut policy = super::super::default_policy().unwrap();
+        assert!(policy.set_additive_segments(additive_segments));
+        let mut p = LearnedPolicy::new(policy);
         let mut f = flow(40_000);
         // 4 s at 4 MB/s (80 segments per interval, a BDP of 160), then the
         // link falls to 1 MB/s (BDP 40) for 2 s.

@@ -11,13 +11,15 @@
 //!   rule's modes from [`competition`]).
 //! - [`file`]: [`LoadedPolicy`], the one type the daemon uses to run a
 //!   policy (native or TorchScript), with [`metadata`] (what the JSON
-//!   promises and the checks against this build) and [`format`] (the files
-//!   on disk, saving and loading a trainable policy);
+//!   promises and the checks against this build), [`format`] (the files
+//!   on disk, saving and loading a trainable policy) and [`batch`] (the
+//!   daemon's batched forward at batch cost, bit for bit the plain one);
 //! - [`api`]: the policy API the daemon drives ([`FlowPolicy`], [`Target`],
 //!   the one Rust-side type for the limits on a flow, and [`Guard`]) and the
 //!   scripted test policy;
 //! - [`learned`]: [`LoadedPolicy`] behind [`FlowPolicy`].
 pub mod api;
+pub mod batch;
 pub mod competition;
 pub mod file;
 pub mod filter;

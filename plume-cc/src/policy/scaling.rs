@@ -98,6 +98,29 @@ pub struct ActionScaling {
     /// [`CompetitionRule`]); none in files written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub competition: Option<CompetitionRule>,
+    /// Segments added to the clamp, and as many segments per min RTT added
+    /// to the pacing cap, after the multiplicative mapping (0: none, as in
+    /// files written before it existed).
+    ///
+    /// Why: a ceiling that is only a multiple of the flow's own rate
+    /// anchor has no preferred split of a shared link. With clamps
+    /// `W_i = k * r_i * min_rtt` binding, each flow delivers `W_i / rtt`,
+    /// and `r_i = k * r_i * min_rtt / rtt` holds for every split once
+    /// `rtt = k * min_rtt`: whoever came first keeps its share (measured
+    /// on the kernel: three flows 10 s apart end at Jain 0.74-0.88). With
+    /// `W_i = k * r_i * min_rtt + c` the fixed point is
+    /// `r_i * (rtt - k * min_rtt) = c` for every clamped flow, the same
+    /// rate for all: an additive increase, as in AIMD, is what makes
+    /// shares converge. The cost is `c` segments of standing queue per flow.
+    /// Clamps are whole segments, so a flow within about `1 / (2c)` of the
+    /// fair rate no longer moves (a dead band of 25% at `c = 2`, 12.5% at
+    /// 4): small `c` converges only roughly.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub additive_segments: f32,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 /// What the mapping does with the flow's competition [`Mode`]
@@ -174,6 +197,7 @@ impl Default for ActionScaling {
             rtt_ref_exponent: 0.0,
             second_action: SecondAction::Pacing,
             competition: None,
+            additive_segments: 0.0,
         }
     }
 }
@@ -197,6 +221,8 @@ impl ActionScaling {
             && (0.0..=8.0).contains(&self.max_log2_step)
             && (0.0..=1.0).contains(&self.rtt_ref_exponent)
             && self.competition.is_none_or(|c| c.is_valid())
+            && self.additive_segments.is_finite()
+            && (0.0..=64.0).contains(&self.additive_segments)
     }
 
     /// The limits for raw action `raw` on the flow `ctx`, moved at most one
@@ -323,9 +349,15 @@ impl ActionScaling {
             min_rtt
         };
         let bdp = rate * ref_rtt / 1e6 / mss;
-        let cwnd = round_half_away(
-            f64::from(self.cwnd_gain) * bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2(),
-        );
+        let additive = f64::from(self.additive_segments);
+        let cwnd = f64::from(self.cwnd_gain) * bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2();
+        // The additive term only when set, so that files without it map bit
+        // for bit as before.
+        let cwnd = round_half_away(if additive > 0.0 {
+            cwnd + additive
+        } else {
+            cwnd
+        });
         let cwnd = match (self.competition, ctx.mode) {
             // A drain probe: below one BDP of the share the flow holds now.
             (Some(_), Mode::Probe { rate_bytes_per_sec }) => {
@@ -338,11 +370,18 @@ impl ActionScaling {
             f64::from(self.max_cwnd_segments),
         ) as u32;
         let pacing =
-            (f64::from(self.pacing_gain) * rate * (a1 * f64::from(self.pacing_log2_span)).exp2())
-                .clamp(
-                    f64::from(self.min_pacing_bytes_per_sec),
-                    f64::from(PACING_UNLIMITED - 1),
-                ) as u32;
+            f64::from(self.pacing_gain) * rate * (a1 * f64::from(self.pacing_log2_span)).exp2();
+        // `additive` segments per min RTT: looser than the clamp's term at
+        // any queue, so the clamp's fixed point governs the split.
+        let pacing = if additive > 0.0 {
+            pacing + additive * mss * 1e6 / min_rtt
+        } else {
+            pacing
+        };
+        let pacing = pacing.clamp(
+            f64::from(self.min_pacing_bytes_per_sec),
+            f64::from(PACING_UNLIMITED - 1),
+        ) as u32;
         Target {
             cwnd_clamp_segments: cwnd,
             max_pacing_bytes_per_sec: pacing,
@@ -409,6 +448,90 @@ mod tests {
             ..s
         }
         .is_valid());
+    }
+
+    #[test]
+    fn the_additive_term_adds_segments_to_the_clamp_and_per_rtt_to_the_pacing_cap() {
+        let ctx = ctx_40ms(0);
+        let s = ActionScaling {
+            additive_segments: 4.0,
+            ..ActionScaling::default()
+        };
+        assert!(s.is_valid());
+        let t = s.to_target([0.0, 0.0], &ctx);
+        // 2 BDPs (100 segments) + 4; 1.25 x the anchor + 4 x 1000 B / 40 ms.
+        assert_eq!(t.cwnd_clamp_segments, 104);
+        assert_eq!(t.max_pacing_bytes_per_sec, 1_662_500);
+        // Without it the mapping is the old one, and files without the
+        // field do not write it.
+        let plain = ActionScaling::default();
+        assert_eq!(plain.to_target([0.0, 0.0], &ctx).cwnd_clamp_segments, 100);
+        assert!(!serde_json::to_string(&plain).unwrap().contains("additive"));
+        assert!(serde_json::to_string(&s)
+            .unwrap()
+            .contains("\"additive_segments\":4.0"));
+        for bad in [-1.0, 65.0, f32::NAN] {
+            assert!(!ActionScaling {
+                additive_segments: bad,
+                ..s
+            }
+            .is_valid());
+        }
+    }
+
+    /// Two flows under clamps from this mapping share a fluid bottleneck of
+    /// 1000 segments/s at a 40 ms min RTT: each delivers its clamp over the
+    /// RTT the clamps' sum sets, and its anchor is what it delivered.
+    /// Returns the first flow's share after `rounds` round trips, from a
+    /// 90/10 split.
+    fn fluid_share(s: &ActionScaling, rounds: usize) -> f64 {
+        let (cap, min_rtt) = (1000.0, 0.04);
+        let mut rates = [900.0_f64, 100.0];
+        for _ in 0..rounds {
+            let w: Vec<f64> = rates
+                .iter()
+                .map(|&r| {
+                    let ctx = FlowContext {
+                        min_rtt_us: 40_000,
+                        max_rate_bytes_per_sec: r * 1000.0,
+                        mss_bytes: 1000,
+                        srtt_us: 0,
+                        mode: Mode::Default,
+                    };
+                    f64::from(s.to_target([-0.5, 1.0], &ctx).cwnd_clamp_segments)
+                })
+                .collect();
+            let rtt = (w.iter().sum::<f64>() / cap).max(min_rtt);
+            rates = [w[0] / rtt, w[1] / rtt];
+        }
+        rates[0] / (rates[0] + rates[1])
+    }
+
+    #[test]
+    fn an_additive_term_makes_shares_converge_where_a_multiple_alone_keeps_them() {
+        // 2 x 2^-1 = one BDP of the own rate at action -0.5: the clamps bind
+        // as soon as their sum exceeds the link's BDP.
+        let plain = fluid_share(&ActionScaling::default(), 400);
+        assert!(
+            plain > 0.85,
+            "a multiple alone keeps the first flow's share: {plain}"
+        );
+        // Whole segments leave a dead band: a clamp stops moving once its
+        // flow is within `1 / (2c)` of the fair rate (type docs).
+        for (c, band) in [(2.0, 0.25), (4.0, 0.125), (8.0, 0.0625)] {
+            let share = fluid_share(
+                &ActionScaling {
+                    additive_segments: c,
+                    ..ActionScaling::default()
+                },
+                400,
+            );
+            assert!(
+                (share / 0.5 - 1.0).abs() <= band + 0.01,
+                "c = {c}: the share {share} is within the dead band of the fair one"
+            );
+            assert!(share < plain - 0.2, "c = {c} moves the share: {share}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! the min RTT ("p95 delay ratio"), and `power = utilization / p95 delay ratio`
 //! (1 is ideal: full link, no queue).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rand::SeedableRng;
@@ -184,6 +184,22 @@ pub fn train(
             .then_some(config.clamp_model),
         selected: None,
     };
+    // The learner's current network as a policy file: checkpoints and
+    // snapshots (with the critic, to resume or select from) and the final
+    // policy (without).
+    let save = |dir: &Path, ppo: &Ppo, steps: u64, critic: bool| {
+        file::save_native(
+            dir,
+            &ppo.model,
+            &ppo.norm,
+            &config.scaling,
+            config.interval_us,
+            config.base.name(),
+            config.objective,
+            training(steps),
+            critic,
+        )
+    };
     let mut selection = match &config.select {
         Some(sel) => Some(Selection::new(sel, config, &corpus, per_iter)?),
         None => None,
@@ -232,17 +248,7 @@ pub fn train(
         progress.iteration(&row, iterations);
         state.log.push(row);
         if state.iteration % config.checkpoint_every.max(1) == 0 || state.iteration == iterations {
-            file::save_native(
-                &ckpt,
-                &ppo.model,
-                &ppo.norm,
-                &config.scaling,
-                config.interval_us,
-                config.base.name(),
-                config.objective,
-                training(state.env_steps),
-                true,
-            )?;
+            save(&ckpt, &ppo, state.env_steps, true)?;
             write_file(
                 &ckpt.join("state.json"),
                 &serde_json::to_vec(&state).map_err(|e| out_err(&ckpt, e))?,
@@ -252,17 +258,7 @@ pub fn train(
         if let Some(sel) = selection.as_mut() {
             if state.iteration % sel.every_iters == 0 || state.iteration == iterations {
                 let dir = out.join("snapshots").join(state.env_steps.to_string());
-                file::save_native(
-                    &dir,
-                    &ppo.model,
-                    &ppo.norm,
-                    &config.scaling,
-                    config.interval_us,
-                    config.base.name(),
-                    config.objective,
-                    training(state.env_steps),
-                    true,
-                )?;
+                save(&dir, &ppo, state.env_steps, true)?;
                 sel.score(config, &dir, state.env_steps, progress)?;
             }
         }
@@ -294,17 +290,7 @@ pub fn train(
             model.inference(&meta.normalization)
         }
         None => {
-            file::save_native(
-                &policy_dir,
-                &ppo.model,
-                &ppo.norm,
-                &config.scaling,
-                config.interval_us,
-                config.base.name(),
-                config.objective,
-                training(state.env_steps),
-                false,
-            )?;
+            save(&policy_dir, &ppo, state.env_steps, false)?;
             ppo.model.inference(&ppo.norm)
         }
     };

@@ -376,6 +376,74 @@ pub fn fit_samples(
     Ok(predictors)
 }
 
+/// The contrast loss' triplets (each decision's rows: the null branch and
+/// the two contrasting clamps, as [`decision_rows`] gives them) and the
+/// spread of their differences in the standardised targets `y` (`[n, 6]`):
+/// the root mean square per output, at least 1e-3, that scales the
+/// contrast loss (ones where there are no triplets). Public so that the
+/// research examples fit exactly as `explain fit` does.
+pub fn contrast_triplets(s: &Samples, y: &Tensor) -> (Vec<[i64; 3]>, Tensor) {
+    let triplets: Vec<[i64; 3]> = decision_rows(s)
+        .into_iter()
+        .map(|r| r.map(|i| i as i64))
+        .collect();
+    let diff_scale = if triplets.is_empty() {
+        Tensor::ones([1, 6], (Kind::Float, Device::Cpu))
+    } else {
+        let t = Tensor::from_slice(&triplets.concat()).view([-1, 3]);
+        let y0 = y.index_select(0, &t.select(1, 0));
+        let d = Tensor::cat(
+            &[
+                y.index_select(0, &t.select(1, 1)) - &y0,
+                y.index_select(0, &t.select(1, 2)) - &y0,
+            ],
+            0,
+        );
+        d.square()
+            .mean_dim(0, true, Kind::Float)
+            .sqrt()
+            .clamp_min(1e-3)
+    };
+    (triplets, diff_scale)
+}
+
+/// Draws the contrast loss' triplets in batches: every pass over them in a
+/// fresh shuffled order, so each triplet is drawn once per pass, and a
+/// batch may run across two passes. The caller's generator also orders
+/// the samples, so the draws interleave with that in a fixed way (the fit
+/// is deterministic for a seed).
+#[derive(Debug)]
+pub struct TripletDraw {
+    order: Vec<usize>,
+    at: usize,
+    batch: usize,
+}
+
+impl TripletDraw {
+    /// A draw over `n` triplets, `batch` at a time.
+    pub fn new(n: usize, batch: usize) -> Self {
+        Self {
+            order: (0..n).collect(),
+            at: 0,
+            batch,
+        }
+    }
+
+    /// The next batch of `triplets` (the `n` given to [`TripletDraw::new`],
+    /// at least one) as a `[batch, 3]` tensor of sample rows.
+    pub fn next(&mut self, triplets: &[[i64; 3]], rng: &mut impl rand::Rng) -> Tensor {
+        let mut rows = Vec::with_capacity(self.batch * 3);
+        for _ in 0..self.batch {
+            if self.at == 0 {
+                self.order.shuffle(rng);
+            }
+            rows.extend_from_slice(&triplets[self.order[self.at]]);
+            self.at = (self.at + 1) % triplets.len();
+        }
+        Tensor::from_slice(&rows).view([-1, 3])
+    }
+}
+
 /// Trains one network per component on the inputs of `s` and the network
 /// targets `targets` ([`network_targets`]), both standardised by `meta`;
 /// returns the named tensors.
@@ -425,30 +493,8 @@ fn train_nets(
     drop(rng_guard); // the networks are drawn; training draws from ChaCha8
     let mut opt = nn::Adam::default().build(&vs, opts.learning_rate)?;
     // The contrast loss' triplets and the spread of their differences.
-    let triplets: Vec<[i64; 3]> = decision_rows(s)
-        .into_iter()
-        .map(|r| r.map(|i| i as i64))
-        .collect();
-    let diff_scale = if triplets.is_empty() {
-        Tensor::ones([1, 6], (Kind::Float, Device::Cpu))
-    } else {
-        let t = Tensor::from_slice(&triplets.concat()).view([-1, 3]);
-        let y0 = y.index_select(0, &t.select(1, 0));
-        let d = Tensor::cat(
-            &[
-                y.index_select(0, &t.select(1, 1)) - &y0,
-                y.index_select(0, &t.select(1, 2)) - &y0,
-            ],
-            0,
-        );
-        d.square()
-            .mean_dim(0, true, Kind::Float)
-            .sqrt()
-            .clamp_min(1e-3)
-    };
-    let mut trip_order: Vec<usize> = (0..triplets.len()).collect();
-    let mut trip_at = 0usize;
-    let trip_batch = (opts.batch / 3).max(1);
+    let (triplets, diff_scale) = contrast_triplets(s, &y);
+    let mut draw = TripletDraw::new(triplets.len(), (opts.batch / 3).max(1));
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xf17);
     let mut order: Vec<i64> = (0..n).collect();
     let batches = (s.len().div_ceil(opts.batch)) as u64;
@@ -471,15 +517,7 @@ fn train_nets(
                 loss += ((pred - target).square() * &wb).mean(Kind::Float);
             }
             if !triplets.is_empty() && opts.difference_weight > 0.0 {
-                let mut rows = Vec::with_capacity(trip_batch * 3);
-                for _ in 0..trip_batch {
-                    if trip_at == 0 {
-                        trip_order.shuffle(&mut rng);
-                    }
-                    rows.extend_from_slice(&triplets[trip_order[trip_at]]);
-                    trip_at = (trip_at + 1) % triplets.len();
-                }
-                let t = Tensor::from_slice(&rows).view([-1, 3]);
+                let t = draw.next(&triplets, &mut rng);
                 let pick = |k: i64| t.select(1, k);
                 let (r0, r1, r2) = (pick(0), pick(1), pick(2));
                 for (c, net) in nets.iter().enumerate() {
