@@ -2,9 +2,9 @@
 
 use aya_ebpf::{
     bindings::bpf_sock_ops,
+    btf_maps::{Array, HashMap, PerCpuArray, RingBuf, Stack},
     helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_setsockopt, bpf_tcp_sock},
-    macros::{map, sock_ops},
-    maps::{Array, HashMap, PerCpuArray, RingBuf, Stack},
+    macros::{btf_map, sock_ops},
     programs::SockOpsContext,
 };
 use aya_log_ebpf::warn;
@@ -41,32 +41,43 @@ const SOL_TCP: i32 = 6;
 const TCP_CONGESTION: i32 = 13;
 const TCP_BPF_SNDCWND_CLAMP: i32 = 1002;
 
+// The maps are BTF map definitions (the `.maps` section): the object's BTF
+// then names each map's key and value types, the loader hands those type
+// ids to the kernel with the map, and `bpftool map dump pinned
+// /sys/fs/bpf/plume-cc/NAME/PLUME_SLOTS` prints every field by name instead
+// of hex bytes. The legacy `maps` section carries sizes only. Sizes, flags
+// and helpers are the same either way; `MAX_FLOWS` here is only the
+// default, the loader sets the flow maps' capacity.
+const FLOWS_CAP: usize = MAX_FLOWS as usize;
+const MMAPABLE: usize = BPF_F_MMAPABLE as usize;
+
 /// Cookie -> slot index; an entry exists exactly while the flow owns its slot.
-#[map(name = "PLUME_FLOWS")]
-static FLOWS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_FLOWS, 0);
+#[btf_map(name = "PLUME_FLOWS")]
+static FLOWS: HashMap<u64, u32, FLOWS_CAP> = HashMap::new();
 
 /// Per-flow statistics; the daemon mmaps this array and reads it without
 /// system calls (hence BPF_F_MMAPABLE).
-#[map(name = "PLUME_SLOTS")]
-static SLOTS: Array<StatsSlot> = Array::with_max_entries(MAX_FLOWS, BPF_F_MMAPABLE);
+#[btf_map(name = "PLUME_SLOTS")]
+static SLOTS: Array<StatsSlot, FLOWS_CAP, MMAPABLE> = Array::new();
 
 /// Per-flow targets, written by the daemon through its mmap.
-#[map(name = "PLUME_TSLOTS")]
-static TSLOTS: Array<TargetSlot> = Array::with_max_entries(MAX_FLOWS, BPF_F_MMAPABLE);
+#[btf_map(name = "PLUME_TSLOTS")]
+static TSLOTS: Array<TargetSlot, FLOWS_CAP, MMAPABLE> = Array::new();
 
 /// Free slot indices, pushed by the loader (last in, first out: see
 /// `plume_cc_common::free_slot_fill_order`).
-#[map(name = "PLUME_FREE")]
-static FREE: Stack<u32> = Stack::with_max_entries(MAX_FLOWS, 0);
+#[btf_map(name = "PLUME_FREE")]
+static FREE: Stack<u32, FLOWS_CAP> = Stack::new();
 
-#[map(name = "PLUME_CONFIG")]
-static CONFIG: Array<DatapathConfig> = Array::with_max_entries(1, 0);
+#[btf_map(name = "PLUME_CONFIG")]
+static CONFIG: Array<DatapathConfig, 1> = Array::new();
 
-#[map(name = "PLUME_COUNTERS")]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::LEN, 0);
+#[btf_map(name = "PLUME_COUNTERS")]
+static COUNTERS: PerCpuArray<u64, { counters::LEN as usize }> = PerCpuArray::new();
 
-#[map(name = "PLUME_EVENTS")]
-static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+/// New and closed flows; the size is in bytes.
+#[btf_map(name = "PLUME_EVENTS")]
+static EVENTS: RingBuf<FlowEvent, { 256 * 1024 }> = RingBuf::new();
 
 #[sock_ops]
 pub fn plume_sockops(ctx: SockOpsContext) -> u32 {
@@ -315,7 +326,7 @@ fn emit(cookie: u64, at_ns: u64, kind: u32, stats: &FlowStats) {
         remote_port: stats.remote_port,
         _pad: 0,
     };
-    if EVENTS.output::<FlowEvent>(&event, 0).is_err() {
+    if EVENTS.output(event, 0).is_err() {
         bump(counters::EVENTS_DROPPED);
     }
 }

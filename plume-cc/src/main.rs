@@ -39,8 +39,9 @@ fn main() {
         // Returns only if the engine could not be started.
         cli::logging::finish(Err(exec_engine()))
     }
-    cli::args::print_parse_warnings();
+    // Logging first: under --log-format json the warnings are JSON too.
     cli::logging::init_logging(cli.log_format);
+    cli::args::print_parse_warnings();
     let result = match cli.command {
         Command::Status {
             json,

@@ -34,9 +34,161 @@ fn a_zero_rate_synthetic_trace_is_refused() {
         .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--mbps"));
+    // A value --mbps never takes: a usage error (2) naming the flag and
+    // the accepted form, as is a negative one.
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--mbps") && err.contains("positive"), "{err}");
     assert!(!out.exists(), "nothing is written");
+    let o = plume(&[
+        "traces",
+        "synth",
+        "--mbps",
+        "-1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("'-1' for '--mbps") && err.contains("positive"),
+        "{err}"
+    );
+}
+
+/// A value refused after parsing (a range, a combination of flags) is a
+/// usage error like clap's own: exit 2, one line naming the flag, no
+/// backtrace. Each is refused before anything runs, so no root is needed.
+#[test]
+fn refused_values_exit_with_2_and_name_their_flag() {
+    let dir = common::tmpdir("usage-errors");
+    let out = dir.join("t");
+    let trace = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../traces/synthetic/fade-6mbps.trace"
+    );
+    for (args, needle) in [
+        (
+            &[
+                "traces",
+                "synth",
+                "--duration",
+                "1.5ms",
+                "--out",
+                out.to_str().unwrap(),
+            ][..],
+            "--duration 1.5ms",
+        ),
+        (
+            &["run", "--cgroup", "/tmp", "--interval", "0ms"][..],
+            "--interval",
+        ),
+        (
+            &[
+                "run",
+                "--cgroup",
+                "/tmp",
+                "--interval",
+                "20ms",
+                "--stale",
+                "30ms",
+            ][..],
+            "--stale",
+        ),
+        (&["bench-overhead", "--rounds", "0"][..], "--rounds 0"),
+        (
+            &["service", "install", "--slice", "a--b", "--dry-run"][..],
+            "--slice",
+        ),
+        (
+            &[
+                "eval",
+                "sim-to-real",
+                "--sim-only",
+                "--traces",
+                trace,
+                "--windows",
+                "0",
+            ][..],
+            "--windows",
+        ),
+        (
+            &[
+                "eval",
+                "matrix",
+                "--traces",
+                trace,
+                "--windows",
+                "0",
+                "--out",
+                out.to_str().unwrap(),
+            ][..],
+            "--windows",
+        ),
+        (&["emulate", "--uplink-queue", "red"][..], "--uplink-queue"),
+    ] {
+        let o = plume(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("plume-cc: error: "))
+            .unwrap_or_else(|| panic!("{args:?}: no error line in {err}"));
+        assert!(line.contains(needle), "{args:?}: {needle:?} not in {line}");
+        assert!(!err.contains("backtrace"), "{args:?}: {err}");
+    }
+    assert!(!out.exists(), "nothing is written");
+}
+
+/// `status --pin-dir DIR` with nothing running there answers like the
+/// default root does (`[]`, exit 0); only a folder that does not exist is
+/// an error.
+#[test]
+fn status_of_a_pin_folder_with_nothing_running_is_an_empty_list() {
+    let dir = common::tmpdir("status-empty");
+    std::fs::create_dir_all(&dir).unwrap();
+    let v = json_stdout(&["status", "--json", "--pin-dir", dir.to_str().unwrap()]);
+    assert_eq!(v, serde_json::json!([]));
+    let o = plume(&["status", "--pin-dir", dir.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains(&format!("nothing pinned under {}", dir.display())),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+/// Under `--log-format json` every line on stderr is a JSON object, the
+/// deprecation warning and the final error included.
+#[test]
+fn json_logs_keep_every_stderr_line_json() {
+    let o = plume(&[
+        "--log-format",
+        "json",
+        "run",
+        "--cgroup",
+        "/tmp",
+        "--interval",
+        "20",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{err}");
+    let message = |v: &serde_json::Value| v["fields"]["message"].as_str().unwrap_or("").to_string();
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["level"] == "WARN" && message(v).contains("use `--interval 20ms`")),
+        "{err}"
+    );
+    let last = lines.last().unwrap();
+    assert_eq!(last["level"], "ERROR", "{err}");
+    assert!(message(last).contains("not a cgroup v2 folder"), "{err}");
 }
 
 #[test]
@@ -169,6 +321,31 @@ fn json_output_parses_for_every_command_that_has_it() {
     assert_eq!(rows.len(), 2, "{v}");
     assert_eq!(rows[1]["flows"], 3);
     assert!(rows[0]["total_us"].as_f64().unwrap() > 0.0, "{v}");
+    // explain fit, as small as it goes: the predictors' metadata. (explain
+    // run --json is checked in explain_refuses_bad_input_and_foreign_predictors.)
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = common::tmpdir("json-fit").join("fit");
+    let v = json_stdout(&[
+        "explain",
+        "fit",
+        "--policy",
+        &format!("{root}/policies/default"),
+        "--traces",
+        &format!("{root}/traces/synthetic/fade-6mbps.trace"),
+        "--decisions",
+        "10",
+        "--heldout-decisions",
+        "10",
+        "--epochs",
+        "1",
+        "--window",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["format"], "plume-cc-explain", "{v}");
+    assert!(out.join("explain.json").is_file());
 }
 
 /// The old `--json FILE` still writes the file, with a warning naming the
@@ -471,4 +648,14 @@ fn trace_arguments_take_a_file_or_a_folder() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Logs written into a pipe (or a file, or the journal) carry no ANSI
+/// colour codes; colour is for a terminal only.
+#[test]
+fn logs_into_a_pipe_have_no_colour_codes() {
+    let o = plume(&["run", "--cgroup", "/tmp", "--run-for", "1s"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("INFO"), "a log line was written: {err}");
+    assert!(!err.contains('\x1b'), "colour codes in a pipe: {err:?}");
 }

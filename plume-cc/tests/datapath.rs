@@ -587,3 +587,280 @@ fn torn_reads_reach_status_json_and_survive_a_restart() {
     assert!(!pins.exists());
     cgroup.remove().unwrap();
 }
+
+/// A pinned map's BTF as the kernel holds it: the names of its key and value
+/// types (typedefs and qualifiers skipped) and, for a struct value, its
+/// members in order. `None` for a side the map has no BTF for.
+#[derive(Debug, PartialEq)]
+struct MapBtf {
+    key: Option<String>,
+    value: Option<String>,
+    value_members: Vec<String>,
+}
+
+/// Reads `MapBtf` of the map pinned at `path` with bpf(2) alone, as
+/// `bpftool map dump` does: BPF_OBJ_GET, BPF_OBJ_GET_INFO_BY_FD for the
+/// map's BTF ids, BPF_BTF_GET_FD_BY_ID and BPF_OBJ_GET_INFO_BY_FD again for
+/// the BTF blob, which is parsed here (include/uapi/linux/btf.h). Why not
+/// bpftool: it is not among the packages `cargo xtask setup` installs.
+fn pinned_map_btf(path: &std::path::Path) -> MapBtf {
+    use std::os::unix::ffi::OsStrExt as _;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const BPF_BTF_GET_FD_BY_ID: libc::c_long = 19;
+    let bpf = |cmd: libc::c_long, attr: &mut [u64; 16]| -> i64 {
+        // SAFETY: bpf(2) reads and writes `attr` (128 bytes, alive for the
+        // call) and the buffers it points to, which outlive the call.
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128u32) }
+    };
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut attr = [0u64; 16];
+    attr[0] = name.as_ptr() as u64;
+    let map_fd = bpf(BPF_OBJ_GET, &mut attr);
+    assert!(
+        map_fd >= 0,
+        "BPF_OBJ_GET {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    // struct bpf_map_info: btf_id, btf_key_type_id and btf_value_type_id are
+    // the u32s at bytes 64, 68 and 72.
+    let mut info = [0u32; 24];
+    let mut attr = [0u64; 16];
+    attr[0] = map_fd as u64 | ((std::mem::size_of_val(&info) as u64) << 32);
+    attr[1] = info.as_mut_ptr() as u64;
+    assert_eq!(
+        bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr),
+        0,
+        "map info: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the fd is ours.
+    unsafe { libc::close(map_fd as i32) };
+    let (btf_id, key_id, value_id) = (info[16], info[17], info[18]);
+    if btf_id == 0 {
+        return MapBtf {
+            key: None,
+            value: None,
+            value_members: Vec::new(),
+        };
+    }
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(btf_id);
+    let btf_fd = bpf(BPF_BTF_GET_FD_BY_ID, &mut attr);
+    assert!(
+        btf_fd >= 0,
+        "BPF_BTF_GET_FD_BY_ID: {}",
+        std::io::Error::last_os_error()
+    );
+    // struct bpf_btf_info: u64 btf (buffer), u32 btf_size, u32 id, ...; the
+    // first call learns the size.
+    let btf_info = |buf: &mut Vec<u8>| -> u32 {
+        let mut bi = [0u64; 4];
+        bi[0] = if buf.is_empty() {
+            0
+        } else {
+            buf.as_mut_ptr() as u64
+        };
+        bi[1] = buf.len() as u64;
+        let mut attr = [0u64; 16];
+        attr[0] = btf_fd as u64 | ((std::mem::size_of_val(&bi) as u64) << 32);
+        attr[1] = bi.as_mut_ptr() as u64;
+        assert_eq!(
+            bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr),
+            0,
+            "btf info: {}",
+            std::io::Error::last_os_error()
+        );
+        bi[1] as u32
+    };
+    let mut blob = Vec::new();
+    let size = btf_info(&mut blob);
+    blob.resize(size as usize, 0);
+    btf_info(&mut blob);
+    // SAFETY: the fd is ours.
+    unsafe { libc::close(btf_fd as i32) };
+
+    // The BTF blob: a header, then the types (ids from 1), then the strings.
+    let u16_at = |o: usize| u16::from_le_bytes(blob[o..o + 2].try_into().unwrap());
+    let u32_at = |o: usize| u32::from_le_bytes(blob[o..o + 4].try_into().unwrap());
+    assert_eq!(u16_at(0), 0xeb9f, "BTF magic");
+    let hdr_len = u32_at(4) as usize;
+    let (type_off, type_len) = (u32_at(8) as usize, u32_at(12) as usize);
+    let str_off = hdr_len + u32_at(16) as usize;
+    let string = |off: u32| -> String {
+        let s = &blob[str_off + off as usize..];
+        String::from_utf8_lossy(&s[..s.iter().position(|&b| b == 0).unwrap()]).into_owned()
+    };
+    // Each type: name_off, info (vlen in the low 16 bits, kind in bits
+    // 24-28), size or type; then kind-specific data.
+    let mut types = vec![0usize]; // id 0 is void
+    let (mut at, end) = (hdr_len + type_off, hdr_len + type_off + type_len);
+    while at < end {
+        types.push(at);
+        let info = u32_at(at + 4);
+        let vlen = (info & 0xffff) as usize;
+        at += 12
+            + match (info >> 24) & 0x1f {
+                1 | 14 | 17 => 4,             // INT, VAR, DECL_TAG
+                3 => 12,                      // ARRAY
+                4 | 5 | 15 | 19 => 12 * vlen, // STRUCT, UNION, DATASEC, ENUM64
+                6 | 13 => 8 * vlen,           // ENUM, FUNC_PROTO
+                _ => 0,
+            };
+    }
+    let resolve = |mut id: u32| -> usize {
+        loop {
+            let at = types[id as usize];
+            match (u32_at(at + 4) >> 24) & 0x1f {
+                8..=11 | 18 => id = u32_at(at + 8), // TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG
+                _ => return at,
+            }
+        }
+    };
+    let named = |id: u32| (id != 0).then(|| string(u32_at(resolve(id))));
+    let value_members = if value_id == 0 {
+        Vec::new()
+    } else {
+        let at = resolve(value_id);
+        let info = u32_at(at + 4);
+        if (info >> 24) & 0x1f == 4 {
+            (0..(info & 0xffff) as usize)
+                .map(|i| string(u32_at(at + 12 + 12 * i)))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    MapBtf {
+        key: named(key_id),
+        value: named(value_id),
+        value_members,
+    }
+}
+
+/// The maps carry BTF, so `bpftool map dump pinned .../PLUME_SLOTS` prints
+/// field names: the kernel holds each map's key and value types by name,
+/// and a struct value's members in the order of `plume_cc_common`'s struct.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn pinned_maps_carry_btf_with_field_names() {
+    use plume_cc_common::maps;
+    if !common::have_root("map BTF", DATAPATH_CAPS) {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").expect("create child cgroup");
+    let pins = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/plume-cc/test-btf-{}",
+        std::process::id()
+    ));
+    let dp =
+        Datapath::attach_pinned(cgroup.path(), DatapathConfig::default(), &pins).expect("attach");
+    let got: Vec<(&str, MapBtf)> = [
+        maps::FLOW_STATS,
+        maps::STATS_SLOTS,
+        maps::TARGET_SLOTS,
+        maps::CONFIG,
+        maps::COUNTERS,
+    ]
+    .into_iter()
+    .map(|m| (m, pinned_map_btf(&pins.join(m))))
+    .collect();
+    dp.shutdown(Duration::from_secs(1)).unwrap();
+    let _ = std::fs::remove_dir_all(&pins);
+    cgroup.remove().unwrap();
+
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let want = |key: &str, value: &str, members: &[&str]| MapBtf {
+        key: Some(key.into()),
+        value: Some(value.into()),
+        value_members: strings(members),
+    };
+    assert_eq!(got[0], (maps::FLOW_STATS, want("u64", "u32", &[])));
+    assert_eq!(
+        got[1],
+        (
+            maps::STATS_SLOTS,
+            want("u32", "StatsSlot", &["seq", "_pad", "cookie", "stats"])
+        )
+    );
+    assert_eq!(
+        got[2],
+        (
+            maps::TARGET_SLOTS,
+            want("u32", "TargetSlot", &["seq", "_pad", "cookie", "target"])
+        )
+    );
+    assert_eq!(
+        got[3],
+        (
+            maps::CONFIG,
+            want(
+                "u32",
+                "DatapathConfig",
+                &[
+                    "stale_after_ns",
+                    "enforce",
+                    "generation",
+                    "base_cc",
+                    "snapshot_every_ns"
+                ]
+            )
+        )
+    );
+    assert_eq!(got[4], (maps::COUNTERS, want("u32", "u64", &[])));
+}
+
+/// The two root benchmarks with `--json`: stdout is one JSON document and
+/// nothing else (their tables and progress go to stderr). Kept small: two
+/// control-step iterations, one 1 s round of the overhead transfer.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN) and iperf3; `cargo xtask test` runs it as root"]
+fn root_benchmarks_print_one_json_document_with_json() {
+    if !common::have_root("benchmarks' --json", DATAPATH_CAPS) {
+        return;
+    }
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = std::process::Command::new(common::EXE)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stdout is not one JSON document ({e}): {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        })
+    };
+    let v = json(&[
+        "bench-datapath",
+        "--only",
+        "control-loop",
+        "--iterations",
+        "2",
+        "--json",
+    ]);
+    let rows = v["control_loop"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no control_loop rows: {v}"));
+    assert!(!rows.is_empty(), "{v}");
+    let v = json(&[
+        "bench-overhead",
+        "--duration",
+        "1s",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(v["duration_s"], 1, "{v}");
+    assert_eq!(
+        v["runs"].as_array().map(Vec::len),
+        Some(3),
+        "one run per mode: {v}"
+    );
+}

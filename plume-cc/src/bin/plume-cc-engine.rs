@@ -27,8 +27,9 @@ use plume_cc::{
 /// privilege.
 fn main() {
     let cli = Cli::parse_or_exit();
-    cli::args::print_parse_warnings();
+    // Logging first: under --log-format json the warnings are JSON too.
     cli::logging::init_logging(cli.log_format);
+    cli::args::print_parse_warnings();
     cli::logging::finish(run(cli.command))
 }
 

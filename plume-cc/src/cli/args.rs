@@ -9,11 +9,41 @@ use clap::builder::TypedValueParser;
 
 use plume_cc::args::{parse_duration, parse_legacy, BareUnit};
 
+/// A value its flag never accepts, found after clap parsed the command
+/// line (a range, or a combination of flags): a usage error, so the process
+/// exits with 2 as clap's own refusals do, not with the 1 of a runtime
+/// error (`logging::exit_code`). Its message names the flag and the
+/// accepted form.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Returns early with a [`UsageError`] built like `format!`.
+macro_rules! usage_bail {
+    ($($arg:tt)*) => {
+        return Err($crate::cli::args::UsageError(format!($($arg)*)).into())
+    };
+}
+pub(crate) use usage_bail;
+
+/// clap value parser of a rate or size that must be a positive, finite
+/// number (`--mbps`): 0, a negative number, NaN or infinity is refused at
+/// parsing (exit 2), naming the flag, with `example` as the accepted form.
+pub fn positive_f64(example: &'static str) -> impl TypedValueParser<Value = f64> {
+    clap::builder::StringValueParser::new().try_map(move |s: String| {
+        match s.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+            _ => Err(format!("must be a positive number, e.g. {example}")),
+        }
+    })
+}
+
 /// Prints a deprecation warning on stderr. Straight to stderr rather than
-/// through `tracing`: flags are parsed before logging is set up, and the
-/// warning is for the person at the command line.
+/// through `tracing` (whose filter could hide it): the warning is for the
+/// person at the command line; under `--log-format json` it is a JSON line
+/// like the log's (`logging::stderr_line`).
 pub fn deprecated(old: &str, new: &str) {
-    eprintln!("{}", deprecation(old, new));
+    super::logging::stderr_line("WARN", &deprecation(old, new));
 }
 
 fn deprecation(old: &str, new: &str) -> String {
@@ -46,7 +76,7 @@ pub fn take_parse_warnings() -> Vec<String> {
 /// Prints the deprecation warnings parsing gathered, on stderr.
 pub fn print_parse_warnings() {
     for w in take_parse_warnings() {
-        eprintln!("{w}");
+        super::logging::stderr_line("WARN", &w);
     }
 }
 

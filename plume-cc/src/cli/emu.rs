@@ -78,10 +78,13 @@ pub struct Args {
 
 fn queue(kind: &str, args: &str, which: &str) -> anyhow::Result<DropTail> {
     match kind {
-        "droptail" => DropTail::parse_args(args)
-            .map_err(|e| anyhow::anyhow!("--{which}-queue-args {args:?}: {e}")),
+        "droptail" => DropTail::parse_args(args).map_err(|e| {
+            super::args::UsageError(format!("--{which}-queue-args {args:?}: {e}")).into()
+        }),
         "infinite" => Ok(DropTail::default()),
-        other => bail!("--{which}-queue {other:?}: only droptail and infinite are supported"),
+        other => super::args::usage_bail!(
+            "--{which}-queue {other:?}: only droptail and infinite are supported"
+        ),
     }
 }
 

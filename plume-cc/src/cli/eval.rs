@@ -306,11 +306,11 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
         }
         EvalCommand::Matrix(a) => {
             if a.windows == 0 {
-                bail!("--windows must be at least 1");
+                super::args::usage_bail!("--windows must be at least 1");
             }
             let window_ms = ms_of(a.window.or(a.window_ms_old), 10_000);
             if window_ms < 1_000 {
-                bail!("--window must be at least 1s, got {window_ms}ms");
+                super::args::usage_bail!("--window must be at least 1s, got {window_ms}ms");
             }
             tch::set_num_threads(1);
             let policy = plume_cc::policy::LoadedPolicy::load_or_default(&a.policy)?;
@@ -359,7 +359,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
         }
         EvalCommand::SimToReal(a) => {
             if !(a.tolerance > 0.0 && a.tolerance < 10.0) {
-                bail!("--tolerance {} must be in (0, 10)", a.tolerance);
+                super::args::usage_bail!("--tolerance {} must be in (0, 10)", a.tolerance);
             }
             // SAFETY: geteuid has no preconditions.
             if !a.sim_only && unsafe { libc::geteuid() } != 0 {

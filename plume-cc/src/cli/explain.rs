@@ -155,7 +155,7 @@ pub fn run(cmd: ExplainCommand) -> anyhow::Result<()> {
             let (json, weights) = predictor_paths(&a.policy, a.out.as_deref())?;
             let window_ms = a.window.map_or(10_000, |d| d.as_millis() as u64);
             if !(1_000..=600_000).contains(&window_ms) {
-                anyhow::bail!("--window must be in [1s, 10min], got {window_ms}ms");
+                super::args::usage_bail!("--window must be in [1s, 10min], got {window_ms}ms");
             }
             let opts = FitOptions {
                 decisions: a.decisions,
@@ -211,14 +211,17 @@ pub fn run(cmd: ExplainCommand) -> anyhow::Result<()> {
             let start_ms = a.start.map_or(0, |d| d.as_millis() as u64);
             let window_ms = a.window.map_or(10_000, |d| d.as_millis() as u64);
             if !(1_000..=600_000).contains(&window_ms) {
-                anyhow::bail!("--window must be in [1s, 10min], got {window_ms}ms");
+                super::args::usage_bail!("--window must be in [1s, 10min], got {window_ms}ms");
             }
             let rtt_ms = a.rtt.map_or(40.0, |d| d.as_secs_f64() * 1000.0);
             if !(1.0..=1000.0).contains(&rtt_ms) {
-                anyhow::bail!("--rtt must be in [1ms, 1s], got {rtt_ms}ms");
+                super::args::usage_bail!("--rtt must be in [1ms, 1s], got {rtt_ms}ms");
             }
             if !(a.buffer_bdp.is_finite() && (0.05..=100.0).contains(&a.buffer_bdp)) {
-                anyhow::bail!("--buffer-bdp must be in [0.05, 100], got {}", a.buffer_bdp);
+                super::args::usage_bail!(
+                    "--buffer-bdp must be in [0.05, 100], got {}",
+                    a.buffer_bdp
+                );
             }
             let trace = plume_cc::trace::mahimahi::MahimahiTrace::read(&a.trace)?;
             let window =

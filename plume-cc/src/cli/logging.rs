@@ -21,6 +21,36 @@ fn stderr_is_journal() -> bool {
     dev.parse() == Ok(st.st_dev) && ino.parse() == Ok(st.st_ino)
 }
 
+/// Whether stderr carries JSON lines (`--log-format json`): then every line
+/// of ours on stderr is one (see [`stderr_line`]).
+static STDERR_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes a message of ours that bypasses `tracing` (a deprecation warning,
+/// the final error) on stderr: as is, or, under `--log-format json`, as one
+/// JSON object shaped like the log's own lines, so that a pipeline reading
+/// JSON lines never meets a plain one.
+pub fn stderr_line(level: &str, message: &str) {
+    if STDERR_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "{}",
+            json_line(level, message, std::time::SystemTime::now())
+        );
+    } else {
+        eprintln!("{message}");
+    }
+}
+
+/// One JSON log line with the fields of tracing-subscriber's JSON format.
+fn json_line(level: &str, message: &str, at: std::time::SystemTime) -> String {
+    serde_json::json!({
+        "timestamp": humantime::format_rfc3339_micros(at).to_string(),
+        "level": level,
+        "fields": { "message": message },
+        "target": "plume_cc",
+    })
+    .to_string()
+}
+
 /// Sets up `tracing` on stderr in `format` (see `--log-format`); `RUST_LOG`
 /// filters (default `info`).
 pub fn init_logging(format: LogFormat) {
@@ -33,6 +63,10 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Auto => LogFormat::Text,
         f => f,
     };
+    STDERR_JSON.store(
+        matches!(format, LogFormat::Json),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let mut fallback = None;
     let layer = match format {
         LogFormat::Journald => match tracing_journald::layer() {
@@ -71,20 +105,67 @@ pub fn init_logging(format: LogFormat) {
 }
 
 /// Prints a command's error the one way (once, each cause once, on one
-/// line, no backtrace) and ends the process: 0 on success, 1 on a runtime
-/// error. Usage errors never get here: clap's exit with 2 happens at parsing.
+/// line, no backtrace) and ends the process with [`exit_code`]: 0 on
+/// success, 2 on a usage error, 1 on a runtime error. (clap's own usage
+/// errors exit with 2 at parsing and never get here.)
 pub fn finish(result: anyhow::Result<()>) -> ! {
     let code = match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!(
-                "plume-cc: error: {}",
-                plume_cc::errors::one_line(e.as_ref())
+            stderr_line(
+                "ERROR",
+                &format!(
+                    "plume-cc: error: {}",
+                    plume_cc::errors::one_line(e.as_ref())
+                ),
             );
-            1
+            exit_code(&e)
         }
     };
     quick_exit(code)
+}
+
+/// 2 when `e` is a usage error, else 1. A usage error is a flag value (or
+/// combination of flags) the command never accepts, whatever the host:
+/// a [`super::args::UsageError`] from the command lines, or one of the
+/// library's typed refusals of a setting, all found before anything runs.
+/// A missing file, a kernel without a congestion control, or a missing
+/// capability depends on the host, and stays a runtime error (1).
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    use plume_cc::{
+        bench::BenchError, daemon::metrics::MetricsError, daemon::ConfigError, eval::EvalError,
+        explain::ExplainError, service::ServiceError,
+    };
+    let usage = e.chain().any(|c| {
+        c.is::<super::args::UsageError>()
+            || matches!(
+                c.downcast_ref::<ConfigError>(),
+                Some(
+                    ConfigError::OutOfRange { .. }
+                        | ConfigError::StaleTooShort { .. }
+                        | ConfigError::RootCgroup { .. }
+                )
+            )
+            || matches!(c.downcast_ref::<BenchError>(), Some(BenchError::Config(_)))
+            || matches!(c.downcast_ref::<EvalError>(), Some(EvalError::Setting(_)))
+            || matches!(
+                c.downcast_ref::<ExplainError>(),
+                Some(ExplainError::Range { .. })
+            )
+            || matches!(
+                c.downcast_ref::<ServiceError>(),
+                Some(ServiceError::BadSlice { .. })
+            )
+            || matches!(
+                c.downcast_ref::<MetricsError>(),
+                Some(MetricsError::NotLoopback { .. })
+            )
+    });
+    if usage {
+        2
+    } else {
+        1
+    }
 }
 
 /// Ends the process without running the C++ static destructors that
@@ -100,4 +181,20 @@ pub fn quick_exit(code: i32) -> ! {
     let _ = std::io::stderr().flush();
     // SAFETY: _exit(2) ends the process at once; nothing after it runs.
     unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_stderr_line_parses_with_the_logs_fields() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
+        let line = json_line("WARN", "plume-cc: warning: \"x\"\nnext", at);
+        assert!(!line.contains('\n'), "one line: {line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["fields"]["message"], "plume-cc: warning: \"x\"\nnext");
+        assert_eq!(v["timestamp"], "2023-11-14T22:13:20.123456Z");
+    }
 }

@@ -16,17 +16,23 @@ pub fn status(json: bool, pin_dir: Option<PathBuf>, explain: bool) -> anyhow::Re
     let single = pin_dir
         .as_deref()
         .is_some_and(plume_cc::datapath::attached_at);
+    let pin_root = pin_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(plume_cc::datapath::PIN_ROOT));
     let dirs = match pin_dir {
         Some(d) => daemon::status::datapaths_at(&d).ok_or_else(|| {
             anyhow::anyhow!(
-                "--pin-dir {}: no plume-cc datapath is pinned there (neither a pin folder nor a folder of them)",
+                "--pin-dir {}: no such folder (give a datapath's pin folder, as given to `run --pin-dir`, or a folder of them)",
                 d.display()
             )
         })?,
         None => daemon::status::pinned_datapaths(),
     };
     if dirs.is_empty() && !json {
-        println!("no running plume-cc datapath (nothing pinned under /sys/fs/bpf/plume-cc)");
+        println!(
+            "no running plume-cc datapath (nothing pinned under {})",
+            pin_root.display()
+        );
     }
     // With --json, stdout holds exactly one JSON document: an array
     // with one entry per datapath (`[]` when none runs).

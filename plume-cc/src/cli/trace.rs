@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::args::DurationArg;
+use super::args::{positive_f64, usage_bail, DurationArg};
 use plume_cc::args::BareUnit;
 use plume_cc::plume::{
     analysis::{analyze_with_paths, AnalysisParams, PathStats, Stage},
@@ -33,8 +33,8 @@ pub enum TracesCommand {
         /// Generator.
         #[arg(long, value_enum, default_value = "lte")]
         kind: SynthKind,
-        /// Nominal rate in Mbps.
-        #[arg(long, default_value_t = 6.0)]
+        /// Nominal rate in Mbps (positive).
+        #[arg(long, default_value = "6", allow_negative_numbers = true, value_parser = positive_f64("--mbps 6"))]
         mbps: f64,
         /// Length (period) of the trace, e.g. 60s, 1500ms, 2m.
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = DurationArg::legacy(BareUnit::Ms))]
@@ -129,7 +129,7 @@ pub enum TracesCommand {
 /// are cut in: a fraction of a millisecond is refused, naming the flag.
 pub fn whole_ms(flag: &str, d: Duration) -> anyhow::Result<u64> {
     if !d.subsec_nanos().is_multiple_of(1_000_000) || d.as_millis() > 1_000_000_000_000 {
-        bail!("{flag} {d:?}: must be a whole number of milliseconds up to 1e12 ms");
+        usage_bail!("{flag} {d:?}: must be a whole number of milliseconds up to 1e12 ms");
     }
     Ok(d.as_millis() as u64)
 }
@@ -221,11 +221,8 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             let Some(out) = out else {
-                bail!("traces synth: give --out DIR or --preset-set DIR");
+                usage_bail!("traces synth: give --out DIR or --preset-set DIR");
             };
-            if !(mbps.is_finite() && mbps > 0.0) {
-                bail!("--mbps {mbps}: must be a positive number of Mbit/s (e.g. --mbps 6)");
-            }
             let duration_ms = whole_ms("--duration", duration)?;
             let spec = SynthSpec {
                 kind,
@@ -290,7 +287,7 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
             params.cluster.k_max = k_max;
             params.cluster.min_cluster_fraction = min_cluster_fraction;
             if fit_sample < 20 {
-                bail!("--fit-sample must be at least 20, got {fit_sample}");
+                usage_bail!("--fit-sample must be at least 20, got {fit_sample}");
             }
             params.fit_sample = fit_sample;
             analyze_dir(&dir, spec, offset_ms, &params, &out_dir)

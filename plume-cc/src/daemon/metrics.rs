@@ -377,6 +377,58 @@ mod tests {
     use crate::explain::Predictions;
     use crate::policy::GuardCounts;
 
+    /// The README's metric table lists exactly the metrics the daemon
+    /// exports, under the names a scrape shows (a counter `X` is sampled
+    /// as `X_total`, an info as `X_info`): an operator's dashboard is built
+    /// from that table, so a metric added, renamed or dropped without it
+    /// fails here.
+    #[test]
+    fn the_readme_lists_every_exported_metric_and_no_other() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("\n## Metrics\n")
+            .nth(1)
+            .expect("README has a Metrics section");
+        let section = section.split("\n## ").next().unwrap();
+        let mut documented = std::collections::BTreeSet::new();
+        for row in section.lines().filter(|l| l.starts_with("| `plume")) {
+            let first = row.split('|').nth(1).unwrap();
+            for name in first.split('`').skip(1).step_by(2) {
+                documented.insert(name.split('{').next().unwrap().to_string());
+            }
+        }
+        // Labelled families show only once they have a series: one
+        // explained flow gives every family one.
+        let m = Metrics::new("abc");
+        m.set_explanations(&[FlowExplanation {
+            cookie: 1,
+            clamp: Some(42),
+            predicted: [0.0; 3].map(|_| crate::explain::Predictions {
+                reward_units: [0.0; 3],
+                physical: [4.0, 35.0, 0.0],
+            }),
+            extrapolated: None,
+        }]);
+        let text = m.render();
+        let exported: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| {
+                let (name, kind) = l.split_once(' ').unwrap();
+                match kind {
+                    "counter" => format!("{name}_total"),
+                    "info" => format!("{name}_info"),
+                    _ => name.to_string(),
+                }
+            })
+            .collect();
+        assert!(exported.len() > 20, "{text}");
+        assert_eq!(
+            documented, exported,
+            "README Metrics table vs the exposition"
+        );
+    }
+
     #[test]
     fn explanations_are_exported_per_slot_and_action_within_bounds() {
         let m = Metrics::new("abc123");

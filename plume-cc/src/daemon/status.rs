@@ -129,17 +129,23 @@ pub fn datapaths_under(root: &Path) -> Vec<PathBuf> {
 
 /// Which datapaths `status --pin-dir DIR` shows: DIR itself when it holds a
 /// pinned link (one datapath's folder, as given to `run --pin-dir`), else
-/// every datapath folder under it (a root like [`datapath::PIN_ROOT`]);
-/// None when DIR is neither.
+/// every datapath folder under it (a root like [`datapath::PIN_ROOT`]),
+/// which is none when nothing runs there (`status --json` then prints
+/// `[]`, as it does for the default root); None when DIR is not a folder
+/// (a mistyped path is an error, not an empty answer).
 pub fn datapaths_at(dir: &Path) -> Option<Vec<PathBuf>> {
     if datapath::attached_at(dir) {
         return Some(vec![dir.to_owned()]);
     }
-    let under: Vec<PathBuf> = datapaths_under(dir)
-        .into_iter()
-        .filter(|d| datapath::attached_at(d))
-        .collect();
-    (!under.is_empty()).then_some(under)
+    if !dir.is_dir() {
+        return None;
+    }
+    Some(
+        datapaths_under(dir)
+            .into_iter()
+            .filter(|d| datapath::attached_at(d))
+            .collect(),
+    )
 }
 
 /// Reads the datapath pinned at `pin_dir`: its mode, counters and flows.
@@ -422,6 +428,21 @@ mod tests {
         assert!(t.contains("active 3012ms") && !t.contains("lifted"), "{t}");
         let json = serde_json::to_value(row(TargetState::Expired, None)).unwrap();
         assert_eq!(json["target_state"], "expired");
+    }
+
+    #[test]
+    fn a_pin_folder_with_nothing_running_lists_none_and_a_missing_one_is_refused() {
+        let root = std::env::temp_dir().join(format!("plume-cc-pins-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("stopped")).unwrap();
+        assert_eq!(datapaths_at(&root), Some(Vec::new()));
+        std::fs::write(root.join("stopped").join("link"), b"").unwrap();
+        assert_eq!(datapaths_at(&root), Some(vec![root.join("stopped")]));
+        assert_eq!(
+            datapaths_at(&root.join("stopped")),
+            Some(vec![root.join("stopped")])
+        );
+        assert_eq!(datapaths_at(&root.join("missing")), None);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

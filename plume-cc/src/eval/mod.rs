@@ -19,7 +19,11 @@ use std::path::PathBuf;
 /// Errors of an evaluation.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    /// Bad settings.
+    /// A flag's value the evaluation never accepts (the binary exits with 2,
+    /// a usage error); the message names the flag.
+    #[error("{0}")]
+    Setting(String),
+    /// Settings these traces cannot serve (e.g. too few usable windows).
     #[error("{0}")]
     Config(String),
     /// A trace could not be read or written.

@@ -427,7 +427,7 @@ pub fn run(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<WindowResult>, EvalError> {
     if cfg.windows == 0 || cfg.window_ms < 1000 || cfg.queue_packets == 0 {
-        return Err(EvalError::Config(format!(
+        return Err(EvalError::Setting(format!(
             "--windows must be >= 1, --window >= 1s, --queue-packets >= 1 (got {}, {}, {})",
             cfg.windows, cfg.window_ms, cfg.queue_packets
         )));
