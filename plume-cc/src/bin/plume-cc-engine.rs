@@ -141,7 +141,9 @@ fn run(command: Command) -> anyhow::Result<()> {
                 policy.set_objective(o);
             }
             if competition_rule
-                && !policy.set_competition_rule(Some(plume_cc::policy::CompetitionRule::default()))
+                && !policy.change_action_scaling(&mut |s| {
+                    s.competition = Some(plume_cc::policy::CompetitionRule::default())
+                })
             {
                 anyhow::bail!("--competition-rule needs a learned policy (a scripted schedule has no action mapping)");
             }
@@ -149,7 +151,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 anyhow::bail!("--fixed-rule needs a learned policy (a scripted schedule has no action mapping)");
             }
             if let Some(c) = additive_segments {
-                if !policy.set_additive_segments(c) {
+                if !policy.change_action_scaling(&mut |s| s.additive_segments = c) {
                     anyhow::bail!("--additive-segments {c}: needs a learned policy (a scripted schedule has no action mapping) and a value within [0, 64]");
                 }
             }

@@ -95,11 +95,16 @@ pub trait FlowPolicy: Send {
     /// Sets the operating point; policies without one ignore it.
     fn set_objective(&mut self, _objective: super::Objective) {}
 
-    /// Turns the competition rule ([`super::competition`]) on in the
-    /// policy's action mapping, overriding its file (`run
-    /// --competition-rule`). Returns false for a policy without a mapping
-    /// (a scripted schedule), which cannot take it.
-    fn set_competition_rule(&mut self, _rule: Option<super::CompetitionRule>) -> bool {
+    /// Changes the policy's action mapping with `change`, overriding its
+    /// file: `run --competition-rule` turns the competition rule
+    /// ([`super::competition`]) on, `run --additive-segments` sets the
+    /// additive term. Returns false, changing nothing, for a policy without
+    /// a mapping (a scripted schedule) or a changed mapping that is not
+    /// valid.
+    fn change_action_scaling(
+        &mut self,
+        _change: &mut dyn FnMut(&mut super::ActionScaling),
+    ) -> bool {
         false
     }
 
@@ -108,14 +113,6 @@ pub trait FlowPolicy: Send {
     /// the real datapath. Returns false for a policy without an action
     /// mapping (a scripted schedule).
     fn set_fixed_rule(&mut self, _on: bool) -> bool {
-        false
-    }
-
-    /// Overrides the additive term of the policy's action mapping
-    /// (`ActionScaling::additive_segments`, `run --additive-segments`).
-    /// Returns false for a policy without a mapping or a value outside
-    /// `[0, 64]`.
-    fn set_additive_segments(&mut self, _segments: f32) -> bool {
         false
     }
 

@@ -224,24 +224,17 @@ impl LoadedPolicy {
         &self.meta
     }
 
-    /// Overrides the file's competition rule (the weights do not depend on
-    /// it: the rule acts in the action mapping, after the network).
-    pub fn set_competition_rule(&mut self, rule: Option<super::CompetitionRule>) {
-        self.meta.action_scaling.competition = rule;
-    }
-
-    /// Overrides the file's additive term (`ActionScaling::additive_segments`;
-    /// like the rule, it acts after the network). Returns false, changing
-    /// nothing, for a value outside `[0, 64]`.
-    pub fn set_additive_segments(&mut self, segments: f32) -> bool {
-        let scaling = super::ActionScaling {
-            additive_segments: segments,
-            ..self.meta.action_scaling
-        };
-        if scaling.is_valid() {
+    /// Overrides the file's action mapping (the weights do not depend on
+    /// it: the mapping acts after the network, so the competition rule or
+    /// the additive term can be set on trained weights). Returns false,
+    /// changing nothing, for a mapping that is not
+    /// [`super::ActionScaling::is_valid`].
+    pub fn set_action_scaling(&mut self, scaling: super::ActionScaling) -> bool {
+        let valid = scaling.is_valid();
+        if valid {
             self.meta.action_scaling = scaling;
         }
-        scaling.is_valid()
+        valid
     }
 
     /// Where it was loaded from.

@@ -156,27 +156,28 @@ impl LearnedPolicy {
 impl FlowPolicy for LearnedPolicy {
     fn describe(&self) -> String {
         let m = self.policy.metadata();
+        let mut overrides = String::new();
+        if m.action_scaling.competition.is_some() {
+            overrides.push_str("; competition rule on");
+        }
+        if m.action_scaling.additive_segments > 0.0 {
+            overrides += &format!(
+                "; additive term {} segments",
+                m.action_scaling.additive_segments
+            );
+        }
+        if self.fixed_rule {
+            overrides.push_str("; fixed rule: action 0 for every flow, the network unused");
+        }
         format!(
-            "learned policy {} ({:?}, trained with {} for {} steps, seed {}; objective: delay weight {}{})",
+            "learned policy {} ({:?}, trained with {} for {} steps, seed {}; objective: delay weight {}{overrides})",
             self.policy.source().display(),
             m.kind,
             m.training.sampler,
             m.training.steps,
             m.training.seed,
             self.objective.delay_weight(),
-            match m.action_scaling.competition {
-                None => "",
-                Some(_) => "; competition rule on",
-            }
-        ) + &if m.action_scaling.additive_segments > 0.0 {
-            format!("; additive term {} segments", m.action_scaling.additive_segments)
-        } else {
-            String::new()
-        } + if self.fixed_rule {
-            "; fixed rule: action 0 for every flow, the network unused"
-        } else {
-            ""
-        }
+        )
     }
 
     /// The weights' SHA-256 from the metadata, which the loader checked
@@ -185,18 +186,15 @@ impl FlowPolicy for LearnedPolicy {
         Some(self.policy.metadata().weights_sha256.clone())
     }
 
-    fn set_competition_rule(&mut self, rule: Option<super::CompetitionRule>) -> bool {
-        self.policy.set_competition_rule(rule);
-        true
+    fn change_action_scaling(&mut self, change: &mut dyn FnMut(&mut super::ActionScaling)) -> bool {
+        let mut scaling = self.policy.metadata().action_scaling;
+        change(&mut scaling);
+        self.policy.set_action_scaling(scaling)
     }
 
     fn set_fixed_rule(&mut self, on: bool) -> bool {
         self.fixed_rule = on;
         true
-    }
-
-    fn set_additive_segments(&mut self, segments: f32) -> bool {
-        self.policy.set_additive_segments(segments)
     }
 
     fn set_objective(&mut self, objective: super::Objective) {
@@ -587,7 +585,9 @@ mod tests {
         let run = |rule: bool| {
             let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
             if rule {
-                assert!(p.set_competition_rule(Some(super::super::CompetitionRule::default())));
+                assert!(p.change_action_scaling(&mut |s| {
+                    s.competition = Some(super::super::CompetitionRule::default())
+                }));
                 assert!(
                     p.describe().contains("competition rule on"),
                     "{}",
@@ -710,9 +710,8 @@ mod tests {
 
     fn capacity_drop_keeps_the_queue_bounded(additive_segments: f32) {
         tch::set_num_threads(1);
-        let mut policy = super::super::default_policy().unwrap();
-        assert!(policy.set_additive_segments(additive_segments));
-        let mut p = LearnedPolicy::new(policy);
+        let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
+        assert!(p.change_action_scaling(&mut |s| s.additive_segments = additive_segments));
         let mut f = flow(40_000);
         // 4 s at 4 MB/s (80 segments per interval, a BDP of 160), then the
         // link falls to 1 MB/s (BDP 40) for 2 s.

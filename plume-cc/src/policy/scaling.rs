@@ -349,15 +349,13 @@ impl ActionScaling {
             min_rtt
         };
         let bdp = rate * ref_rtt / 1e6 / mss;
+        // Files without the additive term map bit for bit as before: adding
+        // +0.0 to a finite number leaves it as it is.
         let additive = f64::from(self.additive_segments);
-        let cwnd = f64::from(self.cwnd_gain) * bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2();
-        // The additive term only when set, so that files without it map bit
-        // for bit as before.
-        let cwnd = round_half_away(if additive > 0.0 {
-            cwnd + additive
-        } else {
-            cwnd
-        });
+        let cwnd = round_half_away(
+            f64::from(self.cwnd_gain) * bdp * (a0 * f64::from(self.cwnd_log2_span)).exp2()
+                + additive,
+        );
         let cwnd = match (self.competition, ctx.mode) {
             // A drain probe: below one BDP of the share the flow holds now.
             (Some(_), Mode::Probe { rate_bytes_per_sec }) => {
@@ -369,19 +367,15 @@ impl ActionScaling {
             f64::from(self.min_cwnd_segments),
             f64::from(self.max_cwnd_segments),
         ) as u32;
-        let pacing =
-            f64::from(self.pacing_gain) * rate * (a1 * f64::from(self.pacing_log2_span)).exp2();
         // `additive` segments per min RTT: looser than the clamp's term at
         // any queue, so the clamp's fixed point governs the split.
-        let pacing = if additive > 0.0 {
-            pacing + additive * mss * 1e6 / min_rtt
-        } else {
-            pacing
-        };
-        let pacing = pacing.clamp(
-            f64::from(self.min_pacing_bytes_per_sec),
-            f64::from(PACING_UNLIMITED - 1),
-        ) as u32;
+        let pacing =
+            (f64::from(self.pacing_gain) * rate * (a1 * f64::from(self.pacing_log2_span)).exp2()
+                + additive * mss * 1e6 / min_rtt)
+                .clamp(
+                    f64::from(self.min_pacing_bytes_per_sec),
+                    f64::from(PACING_UNLIMITED - 1),
+                ) as u32;
         Target {
             cwnd_clamp_segments: cwnd,
             max_pacing_bytes_per_sec: pacing,
