@@ -288,18 +288,7 @@ fn plume(args: &[&str]) -> std::process::Output {
 }
 
 fn json_stdout(args: &[&str]) -> serde_json::Value {
-    let o = plume(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: stdout is not one JSON document ({e}): {}",
-            String::from_utf8_lossy(&o.stdout)
-        )
-    })
+    common::json_document(args, &plume(args))
 }
 
 /// Every command with `--json` that needs no root: stdout is one JSON

@@ -825,17 +825,7 @@ fn root_benchmarks_print_one_json_document_with_json() {
             .args(args)
             .output()
             .unwrap();
-        assert!(
-            o.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{args:?}: stdout is not one JSON document ({e}): {}",
-                String::from_utf8_lossy(&o.stdout)
-            )
-        })
+        common::json_document(args, &o)
     };
     let v = json(&[
         "bench-datapath",

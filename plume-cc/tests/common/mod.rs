@@ -19,6 +19,23 @@ use plume_cc::datapath::probe::{ProbeReport, Sink};
 /// The plume-cc binary under test.
 pub const EXE: &str = env!("CARGO_BIN_EXE_plume-cc");
 
+/// The one JSON document a successful `plume-cc ARGS --json` printed on
+/// stdout (`o` its output); panics naming `args` on a failure or on
+/// anything else on stdout.
+pub fn json_document(args: &[&str], o: &std::process::Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
 /// True if the test may run. Without root it panics in CI (CI=true or 1),
 /// where these tests must run, and prints a loud SKIPPED line elsewhere;
 /// `needs` names the capabilities.
