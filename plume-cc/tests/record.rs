@@ -35,9 +35,9 @@ enum Beside {
     Daemon,
 }
 
-/// Runs a 9 s bulk flow in a fresh cgroup across a 12 Mbit/s emulated
+/// Runs an 11 s bulk flow in a fresh cgroup across a 12 Mbit/s emulated
 /// link (10 ms each way, 100-packet droptail) while `record` runs for
-/// 12 s; returns record's JSON summary, the data flow's `flows.jsonl`
+/// 14 s; returns record's JSON summary, the data flow's `flows.jsonl`
 /// line and the corpus folder.
 fn record_constant_link(
     tag: &str,
@@ -78,7 +78,7 @@ fn record_constant_link(
             )
             .unwrap();
             let child = Command::new(EXE)
-                .args(["run", "--run-for", "16s", "--policy"])
+                .args(["run", "--run-for", "18s", "--policy"])
                 .arg(&policy)
                 .arg("--cgroup")
                 .arg(cgroup.path())
@@ -106,7 +106,7 @@ fn record_constant_link(
         .arg(&out)
         .args([
             "--duration",
-            "12s",
+            "14s",
             "--window",
             "2s",
             "--min-duration",
@@ -127,7 +127,7 @@ fn record_constant_link(
         .inner_command(EXE)
         .args(["probe", "--connect", &sink.addr().to_string(), "--cgroup"])
         .arg(cgroup.path())
-        .args(["--duration", "9s"])
+        .args(["--duration", "11s"])
         .stdout(Stdio::null())
         .status()
         .unwrap();
@@ -158,6 +158,7 @@ fn record_constant_link(
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .find(|f| f["windows"].as_u64() > Some(0))
         .expect("a flow with windows");
+    eprintln!("flow: {data}");
     (v, data, out)
 }
 
@@ -182,7 +183,11 @@ fn record_reproduces_a_constant_rate_traces_capacity() {
     let (manifest, records) = scenario_corpus::open(&out).unwrap();
     assert_eq!(manifest.mix.window_ms, 2_000);
     assert_eq!(records.len() as u64, v["windows"].as_u64().unwrap());
-    assert!(records.len() >= 3, "{} windows from ~9 s", records.len());
+    assert!(
+        records.len() >= 3,
+        "{} windows from ~11 s (BBR leaves ~20% out as not cwnd-limited)",
+        records.len()
+    );
     let min_rtt = f["min_rtt_ms"].as_f64().unwrap();
     assert!(
         (19.0..=30.0).contains(&min_rtt),

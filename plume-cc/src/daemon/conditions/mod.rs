@@ -397,6 +397,30 @@ mod tests {
     }
 
     #[test]
+    fn counters_are_timed_by_their_snapshot_not_by_the_read() {
+        // A bulk flow at 1 segment per ms, read every 10 ms; in every third
+        // read the latest callback is 8 ms old, and the read after it lands
+        // just after an ACK burst with little in flight (a 1 ms RTT, so only
+        // that read counts). The kept intervals end on the old snapshots:
+        // timed by the reads they delivered 2 segments in 10 ms (2.4 Mbit/s).
+        let mut f = flow();
+        for (i, t) in (10..=3_000u64).step_by(10).enumerate() {
+            let (lag, inflight) = match i % 3 {
+                0 => (8, 20),
+                1 => (0, 5),
+                _ => (0, 20),
+            };
+            let mut s = sample(t, (t - lag) as u32, inflight);
+            s.updated_ns = (t - lag) * 1_000_000;
+            s.srtt_us = 1_000;
+            f.push(s);
+        }
+        let s = f.summary(0);
+        assert!((s.mean_mbps - 12.0).abs() < 0.3, "{s:?}");
+        assert!(s.network_limited_s > 0.15, "{s:?}");
+    }
+
+    #[test]
     fn an_outage_while_cwnd_limited_stays_in_as_zero_capacity() {
         let mut f = flow();
         let mut delivered = 0;
