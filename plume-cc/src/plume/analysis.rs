@@ -612,7 +612,7 @@ mod tests {
 
     #[test]
     fn builds_every_sampler_from_a_synthetic_folder() {
-        use crate::plume::sampler::{build_sampler, DynamicParams, SamplerKind};
+        use crate::plume::sampler::{build_sampler, DynamicParams, SamplerInputs, SamplerKind};
         use rand::SeedableRng;
         let dir = tempfile::tempdir().unwrap();
         for (name, spec, seed) in crate::trace::synth::preset_set() {
@@ -643,25 +643,41 @@ mod tests {
             train_steps: 5,
             ..DynamicParams::default()
         };
-        for kind in [
-            SamplerKind::Uniform,
-            SamplerKind::PlumeStatic { epsilon: 0.1 },
-            SamplerKind::PlumeDynamic(dynamic),
+        // The saved model gives the sampler's inputs (its memberships and
+        // standardised features); the builder is the one training uses.
+        let series = corpus.series();
+        let inputs = |references: Option<Vec<f64>>| SamplerInputs {
+            memberships: model.memberships(&series).unwrap(),
+            features: model.features_of(&series).unwrap(),
+            references,
+        };
+        let n = corpus.windows.len();
+        let references: Vec<f64> = (0..n).map(|i| -(i as f64)).collect();
+        for (kind, refs) in [
+            (SamplerKind::Uniform, None),
+            (SamplerKind::PlumeStatic { epsilon: 0.1 }, None),
+            (SamplerKind::PlumeDynamic(dynamic), None),
+            (
+                SamplerKind::PlumeDynamicRef(dynamic),
+                Some(references.clone()),
+            ),
         ] {
-            let mut s = build_sampler(kind, &model, &corpus).unwrap();
+            let mut s = build_sampler(kind, inputs(refs)).unwrap();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
             for _ in 0..40 {
                 let i = s.sample(&mut rng);
-                assert!(i < corpus.windows.len());
+                assert!(i < n);
                 s.observe(i, -(corpus.windows[i].capacity_mbps[0]));
             }
             let p = s.probabilities();
-            assert_eq!(p.len(), corpus.windows.len());
+            assert_eq!(p.len(), n);
             assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         }
-        let other =
-            Corpus::from_dir(dir.path(), WindowSpec::non_overlapping(10_000, 50), 0).unwrap();
-        assert!(build_sampler(SamplerKind::Uniform, &model, &other).is_err());
+        // Reference returns go with the reference kind and nothing else.
+        assert!(build_sampler(SamplerKind::PlumeDynamicRef(dynamic), inputs(None)).is_err());
+        assert!(
+            build_sampler(SamplerKind::PlumeDynamic(dynamic), inputs(Some(references))).is_err()
+        );
     }
 
     #[test]

@@ -16,6 +16,6 @@ pub mod select;
 pub use analysis::{analyze, analyze_with_paths, Analysis, AnalysisParams};
 pub use cluster::ClusteringModel;
 pub use sampler::{
-    build_sampler, DynamicParams, DynamicSampler, SamplerKind, StaticSampler, TraceSampler,
-    UniformSampler,
+    build_sampler, DynamicParams, DynamicSampler, SamplerInputs, SamplerKind, StaticSampler,
+    TraceSampler, UniformSampler,
 };

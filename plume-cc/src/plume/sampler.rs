@@ -520,51 +520,46 @@ pub enum SamplerKind {
     },
     /// Learner-driven cluster shares.
     PlumeDynamic(DynamicParams),
+    /// Learner-driven cluster shares with the return gap taken against a
+    /// reference return per window ([`DynamicSampler::with_references`]);
+    /// needs [`SamplerInputs::references`].
+    PlumeDynamicRef(DynamicParams),
 }
 
-/// Builds a sampler over the windows of `corpus` (indices into
-/// `corpus.windows`) using a saved clustering `model`: memberships and
-/// regressor features are recomputed from the windows' capacity series.
-/// The corpus must be cut with the model's bin width.
+/// What a sampler is built over, one row (or entry) per window, in the
+/// order of the indices the sampler will hand out.
+#[derive(Debug, Clone)]
+pub struct SamplerInputs {
+    /// Soft cluster memberships (windows x k).
+    pub memberships: Array2<f64>,
+    /// The dynamic regressor's inputs (windows x f), typically the
+    /// standardised selected features; unused by the other kinds.
+    pub features: Array2<f64>,
+    /// A reference return per window, for [`SamplerKind::PlumeDynamicRef`]
+    /// only.
+    pub references: Option<Vec<f64>>,
+}
+
+/// Builds a sampler of `kind` over `inputs`. The one place a sampler is
+/// constructed: training (`rl::train`, inputs from its prepared corpus) and
+/// the analysis test (inputs from a saved clustering model) both come here,
+/// so the two cannot drift apart.
 pub fn build_sampler(
     kind: SamplerKind,
-    model: &super::cluster::ClusteringModel,
-    corpus: &crate::trace::Corpus,
+    inputs: SamplerInputs,
 ) -> Result<Box<dyn TraceSampler>, SamplerError> {
-    if corpus.windows.is_empty() {
-        return Err(SamplerError::Empty);
-    }
-    if corpus.spec.bin_ms != model.window.bin_ms {
+    let SamplerInputs {
+        memberships,
+        features,
+        references,
+    } = inputs;
+    // References change what the dynamic sampler learns from; given to a
+    // kind that ignores them they would be a silent no-op, so refuse them.
+    if references.is_some() && !matches!(kind, SamplerKind::PlumeDynamicRef(_)) {
         return Err(SamplerError::Invalid(format!(
-            "corpus bins are {} ms, the model was fitted on {} ms bins",
-            corpus.spec.bin_ms, model.window.bin_ms
+            "reference returns given to {kind:?}, which does not use them"
         )));
     }
-    let series = corpus.series();
-    let invalid = |e: super::cluster::ModelError| SamplerError::Invalid(e.to_string());
-    let features = model.features_of(&series).map_err(invalid)?;
-    let memberships = match kind {
-        // The static sampler uses the model's memberships (its own
-        // feature pipeline); the dynamic one the mixture's posterior over
-        // the same features, which is what the regressor sees.
-        SamplerKind::PlumeStatic { .. } => model.memberships(&series).map_err(invalid)?,
-        _ => model
-            .gmm
-            .predict_proba(features.view())
-            .map_err(|e| SamplerError::Invalid(e.to_string()))?,
-    };
-    from_memberships(kind, memberships, features)
-}
-
-/// Builds a sampler of `kind` over windows with cluster `memberships` (one
-/// row per window) and regressor `features` (one row per window; used by
-/// the dynamic sampler). The one place a sampler is constructed: the
-/// analysis ([`build_sampler`]) and the trainer both come here.
-pub fn from_memberships(
-    kind: SamplerKind,
-    memberships: Array2<f64>,
-    features: Array2<f64>,
-) -> Result<Box<dyn TraceSampler>, SamplerError> {
     Ok(match kind {
         SamplerKind::Uniform => Box::new(UniformSampler::new(memberships.nrows())?),
         SamplerKind::PlumeStatic { epsilon } => {
@@ -572,6 +567,14 @@ pub fn from_memberships(
         }
         SamplerKind::PlumeDynamic(params) => {
             Box::new(DynamicSampler::new(memberships, features, params)?)
+        }
+        SamplerKind::PlumeDynamicRef(params) => {
+            let references = references.ok_or_else(|| {
+                SamplerError::Invalid("plume-dynamic-ref needs reference returns".into())
+            })?;
+            Box::new(
+                DynamicSampler::new(memberships, features, params)?.with_references(references)?,
+            )
         }
     })
 }

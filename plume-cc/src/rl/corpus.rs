@@ -1,11 +1,14 @@
 //! The training corpus: traces cut into simulator windows, clustered by
 //! Plume, split into training and held-out windows ([`prepare_corpus`]), and
-//! the sampler over the training windows ([`build_sampler`]).
+//! what the sampler over the training windows is built from
+//! ([`PreparedCorpus::sampler_inputs`], [`sampler_kind`]; the builder is
+//! [`plume::sampler::build_sampler`]).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::plume::{self, sampler::SamplerKind, DynamicParams, TraceSampler};
+use crate::plume::sampler::{SamplerInputs, SamplerKind};
+use crate::plume::{self, DynamicParams, TraceSampler};
 use crate::trace::corpus::Corpus;
 use crate::trace::window::WindowSpec;
 
@@ -38,6 +41,20 @@ impl PreparedCorpus {
     /// Number of clusters.
     pub fn clusters(&self) -> usize {
         self.memberships.ncols()
+    }
+
+    /// What the sampler over the training windows is built over
+    /// ([`plume::sampler::build_sampler`]): the memberships and features of
+    /// the rows in `self.train`, in that order, and `references` (one return
+    /// per training window, in the same order) for
+    /// [`SamplerChoice::PlumeDynamicRef`].
+    pub fn sampler_inputs(&self, references: Option<Vec<f64>>) -> SamplerInputs {
+        let rows = &self.train;
+        SamplerInputs {
+            memberships: self.memberships.select(ndarray::Axis(0), rows),
+            features: self.features.select(ndarray::Axis(0), rows),
+            references,
+        }
     }
 }
 
@@ -155,41 +172,22 @@ fn prepare_scenario_corpus(dir: &Path, window_ms: u64) -> Result<PreparedCorpus,
     })
 }
 
-/// The sampler over the training windows. `references` (one return per
-/// training window, in `corpus.train` order) is required by
-/// [`SamplerChoice::PlumeDynamicRef`] and ignored by the others.
-pub fn build_sampler(
-    choice: SamplerChoice,
-    corpus: &PreparedCorpus,
-    seed: u64,
-    references: Option<Vec<f64>>,
-) -> Result<Box<dyn TraceSampler>, TrainError> {
-    let rows = &corpus.train;
+/// The sampler a training run's `choice` stands for, with the run's settings
+/// (epsilon 0.1; the dynamic sampler updates every 16 episodes after 32,
+/// seeded with the run's `seed`).
+pub fn sampler_kind(choice: SamplerChoice, seed: u64) -> SamplerKind {
     let dynamic = DynamicParams {
         update_every: 16,
         warmup: 32,
         seed,
         ..DynamicParams::default()
     };
-    let memberships = corpus.memberships.select(ndarray::Axis(0), rows);
-    let features = corpus.features.select(ndarray::Axis(0), rows);
-    let kind = match choice {
+    match choice {
         SamplerChoice::Uniform => SamplerKind::Uniform,
         SamplerChoice::PlumeStatic => SamplerKind::PlumeStatic { epsilon: 0.1 },
         SamplerChoice::PlumeDynamic => SamplerKind::PlumeDynamic(dynamic),
-        SamplerChoice::PlumeDynamicRef => {
-            let references = references.ok_or_else(|| {
-                plume::sampler::SamplerError::Invalid(
-                    "plume-dynamic-ref needs reference returns".into(),
-                )
-            })?;
-            return Ok(Box::new(
-                plume::sampler::DynamicSampler::new(memberships, features, dynamic)?
-                    .with_references(references)?,
-            ));
-        }
-    };
-    plume::sampler::from_memberships(kind, memberships, features).map_err(TrainError::from)
+        SamplerChoice::PlumeDynamicRef => SamplerKind::PlumeDynamicRef(dynamic),
+    }
 }
 
 /// Walks the training windows in order (the reference pass).

@@ -30,7 +30,7 @@ use super::env::{EpisodeRecord, SimBatch};
 use super::ppo::Ppo;
 
 pub use super::config::{SamplerChoice, TrainConfig, TrainError};
-pub use super::corpus::{build_sampler, prepare_corpus, PreparedCorpus};
+pub use super::corpus::{prepare_corpus, sampler_kind, PreparedCorpus};
 pub use super::evaluation::{
     evaluate, score_windows, Actor, ControllerScores, Evaluation, WindowScore,
 };
@@ -159,7 +159,10 @@ pub fn train(
         )?),
         _ => None,
     };
-    let sampler = build_sampler(config.sampler, &corpus, run_seed, references)?;
+    let sampler = crate::plume::sampler::build_sampler(
+        sampler_kind(config.sampler, run_seed),
+        corpus.sampler_inputs(references),
+    )?;
     let mut batch = SimBatch::new(
         config.envs,
         &config.env_config(config.base),
