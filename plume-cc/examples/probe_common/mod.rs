@@ -10,10 +10,11 @@ use plume_cc::policy::{FlowPolicy, LearnedPolicy, Target, OBSERVATION_LEN};
 use plume_cc_common::FlowStats;
 use tch::Tensor;
 
-/// The upper median (the probes' tables have always printed this one).
+/// The median, by the project's one quantile convention
+/// ([`plume_cc::stats::quantile_of`], type 7: the mean of the two middle
+/// values of an even count; the probes printed the upper one before).
 pub fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    plume_cc::stats::quantile_of(v, 0.5)
 }
 
 /// Real observations of `n` synthetic flows (as `bench-decide` makes them,

@@ -471,8 +471,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             })
             .collect::<Result<_, _>>()?;
         t.sort_by(f64::total_cmp);
-        let med = t[t.len() / 2];
-        let p95 = t[(t.len() * 95 / 100).min(t.len() - 1)];
+        let med = plume_cc::stats::quantile(&t, 0.5);
+        let p95 = plume_cc::stats::quantile(&t, 0.95);
         println!("| {n} | {med:.1} | {p95:.1} | {:.3} |", med / n as f64);
     }
     Ok(())

@@ -293,12 +293,14 @@ impl FlowRecording {
     pub fn summary(&self, windows: usize) -> FlowSummary {
         let opp: u64 = self.opportunities_ms().len() as u64;
         let nl_s = self.nl_ns as f64 / 1e9;
-        let mut srtt: Vec<u32> = self.kept.iter().map(|k| k.srtt_us).collect();
-        srtt.sort_unstable();
-        let p95 = srtt
-            .get((srtt.len() * 95 / 100).min(srtt.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0);
+        // The project's one quantile convention (type 7, `stats`); 0 with
+        // no network-limited interval, as before.
+        let mut srtt: Vec<f64> = self.kept.iter().map(|k| f64::from(k.srtt_us)).collect();
+        let p95_us = if srtt.is_empty() {
+            0.0
+        } else {
+            crate::stats::quantile_of(&mut srtt, 0.95)
+        };
         let segs_out = self
             .last
             .data_segs_out
@@ -323,7 +325,7 @@ impl FlowRecording {
             },
             lower_bound: true,
             min_rtt_ms: f64::from(self.min_rtt_us) / 1000.0,
-            srtt_p95_ms: f64::from(p95) / 1000.0,
+            srtt_p95_ms: p95_us / 1000.0,
             loss: LossSummary {
                 data_segs_out: segs_out,
                 retransmitted: retrans,
@@ -394,10 +396,51 @@ pub struct FlowSummary {
     pub lower_bound: bool,
     /// Min RTT, ms.
     pub min_rtt_ms: f64,
-    /// 95th percentile of the smoothed RTT over the network-limited time, ms.
+    /// 95th percentile of the smoothed RTT over the network-limited time,
+    /// ms, interpolated between the closest ranks ([`crate::stats::quantile`]).
     pub srtt_p95_ms: f64,
     /// Its losses.
     pub loss: LossSummary,
     /// Windows it gave the corpus (0: too short, left out).
     pub windows: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_srtt_p95_is_the_type_7_quantile_of_the_kept_intervals() {
+        // A bulk flow (19 of 20 segments in flight) read every 10 ms, its
+        // smoothed RTT a permutation of 1..=20 ms: every read is kept.
+        let read = |i: u64| Sample {
+            t_ns: i * 10_000_000,
+            updated_ns: i * 10_000_000,
+            delivered: (i * 10) as u32,
+            packets_out: 19,
+            snd_cwnd: 20,
+            mss: 1448,
+            srtt_us: (1 + (i * 7) % 20) as u32 * 1000,
+            min_rtt_us: 1000,
+            family: 2,
+            ..Sample::default()
+        };
+        let mut f = FlowRecording::new(1, &FlowStats::default(), read(0));
+        let mut srtt = Vec::new();
+        for i in 1..=20 {
+            f.push(read(i));
+            srtt.push(f64::from(read(i).srtt_us) / 1000.0);
+        }
+        assert_eq!(f.kept.len(), 20);
+        srtt.sort_by(f64::total_cmp);
+        let p95 = f.summary(0).srtt_p95_ms;
+        assert!(
+            (p95 - crate::stats::quantile(&srtt, 0.95)).abs() < 1e-9,
+            "{p95}"
+        );
+        // Nearest rank would have said the maximum, 20 ms.
+        assert!(p95 < 20.0, "{p95}");
+        let empty = FlowRecording::new(1, &FlowStats::default(), read(0));
+        assert_eq!(empty.summary(0).srtt_p95_ms, 0.0);
+    }
 }
