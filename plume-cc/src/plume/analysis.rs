@@ -220,11 +220,11 @@ pub fn analyze_with_paths(
 pub struct CapacityStats {
     /// Mean capacity (Mbps).
     pub mean_mbps: f64,
-    /// Median of the per-window means (Mbps).
+    /// Median of the per-window means (Mbps; [`crate::stats::quantile`]).
     pub median_window_mean_mbps: f64,
-    /// 10th percentile over all bins (Mbps).
+    /// 10th percentile over all bins (Mbps; [`crate::stats::quantile`]).
     pub p10_mbps: f64,
-    /// 90th percentile over all bins (Mbps).
+    /// 90th percentile over all bins (Mbps; [`crate::stats::quantile`]).
     pub p90_mbps: f64,
     /// Mean within-window standard deviation (Mbps).
     pub mean_std_mbps: f64,
@@ -260,7 +260,8 @@ pub struct PathStats {
     /// Mean min RTT, ms.
     pub mean_min_rtt_ms: f64,
     /// Median buffer in BDPs (unlimited counts as
-    /// [`super::features::UNLIMITED_BUFFER_BDP`]).
+    /// [`super::features::UNLIMITED_BUFFER_BDP`]): the upper median, a
+    /// buffer some window had, not an interpolation.
     pub median_buffer_bdp: f64,
     /// Mean random loss rate.
     pub mean_loss_rate: f64,
@@ -294,6 +295,9 @@ impl PathStats {
         }
         Some(Self {
             mean_min_rtt_ms: records.iter().map(|r| r.path.min_rtt_ms).sum::<f64>() / n,
+            // A sample, not `stats::quantile`'s interpolation: "unlimited"
+            // stands in as 64 BDPs, and the mean of 2 and that is no buffer
+            // any window had.
             median_buffer_bdp: buffers[buffers.len() / 2],
             mean_loss_rate: records.iter().map(|r| r.path.loss_rate).sum::<f64>() / n,
             with_competitors: records
@@ -378,7 +382,8 @@ fn capacity_stats(corpus: &Corpus, members: &[usize]) -> Option<CapacityStats> {
         return None;
     }
     all.sort_by(f64::total_cmp);
-    let pick = |p: f64| all[((all.len() - 1) as f64 * p).round() as usize];
+    // The project's one quantile convention (type 7, `stats`).
+    let pick = |p: f64| crate::stats::quantile(&all, p);
     let mut window_means: Vec<f64> = members
         .iter()
         .map(|&i| {
@@ -398,7 +403,7 @@ fn capacity_stats(corpus: &Corpus, members: &[usize]) -> Option<CapacityStats> {
         / members.len() as f64;
     Some(CapacityStats {
         mean_mbps: all.iter().sum::<f64>() / all.len() as f64,
-        median_window_mean_mbps: window_means[window_means.len() / 2],
+        median_window_mean_mbps: crate::stats::quantile(&window_means, 0.5),
         p10_mbps: pick(0.1),
         p90_mbps: pick(0.9),
         mean_std_mbps: mean_std,
@@ -677,6 +682,41 @@ mod tests {
         assert!(build_sampler(SamplerKind::PlumeDynamicRef(dynamic), inputs(None)).is_err());
         assert!(
             build_sampler(SamplerKind::PlumeDynamic(dynamic), inputs(Some(references))).is_err()
+        );
+    }
+
+    #[test]
+    fn cluster_capacity_quantiles_follow_the_one_convention() {
+        use rand::SeedableRng;
+        let dir = tempfile::tempdir().unwrap();
+        let (name, spec, seed) = crate::trace::synth::preset_set().remove(0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        spec.generate(&mut rng)
+            .unwrap()
+            .write(dir.path().join(name))
+            .unwrap();
+        let corpus =
+            Corpus::from_dir(dir.path(), WindowSpec::non_overlapping(10_000, 100), 0).unwrap();
+        // An even count of windows, so the median interpolates.
+        let members: Vec<usize> = (0..corpus.windows.len() / 2 * 2).collect();
+        assert!(members.len() >= 2);
+        let c = capacity_stats(&corpus, &members).unwrap();
+        let mut bins: Vec<f64> = members
+            .iter()
+            .flat_map(|&i| corpus.windows[i].capacity_mbps.iter().copied())
+            .collect();
+        let mut means: Vec<f64> = members
+            .iter()
+            .map(|&i| {
+                let w = &corpus.windows[i].capacity_mbps;
+                w.iter().sum::<f64>() / w.len() as f64
+            })
+            .collect();
+        assert_eq!(c.p10_mbps, crate::stats::quantile_of(&mut bins, 0.1));
+        assert_eq!(c.p90_mbps, crate::stats::quantile_of(&mut bins, 0.9));
+        assert_eq!(
+            c.median_window_mean_mbps,
+            crate::stats::quantile_of(&mut means, 0.5)
         );
     }
 
