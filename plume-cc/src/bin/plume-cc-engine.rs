@@ -211,7 +211,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             json,
         } => {
             let path = policy.unwrap_or_else(|| PathBuf::from("default"));
-            let mut load = || Ok(plume_cc::policy::LoadedPolicy::load_or_default(&path)?);
+            let mut load = || plume_cc::policy::LoadedPolicy::load_or_default(&path);
             let rows = daemon::bench::decide(&flows, iterations.max(1), &mut load)?;
             let out = Output::new(json.as_ref().is_some_and(Option::is_none));
             out.line(&format!(

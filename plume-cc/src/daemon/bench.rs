@@ -5,18 +5,98 @@
 //! figures in docs/BENCHMARKS.md come from this.
 
 use std::{
+    io,
+    net::{Ipv4Addr, SocketAddr},
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
 use plume_cc_common::{DatapathConfig, FlowStats, FlowTarget, CWND_UNCLAMPED, PACING_UNLIMITED};
 use serde::Serialize;
 
-use super::ControlLoop;
-use crate::datapath::{cgroup::OwnedCgroup, probe::Sink, Datapath};
-use crate::policy::FlowPolicy;
+use super::control::StepError;
+use super::{ControlLoop, LoadPolicyError};
+use crate::datapath::{
+    cgroup::{CgroupError, OwnedCgroup},
+    held::HeldError,
+    probe::Sink,
+    Datapath, DatapathError,
+};
+use crate::policy::{FlowPolicy, PolicyError};
+
+/// Why a measurement of `bench-datapath` or `bench-decide` failed: the
+/// harness could not run (cgroup, datapath, policy, processes), or it ran
+/// and saw something that makes its figures meaningless (the rest).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonBenchError {
+    /// Creating or removing the benchmark's cgroup failed.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// Loading, attaching, reading or writing the datapath failed.
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    /// The daemon's policy could not be loaded.
+    #[error(transparent)]
+    LoadPolicy(#[from] LoadPolicyError),
+    /// Loading a policy file, or a policy's decide step, failed.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A control step failed.
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// The held real connections failed.
+    #[error(transparent)]
+    Held(#[from] HeldError),
+    /// A file, socket or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was attempted.
+        what: String,
+        /// The system error.
+        source: io::Error,
+    },
+    /// A control step read another number of flows than the map holds.
+    #[error("expected {expected} flows, read {read}")]
+    FlowCount {
+        /// Flows in the map.
+        expected: usize,
+        /// Flows the step read.
+        read: usize,
+    },
+    /// The flow map had no slot for a synthetic flow.
+    #[error("no slot for synthetic flow {0}")]
+    NoSlot(usize),
+    /// The policy decided for another number of flows than it was given.
+    #[error("{decisions} decisions for {flows} flows")]
+    Decisions {
+        /// Targets returned.
+        decisions: usize,
+        /// Flows given.
+        flows: usize,
+    },
+    /// The kernel's run statistics counted no run of the program.
+    #[error("the program never ran (is bpf_stats_enabled honoured?)")]
+    NeverRan,
+    /// Not every real connection was registered in the flow map.
+    #[error("{registered} of {flows} connections registered")]
+    Unregistered {
+        /// Connections found in the map.
+        registered: usize,
+        /// Connections opened.
+        flows: usize,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonBenchError {
+    let what = what.into();
+    move |source| DaemonBenchError::Io { what, source }
+}
+
+/// The loopback sink's address: any free port.
+fn loopback() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
 
 /// Control-step timing at one flow count (medians over the iterations).
 #[derive(Clone, Debug, Serialize)]
@@ -54,8 +134,17 @@ struct StepSamples {
 
 impl StepSamples {
     /// Records `s` after checking it read `flows` flows.
-    fn push(&mut self, s: &super::control::StepTiming, flows: usize) -> anyhow::Result<()> {
-        anyhow::ensure!(s.flows == flows, "expected {flows} flows, read {}", s.flows);
+    fn push(
+        &mut self,
+        s: &super::control::StepTiming,
+        flows: usize,
+    ) -> Result<(), DaemonBenchError> {
+        if s.flows != flows {
+            return Err(DaemonBenchError::FlowCount {
+                expected: flows,
+                read: s.flows,
+            });
+        }
         self.read.push(s.read.as_secs_f64() * 1e6);
         self.decide.push(s.decide.as_secs_f64() * 1e6);
         self.write.push(s.write.as_secs_f64() * 1e6);
@@ -88,8 +177,8 @@ pub fn synthetic_stats(i: usize) -> FlowStats {
 pub fn control_loop(
     counts: &[usize],
     iterations: usize,
-    make_policy: &mut dyn FnMut() -> Result<Box<dyn FlowPolicy>, super::LoadPolicyError>,
-) -> anyhow::Result<Vec<LoopRow>> {
+    make_policy: &mut dyn FnMut() -> Result<Box<dyn FlowPolicy>, LoadPolicyError>,
+) -> Result<Vec<LoopRow>, DaemonBenchError> {
     tch::set_num_threads(1); // as the daemon runs it
     let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
     let pins = crate::datapath::default_pin_dir(cgroup.path());
@@ -107,14 +196,13 @@ pub fn control_loop(
                 updated_ns: now,
                 ..synthetic_stats(i)
             };
-            anyhow::ensure!(
-                crate::datapath::synthetic::insert_synthetic_flow(
-                    &mut dp,
-                    1_000_000 + i as u64,
-                    stats
-                )?,
-                "no slot for synthetic flow {i}"
-            );
+            if !crate::datapath::synthetic::insert_synthetic_flow(
+                &mut dp,
+                1_000_000 + i as u64,
+                stats,
+            )? {
+                return Err(DaemonBenchError::NoSlot(i));
+            }
         }
         let mut policy = make_policy()?;
         let mut control = ControlLoop::default();
@@ -173,8 +261,8 @@ pub struct DecideRow {
 pub fn decide(
     counts: &[usize],
     iterations: usize,
-    load: &mut dyn FnMut() -> anyhow::Result<crate::policy::LoadedPolicy>,
-) -> anyhow::Result<Vec<DecideRow>> {
+    load: &mut dyn FnMut() -> Result<crate::policy::LoadedPolicy, PolicyError>,
+) -> Result<Vec<DecideRow>, DaemonBenchError> {
     use crate::policy::{LearnedPolicy, Target};
     tch::set_num_threads(1); // as the daemon runs it
     let mut rows = Vec::new();
@@ -198,7 +286,12 @@ pub fn decide(
             let t = Instant::now();
             p.decide(k * interval_ns + 1, &flows, &mut out)?;
             let total = t.elapsed();
-            anyhow::ensure!(out.len() == n, "{} decisions for {n} flows", out.len());
+            if out.len() != n {
+                return Err(DaemonBenchError::Decisions {
+                    decisions: out.len(),
+                    flows: n,
+                });
+            }
             // The datapath applies what the daemon wrote.
             for ((_, s), t) in flows.iter_mut().zip(&out) {
                 s.applied_cwnd_clamp = t.cwnd_clamp_segments;
@@ -249,18 +342,19 @@ pub struct EbpfCost {
 /// Turns `kernel.bpf_stats_enabled` on or off; returns whether it was on.
 /// (The statistics cost two clock reads per program run, so they are only
 /// on while measured.)
-pub fn set_bpf_stats(on: bool) -> anyhow::Result<bool> {
+pub fn set_bpf_stats(on: bool) -> Result<bool, DaemonBenchError> {
     let p = "/proc/sys/kernel/bpf_stats_enabled";
-    let before = std::fs::read_to_string(p).context("reading kernel.bpf_stats_enabled")?;
-    std::fs::write(p, if on { "1" } else { "0" }).context("writing kernel.bpf_stats_enabled")?;
+    let before = std::fs::read_to_string(p).map_err(io_err("reading kernel.bpf_stats_enabled"))?;
+    std::fs::write(p, if on { "1" } else { "0" })
+        .map_err(io_err("writing kernel.bpf_stats_enabled"))?;
     Ok(before.trim() == "1")
 }
 
 /// Runs a loopback transfer under the datapath (with a target refreshed every
 /// 10 ms, so the apply path runs too) and reads the program's run statistics.
-pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCost> {
+pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> Result<EbpfCost, DaemonBenchError> {
     let was_on = set_bpf_stats(true)?;
-    let result = (|| {
+    let result = (|| -> Result<EbpfCost, DaemonBenchError> {
         let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
         // Configured as the daemon runs it at its default 20 ms interval.
         let config = DatapathConfig {
@@ -268,7 +362,7 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCos
             ..DatapathConfig::default()
         };
         let mut dp = Datapath::attach(cgroup.path(), config)?;
-        let sink = Sink::start("127.0.0.1:0".parse()?)?;
+        let sink = Sink::start(loopback()).map_err(io_err("starting the loopback sink"))?;
         let mut child = Command::new(probe_exe)
             .args(["probe", "--connect", &sink.addr().to_string()])
             .args([
@@ -280,9 +374,14 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCos
             .arg("--cgroup")
             .arg(cgroup.path())
             .stdout(Stdio::null())
-            .spawn()?;
+            .spawn()
+            .map_err(io_err(format!("starting {}", probe_exe.display())))?;
         let start = Instant::now();
-        while child.try_wait()?.is_none() {
+        while child
+            .try_wait()
+            .map_err(io_err("waiting for the sender"))?
+            .is_none()
+        {
             for (cookie, _) in dp.flows()? {
                 dp.set_target(cookie, 64, PACING_UNLIMITED)?;
             }
@@ -293,10 +392,9 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> anyhow::Result<EbpfCos
         let c = dp.counters()?;
         drop(dp);
         cgroup.remove()?;
-        anyhow::ensure!(
-            count > 0,
-            "the program never ran (is bpf_stats_enabled honoured?)"
-        );
+        if count == 0 {
+            return Err(DaemonBenchError::NeverRan);
+        }
         Ok(EbpfCost {
             run_count: count,
             mean_ns: ns as f64 / count as f64,
@@ -324,8 +422,9 @@ pub struct DaemonCpu {
     pub window_s: f64,
 }
 
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+fn cpu_ticks(pid: u32) -> Result<u64, DaemonBenchError> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).map_err(io_err(format!("reading {path}")))?;
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
     let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -341,7 +440,7 @@ pub fn daemon_cpu(
     flows: usize,
     interval_ms: u64,
     window: Duration,
-) -> anyhow::Result<DaemonCpu> {
+) -> Result<DaemonCpu, DaemonBenchError> {
     let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
     let pin_dir = format!("/sys/fs/bpf/plume-cc/bench-cpu-{}", std::process::id());
     let mut daemon = Command::new(exe)
@@ -358,9 +457,10 @@ pub fn daemon_cpu(
         .arg(cgroup.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()?;
+        .spawn()
+        .map_err(io_err(format!("starting the daemon {}", exe.display())))?;
     std::thread::sleep(Duration::from_secs(2));
-    let sink = Sink::start("127.0.0.1:0".parse()?)?;
+    let sink = Sink::start(loopback()).map_err(io_err("starting the loopback sink"))?;
     let hold = window + Duration::from_secs(2);
     let mut senders = Command::new(exe)
         .args([
@@ -379,7 +479,8 @@ pub fn daemon_cpu(
         .arg("--cgroup")
         .arg(cgroup.path())
         .stdout(Stdio::null())
-        .spawn()?;
+        .spawn()
+        .map_err(io_err(format!("starting the senders {}", exe.display())))?;
     std::thread::sleep(Duration::from_secs(1));
     let hz = 100.0; // USER_HZ on Linux
     let t0 = cpu_ticks(daemon.id())?;
@@ -387,10 +488,10 @@ pub fn daemon_cpu(
     std::thread::sleep(window);
     let t1 = cpu_ticks(daemon.id())?;
     let wall = w0.elapsed().as_secs_f64();
-    senders.wait()?;
+    senders.wait().map_err(io_err("waiting for the senders"))?;
     // SAFETY: SIGTERM to our own child: the daemon releases and detaches.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    daemon.wait()?;
+    daemon.wait().map_err(io_err("waiting for the daemon"))?;
     cgroup.remove()?;
     Ok(DaemonCpu {
         flows,
@@ -449,8 +550,8 @@ pub struct RealFlows {
 
 fn wait_until(
     timeout: Duration,
-    mut f: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<bool> {
+    mut f: impl FnMut() -> Result<bool, DaemonBenchError>,
+) -> Result<bool, DaemonBenchError> {
     let deadline = Instant::now() + timeout;
     loop {
         if f()? {
@@ -485,8 +586,8 @@ pub fn real_flows(
     active: usize,
     iterations: usize,
     interval: Duration,
-    make_policy: &mut dyn FnMut() -> Result<Box<dyn FlowPolicy>, super::LoadPolicyError>,
-) -> anyhow::Result<RealFlows> {
+    make_policy: &mut dyn FnMut() -> Result<Box<dyn FlowPolicy>, LoadPolicyError>,
+) -> Result<RealFlows, DaemonBenchError> {
     use crate::datapath::held::HeldFlows;
     tch::set_num_threads(1); // as the daemon runs it
     let cgroup = OwnedCgroup::create_unique("plume-cc-bench")?;
@@ -511,10 +612,9 @@ pub fn real_flows(
         .iter()
         .filter(|c| in_map.contains(c))
         .count();
-    anyhow::ensure!(
-        all && registered == flows,
-        "{registered} of {flows} connections registered"
-    );
+    if !(all && registered == flows) {
+        return Err(DaemonBenchError::Unregistered { registered, flows });
+    }
     let mut policy = make_policy()?;
     let mut control = ControlLoop::default();
     let mut t = StepSamples::default();
@@ -588,4 +688,58 @@ pub fn real_flows(
         flows_left,
         targets_left,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_that_read_another_flow_count_is_refused() {
+        let mut t = StepSamples::default();
+        let step = |flows| super::super::control::StepTiming {
+            flows,
+            read: Duration::from_micros(1),
+            decide: Duration::from_micros(2),
+            write: Duration::from_micros(3),
+        };
+        t.push(&step(3), 3).unwrap();
+        let e = t.push(&step(2), 3).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DaemonBenchError::FlowCount {
+                    expected: 3,
+                    read: 2
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "expected 3 flows, read 2");
+        assert_eq!(t.total, vec![6.0], "the refused step is not recorded");
+    }
+
+    #[test]
+    fn decide_runs_without_root_and_passes_a_policy_error_through() {
+        let rows = decide(&[3], 2, &mut crate::policy::default_policy).unwrap();
+        assert_eq!((rows[0].flows, rows[0].iterations), (3, 2));
+        assert!(rows[0].total_us > 0.0, "{rows:?}");
+        let missing = Path::new("/nonexistent/policy");
+        let e = decide(&[3], 2, &mut || {
+            crate::policy::LoadedPolicy::load_or_default(missing)
+        })
+        .unwrap_err();
+        assert!(matches!(e, DaemonBenchError::Policy(_)), "{e:?}");
+        assert!(e.to_string().contains("/nonexistent/policy"), "{e}");
+    }
+
+    #[test]
+    fn a_process_read_names_its_file() {
+        let e = cpu_ticks(u32::MAX).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("reading /proc/{}/stat: ", u32::MAX)),
+            "{e}"
+        );
+    }
 }

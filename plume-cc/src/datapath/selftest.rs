@@ -7,22 +7,86 @@
 //! everything. Each step reports what it saw; any deviation is an error.
 
 use std::{
-    io::{BufRead as _, BufReader},
+    io::{self, BufRead as _, BufReader},
+    net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _};
 use plume_cc_common::{DatapathConfig, FlowStats, CWND_UNCLAMPED, PACING_UNLIMITED};
 
 use super::{
-    cgroup::OwnedCgroup,
+    cgroup::{CgroupError, OwnedCgroup},
     probe::{ProbeReport, Sink},
-    Datapath,
+    Datapath, DatapathError,
 };
+
+/// Why the self-test failed: a step could not run (cgroup, datapath, the
+/// sender process), or it ran and saw the datapath misbehave (the rest).
+/// Typed so that a caller can tell a host problem (permissions, no cgroup2)
+/// from a datapath that does not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum SelfTestError {
+    /// Creating, joining or removing the test cgroup failed.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// Loading, attaching or reading the datapath failed.
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    /// A socket or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was attempted.
+        what: String,
+        /// The system error.
+        source: io::Error,
+    },
+    /// The sender was started without a pipe on its stdout.
+    #[error("the sender has no stdout")]
+    NoStdout,
+    /// The sender reported nothing in time (it failed to start or to connect).
+    #[error("the sender printed no report within {} s", .0.as_secs())]
+    NoReport(Duration),
+    /// The datapath never registered the sender's flow.
+    #[error("flow {cookie:#x} did not appear in the datapath's map within {} s", .within.as_secs())]
+    NotRegistered {
+        /// The flow's socket cookie (from the sender).
+        cookie: u64,
+        /// How long the test waited.
+        within: Duration,
+    },
+    /// The clamp never took effect.
+    #[error("the sender's cwnd never went down to the clamp {clamp}")]
+    NeverClamped {
+        /// The clamp written, segments.
+        clamp: u32,
+    },
+    /// The clamp took effect but did not hold.
+    #[error("cwnd {cwnd} exceeded the clamp {clamp}")]
+    ClampExceeded {
+        /// The largest cwnd seen while clamped, segments.
+        cwnd: u32,
+        /// The clamp written, segments.
+        clamp: u32,
+    },
+    /// Releasing left flows under our limits.
+    #[error("flows still limited after release: {0:?}")]
+    StillLimited(Vec<u64>),
+    /// The sender process failed.
+    #[error("the sender exited with {0}")]
+    SenderFailed(ExitStatus),
+    /// The program did not delete the flow's entries when it closed.
+    #[error("the flow's map entries were not removed on close")]
+    EntriesLeft,
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SelfTestError {
+    let what = what.into();
+    move |source| SelfTestError::Io { what, source }
+}
 
 /// Options of the self-test.
 #[derive(Clone, Debug)]
@@ -102,7 +166,7 @@ impl SenderProcess {
         opts: &SelfTestOptions,
         sink: &Sink,
         cgroup: &std::path::Path,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, SelfTestError> {
         let mut child = Command::new(&opts.probe_exe)
             .arg("probe")
             .arg("--connect")
@@ -116,8 +180,8 @@ impl SenderProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("starting {}", opts.probe_exe.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
+            .map_err(io_err(format!("starting {}", opts.probe_exe.display())))?;
+        let stdout = child.stdout.take().ok_or(SelfTestError::NoStdout)?;
         let (tx, lines) = mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -168,23 +232,29 @@ fn mbps(reports: &[ProbeReport]) -> f64 {
 }
 
 /// Runs the self-test; `say` receives one line per step.
-pub fn run(opts: &SelfTestOptions, say: &mut dyn FnMut(&str)) -> anyhow::Result<SelfTestReport> {
+pub fn run(
+    opts: &SelfTestOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<SelfTestReport, SelfTestError> {
     let cgroup = OwnedCgroup::create_unique("plume-cc-selftest")?;
     say(&format!("created cgroup {}", cgroup.path().display()));
     let mut datapath = Datapath::attach(cgroup.path(), DatapathConfig::default())?;
     say("attached the sock_ops program");
-    let sink = Sink::start("127.0.0.1:0".parse()?)?;
+    let sink = Sink::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .map_err(io_err("starting the loopback sink"))?;
     let sender = SenderProcess::spawn(opts, &sink, cgroup.path())?;
 
     // 1. The flow appears in the datapath with plausible statistics.
     // The sender is a fresh process that loads libtorch first (~0.5 s).
-    let mut first = sender.collect_first(Duration::from_secs(10));
+    let first_within = Duration::from_secs(10);
+    let mut first = sender.collect_first(first_within);
     let cookie = first
         .first()
-        .context("the sender printed no report within 10 s")?
+        .ok_or(SelfTestError::NoReport(first_within))?
         .cookie;
     first.extend(sender.collect(Duration::from_millis(200)));
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let within = Duration::from_secs(2);
+    let deadline = Instant::now() + within;
     let stats = loop {
         if let Some(s) = datapath.flow(cookie)? {
             if s.rtt_samples > 0 && s.bytes_acked > 0 {
@@ -192,7 +262,7 @@ pub fn run(opts: &SelfTestOptions, say: &mut dyn FnMut(&str)) -> anyhow::Result<
             }
         }
         if Instant::now() > deadline {
-            bail!("flow {cookie:#x} did not appear in the datapath's map within 2 s");
+            return Err(SelfTestError::NotRegistered { cookie, within });
         }
         thread::sleep(Duration::from_millis(5));
     };
@@ -217,10 +287,7 @@ pub fn run(opts: &SelfTestOptions, say: &mut dyn FnMut(&str)) -> anyhow::Result<
         .copied()
         .collect();
     if effective.is_empty() {
-        bail!(
-            "the sender's cwnd never went down to the clamp {}",
-            opts.clamp
-        );
+        return Err(SelfTestError::NeverClamped { clamp: opts.clamp });
     }
     let max_cwnd_clamped = effective.iter().map(|r| r.snd_cwnd).max().unwrap_or(0);
     let mbps_clamped = mbps(&effective);
@@ -229,13 +296,16 @@ pub fn run(opts: &SelfTestOptions, say: &mut dyn FnMut(&str)) -> anyhow::Result<
         opts.clamp
     ));
     if max_cwnd_clamped > opts.clamp {
-        bail!("cwnd {max_cwnd_clamped} exceeded the clamp {}", opts.clamp);
+        return Err(SelfTestError::ClampExceeded {
+            cwnd: max_cwnd_clamped,
+            clamp: opts.clamp,
+        });
     }
 
     // 3. Lift it: the datapath hands the flow back to the kernel.
     let still = datapath.release_all(Duration::from_secs(1))?;
     if !still.is_empty() {
-        bail!("flows still limited after release: {still:?}");
+        return Err(SelfTestError::StillLimited(still));
     }
     let after = sender.collect(Duration::from_millis(300));
     let max_cwnd_after = after.iter().map(|r| r.snd_cwnd).max().unwrap_or(0);
@@ -246,9 +316,12 @@ pub fn run(opts: &SelfTestOptions, say: &mut dyn FnMut(&str)) -> anyhow::Result<
 
     // 4. The flow closes; its entries must go.
     let mut sender = sender;
-    let status = sender.child.wait()?;
+    let status = sender
+        .child
+        .wait()
+        .map_err(io_err("waiting for the sender"))?;
     if !status.success() {
-        bail!("the sender exited with {status}");
+        return Err(SelfTestError::SenderFailed(status));
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     let entries_removed = loop {
@@ -283,7 +356,7 @@ pub fn run(opts: &SelfTestOptions, say: &mut dyn FnMut(&str)) -> anyhow::Result<
     cgroup.remove()?;
     say("detached and removed the cgroup");
     if !entries_removed {
-        bail!("the flow's map entries were not removed on close");
+        return Err(SelfTestError::EntriesLeft);
     }
     Ok(report)
 }
@@ -296,7 +369,7 @@ fn keep_fresh(
     cookie: u64,
     clamp: u32,
     d: Duration,
-) -> anyhow::Result<Vec<ProbeReport>> {
+) -> Result<Vec<ProbeReport>, SelfTestError> {
     let deadline = Instant::now() + d;
     let mut out = Vec::new();
     while Instant::now() < deadline {
@@ -305,4 +378,54 @@ fn keep_fresh(
     }
     debug_assert!(clamp < CWND_UNCLAMPED);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sender_that_cannot_start_names_the_executable_and_the_cause() {
+        // No root needed: the sink is a loopback listener, and the spawn
+        // fails before the cgroup argument matters.
+        let sink = Sink::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+        let opts = SelfTestOptions {
+            probe_exe: PathBuf::from("/nonexistent/plume-cc"),
+            clamp: 10,
+            duration: Duration::from_millis(100),
+        };
+        let Err(e) = SenderProcess::spawn(&opts, &sink, std::path::Path::new("/tmp")) else {
+            panic!("a missing executable started");
+        };
+        assert!(
+            matches!(&e, SelfTestError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        let line = crate::errors::one_line(&e);
+        assert!(
+            line.starts_with("starting /nonexistent/plume-cc: "),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn the_checks_messages_keep_their_figures() {
+        let e = SelfTestError::NotRegistered {
+            cookie: 0x2a,
+            within: Duration::from_secs(2),
+        };
+        assert_eq!(
+            e.to_string(),
+            "flow 0x2a did not appear in the datapath's map within 2 s"
+        );
+        let e = SelfTestError::ClampExceeded {
+            cwnd: 12,
+            clamp: 10,
+        };
+        assert_eq!(e.to_string(), "cwnd 12 exceeded the clamp 10");
+        assert_eq!(
+            SelfTestError::NoReport(Duration::from_secs(10)).to_string(),
+            "the sender printed no report within 10 s"
+        );
+    }
 }
