@@ -648,3 +648,74 @@ fn logs_into_a_pipe_have_no_colour_codes() {
     assert!(err.contains("INFO"), "a log line was written: {err}");
     assert!(!err.contains('\x1b'), "colour codes in a pipe: {err:?}");
 }
+
+/// A value of the wrong type (a word for a count, a negative count, a word
+/// for a duration, a count outside its range, NaN for a gain) is refused at
+/// parsing with exit 2 and a message that names the flag and the accepted
+/// form, not only Rust's "invalid digit found in string" (issue 17).
+#[test]
+fn values_of_the_wrong_type_name_the_accepted_form() {
+    for (args, flag, form) in [
+        (
+            &["train", "--steps", "abc"][..],
+            "'--steps <STEPS>'",
+            "expected a whole number, 0 or more",
+        ),
+        (
+            &["emulate", "--delay", "xyz"][..],
+            "--delay",
+            "write e.g. 20ms, 1.5s or 2m",
+        ),
+        (
+            &["bench-decide", "--iterations", "-1"][..],
+            "'--iterations <ITERATIONS>'",
+            "expected a whole number, 0 or more",
+        ),
+        (
+            &["bench-datapath", "--ebpf-runs", "99"][..],
+            "'--ebpf-runs <EBPF_RUNS>'",
+            "expected a whole number from 1 to 50",
+        ),
+        (
+            &["train", "--cwnd-gain", "NaN"][..],
+            "'--cwnd-gain <BDPS>'",
+            "expected a number, e.g. 2, 0.5 or -1.5",
+        ),
+    ] {
+        let o = plume(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("{args:?}: no error line in {err}"));
+        assert!(line.contains(flag), "{args:?}: {flag:?} not in {line}");
+        assert!(line.contains(form), "{args:?}: {form:?} not in {line}");
+        assert!(!err.contains("invalid digit"), "{args:?}: {err}");
+    }
+}
+
+/// The engine is run under the name the user typed (the front execs it
+/// with its own argv[0]), and on its own from `target/` or the package's
+/// `bin/`: either way its help and usage errors say `plume-cc`, the
+/// command a user types, never `plume-cc-engine`.
+#[test]
+fn the_engines_usage_says_plume_cc() {
+    let engine = env!("CARGO_BIN_EXE_plume-cc-engine");
+    let o = Command::new(engine)
+        .args(["bench-decide", "--no-such-flag"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("Usage: plume-cc bench-decide"), "{err}");
+    assert!(!err.contains("plume-cc-engine"), "{err}");
+    let o = Command::new(engine).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{help}");
+    assert!(
+        help.contains("Usage: plume-cc [OPTIONS] <COMMAND>"),
+        "{help}"
+    );
+    assert!(!help.contains("plume-cc-engine"), "{help}");
+}

@@ -38,6 +38,134 @@ pub fn positive_f64(example: &'static str) -> impl TypedValueParser<Value = f64>
     })
 }
 
+/// An integer type a flag takes: its bounds, for [`WholeArg`]'s message.
+pub trait WholeNumber:
+    std::str::FromStr<Err = std::num::ParseIntError>
+    + Copy
+    + PartialOrd
+    + std::fmt::Display
+    + Send
+    + Sync
+    + 'static
+{
+    /// The type's smallest value.
+    const MIN: Self;
+    /// The type's largest value.
+    const MAX: Self;
+    /// Whether the type has no negative values.
+    const UNSIGNED: bool;
+}
+
+macro_rules! whole_number {
+    ($($t:ty),*) => {
+        $(impl WholeNumber for $t {
+            const MIN: Self = <$t>::MIN;
+            const MAX: Self = <$t>::MAX;
+            const UNSIGNED: bool = <$t>::MIN == 0;
+        })*
+    };
+}
+whole_number!(u8, u16, u32, u64, usize, i32, i64);
+
+/// clap value parser of a whole-number flag (a count, a seed, a port):
+/// clap's own integer parser refuses `abc` with only "invalid digit found
+/// in string" and `-1` as an unknown flag; this one says the accepted form
+/// ("expected a whole number, 0 or more", or the flag's range). Give the
+/// flag `allow_negative_numbers = true` too, so that `-1` reaches it.
+#[derive(Clone, Copy, Debug)]
+pub struct WholeArg<T> {
+    min: T,
+    max: T,
+}
+
+/// A whole number of type `T`, any value of the type.
+pub fn whole<T: WholeNumber>() -> WholeArg<T> {
+    WholeArg {
+        min: T::MIN,
+        max: T::MAX,
+    }
+}
+
+impl<T: WholeNumber> WholeArg<T> {
+    /// Only the values in `range`.
+    pub fn range(self, range: std::ops::RangeInclusive<T>) -> Self {
+        Self {
+            min: *range.start(),
+            max: *range.end(),
+        }
+    }
+
+    /// The accepted form, for the message. The bounds are named when the
+    /// flag narrows the type's range, or when the value overflowed it.
+    fn form(&self, overflow: bool) -> String {
+        if self.min == T::MIN && self.max == T::MAX && !overflow {
+            if T::UNSIGNED {
+                "expected a whole number, 0 or more".into()
+            } else {
+                "expected a whole number".into()
+            }
+        } else {
+            format!("expected a whole number from {} to {}", self.min, self.max)
+        }
+    }
+}
+
+impl<T: WholeNumber> TypedValueParser for WholeArg<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        use std::num::IntErrorKind;
+        let this = *self;
+        // Through `try_map`, so that the message is clap's own
+        // ("invalid value 'abc' for '--steps <STEPS>': ...") with ours after it.
+        clap::builder::StringValueParser::new()
+            .try_map(move |s: String| match s.parse::<T>() {
+                Ok(v) if v >= this.min && v <= this.max => Ok(v),
+                Ok(_) => Err(this.form(false)),
+                Err(e) => Err(this.form(matches!(
+                    e.kind(),
+                    IntErrorKind::PosOverflow | IntErrorKind::NegOverflow
+                ))),
+            })
+            .parse_ref(cmd, arg, value)
+    }
+}
+
+/// A floating-point type a flag takes.
+pub trait RealNumber: std::str::FromStr + Copy + Send + Sync + 'static {
+    /// Neither NaN nor infinite.
+    fn finite(self) -> bool;
+}
+
+impl RealNumber for f32 {
+    fn finite(self) -> bool {
+        self.is_finite()
+    }
+}
+
+impl RealNumber for f64 {
+    fn finite(self) -> bool {
+        self.is_finite()
+    }
+}
+
+/// clap value parser of a real-number flag (a gain, an exponent, a
+/// tolerance): any finite number, negative ones included (give the flag
+/// `allow_negative_numbers = true`); `abc`, `NaN` and `inf` are refused
+/// with the accepted form, where clap's own parser said only "invalid float
+/// literal" and took NaN.
+pub fn number<T: RealNumber>() -> impl TypedValueParser<Value = T> {
+    clap::builder::StringValueParser::new().try_map(|s: String| match s.parse::<T>() {
+        Ok(v) if v.finite() => Ok(v),
+        _ => Err("expected a number, e.g. 2, 0.5 or -1.5"),
+    })
+}
+
 /// Prints a deprecation warning on stderr. Straight to stderr rather than
 /// through `tracing` (whose filter could hide it): the warning is for the
 /// person at the command line; under `--log-format json` it is a JSON line
@@ -170,6 +298,70 @@ impl TypedValueParser for DurationArg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// clap's message for `value` of a flag `--n` with `parser`, or the value.
+    fn parse<T: Clone + Send + Sync + 'static>(
+        parser: impl TypedValueParser<Value = T>,
+        value: &str,
+    ) -> Result<T, String> {
+        let cmd = clap::Command::new("t").arg(
+            clap::Arg::new("n")
+                .long("n")
+                .allow_negative_numbers(true)
+                .value_parser(parser),
+        );
+        match cmd.try_get_matches_from(["t", "--n", value]) {
+            Ok(m) => Ok(m.get_one::<T>("n").unwrap().clone()),
+            Err(e) => {
+                assert_eq!(e.exit_code(), 2, "{e}");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    #[test]
+    fn whole_numbers_say_the_accepted_form() {
+        assert_eq!(parse(whole::<u64>(), "1000"), Ok(1000));
+        for bad in ["abc", "-1", "1.5", "1e3", ""] {
+            let e = parse(whole::<u64>(), bad).unwrap_err();
+            assert!(
+                e.contains(&format!(
+                    "invalid value '{bad}' for '--n <n>': expected a whole number, 0 or more"
+                )),
+                "{bad}: {e}"
+            );
+        }
+        // Past the type's range: its bounds.
+        let e = parse(whole::<u16>(), "70000").unwrap_err();
+        assert!(e.contains("expected a whole number from 0 to 65535"), "{e}");
+        // A narrowed range: its bounds, for a word and for a value outside.
+        for bad in ["0", "51", "x"] {
+            let e = parse(whole::<u32>().range(1..=50), bad).unwrap_err();
+            assert!(
+                e.contains("expected a whole number from 1 to 50"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(parse(whole::<u32>().range(1..=50), "50"), Ok(50));
+        // Signed: negatives are numbers.
+        assert_eq!(parse(whole::<i32>(), "-3"), Ok(-3));
+        let e = parse(whole::<i32>(), "two").unwrap_err();
+        assert!(e.contains("expected a whole number"), "{e}");
+        assert!(!e.contains("0 or more"), "{e}");
+    }
+
+    #[test]
+    fn real_numbers_are_finite_and_may_be_negative() {
+        assert_eq!(parse(number::<f32>(), "-0.5"), Ok(-0.5));
+        assert_eq!(parse(number::<f64>(), "2"), Ok(2.0));
+        for bad in ["abc", "NaN", "inf", "1,5"] {
+            let e = parse(number::<f64>(), bad).unwrap_err();
+            assert!(
+                e.contains("expected a number, e.g. 2, 0.5 or -1.5"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn the_clap_parser_names_the_flag() {

@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 
-use super::args::DurationArg;
+use super::args::{whole, DurationArg};
 use plume_cc::args::BareUnit;
 
 use plume_cc::bench::{
@@ -50,7 +50,7 @@ pub struct Args {
     pub queue: Queues,
     /// Flows of each scheme per run (each its own iperf3 client and port;
     /// plume flows share one daemon and one cgroup).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = whole::<usize>())]
     pub flows: usize,
     /// Start flow i this long after flow i-1 (10s: Pantheon's 3-flow test).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = DurationArg::legacy(BareUnit::S))]
@@ -67,7 +67,7 @@ pub struct Args {
     #[arg(long, short)]
     pub quiet: bool,
     /// Repetitions per trace, setting and scheme.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = whole::<usize>())]
     pub runs: usize,
     /// Output folder.
     #[arg(long, default_value = "runs/bench")]

@@ -10,11 +10,11 @@ use clap::{Parser, Subcommand};
 
 use plume_cc::args::BareUnit;
 
-use super::args::DurationArg;
+use super::args::{number, whole, DurationArg};
 
 /// plume-cc: a learned TCP congestion controller for the Linux datapath.
 #[derive(Debug, Parser)]
-#[command(name = "plume-cc", version, about, long_about = None)]
+#[command(name = "plume-cc", bin_name = "plume-cc", version, about, long_about = None)]
 pub struct Cli {
     /// Log format on stderr: `auto` (the systemd journal with its fields
     /// when stderr is the journal, as under a unit; else `text`), `text`
@@ -134,7 +134,7 @@ pub enum Command {
         /// min RTT to its pacing cap), overriding its file: an additive
         /// increase that lets the flows of one bottleneck converge to equal
         /// shares (docs/TRAINING.md, "An additive term"); 0 turns it off.
-        #[arg(long, value_name = "SEGMENTS")]
+        #[arg(long, allow_negative_numbers = true, value_name = "SEGMENTS", value_parser = number::<f32>())]
         additive_segments: Option<f32>,
         /// Accept the cgroup2 root (e.g. /sys/fs/cgroup) as --cgroup: every
         /// TCP flow of the host is then steered by the policy.
@@ -149,7 +149,7 @@ pub enum Command {
         explain: Option<Option<PathBuf>>,
         /// Explain every this many intervals (one batched forward of the
         /// predictors over all flows).
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 10, value_parser = whole::<u64>().range(1..=100_000))]
         explain_every: u64,
     },
     /// Remove datapaths that no daemon runs any more (needs root): a
@@ -169,7 +169,7 @@ pub enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Iterations per flow count.
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 200, value_parser = whole::<usize>())]
         iterations: usize,
         /// Only these parts (comma-separated): `control-loop`, `ebpf`,
         /// `daemon-cpu` [default: all three].
@@ -177,13 +177,13 @@ pub enum Command {
         only: Vec<BenchPart>,
         /// Repeat the eBPF cost measurement this many times (one line each;
         /// the spread matters on a shared machine).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = whole::<u32>().range(1..=50))]
         ebpf_runs: u32,
         /// `real-flows`: connections held open in the cgroup.
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 10_000, value_parser = whole::<u64>().range(1..=60_000))]
         real_flows: u64,
         /// `real-flows`: how many of them send all the time.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 100, value_parser = whole::<usize>())]
         active: usize,
         /// Print the results as one JSON document on stdout (the table
         /// goes to stderr). `--json FILE` (write them to FILE) still works
@@ -200,10 +200,10 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = DurationArg::new())]
         duration: Duration,
         /// Parallel flows of the transfer (iperf3 -P).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = whole::<usize>())]
         flows: usize,
         /// Rounds; each runs the three modes once, in a rotating order.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 5, value_parser = whole::<usize>())]
         rounds: usize,
         /// Policy of the daemon mode (default: the embedded learned policy).
         #[arg(long)]
@@ -212,11 +212,11 @@ pub enum Command {
         #[arg(long, default_value = "iperf3")]
         iperf3: PathBuf,
         /// First loopback port of the iperf3 server (one more per run).
-        #[arg(long, default_value_t = 5400)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 5400, value_parser = whole::<u16>())]
         port: u16,
         /// The client's MSS in bytes (iperf3 -M), e.g. 1448 for an
         /// Ethernet path's ACK rate [default: loopback's, about 64 KB].
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = whole::<u32>())]
         mss: Option<u32>,
         /// Turn the kernel's BPF statistics on during the observe-only runs
         /// and report the program's cost per callback (the statistics add
@@ -236,10 +236,10 @@ pub enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Flow counts.
-        #[arg(long, value_delimiter = ',', default_value = "1,100,1000,10000")]
+        #[arg(long, allow_negative_numbers = true, value_delimiter = ',', default_value = "1,100,1000,10000", value_parser = whole::<usize>())]
         flows: Vec<usize>,
         /// Calls per flow count.
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 200, value_parser = whole::<usize>())]
         iterations: usize,
         /// Print the results as one JSON document on stdout (the table
         /// goes to stderr). `--json FILE` (write them to FILE) still works
@@ -308,7 +308,7 @@ pub enum Command {
     /// its cwnd, verify the sender obeys, release it, clean up.
     Selftest {
         /// cwnd clamp to apply, segments.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 4, value_parser = whole::<u32>())]
         clamp: u32,
         /// How long the test transfer runs [default: 2s].
         #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
@@ -339,10 +339,10 @@ pub enum Command {
         report: Duration,
         /// Instead of one long transfer: open this many connections at once,
         /// send `--bytes` on each, hold them `--hold-ms`, close them all.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>())]
         flows: Option<usize>,
         /// Bytes per connection with `--flows`.
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 100_000, value_parser = whole::<usize>())]
         bytes: usize,
         /// How long `--flows` connections stay open after sending.
         #[arg(long, alias = "hold-ms", default_value = "300ms", value_parser = DurationArg::legacy(BareUnit::Ms))]
@@ -352,16 +352,16 @@ pub enum Command {
         /// cookies as one JSON line, then answer `poke`, `report` and
         /// `close` commands read from stdin (the scale test and
         /// `bench-datapath --only real-flows` drive it).
-        #[arg(long, conflicts_with = "flows")]
+        #[arg(long, allow_negative_numbers = true, conflicts_with = "flows", value_parser = whole::<usize>())]
         held: Option<usize>,
         /// With `--held`: how many of the connections send all the time.
-        #[arg(long, default_value_t = 0, requires = "held")]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0, requires = "held", value_parser = whole::<usize>())]
         active: usize,
         /// With `--held`: where the active connections go (default: `--connect`).
         #[arg(long, requires = "held")]
         active_connect: Option<SocketAddr>,
         /// With `--held`: bytes each active connection writes per tick.
-        #[arg(long, default_value_t = 16_384, requires = "held")]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 16_384, requires = "held", value_parser = whole::<usize>())]
         active_bytes: usize,
         /// With `--held`: the active connections' write period.
         #[arg(long, default_value = "20ms", value_parser = DurationArg::new(), requires = "held")]
@@ -417,5 +417,79 @@ impl Cli {
                 super::logging::quick_exit(e.exit_code())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::any::TypeId;
+
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Cli;
+
+    /// Every numeric flag of every command, found by walking the clap
+    /// tree: a word for its value is refused with the accepted form
+    /// (`args::whole`, `args::number`, `--mbps`'s `positive_f64`, or
+    /// `eval`'s step counts), never with Rust's bare "invalid digit found in
+    /// string". A flag added later with clap's default parser fails here.
+    #[test]
+    fn every_numeric_flag_names_its_accepted_form() {
+        let numeric = [
+            TypeId::of::<u8>(),
+            TypeId::of::<u16>(),
+            TypeId::of::<u32>(),
+            TypeId::of::<u64>(),
+            TypeId::of::<usize>(),
+            TypeId::of::<i32>(),
+            TypeId::of::<i64>(),
+            TypeId::of::<f32>(),
+            TypeId::of::<f64>(),
+        ];
+        fn walk(cmd: &clap::Command, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
+            for sub in cmd.get_subcommands() {
+                path.push(sub.get_name().to_string());
+                walk(sub, path, out);
+                path.pop();
+            }
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    out.push((path.clone(), long.to_string()));
+                }
+            }
+        }
+        let cli = Cli::command();
+        let mut flags = Vec::new();
+        walk(&cli, &mut Vec::new(), &mut flags);
+        let mut checked = 0;
+        for (path, long) in flags {
+            let mut cmd = &cli;
+            for p in &path {
+                cmd = cmd.find_subcommand(p).unwrap();
+            }
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long.as_str()))
+                .unwrap();
+            let id = arg.get_value_parser().type_id();
+            if !numeric.iter().any(|t| id == *t) {
+                continue;
+            }
+            let argv = std::iter::once("plume-cc".to_string())
+                .chain(path.iter().cloned())
+                .chain([format!("--{long}"), "abc".into()]);
+            let e = match Cli::try_parse_from(argv) {
+                Ok(cli) => panic!("{path:?} --{long} abc accepted: {cli:?}"),
+                Err(e) => e.to_string(),
+            };
+            // `expected a ...` (whole, number); `e.g.` (`--mbps`, step counts).
+            assert!(
+                e.contains("expected a") || e.contains("e.g."),
+                "{path:?} --{long}: {e}"
+            );
+            assert!(!e.contains("invalid digit"), "{path:?} --{long}: {e}");
+            checked += 1;
+        }
+        assert!(checked > 50, "only {checked} numeric flags found");
     }
 }

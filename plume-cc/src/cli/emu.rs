@@ -4,7 +4,7 @@
 //!
 //! Parsing and printing only; the link is [`plume_cc::emu::Emulator`].
 
-use super::args::DurationArg;
+use super::args::{whole, DurationArg};
 use plume_cc::args::BareUnit;
 use std::{
     path::PathBuf,
@@ -66,10 +66,10 @@ pub struct Args {
     pub measure_ceiling: Option<Duration>,
     /// Pace --measure-ceiling's sender at this many datagrams per second
     /// (default: as fast as it can).
-    #[arg(long, value_name = "PPS")]
+    #[arg(long, allow_negative_numbers = true, value_name = "PPS", value_parser = whole::<u64>())]
     pub ceiling_rate: Option<u64>,
     /// UDP payload size for --measure-ceiling, bytes.
-    #[arg(long, default_value_t = 18)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 18, value_parser = whole::<usize>())]
     pub ceiling_payload: usize,
     /// The command to run in the inner namespace (default: $SHELL).
     #[arg(last = true)]

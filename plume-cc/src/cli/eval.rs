@@ -8,7 +8,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 
-use super::args::DurationArg;
+use super::args::{number, whole, DurationArg};
 use plume_cc::args::BareUnit;
 
 use plume_cc::eval::sim_to_real::{self, SimToRealConfig};
@@ -42,13 +42,13 @@ pub struct StudyArgs {
     #[arg(long)]
     pub corpus: PathBuf,
     /// Seeds per sampler and budget.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 5, value_parser = whole::<u64>())]
     pub seeds: u64,
     /// Step budgets, comma-separated (`300k`, `3M` or plain numbers).
     #[arg(long, value_delimiter = ',', default_value = "300k,3M", value_parser = parse_steps)]
     pub budgets: Vec<u64>,
     /// Held-out evaluation windows per cluster, at most.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 8, value_parser = whole::<usize>())]
     pub per_cluster: usize,
     /// Output folder (study.md, study.json, figures, runs/).
     #[arg(long, default_value = "runs/study")]
@@ -143,7 +143,7 @@ pub struct MatrixArgs {
     #[arg(long, default_value = "default")]
     pub policy: PathBuf,
     /// Held-out windows per cell (spread evenly).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 8, value_parser = whole::<usize>())]
     pub windows: usize,
     /// Draw the windows from the validation picks instead (held-out
     /// windows that no test pick uses, what `train --select-every` scores
@@ -179,7 +179,7 @@ pub struct SimToRealArgs {
     #[arg(long, num_args = 1.., required = true)]
     pub traces: Vec<PathBuf>,
     /// Number of windows, round-robin over the traces.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 5, value_parser = whole::<usize>())]
     pub windows: usize,
     /// Window length [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
@@ -194,14 +194,14 @@ pub struct SimToRealArgs {
     #[arg(long = "delay-ms", hide = true, conflicts_with = "delay", value_parser = DurationArg::renamed("--delay", BareUnit::Ms))]
     pub delay_ms_old: Option<Duration>,
     /// Droptail limit of both link directions, packets.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 200, value_parser = whole::<u32>())]
     pub queue_packets: u32,
     /// Policy file, `default` (the embedded one), or a kernel controller's
     /// name (`cubic`, `bbr`, `reno`) to check that controller alone.
     #[arg(long, default_value = "default")]
     pub policy: PathBuf,
     /// Relative tolerance on utilisation and p95 bottleneck delay.
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.15, value_parser = number::<f64>())]
     pub tolerance: f64,
     /// Output folder (report.md, results.json, series.png, per-window runs).
     #[arg(long, default_value = "runs/sim-to-real")]
@@ -224,7 +224,7 @@ pub struct SimToRealArgs {
     pub sim_clamp: plume_cc::congestion::ClampModel,
     /// Emulator runs per window; the simulator is compared with their mean
     /// (the kernel side varies by 5-25% from run to run on these machines).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = whole::<u64>().range(1..=20))]
     pub repeats: u64,
     /// The policy's operating point (`latency`, `balanced`, `throughput` or
     /// a delay weight); default: the policy file's.

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::args::DurationArg;
+use super::args::{number, whole, DurationArg};
 use plume_cc::explain::fit::{fidelity_table, FitOptions, FitProgress};
 use plume_cc::explain::offline::{explain_window, plot, write_csv, OfflinePath};
 use plume_cc::explain::predictor::{load_predictors, predictor_paths, DelayTarget};
@@ -42,16 +42,16 @@ pub struct FitArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Training decisions (episodes), each branched into 3 actions.
-    #[arg(long, default_value_t = FitOptions::default().decisions)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = FitOptions::default().decisions, value_parser = whole::<usize>())]
     pub decisions: usize,
     /// Held-out decisions for the fidelity.
-    #[arg(long, default_value_t = FitOptions::default().heldout_decisions)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = FitOptions::default().heldout_decisions, value_parser = whole::<usize>())]
     pub heldout_decisions: usize,
     /// Epochs over the training samples.
-    #[arg(long, default_value_t = FitOptions::default().epochs)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = FitOptions::default().epochs, value_parser = whole::<usize>())]
     pub epochs: usize,
     /// Hidden layer widths of every component's network, e.g. 128,128.
-    #[arg(long, value_delimiter = ',', default_values_t = FitOptions::default().hidden)]
+    #[arg(long, allow_negative_numbers = true, value_delimiter = ',', default_values_t = FitOptions::default().hidden, value_parser = whole::<usize>())]
     pub hidden: Vec<usize>,
     /// The networks also read the flow's own past beyond the observation
     /// (discounted means and peaks of its queue, delivery and
@@ -60,11 +60,11 @@ pub struct FitArgs {
     #[arg(long, default_value_t = FitOptions::default().past, action = clap::ArgAction::Set)]
     pub past: bool,
     /// Seed of the episodes and the networks.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = whole::<u64>())]
     pub seed: u64,
     /// Weight of the contrast loss (the error of the predicted differences
     /// between a decision's alternatives).
-    #[arg(long, default_value_t = FitOptions::default().difference_weight)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = FitOptions::default().difference_weight, value_parser = number::<f32>())]
     pub difference_weight: f32,
     /// Monotone heads: the predicted effect of a larger clamp always has
     /// the expected sign (more throughput, more queueing, more loss), only
@@ -83,10 +83,10 @@ pub struct FitArgs {
     pub delay_clip: bool,
     /// Intervals a contrasting clamp is held before the policy decides
     /// again (at most the horizon).
-    #[arg(long, default_value_t = Horizon::default().hold)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = Horizon::default().hold, value_parser = whole::<usize>())]
     pub hold: usize,
     /// Intervals of the returns (the horizon).
-    #[arg(long, default_value_t = Horizon::default().steps)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = Horizon::default().steps, value_parser = whole::<usize>())]
     pub horizon: usize,
     /// Window (episode) length [default: 10s]; the split is that of a
     /// training run with the same window.
@@ -119,13 +119,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
     pub rtt: Option<Duration>,
     /// Droptail buffer in BDPs of the window's mean capacity.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2.0, value_parser = number::<f64>())]
     pub buffer_bdp: f64,
     /// The operating point; default: the policy file's.
     #[arg(long)]
     pub objective: Option<plume_cc::policy::Objective>,
     /// Seed of the simulator.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = whole::<u64>())]
     pub seed: u64,
     /// Output folder (explain.csv, explain.png).
     #[arg(long, default_value = "runs/explain")]

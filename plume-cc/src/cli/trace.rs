@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::args::{positive_f64, usage_bail, DurationArg};
+use super::args::{number, positive_f64, usage_bail, whole, DurationArg};
 use plume_cc::args::BareUnit;
 use plume_cc::plume::{
     analysis::{analyze_with_paths, AnalysisParams, PathStats, Stage},
@@ -40,7 +40,7 @@ pub enum TracesCommand {
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = DurationArg::legacy(BareUnit::Ms))]
         duration: Duration,
         /// RNG seed.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = whole::<u64>())]
         seed: u64,
         /// Output folder (required unless --preset-set): the trace is
         /// written there as `KIND-MBPSmbps-DURATION-seedSEED.trace`. A path
@@ -64,10 +64,10 @@ pub enum TracesCommand {
         #[arg(long, default_value = "default")]
         mix: String,
         /// Windows to write.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 1000, value_parser = whole::<usize>())]
         windows: usize,
         /// Seed of every draw.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = whole::<u64>())]
         seed: u64,
         /// Output folder (must not exist, or be empty).
         #[arg(long)]
@@ -94,24 +94,24 @@ pub enum TracesCommand {
         #[arg(long, default_value = "0ms")]
         offset: String,
         /// Seed of every random choice.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = whole::<u64>())]
         seed: u64,
         /// Random starts per Gaussian mixture.
-        #[arg(long, default_value_t = 75)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 75, value_parser = whole::<usize>())]
         starts: usize,
         /// Smallest number of clusters tried.
-        #[arg(long, default_value_t = 6)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 6, value_parser = whole::<usize>())]
         k_min: usize,
         /// Largest number of clusters tried.
-        #[arg(long, default_value_t = 15)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 15, value_parser = whole::<usize>())]
         k_max: usize,
         /// Reject a k whose smallest cluster holds less than this share.
-        #[arg(long, default_value_t = 0.02)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0.02, value_parser = number::<f64>())]
         min_cluster_fraction: f64,
         /// Fit the mixtures, trees and silhouettes on at most this many
         /// windows (a seeded random sample); every window gets its
         /// memberships.
-        #[arg(long, default_value_t = plume_cc::plume::analysis::DEFAULT_FIT_SAMPLE)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = plume_cc::plume::analysis::DEFAULT_FIT_SAMPLE, value_parser = whole::<usize>())]
         fit_sample: usize,
         /// Folder to write report.json, model.json and clusters.png into
         /// (`--out-dir` is the old spelling).

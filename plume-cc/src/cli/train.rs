@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::args::DurationArg;
+use super::args::{number, whole, DurationArg};
 use plume_cc::args::BareUnit;
 use plume_cc::policy::{self, LoadedPolicy, OBSERVATION_LEN};
 use plume_cc::rl::env::PathRanges;
@@ -26,16 +26,16 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = SamplerChoice::PlumeStatic)]
     pub sampler: SamplerChoice,
     /// Environment steps (monitor intervals, all environments together).
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 200_000, value_parser = whole::<u64>())]
     pub steps: u64,
     /// Seed of the run.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_parser = whole::<u64>())]
     pub seed: u64,
     /// Output folder (policy/, checkpoint/, logs, curves.png, eval.md).
     #[arg(long)]
     pub out: PathBuf,
     /// Parallel simulated environments.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 16, value_parser = whole::<usize>())]
     pub envs: usize,
     /// Episode (window) length [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = DurationArg::new())]
@@ -44,7 +44,7 @@ pub struct TrainArgs {
     #[arg(long = "window-ms", hide = true, conflicts_with = "window", value_parser = DurationArg::renamed("--window", BareUnit::Ms))]
     pub window_ms_old: Option<Duration>,
     /// Held-out windows evaluated at the end.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 40, value_parser = whole::<usize>())]
     pub eval_windows: usize,
     /// Continue from OUT/checkpoint if present.
     #[arg(long)]
@@ -59,7 +59,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub torchscript: bool,
     /// libtorch threads (1 keeps runs deterministic).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = whole::<i32>())]
     pub torch_threads: i32,
     /// One-way propagation delay of the training episodes: a duration, or
     /// a range `LOW..HIGH` (e.g. 5ms..80ms) drawn uniformly per episode
@@ -80,7 +80,7 @@ pub struct TrainArgs {
     #[arg(long = "eval-delay-ms", hide = true, conflicts_with = "eval_delay", value_parser = DurationArg::renamed("--eval-delay", BareUnit::Ms))]
     pub eval_delay_ms_old: Option<Duration>,
     /// Droptail limit of the held-out evaluation, packets.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 250, value_parser = whole::<u32>())]
     pub eval_queue_packets: u32,
     /// Scenario distribution (JSON, see docs/TRAINING.md), or `default` for
     /// the committed `policies/scenarios/default.json`. Replaces
@@ -104,7 +104,7 @@ pub struct TrainArgs {
     pub objective: plume_cc::policy::Objective,
     /// The RTT the clamp's BDP is taken over, `min_rtt^(1-E) * srtt^E`, E in
     /// [0, 1] (recorded in the policy file; see `ActionScaling`).
-    #[arg(long, default_value_t = 0.0, value_name = "E")]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0, value_name = "E", value_parser = number::<f32>())]
     pub rtt_ref_exponent: f32,
     /// The competition rule (policy::competition): drain probes every 2 s
     /// or 20 min RTTs, and in competitive mode (a probe that did not drain)
@@ -113,7 +113,7 @@ pub struct TrainArgs {
     pub competition_rule: bool,
     /// The competition rule, but in competitive mode the clamp's BDP over
     /// `min_rtt^(1-E) * srtt^E`, never below action 0. E in (0, 1].
-    #[arg(long, value_name = "E")]
+    #[arg(long, allow_negative_numbers = true, value_name = "E", value_parser = number::<f32>())]
     pub competitive_exponent: Option<f32>,
     /// Snapshot selection: every this many environment steps (and at the
     /// end) score the weights on the evaluation matrix's cells over
@@ -121,10 +121,10 @@ pub struct TrainArgs {
     /// nor `eval matrix` uses) and keep the best snapshot as the policy,
     /// with the best of `--select-objectives` as its default operating
     /// point. Off by default: the last weights are the policy.
-    #[arg(long, value_name = "STEPS")]
+    #[arg(long, allow_negative_numbers = true, value_name = "STEPS", value_parser = whole::<u64>())]
     pub select_every: Option<u64>,
     /// Validation windows per matrix cell for `--select-every`.
-    #[arg(long, default_value_t = 8, requires = "select_every")]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 8, requires = "select_every", value_parser = whole::<usize>())]
     pub select_windows: usize,
     /// Operating points each snapshot is scored at, comma-separated
     /// (`latency`, `balanced`, `throughput` or delay weights); default: the
@@ -132,22 +132,22 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',', requires = "select_every")]
     pub select_objectives: Vec<plume_cc::policy::Objective>,
     /// The cwnd clamp at action 0, in BDPs (the fixed rule's clamp).
-    #[arg(long, default_value_t = 2.0, value_name = "BDPS")]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2.0, value_name = "BDPS", value_parser = number::<f32>())]
     pub cwnd_gain: f32,
     /// Segments added to every clamp (and per min RTT to the pacing cap)
     /// after the mapping: an additive increase that makes flows of the
     /// policy converge to equal shares (policy::scaling); 0: none.
-    #[arg(long, default_value_t = 0.0, value_name = "SEGMENTS")]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0, value_name = "SEGMENTS", value_parser = number::<f32>())]
     pub additive_segments: f32,
     /// The second action dimension sets the clamp's RTT exponent (from 0 to
     /// `--rtt-ref-exponent`) instead of the pacing cap.
     #[arg(long)]
     pub action_rtt_exponent: bool,
     /// The pacing cap's span either side of action 0, in octaves.
-    #[arg(long, default_value_t = 2.0, value_name = "OCTAVES")]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2.0, value_name = "OCTAVES", value_parser = number::<f32>())]
     pub pacing_log2_span: f32,
     /// The cwnd clamp's span either side of action 0, in octaves.
-    #[arg(long, default_value_t = 2.0, value_name = "OCTAVES")]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2.0, value_name = "OCTAVES", value_parser = number::<f32>())]
     pub cwnd_log2_span: f32,
     /// Which part of the queueing delay the reward penalises: all of it,
     /// the flow's own part, or only the part beyond its fair share.
@@ -424,13 +424,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// Flow counts to time.
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 100, 1000, 10000])]
+    #[arg(long, allow_negative_numbers = true, value_delimiter = ',', default_values_t = [1usize, 100, 1000, 10000], value_parser = whole::<usize>())]
     pub flows: Vec<usize>,
     /// Timed repetitions per count.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 200, value_parser = whole::<usize>())]
     pub reps: usize,
     /// libtorch threads.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = whole::<i32>())]
     pub torch_threads: i32,
 }
 
