@@ -30,10 +30,9 @@ fn r2(pred: &[f64], real: &[f64]) -> f64 {
     plume_cc::explain::fit::r_squared(pred, real)
 }
 
+/// The project's one quantile convention (type 7, `plume_cc::stats`).
 fn quantile(v: &[f64], q: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[((s.len() - 1) as f64 * q).round() as usize]
+    plume_cc::stats::quantile_of(&mut v.to_vec(), q)
 }
 
 /// Share of the total sum of squares (around the mean) carried by the
