@@ -170,6 +170,12 @@ pub struct MatrixArgs {
     /// default) or `immediate` (the simulator before 2026-12-02).
     #[arg(long, value_enum, default_value_t = plume_cc::congestion::ClampModel::Kernel)]
     pub sim_clamp: plume_cc::congestion::ClampModel,
+    /// How the simulated datapath sees a flow and applies its limits:
+    /// `callbacks` (as the kernel: at the sock_ops callbacks, the RTT one
+    /// once per round trip; the default) or `interval` (every poll sees the
+    /// flow as it is, limits apply at once: the simulator before 2026-12-03).
+    #[arg(long, value_enum, default_value_t = plume_cc::sim::DatapathModel::Callbacks)]
+    pub sim_datapath: plume_cc::sim::DatapathModel,
 }
 
 /// Arguments of `plume-cc eval sim-to-real`.
@@ -222,6 +228,12 @@ pub struct SimToRealArgs {
     /// default) or `immediate` (the simulator before 2026-12-02).
     #[arg(long, value_enum, default_value_t = plume_cc::congestion::ClampModel::Kernel)]
     pub sim_clamp: plume_cc::congestion::ClampModel,
+    /// How the simulated datapath sees a flow and applies its limits:
+    /// `callbacks` (as the kernel: at the sock_ops callbacks, the RTT one
+    /// once per round trip; the default) or `interval` (every poll sees the
+    /// flow as it is, limits apply at once: the simulator before 2026-12-03).
+    #[arg(long, value_enum, default_value_t = plume_cc::sim::DatapathModel::Callbacks)]
+    pub sim_datapath: plume_cc::sim::DatapathModel,
     /// Emulator runs per window; the simulator is compared with their mean
     /// (the kernel side varies by 5-25% from run to run on these machines).
     #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = whole::<u64>().range(1..=20))]
@@ -332,14 +344,20 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            let cells =
-                plume_cc::eval::matrix::run(&policy, objective, a.sim_clamp, &refs, &mut |c| {
+            let cells = plume_cc::eval::matrix::run(
+                &policy,
+                objective,
+                a.sim_clamp,
+                a.sim_datapath,
+                &refs,
+                &mut |c| {
                     bar.set_message(format!(
                         "RTT {} ms, {} BDP, vs {}",
                         c.rtt_ms, c.buffer_bdp, c.competitor
                     ));
                     bar.inc(1);
-                })?;
+                },
+            )?;
             bar.finish();
             std::fs::create_dir_all(&a.out)
                 .with_context(|| format!("creating {}", a.out.display()))?;
@@ -379,6 +397,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 sim_only: a.sim_only,
                 delayed_ack: a.sim_delayed_ack,
                 clamp_model: a.sim_clamp,
+                datapath_model: a.sim_datapath,
                 objective: a.objective,
                 repeats: a.repeats as usize,
             };

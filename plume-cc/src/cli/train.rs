@@ -97,6 +97,14 @@ pub struct TrainArgs {
     /// which every earlier policy was trained).
     #[arg(long, value_enum, default_value_t = plume_cc::congestion::ClampModel::Kernel)]
     pub sim_clamp: plume_cc::congestion::ClampModel,
+    /// How the simulated datapath sees a flow and applies the policy's
+    /// limits: `callbacks` (as the kernel: statistics copied and limits
+    /// applied at the sock_ops callbacks, the RTT one once per round trip;
+    /// the default since 2026-12-03) or `interval` (every monitor interval
+    /// sees the flow as it is and limits apply at once; the policies before
+    /// then, the committed default's among them, were trained so).
+    #[arg(long, value_enum, default_value_t = plume_cc::sim::DatapathModel::Callbacks)]
+    pub sim_datapath: plume_cc::sim::DatapathModel,
     /// The operating point of the held-out evaluation and the policy's
     /// default (`latency`, `balanced`, `throughput` or a delay weight).
     /// Without a scenario `delay_weight` range it is also the reward's.
@@ -352,6 +360,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     config.objective = args.objective;
     config.clamp_model = args.sim_clamp;
+    config.datapath_model = args.sim_datapath;
     config.select = args
         .select_every
         .map(|every| plume_cc::rl::config::SelectConfig {

@@ -31,6 +31,7 @@ use crate::rl::env::SimWindow;
 pub use crate::rl::matrix::{
     mean_score, run_cell, Cell, CellScore, Rival, Scheme, BUFFERS_BDP, COMPETITION, RTTS_MS,
 };
+use crate::sim::DatapathModel;
 pub use crate::stats::jain;
 
 use super::EvalError;
@@ -40,6 +41,7 @@ pub fn run(
     policy: &LoadedPolicy,
     objective: Objective,
     clamp_model: ClampModel,
+    datapath_model: DatapathModel,
     windows: &[&SimWindow],
     progress: &mut dyn FnMut(&Cell),
 ) -> Result<Vec<Cell>, EvalError> {
@@ -68,6 +70,7 @@ pub fn run(
                         buffer_bdp,
                         competitor,
                         clamp_model,
+                        datapath_model,
                     )?);
                 }
                 let cell = Cell {
@@ -179,8 +182,11 @@ mod tests {
 
     #[test]
     fn a_cell_is_deterministic_and_the_fixed_rule_limits_the_flow() {
-        let ms: Vec<u64> = (1..=3000).collect(); // 12 Mbit/s for 3 s
-        let w = SimWindow::cut(&ms, 0, 3000).unwrap();
+        // 12 Mbit/s for 10 s: the datapath applies a limit once per round
+        // trip, so at 40 ms the rule's step-limited clamp needs seconds to
+        // reach the link (3 s windows gave 0.71 of it, 10 s 0.91).
+        let ms: Vec<u64> = (1..=10_000).collect();
+        let w = SimWindow::cut(&ms, 0, 10_000).unwrap();
         let policy = crate::policy::default_policy().unwrap();
         let run_with = |actor, base, rival| {
             run_cell(
@@ -194,6 +200,7 @@ mod tests {
                 8.0,
                 rival,
                 ClampModel::Kernel,
+                DatapathModel::default(),
             )
             .unwrap()
         };

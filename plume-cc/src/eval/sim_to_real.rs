@@ -30,7 +30,9 @@ use crate::daemon::record;
 use crate::emu::link::DropTail;
 use crate::policy::Target;
 use crate::policy::{
-    flow_context_from_observation, observation::FlowSample, LoadedPolicy, ObservationBuilder,
+    flow_context_from_observation,
+    observation::{FlowSample, Observation},
+    LoadedPolicy, ObservationBuilder,
 };
 use crate::rl::env::{env_action, flow_mss};
 use crate::rl::{Env, EnvConfig, MonitorInterval};
@@ -68,6 +70,8 @@ pub struct SimToRealConfig {
     pub delayed_ack: bool,
     /// How the simulator applies the cwnd clamp.
     pub clamp_model: crate::congestion::ClampModel,
+    /// How the simulated datapath sees the flow and applies the limits.
+    pub datapath_model: crate::sim::DatapathModel,
     /// The policy's operating point (None: its file's default).
     pub objective: Option<crate::policy::Objective>,
     /// Emulator runs per window (the kernel side varies from run to run;
@@ -262,6 +266,20 @@ pub fn run_sim(
     cfg: &SimToRealConfig,
     seed: u64,
 ) -> Result<SideResult, EvalError> {
+    run_sim_observed(policy, base, trace, cfg, seed, &mut |_, _| {})
+}
+
+/// [`run_sim`] that also hands every observation the policy acted on, with
+/// its raw action, to `on_step` (the feature-by-feature comparison with the
+/// kernel's side, `examples/obs_compare.rs`).
+pub fn run_sim_observed(
+    policy: Option<&LoadedPolicy>,
+    base: ControllerKind,
+    trace: &MahimahiTrace,
+    cfg: &SimToRealConfig,
+    seed: u64,
+    on_step: &mut dyn FnMut(&Observation, Option<[f32; 2]>),
+) -> Result<SideResult, EvalError> {
     let interval_us = policy.map_or(20_000, |p| p.metadata().monitor_interval_us);
     let window = Arc::new(trace.schedule().clone());
     let mut env = Env::new(EnvConfig {
@@ -274,6 +292,7 @@ pub fn run_sim(
         random_loss: 0.0,
         delayed_ack: cfg.delayed_ack,
         clamp_model: cfg.clamp_model,
+        datapath_model: cfg.datapath_model,
         objective: cfg
             .objective
             .or(policy.map(|p| p.metadata().default_objective))
@@ -284,14 +303,14 @@ pub fn run_sim(
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;
     let mut series = Vec::new();
     loop {
-        let action = match policy {
-            Some(p) => env_action(
-                &p.metadata().action_scaling,
-                &obs,
-                p.act_batch(&obs, 1)?[0],
-                &env,
-            ),
-            None => Target::unlimited(),
+        let raw = match policy {
+            Some(p) => Some(p.act_batch(&obs, 1)?[0]),
+            None => None,
+        };
+        on_step(&obs, raw);
+        let action = match (policy, raw) {
+            (Some(p), Some(raw)) => env_action(&p.metadata().action_scaling, &obs, raw, &env),
+            _ => Target::unlimited(),
         };
         let r = env.step(action)?;
         let ctx = flow_context_from_observation(&r.observation, flow_mss(&env));
@@ -363,6 +382,31 @@ pub fn series_from_recording(
         });
     }
     out
+}
+
+/// The observations of the busiest flow of a daemon recording, as the
+/// daemon's builder made them (what [`series_from_recording`] summarises).
+pub fn observations_from_recording(
+    rec: &[record::RecordedInterval],
+    objective: crate::policy::Objective,
+) -> Vec<Observation> {
+    let busiest = rec
+        .iter()
+        .flat_map(|i| i.flows.iter())
+        .max_by_key(|f| f.stats.delivered)
+        .map(|f| f.cookie);
+    let Some(cookie) = busiest else {
+        return Vec::new();
+    };
+    let mut b = ObservationBuilder::with_objective(objective);
+    rec.iter()
+        .filter_map(|i| {
+            let f = i.flows.iter().find(|f| f.cookie == cookie)?;
+            let mut s = FlowSample::from(&f.stats);
+            s.timestamp_us = i.t_ns / 1000;
+            b.observe(&s).ok()
+        })
+        .collect()
 }
 
 /// Runs the policy across the emulated link on `trace_file`, with the daemon
@@ -541,7 +585,7 @@ pub fn markdown(cfg: &SimToRealConfig, results: &[WindowResult]) -> String {
     use std::fmt::Write as _;
     let mut s = format!(
         "Sim-to-real: policy `{}`, {} ms windows, {} ms one-way delay, {}-packet droptail, \
-         ACKs through the same trace, simulated receiver {}, simulated clamp `{}`; \
+         ACKs through the same trace, simulated receiver {}, simulated clamp `{}`, simulated datapath `{}`; \
          real: mean of {} emulator run(s) per window (range in brackets); tolerance {:.0}%.\n\n\
          | window | capacity Mbit/s | base (sim / real) | utilization sim | real | gap | p95 link delay ms sim | real | gap | anchor Mbit/s sim | real | cwnd sim | real | clamp sim | real | pass |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -557,6 +601,10 @@ pub fn markdown(cfg: &SimToRealConfig, results: &[WindowResult]) -> String {
         match cfg.clamp_model {
             crate::congestion::ClampModel::Kernel => "kernel",
             crate::congestion::ClampModel::Immediate => "immediate",
+        },
+        match cfg.datapath_model {
+            crate::sim::DatapathModel::Callbacks => "callbacks",
+            crate::sim::DatapathModel::Interval => "interval",
         },
         cfg.repeats.max(1),
         cfg.tolerance * 100.0

@@ -291,7 +291,7 @@ pub fn run_branches(
                 .network()
                 .and_then(|net| net.sender(0))
                 .map_or((0, 0), |s| {
-                    let f = s.flow_sample(r.now_us);
+                    let f = s.datapath_sample(r.now_us);
                     (f.srtt_us, f.min_rtt_us)
                 });
             done[i] = r.done;

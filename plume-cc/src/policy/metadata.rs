@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::congestion::ClampModel;
+use crate::sim::DatapathModel;
 
 use super::model::{ActionScaling, Architecture, ObsNormalizer};
 use super::observation::{feature_name, OBSERVATION_LEN};
@@ -173,6 +174,11 @@ pub struct TrainingInfo {
     /// [`ClampModel::Immediate`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim_clamp: Option<ClampModel>,
+    /// How the simulated datapath saw the flows in training; absent in
+    /// files written before 2026-12-03, which were all trained under
+    /// [`DatapathModel::Interval`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_datapath: Option<DatapathModel>,
     /// The snapshot the run selected on validation windows
     /// (`train --select-every`); absent when the run's last weights are
     /// the policy.

@@ -346,7 +346,18 @@ impl ObservationBuilder {
                 min_rtt_us: s.min_rtt_us,
                 srtt_us: s.srtt_us,
                 last_rtt_us: s.last_rtt_us,
-                interval_rate_bytes_per_sec: interval_rate,
+                // The rate a probe drains below: the kernel's own sample,
+                // which spans at least a min RTT, while it has one. The
+                // interval's deliveries come from the statistics the
+                // datapath copied at its last callback, once per round trip
+                // (`sim::DatapathModel`), so one 20 ms interval often holds
+                // a whole round trip's: up to 4x the link at an 80 ms RTT,
+                // and a probe clamp that never drains.
+                interval_rate_bytes_per_sec: if kernel_rate > 0.0 {
+                    kernel_rate
+                } else {
+                    spanned_rate
+                },
                 interval_us: dt_us,
             });
         }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{EnvConfig, MonitorInterval};
 use crate::congestion::{ClampModel, ControllerKind};
 use crate::policy::model::ActionScaling;
-use crate::sim::QueueLimit;
+use crate::sim::{DatapathModel, QueueLimit};
 
 use super::env::{PathRanges, RewardSpec};
 use super::ppo::{PpoConfig, PpoError};
@@ -173,6 +173,11 @@ pub struct TrainConfig {
     /// [`ClampModel::Immediate`].
     #[serde(default = "immediate_clamp")]
     pub clamp_model: ClampModel,
+    /// How the simulated datapath sees the flows and applies the policy's
+    /// limits ([`DatapathModel`]); a run configuration written before the
+    /// field existed was trained under [`DatapathModel::Interval`].
+    #[serde(default = "interval_datapath")]
+    pub datapath_model: DatapathModel,
     /// Snapshot selection on validation windows (`--select-every`); None:
     /// the run's last weights are its policy, as every run before
     /// 2026-12-03. Left out of `config.json` when unset.
@@ -219,6 +224,10 @@ fn immediate_clamp() -> ClampModel {
     ClampModel::Immediate
 }
 
+fn interval_datapath() -> DatapathModel {
+    DatapathModel::Interval
+}
+
 impl TrainConfig {
     /// Defaults for `traces`, `sampler`, `total_steps`, `seed`, `out`.
     pub fn new(
@@ -252,6 +261,7 @@ impl TrainConfig {
             scaling: ActionScaling::default(),
             command: String::new(),
             clamp_model: ClampModel::default(),
+            datapath_model: DatapathModel::default(),
             select: None,
         }
     }
@@ -268,6 +278,7 @@ impl TrainConfig {
             random_loss: 0.0,
             delayed_ack: false,
             clamp_model: self.clamp_model,
+            datapath_model: self.datapath_model,
             objective: self.objective,
             interval: MonitorInterval::FixedUs(self.interval_us),
             episode_us: Some(self.window_ms * 1000),

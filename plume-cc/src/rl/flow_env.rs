@@ -24,7 +24,7 @@ use crate::policy::observation::ObservationError;
 pub use crate::sim::metrics::EpisodeMetrics;
 use crate::sim::metrics::{flow_metrics, FlowCounters};
 use crate::sim::network::{FlowConfig, Network, NetworkConfig};
-use crate::sim::{QueueLimit, Schedule, SimError};
+use crate::sim::{DatapathModel, QueueLimit, Schedule, SimError};
 
 /// Errors of an environment: the simulator's, the observation builder's,
 /// and misuse of reset/step.
@@ -127,6 +127,9 @@ pub struct EnvConfig {
     pub delayed_ack: bool,
     /// How the controlled flows' cwnd clamps act (kernel-faithful by default).
     pub clamp_model: ClampModel,
+    /// How the datapath sees the controlled flows and applies their limits
+    /// (kernel-faithful by default: at callbacks, once per round trip).
+    pub datapath_model: DatapathModel,
     /// The operating point the observations carry.
     pub objective: Objective,
     /// Monitor interval.
@@ -147,6 +150,7 @@ impl Default for EnvConfig {
             random_loss: 0.0,
             delayed_ack: false,
             clamp_model: ClampModel::default(),
+            datapath_model: DatapathModel::default(),
             objective: Objective::default(),
             interval: MonitorInterval::FixedUs(20_000),
             episode_us: None,
@@ -351,6 +355,7 @@ impl Env {
             random_loss: self.config.random_loss,
             delayed_ack: self.config.delayed_ack,
             clamp_model: self.config.clamp_model,
+            datapath_model: self.config.datapath_model,
             flows,
             ..NetworkConfig::default()
         };
@@ -397,14 +402,12 @@ impl Env {
         let start = net.now_us();
         let until = (start + interval).min(end_us);
         if let Some(s) = net.sender_mut(0) {
-            s.controller_mut()
-                .set_limits(action.cwnd_clamp_segments, action.max_pacing_bytes_per_sec);
+            s.write_limits(action.cwnd_clamp_segments, action.max_pacing_bytes_per_sec);
         }
         for p in &self.peers {
             if p.start_us <= start {
                 if let Some(s) = net.sender_mut(p.flow) {
-                    s.controller_mut()
-                        .set_limits(p.next.cwnd_clamp_segments, p.next.max_pacing_bytes_per_sec);
+                    s.write_limits(p.next.cwnd_clamp_segments, p.next.max_pacing_bytes_per_sec);
                 }
             }
         }
@@ -414,7 +417,7 @@ impl Env {
             // as a new kernel flow appears in the daemon's maps.
             if p.start_us < until {
                 if let Some(s) = net.sender(p.flow) {
-                    p.obs = p.builder.observe(&s.flow_sample(until))?;
+                    p.obs = p.builder.observe(&s.datapath_sample(until))?;
                 }
             }
         }
@@ -425,7 +428,7 @@ impl Env {
         let d_total = total_delivered.saturating_sub(self.last_total_delivered);
         self.last_total_delivered = total_delivered;
         let sender = net.sender(0).ok_or(EnvError::NotReset)?;
-        let sample = sender.flow_sample(until);
+        let sample = sender.datapath_sample(until);
         let c = *sender.counters();
         let min_rtt_us = sender.min_rtt_us();
         let mss = u64::from(sender.mss_bytes());

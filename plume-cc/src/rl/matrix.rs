@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::congestion::{ClampModel, ControllerKind};
 use crate::policy::Target;
 use crate::policy::{LoadedPolicy, Objective};
+use crate::sim::DatapathModel;
 use crate::sim::{metrics::flow_metrics, QueueLimit};
 
 use super::config::TrainError;
@@ -120,6 +121,7 @@ pub fn run_cell(
     buffer_bdp: f64,
     rival: Rival,
     clamp_model: ClampModel,
+    datapath_model: DatapathModel,
 ) -> Result<CellScore, TrainError> {
     let meta = policy.metadata();
     let (competitor, peers) = match (rival, actor) {
@@ -144,6 +146,7 @@ pub fn run_cell(
                 random_loss: 0.0,
                 delayed_ack: false,
                 clamp_model,
+                datapath_model,
                 objective,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
                 episode_us: Some(w.length_ms * 1000),
@@ -244,6 +247,7 @@ pub fn mean_score_of(
     objective: Objective,
     actor: Scheme,
     clamp_model: ClampModel,
+    datapath_model: DatapathModel,
     windows: &[&SimWindow],
 ) -> Result<f64, TrainError> {
     let base =
@@ -264,6 +268,7 @@ pub fn mean_score_of(
                     buffer_bdp,
                     rival,
                     clamp_model,
+                    datapath_model,
                 )?;
                 sum += c.score;
                 n += 1;

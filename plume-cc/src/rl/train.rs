@@ -185,6 +185,8 @@ pub fn train(
         // policy before 2026-12-02) reproduce byte for byte.
         sim_clamp: (config.clamp_model != crate::congestion::ClampModel::Immediate)
             .then_some(config.clamp_model),
+        sim_datapath: (config.datapath_model != crate::sim::DatapathModel::Interval)
+            .then_some(config.datapath_model),
         selected: None,
     };
     // The learner's current network as a policy file: checkpoints and
@@ -447,6 +449,7 @@ impl Selection {
                 objective,
                 super::matrix::Scheme::Policy,
                 config.clamp_model,
+                config.datapath_model,
                 &refs,
             )?;
             progress.message(&format!(

@@ -28,6 +28,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::congestion::{ClampModel, ControllerKind};
+use crate::sim::flow::DatapathModel;
 
 use super::event::{EventKind, EventQueue};
 use super::flow::{Ack, Receiver, SendDecision, Sender};
@@ -88,6 +89,9 @@ pub struct NetworkConfig {
     pub delayed_ack: bool,
     /// How the senders' cwnd clamps act ([`ClampModel`]).
     pub clamp_model: ClampModel,
+    /// How the datapath sees the senders and applies their limits
+    /// ([`DatapathModel`]).
+    pub datapath_model: DatapathModel,
 }
 
 impl Default for NetworkConfig {
@@ -104,6 +108,7 @@ impl Default for NetworkConfig {
             flows: vec![FlowConfig::new(ControllerKind::Cubic)],
             delayed_ack: false,
             clamp_model: ClampModel::default(),
+            datapath_model: DatapathModel::default(),
         }
     }
 }
@@ -201,6 +206,7 @@ impl Network {
                     config.rwnd_segments,
                 );
                 sender.set_clamp_model(config.clamp_model);
+                sender.set_datapath_model(config.datapath_model);
                 FlowSlot {
                     sender,
                     receiver: Receiver::new(),

@@ -14,7 +14,7 @@ use crate::flow::{FlowSample, RateSampler, RttEstimator};
 use crate::sim::metrics::{FlowCounters, RttHistogram};
 
 use super::scoreboard::{Scoreboard, Seg};
-use super::{Ack, Packet, SendDecision};
+use super::{Ack, DatapathModel, Packet, SendDecision};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CaState {
@@ -56,6 +56,15 @@ pub struct Sender {
     is_cwnd_limited: bool,
     max_packets_out: u32,
     cwnd_usage_seq: u64,
+    /// How the datapath sees this flow ([`DatapathModel`]).
+    datapath: DatapathModel,
+    /// `tp->rtt_seq`: the RTT callback comes with the first RTT sample taken
+    /// once `snd_una` is past it, which then moves it to `snd_nxt`.
+    rtt_seq: u64,
+    /// The statistics as the datapath last copied them, at a callback.
+    snapshot: Option<FlowSample>,
+    /// Limits written and not yet applied (at the next callback).
+    pending_limits: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -103,7 +112,63 @@ impl Sender {
             is_cwnd_limited: false,
             max_packets_out: 0,
             cwnd_usage_seq: 0,
+            datapath: DatapathModel::default(),
+            rtt_seq: 0,
+            snapshot: None,
+            pending_limits: None,
         }
+    }
+
+    /// Chooses how the datapath sees the flow and applies its limits
+    /// ([`DatapathModel`]).
+    pub fn set_datapath_model(&mut self, model: DatapathModel) {
+        self.datapath = model;
+    }
+
+    /// Writes the daemon's limits for this flow: under
+    /// [`DatapathModel::Callbacks`] they take effect at the next callback
+    /// (the datapath's target check runs there), under
+    /// [`DatapathModel::Interval`] at once.
+    pub fn write_limits(&mut self, cwnd_clamp_segments: u32, max_pacing_bytes_per_sec: u32) {
+        match self.datapath {
+            DatapathModel::Callbacks => {
+                self.pending_limits = Some((cwnd_clamp_segments, max_pacing_bytes_per_sec));
+            }
+            DatapathModel::Interval => self
+                .controller
+                .set_limits(cwnd_clamp_segments, max_pacing_bytes_per_sec),
+        }
+    }
+
+    /// What a daemon polling at `now_us` reads of this flow: under
+    /// [`DatapathModel::Callbacks`] the statistics of the last callback
+    /// (the flow's state now before its first one), under
+    /// [`DatapathModel::Interval`] the state now. The daemon times its
+    /// samples at its own poll, so `timestamp_us` is `now_us` either way.
+    pub fn datapath_sample(&self, now_us: u64) -> FlowSample {
+        match (self.datapath, self.snapshot) {
+            (DatapathModel::Callbacks, Some(s)) => FlowSample {
+                timestamp_us: now_us,
+                ..s
+            },
+            _ => self.flow_sample(now_us),
+        }
+    }
+
+    /// A sock_ops callback at `now_us`: the program copies the statistics
+    /// (`fill`), then its target check applies the limits written since the
+    /// last one and records them as applied (plume-cc-ebpf's `update`).
+    fn datapath_callback(&mut self, now_us: u64) {
+        if self.datapath != DatapathModel::Callbacks {
+            return;
+        }
+        let mut snap = self.flow_sample(now_us);
+        if let Some((clamp, pacing)) = self.pending_limits.take() {
+            self.controller.set_limits(clamp, pacing);
+        }
+        snap.cwnd_clamp_segments = self.controller.cwnd_clamp_segments();
+        snap.max_pacing_bytes_per_sec = self.controller.max_pacing_bytes_per_sec();
+        self.snapshot = Some(snap);
     }
 
     /// Chooses how the clamp acts on the window ([`ClampModel`]).
@@ -231,6 +296,11 @@ impl Sender {
         }
         let limited = self.inflight_segments() >= self.controller.window_segments();
         self.cwnd_validate(limited);
+        if retransmit.is_some() {
+            // BPF_SOCK_OPS_RETRANS_CB, after the retransmission went out
+            // (tcp_retransmit_skb).
+            self.datapath_callback(now_us);
+        }
         SendDecision::Send(Packet {
             seq,
             tx,
@@ -265,11 +335,21 @@ impl Sender {
         self.rtt.backed_off_rto_us(self.backoff)
     }
 
-    fn update_rtt(&mut self, rtt_us: u64) {
+    /// Takes an RTT sample; returns whether the kernel's RTT callback comes
+    /// with it (`tcp_rtt_estimator()`: the first sample, then once per
+    /// round trip, when `snd_una` is past `rtt_seq`).
+    fn update_rtt(&mut self, rtt_us: u64) -> bool {
+        let first = self.counters.rtt_samples == 0;
         let rtt = self.rtt.sample(rtt_us);
         self.counters.rtt_sum_us += rtt;
         self.counters.rtt_samples += 1;
         self.rtt_hist.record(rtt);
+        if first || self.snd_una > self.rtt_seq {
+            self.rtt_seq = self.snd_nxt;
+            true
+        } else {
+            false
+        }
     }
 
     /// Processes an ACK at `now_us`.
@@ -291,8 +371,9 @@ impl Sender {
             self.snd_una = cum;
             self.backoff = 0;
         }
+        let mut rtt_callback = false;
         if newly > 0 {
-            self.update_rtt(now_us.saturating_sub(ack.echo_sent_us));
+            rtt_callback = self.update_rtt(now_us.saturating_sub(ack.echo_sent_us));
             self.counters.delivered_segments += newly;
             self.rate.on_ack(
                 now_us,
@@ -310,6 +391,12 @@ impl Sender {
             if self.state == CaState::Open {
                 self.congestion_event(now_us, CaState::Recovery, newly_lost);
             }
+        }
+        // The RTT callback runs inside the ACK's processing, before the
+        // controller's window update (tcp_ack: tcp_clean_rtx_queue, then
+        // tcp_cong_control).
+        if rtt_callback {
+            self.datapath_callback(now_us);
         }
         if newly > 0 {
             let sample = AckSample {
@@ -361,6 +448,9 @@ impl Sender {
             _ => return false,
         }
         self.counters.timeouts += 1;
+        // BPF_SOCK_OPS_RTO_CB (tcp_write_timeout), before the timeout's
+        // window reduction.
+        self.datapath_callback(now_us);
         self.backoff += 1;
         let newly_lost = self.board.mark_all_lost(self.snd_una, self.snd_nxt);
         self.counters.lost_segments += newly_lost;
@@ -444,6 +534,59 @@ mod tests {
         );
         assert_eq!(s.rto_deadline_us, None, "nothing in flight, no timer");
         assert_eq!(s.counters().rtt_samples, 10);
+    }
+
+    /// The datapath sees the flow once per round trip
+    /// (`DatapathModel::Callbacks`, the default): the first RTT sample
+    /// calls back, the rest of the initial flight does not (`snd_una` is not
+    /// past `rtt_seq`, the `snd_nxt` of that first callback), and the first
+    /// ACK of the next flight does. A poll between callbacks reads the last
+    /// copy; limits written in between apply at the next callback, which
+    /// reports them as applied.
+    #[test]
+    fn the_datapath_sees_the_flow_once_per_round_trip() {
+        let (mut s, mut r) = (reno(), Receiver::new());
+        let first = burst(&mut s, 0);
+        ack(&mut s, &mut r, &first[0], 50_000);
+        assert_eq!(s.datapath_sample(50_000).delivered_segments, 1);
+        for (i, p) in first.iter().enumerate().skip(1) {
+            ack(&mut s, &mut r, p, 50_000 + i as u64);
+        }
+        let polled = s.datapath_sample(60_000);
+        assert_eq!(
+            (polled.delivered_segments, polled.timestamp_us),
+            (1, 60_000),
+            "the copy of the first callback, timed at the poll"
+        );
+        assert_eq!(s.flow_sample(60_000).delivered_segments, 10);
+        // Limits written now wait for the next callback.
+        s.write_limits(5, plume_cc_common::PACING_UNLIMITED);
+        assert_eq!(
+            s.controller().cwnd_clamp_segments(),
+            plume_cc_common::CWND_UNCLAMPED
+        );
+        let second = burst(&mut s, 60_000);
+        assert_eq!(second.len(), 20, "slow start doubled the window");
+        ack(&mut s, &mut r, &second[0], 110_000);
+        assert_eq!(s.controller().cwnd_clamp_segments(), 5);
+        let polled = s.datapath_sample(120_000);
+        assert_eq!(polled.delivered_segments, 11);
+        assert_eq!(polled.cwnd_clamp_segments, 5, "reported as applied");
+        assert_eq!(s.counters().rtt_samples, 11);
+    }
+
+    /// The simulator before 2026-12-03 (`DatapathModel::Interval`): every
+    /// poll sees the flow as it is, and limits apply when written.
+    #[test]
+    fn the_interval_model_sees_everything_at_once() {
+        let (mut s, mut r) = (reno(), Receiver::new());
+        s.set_datapath_model(DatapathModel::Interval);
+        for p in burst(&mut s, 0) {
+            ack(&mut s, &mut r, &p, 50_000);
+        }
+        assert_eq!(s.datapath_sample(60_000), s.flow_sample(60_000));
+        s.write_limits(5, plume_cc_common::PACING_UNLIMITED);
+        assert_eq!(s.controller().cwnd_clamp_segments(), 5);
     }
 
     /// Linux's clamp (`ClampModel::Kernel`): a clamp below the window does
