@@ -44,6 +44,46 @@ pub struct DecideTiming {
     pub mapping: Duration,
 }
 
+/// How many flows ahead of the one being observed [`prefetch`] fetches.
+const PREFETCH_AHEAD: usize = 4;
+
+/// Asks the CPU to bring every cache line of `*v` into its caches.
+///
+/// Why: at the daemon's 20 ms interval a 10,000-flow step finds its
+/// per-flow state (576-byte builders, the statistics read, the anchors)
+/// gone from the caches, and building an observation is a chain of
+/// dependent scalar operations that waits on each miss; fetching a few
+/// flows ahead overlaps those misses with the work. Measured with
+/// `examples/step_gap_probe.rs` (calls 20 ms apart): observe 1.26-1.40 ms
+/// without prefetch or huge pages, 1.08-1.18 ms with prefetch alone,
+/// 0.97-1.01 ms with both (docs/BENCHMARKS.md). A hint: it changes no
+/// value.
+#[inline(always)]
+fn prefetch<T>(v: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = (v as *const T).cast::<i8>();
+        let size = std::mem::size_of::<T>();
+        let mut off = 0;
+        while off < size {
+            // SAFETY: a prefetch never faults; the address is inside `*v`.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(off))
+            };
+            off += 64;
+        }
+        // The last line, when `*v` does not start on a line.
+        if size > 0 {
+            // SAFETY: as above.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    p.add(size - 1),
+                )
+            };
+        }
+    }
+}
+
 /// A learned policy for the daemon (see module docs).
 #[derive(Debug)]
 pub struct LearnedPolicy {
@@ -112,6 +152,10 @@ impl LearnedPolicy {
     /// flows. Runs only when the flows differ from the last call's.
     fn realign(&mut self, flows: &[(u64, FlowStats)]) {
         self.order.clear();
+        // Huge pages for the builders, the largest per-flow array (see
+        // `reserve_huge`): room for every flow known and every flow of this
+        // call, so that the pushes below do not reallocate.
+        super::batch::reserve_huge(&mut self.builders, self.slot_of.len() + flows.len());
         for (cookie, _) in flows {
             let slot = match self.slot_of.get(cookie) {
                 Some(&s) => s,
@@ -225,6 +269,9 @@ impl FlowPolicy for LearnedPolicy {
             self.realign(flows);
         }
         let len = OBSERVATION_LEN;
+        super::batch::reserve_huge(&mut self.obs, flows.len() * len);
+        super::batch::reserve_huge(&mut self.anchors, self.builders.len());
+        super::batch::reserve_huge(&mut self.contexts, flows.len());
         self.obs.resize(flows.len() * len, 0.0);
         self.anchors
             .resize(self.builders.len(), DecodedAnchor::default());
@@ -232,11 +279,23 @@ impl FlowPolicy for LearnedPolicy {
         self.last_cookies.clear();
         // The daemon samples on its own tick: intervals are poll to poll.
         let timestamp_us = now_ns / 1000;
-        for (((cookie, stats), &slot), row) in flows
+        for (i, (((cookie, stats), &slot), row)) in flows
             .iter()
             .zip(&self.order)
             .zip(self.obs.chunks_exact_mut(len))
+            .enumerate()
         {
+            // The builder, statistics and anchor of a flow a few rows on,
+            // fetched while this one is computed: at the daemon's 20 ms
+            // interval they are cold (see `prefetch`).
+            if let (Some(&ahead), Some(f)) = (
+                self.order.get(i + PREFETCH_AHEAD),
+                flows.get(i + PREFETCH_AHEAD),
+            ) {
+                prefetch(&self.builders[ahead]);
+                prefetch(f);
+                prefetch(&self.anchors[ahead]);
+            }
             let mut sample = FlowSample::from(stats);
             sample.timestamp_us = timestamp_us;
             let b = &mut self.builders[slot];
