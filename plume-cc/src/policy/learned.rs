@@ -456,9 +456,24 @@ mod tests {
     /// and without a forget, come back), a clock that sometimes goes back
     /// (the builder's reset path), random statistics and the applied limits
     /// fed back: the batched path's decisions equal the old per-flow path's
-    /// bit for bit, every interval.
+    /// bit for bit, every interval. 300 flows are one block of the forward.
     #[test]
     fn the_batched_path_decides_exactly_as_the_per_flow_path() {
+        batched_decides_as_per_flow(300, 60);
+    }
+
+    /// The same with the forward in blocks
+    /// ([`super::super::batch::FORWARD_BLOCK_ROWS`]): 1,000 flows, one
+    /// block until the churn brings more than 1,024, then two; and 2,500
+    /// flows, three blocks of about 833, against the reference's one
+    /// whole-batch forward.
+    #[test]
+    fn the_batched_path_decides_exactly_as_the_per_flow_path_in_blocks() {
+        batched_decides_as_per_flow(1000, 40);
+        batched_decides_as_per_flow(2500, 12);
+    }
+
+    fn batched_decides_as_per_flow(initial_flows: u64, steps: usize) {
         use rand::{Rng, SeedableRng};
         tch::set_num_threads(1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
@@ -493,13 +508,15 @@ mod tests {
                 ..FlowStats::default()
             }
         };
-        let mut flows: Vec<(u64, FlowStats)> =
-            (0..300u64).map(|c| (c, random_stats(&mut rng))).collect();
-        let mut next_cookie = 1000;
+        let mut flows: Vec<(u64, FlowStats)> = (0..initial_flows)
+            .map(|c| (c, random_stats(&mut rng)))
+            .collect();
+        let mut next_cookie = 100_000;
+        let mut blocks_seen = std::collections::BTreeSet::new();
         let mut now_ns = 1_000_000_000u64;
         let mut out = Vec::new();
         let mut compared = 0;
-        for step in 0..60 {
+        for step in 0..steps {
             now_ns = if rng.gen_bool(0.03) {
                 now_ns - 5_000_000
             } else {
@@ -530,6 +547,13 @@ mod tests {
                 }
             }
             new.decide(now_ns, &flows, &mut out).unwrap();
+            blocks_seen.insert(
+                super::super::batch::row_blocks(
+                    flows.len(),
+                    super::super::batch::FORWARD_BLOCK_ROWS,
+                )
+                .count(),
+            );
             let want = old.decide(now_ns, &flows);
             assert_eq!(out.len(), want.len());
             for (i, (g, w)) in out.iter().zip(&want).enumerate() {
@@ -543,7 +567,22 @@ mod tests {
         }
         assert_eq!(new.tracked_flows(), old.builders.len());
         // The comparison covered real limits, not only "no limit yet".
-        assert!(compared > 5000, "{compared} finite clamps compared");
+        assert!(
+            compared as usize > initial_flows as usize * steps / 4,
+            "{compared} finite clamps compared"
+        );
+        // The blocks the forward ran in: 1,000 flows crossed from one block
+        // to two, 2,500 stayed at three.
+        let want_blocks: &[usize] = match initial_flows {
+            1000 => &[1, 2],
+            2500 => &[3],
+            _ => &[1],
+        };
+        assert_eq!(
+            blocks_seen.into_iter().collect::<Vec<_>>(),
+            want_blocks,
+            "{initial_flows} flows"
+        );
     }
 
     #[test]
