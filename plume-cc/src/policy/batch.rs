@@ -156,7 +156,7 @@ const HUGE_PAGE: usize = 2 << 20;
 /// the observation matrix, 3 MB; the flows read, 1.8 MB) are cold again
 /// at every 20 ms step, and on 4 KiB pages walking them costs a TLB miss,
 /// whose page-table walk is itself cold, every few flows. With huge pages
-/// the cold step's observe part went from about 1.2 to 1.0 ms
+/// alone the cold step's observe part went from 1.26-1.40 to 1.08-1.18 ms
 /// (docs/BENCHMARKS.md, "Control step at 10,000 flows: why real flows
 /// were slower"). This host's THP mode is `madvise`, so nothing is huge
 /// unless asked.

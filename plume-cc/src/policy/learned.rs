@@ -55,7 +55,7 @@ const PREFETCH_AHEAD: usize = 4;
 /// dependent scalar operations that waits on each miss; fetching a few
 /// flows ahead overlaps those misses with the work. Measured with
 /// `examples/step_gap_probe.rs` (calls 20 ms apart): observe 1.26-1.40 ms
-/// without prefetch or huge pages, 1.08-1.18 ms with prefetch alone,
+/// without prefetch or huge pages, 1.00-1.24 ms with prefetch alone,
 /// 0.97-1.01 ms with both (docs/BENCHMARKS.md). A hint: it changes no
 /// value.
 #[inline(always)]
