@@ -144,6 +144,92 @@ fn normalise_rows_generic(
     bad == 0
 }
 
+/// Transparent huge pages are this large on x86-64.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Makes room for `total` elements in `v` and, when that took a new
+/// allocation, asks the kernel to back it with transparent huge pages
+/// (`madvise(MADV_HUGEPAGE)` on the whole 2 MiB pages inside it, before
+/// they are first written).
+///
+/// Why: the per-flow arrays of a 10,000-flow step (the builders, 5.8 MB;
+/// the observation matrix, 3 MB; the flows read, 1.8 MB) are cold again
+/// at every 20 ms step, and on 4 KiB pages walking them costs a TLB miss,
+/// whose page-table walk is itself cold, every few flows. With huge pages
+/// alone the cold step's observe part went from 1.26-1.40 to 1.08-1.18 ms
+/// (docs/BENCHMARKS.md, "Control step at 10,000 flows: why real flows
+/// were slower"). This host's THP mode is `madvise`, so nothing is huge
+/// unless asked.
+///
+/// Advice only: a kernel without THP, or one that refuses, leaves
+/// ordinary pages, and nothing else changes (the result is ignored).
+pub(crate) fn reserve_huge<T>(v: &mut Vec<T>, total: usize) {
+    if v.capacity() >= total {
+        return;
+    }
+    let size = std::mem::size_of::<T>().max(1);
+    // Room for one more huge page, so that the 2 MiB pages inside the
+    // allocation (which need not start on one) cover all but its first
+    // partial page of what is used.
+    let slack = if total * size >= HUGE_PAGE {
+        HUGE_PAGE / size
+    } else {
+        0
+    };
+    v.reserve_exact(total + slack - v.len());
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    let start = v.as_ptr() as usize;
+    let (lo, hi) = (
+        start.next_multiple_of(HUGE_PAGE),
+        (start + bytes) / HUGE_PAGE * HUGE_PAGE,
+    );
+    if hi > lo {
+        // SAFETY: [lo, hi) lies inside `v`'s own allocation, page aligned;
+        // MADV_HUGEPAGE changes how its pages are backed, never their
+        // contents.
+        unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE) };
+    }
+}
+
+/// Rows per block of the native forward in [`LoadedPolicy::act_batch_into`].
+///
+/// Why blocks: the daemon steps every 20 ms, and by then the caches have
+/// lost the step's data (measured: a 10,000-flow decide 2.3 ms back to back,
+/// 3.6-3.7 ms 20 ms apart even with the CPU kept busy in between, 3.2-3.5 ms
+/// right after streaming 64 MiB; docs/BENCHMARKS.md "Control step at 10,000
+/// flows: why real flows were slower"). Over the whole batch the input
+/// tensor (304 bytes a row) and the two hidden layers (128 bytes each) are
+/// 5.6 MB written from cold memory every step; in blocks of at most this
+/// many rows they are about 0.6 MB, allocated once and kept in the core's
+/// 2 MB L2 from block to block and from step to step.
+///
+/// Why the bits stay: MKL's `sgemm` gives every row the same bits whatever
+/// the batch it is in, from 16 rows up (`examples/tile_probe.rs`, on this
+/// Intel machine); the blocks are cut nearly equal ([`row_blocks`]), so each
+/// has at least half this many rows, and a batch of fewer rows than this is
+/// one block, as before. `act_batch_into_matches_act_batch_bit_for_bit`
+/// compares batches cut into blocks with the whole-batch [`LoadedPolicy::act_batch`].
+pub const FORWARD_BLOCK_ROWS: usize = 1024;
+
+/// The least rows per block allowed: blocks of at most this many rows are
+/// cut nearly equal, so none has fewer than 16 rows, MKL's small-batch
+/// threshold (`examples/tile_probe.rs`), unless the whole batch has.
+pub const MIN_BLOCK_ROWS: usize = 32;
+
+/// `n` rows cut into the fewest blocks of at most `max` rows, of nearly
+/// equal size (they differ by at most one row, so none is under `max / 2`
+/// when there is more than one): `(first row, rows)` each.
+pub fn row_blocks(n: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
+    let blocks = n.div_ceil(max.max(1));
+    let (base, extra) = (n / blocks.max(1), n % blocks.max(1));
+    (0..blocks).scan(0usize, move |first, b| {
+        let rows = base + usize::from(b < extra);
+        let at = *first;
+        *first += rows;
+        Some((at, rows))
+    })
+}
+
 impl LoadedPolicy {
     /// [`Self::act_batch`] at batch cost, for the daemon's every interval:
     /// the raw actions of `n_flows` observations (row-major in `obs`) go into
@@ -152,13 +238,17 @@ impl LoadedPolicy {
     /// has seen this flow count: a native policy normalises the observations
     /// straight into a libtorch tensor kept in `scratch`, runs every layer
     /// into tensors kept there too (`linear_out`, `tanh_` in place), and
-    /// copies the `[n, 2]` result into `actions`. A TorchScript module keeps
-    /// its own intermediate tensors; only its input is reused.
+    /// copies the `[n, 2]` result into `actions`, one block of at most
+    /// [`FORWARD_BLOCK_ROWS`] rows at a time (why: see there). A TorchScript
+    /// module keeps its own intermediate tensors; only its input is reused,
+    /// and it runs on the whole batch at once.
     ///
     /// Why in place rather than a hand-written MLP: the layers stay
     /// libtorch's own kernels, so the actions are bit-for-bit those of
     /// [`Self::act_batch`] (and of training's evaluation), and only the
     /// tensor churn around them goes (docs/BENCHMARKS.md, "Decide step").
+    ///
+    /// On an error `actions` is left empty.
     pub fn act_batch_into(
         &self,
         scratch: &mut BatchScratch,
@@ -166,18 +256,126 @@ impl LoadedPolicy {
         n_flows: usize,
         actions: &mut Vec<f32>,
     ) -> Result<ForwardTiming, PolicyError> {
+        self.act_batch_into_blocks(scratch, obs, n_flows, actions, FORWARD_BLOCK_ROWS)
+    }
+
+    /// [`Self::act_batch_into`] with blocks of at most `block_rows` rows (the
+    /// tests cut small batches into blocks too), never fewer than
+    /// [`MIN_BLOCK_ROWS`]: below 16 rows MKL takes another kernel, whose
+    /// last bits differ.
+    pub(crate) fn act_batch_into_blocks(
+        &self,
+        scratch: &mut BatchScratch,
+        obs: &[f32],
+        n_flows: usize,
+        actions: &mut Vec<f32>,
+        block_rows: usize,
+    ) -> Result<ForwardTiming, PolicyError> {
         actions.clear();
         let len = self.check_len(obs, n_flows)?;
-        let mut timing = ForwardTiming::default();
         if n_flows == 0 {
-            return Ok(timing);
+            return Ok(ForwardTiming::default());
         }
-        // The finiteness check is part of `prepare`: a native policy's runs
-        // in the same pass as the normalisation (one read of the matrix
-        // instead of two; the separate scan cost as much as the
-        // normalisation, docs/BENCHMARKS.md "Decide step").
-        let t0 = std::time::Instant::now();
+        let block_rows = block_rows.max(MIN_BLOCK_ROWS);
+        let r = match &self.net {
+            Net::Native(n) => {
+                self.native_blocks(n, scratch, obs, n_flows, len, actions, block_rows)
+            }
+            Net::Script(m) => self.script_batch(m, scratch, obs, n_flows, len, actions),
+        };
+        if r.is_err() {
+            actions.clear();
+        }
+        r
+    }
+
+    /// The native network, block by block: each block's rows are
+    /// normalised into the first rows of the kept input tensor (the
+    /// finiteness check in the same pass), run through every layer into the
+    /// first rows of the kept layer tensors, and their actions copied out.
+    #[allow(clippy::too_many_arguments)]
+    fn native_blocks(
+        &self,
+        net: &crate::policy::model::InferenceNet,
+        scratch: &mut BatchScratch,
+        obs: &[f32],
+        n_flows: usize,
+        len: usize,
+        actions: &mut Vec<f32>,
+        block_rows: usize,
+    ) -> Result<ForwardTiming, PolicyError> {
         let torch = |source| torch_err(self.source.clone(), source);
+        let mut timing = ForwardTiming::default();
+        let t0 = std::time::Instant::now();
+        scratch
+            .fit(&self.net, n_flows.min(block_rows.max(1)), len)
+            .map_err(torch)?;
+        let input = scratch
+            .input
+            .as_ref()
+            .ok_or_else(|| PolicyError::BadInput("no input tensor for a non-empty batch".into()))?;
+        actions.resize(2 * n_flows, 0.0);
+        let mut t_prev = t0;
+        for (first, rows) in row_blocks(n_flows, block_rows) {
+            // SAFETY: `input` is a contiguous float tensor of at least
+            // rows * len elements (`fit` made it `min(n_flows, block_rows)`
+            // rows, and no block is longer) that `scratch` allocated and
+            // alone holds; no libtorch operation runs on it while this
+            // slice lives.
+            let x = unsafe {
+                std::slice::from_raw_parts_mut(input.data_ptr().cast::<f32>(), rows * len)
+            };
+            let block = &obs[first * len..(first + rows) * len];
+            if !normalise_rows(block, x, &scratch.mean, &scratch.std, scratch.clip) {
+                return Err(non_finite(obs, len));
+            }
+            let t1 = std::time::Instant::now();
+            // The first `rows` rows of contiguous tensors: contiguous views
+            // of exactly the output's shape, so `linear_out` writes them in
+            // place (no resize).
+            let y = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
+                let mut h = input.f_narrow(0, 0, rows as i64)?;
+                for (i, (l, out)) in net.actor.iter().zip(&scratch.layers).enumerate() {
+                    let out = out.f_narrow(0, 0, rows as i64)?;
+                    let mut o = h.f_linear_out(&out, &l.weight, Some(&l.bias))?;
+                    if i + 1 < net.actor.len() {
+                        let _ = o.f_tanh_()?;
+                    }
+                    h = o;
+                }
+                Ok(h)
+            })
+            .map_err(torch)?;
+            let t2 = std::time::Instant::now();
+            self.check_output(&y, rows)?;
+            let dst = &mut actions[2 * first..2 * (first + rows)];
+            y.f_copy_data(dst, 2 * rows).map_err(torch)?;
+            for a in dst.iter_mut() {
+                *a = a.clamp(-1.0, 1.0);
+            }
+            let t3 = std::time::Instant::now();
+            timing.prepare += t1 - t_prev;
+            timing.forward += t2 - t1;
+            timing.readback += t3 - t2;
+            t_prev = t3;
+        }
+        Ok(timing)
+    }
+
+    /// A TorchScript module on the whole batch: the observations copied into
+    /// the kept input tensor, the module's own forward, the actions copied
+    /// out.
+    fn script_batch(
+        &self,
+        module: &tch::CModule,
+        scratch: &mut BatchScratch,
+        obs: &[f32],
+        n_flows: usize,
+        len: usize,
+        actions: &mut Vec<f32>,
+    ) -> Result<ForwardTiming, PolicyError> {
+        let torch = |source| torch_err(self.source.clone(), source);
+        let t0 = std::time::Instant::now();
         scratch.fit(&self.net, n_flows, len).map_err(torch)?;
         let input = scratch
             .input
@@ -189,34 +387,12 @@ impl LoadedPolicy {
         let x = unsafe {
             std::slice::from_raw_parts_mut(input.data_ptr().cast::<f32>(), n_flows * len)
         };
-        let finite = match &self.net {
-            Net::Native(_) => normalise_rows(obs, x, &scratch.mean, &scratch.std, scratch.clip),
-            Net::Script(_) => {
-                x.copy_from_slice(obs);
-                all_finite(obs)
-            }
-        };
-        if !finite {
+        x.copy_from_slice(obs);
+        if !all_finite(obs) {
             return Err(non_finite(obs, len));
         }
         let t1 = std::time::Instant::now();
-        let y = tch::no_grad(|| -> Result<Tensor, tch::TchError> {
-            match &self.net {
-                Net::Native(n) => {
-                    let mut h = input.shallow_clone();
-                    for (i, (l, out)) in n.actor.iter().zip(&scratch.layers).enumerate() {
-                        let mut o = h.f_linear_out(out, &l.weight, Some(&l.bias))?;
-                        if i + 1 < n.actor.len() {
-                            let _ = o.f_tanh_()?;
-                        }
-                        h = o;
-                    }
-                    Ok(h)
-                }
-                Net::Script(m) => m.forward_ts(&[input.shallow_clone()]),
-            }
-        })
-        .map_err(torch)?;
+        let y = tch::no_grad(|| module.forward_ts(&[input.shallow_clone()])).map_err(torch)?;
         let t2 = std::time::Instant::now();
         self.check_output(&y, n_flows)?;
         let y = if y.kind() == Kind::Float && y.is_contiguous() {
@@ -231,10 +407,11 @@ impl LoadedPolicy {
         for a in actions.iter_mut() {
             *a = a.clamp(-1.0, 1.0);
         }
-        timing.prepare = t1 - t0;
-        timing.forward = t2 - t1;
-        timing.readback = t2.elapsed();
-        Ok(timing)
+        Ok(ForwardTiming {
+            prepare: t1 - t0,
+            forward: t2 - t1,
+            readback: t2.elapsed(),
+        })
     }
 }
 
@@ -269,20 +446,53 @@ mod tests {
         for p in [&native, &script] {
             let mut scratch = BatchScratch::default();
             let mut got = Vec::new();
-            for (k, n) in [1usize, 1, 300, 300, 7, 2048, 0, 5].into_iter().enumerate() {
+            // (flows, rows per block): the daemon's blocks (FORWARD_BLOCK_ROWS:
+            // one block up to 1,024 flows, then nearly equal blocks, as for
+            // 2,048, 3,001 and 10,000 flows) and smaller ones, down to
+            // blocks of 16 rows (300 flows in blocks of 64 are 5 of 60; 33 in
+            // blocks of 16 are 11 + 11 + 11).
+            let d = FORWARD_BLOCK_ROWS;
+            let cases = [
+                (1usize, d),
+                (1, d),
+                (300, d),
+                (300, d),
+                (7, d),
+                (2048, d),
+                (0, d),
+                (5, d),
+                (3001, d),
+                (10_000, d),
+                (300, 64),
+                (300, 100),
+                (33, 32),
+                (1000, 32),
+            ];
+            for (k, (n, block)) in cases.into_iter().enumerate() {
                 let o = random_obs(n, k as u64);
-                p.act_batch_into(&mut scratch, &o, n, &mut got).unwrap();
+                p.act_batch_into_blocks(&mut scratch, &o, n, &mut got, block)
+                    .unwrap();
                 let want: Vec<f32> = p.act_batch(&o, n).unwrap().into_iter().flatten().collect();
                 assert_eq!(got.len(), 2 * n);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert_eq!(
                         g.to_bits(),
                         w.to_bits(),
-                        "{:?} n={n} value {i}",
+                        "{:?} n={n} blocks of {block}: value {i}",
                         p.metadata().kind
                     );
                 }
             }
+            // A bad value in a later block: the error names it and no
+            // actions are left from the blocks before it.
+            let mut bad = random_obs(2500, 97);
+            bad[2100 * OBSERVATION_LEN + 4] = f32::NAN;
+            let e = p
+                .act_batch_into(&mut scratch, &bad, 2500, &mut got)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("flow 2100, feature 4"), "{e}");
+            assert!(got.is_empty());
             let mut bad = random_obs(3, 99);
             bad[5] = f32::INFINITY;
             assert!(matches!(
@@ -311,6 +521,36 @@ mod tests {
                 );
                 assert!(e.contains(&want), "{e}: {want}");
             }
+        }
+    }
+
+    #[test]
+    fn row_blocks_cover_every_row_once_in_nearly_equal_blocks() {
+        assert_eq!(row_blocks(0, 1024).count(), 0);
+        assert_eq!(row_blocks(5, 1024).collect::<Vec<_>>(), [(0, 5)]);
+        assert_eq!(row_blocks(1024, 1024).collect::<Vec<_>>(), [(0, 1024)]);
+        assert_eq!(
+            row_blocks(1025, 1024).collect::<Vec<_>>(),
+            [(0, 513), (513, 512)]
+        );
+        for (n, max) in [
+            (10_000usize, 1024usize),
+            (2048, 1024),
+            (3001, 1024),
+            (33, 32),
+            (1000, 17),
+        ] {
+            let b: Vec<_> = row_blocks(n, max).collect();
+            assert_eq!(b.len(), n.div_ceil(max));
+            let mut next = 0;
+            for &(first, rows) in &b {
+                assert_eq!(first, next);
+                assert!(rows <= max && rows >= max / 2, "{n} in {max}: {rows}");
+                next += rows;
+            }
+            assert_eq!(next, n);
+            let (lo, hi) = (b.iter().map(|x| x.1).min(), b.iter().map(|x| x.1).max());
+            assert!(hi.unwrap() - lo.unwrap() <= 1);
         }
     }
 

@@ -44,6 +44,46 @@ pub struct DecideTiming {
     pub mapping: Duration,
 }
 
+/// How many flows ahead of the one being observed [`prefetch`] fetches.
+const PREFETCH_AHEAD: usize = 4;
+
+/// Asks the CPU to bring every cache line of `*v` into its caches.
+///
+/// Why: at the daemon's 20 ms interval a 10,000-flow step finds its
+/// per-flow state (576-byte builders, the statistics read, the anchors)
+/// gone from the caches, and building an observation is a chain of
+/// dependent scalar operations that waits on each miss; fetching a few
+/// flows ahead overlaps those misses with the work. Measured with
+/// `examples/step_gap_probe.rs` (calls 20 ms apart): observe 1.26-1.40 ms
+/// without prefetch or huge pages, 1.00-1.24 ms with prefetch alone,
+/// 0.97-1.01 ms with both (docs/BENCHMARKS.md). A hint: it changes no
+/// value.
+#[inline(always)]
+fn prefetch<T>(v: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = (v as *const T).cast::<i8>();
+        let size = std::mem::size_of::<T>();
+        let mut off = 0;
+        while off < size {
+            // SAFETY: a prefetch never faults; the address is inside `*v`.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(off))
+            };
+            off += 64;
+        }
+        // The last line, when `*v` does not start on a line.
+        if size > 0 {
+            // SAFETY: as above.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    p.add(size - 1),
+                )
+            };
+        }
+    }
+}
+
 /// A learned policy for the daemon (see module docs).
 #[derive(Debug)]
 pub struct LearnedPolicy {
@@ -112,6 +152,10 @@ impl LearnedPolicy {
     /// flows. Runs only when the flows differ from the last call's.
     fn realign(&mut self, flows: &[(u64, FlowStats)]) {
         self.order.clear();
+        // Huge pages for the builders, the largest per-flow array (see
+        // `reserve_huge`): room for every flow known and every flow of this
+        // call, so that the pushes below do not reallocate.
+        super::batch::reserve_huge(&mut self.builders, self.slot_of.len() + flows.len());
         for (cookie, _) in flows {
             let slot = match self.slot_of.get(cookie) {
                 Some(&s) => s,
@@ -225,6 +269,9 @@ impl FlowPolicy for LearnedPolicy {
             self.realign(flows);
         }
         let len = OBSERVATION_LEN;
+        super::batch::reserve_huge(&mut self.obs, flows.len() * len);
+        super::batch::reserve_huge(&mut self.anchors, self.builders.len());
+        super::batch::reserve_huge(&mut self.contexts, flows.len());
         self.obs.resize(flows.len() * len, 0.0);
         self.anchors
             .resize(self.builders.len(), DecodedAnchor::default());
@@ -232,11 +279,23 @@ impl FlowPolicy for LearnedPolicy {
         self.last_cookies.clear();
         // The daemon samples on its own tick: intervals are poll to poll.
         let timestamp_us = now_ns / 1000;
-        for (((cookie, stats), &slot), row) in flows
+        for (i, (((cookie, stats), &slot), row)) in flows
             .iter()
             .zip(&self.order)
             .zip(self.obs.chunks_exact_mut(len))
+            .enumerate()
         {
+            // The builder, statistics and anchor of a flow a few rows on,
+            // fetched while this one is computed: at the daemon's 20 ms
+            // interval they are cold (see `prefetch`).
+            if let (Some(&ahead), Some(f)) = (
+                self.order.get(i + PREFETCH_AHEAD),
+                flows.get(i + PREFETCH_AHEAD),
+            ) {
+                prefetch(&self.builders[ahead]);
+                prefetch(f);
+                prefetch(&self.anchors[ahead]);
+            }
             let mut sample = FlowSample::from(stats);
             sample.timestamp_us = timestamp_us;
             let b = &mut self.builders[slot];
@@ -397,9 +456,24 @@ mod tests {
     /// and without a forget, come back), a clock that sometimes goes back
     /// (the builder's reset path), random statistics and the applied limits
     /// fed back: the batched path's decisions equal the old per-flow path's
-    /// bit for bit, every interval.
+    /// bit for bit, every interval. 300 flows are one block of the forward.
     #[test]
     fn the_batched_path_decides_exactly_as_the_per_flow_path() {
+        batched_decides_as_per_flow(300, 60);
+    }
+
+    /// The same with the forward in blocks
+    /// ([`super::super::batch::FORWARD_BLOCK_ROWS`]): 1,000 flows, one
+    /// block until the churn brings more than 1,024, then two; and 2,500
+    /// flows, three blocks of about 833, against the reference's one
+    /// whole-batch forward.
+    #[test]
+    fn the_batched_path_decides_exactly_as_the_per_flow_path_in_blocks() {
+        batched_decides_as_per_flow(1000, 40);
+        batched_decides_as_per_flow(2500, 12);
+    }
+
+    fn batched_decides_as_per_flow(initial_flows: u64, steps: usize) {
         use rand::{Rng, SeedableRng};
         tch::set_num_threads(1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
@@ -434,13 +508,15 @@ mod tests {
                 ..FlowStats::default()
             }
         };
-        let mut flows: Vec<(u64, FlowStats)> =
-            (0..300u64).map(|c| (c, random_stats(&mut rng))).collect();
-        let mut next_cookie = 1000;
+        let mut flows: Vec<(u64, FlowStats)> = (0..initial_flows)
+            .map(|c| (c, random_stats(&mut rng)))
+            .collect();
+        let mut next_cookie = 100_000;
+        let mut blocks_seen = std::collections::BTreeSet::new();
         let mut now_ns = 1_000_000_000u64;
         let mut out = Vec::new();
         let mut compared = 0;
-        for step in 0..60 {
+        for step in 0..steps {
             now_ns = if rng.gen_bool(0.03) {
                 now_ns - 5_000_000
             } else {
@@ -471,6 +547,13 @@ mod tests {
                 }
             }
             new.decide(now_ns, &flows, &mut out).unwrap();
+            blocks_seen.insert(
+                super::super::batch::row_blocks(
+                    flows.len(),
+                    super::super::batch::FORWARD_BLOCK_ROWS,
+                )
+                .count(),
+            );
             let want = old.decide(now_ns, &flows);
             assert_eq!(out.len(), want.len());
             for (i, (g, w)) in out.iter().zip(&want).enumerate() {
@@ -484,7 +567,22 @@ mod tests {
         }
         assert_eq!(new.tracked_flows(), old.builders.len());
         // The comparison covered real limits, not only "no limit yet".
-        assert!(compared > 5000, "{compared} finite clamps compared");
+        assert!(
+            compared as usize > initial_flows as usize * steps / 4,
+            "{compared} finite clamps compared"
+        );
+        // The blocks the forward ran in: 1,000 flows crossed from one block
+        // to two, 2,500 stayed at three.
+        let want_blocks: &[usize] = match initial_flows {
+            1000 => &[1, 2],
+            2500 => &[3],
+            _ => &[1],
+        };
+        assert_eq!(
+            blocks_seen.into_iter().collect::<Vec<_>>(),
+            want_blocks,
+            "{initial_flows} flows"
+        );
     }
 
     #[test]
