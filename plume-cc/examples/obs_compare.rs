@@ -16,16 +16,20 @@
 //! the 10th/50th/90th percentiles on each side, and the same for the two
 //! raw action outputs.
 //!
-//! Run: `cargo run --release -p plume-cc --example obs_compare -- POLICY S2R_DIR [--no-delayed-ack] [--interval]`
+//! Run: `cargo run --release -p plume-cc --example obs_compare -- POLICY S2R_DIR [--no-delayed-ack] [--interval] [--sim-only]`
 //! (POLICY a policy folder or `default`; the folder's run must have used
 //! the same policy, 20 ms one-way delay, 200 packets, 30 s windows).
+//! `--sim-only` reads only the folder's windows (a `--sim-only`
+//! sim-to-real run has no recording) and prints the simulator's column:
+//! what the policy's features look like in the simulator, e.g. whether
+//! they collapse under once-per-round-trip statistics.
 use std::path::{Path, PathBuf};
 
 use plume_cc::congestion::{ClampModel, ControllerKind};
 use plume_cc::daemon::record;
 use plume_cc::eval::sim_to_real::{observations_from_recording, run_sim_observed, SimToRealConfig};
-use plume_cc::policy::observation::{feature_name, Observation, GLOBAL_FEATURES};
-use plume_cc::policy::LoadedPolicy;
+use plume_cc::policy::observation::{feature_name_of, Observation, GLOBAL_FEATURES};
+use plume_cc::policy::{LoadedPolicy, ObservationBuilder};
 use plume_cc::sim::DatapathModel;
 use plume_cc::trace::MahimahiTrace;
 
@@ -45,7 +49,12 @@ fn column(obs: &[Observation], i: usize) -> Vec<f64> {
     obs.iter().map(|o| f64::from(o[i])).collect()
 }
 
-fn fmt(s: [f64; 4]) -> String {
+/// `v`'s [`summary`], or "-" for no values (the real side of `--sim-only`).
+fn cell(v: &mut [f64]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    let s = summary(v);
     format!("{:7.3} ({:6.3} {:6.3} {:6.3})", s[0], s[1], s[2], s[3])
 }
 
@@ -58,7 +67,9 @@ fn main() -> anyhow::Result<()> {
     let policy = LoadedPolicy::load_or_default(Path::new(&args[0]))?;
     let dir = PathBuf::from(&args[1]);
     let delayed_ack = !args.iter().any(|a| a == "--no-delayed-ack");
+    let sim_only = args.iter().any(|a| a == "--sim-only");
     let objective = policy.metadata().default_objective;
+    let version = policy.metadata().observation.version;
     let base =
         ControllerKind::from_name(&policy.metadata().base_cc).unwrap_or(ControllerKind::Cubic);
     let cfg = SimToRealConfig {
@@ -88,7 +99,7 @@ fn main() -> anyhow::Result<()> {
     for w in 0.. {
         let trace_path = dir.join("windows").join(format!("w{w}.trace"));
         let rec_path = dir.join(format!("w{w}")).join("daemon-record.jsonl");
-        if !trace_path.is_file() || !rec_path.is_file() {
+        if !trace_path.is_file() || (!sim_only && !rec_path.is_file()) {
             break;
         }
         let trace = MahimahiTrace::read(&trace_path)?;
@@ -100,8 +111,19 @@ fn main() -> anyhow::Result<()> {
                 sim_act.push(a);
             }
         })?;
-        let real_obs = observations_from_recording(&record::read(&rec_path)?, objective);
-        anyhow::ensure!(!real_obs.is_empty(), "no flow in {}", rec_path.display());
+        let real_obs = if sim_only {
+            Vec::new()
+        } else {
+            observations_from_recording(
+                &record::read(&rec_path)?,
+                ObservationBuilder::with_version(objective, version)?,
+            )
+        };
+        anyhow::ensure!(
+            sim_only || !real_obs.is_empty(),
+            "no flow in {}",
+            rec_path.display()
+        );
         let flat: Vec<f32> = real_obs.iter().flat_map(|o| o.iter().copied()).collect();
         let real_act = policy.act_batch(&flat, real_obs.len())?;
         // The second half of each window, as the sim-to-real means.
@@ -117,23 +139,18 @@ fn main() -> anyhow::Result<()> {
         );
         println!("{:<22} {:>30} {:>30}", "feature", "sim", "real");
         for &i in &block0 {
-            let name = feature_name(i).unwrap_or_default();
+            let name = feature_name_of(version, i).unwrap_or_default();
             println!(
                 "{:<22} {:>30} {:>30}",
                 name,
-                fmt(summary(&mut column(sim_obs, i))),
-                fmt(summary(&mut column(real_obs, i)))
+                cell(&mut column(sim_obs, i)),
+                cell(&mut column(real_obs, i))
             );
         }
         for (h, name) in ["action_cwnd", "action_pacing"].iter().enumerate() {
             let mut s: Vec<f64> = sim_act.iter().map(|a| f64::from(a[h])).collect();
             let mut r: Vec<f64> = real_act.iter().map(|a| f64::from(a[h])).collect();
-            println!(
-                "{:<22} {:>30} {:>30}",
-                name,
-                fmt(summary(&mut s)),
-                fmt(summary(&mut r))
-            );
+            println!("{:<22} {:>30} {:>30}", name, cell(&mut s), cell(&mut r));
         }
     }
     Ok(())

@@ -105,6 +105,12 @@ pub struct TrainArgs {
     /// then, the committed default's among them, were trained so).
     #[arg(long, value_enum, default_value_t = plume_cc::sim::DatapathModel::Callbacks)]
     pub sim_datapath: plume_cc::sim::DatapathModel,
+    /// The observation version to train on: 3 (the default: a history
+    /// block per monitor interval) or 4 (a block per new copy of the
+    /// datapath's statistics, rates over the copy-to-copy span;
+    /// docs/TRAINING.md, "Observation version 4").
+    #[arg(long, allow_negative_numbers = true, default_value_t = plume_cc::policy::observation::OBSERVATION_VERSION, value_parser = whole::<u32>().range(3..=4))]
+    pub observation_version: u32,
     /// The operating point of the held-out evaluation and the policy's
     /// default (`latency`, `balanced`, `throughput` or a delay weight).
     /// Without a scenario `delay_weight` range it is also the reward's.
@@ -361,6 +367,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.objective = args.objective;
     config.clamp_model = args.sim_clamp;
     config.datapath_model = args.sim_datapath;
+    config.observation_version = args.observation_version;
     config.select = args
         .select_every
         .map(|every| plume_cc::rl::config::SelectConfig {

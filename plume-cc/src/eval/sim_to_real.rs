@@ -297,6 +297,10 @@ pub fn run_sim_observed(
             .objective
             .or(policy.map(|p| p.metadata().default_objective))
             .unwrap_or_default(),
+        // A policy is fed the observation it was trained on.
+        observation_version: policy.map_or(crate::policy::observation::OBSERVATION_VERSION, |p| {
+            p.metadata().observation.version
+        }),
         interval: MonitorInterval::FixedUs(interval_us),
         episode_us: Some(cfg.window_ms * 1000),
     })?;
@@ -385,10 +389,12 @@ pub fn series_from_recording(
 }
 
 /// The observations of the busiest flow of a daemon recording, as the
-/// daemon's builder made them (what [`series_from_recording`] summarises).
+/// daemon's builder made them (what [`series_from_recording`] summarises),
+/// through `b`: a new builder at the daemon's objective and the policy's
+/// observation version.
 pub fn observations_from_recording(
     rec: &[record::RecordedInterval],
-    objective: crate::policy::Objective,
+    mut b: ObservationBuilder,
 ) -> Vec<Observation> {
     let busiest = rec
         .iter()
@@ -398,7 +404,6 @@ pub fn observations_from_recording(
     let Some(cookie) = busiest else {
         return Vec::new();
     };
-    let mut b = ObservationBuilder::with_objective(objective);
     rec.iter()
         .filter_map(|i| {
             let f = i.flows.iter().find(|f| f.cookie == cookie)?;

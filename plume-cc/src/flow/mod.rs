@@ -26,7 +26,14 @@ pub use rtt::RttEstimator;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowSample {
     /// When the statistics were taken, microseconds on a monotonic clock.
+    /// A daemon sampling on its own tick sets it to its poll time.
     pub timestamp_us: u64,
+    /// When the datapath copied these statistics (its callback), on the
+    /// same clock; 0 when unknown. The kernel copies a flow's statistics
+    /// about once per round trip (the RTT callback), so successive polls
+    /// often read the same copy: this tells them apart, which
+    /// `timestamp_us` (the poll's time) cannot (observation version 4).
+    pub stats_us: u64,
     /// Smoothed RTT, microseconds (0 before the first sample).
     pub srtt_us: u32,
     /// Minimum RTT, microseconds (0 before the first sample).
@@ -62,12 +69,14 @@ pub struct FlowSample {
 }
 
 impl From<&FlowStats> for FlowSample {
-    /// Takes the datapath's statistics; `timestamp_us` is the stats' update
-    /// time (`updated_ns / 1000`). A daemon sampling on its own tick may
-    /// overwrite it with its poll time.
+    /// Takes the datapath's statistics; `timestamp_us` and `stats_us` are
+    /// the stats' update time (`updated_ns / 1000`). A daemon sampling on
+    /// its own tick may overwrite `timestamp_us` with its poll time, and
+    /// keeps `stats_us`.
     fn from(s: &FlowStats) -> Self {
         Self {
             timestamp_us: s.updated_ns / 1000,
+            stats_us: s.updated_ns / 1000,
             srtt_us: s.srtt_us,
             min_rtt_us: s.min_rtt_us,
             last_rtt_us: s.last_rtt_us,

@@ -155,12 +155,18 @@ fn native_net(
 impl LoadedPolicy {
     /// Loads and checks a policy: a folder with `policy.json` (+ `policy.safetensors`
     /// or `policy.pt`), or either file of a `NAME.json` + `NAME.safetensors|pt` pair.
+    /// The observation layout checked is the policy's own version's, when
+    /// this build supports it ([`ObservationSpec::to_check`]).
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        Self::load_with_spec(path, &ObservationSpec::current())
+        Self::load_checked(path, None)
     }
 
     /// Like [`LoadedPolicy::load`], checking against an explicit observation layout.
     pub fn load_with_spec(path: &Path, spec: &ObservationSpec) -> Result<Self, PolicyError> {
+        Self::load_checked(path, Some(spec))
+    }
+
+    fn load_checked(path: &Path, spec: Option<&ObservationSpec>) -> Result<Self, PolicyError> {
         let (json_path, weights_path) = resolve(path)?;
         let json = read(&json_path)?;
         let meta: PolicyMetadata =
@@ -168,7 +174,8 @@ impl LoadedPolicy {
                 path: json_path.clone(),
                 source,
             })?;
-        meta.check(&json_path, spec)?;
+        let own = ObservationSpec::to_check(meta.observation.version);
+        meta.check(&json_path, spec.unwrap_or(&own))?;
         let weights = read(&weights_path)?;
         Self::from_parts(meta, &weights, &weights_path)
     }
@@ -185,7 +192,7 @@ impl LoadedPolicy {
                 path: name.to_path_buf(),
                 source,
             })?;
-        meta.check(name, &ObservationSpec::current())?;
+        meta.check(name, &ObservationSpec::to_check(meta.observation.version))?;
         Self::from_parts(meta, weights, name)
     }
 
@@ -373,6 +380,7 @@ pub(super) mod tests {
             crate::policy::Objective::default(),
             TrainingInfo::default(),
             false,
+            crate::policy::observation::OBSERVATION_VERSION,
         )
         .unwrap();
         (model, norm)
@@ -382,6 +390,58 @@ pub(super) mod tests {
         (0..n * OBSERVATION_LEN)
             .map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0)
             .collect()
+    }
+
+    /// A version 4 policy loads as version 4 (its own layout, with
+    /// `copy_age_rtts`), the daemon's policy builds version 4 for it, and
+    /// a version this build does not build, or names that are not the
+    /// version's, are refused.
+    #[test]
+    fn a_v4_policy_loads_with_its_own_layout() {
+        tch::set_num_threads(1);
+        let dir = tempfile::tempdir().unwrap();
+        let arch = Architecture::mlp(OBSERVATION_LEN, 8);
+        let model = ActorCritic::new(&arch, -0.5, 4);
+        let norm = ObsNormalizer::new(OBSERVATION_LEN);
+        save_native(
+            dir.path(),
+            &model,
+            &norm,
+            &ActionScaling::default(),
+            20_000,
+            "cubic",
+            crate::policy::Objective::default(),
+            TrainingInfo::default(),
+            false,
+            4,
+        )
+        .unwrap();
+        let p = LoadedPolicy::load(dir.path()).unwrap();
+        assert_eq!(p.metadata().observation, ObservationSpec::for_version(4));
+        assert_eq!(p.metadata().observation.feature_names[2], "copy_age_rtts");
+        assert_eq!(
+            crate::policy::LearnedPolicy::new(p).observation_version(),
+            4
+        );
+        let json_path = dir.path().join("policy.json");
+        let json = std::fs::read_to_string(&json_path).unwrap();
+        for (version, field) in [
+            (
+                5,
+                "observation.version (retrain the policy with this build)",
+            ),
+            (3, "observation.feature_names[2]"),
+        ] {
+            std::fs::write(
+                &json_path,
+                json.replace("\"version\": 4", &format!("\"version\": {version}")),
+            )
+            .unwrap();
+            match LoadedPolicy::load(dir.path()) {
+                Err(PolicyError::Mismatch { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("version {version}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -561,6 +621,7 @@ pub(super) mod tests {
             crate::policy::Objective::default(),
             TrainingInfo::default(),
             true,
+            crate::policy::observation::OBSERVATION_VERSION,
         )
         .unwrap();
         let (back, _) = load_trainable(dir.path()).unwrap();

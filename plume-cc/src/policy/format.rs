@@ -169,6 +169,7 @@ pub fn save_native(
     default_objective: crate::policy::Objective,
     training: TrainingInfo,
     with_critic: bool,
+    observation_version: u32,
 ) -> Result<PolicyMetadata, PolicyError> {
     let weights_path = dir.join("policy.safetensors");
     let bytes = tensors_to_safetensors(&model.named_tensors(with_critic), &weights_path)?;
@@ -178,10 +179,10 @@ pub fn save_native(
         kind: ModelKind::Safetensors,
         architecture: model.architecture().clone(),
         observation: ObservationSpec {
-            version: crate::policy::observation::OBSERVATION_VERSION,
+            version: observation_version,
             len: model.architecture().obs_len,
             feature_names: if model.architecture().obs_len == OBSERVATION_LEN {
-                ObservationSpec::current().feature_names
+                ObservationSpec::for_version(observation_version).feature_names
             } else {
                 (0..model.architecture().obs_len)
                     .map(|i| format!("f{i}"))

@@ -89,6 +89,9 @@ fn prefetch<T>(v: &T) {
 pub struct LearnedPolicy {
     policy: LoadedPolicy,
     objective: super::Objective,
+    /// A new flow's builder: the objective, and the policy's own
+    /// observation version (a policy is fed what it was trained on).
+    template: ObservationBuilder,
     /// Every known flow's builder; `slot_of` says which is whose, `free`
     /// holds the slots of forgotten flows.
     builders: Vec<ObservationBuilder>,
@@ -119,8 +122,10 @@ pub struct LearnedPolicy {
 impl LearnedPolicy {
     /// Wraps a loaded policy.
     pub fn new(policy: LoadedPolicy) -> Self {
+        let objective = policy.metadata().default_objective;
         Self {
-            objective: policy.metadata().default_objective,
+            objective,
+            template: builder_for(&policy, objective),
             policy,
             builders: Vec::new(),
             anchors: Vec::new(),
@@ -136,6 +141,11 @@ impl LearnedPolicy {
             timing: DecideTiming::default(),
             fixed_rule: false,
         }
+    }
+
+    /// The observation version its flows' builders build (the policy's).
+    pub fn observation_version(&self) -> u32 {
+        self.template.version()
     }
 
     /// Where the time of the last [`FlowPolicy::decide`] went.
@@ -160,7 +170,7 @@ impl LearnedPolicy {
             let slot = match self.slot_of.get(cookie) {
                 Some(&s) => s,
                 None => {
-                    let b = ObservationBuilder::with_objective(self.objective);
+                    let b = self.template.clone();
                     let s = match self.free.pop() {
                         Some(s) => {
                             self.builders[s] = b;
@@ -243,6 +253,7 @@ impl FlowPolicy for LearnedPolicy {
 
     fn set_objective(&mut self, objective: super::Objective) {
         self.objective = objective;
+        self.template = builder_for(&self.policy, objective);
         self.builders.clear();
         self.slot_of.clear();
         self.free.clear();
@@ -278,6 +289,8 @@ impl FlowPolicy for LearnedPolicy {
         self.contexts.clear();
         self.last_cookies.clear();
         // The daemon samples on its own tick: intervals are poll to poll.
+        // `stats_us` keeps the copy's own time (`updated_ns`), which tells
+        // version 4 whether the poll found a new copy.
         let timestamp_us = now_ns / 1000;
         for (i, (((cookie, stats), &slot), row)) in flows
             .iter()
@@ -378,6 +391,14 @@ impl FlowPolicy for LearnedPolicy {
             monitor_interval_us: m.monitor_interval_us,
         })
     }
+}
+
+/// A builder at `objective` of `policy`'s observation version. A loaded
+/// policy's version is one this build supports (the loader checked it), so
+/// the fallback to the default version is never taken.
+fn builder_for(policy: &LoadedPolicy, objective: super::Objective) -> ObservationBuilder {
+    ObservationBuilder::with_version(objective, policy.metadata().observation.version)
+        .unwrap_or_else(|_| ObservationBuilder::with_objective(objective))
 }
 
 /// A flow's statistics for tests of a learned policy: 40 ms min RTT,

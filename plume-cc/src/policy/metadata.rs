@@ -12,7 +12,7 @@ use crate::congestion::ClampModel;
 use crate::sim::DatapathModel;
 
 use super::model::{ActionScaling, Architecture, ObsNormalizer};
-use super::observation::{feature_name, OBSERVATION_LEN};
+use super::observation::{feature_name_of, OBSERVATION_LEN, SUPPORTED_OBSERVATION_VERSIONS};
 
 /// Value of [`PolicyMetadata::format`].
 pub const FORMAT_NAME: &str = "plume-cc-policy";
@@ -116,12 +116,32 @@ fn base_cc_default() -> String {
 }
 
 impl ObservationSpec {
-    /// The layout of this build's [`crate::policy::observation`] builder.
+    /// The layout of this build's [`crate::policy::observation`] builder at
+    /// its default version ([`crate::policy::observation::OBSERVATION_VERSION`]).
     pub fn current() -> Self {
+        Self::for_version(crate::policy::observation::OBSERVATION_VERSION)
+    }
+
+    /// The layout of observation `version` (names as this build gives them).
+    pub fn for_version(version: u32) -> Self {
         Self {
-            version: crate::policy::observation::OBSERVATION_VERSION,
+            version,
             len: OBSERVATION_LEN,
-            feature_names: (0..OBSERVATION_LEN).filter_map(feature_name).collect(),
+            feature_names: (0..OBSERVATION_LEN)
+                .filter_map(|i| feature_name_of(version, i))
+                .collect(),
+        }
+    }
+
+    /// What a policy of observation `version` is checked against: that
+    /// version's layout when this build can build it (so a policy is fed
+    /// the observation it was trained on), else [`Self::current`], whose
+    /// version check then refuses it.
+    pub fn to_check(version: u32) -> Self {
+        if SUPPORTED_OBSERVATION_VERSIONS.contains(&version) {
+            Self::for_version(version)
+        } else {
+            Self::current()
         }
     }
 }

@@ -46,6 +46,24 @@
 //! **The min RTT** is the kernel's own (`tcp_min_rtt`, a windowed minimum
 //! over `net.ipv4.tcp_min_rtt_wlen`, 300 s by default); the simulator keeps
 //! the same estimator, which over an episode is the lifetime minimum.
+//!
+//! **Version 4: features on the statistics' clock.** The kernel's sock_ops
+//! RTT callback fires about once per round trip (`tcp_rtt_estimator`), so
+//! the statistics the datapath copies change that often, and 20 ms polls
+//! read the same copy several times (`sim::DatapathModel::Callbacks`).
+//! Version 3 makes a block per poll: its `delivery_rate_norm` is 0 for a
+//! poll that saw no new copy and a whole round trip of deliveries over one
+//! poll (clipped at 2) for one that did, and `srtt_gradient` is 0 unless a
+//! copy arrived. Version 4 makes a block per new copy
+//! ([`FlowSample::stats_us`] changed): `delivery_rate_norm` and
+//! `retrans_rate` over the copy-to-copy span, `srtt_gradient` as srtt's
+//! slope over that span (seconds per second, so the copies' spacing does
+//! not scale it), the anchor updated once per copy at the copy's time. A
+//! poll that reads the same copy again repeats the last observation except
+//! `copy_age_rtts` (poll time - copy time, / min RTT), which takes the
+//! slot of `interval_rtts` (at the fixed 20 ms interval of every policy so
+//! far, 20 ms / min RTT: what `min_rtt_log` already says), so the vector
+//! keeps its length and the network its shape.
 
 use plume_cc_common::PACING_UNLIMITED;
 
@@ -62,7 +80,18 @@ use super::objective::Objective;
 ///   rates over at least one min RTT (see the module docs).
 /// - 3: as 2, plus the operating point (`objective`, the reward's delay
 ///   weight) as a global feature.
+/// - 4: as 3, with the per-interval features timed by the statistics' own
+///   clock ([`FlowSample::stats_us`], see "Version 4" in the module docs):
+///   a history block per new copy of the statistics, its rates over the
+///   copy-to-copy span, and `copy_age_rtts` in place of `interval_rtts`.
+///
+/// This is the version `train` writes by default and [`ObservationBuilder::new`]
+/// builds; [`SUPPORTED_OBSERVATION_VERSIONS`] lists every version this
+/// build can build (a policy's own version picks the builder).
 pub const OBSERVATION_VERSION: u32 = 3;
+
+/// Observation versions this build can build, and so load policies of.
+pub const SUPPORTED_OBSERVATION_VERSIONS: [u32; 2] = [3, 4];
 
 /// The rate anchor's window, in min RTTs (BBR's bandwidth filter length).
 pub const ANCHOR_WINDOW_RTTS: u64 = 10;
@@ -96,7 +125,8 @@ pub const BLOCK_FEATURES: [&str; 9] = [
     "pacing_cap_norm",
 ];
 
-/// Features describing the flow as a whole (scale), at the vector's start.
+/// Features describing the flow as a whole (scale), at the vector's start,
+/// as versions 1 to 3 name them ([`global_features`] gives version 4's).
 pub const GLOBAL_FEATURES: [&str; 4] = [
     // ln(1 + min_rtt in ms) / ln(1001), [0, 1]
     "min_rtt_log",
@@ -109,6 +139,21 @@ pub const GLOBAL_FEATURES: [&str; 4] = [
     "objective",
 ];
 
+/// Version 4's global features: `copy_age_rtts` (how old the statistics'
+/// copy is at the poll, / min RTT, [0, 10]) in `interval_rtts`' slot, so
+/// the vector keeps its length and the network its shape.
+pub const GLOBAL_FEATURES_V4: [&str; 4] =
+    ["min_rtt_log", "max_rate_log", "copy_age_rtts", "objective"];
+
+/// The global features' names of observation `version`.
+pub fn global_features(version: u32) -> &'static [&'static str; 4] {
+    if version >= 4 {
+        &GLOBAL_FEATURES_V4
+    } else {
+        &GLOBAL_FEATURES
+    }
+}
+
 /// Monitor intervals of history in one observation.
 pub const HISTORY_LEN: usize = 8;
 /// Features per interval.
@@ -119,11 +164,17 @@ pub const OBSERVATION_LEN: usize = GLOBAL_FEATURES.len() + HISTORY_LEN * BLOCK_L
 /// One observation: the policy's input.
 pub type Observation = [f32; OBSERVATION_LEN];
 
-/// Name of feature `index` ("min_rtt_log", "srtt_excess[t-2]", ...), or
-/// `None` past [`OBSERVATION_LEN`].
+/// Name of feature `index` ("min_rtt_log", "srtt_excess[t-2]", ...) of
+/// version [`OBSERVATION_VERSION`], or `None` past [`OBSERVATION_LEN`].
 pub fn feature_name(index: usize) -> Option<String> {
-    if index < GLOBAL_FEATURES.len() {
-        return Some(GLOBAL_FEATURES[index].to_string());
+    feature_name_of(OBSERVATION_VERSION, index)
+}
+
+/// Name of feature `index` of observation `version` (see [`feature_name`]).
+pub fn feature_name_of(version: u32, index: usize) -> Option<String> {
+    let global = global_features(version);
+    if index < global.len() {
+        return Some(global[index].to_string());
     }
     let i = index - GLOBAL_FEATURES.len();
     if i >= HISTORY_LEN * BLOCK_LEN {
@@ -147,13 +198,29 @@ pub enum ObservationError {
         /// This sample's timestamp, microseconds.
         now_us: u64,
     },
+    /// A copy of the statistics older than the previous copy (version 4).
+    #[error("flow statistics copied at {now_us} us are older than the previous copy at {previous_us} us")]
+    CopyWentBackwards {
+        /// Previous copy's time, microseconds.
+        previous_us: u64,
+        /// This copy's time, microseconds.
+        now_us: u64,
+    },
+    /// A version this build cannot build.
+    #[error("observation version {0} is not supported (this build builds {SUPPORTED_OBSERVATION_VERSIONS:?})")]
+    UnsupportedVersion(u32),
 }
 
 /// Keeps one flow's history and builds its observations (see module docs).
 #[derive(Clone, Debug)]
 pub struct ObservationBuilder {
     objective: Objective,
+    /// Which observation it builds (3 or 4, [`OBSERVATION_VERSION`]).
+    version: u32,
     prev: Option<FlowSample>,
+    /// Version 4: the last new copy of the statistics (the sample that
+    /// brought it), the start of the next copy's span.
+    last_copy: Option<FlowSample>,
     anchor: WindowedMax,
     blocks: [[f32; BLOCK_LEN]; HISTORY_LEN],
     newest: usize,
@@ -186,6 +253,66 @@ impl Default for ObservationBuilder {
     }
 }
 
+/// `num / den`, 0 where `den` is not positive (no min RTT or anchor yet).
+fn ratio(num: f64, den: f64) -> f64 {
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
+/// The time of `s`'s copy of the statistics: `stats_us`, or the poll's
+/// time where the copy's is unknown (0), so that every poll is a new copy.
+fn copy_time_us(s: &FlowSample) -> u64 {
+    if s.stats_us == 0 {
+        s.timestamp_us
+    } else {
+        s.stats_us
+    }
+}
+
+/// One history block of sample `s` (layout [`BLOCK_FEATURES`]), from the
+/// rates and changes its version computed: `delivery_rate`, the kernel's
+/// `sample_rate` (bytes/s), the unclipped `srtt_gradient` and
+/// `retrans_rate`.
+fn block_of(
+    s: &FlowSample,
+    max_rate: f64,
+    delivery_rate: f64,
+    sample_rate: f64,
+    srtt_gradient: f64,
+    retrans_rate: f64,
+) -> [f32; BLOCK_LEN] {
+    let mss = f64::from(s.mss_bytes.max(1));
+    let min_rtt = f64::from(s.min_rtt_us);
+    let bdp_bytes = max_rate * min_rtt / 1e6;
+    let pacing = if s.max_pacing_bytes_per_sec == PACING_UNLIMITED {
+        10.0
+    } else {
+        ratio(f64::from(s.max_pacing_bytes_per_sec), max_rate)
+    };
+    [
+        clip(ratio(delivery_rate, max_rate), 0.0, 2.0),
+        clip(ratio(sample_rate, max_rate), 0.0, 2.0),
+        clip(ratio(f64::from(s.srtt_us), min_rtt) - 1.0, 0.0, 10.0),
+        clip(ratio(f64::from(s.last_rtt_us), min_rtt) - 1.0, 0.0, 10.0),
+        clip(srtt_gradient, -5.0, 5.0),
+        clip(retrans_rate, 0.0, 1.0),
+        clip(
+            ratio(f64::from(s.cwnd_segments) * mss, bdp_bytes),
+            0.0,
+            10.0,
+        ),
+        clip(
+            ratio(f64::from(s.packets_out), f64::from(s.cwnd_segments)),
+            0.0,
+            4.0,
+        ),
+        clip(pacing, 0.0, 10.0),
+    ]
+}
+
 fn clip(v: f64, lo: f64, hi: f64) -> f32 {
     if v.is_nan() {
         0.0
@@ -200,11 +327,14 @@ impl ObservationBuilder {
         Self::with_objective(Objective::default())
     }
 
-    /// A builder with no history whose observations carry `objective`.
+    /// A builder with no history whose observations carry `objective`, of
+    /// version [`OBSERVATION_VERSION`].
     pub fn with_objective(objective: Objective) -> Self {
         Self {
             objective,
+            version: OBSERVATION_VERSION,
             prev: None,
+            last_copy: None,
             anchor: WindowedMax::new(),
             blocks: [[0.0; BLOCK_LEN]; HISTORY_LEN],
             newest: 0,
@@ -214,9 +344,30 @@ impl ObservationBuilder {
         }
     }
 
-    /// Forgets the flow's history (keeps the objective).
+    /// A builder with no history of observation `version` (one of
+    /// [`SUPPORTED_OBSERVATION_VERSIONS`]: a policy's own version, so that
+    /// it is fed what it was trained on).
+    pub fn with_version(objective: Objective, version: u32) -> Result<Self, ObservationError> {
+        if !SUPPORTED_OBSERVATION_VERSIONS.contains(&version) {
+            return Err(ObservationError::UnsupportedVersion(version));
+        }
+        Ok(Self {
+            version,
+            ..Self::with_objective(objective)
+        })
+    }
+
+    /// The observation version it builds.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Forgets the flow's history (keeps the objective and the version).
     pub fn reset(&mut self) {
-        *self = Self::with_objective(self.objective);
+        *self = Self {
+            version: self.version,
+            ..Self::with_objective(self.objective)
+        };
     }
 
     /// The rate anchor: the windowed maximum delivery rate, bytes per second
@@ -246,6 +397,20 @@ impl ObservationBuilder {
     /// the daemon builds its batch matrix in place, row by row, with no
     /// copy per flow. On an error `out` and the builder are left unchanged.
     pub fn observe_into(
+        &mut self,
+        s: &FlowSample,
+        out: &mut [f32; OBSERVATION_LEN],
+    ) -> Result<(), ObservationError> {
+        if self.version >= 4 {
+            self.observe_v4(s, out)
+        } else {
+            self.observe_v3(s, out)
+        }
+    }
+
+    /// Versions 1 to 3: one history block per poll, its rates over the
+    /// poll interval.
+    fn observe_v3(
         &mut self,
         s: &FlowSample,
         out: &mut [f32; OBSERVATION_LEN],
@@ -305,40 +470,16 @@ impl ObservationBuilder {
             self.anchor.get()
         };
         let min_rtt = f64::from(s.min_rtt_us);
-        let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
-        let bdp_bytes = max_rate * min_rtt / 1e6;
-        let pacing = if s.max_pacing_bytes_per_sec == PACING_UNLIMITED {
-            10.0
-        } else {
-            ratio(f64::from(s.max_pacing_bytes_per_sec), max_rate)
-        };
-        let block = [
-            clip(ratio(interval_rate, max_rate), 0.0, 2.0),
-            clip(ratio(sample_rate, max_rate), 0.0, 2.0),
-            clip(ratio(f64::from(s.srtt_us), min_rtt) - 1.0, 0.0, 10.0),
-            clip(ratio(f64::from(s.last_rtt_us), min_rtt) - 1.0, 0.0, 10.0),
-            clip(
-                ratio(f64::from(s.srtt_us) - f64::from(prev.srtt_us), min_rtt),
-                -5.0,
-                5.0,
-            ),
-            clip(ratio(d_retrans, d_delivered + d_retrans), 0.0, 1.0),
-            clip(
-                ratio(f64::from(s.cwnd_segments) * mss, bdp_bytes),
-                0.0,
-                10.0,
-            ),
-            clip(
-                ratio(f64::from(s.packets_out), f64::from(s.cwnd_segments)),
-                0.0,
-                4.0,
-            ),
-            clip(pacing, 0.0, 10.0),
-        ];
+        let block = block_of(
+            s,
+            max_rate,
+            interval_rate,
+            sample_rate,
+            ratio(f64::from(s.srtt_us) - f64::from(prev.srtt_us), min_rtt),
+            ratio(d_retrans, d_delivered + d_retrans),
+        );
         if self.prev.is_some() {
-            self.newest = (self.newest + 1) % HISTORY_LEN;
-            self.blocks[self.newest] = block;
-            self.seen = (self.seen + 1).min(HISTORY_LEN);
+            self.push(block);
         }
         if self.prev.is_some() {
             self.competition.update(&DetectorSample {
@@ -362,7 +503,133 @@ impl ObservationBuilder {
             });
         }
         self.prev = Some(*s);
+        self.fill(out, min_rtt, max_rate, ratio(dt_us as f64, min_rtt));
+        Ok(())
+    }
 
+    /// Version 4 (module docs, "Version 4"): a history block only when the
+    /// sample brings a new copy of the statistics ([`FlowSample::stats_us`]
+    /// changed), its rates over the copy-to-copy span; a poll that reads
+    /// the same copy again gets the same blocks and anchor, and only
+    /// `copy_age_rtts` says that the copy is older. The competition
+    /// detector still runs at every poll, as in version 3: its probes are
+    /// timed by the polls, and its rate is the kernel's sample.
+    fn observe_v4(
+        &mut self,
+        s: &FlowSample,
+        out: &mut [f32; OBSERVATION_LEN],
+    ) -> Result<(), ObservationError> {
+        let prev = match self.prev {
+            Some(p) if s.timestamp_us < p.timestamp_us => {
+                return Err(ObservationError::TimeWentBackwards {
+                    previous_us: p.timestamp_us,
+                    now_us: s.timestamp_us,
+                })
+            }
+            Some(p) => p,
+            None => *s,
+        };
+        let copy_us = copy_time_us(s);
+        let new_copy = match self.last_copy {
+            Some(c) if copy_us < copy_time_us(&c) => {
+                return Err(ObservationError::CopyWentBackwards {
+                    previous_us: copy_time_us(&c),
+                    now_us: copy_us,
+                })
+            }
+            Some(c) => copy_us != copy_time_us(&c),
+            None => true,
+        };
+        let mss = f64::from(s.mss_bytes.max(1));
+        let min_rtt_us = u64::from(s.min_rtt_us);
+        let min_rtt = f64::from(s.min_rtt_us);
+        let sample_rate = if s.rate_interval_us > 0 {
+            f64::from(s.rate_delivered_segments) * mss * 1e6 / f64::from(s.rate_interval_us)
+        } else {
+            0.0
+        };
+        let kernel_rate = if u64::from(s.rate_interval_us) >= min_rtt_us {
+            sample_rate
+        } else {
+            0.0
+        };
+        let mut max_rate = self.anchor.get();
+        match self.last_copy {
+            Some(c) if new_copy => {
+                // Deliveries over the copy-to-copy span (about a round
+                // trip): a rate the statistics really measured, where one
+                // poll interval held either nothing or a whole round trip.
+                let span_us = copy_us - copy_time_us(&c);
+                let d_delivered =
+                    f64::from(s.delivered_segments.wrapping_sub(c.delivered_segments));
+                let d_retrans = f64::from(s.total_retrans.wrapping_sub(c.total_retrans));
+                let copy_rate = d_delivered * mss * 1e6 / span_us as f64;
+                let spanned_rate = d_delivered * mss * 1e6 / span_us.max(min_rtt_us) as f64;
+                let window_us = (ANCHOR_WINDOW_RTTS * min_rtt_us)
+                    .max(ANCHOR_WINDOW_MIN_INTERVALS * span_us)
+                    .max(ANCHOR_WINDOW_MIN_US);
+                let anchor_input = if kernel_rate > 0.0 {
+                    kernel_rate
+                } else {
+                    spanned_rate
+                };
+                max_rate = self.anchor.update(copy_us, window_us, anchor_input);
+                // srtt's slope over the span (seconds of srtt per second):
+                // how fast the queue grows, whatever the spacing of the
+                // copies (one round trip, or less at a retransmission).
+                let srtt_slope = (f64::from(s.srtt_us) - f64::from(c.srtt_us)) / span_us as f64;
+                let block = block_of(
+                    s,
+                    max_rate,
+                    copy_rate,
+                    sample_rate,
+                    srtt_slope,
+                    ratio(d_retrans, d_delivered + d_retrans),
+                );
+                self.push(block);
+                self.last_copy = Some(*s);
+            }
+            Some(_) => {}
+            None => self.last_copy = Some(*s),
+        }
+        if self.prev.is_some() {
+            let dt_us = s.timestamp_us - prev.timestamp_us;
+            let d_delivered = f64::from(s.delivered_segments.wrapping_sub(prev.delivered_segments));
+            let span_us = dt_us.max(min_rtt_us);
+            let spanned_rate = if span_us > 0 {
+                d_delivered * mss * 1e6 / span_us as f64
+            } else {
+                0.0
+            };
+            self.competition.update(&DetectorSample {
+                timestamp_us: s.timestamp_us,
+                min_rtt_us: s.min_rtt_us,
+                srtt_us: s.srtt_us,
+                last_rtt_us: s.last_rtt_us,
+                interval_rate_bytes_per_sec: if kernel_rate > 0.0 {
+                    kernel_rate
+                } else {
+                    spanned_rate
+                },
+                interval_us: dt_us,
+            });
+        }
+        self.prev = Some(*s);
+        let age_us = s.timestamp_us.saturating_sub(copy_us);
+        self.fill(out, min_rtt, max_rate, ratio(age_us as f64, min_rtt));
+        Ok(())
+    }
+
+    /// Makes `block` the newest of the history.
+    fn push(&mut self, block: [f32; BLOCK_LEN]) {
+        self.newest = (self.newest + 1) % HISTORY_LEN;
+        self.blocks[self.newest] = block;
+        self.seen = (self.seen + 1).min(HISTORY_LEN);
+    }
+
+    /// Writes the global features (`third`, unclipped, is `interval_rtts`
+    /// or `copy_age_rtts`) and the history into `out`.
+    fn fill(&mut self, out: &mut [f32; OBSERVATION_LEN], min_rtt: f64, max_rate: f64, third: f64) {
         let [kept_rtt, kept_rate] = &mut self.log_features;
         out[0] = kept_or(kept_rtt, min_rtt, |min_rtt| {
             clip((1.0 + min_rtt / 1000.0).ln() / 1001f64.ln(), 0.0, 1.0)
@@ -370,7 +637,7 @@ impl ObservationBuilder {
         out[1] = kept_or(kept_rate, max_rate, |max_rate| {
             clip((1.0 + max_rate * 8.0 / 1e6).ln() / 10001f64.ln(), 0.0, 1.0)
         });
-        out[2] = clip(ratio(dt_us as f64, min_rtt), 0.0, 10.0);
+        out[2] = clip(third, 0.0, 10.0);
         out[3] = self.objective.feature();
         for k in 0..self.seen {
             let b = &self.blocks[(self.newest + HISTORY_LEN - k) % HISTORY_LEN];
@@ -378,7 +645,6 @@ impl ObservationBuilder {
             out[at..at + BLOCK_LEN].copy_from_slice(b);
         }
         out[GLOBAL_FEATURES.len() + self.seen * BLOCK_LEN..].fill(0.0);
-        Ok(())
     }
 }
 
@@ -536,6 +802,102 @@ mod tests {
         assert!((21_900..=22_300).contains(&t), "{t} ms");
     }
 
+    /// Version 4: a poll that reads the same copy of the statistics again
+    /// pushes no block and repeats the observation but for the copy's
+    /// age; a new copy's block has its rates over the copy-to-copy span.
+    #[test]
+    fn v4_pushes_a_block_per_copy_with_rates_over_its_span() {
+        let mut b = ObservationBuilder::with_version(Objective::BALANCED, 4).unwrap();
+        assert_eq!(b.version(), 4);
+        // Polls every 20 ms (min RTT 20 ms); copies of the statistics at
+        // 100, 140 and 200 ms.
+        let copy = |poll_ms: u64, copy_ms: u64, delivered: u32, srtt_ms: u32| FlowSample {
+            stats_us: copy_ms * 1000,
+            ..sample(poll_ms, delivered, srtt_ms)
+        };
+        b.observe(&copy(100, 100, 0, 40)).unwrap();
+        let o = b.observe(&copy(120, 100, 0, 40)).unwrap();
+        assert!(o[4..].iter().all(|&v| v == 0.0), "no copy yet, no block");
+        assert_eq!(o[2], 1.0, "copy_age_rtts: 20 ms / 20 ms");
+        // 40 segments of 1000 B over the 40 ms span: 1 MB/s (a v3 block
+        // would say 2 MB/s over the 20 ms poll), which the anchor takes
+        // too (no kernel sample yet: over max(span, min RTT)); srtt from 40
+        // to 60 ms over 40 ms: a slope of 0.5.
+        let o1 = b.observe(&copy(140, 140, 40, 60)).unwrap();
+        assert!((b.max_rate_bytes_per_sec() - 1e6).abs() < 1e-6);
+        assert_eq!(o1[4], 1.0, "delivery_rate_norm over the span");
+        assert!((o1[4 + 4] - 0.5).abs() < 1e-6, "srtt_gradient {}", o1[8]);
+        assert_eq!(o1[4 + BLOCK_LEN..], [0.0; OBSERVATION_LEN - 4 - BLOCK_LEN]);
+        assert_eq!(o1[2], 0.0);
+        // The same copy, polled 20 and 40 ms later: no new block, the
+        // same anchor, only the age moves (1 and 2 min RTTs).
+        let o2 = b.observe(&copy(160, 140, 40, 60)).unwrap();
+        let o3 = b.observe(&copy(180, 140, 40, 60)).unwrap();
+        assert_eq!((o2[2], o3[2]), (1.0, 2.0), "copy_age_rtts");
+        assert_eq!(o1[..2], o2[..2]);
+        assert_eq!(o1[3..], o2[3..], "no block pushed for a repeated copy");
+        assert_eq!(o2[3..], o3[3..]);
+        // A new copy at 200 ms: 30 segments over its 60 ms span, 0.5 MB/s,
+        // half the anchor; srtt from 60 to 90 ms over 60 ms, a slope of 0.5.
+        let o4 = b.observe(&copy(200, 200, 70, 90)).unwrap();
+        assert!((o4[4] - 0.5).abs() < 1e-6, "{}", o4[4]);
+        assert!((o4[4 + 4] - 0.5).abs() < 1e-6, "srtt_gradient {}", o4[8]);
+        assert!((o4[4 + 2] - 3.5).abs() < 1e-6, "srtt_excess of the copy");
+        assert_eq!(o4[4 + BLOCK_LEN..], o3[4..OBSERVATION_LEN - BLOCK_LEN]);
+        assert_eq!(o4[2], 0.0);
+        // A copy older than the last one is refused, the builder unchanged.
+        assert_eq!(
+            b.observe(&copy(220, 150, 70, 90)),
+            Err(ObservationError::CopyWentBackwards {
+                previous_us: 200_000,
+                now_us: 150_000
+            })
+        );
+        let o5 = b.observe(&copy(220, 200, 70, 90)).unwrap();
+        assert_eq!((o5[2], &o5[3..]), (1.0, &o4[3..]));
+        // A reset keeps the version.
+        b.reset();
+        assert_eq!(b.version(), 4);
+    }
+
+    /// Without a copy time (`stats_us` 0) every poll is a new copy: version
+    /// 4 then has version 3's blocks (only the third global feature, and
+    /// `srtt_gradient`'s scale, differ).
+    #[test]
+    fn v4_without_copy_times_makes_a_block_per_poll() {
+        let mut v3 = ObservationBuilder::new();
+        let mut v4 = ObservationBuilder::with_version(Objective::BALANCED, 4).unwrap();
+        for (i, (delivered, srtt)) in [(0, 20), (20, 30), (30, 30), (55, 25)].iter().enumerate() {
+            let s = sample(20 * i as u64, *delivered, *srtt);
+            let (a, b) = (v3.observe(&s).unwrap(), v4.observe(&s).unwrap());
+            assert_eq!(b[2], 0.0, "age 0");
+            for k in 0..HISTORY_LEN {
+                let at = GLOBAL_FEATURES.len() + k * BLOCK_LEN;
+                for f in 0..BLOCK_LEN {
+                    // srtt_gradient: (delta srtt)/min RTT in v3, /span in
+                    // v4; equal here, where span = min RTT = 20 ms.
+                    assert_eq!(a[at + f], b[at + f], "poll {i} block {k} feature {f}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_supported_versions_build() {
+        assert_eq!(
+            ObservationBuilder::with_version(Objective::BALANCED, 2).unwrap_err(),
+            ObservationError::UnsupportedVersion(2)
+        );
+        assert_eq!(ObservationBuilder::new().version(), OBSERVATION_VERSION);
+        assert_eq!(
+            feature_name_of(4, 2).as_deref(),
+            Some("copy_age_rtts"),
+            "v4 names its third feature"
+        );
+        assert_eq!(feature_name_of(3, 2).as_deref(), Some("interval_rtts"));
+        assert_eq!(feature_name_of(4, 5), feature_name_of(3, 5));
+    }
+
     #[test]
     fn from_flow_stats_keeps_the_fields() {
         let stats = FlowStats {
@@ -548,7 +910,7 @@ mod tests {
             ..FlowStats::default()
         };
         let s = FlowSample::from(&stats);
-        assert_eq!(s.timestamp_us, 5_000);
+        assert_eq!((s.timestamp_us, s.stats_us), (5_000, 5_000));
         assert_eq!((s.srtt_us, s.min_rtt_us, s.cwnd_segments), (1, 2, 3));
         assert_eq!((s.delivered_segments, s.max_pacing_bytes_per_sec), (4, 5));
     }

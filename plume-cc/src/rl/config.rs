@@ -183,6 +183,23 @@ pub struct TrainConfig {
     /// 2026-12-03. Left out of `config.json` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub select: Option<SelectConfig>,
+    /// The observation version the policy is trained on
+    /// (`--observation-version`; [`crate::policy::observation`]). Left out
+    /// of `config.json` at the default, so earlier runs' files stay as
+    /// they were.
+    #[serde(
+        default = "default_observation_version",
+        skip_serializing_if = "is_default_observation_version"
+    )]
+    pub observation_version: u32,
+}
+
+fn default_observation_version() -> u32 {
+    crate::policy::observation::OBSERVATION_VERSION
+}
+
+fn is_default_observation_version(v: &u32) -> bool {
+    *v == crate::policy::observation::OBSERVATION_VERSION
 }
 
 /// Snapshot selection: every `every_steps` environment steps (and at the
@@ -263,6 +280,7 @@ impl TrainConfig {
             clamp_model: ClampModel::default(),
             datapath_model: DatapathModel::default(),
             select: None,
+            observation_version: crate::policy::observation::OBSERVATION_VERSION,
         }
     }
 
@@ -280,6 +298,7 @@ impl TrainConfig {
             clamp_model: self.clamp_model,
             datapath_model: self.datapath_model,
             objective: self.objective,
+            observation_version: self.observation_version,
             interval: MonitorInterval::FixedUs(self.interval_us),
             episode_us: Some(self.window_ms * 1000),
         }

@@ -132,6 +132,9 @@ pub struct EnvConfig {
     pub datapath_model: DatapathModel,
     /// The operating point the observations carry.
     pub objective: Objective,
+    /// The observation version built (the policy's own;
+    /// [`crate::policy::observation::SUPPORTED_OBSERVATION_VERSIONS`]).
+    pub observation_version: u32,
     /// Monitor interval.
     pub interval: MonitorInterval,
     /// Episode length, microseconds; `None` plays the window once.
@@ -152,6 +155,7 @@ impl Default for EnvConfig {
             clamp_model: ClampModel::default(),
             datapath_model: DatapathModel::default(),
             objective: Objective::default(),
+            observation_version: crate::policy::observation::OBSERVATION_VERSION,
             interval: MonitorInterval::FixedUs(20_000),
             episode_us: None,
         }
@@ -199,10 +203,12 @@ impl Env {
                 ))));
             }
         }
+        let builder =
+            ObservationBuilder::with_version(config.objective, config.observation_version)?;
         Ok(Self {
             config,
             net: None,
-            builder: ObservationBuilder::new(),
+            builder,
             last_counters: FlowCounters::default(),
             last_total_delivered: 0,
             end_us: 0,
@@ -213,6 +219,11 @@ impl Env {
     /// The configuration.
     pub fn config(&self) -> &EnvConfig {
         &self.config
+    }
+
+    /// A new flow's observation builder: the run's objective and version.
+    fn new_builder(&self) -> Result<ObservationBuilder, ObservationError> {
+        ObservationBuilder::with_version(self.config.objective, self.config.observation_version)
     }
 
     /// Changes the path (one-way delay and droptail limit) from the next
@@ -336,6 +347,7 @@ impl Env {
                     ..FlowConfig::new(self.config.base)
                 }),
         );
+        let builder = self.new_builder()?;
         self.peers = self
             .config
             .peer_start_us
@@ -344,7 +356,7 @@ impl Env {
             .map(|(i, &start_us)| Peer {
                 flow: first_peer + i,
                 start_us,
-                builder: ObservationBuilder::with_objective(self.config.objective),
+                builder: builder.clone(),
                 obs: [0.0; crate::policy::observation::OBSERVATION_LEN],
                 next: Target::unlimited(),
             })
@@ -364,7 +376,7 @@ impl Env {
             .episode_us
             .unwrap_or(window.period_ms().saturating_mul(1000));
         self.net = Some(Network::new(net_config, window, ack_window, seed)?);
-        self.builder = ObservationBuilder::with_objective(self.config.objective);
+        self.builder = self.new_builder()?;
         self.last_counters = FlowCounters::default();
         self.last_total_delivered = 0;
         // The first interval runs without limits, like a new kernel flow.
@@ -518,6 +530,43 @@ mod tests {
             r.interval_us
         );
         assert!(r.observation.iter().all(|v| v.is_finite()));
+    }
+
+    /// Under the kernel's datapath model (statistics copied once per round
+    /// trip), version 4's `delivery_rate_norm[t-0]` is a rate over a copy's
+    /// span, near the anchor for a flow that fills a steady link, where
+    /// version 3's is 0 or a whole round trip over one interval; and some
+    /// polls read an old copy (`copy_age_rtts` above 0).
+    #[test]
+    fn v4_rates_survive_once_per_round_trip_statistics() {
+        let run = |version: u32| {
+            let mut env = Env::new(EnvConfig {
+                observation_version: version,
+                episode_us: Some(4_000_000),
+                ..EnvConfig::default()
+            })
+            .expect("env");
+            assert_eq!(env.config().datapath_model, DatapathModel::Callbacks);
+            env.reset(constant(12), 1).expect("reset");
+            let mut obs = Vec::new();
+            loop {
+                let r = env.step(Target::unlimited()).expect("step");
+                obs.push(r.observation);
+                if r.done {
+                    break;
+                }
+            }
+            let late = &obs[obs.len() / 2..];
+            let steady = late.iter().filter(|o| (0.5..=1.5).contains(&o[4])).count() as f64
+                / late.len() as f64;
+            let aged = late.iter().filter(|o| o[2] > 0.0).count();
+            (steady, aged)
+        };
+        let (v3, _) = run(3);
+        let (v4, aged) = run(4);
+        assert!(v4 > 0.9, "v4: {v4} of intervals near the anchor");
+        assert!(v3 < 0.5, "v3: {v3} of intervals near the anchor");
+        assert!(aged > 0, "no poll read an old copy");
     }
 
     #[test]

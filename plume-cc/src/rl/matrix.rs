@@ -148,6 +148,7 @@ pub fn run_cell(
                 clamp_model,
                 datapath_model,
                 objective,
+                observation_version: meta.observation.version,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
                 episode_us: Some(w.length_ms * 1000),
             })

@@ -203,6 +203,7 @@ pub fn train(
             config.objective,
             training(steps),
             critic,
+            config.observation_version,
         )
     };
     let mut selection = match &config.select {
@@ -285,6 +286,7 @@ pub fn train(
                     ..training(state.env_steps)
                 },
                 false,
+                config.observation_version,
             )?;
             progress.message(&format!(
                 "kept the snapshot at {} steps, objective {} (validation score {:.4})",
@@ -336,7 +338,7 @@ pub fn check_resume_contract(
             run_value,
         })
     };
-    let version = crate::policy::observation::OBSERVATION_VERSION;
+    let version = config.observation_version;
     if meta.observation.version != version {
         return differ(
             "observation version",

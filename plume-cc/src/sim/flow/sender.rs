@@ -144,7 +144,9 @@ impl Sender {
     /// [`DatapathModel::Callbacks`] the statistics of the last callback
     /// (the flow's state now before its first one), under
     /// [`DatapathModel::Interval`] the state now. The daemon times its
-    /// samples at its own poll, so `timestamp_us` is `now_us` either way.
+    /// samples at its own poll, so `timestamp_us` is `now_us` either way;
+    /// `stats_us` stays the copy's time (the callback's, or `now_us` for
+    /// the state now), as the kernel's `updated_ns` does.
     pub fn datapath_sample(&self, now_us: u64) -> FlowSample {
         match (self.datapath, self.snapshot) {
             (DatapathModel::Callbacks, Some(s)) => FlowSample {
@@ -232,11 +234,13 @@ impl Sender {
         self.mss_bytes
     }
 
-    /// The statistics the eBPF datapath would report for this flow now.
+    /// The statistics the eBPF datapath would report for this flow now
+    /// (copied now: `stats_us` is `now_us`).
     pub fn flow_sample(&self, now_us: u64) -> FlowSample {
         let sat = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         FlowSample {
             timestamp_us: now_us,
+            stats_us: now_us,
             srtt_us: sat(self.rtt.srtt_us()),
             min_rtt_us: sat(self.rtt.min_rtt_us()),
             last_rtt_us: sat(self.rtt.last_rtt_us()),
@@ -554,9 +558,13 @@ mod tests {
         }
         let polled = s.datapath_sample(60_000);
         assert_eq!(
-            (polled.delivered_segments, polled.timestamp_us),
-            (1, 60_000),
-            "the copy of the first callback, timed at the poll"
+            (
+                polled.delivered_segments,
+                polled.timestamp_us,
+                polled.stats_us
+            ),
+            (1, 60_000, 50_000),
+            "the copy of the first callback, timed at the poll, its own time kept"
         );
         assert_eq!(s.flow_sample(60_000).delivered_segments, 10);
         // Limits written now wait for the next callback.
