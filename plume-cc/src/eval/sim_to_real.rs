@@ -349,37 +349,41 @@ pub fn run_sim_observed(
     })
 }
 
-/// The series of the busiest flow (the iperf3 data connection; its control
-/// connection carries a few hundred bytes) of a daemon recording, through
-/// the daemon's own observation builder.
-pub fn series_from_recording(
+/// The busiest flow of a daemon recording (the iperf3 data connection; its
+/// control connection carries a few hundred bytes): each interval's read of
+/// it, with its statistics as the daemon builds them, timed at the poll.
+fn busiest_flow(
     rec: &[record::RecordedInterval],
-    objective: crate::policy::Objective,
-) -> Vec<SeriesPoint> {
+) -> impl Iterator<Item = (u64, &record::RecordedFlow, FlowSample)> {
     let busiest = rec
         .iter()
         .flat_map(|i| i.flows.iter())
         .max_by_key(|f| f.stats.delivered)
         .map(|f| f.cookie);
-    let Some(cookie) = busiest else {
-        return Vec::new();
-    };
+    rec.iter().filter_map(move |i| {
+        let f = i.flows.iter().find(|f| Some(f.cookie) == busiest)?;
+        let mut s = FlowSample::from(&f.stats);
+        s.timestamp_us = i.t_ns / 1000;
+        Some((i.t_ns, f, s))
+    })
+}
+
+/// The series of the busiest flow of a daemon recording, through the
+/// daemon's own observation builder.
+pub fn series_from_recording(
+    rec: &[record::RecordedInterval],
+    objective: crate::policy::Objective,
+) -> Vec<SeriesPoint> {
     let mut b = ObservationBuilder::with_objective(objective);
     let mut t0 = None;
     let mut out = Vec::new();
-    for i in rec {
-        let Some(f) = i.flows.iter().find(|f| f.cookie == cookie) else {
-            continue;
-        };
-        // As the daemon builds it: the stats, timed at the daemon's poll.
-        let mut s = FlowSample::from(&f.stats);
-        s.timestamp_us = i.t_ns / 1000;
+    for (t_ns, f, s) in busiest_flow(rec) {
         if b.observe(&s).is_err() {
             continue;
         }
-        let t0 = *t0.get_or_insert(i.t_ns);
+        let t0 = *t0.get_or_insert(t_ns);
         out.push(SeriesPoint {
-            t_s: (i.t_ns - t0) as f64 / 1e9,
+            t_s: (t_ns - t0) as f64 / 1e9,
             anchor_mbps: b.max_rate_bytes_per_sec() * 8.0 / 1e6,
             cwnd: f64::from(f.stats.snd_cwnd),
             clamp: clamp_value(f.target_cwnd_clamp),
@@ -396,21 +400,8 @@ pub fn observations_from_recording(
     rec: &[record::RecordedInterval],
     mut b: ObservationBuilder,
 ) -> Vec<Observation> {
-    let busiest = rec
-        .iter()
-        .flat_map(|i| i.flows.iter())
-        .max_by_key(|f| f.stats.delivered)
-        .map(|f| f.cookie);
-    let Some(cookie) = busiest else {
-        return Vec::new();
-    };
-    rec.iter()
-        .filter_map(|i| {
-            let f = i.flows.iter().find(|f| f.cookie == cookie)?;
-            let mut s = FlowSample::from(&f.stats);
-            s.timestamp_us = i.t_ns / 1000;
-            b.observe(&s).ok()
-        })
+    busiest_flow(rec)
+        .filter_map(|(_, _, s)| b.observe(&s).ok())
         .collect()
 }
 
