@@ -272,6 +272,54 @@ fn copy_time_us(s: &FlowSample) -> u64 {
     }
 }
 
+/// The kernel's last delivery-rate sample of `s` (bytes/s; 0 before it has
+/// one), and the same where the sample spans at least a min RTT (else 0):
+/// `tcp_rate.c`, tcp_rate_gen: "Normally we expect interval_us >= min-rtt".
+fn kernel_rates(s: &FlowSample, mss: f64, min_rtt_us: u64) -> (f64, f64) {
+    let sample_rate = if s.rate_interval_us > 0 {
+        f64::from(s.rate_delivered_segments) * mss * 1e6 / f64::from(s.rate_interval_us)
+    } else {
+        0.0
+    };
+    let kernel_rate = if u64::from(s.rate_interval_us) >= min_rtt_us {
+        sample_rate
+    } else {
+        0.0
+    };
+    (sample_rate, kernel_rate)
+}
+
+/// `d_delivered` segments over the longer of `span_us` and the min RTT,
+/// bytes/s (module docs: a rate needs a round trip to mean anything).
+fn spanned_rate(d_delivered: f64, mss: f64, span_us: u64, min_rtt_us: u64) -> f64 {
+    let span_us = span_us.max(min_rtt_us);
+    if span_us > 0 {
+        d_delivered * mss * 1e6 / span_us as f64
+    } else {
+        0.0
+    }
+}
+
+/// The rate the anchor and the competition detector take: the kernel's
+/// sample while it has one that spans a min RTT, else `spanned`. The
+/// kernel's sample spans max(send time, ACK time) of the packets it
+/// covers, so a burst of ACKs for packets sent over a longer time cannot
+/// inflate it; deliveries counted between two reads can.
+fn preferred_rate(kernel_rate: f64, spanned: f64) -> f64 {
+    if kernel_rate > 0.0 {
+        kernel_rate
+    } else {
+        spanned
+    }
+}
+
+/// The rate anchor's window for samples `span_us` apart.
+fn anchor_window_us(min_rtt_us: u64, span_us: u64) -> u64 {
+    (ANCHOR_WINDOW_RTTS * min_rtt_us)
+        .max(ANCHOR_WINDOW_MIN_INTERVALS * span_us)
+        .max(ANCHOR_WINDOW_MIN_US)
+}
+
 /// One history block of sample `s` (layout [`BLOCK_FEATURES`]), from the
 /// rates and changes its version computed: `delivery_rate`, the kernel's
 /// `sample_rate` (bytes/s), the unclipped `srtt_gradient` and
@@ -415,16 +463,7 @@ impl ObservationBuilder {
         s: &FlowSample,
         out: &mut [f32; OBSERVATION_LEN],
     ) -> Result<(), ObservationError> {
-        let prev = match self.prev {
-            Some(p) if s.timestamp_us < p.timestamp_us => {
-                return Err(ObservationError::TimeWentBackwards {
-                    previous_us: p.timestamp_us,
-                    now_us: s.timestamp_us,
-                })
-            }
-            Some(p) => p,
-            None => *s,
-        };
+        let prev = self.checked_prev(s)?;
         let mss = f64::from(s.mss_bytes.max(1));
         let dt_us = s.timestamp_us - prev.timestamp_us;
         let d_delivered = f64::from(s.delivered_segments.wrapping_sub(prev.delivered_segments));
@@ -434,38 +473,20 @@ impl ObservationBuilder {
         } else {
             0.0
         };
-        let sample_rate = if s.rate_interval_us > 0 {
-            f64::from(s.rate_delivered_segments) * mss * 1e6 / f64::from(s.rate_interval_us)
-        } else {
-            0.0
-        };
         let min_rtt_us = u64::from(s.min_rtt_us);
-        // Rates for the anchor span at least one min RTT (module docs).
-        let span_us = dt_us.max(min_rtt_us);
-        let spanned_rate = if span_us > 0 {
-            d_delivered * mss * 1e6 / span_us as f64
-        } else {
-            0.0
-        };
-        let kernel_rate = if u64::from(s.rate_interval_us) >= min_rtt_us {
-            sample_rate
-        } else {
-            0.0
-        };
-        let window_us = (ANCHOR_WINDOW_RTTS * min_rtt_us)
-            .max(ANCHOR_WINDOW_MIN_INTERVALS * dt_us)
-            .max(ANCHOR_WINDOW_MIN_US);
-        // The kernel's sample spans max(send time, ACK time) of the packets
-        // it covers, so a burst of ACKs for packets sent over a longer time
-        // cannot inflate it; the interval's own rate can. It is used only
-        // until the kernel has a sample.
-        let anchor_input = if kernel_rate > 0.0 {
-            kernel_rate
-        } else {
-            spanned_rate
-        };
+        let (sample_rate, kernel_rate) = kernel_rates(s, mss, min_rtt_us);
+        // The anchor's input, and the rate a competition probe drains
+        // below: one interval's deliveries come from the statistics the
+        // datapath copied at its last callback, once per round trip
+        // (`sim::DatapathModel`), so one 20 ms interval often holds a whole
+        // round trip's (up to 4x the link at an 80 ms RTT).
+        let rate = preferred_rate(
+            kernel_rate,
+            spanned_rate(d_delivered, mss, dt_us, min_rtt_us),
+        );
         let max_rate = if self.prev.is_some() {
-            self.anchor.update(s.timestamp_us, window_us, anchor_input)
+            self.anchor
+                .update(s.timestamp_us, anchor_window_us(min_rtt_us, dt_us), rate)
         } else {
             self.anchor.get()
         };
@@ -480,27 +501,7 @@ impl ObservationBuilder {
         );
         if self.prev.is_some() {
             self.push(block);
-        }
-        if self.prev.is_some() {
-            self.competition.update(&DetectorSample {
-                timestamp_us: s.timestamp_us,
-                min_rtt_us: s.min_rtt_us,
-                srtt_us: s.srtt_us,
-                last_rtt_us: s.last_rtt_us,
-                // The rate a probe drains below: the kernel's own sample,
-                // which spans at least a min RTT, while it has one. The
-                // interval's deliveries come from the statistics the
-                // datapath copied at its last callback, once per round trip
-                // (`sim::DatapathModel`), so one 20 ms interval often holds
-                // a whole round trip's: up to 4x the link at an 80 ms RTT,
-                // and a probe clamp that never drains.
-                interval_rate_bytes_per_sec: if kernel_rate > 0.0 {
-                    kernel_rate
-                } else {
-                    spanned_rate
-                },
-                interval_us: dt_us,
-            });
+            self.update_detector(s, dt_us, rate);
         }
         self.prev = Some(*s);
         self.fill(out, min_rtt, max_rate, ratio(dt_us as f64, min_rtt));
@@ -519,16 +520,7 @@ impl ObservationBuilder {
         s: &FlowSample,
         out: &mut [f32; OBSERVATION_LEN],
     ) -> Result<(), ObservationError> {
-        let prev = match self.prev {
-            Some(p) if s.timestamp_us < p.timestamp_us => {
-                return Err(ObservationError::TimeWentBackwards {
-                    previous_us: p.timestamp_us,
-                    now_us: s.timestamp_us,
-                })
-            }
-            Some(p) => p,
-            None => *s,
-        };
+        let prev = self.checked_prev(s)?;
         let copy_us = copy_time_us(s);
         let new_copy = match self.last_copy {
             Some(c) if copy_us < copy_time_us(&c) => {
@@ -543,16 +535,7 @@ impl ObservationBuilder {
         let mss = f64::from(s.mss_bytes.max(1));
         let min_rtt_us = u64::from(s.min_rtt_us);
         let min_rtt = f64::from(s.min_rtt_us);
-        let sample_rate = if s.rate_interval_us > 0 {
-            f64::from(s.rate_delivered_segments) * mss * 1e6 / f64::from(s.rate_interval_us)
-        } else {
-            0.0
-        };
-        let kernel_rate = if u64::from(s.rate_interval_us) >= min_rtt_us {
-            sample_rate
-        } else {
-            0.0
-        };
+        let (sample_rate, kernel_rate) = kernel_rates(s, mss, min_rtt_us);
         let mut max_rate = self.anchor.get();
         match self.last_copy {
             Some(c) if new_copy => {
@@ -564,16 +547,15 @@ impl ObservationBuilder {
                     f64::from(s.delivered_segments.wrapping_sub(c.delivered_segments));
                 let d_retrans = f64::from(s.total_retrans.wrapping_sub(c.total_retrans));
                 let copy_rate = d_delivered * mss * 1e6 / span_us as f64;
-                let spanned_rate = d_delivered * mss * 1e6 / span_us.max(min_rtt_us) as f64;
-                let window_us = (ANCHOR_WINDOW_RTTS * min_rtt_us)
-                    .max(ANCHOR_WINDOW_MIN_INTERVALS * span_us)
-                    .max(ANCHOR_WINDOW_MIN_US);
-                let anchor_input = if kernel_rate > 0.0 {
-                    kernel_rate
-                } else {
-                    spanned_rate
-                };
-                max_rate = self.anchor.update(copy_us, window_us, anchor_input);
+                let anchor_input = preferred_rate(
+                    kernel_rate,
+                    spanned_rate(d_delivered, mss, span_us, min_rtt_us),
+                );
+                max_rate = self.anchor.update(
+                    copy_us,
+                    anchor_window_us(min_rtt_us, span_us),
+                    anchor_input,
+                );
                 // srtt's slope over the span (seconds of srtt per second):
                 // how fast the queue grows, whatever the spacing of the
                 // copies (one round trip, or less at a retransmission).
@@ -595,29 +577,44 @@ impl ObservationBuilder {
         if self.prev.is_some() {
             let dt_us = s.timestamp_us - prev.timestamp_us;
             let d_delivered = f64::from(s.delivered_segments.wrapping_sub(prev.delivered_segments));
-            let span_us = dt_us.max(min_rtt_us);
-            let spanned_rate = if span_us > 0 {
-                d_delivered * mss * 1e6 / span_us as f64
-            } else {
-                0.0
-            };
-            self.competition.update(&DetectorSample {
-                timestamp_us: s.timestamp_us,
-                min_rtt_us: s.min_rtt_us,
-                srtt_us: s.srtt_us,
-                last_rtt_us: s.last_rtt_us,
-                interval_rate_bytes_per_sec: if kernel_rate > 0.0 {
-                    kernel_rate
-                } else {
-                    spanned_rate
-                },
-                interval_us: dt_us,
-            });
+            let rate = preferred_rate(
+                kernel_rate,
+                spanned_rate(d_delivered, mss, dt_us, min_rtt_us),
+            );
+            self.update_detector(s, dt_us, rate);
         }
         self.prev = Some(*s);
         let age_us = s.timestamp_us.saturating_sub(copy_us);
         self.fill(out, min_rtt, max_rate, ratio(age_us as f64, min_rtt));
         Ok(())
+    }
+
+    /// The previous sample (`s` itself for the first), refusing a sample
+    /// older than it.
+    fn checked_prev(&self, s: &FlowSample) -> Result<FlowSample, ObservationError> {
+        match self.prev {
+            Some(p) if s.timestamp_us < p.timestamp_us => {
+                Err(ObservationError::TimeWentBackwards {
+                    previous_us: p.timestamp_us,
+                    now_us: s.timestamp_us,
+                })
+            }
+            Some(p) => Ok(p),
+            None => Ok(*s),
+        }
+    }
+
+    /// Feeds the competition detector one poll, `dt_us` after the last,
+    /// with `rate` as the flow's delivery rate.
+    fn update_detector(&mut self, s: &FlowSample, dt_us: u64, rate: f64) {
+        self.competition.update(&DetectorSample {
+            timestamp_us: s.timestamp_us,
+            min_rtt_us: s.min_rtt_us,
+            srtt_us: s.srtt_us,
+            last_rtt_us: s.last_rtt_us,
+            interval_rate_bytes_per_sec: rate,
+            interval_us: dt_us,
+        });
     }
 
     /// Makes `block` the newest of the history.
