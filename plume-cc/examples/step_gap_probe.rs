@@ -26,7 +26,7 @@
 
 use std::time::{Duration, Instant};
 
-use plume_cc::daemon::bench::synthetic_stats;
+use plume_cc::daemon::bench::{advance_synthetic_flows, synthetic_stats};
 use plume_cc::policy::file::default_policy;
 use plume_cc::policy::{FlowPolicy, LearnedPolicy, Target};
 use plume_cc_common::FlowStats;
@@ -186,13 +186,7 @@ fn main() {
             let mut next = Instant::now();
             for k in 0..(calls + 3) as u64 {
                 if !mode.idle {
-                    for (i, (_, s)) in flows.iter_mut().enumerate() {
-                        let segs = 20 + (i % 30) as u32;
-                        s.delivered = s.delivered.wrapping_add(segs);
-                        s.bytes_acked += u64::from(segs) * u64::from(s.mss);
-                        s.rate_delivered = segs * 2;
-                        s.rate_interval_us = 40_000;
-                    }
+                    advance_synthetic_flows(&mut flows);
                 }
                 match mode.gap {
                     Gap::None => {}

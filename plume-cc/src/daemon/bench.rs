@@ -173,6 +173,20 @@ pub fn synthetic_stats(i: usize) -> FlowStats {
     }
 }
 
+/// One interval of the synthetic flows' traffic: flow `i` delivers
+/// `20 + i % 30` segments, with a kernel rate sample over 40 ms (what
+/// `bench-decide` feeds the policy between calls, and
+/// `examples/step_gap_probe.rs` too).
+pub fn advance_synthetic_flows(flows: &mut [(u64, FlowStats)]) {
+    for (i, (_, s)) in flows.iter_mut().enumerate() {
+        let segs = 20 + (i % 30) as u32;
+        s.delivered = s.delivered.wrapping_add(segs);
+        s.bytes_acked += u64::from(segs) * u64::from(s.mss);
+        s.rate_delivered = segs * 2;
+        s.rate_interval_us = 40_000;
+    }
+}
+
 /// Times [`ControlLoop::step`] with `n` synthetic flows in the map, for each `n`.
 pub fn control_loop(
     counts: &[usize],
@@ -276,13 +290,7 @@ pub fn decide(
         let interval_ns = 20_000_000u64;
         // Warm-up calls: first observations, tensor allocation.
         for k in 0..(iterations + 3) as u64 {
-            for (i, (_, s)) in flows.iter_mut().enumerate() {
-                let segs = 20 + (i % 30) as u32;
-                s.delivered = s.delivered.wrapping_add(segs);
-                s.bytes_acked += u64::from(segs) * u64::from(s.mss);
-                s.rate_delivered = segs * 2;
-                s.rate_interval_us = 40_000;
-            }
+            advance_synthetic_flows(&mut flows);
             let t = Instant::now();
             p.decide(k * interval_ns + 1, &flows, &mut out)?;
             let total = t.elapsed();
