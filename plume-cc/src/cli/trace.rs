@@ -20,7 +20,7 @@ use plume_cc::plume::{
 };
 use plume_cc::trace::{
     scenario_corpus,
-    synth::{preset_set, SynthKind, SynthSpec},
+    synth::{write_preset_set, SynthKind, SynthSpec},
     Corpus, WindowSpec,
 };
 
@@ -212,10 +212,7 @@ pub fn run(cmd: TracesCommand) -> anyhow::Result<()> {
             if let Some(dir) = preset {
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
-                for (name, spec, seed) in preset_set() {
-                    let path = dir.join(name);
-                    spec.generate(&mut ChaCha8Rng::seed_from_u64(seed))?
-                        .write(&path)?;
+                for path in write_preset_set(&dir)? {
                     println!("wrote {}", path.display());
                 }
                 return Ok(());

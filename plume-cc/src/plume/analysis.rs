@@ -620,13 +620,7 @@ mod tests {
         use crate::plume::sampler::{build_sampler, DynamicParams, SamplerInputs, SamplerKind};
         use rand::SeedableRng;
         let dir = tempfile::tempdir().unwrap();
-        for (name, spec, seed) in crate::trace::synth::preset_set() {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            spec.generate(&mut rng)
-                .unwrap()
-                .write(dir.path().join(name))
-                .unwrap();
-        }
+        crate::trace::synth::write_preset_set(dir.path()).unwrap();
         let corpus =
             Corpus::from_dir(dir.path(), WindowSpec::non_overlapping(10_000, 100), 0).unwrap();
         let mut params = AnalysisParams::with_starts(1, 4);

@@ -163,6 +163,21 @@ impl SynthSpec {
     }
 }
 
+/// Generates every trace of [`preset_set`] into `dir` (which must exist);
+/// returns the files written, in the set's order.
+pub fn write_preset_set(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, TraceError> {
+    use rand::SeedableRng;
+    preset_set()
+        .into_iter()
+        .map(|(name, spec, seed)| {
+            let path = dir.join(name);
+            spec.generate(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed))?
+                .write(&path)?;
+            Ok(path)
+        })
+        .collect()
+}
+
 /// The small, fixed set of synthetic traces kept in the repository's
 /// `traces/synthetic/` (file name, spec, seed); see `traces/README.md`.
 pub fn preset_set() -> Vec<(&'static str, SynthSpec, u64)> {
