@@ -105,6 +105,13 @@ pub struct TrainArgs {
     /// then, the committed default's among them, were trained so).
     #[arg(long, value_enum, default_value_t = plume_cc::sim::DatapathModel::Callbacks)]
     pub sim_datapath: plume_cc::sim::DatapathModel,
+    /// When the policy decides for a flow: `every-interval` (a new decision
+    /// every monitor interval, as every policy before 2026-12-03) or
+    /// `per-copy` (once per copy of the flow's statistics, about once per
+    /// round trip, held in between; in training and in the daemon alike,
+    /// recorded in the policy file; policy::cadence says why).
+    #[arg(long, value_enum, default_value_t = plume_cc::policy::Cadence::EveryInterval)]
+    pub decide: plume_cc::policy::Cadence,
     /// The observation version to train on: 3 (the default: a history
     /// block per monitor interval) or 4 (a block per new copy of the
     /// datapath's statistics, rates over the copy-to-copy span;
@@ -367,6 +374,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.objective = args.objective;
     config.clamp_model = args.sim_clamp;
     config.datapath_model = args.sim_datapath;
+    config.scaling.decide = args.decide;
     config.observation_version = args.observation_version;
     config.select = args
         .select_every

@@ -302,6 +302,8 @@ pub fn run_sim_observed(
             p.metadata().observation.version
         }),
         interval: MonitorInterval::FixedUs(interval_us),
+        // ... and decides as the daemon runs it.
+        cadence: policy.map_or(Default::default(), |p| p.metadata().action_scaling.decide),
         episode_us: Some(cfg.window_ms * 1000),
     })?;
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;

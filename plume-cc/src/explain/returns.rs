@@ -176,6 +176,7 @@ mod tests {
             done: false,
             now_us: 0,
             interval_us: 20_000,
+            intervals: 1,
         }
     }
 

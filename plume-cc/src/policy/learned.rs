@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::api::{FlowPolicy, PolicyContract, Target};
 use super::file::BatchScratch;
 use super::observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
-use super::{DecodedAnchor, LoadedPolicy};
+use super::{Cadence, DecisionClock, DecodedAnchor, LoadedPolicy};
 
 /// Where the time of the last [`FlowPolicy::decide`] went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -101,6 +101,10 @@ pub struct LearnedPolicy {
     /// Each row's flow context and limits in force, gathered while
     /// observing (see `decide`).
     contexts: Vec<(super::FlowContext, Target)>,
+    /// Each builder's flow's decision clock and the target it holds
+    /// between decisions (by slot, like `builders`), for a policy that
+    /// decides once per copy of the statistics ([`super::Cadence`]).
+    clocks: Vec<(DecisionClock, Target)>,
     slot_of: HashMap<u64, usize>,
     free: Vec<usize>,
     /// The flows of the last call, in order, and their slots.
@@ -130,6 +134,7 @@ impl LearnedPolicy {
             builders: Vec::new(),
             anchors: Vec::new(),
             contexts: Vec::new(),
+            clocks: Vec::new(),
             slot_of: HashMap::new(),
             free: Vec::new(),
             order_cookies: Vec::new(),
@@ -171,13 +176,16 @@ impl LearnedPolicy {
                 Some(&s) => s,
                 None => {
                     let b = self.template.clone();
+                    let fresh = (DecisionClock::default(), Target::unlimited());
                     let s = match self.free.pop() {
                         Some(s) => {
                             self.builders[s] = b;
+                            self.clocks[s] = fresh;
                             s
                         }
                         None => {
                             self.builders.push(b);
+                            self.clocks.push(fresh);
                             self.builders.len() - 1
                         }
                     };
@@ -255,6 +263,7 @@ impl FlowPolicy for LearnedPolicy {
         self.objective = objective;
         self.template = builder_for(&self.policy, objective);
         self.builders.clear();
+        self.clocks.clear();
         self.slot_of.clear();
         self.free.clear();
         self.order_cookies.clear();
@@ -354,6 +363,19 @@ impl FlowPolicy for LearnedPolicy {
         out.reserve(flows.len());
         for (a, (ctx, applied)) in self.actions.chunks_exact(2).zip(&self.contexts) {
             out.push(scaling.next_target_by([a[0], a[1]], ctx, *applied, step_factor));
+        }
+        // A per-copy policy's flow keeps the target of its last decision
+        // until its statistics are copied again (`rl::Env` holds it over
+        // the same polls in training).
+        if scaling.decide != Cadence::EveryInterval {
+            for ((t, &slot), (_, stats)) in out.iter_mut().zip(&self.order).zip(flows) {
+                let (clock, held) = &mut self.clocks[slot];
+                if clock.due(scaling.decide, stats.updated_ns / 1000) {
+                    *held = *t;
+                } else {
+                    *t = *held;
+                }
+            }
         }
         self.timing = DecideTiming {
             flows: flows.len(),
@@ -675,6 +697,59 @@ mod tests {
             applied_pacing: PACING_UNLIMITED,
             ..FlowStats::default()
         }
+    }
+
+    /// A per-copy policy (`decide: per-copy`) decides when the flow's
+    /// statistics carry a new copy time and writes the same target at the
+    /// polls in between, as `rl::Env` holds it in training; every interval
+    /// the same polls give targets that move between copies.
+    #[test]
+    fn a_per_copy_policy_holds_each_flows_target_until_its_next_copy() {
+        tch::set_num_threads(1);
+        let run = |cadence: Cadence| {
+            let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
+            assert!(p.change_action_scaling(&mut |s| s.decide = cadence));
+            let mut flows = [(1, flow(100_000))];
+            let mut out = Vec::new();
+            let mut written = Vec::new();
+            for k in 0..80u64 {
+                let now = k * 20_000_000;
+                if k % 5 == 0 {
+                    // The RTT callback, once per 100 ms round trip: the
+                    // datapath applies the last target written and copies
+                    // the statistics, a round trip's delivery at a rate
+                    // that alternates between two levels.
+                    let s = &mut flows[0].1;
+                    if let Some(t) = written.last() {
+                        apply(s, t);
+                    }
+                    let segments = if (k / 5) % 2 == 0 { 100 } else { 300 };
+                    s.delivered += segments;
+                    s.bytes_acked += u64::from(segments) * u64::from(s.mss);
+                    s.srtt_us = 110_000;
+                    s.updated_ns = now;
+                }
+                p.decide(now + 1_000_000, &flows, &mut out).unwrap();
+                written.push(out[0]);
+            }
+            written
+        };
+        let held = run(Cadence::PerCopy);
+        for (k, t) in held.iter().enumerate() {
+            let copy = k - k % 5;
+            assert_eq!(*t, held[copy], "poll {k} wrote another target than its copy's ({copy})");
+        }
+        let at_copies: std::collections::HashSet<_> = held
+            .iter()
+            .step_by(5)
+            .map(|t| (t.cwnd_clamp_segments, t.max_pacing_bytes_per_sec))
+            .collect();
+        assert!(at_copies.len() >= 2, "decisions at copies never changed: {at_copies:?}");
+        let every = run(Cadence::EveryInterval);
+        assert!(
+            (0..every.len()).any(|k| every[k] != every[k - k % 5]),
+            "every interval: no target moved between copies"
+        );
     }
 
     #[test]

@@ -17,9 +17,12 @@
 //! - [`api`]: the policy API the daemon drives ([`FlowPolicy`], [`Target`],
 //!   the one Rust-side type for the limits on a flow, and [`Guard`]) and the
 //!   scripted test policy;
-//! - [`learned`]: [`LoadedPolicy`] behind [`FlowPolicy`].
+//! - [`learned`]: [`LoadedPolicy`] behind [`FlowPolicy`];
+//! - [`cadence`]: when a flow gets a new decision (every interval, or once
+//!   per copy of its statistics), the same clock in training and deployment.
 pub mod api;
 pub mod batch;
+pub mod cadence;
 pub mod competition;
 pub mod file;
 pub mod filter;
@@ -35,6 +38,7 @@ pub use api::{
     FlowPolicy, Guard, GuardCounts, LastBatch, PolicyContract, ScriptError, ScriptFile, ScriptStep,
     ScriptedPolicy, Target,
 };
+pub use cadence::{Cadence, DecisionClock};
 pub use competition::{CompetitionDetector, Mode};
 pub use file::{
     default_policy, default_policy_bytes, BatchScratch, ForwardTiming, LoadedPolicy, PolicyError,

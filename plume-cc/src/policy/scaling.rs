@@ -117,6 +117,13 @@ pub struct ActionScaling {
     /// 4): small `c` converges only roughly.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub additive_segments: f32,
+    /// When the policy decides for a flow ([`super::Cadence`]): every
+    /// interval (files written before the field existed, and the default)
+    /// or once per copy of the flow's statistics. Part of the mapping
+    /// because it says which of the policy's outputs reach the datapath;
+    /// training and the daemon both read it from here.
+    #[serde(default, skip_serializing_if = "super::Cadence::is_default")]
+    pub decide: super::Cadence,
 }
 
 fn is_zero(x: &f32) -> bool {
@@ -198,6 +205,7 @@ impl Default for ActionScaling {
             second_action: SecondAction::Pacing,
             competition: None,
             additive_segments: 0.0,
+            decide: super::Cadence::EveryInterval,
         }
     }
 }

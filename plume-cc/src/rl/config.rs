@@ -300,6 +300,7 @@ impl TrainConfig {
             objective: self.objective,
             observation_version: self.observation_version,
             interval: MonitorInterval::FixedUs(self.interval_us),
+            cadence: self.scaling.decide,
             episode_us: Some(self.window_ms * 1000),
         }
     }

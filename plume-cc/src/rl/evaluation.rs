@@ -141,11 +141,15 @@ pub fn score_windows(
                 sim_actions(&config.scaling, &obs, &raw, envs.envs_mut())
             }
         };
-        // Finished environments would error on step; all windows have the same length so they end together.
-        let res = envs.step_all(&actions).map_err(env_err)?;
+        // Finished environments would error on step. Windows of one length
+        // end together unless a step spans several intervals (a per-copy
+        // policy), so only the live ones step.
+        let res = envs.step_live(&actions, &done).map_err(env_err)?;
         for (i, r) in res.iter().enumerate() {
-            obs[i] = r.observation;
-            done[i] = r.done;
+            if let Some(r) = r {
+                obs[i] = r.observation;
+                done[i] = r.done;
+            }
         }
     }
     Ok(envs

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::congestion::{ClampModel, ControllerKind};
 use crate::policy::observation::{Observation, ObservationBuilder};
-use crate::policy::{Objective, Target};
+use crate::policy::{Cadence, DecisionClock, Objective, Target};
 
 use crate::policy::observation::ObservationError;
 pub use crate::sim::metrics::EpisodeMetrics;
@@ -98,8 +98,11 @@ pub struct StepResult {
     pub done: bool,
     /// Simulated time at the end of the step, microseconds.
     pub now_us: u64,
-    /// Length of the interval just simulated, microseconds.
+    /// Length of the span just simulated, microseconds.
     pub interval_us: u64,
+    /// Monitor intervals in the span (1 unless the cadence held the
+    /// action over several).
+    pub intervals: u32,
 }
 
 /// Parameters of an [`Env`].
@@ -137,6 +140,12 @@ pub struct EnvConfig {
     pub observation_version: u32,
     /// Monitor interval.
     pub interval: MonitorInterval,
+    /// When the controlled flow gets a new decision ([`Cadence`]): with
+    /// [`Cadence::PerCopy`] one [`Env::step`] runs monitor intervals, the
+    /// action held, until the flow's statistics are copied again, as the
+    /// daemon holds a policy of that cadence; peers hold theirs over the
+    /// same span.
+    pub cadence: Cadence,
     /// Episode length, microseconds; `None` plays the window once.
     pub episode_us: Option<u64>,
 }
@@ -157,6 +166,7 @@ impl Default for EnvConfig {
             objective: Objective::default(),
             observation_version: crate::policy::observation::OBSERVATION_VERSION,
             interval: MonitorInterval::FixedUs(20_000),
+            cadence: Cadence::EveryInterval,
             episode_us: None,
         }
     }
@@ -173,6 +183,8 @@ pub struct Env {
     last_total_delivered: u64,
     end_us: u64,
     peers: Vec<Peer>,
+    /// The controlled flow's decision clock ([`EnvConfig::cadence`]).
+    clock: DecisionClock,
 }
 
 /// One peer flow's state (see [`EnvConfig::peer_start_us`]).
@@ -213,6 +225,7 @@ impl Env {
             last_total_delivered: 0,
             end_us: 0,
             peers: Vec::new(),
+            clock: DecisionClock::default(),
         })
     }
 
@@ -379,6 +392,7 @@ impl Env {
         self.builder = self.new_builder()?;
         self.last_counters = FlowCounters::default();
         self.last_total_delivered = 0;
+        self.clock = DecisionClock::default();
         // The first interval runs without limits, like a new kernel flow.
         let first = self.step(Target::unlimited())?;
         Ok(first.observation)
@@ -398,7 +412,10 @@ impl Env {
         }
     }
 
-    /// Applies `action`, simulates one monitor interval and reports it.
+    /// Applies `action`, simulates one monitor interval (under
+    /// [`Cadence::PerCopy`], intervals until the controlled flow's next copy
+    /// of statistics) and reports it, the reward's components over the
+    /// whole span.
     pub fn step(&mut self, action: Target) -> Result<StepResult, EnvError> {
         let end_us = self.end_us;
         let Some(net) = self.net.as_ref() else {
@@ -407,32 +424,55 @@ impl Env {
         if net.now_us() >= end_us {
             return Err(EnvError::EpisodeDone { end_us });
         }
-        let interval = self.interval_us(net).max(1);
-        let Some(net) = self.net.as_mut() else {
+        let start = net.now_us();
+        let mut intervals = 0;
+        let (until, observation) = loop {
+            let Some(net) = self.net.as_ref() else {
+                return Err(EnvError::NotReset);
+            };
+            let interval = self.interval_us(net).max(1);
+            let Some(net) = self.net.as_mut() else {
+                return Err(EnvError::NotReset);
+            };
+            let from = net.now_us();
+            let until = (from + interval).min(end_us);
+            // Written at every interval, held or not, as the daemon re-writes
+            // a held target (the datapath applies it at its next callback).
+            if let Some(s) = net.sender_mut(0) {
+                s.write_limits(action.cwnd_clamp_segments, action.max_pacing_bytes_per_sec);
+            }
+            for p in &self.peers {
+                if p.start_us <= from {
+                    if let Some(s) = net.sender_mut(p.flow) {
+                        s.write_limits(p.next.cwnd_clamp_segments, p.next.max_pacing_bytes_per_sec);
+                    }
+                }
+            }
+            net.run_until(until);
+            intervals += 1;
+            for p in &mut self.peers {
+                // A peer's first sample is taken once it has run for a while,
+                // as a new kernel flow appears in the daemon's maps.
+                if p.start_us < until {
+                    if let Some(s) = net.sender(p.flow) {
+                        p.obs = p.builder.observe(&s.datapath_sample(until))?;
+                    }
+                }
+            }
+            // The builder sees every poll, decided on or not, as the
+            // daemon's does.
+            let sample = net
+                .sender(0)
+                .ok_or(EnvError::NotReset)?
+                .datapath_sample(until);
+            let observation = self.builder.observe(&sample)?;
+            if self.clock.due(self.config.cadence, sample.stats_us) || until >= end_us {
+                break (until, observation);
+            }
+        };
+        let Some(net) = self.net.as_ref() else {
             return Err(EnvError::NotReset);
         };
-        let start = net.now_us();
-        let until = (start + interval).min(end_us);
-        if let Some(s) = net.sender_mut(0) {
-            s.write_limits(action.cwnd_clamp_segments, action.max_pacing_bytes_per_sec);
-        }
-        for p in &self.peers {
-            if p.start_us <= start {
-                if let Some(s) = net.sender_mut(p.flow) {
-                    s.write_limits(p.next.cwnd_clamp_segments, p.next.max_pacing_bytes_per_sec);
-                }
-            }
-        }
-        net.run_until(until);
-        for p in &mut self.peers {
-            // A peer's first sample is taken once it has run for a while,
-            // as a new kernel flow appears in the daemon's maps.
-            if p.start_us < until {
-                if let Some(s) = net.sender(p.flow) {
-                    p.obs = p.builder.observe(&s.datapath_sample(until))?;
-                }
-            }
-        }
         let total_delivered: u64 = (0..net.flow_count())
             .filter_map(|i| net.sender(i))
             .map(|s| s.counters().delivered_segments)
@@ -440,7 +480,6 @@ impl Env {
         let d_total = total_delivered.saturating_sub(self.last_total_delivered);
         self.last_total_delivered = total_delivered;
         let sender = net.sender(0).ok_or(EnvError::NotReset)?;
-        let sample = sender.datapath_sample(until);
         let c = *sender.counters();
         let min_rtt_us = sender.min_rtt_us();
         let mss = u64::from(sender.mss_bytes());
@@ -468,13 +507,13 @@ impl Env {
                 1.0
             },
         };
-        let observation = self.builder.observe(&sample)?;
         Ok(StepResult {
             observation,
             components,
             done: until >= end_us,
             now_us: until,
             interval_us: until - start,
+            intervals,
         })
     }
 
@@ -567,6 +606,52 @@ mod tests {
         assert!(v4 > 0.9, "v4: {v4} of intervals near the anchor");
         assert!(v3 < 0.5, "v3: {v3} of intervals near the anchor");
         assert!(aged > 0, "no poll read an old copy");
+    }
+
+    /// Under [`Cadence::PerCopy`] one step lasts until the controlled
+    /// flow's statistics are copied again: on a 100 ms path, most steps
+    /// span five intervals or more, none more than
+    /// [`crate::policy::cadence::MAX_HELD_INTERVALS`]. With the same action
+    /// throughout, the network runs exactly as under every-interval steps,
+    /// and the reward's throughput covers each whole span.
+    #[test]
+    fn a_per_copy_step_lasts_until_the_next_copy() {
+        let run = |cadence: Cadence| {
+            let mut env = Env::new(EnvConfig {
+                one_way_delay_us: 50_000,
+                cadence,
+                episode_us: Some(4_000_000),
+                ..EnvConfig::default()
+            })
+            .expect("env");
+            env.reset(constant(12), 1).expect("reset");
+            let mut spans = Vec::new();
+            let mut delivered_bits = 0.0;
+            loop {
+                let r = env.step(Target::unlimited()).expect("step");
+                spans.push(r.intervals);
+                delivered_bits += f64::from(r.components.throughput_mbps) * r.interval_us as f64;
+                if r.done {
+                    break;
+                }
+            }
+            (spans, delivered_bits, env.metrics().utilization)
+        };
+        let (every, bits_every, util_every) = run(Cadence::EveryInterval);
+        assert!(every.iter().all(|&k| k == 1), "{every:?}");
+        let (per, bits_per, util_per) = run(Cadence::PerCopy);
+        let late = &per[per.len() / 2..];
+        let mean = f64::from(late.iter().sum::<u32>()) / late.len() as f64;
+        assert!(mean >= 4.5, "mean span {mean} intervals: {per:?}");
+        assert!(per
+            .iter()
+            .all(|&k| k <= crate::policy::cadence::MAX_HELD_INTERVALS));
+        assert_eq!(every.iter().sum::<u32>(), per.iter().sum::<u32>());
+        assert_eq!(util_every, util_per);
+        assert!(
+            (bits_every - bits_per).abs() <= 1e-6 * bits_every,
+            "{bits_every} vs {bits_per}"
+        );
     }
 
     #[test]

@@ -150,6 +150,7 @@ pub fn run_cell(
                 objective,
                 observation_version: meta.observation.version,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
+                cadence: meta.action_scaling.decide,
                 episode_us: Some(w.length_ms * 1000),
             })
         })

@@ -84,6 +84,25 @@ impl VecEnv {
             .collect()
     }
 
+    /// Steps environment `i` with `actions[i]` where `done[i]` is false, in
+    /// parallel (None for the others): windows of one length end at
+    /// different steps when a step spans several intervals
+    /// ([`crate::policy::Cadence::PerCopy`]).
+    pub fn step_live(
+        &mut self,
+        actions: &[Target],
+        done: &[bool],
+    ) -> Result<Vec<Option<StepResult>>, EnvError> {
+        self.check(actions.len())?;
+        self.check(done.len())?;
+        self.envs
+            .par_iter_mut()
+            .zip(actions.par_iter())
+            .zip(done.par_iter())
+            .map(|((env, &a), &d)| if d { Ok(None) } else { env.step(a).map(Some) })
+            .collect()
+    }
+
     /// Episode metrics of every environment.
     pub fn metrics(&self) -> Vec<EpisodeMetrics> {
         self.envs.iter().map(Env::metrics).collect()

@@ -1,0 +1,157 @@
+//! When a policy decides for a flow: at every monitor interval, or once per
+//! copy of the flow's statistics.
+//!
+//! Why: the kernel runs the sock_ops program about once per round trip
+//! (`BPF_SOCK_OPS_RTT_CB` fires from `tcp_rtt_estimator` only when
+//! `after(tp->snd_una, tp->rtt_seq)`, i.e. once per window of data), and
+//! that callback both copies the flow's statistics and applies the target
+//! written since the last one (docs/TRAINING.md, "The datapath sees a flow
+//! once per round trip"). A daemon that decides every 20 ms interval on a
+//! 200 ms path writes ten targets per round trip, of which only the last
+//! one before the callback is applied: the other nine actions have no
+//! effect, yet training credits each with the reward that follows. With
+//! [`Cadence::PerCopy`] a flow's decision is taken when a new copy of its
+//! statistics is seen and held (re-written unchanged, so the datapath's
+//! staleness check stays fed) until the next one, in the simulator and in
+//! the daemon alike: one action per round trip, each credited with the
+//! round trip it governs.
+
+use serde::{Deserialize, Serialize};
+
+/// When a policy decides (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Cadence {
+    /// A new decision at every monitor interval (every policy before this
+    /// field existed).
+    #[default]
+    EveryInterval,
+    /// A new decision when the flow's statistics were copied again since
+    /// the last one (about once per round trip), or after
+    /// [`MAX_HELD_INTERVALS`] intervals without a copy.
+    PerCopy,
+}
+
+impl Cadence {
+    /// The spelling of the command line and the policy file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EveryInterval => "every-interval",
+            Self::PerCopy => "per-copy",
+        }
+    }
+
+    /// True for the default (left out of policy files, so files written
+    /// before the field existed stay byte for byte as they were).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl std::str::FromStr for Cadence {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "every-interval" => Ok(Self::EveryInterval),
+            "per-copy" => Ok(Self::PerCopy),
+            other => Err(format!(
+                "unknown decision cadence `{other}` (expected every-interval or per-copy)"
+            )),
+        }
+    }
+}
+
+/// Longest a per-copy decision is held without a new copy, in monitor
+/// intervals (500 ms at 20 ms): a flow whose callbacks stop (an idle or
+/// RTO-bound flow, a bloated queue of seconds) still gets a decision now
+/// and then, which takes effect at its next callback.
+pub const MAX_HELD_INTERVALS: u32 = 25;
+
+/// One flow's decision clock: a small pure state machine fed each poll's
+/// copy time. The simulator's environment and the daemon's learned policy
+/// both run one per flow, so they decide at the same polls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecisionClock {
+    /// Copy time of the statistics the last decision saw (microseconds).
+    last_copy_us: u64,
+    /// Polls since the last decision.
+    held: u32,
+    /// False until the first decision.
+    started: bool,
+}
+
+impl DecisionClock {
+    /// Whether a decision is due at a poll that read statistics copied at
+    /// `copy_us` (0: unknown, which is always due), and the clock's advance
+    /// past this poll.
+    pub fn due(&mut self, cadence: Cadence, copy_us: u64) -> bool {
+        let due = match cadence {
+            Cadence::EveryInterval => true,
+            Cadence::PerCopy => {
+                !self.started
+                    || copy_us == 0
+                    || copy_us != self.last_copy_us
+                    || self.held + 1 >= MAX_HELD_INTERVALS
+            }
+        };
+        if due {
+            self.started = true;
+            self.last_copy_us = copy_us;
+            self.held = 0;
+        } else {
+            self.held += 1;
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_interval_is_always_due() {
+        let mut c = DecisionClock::default();
+        assert!((0..5).all(|_| c.due(Cadence::EveryInterval, 7)));
+    }
+
+    #[test]
+    fn per_copy_decides_on_the_first_poll_and_on_each_new_copy() {
+        let mut c = DecisionClock::default();
+        // Copies at 0.1 s and 0.3 s, polled every 20 ms.
+        let polls = [100_000, 100_000, 100_000, 300_000, 300_000];
+        let due: Vec<bool> = polls.iter().map(|&t| c.due(Cadence::PerCopy, t)).collect();
+        assert_eq!(due, [true, false, false, true, false]);
+    }
+
+    #[test]
+    fn per_copy_decides_at_least_every_max_held_intervals() {
+        let mut c = DecisionClock::default();
+        assert!(c.due(Cadence::PerCopy, 5));
+        let gaps: Vec<usize> = (0..3 * MAX_HELD_INTERVALS)
+            .map(|_| c.due(Cadence::PerCopy, 5))
+            .enumerate()
+            .filter_map(|(i, d)| d.then_some(i))
+            .collect();
+        let n = MAX_HELD_INTERVALS as usize;
+        assert_eq!(gaps, [n - 1, 2 * n - 1, 3 * n - 1]);
+    }
+
+    #[test]
+    fn an_unknown_copy_time_is_always_due() {
+        let mut c = DecisionClock::default();
+        assert!((0..4).all(|_| c.due(Cadence::PerCopy, 0)));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for c in [Cadence::EveryInterval, Cadence::PerCopy] {
+            assert_eq!(c.name().parse::<Cadence>(), Ok(c));
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(json, format!("\"{}\"", c.name()));
+        }
+        assert!("sometimes".parse::<Cadence>().is_err());
+    }
+}
