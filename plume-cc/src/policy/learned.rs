@@ -228,6 +228,9 @@ impl FlowPolicy for LearnedPolicy {
                 m.action_scaling.additive_segments
             );
         }
+        if m.action_scaling.decide == Cadence::PerCopy {
+            overrides.push_str("; decides once per copy of a flow's statistics");
+        }
         if self.fixed_rule {
             overrides.push_str("; fixed rule: action 0 for every flow, the network unused");
         }
