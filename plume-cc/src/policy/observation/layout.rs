@@ -13,12 +13,14 @@
 /// - 3: as 2, plus the operating point (`objective`, the reward's delay
 ///   weight) as a global feature.
 /// - 4: as 3, with the per-interval features timed by the statistics' own
-///   clock ([`FlowSample::stats_us`], see "Version 4" in the module docs):
-///   a history block per new copy of the statistics, its rates over the
-///   copy-to-copy span, and `copy_age_rtts` in place of `interval_rtts`.
+///   clock ([`FlowSample::stats_us`](super::FlowSample::stats_us), see
+///   "Version 4" in the module docs): a history block per new copy of the
+///   statistics, its rates over the copy-to-copy span, and
+///   `copy_age_rtts` in place of `interval_rtts`.
 ///
-/// This is the version `train` writes by default and [`ObservationBuilder::new`]
-/// builds; [`SUPPORTED_OBSERVATION_VERSIONS`] lists every version this
+/// This is the version `train` writes by default and
+/// [`ObservationBuilder::new`](super::ObservationBuilder::new) builds;
+/// [`SUPPORTED_OBSERVATION_VERSIONS`] lists every version this
 /// build can build (a policy's own version picks the builder).
 pub const OBSERVATION_VERSION: u32 = 3;
 

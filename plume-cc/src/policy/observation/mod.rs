@@ -19,9 +19,9 @@
 //! capacity, queue length, the simulator's internals).
 //!
 //! **The rate anchor** (the "max delivery rate" every rate feature and the
-//! action's BDP are relative to) is a windowed maximum ([`WindowedMax`],
-//! BBR's bandwidth filter) over the longer of 10 min RTTs and 10 s of the
-//! kernel's own
+//! action's BDP are relative to) is a windowed maximum
+//! ([`WindowedMax`](super::filter::WindowedMax), BBR's bandwidth filter)
+//! over the longer of 10 min RTTs and 10 s of the kernel's own
 //! delivery-rate samples, each over at least one min RTT (`tcp_rate.c`,
 //! tcp_rate_gen: "Normally we expect interval_us >= min-rtt"), and each over
 //! the longer of the send and the ACK time of the packets it covers, so a
