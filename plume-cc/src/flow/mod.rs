@@ -96,3 +96,25 @@ impl From<&FlowStats> for FlowSample {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_flow_stats_keeps_the_fields() {
+        let stats = FlowStats {
+            updated_ns: 5_000_000,
+            srtt_us: 1,
+            min_rtt_us: 2,
+            snd_cwnd: 3,
+            delivered: 4,
+            applied_pacing: 5,
+            ..FlowStats::default()
+        };
+        let s = FlowSample::from(&stats);
+        assert_eq!((s.timestamp_us, s.stats_us), (5_000, 5_000));
+        assert_eq!((s.srtt_us, s.min_rtt_us, s.cwnd_segments), (1, 2, 3));
+        assert_eq!((s.delivered_segments, s.max_pacing_bytes_per_sec), (4, 5));
+    }
+}
