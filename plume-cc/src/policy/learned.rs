@@ -740,14 +740,20 @@ mod tests {
         let held = run(Cadence::PerCopy);
         for (k, t) in held.iter().enumerate() {
             let copy = k - k % 5;
-            assert_eq!(*t, held[copy], "poll {k} wrote another target than its copy's ({copy})");
+            assert_eq!(
+                *t, held[copy],
+                "poll {k} wrote another target than its copy's ({copy})"
+            );
         }
         let at_copies: std::collections::HashSet<_> = held
             .iter()
             .step_by(5)
             .map(|t| (t.cwnd_clamp_segments, t.max_pacing_bytes_per_sec))
             .collect();
-        assert!(at_copies.len() >= 2, "decisions at copies never changed: {at_copies:?}");
+        assert!(
+            at_copies.len() >= 2,
+            "decisions at copies never changed: {at_copies:?}"
+        );
         let every = run(Cadence::EveryInterval);
         assert!(
             (0..every.len()).any(|k| every[k] != every[k - k % 5]),
