@@ -183,6 +183,17 @@ pub fn run_branches(
     on_step: &mut dyn FnMut(u64),
 ) -> Result<Vec<Trajectory>, ExplainError> {
     let meta = policy.metadata();
+    // Rollouts, horizons and the flow's past count monitor intervals, one
+    // decision each; a per-copy policy's decisions span several, which the
+    // predictors do not model yet, so it is refused rather than explained
+    // under another cadence than the one it runs with.
+    if meta.action_scaling.decide != crate::policy::Cadence::EveryInterval {
+        return Err(ExplainError::Range {
+            field: "the policy's decision cadence (action_scaling.decide)",
+            allowed: "every-interval (explanations predict per-interval returns)",
+            found: meta.action_scaling.decide.name().to_string(),
+        });
+    }
     let base = ControllerKind::from_name(&meta.base_cc).unwrap_or(ControllerKind::Cubic);
     let interval_us = meta.monitor_interval_us;
     let scaling = meta.action_scaling;
@@ -349,6 +360,28 @@ mod tests {
     use super::*;
     use crate::explain::returns::returns_from;
     use crate::rl::env::{env_action, normalized_reward};
+
+    /// A policy that decides once per copy of the statistics is refused
+    /// with the field named, before any rollout.
+    #[test]
+    fn a_per_copy_policy_is_refused() {
+        let mut policy = crate::policy::default_policy().unwrap();
+        let scaling = crate::policy::ActionScaling {
+            decide: crate::policy::Cadence::PerCopy,
+            ..policy.metadata().action_scaling
+        };
+        assert!(policy.set_action_scaling(scaling));
+        let e = run_branches(
+            &policy,
+            Objective::default(),
+            &[episode()],
+            &[],
+            &Horizon::default(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("per-copy"), "{e}");
+    }
 
     /// A 12 Mbit/s window of 3 s on a 40 ms path with a 2-BDP buffer, with
     /// a CUBIC competitor joining at 1 s.
