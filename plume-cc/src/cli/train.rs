@@ -112,6 +112,11 @@ pub struct TrainArgs {
     /// recorded in the policy file; policy::cadence says why).
     #[arg(long, value_enum, default_value_t = plume_cc::policy::Cadence::EveryInterval)]
     pub decide: plume_cc::policy::Cadence,
+    /// With `--decide per-copy`: discount each decision by the intervals it
+    /// spanned (gamma per 20 ms, the reward a mean over the span counted
+    /// as that many intervals), not by one gamma per decision.
+    #[arg(long)]
+    pub time_discount: bool,
     /// The observation version to train on: 3 (the default: a history
     /// block per monitor interval) or 4 (a block per new copy of the
     /// datapath's statistics, rates over the copy-to-copy span;
@@ -375,6 +380,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.clamp_model = args.sim_clamp;
     config.datapath_model = args.sim_datapath;
     config.scaling.decide = args.decide;
+    config.ppo.time_discount = args.time_discount;
     config.observation_version = args.observation_version;
     config.select = args
         .select_every

@@ -62,6 +62,12 @@ pub trait BatchEnv {
     /// The peers' raw actions for the next step, in the order of
     /// [`BatchEnv::peer_observations`].
     fn set_peer_actions(&mut self, _actions: &[[f32; 2]]) {}
+    /// Monitor intervals each environment's last step spanned (one per
+    /// environment, or empty: one each). A step spans several under a
+    /// per-copy cadence ([`crate::policy::Cadence`]).
+    fn last_spans(&self) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// PPO settings.
@@ -91,6 +97,14 @@ pub struct PpoConfig {
     pub hidden: usize,
     /// Initial log-std of the Gaussian.
     pub init_log_std: f32,
+    /// Discount by time, not by decision (`train --time-discount`): a step
+    /// that spans `k` monitor intervals is discounted by `gamma^k` and its
+    /// reward (a mean over the span) counts as `(1 - gamma^k) / (1 -
+    /// gamma)` intervals, so the horizon stays `1 / (1 - gamma)` intervals
+    /// (1 s at 20 ms) whatever the decisions' spacing. Changes nothing when
+    /// every step spans one interval. Left out of `config.json` when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub time_discount: bool,
 }
 
 impl Default for PpoConfig {
@@ -108,6 +122,7 @@ impl Default for PpoConfig {
             max_grad_norm: 0.5,
             hidden: 32,
             init_log_std: -0.7,
+            time_discount: false,
         }
     }
 }
@@ -124,6 +139,21 @@ pub fn gae(
     gamma: f64,
     lambda: f64,
 ) -> (Vec<f32>, Vec<f32>) {
+    gae_spans(rewards, values, dones, last_values, &[], gamma, lambda)
+}
+
+/// [`gae`] for steps of unequal length: step `k` spans `spans[k]` monitor
+/// intervals and is discounted by `gamma^spans[k]` (empty `spans`: one
+/// interval each, exactly [`gae`]).
+pub fn gae_spans(
+    rewards: &[f32],
+    values: &[f32],
+    dones: &[bool],
+    last_values: &[f32],
+    spans: &[u32],
+    gamma: f64,
+    lambda: f64,
+) -> (Vec<f32>, Vec<f32>) {
     let n = last_values.len();
     let t_len = rewards.len().checked_div(n).unwrap_or(0);
     let mut adv = vec![0.0f32; rewards.len()];
@@ -133,6 +163,10 @@ pub fn gae(
         for i in 0..n {
             let k = t * n + i;
             let live = if dones[k] { 0.0 } else { 1.0 };
+            let gamma = match spans.get(k) {
+                Some(&span) if span > 1 => gamma.powi(span as i32),
+                _ => gamma,
+            };
             let delta = f64::from(rewards[k]) + gamma * live * next_value[i] - f64::from(values[k]);
             next_adv[i] = delta + gamma * lambda * live * next_adv[i];
             adv[k] = next_adv[i] as f32;
@@ -158,6 +192,9 @@ pub struct Rollout {
     pub rewards: Vec<f32>,
     /// Episode ended after the step.
     pub dones: Vec<bool>,
+    /// Monitor intervals each step spanned, when discounting by time
+    /// ([`PpoConfig::time_discount`]); empty otherwise.
+    pub spans: Vec<u32>,
     /// Values of the observations after the last step.
     pub last_values: Vec<f32>,
     /// Raw observations seen, for the normaliser.
@@ -301,7 +338,20 @@ impl Ppo {
                 r.logp.push(lp as f32);
                 acts.push([a[0].clamp(-1.0, 1.0), a[1].clamp(-1.0, 1.0)]);
             }
-            let (rew, done) = env.step(&acts)?;
+            let (mut rew, done) = env.step(&acts)?;
+            if self.config.time_discount {
+                let spans = env.last_spans();
+                let g = self.config.gamma;
+                for (k, reward) in rew.iter_mut().enumerate() {
+                    let span = spans.get(k).copied().unwrap_or(1).max(1);
+                    if span > 1 {
+                        // The span's mean reward, as the discounted sum of
+                        // its intervals.
+                        *reward *= ((1.0 - g.powi(span as i32)) / (1.0 - g)) as f32;
+                    }
+                    r.spans.push(span);
+                }
+            }
             r.obs.extend(Vec::<f32>::try_from(x.flatten(0, -1))?);
             r.raw_obs.extend_from_slice(&raw);
             r.values.extend_from_slice(&value);
@@ -328,11 +378,12 @@ impl Ppo {
         self.opt.set_lr(lr);
         let total = rollout.rewards.len();
         let l = self.norm.len() as i64;
-        let (adv, ret) = gae(
+        let (adv, ret) = gae_spans(
             &rollout.rewards,
             &rollout.values,
             &rollout.dones,
             &rollout.last_values,
+            &rollout.spans,
             c.gamma,
             c.lambda,
         );
@@ -428,7 +479,7 @@ mod tests {
         for (a, w) in adv.iter().zip(want) {
             assert!((a - w).abs() < 1e-6, "{adv:?}");
         }
-        for ((r, a), v) in ret.iter().zip(adv).zip(values) {
+        for ((r, a), v) in ret.iter().zip(&adv).zip(values) {
             assert!((r - (a + v)).abs() < 1e-6);
         }
         // Two environments interleaved time-major keep their own chains.
@@ -441,6 +492,12 @@ mod tests {
             1.0,
         );
         assert_eq!(adv2, vec![2.0, 0.0, 1.0, 0.0]);
+        // Spans of one interval are plain GAE; a step of three intervals
+        // discounts the next value by gamma^3.
+        let (same, _) = gae_spans(&rewards, &values, &dones, &last, &[1, 1, 1], 0.9, 0.5);
+        assert_eq!(same, adv);
+        let (long, _) = gae_spans(&[0.0], &[0.0], &[false], &[1.0], &[3], 0.9, 1.0);
+        assert!((long[0] - 0.729).abs() < 1e-6, "{long:?}");
     }
 
     /// A one-step bandit: observation `c` in [-1, 1]; reward

@@ -58,6 +58,8 @@ pub struct SimBatch {
     scenarios: Option<ScenarioSpec>,
     /// Each environment's current scenario (None without a spec).
     scenario: Vec<Option<Scenario>>,
+    /// Monitor intervals each environment's last step spanned.
+    spans: Vec<u32>,
 }
 
 impl SimBatch {
@@ -95,6 +97,7 @@ impl SimBatch {
             paths,
             scenarios,
             scenario: vec![None; n],
+            spans: vec![1; n],
         };
         for i in 0..n {
             b.reset_one(i)?;
@@ -193,6 +196,10 @@ impl BatchEnv for SimBatch {
         }
     }
 
+    fn last_spans(&self) -> Vec<u32> {
+        self.spans.clone()
+    }
+
     fn step(&mut self, actions: &[[f32; 2]]) -> Result<(Vec<f32>, Vec<bool>), PpoError> {
         let acts = sim_actions(&self.scaling, &self.obs, actions, self.envs.envs_mut());
         let results = self
@@ -218,6 +225,7 @@ impl BatchEnv for SimBatch {
                 normalized_reward(s, fair_mbps, flows, self.min_rtt_ms[i], &spec);
             rewards.push(r);
             dones.push(s.done);
+            self.spans[i] = s.intervals;
             self.obs[i] = s.observation;
             let a = &mut self.acc[i];
             a.0 += f64::from(r);
