@@ -529,13 +529,19 @@ mod tests {
             } else {
                 assert!((199.99..=400.01).contains(&rtt_ms), "{rtt_ms}");
                 assert_eq!(s.competitors.len(), 1);
-                assert!(s.queue.packets.is_some(), "the file's own fields never draw unlimited");
+                assert!(
+                    s.queue.packets.is_some(),
+                    "the file's own fields never draw unlimited"
+                );
             }
         }
         let f = focus as f64 / f64::from(n);
         assert!((f - 0.7).abs() < 0.03, "component drawn in {f} of episodes");
         let u = unlimited as f64 / focus as f64;
-        assert!((u - 0.5).abs() < 0.05, "unlimited in {u} of the component's");
+        assert!(
+            (u - 0.5).abs() < 0.05,
+            "unlimited in {u} of the component's"
+        );
     }
 
     #[test]
@@ -627,7 +633,9 @@ mod tests {
                 "loss_prob",
             ),
             (
-                &format!(r#"{base}, "mixture": [{{"weight": 0.5, "extra": 1, "scenario": {{{base}}}}}]"#),
+                &format!(
+                    r#"{base}, "mixture": [{{"weight": 0.5, "extra": 1, "scenario": {{{base}}}}}]"#
+                ),
                 "extra",
             ),
         ];
