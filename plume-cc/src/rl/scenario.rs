@@ -15,6 +15,12 @@
 //!   of a kind drawn from `competitor_kinds`, starting after a delay drawn
 //!   from `competitor_start_ms`.
 //!
+//! A file may also mix in other distributions (`mixture`): each episode first
+//! picks one by weight, then draws from it, so a run can weight one kind of
+//! path (say the single-flow cellular path the kernel benchmark measures)
+//! without giving up the rest. `comment` says what a file is for (JSON has
+//! no comments); nothing reads it.
+//!
 //! `policies/scenarios/default.json` is the committed default distribution.
 //! Not yet drawn (see docs/TRAINING.md): several policy flows on one
 //! bottleneck, application-limited flows.
@@ -75,6 +81,27 @@ pub struct ScenarioSpec {
     /// run's fixed objective.
     #[serde(default)]
     pub delay_weight: Option<[f64; 2]>,
+    /// What the file is for. Free text that nothing reads: JSON has no
+    /// comments, and unknown fields are errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Other distributions mixed in: an episode draws from component `i`
+    /// with probability `weight_i` and from this file's own fields with the
+    /// rest (`1 - sum`). Components cannot nest. Absent: the file's own
+    /// fields only, with the random stream of a file written before the
+    /// field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mixture: Vec<MixtureComponent>,
+}
+
+/// One component of [`ScenarioSpec::mixture`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixtureComponent {
+    /// Probability that an episode draws from this component.
+    pub weight: f64,
+    /// The component's distribution (no `mixture` of its own).
+    pub scenario: ScenarioSpec,
 }
 
 fn default_kinds() -> Vec<ControllerKind> {
@@ -216,6 +243,22 @@ impl ScenarioSpec {
                 self.competitor_start_ms,
             ));
         }
+        let mut total = 0.0;
+        for c in &self.mixture {
+            check_prob("mixture.weight", c.weight)?;
+            total += c.weight;
+            if !c.scenario.mixture.is_empty() {
+                return Err(range_err(
+                    "mixture.scenario.mixture",
+                    "absent (components do not nest)",
+                    c.scenario.mixture.len(),
+                ));
+            }
+            c.scenario.validate()?;
+        }
+        if total > 1.0 + 1e-9 {
+            return Err(range_err("mixture.weight", "a sum of at most 1", total));
+        }
         Ok(())
     }
 
@@ -247,8 +290,24 @@ impl ScenarioSpec {
         .expect("the committed default scenario file is valid")
     }
 
-    /// Draws one scenario for a window of `window_mean_mbps`.
+    /// Draws one scenario for a window of `window_mean_mbps`: picks a
+    /// mixture component by weight (only when the file has any, so files
+    /// without keep their random stream), then draws from it.
     pub fn draw(&self, rng: &mut impl Rng, window_mean_mbps: f64) -> Scenario {
+        if !self.mixture.is_empty() {
+            let mut u = rng.gen::<f64>();
+            for c in &self.mixture {
+                if u < c.weight {
+                    return c.scenario.draw_own(rng, window_mean_mbps);
+                }
+                u -= c.weight;
+            }
+        }
+        self.draw_own(rng, window_mean_mbps)
+    }
+
+    /// Draws one scenario from this spec's own fields (its mixture aside).
+    fn draw_own(&self, rng: &mut impl Rng, window_mean_mbps: f64) -> Scenario {
         let log_uniform = |rng: &mut dyn rand::RngCore, [lo, hi]: [f64; 2]| -> f64 {
             if hi > lo {
                 (lo.ln() + rng.gen::<f64>() * (hi.ln() - lo.ln())).exp()
@@ -445,6 +504,78 @@ mod tests {
     }
 
     #[test]
+    fn a_mixture_draws_each_component_by_its_weight() {
+        // The component is told apart from the file's own fields by its RTT
+        // range, which does not overlap theirs.
+        let spec = ScenarioSpec::parse(
+            Path::new("m.json"),
+            r#"{"min_rtt_ms": [200, 400], "buffer_bdp": [1, 4], "competitors": [1, 1],
+                "comment": "a test",
+                "mixture": [{"weight": 0.7, "scenario": {"min_rtt_ms": [20, 100],
+                    "buffer_bdp": [2, 8], "unlimited_buffer_prob": 0.5}}]}"#,
+        )
+        .unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let n = 4000;
+        let (mut focus, mut unlimited) = (0usize, 0usize);
+        for _ in 0..n {
+            let s = spec.draw(&mut rng, 6.0);
+            let rtt_ms = 2.0 * s.one_way_delay_us as f64 / 1000.0;
+            if rtt_ms <= 100.01 {
+                assert!(rtt_ms >= 19.99, "{rtt_ms}");
+                assert!(s.competitors.is_empty(), "the component has none");
+                focus += 1;
+                unlimited += usize::from(s.queue.packets.is_none());
+            } else {
+                assert!((199.99..=400.01).contains(&rtt_ms), "{rtt_ms}");
+                assert_eq!(s.competitors.len(), 1);
+                assert!(
+                    s.queue.packets.is_some(),
+                    "the file's own fields never draw unlimited"
+                );
+            }
+        }
+        let f = focus as f64 / f64::from(n);
+        assert!((f - 0.7).abs() < 0.03, "component drawn in {f} of episodes");
+        let u = unlimited as f64 / focus as f64;
+        assert!(
+            (u - 0.5).abs() < 0.05,
+            "unlimited in {u} of the component's"
+        );
+    }
+
+    #[test]
+    fn a_file_without_a_mixture_keeps_its_random_stream() {
+        // The mixture's pick is drawn only when there is a mixture, so the
+        // default's episodes (and the committed hashes) do not move.
+        let spec = ScenarioSpec::default_distribution();
+        assert!(spec.mixture.is_empty());
+        let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(9), ChaCha8Rng::seed_from_u64(9));
+        for _ in 0..200 {
+            assert_eq!(spec.draw(&mut a, 6.0), spec.draw_own(&mut b, 6.0));
+        }
+    }
+
+    #[test]
+    fn the_committed_scenario_files_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let spec = ScenarioSpec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                let mut rng = ChaCha8Rng::seed_from_u64(1);
+                for _ in 0..100 {
+                    let s = spec.draw(&mut rng, 6.0);
+                    assert!(s.one_way_delay_us >= 5_000 && s.one_way_delay_us <= 200_000);
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "default.json and the weighted files: {n}");
+    }
+
+    #[test]
     fn bad_files_name_the_field_and_the_range() {
         let p = Path::new("s.json");
         let base = r#""min_rtt_ms": [10, 100], "buffer_bdp": [1, 4]"#;
@@ -476,6 +607,36 @@ mod tests {
             (
                 r#""min_rtt_ms": [100, 10], "buffer_bdp": [1, 4]"#,
                 "min_rtt_ms",
+            ),
+            (
+                &format!(r#"{base}, "mixture": [{{"weight": 1.5, "scenario": {{{base}}}}}]"#),
+                "mixture.weight",
+            ),
+            (
+                &format!(
+                    r#"{base}, "mixture": [{{"weight": 0.6, "scenario": {{{base}}}}},
+                        {{"weight": 0.6, "scenario": {{{base}}}}}]"#
+                ),
+                "a sum of at most 1",
+            ),
+            (
+                &format!(
+                    r#"{base}, "mixture": [{{"weight": 0.5, "scenario": {{{base},
+                        "mixture": [{{"weight": 0.5, "scenario": {{{base}}}}}]}}}}]"#
+                ),
+                "do not nest",
+            ),
+            (
+                &format!(
+                    r#"{base}, "mixture": [{{"weight": 0.5, "scenario": {{{base}, "loss_prob": 2}}}}]"#
+                ),
+                "loss_prob",
+            ),
+            (
+                &format!(
+                    r#"{base}, "mixture": [{{"weight": 0.5, "extra": 1, "scenario": {{{base}}}}}]"#
+                ),
+                "extra",
             ),
         ];
         for (body, needle) in cases {
