@@ -23,6 +23,7 @@ use super::past::{FlowPast, QueuePast, PAST_LEN, QUEUE_LEN};
 use super::returns::StepParts;
 use super::{ExplainError, Horizon, ACTIONS_LOG2, BRANCH_LOG2, NULL_BRANCH};
 use crate::congestion::ControllerKind;
+use crate::policy::cadence::DecisionClock;
 use crate::policy::model::ActionScaling;
 use crate::policy::observation::Observation;
 use crate::policy::{flow_context, LoadedPolicy, Objective, Target};
@@ -183,17 +184,14 @@ pub fn run_branches(
     on_step: &mut dyn FnMut(u64),
 ) -> Result<Vec<Trajectory>, ExplainError> {
     let meta = policy.metadata();
-    // Rollouts, horizons and the flow's past count monitor intervals, one
-    // decision each; a per-copy policy's decisions span several, which the
-    // predictors do not model yet, so it is refused rather than explained
-    // under another cadence than the one it runs with.
-    if meta.action_scaling.decide != crate::policy::Cadence::EveryInterval {
-        return Err(ExplainError::Range {
-            field: "the policy's decision cadence (action_scaling.decide)",
-            allowed: "every-interval (explanations predict per-interval returns)",
-            found: meta.action_scaling.decide.name().to_string(),
-        });
-    }
+    // Rollouts, horizons and the flow's past count monitor intervals. A
+    // per-copy policy decides only at the intervals that bring a new copy of
+    // the flow's statistics and holds its target in between, as the daemon
+    // does (`policy/cadence.rs`): its branches do the same, with the one
+    // exception that every branch decides at its decision step and again
+    // when the contrast's hold ends, so that the contrast is in force for
+    // exactly `horizon.hold` intervals whatever the flow's callbacks.
+    let cadence = meta.action_scaling.decide;
     let base = ControllerKind::from_name(&meta.base_cc).unwrap_or(ControllerKind::Cubic);
     let interval_us = meta.monitor_interval_us;
     let scaling = meta.action_scaling;
@@ -236,6 +234,11 @@ pub fn run_branches(
     // The (srtt, min RTT) of the flow sample each `obs[i]` was built from
     // (none before the first interval).
     let mut rtts: Vec<(u32, u32)> = vec![(0, 0); n];
+    // Each branch's decision clock, the copy time of the statistics behind
+    // `obs[i]`, and the target in force with the raw action it came from.
+    let mut clocks = vec![DecisionClock::default(); n];
+    let mut copy_us = vec![0u64; n];
+    let mut held: Vec<Option<(Target, [f32; 2])>> = vec![None; n];
     let mut step = 0usize;
     loop {
         let active: Vec<usize> = (0..n)
@@ -254,14 +257,28 @@ pub fn run_branches(
             } else {
                 0.0
             };
-            let t = contrast_target(
-                &scaling,
-                &obs[i],
-                raw[k],
-                envs[i].flow_limits_and_mss(0),
-                envs[i].controlled_mode(),
-                log2,
-            );
+            let forced = step == b.decision || step == b.decision.saturating_add(horizon.hold);
+            let due = if forced {
+                clocks[i].decide_now(copy_us[i]);
+                true
+            } else {
+                clocks[i].due(cadence, copy_us[i])
+            };
+            let (t, raw_in_force) = match held[i] {
+                Some(h) if !due => h,
+                _ => {
+                    let t = contrast_target(
+                        &scaling,
+                        &obs[i],
+                        raw[k],
+                        envs[i].flow_limits_and_mss(0),
+                        envs[i].controlled_mode(),
+                        log2,
+                    );
+                    held[i] = Some((t, raw[k]));
+                    (t, raw[k])
+                }
+            };
             targets[i] = Some(t);
             past[i].update(&obs[i]);
             queue[i].update(rtts[i].0, rtts[i].1);
@@ -271,7 +288,7 @@ pub fn run_branches(
                 out[i].kept.push(Kept {
                     step,
                     obs: obs[i],
-                    raw: raw[k],
+                    raw: raw_in_force,
                     past: past[i].features(),
                     queue: queue[i].features(),
                 });
@@ -298,13 +315,14 @@ pub fn run_branches(
                 .clamps
                 .push(targets[i].map_or(CWND_UNCLAMPED, |t| t.cwnd_clamp_segments));
             obs[i] = r.observation;
-            rtts[i] = envs[i]
-                .network()
-                .and_then(|net| net.sender(0))
-                .map_or((0, 0), |s| {
-                    let f = s.datapath_sample(r.now_us);
-                    (f.srtt_us, f.min_rtt_us)
-                });
+            (rtts[i], copy_us[i]) =
+                envs[i]
+                    .network()
+                    .and_then(|net| net.sender(0))
+                    .map_or(((0, 0), 0), |s| {
+                        let f = s.datapath_sample(r.now_us);
+                        ((f.srtt_us, f.min_rtt_us), f.stats_us)
+                    });
             done[i] = r.done;
         }
         on_step(active.len() as u64);
@@ -361,26 +379,67 @@ mod tests {
     use crate::explain::returns::returns_from;
     use crate::rl::env::{env_action, normalized_reward};
 
-    /// A policy that decides once per copy of the statistics is refused
-    /// with the field named, before any rollout.
+    /// A per-copy policy's own branch holds each target until the flow's
+    /// statistics are copied again, exactly as the trainer's environment
+    /// steps it under that cadence (one step per copy, the target held over
+    /// the step's intervals).
     #[test]
-    fn a_per_copy_policy_is_refused() {
+    fn a_per_copy_policy_holds_its_targets_as_the_trainer_does() {
         let mut policy = crate::policy::default_policy().unwrap();
         let scaling = crate::policy::ActionScaling {
             decide: crate::policy::Cadence::PerCopy,
             ..policy.metadata().action_scaling
         };
         assert!(policy.set_action_scaling(scaling));
-        let e = run_branches(
+        let meta = policy.metadata();
+        let ep = episode();
+        let mut env = Env::new(EnvConfig {
+            interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
+            episode_us: Some(3_000_000),
+            cadence: crate::policy::Cadence::PerCopy,
+            ..EnvConfig::default()
+        })
+        .unwrap();
+        let ack = apply_scenario(
+            &mut env,
+            &ep.scenario,
+            Objective::default(),
+            &ep.window.trace,
+        );
+        let mut obs = env
+            .reset_with_ack_trace(Arc::clone(&ep.window.trace), ack, ep.seed)
+            .unwrap();
+        let (mut clamps, mut decisions) = (Vec::new(), 0);
+        loop {
+            let raw = policy.act_batch(&obs, 1).unwrap()[0];
+            let target = env_action(&meta.action_scaling, &obs, raw, &env);
+            let s = env.step(target).unwrap();
+            decisions += 1;
+            clamps.extend(std::iter::repeat_n(
+                target.cwnd_clamp_segments,
+                s.intervals as usize,
+            ));
+            obs = s.observation;
+            if s.done {
+                break;
+            }
+        }
+        let t = run_branches(
             &policy,
             Objective::default(),
-            &[episode()],
-            &[],
+            &[ep],
+            &[Branch::whole_episode(0)],
             &Horizon::default(),
             &mut |_| {},
         )
-        .unwrap_err();
-        assert!(e.to_string().contains("per-copy"), "{e}");
+        .unwrap()
+        .remove(0);
+        assert!(
+            decisions < clamps.len() * 3 / 4,
+            "a 40 ms path is copied about every other interval: {decisions} decisions in {} intervals",
+            clamps.len()
+        );
+        assert_eq!(t.clamps, clamps);
     }
 
     /// A 12 Mbit/s window of 3 s on a 40 ms path with a 2-BDP buffer, with

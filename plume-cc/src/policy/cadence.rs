@@ -105,6 +105,15 @@ impl DecisionClock {
         }
         due
     }
+
+    /// Records a decision taken now, whatever [`Self::due`] would say, on
+    /// statistics copied at `copy_us`: the explanations' contrasts
+    /// (`explain::rollout`) start and end at fixed intervals.
+    pub fn decide_now(&mut self, copy_us: u64) {
+        self.started = true;
+        self.last_copy_us = copy_us;
+        self.held = 0;
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +146,20 @@ mod tests {
             .collect();
         let n = MAX_HELD_INTERVALS as usize;
         assert_eq!(gaps, [n - 1, 2 * n - 1, 3 * n - 1]);
+    }
+
+    #[test]
+    fn a_decision_taken_now_restarts_the_hold() {
+        let mut c = DecisionClock::default();
+        assert!(c.due(Cadence::PerCopy, 100));
+        assert!(!c.due(Cadence::PerCopy, 100));
+        c.decide_now(200);
+        // The copy it decided on is not new any more; the hold restarted.
+        assert!(!c.due(Cadence::PerCopy, 200));
+        let gap = (0..MAX_HELD_INTERVALS)
+            .position(|_| c.due(Cadence::PerCopy, 200))
+            .unwrap();
+        assert_eq!(gap as u32, MAX_HELD_INTERVALS - 2);
     }
 
     #[test]
