@@ -197,12 +197,7 @@ pub fn run_cell(
                 at += n;
             }
         }
-        let results: Vec<_> = envs
-            .par_iter_mut()
-            .zip(actions.par_iter())
-            .zip(done.par_iter())
-            .map(|((e, &a), &d)| if d { Ok(None) } else { e.step(a).map(Some) })
-            .collect::<Result<_, _>>()?;
+        let results = super::vec_env::step_live(&mut envs, &actions, &done)?;
         for (i, r) in results.into_iter().enumerate() {
             if let Some(r) = r {
                 obs[i] = r.observation;

@@ -95,18 +95,30 @@ impl VecEnv {
     ) -> Result<Vec<Option<StepResult>>, EnvError> {
         self.check(actions.len())?;
         self.check(done.len())?;
-        self.envs
-            .par_iter_mut()
-            .zip(actions.par_iter())
-            .zip(done.par_iter())
-            .map(|((env, &a), &d)| if d { Ok(None) } else { env.step(a).map(Some) })
-            .collect()
+        step_live(&mut self.envs, actions, done)
     }
 
     /// Episode metrics of every environment.
     pub fn metrics(&self) -> Vec<EpisodeMetrics> {
         self.envs.iter().map(Env::metrics).collect()
     }
+}
+
+/// Steps `envs[i]` with `actions[i]` where `done[i]` is false, in parallel
+/// (None for the others): [`VecEnv::step_live`] and the evaluation
+/// matrix's cells (`rl::matrix`, which holds its environments itself) step
+/// their live environments with it. The three slices are as long as each
+/// other (zipped: the shortest bounds).
+pub fn step_live(
+    envs: &mut [Env],
+    actions: &[Target],
+    done: &[bool],
+) -> Result<Vec<Option<StepResult>>, EnvError> {
+    envs.par_iter_mut()
+        .zip(actions.par_iter())
+        .zip(done.par_iter())
+        .map(|((env, &a), &d)| if d { Ok(None) } else { env.step(a).map(Some) })
+        .collect()
 }
 
 #[cfg(test)]
