@@ -39,6 +39,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Traces(cmd) => cli::trace::run(cmd)?,
         Command::Eval(cmd) => cli::eval::run(cmd)?,
         Command::Explain(cmd) => cli::explain::run(cmd)?,
+        Command::Policy(cmd) => cli::policy::run(cmd)?,
         Command::Selftest {
             clamp,
             duration,

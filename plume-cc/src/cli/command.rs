@@ -392,6 +392,11 @@ pub enum Command {
     /// every decision of a replayed trace window (CSV + PNG).
     #[command(subcommand)]
     Explain(super::explain::ExplainCommand),
+    /// Policy files: `policy derive` writes one with the same weights and a
+    /// changed action mapping (spans, default operating point, competition
+    /// rule), recorded in its policy.json.
+    #[command(subcommand)]
+    Policy(super::policy::PolicyCommand),
     /// Benchmark congestion controls with iperf3 across the emulated link
     /// (what `cargo xtask bench` runs; needs root).
     Bench(super::bench::Args),

@@ -15,6 +15,7 @@ pub mod emu;
 pub mod eval;
 pub mod explain;
 pub mod logging;
+pub mod policy;
 pub mod service;
 pub mod status;
 pub mod trace;

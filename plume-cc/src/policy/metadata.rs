@@ -204,6 +204,11 @@ pub struct TrainingInfo {
     /// the policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selected: Option<Selected>,
+    /// Changes made to the action mapping after training
+    /// (`plume-cc policy derive`, `policy/derive.rs`), one command line
+    /// each, in order; absent when the file is the run's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub derived: Vec<String>,
 }
 
 /// Which snapshot a run with snapshot selection kept, and why.

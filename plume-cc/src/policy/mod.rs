@@ -24,6 +24,7 @@ pub mod api;
 pub mod batch;
 pub mod cadence;
 pub mod competition;
+pub mod derive;
 pub mod file;
 pub mod filter;
 pub mod format;

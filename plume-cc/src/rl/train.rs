@@ -188,6 +188,7 @@ pub fn train(
         sim_datapath: (config.datapath_model != crate::sim::DatapathModel::Interval)
             .then_some(config.datapath_model),
         selected: None,
+        derived: Vec::new(),
     };
     // The learner's current network as a policy file: checkpoints and
     // snapshots (with the critic, to resume or select from) and the final

@@ -1,0 +1,78 @@
+//! `plume-cc policy derive`: argument parsing and printing.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+
+use plume_cc::policy::derive::{derive, Derivation};
+use plume_cc::policy::Objective;
+
+/// `plume-cc policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Write a policy with the same weights as another and a changed action
+    /// mapping: the spans (how far the policy may move the clamp and the
+    /// pacing cap from the fixed rule), the default operating point, the
+    /// competition rule. The change is recorded in the new policy.json
+    /// (`training.derived`), so the training command and this one rebuild
+    /// the file.
+    Derive(DeriveArgs),
+}
+
+/// On or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Turned on.
+    On,
+    /// Turned off.
+    Off,
+}
+
+/// Arguments of `plume-cc policy derive`.
+#[derive(Debug, Args)]
+pub struct DeriveArgs {
+    /// The source policy (a folder or NAME.json).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// A new folder for the derived policy (refused if it holds one).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Both spans, octaves either side of action 0 (0.05-4; trained: 2).
+    #[arg(long)]
+    pub spans: Option<f32>,
+    /// The default operating point (`latency`, `balanced`, `throughput` or
+    /// a delay weight).
+    #[arg(long, value_parser = |s: &str| Objective::parse(s).map_err(|e| e.to_string()))]
+    pub objective: Option<Objective>,
+    /// The competition rule (drain probes and a competitive mode).
+    #[arg(long, value_enum)]
+    pub competition_rule: Option<Switch>,
+}
+
+/// Runs a `plume-cc policy` subcommand.
+pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Derive(a) => {
+            let d = Derivation {
+                spans: a.spans,
+                default_objective: a.objective,
+                competition_rule: a.competition_rule.map(|s| s == Switch::On),
+            };
+            let meta = derive(&a.from, &a.out, &d).with_context(|| {
+                format!(
+                    "deriving a policy from {} into {}",
+                    a.from.display(),
+                    a.out.display()
+                )
+            })?;
+            println!(
+                "wrote {} (weights {}, unchanged): {}",
+                a.out.display(),
+                &meta.weights_sha256[..meta.weights_sha256.len().min(8)],
+                d.describe()
+            );
+            Ok(())
+        }
+    }
+}

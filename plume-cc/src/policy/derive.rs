@@ -1,0 +1,244 @@
+//! A policy derived from another: the same weights under a changed action
+//! mapping (`plume-cc policy derive`).
+//!
+//! Why: the mapping from the network's output to a flow's limits sits after
+//! the network (`policy/scaling.rs`), so some of its settings can be chosen
+//! after training, on validation windows, without touching the weights:
+//! - the spans (`cwnd_log2_span`, `pacing_log2_span`): with span `s`
+//!   instead of the trained one the clamp is the fixed rule's times the
+//!   learned deviation to the power `s / trained`, a geometric
+//!   interpolation between the fixed rule and the policy as trained
+//!   (docs/TRAINING.md, "Shrinking the action toward the fixed rule");
+//! - the default operating point (the delay weight the daemon feeds the
+//!   policy when `run` has no `--objective`);
+//! - the competition rule (drain probes and a competitive mode,
+//!   `policy/competition.rs`), which needs no training.
+//!
+//! Until now such policies were made by editing `policy.json` by hand, so
+//! the committed candidates could not be rebuilt from commands alone. The
+//! derivation is recorded in the file (`training.derived`, one line per
+//! derivation, in order) beside the training command, so the two commands
+//! rebuild the file byte for byte.
+
+use std::path::{Path, PathBuf};
+
+use super::format::resolve;
+use super::metadata::{PolicyError, PolicyMetadata};
+use super::{CompetitionRule, Objective};
+
+/// Smallest and largest span a derivation accepts, in octaves either side
+/// of action 0. Zero would be the fixed rule itself (`run --fixed-rule`
+/// says that more plainly); past 4 octaves a clamp moves by 16x per unit
+/// of action, far outside anything trained here (2).
+pub const SPAN_RANGE: (f32, f32) = (0.05, 4.0);
+
+/// What a derived policy changes in its source's mapping; `None` keeps the
+/// source's setting.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Derivation {
+    /// Both spans, octaves either side of action 0 ([`SPAN_RANGE`]).
+    pub spans: Option<f32>,
+    /// The default operating point.
+    pub default_objective: Option<Objective>,
+    /// The competition rule on (with its defaults) or off.
+    pub competition_rule: Option<bool>,
+}
+
+/// Why a derivation was refused. Nothing is written in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum DeriveError {
+    /// The source is not a loadable policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A setting is outside its range.
+    #[error("{field} is {found}; allowed: {allowed}")]
+    Range {
+        /// The option.
+        field: &'static str,
+        /// What is allowed.
+        allowed: String,
+        /// What was given.
+        found: String,
+    },
+    /// The derivation changes nothing.
+    #[error("nothing to derive: give --spans, --objective or --competition-rule on|off")]
+    Empty,
+    /// The output would overwrite a policy (the source or another).
+    #[error("{0} already holds a policy (policy.json); choose a new folder")]
+    Exists(PathBuf),
+    /// Writing the output failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl Derivation {
+    /// The line recorded in `training.derived`: the command's own flags, so
+    /// the line can be run again.
+    pub fn describe(&self) -> String {
+        let mut v = vec!["plume-cc policy derive".to_string()];
+        if let Some(s) = self.spans {
+            v.push(format!("--spans {s}"));
+        }
+        if let Some(o) = self.default_objective {
+            v.push(format!("--objective {}", o.delay_weight()));
+        }
+        if let Some(r) = self.competition_rule {
+            v.push(format!(
+                "--competition-rule {}",
+                if r { "on" } else { "off" }
+            ));
+        }
+        v.join(" ")
+    }
+
+    /// The metadata of the derived policy: `source`'s with this
+    /// derivation's changes, recorded in `training.derived`.
+    pub fn apply(&self, source: &PolicyMetadata) -> Result<PolicyMetadata, DeriveError> {
+        if *self == Self::default() {
+            return Err(DeriveError::Empty);
+        }
+        let mut meta = source.clone();
+        if let Some(s) = self.spans {
+            if !(SPAN_RANGE.0..=SPAN_RANGE.1).contains(&s) {
+                return Err(DeriveError::Range {
+                    field: "--spans",
+                    allowed: format!("{} to {} octaves", SPAN_RANGE.0, SPAN_RANGE.1),
+                    found: s.to_string(),
+                });
+            }
+            meta.action_scaling.cwnd_log2_span = s;
+            meta.action_scaling.pacing_log2_span = s;
+        }
+        if let Some(o) = self.default_objective {
+            meta.default_objective = o;
+        }
+        match self.competition_rule {
+            Some(true) if meta.action_scaling.competition.is_none() => {
+                meta.action_scaling.competition = Some(CompetitionRule::default());
+            }
+            Some(false) => meta.action_scaling.competition = None,
+            _ => {}
+        }
+        meta.training.derived.push(self.describe());
+        Ok(meta)
+    }
+}
+
+/// Writes the policy at `source` (a folder or a `NAME.json`), derived by
+/// `d`, into the folder `out` (created): `policy.json` and the source's
+/// weights file, copied unchanged. The result is loaded back before this
+/// returns, so a file that the daemon would refuse is not left behind.
+pub fn derive(source: &Path, out: &Path, d: &Derivation) -> Result<PolicyMetadata, DeriveError> {
+    // Loading checks the source whole (format, observation, weights hash).
+    let loaded = super::LoadedPolicy::load(source)?;
+    let meta = d.apply(loaded.metadata())?;
+    let out_json = out.join("policy.json");
+    if out_json.exists() {
+        return Err(DeriveError::Exists(out.to_path_buf()));
+    }
+    let (_, weights_path) = resolve(source)?;
+    let weights_name = match meta.kind {
+        super::metadata::ModelKind::Safetensors => "policy.safetensors",
+        super::metadata::ModelKind::Torchscript => "policy.pt",
+    };
+    let json = serde_json::to_string_pretty(&meta).map_err(|e| DeriveError::Io {
+        path: out_json.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DeriveError::Io { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let out_weights = out.join(weights_name);
+    std::fs::copy(&weights_path, &out_weights).map_err(io(&out_weights))?;
+    std::fs::write(&out_json, json + "\n").map_err(io(&out_json))?;
+    if let Err(e) = super::LoadedPolicy::load(out) {
+        let _ = std::fs::remove_file(&out_json);
+        let _ = std::fs::remove_file(&out_weights);
+        return Err(e.into());
+    }
+    Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default")
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("plume-derive-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn a_derived_policy_keeps_the_weights_and_records_the_derivation() {
+        let out = tmp("ok");
+        let d = Derivation {
+            spans: Some(0.5),
+            default_objective: Some(Objective::parse("0.05").unwrap()),
+            competition_rule: Some(true),
+        };
+        let meta = derive(&default_dir(), &out, &d).unwrap();
+        let src = super::super::LoadedPolicy::load(&default_dir()).unwrap();
+        let got = super::super::LoadedPolicy::load(&out).unwrap();
+        assert_eq!(got.metadata(), &meta);
+        assert_eq!(meta.weights_sha256, src.metadata().weights_sha256);
+        assert_eq!(meta.action_scaling.cwnd_log2_span, 0.5);
+        assert_eq!(meta.action_scaling.pacing_log2_span, 0.5);
+        assert!(meta.action_scaling.competition.is_some());
+        assert!((meta.default_objective.delay_weight() - 0.05).abs() < 1e-9);
+        assert_eq!(
+            meta.training.derived.last().map(String::as_str),
+            Some("plume-cc policy derive --spans 0.5 --objective 0.05 --competition-rule on")
+        );
+        // Everything else is the source's.
+        let mut back = meta.clone();
+        back.action_scaling = src.metadata().action_scaling;
+        back.default_objective = src.metadata().default_objective;
+        back.training.derived.pop();
+        assert_eq!(&back, src.metadata());
+        // A second derivation onto the same folder is refused.
+        let e = derive(&default_dir(), &out, &d).unwrap_err();
+        assert!(matches!(e, DeriveError::Exists(_)), "{e}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn bad_derivations_are_refused_and_write_nothing() {
+        let out = tmp("bad");
+        let e = derive(&default_dir(), &out, &Derivation::default()).unwrap_err();
+        assert!(matches!(e, DeriveError::Empty), "{e}");
+        for s in [0.0, -1.0, 5.0, f32::NAN] {
+            let d = Derivation {
+                spans: Some(s),
+                ..Derivation::default()
+            };
+            let e = derive(&default_dir(), &out, &d).unwrap_err().to_string();
+            assert!(
+                e.contains("--spans") && e.contains("0.05 to 4 octaves"),
+                "{e}"
+            );
+        }
+        let e = derive(
+            &out.join("missing"),
+            &out,
+            &Derivation {
+                spans: Some(1.0),
+                ..Derivation::default()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, DeriveError::Policy(_)), "{e}");
+        assert!(!out.exists(), "nothing is written");
+    }
+}
