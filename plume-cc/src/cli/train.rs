@@ -397,6 +397,27 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         sel.validate()?;
     }
     config.resume_from = args.resume_from.clone();
+    if let Some(from) = &args.resume_from {
+        // A fine-tune with no action-mapping flag keeps the policy's own
+        // mapping (spans, cadence, rule...): `--resume-from
+        // policies/default` alone must work whatever the default's mapping
+        // is. With any such flag, the run's mapping must be the policy's,
+        // checked (and refused, naming both) by the trainer.
+        if config.scaling == plume_cc::policy::ActionScaling::default() {
+            let json = if from.is_dir() {
+                from.join("policy.json")
+            } else {
+                from.with_extension("json")
+            };
+            if let Ok(bytes) = std::fs::read(&json) {
+                if let Ok(meta) =
+                    serde_json::from_slice::<plume_cc::policy::file::PolicyMetadata>(&bytes)
+                {
+                    config.scaling = meta.action_scaling;
+                }
+            }
+        }
+    }
     config.scenarios = match &args.scenarios {
         None => None,
         Some(p) if p.as_os_str() == "default" => {

@@ -465,7 +465,15 @@ mod tests {
 
     #[test]
     fn component_returns_sum_to_the_total_return_on_a_recorded_rollout() {
-        let policy = crate::policy::default_policy().unwrap();
+        // Decided every interval, so that the recorded rollout below steps
+        // one interval per step (a per-copy policy's own branch is checked
+        // by `a_per_copy_policy_holds_its_targets_as_the_trainer_does`).
+        let mut policy = crate::policy::default_policy().unwrap();
+        let scaling = crate::policy::ActionScaling {
+            decide: crate::policy::Cadence::EveryInterval,
+            ..policy.metadata().action_scaling
+        };
+        policy.set_action_scaling(scaling);
         let meta = policy.metadata();
         let ep = episode();
         let spec = ep.reward_spec(meta.default_objective);

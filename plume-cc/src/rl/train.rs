@@ -713,7 +713,16 @@ mod tests {
         let meta: crate::policy::file::PolicyMetadata =
             serde_json::from_slice(&std::fs::read(root.join("policy.json")).unwrap()).unwrap();
         let mut config = TrainConfig::new("t".into(), SamplerChoice::Uniform, 1, 0, "o".into());
+        // The run takes the policy's mapping (the CLI does so for a
+        // fine-tune without mapping flags); another is refused.
+        config.scaling = meta.action_scaling;
         check_resume_contract(&root, &meta, &config).unwrap();
+        let mut other = config.clone();
+        other.scaling.cwnd_log2_span += 1.0;
+        let e = check_resume_contract(&root, &meta, &other)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("action scaling"), "{e}");
         config.interval_us = 10_000;
         let e = check_resume_contract(&root, &meta, &config)
             .unwrap_err()
