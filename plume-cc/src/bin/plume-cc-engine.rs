@@ -452,7 +452,7 @@ fn bench_datapath(
             rf.flows, rf.active, rf.open_ms, rf.register_ms
         ));
         out.line(&format!(
-            "control step over {} steps at {} ms, policy {}: read {:.1} us, decide {:.1} us, write {:.1} us, total {:.1} us median, {:.1} us p99",
+            "control step over {} steps at {} ms, policy {}: read {:.1} us, decide {:.1} us, write {:.1} us, total {:.1} us median, {:.1} us p99, {:.1} us max; decide {:.1} us p99, {:.1} us max",
             rf.iterations,
             rf.interval_ms,
             policy_path.display(),
@@ -460,7 +460,10 @@ fn bench_datapath(
             rf.decide_us,
             rf.write_us,
             rf.total_us,
-            rf.total_p99_us
+            rf.total_p99_us,
+            rf.total_max_us,
+            rf.decide_p99_us,
+            rf.decide_max_us
         ));
         out.line(&format!(
             "limits in force as last written: {} of {} flows ({} confirmed by the socket's own pacing cap, {} carrying a limit); after close: {} flow and {} target entries left after {} ms",

@@ -544,6 +544,8 @@ mod tests {
                 cookies: &self.cookies,
                 observations: &[],
                 raw_actions: &self.raw_actions,
+                observed_cookies: &self.cookies,
+                observed: &[],
             })
         }
     }

@@ -285,9 +285,10 @@ async fn control(
         if let Some((x, state_file)) = explainer.as_mut() {
             if wrote {
                 // Every step feeds the flows' past (predictors that read
-                // it were fit on every interval's), explained or not.
+                // it were fit on every interval's), explained or not, and
+                // every flow's, decided at this step or holding its target.
                 if let Some(b) = policy.last_batch() {
-                    x.observe(b.cookies, b.observations);
+                    x.observe(b.observed_cookies, b.observed);
                 }
                 if x.due() {
                     publish_explanations(x, &*policy, &control, metrics.as_deref(), state_file);

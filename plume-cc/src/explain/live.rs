@@ -132,8 +132,10 @@ impl LiveExplainer {
     }
 
     /// Takes the observations of one control step (flows `cookies`,
-    /// observations `obs` row-major), the ones the policy's forward just
-    /// used, into each flow's past; flows absent from the step are
+    /// observations `obs` row-major), every flow the policy just observed
+    /// ([`crate::policy::LastBatch::observed`]: a per-copy policy forwards
+    /// only the due ones, yet every flow's past moves on), into each flow's
+    /// past; flows absent from the step are
     /// forgotten. Called at every step, explained or not, as the fit's
     /// rollouts feed every interval. A no-op for predictors that do not
     /// read the past.

@@ -140,14 +140,28 @@ pub trait FlowPolicy: Send {
 
 /// The inputs and raw outputs of one batched decision (see
 /// [`FlowPolicy::last_batch`]), row `i` of each for flow `cookies[i]`.
+///
+/// `cookies`, `observations` and `raw_actions` are the flows that went
+/// through the forward and were decided: every flow for a policy that
+/// decides every interval, only the flows whose decision was due for one
+/// that decides once per copy of the statistics (the others kept their held
+/// target, and had no action computed). `observed_cookies` and `observed`
+/// are every flow the call observed, decided or not: the live explainer
+/// feeds each flow's past from them at every step, as its fit's rollouts
+/// feed every interval.
 #[derive(Clone, Copy, Debug)]
 pub struct LastBatch<'a> {
-    /// The flows, in decision order.
+    /// The decided flows, in decision order.
     pub cookies: &'a [u64],
     /// Their observations, row-major.
     pub observations: &'a [f32],
-    /// The policy's raw actions, two per flow.
+    /// The policy's raw actions, two per decided flow.
     pub raw_actions: &'a [f32],
+    /// Every flow observed, in the call's order (the same as `cookies`
+    /// when every flow was decided).
+    pub observed_cookies: &'a [u64],
+    /// Their observations, row-major.
+    pub observed: &'a [f32],
 }
 
 /// The conditions a learned policy was trained under (its file's metadata).

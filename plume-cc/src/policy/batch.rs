@@ -211,6 +211,15 @@ pub(crate) fn reserve_huge<T>(v: &mut Vec<T>, total: usize) {
 /// compares batches cut into blocks with the whole-batch [`LoadedPolicy::act_batch`].
 pub const FORWARD_BLOCK_ROWS: usize = 1024;
 
+/// The fewest rows a forward may be given for each row's actions to carry
+/// the bits any larger batch would give it: under this many rows MKL's
+/// `sgemm` takes another kernel, whose last bits differ
+/// (`examples/tile_probe.rs`, on this Intel machine). A per-copy
+/// [`crate::policy::LearnedPolicy`] forwards only the flows whose decision is
+/// due, and pads that batch up to this many rows (or to every flow, when
+/// there are fewer) so that its decisions stay those of the whole batch.
+pub const SAME_BITS_ROWS: usize = 16;
+
 /// The least rows per block allowed: blocks of at most this many rows are
 /// cut nearly equal, so none has fewer than 16 rows, MKL's small-batch
 /// threshold (`examples/tile_probe.rs`), unless the whole batch has.

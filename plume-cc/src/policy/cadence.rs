@@ -71,7 +71,8 @@ pub const MAX_HELD_INTERVALS: u32 = 25;
 
 /// One flow's decision clock: a small pure state machine fed each poll's
 /// copy time. The simulator's environment and the daemon's learned policy
-/// both run one per flow, so they decide at the same polls.
+/// both run one per flow, so they decide at the same polls, except for the
+/// daemon's phase of the first hold ([`DecisionClock::for_flow`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DecisionClock {
     /// Copy time of the statistics the last decision saw (microseconds).
@@ -80,9 +81,39 @@ pub struct DecisionClock {
     held: u32,
     /// False until the first decision.
     started: bool,
+    /// Polls by which the first decision's hold is shortened when no copy
+    /// comes (below [`MAX_HELD_INTERVALS`]; 0 for [`Default`]).
+    phase: u32,
 }
 
 impl DecisionClock {
+    /// The daemon's clock for the flow of socket cookie `cookie`: its first
+    /// decision is held at most `MAX_HELD_INTERVALS - phase` polls without a
+    /// copy, for a phase in `0..MAX_HELD_INTERVALS` taken from a hash of the
+    /// cookie; every later hold is the usual one.
+    ///
+    /// Why: flows first seen at the same poll (thousands of idle
+    /// connections opened together, or every flow adopted after a daemon
+    /// restart) that then get no callback would otherwise all be re-decided
+    /// at the same poll every `MAX_HELD_INTERVALS`, a forward of every one
+    /// of them in one step in 25, which is the step's 99th percentile
+    /// (docs/BENCHMARKS.md, "Only the due flows through the forward"). The
+    /// phase spreads them over 25 polls, and keeps them spread since each
+    /// later forced decision comes `MAX_HELD_INTERVALS` after the last.
+    /// The simulator keeps phase 0 ([`Default`]): training, and its
+    /// reproduction hashes, are unchanged; a deployed flow differs from a
+    /// simulated one only when it gets no copy within its shortened first
+    /// hold, and then by one earlier decision.
+    pub fn for_flow(cookie: u64) -> Self {
+        // A multiplicative hash (Knuth's): socket cookies come from one
+        // kernel counter, so a controlled cgroup's may be evenly strided.
+        let h = (cookie.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32;
+        Self {
+            phase: h % MAX_HELD_INTERVALS,
+            ..Self::default()
+        }
+    }
+
     /// Whether a decision is due at a poll that read statistics copied at
     /// `copy_us` (0: unknown, which is always due), and the clock's advance
     /// past this poll.
@@ -97,9 +128,10 @@ impl DecisionClock {
             }
         };
         if due {
+            // The first hold starts `phase` polls in (see `for_flow`).
+            self.held = if self.started { 0 } else { self.phase };
             self.started = true;
             self.last_copy_us = copy_us;
-            self.held = 0;
         } else {
             self.held += 1;
         }
@@ -146,6 +178,42 @@ mod tests {
             .collect();
         let n = MAX_HELD_INTERVALS as usize;
         assert_eq!(gaps, [n - 1, 2 * n - 1, 3 * n - 1]);
+    }
+
+    /// A flow's phase shortens only its first hold without a copy; the
+    /// forced decisions of flows first seen together spread over every
+    /// residue of `MAX_HELD_INTERVALS`, and the default clock (the
+    /// simulator's) has none.
+    #[test]
+    fn the_phase_shortens_the_first_hold_only_and_spreads_flows_seen_together() {
+        let n = MAX_HELD_INTERVALS as usize;
+        let forced = |mut c: DecisionClock| -> Vec<usize> {
+            (0..3 * n)
+                .map(|_| c.due(Cadence::PerCopy, 5))
+                .enumerate()
+                .filter_map(|(i, d)| d.then_some(i))
+                .collect()
+        };
+        assert_eq!(forced(DecisionClock::default()), [0, n, 2 * n]);
+        let mut polls = std::collections::BTreeMap::new();
+        for cookie in 4096..4096 + 10_000u64 {
+            let c = DecisionClock::for_flow(cookie);
+            let p = c.phase as usize;
+            assert!(p < n);
+            let f = forced(c);
+            assert_eq!(f[..3], [0, n - p, 2 * n - p], "cookie {cookie}");
+            *polls.entry(f[1]).or_insert(0usize) += 1;
+        }
+        // 10,000 flows seen at poll 0: their first forced decisions fall on
+        // all 25 polls 1..=25, none with more than twice its share.
+        assert_eq!(polls.len(), n, "{polls:?}");
+        assert!(polls.values().all(|&k| k <= 2 * 10_000 / n), "{polls:?}");
+        // A copy ends the shortened hold as it ends any other.
+        let mut c = DecisionClock::for_flow(4096);
+        assert!(c.due(Cadence::PerCopy, 5));
+        assert!(c.due(Cadence::PerCopy, 6));
+        let after_copy: Vec<bool> = (0..n).map(|_| c.due(Cadence::PerCopy, 6)).collect();
+        assert_eq!(after_copy.iter().position(|&d| d), Some(n - 1));
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub struct RealFlows {
     pub total_us: f64,
     /// 99th percentile of the whole step, microseconds.
     pub total_p99_us: f64,
+    /// 99th percentile of the decide time, microseconds.
+    pub decide_p99_us: f64,
+    /// Slowest decide, microseconds: a per-copy policy's steps where many
+    /// flows' decisions fall due at once (the forced re-decisions of idle
+    /// flows, see [`crate::policy::DecisionClock`]) show here first.
+    pub decide_max_us: f64,
+    /// Slowest whole step, microseconds.
+    pub total_max_us: f64,
     /// After the last step and a poke of the idle flows: flows whose limits
     /// in force (the program's record) are the ones last written for them.
     pub applied: usize,
@@ -196,6 +204,9 @@ pub fn real_flows(
         decide_us: median(&mut t.decide),
         write_us: median(&mut t.write),
         total_p99_us: crate::stats::quantile_of(&mut t.total, 0.99),
+        decide_p99_us: crate::stats::quantile_of(&mut t.decide, 0.99),
+        decide_max_us: t.decide.iter().copied().fold(0.0, f64::max),
+        total_max_us: t.total.iter().copied().fold(0.0, f64::max),
         total_us: median(&mut t.total),
         applied,
         kernel_agrees,
