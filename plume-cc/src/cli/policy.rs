@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::args::number;
 use plume_cc::policy::derive::{derive, Derivation};
 use plume_cc::policy::Objective;
 
@@ -39,7 +40,7 @@ pub struct DeriveArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Both spans, octaves either side of action 0 (0.05-4; trained: 2).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_name = "OCTAVES", value_parser = number::<f32>())]
     pub spans: Option<f32>,
     /// The default operating point (`latency`, `balanced`, `throughput` or
     /// a delay weight).

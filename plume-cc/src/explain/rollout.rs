@@ -393,22 +393,11 @@ mod tests {
         assert!(policy.set_action_scaling(scaling));
         let meta = policy.metadata();
         let ep = episode();
-        let mut env = Env::new(EnvConfig {
-            interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
-            episode_us: Some(3_000_000),
-            cadence: crate::policy::Cadence::PerCopy,
-            ..EnvConfig::default()
-        })
-        .unwrap();
-        let ack = apply_scenario(
-            &mut env,
-            &ep.scenario,
-            Objective::default(),
-            &ep.window.trace,
+        let (mut env, mut obs) = trainer_env(
+            &ep,
+            meta.monitor_interval_us,
+            crate::policy::Cadence::PerCopy,
         );
-        let mut obs = env
-            .reset_with_ack_trace(Arc::clone(&ep.window.trace), ack, ep.seed)
-            .unwrap();
         let (mut clamps, mut decisions) = (Vec::new(), 0);
         loop {
             let raw = policy.act_batch(&obs, 1).unwrap()[0];
@@ -440,6 +429,32 @@ mod tests {
             clamps.len()
         );
         assert_eq!(t.clamps, clamps);
+    }
+
+    /// The trainer's environment on `ep` (3 s) at `cadence`, reset: what
+    /// the explainer's rollouts are checked against.
+    fn trainer_env(
+        ep: &Episode,
+        interval_us: u64,
+        cadence: crate::policy::Cadence,
+    ) -> (Env, Observation) {
+        let mut env = Env::new(EnvConfig {
+            interval: MonitorInterval::FixedUs(interval_us),
+            episode_us: Some(3_000_000),
+            cadence,
+            ..EnvConfig::default()
+        })
+        .unwrap();
+        let ack = apply_scenario(
+            &mut env,
+            &ep.scenario,
+            Objective::default(),
+            &ep.window.trace,
+        );
+        let obs = env
+            .reset_with_ack_trace(Arc::clone(&ep.window.trace), ack, ep.seed)
+            .unwrap();
+        (env, obs)
     }
 
     /// A 12 Mbit/s window of 3 s on a 40 ms path with a 2-BDP buffer, with
@@ -479,21 +494,11 @@ mod tests {
         let spec = ep.reward_spec(meta.default_objective);
         // The rollout recorded the way the trainer steps it (SimBatch):
         // env_action, normalized_reward.
-        let mut env = Env::new(EnvConfig {
-            interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
-            episode_us: Some(3_000_000),
-            ..EnvConfig::default()
-        })
-        .unwrap();
-        let ack = apply_scenario(
-            &mut env,
-            &ep.scenario,
-            Objective::default(),
-            &ep.window.trace,
+        let (mut env, mut obs) = trainer_env(
+            &ep,
+            meta.monitor_interval_us,
+            crate::policy::Cadence::EveryInterval,
         );
-        let mut obs = env
-            .reset_with_ack_trace(Arc::clone(&ep.window.trace), ack, ep.seed)
-            .unwrap();
         let mut rewards = Vec::new();
         loop {
             let raw = policy.act_batch(&obs, 1).unwrap()[0];
