@@ -148,6 +148,7 @@ impl Scheme {
                 congestion: Some(cc.clone()),
                 cgroup: None,
                 daemon: None,
+                pins: None,
             }),
             Self::Plume {
                 policy,
@@ -246,6 +247,7 @@ fn start_plume(
         congestion: None,
         cgroup: Some(cg),
         daemon: Some(child),
+        pins: Some(pins),
     })
 }
 
@@ -257,6 +259,8 @@ pub struct SenderSetup {
     pub congestion: Option<String>,
     cgroup: Option<OwnedCgroup>,
     daemon: Option<Child>,
+    /// The daemon's pin folder, cleaned up after it stops.
+    pins: Option<PathBuf>,
 }
 
 impl SenderSetup {
@@ -268,6 +272,7 @@ impl SenderSetup {
             congestion: None,
             cgroup: Some(cgroup),
             daemon: None,
+            pins: None,
         }
     }
 
@@ -323,6 +328,20 @@ impl Drop for SenderSetup {
             }
             let _ = d.kill();
             let _ = d.wait();
+        }
+        // A daemon that could not hand every flow back in time (killed
+        // after its 2 s, or one that left an observe-only program waiting
+        // for flows whose sockets went with the run's namespace) leaves its
+        // datapath pinned. The run's sockets are closed by now, so
+        // `plume-cc cleanup`'s work reaps them and detaches: a benchmark
+        // leaves no pins behind (seen after 3 of 36 runs, 2026-12-03).
+        if let Some(pins) = self.pins.take() {
+            if datapath::attached_at(&pins) {
+                match crate::daemon::status::cleanup(&pins) {
+                    Ok(outcome) => tracing::info!("{}: {outcome}", pins.display()),
+                    Err(e) => tracing::warn!("{}: cleanup after the run: {e}", pins.display()),
+                }
+            }
         }
     }
 }
