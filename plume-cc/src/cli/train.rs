@@ -403,18 +403,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         // policies/default` alone must work whatever the default's mapping
         // is. With any such flag, the run's mapping must be the policy's,
         // checked (and refused, naming both) by the trainer.
+        // A file that cannot be read is reported by the trainer, which
+        // loads it whole before writing anything.
         if config.scaling == plume_cc::policy::ActionScaling::default() {
-            let json = if from.is_dir() {
-                from.join("policy.json")
-            } else {
-                from.with_extension("json")
-            };
-            if let Ok(bytes) = std::fs::read(&json) {
-                if let Ok(meta) =
-                    serde_json::from_slice::<plume_cc::policy::file::PolicyMetadata>(&bytes)
-                {
-                    config.scaling = meta.action_scaling;
-                }
+            if let Ok(meta) = plume_cc::policy::file::read_metadata(from) {
+                config.scaling = meta.action_scaling;
             }
         }
     }

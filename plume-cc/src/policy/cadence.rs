@@ -128,23 +128,22 @@ impl DecisionClock {
             }
         };
         if due {
-            // The first hold starts `phase` polls in (see `for_flow`).
-            self.held = if self.started { 0 } else { self.phase };
-            self.started = true;
-            self.last_copy_us = copy_us;
+            self.decide_now(copy_us);
         } else {
             self.held += 1;
         }
         due
     }
 
-    /// Records a decision taken now, whatever [`Self::due`] would say, on
-    /// statistics copied at `copy_us`: the explanations' contrasts
-    /// (`explain::rollout`) start and end at fixed intervals.
+    /// Records a decision taken now on statistics copied at `copy_us`:
+    /// what [`Self::due`] does when one is due, and what the explanations'
+    /// contrasts (`explain::rollout`), which start and end at fixed
+    /// intervals, call whatever `due` would say.
     pub fn decide_now(&mut self, copy_us: u64) {
+        // The first hold starts `phase` polls in (see `for_flow`).
+        self.held = if self.started { 0 } else { self.phase };
         self.started = true;
         self.last_copy_us = copy_us;
-        self.held = 0;
     }
 }
 

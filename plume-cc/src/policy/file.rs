@@ -25,9 +25,9 @@ use tch::{Kind, Tensor};
 use super::model::{InferenceNet, Layer};
 
 pub use super::batch::{BatchScratch, ForwardTiming};
-use super::format::{check_weights, read, resolve, sha256_hex, torch_err, write};
+use super::format::{check_weights, read, read_metadata_at, sha256_hex, torch_err, write};
 pub use super::format::{
-    load_for_finetune, load_trainable, save_native, tensors_from_safetensors,
+    load_for_finetune, load_trainable, read_metadata, save_native, tensors_from_safetensors,
     tensors_to_safetensors,
 };
 use super::metadata::mismatch;
@@ -167,13 +167,7 @@ impl LoadedPolicy {
     }
 
     fn load_checked(path: &Path, spec: Option<&ObservationSpec>) -> Result<Self, PolicyError> {
-        let (json_path, weights_path) = resolve(path)?;
-        let json = read(&json_path)?;
-        let meta: PolicyMetadata =
-            serde_json::from_slice(&json).map_err(|source| PolicyError::Json {
-                path: json_path.clone(),
-                source,
-            })?;
+        let (meta, json_path, weights_path) = read_metadata_at(path)?;
         let own = ObservationSpec::to_check(meta.observation.version);
         meta.check(&json_path, spec.unwrap_or(&own))?;
         let weights = read(&weights_path)?;

@@ -128,6 +128,27 @@ pub fn tensors_to_safetensors(
     })
 }
 
+/// A policy's metadata (the JSON half, parsed, not checked against this
+/// build) from a folder or either file of a pair, with the paths of its
+/// two halves: what every reader of a policy file starts with.
+pub(crate) fn read_metadata_at(
+    path: &Path,
+) -> Result<(PolicyMetadata, PathBuf, PathBuf), PolicyError> {
+    let (json_path, weights_path) = resolve(path)?;
+    let meta = serde_json::from_slice(&read(&json_path)?).map_err(|source| PolicyError::Json {
+        path: json_path.clone(),
+        source,
+    })?;
+    Ok((meta, json_path, weights_path))
+}
+
+/// A policy's metadata, as [`read_metadata_at`] reads it, without loading
+/// its weights (no libtorch): e.g. to take a policy's action mapping for a
+/// fine-tune of it.
+pub fn read_metadata(path: &Path) -> Result<PolicyMetadata, PolicyError> {
+    read_metadata_at(path).map(|(meta, _, _)| meta)
+}
+
 /// Where the two halves of a policy live.
 pub(crate) fn resolve(path: &Path) -> Result<(PathBuf, PathBuf), PolicyError> {
     if path.is_dir() {
@@ -239,12 +260,7 @@ pub fn load_for_finetune(
     init_log_std: f32,
     seed: u64,
 ) -> Result<(ActorCritic, PolicyMetadata), PolicyError> {
-    let (json_path, weights_path) = resolve(path)?;
-    let meta: PolicyMetadata =
-        serde_json::from_slice(&read(&json_path)?).map_err(|source| PolicyError::Json {
-            path: json_path.clone(),
-            source,
-        })?;
+    let (meta, json_path, weights_path) = read_metadata_at(path)?;
     if meta.kind != ModelKind::Safetensors {
         return Err(mismatch(
             &json_path,
