@@ -173,12 +173,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             json,
             real_flows,
             active,
+            keep_observed,
         } => bench_datapath(
             policy,
             iterations,
             &only,
             ebpf_runs,
-            (real_flows as usize, active),
+            (real_flows as usize, active, keep_observed),
             json,
         )?,
         Command::BenchOverhead {
@@ -375,7 +376,7 @@ fn bench_datapath(
     iterations: usize,
     only: &[BenchPart],
     ebpf_runs: u32,
-    (real_flows, active): (usize, usize),
+    (real_flows, active, keep_observed): (usize, usize, bool),
     json: Option<Option<PathBuf>>,
 ) -> anyhow::Result<()> {
     use daemon::bench;
@@ -386,7 +387,11 @@ fn bench_datapath(
     let wants = |p: BenchPart| only.contains(&p) || (only.is_empty() && p != BenchPart::RealFlows);
     // Default: the embedded learned policy, so `decide` includes the forward.
     let policy_path = policy.unwrap_or_else(|| PathBuf::from("default"));
-    let mut make = || daemon::load_policy(&policy_path);
+    let mut make = || {
+        let mut p = daemon::load_policy(&policy_path)?;
+        p.keep_observed(keep_observed);
+        Ok(p)
+    };
     let mut v = serde_json::Map::new();
     if wants(BenchPart::ControlLoop) {
         out.line(&format!(
@@ -465,6 +470,16 @@ fn bench_datapath(
             rf.decide_p99_us,
             rf.decide_max_us
         ));
+        if let (Some(o), Some(f), Some(m), Some(r)) = (
+            rf.observe_us,
+            rf.forward_us,
+            rf.mapping_us,
+            rf.forwarded_rows,
+        ) {
+            out.line(&format!(
+                "inside decide (medians): observe {o:.1} us, forward {f:.1} us ({r:.0} rows), mapping {m:.1} us"
+            ));
+        }
         out.line(&format!(
             "limits in force as last written: {} of {} flows ({} confirmed by the socket's own pacing cap, {} carrying a limit); after close: {} flow and {} target entries left after {} ms",
             rf.applied,

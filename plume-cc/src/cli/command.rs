@@ -185,6 +185,11 @@ pub enum Command {
         /// `real-flows`: how many of them send all the time.
         #[arg(long, allow_negative_numbers = true, default_value_t = 100, value_parser = whole::<usize>())]
         active: usize,
+        /// Keep every flow's observation at every step, as the daemon does
+        /// under `run --explain` with predictors that read a flow's past
+        /// (else a per-copy policy writes the due flows' only).
+        #[arg(long)]
+        keep_observed: bool,
         /// Print the results as one JSON document on stdout (the table
         /// goes to stderr). `--json FILE` (write them to FILE) still works
         /// for one release.

@@ -72,6 +72,10 @@ pub async fn run(
     mut explainer: Option<LiveExplainer>,
 ) -> Result<DaemonStats, DaemonError> {
     config.validate()?;
+    // Every flow's observation, decided or not, only for predictors that
+    // read the flows' past (`LiveExplainer::observe`): without them a
+    // per-copy policy writes the due flows' rows only.
+    policy.keep_observed(explainer.as_ref().is_some_and(LiveExplainer::reads_past));
     if let Some(sig) = stop.pending().await {
         tracing::info!("{sig} during start-up: stopping before attaching anything");
         return Ok(DaemonStats::default());

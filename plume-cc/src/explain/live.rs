@@ -140,7 +140,7 @@ impl LiveExplainer {
     /// rollouts feed every interval. A no-op for predictors that do not
     /// read the past.
     pub fn observe(&mut self, cookies: &[u64], obs: &[f32]) {
-        if !self.predictors.metadata().past {
+        if !self.reads_past() {
             return;
         }
         let interval_us = self.predictors.metadata().monitor_interval_us;
@@ -152,6 +152,13 @@ impl LiveExplainer {
                 .or_insert_with(|| FlowPast::new(interval_us))
                 .update(o);
         }
+    }
+
+    /// Whether [`Self::observe`] uses what it is given: the predictors
+    /// read the flows' past, so the policy must keep every flow's
+    /// observation ([`crate::policy::FlowPolicy::keep_observed`]).
+    pub fn reads_past(&self) -> bool {
+        self.predictors.metadata().past
     }
 
     /// The predictors.

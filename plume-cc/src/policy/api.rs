@@ -92,6 +92,14 @@ pub trait FlowPolicy: Send {
     /// The flow closed: drop any state kept for it.
     fn forget(&mut self, _cookie: u64) {}
 
+    /// Whether [`LastBatch::observed`] must hold every flow the call
+    /// observed (the live explainer's predictors that read a flow's past
+    /// need it). Off by default: a learned policy that decides once per
+    /// copy then writes only the observations it forwards, and `observed`
+    /// is empty (issue 14, docs/BENCHMARKS.md "Writing the due rows
+    /// only"). Policies without observations ignore it.
+    fn keep_observed(&mut self, _on: bool) {}
+
     /// Sets the operating point; policies without one ignore it.
     fn set_objective(&mut self, _objective: super::Objective) {}
 
@@ -136,6 +144,12 @@ pub trait FlowPolicy: Send {
     fn last_batch(&self) -> Option<LastBatch<'_>> {
         None
     }
+
+    /// Where the time of the last [`FlowPolicy::decide`] went, for a
+    /// learned policy (`bench-datapath --only real-flows` reports it).
+    fn last_timing(&self) -> Option<super::DecideTiming> {
+        None
+    }
 }
 
 /// The inputs and raw outputs of one batched decision (see
@@ -146,9 +160,10 @@ pub trait FlowPolicy: Send {
 /// decides every interval, only the flows whose decision was due for one
 /// that decides once per copy of the statistics (the others kept their held
 /// target, and had no action computed). `observed_cookies` and `observed`
-/// are every flow the call observed, decided or not: the live explainer
-/// feeds each flow's past from them at every step, as its fit's rollouts
-/// feed every interval.
+/// are every flow the call observed, decided or not, when the caller asked
+/// for them ([`FlowPolicy::keep_observed`]; else they may be empty): the
+/// live explainer feeds each flow's past from them at every step, as its
+/// fit's rollouts feed every interval.
 #[derive(Clone, Copy, Debug)]
 pub struct LastBatch<'a> {
     /// The decided flows, in decision order.

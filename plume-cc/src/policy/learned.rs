@@ -58,7 +58,7 @@ const PREFETCH_AHEAD: usize = 4;
 /// Asks the CPU to bring every cache line of `*v` into its caches.
 ///
 /// Why: at the daemon's 20 ms interval a 10,000-flow step finds its
-/// per-flow state (576-byte builders, the statistics read, the anchors)
+/// per-flow state (680-byte builders, the statistics read, the anchors)
 /// gone from the caches, and building an observation is a chain of
 /// dependent scalar operations that waits on each miss; fetching a few
 /// flows ahead overlaps those misses with the work. Measured with
@@ -68,10 +68,17 @@ const PREFETCH_AHEAD: usize = 4;
 /// value.
 #[inline(always)]
 fn prefetch<T>(v: &T) {
+    prefetch_prefix(v, std::mem::size_of::<T>());
+}
+
+/// [`prefetch`] of the first `bytes` bytes of `*v` only (at most its
+/// size): the fields a step reads, where the rest of `*v` is not read.
+#[inline(always)]
+fn prefetch_prefix<T>(v: &T, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         let p = (v as *const T).cast::<i8>();
-        let size = std::mem::size_of::<T>();
+        let size = bytes.min(std::mem::size_of::<T>());
         let mut off = 0;
         while off < size {
             // SAFETY: a prefetch never faults; the address is inside `*v`.
@@ -80,7 +87,6 @@ fn prefetch<T>(v: &T) {
             };
             off += 64;
         }
-        // The last line, when `*v` does not start on a line.
         if size > 0 {
             // SAFETY: as above.
             unsafe {
@@ -137,6 +143,12 @@ pub struct LearnedPolicy {
     /// Whether the last call decided once per copy (`due_obs` and
     /// `observed_cookies` hold its batch) or every interval.
     last_per_copy: bool,
+    /// Whether every flow's observation is written and kept for
+    /// [`super::LastBatch::observed`] ([`FlowPolicy::keep_observed`]).
+    keep_observed: bool,
+    /// Whether the last call wrote the due rows only (`observe_lazy`), so
+    /// that `obs` and `observed_cookies` are empty.
+    last_lazy: bool,
     scratch: BatchScratch,
     timing: DecideTiming,
     /// Action 0 for every flow instead of the network's (`run
@@ -168,6 +180,8 @@ impl LearnedPolicy {
             last_cookies: Vec::new(),
             observed_cookies: Vec::new(),
             last_per_copy: false,
+            keep_observed: false,
+            last_lazy: false,
             scratch: BatchScratch::default(),
             timing: DecideTiming::default(),
             fixed_rule: false,
@@ -239,6 +253,170 @@ impl LearnedPolicy {
         });
         self.order_cookies.clear();
     }
+
+    /// The observe pass of [`FlowPolicy::decide`] writing every flow's
+    /// row into `obs`: every-interval policies, per-copy policies whose
+    /// caller keeps every observation ([`FlowPolicy::keep_observed`]),
+    /// and batches too small to pad. Per copy, each flow's clock runs and
+    /// the due flows' rows are copied to `due_obs`.
+    fn observe_all(
+        &mut self,
+        flows: &[(u64, FlowStats)],
+        timestamp_us: u64,
+        cadence: Cadence,
+        per_copy: bool,
+        out: &mut Vec<Target>,
+    ) {
+        let len = OBSERVATION_LEN;
+        for (i, (((cookie, stats), &slot), row)) in flows
+            .iter()
+            .zip(&self.order)
+            .zip(self.obs.chunks_exact_mut(len))
+            .enumerate()
+        {
+            // The builder, statistics and anchor of a flow a few rows on,
+            // fetched while this one is computed: at the daemon's 20 ms
+            // interval they are cold (see `prefetch`).
+            if let (Some(&ahead), Some(f)) = (
+                self.order.get(i + PREFETCH_AHEAD),
+                flows.get(i + PREFETCH_AHEAD),
+            ) {
+                prefetch(&self.builders[ahead]);
+                prefetch(f);
+                prefetch(&self.anchors[ahead]);
+                if per_copy {
+                    prefetch(&self.clocks[ahead]);
+                }
+            }
+            let mut sample = FlowSample::from(stats);
+            sample.timestamp_us = timestamp_us;
+            let b = &mut self.builders[slot];
+            let row: &mut [f32; OBSERVATION_LEN] = row
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("chunks of OBSERVATION_LEN"));
+            if b.observe_into(&sample, row).is_err() {
+                b.reset();
+                if b.observe_into(&sample, row).is_err() {
+                    row.fill(0.0);
+                }
+            }
+            if per_copy {
+                self.observed_cookies.push(*cookie);
+                // The clock runs at every poll, due or not, as `rl::Env`
+                // runs it in training.
+                let (clock, held) = &mut self.clocks[slot];
+                if !clock.due(cadence, stats.updated_ns / 1000) {
+                    // Kept until its next copy (or the forced re-decision).
+                    out.push(*held);
+                    continue;
+                }
+                // A placeholder, replaced by the decision after the forward.
+                out.push(*held);
+                self.due_rows.push(i);
+                self.due_obs.extend_from_slice(row);
+            }
+            // What the action mapping needs of this flow, taken now, while
+            // its row, builder and statistics are in cache: read after the
+            // forward (which passes over megabytes) they missed it, a third
+            // of the mapping's time (docs/BENCHMARKS.md, "Decide step").
+            // It is `flow_context(row, ...)`, with the two `exp` calls made
+            // only when the flow's features changed; the mode is the one
+            // the builder has after this observation, as before.
+            let ctx = self.anchors[slot]
+                .refresh(row)
+                .context(row, stats.mss, b.mode());
+            self.contexts.push((ctx, Target::applied(stats)));
+            self.last_cookies.push(*cookie);
+        }
+    }
+
+    /// The observe pass of a per-copy policy that writes the due flows'
+    /// rows only, straight into `due_obs`, in two passes. The first runs
+    /// every flow's clock; a flow not due keeps its held target, and its
+    /// builder is advanced only where a poll without a new copy moves
+    /// anything later read (version 3, or the competition detector on:
+    /// [`ObservationBuilder::idle_polls_change_nothing`]). The second
+    /// advances the due flows' builders and writes their rows. Why: at
+    /// 10,000 flows with 100 active, reading every idle flow's builder
+    /// (680 bytes, cold at the daemon's 20 ms interval) and writing its
+    /// 75 values was most of the control step (issue 14,
+    /// docs/BENCHMARKS.md "Writing the due rows only"). The rows and the
+    /// targets are bit for bit those of [`Self::observe_all`].
+    fn observe_lazy(
+        &mut self,
+        flows: &[(u64, FlowStats)],
+        timestamp_us: u64,
+        cadence: Cadence,
+        out: &mut Vec<Target>,
+    ) {
+        let len = OBSERVATION_LEN;
+        let skip_idle = self.template.idle_polls_change_nothing();
+        let hot = self.template.hot_bytes();
+        let sample_of = |stats: &FlowStats| {
+            let mut sample = FlowSample::from(stats);
+            sample.timestamp_us = timestamp_us;
+            sample
+        };
+        for (i, ((_, stats), &slot)) in flows.iter().zip(&self.order).enumerate() {
+            if let Some(&ahead) = self.order.get(i + PREFETCH_AHEAD) {
+                prefetch(&self.clocks[ahead]);
+                if !skip_idle {
+                    // Most of them will be advanced here, not due: the
+                    // fields an advance reads, not the history (written
+                    // one block per poll) nor what only `write` reads.
+                    prefetch_prefix(&self.builders[ahead], hot);
+                    prefetch(&flows[i + PREFETCH_AHEAD]);
+                }
+            }
+            let (clock, held) = &mut self.clocks[slot];
+            out.push(*held);
+            if clock.due(cadence, stats.updated_ns / 1000) {
+                self.due_rows.push(i);
+            } else if !skip_idle {
+                advance_or_reset(&mut self.builders[slot], &sample_of(stats));
+            }
+        }
+        for (k, &i) in self.due_rows.iter().enumerate() {
+            if let Some(&ahead) = self.due_rows.get(k + PREFETCH_AHEAD) {
+                let slot = self.order[ahead];
+                prefetch(&self.builders[slot]);
+                prefetch(&flows[ahead]);
+                prefetch(&self.anchors[slot]);
+            }
+            let (cookie, stats) = &flows[i];
+            let slot = self.order[i];
+            let b = &mut self.builders[slot];
+            let pending = advance_or_reset(b, &sample_of(stats));
+            let start = self.due_obs.len();
+            self.due_obs.resize(start + len, 0.0);
+            let row: &mut [f32; OBSERVATION_LEN] = (&mut self.due_obs[start..])
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("one row"));
+            match pending {
+                Some(p) => b.write(p, row),
+                None => row.fill(0.0),
+            }
+            let ctx = self.anchors[slot]
+                .refresh(row)
+                .context(row, stats.mss, b.mode());
+            self.contexts.push((ctx, Target::applied(stats)));
+            self.last_cookies.push(*cookie);
+        }
+    }
+}
+
+/// [`ObservationBuilder::advance`], and on an error (time or the copy went
+/// back) the builder reset and the sample taken again; None if that fails
+/// too, whose row is then zeros. What `observe_into`'s callers in `decide`
+/// do, for the path that writes rows later.
+fn advance_or_reset(
+    b: &mut ObservationBuilder,
+    sample: &FlowSample,
+) -> Option<super::observation::Pending> {
+    b.advance(sample).ok().or_else(|| {
+        b.reset();
+        b.advance(sample).ok()
+    })
 }
 
 impl FlowPolicy for LearnedPolicy {
@@ -337,11 +515,31 @@ impl FlowPolicy for LearnedPolicy {
         let scaling = self.policy.metadata().action_scaling;
         let cadence = scaling.decide;
         let per_copy = cadence != Cadence::EveryInterval;
+        // The competition detector runs only under a mapping that reads
+        // its mode: without the rule it is work whose result is unused, and
+        // with it off an idle flow's builder need not move at all
+        // (`observe_lazy`). Checked at each call, so that every way of
+        // changing the mapping or the template is followed.
+        let detector = scaling.competition.is_some();
+        if detector != self.template.runs_detector() {
+            self.template.set_detector(detector);
+            for b in &mut self.builders {
+                b.set_detector(detector);
+            }
+        }
         let len = OBSERVATION_LEN;
-        super::batch::reserve_huge(&mut self.obs, flows.len() * len);
+        // A per-copy policy writes only the rows it forwards, straight into
+        // `due_obs`, unless every row is wanted (`keep_observed`) or the
+        // whole batch is forwarded (fewer flows than `SAME_BITS_ROWS`).
+        let lazy = per_copy && !self.keep_observed && flows.len() >= super::batch::SAME_BITS_ROWS;
+        if lazy {
+            self.obs.clear();
+        } else {
+            super::batch::reserve_huge(&mut self.obs, flows.len() * len);
+            self.obs.resize(flows.len() * len, 0.0);
+        }
         super::batch::reserve_huge(&mut self.anchors, self.builders.len());
         super::batch::reserve_huge(&mut self.contexts, flows.len());
-        self.obs.resize(flows.len() * len, 0.0);
         self.anchors
             .resize(self.builders.len(), DecodedAnchor::default());
         self.contexts.clear();
@@ -356,71 +554,19 @@ impl FlowPolicy for LearnedPolicy {
             // not exceed its largest so far.
             self.due_obs.reserve(flows.len() * len);
             self.due_rows.reserve(flows.len());
-            self.observed_cookies.reserve(flows.len());
+            if !lazy {
+                self.observed_cookies.reserve(flows.len());
+            }
         }
         // The daemon samples on its own tick: intervals are poll to poll.
         // `stats_us` keeps the copy's own time (`updated_ns`), which tells
         // version 4 whether the poll found a new copy.
         let timestamp_us = now_ns / 1000;
-        for (i, (((cookie, stats), &slot), row)) in flows
-            .iter()
-            .zip(&self.order)
-            .zip(self.obs.chunks_exact_mut(len))
-            .enumerate()
-        {
-            // The builder, statistics and anchor of a flow a few rows on,
-            // fetched while this one is computed: at the daemon's 20 ms
-            // interval they are cold (see `prefetch`).
-            if let (Some(&ahead), Some(f)) = (
-                self.order.get(i + PREFETCH_AHEAD),
-                flows.get(i + PREFETCH_AHEAD),
-            ) {
-                prefetch(&self.builders[ahead]);
-                prefetch(f);
-                prefetch(&self.anchors[ahead]);
-                if per_copy {
-                    prefetch(&self.clocks[ahead]);
-                }
-            }
-            let mut sample = FlowSample::from(stats);
-            sample.timestamp_us = timestamp_us;
-            let b = &mut self.builders[slot];
-            let row: &mut [f32; OBSERVATION_LEN] = row
-                .try_into()
-                .unwrap_or_else(|_| unreachable!("chunks of OBSERVATION_LEN"));
-            if b.observe_into(&sample, row).is_err() {
-                b.reset();
-                if b.observe_into(&sample, row).is_err() {
-                    row.fill(0.0);
-                }
-            }
-            if per_copy {
-                self.observed_cookies.push(*cookie);
-                // The clock runs at every poll, due or not, as `rl::Env`
-                // runs it in training.
-                let (clock, held) = &mut self.clocks[slot];
-                if !clock.due(cadence, stats.updated_ns / 1000) {
-                    // Kept until its next copy (or the forced re-decision).
-                    out.push(*held);
-                    continue;
-                }
-                // A placeholder, replaced by the decision after the forward.
-                out.push(*held);
-                self.due_rows.push(i);
-                self.due_obs.extend_from_slice(row);
-            }
-            // What the action mapping needs of this flow, taken now, while
-            // its row, builder and statistics are in cache: read after the
-            // forward (which passes over megabytes) they missed it, a third
-            // of the mapping's time (docs/BENCHMARKS.md, "Decide step").
-            // It is `flow_context(row, ...)`, with the two `exp` calls made
-            // only when the flow's features changed; the mode is the one
-            // the builder has after this observation, as before.
-            let ctx = self.anchors[slot]
-                .refresh(row)
-                .context(row, stats.mss, b.mode());
-            self.contexts.push((ctx, Target::applied(stats)));
-            self.last_cookies.push(*cookie);
+        self.last_lazy = lazy;
+        if lazy {
+            self.observe_lazy(flows, timestamp_us, cadence, out);
+        } else {
+            self.observe_all(flows, timestamp_us, cadence, per_copy, out);
         }
         let decided = self.contexts.len();
         // The forward's input. Every interval: every flow. Per copy: the due
@@ -434,6 +580,13 @@ impl FlowPolicy for LearnedPolicy {
             flows.len()
         } else if decided == 0 {
             0
+        } else if lazy {
+            // Zero rows: a padding row's values change neither the size
+            // of the batch nor any other row's bits, and its actions are
+            // not used (the test of this path fails on neither).
+            let padded = decided.max(super::batch::SAME_BITS_ROWS);
+            self.due_obs.resize(padded * len, 0.0);
+            padded
         } else {
             let mut due = self.due_rows.iter().peekable();
             let mut padded = decided;
@@ -506,6 +659,9 @@ impl FlowPolicy for LearnedPolicy {
         } else {
             &self.obs
         };
+        // Without `keep_observed`, a per-copy call of 16 flows or more
+        // wrote the due rows only (`observe_lazy`): `observed_cookies` is
+        // then empty, and so is the `observed` given.
         let observed_cookies = if self.last_per_copy {
             &self.observed_cookies
         } else {
@@ -522,6 +678,14 @@ impl FlowPolicy for LearnedPolicy {
                 observed_cookies,
                 observed: &self.obs[..m * OBSERVATION_LEN],
             })
+    }
+
+    fn last_timing(&self) -> Option<DecideTiming> {
+        Some(self.timing)
+    }
+
+    fn keep_observed(&mut self, on: bool) {
+        self.keep_observed = on;
     }
 
     fn forget(&mut self, cookie: u64) {
@@ -809,6 +973,11 @@ mod tests {
         out
     }
 
+    /// Each value's bits (NaN-safe, exact comparison).
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
     /// The datapath applies what the daemon wrote.
     fn apply(s: &mut FlowStats, t: &Target) {
         s.applied_cwnd_clamp = t.cwnd_clamp_segments;
@@ -844,15 +1013,19 @@ mod tests {
     /// rows forwarded and the last batch's flows are checked each step.
     #[test]
     fn a_per_copy_policy_forwards_only_the_due_flows_and_decides_as_deciding_all_then_holding() {
-        per_copy_forwards_only_due_flows(300, 90);
+        per_copy_forwards_only_due_flows(300, 90, false);
         // Fewer flows than `SAME_BITS_ROWS`: padded to every flow.
-        per_copy_forwards_only_due_flows(10, 60);
+        per_copy_forwards_only_due_flows(10, 60, false);
         // The forward in blocks when most flows are due (the first poll,
         // the forced re-decisions).
-        per_copy_forwards_only_due_flows(2500, 30);
+        per_copy_forwards_only_due_flows(2500, 30, false);
+        // With the competition rule the detector runs, and the builders of
+        // flows not due are advanced at every poll (`observe_lazy`'s
+        // first pass); without it they are left untouched.
+        per_copy_forwards_only_due_flows(300, 90, true);
     }
 
-    fn per_copy_forwards_only_due_flows(initial_flows: u64, steps: u64) {
+    fn per_copy_forwards_only_due_flows(initial_flows: u64, steps: u64, rule: bool) {
         use super::super::batch::SAME_BITS_ROWS;
         const SAME_BITS_ROWS_U64: u64 = SAME_BITS_ROWS as u64;
         use super::super::cadence::MAX_HELD_INTERVALS;
@@ -862,9 +1035,23 @@ mod tests {
         let policy = || super::super::default_policy().unwrap();
         let mut new = LearnedPolicy::new(policy());
         assert!(new.change_action_scaling(&mut |s| s.decide = Cadence::PerCopy));
+        // The same keeping every flow's observation (the live explainer's
+        // daemon): it writes every row, where `new` writes the due ones
+        // only from 16 flows up; both must decide alike.
+        let mut kept = LearnedPolicy::new(policy());
+        assert!(kept.change_action_scaling(&mut |s| s.decide = Cadence::PerCopy));
+        kept.keep_observed(true);
+        let mut kept_out = Vec::new();
         // The reference: every flow decided, then held by its own clock.
         let mut all = LearnedPolicy::new(policy());
         assert!(all.change_action_scaling(&mut |s| s.decide = Cadence::EveryInterval));
+        if rule {
+            for p in [&mut new, &mut kept, &mut all] {
+                assert!(p.change_action_scaling(&mut |s| {
+                    s.competition = Some(super::super::CompetitionRule::default())
+                }));
+            }
+        }
         let mut clocks: HashMap<u64, (DecisionClock, Target)> = HashMap::new();
         // (cookie, stats, copy period in polls: 0 idle, u64::MAX unknown time)
         let random_flow = |rng: &mut rand_chacha::ChaCha8Rng, cookie: u64| {
@@ -926,6 +1113,7 @@ mod tests {
                         let (c, _, _) = flows.swap_remove(i);
                         if rng.gen_bool(0.5) {
                             new.forget(c);
+                            kept.forget(c);
                             all.forget(c);
                             clocks.remove(&c);
                         }
@@ -938,6 +1126,7 @@ mod tests {
             }
             let stats: Vec<(u64, FlowStats)> = flows.iter().map(|(c, s, _)| (*c, *s)).collect();
             new.decide(now_ns, &stats, &mut out).unwrap();
+            kept.decide(now_ns, &stats, &mut kept_out).unwrap();
             all.decide(now_ns, &stats, &mut want).unwrap();
             let a = all.last_batch().unwrap();
             batch.clear();
@@ -990,9 +1179,26 @@ mod tests {
                     "poll {k}, flow {i}"
                 );
             }
-            // Every flow was observed, due or not (the explainer's past).
-            assert_eq!(b.observed_cookies, a.cookies);
-            assert_eq!(b.observed, a.observations);
+            // Keeping every observation changes no decision, and gives
+            // every flow's, due or not (the explainer's past); without it
+            // none is kept from 16 flows up (only the due rows were
+            // written).
+            assert_eq!(kept_out, out, "poll {k}");
+            let kb = kept.last_batch().unwrap();
+            assert_eq!(kept.last_timing().forwarded, d.forwarded);
+            assert_eq!(
+                (kb.cookies, kb.observations, bits(kb.raw_actions)),
+                (b.cookies, b.observations, bits(b.raw_actions)),
+                "poll {k}"
+            );
+            assert_eq!(kb.observed_cookies, a.cookies);
+            assert_eq!(kb.observed, a.observations);
+            if stats.len() >= SAME_BITS_ROWS {
+                assert!(b.observed_cookies.is_empty() && b.observed.is_empty());
+            } else {
+                assert_eq!(b.observed_cookies, a.cookies);
+                assert_eq!(b.observed, a.observations);
+            }
             seen.insert(match batch.len() {
                 0 => "none due",
                 n if n == stats.len() => "all due",

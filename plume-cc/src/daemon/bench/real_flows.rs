@@ -55,6 +55,16 @@ pub struct RealFlows {
     pub decide_max_us: f64,
     /// Slowest whole step, microseconds.
     pub total_max_us: f64,
+    /// Inside decide, for a learned policy (medians, microseconds; see
+    /// [`crate::policy::DecideTiming`]): observing the flows.
+    pub observe_us: Option<f64>,
+    /// The forward: the input tensor, the layers and the readback.
+    pub forward_us: Option<f64>,
+    /// Actions to targets.
+    pub mapping_us: Option<f64>,
+    /// Rows through the forward per step (median): every flow, or a
+    /// per-copy policy's due flows (padded).
+    pub forwarded_rows: Option<f64>,
     /// After the last step and a poke of the idle flows: flows whose limits
     /// in force (the program's record) are the ones last written for them.
     pub applied: usize,
@@ -70,6 +80,32 @@ pub struct RealFlows {
     pub flows_left: usize,
     /// Target entries left after the close.
     pub targets_left: usize,
+}
+
+/// A learned policy's decide step, in parts, one sample per step.
+#[derive(Default)]
+struct DecideParts {
+    observe: Vec<f64>,
+    forward: Vec<f64>,
+    mapping: Vec<f64>,
+    rows: Vec<f64>,
+}
+
+impl DecideParts {
+    fn push(&mut self, d: &crate::policy::DecideTiming) {
+        let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
+        self.observe.push(us(d.observe));
+        self.forward.push(us(d.tensor + d.forward + d.readback));
+        self.mapping.push(us(d.mapping));
+        self.rows.push(d.forwarded as f64);
+    }
+
+    /// The median of one part; None when no step gave one (a policy
+    /// without a breakdown).
+    fn median(&mut self, part: impl Fn(&mut Self) -> &mut Vec<f64>) -> Option<f64> {
+        let v = part(self);
+        (!v.is_empty()).then(|| median(v))
+    }
 }
 
 fn wait_until(
@@ -142,11 +178,15 @@ pub fn real_flows(
     let mut policy = make_policy()?;
     let mut control = ControlLoop::default();
     let mut t = StepSamples::default();
+    let mut parts = DecideParts::default();
     control.step(&mut dp, policy.as_mut(), crate::datapath::monotonic_ns())?;
     for _ in 0..iterations {
         let start = Instant::now();
         let s = control.step(&mut dp, policy.as_mut(), crate::datapath::monotonic_ns())?;
         t.push(&s, flows)?;
+        if let Some(d) = policy.last_timing() {
+            parts.push(&d);
+        }
         std::thread::sleep(interval.saturating_sub(start.elapsed()));
     }
     // The idle flows apply their last targets on their next callback:
@@ -208,6 +248,10 @@ pub fn real_flows(
         decide_max_us: t.decide.iter().copied().fold(0.0, f64::max),
         total_max_us: t.total.iter().copied().fold(0.0, f64::max),
         total_us: median(&mut t.total),
+        observe_us: parts.median(|p| &mut p.observe),
+        forward_us: parts.median(|p| &mut p.forward),
+        mapping_us: parts.median(|p| &mut p.mapping),
+        forwarded_rows: parts.median(|p| &mut p.rows),
         applied,
         kernel_agrees,
         limited,

@@ -83,7 +83,7 @@ mod layout;
 mod v3;
 mod v4;
 
-pub use builder::{ObservationBuilder, ObservationError};
+pub use builder::{ObservationBuilder, ObservationError, Pending};
 pub use features::{ANCHOR_WINDOW_MIN_INTERVALS, ANCHOR_WINDOW_MIN_US, ANCHOR_WINDOW_RTTS};
 pub use layout::{
     feature_name, feature_name_of, global_features, Observation, BLOCK_FEATURES, BLOCK_LEN,

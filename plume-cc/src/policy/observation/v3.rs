@@ -3,19 +3,16 @@
 //! version's timing of the features reads whole, and a version can be
 //! retired by removing its file.
 
+use super::builder::Pending;
 use super::features::{
     anchor_window_us, block_of, kernel_rates, preferred_rate, ratio, spanned_rate,
 };
-use super::{FlowSample, ObservationBuilder, ObservationError, OBSERVATION_LEN};
+use super::{FlowSample, ObservationBuilder, ObservationError};
 
 impl ObservationBuilder {
     /// Versions 1 to 3: one history block per poll, its rates over the
     /// poll interval.
-    pub(super) fn observe_v3(
-        &mut self,
-        s: &FlowSample,
-        out: &mut [f32; OBSERVATION_LEN],
-    ) -> Result<(), ObservationError> {
+    pub(super) fn advance_v3(&mut self, s: &FlowSample) -> Result<Pending, ObservationError> {
         let prev = self.checked_prev(s)?;
         let mss = f64::from(s.mss_bytes.max(1));
         let dt_us = s.timestamp_us - prev.timestamp_us;
@@ -57,8 +54,11 @@ impl ObservationBuilder {
             self.update_detector(s, dt_us, rate);
         }
         self.prev = Some(*s);
-        self.fill(out, min_rtt, max_rate, ratio(dt_us as f64, min_rtt));
-        Ok(())
+        Ok(Pending::new(
+            min_rtt,
+            max_rate,
+            ratio(dt_us as f64, min_rtt),
+        ))
     }
 }
 

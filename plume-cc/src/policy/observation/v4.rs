@@ -4,10 +4,11 @@
 //! features reads whole, and a version can be retired by removing its
 //! file.
 
+use super::builder::Pending;
 use super::features::{
     anchor_window_us, block_of, kernel_rates, preferred_rate, ratio, spanned_rate,
 };
-use super::{FlowSample, ObservationBuilder, ObservationError, OBSERVATION_LEN};
+use super::{FlowSample, ObservationBuilder, ObservationError};
 
 /// The time of `s`'s copy of the statistics: `stats_us`, or the poll's
 /// time where the copy's is unknown (0), so that every poll is a new copy.
@@ -27,11 +28,7 @@ impl ObservationBuilder {
     /// `copy_age_rtts` says that the copy is older. The competition
     /// detector still runs at every poll, as in version 3: its probes are
     /// timed by the polls, and its rate is the kernel's sample.
-    pub(super) fn observe_v4(
-        &mut self,
-        s: &FlowSample,
-        out: &mut [f32; OBSERVATION_LEN],
-    ) -> Result<(), ObservationError> {
+    pub(super) fn advance_v4(&mut self, s: &FlowSample) -> Result<Pending, ObservationError> {
         let prev = self.checked_prev(s)?;
         let copy_us = copy_time_us(s);
         let new_copy = match self.last_copy {
@@ -97,8 +94,11 @@ impl ObservationBuilder {
         }
         self.prev = Some(*s);
         let age_us = s.timestamp_us.saturating_sub(copy_us);
-        self.fill(out, min_rtt, max_rate, ratio(age_us as f64, min_rtt));
-        Ok(())
+        Ok(Pending::new(
+            min_rtt,
+            max_rate,
+            ratio(age_us as f64, min_rtt),
+        ))
     }
 }
 
