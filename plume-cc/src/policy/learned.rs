@@ -143,6 +143,10 @@ pub struct LearnedPolicy {
     /// --fixed-rule`): the baseline learning must beat, on the real
     /// datapath, with the same observation, mapping and step limit.
     fixed_rule: bool,
+    /// Per remote IPv4 address, the smallest min RTT of this poll's flows
+    /// to it, microseconds; filled only under
+    /// [`super::ActionScaling::path_min_rtt`].
+    path_min_rtt: HashMap<u32, u32>,
 }
 
 impl LearnedPolicy {
@@ -171,6 +175,7 @@ impl LearnedPolicy {
             scratch: BatchScratch::default(),
             timing: DecideTiming::default(),
             fixed_rule: false,
+            path_min_rtt: HashMap::new(),
         }
     }
 
@@ -254,6 +259,15 @@ impl FlowPolicy for LearnedPolicy {
                 m.action_scaling.additive_segments
             );
         }
+        if m.action_scaling.path_min_rtt {
+            overrides.push_str("; min RTT shared by the flows to one address");
+        }
+        if m.action_scaling.anchor_window_floor_ms > 0 {
+            overrides += &format!(
+                "; rate anchor window at least {} ms",
+                m.action_scaling.anchor_window_floor_ms
+            );
+        }
         if m.action_scaling.decide == Cadence::PerCopy {
             overrides.push_str("; decides once per copy of a flow's statistics");
         }
@@ -280,7 +294,10 @@ impl FlowPolicy for LearnedPolicy {
     fn change_action_scaling(&mut self, change: &mut dyn FnMut(&mut super::ActionScaling)) -> bool {
         let mut scaling = self.policy.metadata().action_scaling;
         change(&mut scaling);
-        self.policy.set_action_scaling(scaling)
+        let ok = self.policy.set_action_scaling(scaling);
+        // New flows' builders take the anchor floor the mapping now has.
+        self.template = builder_for(&self.policy, self.objective);
+        ok
     }
 
     fn set_fixed_rule(&mut self, on: bool) -> bool {
@@ -335,6 +352,15 @@ impl FlowPolicy for LearnedPolicy {
             self.realign(flows);
         }
         let scaling = self.policy.metadata().action_scaling;
+        if scaling.path_min_rtt {
+            self.path_min_rtt.clear();
+            for (_, s) in flows {
+                if let Some(ip) = path_key(s) {
+                    let m = self.path_min_rtt.entry(ip).or_insert(s.min_rtt_us);
+                    *m = (*m).min(s.min_rtt_us);
+                }
+            }
+        }
         let cadence = scaling.decide;
         let per_copy = cadence != Cadence::EveryInterval;
         let len = OBSERVATION_LEN;
@@ -384,6 +410,11 @@ impl FlowPolicy for LearnedPolicy {
             }
             let mut sample = FlowSample::from(stats);
             sample.timestamp_us = timestamp_us;
+            if scaling.path_min_rtt {
+                if let Some(&m) = path_key(stats).and_then(|ip| self.path_min_rtt.get(&ip)) {
+                    sample.min_rtt_us = sample.min_rtt_us.min(m);
+                }
+            }
             let b = &mut self.builders[slot];
             let row: &mut [f32; OBSERVATION_LEN] = row
                 .try_into()
@@ -544,8 +575,17 @@ impl FlowPolicy for LearnedPolicy {
 /// policy's version is one this build supports (the loader checked it), so
 /// the fallback to the default version is never taken.
 fn builder_for(policy: &LoadedPolicy, objective: super::Objective) -> ObservationBuilder {
-    ObservationBuilder::with_version(objective, policy.metadata().observation.version)
+    let m = policy.metadata();
+    ObservationBuilder::with_version(objective, m.observation.version)
         .unwrap_or_else(|_| ObservationBuilder::with_objective(objective))
+        .with_anchor_floor_us(m.action_scaling.anchor_floor_us())
+}
+
+/// The key under which [`super::ActionScaling::path_min_rtt`] shares a min
+/// RTT: an IPv4 flow's remote address, once it has a min RTT (IPv6 flows,
+/// whose address the datapath does not copy, keep their own).
+fn path_key(s: &FlowStats) -> Option<u32> {
+    (s.family == 2 && s.remote_ip4 != 0 && s.min_rtt_us > 0).then_some(s.remote_ip4)
 }
 
 /// A flow's statistics for tests of a learned policy: 40 ms min RTT,
@@ -1218,6 +1258,49 @@ mod tests {
         let (learned, rule, raw) = run(false);
         assert!(raw.iter().any(|&a| a != 0.0), "{raw:?}");
         assert_ne!(learned, rule);
+    }
+
+    /// `path_min_rtt`: a flow that started behind a queue (min RTT 80 ms)
+    /// takes the 40 ms min RTT of an older flow to the same address, so
+    /// under the fixed rule both get the same clamp for the same rate; a
+    /// flow to another address, or the same flows without the field, keep
+    /// their own min RTT and twice the clamp.
+    #[test]
+    fn flows_to_one_address_share_the_smallest_min_rtt_when_the_file_says_so() {
+        tch::set_num_threads(1);
+        // The kernel's rate sample says 1 MB/s over a span of at least
+        // either min RTT, so both anchors agree whatever the min RTT.
+        let to = |ip: u32, min_rtt_us: u32| FlowStats {
+            family: 2,
+            remote_ip4: ip,
+            rate_delivered: 88,
+            rate_interval_us: 88_000,
+            ..flow(min_rtt_us)
+        };
+        let run = |shared: bool| {
+            let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
+            assert!(p.set_fixed_rule(true));
+            assert!(p.change_action_scaling(&mut |s| s.path_min_rtt = shared));
+            assert_eq!(p.describe().contains("min RTT shared"), shared);
+            let mut f = [(1, to(7, 40_000)), (2, to(7, 80_000)), (3, to(9, 80_000))];
+            // 1 MB/s each, with a queue of 48 ms over the shorter path.
+            let out = drive(&mut p, &mut f, 0, 100, &|_, _| (20, 88_000));
+            out.iter()
+                .map(|t| t.cwnd_clamp_segments)
+                .collect::<Vec<_>>()
+        };
+        let own = run(false);
+        let shared = run(true);
+        // 2 BDPs of 1 MB/s: 80 segments over 40 ms, 160 over 80 ms.
+        assert!((75..=85).contains(&own[0]), "{own:?}");
+        assert!((150..=170).contains(&own[1]), "{own:?}");
+        assert_eq!(own[1], own[2], "{own:?}");
+        assert_eq!(shared[0], own[0], "{shared:?}");
+        assert_eq!(shared[1], shared[0], "{shared:?}");
+        assert_eq!(
+            shared[2], own[2],
+            "another address keeps its own: {shared:?}"
+        );
     }
 
     /// A fluid bottleneck of `capacity(k)` segments per 20 ms interval over

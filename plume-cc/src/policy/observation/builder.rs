@@ -59,6 +59,10 @@ pub struct ObservationBuilder {
     /// (issue 14: the two `ln` calls were about a sixth of building an
     /// observation in `perf`). The features are the same, bit for bit.
     pub(super) log_features: [Option<(u64, f32)>; 2],
+    /// The rate anchor's window is at least this long, microseconds
+    /// ([`super::ANCHOR_WINDOW_MIN_US`] unless set with
+    /// [`Self::with_anchor_floor_us`]).
+    pub(super) anchor_floor_us: u64,
 }
 
 /// `f(x)`, from `kept` when it holds it for this `x` (bitwise), else
@@ -100,7 +104,20 @@ impl ObservationBuilder {
             seen: 0,
             competition: CompetitionDetector::new(),
             log_features: [None; 2],
+            anchor_floor_us: super::ANCHOR_WINDOW_MIN_US,
         }
+    }
+
+    /// The same builder with the rate anchor's window at least `floor_us`
+    /// instead of [`super::ANCHOR_WINDOW_MIN_US`] (its other bounds, 10 min
+    /// RTTs and 4 sample spans, still hold). Why: with a 10 s floor a flow
+    /// that had the link alone keeps an anchor of the whole link for 10 s
+    /// after others join, so its clamp does not bind and its base
+    /// controller fills the buffer (docs/BENCHMARKS.md, "Sharing the link:
+    /// why the default is not fair among 2-3 flows").
+    pub fn with_anchor_floor_us(mut self, floor_us: u64) -> Self {
+        self.anchor_floor_us = floor_us;
+        self
     }
 
     /// A builder with no history of observation `version` (one of
@@ -121,10 +138,12 @@ impl ObservationBuilder {
         self.version
     }
 
-    /// Forgets the flow's history (keeps the objective and the version).
+    /// Forgets the flow's history (keeps the objective, the version and
+    /// the anchor window's floor).
     pub fn reset(&mut self) {
         *self = Self {
             version: self.version,
+            anchor_floor_us: self.anchor_floor_us,
             ..Self::with_objective(self.objective)
         };
     }
