@@ -142,7 +142,7 @@ pub struct ActionScaling {
     pub path_min_rtt: bool,
     /// The rate anchor's window is at least this many milliseconds (0: the
     /// built-in 10 s, `ANCHOR_WINDOW_MIN_US`, as in files written before it
-    /// existed); its other bounds (10 min RTTs, 4 intervals) still hold.
+    /// existed); its other bounds (ten min RTTs, four intervals) still hold.
     /// Read by the daemon's observation builders; the simulator keeps the
     /// built-in floor, so a policy trained there saw 10 s.
     ///
