@@ -109,7 +109,7 @@ impl ObservationBuilder {
     }
 
     /// The same builder with the rate anchor's window at least `floor_us`
-    /// instead of [`super::ANCHOR_WINDOW_MIN_US`] (its other bounds, 10 min
+    /// instead of [`super::ANCHOR_WINDOW_MIN_US`] (its other bounds, ten min
     /// RTTs and 4 sample spans, still hold). Why: with a 10 s floor a flow
     /// that had the link alone keeps an anchor of the whole link for 10 s
     /// after others join, so its clamp does not bind and its base
