@@ -294,6 +294,12 @@ pub struct BenchConfig {
     pub iperf3: PathBuf,
     /// The plume-cc binary (for the `plume` scheme's daemon).
     pub plume_exe: PathBuf,
+    /// Have every plume scheme's daemon record its flows' statistics and
+    /// targets (`plume-cc run --record`) into its run's folder as
+    /// `daemon-record.jsonl`. Why: a run's per-flow rates from the link say
+    /// how the link was shared, not why; the recording has each flow's
+    /// clamp, cwnd and rate samples, from which its anchor is replayed.
+    pub record: bool,
 }
 
 /// One flow of a run, planned before it starts.
@@ -339,6 +345,7 @@ impl BenchConfig {
             out,
             iperf3: "iperf3".into(),
             plume_exe,
+            record: false,
         }
     }
 

@@ -21,6 +21,9 @@ use crate::emu::{
 };
 use crate::trace::MahimahiTrace;
 
+/// The daemon's recording in a run's folder under `bench --record`.
+pub const RECORD_FILE: &str = "daemon-record.jsonl";
+
 /// Starts an iperf3 command (`program` names it in errors) with its JSON
 /// output going to `out` and nothing on stdin or stderr.
 fn spawn_iperf3(cmd: &mut Command, program: &Path, out: &Path) -> Result<Child, BenchError> {
@@ -110,7 +113,12 @@ pub fn run_one(
     let plan = cfg.flow_plan(scheme);
     // Set the schemes up first: a pending scheme costs no emulator run.
     let daemon_log = dir.join("daemon.log");
-    let setup = scheme.start(&cfg.plume_exe, &daemon_log)?;
+    let setup = if cfg.record {
+        scheme.recording_to(&dir.join(RECORD_FILE))
+    } else {
+        scheme.clone()
+    }
+    .start(&cfg.plume_exe, &daemon_log)?;
     let competing_setup = cfg
         .competing
         .as_ref()

@@ -131,6 +131,28 @@ impl Scheme {
         }
     }
 
+    /// The same scheme with its daemon recording to `path` (`plume-cc run
+    /// --record`); a kernel scheme has no daemon and is returned as it is.
+    pub fn recording_to(&self, path: &Path) -> Self {
+        match self {
+            Self::Kernel(_) => self.clone(),
+            Self::Plume {
+                policy,
+                daemon_args,
+                label,
+            } => {
+                let mut daemon_args = daemon_args.clone();
+                daemon_args.push("--record".into());
+                daemon_args.push(path.display().to_string());
+                Self::Plume {
+                    policy: policy.clone(),
+                    daemon_args,
+                    label: label.clone(),
+                }
+            }
+        }
+    }
+
     /// The scheme's name in tables and file names.
     pub fn name(&self) -> &str {
         match self {
@@ -404,5 +426,31 @@ mod tests {
             let e = Scheme::parse(bad, None).unwrap_err().to_string();
             assert!(e.contains(bad), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_recording_run_adds_the_record_flag_to_plume_schemes_only() {
+        let out = Path::new("/tmp/run/daemon-record.jsonl");
+        let fixed = Scheme::parse("fixed+rule", None).unwrap();
+        let Scheme::Plume {
+            daemon_args, label, ..
+        } = fixed.recording_to(out)
+        else {
+            panic!("fixed is a plume scheme")
+        };
+        assert_eq!(
+            daemon_args,
+            [
+                "--fixed-rule",
+                "--competition-rule",
+                "--record",
+                "/tmp/run/daemon-record.jsonl"
+            ]
+        );
+        // The name in tables does not change: recorded and unrecorded runs
+        // of one scheme are the same scheme.
+        assert_eq!(label, "fixed+rule");
+        let cubic = Scheme::parse("cubic", None).unwrap();
+        assert_eq!(cubic.recording_to(out), cubic);
     }
 }

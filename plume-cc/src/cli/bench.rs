@@ -78,6 +78,11 @@ pub struct Args {
     /// Policy file for the plume scheme's daemon.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Record every plume scheme's daemon (`plume-cc run --record`) into
+    /// its run's folder as `daemon-record.jsonl`: each interval's flow
+    /// statistics and targets.
+    #[arg(long)]
+    pub record: bool,
     /// Print progress as JSON lines on stdout (for `cargo xtask bench`)
     /// instead of plain lines on stderr.
     #[arg(long, hide = true)]
@@ -107,6 +112,7 @@ impl Args {
             out: self.out.clone(),
             iperf3: self.iperf3.clone(),
             plume_exe: std::env::current_exe().context("locating plume-cc itself")?,
+            record: self.record,
         })
     }
 }

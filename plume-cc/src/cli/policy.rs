@@ -15,7 +15,9 @@ pub enum PolicyCommand {
     /// Write a policy with the same weights as another and a changed action
     /// mapping: the spans (how far the policy may move the clamp and the
     /// pacing cap from the fixed rule), the default operating point, the
-    /// competition rule. The change is recorded in the new policy.json
+    /// competition rule, and how flows share a link (the additive term, a
+    /// min RTT shared per address, the rate anchor window's floor). The
+    /// change is recorded in the new policy.json
     /// (`training.derived`), so the training command and this one rebuild
     /// the file.
     Derive(DeriveArgs),
@@ -49,6 +51,20 @@ pub struct DeriveArgs {
     /// The competition rule (drain probes and a competitive mode).
     #[arg(long, value_enum)]
     pub competition_rule: Option<Switch>,
+    /// Segments added to every clamp, and as many per min RTT to the pacing
+    /// cap (0-64; 0: none): an additive increase, so that flows whose
+    /// clamps bind converge to equal shares.
+    #[arg(long, allow_negative_numbers = true, value_name = "SEGMENTS", value_parser = number::<f32>())]
+    pub additive_segments: Option<f32>,
+    /// The daemon takes each IPv4 flow's min RTT as the smallest of the
+    /// flows to the same address, so that a flow that started behind a
+    /// queue does not count the queue as its path.
+    #[arg(long, value_enum)]
+    pub path_min_rtt: Option<Switch>,
+    /// The rate anchor's window is at least this many ms on the daemon
+    /// (0: the built-in 10 s; at most 60000).
+    #[arg(long, value_name = "MS")]
+    pub anchor_floor_ms: Option<u32>,
 }
 
 /// Runs a `plume-cc policy` subcommand.
@@ -59,6 +75,9 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 spans: a.spans,
                 default_objective: a.objective,
                 competition_rule: a.competition_rule.map(|s| s == Switch::On),
+                additive_segments: a.additive_segments,
+                path_min_rtt: a.path_min_rtt.map(|s| s == Switch::On),
+                anchor_window_floor_ms: a.anchor_floor_ms,
             };
             let meta = derive(&a.from, &a.out, &d).with_context(|| {
                 format!(

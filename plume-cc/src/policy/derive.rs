@@ -12,7 +12,10 @@
 //! - the default operating point (the delay weight the daemon feeds the
 //!   policy when `run` has no `--objective`);
 //! - the competition rule (drain probes and a competitive mode,
-//!   `policy/competition.rs`), which needs no training.
+//!   `policy/competition.rs`), which needs no training;
+//! - how flows share a link (`additive_segments`, `path_min_rtt`,
+//!   `anchor_window_floor_ms`: `policy/scaling.rs` says why each), which
+//!   act after the network or only on the daemon's side.
 //!
 //! Until now such policies were made by editing `policy.json` by hand, so
 //! the committed candidates could not be rebuilt from commands alone. The
@@ -24,7 +27,12 @@ use std::path::{Path, PathBuf};
 
 use super::format::resolve;
 use super::metadata::{PolicyError, PolicyMetadata};
+use super::scaling::MAX_ANCHOR_WINDOW_FLOOR_MS;
 use super::{CompetitionRule, Objective};
+
+/// Largest additive term a derivation accepts, segments (the mapping's own
+/// bound, `ActionScaling::is_valid`).
+pub const ADDITIVE_MAX: f32 = 64.0;
 
 /// Smallest and largest span a derivation accepts, in octaves either side
 /// of action 0. Zero would be the fixed rule itself (`run --fixed-rule`
@@ -42,6 +50,14 @@ pub struct Derivation {
     pub default_objective: Option<Objective>,
     /// The competition rule on (with its defaults) or off.
     pub competition_rule: Option<bool>,
+    /// Segments added to every clamp (`ActionScaling::additive_segments`).
+    pub additive_segments: Option<f32>,
+    /// The min RTT shared by the flows to one address
+    /// (`ActionScaling::path_min_rtt`), on or off.
+    pub path_min_rtt: Option<bool>,
+    /// The rate anchor window's floor, ms
+    /// (`ActionScaling::anchor_window_floor_ms`; 0: the built-in 10 s).
+    pub anchor_window_floor_ms: Option<u32>,
 }
 
 /// Why a derivation was refused. Nothing is written in any of these cases.
@@ -61,7 +77,7 @@ pub enum DeriveError {
         found: String,
     },
     /// The derivation changes nothing.
-    #[error("nothing to derive: give --spans, --objective or --competition-rule on|off")]
+    #[error("nothing to derive: give --spans, --objective, --competition-rule on|off, --additive-segments, --path-min-rtt on|off or --anchor-floor-ms")]
     Empty,
     /// The output would overwrite a policy (the source or another).
     #[error("{0} already holds a policy (policy.json); choose a new folder")]
@@ -93,6 +109,15 @@ impl Derivation {
                 if r { "on" } else { "off" }
             ));
         }
+        if let Some(c) = self.additive_segments {
+            v.push(format!("--additive-segments {c}"));
+        }
+        if let Some(p) = self.path_min_rtt {
+            v.push(format!("--path-min-rtt {}", if p { "on" } else { "off" }));
+        }
+        if let Some(w) = self.anchor_window_floor_ms {
+            v.push(format!("--anchor-floor-ms {w}"));
+        }
         v.join(" ")
     }
 
@@ -123,6 +148,29 @@ impl Derivation {
             }
             Some(false) => meta.action_scaling.competition = None,
             _ => {}
+        }
+        if let Some(c) = self.additive_segments {
+            if !(c.is_finite() && (0.0..=ADDITIVE_MAX).contains(&c)) {
+                return Err(DeriveError::Range {
+                    field: "--additive-segments",
+                    allowed: format!("0 to {ADDITIVE_MAX} segments"),
+                    found: c.to_string(),
+                });
+            }
+            meta.action_scaling.additive_segments = c;
+        }
+        if let Some(p) = self.path_min_rtt {
+            meta.action_scaling.path_min_rtt = p;
+        }
+        if let Some(w) = self.anchor_window_floor_ms {
+            if w > MAX_ANCHOR_WINDOW_FLOOR_MS {
+                return Err(DeriveError::Range {
+                    field: "--anchor-floor-ms",
+                    allowed: format!("0 (the built-in 10 s) to {MAX_ANCHOR_WINDOW_FLOOR_MS} ms"),
+                    found: w.to_string(),
+                });
+            }
+            meta.action_scaling.anchor_window_floor_ms = w;
         }
         meta.training.derived.push(self.describe());
         Ok(meta)
@@ -187,6 +235,7 @@ mod tests {
             spans: Some(0.5),
             default_objective: Some(Objective::parse("0.05").unwrap()),
             competition_rule: Some(true),
+            ..Derivation::default()
         };
         let meta = derive(&default_dir(), &out, &d).unwrap();
         let src = super::super::LoadedPolicy::load(&default_dir()).unwrap();
@@ -239,6 +288,57 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, DeriveError::Policy(_)), "{e}");
+        for (d, field) in [
+            (
+                Derivation {
+                    additive_segments: Some(-1.0),
+                    ..Derivation::default()
+                },
+                "--additive-segments",
+            ),
+            (
+                Derivation {
+                    additive_segments: Some(65.0),
+                    ..Derivation::default()
+                },
+                "--additive-segments",
+            ),
+            (
+                Derivation {
+                    anchor_window_floor_ms: Some(60_001),
+                    ..Derivation::default()
+                },
+                "--anchor-floor-ms",
+            ),
+        ] {
+            let e = derive(&default_dir(), &out, &d).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
         assert!(!out.exists(), "nothing is written");
+    }
+
+    #[test]
+    fn a_sharing_derivation_sets_the_three_fields_and_records_its_command() {
+        let out = tmp("share");
+        let d = Derivation {
+            additive_segments: Some(8.0),
+            path_min_rtt: Some(true),
+            anchor_window_floor_ms: Some(1000),
+            ..Derivation::default()
+        };
+        let meta = derive(&default_dir(), &out, &d).unwrap();
+        let s = meta.action_scaling;
+        assert_eq!(s.additive_segments, 8.0);
+        assert!(s.path_min_rtt);
+        assert_eq!(s.anchor_window_floor_ms, 1000);
+        assert_eq!(s.anchor_floor_us(), 1_000_000);
+        assert_eq!(
+            meta.training.derived.last().map(String::as_str),
+            Some("plume-cc policy derive --additive-segments 8 --path-min-rtt on --anchor-floor-ms 1000")
+        );
+        // The file round-trips: what the daemon loads is what was derived.
+        let got = super::super::LoadedPolicy::load(&out).unwrap();
+        assert_eq!(got.metadata(), &meta);
+        let _ = std::fs::remove_dir_all(&out);
     }
 }

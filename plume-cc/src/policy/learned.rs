@@ -155,6 +155,10 @@ pub struct LearnedPolicy {
     /// --fixed-rule`): the baseline learning must beat, on the real
     /// datapath, with the same observation, mapping and step limit.
     fixed_rule: bool,
+    /// Per remote IPv4 address, the smallest min RTT of this poll's flows
+    /// to it, microseconds; filled only under
+    /// [`super::ActionScaling::path_min_rtt`].
+    path_min_rtt: HashMap<u32, u32>,
 }
 
 impl LearnedPolicy {
@@ -185,6 +189,7 @@ impl LearnedPolicy {
             scratch: BatchScratch::default(),
             timing: DecideTiming::default(),
             fixed_rule: false,
+            path_min_rtt: HashMap::new(),
         }
     }
 
@@ -263,11 +268,12 @@ impl LearnedPolicy {
         &mut self,
         flows: &[(u64, FlowStats)],
         timestamp_us: u64,
-        cadence: Cadence,
-        per_copy: bool,
+        (cadence, per_copy): (Cadence, bool),
+        path_min_rtt: bool,
         out: &mut Vec<Target>,
     ) {
         let len = OBSERVATION_LEN;
+        let paths = path_min_rtt.then_some(&self.path_min_rtt);
         for (i, (((cookie, stats), &slot), row)) in flows
             .iter()
             .zip(&self.order)
@@ -288,8 +294,7 @@ impl LearnedPolicy {
                     prefetch(&self.clocks[ahead]);
                 }
             }
-            let mut sample = FlowSample::from(stats);
-            sample.timestamp_us = timestamp_us;
+            let sample = sample_of(stats, timestamp_us, paths);
             let b = &mut self.builders[slot];
             let row: &mut [f32; OBSERVATION_LEN] = row
                 .try_into()
@@ -347,16 +352,13 @@ impl LearnedPolicy {
         flows: &[(u64, FlowStats)],
         timestamp_us: u64,
         cadence: Cadence,
+        path_min_rtt: bool,
         out: &mut Vec<Target>,
     ) {
         let len = OBSERVATION_LEN;
         let skip_idle = self.template.idle_polls_change_nothing();
         let hot = self.template.hot_bytes();
-        let sample_of = |stats: &FlowStats| {
-            let mut sample = FlowSample::from(stats);
-            sample.timestamp_us = timestamp_us;
-            sample
-        };
+        let paths = path_min_rtt.then_some(&self.path_min_rtt);
         for (i, ((_, stats), &slot)) in flows.iter().zip(&self.order).enumerate() {
             if let Some(&ahead) = self.order.get(i + PREFETCH_AHEAD) {
                 prefetch(&self.clocks[ahead]);
@@ -373,7 +375,10 @@ impl LearnedPolicy {
             if clock.due(cadence, stats.updated_ns / 1000) {
                 self.due_rows.push(i);
             } else if !skip_idle {
-                advance_or_reset(&mut self.builders[slot], &sample_of(stats));
+                advance_or_reset(
+                    &mut self.builders[slot],
+                    &sample_of(stats, timestamp_us, paths),
+                );
             }
         }
         for (k, &i) in self.due_rows.iter().enumerate() {
@@ -386,7 +391,7 @@ impl LearnedPolicy {
             let (cookie, stats) = &flows[i];
             let slot = self.order[i];
             let b = &mut self.builders[slot];
-            let pending = advance_or_reset(b, &sample_of(stats));
+            let pending = advance_or_reset(b, &sample_of(stats, timestamp_us, paths));
             let start = self.due_obs.len();
             self.due_obs.resize(start + len, 0.0);
             let row: &mut [f32; OBSERVATION_LEN] = (&mut self.due_obs[start..])
@@ -403,6 +408,22 @@ impl LearnedPolicy {
             self.last_cookies.push(*cookie);
         }
     }
+}
+
+/// The builder's sample of `stats` polled at `timestamp_us`; with `paths`
+/// (under [`super::ActionScaling::path_min_rtt`]) its min RTT is the
+/// smallest of the flows to its address when that is smaller.
+fn sample_of(
+    stats: &FlowStats,
+    timestamp_us: u64,
+    paths: Option<&HashMap<u32, u32>>,
+) -> FlowSample {
+    let mut sample = FlowSample::from(stats);
+    sample.timestamp_us = timestamp_us;
+    if let Some(m) = paths.and_then(|p| path_key(stats).and_then(|ip| p.get(&ip))) {
+        sample.min_rtt_us = sample.min_rtt_us.min(*m);
+    }
+    sample
 }
 
 /// [`ObservationBuilder::advance`], and on an error (time or the copy went
@@ -432,6 +453,15 @@ impl FlowPolicy for LearnedPolicy {
                 m.action_scaling.additive_segments
             );
         }
+        if m.action_scaling.path_min_rtt {
+            overrides.push_str("; min RTT shared by the flows to one address");
+        }
+        if m.action_scaling.anchor_window_floor_ms > 0 {
+            overrides += &format!(
+                "; rate anchor window at least {} ms",
+                m.action_scaling.anchor_window_floor_ms
+            );
+        }
         if m.action_scaling.decide == Cadence::PerCopy {
             overrides.push_str("; decides once per copy of a flow's statistics");
         }
@@ -458,7 +488,10 @@ impl FlowPolicy for LearnedPolicy {
     fn change_action_scaling(&mut self, change: &mut dyn FnMut(&mut super::ActionScaling)) -> bool {
         let mut scaling = self.policy.metadata().action_scaling;
         change(&mut scaling);
-        self.policy.set_action_scaling(scaling)
+        let ok = self.policy.set_action_scaling(scaling);
+        // New flows' builders take the anchor floor the mapping now has.
+        self.template = builder_for(&self.policy, self.objective);
+        ok
     }
 
     fn set_fixed_rule(&mut self, on: bool) -> bool {
@@ -513,6 +546,15 @@ impl FlowPolicy for LearnedPolicy {
             self.realign(flows);
         }
         let scaling = self.policy.metadata().action_scaling;
+        if scaling.path_min_rtt {
+            self.path_min_rtt.clear();
+            for (_, s) in flows {
+                if let Some(ip) = path_key(s) {
+                    let m = self.path_min_rtt.entry(ip).or_insert(s.min_rtt_us);
+                    *m = (*m).min(s.min_rtt_us);
+                }
+            }
+        }
         let cadence = scaling.decide;
         let per_copy = cadence != Cadence::EveryInterval;
         // The competition detector runs only under a mapping that reads
@@ -564,9 +606,15 @@ impl FlowPolicy for LearnedPolicy {
         let timestamp_us = now_ns / 1000;
         self.last_lazy = lazy;
         if lazy {
-            self.observe_lazy(flows, timestamp_us, cadence, out);
+            self.observe_lazy(flows, timestamp_us, cadence, scaling.path_min_rtt, out);
         } else {
-            self.observe_all(flows, timestamp_us, cadence, per_copy, out);
+            self.observe_all(
+                flows,
+                timestamp_us,
+                (cadence, per_copy),
+                scaling.path_min_rtt,
+                out,
+            );
         }
         let decided = self.contexts.len();
         // The forward's input. Every interval: every flow. Per copy: the due
@@ -708,8 +756,17 @@ impl FlowPolicy for LearnedPolicy {
 /// policy's version is one this build supports (the loader checked it), so
 /// the fallback to the default version is never taken.
 fn builder_for(policy: &LoadedPolicy, objective: super::Objective) -> ObservationBuilder {
-    ObservationBuilder::with_version(objective, policy.metadata().observation.version)
+    let m = policy.metadata();
+    ObservationBuilder::with_version(objective, m.observation.version)
         .unwrap_or_else(|_| ObservationBuilder::with_objective(objective))
+        .with_anchor_floor_us(m.action_scaling.anchor_floor_us())
+}
+
+/// The key under which [`super::ActionScaling::path_min_rtt`] shares a min
+/// RTT: an IPv4 flow's remote address, once it has a min RTT (IPv6 flows,
+/// whose address the datapath does not copy, keep their own).
+fn path_key(s: &FlowStats) -> Option<u32> {
+    (s.family == 2 && s.remote_ip4 != 0 && s.min_rtt_us > 0).then_some(s.remote_ip4)
 }
 
 /// A flow's statistics for tests of a learned policy: 40 ms min RTT,
@@ -1046,9 +1103,13 @@ mod tests {
         let mut all = LearnedPolicy::new(policy());
         assert!(all.change_action_scaling(&mut |s| s.decide = Cadence::EveryInterval));
         if rule {
+            // With the rule, the min RTT shared by the flows to one address
+            // too (`path_min_rtt`, which changes the samples every path
+            // takes).
             for p in [&mut new, &mut kept, &mut all] {
                 assert!(p.change_action_scaling(&mut |s| {
-                    s.competition = Some(super::super::CompetitionRule::default())
+                    s.competition = Some(super::super::CompetitionRule::default());
+                    s.path_min_rtt = true;
                 }));
             }
         }
@@ -1065,6 +1126,9 @@ mod tests {
                 applied_pacing: PACING_UNLIMITED,
                 // A copy at establishment (0 would read as unknown).
                 updated_ns: 1_000_000,
+                // Five addresses (`path_min_rtt`); IPv4.
+                family: 2,
+                remote_ip4: 1 + (cookie % 5) as u32,
                 ..FlowStats::default()
             };
             let period = match rng.gen_range(0..10) {
@@ -1424,6 +1488,49 @@ mod tests {
         let (learned, rule, raw) = run(false);
         assert!(raw.iter().any(|&a| a != 0.0), "{raw:?}");
         assert_ne!(learned, rule);
+    }
+
+    /// `path_min_rtt`: a flow that started behind a queue (min RTT 80 ms)
+    /// takes the 40 ms min RTT of an older flow to the same address, so
+    /// under the fixed rule both get the same clamp for the same rate; a
+    /// flow to another address, or the same flows without the field, keep
+    /// their own min RTT and twice the clamp.
+    #[test]
+    fn flows_to_one_address_share_the_smallest_min_rtt_when_the_file_says_so() {
+        tch::set_num_threads(1);
+        // The kernel's rate sample says 1 MB/s over a span of at least
+        // either min RTT, so both anchors agree whatever the min RTT.
+        let to = |ip: u32, min_rtt_us: u32| FlowStats {
+            family: 2,
+            remote_ip4: ip,
+            rate_delivered: 88,
+            rate_interval_us: 88_000,
+            ..flow(min_rtt_us)
+        };
+        let run = |shared: bool| {
+            let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
+            assert!(p.set_fixed_rule(true));
+            assert!(p.change_action_scaling(&mut |s| s.path_min_rtt = shared));
+            assert_eq!(p.describe().contains("min RTT shared"), shared);
+            let mut f = [(1, to(7, 40_000)), (2, to(7, 80_000)), (3, to(9, 80_000))];
+            // 1 MB/s each, with a queue of 48 ms over the shorter path.
+            let out = drive(&mut p, &mut f, 0, 100, &|_, _| (20, 88_000));
+            out.iter()
+                .map(|t| t.cwnd_clamp_segments)
+                .collect::<Vec<_>>()
+        };
+        let own = run(false);
+        let shared = run(true);
+        // 2 BDPs of 1 MB/s: 80 segments over 40 ms, 160 over 80 ms.
+        assert!((75..=85).contains(&own[0]), "{own:?}");
+        assert!((150..=170).contains(&own[1]), "{own:?}");
+        assert_eq!(own[1], own[2], "{own:?}");
+        assert_eq!(shared[0], own[0], "{shared:?}");
+        assert_eq!(shared[1], shared[0], "{shared:?}");
+        assert_eq!(
+            shared[2], own[2],
+            "another address keeps its own: {shared:?}"
+        );
     }
 
     /// A fluid bottleneck of `capacity(k)` segments per 20 ms interval over

@@ -124,11 +124,50 @@ pub struct ActionScaling {
     /// training and the daemon both read it from here.
     #[serde(default, skip_serializing_if = "super::Cadence::is_default")]
     pub decide: super::Cadence,
+    /// The daemon takes each IPv4 flow's min RTT as the smallest min RTT of
+    /// the flows to the same remote address it steers at that poll, for
+    /// the observation and the mapping alike (false: each flow's own, as in
+    /// files written before it existed, and always in the simulator).
+    ///
+    /// Why: a flow that starts while others hold a queue never sees the
+    /// path's empty-queue RTT (the kernel's min RTT filter keeps 5 minutes),
+    /// so its BDP, and with it its clamp, is inflated by the queue it found.
+    /// Measured on the kernel: three flows 10 s apart on one 40 ms path
+    /// held min RTTs of 41, 77 and 108 ms, and the late flows' clamps did
+    /// not bind while the first flow's did (docs/BENCHMARKS.md, "Sharing the
+    /// link: why the default is not fair among 2-3 flows"). Flows to one
+    /// address share a path as far as the sender can tell (the kernel's own
+    /// per-destination metrics make the same assumption).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub path_min_rtt: bool,
+    /// The rate anchor's window is at least this many milliseconds (0: the
+    /// built-in 10 s, `ANCHOR_WINDOW_MIN_US`, as in files written before it
+    /// existed); its other bounds (ten min RTTs, four intervals) still hold.
+    /// Read by the daemon's observation builders; the simulator keeps the
+    /// built-in floor, so a policy trained there saw 10 s.
+    ///
+    /// Why: a flow that had the link alone keeps an anchor of the whole link
+    /// for the window's length after others join, so its clamp does not
+    /// bind and its base controller alone decides its share.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub anchor_window_floor_ms: u32,
 }
 
 fn is_zero(x: &f32) -> bool {
     *x == 0.0
 }
+
+fn is_zero_u32(x: &u32) -> bool {
+    *x == 0
+}
+
+fn is_false(x: &bool) -> bool {
+    !*x
+}
+
+/// Largest [`ActionScaling::anchor_window_floor_ms`]: a minute, six times
+/// the built-in floor.
+pub const MAX_ANCHOR_WINDOW_FLOOR_MS: u32 = 60_000;
 
 /// What the mapping does with the flow's competition [`Mode`]
 /// ([`super::competition`] has the detector and why).
@@ -206,6 +245,8 @@ impl Default for ActionScaling {
             competition: None,
             additive_segments: 0.0,
             decide: super::Cadence::EveryInterval,
+            path_min_rtt: false,
+            anchor_window_floor_ms: 0,
         }
     }
 }
@@ -231,6 +272,18 @@ impl ActionScaling {
             && self.competition.is_none_or(|c| c.is_valid())
             && self.additive_segments.is_finite()
             && (0.0..=64.0).contains(&self.additive_segments)
+            && self.anchor_window_floor_ms <= MAX_ANCHOR_WINDOW_FLOOR_MS
+    }
+
+    /// The rate anchor window's floor the daemon's builders take,
+    /// microseconds ([`Self::anchor_window_floor_ms`], or the built-in
+    /// floor when 0).
+    pub fn anchor_floor_us(&self) -> u64 {
+        if self.anchor_window_floor_ms == 0 {
+            super::observation::ANCHOR_WINDOW_MIN_US
+        } else {
+            u64::from(self.anchor_window_floor_ms) * 1000
+        }
     }
 
     /// The limits for raw action `raw` on the flow `ctx`, moved at most one

@@ -79,6 +79,10 @@ pub struct ObservationBuilder {
     pub(super) detector: bool,
     pub(super) newest: usize,
     pub(super) seen: usize,
+    /// The rate anchor's window is at least this long, microseconds
+    /// ([`super::ANCHOR_WINDOW_MIN_US`] unless set with
+    /// [`Self::with_anchor_floor_us`]).
+    pub(super) anchor_floor_us: u64,
     pub(super) prev: Option<FlowSample>,
     pub(super) anchor: WindowedMax,
     pub(super) competition: CompetitionDetector,
@@ -151,7 +155,20 @@ impl ObservationBuilder {
             competition: CompetitionDetector::new(),
             detector: true,
             log_features: [None; 2],
+            anchor_floor_us: super::ANCHOR_WINDOW_MIN_US,
         }
+    }
+
+    /// The same builder with the rate anchor's window at least `floor_us`
+    /// instead of [`super::ANCHOR_WINDOW_MIN_US`] (its other bounds, ten min
+    /// RTTs and 4 sample spans, still hold). Why: with a 10 s floor a flow
+    /// that had the link alone keeps an anchor of the whole link for 10 s
+    /// after others join, so its clamp does not bind and its base
+    /// controller fills the buffer (docs/BENCHMARKS.md, "Sharing the link:
+    /// why the default is not fair among 2-3 flows").
+    pub fn with_anchor_floor_us(mut self, floor_us: u64) -> Self {
+        self.anchor_floor_us = floor_us;
+        self
     }
 
     /// A builder with no history of observation `version` (one of
@@ -172,12 +189,13 @@ impl ObservationBuilder {
         self.version
     }
 
-    /// Forgets the flow's history (keeps the objective, the version and
-    /// whether the detector runs).
+    /// Forgets the flow's history (keeps the objective, the version, the
+    /// anchor window's floor and whether the detector runs).
     pub fn reset(&mut self) {
         *self = Self {
             version: self.version,
             detector: self.detector,
+            anchor_floor_us: self.anchor_floor_us,
             ..Self::with_objective(self.objective)
         };
     }

@@ -67,11 +67,13 @@ pub(super) fn preferred_rate(kernel_rate: f64, spanned: f64) -> f64 {
     }
 }
 
-/// The rate anchor's window for samples `span_us` apart.
-pub(super) fn anchor_window_us(min_rtt_us: u64, span_us: u64) -> u64 {
+/// The rate anchor's window for samples `span_us` apart, at least
+/// `floor_us` (the builder's [`ANCHOR_WINDOW_MIN_US`] unless its policy
+/// sets another: `ActionScaling::anchor_window_floor_ms`).
+pub(super) fn anchor_window_us(min_rtt_us: u64, span_us: u64, floor_us: u64) -> u64 {
     (ANCHOR_WINDOW_RTTS * min_rtt_us)
         .max(ANCHOR_WINDOW_MIN_INTERVALS * span_us)
-        .max(ANCHOR_WINDOW_MIN_US)
+        .max(floor_us)
 }
 
 /// One history block of sample `s` (layout [`BLOCK_FEATURES`]), from the

@@ -35,8 +35,11 @@ impl ObservationBuilder {
             spanned_rate(d_delivered, mss, dt_us, min_rtt_us),
         );
         let max_rate = if self.prev.is_some() {
-            self.anchor
-                .update(s.timestamp_us, anchor_window_us(min_rtt_us, dt_us), rate)
+            self.anchor.update(
+                s.timestamp_us,
+                anchor_window_us(min_rtt_us, dt_us, self.anchor_floor_us),
+                rate,
+            )
         } else {
             self.anchor.get()
         };
@@ -144,5 +147,28 @@ mod tests {
         // least ANCHOR_WINDOW_MIN_US (10 s), so the old rate leaves after 10 s.
         let t = dropped_at.expect("the anchor must come down");
         assert!((21_900..=22_300).contains(&t), "{t} ms");
+    }
+
+    #[test]
+    fn a_lower_anchor_floor_forgets_sooner_and_survives_a_reset() {
+        // The same drop with the window's floor at 1 s: the old rate
+        // leaves about 1 s after the drop instead of 10 s.
+        let mut b = ObservationBuilder::new().with_anchor_floor_us(1_000_000);
+        b.reset();
+        let mut delivered = 0;
+        for i in 0..600u64 {
+            b.observe(&with_kernel_rate(i * 20, delivered, 20)).unwrap();
+            delivered += 20;
+        }
+        let mut dropped_at = None;
+        for i in 600..800u64 {
+            b.observe(&with_kernel_rate(i * 20, delivered, 4)).unwrap();
+            delivered += 4;
+            if dropped_at.is_none() && (b.max_rate_bytes_per_sec() - 2e5).abs() < 1.0 {
+                dropped_at = Some(i * 20);
+            }
+        }
+        let t = dropped_at.expect("the anchor must come down within 4 s");
+        assert!((12_900..=13_300).contains(&t), "{t} ms");
     }
 }

@@ -62,7 +62,7 @@ impl ObservationBuilder {
                 );
                 max_rate = self.anchor.update(
                     copy_us,
-                    anchor_window_us(min_rtt_us, span_us),
+                    anchor_window_us(min_rtt_us, span_us, self.anchor_floor_us),
                     anchor_input,
                 );
                 // srtt's slope over the span (seconds of srtt per second):
