@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::args::number;
+use super::args::{number, whole};
 use plume_cc::policy::derive::{derive, Derivation};
 use plume_cc::policy::Objective;
 
@@ -63,7 +63,7 @@ pub struct DeriveArgs {
     pub path_min_rtt: Option<Switch>,
     /// The rate anchor's window is at least this many ms on the daemon
     /// (0: the built-in 10 s; at most 60000).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, allow_negative_numbers = true, value_name = "MS", value_parser = whole::<u32>())]
     pub anchor_floor_ms: Option<u32>,
 }
 
