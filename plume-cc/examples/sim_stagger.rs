@@ -64,6 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         observation_version: meta.observation.version,
         interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
         cadence: meta.action_scaling.decide,
+        anchor_floor_us: meta.action_scaling.anchor_floor_us(),
         episode_us: Some(LENGTH_MS * 1000),
     })?;
     let mut obs = env.reset(Arc::clone(&window.trace), 7)?;

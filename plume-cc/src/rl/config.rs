@@ -302,6 +302,7 @@ impl TrainConfig {
             interval: MonitorInterval::FixedUs(self.interval_us),
             cadence: self.scaling.decide,
             episode_us: Some(self.window_ms * 1000),
+            anchor_floor_us: self.scaling.anchor_floor_us(),
         }
     }
 }

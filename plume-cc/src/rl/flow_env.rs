@@ -148,6 +148,11 @@ pub struct EnvConfig {
     pub cadence: Cadence,
     /// Episode length, microseconds; `None` plays the window once.
     pub episode_us: Option<u64>,
+    /// The rate anchor's window is at least this long, microseconds: the
+    /// policy's own (`ActionScaling::anchor_floor_us`), as its daemon
+    /// builds its flows' observations, so that evaluating a policy whose
+    /// file sets another floor simulates what the daemon does.
+    pub anchor_floor_us: u64,
 }
 
 impl Default for EnvConfig {
@@ -168,6 +173,7 @@ impl Default for EnvConfig {
             interval: MonitorInterval::FixedUs(20_000),
             cadence: Cadence::EveryInterval,
             episode_us: None,
+            anchor_floor_us: crate::policy::observation::ANCHOR_WINDOW_MIN_US,
         }
     }
 }
@@ -216,7 +222,8 @@ impl Env {
             }
         }
         let builder =
-            ObservationBuilder::with_version(config.objective, config.observation_version)?;
+            ObservationBuilder::with_version(config.objective, config.observation_version)?
+                .with_anchor_floor_us(config.anchor_floor_us);
         Ok(Self {
             config,
             net: None,
@@ -234,9 +241,14 @@ impl Env {
         &self.config
     }
 
-    /// A new flow's observation builder: the run's objective and version.
+    /// A new flow's observation builder: the run's objective, version and
+    /// anchor window floor.
     fn new_builder(&self) -> Result<ObservationBuilder, ObservationError> {
-        ObservationBuilder::with_version(self.config.objective, self.config.observation_version)
+        Ok(ObservationBuilder::with_version(
+            self.config.objective,
+            self.config.observation_version,
+        )?
+        .with_anchor_floor_us(self.config.anchor_floor_us))
     }
 
     /// Changes the path (one-way delay and droptail limit) from the next
@@ -543,6 +555,56 @@ mod tests {
 
     fn constant(k: u32) -> Arc<Schedule> {
         Arc::new(Schedule::constant(k).expect("trace"))
+    }
+
+    /// The environment builds its flow's observations with its config's
+    /// anchor window floor, as the daemon does with a policy's
+    /// (`ActionScaling::anchor_floor_us`): after the link drops from 8 to
+    /// 1 packet per ms at 4 s, the rate anchor (`max_rate_log`) comes down
+    /// within about a second with a 1 s floor and stays up with the
+    /// built-in 10 s.
+    #[test]
+    fn the_anchor_window_floor_of_the_config_reaches_the_observation() {
+        let mut ms: Vec<u64> = Vec::new();
+        for t in 0..10_000u64 {
+            let per_ms = if t < 4_000 { 8 } else { 1 };
+            ms.extend(std::iter::repeat_n(t, per_ms));
+        }
+        let trace = Arc::new(Schedule::from_ms(ms).expect("trace"));
+        let anchor_at = |floor_us: u64| {
+            let mut env = Env::new(EnvConfig {
+                anchor_floor_us: floor_us,
+                episode_us: Some(9_000_000),
+                ..EnvConfig::default()
+            })
+            .expect("env");
+            env.reset(Arc::clone(&trace), 3).expect("reset");
+            let (mut before, mut after) = (0.0, 0.0);
+            loop {
+                let r = env.step(Target::unlimited()).expect("step");
+                if r.now_us <= 3_900_000 {
+                    before = r.observation[1];
+                }
+                if r.now_us <= 7_000_000 {
+                    after = r.observation[1];
+                }
+                if r.done {
+                    break;
+                }
+            }
+            (before, after)
+        };
+        let (before_10s, after_10s) = anchor_at(EnvConfig::default().anchor_floor_us);
+        let (before_1s, after_1s) = anchor_at(1_000_000);
+        assert!(before_10s > 0.0 && before_1s > 0.0);
+        assert!(
+            after_10s >= 0.99 * before_10s,
+            "10 s floor: {before_10s} -> {after_10s}"
+        );
+        assert!(
+            after_1s < 0.9 * before_1s,
+            "1 s floor: {before_1s} -> {after_1s}"
+        );
     }
 
     #[test]

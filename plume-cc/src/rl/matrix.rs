@@ -151,6 +151,7 @@ pub fn run_cell(
                 observation_version: meta.observation.version,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
                 cadence: meta.action_scaling.decide,
+                anchor_floor_us: meta.action_scaling.anchor_floor_us(),
                 episode_us: Some(w.length_ms * 1000),
             })
         })

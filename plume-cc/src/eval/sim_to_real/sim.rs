@@ -62,6 +62,10 @@ pub fn run_sim_observed(
         interval: MonitorInterval::FixedUs(interval_us),
         // ... and decides as the daemon runs it.
         cadence: policy.map_or(Default::default(), |p| p.metadata().action_scaling.decide),
+        // ... with its anchor window.
+        anchor_floor_us: policy.map_or(crate::policy::observation::ANCHOR_WINDOW_MIN_US, |p| {
+            p.metadata().action_scaling.anchor_floor_us()
+        }),
         episode_us: Some(cfg.window_ms * 1000),
     })?;
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;
