@@ -87,6 +87,7 @@ fn prefetch_prefix<T>(v: &T, bytes: usize) {
             };
             off += 64;
         }
+        // The last line, when `*v` does not start on a line.
         if size > 0 {
             // SAFETY: as above.
             unsafe {
@@ -146,9 +147,6 @@ pub struct LearnedPolicy {
     /// Whether every flow's observation is written and kept for
     /// [`super::LastBatch::observed`] ([`FlowPolicy::keep_observed`]).
     keep_observed: bool,
-    /// Whether the last call wrote the due rows only (`observe_lazy`), so
-    /// that `obs` and `observed_cookies` are empty.
-    last_lazy: bool,
     scratch: BatchScratch,
     timing: DecideTiming,
     /// Action 0 for every flow instead of the network's (`run
@@ -185,7 +183,6 @@ impl LearnedPolicy {
             observed_cookies: Vec::new(),
             last_per_copy: false,
             keep_observed: false,
-            last_lazy: false,
             scratch: BatchScratch::default(),
             timing: DecideTiming::default(),
             fixed_rule: false,
@@ -294,17 +291,11 @@ impl LearnedPolicy {
                     prefetch(&self.clocks[ahead]);
                 }
             }
-            let sample = sample_of(stats, timestamp_us, paths);
             let b = &mut self.builders[slot];
             let row: &mut [f32; OBSERVATION_LEN] = row
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("chunks of OBSERVATION_LEN"));
-            if b.observe_into(&sample, row).is_err() {
-                b.reset();
-                if b.observe_into(&sample, row).is_err() {
-                    row.fill(0.0);
-                }
-            }
+            observe_row(b, &sample_of(stats, timestamp_us, paths), row);
             if per_copy {
                 self.observed_cookies.push(*cookie);
                 // The clock runs at every poll, due or not, as `rl::Env`
@@ -391,16 +382,12 @@ impl LearnedPolicy {
             let (cookie, stats) = &flows[i];
             let slot = self.order[i];
             let b = &mut self.builders[slot];
-            let pending = advance_or_reset(b, &sample_of(stats, timestamp_us, paths));
             let start = self.due_obs.len();
             self.due_obs.resize(start + len, 0.0);
             let row: &mut [f32; OBSERVATION_LEN] = (&mut self.due_obs[start..])
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("one row"));
-            match pending {
-                Some(p) => b.write(p, row),
-                None => row.fill(0.0),
-            }
+            observe_row(b, &sample_of(stats, timestamp_us, paths), row);
             let ctx = self.anchors[slot]
                 .refresh(row)
                 .context(row, stats.mss, b.mode());
@@ -426,10 +413,19 @@ fn sample_of(
     sample
 }
 
+/// `sample`'s observation into `row` ([`advance_or_reset`], then
+/// [`ObservationBuilder::write`]; zeros if the sample is refused even by a
+/// reset builder): how both observe passes build a row.
+fn observe_row(b: &mut ObservationBuilder, sample: &FlowSample, row: &mut [f32; OBSERVATION_LEN]) {
+    match advance_or_reset(b, sample) {
+        Some(p) => b.write(p, row),
+        None => row.fill(0.0),
+    }
+}
+
 /// [`ObservationBuilder::advance`], and on an error (time or the copy went
 /// back) the builder reset and the sample taken again; None if that fails
-/// too, whose row is then zeros. What `observe_into`'s callers in `decide`
-/// do, for the path that writes rows later.
+/// too. `observe_lazy` advances idle flows with it alone, without a row.
 fn advance_or_reset(
     b: &mut ObservationBuilder,
     sample: &FlowSample,
@@ -604,7 +600,6 @@ impl FlowPolicy for LearnedPolicy {
         // `stats_us` keeps the copy's own time (`updated_ns`), which tells
         // version 4 whether the poll found a new copy.
         let timestamp_us = now_ns / 1000;
-        self.last_lazy = lazy;
         if lazy {
             self.observe_lazy(flows, timestamp_us, cadence, scaling.path_min_rtt, out);
         } else {

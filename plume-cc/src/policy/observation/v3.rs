@@ -126,26 +126,30 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_anchor_follows_a_capacity_drop() {
-        let mut b = ObservationBuilder::new();
+    /// Feeds `b` 12 s at 1 MB/s (20 ms polls), then a link at a fifth of
+    /// that until `until_ms`: when the anchor first reads the new rate.
+    fn anchor_drop_ms(mut b: ObservationBuilder, until_ms: u64) -> Option<u64> {
         let mut delivered = 0;
-        // 12 s at 1 MB/s, then the link drops to a fifth.
         for i in 0..600u64 {
             b.observe(&with_kernel_rate(i * 20, delivered, 20)).unwrap();
             delivered += 20;
         }
-        let mut dropped_at = None;
-        for i in 600..1300u64 {
+        for i in 600..until_ms / 20 {
             b.observe(&with_kernel_rate(i * 20, delivered, 4)).unwrap();
             delivered += 4;
-            if dropped_at.is_none() && (b.max_rate_bytes_per_sec() - 2e5).abs() < 1.0 {
-                dropped_at = Some(i * 20);
+            if (b.max_rate_bytes_per_sec() - 2e5).abs() < 1.0 {
+                return Some(i * 20);
             }
         }
+        None
+    }
+
+    #[test]
+    fn the_anchor_follows_a_capacity_drop() {
         // min RTT 20 ms: 10 RTTs would be 200 ms, but the window is at
         // least ANCHOR_WINDOW_MIN_US (10 s), so the old rate leaves after 10 s.
-        let t = dropped_at.expect("the anchor must come down");
+        let t =
+            anchor_drop_ms(ObservationBuilder::new(), 26_000).expect("the anchor must come down");
         assert!((21_900..=22_300).contains(&t), "{t} ms");
     }
 
@@ -155,20 +159,7 @@ mod tests {
         // leaves about 1 s after the drop instead of 10 s.
         let mut b = ObservationBuilder::new().with_anchor_floor_us(1_000_000);
         b.reset();
-        let mut delivered = 0;
-        for i in 0..600u64 {
-            b.observe(&with_kernel_rate(i * 20, delivered, 20)).unwrap();
-            delivered += 20;
-        }
-        let mut dropped_at = None;
-        for i in 600..800u64 {
-            b.observe(&with_kernel_rate(i * 20, delivered, 4)).unwrap();
-            delivered += 4;
-            if dropped_at.is_none() && (b.max_rate_bytes_per_sec() - 2e5).abs() < 1.0 {
-                dropped_at = Some(i * 20);
-            }
-        }
-        let t = dropped_at.expect("the anchor must come down within 4 s");
+        let t = anchor_drop_ms(b, 16_000).expect("the anchor must come down within 4 s");
         assert!((12_900..=13_300).contains(&t), "{t} ms");
     }
 }
