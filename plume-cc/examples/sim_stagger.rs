@@ -65,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
         cadence: meta.action_scaling.decide,
         anchor_floor_us: meta.action_scaling.anchor_floor_us(),
+        path_min_rtt: meta.action_scaling.path_min_rtt,
         episode_us: Some(LENGTH_MS * 1000),
     })?;
     let mut obs = env.reset(Arc::clone(&window.trace), 7)?;

@@ -212,6 +212,7 @@ pub fn run_branches(
             // observation (`ActionScaling::anchor_floor_us`), so that the
             // predictors learn the futures the deployed mapping makes.
             anchor_floor_us: scaling.anchor_floor_us(),
+            path_min_rtt: scaling.path_min_rtt,
             ..EnvConfig::default()
         })?;
         let sc_objective = ep.scenario.objective.unwrap_or(objective);
