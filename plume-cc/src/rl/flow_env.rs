@@ -613,7 +613,6 @@ mod tests {
             })
             .expect("env");
             env.reset(constant(1), 5).expect("reset");
-            let (mut own, mut peer) = (0.0, 0.0);
             let clamp = Target {
                 cwnd_clamp_segments: 80,
                 ..Target::unlimited()
@@ -621,13 +620,11 @@ mod tests {
             loop {
                 env.set_peer_actions(&[clamp]);
                 let r = env.step(clamp).expect("step");
-                own = r.observation[0];
-                peer = env.peer_observations()[0][0];
                 if r.done {
-                    break;
+                    // Both flows' latest observations, 3 s after the peer's start.
+                    break (r.observation[0], env.peer_observations()[0][0]);
                 }
             }
-            (own, peer)
         };
         let (own_alone, peer_alone) = min_rtt_logs(false);
         let (own_shared, peer_shared) = min_rtt_logs(true);
