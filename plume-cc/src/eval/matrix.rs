@@ -31,7 +31,7 @@ use crate::rl::env::SimWindow;
 pub use crate::rl::matrix::{
     mean_score, run_cell, Cell, CellScore, Rival, Scheme, BUFFERS_BDP, COMPETITION, RTTS_MS,
 };
-use crate::sim::DatapathModel;
+use crate::sim::{DatapathModel, TimeoutModel};
 pub use crate::stats::jain;
 
 use super::EvalError;
@@ -42,6 +42,7 @@ pub fn run(
     objective: Objective,
     clamp_model: ClampModel,
     datapath_model: DatapathModel,
+    timeout_model: TimeoutModel,
     windows: &[&SimWindow],
     progress: &mut dyn FnMut(&Cell),
 ) -> Result<Vec<Cell>, EvalError> {
@@ -71,6 +72,7 @@ pub fn run(
                         competitor,
                         clamp_model,
                         datapath_model,
+                        timeout_model,
                     )?);
                 }
                 let cell = Cell {
@@ -201,6 +203,7 @@ mod tests {
                 rival,
                 ClampModel::Kernel,
                 DatapathModel::default(),
+                TimeoutModel::default(),
             )
             .unwrap()
         };

@@ -24,7 +24,7 @@ use crate::policy::observation::ObservationError;
 pub use crate::sim::metrics::EpisodeMetrics;
 use crate::sim::metrics::{flow_metrics, FlowCounters};
 use crate::sim::network::{FlowConfig, Network, NetworkConfig};
-use crate::sim::{DatapathModel, QueueLimit, Schedule, SimError};
+use crate::sim::{DatapathModel, QueueLimit, Schedule, SimError, TimeoutModel};
 
 /// Errors of an environment: the simulator's, the observation builder's,
 /// and misuse of reset/step.
@@ -133,6 +133,10 @@ pub struct EnvConfig {
     /// How the datapath sees the controlled flows and applies their limits
     /// (kernel-faithful by default: at callbacks, once per round trip).
     pub datapath_model: DatapathModel,
+    /// Whether the senders undo a spurious retransmission timeout
+    /// ([`TimeoutModel`]); training's default is
+    /// [`TimeoutModel::Plain`], so that its commands reproduce.
+    pub timeout_model: TimeoutModel,
     /// The operating point the observations carry.
     pub objective: Objective,
     /// The observation version built (the policy's own;
@@ -168,6 +172,7 @@ impl Default for EnvConfig {
             delayed_ack: false,
             clamp_model: ClampModel::default(),
             datapath_model: DatapathModel::default(),
+            timeout_model: TimeoutModel::default(),
             objective: Objective::default(),
             observation_version: crate::policy::observation::OBSERVATION_VERSION,
             interval: MonitorInterval::FixedUs(20_000),
@@ -393,6 +398,7 @@ impl Env {
             delayed_ack: self.config.delayed_ack,
             clamp_model: self.config.clamp_model,
             datapath_model: self.config.datapath_model,
+            timeout_model: self.config.timeout_model,
             flows,
             ..NetworkConfig::default()
         };

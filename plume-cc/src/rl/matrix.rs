@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::congestion::{ClampModel, ControllerKind};
 use crate::policy::Target;
 use crate::policy::{LoadedPolicy, Objective};
-use crate::sim::DatapathModel;
 use crate::sim::{metrics::flow_metrics, QueueLimit};
+use crate::sim::{DatapathModel, TimeoutModel};
 
 use super::config::TrainError;
 use super::env::{env_action, SimWindow};
@@ -122,6 +122,7 @@ pub fn run_cell(
     rival: Rival,
     clamp_model: ClampModel,
     datapath_model: DatapathModel,
+    timeout_model: TimeoutModel,
 ) -> Result<CellScore, TrainError> {
     let meta = policy.metadata();
     let (competitor, peers) = match (rival, actor) {
@@ -147,6 +148,7 @@ pub fn run_cell(
                 delayed_ack: false,
                 clamp_model,
                 datapath_model,
+                timeout_model,
                 objective,
                 observation_version: meta.observation.version,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
@@ -246,6 +248,7 @@ pub fn mean_score_of(
     actor: Scheme,
     clamp_model: ClampModel,
     datapath_model: DatapathModel,
+    timeout_model: TimeoutModel,
     windows: &[&SimWindow],
 ) -> Result<f64, TrainError> {
     let base =
@@ -267,6 +270,7 @@ pub fn mean_score_of(
                     rival,
                     clamp_model,
                     datapath_model,
+                    timeout_model,
                 )?;
                 sum += c.score;
                 n += 1;

@@ -453,6 +453,8 @@ impl Selection {
                 super::matrix::Scheme::Policy,
                 config.clamp_model,
                 config.datapath_model,
+                // Training's simulator: timeouts stand.
+                crate::sim::TimeoutModel::Plain,
                 &refs,
             )?;
             progress.message(&format!(

@@ -274,6 +274,22 @@ impl Scoreboard {
         }
         newly_lost
     }
+
+    /// A spurious timeout was undone: no segment of `una..nxt` is lost any
+    /// more, and none is queued for retransmission
+    /// (`tcp_undo_cwnd_reduction()` with `unmark_loss`: every `TCPCB_LOST`
+    /// cleared, `lost_out = 0`). Retransmissions already sent stay in
+    /// flight as such.
+    pub(super) fn unmark_lost(&mut self, una: u64, nxt: u64) {
+        self.retx_queue.clear();
+        for s in una..nxt {
+            let seg = self.seg(s);
+            if seg.flags & LOST != 0 {
+                seg.flags &= !LOST;
+                self.lost_out -= 1;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
