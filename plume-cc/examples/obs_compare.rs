@@ -30,7 +30,7 @@ use plume_cc::daemon::record;
 use plume_cc::eval::sim_to_real::{observations_from_recording, run_sim_observed, SimToRealConfig};
 use plume_cc::policy::observation::{feature_name_of, Observation, GLOBAL_FEATURES};
 use plume_cc::policy::{builder_for, LoadedPolicy};
-use plume_cc::sim::{DatapathModel, TimeoutModel};
+use plume_cc::sim::{DatapathModel, MinRttSample, TimeoutModel};
 use plume_cc::trace::MahimahiTrace;
 
 /// Mean and 10th/50th/90th percentiles (type 7) of `v`.
@@ -91,11 +91,17 @@ fn main() -> anyhow::Result<()> {
         } else {
             DatapathModel::Callbacks
         },
-        // As `eval sim-to-real`: spurious timeouts undone unless `--sim-rto-plain`.
+        // As `eval sim-to-real`: spurious timeouts undone and the min RTT
+        // from the newest segment, unless `--sim-rto-plain` (training's).
         timeout_model: if args.iter().any(|a| a == "--sim-rto-plain") {
             TimeoutModel::Plain
         } else {
             TimeoutModel::Undo
+        },
+        min_rtt_sample: if args.iter().any(|a| a == "--sim-rto-plain") {
+            MinRttSample::Echoed
+        } else {
+            MinRttSample::Newest
         },
         objective: None,
         repeats: 1,

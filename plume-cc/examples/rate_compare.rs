@@ -28,7 +28,7 @@ use plume_cc::policy::observation::FlowSample;
 use plume_cc::policy::{builder_for, flow_context_from_observation, LoadedPolicy, Target};
 use plume_cc::rl::env::{env_action, flow_mss};
 use plume_cc::rl::{Env, EnvConfig, MonitorInterval};
-use plume_cc::sim::{DatapathModel, QueueLimit, TimeoutModel};
+use plume_cc::sim::{DatapathModel, MinRttSample, QueueLimit, TimeoutModel};
 use plume_cc::trace::MahimahiTrace;
 
 /// One copy of a flow's statistics: its time (s since the first copy),
@@ -105,6 +105,11 @@ fn sim_copies(
         clamp_model: ClampModel::Kernel,
         datapath_model: DatapathModel::Callbacks,
         timeout_model,
+        min_rtt_sample: if timeout_model == TimeoutModel::Undo {
+            MinRttSample::Newest
+        } else {
+            MinRttSample::Echoed
+        },
         objective: m.default_objective,
         observation_version: m.observation.version,
         interval: MonitorInterval::FixedUs(m.monitor_interval_us),
@@ -264,7 +269,9 @@ fn main() -> anyhow::Result<()> {
         Some((a.parse::<f64>().ok()?, b.parse::<f64>().ok()?))
     });
     let only: Option<u64> = arg_after("--window").and_then(|v| v.parse().ok());
-    // As `eval sim-to-real`: spurious timeouts undone unless `--sim-rto plain`.
+    // As `eval sim-to-real`: spurious timeouts undone and the min RTT from
+    // the newest segment, unless `--sim-rto plain` (the simulator of
+    // training for both).
     let timeout_model = match arg_after("--sim-rto").as_deref() {
         Some("plain") => TimeoutModel::Plain,
         _ => TimeoutModel::Undo,

@@ -31,18 +31,20 @@ use crate::rl::env::SimWindow;
 pub use crate::rl::matrix::{
     mean_score, run_cell, Cell, CellScore, Rival, Scheme, BUFFERS_BDP, COMPETITION, RTTS_MS,
 };
-use crate::sim::{DatapathModel, TimeoutModel};
+use crate::sim::{DatapathModel, MinRttSample, TimeoutModel};
 pub use crate::stats::jain;
 
 use super::EvalError;
 
 /// Runs the whole matrix for `policy` on `windows`; `progress` hears each cell.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     policy: &LoadedPolicy,
     objective: Objective,
     clamp_model: ClampModel,
     datapath_model: DatapathModel,
     timeout_model: TimeoutModel,
+    min_rtt_sample: MinRttSample,
     windows: &[&SimWindow],
     progress: &mut dyn FnMut(&Cell),
 ) -> Result<Vec<Cell>, EvalError> {
@@ -73,6 +75,7 @@ pub fn run(
                         clamp_model,
                         datapath_model,
                         timeout_model,
+                        min_rtt_sample,
                     )?);
                 }
                 let cell = Cell {
@@ -204,6 +207,7 @@ mod tests {
                 ClampModel::Kernel,
                 DatapathModel::default(),
                 TimeoutModel::default(),
+                MinRttSample::default(),
             )
             .unwrap()
         };

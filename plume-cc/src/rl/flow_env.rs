@@ -24,7 +24,7 @@ use crate::policy::observation::ObservationError;
 pub use crate::sim::metrics::EpisodeMetrics;
 use crate::sim::metrics::{flow_metrics, FlowCounters};
 use crate::sim::network::{FlowConfig, Network, NetworkConfig};
-use crate::sim::{DatapathModel, QueueLimit, Schedule, SimError, TimeoutModel};
+use crate::sim::{DatapathModel, MinRttSample, QueueLimit, Schedule, SimError, TimeoutModel};
 
 /// Errors of an environment: the simulator's, the observation builder's,
 /// and misuse of reset/step.
@@ -137,6 +137,10 @@ pub struct EnvConfig {
     /// ([`TimeoutModel`]); training's default is
     /// [`TimeoutModel::Plain`], so that its commands reproduce.
     pub timeout_model: TimeoutModel,
+    /// Which RTT of an ACK the senders' min RTT takes ([`MinRttSample`]);
+    /// training's default is [`MinRttSample::Echoed`], so that its
+    /// commands reproduce.
+    pub min_rtt_sample: MinRttSample,
     /// The operating point the observations carry.
     pub objective: Objective,
     /// The observation version built (the policy's own;
@@ -173,6 +177,7 @@ impl Default for EnvConfig {
             clamp_model: ClampModel::default(),
             datapath_model: DatapathModel::default(),
             timeout_model: TimeoutModel::default(),
+            min_rtt_sample: MinRttSample::default(),
             objective: Objective::default(),
             observation_version: crate::policy::observation::OBSERVATION_VERSION,
             interval: MonitorInterval::FixedUs(20_000),
@@ -399,6 +404,7 @@ impl Env {
             clamp_model: self.config.clamp_model,
             datapath_model: self.config.datapath_model,
             timeout_model: self.config.timeout_model,
+            min_rtt_sample: self.config.min_rtt_sample,
             flows,
             ..NetworkConfig::default()
         };

@@ -24,7 +24,7 @@ use crate::congestion::{ClampModel, ControllerKind};
 use crate::policy::Target;
 use crate::policy::{LoadedPolicy, Objective};
 use crate::sim::{metrics::flow_metrics, QueueLimit};
-use crate::sim::{DatapathModel, TimeoutModel};
+use crate::sim::{DatapathModel, MinRttSample, TimeoutModel};
 
 use super::config::TrainError;
 use super::env::{env_action, SimWindow};
@@ -123,6 +123,7 @@ pub fn run_cell(
     clamp_model: ClampModel,
     datapath_model: DatapathModel,
     timeout_model: TimeoutModel,
+    min_rtt_sample: MinRttSample,
 ) -> Result<CellScore, TrainError> {
     let meta = policy.metadata();
     let (competitor, peers) = match (rival, actor) {
@@ -149,6 +150,7 @@ pub fn run_cell(
                 clamp_model,
                 datapath_model,
                 timeout_model,
+                min_rtt_sample,
                 objective,
                 observation_version: meta.observation.version,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
@@ -242,6 +244,7 @@ pub fn mean_score(cells: &[Cell], i: usize) -> f64 {
 
 /// Runs `actor` over every cell of the matrix (RTTs x buffers x
 /// competition) on `windows`; returns its mean score over the cells.
+#[allow(clippy::too_many_arguments)]
 pub fn mean_score_of(
     policy: &LoadedPolicy,
     objective: Objective,
@@ -249,6 +252,7 @@ pub fn mean_score_of(
     clamp_model: ClampModel,
     datapath_model: DatapathModel,
     timeout_model: TimeoutModel,
+    min_rtt_sample: MinRttSample,
     windows: &[&SimWindow],
 ) -> Result<f64, TrainError> {
     let base =
@@ -271,6 +275,7 @@ pub fn mean_score_of(
                     clamp_model,
                     datapath_model,
                     timeout_model,
+                    min_rtt_sample,
                 )?;
                 sum += c.score;
                 n += 1;

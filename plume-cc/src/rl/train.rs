@@ -455,6 +455,7 @@ impl Selection {
                 config.datapath_model,
                 // Training's simulator: timeouts stand.
                 crate::sim::TimeoutModel::Plain,
+                crate::sim::MinRttSample::Echoed,
                 &refs,
             )?;
             progress.message(&format!(

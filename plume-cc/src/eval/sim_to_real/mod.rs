@@ -80,6 +80,8 @@ pub struct SimToRealConfig {
     pub datapath_model: crate::sim::DatapathModel,
     /// Whether the simulated senders undo a spurious timeout.
     pub timeout_model: crate::sim::TimeoutModel,
+    /// Which RTT of an ACK the simulated senders' min RTT takes.
+    pub min_rtt_sample: crate::sim::MinRttSample,
     /// The policy's operating point (None: its file's default).
     pub objective: Option<crate::policy::Objective>,
     /// Emulator runs per window (the kernel side varies from run to run;

@@ -52,6 +52,39 @@ pub use receiver::Receiver;
 pub use scoreboard::DUPTHRESH;
 pub use sender::Sender;
 
+/// Which RTT sample of an ACK feeds the sender's min RTT filter.
+///
+/// Linux takes two RTTs from one ACK (`tcp_clean_rtx_queue()`,
+/// net/ipv4/tcp_input.c): `seq_rtt_us` from the oldest segment it newly
+/// delivers (`first_ackt`), which feeds srtt (`tcp_rtt_estimator()`), and
+/// `ca_rtt_us` from the newest (`last_ackt`, "RTT of last (S)ACKed
+/// packet"), which feeds the min RTT filter: `tcp_ack_update_rtt()` calls
+/// `tcp_update_rtt_min(sk, ca_rtt_us, flag)` and then
+/// `tcp_rtt_estimator(sk, seq_rtt_us)`. Both skip retransmitted segments
+/// (Karn); with none left, both are the timestamp echo's RTT. Under delayed
+/// ACKs an ACK covers two segments, and on a slow link the newer one
+/// arrived an opportunity later, so its RTT is the smaller: the kernel's
+/// min RTT was 0.5-14 ms below the simulator's on the five sim-to-real
+/// windows, 13.9 ms on the 0.94 Mbit/s uplink (docs/TRAINING.md, "Spurious
+/// timeouts after an outage").
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum MinRttSample {
+    /// The simulator before 2026-12-04, and training's default (so that
+    /// every training command reproduces): the one sample srtt takes (the
+    /// echoed send time, the older segment of a delayed ACK) feeds the min
+    /// RTT too.
+    #[default]
+    Echoed,
+    /// As Linux: the min RTT takes the RTT of the newest segment the ACK
+    /// delivers, when that segment is not a retransmission (else the
+    /// echoed sample, as the kernel's timestamp fallback does).
+    Newest,
+}
+
 /// What the sender does when a retransmission timeout proves spurious: the
 /// segments it marked lost were only delayed (a link outage held them in
 /// the bottleneck queue), and an ACK for one of them arrives after the
