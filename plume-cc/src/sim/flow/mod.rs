@@ -64,9 +64,9 @@ pub use sender::Sender;
 /// (Karn); with none left, both are the timestamp echo's RTT. Under delayed
 /// ACKs an ACK covers two segments, and on a slow link the newer one
 /// arrived an opportunity later, so its RTT is the smaller: the kernel's
-/// min RTT was 0.5-14 ms below the simulator's on the five sim-to-real
-/// windows, 13.9 ms on the 0.94 Mbit/s uplink (docs/TRAINING.md, "Spurious
-/// timeouts after an outage").
+/// min RTT was 0.5-15 ms below the simulator's on the five sim-to-real
+/// windows, 15 ms on the 0.94 Mbit/s uplink (docs/TRAINING.md, "The anchor
+/// gap was the report's").
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -102,8 +102,8 @@ pub enum MinRttSample {
 /// `tcp_current_ssthresh()`), clears every lost mark (`lost_out = 0`, so
 /// nothing more is retransmitted) and returns to `TCP_CA_Open`. F-RTO
 /// (RFC 5682, `tcp_frto`) reaches the same undo when never-retransmitted
-/// data is acknowledged. Measured on the emulator (docs/TRAINING.md,
-/// "Spurious timeouts after an outage"): after a 3 s outage of
+/// data is acknowledged. Measured on the emulator (docs/TRAINING.md, "The
+/// anchor gap was the report's"): after a 3 s outage of
 /// ATT-LTE-driving.down the kernel flow retransmitted one segment, and its
 /// first copy after the outage showed the window and ssthresh of before it
 /// (51 / 51) and no segment lost.
