@@ -11,9 +11,10 @@
 //!
 //! Run: `cargo run --release -p plume-cc --example sim_stagger -- [POLICY] [FLOWS] [fixed]`
 //! (POLICY a policy folder or `default`, FLOWS 2 or 3, default 3;
-//! `fixed` acts with action 0, the fixed rule). The simulator has neither
-//! `path_min_rtt` nor `anchor_window_floor_ms` (daemon-only fields); an
-//! `additive_segments` in the file is applied.
+//! `fixed` acts with action 0, the fixed rule). The policy's mapping is
+//! applied as the daemon applies it: `additive_segments`, the anchor
+//! window floor (`anchor_window_floor_ms`) and the min RTT shared among its
+//! flows (`path_min_rtt`; all flows here go to one address).
 use std::sync::Arc;
 
 use plume_cc::congestion::{ClampModel, ControllerKind};
@@ -67,6 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
         cadence: meta.action_scaling.decide,
         anchor_floor_us: meta.action_scaling.anchor_floor_us(),
+        path_min_rtt: meta.action_scaling.path_min_rtt,
         episode_us: Some(LENGTH_MS * 1000),
     })?;
     let mut obs = env.reset(Arc::clone(&window.trace), 7)?;

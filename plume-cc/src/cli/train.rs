@@ -165,6 +165,17 @@ pub struct TrainArgs {
     /// policy converge to equal shares (policy::scaling); 0: none.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.0, value_name = "SEGMENTS", value_parser = number::<f32>())]
     pub additive_segments: f32,
+    /// The policy's flows of one bottleneck share the smallest min RTT
+    /// among them, as the daemon's flows to one IPv4 address do under the
+    /// policy's `path_min_rtt` (recorded in the file; `policy derive
+    /// --path-min-rtt`).
+    #[arg(long)]
+    pub path_min_rtt: bool,
+    /// The rate anchor's window is at least this many ms in training and
+    /// on the daemon (0: the built-in 10 s; 1: BBR's ten round trips);
+    /// recorded in the file as `anchor_window_floor_ms`.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0, value_name = "MS", value_parser = whole::<u32>())]
+    pub anchor_floor_ms: u32,
     /// The second action dimension sets the clamp's RTT exponent (from 0 to
     /// `--rtt-ref-exponent`) instead of the pacing cap.
     #[arg(long)]
@@ -355,6 +366,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.scaling.rtt_ref_exponent = args.rtt_ref_exponent;
     config.scaling.cwnd_gain = args.cwnd_gain;
     config.scaling.additive_segments = args.additive_segments;
+    config.scaling.path_min_rtt = args.path_min_rtt;
+    config.scaling.anchor_window_floor_ms = args.anchor_floor_ms;
     config.scaling.pacing_log2_span = args.pacing_log2_span;
     if args.action_rtt_exponent {
         config.scaling.second_action = plume_cc::policy::model::SecondAction::RttExponent;
@@ -367,11 +380,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.reward.queue_penalty = args.queue_penalty;
     if !config.scaling.is_valid() {
         return Err(anyhow::anyhow!(
-            "--rtt-ref-exponent must be within [0, 1], --competitive-exponent within (0, 1], --cwnd-gain within [0.25, 8], --additive-segments within [0, 64] and the spans positive (got {}, {:?}, {}, {}, {} and {})",
+            "--rtt-ref-exponent must be within [0, 1], --competitive-exponent within (0, 1], --cwnd-gain within [0.25, 8], --additive-segments within [0, 64], --anchor-floor-ms at most {} and the spans positive (got {}, {:?}, {}, {}, {}, {} and {})",
+            plume_cc::policy::scaling::MAX_ANCHOR_WINDOW_FLOOR_MS,
             args.rtt_ref_exponent,
             args.competitive_exponent,
             args.cwnd_gain,
             args.additive_segments,
+            args.anchor_floor_ms,
             args.cwnd_log2_span,
             args.pacing_log2_span
         ));

@@ -208,6 +208,11 @@ pub fn run_branches(
             base,
             interval: MonitorInterval::FixedUs(interval_us),
             episode_us: Some(ep.window.length_ms * 1000),
+            // The policy's own anchor window, as its daemon builds the
+            // observation (`ActionScaling::anchor_floor_us`), so that the
+            // predictors learn the futures the deployed mapping makes.
+            anchor_floor_us: scaling.anchor_floor_us(),
+            path_min_rtt: scaling.path_min_rtt,
             ..EnvConfig::default()
         })?;
         let sc_objective = ep.scenario.objective.unwrap_or(objective);
@@ -397,6 +402,7 @@ mod tests {
             &ep,
             meta.monitor_interval_us,
             crate::policy::Cadence::PerCopy,
+            meta.action_scaling.anchor_floor_us(),
         );
         let (mut clamps, mut decisions) = (Vec::new(), 0);
         loop {
@@ -431,17 +437,20 @@ mod tests {
         assert_eq!(t.clamps, clamps);
     }
 
-    /// The trainer's environment on `ep` (3 s) at `cadence`, reset: what
-    /// the explainer's rollouts are checked against.
+    /// The trainer's environment on `ep` (3 s) at `cadence` with the
+    /// policy's anchor window floor, reset: what the explainer's rollouts
+    /// are checked against.
     fn trainer_env(
         ep: &Episode,
         interval_us: u64,
         cadence: crate::policy::Cadence,
+        anchor_floor_us: u64,
     ) -> (Env, Observation) {
         let mut env = Env::new(EnvConfig {
             interval: MonitorInterval::FixedUs(interval_us),
             episode_us: Some(3_000_000),
             cadence,
+            anchor_floor_us,
             ..EnvConfig::default()
         })
         .unwrap();
@@ -498,6 +507,7 @@ mod tests {
             &ep,
             meta.monitor_interval_us,
             crate::policy::Cadence::EveryInterval,
+            meta.action_scaling.anchor_floor_us(),
         );
         let mut rewards = Vec::new();
         loop {

@@ -810,10 +810,10 @@ mod tests {
                 let mut sample = FlowSample::from(stats);
                 sample.timestamp_us = now_ns / 1000;
                 let objective = self.objective;
-                let b = self
-                    .builders
-                    .entry(*cookie)
-                    .or_insert_with(|| ObservationBuilder::with_objective(objective));
+                let floor_us = self.policy.metadata().action_scaling.anchor_floor_us();
+                let b = self.builders.entry(*cookie).or_insert_with(|| {
+                    ObservationBuilder::with_objective(objective).with_anchor_floor_us(floor_us)
+                });
                 let o = b.observe(&sample).unwrap_or_else(|_| {
                     b.reset();
                     b.observe(&sample).unwrap_or([0.0; OBSERVATION_LEN])
@@ -1509,7 +1509,11 @@ mod tests {
         let run = |shared: bool| {
             let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
             assert!(p.set_fixed_rule(true));
-            assert!(p.change_action_scaling(&mut |s| s.path_min_rtt = shared));
+            // The additive term off: this is the min RTT's test.
+            assert!(p.change_action_scaling(&mut |s| {
+                s.path_min_rtt = shared;
+                s.additive_segments = 0.0;
+            }));
             assert_eq!(p.describe().contains("min RTT shared"), shared);
             let mut f = [(1, to(7, 40_000)), (2, to(7, 80_000)), (3, to(9, 80_000))];
             // 1 MB/s each, with a queue of 48 ms over the shorter path.

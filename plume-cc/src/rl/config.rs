@@ -307,6 +307,7 @@ impl TrainConfig {
             cadence: self.scaling.decide,
             episode_us: Some(self.window_ms * 1000),
             anchor_floor_us: self.scaling.anchor_floor_us(),
+            path_min_rtt: self.scaling.path_min_rtt,
         }
     }
 }

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use crate::congestion::{ClampModel, ControllerKind};
+use crate::flow::FlowSample;
 use crate::policy::observation::{Observation, ObservationBuilder};
 use crate::policy::{Cadence, DecisionClock, Objective, Target};
 
@@ -161,6 +162,13 @@ pub struct EnvConfig {
     /// builds its flows' observations, so that evaluating a policy whose
     /// file sets another floor simulates what the daemon does.
     pub anchor_floor_us: u64,
+    /// The policy flows of the bottleneck (the controlled flow and its
+    /// peers) share the smallest min RTT among them, as the daemon's flows
+    /// to one address do under the policy's `ActionScaling::path_min_rtt`:
+    /// a flow that starts behind the others' queue does not take that
+    /// queue for its path. Off in training from scratch; kernel-like
+    /// competitors, outside the daemon's cgroup, never take part.
+    pub path_min_rtt: bool,
 }
 
 impl Default for EnvConfig {
@@ -184,6 +192,7 @@ impl Default for EnvConfig {
             cadence: Cadence::EveryInterval,
             episode_us: None,
             anchor_floor_us: crate::policy::observation::ANCHOR_WINDOW_MIN_US,
+            path_min_rtt: false,
         }
     }
 }
@@ -201,6 +210,29 @@ pub struct Env {
     peers: Vec<Peer>,
     /// The controlled flow's decision clock ([`EnvConfig::cadence`]).
     clock: DecisionClock,
+}
+
+/// The smallest min RTT among the policy flows that have one at `now_us`
+/// (the controlled flow and the peers that have started), as the daemon
+/// shares it among the flows to one address (`policy::learned`'s
+/// `path_key`: a flow without a min RTT yet takes no part).
+fn shared_min_rtt(net: &Network, peers: &[Peer], now_us: u64) -> Option<u32> {
+    let started = peers.iter().filter(|p| p.start_us < now_us).map(|p| p.flow);
+    std::iter::once(0)
+        .chain(started)
+        .filter_map(|i| net.sender(i))
+        .map(|s| s.datapath_sample(now_us).min_rtt_us)
+        .filter(|&m| m > 0)
+        .min()
+}
+
+/// `sample` with its min RTT lowered to `shared` where that is smaller (a
+/// flow without a min RTT of its own keeps 0), as the daemon's `sample_of`.
+fn with_min_rtt(mut sample: FlowSample, shared: Option<u32>) -> FlowSample {
+    if let Some(m) = shared {
+        sample.min_rtt_us = sample.min_rtt_us.min(m);
+    }
+    sample
 }
 
 /// One peer flow's state (see [`EnvConfig::peer_start_us`]).
@@ -474,12 +506,18 @@ impl Env {
             }
             net.run_until(until);
             intervals += 1;
+            let shared = if self.config.path_min_rtt {
+                shared_min_rtt(net, &self.peers, until)
+            } else {
+                None
+            };
             for p in &mut self.peers {
                 // A peer's first sample is taken once it has run for a while,
                 // as a new kernel flow appears in the daemon's maps.
                 if p.start_us < until {
                     if let Some(s) = net.sender(p.flow) {
-                        p.obs = p.builder.observe(&s.datapath_sample(until))?;
+                        let sample = with_min_rtt(s.datapath_sample(until), shared);
+                        p.obs = p.builder.observe(&sample)?;
                     }
                 }
             }
@@ -489,6 +527,7 @@ impl Env {
                 .sender(0)
                 .ok_or(EnvError::NotReset)?
                 .datapath_sample(until);
+            let sample = with_min_rtt(sample, shared);
             let observation = self.builder.observe(&sample)?;
             if self.clock.due(self.config.cadence, sample.stats_us) || until >= end_us {
                 break (until, observation);
@@ -567,6 +606,57 @@ mod tests {
 
     fn constant(k: u32) -> Arc<Schedule> {
         Arc::new(Schedule::constant(k).expect("trace"))
+    }
+
+    /// `path_min_rtt`: a peer that starts 3 s after the controlled flow,
+    /// behind the queue that flow keeps (both clamped at 80 segments, two
+    /// BDPs of a 40 ms path at 12 Mbit/s, CUBIC, a 1000 packet buffer, so
+    /// no loss), measures a min RTT of the path plus that queue; with the field its observation takes the
+    /// controlled flow's min RTT (`min_rtt_log`, feature 0), as the
+    /// daemon's flows to one address do; without it, its own.
+    #[test]
+    fn with_path_min_rtt_a_late_peer_takes_the_smallest_min_rtt_of_the_policy_flows() {
+        let min_rtt_logs = |shared: bool| {
+            let mut env = Env::new(EnvConfig {
+                peer_start_us: vec![3_000_000],
+                path_min_rtt: shared,
+                episode_us: Some(6_000_000),
+                ..EnvConfig::default()
+            })
+            .expect("env");
+            env.reset(constant(1), 5).expect("reset");
+            let clamp = Target {
+                cwnd_clamp_segments: 80,
+                ..Target::unlimited()
+            };
+            loop {
+                env.set_peer_actions(&[clamp]);
+                let r = env.step(clamp).expect("step");
+                if r.done {
+                    // Both flows' latest observations, 3 s after the peer's start.
+                    break (r.observation[0], env.peer_observations()[0][0]);
+                }
+            }
+        };
+        let (own_alone, peer_alone) = min_rtt_logs(false);
+        let (own_shared, peer_shared) = min_rtt_logs(true);
+        let ms = |log: f32| (log * 1001f32.ln()).exp() - 1.0;
+        assert!(
+            ms(own_alone) < 50.0,
+            "the first flow sees the path: {} ms",
+            ms(own_alone)
+        );
+        assert!(
+            ms(peer_alone) > ms(own_alone) + 20.0,
+            "the late peer's own min RTT holds the queue: {} against {} ms",
+            ms(peer_alone),
+            ms(own_alone)
+        );
+        assert_eq!(
+            own_shared, own_alone,
+            "the first flow's own is the smallest"
+        );
+        assert_eq!(peer_shared, own_shared, "the peer takes it");
     }
 
     /// The environment builds its flow's observations with its config's

@@ -156,6 +156,7 @@ pub fn run_cell(
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
                 cadence: meta.action_scaling.decide,
                 anchor_floor_us: meta.action_scaling.anchor_floor_us(),
+                path_min_rtt: meta.action_scaling.path_min_rtt,
                 episode_us: Some(w.length_ms * 1000),
             })
         })

@@ -68,6 +68,8 @@ pub fn run_sim_observed(
         anchor_floor_us: policy.map_or(crate::policy::observation::ANCHOR_WINDOW_MIN_US, |p| {
             p.metadata().action_scaling.anchor_floor_us()
         }),
+        // ... and its min RTT shared among its flows (one flow here).
+        path_min_rtt: policy.is_some_and(|p| p.metadata().action_scaling.path_min_rtt),
         episode_us: Some(cfg.window_ms * 1000),
     })?;
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;
