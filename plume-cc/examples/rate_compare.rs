@@ -115,6 +115,7 @@ fn sim_copies(
         interval: MonitorInterval::FixedUs(m.monitor_interval_us),
         cadence: m.action_scaling.decide,
         anchor_floor_us: m.action_scaling.anchor_floor_us(),
+        path_min_rtt: m.action_scaling.path_min_rtt,
         episode_us: Some(30_000_000),
     })?;
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;
