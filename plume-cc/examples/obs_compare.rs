@@ -16,7 +16,7 @@
 //! the 10th/50th/90th percentiles on each side, and the same for the two
 //! raw action outputs.
 //!
-//! Run: `cargo run --release -p plume-cc --example obs_compare -- POLICY S2R_DIR [--no-delayed-ack] [--interval] [--sim-only]`
+//! Run: `cargo run --release -p plume-cc --example obs_compare -- POLICY S2R_DIR [--no-delayed-ack] [--interval] [--sim-only] [--sim-rto-plain]`
 //! (POLICY a policy folder or `default`; the folder's run must have used
 //! the same policy, 20 ms one-way delay, 200 packets, 30 s windows).
 //! `--sim-only` reads only the folder's windows (a `--sim-only`
@@ -29,8 +29,8 @@ use plume_cc::congestion::{ClampModel, ControllerKind};
 use plume_cc::daemon::record;
 use plume_cc::eval::sim_to_real::{observations_from_recording, run_sim_observed, SimToRealConfig};
 use plume_cc::policy::observation::{feature_name_of, Observation, GLOBAL_FEATURES};
-use plume_cc::policy::{LoadedPolicy, ObservationBuilder};
-use plume_cc::sim::DatapathModel;
+use plume_cc::policy::{builder_for, LoadedPolicy};
+use plume_cc::sim::{DatapathModel, MinRttSample, TimeoutModel};
 use plume_cc::trace::MahimahiTrace;
 
 /// Mean and 10th/50th/90th percentiles (type 7) of `v`.
@@ -91,6 +91,18 @@ fn main() -> anyhow::Result<()> {
         } else {
             DatapathModel::Callbacks
         },
+        // As `eval sim-to-real`: spurious timeouts undone and the min RTT
+        // from the newest segment, unless `--sim-rto-plain` (training's).
+        timeout_model: if args.iter().any(|a| a == "--sim-rto-plain") {
+            TimeoutModel::Plain
+        } else {
+            TimeoutModel::Undo
+        },
+        min_rtt_sample: if args.iter().any(|a| a == "--sim-rto-plain") {
+            MinRttSample::Echoed
+        } else {
+            MinRttSample::Newest
+        },
         objective: None,
         repeats: 1,
     };
@@ -114,10 +126,7 @@ fn main() -> anyhow::Result<()> {
         let real_obs = if sim_only {
             Vec::new()
         } else {
-            observations_from_recording(
-                &record::read(&rec_path)?,
-                ObservationBuilder::with_version(objective, version)?,
-            )
+            observations_from_recording(&record::read(&rec_path)?, builder_for(&policy, objective))
         };
         anyhow::ensure!(
             sim_only || !real_obs.is_empty(),

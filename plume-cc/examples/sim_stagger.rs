@@ -61,6 +61,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         delayed_ack: false,
         clamp_model: ClampModel::Kernel,
         datapath_model: DatapathModel::default(),
+        timeout_model: Default::default(),
+        min_rtt_sample: Default::default(),
         objective: meta.default_objective,
         observation_version: meta.observation.version,
         interval: MonitorInterval::FixedUs(meta.monitor_interval_us),

@@ -1,13 +1,14 @@
 //! Property tests of the environment: whatever the capacity window, seed and
 //! actions, nothing panics, the window stays at or above its floor, pacing is
-//! never zero and observations stay finite.
+//! never zero and observations stay finite, under either timeout model and
+//! either min RTT sample.
 
 use std::sync::Arc;
 
 use plume_cc::congestion::{Controller, ControllerKind, MIN_CWND_SEGMENTS};
 use plume_cc::policy::Target;
 use plume_cc::rl::{Env, EnvConfig, MonitorInterval};
-use plume_cc::sim::{QueueLimit, Schedule};
+use plume_cc::sim::{MinRttSample, QueueLimit, Schedule, TimeoutModel};
 use proptest::prelude::*;
 
 fn kind() -> impl Strategy<Value = ControllerKind> {
@@ -28,6 +29,8 @@ proptest! {
         loss in 0.0f64..0.2,
         queue in 1u32..300,
         actions in proptest::collection::vec((any::<u32>(), any::<u32>()), 1..40),
+        undo in any::<bool>(),
+        newest in any::<bool>(),
     ) {
         // Random schedules: sorted by construction; some are invalid (all 0).
         let mut t = 0;
@@ -39,6 +42,8 @@ proptest! {
             queue_limit: QueueLimit::packets(queue),
             interval: MonitorInterval::Srtt { min_us: 5_000, max_us: 50_000 },
             episode_us: Some(2_000_000),
+            timeout_model: if undo { TimeoutModel::Undo } else { TimeoutModel::Plain },
+            min_rtt_sample: if newest { MinRttSample::Newest } else { MinRttSample::Echoed },
             ..EnvConfig::default()
         };
         let mut env = Env::new(config).map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -176,6 +176,19 @@ pub struct MatrixArgs {
     /// flow as it is, limits apply at once: the simulator before 2026-12-03).
     #[arg(long, value_enum, default_value_t = plume_cc::sim::DatapathModel::Callbacks)]
     pub sim_datapath: plume_cc::sim::DatapathModel,
+    /// Whether the simulated senders undo a spurious retransmission
+    /// timeout: `plain` (a timeout stands, as in training; the default, so
+    /// that matrix scores stay comparable with the policies' own
+    /// validation scores) or `undo` (as Linux: an ACK for a delayed original
+    /// takes the timeout back).
+    #[arg(long, value_enum, default_value_t = plume_cc::sim::TimeoutModel::Plain)]
+    pub sim_rto: plume_cc::sim::TimeoutModel,
+    /// Which RTT of an ACK the simulated senders' min RTT takes: `echoed`
+    /// (the one srtt takes, as in training; the default, for the same
+    /// reason as `--sim-rto`) or `newest` (as Linux: the newest segment the
+    /// ACK delivers).
+    #[arg(long, value_enum, default_value_t = plume_cc::sim::MinRttSample::Echoed)]
+    pub sim_min_rtt: plume_cc::sim::MinRttSample,
 }
 
 /// Arguments of `plume-cc eval sim-to-real`.
@@ -234,6 +247,20 @@ pub struct SimToRealArgs {
     /// flow as it is, limits apply at once: the simulator before 2026-12-03).
     #[arg(long, value_enum, default_value_t = plume_cc::sim::DatapathModel::Callbacks)]
     pub sim_datapath: plume_cc::sim::DatapathModel,
+    /// Whether the simulated senders undo a spurious retransmission
+    /// timeout: `undo` (as Linux with timestamps: an ACK for an original
+    /// sent before the timeout's retransmission takes the timeout back; the
+    /// default, since this check compares with that kernel) or `plain` (a
+    /// timeout stands: the simulator before 2026-12-04, and training's).
+    #[arg(long, value_enum, default_value_t = plume_cc::sim::TimeoutModel::Undo)]
+    pub sim_rto: plume_cc::sim::TimeoutModel,
+    /// Which RTT of an ACK the simulated senders' min RTT takes: `newest`
+    /// (as Linux, `tcp_update_rtt_min(sk, ca_rtt_us)`: the newest segment
+    /// the ACK delivers; the default, since this check compares with that
+    /// kernel) or `echoed` (the one srtt takes, the older segment of a
+    /// delayed ACK: the simulator before 2026-12-04, and training's).
+    #[arg(long, value_enum, default_value_t = plume_cc::sim::MinRttSample::Newest)]
+    pub sim_min_rtt: plume_cc::sim::MinRttSample,
     /// Emulator runs per window; the simulator is compared with their mean
     /// (the kernel side varies by 5-25% from run to run on these machines).
     #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = whole::<u64>().range(1..=20))]
@@ -349,6 +376,8 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 objective,
                 a.sim_clamp,
                 a.sim_datapath,
+                a.sim_rto,
+                a.sim_min_rtt,
                 &refs,
                 &mut |c| {
                     bar.set_message(format!(
@@ -398,6 +427,8 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 delayed_ack: a.sim_delayed_ack,
                 clamp_model: a.sim_clamp,
                 datapath_model: a.sim_datapath,
+                timeout_model: a.sim_rto,
+                min_rtt_sample: a.sim_min_rtt,
                 objective: a.objective,
                 repeats: a.repeats as usize,
             };

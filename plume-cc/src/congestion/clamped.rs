@@ -108,6 +108,11 @@ impl<C: Controller> Controller for Clamped<C> {
         self.base.on_tick(now_us);
     }
 
+    fn undo_timeout(&mut self, prior_cwnd_segments: u32, prior_ssthresh_segments: u32) {
+        self.base
+            .undo_timeout(prior_cwnd_segments, prior_ssthresh_segments);
+    }
+
     fn set_cwnd_clamp(&mut self, clamp_segments: u32) {
         let pacing = self.max_pacing_bytes_per_sec;
         self.set_limits(clamp_segments, pacing);
@@ -164,6 +169,9 @@ impl Controller for Box<dyn Controller> {
     }
     fn on_tick(&mut self, now_us: u64) {
         (**self).on_tick(now_us);
+    }
+    fn undo_timeout(&mut self, prior_cwnd_segments: u32, prior_ssthresh_segments: u32) {
+        (**self).undo_timeout(prior_cwnd_segments, prior_ssthresh_segments);
     }
     fn set_cwnd_clamp(&mut self, clamp_segments: u32) {
         (**self).set_cwnd_clamp(clamp_segments);

@@ -123,6 +123,16 @@ pub trait Controller: Send {
         let _ = model;
     }
 
+    /// Takes back the reduction of a retransmission timeout found spurious
+    /// (`tcp_undo_cwnd_reduction()`, net/ipv4/tcp_input.c): the window
+    /// becomes the controller's `undo_cwnd` (Reno's and CUBIC's
+    /// `tcp_reno_undo_cwnd`: `max(cwnd, prior_cwnd)`) and ssthresh
+    /// `prior_ssthresh` where that is higher. Default: nothing (BBR's
+    /// `bbr_undo_cwnd` keeps its window; its model is its own).
+    fn undo_timeout(&mut self, prior_cwnd_segments: u32, prior_ssthresh_segments: u32) {
+        let _ = (prior_cwnd_segments, prior_ssthresh_segments);
+    }
+
     /// Congestion window in segments, at least [`MIN_CWND_SEGMENTS`].
     fn window_segments(&self) -> u32;
 

@@ -45,6 +45,10 @@ impl Controller for Reno {
         self.w.set_clamp(clamp_segments);
     }
 
+    fn undo_timeout(&mut self, prior_cwnd_segments: u32, prior_ssthresh_segments: u32) {
+        self.w.undo(prior_cwnd_segments, prior_ssthresh_segments);
+    }
+
     fn set_clamp_model(&mut self, model: super::ClampModel) {
         self.w.clamp_model = model;
     }

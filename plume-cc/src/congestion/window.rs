@@ -54,6 +54,16 @@ impl LossWindow {
         self.cwnd = if is_timeout { 1.0 } else { self.ssthresh };
     }
 
+    /// Undoes a spurious timeout's reduction (`tcp_undo_cwnd_reduction()`
+    /// with `tcp_reno_undo_cwnd`): the window back to at least
+    /// `prior_cwnd`, ssthresh to `prior_ssthresh` where that is higher.
+    /// The clamp is not applied here, as Linux sets `snd_cwnd` directly; it
+    /// acts at the next ACK that may grow the window.
+    pub fn undo(&mut self, prior_cwnd: u32, prior_ssthresh: u32) {
+        self.cwnd = self.cwnd.max(f64::from(prior_cwnd));
+        self.ssthresh = self.ssthresh.max(f64::from(prior_ssthresh));
+    }
+
     /// Whether an ACK may grow (and clamp) the window: under
     /// [`ClampModel::Kernel`] only while the flow is cwnd-limited, as
     /// `cubictcp_cong_avoid` / `tcp_reno_cong_avoid` check

@@ -31,17 +31,20 @@ use crate::rl::env::SimWindow;
 pub use crate::rl::matrix::{
     mean_score, run_cell, Cell, CellScore, Rival, Scheme, BUFFERS_BDP, COMPETITION, RTTS_MS,
 };
-use crate::sim::DatapathModel;
+use crate::sim::{DatapathModel, MinRttSample, TimeoutModel};
 pub use crate::stats::jain;
 
 use super::EvalError;
 
 /// Runs the whole matrix for `policy` on `windows`; `progress` hears each cell.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     policy: &LoadedPolicy,
     objective: Objective,
     clamp_model: ClampModel,
     datapath_model: DatapathModel,
+    timeout_model: TimeoutModel,
+    min_rtt_sample: MinRttSample,
     windows: &[&SimWindow],
     progress: &mut dyn FnMut(&Cell),
 ) -> Result<Vec<Cell>, EvalError> {
@@ -71,6 +74,8 @@ pub fn run(
                         competitor,
                         clamp_model,
                         datapath_model,
+                        timeout_model,
+                        min_rtt_sample,
                     )?);
                 }
                 let cell = Cell {
@@ -201,6 +206,8 @@ mod tests {
                 rival,
                 ClampModel::Kernel,
                 DatapathModel::default(),
+                TimeoutModel::default(),
+                MinRttSample::default(),
             )
             .unwrap()
         };

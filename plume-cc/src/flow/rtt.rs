@@ -93,6 +93,15 @@ impl RttEstimator {
         r
     }
 
+    /// An RTT sample for the min RTT alone (Linux's `ca_rtt_us` feeding
+    /// `tcp_update_rtt_min()` while srtt takes another sample of the same
+    /// ACK); ignored before the first [`Self::sample`].
+    pub fn sample_min(&mut self, rtt_us: u64) {
+        if self.srtt_us > 0 {
+            self.min_rtt_us = self.min_rtt_us.min(rtt_us.max(1));
+        }
+    }
+
     /// Smoothed RTT, microseconds (0 before the first sample).
     pub fn srtt_us(&self) -> u64 {
         self.srtt_us

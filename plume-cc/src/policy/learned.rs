@@ -747,10 +747,14 @@ impl FlowPolicy for LearnedPolicy {
     }
 }
 
-/// A builder at `objective` of `policy`'s observation version. A loaded
-/// policy's version is one this build supports (the loader checked it), so
-/// the fallback to the default version is never taken.
-fn builder_for(policy: &LoadedPolicy, objective: super::Objective) -> ObservationBuilder {
+/// A builder at `objective` of `policy`'s observation version, with its
+/// anchor window floor: the builder the daemon makes for each of its flows.
+/// Public so that whatever rebuilds the daemon's observations from a
+/// recording (`eval sim-to-real`'s kernel side, `examples/obs_compare.rs`)
+/// builds them as the daemon did. A loaded policy's version is one this
+/// build supports (the loader checked it), so the fallback to the default
+/// version is never taken.
+pub fn builder_for(policy: &LoadedPolicy, objective: super::Objective) -> ObservationBuilder {
     let m = policy.metadata();
     ObservationBuilder::with_version(objective, m.observation.version)
         .unwrap_or_else(|_| ObservationBuilder::with_objective(objective))

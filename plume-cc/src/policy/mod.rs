@@ -46,7 +46,7 @@ pub use file::{
     PolicyMetadata,
 };
 pub(crate) use format::sha256_hex;
-pub use learned::{DecideTiming, LearnedPolicy};
+pub use learned::{builder_for, DecideTiming, LearnedPolicy};
 pub use objective::Objective;
 pub use observation::{FlowSample, ObservationBuilder, OBSERVATION_LEN};
 pub use scaling::{ActionScaling, CompetitionRule, FlowContext};

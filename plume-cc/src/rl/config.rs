@@ -297,6 +297,10 @@ impl TrainConfig {
             delayed_ack: false,
             clamp_model: self.clamp_model,
             datapath_model: self.datapath_model,
+            // Training's simulator: a spurious timeout stands, as in every
+            // run so far (its reproduction hashes).
+            timeout_model: crate::sim::TimeoutModel::Plain,
+            min_rtt_sample: crate::sim::MinRttSample::Echoed,
             objective: self.objective,
             observation_version: self.observation_version,
             interval: MonitorInterval::FixedUs(self.interval_us),

@@ -25,7 +25,7 @@ use crate::policy::observation::ObservationError;
 pub use crate::sim::metrics::EpisodeMetrics;
 use crate::sim::metrics::{flow_metrics, FlowCounters};
 use crate::sim::network::{FlowConfig, Network, NetworkConfig};
-use crate::sim::{DatapathModel, QueueLimit, Schedule, SimError};
+use crate::sim::{DatapathModel, MinRttSample, QueueLimit, Schedule, SimError, TimeoutModel};
 
 /// Errors of an environment: the simulator's, the observation builder's,
 /// and misuse of reset/step.
@@ -134,6 +134,14 @@ pub struct EnvConfig {
     /// How the datapath sees the controlled flows and applies their limits
     /// (kernel-faithful by default: at callbacks, once per round trip).
     pub datapath_model: DatapathModel,
+    /// Whether the senders undo a spurious retransmission timeout
+    /// ([`TimeoutModel`]); training's default is
+    /// [`TimeoutModel::Plain`], so that its commands reproduce.
+    pub timeout_model: TimeoutModel,
+    /// Which RTT of an ACK the senders' min RTT takes ([`MinRttSample`]);
+    /// training's default is [`MinRttSample::Echoed`], so that its
+    /// commands reproduce.
+    pub min_rtt_sample: MinRttSample,
     /// The operating point the observations carry.
     pub objective: Objective,
     /// The observation version built (the policy's own;
@@ -176,6 +184,8 @@ impl Default for EnvConfig {
             delayed_ack: false,
             clamp_model: ClampModel::default(),
             datapath_model: DatapathModel::default(),
+            timeout_model: TimeoutModel::default(),
+            min_rtt_sample: MinRttSample::default(),
             objective: Objective::default(),
             observation_version: crate::policy::observation::OBSERVATION_VERSION,
             interval: MonitorInterval::FixedUs(20_000),
@@ -425,6 +435,8 @@ impl Env {
             delayed_ack: self.config.delayed_ack,
             clamp_model: self.config.clamp_model,
             datapath_model: self.config.datapath_model,
+            timeout_model: self.config.timeout_model,
+            min_rtt_sample: self.config.min_rtt_sample,
             flows,
             ..NetworkConfig::default()
         };

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::congestion::{ClampModel, ControllerKind};
 use crate::policy::Target;
 use crate::policy::{LoadedPolicy, Objective};
-use crate::sim::DatapathModel;
 use crate::sim::{metrics::flow_metrics, QueueLimit};
+use crate::sim::{DatapathModel, MinRttSample, TimeoutModel};
 
 use super::config::TrainError;
 use super::env::{env_action, SimWindow};
@@ -122,6 +122,8 @@ pub fn run_cell(
     rival: Rival,
     clamp_model: ClampModel,
     datapath_model: DatapathModel,
+    timeout_model: TimeoutModel,
+    min_rtt_sample: MinRttSample,
 ) -> Result<CellScore, TrainError> {
     let meta = policy.metadata();
     let (competitor, peers) = match (rival, actor) {
@@ -147,6 +149,8 @@ pub fn run_cell(
                 delayed_ack: false,
                 clamp_model,
                 datapath_model,
+                timeout_model,
+                min_rtt_sample,
                 objective,
                 observation_version: meta.observation.version,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
@@ -241,12 +245,15 @@ pub fn mean_score(cells: &[Cell], i: usize) -> f64 {
 
 /// Runs `actor` over every cell of the matrix (RTTs x buffers x
 /// competition) on `windows`; returns its mean score over the cells.
+#[allow(clippy::too_many_arguments)]
 pub fn mean_score_of(
     policy: &LoadedPolicy,
     objective: Objective,
     actor: Scheme,
     clamp_model: ClampModel,
     datapath_model: DatapathModel,
+    timeout_model: TimeoutModel,
+    min_rtt_sample: MinRttSample,
     windows: &[&SimWindow],
 ) -> Result<f64, TrainError> {
     let base =
@@ -268,6 +275,8 @@ pub fn mean_score_of(
                     rival,
                     clamp_model,
                     datapath_model,
+                    timeout_model,
+                    min_rtt_sample,
                 )?;
                 sum += c.score;
                 n += 1;

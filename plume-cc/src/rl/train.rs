@@ -453,6 +453,9 @@ impl Selection {
                 super::matrix::Scheme::Policy,
                 config.clamp_model,
                 config.datapath_model,
+                // Training's simulator: timeouts stand.
+                crate::sim::TimeoutModel::Plain,
+                crate::sim::MinRttSample::Echoed,
                 &refs,
             )?;
             progress.message(&format!(

@@ -34,7 +34,7 @@ pub mod network;
 
 pub use crate::trace::{Schedule, OPPORTUNITY_BYTES};
 
-pub use flow::DatapathModel;
+pub use flow::{DatapathModel, MinRttSample, TimeoutModel};
 pub use link::QueueLimit;
 pub use mahimahi::load_mahimahi;
 pub use network::{FlowConfig, Network, NetworkConfig};

@@ -28,7 +28,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::congestion::{ClampModel, ControllerKind};
-use crate::sim::flow::DatapathModel;
+use crate::sim::flow::{DatapathModel, MinRttSample, TimeoutModel};
 
 use super::event::{EventKind, EventQueue};
 use super::flow::{Ack, Receiver, SendDecision, Sender};
@@ -92,6 +92,11 @@ pub struct NetworkConfig {
     /// How the datapath sees the senders and applies their limits
     /// ([`DatapathModel`]).
     pub datapath_model: DatapathModel,
+    /// Whether the senders undo a spurious retransmission timeout
+    /// ([`TimeoutModel`]).
+    pub timeout_model: TimeoutModel,
+    /// Which RTT of an ACK the senders' min RTT takes ([`MinRttSample`]).
+    pub min_rtt_sample: MinRttSample,
 }
 
 impl Default for NetworkConfig {
@@ -109,6 +114,8 @@ impl Default for NetworkConfig {
             delayed_ack: false,
             clamp_model: ClampModel::default(),
             datapath_model: DatapathModel::default(),
+            timeout_model: TimeoutModel::default(),
+            min_rtt_sample: MinRttSample::default(),
         }
     }
 }
@@ -207,6 +214,8 @@ impl Network {
                 );
                 sender.set_clamp_model(config.clamp_model);
                 sender.set_datapath_model(config.datapath_model);
+                sender.set_timeout_model(config.timeout_model);
+                sender.set_min_rtt_sample(config.min_rtt_sample);
                 FlowSlot {
                     sender,
                     receiver: Receiver::new(),

@@ -9,8 +9,9 @@ use crate::congestion::ControllerKind;
 use crate::daemon::record;
 use crate::emu::link::DropTail;
 use crate::policy::{
+    builder_for,
     observation::{FlowSample, Observation},
-    ObservationBuilder,
+    LoadedPolicy, ObservationBuilder,
 };
 
 use super::super::EvalError;
@@ -35,13 +36,16 @@ fn busiest_flow(
     })
 }
 
-/// The series of the busiest flow of a daemon recording, through the
-/// daemon's own observation builder.
+/// The series of the busiest flow of a daemon recording, through `b`:
+/// the daemon's own observation builder for the policy it ran
+/// ([`crate::policy::builder_for`]). It must be that one: a builder with
+/// another anchor window floor reports another anchor (with the built-in
+/// 10 s floor instead of a policy's 1 ms, the anchor of a window held the
+/// maximum of the last 10 s, 1.3-2x what the daemon acted on).
 pub fn series_from_recording(
     rec: &[record::RecordedInterval],
-    objective: crate::policy::Objective,
+    mut b: ObservationBuilder,
 ) -> Vec<SeriesPoint> {
-    let mut b = ObservationBuilder::with_objective(objective);
     let mut t0 = None;
     let mut out = Vec::new();
     for (t_ns, f, s) in busiest_flow(rec) {
@@ -76,6 +80,7 @@ pub fn observations_from_recording(
 /// recording.
 pub(super) fn run_emu(
     cfg: &SimToRealConfig,
+    policy: Option<&LoadedPolicy>,
     trace_file: &Path,
     dir: &Path,
 ) -> Result<SideResult, EvalError> {
@@ -115,11 +120,14 @@ pub(super) fn run_emu(
         queue: bench::QueueSpec::Fixed(queue),
     };
     let r = bench::run_one(&bench_cfg, trace_file, &setting, &scheme, 1, dir)?;
-    let series = match scheme {
-        Scheme::Plume { .. } => {
-            series_from_recording(&record::read(&rec_path)?, cfg.objective.unwrap_or_default())
+    let series = match (scheme, policy) {
+        (Scheme::Plume { .. }, Some(p)) => {
+            // The daemon's builder: the policy's observation version and
+            // anchor floor, at the operating point the daemon ran.
+            let objective = cfg.objective.unwrap_or(p.metadata().default_objective);
+            series_from_recording(&record::read(&rec_path)?, builder_for(p, objective))
         }
-        Scheme::Kernel(_) => Vec::new(),
+        _ => Vec::new(),
     };
     Ok(SideResult {
         utilization: r.utilization,

@@ -78,6 +78,10 @@ pub struct SimToRealConfig {
     pub clamp_model: crate::congestion::ClampModel,
     /// How the simulated datapath sees the flow and applies the limits.
     pub datapath_model: crate::sim::DatapathModel,
+    /// Whether the simulated senders undo a spurious timeout.
+    pub timeout_model: crate::sim::TimeoutModel,
+    /// Which RTT of an ACK the simulated senders' min RTT takes.
+    pub min_rtt_sample: crate::sim::MinRttSample,
     /// The policy's operating point (None: its file's default).
     pub objective: Option<crate::policy::Objective>,
     /// Emulator runs per window (the kernel side varies from run to run;
@@ -254,7 +258,7 @@ pub fn run(
                 } else {
                     cfg.out.join(format!("w{i}-r{r}"))
                 };
-                match run_emu(cfg, &file, &dir) {
+                match run_emu(cfg, policy.as_ref(), &file, &dir) {
                     Ok(e) => {
                         progress(&format!(
                             "[{}/{}] {name} emulator ({}) run {}/{repeats}: utilization {:.1}%, p95 link delay {:.0} ms",

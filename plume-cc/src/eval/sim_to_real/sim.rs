@@ -51,6 +51,8 @@ pub fn run_sim_observed(
         delayed_ack: cfg.delayed_ack,
         clamp_model: cfg.clamp_model,
         datapath_model: cfg.datapath_model,
+        timeout_model: cfg.timeout_model,
+        min_rtt_sample: cfg.min_rtt_sample,
         objective: cfg
             .objective
             .or(policy.map(|p| p.metadata().default_objective))

@@ -52,6 +52,79 @@ pub use receiver::Receiver;
 pub use scoreboard::DUPTHRESH;
 pub use sender::Sender;
 
+/// Which RTT sample of an ACK feeds the sender's min RTT filter.
+///
+/// Linux takes two RTTs from one ACK (`tcp_clean_rtx_queue()`,
+/// net/ipv4/tcp_input.c): `seq_rtt_us` from the oldest segment it newly
+/// delivers (`first_ackt`), which feeds srtt (`tcp_rtt_estimator()`), and
+/// `ca_rtt_us` from the newest (`last_ackt`, "RTT of last (S)ACKed
+/// packet"), which feeds the min RTT filter: `tcp_ack_update_rtt()` calls
+/// `tcp_update_rtt_min(sk, ca_rtt_us, flag)` and then
+/// `tcp_rtt_estimator(sk, seq_rtt_us)`. Both skip retransmitted segments
+/// (Karn); with none left, both are the timestamp echo's RTT. Under delayed
+/// ACKs an ACK covers two segments, and on a slow link the newer one
+/// arrived an opportunity later, so its RTT is the smaller: the kernel's
+/// min RTT was 0.5-15 ms below the simulator's on the five sim-to-real
+/// windows, 15 ms on the 0.94 Mbit/s uplink (docs/TRAINING.md, "The anchor
+/// gap was the report's").
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum MinRttSample {
+    /// The simulator before 2026-12-04, and training's default (so that
+    /// every training command reproduces): the one sample srtt takes (the
+    /// echoed send time, the older segment of a delayed ACK) feeds the min
+    /// RTT too.
+    #[default]
+    Echoed,
+    /// As Linux: the min RTT takes the RTT of the newest segment the ACK
+    /// delivers, when that segment is not a retransmission (else the
+    /// echoed sample, as the kernel's timestamp fallback does).
+    Newest,
+}
+
+/// What the sender does when a retransmission timeout proves spurious: the
+/// segments it marked lost were only delayed (a link outage held them in
+/// the bottleneck queue), and an ACK for one of them arrives after the
+/// timeout's retransmission went out.
+///
+/// Linux finds that out and takes the timeout back. With TCP timestamps
+/// (on by default), the ACK echoes the timestamp of the segment that
+/// triggered it; when that echo is older than the first retransmission
+/// (`tcp_packet_delayed()`: `tcp_tsopt_ecr_before(tp, tp->retrans_stamp)`,
+/// net/ipv4/tcp_input.c), the ACK was for an original transmission, and
+/// `tcp_process_loss()` calls `tcp_try_undo_loss()` on an ACK that advances
+/// `snd_una`: `tcp_undo_cwnd_reduction()` restores the window
+/// (`undo_cwnd`, for Reno and CUBIC `max(cwnd, prior_cwnd)`) and ssthresh
+/// (`prior_ssthresh`, saved by `tcp_enter_loss()` as
+/// `tcp_current_ssthresh()`), clears every lost mark (`lost_out = 0`, so
+/// nothing more is retransmitted) and returns to `TCP_CA_Open`. F-RTO
+/// (RFC 5682, `tcp_frto`) reaches the same undo when never-retransmitted
+/// data is acknowledged. Measured on the emulator (docs/TRAINING.md, "The
+/// anchor gap was the report's"): after a 3 s outage of
+/// ATT-LTE-driving.down the kernel flow retransmitted one segment, and its
+/// first copy after the outage showed the window and ssthresh of before it
+/// (51 / 51) and no segment lost.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum TimeoutModel {
+    /// The simulator before 2026-12-04, and training's default (so that
+    /// every training command reproduces): a timeout always stands; its
+    /// segments stay lost and are retransmitted from a window of one.
+    #[default]
+    Plain,
+    /// As Linux with timestamps: a timeout whose delayed originals are
+    /// acknowledged is undone (see the type's docs). The timeout entered
+    /// from loss recovery is not undone (the simulator has no undo of fast
+    /// recovery either).
+    Undo,
+}
+
 /// How the simulated sock_ops datapath sees a flow and applies its limits.
 ///
 /// The kernel calls the datapath's program only at socket callbacks, and the

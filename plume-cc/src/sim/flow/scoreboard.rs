@@ -59,6 +59,10 @@ pub(super) struct Scoreboard {
     sacked_out: u32,
     lost_out: u32,
     retrans_out: u32,
+    /// Send time of the newest segment delivered since the last
+    /// [`Self::take_newest_ackt`] that was not a retransmission (Linux's
+    /// `last_ackt` in `tcp_clean_rtx_queue()`).
+    newest_ackt: Option<u64>,
 }
 
 impl Scoreboard {
@@ -76,6 +80,7 @@ impl Scoreboard {
             sacked_out: 0,
             lost_out: 0,
             retrans_out: 0,
+            newest_ackt: None,
         }
     }
 
@@ -174,11 +179,20 @@ impl Scoreboard {
         }
         if seg.flags & RETRANS != 0 {
             self.retrans_out -= 1;
+        } else if self.newest_ackt.is_none_or(|t| seg.sent_us >= t) {
+            self.newest_ackt = Some(seg.sent_us);
         }
         self.seg(seq).flags = SACKED;
         if best.is_none_or(|b| seg.stamp.delivered >= b.stamp.delivered) {
             *best = Some(seg);
         }
+    }
+
+    /// The send time of the newest segment delivered since the last call
+    /// that was not a retransmission (`last_ackt`), and a fresh start.
+    #[inline]
+    pub(super) fn take_newest_ackt(&mut self) -> Option<u64> {
+        self.newest_ackt.take()
     }
 
     /// The segment an ACK reports (its SACK block, or the in-order one):
@@ -273,6 +287,22 @@ impl Scoreboard {
             self.retx_queue.push_back(s);
         }
         newly_lost
+    }
+
+    /// A spurious timeout was undone: no segment of `una..nxt` is lost any
+    /// more, and none is queued for retransmission
+    /// (`tcp_undo_cwnd_reduction()` with `unmark_loss`: every `TCPCB_LOST`
+    /// cleared, `lost_out = 0`). Retransmissions already sent stay in
+    /// flight as such.
+    pub(super) fn unmark_lost(&mut self, una: u64, nxt: u64) {
+        self.retx_queue.clear();
+        for s in una..nxt {
+            let seg = self.seg(s);
+            if seg.flags & LOST != 0 {
+                seg.flags &= !LOST;
+                self.lost_out -= 1;
+            }
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::flow::{FlowSample, RateSampler, RttEstimator};
 use crate::sim::metrics::{FlowCounters, RttHistogram};
 
 use super::scoreboard::{Scoreboard, Seg};
-use super::{Ack, DatapathModel, Packet, SendDecision};
+use super::{Ack, DatapathModel, MinRttSample, Packet, SendDecision, TimeoutModel};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CaState {
@@ -65,6 +65,18 @@ pub struct Sender {
     snapshot: Option<FlowSample>,
     /// Limits written and not yet applied (at the next callback).
     pending_limits: Option<(u32, u32)>,
+    /// Whether a spurious timeout is undone ([`TimeoutModel`]).
+    timeout_model: TimeoutModel,
+    /// Which RTT of an ACK the min RTT takes ([`MinRttSample`]).
+    min_rtt_sample: MinRttSample,
+    /// What a timeout entered from the open state may be undone to:
+    /// `prior_cwnd` and `prior_ssthresh` (`tcp_enter_loss()`), while the
+    /// timeout's loss state lasts (`tp->undo_marker`).
+    undo: Option<(u32, u32)>,
+    /// Send time of the first retransmission of that loss state
+    /// (`tp->retrans_stamp`): an ACK echoing an older send time was
+    /// triggered by an original transmission.
+    retrans_stamp_us: Option<u64>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -116,7 +128,21 @@ impl Sender {
             rtt_seq: 0,
             snapshot: None,
             pending_limits: None,
+            timeout_model: TimeoutModel::default(),
+            min_rtt_sample: MinRttSample::default(),
+            undo: None,
+            retrans_stamp_us: None,
         }
+    }
+
+    /// Chooses which RTT of an ACK the min RTT takes ([`MinRttSample`]).
+    pub fn set_min_rtt_sample(&mut self, model: MinRttSample) {
+        self.min_rtt_sample = model;
+    }
+
+    /// Chooses whether a spurious timeout is undone ([`TimeoutModel`]).
+    pub fn set_timeout_model(&mut self, model: TimeoutModel) {
+        self.timeout_model = model;
     }
 
     /// Chooses how the datapath sees the flow and applies its limits
@@ -289,6 +315,12 @@ impl Sender {
         let tx = self.board.on_send(seq, now_us, stamp, retransmit.is_some());
         if retransmit.is_some() {
             self.counters.retransmitted_segments += 1;
+            // tcp_retransmit_skb(): `if (!tp->retrans_stamp)
+            // tp->retrans_stamp = tcp_skb_timestamp_ts(...)`, the first
+            // retransmission's send time.
+            if self.state == CaState::Loss && self.retrans_stamp_us.is_none() {
+                self.retrans_stamp_us = Some(now_us);
+            }
         }
         self.counters.sent_segments += 1;
         if let Some(rate) = rate {
@@ -359,6 +391,8 @@ impl Sender {
     /// Processes an ACK at `now_us`.
     pub fn on_ack(&mut self, now_us: u64, ack: &Ack) {
         let mut newly = 0u64;
+        // Only this ACK's deliveries count for its `last_ackt`.
+        self.board.take_newest_ackt();
         let mut best: Option<Seg> = None;
         let cum = ack.cum_ack.min(self.snd_nxt);
         // The segment that triggered the ACK (SACK block or in-order).
@@ -378,6 +412,14 @@ impl Sender {
         let mut rtt_callback = false;
         if newly > 0 {
             rtt_callback = self.update_rtt(now_us.saturating_sub(ack.echo_sent_us));
+            // tcp_ack_update_rtt(): `tcp_update_rtt_min(sk, ca_rtt_us,
+            // flag)`, ca_rtt_us from the newest segment delivered
+            // (`last_ackt`, never a retransmission).
+            if self.min_rtt_sample == MinRttSample::Newest {
+                if let Some(sent_us) = self.board.take_newest_ackt() {
+                    self.rtt.sample_min(now_us.saturating_sub(sent_us));
+                }
+            }
             self.counters.delivered_segments += newly;
             self.rate.on_ack(
                 now_us,
@@ -386,9 +428,14 @@ impl Sender {
                 self.rtt.min_rtt_us(),
             );
         }
+        if una_advanced {
+            self.try_undo_timeout(ack);
+        }
         let newly_lost = self.board.detect_losses(ack.tx, self.snd_una, self.snd_nxt);
         if self.state != CaState::Open && self.snd_una >= self.recovery_point {
             self.state = CaState::Open;
+            self.undo = None;
+            self.retrans_stamp_us = None;
         }
         if newly_lost > 0 {
             self.counters.lost_segments += newly_lost;
@@ -427,6 +474,32 @@ impl Sender {
         }
     }
 
+    /// `tcp_process_loss()` on an ACK that advanced `snd_una`, under
+    /// [`TimeoutModel::Undo`]: when the ACK echoes a send time older than
+    /// the loss state's first retransmission (`tcp_packet_delayed()`), or
+    /// nothing was retransmitted yet (`!tp->undo_retrans`),
+    /// `tcp_try_undo_loss()` undoes the timeout: the window and ssthresh
+    /// of before it, no segment lost, the open state.
+    fn try_undo_timeout(&mut self, ack: &Ack) {
+        if self.state != CaState::Loss {
+            return;
+        }
+        let Some((prior_cwnd, prior_ssthresh)) = self.undo else {
+            return;
+        };
+        if self
+            .retrans_stamp_us
+            .is_some_and(|first| ack.echo_sent_us >= first)
+        {
+            return;
+        }
+        self.controller.undo_timeout(prior_cwnd, prior_ssthresh);
+        self.board.unmark_lost(self.snd_una, self.snd_nxt);
+        self.state = CaState::Open;
+        self.undo = None;
+        self.retrans_stamp_us = None;
+    }
+
     /// Enters `state` (recovery after dupthresh losses, loss after a
     /// timeout) until `snd_una` passes what is sent now, and tells the
     /// controller: one congestion event per window.
@@ -455,6 +528,24 @@ impl Sender {
         // BPF_SOCK_OPS_RTO_CB (tcp_write_timeout), before the timeout's
         // window reduction.
         self.datapath_callback(now_us);
+        // tcp_enter_loss(): from the open state the timeout saves what an
+        // undo restores (`prior_cwnd`, `prior_ssthresh =
+        // tcp_current_ssthresh()`: ssthresh or 3/4 of the window, the
+        // larger) and starts a new undo episode (`tcp_init_undo()`); a
+        // repeated timeout of the same loss state keeps both.
+        match (self.timeout_model, self.state) {
+            (TimeoutModel::Undo, CaState::Open) => {
+                let cwnd = self.controller.window_segments();
+                let ssthresh = self.controller.ssthresh_segments();
+                self.undo = Some((cwnd, ssthresh.max((cwnd >> 1) + (cwnd >> 2))));
+                self.retrans_stamp_us = None;
+            }
+            (TimeoutModel::Undo, CaState::Loss) => {}
+            _ => {
+                self.undo = None;
+                self.retrans_stamp_us = None;
+            }
+        }
         self.backoff += 1;
         let newly_lost = self.board.mark_all_lost(self.snd_una, self.snd_nxt);
         self.counters.lost_segments += newly_lost;
@@ -641,6 +732,119 @@ mod tests {
         s.controller_mut()
             .set_limits(5, plume_cc_common::PACING_UNLIMITED);
         assert_eq!(burst(&mut s, 0).len(), 5);
+    }
+
+    /// One ACK for two segments sent 10 ms apart (a delayed ACK), echoing
+    /// the older one's send time, arrives 60 ms after the first: srtt takes
+    /// 60 ms either way; Linux's min RTT takes the newer segment's 50 ms
+    /// (`tcp_update_rtt_min(sk, ca_rtt_us)`, `MinRttSample::Newest`), the
+    /// simulator before it the echoed 60 ms.
+    #[test]
+    fn the_min_rtt_takes_the_newest_segment_as_linux_does() {
+        let min_rtt = |model: MinRttSample| {
+            let (mut s, mut r) = (reno(), Receiver::new());
+            s.set_min_rtt_sample(model);
+            let SendDecision::Send(older) = s.poll_send(0) else {
+                panic!("nothing sent")
+            };
+            let SendDecision::Send(newer) = s.poll_send(10_000) else {
+                panic!("nothing sent")
+            };
+            r.receive(older.seq);
+            let cum_ack = r.receive(newer.seq);
+            s.on_ack(
+                60_000,
+                &Ack {
+                    at_us: 60_000,
+                    seq: newer.seq,
+                    tx: newer.tx,
+                    cum_ack,
+                    echo_sent_us: older.sent_us,
+                },
+            );
+            (s.srtt_us(), s.min_rtt_us())
+        };
+        assert_eq!(min_rtt(MinRttSample::Newest), (60_000, 50_000));
+        assert_eq!(min_rtt(MinRttSample::Echoed), (60_000, 60_000));
+    }
+
+    /// A window sent, then held by an outage past the RTO: the timeout
+    /// fires, marks the window lost and retransmits its head at `t_r`.
+    /// Returns the sender, its receiver, the held window and `t_r`.
+    fn timeout_behind_an_outage(model: TimeoutModel) -> (Sender, Receiver, Vec<Packet>, u64) {
+        let (mut s, mut r) = (reno(), Receiver::new());
+        s.set_timeout_model(model);
+        for p in burst(&mut s, 0) {
+            ack(&mut s, &mut r, &p, 50_000);
+        }
+        let held = burst(&mut s, 60_000);
+        assert_eq!(held.len(), 20, "slow start doubled the window");
+        let t_r = s.rto_deadline_us.expect("data in flight, a timer");
+        assert!(s.on_rto(t_r));
+        assert_eq!(s.flow_sample(t_r).lost_out, 20);
+        assert_eq!(s.controller().window_segments(), 1);
+        let SendDecision::Send(re) = s.poll_send(t_r) else {
+            panic!("the timeout retransmits")
+        };
+        assert_eq!(re.seq, held[0].seq);
+        (s, r, held, t_r)
+    }
+
+    /// Linux with timestamps (`TimeoutModel::Undo`): the outage ends and
+    /// the ACK of the *original* head arrives, echoing its send time (60
+    /// ms), older than the retransmission: the timeout was spurious
+    /// (`tcp_packet_delayed()`), so `tcp_try_undo_loss()` restores the
+    /// window of before it (20, then one more for the ACK's own slow
+    /// start) and ssthresh (unset, as before), clears
+    /// every lost mark, and the sender goes on with new data instead of
+    /// retransmitting the window. As the kernel did on the emulator after
+    /// a 3 s outage (docs/TRAINING.md, "Spurious timeouts after an
+    /// outage": one retransmission, window and ssthresh of before).
+    #[test]
+    fn a_spurious_timeout_is_undone_as_linux_does() {
+        let (mut s, mut r, held, t_r) = timeout_behind_an_outage(TimeoutModel::Undo);
+        let ssthresh_before = reno().controller().ssthresh_segments();
+        ack(&mut s, &mut r, &held[0], t_r + 100_000);
+        let f = s.flow_sample(t_r + 100_000);
+        assert_eq!(f.lost_out, 0, "no segment lost any more");
+        // The window of before the timeout (20), and the ACK's own slow
+        // start after the undo (tcp_ack: tcp_fastretrans_alert, then
+        // tcp_cong_control), as under Plain below (1 + 1).
+        assert_eq!(f.cwnd_segments, 21, "the window of before the timeout");
+        assert_eq!(f.ssthresh_segments, ssthresh_before);
+        let next = burst(&mut s, t_r + 100_000);
+        assert!(
+            next.iter().all(|p| p.seq > held[19].seq),
+            "new data, no retransmission of the held window: {:?}",
+            next.iter().map(|p| p.seq).collect::<Vec<_>>()
+        );
+        assert_eq!(s.counters().retransmitted_segments, 1);
+    }
+
+    /// The same outage in the simulator before 2026-12-04 and in training
+    /// (`TimeoutModel::Plain`): the timeout stands; the window restarts
+    /// from one segment and the rest of the held window is retransmitted.
+    /// And under `Undo` an ACK of the retransmission itself (the original
+    /// really was lost) does not undo it.
+    #[test]
+    fn a_timeout_stands_without_the_model_or_when_the_retransmission_is_acked() {
+        let (mut s, mut r, held, t_r) = timeout_behind_an_outage(TimeoutModel::Plain);
+        ack(&mut s, &mut r, &held[0], t_r + 100_000);
+        let f = s.flow_sample(t_r + 100_000);
+        assert_eq!(f.lost_out, 19);
+        assert_eq!(f.cwnd_segments, 2, "slow start from one segment");
+        let next = burst(&mut s, t_r + 100_000);
+        assert_eq!(
+            next.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            vec![held[1].seq, held[2].seq],
+            "the held window is retransmitted"
+        );
+        let (mut s, mut r, held, t_r) = timeout_behind_an_outage(TimeoutModel::Undo);
+        let mut re = held[0];
+        re.sent_us = t_r;
+        ack(&mut s, &mut r, &re, t_r + 100_000);
+        let f = s.flow_sample(t_r + 100_000);
+        assert_eq!((f.lost_out, f.cwnd_segments), (19, 2), "not undone");
     }
 
     /// A dropped segment is declared lost once three later transmissions
