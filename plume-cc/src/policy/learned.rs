@@ -1540,9 +1540,13 @@ mod tests {
         let per_copy = |keep: bool| {
             let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
             assert_eq!(p.observation_version(), 3);
+            // The mapping of the fair candidate (a 1 ms anchor floor: the
+            // anchor's samples expire during a run, so the replay must
+            // follow the polls' times).
             assert!(p.change_action_scaling(&mut |s| {
                 s.decide = Cadence::PerCopy;
                 s.path_min_rtt = true;
+                s.anchor_window_floor_ms = 1;
             }));
             p.keep_observed(keep);
             p
@@ -1571,7 +1575,9 @@ mod tests {
             })
             .collect();
         let long_gone = 7u64;
-        let polls = POLL_TIMES as u64 / 2 + 200;
+        // Longer than the poll times kept, so that the absent flow's run
+        // would find its times overwritten if it were not swept.
+        let polls = POLL_TIMES as u64 + 300;
         let (mut out, mut want) = (Vec::new(), Vec::new());
         let (mut longest, mut swept, mut now_ns) = (0u32, false, 0u64);
         for k in 0..polls {
@@ -1603,8 +1609,9 @@ mod tests {
             // Every observation kept for a few polls (the other pass).
             new.keep_observed((200..203).contains(&k));
             let shown = |c: u64| match c {
-                // Back after more than the poll times kept.
-                c if c == long_gone => !(30..polls - 20).contains(&k),
+                // Away, after the detector's changes (which replay every
+                // run), for longer than the poll times kept.
+                c if c == long_gone => !(130..polls - 20).contains(&k),
                 // Away for a few polls now and then.
                 c if c % 5 == 1 => k % 40 >= 6,
                 // Calls of 10 flows: the pass for small batches.
@@ -1627,7 +1634,7 @@ mod tests {
                 "poll {k}"
             );
             longest = longest.max(new.deferred.iter().map(|d| d.count).max().unwrap_or(0));
-            if k == 30 {
+            if k == 130 {
                 let slot = new.slot_of[&long_gone];
                 assert!(new.deferred[slot].count > 0, "no run when it left");
             }
