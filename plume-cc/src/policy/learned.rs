@@ -1626,7 +1626,11 @@ mod tests {
             eager.decide(now_ns, &stats, &mut want).unwrap();
             assert_eq!(out, want, "poll {k}");
             let (d, e) = (new.last_timing(), eager.last_timing());
-            assert_eq!((d.decided, d.forwarded), (e.decided, e.forwarded), "poll {k}");
+            assert_eq!(
+                (d.decided, d.forwarded),
+                (e.decided, e.forwarded),
+                "poll {k}"
+            );
             let (b, a) = (new.last_batch().unwrap(), eager.last_batch().unwrap());
             assert_eq!(
                 (b.cookies, b.observations, bits(b.raw_actions)),

@@ -535,7 +535,10 @@ mod tests {
                         ..sample(t_ms, delivered, rng.gen_range(1..200))
                     };
                     let (x, y) = (b.observe(&s), other.observe(&s));
-                    assert_eq!(x.map(|o| o.map(f32::to_bits)), y.map(|o| o.map(f32::to_bits)));
+                    assert_eq!(
+                        x.map(|o| o.map(f32::to_bits)),
+                        y.map(|o| o.map(f32::to_bits))
+                    );
                 }
                 let p = *b.previous_sample().unwrap();
                 let mut times = Vec::new();
@@ -565,7 +568,10 @@ mod tests {
                 t_ms = t_ms.max(p.timestamp_us / 1000) + 20;
                 let s = sample(t_ms, delivered + 10, 30);
                 let (x, y) = (b.observe(&s), other.observe(&s));
-                assert_eq!(x.map(|o| o.map(f32::to_bits)), y.map(|o| o.map(f32::to_bits)));
+                assert_eq!(
+                    x.map(|o| o.map(f32::to_bits)),
+                    y.map(|o| o.map(f32::to_bits))
+                );
                 assert_eq!(b.mode(), other.mode());
             }
         }
