@@ -226,17 +226,10 @@ impl PathMins {
 /// value.
 #[inline(always)]
 fn prefetch<T>(v: &T) {
-    prefetch_prefix(v, std::mem::size_of::<T>());
-}
-
-/// [`prefetch`] of the first `bytes` bytes of `*v` only (at most its
-/// size): the fields a step reads, where the rest of `*v` is not read.
-#[inline(always)]
-fn prefetch_prefix<T>(v: &T, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         let p = (v as *const T).cast::<i8>();
-        let size = bytes.min(std::mem::size_of::<T>());
+        let size = std::mem::size_of::<T>();
         let mut off = 0;
         while off < size {
             // SAFETY: a prefetch never faults; the address is inside `*v`.
@@ -738,7 +731,9 @@ impl FlowPolicy for LearnedPolicy {
     }
 
     /// Every flow is observed (its builder advances at each poll, as in
-    /// training). An every-interval policy forwards and maps every row. A
+    /// training; a per-copy policy may replay an idle flow's polls at its
+    /// next decision instead, with the same result: [`Deferred`]). An
+    /// every-interval policy forwards and maps every row. A
     /// per-copy policy ([`Cadence::PerCopy`]) runs each flow's
     /// [`DecisionClock`] while observing, and forwards and maps only the
     /// flows whose decision is due; the others are given the target they

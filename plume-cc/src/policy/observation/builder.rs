@@ -63,13 +63,13 @@ impl Pending {
 /// Keeps one flow's history and builds its observations (see module docs).
 ///
 /// `repr(C)`, fields in the order an observation reads them: what every
-/// [`ObservationBuilder::advance`] reads first ([`Self::HOT_BYTES`]), the
-/// detector, version 4's last copy, then what only
-/// [`ObservationBuilder::write`] reads, the history last. Why: a daemon
-/// step advances 10,000 builders that the 20 ms since the last step left
-/// cold, and fetching a builder is most of the step (issue 14); with the
-/// hot fields together a per-copy policy's idle flows fetch 3 of the
-/// builder's 11 cache lines, not all of them.
+/// [`ObservationBuilder::advance`] reads first (the version, the ring's
+/// place, the previous sample, the anchor), the detector, version 4's last
+/// copy, then what only [`ObservationBuilder::write`] reads, the history
+/// last. Why: a daemon step finds its builders cold from the 20 ms since
+/// the last step (issue 14); with the hot fields together an advance
+/// without a row (an idle flow's, when its sample changed without a new
+/// copy) touches 3 of the builder's 11 cache lines, not all of them.
 #[derive(Clone, Debug)]
 #[repr(C)]
 pub struct ObservationBuilder {
@@ -119,22 +119,6 @@ impl Default for ObservationBuilder {
 }
 
 impl ObservationBuilder {
-    /// The leading bytes of the builder that [`Self::advance`] reads and
-    /// writes, apart from the one history block it may write: the
-    /// version, the ring's place, the previous sample, the anchor, then
-    /// the detector if it runs and version 4's last copy if that is the
-    /// version (see the struct's docs). A prefetch hint's extent, so any
-    /// value would be correct; this one fetches what is read.
-    pub fn hot_bytes(&self) -> usize {
-        if self.version >= 4 {
-            std::mem::offset_of!(ObservationBuilder, objective)
-        } else if self.detector {
-            std::mem::offset_of!(ObservationBuilder, last_copy)
-        } else {
-            std::mem::offset_of!(ObservationBuilder, competition)
-        }
-    }
-
     /// A builder with no history (a new flow), at the balanced objective.
     pub fn new() -> Self {
         Self::with_objective(Objective::default())
