@@ -710,7 +710,13 @@ impl FlowPolicy for LearnedPolicy {
         change(&mut scaling);
         let ok = self.policy.set_action_scaling(scaling);
         // New flows' builders take the anchor floor the mapping now has.
+        // The detector stays as the builders have it, so that `decide`
+        // sees a change of the rule and turns theirs on or off too (a new
+        // template runs it, which hid the rule's coming from the flows
+        // already known).
+        let detector = self.template.runs_detector();
         self.template = builder_for(&self.policy, self.objective);
+        self.template.set_detector(detector);
         ok
     }
 
@@ -1632,6 +1638,19 @@ mod tests {
                 (a.cookies, a.observations, bits(a.raw_actions)),
                 "poll {k}"
             );
+            // The due flows' builders, whole (the detector included, whose
+            // mode acts only where the rule fires): around the detector's
+            // changes, and at every tenth poll.
+            if (55..130).contains(&k) || k % 10 == 0 {
+                for c in b.cookies {
+                    let (x, y) = (new.slot_of[c], eager.slot_of[c]);
+                    assert_eq!(
+                        format!("{:?}", new.builders[x]),
+                        format!("{:?}", eager.builders[y]),
+                        "poll {k}, flow {c}"
+                    );
+                }
+            }
             longest = longest.max(new.deferred.iter().map(|d| d.count).max().unwrap_or(0));
             if k == 130 {
                 let slot = new.slot_of[&long_gone];
