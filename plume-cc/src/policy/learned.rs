@@ -70,7 +70,7 @@ const POLL_TIMES: usize = 4096;
 /// last (but for the poll's time) is only counted here, and
 /// [`ObservationBuilder::advance_unchanged`] replays the run when the flow
 /// is next advanced, while its builder is in cache. Dense and apart from
-/// the builders (96 bytes against 11 cache lines): what the idle pass reads.
+/// the builders (104 bytes against 11 cache lines): what the idle pass reads.
 #[derive(Clone, Copy, Debug, Default)]
 struct Deferred {
     /// When `known`: the builder's previous sample, but for its time, which
