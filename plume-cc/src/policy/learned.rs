@@ -55,6 +55,164 @@ pub struct DecideTiming {
 /// How many flows ahead of the one being observed [`prefetch`] fetches.
 const PREFETCH_AHEAD: usize = 4;
 
+/// Polls whose times [`LearnedPolicy`] keeps, for replaying deferred idle
+/// polls ([`Deferred`]). A flow's deferred run is replayed, at the latest,
+/// once it is `POLL_TIMES / 2` polls old (`sweep_deferred`), when its
+/// polls' times are still here.
+const POLL_TIMES: usize = 4096;
+
+/// One flow's idle polls not yet taken into its builder. Under version 3
+/// every poll pushes a history block, so every flow's builder had to be
+/// advanced at every poll; a per-copy policy at 10,000 mostly idle flows
+/// spent most of its control step fetching those builders (issue 14,
+/// docs/BENCHMARKS.md "Idle polls replayed at the next decision"). Now a
+/// poll whose flow is not due and whose sample is the one the builder took
+/// last (but for the poll's time) is only counted here, and
+/// [`ObservationBuilder::advance_unchanged`] replays the run when the flow
+/// is next advanced, while its builder is in cache. Dense and apart from
+/// the builders (104 bytes against 11 cache lines): what the idle pass reads.
+#[derive(Clone, Copy, Debug, Default)]
+struct Deferred {
+    /// When `known`: the builder's previous sample, but for its time, which
+    /// is the last deferred poll's (or the builder's own without one).
+    sample: FlowSample,
+    /// The first deferred poll's number ([`LearnedPolicy::polls`]); the
+    /// run is the `count` polls from it, one after the other.
+    first: u64,
+    count: u32,
+    /// Whether the builder has a previous sample equal to `sample` (false
+    /// for a new flow, and after a refused sample).
+    known: bool,
+}
+
+impl Deferred {
+    /// Counts poll `n` of sample `s` into the run, if it may be replayed
+    /// later: the builder's previous sample again (the statistics did not
+    /// change; a time that went back must reset the builder now), and the
+    /// run is unbroken and not too long. False: the builder must take `s`
+    /// now, after [`Self::replay`].
+    fn defer(&mut self, s: &FlowSample, n: u64) -> bool {
+        let joins = if self.count == 0 {
+            true
+        } else {
+            self.first + u64::from(self.count) == n && (self.count as usize) < POLL_TIMES / 2
+        };
+        let same = FlowSample {
+            timestamp_us: self.sample.timestamp_us,
+            ..*s
+        } == self.sample;
+        if !self.known || !joins || s.timestamp_us < self.sample.timestamp_us || !same {
+            return false;
+        }
+        if self.count == 0 {
+            self.first = n;
+        }
+        self.count += 1;
+        self.sample.timestamp_us = s.timestamp_us;
+        true
+    }
+
+    /// Takes the run into `b` (nothing without one), at the polls' times.
+    fn replay(&mut self, b: &mut ObservationBuilder, times: &[u64; POLL_TIMES]) {
+        if self.count == 0 {
+            return;
+        }
+        if cfg!(test) {
+            // The invariant the deferral rests on.
+            let prev = b.previous_sample().copied();
+            assert_eq!(
+                prev.map(|p| FlowSample {
+                    timestamp_us: 0,
+                    ..p
+                }),
+                Some(FlowSample {
+                    timestamp_us: 0,
+                    ..self.sample
+                }),
+                "a deferred run over a builder whose previous sample differs"
+            );
+        }
+        let start = (self.first % POLL_TIMES as u64) as usize;
+        let end = start + self.count as usize;
+        if end <= POLL_TIMES {
+            b.advance_unchanged(&times[start..end]);
+        } else {
+            // Wrapped: two replays, one after the other, are the same
+            // advances.
+            b.advance_unchanged(&times[start..]);
+            b.advance_unchanged(&times[..end - POLL_TIMES]);
+        }
+        self.count = 0;
+    }
+
+    /// After `b` took `s` (with `ok`, whether it was taken).
+    fn took(&mut self, s: &FlowSample, ok: bool) {
+        self.sample = *s;
+        self.known = ok;
+        self.count = 0;
+    }
+}
+
+/// This poll's smallest min RTT per remote address
+/// ([`super::ActionScaling::path_min_rtt`]), and each flow's place in it.
+/// Rebuilt at every poll (a flow's min RTT may rise when the kernel's
+/// window forgets, and flows leave), in one pass: consecutive flows to one
+/// address (all of them on a host that talks to one peer) share one lookup,
+/// and each flow's place is kept, so the observe passes index it without a
+/// lookup. Why: the map rebuilt with one hash lookup per flow, and one
+/// more per flow to read it, was about 0.1 ms of a 10,000-flow step.
+#[derive(Debug, Default)]
+struct PathMins {
+    /// Each address's place in `mins`.
+    place: HashMap<u32, u32>,
+    mins: Vec<u32>,
+    /// The call's flows' places in `mins`, in flow order ([`NO_PATH`]:
+    /// the flow has no key, [`path_key`]).
+    of_flow: Vec<u32>,
+}
+
+/// [`PathMins::of_flow`] of a flow without an address to share.
+const NO_PATH: u32 = u32::MAX;
+
+impl PathMins {
+    fn rebuild(&mut self, flows: &[(u64, FlowStats)]) {
+        self.place.clear();
+        self.mins.clear();
+        self.of_flow.clear();
+        self.of_flow.reserve(flows.len());
+        let mut last: Option<(u32, u32)> = None;
+        for (_, s) in flows {
+            let at = match path_key(s) {
+                None => NO_PATH,
+                Some(ip) => {
+                    let at = match last {
+                        Some((key, at)) if key == ip => at,
+                        _ => {
+                            let next = self.mins.len() as u32;
+                            let at = *self.place.entry(ip).or_insert(next);
+                            if at == next {
+                                self.mins.push(s.min_rtt_us);
+                            }
+                            last = Some((ip, at));
+                            at
+                        }
+                    };
+                    let m = &mut self.mins[at as usize];
+                    *m = (*m).min(s.min_rtt_us);
+                    at
+                }
+            };
+            self.of_flow.push(at);
+        }
+    }
+
+    /// The smallest min RTT of the flows to flow `i`'s address (`i` in the
+    /// order of the last [`Self::rebuild`]), None if it has no key.
+    fn of(&self, i: usize) -> Option<u32> {
+        self.mins.get(*self.of_flow.get(i)? as usize).copied()
+    }
+}
+
 /// Asks the CPU to bring every cache line of `*v` into its caches.
 ///
 /// Why: at the daemon's 20 ms interval a 10,000-flow step finds its
@@ -68,17 +226,10 @@ const PREFETCH_AHEAD: usize = 4;
 /// value.
 #[inline(always)]
 fn prefetch<T>(v: &T) {
-    prefetch_prefix(v, std::mem::size_of::<T>());
-}
-
-/// [`prefetch`] of the first `bytes` bytes of `*v` only (at most its
-/// size): the fields a step reads, where the rest of `*v` is not read.
-#[inline(always)]
-fn prefetch_prefix<T>(v: &T, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         let p = (v as *const T).cast::<i8>();
-        let size = bytes.min(std::mem::size_of::<T>());
+        let size = std::mem::size_of::<T>();
         let mut off = 0;
         while off < size {
             // SAFETY: a prefetch never faults; the address is inside `*v`.
@@ -156,7 +307,16 @@ pub struct LearnedPolicy {
     /// Per remote IPv4 address, the smallest min RTT of this poll's flows
     /// to it, microseconds; filled only under
     /// [`super::ActionScaling::path_min_rtt`].
-    path_min_rtt: HashMap<u32, u32>,
+    path_min_rtt: PathMins,
+    /// Each builder's flow's idle polls not yet taken (by slot, like
+    /// `builders`; see [`Deferred`]).
+    deferred: Vec<Deferred>,
+    /// The calls so far: the number of the next poll.
+    polls: u64,
+    /// Poll `n`'s time (microseconds) at `n % POLL_TIMES`.
+    poll_times: Box<[u64; POLL_TIMES]>,
+    /// The next slot `sweep_deferred` looks at.
+    sweep_at: usize,
 }
 
 impl LearnedPolicy {
@@ -186,7 +346,11 @@ impl LearnedPolicy {
             scratch: BatchScratch::default(),
             timing: DecideTiming::default(),
             fixed_rule: false,
-            path_min_rtt: HashMap::new(),
+            path_min_rtt: PathMins::default(),
+            deferred: Vec::new(),
+            polls: 0,
+            poll_times: Box::new([0; POLL_TIMES]),
+            sweep_at: 0,
         }
     }
 
@@ -223,11 +387,13 @@ impl LearnedPolicy {
                         Some(s) => {
                             self.builders[s] = b;
                             self.clocks[s] = fresh;
+                            self.deferred[s] = Deferred::default();
                             s
                         }
                         None => {
                             self.builders.push(b);
                             self.clocks.push(fresh);
+                            self.deferred.push(Deferred::default());
                             self.builders.len() - 1
                         }
                     };
@@ -246,14 +412,47 @@ impl LearnedPolicy {
     fn drop_unseen(&mut self, flows: &[(u64, FlowStats)]) {
         let live: std::collections::HashSet<u64> = flows.iter().map(|(c, _)| *c).collect();
         let free = &mut self.free;
+        let deferred = &mut self.deferred;
         self.slot_of.retain(|c, s| {
             let keep = live.contains(c);
             if !keep {
                 free.push(*s);
+                // Its builder is dropped: nothing to replay.
+                deferred[*s] = Deferred::default();
             }
             keep
         });
         self.order_cookies.clear();
+    }
+
+    /// Replays every flow's deferred idle polls: before anything that
+    /// changes what a replay would do (the detector turned on or off).
+    fn replay_all(&mut self) {
+        for (d, b) in self.deferred.iter_mut().zip(&mut self.builders) {
+            d.replay(b, &self.poll_times);
+        }
+    }
+
+    /// Replays the deferred runs that began `POLL_TIMES / 2` polls or more
+    /// before poll `n`, looking at a few slots per call, round the slots:
+    /// each slot is looked at at least once per `POLL_TIMES / 2` polls, so
+    /// a run is replayed while its polls' times are kept. Why: a flow that
+    /// leaves the calls (closed unseen, or missing from a read) would
+    /// otherwise keep its run until it came back, when the times are gone.
+    fn sweep_deferred(&mut self, n: u64) {
+        let slots = self.deferred.len();
+        if slots == 0 {
+            return;
+        }
+        let per_call = slots.div_ceil(POLL_TIMES / 2) + 1;
+        for _ in 0..per_call.min(slots) {
+            let slot = self.sweep_at % slots;
+            self.sweep_at = (slot + 1) % slots;
+            let d = &mut self.deferred[slot];
+            if d.count > 0 && n - d.first >= (POLL_TIMES / 2) as u64 {
+                d.replay(&mut self.builders[slot], &self.poll_times);
+            }
+        }
     }
 
     /// The observe pass of [`FlowPolicy::decide`] writing every flow's
@@ -271,6 +470,7 @@ impl LearnedPolicy {
     ) {
         let len = OBSERVATION_LEN;
         let paths = path_min_rtt.then_some(&self.path_min_rtt);
+        let times = &self.poll_times;
         for (i, (((cookie, stats), &slot), row)) in flows
             .iter()
             .zip(&self.order)
@@ -287,6 +487,7 @@ impl LearnedPolicy {
                 prefetch(&self.builders[ahead]);
                 prefetch(f);
                 prefetch(&self.anchors[ahead]);
+                prefetch(&self.deferred[ahead]);
                 if per_copy {
                     prefetch(&self.clocks[ahead]);
                 }
@@ -295,7 +496,11 @@ impl LearnedPolicy {
             let row: &mut [f32; OBSERVATION_LEN] = row
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("chunks of OBSERVATION_LEN"));
-            observe_row(b, &sample_of(stats, timestamp_us, paths), row);
+            // Idle polls an earlier lazy call deferred, then this one.
+            let d = &mut self.deferred[slot];
+            d.replay(b, times);
+            let sample = sample_of(stats, timestamp_us, paths.and_then(|p| p.of(i)));
+            d.took(&sample, observe_row(b, &sample, row));
             if per_copy {
                 self.observed_cookies.push(*cookie);
                 // The clock runs at every poll, due or not, as `rl::Env`
@@ -331,8 +536,11 @@ impl LearnedPolicy {
     /// every flow's clock; a flow not due keeps its held target, and its
     /// builder is advanced only where a poll without a new copy moves
     /// anything later read (version 3, or the competition detector on:
-    /// [`ObservationBuilder::idle_polls_change_nothing`]). The second
-    /// advances the due flows' builders and writes their rows. Why: at
+    /// [`ObservationBuilder::idle_polls_change_nothing`]), and then only
+    /// when its sample is not the one it took last: such a poll is counted
+    /// ([`Deferred`]) and replayed when the builder is next advanced. The
+    /// second replays and advances the due flows' builders and writes
+    /// their rows. Why: at
     /// 10,000 flows with 100 active, reading every idle flow's builder
     /// (680 bytes, cold at the daemon's 20 ms interval) and writing its
     /// 75 values was most of the control step (issue 14,
@@ -348,16 +556,17 @@ impl LearnedPolicy {
     ) {
         let len = OBSERVATION_LEN;
         let skip_idle = self.template.idle_polls_change_nothing();
-        let hot = self.template.hot_bytes();
         let paths = path_min_rtt.then_some(&self.path_min_rtt);
+        // This poll's number (`decide` counted it already).
+        let n = self.polls - 1;
+        let times = &self.poll_times;
         for (i, ((_, stats), &slot)) in flows.iter().zip(&self.order).enumerate() {
             if let Some(&ahead) = self.order.get(i + PREFETCH_AHEAD) {
                 prefetch(&self.clocks[ahead]);
                 if !skip_idle {
-                    // Most of them will be advanced here, not due: the
-                    // fields an advance reads, not the history (written
-                    // one block per poll) nor what only `write` reads.
-                    prefetch_prefix(&self.builders[ahead], hot);
+                    // Most of them will be deferred here: the record
+                    // compared, not the builder.
+                    prefetch(&self.deferred[ahead]);
                     prefetch(&flows[i + PREFETCH_AHEAD]);
                 }
             }
@@ -366,10 +575,13 @@ impl LearnedPolicy {
             if clock.due(cadence, stats.updated_ns / 1000) {
                 self.due_rows.push(i);
             } else if !skip_idle {
-                advance_or_reset(
-                    &mut self.builders[slot],
-                    &sample_of(stats, timestamp_us, paths),
-                );
+                let sample = sample_of(stats, timestamp_us, paths.and_then(|p| p.of(i)));
+                let d = &mut self.deferred[slot];
+                if !d.defer(&sample, n) {
+                    let b = &mut self.builders[slot];
+                    d.replay(b, times);
+                    d.took(&sample, advance_or_reset(b, &sample).is_some());
+                }
             }
         }
         for (k, &i) in self.due_rows.iter().enumerate() {
@@ -378,6 +590,7 @@ impl LearnedPolicy {
                 prefetch(&self.builders[slot]);
                 prefetch(&flows[ahead]);
                 prefetch(&self.anchors[slot]);
+                prefetch(&self.deferred[slot]);
             }
             let (cookie, stats) = &flows[i];
             let slot = self.order[i];
@@ -387,7 +600,10 @@ impl LearnedPolicy {
             let row: &mut [f32; OBSERVATION_LEN] = (&mut self.due_obs[start..])
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("one row"));
-            observe_row(b, &sample_of(stats, timestamp_us, paths), row);
+            let d = &mut self.deferred[slot];
+            d.replay(b, times);
+            let sample = sample_of(stats, timestamp_us, paths.and_then(|p| p.of(i)));
+            d.took(&sample, observe_row(b, &sample, row));
             let ctx = self.anchors[slot]
                 .refresh(row)
                 .context(row, stats.mss, b.mode());
@@ -397,29 +613,37 @@ impl LearnedPolicy {
     }
 }
 
-/// The builder's sample of `stats` polled at `timestamp_us`; with `paths`
-/// (under [`super::ActionScaling::path_min_rtt`]) its min RTT is the
-/// smallest of the flows to its address when that is smaller.
-fn sample_of(
-    stats: &FlowStats,
-    timestamp_us: u64,
-    paths: Option<&HashMap<u32, u32>>,
-) -> FlowSample {
+/// The builder's sample of `stats` polled at `timestamp_us`; with
+/// `path_min` (under [`super::ActionScaling::path_min_rtt`], the smallest
+/// min RTT of the flows to its address, [`PathMins::of`]) its min RTT is
+/// that when that is smaller.
+fn sample_of(stats: &FlowStats, timestamp_us: u64, path_min: Option<u32>) -> FlowSample {
     let mut sample = FlowSample::from(stats);
     sample.timestamp_us = timestamp_us;
-    if let Some(m) = paths.and_then(|p| path_key(stats).and_then(|ip| p.get(&ip))) {
-        sample.min_rtt_us = sample.min_rtt_us.min(*m);
+    if let Some(m) = path_min {
+        sample.min_rtt_us = sample.min_rtt_us.min(m);
     }
     sample
 }
 
 /// `sample`'s observation into `row` ([`advance_or_reset`], then
 /// [`ObservationBuilder::write`]; zeros if the sample is refused even by a
-/// reset builder): how both observe passes build a row.
-fn observe_row(b: &mut ObservationBuilder, sample: &FlowSample, row: &mut [f32; OBSERVATION_LEN]) {
+/// reset builder): how both observe passes build a row. Whether the
+/// builder took the sample.
+fn observe_row(
+    b: &mut ObservationBuilder,
+    sample: &FlowSample,
+    row: &mut [f32; OBSERVATION_LEN],
+) -> bool {
     match advance_or_reset(b, sample) {
-        Some(p) => b.write(p, row),
-        None => row.fill(0.0),
+        Some(p) => {
+            b.write(p, row);
+            true
+        }
+        None => {
+            row.fill(0.0);
+            false
+        }
     }
 }
 
@@ -486,7 +710,13 @@ impl FlowPolicy for LearnedPolicy {
         change(&mut scaling);
         let ok = self.policy.set_action_scaling(scaling);
         // New flows' builders take the anchor floor the mapping now has.
+        // The detector stays as the builders have it, so that `decide`
+        // sees a change of the rule and turns theirs on or off too (a new
+        // template runs it, which hid the rule's coming from the flows
+        // already known).
+        let detector = self.template.runs_detector();
         self.template = builder_for(&self.policy, self.objective);
+        self.template.set_detector(detector);
         ok
     }
 
@@ -500,13 +730,16 @@ impl FlowPolicy for LearnedPolicy {
         self.template = builder_for(&self.policy, objective);
         self.builders.clear();
         self.clocks.clear();
+        self.deferred.clear();
         self.slot_of.clear();
         self.free.clear();
         self.order_cookies.clear();
     }
 
     /// Every flow is observed (its builder advances at each poll, as in
-    /// training). An every-interval policy forwards and maps every row. A
+    /// training; a per-copy policy may replay an idle flow's polls at its
+    /// next decision instead, with the same result: [`Deferred`]). An
+    /// every-interval policy forwards and maps every row. A
     /// per-copy policy ([`Cadence::PerCopy`]) runs each flow's
     /// [`DecisionClock`] while observing, and forwards and maps only the
     /// flows whose decision is due; the others are given the target they
@@ -541,15 +774,15 @@ impl FlowPolicy for LearnedPolicy {
         {
             self.realign(flows);
         }
+        // This poll's number and time, for the idle polls deferred
+        // (`Deferred`); the runs that grew old replayed.
+        let n = self.polls;
+        self.polls += 1;
+        self.poll_times[(n % POLL_TIMES as u64) as usize] = now_ns / 1000;
+        self.sweep_deferred(n);
         let scaling = self.policy.metadata().action_scaling;
         if scaling.path_min_rtt {
-            self.path_min_rtt.clear();
-            for (_, s) in flows {
-                if let Some(ip) = path_key(s) {
-                    let m = self.path_min_rtt.entry(ip).or_insert(s.min_rtt_us);
-                    *m = (*m).min(s.min_rtt_us);
-                }
-            }
+            self.path_min_rtt.rebuild(flows);
         }
         let cadence = scaling.decide;
         let per_copy = cadence != Cadence::EveryInterval;
@@ -560,6 +793,8 @@ impl FlowPolicy for LearnedPolicy {
         // changing the mapping or the template is followed.
         let detector = scaling.competition.is_some();
         if detector != self.template.runs_detector() {
+            // The deferred polls were polls with the detector as it was.
+            self.replay_all();
             self.template.set_detector(detector);
             for b in &mut self.builders {
                 b.set_detector(detector);
@@ -734,6 +969,7 @@ impl FlowPolicy for LearnedPolicy {
     fn forget(&mut self, cookie: u64) {
         if let Some(s) = self.slot_of.remove(&cookie) {
             self.free.push(s);
+            self.deferred[s] = Deferred::default();
             self.order_cookies.clear();
         }
     }
@@ -1288,6 +1524,160 @@ mod tests {
             steps > u64::from(MAX_HELD_INTERVALS),
             "forced decisions reached"
         );
+    }
+
+    /// A version-3 per-copy policy that defers idle flows' polls
+    /// (`Deferred`, replayed when each flow's builder is next advanced)
+    /// decides, bit for bit, as one that advances every builder at every
+    /// poll (`keep_observed`, which writes every row and defers nothing):
+    /// targets, forwarded rows and raw actions. Over what breaks a run:
+    /// flows missing from some calls and back (one of them for longer than
+    /// the poll times kept, replayed while absent by the sweep), calls with
+    /// fewer than 16 flows and with every observation kept (the other
+    /// observe pass, which replays), the detector turned on and off, a poll
+    /// whose time goes back, limits applied without a new copy, and min
+    /// RTTs shared by address that move under idle flows.
+    #[test]
+    fn deferred_idle_polls_decide_as_advancing_every_builder_at_every_poll() {
+        use rand::{Rng, SeedableRng};
+        tch::set_num_threads(1);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let per_copy = |keep: bool| {
+            let mut p = LearnedPolicy::new(super::super::default_policy().unwrap());
+            assert_eq!(p.observation_version(), 3);
+            // The mapping of the fair candidate (a 1 ms anchor floor: the
+            // anchor's samples expire during a run, so the replay must
+            // follow the polls' times).
+            assert!(p.change_action_scaling(&mut |s| {
+                s.decide = Cadence::PerCopy;
+                s.path_min_rtt = true;
+                s.anchor_window_floor_ms = 1;
+            }));
+            p.keep_observed(keep);
+            p
+        };
+        let (mut new, mut eager) = (per_copy(false), per_copy(true));
+        // (cookie, stats, copy period in polls: 0 idle)
+        let mut flows: Vec<(u64, FlowStats, u64)> = (0..60u64)
+            .map(|c| {
+                let min_rtt_us = rng.gen_range(1_000..100_000);
+                let stats = FlowStats {
+                    min_rtt_us,
+                    srtt_us: min_rtt_us + 3_000,
+                    snd_cwnd: rng.gen_range(4..300),
+                    mss: 1448,
+                    rate_delivered: rng.gen_range(0..50),
+                    rate_interval_us: rng.gen_range(0..200_000),
+                    applied_cwnd_clamp: CWND_UNCLAMPED,
+                    applied_pacing: PACING_UNLIMITED,
+                    updated_ns: 1_000_000,
+                    family: 2,
+                    remote_ip4: 1 + (c % 3) as u32,
+                    ..FlowStats::default()
+                };
+                let period = if c % 4 == 0 { rng.gen_range(2..30) } else { 0 };
+                (c, stats, period)
+            })
+            .collect();
+        let long_gone = 7u64;
+        // Longer than the poll times kept, so that the absent flow's run
+        // would find its times overwritten if it were not swept.
+        let polls = POLL_TIMES as u64 + 300;
+        let (mut out, mut want) = (Vec::new(), Vec::new());
+        let (mut longest, mut swept, mut now_ns) = (0u32, false, 0u64);
+        for k in 0..polls {
+            now_ns = if k == 150 {
+                // One poll whose time went back.
+                now_ns - 7_000_000
+            } else {
+                now_ns + 20_000_000 + rng.gen_range(0..3_000_000)
+            };
+            for (c, s, period) in flows.iter_mut() {
+                if *period > 0 && k % *period == *c % *period {
+                    s.delivered += rng.gen_range(0..100);
+                    s.srtt_us = s.min_rtt_us + rng.gen_range(0..50_000);
+                    s.updated_ns = now_ns - 1_000_000;
+                }
+                // Now and then a lower min RTT, shared with the idle flows
+                // to the same address.
+                if k % 97 == 13 && *c == k % 60 {
+                    s.min_rtt_us = s.min_rtt_us * 9 / 10 + 1;
+                }
+            }
+            if k == 60 || k == 120 {
+                // The detector (competition rule) on, then off again.
+                let rule = (k == 60).then(super::super::CompetitionRule::default);
+                for p in [&mut new, &mut eager] {
+                    assert!(p.change_action_scaling(&mut |s| s.competition = rule));
+                }
+            }
+            // Every observation kept for a few polls (the other pass).
+            new.keep_observed((200..203).contains(&k));
+            let shown = |c: u64| match c {
+                // Away, after the detector's changes (which replay every
+                // run), for longer than the poll times kept.
+                c if c == long_gone => !(130..polls - 20).contains(&k),
+                // Away for a few polls now and then.
+                c if c % 5 == 1 => k % 40 >= 6,
+                // Calls of 10 flows: the pass for small batches.
+                _ => !(300..305).contains(&k) || c < 10,
+            };
+            let stats: Vec<(u64, FlowStats)> = flows
+                .iter()
+                .filter(|(c, _, _)| shown(*c))
+                .map(|(c, s, _)| (*c, *s))
+                .collect();
+            new.decide(now_ns, &stats, &mut out).unwrap();
+            eager.decide(now_ns, &stats, &mut want).unwrap();
+            assert_eq!(out, want, "poll {k}");
+            let (d, e) = (new.last_timing(), eager.last_timing());
+            assert_eq!(
+                (d.decided, d.forwarded),
+                (e.decided, e.forwarded),
+                "poll {k}"
+            );
+            let (b, a) = (new.last_batch().unwrap(), eager.last_batch().unwrap());
+            assert_eq!(
+                (b.cookies, b.observations, bits(b.raw_actions)),
+                (a.cookies, a.observations, bits(a.raw_actions)),
+                "poll {k}"
+            );
+            // The due flows' builders, whole (the detector included, whose
+            // mode acts only where the rule fires): around the detector's
+            // changes, and at every tenth poll.
+            if (55..130).contains(&k) || k % 10 == 0 {
+                for c in b.cookies {
+                    let (x, y) = (new.slot_of[c], eager.slot_of[c]);
+                    assert_eq!(
+                        format!("{:?}", new.builders[x]),
+                        format!("{:?}", eager.builders[y]),
+                        "poll {k}, flow {c}"
+                    );
+                }
+            }
+            longest = longest.max(new.deferred.iter().map(|d| d.count).max().unwrap_or(0));
+            if k == 130 {
+                let slot = new.slot_of[&long_gone];
+                assert!(new.deferred[slot].count > 0, "no run when it left");
+            }
+            if k == polls - 21 {
+                let slot = new.slot_of[&long_gone];
+                swept = new.deferred[slot].count == 0;
+            }
+            let mut o = out.iter();
+            for (c, s, _) in flows.iter_mut() {
+                if shown(*c) {
+                    apply(s, o.next().unwrap());
+                }
+            }
+        }
+        // Runs longer than the history were replayed, and the flow away
+        // for longer than the poll times kept was replayed while away.
+        assert!(
+            longest as usize > super::super::observation::HISTORY_LEN,
+            "{longest}"
+        );
+        assert!(swept, "the long-absent flow's run was not swept");
     }
 
     /// Flows first seen at the same poll that then get no callback (idle

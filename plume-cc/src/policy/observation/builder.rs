@@ -63,13 +63,13 @@ impl Pending {
 /// Keeps one flow's history and builds its observations (see module docs).
 ///
 /// `repr(C)`, fields in the order an observation reads them: what every
-/// [`ObservationBuilder::advance`] reads first ([`Self::HOT_BYTES`]), the
-/// detector, version 4's last copy, then what only
-/// [`ObservationBuilder::write`] reads, the history last. Why: a daemon
-/// step advances 10,000 builders that the 20 ms since the last step left
-/// cold, and fetching a builder is most of the step (issue 14); with the
-/// hot fields together a per-copy policy's idle flows fetch 3 of the
-/// builder's 11 cache lines, not all of them.
+/// [`ObservationBuilder::advance`] reads first (the version, the ring's
+/// place, the previous sample, the anchor), the detector, version 4's last
+/// copy, then what only [`ObservationBuilder::write`] reads, the history
+/// last. Why: a daemon step finds its builders cold from the 20 ms since
+/// the last step (issue 14); with the hot fields together an advance
+/// without a row (an idle flow's, when its sample changed without a new
+/// copy) touches 3 of the builder's 11 cache lines, not all of them.
 #[derive(Clone, Debug)]
 #[repr(C)]
 pub struct ObservationBuilder {
@@ -119,22 +119,6 @@ impl Default for ObservationBuilder {
 }
 
 impl ObservationBuilder {
-    /// The leading bytes of the builder that [`Self::advance`] reads and
-    /// writes, apart from the one history block it may write: the
-    /// version, the ring's place, the previous sample, the anchor, then
-    /// the detector if it runs and version 4's last copy if that is the
-    /// version (see the struct's docs). A prefetch hint's extent, so any
-    /// value would be correct; this one fetches what is read.
-    pub fn hot_bytes(&self) -> usize {
-        if self.version >= 4 {
-            std::mem::offset_of!(ObservationBuilder, objective)
-        } else if self.detector {
-            std::mem::offset_of!(ObservationBuilder, last_copy)
-        } else {
-            std::mem::offset_of!(ObservationBuilder, competition)
-        }
-    }
-
     /// A builder with no history (a new flow), at the balanced objective.
     pub fn new() -> Self {
         Self::with_objective(Objective::default())
@@ -232,6 +216,12 @@ impl ObservationBuilder {
         self.version >= 4 && !self.detector
     }
 
+    /// The last sample taken (None for a new or reset builder): what
+    /// [`Self::advance_unchanged`] takes again.
+    pub fn previous_sample(&self) -> Option<&FlowSample> {
+        self.prev.as_ref()
+    }
+
     /// The rate anchor: the windowed maximum delivery rate, bytes per second
     /// (see the module docs).
     pub fn max_rate_bytes_per_sec(&self) -> f64 {
@@ -282,6 +272,52 @@ impl ObservationBuilder {
             self.advance_v4(s)
         } else {
             self.advance_v3(s)
+        }
+    }
+
+    /// [`Self::advance`] of the sample this builder last took, taken again
+    /// at each of `times_us` in turn, where each advance's result is
+    /// dropped: what a poll of an idle flow does, whose statistics are the
+    /// ones it took last (the same copy, the same limits) and only the
+    /// poll's time moves. The builder after it is bit for bit the builder
+    /// after those advances, and `advance_or_reset`'s reset is followed too
+    /// (a time before the last one resets the builder and takes the sample
+    /// there). Nothing happens without a previous sample.
+    ///
+    /// Why: a version-3 builder pushes a history block at every poll, so a
+    /// per-copy policy's daemon had to advance all 10,000 builders of a
+    /// host at every poll, cold from the 20 ms since the last one (issue 14,
+    /// docs/BENCHMARKS.md "Idle polls replayed at the next decision"). It
+    /// now records an idle flow's polls and replays them here when its next
+    /// decision is due, while its builder is in cache. Version 3 replays
+    /// them in a fraction of the advances' time: of polls more than a
+    /// history back it only moves the anchor (their blocks are overwritten),
+    /// and a block is built again only when the anchor moved
+    /// ([`Self::replay_unchanged_v3`]); version 4 advances once per time.
+    pub fn advance_unchanged(&mut self, times_us: &[u64]) {
+        let Some(p) = self.prev else {
+            return;
+        };
+        let monotonic = times_us
+            .iter()
+            .try_fold(p.timestamp_us, |last, &t| (t >= last).then_some(t))
+            .is_some();
+        if self.version < 4 && monotonic {
+            self.replay_unchanged_v3(&p, times_us);
+            return;
+        }
+        for &t in times_us {
+            let s = FlowSample {
+                timestamp_us: t,
+                ..p
+            };
+            if self.advance(&s).is_err() {
+                // As `advance_or_reset` (learned.rs): start over from this sample.
+                self.reset();
+                // A reset builder takes any sample of a version 3; a
+                // version 4 one refuses no first copy either.
+                let _ = self.advance(&s);
+            }
         }
     }
 
@@ -442,6 +478,88 @@ mod tests {
                 assert!(differs, "version 3 skipped polls without a change");
             }
         }
+    }
+
+    /// `advance_unchanged` of a run of times is, bit for bit, `advance`
+    /// (with `advance_or_reset`'s reset) of the previous sample at each of
+    /// them: the builder's state after it, and every observation after
+    /// it. Runs short and longer than the history, over anchors that
+    /// expire during the run (a 1 ms floor) and that do not (the 10 s
+    /// default), with and without a kernel rate sample, the detector on and
+    /// off, both versions, and times that stand still or go back.
+    #[test]
+    fn replaying_unchanged_polls_is_advancing_at_each() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut runs = 0;
+        for trial in 0..400u64 {
+            let version = if trial % 4 == 3 { 4 } else { 3 };
+            let mut b = ObservationBuilder::with_version(Objective::BALANCED, version).unwrap();
+            if trial % 2 == 0 {
+                b = b.with_anchor_floor_us(1_000);
+            }
+            b.set_detector(trial % 3 == 0);
+            let mut other = b.clone();
+            let (mut t_ms, mut delivered) = (0u64, 0u32);
+            for _ in 0..6 {
+                // A few polls that deliver, then a run of the last sample.
+                for _ in 0..rng.gen_range(1..4) {
+                    t_ms += 20;
+                    delivered += rng.gen_range(0..200);
+                    let s = FlowSample {
+                        stats_us: t_ms * 1000 - 3_000,
+                        min_rtt_us: rng.gen_range(1..80_000),
+                        rate_delivered_segments: rng.gen_range(0..300),
+                        rate_interval_us: if rng.gen_bool(0.7) {
+                            rng.gen_range(0..200_000)
+                        } else {
+                            0
+                        },
+                        cwnd_segments: rng.gen_range(1..500),
+                        ..sample(t_ms, delivered, rng.gen_range(1..200))
+                    };
+                    let (x, y) = (b.observe(&s), other.observe(&s));
+                    assert_eq!(
+                        x.map(|o| o.map(f32::to_bits)),
+                        y.map(|o| o.map(f32::to_bits))
+                    );
+                }
+                let p = *b.previous_sample().unwrap();
+                let mut times = Vec::new();
+                for _ in 0..rng.gen_range(0..40) {
+                    t_ms = match rng.gen_range(0..20) {
+                        0 => t_ms,
+                        1 => t_ms.saturating_sub(30),
+                        2 => t_ms + rng.gen_range(100..3_000),
+                        _ => t_ms + 20,
+                    };
+                    times.push(t_ms * 1000 + rng.gen_range(0..999));
+                }
+                for &t in &times {
+                    let s = FlowSample {
+                        timestamp_us: t,
+                        ..p
+                    };
+                    if other.advance(&s).is_err() {
+                        other.reset();
+                        other.advance(&s).unwrap();
+                    }
+                }
+                b.advance_unchanged(&times);
+                runs += usize::from(times.len() > HISTORY_LEN);
+                assert_eq!(format!("{b:?}"), format!("{other:?}"), "trial {trial}");
+                // Everything later read: the next observation.
+                t_ms = t_ms.max(p.timestamp_us / 1000) + 20;
+                let s = sample(t_ms, delivered + 10, 30);
+                let (x, y) = (b.observe(&s), other.observe(&s));
+                assert_eq!(
+                    x.map(|o| o.map(f32::to_bits)),
+                    y.map(|o| o.map(f32::to_bits))
+                );
+                assert_eq!(b.mode(), other.mode());
+            }
+        }
+        assert!(runs > 300, "{runs} runs longer than the history");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::builder::Pending;
 use super::features::{
     anchor_window_us, block_of, kernel_rates, preferred_rate, ratio, spanned_rate,
 };
-use super::{FlowSample, ObservationBuilder, ObservationError};
+use super::{FlowSample, ObservationBuilder, ObservationError, BLOCK_LEN, HISTORY_LEN};
 
 impl ObservationBuilder {
     /// Versions 1 to 3: one history block per poll, its rates over the
@@ -62,6 +62,88 @@ impl ObservationBuilder {
             max_rate,
             ratio(dt_us as f64, min_rtt),
         ))
+    }
+}
+
+impl ObservationBuilder {
+    /// [`Self::advance_v3`] of `p` (the previous sample) again at each of
+    /// `times_us` (ascending, none before `p`'s), bit for bit
+    /// ([`ObservationBuilder::advance_unchanged`]). With the statistics
+    /// unchanged every delta is +0.0, so what moves from poll to poll is
+    /// the poll interval, the anchor (its window and its samples' ages)
+    /// and the detector's clock. The block is a function of the anchor
+    /// alone here: it is built again only when the anchor's value moved,
+    /// and only for the last [`HISTORY_LEN`] polls, since the earlier ones'
+    /// blocks are overwritten by those (the ring's place and the count of
+    /// blocks seen still move for them).
+    pub(super) fn replay_unchanged_v3(&mut self, p: &FlowSample, times_us: &[u64]) {
+        // The same expressions as `advance_v3`, with `s` and `prev` equal
+        // but for the time.
+        let mss = f64::from(p.mss_bytes.max(1));
+        let d_delivered = f64::from(p.delivered_segments.wrapping_sub(p.delivered_segments));
+        let d_retrans = f64::from(p.total_retrans.wrapping_sub(p.total_retrans));
+        let min_rtt_us = u64::from(p.min_rtt_us);
+        let (sample_rate, kernel_rate) = kernel_rates(p, mss, min_rtt_us);
+        let min_rtt = f64::from(p.min_rtt_us);
+        let srtt_gradient = ratio(f64::from(p.srtt_us) - f64::from(p.srtt_us), min_rtt);
+        let retrans_rate = ratio(d_retrans, d_delivered + d_retrans);
+        let first_kept = times_us.len().saturating_sub(HISTORY_LEN);
+        // The last block built, with the anchor and the interval rate it
+        // was built from (their f64 bits).
+        let mut built: Option<(u64, u64, [f32; BLOCK_LEN])> = None;
+        let mut last = p.timestamp_us;
+        for (k, &t) in times_us.iter().enumerate() {
+            let dt_us = t - last;
+            let interval_rate = if dt_us > 0 {
+                d_delivered * mss * 1e6 / dt_us as f64
+            } else {
+                0.0
+            };
+            let rate = preferred_rate(
+                kernel_rate,
+                spanned_rate(d_delivered, mss, dt_us, min_rtt_us),
+            );
+            let max_rate = self.anchor.update(
+                t,
+                anchor_window_us(min_rtt_us, dt_us, self.anchor_floor_us),
+                rate,
+            );
+            if k >= first_kept {
+                let key = (max_rate.to_bits(), interval_rate.to_bits());
+                let block = match built {
+                    Some((a, i, b)) if (a, i) == key => b,
+                    _ => {
+                        let b = block_of(
+                            p,
+                            max_rate,
+                            interval_rate,
+                            sample_rate,
+                            srtt_gradient,
+                            retrans_rate,
+                        );
+                        built = Some((key.0, key.1, b));
+                        b
+                    }
+                };
+                self.push(block);
+            } else {
+                // Overwritten by one of the last HISTORY_LEN pushes.
+                self.newest = (self.newest + 1) % HISTORY_LEN;
+                self.seen = (self.seen + 1).min(HISTORY_LEN);
+            }
+            if self.detector {
+                let s = FlowSample {
+                    timestamp_us: t,
+                    ..*p
+                };
+                self.update_detector(&s, dt_us, rate);
+            }
+            last = t;
+        }
+        self.prev = Some(FlowSample {
+            timestamp_us: last,
+            ..*p
+        });
     }
 }
 
