@@ -374,10 +374,12 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             let cells = plume_cc::eval::matrix::run(
                 &policy,
                 objective,
-                a.sim_clamp,
-                a.sim_datapath,
-                a.sim_rto,
-                a.sim_min_rtt,
+                plume_cc::eval::matrix::SimModels {
+                    clamp: a.sim_clamp,
+                    datapath: a.sim_datapath,
+                    timeout: a.sim_rto,
+                    min_rtt: a.sim_min_rtt,
+                },
                 &refs,
                 &mut |c| {
                     bar.set_message(format!(

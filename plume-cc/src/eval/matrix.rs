@@ -25,26 +25,22 @@
 
 use std::path::Path;
 
-use crate::congestion::{ClampModel, ControllerKind};
+use crate::congestion::ControllerKind;
 use crate::policy::{LoadedPolicy, Objective};
 use crate::rl::env::SimWindow;
 pub use crate::rl::matrix::{
-    mean_score, run_cell, Cell, CellScore, Rival, Scheme, BUFFERS_BDP, COMPETITION, RTTS_MS,
+    mean_score, run_cell, Cell, CellScore, Rival, Scheme, SimModels, BUFFERS_BDP, COMPETITION,
+    RTTS_MS,
 };
-use crate::sim::{DatapathModel, MinRttSample, TimeoutModel};
 pub use crate::stats::jain;
 
 use super::EvalError;
 
 /// Runs the whole matrix for `policy` on `windows`; `progress` hears each cell.
-#[allow(clippy::too_many_arguments)]
 pub fn run(
     policy: &LoadedPolicy,
     objective: Objective,
-    clamp_model: ClampModel,
-    datapath_model: DatapathModel,
-    timeout_model: TimeoutModel,
-    min_rtt_sample: MinRttSample,
+    models: SimModels,
     windows: &[&SimWindow],
     progress: &mut dyn FnMut(&Cell),
 ) -> Result<Vec<Cell>, EvalError> {
@@ -63,19 +59,8 @@ pub fn run(
                 let mut scores = Vec::new();
                 for (name, actor, base) in schemes {
                     scores.push(run_cell(
-                        policy,
-                        objective,
-                        actor,
-                        base,
-                        name,
-                        windows,
-                        rtt_ms,
-                        buffer_bdp,
-                        competitor,
-                        clamp_model,
-                        datapath_model,
-                        timeout_model,
-                        min_rtt_sample,
+                        policy, objective, actor, base, name, windows, rtt_ms, buffer_bdp,
+                        competitor, models,
                     )?);
                 }
                 let cell = Cell {
@@ -204,10 +189,10 @@ mod tests {
                 40,
                 8.0,
                 rival,
-                ClampModel::Kernel,
-                DatapathModel::default(),
-                TimeoutModel::default(),
-                MinRttSample::default(),
+                SimModels {
+                    clamp: crate::congestion::ClampModel::Kernel,
+                    ..SimModels::default()
+                },
             )
             .unwrap()
         };

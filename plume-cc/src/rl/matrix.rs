@@ -108,6 +108,23 @@ pub struct Cell {
     pub schemes: Vec<CellScore>,
 }
 
+/// How the matrix's simulator models the kernel: the four models of
+/// [`EnvConfig`] that a matrix run takes as one. `Default` is training's
+/// simulator (the clamp and datapath as Linux applies them, timeouts that
+/// stand, the min RTT from the echoed sample), the one validation scores
+/// come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimModels {
+    /// How the clamp acts on the window.
+    pub clamp: ClampModel,
+    /// When the datapath sees the flow and applies its limits.
+    pub datapath: DatapathModel,
+    /// Whether a spurious retransmission timeout is undone.
+    pub timeout: TimeoutModel,
+    /// Which RTT of an ACK the min RTT takes.
+    pub min_rtt: MinRttSample,
+}
+
 /// Runs one scheme over `windows` in one cell; returns the cell means.
 #[allow(clippy::too_many_arguments)]
 pub fn run_cell(
@@ -120,10 +137,7 @@ pub fn run_cell(
     rtt_ms: u64,
     buffer_bdp: f64,
     rival: Rival,
-    clamp_model: ClampModel,
-    datapath_model: DatapathModel,
-    timeout_model: TimeoutModel,
-    min_rtt_sample: MinRttSample,
+    models: SimModels,
 ) -> Result<CellScore, TrainError> {
     let meta = policy.metadata();
     let (competitor, peers) = match (rival, actor) {
@@ -147,10 +161,10 @@ pub fn run_cell(
                 ),
                 random_loss: 0.0,
                 delayed_ack: false,
-                clamp_model,
-                datapath_model,
-                timeout_model,
-                min_rtt_sample,
+                clamp_model: models.clamp,
+                datapath_model: models.datapath,
+                timeout_model: models.timeout,
+                min_rtt_sample: models.min_rtt,
                 objective,
                 observation_version: meta.observation.version,
                 interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
@@ -245,15 +259,11 @@ pub fn mean_score(cells: &[Cell], i: usize) -> f64 {
 
 /// Runs `actor` over every cell of the matrix (RTTs x buffers x
 /// competition) on `windows`; returns its mean score over the cells.
-#[allow(clippy::too_many_arguments)]
 pub fn mean_score_of(
     policy: &LoadedPolicy,
     objective: Objective,
     actor: Scheme,
-    clamp_model: ClampModel,
-    datapath_model: DatapathModel,
-    timeout_model: TimeoutModel,
-    min_rtt_sample: MinRttSample,
+    models: SimModels,
     windows: &[&SimWindow],
 ) -> Result<f64, TrainError> {
     let base =
@@ -264,19 +274,7 @@ pub fn mean_score_of(
         for &buffer_bdp in &BUFFERS_BDP {
             for rival in COMPETITION {
                 let c = run_cell(
-                    policy,
-                    objective,
-                    actor,
-                    base,
-                    "",
-                    windows,
-                    rtt_ms,
-                    buffer_bdp,
-                    rival,
-                    clamp_model,
-                    datapath_model,
-                    timeout_model,
-                    min_rtt_sample,
+                    policy, objective, actor, base, "", windows, rtt_ms, buffer_bdp, rival, models,
                 )?;
                 sum += c.score;
                 n += 1;

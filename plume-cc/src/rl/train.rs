@@ -451,11 +451,14 @@ impl Selection {
                 &policy,
                 objective,
                 super::matrix::Scheme::Policy,
-                config.clamp_model,
-                config.datapath_model,
-                // Training's simulator: timeouts stand.
-                crate::sim::TimeoutModel::Plain,
-                crate::sim::MinRttSample::Echoed,
+                // Training's simulator: its clamp and datapath models,
+                // timeouts that stand, the echoed min RTT sample.
+                super::matrix::SimModels {
+                    clamp: config.clamp_model,
+                    datapath: config.datapath_model,
+                    timeout: crate::sim::TimeoutModel::Plain,
+                    min_rtt: crate::sim::MinRttSample::Echoed,
+                },
                 &refs,
             )?;
             progress.message(&format!(
