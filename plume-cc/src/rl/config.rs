@@ -284,8 +284,22 @@ impl TrainConfig {
         }
     }
 
+    /// How this run's simulator models the kernel: its clamp and datapath
+    /// models; a spurious timeout stands and the min RTT takes the echoed
+    /// sample, as in every run so far (its reproduction hashes). The
+    /// episodes and the validation scoring both use it.
+    pub fn sim_models(&self) -> super::matrix::SimModels {
+        super::matrix::SimModels {
+            clamp: self.clamp_model,
+            datapath: self.datapath_model,
+            timeout: crate::sim::TimeoutModel::Plain,
+            min_rtt: crate::sim::MinRttSample::Echoed,
+        }
+    }
+
     /// The simulator environment of this run, with base controller `base`.
     pub fn env_config(&self, base: ControllerKind) -> EnvConfig {
+        let models = self.sim_models();
         EnvConfig {
             base,
             competing: Vec::new(),
@@ -295,12 +309,10 @@ impl TrainConfig {
             queue_limit: QueueLimit::packets(self.queue_packets),
             random_loss: 0.0,
             delayed_ack: false,
-            clamp_model: self.clamp_model,
-            datapath_model: self.datapath_model,
-            // Training's simulator: a spurious timeout stands, as in every
-            // run so far (its reproduction hashes).
-            timeout_model: crate::sim::TimeoutModel::Plain,
-            min_rtt_sample: crate::sim::MinRttSample::Echoed,
+            clamp_model: models.clamp,
+            datapath_model: models.datapath,
+            timeout_model: models.timeout,
+            min_rtt_sample: models.min_rtt,
             objective: self.objective,
             observation_version: self.observation_version,
             interval: MonitorInterval::FixedUs(self.interval_us),

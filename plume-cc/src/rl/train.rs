@@ -451,14 +451,7 @@ impl Selection {
                 &policy,
                 objective,
                 super::matrix::Scheme::Policy,
-                // Training's simulator: its clamp and datapath models,
-                // timeouts that stand, the echoed min RTT sample.
-                super::matrix::SimModels {
-                    clamp: config.clamp_model,
-                    datapath: config.datapath_model,
-                    timeout: crate::sim::TimeoutModel::Plain,
-                    min_rtt: crate::sim::MinRttSample::Echoed,
-                },
+                config.sim_models(),
                 &refs,
             )?;
             progress.message(&format!(
