@@ -350,6 +350,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             cgroup,
             duration,
             report,
+            congestion,
             flows: None,
             ..
         } => {
@@ -358,6 +359,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 cgroup,
                 duration,
                 report_every: report,
+                congestion,
             };
             probe::run_sender(&config, &mut std::io::stdout().lock())
                 .with_context(|| format!("probe to {connect}"))?;

@@ -342,6 +342,10 @@ pub enum Command {
         /// Report interval.
         #[arg(long, alias = "report-ms", default_value = "20ms", value_parser = DurationArg::legacy(BareUnit::Ms))]
         report: Duration,
+        /// The sender's congestion control (`TCP_CONGESTION`, e.g. `cubic`);
+        /// the namespace's default when absent.
+        #[arg(long)]
+        congestion: Option<String>,
         /// Instead of one long transfer: open this many connections at once,
         /// send `--bytes` on each, hold them `--hold-ms`, close them all.
         #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>())]

@@ -33,6 +33,9 @@ pub struct SenderConfig {
     pub duration: Duration,
     /// Interval between reports.
     pub report_every: Duration,
+    /// The socket's congestion control (`TCP_CONGESTION`); None keeps the
+    /// namespace's default.
+    pub congestion: Option<String>,
 }
 
 /// One line of the sender's output.
@@ -69,6 +72,10 @@ pub fn run_sender(config: &SenderConfig, out: &mut dyn io::Write) -> io::Result<
     }
     let stream = TcpStream::connect(config.connect)?;
     stream.set_nodelay(true)?;
+    if let Some(cc) = &config.congestion {
+        tcpinfo::set_congestion(&stream, cc)
+            .map_err(|e| io::Error::new(e.kind(), format!("TCP_CONGESTION {cc}: {e}")))?;
+    }
     let cookie = tcpinfo::socket_cookie(&stream)?;
     let start = Instant::now();
     let written = Arc::new(AtomicU64::new(0));
@@ -294,6 +301,8 @@ mod tests {
                 cgroup: None,
                 duration: Duration::from_millis(150),
                 report_every: Duration::from_millis(50),
+                // Reno is built in and allowed to unprivileged sockets.
+                congestion: Some("reno".into()),
             },
             &mut out,
         )

@@ -149,6 +149,27 @@ pub fn socket_cookie(socket: &impl AsRawFd) -> io::Result<u64> {
     }
 }
 
+/// Sets the socket's congestion control (`TCP_CONGESTION`), e.g. `cubic`:
+/// the kernel switches an established socket over and restarts the new
+/// algorithm's state (`tcp_set_congestion_control`).
+pub fn set_congestion(socket: &impl AsRawFd, name: &str) -> io::Result<()> {
+    // SAFETY: a byte buffer of the given length.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +194,28 @@ mod tests {
         let a = socket_cookie(&client).unwrap();
         let b = socket_cookie(&server).unwrap();
         assert!(a != 0 && b != 0 && a != b);
+    }
+
+    #[test]
+    fn congestion_control_is_set_and_read_back_and_an_unknown_one_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        set_congestion(&client, "reno").unwrap();
+        let mut name = [0u8; 16];
+        let mut len = name.len() as libc::socklen_t;
+        // SAFETY: a 16-byte out buffer.
+        let rc = unsafe {
+            libc::getsockopt(
+                client.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_CONGESTION,
+                name.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert!(name.starts_with(b"reno\0"), "{name:?}");
+        let e = set_congestion(&client, "no-such-cc").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
     }
 }
