@@ -49,12 +49,30 @@ fn text(b: &[u8]) -> String {
 
 /// `exe ARGS` with no library path from the environment.
 fn run(exe: &Path, args: &[&str]) -> Output {
-    Command::new(exe)
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .unwrap()
+    output_of(
+        Command::new(exe)
+            .args(args)
+            .env_remove("LD_LIBRARY_PATH")
+            .env("RUST_BACKTRACE", "1"),
+    )
+}
+
+/// Runs `cmd`, retrying while the program is "busy" (ETXTBSY, directly or
+/// as reported by `setpriv`). A test that has just copied the front
+/// (`lone_front`) can exec it while another test thread's fork still holds
+/// an inherited copy of the write descriptor, until that child reaches its
+/// own exec (rust-lang/rust#114554); CI on 2026-12-04 failed once on it.
+/// The copy is complete, so waiting a moment is the whole remedy.
+fn output_of(cmd: &mut Command) -> Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {}
+            Ok(o) if !o.status.success() && text(&o.stderr).contains("Text file busy") => {}
+            r => return r.unwrap(),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{cmd:?} stayed busy for 2 s");
 }
 
 /// A copy of the front alone in a fresh folder: no engine beside it, none
@@ -302,14 +320,14 @@ fn the_front_runs_where_libtorch_is_unreachable() {
     }
     let front = lone_front("front-nobody");
     let as_nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&front)
-            .args(args)
-            .env_remove("LD_LIBRARY_PATH")
-            .current_dir("/")
-            .output()
-            .expect("setpriv runs")
+        output_of(
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&front)
+                .args(args)
+                .env_remove("LD_LIBRARY_PATH")
+                .current_dir("/"),
+        )
     };
     // The control: the engine cannot start there.
     let o = Command::new("setpriv")
