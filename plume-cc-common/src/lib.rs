@@ -298,6 +298,14 @@ pub struct DatapathConfig {
     /// on every callback; retransmission, RTO and state callbacks always
     /// snapshot, and so does an ACK that leaves nothing in flight.
     pub snapshot_every_ns: u64,
+    /// Non-zero: after a loss, hold the clamp in force instead of writing
+    /// a new one that would restart slow start ([`clamp_write_waits`]);
+    /// zero: write every new target at once (as before this field). The
+    /// daemon sets it from its policy's mapping
+    /// (`ActionScaling::hold_clamp_after_loss`).
+    pub clamp_hold: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// Size of [`DatapathConfig::base_cc`] (the kernel's `TCP_CA_NAME_MAX`).
@@ -320,6 +328,43 @@ impl DatapathConfig {
     }
 }
 
+/// Whether a datapath that holds clamps after a loss
+/// ([`DatapathConfig::clamp_hold`]) leaves the clamp in force (`applied`)
+/// for now instead of writing `want`, given the flow's `snd_cwnd` and
+/// `snd_ssthresh`. The eBPF program asks this on every callback while it
+/// waits, and the simulator's `Clamped` asks it on every ACK, so the two
+/// cannot disagree.
+///
+/// Why: `bpf_setsockopt(TCP_BPF_SNDCWND_CLAMP, v)` sets `snd_ssthresh` to
+/// `v` as well as `snd_cwnd_clamp` (net/core/filter.c,
+/// `bpf_sol_tcp_setsockopt`), and there is no other way to move the clamp.
+/// A write above the window after a loss therefore undoes the base's
+/// multiplicative decrease: the base slow-starts back to the clamp within
+/// a round trip (and at the end of recovery `tcp_end_cwnd_reduction` sets
+/// cwnd to that ssthresh at once). A flow whose clamp changes every
+/// interval is then blind to loss, and takes the link from a CUBIC flow
+/// (docs/BENCHMARKS.md, "Holding the clamp after a loss").
+///
+/// A write waits while all of these hold:
+/// - `want` is a clamp, not "no clamp" (lifting a stale target is the
+///   datapath's fallback and is never held back);
+/// - `ssthresh < applied`: the base lowered ssthresh since the last write
+///   (each write sets it to the clamp; only a congestion event, or
+///   HyStart leaving slow start, lowers it);
+/// - `ssthresh < want`: the write would raise ssthresh;
+/// - `cwnd < want`: the write would leave the window below ssthresh, so
+///   slow start would resume (a `want` at or below the window caps it at
+///   once, which keeps the ceiling and needs no slow start: it is written);
+/// - `cwnd < applied`: the base has not grown back to the clamp in force
+///   on its own schedule (once it has, the clamp binds again and the
+///   policy's new one is written, as without a loss).
+///
+/// So the policy's clamp stays a ceiling and ssthresh stays the base's:
+/// a wanted clamp is written as soon as the window reaches it.
+pub fn clamp_write_waits(want: u32, applied: u32, cwnd: u32, ssthresh: u32) -> bool {
+    want < CWND_UNCLAMPED && ssthresh < applied && ssthresh < want && cwnd < want && cwnd < applied
+}
+
 /// Staleness timeout used when the config leaves it at 0: 500 ms.
 pub const DEFAULT_STALE_AFTER_NS: u64 = 500_000_000;
 
@@ -331,6 +376,8 @@ impl Default for DatapathConfig {
             generation: 0,
             base_cc: [0; BASE_CC_LEN],
             snapshot_every_ns: 0,
+            clamp_hold: 0,
+            _pad: 0,
         }
     }
 }
@@ -385,7 +432,7 @@ mod tests {
         assert_eq!(align_of::<FlowStats>(), 8);
         assert_eq!(size_of::<FlowStats>(), 152);
         assert_eq!(size_of::<FlowTarget>(), 16);
-        assert_eq!(size_of::<DatapathConfig>(), 40);
+        assert_eq!(size_of::<DatapathConfig>(), 48);
         assert_eq!(size_of::<FlowEvent>(), 32);
         // Multiples of 8: the kernel rounds an array's element size up to
         // 8, and the daemon indexes the mmapped area by these sizes.
@@ -393,6 +440,29 @@ mod tests {
         assert_eq!(size_of::<TargetSlot>(), 32);
         assert_eq!(core::mem::offset_of!(StatsSlot, seq), 0);
         assert_eq!(core::mem::offset_of!(TargetSlot, seq), 0);
+    }
+
+    #[test]
+    fn a_clamp_write_waits_only_where_it_would_undo_a_loss() {
+        // No loss since the last write (ssthresh is the clamp): written.
+        assert!(!clamp_write_waits(60, 40, 30, 40));
+        // A loss (ssthresh 28 < 40), window 28: raising to 60 would
+        // restart slow start, and so would 35 (above the window).
+        assert!(clamp_write_waits(60, 40, 28, 28));
+        assert!(clamp_write_waits(35, 40, 28, 28));
+        // At or below the window: the ceiling binds at once, written.
+        assert!(!clamp_write_waits(28, 40, 28, 28));
+        assert!(!clamp_write_waits(20, 40, 28, 28));
+        // At or below ssthresh (in slow start after a timeout): written.
+        assert!(!clamp_write_waits(28, 40, 1, 28));
+        // The base grew back to the clamp in force: written.
+        assert!(!clamp_write_waits(60, 40, 40, 28));
+        // Lifting the clamp is never held back.
+        assert!(!clamp_write_waits(CWND_UNCLAMPED, 40, 28, 28));
+        // No clamp yet and ssthresh unset (TCP_INFINITE_SSTHRESH is
+        // i32::MAX too): written; after a loss without a clamp: waits.
+        assert!(!clamp_write_waits(60, CWND_UNCLAMPED, 30, CWND_UNCLAMPED));
+        assert!(clamp_write_waits(60, CWND_UNCLAMPED, 30, 30));
     }
 
     #[test]

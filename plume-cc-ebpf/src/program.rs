@@ -553,7 +553,11 @@ fn apply_target(
     };
     stats.target_deadline_ns = deadline;
     let mut settled = true;
-    if want_cwnd != stats.applied_cwnd_clamp {
+    if want_cwnd != stats.applied_cwnd_clamp && clamp_held(ctx, config, stats, want_cwnd) {
+        // The clamp in force stays for now; unsettled, so the next
+        // callback looks again (the window grows or the target changes).
+        settled = false;
+    } else if want_cwnd != stats.applied_cwnd_clamp {
         if setsockopt_u32(ctx, SOL_TCP, TCP_BPF_SNDCWND_CLAMP, want_cwnd) {
             stats.applied_cwnd_clamp = want_cwnd;
             bump(counters::TARGETS_APPLIED);
@@ -572,6 +576,19 @@ fn apply_target(
         }
     }
     settled
+}
+
+/// Whether writing `want` now would undo the base's loss response, with
+/// the configuration's hold on ([`DatapathConfig::clamp_hold`];
+/// `plume_cc_common::clamp_write_waits` has the rule and why).
+fn clamp_held(ctx: &SockOpsContext, config: &DatapathConfig, stats: &FlowStats, want: u32) -> bool {
+    if config.clamp_hold == 0 {
+        return false;
+    }
+    // SAFETY: context field loads, as in `fill`; read now, not from the
+    // last snapshot, which may be a quantum old.
+    let (cwnd, ssthresh) = unsafe { ((*ctx.ops).snd_cwnd, (*ctx.ops).snd_ssthresh) };
+    plume_cc_common::clamp_write_waits(want, stats.applied_cwnd_clamp, cwnd, ssthresh)
 }
 
 fn bound_cwnd(clamp: u32) -> u32 {

@@ -116,6 +116,7 @@ fn sim_copies(
         cadence: m.action_scaling.decide,
         anchor_floor_us: m.action_scaling.anchor_floor_us(),
         path_min_rtt: m.action_scaling.path_min_rtt,
+        clamp_hold: m.action_scaling.hold_clamp_after_loss,
         episode_us: Some(30_000_000),
     })?;
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;

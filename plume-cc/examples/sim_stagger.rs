@@ -69,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cadence: meta.action_scaling.decide,
         anchor_floor_us: meta.action_scaling.anchor_floor_us(),
         path_min_rtt: meta.action_scaling.path_min_rtt,
+        clamp_hold: meta.action_scaling.hold_clamp_after_loss,
         episode_us: Some(LENGTH_MS * 1000),
     })?;
     let mut obs = env.reset(Arc::clone(&window.trace), 7)?;

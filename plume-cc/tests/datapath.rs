@@ -803,7 +803,9 @@ fn pinned_maps_carry_btf_with_field_names() {
                     "enforce",
                     "generation",
                     "base_cc",
-                    "snapshot_every_ns"
+                    "snapshot_every_ns",
+                    "clamp_hold",
+                    "_pad"
                 ]
             )
         )

@@ -65,6 +65,11 @@ pub struct DeriveArgs {
     /// (0: the built-in 10 s; at most 60000).
     #[arg(long, allow_negative_numbers = true, value_name = "MS", value_parser = whole::<u32>())]
     pub anchor_floor_ms: Option<u32>,
+    /// After a loss the datapath holds the clamp in force instead of
+    /// writing one that would restart slow start (TCP_BPF_SNDCWND_CLAMP
+    /// also sets ssthresh), until the window reaches the new clamp.
+    #[arg(long, value_enum)]
+    pub hold_clamp_after_loss: Option<Switch>,
 }
 
 /// Runs a `plume-cc policy` subcommand.
@@ -78,6 +83,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 additive_segments: a.additive_segments,
                 path_min_rtt: a.path_min_rtt.map(|s| s == Switch::On),
                 anchor_window_floor_ms: a.anchor_floor_ms,
+                hold_clamp_after_loss: a.hold_clamp_after_loss.map(|s| s == Switch::On),
             };
             let meta = derive(&a.from, &a.out, &d).with_context(|| {
                 format!(

@@ -11,15 +11,24 @@
 //! - `TCP_BPF_SNDCWND_CLAMP` sets both `snd_cwnd_clamp` and `ssthresh` to the
 //!   value, so lifting a clamp (setting it to [`CWND_UNCLAMPED`]) restarts
 //!   slow start, as on a real host;
+//! - with the hold on ([`Clamped::set_clamp_hold`], the datapath's
+//!   `DatapathConfig::clamp_hold`), a new clamp waits while writing it
+//!   would undo a loss (`plume_cc_common::clamp_write_waits`), looked at
+//!   again on every ACK and loss as the program looks on every callback;
 //! - `SO_MAX_PACING_RATE` turns on TCP internal pacing at
 //!   `min(kernel pacing rate, cap)`; without a cap a loss-based base is not
 //!   paced.
 //!
 //! Training in the simulator therefore sees what deployment does.
 
-use plume_cc_common::{CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED};
+use plume_cc_common::{
+    clamp_write_waits, CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
+};
 
-use super::{kernel_pacing_rate_bytes_per_sec, AckSample, ClampModel, Controller, LossEvent};
+use super::{
+    kernel_pacing_rate_bytes_per_sec, AckSample, ClampModel, Controller, LossEvent,
+    MAX_CWND_SEGMENTS,
+};
 
 /// Bounds a requested cwnd clamp like the datapath (`bound_cwnd`).
 pub fn bound_cwnd_clamp(clamp_segments: u32) -> u32 {
@@ -49,6 +58,10 @@ pub struct Clamped<C> {
     mss_bytes: u32,
     srtt_us: u64,
     clamp_model: ClampModel,
+    /// The clamp last asked for (bounded); differs from
+    /// `cwnd_clamp_segments` while the hold keeps the old one.
+    wanted_clamp_segments: u32,
+    clamp_hold: bool,
 }
 
 impl<C: Controller> Clamped<C> {
@@ -62,18 +75,52 @@ impl<C: Controller> Clamped<C> {
             mss_bytes,
             srtt_us: 0,
             clamp_model: ClampModel::default(),
+            wanted_clamp_segments: CWND_UNCLAMPED,
+            clamp_hold: false,
         }
+    }
+
+    /// Holds clamps after a loss as the datapath does with
+    /// `DatapathConfig::clamp_hold` set (off: every new clamp is applied at
+    /// once, as before the hold existed).
+    pub fn set_clamp_hold(&mut self, on: bool) {
+        self.clamp_hold = on;
+        self.apply_wanted_clamp();
     }
 
     /// Applies a policy target (cwnd clamp in segments, pacing cap in bytes/s),
     /// bounded and applied-on-change like the sock_ops program.
     pub fn set_limits(&mut self, cwnd_clamp_segments: u32, max_pacing_bytes_per_sec: u32) {
-        let clamp = bound_cwnd_clamp(cwnd_clamp_segments);
-        if clamp != self.cwnd_clamp_segments {
-            self.base.set_cwnd_clamp(clamp);
-            self.cwnd_clamp_segments = clamp;
-        }
+        self.wanted_clamp_segments = bound_cwnd_clamp(cwnd_clamp_segments);
+        self.apply_wanted_clamp();
         self.max_pacing_bytes_per_sec = bound_pacing_cap(max_pacing_bytes_per_sec);
+    }
+
+    /// Applies the wanted clamp if it differs from the one in force and
+    /// the hold does not keep the old one (the program's `apply_target`).
+    fn apply_wanted_clamp(&mut self) {
+        let want = self.wanted_clamp_segments;
+        if want == self.cwnd_clamp_segments {
+            return;
+        }
+        if self.clamp_hold {
+            // The kernel's unset ssthresh (TCP_INFINITE_SSTHRESH) is
+            // CWND_UNCLAMPED; the model's windows stop at MAX_CWND_SEGMENTS.
+            let kernel = |w: u32| {
+                if w >= MAX_CWND_SEGMENTS {
+                    CWND_UNCLAMPED
+                } else {
+                    w
+                }
+            };
+            let cwnd = kernel(self.base.window_segments());
+            let ssthresh = kernel(self.base.ssthresh_segments());
+            if clamp_write_waits(want, self.cwnd_clamp_segments, cwnd, ssthresh) {
+                return;
+            }
+        }
+        self.base.set_cwnd_clamp(want);
+        self.cwnd_clamp_segments = want;
     }
 
     /// The cwnd clamp in force, segments ([`CWND_UNCLAMPED`] for none).
@@ -98,10 +145,12 @@ impl<C: Controller> Controller for Clamped<C> {
         self.srtt_us = ack.srtt_us;
         self.mss_bytes = ack.mss_bytes;
         self.base.on_ack(now_us, ack);
+        self.apply_wanted_clamp();
     }
 
     fn on_loss(&mut self, now_us: u64, loss: &LossEvent) {
         self.base.on_loss(now_us, loss);
+        self.apply_wanted_clamp();
     }
 
     fn on_tick(&mut self, now_us: u64) {
@@ -257,6 +306,78 @@ mod tests {
         };
         c.on_ack(0, &idle);
         assert_eq!(c.window_segments(), 12);
+    }
+
+    #[test]
+    fn with_the_hold_a_clamp_waits_after_a_loss_until_the_window_reaches_it() {
+        let loss = LossEvent {
+            lost_segments: 1,
+            is_timeout: false,
+            ..LossEvent::default()
+        };
+        for hold in [false, true] {
+            let mut c = Clamped::new(Cubic::new(), 1448);
+            c.set_clamp_hold(hold);
+            c.on_ack(0, &ack(30));
+            c.set_limits(40, PACING_UNLIMITED);
+            c.on_ack(1_000, &ack(10));
+            assert_eq!(c.window_segments(), 40);
+            // A loss: CUBIC keeps 0.7 of the window.
+            c.on_loss(2_000, &loss);
+            assert_eq!((c.window_segments(), c.ssthresh_segments()), (28, 28));
+            // The policy raises the clamp to 44.
+            c.set_limits(44, PACING_UNLIMITED);
+            if !hold {
+                // Written: ssthresh back at the clamp, slow start resumes
+                // and the loss is undone within a round trip.
+                assert_eq!(c.ssthresh_segments(), 44);
+                c.on_ack(3_000, &ack(16));
+                assert_eq!(c.window_segments(), 44);
+                continue;
+            }
+            // Held: the clamp in force stays, ssthresh stays the base's,
+            // and the window grows by congestion avoidance only.
+            assert_eq!(c.cwnd_clamp_segments(), 40);
+            assert_eq!(c.ssthresh_segments(), 28);
+            c.on_ack(3_000, &ack(16));
+            assert!(c.window_segments() < 30, "{}", c.window_segments());
+            assert_eq!(c.cwnd_clamp_segments(), 40);
+            // A lower clamp at or below the window is written at once.
+            c.set_limits(20, PACING_UNLIMITED);
+            assert_eq!(c.cwnd_clamp_segments(), 20);
+            c.on_ack(4_000, &ack(1));
+            assert_eq!(c.window_segments(), 20);
+            // No loss since that write: a raise is written at once.
+            c.set_limits(44, PACING_UNLIMITED);
+            assert_eq!((c.cwnd_clamp_segments(), c.ssthresh_segments()), (44, 44));
+        }
+    }
+
+    #[test]
+    fn a_held_clamp_is_written_once_the_window_grows_to_it() {
+        let loss = LossEvent {
+            lost_segments: 1,
+            is_timeout: false,
+            ..LossEvent::default()
+        };
+        let mut c = Clamped::new(Reno::new(), 1448);
+        c.set_clamp_hold(true);
+        c.on_ack(0, &ack(30));
+        c.set_limits(40, PACING_UNLIMITED);
+        c.on_ack(1_000, &ack(10));
+        c.on_loss(2_000, &loss);
+        assert_eq!(c.window_segments(), 20, "Reno halves");
+        c.set_limits(24, PACING_UNLIMITED);
+        assert_eq!(c.cwnd_clamp_segments(), 40, "held");
+        // Congestion avoidance: one segment per window of ACKs.
+        let mut t = 3_000;
+        while c.window_segments() < 24 {
+            assert_eq!(c.cwnd_clamp_segments(), 40);
+            c.on_ack(t, &ack(1));
+            t += 1_000;
+        }
+        // The ACK that took the window to 24 wrote the clamp.
+        assert_eq!((c.cwnd_clamp_segments(), c.ssthresh_segments()), (24, 24));
     }
 
     #[test]

@@ -220,6 +220,7 @@ mod tests {
         PolicyContract {
             base_cc: base.into(),
             monitor_interval_us: us,
+            clamp_hold: false,
         }
     }
 

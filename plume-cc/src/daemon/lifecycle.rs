@@ -127,6 +127,10 @@ pub async fn run(
         // simulator does not model. The quantum stays available in the
         // program for paths where it pays (many packets in flight).
         snapshot_every_ns: 0,
+        // The policy's mapping says whether clamps wait after a loss
+        // (`ActionScaling::hold_clamp_after_loss`).
+        clamp_hold: u32::from(policy.contract().is_some_and(|c| c.clamp_hold)),
+        _pad: 0,
     };
     if let Some(sig) = stop.pending().await {
         tracing::info!("{sig} during start-up: stopping before attaching anything");

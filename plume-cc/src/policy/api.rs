@@ -186,6 +186,9 @@ pub struct PolicyContract {
     pub base_cc: String,
     /// Monitor interval, microseconds.
     pub monitor_interval_us: u64,
+    /// The datapath holds clamps after a loss
+    /// ([`super::ActionScaling::hold_clamp_after_loss`]).
+    pub clamp_hold: bool,
 }
 
 /// Counts of policy outputs the guard had to fix.

@@ -58,6 +58,9 @@ pub struct Derivation {
     /// The rate anchor window's floor, ms
     /// (`ActionScaling::anchor_window_floor_ms`; 0: the built-in 10 s).
     pub anchor_window_floor_ms: Option<u32>,
+    /// The datapath holds the clamp after a loss
+    /// (`ActionScaling::hold_clamp_after_loss`), on or off.
+    pub hold_clamp_after_loss: Option<bool>,
 }
 
 /// Why a derivation was refused. Nothing is written in any of these cases.
@@ -77,7 +80,7 @@ pub enum DeriveError {
         found: String,
     },
     /// The derivation changes nothing.
-    #[error("nothing to derive: give --spans, --objective, --competition-rule on|off, --additive-segments, --path-min-rtt on|off or --anchor-floor-ms")]
+    #[error("nothing to derive: give --spans, --objective, --competition-rule on|off, --additive-segments, --path-min-rtt on|off, --anchor-floor-ms or --hold-clamp-after-loss on|off")]
     Empty,
     /// The output would overwrite a policy (the source or another).
     #[error("{0} already holds a policy (policy.json); choose a new folder")]
@@ -117,6 +120,12 @@ impl Derivation {
         }
         if let Some(w) = self.anchor_window_floor_ms {
             v.push(format!("--anchor-floor-ms {w}"));
+        }
+        if let Some(h) = self.hold_clamp_after_loss {
+            v.push(format!(
+                "--hold-clamp-after-loss {}",
+                if h { "on" } else { "off" }
+            ));
         }
         v.join(" ")
     }
@@ -171,6 +180,9 @@ impl Derivation {
                 });
             }
             meta.action_scaling.anchor_window_floor_ms = w;
+        }
+        if let Some(h) = self.hold_clamp_after_loss {
+            meta.action_scaling.hold_clamp_after_loss = h;
         }
         meta.training.derived.push(self.describe());
         Ok(meta)
@@ -339,6 +351,33 @@ mod tests {
         // The file round-trips: what the daemon loads is what was derived.
         let got = super::super::LoadedPolicy::load(&out).unwrap();
         assert_eq!(got.metadata(), &meta);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_hold_derivation_sets_the_field_and_the_daemon_contract_carries_it() {
+        use super::super::FlowPolicy as _;
+        let out = tmp("hold");
+        let d = Derivation {
+            hold_clamp_after_loss: Some(true),
+            ..Derivation::default()
+        };
+        let meta = derive(&default_dir(), &out, &d).unwrap();
+        assert!(meta.action_scaling.hold_clamp_after_loss);
+        assert_eq!(
+            meta.training.derived.last().map(String::as_str),
+            Some("plume-cc policy derive --hold-clamp-after-loss on")
+        );
+        let got = super::super::LoadedPolicy::load(&out).unwrap();
+        assert_eq!(got.metadata(), &meta);
+        let text = std::fs::read_to_string(out.join("policy.json")).unwrap();
+        assert!(text.contains("\"hold_clamp_after_loss\": true"), "{text}");
+        // The daemon sets DatapathConfig::clamp_hold from the contract.
+        let learned = super::super::learned::LearnedPolicy::new(got);
+        assert!(learned.contract().is_some_and(|c| c.clamp_hold));
+        let source = super::super::LoadedPolicy::load(&default_dir()).unwrap();
+        let plain = super::super::learned::LearnedPolicy::new(source);
+        assert!(plain.contract().is_some_and(|c| !c.clamp_hold));
         let _ = std::fs::remove_dir_all(&out);
     }
 }

@@ -979,6 +979,7 @@ impl FlowPolicy for LearnedPolicy {
         Some(PolicyContract {
             base_cc: m.base_cc.clone(),
             monitor_interval_us: m.monitor_interval_us,
+            clamp_hold: m.action_scaling.hold_clamp_after_loss,
         })
     }
 }

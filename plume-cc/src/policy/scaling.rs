@@ -151,6 +151,22 @@ pub struct ActionScaling {
     /// bind and its base controller alone decides its share.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub anchor_window_floor_ms: u32,
+    /// After a loss the datapath holds the clamp in force instead of
+    /// writing a new one that would restart slow start, until the base's
+    /// window reaches the new clamp or the old one
+    /// (`plume_cc_common::clamp_write_waits`; false: every new clamp is
+    /// written at once, as in files written before it existed). The daemon
+    /// sets it in the datapath's configuration; the simulator's `Clamped`
+    /// applies the same rule when its model says so
+    /// (`EnvConfig::clamp_hold`).
+    ///
+    /// Why: `TCP_BPF_SNDCWND_CLAMP` sets ssthresh to the clamp, so a
+    /// clamp that changes every interval undoes each multiplicative
+    /// decrease of the base within a round trip: beside one CUBIC flow on
+    /// a 1-BDP buffer the default took 0.97 of the link with 1,500
+    /// retransmits (docs/BENCHMARKS.md, "Holding the clamp after a loss").
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hold_clamp_after_loss: bool,
 }
 
 fn is_zero(x: &f32) -> bool {
@@ -247,6 +263,7 @@ impl Default for ActionScaling {
             decide: super::Cadence::EveryInterval,
             path_min_rtt: false,
             anchor_window_floor_ms: 0,
+            hold_clamp_after_loss: false,
         }
     }
 }

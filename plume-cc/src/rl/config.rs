@@ -320,6 +320,7 @@ impl TrainConfig {
             episode_us: Some(self.window_ms * 1000),
             anchor_floor_us: self.scaling.anchor_floor_us(),
             path_min_rtt: self.scaling.path_min_rtt,
+            clamp_hold: self.scaling.hold_clamp_after_loss,
         }
     }
 }

@@ -169,6 +169,11 @@ pub struct EnvConfig {
     /// queue for its path. Off in training from scratch; kernel-like
     /// competitors, outside the daemon's cgroup, never take part.
     pub path_min_rtt: bool,
+    /// The policy flows hold a new clamp after a loss, as the daemon's
+    /// datapath does under the policy's
+    /// `ActionScaling::hold_clamp_after_loss` (`Clamped::set_clamp_hold`).
+    /// Off in training from scratch, so that its commands reproduce.
+    pub clamp_hold: bool,
 }
 
 impl Default for EnvConfig {
@@ -193,6 +198,7 @@ impl Default for EnvConfig {
             episode_us: None,
             anchor_floor_us: crate::policy::observation::ANCHOR_WINDOW_MIN_US,
             path_min_rtt: false,
+            clamp_hold: false,
         }
     }
 }
@@ -434,6 +440,7 @@ impl Env {
             random_loss: self.config.random_loss,
             delayed_ack: self.config.delayed_ack,
             clamp_model: self.config.clamp_model,
+            clamp_hold: self.config.clamp_hold,
             datapath_model: self.config.datapath_model,
             timeout_model: self.config.timeout_model,
             min_rtt_sample: self.config.min_rtt_sample,

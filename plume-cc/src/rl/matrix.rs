@@ -171,6 +171,7 @@ pub fn run_cell(
                 cadence: meta.action_scaling.decide,
                 anchor_floor_us: meta.action_scaling.anchor_floor_us(),
                 path_min_rtt: meta.action_scaling.path_min_rtt,
+                clamp_hold: meta.action_scaling.hold_clamp_after_loss,
                 episode_us: Some(w.length_ms * 1000),
             })
         })

@@ -89,6 +89,10 @@ pub struct NetworkConfig {
     pub delayed_ack: bool,
     /// How the senders' cwnd clamps act ([`ClampModel`]).
     pub clamp_model: ClampModel,
+    /// The senders hold a new clamp after a loss as the datapath does with
+    /// `DatapathConfig::clamp_hold` (`Clamped::set_clamp_hold`); false, the
+    /// default: every clamp is applied at once.
+    pub clamp_hold: bool,
     /// How the datapath sees the senders and applies their limits
     /// ([`DatapathModel`]).
     pub datapath_model: DatapathModel,
@@ -113,6 +117,7 @@ impl Default for NetworkConfig {
             flows: vec![FlowConfig::new(ControllerKind::Cubic)],
             delayed_ack: false,
             clamp_model: ClampModel::default(),
+            clamp_hold: false,
             datapath_model: DatapathModel::default(),
             timeout_model: TimeoutModel::default(),
             min_rtt_sample: MinRttSample::default(),
@@ -213,6 +218,7 @@ impl Network {
                     config.rwnd_segments,
                 );
                 sender.set_clamp_model(config.clamp_model);
+                sender.set_clamp_hold(config.clamp_hold);
                 sender.set_datapath_model(config.datapath_model);
                 sender.set_timeout_model(config.timeout_model);
                 sender.set_min_rtt_sample(config.min_rtt_sample);

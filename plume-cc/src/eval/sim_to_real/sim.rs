@@ -70,6 +70,8 @@ pub fn run_sim_observed(
         }),
         // ... and its min RTT shared among its flows (one flow here).
         path_min_rtt: policy.is_some_and(|p| p.metadata().action_scaling.path_min_rtt),
+        // ... and its datapath's hold on clamps after a loss.
+        clamp_hold: policy.is_some_and(|p| p.metadata().action_scaling.hold_clamp_after_loss),
         episode_us: Some(cfg.window_ms * 1000),
     })?;
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;

@@ -204,6 +204,12 @@ impl Sender {
         self.controller.set_clamp_model(model);
     }
 
+    /// Holds a new clamp after a loss as the datapath does with the hold
+    /// on ([`Clamped::set_clamp_hold`]).
+    pub fn set_clamp_hold(&mut self, on: bool) {
+        self.controller.set_clamp_hold(on);
+    }
+
     /// The controller with its datapath limits (the policy sets them here).
     pub fn controller(&self) -> &Clamped<Box<dyn Controller>> {
         &self.controller
