@@ -116,7 +116,7 @@ impl Datapath {
     }
 
     /// The slot of a registered flow (one map lookup).
-    fn slot_of(&self, cookie: u64) -> Result<Option<u32>, DatapathError> {
+    pub fn slot_of(&self, cookie: u64) -> Result<Option<u32>, DatapathError> {
         match self.flows.get(&cookie, 0) {
             Ok(s) => Ok(Some(s)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
