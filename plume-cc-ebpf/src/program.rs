@@ -312,8 +312,13 @@ fn slot_of(ctx: &SockOpsContext) -> Option<(u64, u32, *mut StatsSlot)> {
         if !entry.is_null() {
             // SAFETY: a non-null storage pointer stays valid for this
             // program run; the socket's callbacks (serialised by its lock)
-            // are its only writers.
-            let SocketSlot { cookie, slot, .. } = unsafe { *entry };
+            // are its only writers. Field by field, as in `remember`.
+            let (cookie, slot) = unsafe {
+                (
+                    read_volatile(addr_of!((*entry).cookie)),
+                    read_volatile(addr_of!((*entry).slot)),
+                )
+            };
             if let Some(p) = owned_slot(cookie, slot) {
                 return Some((cookie, slot, p));
             }
@@ -359,9 +364,16 @@ fn remember(ctx: &SockOpsContext, cookie: u64, slot: u32) {
     }
     .cast();
     if !entry.is_null() {
-        // An entry that existed (a stale one) keeps its old value: write it.
+        // An entry that existed (a stale one) keeps its old value: write
+        // it, field by field: a whole-struct copy compiles to a memmove
+        // whose overlap test subtracts pointers, which the verifier refuses
+        // without CAP_PERFMON (the service unit has CAP_BPF and
+        // CAP_NET_ADMIN only).
         // SAFETY: as in `slot_of`.
-        unsafe { *entry = value };
+        unsafe {
+            write_volatile(addr_of_mut!((*entry).cookie), cookie);
+            write_volatile(addr_of_mut!((*entry).slot), slot);
+        }
     }
 }
 
