@@ -18,8 +18,8 @@ use core::{
 };
 use plume_cc_common::{
     counters, event_kind, DatapathConfig, FlowEvent, FlowStats, FlowTarget, SocketSlot, StatsSlot,
-    TargetSlot, BASE_CC_LEN, BPF_F_MMAPABLE, CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, MAX_FLOWS, MIN_CWND_CLAMP,
-    MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
+    TargetSlot, BASE_CC_LEN, BPF_F_MMAPABLE, CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, MAX_FLOWS,
+    MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
 };
 
 // Callback ops, callback flags and TCP states come from aya's bindings of

@@ -290,7 +290,10 @@ fn callbacks_find_their_slot_through_the_socket_storage() {
     });
     let sock = sender.socket(cookie);
     let slot = dp.slot_of(cookie).unwrap().expect("the flow's slot");
-    let other_slot = dp.slot_of(other_cookie).unwrap().expect("the other flow's slot");
+    let other_slot = dp
+        .slot_of(other_cookie)
+        .unwrap()
+        .expect("the other flow's slot");
     assert_ne!(slot, other_slot);
     let own = SocketSlot {
         cookie,
@@ -335,9 +338,11 @@ fn callbacks_find_their_slot_through_the_socket_storage() {
         lookups += 1;
         // Exactly one fallback each: the callbacks after it use the entry.
         let before = samples(&dp);
-        wait_for("callbacks after the fallback", Duration::from_secs(3), || {
-            (samples(&dp) >= before + 20).then_some(())
-        });
+        wait_for(
+            "callbacks after the fallback",
+            Duration::from_secs(3),
+            || (samples(&dp) >= before + 20).then_some(()),
+        );
         assert_eq!(
             dp.counters().unwrap().slot_hash_lookups,
             lookups,
@@ -347,7 +352,10 @@ fn callbacks_find_their_slot_through_the_socket_storage() {
     // The other flow's slot still holds the other flow (its cookie and port).
     let theirs = dp.flow(other_cookie).unwrap().expect("the other flow");
     assert_eq!(dp.slot_of(other_cookie).unwrap(), Some(other_slot));
-    assert_ne!(theirs.local_port, dp.flow(cookie).unwrap().unwrap().local_port);
+    assert_ne!(
+        theirs.local_port,
+        dp.flow(cookie).unwrap().unwrap().local_port
+    );
 
     // TCP_CLOSE (the probe shuts the connection down) deletes the entry,
     // though our descriptor keeps the socket itself.

@@ -199,11 +199,19 @@ impl Sender {
         // SAFETY: plain system calls; each descriptor returned is new and
         // owned by the OwnedFd made from it.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        assert!(pidfd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the probe's descriptors");
         for entry in fds.flatten() {
-            let Some(n) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            let Some(n) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
                 continue;
             };
             let link = std::fs::read_link(entry.path()).unwrap_or_default();
