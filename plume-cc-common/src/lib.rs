@@ -112,7 +112,11 @@ pub struct TargetSlot {
 /// [`StatsSlot::cookie`] is still `cookie`: a freed slot (cookie 0) or one
 /// handed to another flow (another cookie; cookies are never reused while
 /// the host runs) sends the callback back to the cookie hash, so a stale
-/// entry never writes a slot that is not its socket's.
+/// entry never writes a slot that is not its socket's. That test suffices
+/// because the program is the only writer of entries and always writes the
+/// socket's own cookie (from `bpf_get_socket_cookie`): a slot carrying that
+/// cookie is this socket's. (User space can write an entry through a
+/// descriptor of the socket, as the tests do, but the daemon never does.)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketSlot {
