@@ -31,6 +31,14 @@ pub mod maps {
     pub const COUNTERS: &str = "PLUME_COUNTERS";
     /// `RingBuf` of [`crate::FlowEvent`]: new and closed flows.
     pub const EVENTS: &str = "PLUME_EVENTS";
+    /// `SkStorage<SocketSlot>` (`BPF_MAP_TYPE_SK_STORAGE`): each
+    /// registered socket's own copy of its cookie and slot, so that its
+    /// callbacks find the slot without the socket-cookie helper and the
+    /// hash lookup in [`FLOW_STATS`]. Not pinned: only the program uses it
+    /// (user space reaches an entry only through a descriptor of its
+    /// socket), the program keeps it alive, and each entry dies with its
+    /// socket.
+    pub const SOCKET_SLOTS: &str = "PLUME_SKSLOT";
 }
 
 /// Name of the sock_ops program in the object file.
@@ -98,6 +106,28 @@ pub struct TargetSlot {
     pub target: FlowTarget,
 }
 
+/// A registered socket's cookie and slot, in its entry of
+/// [`maps::SOCKET_SLOTS`] (the socket's own BPF storage). The program
+/// writes it at registration and trusts it only while the slot's
+/// [`StatsSlot::cookie`] is still `cookie`: a freed slot (cookie 0) or one
+/// handed to another flow (another cookie; cookies are never reused while
+/// the host runs) sends the callback back to the cookie hash, so a stale
+/// entry never writes a slot that is not its socket's. That test suffices
+/// because the program is the only writer of entries and always writes the
+/// socket's own cookie (from `bpf_get_socket_cookie`): a slot carrying that
+/// cookie is this socket's. (User space can write an entry through a
+/// descriptor of the socket, as the tests do, but the daemon never does.)
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketSlot {
+    /// Socket cookie of the flow.
+    pub cookie: u64,
+    /// Index of the flow's slot in [`maps::STATS_SLOTS`] and [`maps::TARGET_SLOTS`].
+    pub slot: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
 /// Indices into the `PLUME_COUNTERS` array.
 pub mod counters {
     /// Flows registered (active or passive establishment in the cgroup).
@@ -139,6 +169,13 @@ pub mod counters {
     /// endpoint's `plume_torn_reads_total` counts, summed over daemon
     /// restarts since the datapath was loaded.
     pub const TORN_READS: u32 = 10;
+    /// Callbacks of registered flows that found their slot through the
+    /// cookie hash ([`crate::maps::FLOW_STATS`]) because the socket's own
+    /// storage ([`crate::maps::SOCKET_SLOTS`]) had no valid entry (none
+    /// created, or one a restart or a failed allocation left out); each
+    /// such callback writes the entry, so a flow's next callbacks find it
+    /// there. 0 while every flow was registered by this program.
+    pub const SLOT_HASH_LOOKUPS: u32 = 11;
     /// Number of counter slots (a few spare).
     pub const LEN: u32 = 16;
 }
@@ -418,6 +455,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowEvent {}
     unsafe impl aya::Pod for super::StatsSlot {}
     unsafe impl aya::Pod for super::TargetSlot {}
+    unsafe impl aya::Pod for super::SocketSlot {}
 }
 
 #[cfg(test)]
@@ -438,6 +476,7 @@ mod tests {
         // 8, and the daemon indexes the mmapped area by these sizes.
         assert_eq!(size_of::<StatsSlot>(), 168);
         assert_eq!(size_of::<TargetSlot>(), 32);
+        assert_eq!(size_of::<SocketSlot>(), 16);
         assert_eq!(core::mem::offset_of!(StatsSlot, seq), 0);
         assert_eq!(core::mem::offset_of!(TargetSlot, seq), 0);
     }

@@ -1,21 +1,25 @@
 //! The sock_ops program and its maps (see the crate docs for the contract).
 
 use aya_ebpf::{
-    bindings::bpf_sock_ops,
-    btf_maps::{Array, HashMap, PerCpuArray, RingBuf, Stack},
-    helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_setsockopt, bpf_tcp_sock},
+    bindings::{bpf_sock, bpf_sock_ops, BPF_SK_STORAGE_GET_F_CREATE},
+    btf_maps::{Array, HashMap, PerCpuArray, RingBuf, SkStorage, Stack},
+    helpers::{
+        bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_setsockopt, bpf_sk_storage_delete,
+        bpf_sk_storage_get, bpf_tcp_sock,
+    },
     macros::{btf_map, sock_ops},
     programs::SockOpsContext,
 };
 use aya_log_ebpf::warn;
 use core::{
-    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
+    ffi::c_void,
+    ptr::{addr_of, addr_of_mut, null_mut, read_volatile, write_volatile},
     sync::atomic::{compiler_fence, Ordering},
 };
 use plume_cc_common::{
-    counters, event_kind, DatapathConfig, FlowEvent, FlowStats, FlowTarget, StatsSlot, TargetSlot,
-    BASE_CC_LEN, BPF_F_MMAPABLE, CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, MAX_FLOWS, MIN_CWND_CLAMP,
-    MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
+    counters, event_kind, DatapathConfig, FlowEvent, FlowStats, FlowTarget, SocketSlot, StatsSlot,
+    TargetSlot, BASE_CC_LEN, BPF_F_MMAPABLE, CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, MAX_FLOWS,
+    MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
 };
 
 // Callback ops, callback flags and TCP states come from aya's bindings of
@@ -51,9 +55,20 @@ const TCP_BPF_SNDCWND_CLAMP: i32 = 1002;
 const FLOWS_CAP: usize = MAX_FLOWS as usize;
 const MMAPABLE: usize = BPF_F_MMAPABLE as usize;
 
-/// Cookie -> slot index; an entry exists exactly while the flow owns its slot.
+/// Cookie -> slot index; an entry exists exactly while the flow owns its
+/// slot. The callbacks find their slot through [`SOCKET_SLOTS`]; this map
+/// is the record of ownership (whoever deletes an entry frees the slot),
+/// what the daemon lists and reaps, and the callbacks' fallback.
 #[btf_map(name = "PLUME_FLOWS")]
 static FLOWS: HashMap<u64, u32, FLOWS_CAP> = HashMap::new();
+
+/// Each registered socket's cookie and slot, in the socket's own storage
+/// (`BPF_MAP_TYPE_SK_STORAGE`, created with `BPF_F_NO_PREALLOC` as the
+/// kernel requires): a callback reaches it from `bpf_sock_ops.sk` with one
+/// helper call, instead of asking for the socket's cookie and hashing it
+/// into [`FLOWS`]. See [`SocketSlot`] for why a stale entry is harmless.
+#[btf_map(name = "PLUME_SKSLOT")]
+static SOCKET_SLOTS: SkStorage<SocketSlot> = SkStorage::new();
 
 /// Per-flow statistics; the daemon mmaps this array and reads it without
 /// system calls (hence BPF_F_MMAPABLE).
@@ -238,6 +253,7 @@ fn register(ctx: &SockOpsContext) {
         // at TCP_CLOSE.
         Err(_) => bump(counters::SETSOCKOPT_ERRORS),
     }
+    remember(ctx, cookie, slot);
     pin_base(ctx);
     bump(counters::FLOWS_OPENED);
     emit(cookie, now, event_kind::OPENED, &stats);
@@ -253,15 +269,122 @@ fn full(ctx: &SockOpsContext, cookie: u64) {
     );
 }
 
-/// The flow's slot index and a pointer to its statistics slot, if it is
-/// registered (and the slot is still its own).
-fn slot_of(cookie: u64) -> Option<(u32, *mut StatsSlot)> {
-    // SAFETY: copied out at once.
-    let slot = unsafe { FLOWS.get(cookie) }.copied()?;
+/// The socket of a callback; null when the callback runs on something
+/// that is not a full socket (the kernel's context rewrite yields NULL then).
+fn socket(ctx: &SockOpsContext) -> *mut bpf_sock {
+    // SAFETY: a context field load (include/uapi/linux/bpf.h, `struct
+    // bpf_sock_ops`, `sk`); the verifier types it PTR_TO_SOCKET_OR_NULL.
+    unsafe { (*ctx.ops).__bindgen_anon_2.sk }
+}
+
+/// The map argument of the socket-storage helpers: the map definition's
+/// own address, which the loader relocates to the map (aya-ebpf's
+/// `SkStorage` methods take a cgroup/sock_addr context only).
+fn socket_slots() -> *mut c_void {
+    addr_of!(SOCKET_SLOTS).cast_mut().cast()
+}
+
+/// The slot of `slot` if it still belongs to `cookie`.
+fn owned_slot(cookie: u64, slot: u32) -> Option<*mut StatsSlot> {
     let p = SLOTS.get_ptr_mut(slot)?;
     // SAFETY: p comes from SLOTS; a plain load of a field the socket's own
-    // callbacks wrote.
-    (unsafe { read_volatile(addr_of!((*p).cookie)) } == cookie).then_some((slot, p))
+    // callbacks wrote (it shares the cache line of the sequence counter
+    // the caller writes next).
+    (unsafe { read_volatile(addr_of!((*p).cookie)) } == cookie).then_some(p)
+}
+
+/// The flow's cookie, slot index and a pointer to its statistics slot, if
+/// it is registered (and the slot is still its own).
+///
+/// First from the socket's storage: one helper call, no cookie helper, no
+/// hash. The entry is trusted only if the slot still carries its cookie
+/// (see [`SocketSlot`]). Otherwise (no entry: a failed allocation, a socket
+/// that was not a full one at registration; or a stale one) the cookie
+/// hash decides, as every callback did before, and a flow found there gets
+/// its entry written, counted in `SLOT_HASH_LOOKUPS`.
+fn slot_of(ctx: &SockOpsContext) -> Option<(u64, u32, *mut StatsSlot)> {
+    let sk = socket(ctx);
+    if !sk.is_null() {
+        // SAFETY: sk is the context's full socket (checked non-null); no
+        // value and no flags: a lookup that never allocates.
+        let entry: *mut SocketSlot =
+            unsafe { bpf_sk_storage_get(socket_slots(), sk.cast(), null_mut(), 0) }.cast();
+        if !entry.is_null() {
+            // SAFETY: a non-null storage pointer stays valid for this
+            // program run; the socket's callbacks (serialised by its lock)
+            // are its only writers. Field by field, as in `remember`.
+            let (cookie, slot) = unsafe {
+                (
+                    read_volatile(addr_of!((*entry).cookie)),
+                    read_volatile(addr_of!((*entry).slot)),
+                )
+            };
+            if let Some(p) = owned_slot(cookie, slot) {
+                return Some((cookie, slot, p));
+            }
+        }
+    }
+    let cookie = cookie(ctx);
+    let (slot, p) = slot_by_cookie(cookie)?;
+    bump(counters::SLOT_HASH_LOOKUPS);
+    remember(ctx, cookie, slot);
+    Some((cookie, slot, p))
+}
+
+/// The flow's slot through the cookie hash.
+fn slot_by_cookie(cookie: u64) -> Option<(u32, *mut StatsSlot)> {
+    // SAFETY: copied out at once.
+    let slot = unsafe { FLOWS.get(cookie) }.copied()?;
+    Some((slot, owned_slot(cookie, slot)?))
+}
+
+/// Writes the socket's storage entry (created if missing). Best effort:
+/// without it (no full socket, no memory) the callbacks fall back to the
+/// cookie hash.
+fn remember(ctx: &SockOpsContext, cookie: u64, slot: u32) {
+    let sk = socket(ctx);
+    if sk.is_null() {
+        return;
+    }
+    let mut value = SocketSlot {
+        cookie,
+        slot,
+        _pad: 0,
+    };
+    // SAFETY: sk is the context's full socket; `value` is the initial
+    // value of a new entry, copied by the helper
+    // (BPF_SK_STORAGE_GET_F_CREATE, include/uapi/linux/bpf.h).
+    let entry: *mut SocketSlot = unsafe {
+        bpf_sk_storage_get(
+            socket_slots(),
+            sk.cast(),
+            (&mut value as *mut SocketSlot).cast(),
+            u64::from(BPF_SK_STORAGE_GET_F_CREATE),
+        )
+    }
+    .cast();
+    if !entry.is_null() {
+        // An entry that existed (a stale one) keeps its old value: write
+        // it, field by field: a whole-struct copy compiles to a memmove
+        // whose overlap test subtracts pointers, which the verifier refuses
+        // without CAP_PERFMON (the service unit has CAP_BPF and
+        // CAP_NET_ADMIN only).
+        // SAFETY: as in `slot_of`.
+        unsafe {
+            write_volatile(addr_of_mut!((*entry).cookie), cookie);
+            write_volatile(addr_of_mut!((*entry).slot), slot);
+        }
+    }
+}
+
+/// Deletes the socket's storage entry at TCP_CLOSE (a socket may connect
+/// again, and its storage otherwise lives until the socket is freed).
+fn forget(ctx: &SockOpsContext) {
+    let sk = socket(ctx);
+    if !sk.is_null() {
+        // SAFETY: sk is the context's full socket. -ENOENT (no entry) is fine.
+        let _ = unsafe { bpf_sk_storage_delete(socket_slots(), sk.cast()) };
+    }
 }
 
 /// Sets the flow's kernel congestion control to the configured base (as
@@ -296,8 +419,9 @@ fn pin_base(ctx: &SockOpsContext) {
 }
 
 fn unregister(ctx: &SockOpsContext) {
-    let cookie = cookie(ctx);
-    let Some((slot, p)) = slot_of(cookie) else {
+    let found = slot_of(ctx);
+    forget(ctx);
+    let Some((cookie, slot, p)) = found else {
         return;
     };
     // SAFETY: as in `update`; copied out before the slot is freed.
@@ -366,8 +490,7 @@ fn fill(ctx: &SockOpsContext, stats: &mut FlowStats, now: u64) {
 }
 
 fn update(ctx: &SockOpsContext, op: u32) {
-    let cookie = cookie(ctx);
-    let Some((slot, p)) = slot_of(cookie) else {
+    let Some((cookie, slot, p)) = slot_of(ctx) else {
         return;
     };
     // SAFETY: the pointer comes from the map and stays valid for this call;

@@ -11,7 +11,7 @@ use std::{
 
 use common::Sender;
 use plume_cc::datapath::{cgroup::OwnedCgroup, probe::ProbeReport, probe::Sink, Datapath};
-use plume_cc_common::{DatapathConfig, CWND_UNCLAMPED, PACING_UNLIMITED};
+use plume_cc_common::{DatapathConfig, SocketSlot, CWND_UNCLAMPED, PACING_UNLIMITED};
 
 /// What the datapath tests need.
 const DATAPATH_CAPS: &str = "CAP_BPF, CAP_NET_ADMIN";
@@ -259,6 +259,118 @@ fn a_full_flow_map_leaves_new_flows_to_the_kernel() {
         dp.flow(cookie).unwrap()
     });
     again.finish();
+    drop(dp);
+    cgroup.remove().unwrap();
+}
+
+/// Issue 14, item 3: a flow's callbacks find its slot through the socket's
+/// own storage (`PLUME_SKSLOT`), not the cookie hash. A fresh flow's entry
+/// names its cookie and slot and no callback falls back to the hash; an
+/// entry that is missing (as for a flow registered before the storage
+/// existed) or stale (another slot, a free slot, another cookie) sends
+/// exactly one callback to the hash, which writes the right entry back, so
+/// a stale entry never has a socket write a slot that is not its own; and
+/// TCP_CLOSE deletes the entry while the socket itself still lives.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn callbacks_find_their_slot_through_the_socket_storage() {
+    if !common::have_root("datapath socket-storage test", DATAPATH_CAPS) {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").expect("create child cgroup");
+    let mut dp = Datapath::attach(cgroup.path(), DatapathConfig::default()).expect("attach");
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let sender = Sender::spawn(&sink, Some(cgroup.path()), 4000);
+    let other = Sender::spawn(&sink, Some(cgroup.path()), 4000);
+    let cookie = sender.first().cookie;
+    let other_cookie = other.first().cookie;
+    let samples = |dp: &Datapath| dp.flow(cookie).unwrap().map_or(0, |s| s.rtt_samples);
+    wait_for("the flow's callbacks", Duration::from_secs(3), || {
+        (samples(&dp) >= 5).then_some(())
+    });
+    let sock = sender.socket(cookie);
+    let slot = dp.slot_of(cookie).unwrap().expect("the flow's slot");
+    let other_slot = dp
+        .slot_of(other_cookie)
+        .unwrap()
+        .expect("the other flow's slot");
+    assert_ne!(slot, other_slot);
+    let own = SocketSlot {
+        cookie,
+        slot,
+        _pad: 0,
+    };
+    assert_eq!(dp.socket_slot(&sock).unwrap(), Some(own));
+    // More callbacks, every one through the storage.
+    let before = samples(&dp);
+    wait_for("more callbacks", Duration::from_secs(3), || {
+        (samples(&dp) >= before + 20).then_some(())
+    });
+    assert_eq!(dp.counters().unwrap().slot_hash_lookups, 0);
+
+    // No entry: one callback finds the flow through the hash and writes it.
+    assert!(dp.forget_socket_slot(&sock).unwrap());
+    assert_eq!(dp.socket_slot(&sock).unwrap(), None);
+    let mut lookups = 0;
+    for stale in [
+        None,
+        // Another flow's slot, a slot never handed out, another cookie.
+        Some(SocketSlot {
+            slot: other_slot,
+            ..own
+        }),
+        Some(SocketSlot {
+            slot: plume_cc_common::MAX_FLOWS - 1,
+            ..own
+        }),
+        Some(SocketSlot {
+            cookie: other_cookie,
+            ..own
+        }),
+    ] {
+        if let Some(entry) = stale {
+            dp.set_socket_slot(&sock, entry).unwrap();
+            assert_eq!(dp.socket_slot(&sock).unwrap(), Some(entry));
+        }
+        wait_for("the entry written back", Duration::from_secs(3), || {
+            (dp.socket_slot(&sock).unwrap() == Some(own)).then_some(())
+        });
+        lookups += 1;
+        // Exactly one fallback each: the callbacks after it use the entry.
+        let before = samples(&dp);
+        wait_for(
+            "callbacks after the fallback",
+            Duration::from_secs(3),
+            || (samples(&dp) >= before + 20).then_some(()),
+        );
+        assert_eq!(
+            dp.counters().unwrap().slot_hash_lookups,
+            lookups,
+            "after {stale:?}"
+        );
+    }
+    // The other flow's slot still holds the other flow (its cookie and port).
+    let theirs = dp.flow(other_cookie).unwrap().expect("the other flow");
+    assert_eq!(dp.slot_of(other_cookie).unwrap(), Some(other_slot));
+    assert_ne!(
+        theirs.local_port,
+        dp.flow(cookie).unwrap().unwrap().local_port
+    );
+
+    // TCP_CLOSE (the probe shuts the connection down) deletes the entry,
+    // though our descriptor keeps the socket itself.
+    sender.finish();
+    other.finish();
+    wait_for("the closes", Duration::from_secs(3), || {
+        dp.flows().unwrap().is_empty().then_some(())
+    });
+    assert_eq!(dp.socket_slot(&sock).unwrap(), None);
+    assert_eq!(dp.slots_in_use(), 0);
+    assert_eq!(
+        dp.count_free_slots().unwrap(),
+        plume_cc_common::MAX_FLOWS as usize
+    );
+    drop(sock);
     drop(dp);
     cgroup.remove().unwrap();
 }

@@ -92,7 +92,7 @@ pub fn status(json: bool, pin_dir: Option<PathBuf>, explain: bool) -> anyhow::Re
                 st.stale_after_ms
             );
             println!(
-                "  counters: opened {} closed {} map-full {} applied {} expired {} setsockopt-errors {} events-dropped {} torn-reads {}",
+                "  counters: opened {} closed {} map-full {} applied {} expired {} setsockopt-errors {} events-dropped {} torn-reads {} slot-hash-lookups {}",
                 c.flows_opened,
                 c.flows_closed,
                 c.flow_map_full,
@@ -100,7 +100,8 @@ pub fn status(json: bool, pin_dir: Option<PathBuf>, explain: bool) -> anyhow::Re
                 c.targets_expired,
                 c.setsockopt_errors,
                 c.events_dropped,
-                c.torn_reads
+                c.torn_reads,
+                c.slot_hash_lookups
             );
             print!("{}", daemon::status::table(&st.flows));
             if explain {

@@ -284,6 +284,7 @@ impl Datapath {
             stats_slots: map_slots(&slots_of(maps::STATS_SLOTS)?, maps::STATS_SLOTS)?,
             target_slots: map_slots(&slots_of(maps::TARGET_SLOTS)?, maps::TARGET_SLOTS)?,
             free: from_pin(pin_dir, maps::FREE_SLOTS, Map::Stack)?,
+            socket_slots: None,
             last_read: Vec::new(),
             torn_reads: AtomicU64::new(0),
             torn_published: 0,
@@ -364,6 +365,10 @@ impl Datapath {
             stats_slots: take_slots(&mut ebpf, maps::STATS_SLOTS, pin_dir)?,
             target_slots: take_slots(&mut ebpf, maps::TARGET_SLOTS, pin_dir)?,
             free: take(&mut ebpf, maps::FREE_SLOTS, pin_dir)?,
+            // Never pinned: the program holds it, its entries live with
+            // their sockets, and adopting pins of an earlier build (which
+            // had no such map) keeps working.
+            socket_slots: Some(take(&mut ebpf, maps::SOCKET_SLOTS, None)?),
             last_read: Vec::new(),
             torn_reads: AtomicU64::new(0),
             torn_published: 0,

@@ -19,14 +19,14 @@ pub mod tcpinfo;
 pub use loader::{attached_at, cgroup_of_pin_name, default_pin_dir, pin_name, PIN_ROOT};
 
 use std::{
-    os::fd::AsFd as _,
+    os::fd::{AsFd as _, AsRawFd},
     path::{Path, PathBuf},
     sync::atomic::AtomicU64,
     time::{Duration, Instant},
 };
 
 use aya::{
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf, Stack},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf, SkStorage, Stack},
     programs::{
         links::{FdLink, PinnedLink},
         CgroupAttachMode, SockOps,
@@ -34,8 +34,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use plume_cc_common::{
-    counters, maps, DatapathConfig, FlowEvent, FlowStats, FlowTarget, StatsSlot, TargetSlot,
-    CWND_UNCLAMPED, PACING_UNLIMITED, PROGRAM_NAME,
+    counters, maps, DatapathConfig, FlowEvent, FlowStats, FlowTarget, SocketSlot, StatsSlot,
+    TargetSlot, CWND_UNCLAMPED, PACING_UNLIMITED, PROGRAM_NAME,
 };
 use slots::{SlotRead, SlotTable};
 
@@ -209,6 +209,11 @@ pub struct Counters {
     /// written on every try (see `counters::TORN_READS`; published by the
     /// daemon).
     pub torn_reads: u64,
+    /// Callbacks that found their flow's slot through the cookie hash
+    /// because the socket's storage had no valid entry (see
+    /// `counters::SLOT_HASH_LOOKUPS`); 0 while every flow was registered
+    /// by this program with its storage entry.
+    pub slot_hash_lookups: u64,
 }
 
 /// How the program stays attached.
@@ -246,6 +251,10 @@ pub struct Datapath {
     target_slots: SlotTable<TargetSlot>,
     /// Free slot indices (the reaper pushes the slots it frees).
     free: Stack<MapData, u32>,
+    /// Each socket's own (cookie, slot) entry, reached through a
+    /// descriptor of the socket. Only a handle that loaded the program has
+    /// it: the map is not pinned (only the program needs it).
+    socket_slots: Option<SkStorage<MapData, SocketSlot>>,
     /// (cookie, slot) of each flow of the last [`Datapath::read_flows`]
     /// through the control loop, in read order, so the targets that follow
     /// find their slots without a lookup.

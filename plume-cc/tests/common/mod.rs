@@ -188,6 +188,49 @@ impl Sender {
         }
     }
 
+    /// A descriptor of the sender's socket whose cookie is `cookie`, taken
+    /// from the child with pidfd_getfd(2) (Linux 5.6; root may take any
+    /// process's descriptors): a test can then name the socket to a
+    /// socket-keyed BPF map. The socket lives while the descriptor does,
+    /// though the probe's shutdown still ends the connection.
+    pub fn socket(&self, cookie: u64) -> std::os::fd::OwnedFd {
+        use std::os::fd::{FromRawFd as _, OwnedFd};
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: plain system calls; each descriptor returned is new and
+        // owned by the OwnedFd made from it.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the probe's descriptors");
+        for entry in fds.flatten() {
+            let Some(n) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let link = std::fs::read_link(entry.path()).unwrap_or_default();
+            if !link.to_string_lossy().starts_with("socket:") {
+                continue;
+            }
+            use std::os::fd::AsRawFd as _;
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), n, 0) };
+            if fd < 0 {
+                continue;
+            }
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+            if plume_cc::datapath::tcpinfo::socket_cookie(&fd).ok() == Some(cookie) {
+                return fd;
+            }
+        }
+        panic!("the probe (pid {pid}) holds no socket with cookie {cookie:#x}");
+    }
+
     /// Kills the sender with SIGKILL (its socket is closed by the kernel).
     pub fn kill9(mut self) {
         self.child.kill().unwrap();

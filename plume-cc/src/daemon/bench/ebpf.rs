@@ -28,6 +28,10 @@ pub struct EbpfCost {
     /// the share that also copied the flow's statistics (the rest were
     /// spared by the snapshot quantum).
     pub snapshot_share: f64,
+    /// Callbacks that found their slot through the cookie hash instead of
+    /// the socket's storage (`counters::SLOT_HASH_LOOKUPS`): 0 when every
+    /// callback took the storage path.
+    pub slot_hash_lookups: u64,
 }
 
 /// Turns `kernel.bpf_stats_enabled` on or off; returns whether it was on.
@@ -94,6 +98,7 @@ pub fn ebpf_cost(probe_exe: &Path, duration: Duration) -> Result<EbpfCost, Daemo
             // of targets, which comes every 10 ms here, and at close), so
             // the share is over nearly every callback.
             snapshot_share: c.snapshots as f64 / c.target_checks.max(1) as f64,
+            slot_hash_lookups: c.slot_hash_lookups,
         })
     })();
     set_bpf_stats(was_on)?;

@@ -116,12 +116,59 @@ impl Datapath {
     }
 
     /// The slot of a registered flow (one map lookup).
-    fn slot_of(&self, cookie: u64) -> Result<Option<u32>, DatapathError> {
+    pub fn slot_of(&self, cookie: u64) -> Result<Option<u32>, DatapathError> {
         match self.flows.get(&cookie, 0) {
             Ok(s) => Ok(Some(s)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(map_err(maps::FLOW_STATS)(e)),
         }
+    }
+
+    /// The storage entry of a socket (any descriptor of it): the cookie and
+    /// slot its callbacks use, or None if it has none (not registered, or
+    /// closed). Fails on a handle that did not load the program (the map
+    /// is not pinned).
+    pub fn socket_slot(&self, socket: &impl AsRawFd) -> Result<Option<SocketSlot>, DatapathError> {
+        match self.socket_slots()?.get(socket, 0) {
+            Ok(s) => Ok(Some(s)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(maps::SOCKET_SLOTS)(e)),
+        }
+    }
+
+    /// Overwrites (or creates) a socket's storage entry: tests use it to
+    /// play a stale entry, which the program must not trust.
+    pub fn set_socket_slot(
+        &mut self,
+        socket: &impl AsRawFd,
+        value: SocketSlot,
+    ) -> Result<(), DatapathError> {
+        self.socket_slots_mut()?
+            .insert(socket, value, 0)
+            .map_err(map_err(maps::SOCKET_SLOTS))
+    }
+
+    /// Deletes a socket's storage entry, as a flow registered before the
+    /// storage existed has none (tests of the fallback to the cookie hash).
+    /// Returns whether there was one.
+    pub fn forget_socket_slot(&mut self, socket: &impl AsRawFd) -> Result<bool, DatapathError> {
+        match self.socket_slots_mut()?.remove(socket) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(map_err(maps::SOCKET_SLOTS)(e)),
+        }
+    }
+
+    fn socket_slots(&self) -> Result<&SkStorage<MapData, SocketSlot>, DatapathError> {
+        self.socket_slots.as_ref().ok_or_else(no_socket_slots)
+    }
+
+    fn socket_slots_mut(&mut self) -> Result<&mut SkStorage<MapData, SocketSlot>, DatapathError> {
+        self.socket_slots.as_mut().ok_or_else(no_socket_slots)
     }
 
     /// The datapath counters, summed over CPUs.
@@ -146,6 +193,7 @@ impl Datapath {
             target_checks: get(counters::TARGET_CHECKS)?,
             snapshots: get(counters::SNAPSHOTS)?,
             torn_reads: get(counters::TORN_READS)?,
+            slot_hash_lookups: get(counters::SLOT_HASH_LOOKUPS)?,
         })
     }
 
@@ -183,5 +231,13 @@ impl Datapath {
         if let Some(logger) = self.logger.as_mut() {
             logger.flush();
         }
+    }
+}
+
+/// A re-adopted handle has no socket-storage map: it is not pinned.
+fn no_socket_slots() -> DatapathError {
+    DatapathError::Map {
+        map: maps::SOCKET_SLOTS,
+        reason: "not pinned: only the handle that loaded the program has it".into(),
     }
 }
