@@ -213,6 +213,9 @@ pub fn run_branches(
             // predictors learn the futures the deployed mapping makes.
             anchor_floor_us: scaling.anchor_floor_us(),
             path_min_rtt: scaling.path_min_rtt,
+            // The datapath's clamp hold after a loss, as the daemon
+            // configures it from the policy (`DatapathConfig::clamp_hold`).
+            clamp_hold: scaling.hold_clamp_after_loss,
             ..EnvConfig::default()
         })?;
         let sc_objective = ep.scenario.objective.unwrap_or(objective);
@@ -393,6 +396,9 @@ mod tests {
         let mut policy = crate::policy::default_policy().unwrap();
         let scaling = crate::policy::ActionScaling {
             decide: crate::policy::Cadence::PerCopy,
+            // The datapath's hold after a loss too: the rollout must take it
+            // from the policy as the daemon does.
+            hold_clamp_after_loss: true,
             ..policy.metadata().action_scaling
         };
         assert!(policy.set_action_scaling(scaling));
@@ -403,6 +409,7 @@ mod tests {
             meta.monitor_interval_us,
             crate::policy::Cadence::PerCopy,
             meta.action_scaling.anchor_floor_us(),
+            meta.action_scaling.hold_clamp_after_loss,
         );
         let (mut clamps, mut decisions) = (Vec::new(), 0);
         loop {
@@ -438,19 +445,21 @@ mod tests {
     }
 
     /// The trainer's environment on `ep` (3 s) at `cadence` with the
-    /// policy's anchor window floor, reset: what the explainer's rollouts
-    /// are checked against.
+    /// policy's anchor window floor and clamp hold, reset: what the
+    /// explainer's rollouts are checked against.
     fn trainer_env(
         ep: &Episode,
         interval_us: u64,
         cadence: crate::policy::Cadence,
         anchor_floor_us: u64,
+        clamp_hold: bool,
     ) -> (Env, Observation) {
         let mut env = Env::new(EnvConfig {
             interval: MonitorInterval::FixedUs(interval_us),
             episode_us: Some(3_000_000),
             cadence,
             anchor_floor_us,
+            clamp_hold,
             ..EnvConfig::default()
         })
         .unwrap();
@@ -508,6 +517,7 @@ mod tests {
             meta.monitor_interval_us,
             crate::policy::Cadence::EveryInterval,
             meta.action_scaling.anchor_floor_us(),
+            meta.action_scaling.hold_clamp_after_loss,
         );
         let mut rewards = Vec::new();
         loop {
