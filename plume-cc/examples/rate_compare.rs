@@ -93,32 +93,31 @@ fn sim_copies(
     let m = policy.metadata();
     let base = ControllerKind::from_name(&m.base_cc).unwrap_or(ControllerKind::Cubic);
     let window = Arc::new(trace.schedule().clone());
-    let mut env = Env::new(EnvConfig {
-        base,
-        competing: Vec::new(),
-        competing_start_us: Vec::new(),
-        peer_start_us: Vec::new(),
-        one_way_delay_us: 20_000,
-        queue_limit: QueueLimit::packets(200),
-        random_loss: 0.0,
-        delayed_ack,
-        clamp_model: ClampModel::Kernel,
-        datapath_model: DatapathModel::Callbacks,
-        timeout_model,
-        min_rtt_sample: if timeout_model == TimeoutModel::Undo {
-            MinRttSample::Newest
-        } else {
-            MinRttSample::Echoed
-        },
-        objective: m.default_objective,
-        observation_version: m.observation.version,
-        interval: MonitorInterval::FixedUs(m.monitor_interval_us),
-        cadence: m.action_scaling.decide,
-        anchor_floor_us: m.action_scaling.anchor_floor_us(),
-        path_min_rtt: m.action_scaling.path_min_rtt,
-        clamp_hold: m.action_scaling.hold_clamp_after_loss,
-        episode_us: Some(30_000_000),
-    })?;
+    let mut env = Env::new(
+        EnvConfig {
+            base,
+            competing: Vec::new(),
+            competing_start_us: Vec::new(),
+            peer_start_us: Vec::new(),
+            one_way_delay_us: 20_000,
+            queue_limit: QueueLimit::packets(200),
+            random_loss: 0.0,
+            delayed_ack,
+            clamp_model: ClampModel::Kernel,
+            datapath_model: DatapathModel::Callbacks,
+            timeout_model,
+            min_rtt_sample: if timeout_model == TimeoutModel::Undo {
+                MinRttSample::Newest
+            } else {
+                MinRttSample::Echoed
+            },
+            objective: m.default_objective,
+            interval: MonitorInterval::FixedUs(m.monitor_interval_us),
+            episode_us: Some(30_000_000),
+            ..EnvConfig::default()
+        }
+        .deploying(m),
+    )?;
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;
     let mut out: Vec<Copy> = Vec::new();
     let mut last_stats_us = None;

@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let window = SimWindow::cut(&stamps, 0, LENGTH_MS).ok_or("empty window")?;
     let packets = ((bdp * BDP_PACKETS).round() as u32).max(1);
-    let mut env = Env::new(EnvConfig {
+    let mut config = EnvConfig {
         base: ControllerKind::from_name(&meta.base_cc).unwrap_or(ControllerKind::Cubic),
         competing: vec![ControllerKind::Cubic],
         competing_start_us: Vec::new(),
@@ -78,14 +78,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         timeout_model: Default::default(),
         min_rtt_sample: Default::default(),
         objective: meta.default_objective,
-        observation_version: meta.observation.version,
         interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
-        cadence: meta.action_scaling.decide,
-        anchor_floor_us: meta.action_scaling.anchor_floor_us(),
-        path_min_rtt: meta.action_scaling.path_min_rtt,
-        clamp_hold: hold,
         episode_us: Some(LENGTH_MS * 1000),
-    })?;
+        ..EnvConfig::default()
+    }
+    .deploying(&meta);
+    // The hold as asked on the command line, whatever the policy's file says.
+    config.clamp_hold = hold;
+    let mut env = Env::new(config)?;
     let mut obs = env.reset(Arc::clone(&window.trace), seed)?;
     let mut at_tail: Option<[u64; 2]> = None;
     loop {

@@ -50,28 +50,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         k += 1;
     }
     let window = SimWindow::cut(&stamps, 0, LENGTH_MS).ok_or("empty window")?;
-    let mut env = Env::new(EnvConfig {
-        base: ControllerKind::from_name(&meta.base_cc).unwrap_or(ControllerKind::Cubic),
-        competing: Vec::new(),
-        competing_start_us: Vec::new(),
-        peer_start_us: (1..flows).map(|i| i * STAGGER_US).collect(),
-        one_way_delay_us: 20_000,
-        queue_limit: QueueLimit::packets(100),
-        random_loss: 0.0,
-        delayed_ack: false,
-        clamp_model: ClampModel::Kernel,
-        datapath_model: DatapathModel::default(),
-        timeout_model: Default::default(),
-        min_rtt_sample: Default::default(),
-        objective: meta.default_objective,
-        observation_version: meta.observation.version,
-        interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
-        cadence: meta.action_scaling.decide,
-        anchor_floor_us: meta.action_scaling.anchor_floor_us(),
-        path_min_rtt: meta.action_scaling.path_min_rtt,
-        clamp_hold: meta.action_scaling.hold_clamp_after_loss,
-        episode_us: Some(LENGTH_MS * 1000),
-    })?;
+    let mut env = Env::new(
+        EnvConfig {
+            base: ControllerKind::from_name(&meta.base_cc).unwrap_or(ControllerKind::Cubic),
+            competing: Vec::new(),
+            competing_start_us: Vec::new(),
+            peer_start_us: (1..flows).map(|i| i * STAGGER_US).collect(),
+            one_way_delay_us: 20_000,
+            queue_limit: QueueLimit::packets(100),
+            random_loss: 0.0,
+            delayed_ack: false,
+            clamp_model: ClampModel::Kernel,
+            datapath_model: DatapathModel::default(),
+            timeout_model: Default::default(),
+            min_rtt_sample: Default::default(),
+            objective: meta.default_objective,
+            interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
+            episode_us: Some(LENGTH_MS * 1000),
+            ..EnvConfig::default()
+        }
+        .deploying(&meta),
+    )?;
     let mut obs = env.reset(Arc::clone(&window.trace), 7)?;
     let n = flows as usize;
     // Each flow's delivered segments when the tail starts (or at its start).

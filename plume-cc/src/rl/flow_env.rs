@@ -203,6 +203,26 @@ impl Default for EnvConfig {
     }
 }
 
+impl EnvConfig {
+    /// This configuration with what a policy's file decides about how its
+    /// daemon runs it: the observation version it was trained on, its
+    /// decision cadence, its rate anchor's window, whether its flows share
+    /// a path's min RTT, and whether its datapath holds a clamp after a
+    /// loss. The evaluations of a deployed policy (the matrix, sim-to-real,
+    /// the examples) take these fields from here, so that a new field of
+    /// the mapping cannot be forgotten at one of them (the explanations'
+    /// rollouts, which set theirs one by one, once missed the hold).
+    pub fn deploying(mut self, meta: &crate::policy::PolicyMetadata) -> Self {
+        let scaling = &meta.action_scaling;
+        self.observation_version = meta.observation.version;
+        self.cadence = scaling.decide;
+        self.anchor_floor_us = scaling.anchor_floor_us();
+        self.path_min_rtt = scaling.path_min_rtt;
+        self.clamp_hold = scaling.hold_clamp_after_loss;
+        self
+    }
+}
+
 /// The RL environment (see the module docs).
 #[derive(Debug)]
 pub struct Env {

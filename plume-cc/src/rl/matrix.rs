@@ -150,30 +150,29 @@ pub fn run_cell(
         .iter()
         .map(|w| {
             let bdp_packets = w.mean_mbps * 1e6 / 8.0 * (rtt_ms as f64 / 1000.0) / 1500.0;
-            Env::new(EnvConfig {
-                base,
-                competing: competitor.into_iter().collect(),
-                competing_start_us: Vec::new(),
-                peer_start_us: peers.clone(),
-                one_way_delay_us: rtt_ms * 500,
-                queue_limit: QueueLimit::packets(
-                    ((buffer_bdp * bdp_packets).round() as u32).max(4),
-                ),
-                random_loss: 0.0,
-                delayed_ack: false,
-                clamp_model: models.clamp,
-                datapath_model: models.datapath,
-                timeout_model: models.timeout,
-                min_rtt_sample: models.min_rtt,
-                objective,
-                observation_version: meta.observation.version,
-                interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
-                cadence: meta.action_scaling.decide,
-                anchor_floor_us: meta.action_scaling.anchor_floor_us(),
-                path_min_rtt: meta.action_scaling.path_min_rtt,
-                clamp_hold: meta.action_scaling.hold_clamp_after_loss,
-                episode_us: Some(w.length_ms * 1000),
-            })
+            Env::new(
+                EnvConfig {
+                    base,
+                    competing: competitor.into_iter().collect(),
+                    competing_start_us: Vec::new(),
+                    peer_start_us: peers.clone(),
+                    one_way_delay_us: rtt_ms * 500,
+                    queue_limit: QueueLimit::packets(
+                        ((buffer_bdp * bdp_packets).round() as u32).max(4),
+                    ),
+                    random_loss: 0.0,
+                    delayed_ack: false,
+                    clamp_model: models.clamp,
+                    datapath_model: models.datapath,
+                    timeout_model: models.timeout,
+                    min_rtt_sample: models.min_rtt,
+                    objective,
+                    interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
+                    episode_us: Some(w.length_ms * 1000),
+                    ..EnvConfig::default()
+                }
+                .deploying(meta),
+            )
         })
         .collect::<Result<_, _>>()?;
     let mut obs: Vec<_> = envs

@@ -40,7 +40,7 @@ pub fn run_sim_observed(
 ) -> Result<SideResult, EvalError> {
     let interval_us = policy.map_or(20_000, |p| p.metadata().monitor_interval_us);
     let window = Arc::new(trace.schedule().clone());
-    let mut env = Env::new(EnvConfig {
+    let config = EnvConfig {
         base,
         competing: Vec::new(),
         competing_start_us: Vec::new(),
@@ -57,23 +57,18 @@ pub fn run_sim_observed(
             .objective
             .or(policy.map(|p| p.metadata().default_objective))
             .unwrap_or_default(),
-        // A policy is fed the observation it was trained on.
-        observation_version: policy.map_or(crate::policy::observation::OBSERVATION_VERSION, |p| {
-            p.metadata().observation.version
-        }),
         interval: MonitorInterval::FixedUs(interval_us),
-        // ... and decides as the daemon runs it.
-        cadence: policy.map_or(Default::default(), |p| p.metadata().action_scaling.decide),
-        // ... with its anchor window.
-        anchor_floor_us: policy.map_or(crate::policy::observation::ANCHOR_WINDOW_MIN_US, |p| {
-            p.metadata().action_scaling.anchor_floor_us()
-        }),
-        // ... and its min RTT shared among its flows (one flow here).
-        path_min_rtt: policy.is_some_and(|p| p.metadata().action_scaling.path_min_rtt),
-        // ... and its datapath's hold on clamps after a loss.
-        clamp_hold: policy.is_some_and(|p| p.metadata().action_scaling.hold_clamp_after_loss),
         episode_us: Some(cfg.window_ms * 1000),
-    })?;
+        ..EnvConfig::default()
+    };
+    // A policy is fed the observation it was trained on, and decides,
+    // anchors and clamps as its daemon runs it (one flow here, so the
+    // shared min RTT is its own).
+    let config = match policy {
+        Some(p) => config.deploying(p.metadata()),
+        None => config,
+    };
+    let mut env = Env::new(config)?;
     let mut obs = env.reset_with_ack_trace(Arc::clone(&window), Some(window), seed)?;
     let mut series = Vec::new();
     loop {
