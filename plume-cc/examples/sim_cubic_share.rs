@@ -18,12 +18,14 @@
 //! applies it, as in `sim_stagger.rs`.
 use std::sync::Arc;
 
+#[path = "const_link/mod.rs"]
+mod const_link;
+
 use plume_cc::congestion::{ClampModel, ControllerKind};
 use plume_cc::policy::LoadedPolicy;
-use plume_cc::rl::env::{env_action, SimWindow};
+use plume_cc::rl::env::env_action;
 use plume_cc::rl::{Env, EnvConfig, MonitorInterval};
 use plume_cc::sim::{DatapathModel, QueueLimit};
-use plume_cc::trace::MahimahiTrace;
 
 const LENGTH_MS: u64 = 30_000;
 const TAIL_FROM_US: u64 = 10_000_000;
@@ -40,11 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .find_map(|a| a.strip_prefix("seed="))
         .map_or(Ok(7), str::parse)?;
     let fixed = has("fixed");
-    let policy = if policy_arg == "default" {
-        plume_cc::policy::default_policy()?
-    } else {
-        LoadedPolicy::load(std::path::Path::new(policy_arg))?
-    };
+    let policy = LoadedPolicy::load_or_default(std::path::Path::new(policy_arg))?;
     let meta = policy.metadata().clone();
     let hold = if has("hold") {
         true
@@ -53,16 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         meta.action_scaling.hold_clamp_after_loss
     };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let trace = MahimahiTrace::read(root.join("traces/synthetic/const-12mbps.trace"))?;
-    let period = trace.timestamps_ms().last().copied().unwrap_or(1).max(1);
-    let mut stamps = Vec::new();
-    let mut k = 0;
-    while k * period < LENGTH_MS + period {
-        stamps.extend(trace.timestamps_ms().iter().map(|t| t + k * period));
-        k += 1;
-    }
-    let window = SimWindow::cut(&stamps, 0, LENGTH_MS).ok_or("empty window")?;
+    let window = const_link::window(LENGTH_MS)?;
     let packets = ((bdp * BDP_PACKETS).round() as u32).max(1);
     let mut config = EnvConfig {
         base: ControllerKind::from_name(&meta.base_cc).unwrap_or(ControllerKind::Cubic),

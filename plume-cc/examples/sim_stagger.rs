@@ -17,12 +17,14 @@
 //! flows (`path_min_rtt`; all flows here go to one address).
 use std::sync::Arc;
 
+#[path = "const_link/mod.rs"]
+mod const_link;
+
 use plume_cc::congestion::{ClampModel, ControllerKind};
 use plume_cc::policy::LoadedPolicy;
-use plume_cc::rl::env::{env_action, peer_actions, SimWindow};
+use plume_cc::rl::env::{env_action, peer_actions};
 use plume_cc::rl::{Env, EnvConfig, MonitorInterval};
 use plume_cc::sim::{DatapathModel, QueueLimit};
-use plume_cc::trace::MahimahiTrace;
 
 const STAGGER_US: u64 = 10_000_000;
 const LENGTH_MS: u64 = 30_000;
@@ -33,23 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy_arg = args.first().map_or("default", String::as_str);
     let flows: u64 = args.get(1).map_or(Ok(3), |v| v.parse())?;
     let fixed = args.get(2).is_some_and(|a| a == "fixed");
-    let policy = if policy_arg == "default" {
-        plume_cc::policy::default_policy()?
-    } else {
-        LoadedPolicy::load(std::path::Path::new(policy_arg))?
-    };
+    let policy = LoadedPolicy::load_or_default(std::path::Path::new(policy_arg))?;
     let meta = policy.metadata().clone();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let trace = MahimahiTrace::read(root.join("traces/synthetic/const-12mbps.trace"))?;
-    // The trace repeats (Mahimahi's loop): lay it out to 30 s first.
-    let period = trace.timestamps_ms().last().copied().unwrap_or(1).max(1);
-    let mut stamps = Vec::new();
-    let mut k = 0;
-    while k * period < LENGTH_MS + period {
-        stamps.extend(trace.timestamps_ms().iter().map(|t| t + k * period));
-        k += 1;
-    }
-    let window = SimWindow::cut(&stamps, 0, LENGTH_MS).ok_or("empty window")?;
+    let window = const_link::window(LENGTH_MS)?;
     let mut env = Env::new(
         EnvConfig {
             base: ControllerKind::from_name(&meta.base_cc).unwrap_or(ControllerKind::Cubic),
