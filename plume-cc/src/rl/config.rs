@@ -299,8 +299,7 @@ impl TrainConfig {
 
     /// The simulator environment of this run, with base controller `base`.
     pub fn env_config(&self, base: ControllerKind) -> EnvConfig {
-        let models = self.sim_models();
-        EnvConfig {
+        let config = EnvConfig {
             base,
             competing: Vec::new(),
             competing_start_us: Vec::new(),
@@ -309,19 +308,13 @@ impl TrainConfig {
             queue_limit: QueueLimit::packets(self.queue_packets),
             random_loss: 0.0,
             delayed_ack: false,
-            clamp_model: models.clamp,
-            datapath_model: models.datapath,
-            timeout_model: models.timeout,
-            min_rtt_sample: models.min_rtt,
             objective: self.objective,
-            observation_version: self.observation_version,
             interval: MonitorInterval::FixedUs(self.interval_us),
-            cadence: self.scaling.decide,
             episode_us: Some(self.window_ms * 1000),
-            anchor_floor_us: self.scaling.anchor_floor_us(),
-            path_min_rtt: self.scaling.path_min_rtt,
-            clamp_hold: self.scaling.hold_clamp_after_loss,
+            ..EnvConfig::default()
         }
+        .mapped(self.observation_version, &self.scaling);
+        self.sim_models().simulating(config)
     }
 }
 

@@ -212,9 +212,19 @@ impl EnvConfig {
     /// the examples) take these fields from here, so that a new field of
     /// the mapping cannot be forgotten at one of them (the explanations'
     /// rollouts, which set theirs one by one, once missed the hold).
-    pub fn deploying(mut self, meta: &crate::policy::PolicyMetadata) -> Self {
-        let scaling = &meta.action_scaling;
-        self.observation_version = meta.observation.version;
+    pub fn deploying(self, meta: &crate::policy::PolicyMetadata) -> Self {
+        self.mapped(meta.observation.version, &meta.action_scaling)
+    }
+
+    /// [`EnvConfig::deploying`] from the observation version and the action
+    /// mapping themselves: what training, which has no policy file yet,
+    /// takes from its own configuration.
+    pub fn mapped(
+        mut self,
+        observation_version: u32,
+        scaling: &crate::policy::model::ActionScaling,
+    ) -> Self {
+        self.observation_version = observation_version;
         self.cadence = scaling.decide;
         self.anchor_floor_us = scaling.anchor_floor_us();
         self.path_min_rtt = scaling.path_min_rtt;

@@ -125,6 +125,17 @@ pub struct SimModels {
     pub min_rtt: MinRttSample,
 }
 
+impl SimModels {
+    /// `config` with these models.
+    pub fn simulating(self, mut config: EnvConfig) -> EnvConfig {
+        config.clamp_model = self.clamp;
+        config.datapath_model = self.datapath;
+        config.timeout_model = self.timeout;
+        config.min_rtt_sample = self.min_rtt;
+        config
+    }
+}
+
 /// Runs one scheme over `windows` in one cell; returns the cell means.
 #[allow(clippy::too_many_arguments)]
 pub fn run_cell(
@@ -151,27 +162,25 @@ pub fn run_cell(
         .map(|w| {
             let bdp_packets = w.mean_mbps * 1e6 / 8.0 * (rtt_ms as f64 / 1000.0) / 1500.0;
             Env::new(
-                EnvConfig {
-                    base,
-                    competing: competitor.into_iter().collect(),
-                    competing_start_us: Vec::new(),
-                    peer_start_us: peers.clone(),
-                    one_way_delay_us: rtt_ms * 500,
-                    queue_limit: QueueLimit::packets(
-                        ((buffer_bdp * bdp_packets).round() as u32).max(4),
-                    ),
-                    random_loss: 0.0,
-                    delayed_ack: false,
-                    clamp_model: models.clamp,
-                    datapath_model: models.datapath,
-                    timeout_model: models.timeout,
-                    min_rtt_sample: models.min_rtt,
-                    objective,
-                    interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
-                    episode_us: Some(w.length_ms * 1000),
-                    ..EnvConfig::default()
-                }
-                .deploying(meta),
+                models.simulating(
+                    EnvConfig {
+                        base,
+                        competing: competitor.into_iter().collect(),
+                        competing_start_us: Vec::new(),
+                        peer_start_us: peers.clone(),
+                        one_way_delay_us: rtt_ms * 500,
+                        queue_limit: QueueLimit::packets(
+                            ((buffer_bdp * bdp_packets).round() as u32).max(4),
+                        ),
+                        random_loss: 0.0,
+                        delayed_ack: false,
+                        objective,
+                        interval: MonitorInterval::FixedUs(meta.monitor_interval_us),
+                        episode_us: Some(w.length_ms * 1000),
+                        ..EnvConfig::default()
+                    }
+                    .deploying(meta),
+                ),
             )
         })
         .collect::<Result<_, _>>()?;
