@@ -676,12 +676,12 @@ fn apply_target(
     };
     stats.target_deadline_ns = deadline;
     let mut settled = true;
-    if want_cwnd != stats.applied_cwnd_clamp && clamp_held(ctx, config, stats, want_cwnd) {
-        // The clamp in force stays for now; unsettled, so the next
-        // callback looks again (the window grows or the target changes).
-        settled = false;
-    } else if want_cwnd != stats.applied_cwnd_clamp {
-        if setsockopt_u32(ctx, SOL_TCP, TCP_BPF_SNDCWND_CLAMP, want_cwnd) {
+    if want_cwnd != stats.applied_cwnd_clamp {
+        if clamp_held(ctx, config, stats, want_cwnd) {
+            // The clamp in force stays for now; unsettled, so the next
+            // callback looks again (the window grows or the target changes).
+            settled = false;
+        } else if setsockopt_u32(ctx, SOL_TCP, TCP_BPF_SNDCWND_CLAMP, want_cwnd) {
             stats.applied_cwnd_clamp = want_cwnd;
             bump(counters::TARGETS_APPLIED);
         } else {
