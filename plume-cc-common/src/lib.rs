@@ -415,8 +415,9 @@ impl DatapathConfig {
 /// callback that held it): the loss is then undone after all, late. Why
 /// an opt-in bound: beside a BBR flow on a shallow buffer losses come
 /// every round trip, and an unbounded hold left the plume flow a share of
-/// 0.14 (docs/BENCHMARKS.md, "The rule and the hold together"). 0 keeps
-/// the hold unbounded.
+/// 0.13-0.16; a bound of 8 srtts with the competition rule did not change
+/// that (the flow was in competitive mode, unclamped; docs/BENCHMARKS.md,
+/// "The rule and the hold together"). 0 keeps the hold unbounded.
 pub fn clamp_write_waits(
     want: u32,
     applied: u32,

@@ -174,8 +174,9 @@ pub struct ActionScaling {
     /// existed): no bound.
     ///
     /// Why: an opt-in trade between the hold's loss response and a share
-    /// beside flows that keep the buffer full (BBR on a shallow buffer),
-    /// measured in docs/BENCHMARKS.md, "The rule and the hold together".
+    /// beside flows that keep the buffer full (BBR on a shallow buffer);
+    /// with the competition rule, 8 srtts did not change the share beside
+    /// BBR (docs/BENCHMARKS.md, "The rule and the hold together").
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub hold_clamp_max_srtts: u32,
 }
