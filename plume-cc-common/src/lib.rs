@@ -281,6 +281,13 @@ pub struct FlowStats {
     /// of the target they came from; `u64::MAX` when none is in force).
     #[cfg_attr(feature = "user", serde(skip))]
     pub target_deadline_ns: u64,
+    /// The datapath's own bookkeeping: CLOCK_MONOTONIC nanoseconds of the
+    /// first callback since the last clamp write on which the hold kept
+    /// the clamp in force ([`clamp_write_waits`]); 0 while nothing is held.
+    /// A bounded hold ([`DatapathConfig::clamp_hold_max_srtts`]) measures
+    /// its time from here.
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub hold_since_ns: u64,
 }
 
 /// A flow's target, written by the daemon and applied by the eBPF program on
@@ -341,8 +348,12 @@ pub struct DatapathConfig {
     /// daemon sets it from its policy's mapping
     /// (`ActionScaling::hold_clamp_after_loss`).
     pub clamp_hold: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// With [`Self::clamp_hold`] on: the longest a held clamp waits, in the
+    /// flow's smoothed RTTs from the first callback that held it
+    /// ([`clamp_hold_limit_ns`]); then the wanted clamp is written even if
+    /// it undoes the loss. 0: no bound (the hold as first built). The
+    /// daemon sets it from `ActionScaling::hold_clamp_max_srtts`.
+    pub clamp_hold_max_srtts: u32,
 }
 
 /// Size of [`DatapathConfig::base_cc`] (the kernel's `TCP_CA_NAME_MAX`).
@@ -398,8 +409,41 @@ impl DatapathConfig {
 ///
 /// So the policy's clamp stays a ceiling and ssthresh stays the base's:
 /// a wanted clamp is written as soon as the window reaches it.
-pub fn clamp_write_waits(want: u32, applied: u32, cwnd: u32, ssthresh: u32) -> bool {
-    want < CWND_UNCLAMPED && ssthresh < applied && ssthresh < want && cwnd < want && cwnd < applied
+///
+/// A bounded hold (`max_hold_ns` non-zero, [`clamp_hold_limit_ns`]) also
+/// ends once the write has waited that long (`held_ns`, since the first
+/// callback that held it): the loss is then undone after all, late. Why
+/// an opt-in bound: beside a BBR flow on a shallow buffer losses come
+/// every round trip, and an unbounded hold left the plume flow a share of
+/// 0.13-0.16; a bound of 8 srtts with the competition rule did not change
+/// that (the flow was in competitive mode, unclamped; docs/BENCHMARKS.md,
+/// "The rule and the hold together"). 0 keeps the hold unbounded.
+pub fn clamp_write_waits(
+    want: u32,
+    applied: u32,
+    cwnd: u32,
+    ssthresh: u32,
+    held_ns: u64,
+    max_hold_ns: u64,
+) -> bool {
+    want < CWND_UNCLAMPED
+        && ssthresh < applied
+        && ssthresh < want
+        && cwnd < want
+        && cwnd < applied
+        && (max_hold_ns == 0 || held_ns < max_hold_ns)
+}
+
+/// The longest a clamp waits under a hold bounded to `max_srtts` smoothed
+/// RTTs of `srtt_us` ([`DatapathConfig::clamp_hold_max_srtts`]), in
+/// nanoseconds for [`clamp_write_waits`]: 0 (no bound) when `max_srtts` is
+/// 0, and at least 1 otherwise (a flow without an RTT sample yet waits for
+/// nothing rather than forever).
+pub fn clamp_hold_limit_ns(srtt_us: u32, max_srtts: u32) -> u64 {
+    if max_srtts == 0 {
+        return 0;
+    }
+    (u64::from(max_srtts) * u64::from(srtt_us) * 1_000).max(1)
 }
 
 /// Staleness timeout used when the config leaves it at 0: 500 ms.
@@ -414,7 +458,7 @@ impl Default for DatapathConfig {
             base_cc: [0; BASE_CC_LEN],
             snapshot_every_ns: 0,
             clamp_hold: 0,
-            _pad: 0,
+            clamp_hold_max_srtts: 0,
         }
     }
 }
@@ -465,16 +509,16 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        // 5 u64 + 28 u32 = 152 bytes: no tail padding, so every byte is a
+        // 6 u64 + 28 u32 = 160 bytes: no tail padding, so every byte is a
         // field and aya::Pod is sound.
         assert_eq!(align_of::<FlowStats>(), 8);
-        assert_eq!(size_of::<FlowStats>(), 152);
+        assert_eq!(size_of::<FlowStats>(), 160);
         assert_eq!(size_of::<FlowTarget>(), 16);
         assert_eq!(size_of::<DatapathConfig>(), 48);
         assert_eq!(size_of::<FlowEvent>(), 32);
         // Multiples of 8: the kernel rounds an array's element size up to
         // 8, and the daemon indexes the mmapped area by these sizes.
-        assert_eq!(size_of::<StatsSlot>(), 168);
+        assert_eq!(size_of::<StatsSlot>(), 176);
         assert_eq!(size_of::<TargetSlot>(), 32);
         assert_eq!(size_of::<SocketSlot>(), 16);
         assert_eq!(core::mem::offset_of!(StatsSlot, seq), 0);
@@ -484,24 +528,58 @@ mod tests {
     #[test]
     fn a_clamp_write_waits_only_where_it_would_undo_a_loss() {
         // No loss since the last write (ssthresh is the clamp): written.
-        assert!(!clamp_write_waits(60, 40, 30, 40));
+        assert!(!clamp_write_waits(60, 40, 30, 40, 0, 0));
         // A loss (ssthresh 28 < 40), window 28: raising to 60 would
         // restart slow start, and so would 35 (above the window).
-        assert!(clamp_write_waits(60, 40, 28, 28));
-        assert!(clamp_write_waits(35, 40, 28, 28));
+        assert!(clamp_write_waits(60, 40, 28, 28, 0, 0));
+        assert!(clamp_write_waits(35, 40, 28, 28, 0, 0));
         // At or below the window: the ceiling binds at once, written.
-        assert!(!clamp_write_waits(28, 40, 28, 28));
-        assert!(!clamp_write_waits(20, 40, 28, 28));
+        assert!(!clamp_write_waits(28, 40, 28, 28, 0, 0));
+        assert!(!clamp_write_waits(20, 40, 28, 28, 0, 0));
         // At or below ssthresh (in slow start after a timeout): written.
-        assert!(!clamp_write_waits(28, 40, 1, 28));
+        assert!(!clamp_write_waits(28, 40, 1, 28, 0, 0));
         // The base grew back to the clamp in force: written.
-        assert!(!clamp_write_waits(60, 40, 40, 28));
+        assert!(!clamp_write_waits(60, 40, 40, 28, 0, 0));
         // Lifting the clamp is never held back.
-        assert!(!clamp_write_waits(CWND_UNCLAMPED, 40, 28, 28));
+        assert!(!clamp_write_waits(CWND_UNCLAMPED, 40, 28, 28, 0, 0));
         // No clamp yet and ssthresh unset (TCP_INFINITE_SSTHRESH is
         // i32::MAX too): written; after a loss without a clamp: waits.
-        assert!(!clamp_write_waits(60, CWND_UNCLAMPED, 30, CWND_UNCLAMPED));
-        assert!(clamp_write_waits(60, CWND_UNCLAMPED, 30, 30));
+        assert!(!clamp_write_waits(
+            60,
+            CWND_UNCLAMPED,
+            30,
+            CWND_UNCLAMPED,
+            0,
+            0
+        ));
+        assert!(clamp_write_waits(60, CWND_UNCLAMPED, 30, 30, 0, 0));
+    }
+
+    #[test]
+    fn a_bounded_hold_writes_after_its_smoothed_rtts() {
+        // 4 srtts of 50 ms: 200 ms.
+        let limit = clamp_hold_limit_ns(50_000, 4);
+        assert_eq!(limit, 200_000_000);
+        // A held write (a loss, window 28) waits until then, not after.
+        assert!(clamp_write_waits(60, 40, 28, 28, 0, limit));
+        assert!(clamp_write_waits(60, 40, 28, 28, 199_999_999, limit));
+        assert!(!clamp_write_waits(60, 40, 28, 28, 200_000_000, limit));
+        // Unbounded (0 srtts): waits however long.
+        assert_eq!(clamp_hold_limit_ns(50_000, 0), 0);
+        assert!(clamp_write_waits(60, 40, 28, 28, u64::MAX, 0));
+        // No RTT sample yet: a bound of 1 ns, not none.
+        assert_eq!(clamp_hold_limit_ns(0, 4), 1);
+        assert!(!clamp_write_waits(
+            60,
+            40,
+            28,
+            28,
+            1,
+            clamp_hold_limit_ns(0, 4)
+        ));
+        // The bound never makes a write wait that would not otherwise.
+        assert!(!clamp_write_waits(28, 40, 28, 28, 0, limit));
+        assert!(!clamp_write_waits(60, 40, 30, 40, 0, limit));
     }
 
     #[test]

@@ -676,18 +676,19 @@ fn apply_target(
     };
     stats.target_deadline_ns = deadline;
     let mut settled = true;
-    if want_cwnd != stats.applied_cwnd_clamp {
-        if clamp_held(ctx, config, stats, want_cwnd) {
-            // The clamp in force stays for now; unsettled, so the next
-            // callback looks again (the window grows or the target changes).
-            settled = false;
-        } else if setsockopt_u32(ctx, SOL_TCP, TCP_BPF_SNDCWND_CLAMP, want_cwnd) {
-            stats.applied_cwnd_clamp = want_cwnd;
-            bump(counters::TARGETS_APPLIED);
-        } else {
-            bump(counters::SETSOCKOPT_ERRORS);
-            settled = false;
-        }
+    if want_cwnd == stats.applied_cwnd_clamp {
+        // Nothing to write, so nothing held.
+        stats.hold_since_ns = 0;
+    } else if clamp_held(ctx, config, stats, want_cwnd, now) {
+        // The clamp in force stays for now; unsettled, so the next
+        // callback looks again (the window grows or the target changes).
+        settled = false;
+    } else if setsockopt_u32(ctx, SOL_TCP, TCP_BPF_SNDCWND_CLAMP, want_cwnd) {
+        stats.applied_cwnd_clamp = want_cwnd;
+        bump(counters::TARGETS_APPLIED);
+    } else {
+        bump(counters::SETSOCKOPT_ERRORS);
+        settled = false;
     }
     if want_pacing != stats.applied_pacing {
         if setsockopt_u32(ctx, SOL_SOCKET, SO_MAX_PACING_RATE, want_pacing) {
@@ -703,15 +704,43 @@ fn apply_target(
 
 /// Whether writing `want` now would undo the base's loss response, with
 /// the configuration's hold on ([`DatapathConfig::clamp_hold`];
-/// `plume_cc_common::clamp_write_waits` has the rule and why).
-fn clamp_held(ctx: &SockOpsContext, config: &DatapathConfig, stats: &FlowStats, want: u32) -> bool {
+/// `plume_cc_common::clamp_write_waits` has the rule and why). Keeps
+/// `stats.hold_since_ns`: set on the first callback that holds, cleared
+/// on one that does not, so a bounded hold
+/// ([`DatapathConfig::clamp_hold_max_srtts`]) counts from there.
+fn clamp_held(
+    ctx: &SockOpsContext,
+    config: &DatapathConfig,
+    stats: &mut FlowStats,
+    want: u32,
+    now: u64,
+) -> bool {
     if config.clamp_hold == 0 {
         return false;
     }
     // SAFETY: context field loads, as in `fill`; read now, not from the
     // last snapshot, which may be a quantum old.
     let (cwnd, ssthresh) = unsafe { ((*ctx.ops).snd_cwnd, (*ctx.ops).snd_ssthresh) };
-    plume_cc_common::clamp_write_waits(want, stats.applied_cwnd_clamp, cwnd, ssthresh)
+    let held_ns = if stats.hold_since_ns == 0 {
+        0
+    } else {
+        now.saturating_sub(stats.hold_since_ns)
+    };
+    let limit = plume_cc_common::clamp_hold_limit_ns(stats.srtt_us, config.clamp_hold_max_srtts);
+    let waits = plume_cc_common::clamp_write_waits(
+        want,
+        stats.applied_cwnd_clamp,
+        cwnd,
+        ssthresh,
+        held_ns,
+        limit,
+    );
+    stats.hold_since_ns = match (waits, stats.hold_since_ns) {
+        (false, _) => 0,
+        (true, 0) => now.max(1),
+        (true, since) => since,
+    };
+    waits
 }
 
 fn bound_cwnd(clamp: u32) -> u32 {

@@ -917,7 +917,7 @@ fn pinned_maps_carry_btf_with_field_names() {
                     "base_cc",
                     "snapshot_every_ns",
                     "clamp_hold",
-                    "_pad"
+                    "clamp_hold_max_srtts"
                 ]
             )
         )

@@ -70,6 +70,11 @@ pub struct DeriveArgs {
     /// also sets ssthresh), until the window reaches the new clamp.
     #[arg(long, value_enum)]
     pub hold_clamp_after_loss: Option<Switch>,
+    /// With the hold on: the longest a held clamp waits, in the flow's
+    /// smoothed RTTs, before it is written anyway (0: no bound; at most
+    /// 1000).
+    #[arg(long, value_name = "SRTTS", value_parser = whole::<u32>())]
+    pub hold_clamp_max_srtts: Option<u32>,
 }
 
 /// Runs a `plume-cc policy` subcommand.
@@ -84,6 +89,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 path_min_rtt: a.path_min_rtt.map(|s| s == Switch::On),
                 anchor_window_floor_ms: a.anchor_floor_ms,
                 hold_clamp_after_loss: a.hold_clamp_after_loss.map(|s| s == Switch::On),
+                hold_clamp_max_srtts: a.hold_clamp_max_srtts,
             };
             let meta = derive(&a.from, &a.out, &d).with_context(|| {
                 format!(

@@ -15,6 +15,8 @@
 //!   `DatapathConfig::clamp_hold`), a new clamp waits while writing it
 //!   would undo a loss (`plume_cc_common::clamp_write_waits`), looked at
 //!   again on every ACK and loss as the program looks on every callback;
+//!   a bounded hold ([`Clamped::set_clamp_hold_max_srtts`]) writes it
+//!   anyway once it has waited that many smoothed RTTs;
 //! - `SO_MAX_PACING_RATE` turns on TCP internal pacing at
 //!   `min(kernel pacing rate, cap)`; without a cap a loss-based base is not
 //!   paced.
@@ -22,7 +24,8 @@
 //! Training in the simulator therefore sees what deployment does.
 
 use plume_cc_common::{
-    clamp_write_waits, CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
+    clamp_hold_limit_ns, clamp_write_waits, CWND_UNCLAMPED, MIN_CWND_CLAMP,
+    MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
 };
 
 use super::{
@@ -62,6 +65,13 @@ pub struct Clamped<C> {
     /// `cwnd_clamp_segments` while the hold keeps the old one.
     wanted_clamp_segments: u32,
     clamp_hold: bool,
+    /// `DatapathConfig::clamp_hold_max_srtts` (0: unbounded).
+    clamp_hold_max_srtts: u32,
+    /// The latest time an ACK, loss or tick was seen, µs.
+    now_us: u64,
+    /// When the hold first kept the clamp in force since the last write
+    /// (`FlowStats::hold_since_ns`); None while nothing is held.
+    hold_since_us: Option<u64>,
 }
 
 impl<C: Controller> Clamped<C> {
@@ -77,6 +87,9 @@ impl<C: Controller> Clamped<C> {
             clamp_model: ClampModel::default(),
             wanted_clamp_segments: CWND_UNCLAMPED,
             clamp_hold: false,
+            clamp_hold_max_srtts: 0,
+            now_us: 0,
+            hold_since_us: None,
         }
     }
 
@@ -85,6 +98,14 @@ impl<C: Controller> Clamped<C> {
     /// once, as before the hold existed).
     pub fn set_clamp_hold(&mut self, on: bool) {
         self.clamp_hold = on;
+        self.apply_wanted_clamp();
+    }
+
+    /// Bounds the hold as the datapath does with
+    /// `DatapathConfig::clamp_hold_max_srtts`: a held clamp is written once
+    /// it has waited this many smoothed RTTs (0: no bound).
+    pub fn set_clamp_hold_max_srtts(&mut self, max_srtts: u32) {
+        self.clamp_hold_max_srtts = max_srtts;
         self.apply_wanted_clamp();
     }
 
@@ -101,6 +122,7 @@ impl<C: Controller> Clamped<C> {
     fn apply_wanted_clamp(&mut self) {
         let want = self.wanted_clamp_segments;
         if want == self.cwnd_clamp_segments {
+            self.hold_since_us = None;
             return;
         }
         if self.clamp_hold {
@@ -115,10 +137,24 @@ impl<C: Controller> Clamped<C> {
             };
             let cwnd = kernel(self.base.window_segments());
             let ssthresh = kernel(self.base.ssthresh_segments());
-            if clamp_write_waits(want, self.cwnd_clamp_segments, cwnd, ssthresh) {
+            let held_ns = self
+                .hold_since_us
+                .map_or(0, |since| self.now_us.saturating_sub(since) * 1_000);
+            let srtt_us = u32::try_from(self.srtt_us).unwrap_or(u32::MAX);
+            let limit = clamp_hold_limit_ns(srtt_us, self.clamp_hold_max_srtts);
+            if clamp_write_waits(
+                want,
+                self.cwnd_clamp_segments,
+                cwnd,
+                ssthresh,
+                held_ns,
+                limit,
+            ) {
+                self.hold_since_us.get_or_insert(self.now_us);
                 return;
             }
         }
+        self.hold_since_us = None;
         self.base.set_cwnd_clamp(want);
         self.cwnd_clamp_segments = want;
     }
@@ -141,6 +177,7 @@ impl<C: Controller> Clamped<C> {
 
 impl<C: Controller> Controller for Clamped<C> {
     fn on_ack(&mut self, now_us: u64, ack: &AckSample) {
+        self.now_us = now_us;
         self.packets_out = ack.inflight_segments;
         self.srtt_us = ack.srtt_us;
         self.mss_bytes = ack.mss_bytes;
@@ -149,11 +186,13 @@ impl<C: Controller> Controller for Clamped<C> {
     }
 
     fn on_loss(&mut self, now_us: u64, loss: &LossEvent) {
+        self.now_us = now_us;
         self.base.on_loss(now_us, loss);
         self.apply_wanted_clamp();
     }
 
     fn on_tick(&mut self, now_us: u64) {
+        self.now_us = now_us;
         self.base.on_tick(now_us);
     }
 
@@ -378,6 +417,44 @@ mod tests {
         }
         // The ACK that took the window to 24 wrote the clamp.
         assert_eq!((c.cwnd_clamp_segments(), c.ssthresh_segments()), (24, 24));
+    }
+
+    #[test]
+    fn a_bounded_hold_writes_the_clamp_after_its_smoothed_rtts() {
+        let loss = LossEvent {
+            lost_segments: 1,
+            is_timeout: false,
+            ..LossEvent::default()
+        };
+        // srtt 10 ms (`ack`), bounded to 4 srtts: 40 ms.
+        let mut c = Clamped::new(Reno::new(), 1448);
+        c.set_clamp_hold(true);
+        c.set_clamp_hold_max_srtts(4);
+        c.on_ack(0, &ack(30));
+        c.set_limits(40, PACING_UNLIMITED);
+        c.on_ack(1_000, &ack(10));
+        c.on_loss(2_000, &loss);
+        assert_eq!(c.window_segments(), 20, "Reno halves");
+        // Held from the first try (t = 2 ms) for 40 ms.
+        c.set_limits(44, PACING_UNLIMITED);
+        assert_eq!(c.cwnd_clamp_segments(), 40, "held");
+        c.on_tick(41_999);
+        c.set_limits(44, PACING_UNLIMITED);
+        assert_eq!(c.cwnd_clamp_segments(), 40, "still held at 39.999 ms");
+        assert!(c.window_segments() < 24);
+        // 40 ms after the hold began: written, the loss undone late.
+        c.on_tick(42_000);
+        c.set_limits(44, PACING_UNLIMITED);
+        assert_eq!((c.cwnd_clamp_segments(), c.ssthresh_segments()), (44, 44));
+        // A second loss starts a new 40 ms hold, not counted from the first.
+        c.on_loss(50_000, &loss);
+        c.set_limits(48, PACING_UNLIMITED);
+        c.on_tick(89_999);
+        c.set_limits(48, PACING_UNLIMITED);
+        assert_eq!(c.cwnd_clamp_segments(), 44, "held again");
+        c.on_tick(90_000);
+        c.set_limits(48, PACING_UNLIMITED);
+        assert_eq!(c.cwnd_clamp_segments(), 48);
     }
 
     #[test]

@@ -221,6 +221,7 @@ mod tests {
             base_cc: base.into(),
             monitor_interval_us: us,
             clamp_hold: false,
+            clamp_hold_max_srtts: 0,
         }
     }
 

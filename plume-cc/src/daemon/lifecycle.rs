@@ -130,7 +130,8 @@ pub async fn run(
         // The policy's mapping says whether clamps wait after a loss
         // (`ActionScaling::hold_clamp_after_loss`).
         clamp_hold: u32::from(policy.contract().is_some_and(|c| c.clamp_hold)),
-        _pad: 0,
+        // Its bound in smoothed RTTs (`ActionScaling::hold_clamp_max_srtts`).
+        clamp_hold_max_srtts: policy.contract().map_or(0, |c| c.clamp_hold_max_srtts),
     };
     if let Some(sig) = stop.pending().await {
         tracing::info!("{sig} during start-up: stopping before attaching anything");

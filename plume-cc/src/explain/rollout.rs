@@ -216,6 +216,7 @@ pub fn run_branches(
             // The datapath's clamp hold after a loss, as the daemon
             // configures it from the policy (`DatapathConfig::clamp_hold`).
             clamp_hold: scaling.hold_clamp_after_loss,
+            clamp_hold_max_srtts: scaling.hold_clamp_max_srtts,
             ..EnvConfig::default()
         })?;
         let sc_objective = ep.scenario.objective.unwrap_or(objective);

@@ -189,6 +189,9 @@ pub struct PolicyContract {
     /// The datapath holds clamps after a loss
     /// ([`super::ActionScaling::hold_clamp_after_loss`]).
     pub clamp_hold: bool,
+    /// That hold's bound in smoothed RTTs, 0 for none
+    /// ([`super::ActionScaling::hold_clamp_max_srtts`]).
+    pub clamp_hold_max_srtts: u32,
 }
 
 /// Counts of policy outputs the guard had to fix.

@@ -61,7 +61,14 @@ pub struct Derivation {
     /// The datapath holds the clamp after a loss
     /// (`ActionScaling::hold_clamp_after_loss`), on or off.
     pub hold_clamp_after_loss: Option<bool>,
+    /// That hold's bound in smoothed RTTs
+    /// (`ActionScaling::hold_clamp_max_srtts`; 0: none).
+    pub hold_clamp_max_srtts: Option<u32>,
 }
+
+/// The largest `--hold-clamp-max-srtts`: a hold longer than a thousand
+/// round trips is no bound.
+pub const MAX_HOLD_CLAMP_SRTTS: u32 = 1000;
 
 /// Why a derivation was refused. Nothing is written in any of these cases.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +134,9 @@ impl Derivation {
                 if h { "on" } else { "off" }
             ));
         }
+        if let Some(n) = self.hold_clamp_max_srtts {
+            v.push(format!("--hold-clamp-max-srtts {n}"));
+        }
         v.join(" ")
     }
 
@@ -183,6 +193,16 @@ impl Derivation {
         }
         if let Some(h) = self.hold_clamp_after_loss {
             meta.action_scaling.hold_clamp_after_loss = h;
+        }
+        if let Some(n) = self.hold_clamp_max_srtts {
+            if n > MAX_HOLD_CLAMP_SRTTS {
+                return Err(DeriveError::Range {
+                    field: "--hold-clamp-max-srtts",
+                    allowed: format!("0 (no bound) to {MAX_HOLD_CLAMP_SRTTS} smoothed RTTs"),
+                    found: n.to_string(),
+                });
+            }
+            meta.action_scaling.hold_clamp_max_srtts = n;
         }
         meta.training.derived.push(self.describe());
         Ok(meta)
@@ -379,5 +399,41 @@ mod tests {
         let plain = super::super::learned::LearnedPolicy::new(source);
         assert!(plain.contract().is_some_and(|c| !c.clamp_hold));
         let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_bounded_hold_derivation_sets_the_bound_and_refuses_a_huge_one() {
+        use super::super::FlowPolicy as _;
+        let out = tmp("hold-bounded");
+        let d = Derivation {
+            hold_clamp_after_loss: Some(true),
+            hold_clamp_max_srtts: Some(8),
+            ..Derivation::default()
+        };
+        let meta = derive(&default_dir(), &out, &d).unwrap();
+        assert_eq!(meta.action_scaling.hold_clamp_max_srtts, 8);
+        assert_eq!(
+            meta.training.derived.last().map(String::as_str),
+            Some("plume-cc policy derive --hold-clamp-after-loss on --hold-clamp-max-srtts 8")
+        );
+        let got = super::super::LoadedPolicy::load(&out).unwrap();
+        let learned = super::super::learned::LearnedPolicy::new(got);
+        assert_eq!(learned.contract().map(|c| c.clamp_hold_max_srtts), Some(8));
+        // The default's file has no bound, and writes none.
+        let source = super::super::LoadedPolicy::load(&default_dir()).unwrap();
+        assert_eq!(source.metadata().action_scaling.hold_clamp_max_srtts, 0);
+        let text = std::fs::read_to_string(default_dir().join("policy.json")).unwrap();
+        assert!(!text.contains("hold_clamp_max_srtts"));
+        let _ = std::fs::remove_dir_all(&out);
+        let bad = Derivation {
+            hold_clamp_max_srtts: Some(MAX_HOLD_CLAMP_SRTTS + 1),
+            ..Derivation::default()
+        };
+        let out = tmp("hold-huge");
+        assert!(matches!(
+            derive(&default_dir(), &out, &bad),
+            Err(DeriveError::Range { .. })
+        ));
+        assert!(!out.join("policy.json").exists());
     }
 }

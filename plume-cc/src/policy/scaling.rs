@@ -167,6 +167,18 @@ pub struct ActionScaling {
     /// retransmits (docs/BENCHMARKS.md, "Holding the clamp after a loss").
     #[serde(default, skip_serializing_if = "is_false")]
     pub hold_clamp_after_loss: bool,
+    /// With `hold_clamp_after_loss`: the longest a held clamp waits, in the
+    /// flow's smoothed RTTs, before it is written anyway
+    /// (`DatapathConfig::clamp_hold_max_srtts`,
+    /// `plume_cc_common::clamp_write_waits`); 0 (files written before it
+    /// existed): no bound.
+    ///
+    /// Why: an opt-in trade between the hold's loss response and a share
+    /// beside flows that keep the buffer full (BBR on a shallow buffer);
+    /// with the competition rule, 8 srtts did not change the share beside
+    /// BBR (docs/BENCHMARKS.md, "The rule and the hold together").
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub hold_clamp_max_srtts: u32,
 }
 
 fn is_zero(x: &f32) -> bool {
@@ -264,6 +276,7 @@ impl Default for ActionScaling {
             path_min_rtt: false,
             anchor_window_floor_ms: 0,
             hold_clamp_after_loss: false,
+            hold_clamp_max_srtts: 0,
         }
     }
 }

@@ -174,6 +174,9 @@ pub struct EnvConfig {
     /// `ActionScaling::hold_clamp_after_loss` (`Clamped::set_clamp_hold`).
     /// Off in training from scratch, so that its commands reproduce.
     pub clamp_hold: bool,
+    /// That hold's bound in smoothed RTTs
+    /// (`ActionScaling::hold_clamp_max_srtts`; 0: unbounded).
+    pub clamp_hold_max_srtts: u32,
 }
 
 impl Default for EnvConfig {
@@ -199,6 +202,7 @@ impl Default for EnvConfig {
             anchor_floor_us: crate::policy::observation::ANCHOR_WINDOW_MIN_US,
             path_min_rtt: false,
             clamp_hold: false,
+            clamp_hold_max_srtts: 0,
         }
     }
 }
@@ -229,6 +233,7 @@ impl EnvConfig {
         self.anchor_floor_us = scaling.anchor_floor_us();
         self.path_min_rtt = scaling.path_min_rtt;
         self.clamp_hold = scaling.hold_clamp_after_loss;
+        self.clamp_hold_max_srtts = scaling.hold_clamp_max_srtts;
         self
     }
 }
@@ -471,6 +476,7 @@ impl Env {
             delayed_ack: self.config.delayed_ack,
             clamp_model: self.config.clamp_model,
             clamp_hold: self.config.clamp_hold,
+            clamp_hold_max_srtts: self.config.clamp_hold_max_srtts,
             datapath_model: self.config.datapath_model,
             timeout_model: self.config.timeout_model,
             min_rtt_sample: self.config.min_rtt_sample,

@@ -93,6 +93,10 @@ pub struct NetworkConfig {
     /// `DatapathConfig::clamp_hold` (`Clamped::set_clamp_hold`); false, the
     /// default: every clamp is applied at once.
     pub clamp_hold: bool,
+    /// With `clamp_hold`: the hold's bound in smoothed RTTs, as
+    /// `DatapathConfig::clamp_hold_max_srtts`
+    /// (`Clamped::set_clamp_hold_max_srtts`); 0, the default: unbounded.
+    pub clamp_hold_max_srtts: u32,
     /// How the datapath sees the senders and applies their limits
     /// ([`DatapathModel`]).
     pub datapath_model: DatapathModel,
@@ -118,6 +122,7 @@ impl Default for NetworkConfig {
             delayed_ack: false,
             clamp_model: ClampModel::default(),
             clamp_hold: false,
+            clamp_hold_max_srtts: 0,
             datapath_model: DatapathModel::default(),
             timeout_model: TimeoutModel::default(),
             min_rtt_sample: MinRttSample::default(),
@@ -219,6 +224,7 @@ impl Network {
                 );
                 sender.set_clamp_model(config.clamp_model);
                 sender.set_clamp_hold(config.clamp_hold);
+                sender.set_clamp_hold_max_srtts(config.clamp_hold_max_srtts);
                 sender.set_datapath_model(config.datapath_model);
                 sender.set_timeout_model(config.timeout_model);
                 sender.set_min_rtt_sample(config.min_rtt_sample);

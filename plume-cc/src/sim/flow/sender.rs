@@ -210,6 +210,12 @@ impl Sender {
         self.controller.set_clamp_hold(on);
     }
 
+    /// Bounds that hold to this many smoothed RTTs
+    /// ([`Clamped::set_clamp_hold_max_srtts`]; 0: unbounded).
+    pub fn set_clamp_hold_max_srtts(&mut self, max_srtts: u32) {
+        self.controller.set_clamp_hold_max_srtts(max_srtts);
+    }
+
     /// The controller with its datapath limits (the policy sets them here).
     pub fn controller(&self) -> &Clamped<Box<dyn Controller>> {
         &self.controller
