@@ -5,8 +5,7 @@ use aya_ebpf::{
     btf_maps::{Array, HashMap, PerCpuArray, RingBuf, SkStorage, Stack},
     helpers::{
         bpf_get_socket_cookie, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_setsockopt,
-        bpf_sk_storage_delete,
-        bpf_sk_storage_get, bpf_tcp_sock,
+        bpf_sk_storage_delete, bpf_sk_storage_get, bpf_tcp_sock,
     },
     macros::{btf_map, sock_ops},
     programs::SockOpsContext,

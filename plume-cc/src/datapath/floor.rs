@@ -61,9 +61,10 @@ impl FloorProgram {
     /// The floor program's (run count, total run time in ns) from the
     /// kernel's statistics, as [`Datapath::program_run_stats`].
     pub(crate) fn run_stats(&self) -> Result<(u64, u64), DatapathError> {
-        let program = self.ebpf.program(FLOOR_PROGRAM_NAME).ok_or_else(|| {
-            DatapathError::Load(format!("no program {FLOOR_PROGRAM_NAME}"))
-        })?;
+        let program = self
+            .ebpf
+            .program(FLOOR_PROGRAM_NAME)
+            .ok_or_else(|| DatapathError::Load(format!("no program {FLOOR_PROGRAM_NAME}")))?;
         let info = program.info().map_err(loader::load_error)?;
         Ok((info.run_count(), info.run_time().as_nanos() as u64))
     }
