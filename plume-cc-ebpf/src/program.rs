@@ -255,7 +255,7 @@ fn register(ctx: &SockOpsContext) {
         let seq = addr_of_mut!((*p).seq);
         let begun = write_begin(seq);
         write_volatile(addr_of_mut!((*p).cookie), cookie);
-        (*p).stats = stats;
+        store_stats(addr_of_mut!((*p).stats), &stats);
         write_end(seq, begun);
     }
     // BPF_NOEXIST: a cookie is never reused while the socket lives.
@@ -287,6 +287,100 @@ fn register(ctx: &SockOpsContext) {
     pin_base(ctx);
     bump(counters::FLOWS_OPENED);
     emit(cookie, now, event_kind::OPENED, &stats);
+}
+
+/// Writes `s` into a slot's statistics, field by field. A whole-struct
+/// assignment lets LLVM turn runs of zero fields into a call to `memset`,
+/// whose loop adds a variable to a map-value pointer, which the verifier
+/// refuses without CAP_PERFMON ("pointer arithmetic with it prohibited for
+/// !root"): the daemon under the service unit's CAP_BPF + CAP_NET_ADMIN
+/// would fail to load (it did, once the slot's zero-initialised
+/// bookkeeping fields became contiguous). Volatile stores are never merged.
+/// The pattern names every field, so a new field fails to compile here
+/// until it is written.
+///
+/// # Safety
+/// `dst` points into a slot of [`SLOTS`] that the caller owns.
+unsafe fn store_stats(dst: *mut FlowStats, s: &FlowStats) {
+    let FlowStats {
+        updated_ns,
+        target_deadline_ns,
+        last_rtt_us,
+        rtt_samples,
+        applied_cwnd_clamp,
+        applied_pacing,
+        target_generation,
+        unflushed_checks,
+        unflushed_snapshots,
+        _pad_hot,
+        retrans_events,
+        rto_events,
+        start_ns,
+        bytes_acked,
+        bytes_received,
+        srtt_us,
+        min_rtt_us,
+        snd_cwnd,
+        snd_ssthresh,
+        mss,
+        packets_out,
+        retrans_out,
+        lost_out,
+        sacked_out,
+        total_retrans,
+        delivered,
+        delivered_ce,
+        rate_delivered,
+        rate_interval_us,
+        data_segs_out,
+        local_port,
+        remote_port,
+        family,
+        local_ip4,
+        remote_ip4,
+    } = *s;
+    macro_rules! store {
+        ($($field:ident),*) => {
+            $( write_volatile(addr_of_mut!((*dst).$field), $field); )*
+        };
+    }
+    store!(
+        updated_ns,
+        target_deadline_ns,
+        last_rtt_us,
+        rtt_samples,
+        applied_cwnd_clamp,
+        applied_pacing,
+        target_generation,
+        unflushed_checks,
+        unflushed_snapshots,
+        _pad_hot,
+        retrans_events,
+        rto_events,
+        start_ns,
+        bytes_acked,
+        bytes_received,
+        srtt_us,
+        min_rtt_us,
+        snd_cwnd,
+        snd_ssthresh,
+        mss,
+        packets_out,
+        retrans_out,
+        lost_out,
+        sacked_out,
+        total_retrans,
+        delivered,
+        delivered_ce,
+        rate_delivered,
+        rate_interval_us,
+        data_segs_out,
+        local_port,
+        remote_port,
+        family,
+        local_ip4,
+        remote_ip4
+    );
 }
 
 /// A flow that found no slot (or a duplicate establishment): counted and
