@@ -44,6 +44,12 @@ pub mod maps {
 /// Name of the sock_ops program in the object file.
 pub const PROGRAM_NAME: &str = "plume_sockops";
 
+/// Name of the object's second sock_ops program, the benchmark's floor: it
+/// only enables the callbacks (see `plume_floor` in plume-cc-ebpf). Only
+/// `plume-cc bench-datapath` loads it, into a cgroup of its own; the
+/// daemon's loader never asks for it.
+pub const FLOOR_PROGRAM_NAME: &str = "plume_floor";
+
 /// Capacity of the flow maps. A flow that does not fit stays under the kernel's
 /// own control (it is never clamped) and is counted in
 /// [`counters::FLOW_MAP_FULL`].
@@ -76,6 +82,14 @@ pub fn free_slot_fill_order(capacity: u32) -> core::iter::Rev<core::ops::Range<u
 /// are serialised by the socket lock); the daemon writes a slot only after
 /// it deleted the flow's entry from [`maps::FLOW_STATS`] itself (a flow
 /// whose socket is gone), which makes it the slot's owner.
+///
+/// Laid out for the callback that does not copy the statistics (most ACKs
+/// with a snapshot quantum): everything it reads or writes (the counter,
+/// the cookie, and [`FlowStats`]' first fields, up to `_pad_hot`) is in
+/// the slot's first 64 bytes, and the slot is [`STATS_SLOT_SIZE`] bytes, a
+/// multiple of 64, so that with the array's values starting on a page (as
+/// the kernel places those of a `BPF_F_MMAPABLE` array) those 64 bytes are
+/// one cache line: one line per callback instead of three or four.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatsSlot {
@@ -87,7 +101,20 @@ pub struct StatsSlot {
     pub cookie: u64,
     /// The flow's statistics.
     pub stats: FlowStats,
+    /// Explicit padding to [`STATS_SLOT_SIZE`] (never written).
+    pub _tail: [u64; 1],
 }
+
+/// Size of [`StatsSlot`]: a multiple of the 64-byte cache line, so every
+/// slot starts on a line. Changing it changes the value size of
+/// [`maps::STATS_SLOTS`], which makes pins of another build be refused as
+/// another layout (the loader compares value sizes).
+pub const STATS_SLOT_SIZE: usize = 192;
+
+/// The bytes of [`StatsSlot`] a callback that does not copy the statistics
+/// touches: the slot's header and [`FlowStats`] up to and including
+/// `_pad_hot` (checked by the tests below).
+pub const STATS_SLOT_HOT_BYTES: usize = 64;
 
 /// A flow's target, in the slot of [`maps::TARGET_SLOTS`] with the index of
 /// its statistics slot. The daemon is the only writer; the program reads it
@@ -160,7 +187,9 @@ pub mod counters {
     /// Statistics snapshots taken on callbacks of registered flows (see
     /// [`crate::DatapathConfig::snapshot_every_ns`]); against
     /// [`TARGET_CHECKS`] (one per RTT, retransmission and RTO callback) it
-    /// tells how many copies the quantum spared.
+    /// tells how many copies the quantum spared. Counted in the flow's
+    /// slot and added here in bulk together with [`TARGET_CHECKS`] (so it
+    /// may trail by the snapshots since the flow's last full check).
     pub const SNAPSHOTS: u32 = 9;
     /// Flows the daemon's reads left out because their statistics slot was
     /// being written on every try (a torn read; see [`StatsSlot`]).
@@ -199,8 +228,9 @@ pub const MIN_PACING_BYTES_PER_SEC: u32 = 12_500;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct FlowStats {
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the flow was registered.
-    pub start_ns: u64,
+    // The first 48 bytes (with the slot's 16-byte header: the slot's
+    // first cache line) are what a callback that does not copy the
+    // statistics reads and writes; see `StatsSlot`.
     /// `bpf_ktime_get_ns()` of the latest snapshot: the instant every
     /// kernel-copied field below was read, together. With
     /// [`DatapathConfig::snapshot_every_ns`] 0 that is the latest callback;
@@ -208,6 +238,47 @@ pub struct FlowStats {
     /// the last snapshot or when the ACK leaves nothing in flight (so a
     /// flow that goes quiet is always recorded as it ended).
     pub updated_ns: u64,
+    /// The datapath's own bookkeeping: CLOCK_MONOTONIC nanoseconds after
+    /// which the limits in force turn stale (`written_ns + stale_after_ns`
+    /// of the target they came from; `u64::MAX` when none is in force).
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub target_deadline_ns: u64,
+    /// Latest RTT sample handed to the RTT callback, microseconds (0 if none yet).
+    pub last_rtt_us: u32,
+    /// RTT callbacks seen (cumulative).
+    pub rtt_samples: u32,
+    /// cwnd clamp in force from this datapath ([`CWND_UNCLAMPED`] when none).
+    pub applied_cwnd_clamp: u32,
+    /// Pacing cap in force from this datapath, bytes/s ([`PACING_UNLIMITED`] when none).
+    pub applied_pacing: u32,
+    /// The datapath's own bookkeeping, not a statistic: the
+    /// [`DatapathConfig::generation`] its last full target check saw. While
+    /// the configuration still carries it, nothing was written since, and
+    /// the program skips the target lookup on the flow's callbacks.
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub target_generation: u32,
+    /// The datapath's own bookkeeping: target checks of this flow not yet
+    /// added to [`counters::TARGET_CHECKS`]. Counting in the flow's entry
+    /// (already in cache on its callback) and flushing on each full check
+    /// and at close spares every callback a write to the shared counters.
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub unflushed_checks: u32,
+    /// The datapath's own bookkeeping: statistics snapshots of this flow
+    /// not yet added to [`counters::SNAPSHOTS`], flushed with
+    /// `unflushed_checks` (and for the same reason).
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub unflushed_snapshots: u32,
+    /// Explicit padding (ends the slot's first cache line).
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub _pad_hot: u32,
+    // The rest is written by a statistics copy (`fill`), at registration,
+    // and on retransmission and RTO callbacks (which always copy).
+    /// Retransmission callbacks seen (cumulative).
+    pub retrans_events: u32,
+    /// RTO callbacks seen (cumulative).
+    pub rto_events: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the flow was registered.
+    pub start_ns: u64,
     /// Bytes acknowledged by the peer (cumulative).
     pub bytes_acked: u64,
     /// Bytes received from the peer (cumulative).
@@ -216,8 +287,6 @@ pub struct FlowStats {
     pub srtt_us: u32,
     /// Minimum RTT seen by the kernel's windowed filter, microseconds.
     pub min_rtt_us: u32,
-    /// Latest RTT sample handed to the RTT callback, microseconds (0 if none yet).
-    pub last_rtt_us: u32,
     /// Congestion window, segments.
     pub snd_cwnd: u32,
     /// Slow-start threshold, segments.
@@ -244,16 +313,6 @@ pub struct FlowStats {
     pub rate_interval_us: u32,
     /// Data segments sent (cumulative).
     pub data_segs_out: u32,
-    /// RTT callbacks seen (cumulative).
-    pub rtt_samples: u32,
-    /// Retransmission callbacks seen (cumulative).
-    pub retrans_events: u32,
-    /// RTO callbacks seen (cumulative).
-    pub rto_events: u32,
-    /// cwnd clamp in force from this datapath ([`CWND_UNCLAMPED`] when none).
-    pub applied_cwnd_clamp: u32,
-    /// Pacing cap in force from this datapath, bytes/s ([`PACING_UNLIMITED`] when none).
-    pub applied_pacing: u32,
     /// Local port, host byte order.
     pub local_port: u32,
     /// Remote port, host byte order.
@@ -264,28 +323,12 @@ pub struct FlowStats {
     pub local_ip4: u32,
     /// IPv4 remote address in network byte order.
     pub remote_ip4: u32,
-    /// The datapath's own bookkeeping, not a statistic: the
-    /// [`DatapathConfig::generation`] its last full target check saw. While
-    /// the configuration still carries it, nothing was written since, and
-    /// the program skips the target lookup on the flow's callbacks.
-    #[cfg_attr(feature = "user", serde(skip))]
-    pub target_generation: u32,
-    /// The datapath's own bookkeeping: target checks of this flow not yet
-    /// added to [`counters::TARGET_CHECKS`]. Counting in the flow's entry
-    /// (already in cache on its callback) and flushing on each full check
-    /// and at close spares every callback a write to the shared counters.
-    #[cfg_attr(feature = "user", serde(skip))]
-    pub unflushed_checks: u32,
-    /// The datapath's own bookkeeping: CLOCK_MONOTONIC nanoseconds after
-    /// which the limits in force turn stale (`written_ns + stale_after_ns`
-    /// of the target they came from; `u64::MAX` when none is in force).
-    #[cfg_attr(feature = "user", serde(skip))]
-    pub target_deadline_ns: u64,
     /// The datapath's own bookkeeping: CLOCK_MONOTONIC nanoseconds of the
     /// first callback since the last clamp write on which the hold kept
     /// the clamp in force ([`clamp_write_waits`]); 0 while nothing is held.
     /// A bounded hold ([`DatapathConfig::clamp_hold_max_srtts`]) measures
-    /// its time from here.
+    /// its time from here. Outside the first cache line: only a flow whose
+    /// clamp write waits reads it.
     #[cfg_attr(feature = "user", serde(skip))]
     pub hold_since_ns: u64,
 }
@@ -509,20 +552,55 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        // 6 u64 + 28 u32 = 160 bytes: no tail padding, so every byte is a
+        // 6 u64 + 30 u32 = 168 bytes: no tail padding, so every byte is a
         // field and aya::Pod is sound.
         assert_eq!(align_of::<FlowStats>(), 8);
-        assert_eq!(size_of::<FlowStats>(), 160);
+        assert_eq!(size_of::<FlowStats>(), 168);
+        // 16 + 168 + 8 bytes of explicit tail padding.
+        assert_eq!(size_of::<StatsSlot>(), STATS_SLOT_SIZE);
         assert_eq!(size_of::<FlowTarget>(), 16);
         assert_eq!(size_of::<DatapathConfig>(), 48);
         assert_eq!(size_of::<FlowEvent>(), 32);
         // Multiples of 8: the kernel rounds an array's element size up to
         // 8, and the daemon indexes the mmapped area by these sizes.
-        assert_eq!(size_of::<StatsSlot>(), 176);
+        assert_eq!(size_of::<StatsSlot>(), 192);
         assert_eq!(size_of::<TargetSlot>(), 32);
         assert_eq!(size_of::<SocketSlot>(), 16);
         assert_eq!(core::mem::offset_of!(StatsSlot, seq), 0);
         assert_eq!(core::mem::offset_of!(TargetSlot, seq), 0);
+    }
+
+    /// What a callback that does not copy the statistics touches (see
+    /// `update` in plume-cc-ebpf) lies in the slot's first cache line, and
+    /// slots are whole lines.
+    #[test]
+    fn the_per_ack_fields_share_the_slots_first_cache_line() {
+        use core::mem::offset_of;
+        assert_eq!(STATS_SLOT_SIZE % 64, 0);
+        let stats = offset_of!(StatsSlot, stats);
+        let hot = [
+            (offset_of!(StatsSlot, seq), 4),
+            (offset_of!(StatsSlot, cookie), 8),
+            (stats + offset_of!(FlowStats, updated_ns), 8),
+            (stats + offset_of!(FlowStats, target_deadline_ns), 8),
+            (stats + offset_of!(FlowStats, last_rtt_us), 4),
+            (stats + offset_of!(FlowStats, rtt_samples), 4),
+            (stats + offset_of!(FlowStats, applied_cwnd_clamp), 4),
+            (stats + offset_of!(FlowStats, applied_pacing), 4),
+            (stats + offset_of!(FlowStats, target_generation), 4),
+            (stats + offset_of!(FlowStats, unflushed_checks), 4),
+            (stats + offset_of!(FlowStats, unflushed_snapshots), 4),
+        ];
+        for (offset, len) in hot {
+            assert!(offset + len <= STATS_SLOT_HOT_BYTES, "{offset}");
+        }
+        // The line holds these and two padding words (56 + 4 + 4), and the
+        // statistics copy's fields all lie past it.
+        assert_eq!(hot.iter().map(|(_, len)| len).sum::<usize>(), 56);
+        assert_eq!(
+            stats + offset_of!(FlowStats, _pad_hot) + 4,
+            STATS_SLOT_HOT_BYTES
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@ use aya_ebpf::{
     bindings::{bpf_sock, bpf_sock_ops, BPF_SK_STORAGE_GET_F_CREATE},
     btf_maps::{Array, HashMap, PerCpuArray, RingBuf, SkStorage, Stack},
     helpers::{
-        bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_setsockopt, bpf_sk_storage_delete,
-        bpf_sk_storage_get, bpf_tcp_sock,
+        bpf_get_socket_cookie, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_setsockopt,
+        bpf_sk_storage_delete, bpf_sk_storage_get, bpf_tcp_sock,
     },
     macros::{btf_map, sock_ops},
     programs::SockOpsContext,
@@ -102,6 +102,26 @@ pub fn plume_sockops(ctx: SockOpsContext) -> u32 {
     1
 }
 
+/// The floor of what a sock_ops program costs here: it enables the same
+/// callbacks as [`plume_sockops`] at establishment and does nothing else.
+/// It exists only so that `plume-cc bench-datapath --only ebpf` can
+/// measure, in the same run and on the same transfer, how much of the
+/// program's mean cost per callback is the hook itself and the clock reads
+/// `kernel.bpf_stats_enabled` adds around every run, which no program can
+/// remove. It touches no map. The daemon never loads it: the loader asks
+/// for [`plume_cc_common::PROGRAM_NAME`] only, and only the benchmark asks
+/// for `plume_cc_common::FLOOR_PROGRAM_NAME`, into its own cgroup.
+#[sock_ops]
+pub fn plume_floor(ctx: SockOpsContext) -> u32 {
+    match ctx.op() {
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB | BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB => {
+            let _ = ctx.set_cb_flags(CB_FLAGS);
+        }
+        _ => {}
+    }
+    1
+}
+
 fn bump(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: a per-CPU slot: no other CPU writes it, and sock_ops
@@ -138,6 +158,16 @@ fn cookie(ctx: &SockOpsContext) -> u64 {
 fn now_ns() -> u64 {
     // SAFETY: no arguments, no side effects.
     unsafe { bpf_ktime_get_ns() }
+}
+
+/// CLOCK_MONOTONIC_COARSE (`bpf_ktime_get_coarse_ns`, kernel 5.11+): the
+/// timekeeper's value at its last update, without reading the clock
+/// source. It never runs ahead of [`now_ns`] and trails it by at most one
+/// scheduler tick (1-10 ms with HZ 1000-100), which is all a test against
+/// a quantum or a deadline needs: the test passes at most a tick late.
+fn coarse_now_ns() -> u64 {
+    // SAFETY: no arguments, no side effects.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// Opens the slot's write window: the sequence counter turns odd. The
@@ -225,7 +255,7 @@ fn register(ctx: &SockOpsContext) {
         let seq = addr_of_mut!((*p).seq);
         let begun = write_begin(seq);
         write_volatile(addr_of_mut!((*p).cookie), cookie);
-        (*p).stats = stats;
+        store_stats(addr_of_mut!((*p).stats), &stats);
         write_end(seq, begun);
     }
     // BPF_NOEXIST: a cookie is never reused while the socket lives.
@@ -257,6 +287,102 @@ fn register(ctx: &SockOpsContext) {
     pin_base(ctx);
     bump(counters::FLOWS_OPENED);
     emit(cookie, now, event_kind::OPENED, &stats);
+}
+
+/// Writes `s` into a slot's statistics, field by field. A whole-struct
+/// assignment lets LLVM turn runs of zero fields into a call to `memset`,
+/// whose loop adds a variable to a map-value pointer, which the verifier
+/// refuses without CAP_PERFMON ("pointer arithmetic with it prohibited for
+/// !root"): the daemon under the service unit's CAP_BPF + CAP_NET_ADMIN
+/// would fail to load (it did, once the slot's zero-initialised
+/// bookkeeping fields became contiguous). Volatile stores are never merged.
+/// The pattern names every field, so a new field fails to compile here
+/// until it is written.
+///
+/// # Safety
+/// `dst` points into a slot of [`SLOTS`] that the caller owns.
+unsafe fn store_stats(dst: *mut FlowStats, s: &FlowStats) {
+    let FlowStats {
+        updated_ns,
+        target_deadline_ns,
+        last_rtt_us,
+        rtt_samples,
+        applied_cwnd_clamp,
+        applied_pacing,
+        target_generation,
+        unflushed_checks,
+        unflushed_snapshots,
+        _pad_hot,
+        retrans_events,
+        rto_events,
+        start_ns,
+        bytes_acked,
+        bytes_received,
+        srtt_us,
+        min_rtt_us,
+        snd_cwnd,
+        snd_ssthresh,
+        mss,
+        packets_out,
+        retrans_out,
+        lost_out,
+        sacked_out,
+        total_retrans,
+        delivered,
+        delivered_ce,
+        rate_delivered,
+        rate_interval_us,
+        data_segs_out,
+        local_port,
+        remote_port,
+        family,
+        local_ip4,
+        remote_ip4,
+        hold_since_ns,
+    } = *s;
+    macro_rules! store {
+        ($($field:ident),*) => {
+            $( write_volatile(addr_of_mut!((*dst).$field), $field); )*
+        };
+    }
+    store!(
+        updated_ns,
+        target_deadline_ns,
+        last_rtt_us,
+        rtt_samples,
+        applied_cwnd_clamp,
+        applied_pacing,
+        target_generation,
+        unflushed_checks,
+        unflushed_snapshots,
+        _pad_hot,
+        retrans_events,
+        rto_events,
+        start_ns,
+        bytes_acked,
+        bytes_received,
+        srtt_us,
+        min_rtt_us,
+        snd_cwnd,
+        snd_ssthresh,
+        mss,
+        packets_out,
+        retrans_out,
+        lost_out,
+        sacked_out,
+        total_retrans,
+        delivered,
+        delivered_ce,
+        rate_delivered,
+        rate_interval_us,
+        data_segs_out,
+        local_port,
+        remote_port,
+        family,
+        local_ip4,
+        remote_ip4,
+        hold_since_ns
+    );
 }
 
 /// A flow that found no slot (or a duplicate establishment): counted and
@@ -501,12 +627,19 @@ fn update(ctx: &SockOpsContext, op: u32) {
     let seq = unsafe { addr_of_mut!((*p).seq) };
     let begun = unsafe { write_begin(seq) };
     let stats = unsafe { &mut (*p).stats };
-    let now = now_ns();
     let config = CONFIG.get(0);
-    if snapshot_due(ctx, op, config, stats, now) {
-        fill(ctx, stats, now);
-        bump(counters::SNAPSHOTS);
-    }
+    // The precise clock only for a statistics copy (`updated_ns` dates the
+    // copy, and the daemon divides by differences of it); otherwise the
+    // coarse one, which only the deadline test below reads.
+    let now = match snapshot_due(ctx, op, config, stats) {
+        Some(coarse) => coarse,
+        None => {
+            let now = now_ns();
+            fill(ctx, stats, now);
+            stats.unflushed_snapshots = stats.unflushed_snapshots.wrapping_add(1);
+            now
+        }
+    };
     match op {
         BPF_SOCK_OPS_RTT_CB => {
             stats.rtt_samples = stats.rtt_samples.wrapping_add(1);
@@ -545,22 +678,37 @@ fn update(ctx: &SockOpsContext, op: u32) {
 /// and leaves data in flight. The exception is most ACKs of a busy flow;
 /// the last ACK of a burst (nothing in flight after it) always copies, so
 /// a flow that goes quiet keeps its final counters, as before.
+///
+/// `None`: copy (the caller reads the precise clock for it). `Some(t)`: no
+/// copy, `t` the coarse clock read for the quantum's test. The coarse
+/// clock trails the precise `updated_ns` by up to a tick, so a copy may
+/// come up to a tick after the quantum: the quantum is a least time
+/// between copies, and stays one.
 fn snapshot_due(
     ctx: &SockOpsContext,
     op: u32,
     config: Option<&DatapathConfig>,
     stats: &FlowStats,
-    now: u64,
-) -> bool {
+) -> Option<u64> {
     let quantum = config.map_or(0, |c| c.snapshot_every_ns);
-    op != BPF_SOCK_OPS_RTT_CB
+    if op != BPF_SOCK_OPS_RTT_CB
         || quantum == 0
-        || now.saturating_sub(stats.updated_ns) >= quantum
         // SAFETY: a context field load, as in `fill`.
         || unsafe { (*ctx.ops).packets_out } == 0
+    {
+        return None;
+    }
+    let coarse = coarse_now_ns();
+    (coarse.saturating_sub(stats.updated_ns) < quantum).then_some(coarse)
 }
 
 /// The per-ACK target check, cheap when nothing can have changed.
+///
+/// `now` may be the coarse clock ([`coarse_now_ns`]), which trails the
+/// daemon's CLOCK_MONOTONIC `written_ns` by at most a tick: the deadline
+/// test then passes up to one tick late, so a stale limit is lifted up to
+/// a tick after `stale_after_ns` (500 ms by default), never early. The
+/// full check reads the precise clock itself.
 ///
 /// The flow's entry caches what the last full check ([`apply_target`])
 /// concluded: the configuration generation it saw and the instant its
@@ -586,7 +734,7 @@ fn check_target(
         return;
     }
     flush_checks(stats);
-    let settled = apply_target(ctx, cookie, slot, config, stats, now);
+    let settled = apply_target(ctx, cookie, slot, config, stats, now_ns());
     // A failed bpf_setsockopt leaves the generation unseen, so the next
     // callback tries again (as every callback did before the cache).
     stats.target_generation = if settled {
@@ -596,16 +744,23 @@ fn check_target(
     };
 }
 
-/// Adds the flow's pending target checks to the shared counter.
+/// Adds the flow's pending target checks and snapshots to the shared
+/// counters.
 fn flush_checks(stats: &mut FlowStats) {
-    if stats.unflushed_checks == 0 {
-        return;
+    if stats.unflushed_checks != 0 {
+        if let Some(slot) = COUNTERS.get_ptr_mut(counters::TARGET_CHECKS) {
+            // SAFETY: as in `bump`.
+            unsafe { *slot += u64::from(stats.unflushed_checks) };
+        }
+        stats.unflushed_checks = 0;
     }
-    if let Some(slot) = COUNTERS.get_ptr_mut(counters::TARGET_CHECKS) {
-        // SAFETY: as in `bump`.
-        unsafe { *slot += u64::from(stats.unflushed_checks) };
+    if stats.unflushed_snapshots != 0 {
+        if let Some(slot) = COUNTERS.get_ptr_mut(counters::SNAPSHOTS) {
+            // SAFETY: as in `bump`.
+            unsafe { *slot += u64::from(stats.unflushed_snapshots) };
+        }
+        stats.unflushed_snapshots = 0;
     }
-    stats.unflushed_checks = 0;
 }
 
 /// The flow's target from its slot: `Some(None)` when the slot holds no

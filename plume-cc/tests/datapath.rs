@@ -377,7 +377,8 @@ fn callbacks_find_their_slot_through_the_socket_storage() {
 
 /// Pins of another map layout (an older plume-cc's, before the per-flow
 /// slots) are refused with a clear error, not misread: here a pin folder
-/// whose slot array is missing.
+/// whose slot array is missing, then one whose slots have the 168 bytes of
+/// the builds before the slot was padded to whole cache lines.
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
 fn pins_of_another_layout_are_refused() {
@@ -396,6 +397,21 @@ fn pins_of_another_layout_are_refused() {
     let e = Datapath::adopt(&pins, &pins).unwrap_err().to_string();
     assert!(
         e.contains("another map layout") && e.contains("PLUME_SLOTS") && e.contains("rm -r"),
+        "{e}"
+    );
+    // BPF_MAP_TYPE_ARRAY (2) of 168-byte values: the earlier StatsSlot.
+    assert_eq!(plume_cc_common::STATS_SLOT_SIZE, 192);
+    pin_raw_map(
+        &pins.join(plume_cc_common::maps::STATS_SLOTS),
+        2,
+        4,
+        168,
+        16,
+    );
+    let e = Datapath::adopt(&pins, &pins).unwrap_err().to_string();
+    assert!(
+        e.contains("another map layout")
+            && e.contains("PLUME_SLOTS has 168-byte values, this build 192"),
         "{e}"
     );
     dp.shutdown(Duration::from_secs(1)).unwrap();
@@ -893,7 +909,11 @@ fn pinned_maps_carry_btf_with_field_names() {
         got[1],
         (
             maps::STATS_SLOTS,
-            want("u32", "StatsSlot", &["seq", "_pad", "cookie", "stats"])
+            want(
+                "u32",
+                "StatsSlot",
+                &["seq", "_pad", "cookie", "stats", "_tail"]
+            )
         )
     );
     assert_eq!(
@@ -927,7 +947,9 @@ fn pinned_maps_carry_btf_with_field_names() {
 
 /// The two root benchmarks with `--json`: stdout is one JSON document and
 /// nothing else (their tables and progress go to stderr). Kept small: two
-/// control-step iterations, one 1 s round of the overhead transfer.
+/// control-step iterations, one eBPF cost run (3 s of transfer under the
+/// program and 3 s under the floor), one 1 s round of the overhead
+/// transfer.
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN) and iperf3; `cargo xtask test` runs it as root"]
 fn root_benchmarks_print_one_json_document_with_json() {
@@ -953,6 +975,17 @@ fn root_benchmarks_print_one_json_document_with_json() {
         .as_array()
         .unwrap_or_else(|| panic!("no control_loop rows: {v}"));
     assert!(!rows.is_empty(), "{v}");
+    // The program's cost and the floor's, measured in the same run.
+    let v = json(&["bench-datapath", "--only", "ebpf", "--json"]);
+    for key in ["run_count", "floor_run_count"] {
+        assert!(v["ebpf"][key].as_u64().is_some_and(|n| n > 0), "{key}: {v}");
+    }
+    for key in ["mean_ns", "floor_ns"] {
+        assert!(
+            v["ebpf"][key].as_f64().is_some_and(|ns| ns > 0.0),
+            "{key}: {v}"
+        );
+    }
     let v = json(&[
         "bench-overhead",
         "--duration",

@@ -6,6 +6,7 @@
 //! decides, the datapath only carries statistics up and targets down.
 
 pub mod cgroup;
+pub(crate) mod floor;
 pub mod held;
 mod loader;
 mod map_io;
@@ -35,7 +36,7 @@ use aya::{
 };
 use plume_cc_common::{
     counters, maps, DatapathConfig, FlowEvent, FlowStats, FlowTarget, SocketSlot, StatsSlot,
-    TargetSlot, CWND_UNCLAMPED, PACING_UNLIMITED, PROGRAM_NAME,
+    TargetSlot, CWND_UNCLAMPED, FLOOR_PROGRAM_NAME, PACING_UNLIMITED, PROGRAM_NAME,
 };
 use slots::{SlotRead, SlotTable};
 

@@ -324,8 +324,10 @@ mod tests {
                 delivered: w,
                 remote_ip4: w,
                 target_deadline_ns: v,
+                rto_events: w,
                 ..FlowStats::default()
             },
+            _tail: [0; 1],
         }
     }
 
@@ -342,6 +344,7 @@ mod tests {
             && s.stats.delivered == w
             && s.stats.remote_ip4 == w
             && s.stats.target_deadline_ns == v
+            && s.stats.rto_events == w
     }
 
     #[test]
