@@ -436,9 +436,8 @@ impl DatapathConfig {
 /// interval is then blind to loss, and takes the link from a CUBIC flow
 /// (docs/BENCHMARKS.md, "Holding the clamp after a loss").
 ///
-/// A write waits while all of these hold:
-/// - `want` is a clamp, not "no clamp" (lifting a stale target is the
-///   datapath's fallback and is never held back);
+/// A new clamp (`want` below [`CWND_UNCLAMPED`]) waits while all of these
+/// hold:
 /// - `ssthresh < applied`: the base lowered ssthresh since the last write
 ///   (each write sets it to the clamp; only a congestion event, or
 ///   HyStart leaving slow start, lowers it);
@@ -453,6 +452,20 @@ impl DatapathConfig {
 /// So the policy's clamp stays a ceiling and ssthresh stays the base's:
 /// a wanted clamp is written as soon as the window reaches it.
 ///
+/// A lift (`want` is [`CWND_UNCLAMPED`]: a stale target, or the
+/// competition rule's competitive mode) waits while the flow is in loss
+/// recovery (`in_recovery`: segments lost or retransmitted in flight,
+/// `lost_out` or `retrans_out` above 0) or while the two conditions on
+/// `applied` above hold. Why: a lift sets ssthresh far above any window
+/// (the kernel recorded 1,048,576 after writing [`CWND_UNCLAMPED`]), and
+/// in recovery that lets proportional rate reduction grow the window
+/// instead of cutting it, and `tcp_end_cwnd_reduction` then sets cwnd to
+/// that ssthresh: a daemon record showed cwnd 1,048,576 and thousands of
+/// retransmissions after a lift in recovery (docs/BENCHMARKS.md, "The
+/// rule and the hold together"). A waiting lift never throttles: out of
+/// recovery it waits only while the window is below the clamp, which
+/// then does not bind, and recovery ends by itself.
+///
 /// A bounded hold (`max_hold_ns` non-zero, [`clamp_hold_limit_ns`]) also
 /// ends once the write has waited that long (`held_ns`, since the first
 /// callback that held it): the loss is then undone after all, late. Why
@@ -466,15 +479,17 @@ pub fn clamp_write_waits(
     applied: u32,
     cwnd: u32,
     ssthresh: u32,
+    in_recovery: bool,
     held_ns: u64,
     max_hold_ns: u64,
 ) -> bool {
-    want < CWND_UNCLAMPED
-        && ssthresh < applied
-        && ssthresh < want
-        && cwnd < want
-        && cwnd < applied
-        && (max_hold_ns == 0 || held_ns < max_hold_ns)
+    let below_after_loss = ssthresh < applied && cwnd < applied;
+    let waits = if want == CWND_UNCLAMPED {
+        applied < CWND_UNCLAMPED && (in_recovery || below_after_loss)
+    } else {
+        below_after_loss && ssthresh < want && cwnd < want
+    };
+    waits && (max_hold_ns == 0 || held_ns < max_hold_ns)
 }
 
 /// The longest a clamp waits under a hold bounded to `max_srtts` smoothed
@@ -606,20 +621,39 @@ mod tests {
     #[test]
     fn a_clamp_write_waits_only_where_it_would_undo_a_loss() {
         // No loss since the last write (ssthresh is the clamp): written.
-        assert!(!clamp_write_waits(60, 40, 30, 40, 0, 0));
+        assert!(!clamp_write_waits(60, 40, 30, 40, false, 0, 0));
         // A loss (ssthresh 28 < 40), window 28: raising to 60 would
         // restart slow start, and so would 35 (above the window).
-        assert!(clamp_write_waits(60, 40, 28, 28, 0, 0));
-        assert!(clamp_write_waits(35, 40, 28, 28, 0, 0));
+        assert!(clamp_write_waits(60, 40, 28, 28, false, 0, 0));
+        assert!(clamp_write_waits(35, 40, 28, 28, false, 0, 0));
         // At or below the window: the ceiling binds at once, written.
-        assert!(!clamp_write_waits(28, 40, 28, 28, 0, 0));
-        assert!(!clamp_write_waits(20, 40, 28, 28, 0, 0));
+        assert!(!clamp_write_waits(28, 40, 28, 28, false, 0, 0));
+        assert!(!clamp_write_waits(20, 40, 28, 28, false, 0, 0));
         // At or below ssthresh (in slow start after a timeout): written.
-        assert!(!clamp_write_waits(28, 40, 1, 28, 0, 0));
+        assert!(!clamp_write_waits(28, 40, 1, 28, false, 0, 0));
         // The base grew back to the clamp in force: written.
-        assert!(!clamp_write_waits(60, 40, 40, 28, 0, 0));
-        // Lifting the clamp is never held back.
-        assert!(!clamp_write_waits(CWND_UNCLAMPED, 40, 28, 28, 0, 0));
+        assert!(!clamp_write_waits(60, 40, 40, 28, false, 0, 0));
+        // Lifting it after a loss, while the window is below it: waits
+        // (the lift would undo the loss); once the window is back at the
+        // clamp, or with no loss since the write: written.
+        assert!(clamp_write_waits(CWND_UNCLAMPED, 40, 28, 28, false, 0, 0));
+        assert!(!clamp_write_waits(CWND_UNCLAMPED, 40, 40, 28, false, 0, 0));
+        assert!(!clamp_write_waits(CWND_UNCLAMPED, 40, 30, 40, false, 0, 0));
+        // In recovery a lift waits even where the clamp was written
+        // during it (ssthresh = clamp = window, as the kernel recorded);
+        // a clamp at or below the window does not.
+        assert!(clamp_write_waits(CWND_UNCLAMPED, 14, 14, 14, true, 0, 0));
+        assert!(!clamp_write_waits(10, 14, 14, 14, true, 0, 0));
+        // Nothing to lift: written (no-op for the caller).
+        assert!(!clamp_write_waits(
+            CWND_UNCLAMPED,
+            CWND_UNCLAMPED,
+            14,
+            10,
+            true,
+            0,
+            0
+        ));
         // No clamp yet and ssthresh unset (TCP_INFINITE_SSTHRESH is
         // i32::MAX too): written; after a loss without a clamp: waits.
         assert!(!clamp_write_waits(
@@ -627,10 +661,11 @@ mod tests {
             CWND_UNCLAMPED,
             30,
             CWND_UNCLAMPED,
+            false,
             0,
             0
         ));
-        assert!(clamp_write_waits(60, CWND_UNCLAMPED, 30, 30, 0, 0));
+        assert!(clamp_write_waits(60, CWND_UNCLAMPED, 30, 30, false, 0, 0));
     }
 
     #[test]
@@ -639,12 +674,20 @@ mod tests {
         let limit = clamp_hold_limit_ns(50_000, 4);
         assert_eq!(limit, 200_000_000);
         // A held write (a loss, window 28) waits until then, not after.
-        assert!(clamp_write_waits(60, 40, 28, 28, 0, limit));
-        assert!(clamp_write_waits(60, 40, 28, 28, 199_999_999, limit));
-        assert!(!clamp_write_waits(60, 40, 28, 28, 200_000_000, limit));
+        assert!(clamp_write_waits(60, 40, 28, 28, false, 0, limit));
+        assert!(clamp_write_waits(60, 40, 28, 28, false, 199_999_999, limit));
+        assert!(!clamp_write_waits(
+            60,
+            40,
+            28,
+            28,
+            false,
+            200_000_000,
+            limit
+        ));
         // Unbounded (0 srtts): waits however long.
         assert_eq!(clamp_hold_limit_ns(50_000, 0), 0);
-        assert!(clamp_write_waits(60, 40, 28, 28, u64::MAX, 0));
+        assert!(clamp_write_waits(60, 40, 28, 28, false, u64::MAX, 0));
         // No RTT sample yet: a bound of 1 ns, not none.
         assert_eq!(clamp_hold_limit_ns(0, 4), 1);
         assert!(!clamp_write_waits(
@@ -652,12 +695,32 @@ mod tests {
             40,
             28,
             28,
+            false,
             1,
             clamp_hold_limit_ns(0, 4)
         ));
+        // A waiting lift ends with the bound too.
+        assert!(clamp_write_waits(
+            CWND_UNCLAMPED,
+            40,
+            28,
+            28,
+            true,
+            0,
+            limit
+        ));
+        assert!(!clamp_write_waits(
+            CWND_UNCLAMPED,
+            40,
+            28,
+            28,
+            true,
+            200_000_000,
+            limit
+        ));
         // The bound never makes a write wait that would not otherwise.
-        assert!(!clamp_write_waits(28, 40, 28, 28, 0, limit));
-        assert!(!clamp_write_waits(60, 40, 30, 40, 0, limit));
+        assert!(!clamp_write_waits(28, 40, 28, 28, false, 0, limit));
+        assert!(!clamp_write_waits(60, 40, 30, 40, false, 0, limit));
     }
 
     #[test]

@@ -812,6 +812,7 @@ fn apply_target(
         // next callback (the caller leaves the generation unseen).
         return false;
     };
+    let mut expired = false;
     let (want_cwnd, want_pacing, deadline) = match target {
         Some(t) if config.enforce != 0 && now.saturating_sub(t.written_ns) <= stale_after => (
             bound_cwnd(t.cwnd_clamp),
@@ -820,11 +821,10 @@ fn apply_target(
             t.written_ns.saturating_add(stale_after),
         ),
         Some(_) => {
-            if stats.applied_cwnd_clamp != CWND_UNCLAMPED
-                || stats.applied_pacing != PACING_UNLIMITED
-            {
-                bump(counters::TARGETS_EXPIRED);
-            }
+            // Counted below, once the limits are lifted (with the hold a
+            // lift may wait, and the next callbacks come here again).
+            expired = stats.applied_cwnd_clamp != CWND_UNCLAMPED
+                || stats.applied_pacing != PACING_UNLIMITED;
             (CWND_UNCLAMPED, PACING_UNLIMITED, u64::MAX)
         }
         None => (CWND_UNCLAMPED, PACING_UNLIMITED, u64::MAX),
@@ -854,6 +854,12 @@ fn apply_target(
             settled = false;
         }
     }
+    if expired
+        && stats.applied_cwnd_clamp == CWND_UNCLAMPED
+        && stats.applied_pacing == PACING_UNLIMITED
+    {
+        bump(counters::TARGETS_EXPIRED);
+    }
     settled
 }
 
@@ -875,7 +881,14 @@ fn clamp_held(
     }
     // SAFETY: context field loads, as in `fill`; read now, not from the
     // last snapshot, which may be a quantum old.
-    let (cwnd, ssthresh) = unsafe { ((*ctx.ops).snd_cwnd, (*ctx.ops).snd_ssthresh) };
+    let (cwnd, ssthresh, lost, retrans) = unsafe {
+        (
+            (*ctx.ops).snd_cwnd,
+            (*ctx.ops).snd_ssthresh,
+            (*ctx.ops).lost_out,
+            (*ctx.ops).retrans_out,
+        )
+    };
     let held_ns = if stats.hold_since_ns == 0 {
         0
     } else {
@@ -887,6 +900,9 @@ fn clamp_held(
         stats.applied_cwnd_clamp,
         cwnd,
         ssthresh,
+        // In loss recovery: segments marked lost or retransmitted in
+        // flight (the context has no `icsk_ca_state`).
+        lost != 0 || retrans != 0,
         held_ns,
         limit,
     );
