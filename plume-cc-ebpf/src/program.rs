@@ -302,7 +302,15 @@ fn register(ctx: &SockOpsContext) {
 /// # Safety
 /// `dst` points into a slot of [`SLOTS`] that the caller owns.
 unsafe fn store_stats(dst: *mut FlowStats, s: &FlowStats) {
-    let FlowStats {
+    // One list of the fields: the exhaustive pattern, then one volatile
+    // store per field.
+    macro_rules! store_each {
+        ($($field:ident),* $(,)?) => {
+            let FlowStats { $($field),* } = *s;
+            $( write_volatile(addr_of_mut!((*dst).$field), $field); )*
+        };
+    }
+    store_each!(
         updated_ns,
         target_deadline_ns,
         last_rtt_us,
@@ -339,49 +347,6 @@ unsafe fn store_stats(dst: *mut FlowStats, s: &FlowStats) {
         local_ip4,
         remote_ip4,
         hold_since_ns,
-    } = *s;
-    macro_rules! store {
-        ($($field:ident),*) => {
-            $( write_volatile(addr_of_mut!((*dst).$field), $field); )*
-        };
-    }
-    store!(
-        updated_ns,
-        target_deadline_ns,
-        last_rtt_us,
-        rtt_samples,
-        applied_cwnd_clamp,
-        applied_pacing,
-        target_generation,
-        unflushed_checks,
-        unflushed_snapshots,
-        _pad_hot,
-        retrans_events,
-        rto_events,
-        start_ns,
-        bytes_acked,
-        bytes_received,
-        srtt_us,
-        min_rtt_us,
-        snd_cwnd,
-        snd_ssthresh,
-        mss,
-        packets_out,
-        retrans_out,
-        lost_out,
-        sacked_out,
-        total_retrans,
-        delivered,
-        delivered_ce,
-        rate_delivered,
-        rate_interval_us,
-        data_segs_out,
-        local_port,
-        remote_port,
-        family,
-        local_ip4,
-        remote_ip4,
-        hold_since_ns
     );
 }
 
