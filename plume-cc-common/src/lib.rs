@@ -99,10 +99,9 @@ pub struct StatsSlot {
     pub _pad: u32,
     /// Socket cookie of the flow that owns the slot; 0 when free.
     pub cookie: u64,
-    /// The flow's statistics.
+    /// The flow's statistics ([`STATS_SLOT_SIZE`] with the header above:
+    /// no padding).
     pub stats: FlowStats,
-    /// Explicit padding to [`STATS_SLOT_SIZE`] (never written).
-    pub _tail: [u64; 1],
 }
 
 /// Size of [`StatsSlot`]: a multiple of the 64-byte cache line, so every
@@ -205,6 +204,12 @@ pub mod counters {
     /// such callback writes the entry, so a flow's next callbacks find it
     /// there. 0 while every flow was registered by this program.
     pub const SLOT_HASH_LOOKUPS: u32 = 11;
+    /// Callbacks on which a lift waited for the tail of loss recovery
+    /// alone: nothing lost or retransmitted in flight, but
+    /// [`crate::recovery_tail`] says the flow may still be in recovery (up
+    /// to the ACK that ends it; see [`crate::lift_waits`]): the case the
+    /// loss counters alone let through.
+    pub const RECOVERY_TAIL_WAITS: u32 = 12;
     /// Number of counter slots (a few spare).
     pub const LEN: u32 = 16;
 }
@@ -331,6 +336,72 @@ pub struct FlowStats {
     /// clamp write waits reads it.
     #[cfg_attr(feature = "user", serde(skip))]
     pub hold_since_ns: u64,
+    /// The datapath's own bookkeeping: the sequence number `snd_una` must
+    /// pass before the flow is surely out of loss recovery
+    /// ([`recovery_tail`]); meaningful only while `recovery_pending` is
+    /// not [`RECOVERY_NONE`].
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub recovery_seq: u32,
+    /// The datapath's own bookkeeping: [`RECOVERY_NONE`],
+    /// [`RECOVERY_RETRANSMITTED`] or [`RECOVERY_ENDING`] ([`recovery_tail`]).
+    #[cfg_attr(feature = "user", serde(skip))]
+    pub recovery_pending: u32,
+}
+
+/// [`FlowStats::recovery_pending`]: no retransmission since the flow
+/// last left recovery.
+pub const RECOVERY_NONE: u32 = 0;
+/// [`FlowStats::recovery_pending`]: retransmitted; `recovery_seq` is
+/// `snd_nxt` at the latest retransmission callback, at or past the
+/// kernel's recovery point (`tp->high_seq`, `snd_nxt` when recovery
+/// began: every retransmission of that recovery comes after it).
+pub const RECOVERY_RETRANSMITTED: u32 = 1;
+/// [`FlowStats::recovery_pending`]: a callback saw `snd_una` reach the
+/// retransmission's `snd_nxt`; `recovery_seq` is that `snd_una` + 1, so
+/// the state ends on the first callback after `snd_una` moved on again.
+pub const RECOVERY_ENDING: u32 = 2;
+
+/// Whether a flow may still be in loss recovery with nothing lost or
+/// retransmitted left in flight (its tail, which `lost_out` and
+/// `retrans_out` miss), advancing its state (`pending`, `seq`:
+/// [`FlowStats::recovery_pending`], [`FlowStats::recovery_seq`]) with
+/// `snd_una` as a callback reads it. A retransmission callback sets
+/// [`RECOVERY_RETRANSMITTED`] and `seq` to `snd_nxt` itself.
+///
+/// Why two steps: the RTT callback runs while the kernel cleans the
+/// retransmission queue (`tcp_clean_rtx_queue` -> `tcp_ack_update_rtt`
+/// -> `tcp_bpf_rtt`), before `tcp_fastretrans_alert` sees `snd_una` at
+/// or past `high_seq` and ends recovery on the same ACK
+/// (`tcp_end_cwnd_reduction` sets cwnd to ssthresh). So the callback
+/// that first sees `snd_una` reach the point is still in recovery: a
+/// lift written there sets ssthresh far above the window and the end of
+/// recovery copies it into cwnd (seen on the kernel: cwnd 1,048,576 after
+/// a lift on such an ACK; docs/BENCHMARKS.md, "The recovery point and the
+/// ACK that ends recovery"). The tail therefore ends one advance of
+/// `snd_una` later, on an ACK the kernel handles out of recovery.
+///
+/// Cleared once over, so that a sequence number 2^31 bytes later is never
+/// read as the same recovery; every statistics copy advances it too.
+pub fn recovery_tail(pending: &mut u32, seq: &mut u32, snd_una: u32) -> bool {
+    match *pending {
+        RECOVERY_RETRANSMITTED if !seq_before(snd_una, *seq) => {
+            *pending = RECOVERY_ENDING;
+            *seq = snd_una.wrapping_add(1);
+            true
+        }
+        RECOVERY_ENDING if !seq_before(snd_una, *seq) => {
+            *pending = RECOVERY_NONE;
+            false
+        }
+        RECOVERY_NONE => false,
+        _ => true,
+    }
+}
+
+/// Whether TCP sequence number `a` comes before `b`, modulo 2^32 (the
+/// kernel's `before()` in include/net/tcp.h: `(s32)(seq1 - seq2) < 0`).
+pub const fn seq_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
 }
 
 /// A flow's target, written by the daemon and applied by the eBPF program on
@@ -452,20 +523,8 @@ impl DatapathConfig {
 /// So the policy's clamp stays a ceiling and ssthresh stays the base's:
 /// a wanted clamp is written as soon as the window reaches it.
 ///
-/// A lift (`want` is [`CWND_UNCLAMPED`]: a stale target, or the
-/// competition rule's competitive mode) waits while the flow is in loss
-/// recovery (`in_recovery`: segments lost or retransmitted in flight,
-/// `lost_out` or `retrans_out` above 0). Why: a lift sets ssthresh far above any window
-/// (the kernel recorded 1,048,576 after writing [`CWND_UNCLAMPED`]), and
-/// in recovery that lets proportional rate reduction grow the window
-/// instead of cutting it, and `tcp_end_cwnd_reduction` then sets cwnd to
-/// that ssthresh: a daemon record showed cwnd 1,048,576 and thousands of
-/// retransmissions after a lift in recovery (docs/BENCHMARKS.md, "The
-/// rule and the hold together"). Recovery ends by itself, so the lift
-/// comes a few round trips late at most; after it the base slow-starts
-/// as after any lift. (Also holding lifts while the window is below the
-/// clamp after a loss, as for a new clamp, was measured and not kept: it
-/// cut the share beside CUBIC at 4 BDP; "Holding the lift", same file.)
+/// A lift (`want` is [`CWND_UNCLAMPED`]) waits as [`lift_waits`] says,
+/// with the hold or without it, and is not bounded by the hold's bound.
 ///
 /// A bounded hold (`max_hold_ns` non-zero, [`clamp_hold_limit_ns`]) also
 /// ends once the write has waited that long (`held_ns`, since the first
@@ -484,13 +543,52 @@ pub fn clamp_write_waits(
     held_ns: u64,
     max_hold_ns: u64,
 ) -> bool {
-    let below_after_loss = ssthresh < applied && cwnd < applied;
-    let waits = if want == CWND_UNCLAMPED {
-        applied < CWND_UNCLAMPED && in_recovery
-    } else {
-        below_after_loss && ssthresh < want && cwnd < want
-    };
-    waits && (max_hold_ns == 0 || held_ns < max_hold_ns)
+    if want == CWND_UNCLAMPED {
+        return lift_waits(applied, in_recovery);
+    }
+    ssthresh < applied
+        && ssthresh < want
+        && cwnd < want
+        && cwnd < applied
+        && (max_hold_ns == 0 || held_ns < max_hold_ns)
+}
+
+/// Whether a lift of the clamp in force (`applied`; writing
+/// [`CWND_UNCLAMPED`]: a stale target, a daemon that stopped, or the
+/// competition rule's competitive mode) waits: while the flow is in loss
+/// recovery (`in_recovery`: segments lost or retransmitted in flight,
+/// `lost_out` or `retrans_out` above 0, or [`recovery_tail`]: the tail
+/// of recovery after the last retransmission was acknowledged, up to the
+/// ACK that ends it).
+///
+/// Why: a lift sets ssthresh far above any window (the kernel recorded
+/// 1,048,576 after writing [`CWND_UNCLAMPED`]), and in recovery that lets
+/// proportional rate reduction grow the window instead of cutting it, and
+/// `tcp_end_cwnd_reduction` then sets cwnd to that ssthresh: a daemon
+/// record showed cwnd 1,048,576 and thousands of retransmissions after a
+/// lift in recovery (docs/BENCHMARKS.md, "The rule and the hold
+/// together"). Recovery ends by itself, so the lift comes a few round
+/// trips late at most; after it the base slow-starts as after any lift.
+/// The two counters alone miss recovery's tail (everything retransmitted
+/// acknowledged, the ACK that ends recovery included), and a lift there
+/// still blew the window up ("Holding the lift in loss recovery", same
+/// file); the kernel's own recovery state is not in the sock_ops
+/// context, so [`recovery_tail`] follows it from the latest
+/// retransmission's `snd_nxt` (it holds up to a round trip longer than
+/// the kernel's recovery). (Also holding lifts while the window is below
+/// the clamp after a loss, as for a new clamp, was measured and not kept:
+/// it cut the share beside CUBIC at 4 BDP; "Holding the lift in loss
+/// recovery", same file.)
+///
+/// With or without the hold: a daemon stopped for longer than its
+/// staleness limit over and over (SIGSTOP, so that the datapath lifts its
+/// targets at any phase of the flow) blew the default's window up the
+/// same way, where it has no hold (docs/BENCHMARKS.md, "The recovery
+/// point and the ACK that ends recovery"). Unbounded, as recovery ends
+/// by itself; the safety fallback stays: the limits are lifted, a few
+/// round trips late at most.
+pub const fn lift_waits(applied: u32, in_recovery: bool) -> bool {
+    applied < CWND_UNCLAMPED && in_recovery
 }
 
 /// The longest a clamp waits under a hold bounded to `max_srtts` smoothed
@@ -568,11 +666,11 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        // 6 u64 + 30 u32 = 168 bytes: no tail padding, so every byte is a
+        // 6 u64 + 32 u32 = 176 bytes: no tail padding, so every byte is a
         // field and aya::Pod is sound.
         assert_eq!(align_of::<FlowStats>(), 8);
-        assert_eq!(size_of::<FlowStats>(), 168);
-        // 16 + 168 + 8 bytes of explicit tail padding.
+        assert_eq!(size_of::<FlowStats>(), 176);
+        // 16 + 176: no padding.
         assert_eq!(size_of::<StatsSlot>(), STATS_SLOT_SIZE);
         assert_eq!(size_of::<FlowTarget>(), 16);
         assert_eq!(size_of::<DatapathConfig>(), 48);
@@ -620,6 +718,44 @@ mod tests {
     }
 
     #[test]
+    fn sequence_numbers_compare_modulo_two_to_the_32() {
+        assert!(seq_before(1, 2));
+        assert!(!seq_before(2, 2));
+        assert!(!seq_before(3, 2));
+        // Across the wrap: u32::MAX comes just before 5.
+        assert!(seq_before(u32::MAX, 5));
+        assert!(!seq_before(5, u32::MAX));
+        // Up to 2^31 ahead is after; further ahead is behind, wrapped.
+        assert!(seq_before(0, (1 << 31) - 1));
+        assert!(seq_before(0, 1 << 31));
+        assert!(!seq_before(0, (1 << 31) + 1));
+    }
+
+    #[test]
+    fn recovery_tail_ends_one_advance_after_the_retransmissions_snd_nxt() {
+        let (mut pending, mut seq) = (RECOVERY_NONE, 0);
+        assert!(!recovery_tail(&mut pending, &mut seq, 100));
+        // A retransmission at snd_nxt 5000.
+        (pending, seq) = (RECOVERY_RETRANSMITTED, 5000);
+        assert!(recovery_tail(&mut pending, &mut seq, 3000));
+        assert!(recovery_tail(&mut pending, &mut seq, 4999));
+        // The ACK that reaches it may be the one the kernel ends recovery
+        // on, after this callback: still the tail, asked twice or not.
+        assert!(recovery_tail(&mut pending, &mut seq, 5200));
+        assert_eq!((pending, seq), (RECOVERY_ENDING, 5201));
+        assert!(recovery_tail(&mut pending, &mut seq, 5200));
+        // The next advance is out of recovery.
+        assert!(!recovery_tail(&mut pending, &mut seq, 6648));
+        assert_eq!(pending, RECOVERY_NONE);
+        assert!(!recovery_tail(&mut pending, &mut seq, 5200));
+        // Across the sequence wrap.
+        (pending, seq) = (RECOVERY_RETRANSMITTED, 10);
+        assert!(recovery_tail(&mut pending, &mut seq, u32::MAX - 5));
+        assert!(recovery_tail(&mut pending, &mut seq, 10));
+        assert!(!recovery_tail(&mut pending, &mut seq, 11));
+    }
+
+    #[test]
     fn a_clamp_write_waits_only_where_it_would_undo_a_loss() {
         // No loss since the last write (ssthresh is the clamp): written.
         assert!(!clamp_write_waits(60, 40, 30, 40, false, 0, 0));
@@ -642,6 +778,11 @@ mod tests {
         // a clamp at or below the window does not.
         assert!(clamp_write_waits(CWND_UNCLAMPED, 14, 14, 14, true, 0, 0));
         assert!(!clamp_write_waits(10, 14, 14, 14, true, 0, 0));
+        // A hold's bound does not end a lift's wait (recovery does).
+        assert!(clamp_write_waits(CWND_UNCLAMPED, 14, 14, 14, true, 9, 1));
+        assert!(lift_waits(14, true));
+        assert!(!lift_waits(14, false));
+        assert!(!lift_waits(CWND_UNCLAMPED, true));
         // Nothing to lift: written (no-op for the caller).
         assert!(!clamp_write_waits(
             CWND_UNCLAMPED,
@@ -697,25 +838,29 @@ mod tests {
             1,
             clamp_hold_limit_ns(0, 4)
         ));
-        // A waiting lift ends with the bound too.
-        assert!(clamp_write_waits(
-            CWND_UNCLAMPED,
-            40,
-            28,
-            28,
-            true,
-            0,
-            limit
-        ));
-        assert!(!clamp_write_waits(
-            CWND_UNCLAMPED,
-            40,
-            28,
-            28,
-            true,
-            200_000_000,
-            limit
-        ));
+        // A lift waiting for recovery does not end with the bound (the
+        // end of recovery after a lift is what blows the window up):
+        // recovery ends it.
+        for held in [0, 200_000_000, u64::MAX] {
+            assert!(clamp_write_waits(
+                CWND_UNCLAMPED,
+                40,
+                28,
+                28,
+                true,
+                held,
+                limit
+            ));
+            assert!(!clamp_write_waits(
+                CWND_UNCLAMPED,
+                40,
+                28,
+                28,
+                false,
+                held,
+                limit
+            ));
+        }
         // The bound never makes a write wait that would not otherwise.
         assert!(!clamp_write_waits(28, 40, 28, 28, false, 0, limit));
         assert!(!clamp_write_waits(60, 40, 30, 40, false, 0, limit));

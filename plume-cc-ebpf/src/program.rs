@@ -17,9 +17,10 @@ use core::{
     sync::atomic::{compiler_fence, Ordering},
 };
 use plume_cc_common::{
-    counters, event_kind, DatapathConfig, FlowEvent, FlowStats, FlowTarget, SocketSlot, StatsSlot,
-    TargetSlot, BASE_CC_LEN, BPF_F_MMAPABLE, CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, MAX_FLOWS,
-    MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
+    counters, event_kind, recovery_tail, DatapathConfig, FlowEvent, FlowStats, FlowTarget,
+    SocketSlot, StatsSlot, TargetSlot, BASE_CC_LEN, BPF_F_MMAPABLE, CWND_UNCLAMPED,
+    DEFAULT_STALE_AFTER_NS, MAX_FLOWS, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
+    RECOVERY_NONE, RECOVERY_RETRANSMITTED,
 };
 
 // Callback ops, callback flags and TCP states come from aya's bindings of
@@ -347,6 +348,8 @@ unsafe fn store_stats(dst: *mut FlowStats, s: &FlowStats) {
         local_ip4,
         remote_ip4,
         hold_since_ns,
+        recovery_seq,
+        recovery_pending,
     );
 }
 
@@ -568,6 +571,16 @@ fn fill(ctx: &SockOpsContext, stats: &mut FlowStats, now: u64) {
         stats.rate_delivered = (*ops).rate_delivered;
         stats.rate_interval_us = (*ops).rate_interval_us;
         stats.data_segs_out = (*ops).data_segs_out;
+        // Recovery's tail advanced on every snapshot too, so that it is
+        // forgotten long before the sequence space wraps (2^31 bytes) and
+        // an old point reads as ahead again.
+        if stats.recovery_pending != RECOVERY_NONE {
+            recovery_tail(
+                &mut stats.recovery_pending,
+                &mut stats.recovery_seq,
+                (*ops).snd_una,
+            );
+        }
         // `delivered` lives in struct tcp_sock, reachable through bpf_tcp_sock.
         let sk = (*ops).__bindgen_anon_2.sk;
         if !sk.is_null() {
@@ -622,7 +635,15 @@ fn update(ctx: &SockOpsContext, op: u32) {
                 sample
             };
         }
-        BPF_SOCK_OPS_RETRANS_CB => stats.retrans_events = stats.retrans_events.wrapping_add(1),
+        BPF_SOCK_OPS_RETRANS_CB => {
+            stats.retrans_events = stats.retrans_events.wrapping_add(1);
+            // The recovery point's upper bound (`FlowStats::recovery_seq`):
+            // the kernel's `high_seq` is `snd_nxt` when recovery began, and
+            // every retransmission of that recovery comes at or after it.
+            // SAFETY: a context field load, as in `fill`.
+            stats.recovery_seq = unsafe { (*ctx.ops).snd_nxt };
+            stats.recovery_pending = RECOVERY_RETRANSMITTED;
+        }
         BPF_SOCK_OPS_RTO_CB => stats.rto_events = stats.rto_events.wrapping_add(1),
         _ => {}
     }
@@ -828,11 +849,12 @@ fn apply_target(
     settled
 }
 
-/// Whether writing `want` now would undo the base's loss response, with
-/// the configuration's hold on ([`DatapathConfig::clamp_hold`];
-/// `plume_cc_common::clamp_write_waits` has the rule and why). Keeps
-/// `stats.hold_since_ns`: set on the first callback that holds, cleared
-/// on one that does not, so a bounded hold
+/// Whether writing `want` now waits: a lift while the flow is in loss
+/// recovery, always (`plume_cc_common::lift_waits`), and a new clamp that
+/// would undo the base's loss response, with the configuration's hold on
+/// ([`DatapathConfig::clamp_hold`]; `plume_cc_common::clamp_write_waits`
+/// has the rules and why). Keeps `stats.hold_since_ns`: set on the first
+/// callback that holds, cleared on one that does not, so a bounded hold
 /// ([`DatapathConfig::clamp_hold_max_srtts`]) counts from there.
 fn clamp_held(
     ctx: &SockOpsContext,
@@ -841,19 +863,29 @@ fn clamp_held(
     want: u32,
     now: u64,
 ) -> bool {
-    if config.clamp_hold == 0 {
+    let lift = want == CWND_UNCLAMPED;
+    if config.clamp_hold == 0 && !lift {
         return false;
     }
     // SAFETY: context field loads, as in `fill`; read now, not from the
     // last snapshot, which may be a quantum old.
-    let (cwnd, ssthresh, lost, retrans) = unsafe {
+    let (cwnd, ssthresh, lost, retrans, snd_una) = unsafe {
         (
             (*ctx.ops).snd_cwnd,
             (*ctx.ops).snd_ssthresh,
             (*ctx.ops).lost_out,
             (*ctx.ops).retrans_out,
+            (*ctx.ops).snd_una,
         )
     };
+    // Recovery's tail: everything retransmitted acknowledged, up to the
+    // ACK that ends recovery (`plume_cc_common::recovery_tail`).
+    let tail = recovery_tail(
+        &mut stats.recovery_pending,
+        &mut stats.recovery_seq,
+        snd_una,
+    );
+    let counted = lost != 0 || retrans != 0;
     let held_ns = if stats.hold_since_ns == 0 {
         0
     } else {
@@ -866,11 +898,14 @@ fn clamp_held(
         cwnd,
         ssthresh,
         // In loss recovery: segments marked lost or retransmitted in
-        // flight (the context has no `icsk_ca_state`).
-        lost != 0 || retrans != 0,
+        // flight, or its tail (the context has no `icsk_ca_state`).
+        counted || tail,
         held_ns,
         limit,
     );
+    if waits && tail && !counted && lift {
+        bump(counters::RECOVERY_TAIL_WAITS);
+    }
     stats.hold_since_ns = match (waits, stats.hold_since_ns) {
         (false, _) => 0,
         (true, 0) => now.max(1),

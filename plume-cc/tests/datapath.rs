@@ -909,11 +909,7 @@ fn pinned_maps_carry_btf_with_field_names() {
         got[1],
         (
             maps::STATS_SLOTS,
-            want(
-                "u32",
-                "StatsSlot",
-                &["seq", "_pad", "cookie", "stats", "_tail"]
-            )
+            want("u32", "StatsSlot", &["seq", "_pad", "cookie", "stats"])
         )
     );
     assert_eq!(

@@ -222,6 +222,12 @@ fn start_plume(
         .map_err(|e| BenchError::Scheme(format!("plume: {e}")))?;
     let log_file = std::fs::File::create(log)
         .map_err(|e| BenchError::Scheme(format!("plume: daemon log {}: {e}", log.display())))?;
+    // The daemon's closing statistics (one JSON line on stdout: intervals,
+    // the datapath's counters) go to the log too, so a run's folder says
+    // what the datapath did (e.g. lifts held in recovery).
+    let stdout_file = log_file
+        .try_clone()
+        .map_err(|e| BenchError::Scheme(format!("plume: daemon log {}: {e}", log.display())))?;
     let mut cmd = Command::new(exe);
     cmd.arg("run");
     if let Some(p) = policy {
@@ -231,7 +237,7 @@ fn start_plume(
     cmd.arg("--cgroup")
         .arg(cg.path())
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout_file)
         .stderr(log_file);
     let mut child = cmd
         .spawn()

@@ -92,7 +92,7 @@ pub fn status(json: bool, pin_dir: Option<PathBuf>, explain: bool) -> anyhow::Re
                 st.stale_after_ms
             );
             println!(
-                "  counters: opened {} closed {} map-full {} applied {} expired {} setsockopt-errors {} events-dropped {} torn-reads {} slot-hash-lookups {}",
+                "  counters: opened {} closed {} map-full {} applied {} expired {} setsockopt-errors {} events-dropped {} torn-reads {} slot-hash-lookups {} recovery-tail-waits {}",
                 c.flows_opened,
                 c.flows_closed,
                 c.flow_map_full,
@@ -101,7 +101,8 @@ pub fn status(json: bool, pin_dir: Option<PathBuf>, explain: bool) -> anyhow::Re
                 c.setsockopt_errors,
                 c.events_dropped,
                 c.torn_reads,
-                c.slot_hash_lookups
+                c.slot_hash_lookups,
+                c.recovery_tail_waits
             );
             print!("{}", daemon::status::table(&st.flows));
             if explain {

@@ -142,6 +142,11 @@ const COUNTERS: &[CounterSpec] = &[
         "Failed bpf_setsockopt calls",
         |s| s.datapath.setsockopt_errors,
     ),
+    (
+        "plume_recovery_tail_waits",
+        "Datapath callbacks on which a lift waited for the tail of loss recovery alone (nothing lost or retransmitted in flight)",
+        |s| s.datapath.recovery_tail_waits,
+    ),
 ];
 
 /// The `reason` label values of `plume_policy_guarded_total`, with the

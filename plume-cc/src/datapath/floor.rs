@@ -34,38 +34,13 @@ impl FloorProgram {
             .map_max_entries(maps::FREE_SLOTS, 1)
             .load(EBPF_OBJECT)
             .map_err(loader::load_error)?;
-        let program: &mut SockOps = ebpf
-            .program_mut(FLOOR_PROGRAM_NAME)
-            .ok_or_else(|| {
-                DatapathError::Load(format!("no program {FLOOR_PROGRAM_NAME} in the object"))
-            })?
-            .try_into()
-            .map_err(loader::load_error)?;
-        program.load().map_err(loader::load_error)?;
-        let file = std::fs::File::open(cgroup).map_err(|e| DatapathError::Attach {
-            path: cgroup.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let attach_err = |e: &dyn std::fmt::Display| DatapathError::Attach {
-            path: cgroup.to_owned(),
-            reason: format!("{e:#}"),
-        };
-        let link_id = program
-            .attach(file.as_fd(), CgroupAttachMode::Single)
-            .map_err(|e| attach_err(&e))?;
-        let link = program.take_link(link_id).map_err(|e| attach_err(&e))?;
-        let link = FdLink::try_from(link).map_err(|e| attach_err(&e))?;
+        let link = loader::attach_sock_ops(&mut ebpf, FLOOR_PROGRAM_NAME, cgroup)?;
         Ok(Self { ebpf, _link: link })
     }
 
     /// The floor program's (run count, total run time in ns) from the
     /// kernel's statistics, as [`Datapath::program_run_stats`].
     pub(crate) fn run_stats(&self) -> Result<(u64, u64), DatapathError> {
-        let program = self
-            .ebpf
-            .program(FLOOR_PROGRAM_NAME)
-            .ok_or_else(|| DatapathError::Load(format!("no program {FLOOR_PROGRAM_NAME}")))?;
-        let info = program.info().map_err(loader::load_error)?;
-        Ok((info.run_count(), info.run_time().as_nanos() as u64))
+        loader::run_stats(&self.ebpf, FLOOR_PROGRAM_NAME)
     }
 }

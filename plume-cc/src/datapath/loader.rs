@@ -90,6 +90,54 @@ pub fn attached_at(pin_dir: &Path) -> bool {
     pin_dir.join(LINK_PIN).exists()
 }
 
+/// Loads the object's sock_ops program `name` into the kernel and
+/// attaches it to the cgroup v2 folder `cgroup`, as the one program there
+/// (`CgroupAttachMode::Single`); the link detaches it when dropped (unless
+/// pinned). The datapath's program and the benchmark's floor
+/// (`floor.rs`) both come through here.
+pub(super) fn attach_sock_ops(
+    ebpf: &mut Ebpf,
+    name: &str,
+    cgroup: &Path,
+) -> Result<FdLink, DatapathError> {
+    let program: &mut SockOps = ebpf
+        .program_mut(name)
+        .ok_or_else(|| DatapathError::Load(format!("no program {name} in the object")))?
+        .try_into()
+        .map_err(load_error)?;
+    program.load().map_err(load_error)?;
+    let file = std::fs::File::open(cgroup).map_err(|e| DatapathError::Attach {
+        path: cgroup.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let attach_err = |e: &dyn std::fmt::Display| {
+        let reason = format!("{e:#}");
+        if is_permission_error(&reason) {
+            DatapathError::Permission(format!("attaching to {}: {reason}", cgroup.display()))
+        } else {
+            DatapathError::Attach {
+                path: cgroup.to_owned(),
+                reason,
+            }
+        }
+    };
+    let link_id = program
+        .attach(file.as_fd(), CgroupAttachMode::Single)
+        .map_err(|e| attach_err(&e))?;
+    let link = program.take_link(link_id).map_err(|e| attach_err(&e))?;
+    FdLink::try_from(link).map_err(|e| attach_err(&e))
+}
+
+/// The loaded program `name`'s (run count, total run time in ns) from the
+/// kernel's statistics (counted only while `kernel.bpf_stats_enabled` is 1).
+pub(super) fn run_stats(ebpf: &Ebpf, name: &str) -> Result<(u64, u64), DatapathError> {
+    let program = ebpf
+        .program(name)
+        .ok_or_else(|| DatapathError::Load(format!("no program {name}")))?;
+    let info = program.info().map_err(load_error)?;
+    Ok((info.run_count(), info.run_time().as_nanos() as u64))
+}
+
 /// A load error as one line with its causes (aya keeps the errno in the
 /// source chain: "failed to create map ...: Operation not permitted"), so
 /// a missing capability is recognised wherever it surfaces.
@@ -334,32 +382,7 @@ impl Datapath {
             }
         }
         let logger = aya_log::EbpfLogger::init(&mut ebpf).ok();
-        let program: &mut SockOps = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or_else(|| DatapathError::Load(format!("no program {PROGRAM_NAME} in the object")))?
-            .try_into()
-            .map_err(load_error)?;
-        program.load().map_err(load_error)?;
-        let file = std::fs::File::open(cgroup).map_err(|e| DatapathError::Attach {
-            path: cgroup.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let attach_err = |e: &dyn std::fmt::Display| {
-            let reason = format!("{e:#}");
-            if is_permission_error(&reason) {
-                DatapathError::Permission(format!("attaching to {}: {reason}", cgroup.display()))
-            } else {
-                DatapathError::Attach {
-                    path: cgroup.to_owned(),
-                    reason,
-                }
-            }
-        };
-        let link_id = program
-            .attach(file.as_fd(), CgroupAttachMode::Single)
-            .map_err(|e| attach_err(&e))?;
-        let link = program.take_link(link_id).map_err(|e| attach_err(&e))?;
-        let link = FdLink::try_from(link).map_err(|e| attach_err(&e))?;
+        let link = attach_sock_ops(&mut ebpf, PROGRAM_NAME, cgroup)?;
         let dp = Self {
             flows: take(&mut ebpf, maps::FLOW_STATS, pin_dir)?,
             stats_slots: take_slots(&mut ebpf, maps::STATS_SLOTS, pin_dir)?,

@@ -215,6 +215,9 @@ pub struct Counters {
     /// `counters::SLOT_HASH_LOOKUPS`); 0 while every flow was registered
     /// by this program with its storage entry.
     pub slot_hash_lookups: u64,
+    /// Callbacks on which a lift waited for the tail of loss recovery
+    /// alone (see `counters::RECOVERY_TAIL_WAITS`).
+    pub recovery_tail_waits: u64,
 }
 
 /// How the program stays attached.

@@ -327,7 +327,6 @@ mod tests {
                 rto_events: w,
                 ..FlowStats::default()
             },
-            _tail: [0; 1],
         }
     }
 

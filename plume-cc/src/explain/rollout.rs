@@ -204,20 +204,23 @@ pub fn run_branches(
             allowed: "an index of the episodes",
             found: format!("{} (branch {i})", b.episode),
         })?;
-        let mut env = Env::new(EnvConfig {
+        // What the policy's file decides, as its daemon deploys it
+        // (`EnvConfig::deploying`): the observation version the network
+        // reads, the anchor window's floor, the shared min RTT and the
+        // clamp hold, so that the predictors learn the futures the
+        // deployed mapping makes. All but the cadence: these rollouts hold
+        // each decision over the flow's copies themselves (above), so the
+        // environment steps one interval at a time.
+        let config = EnvConfig {
             base,
             interval: MonitorInterval::FixedUs(interval_us),
             episode_us: Some(ep.window.length_ms * 1000),
-            // The policy's own anchor window, as its daemon builds the
-            // observation (`ActionScaling::anchor_floor_us`), so that the
-            // predictors learn the futures the deployed mapping makes.
-            anchor_floor_us: scaling.anchor_floor_us(),
-            path_min_rtt: scaling.path_min_rtt,
-            // The datapath's clamp hold after a loss, as the daemon
-            // configures it from the policy (`DatapathConfig::clamp_hold`).
-            clamp_hold: scaling.hold_clamp_after_loss,
-            clamp_hold_max_srtts: scaling.hold_clamp_max_srtts,
             ..EnvConfig::default()
+        }
+        .deploying(meta);
+        let mut env = Env::new(EnvConfig {
+            cadence: crate::policy::Cadence::EveryInterval,
+            ..config
         })?;
         let sc_objective = ep.scenario.objective.unwrap_or(objective);
         let ack = apply_scenario(&mut env, &ep.scenario, sc_objective, &ep.window.trace);
@@ -443,6 +446,44 @@ mod tests {
             clamps.len()
         );
         assert_eq!(t.clamps, clamps);
+    }
+
+    /// A rollout feeds the network the observation version of the
+    /// policy's file, as its daemon does: the default's weights under a v4
+    /// file (the same shape; `copy_age_rtts` in the third global slot)
+    /// roll out differently from the same weights under their own v3 file.
+    /// (The rollouts once built the build's default version whatever the
+    /// file said.)
+    #[test]
+    fn a_rollout_builds_the_policys_own_observation_version() {
+        let (weights, metadata) = crate::policy::default_policy_bytes();
+        let mut v: serde_json::Value = serde_json::from_str(metadata).unwrap();
+        assert_eq!(v["observation"]["version"], 3);
+        v["observation"]["version"] = 4.into();
+        v["observation"]["feature_names"][2] = "copy_age_rtts".into();
+        let v4 = LoadedPolicy::from_bytes(
+            weights,
+            &v.to_string(),
+            std::path::Path::new("<default as v4>"),
+        )
+        .unwrap();
+        let v3 = crate::policy::default_policy().unwrap();
+        let clamps = |p: &LoadedPolicy| {
+            run_branches(
+                p,
+                Objective::default(),
+                &[episode()],
+                &[Branch::whole_episode(0)],
+                &Horizon::default(),
+                &mut |_| {},
+            )
+            .unwrap()
+            .remove(0)
+            .clamps
+        };
+        let (a, b) = (clamps(&v3), clamps(&v4));
+        assert_eq!(a.len(), b.len());
+        assert_ne!(a, b, "the v4 file's rollout read v3 observations");
     }
 
     /// The trainer's environment on `ep` (3 s) at `cadence` with the

@@ -16,7 +16,6 @@ mod release;
 mod stats;
 mod targets;
 
-use super::loader::load_error;
 use super::*;
 
 impl Datapath {
@@ -194,6 +193,7 @@ impl Datapath {
             snapshots: get(counters::SNAPSHOTS)?,
             torn_reads: get(counters::TORN_READS)?,
             slot_hash_lookups: get(counters::SLOT_HASH_LOOKUPS)?,
+            recovery_tail_waits: get(counters::RECOVERY_TAIL_WAITS)?,
         })
     }
 
@@ -203,11 +203,7 @@ impl Datapath {
         let ebpf = self._ebpf.as_ref().ok_or_else(|| {
             DatapathError::Load("program statistics need a freshly loaded datapath".into())
         })?;
-        let program = ebpf
-            .program(PROGRAM_NAME)
-            .ok_or_else(|| DatapathError::Load(format!("no program {PROGRAM_NAME}")))?;
-        let info = program.info().map_err(load_error)?;
-        Ok((info.run_count(), info.run_time().as_nanos() as u64))
+        super::loader::run_stats(ebpf, PROGRAM_NAME)
     }
 
     /// Drains the new/closed flow events reported by the program.
