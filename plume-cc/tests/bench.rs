@@ -245,3 +245,146 @@ fn holding_the_clamp_after_a_loss_lets_the_base_back_off_beside_cubic() {
         default.1
     );
 }
+
+/// The fail-safety path in loss recovery: a daemon stopped for longer than
+/// `--stale` (500 ms) over and over (SIGSTOP 0.7 s every 1.2 s) has its
+/// targets lifted by the datapath at any phase of the flow, loss recovery
+/// included; beside BBR on a 1-BDP buffer the flow is in recovery often.
+/// A lift there used to blow the window up (ssthresh from the lift, then
+/// cwnd set to it at the end of recovery: cwnd 1,048,576 and thousands of
+/// retransmissions in 3 of 5 such runs); the lift now waits for the end
+/// of recovery (`plume_cc_common::lift_waits`, `recovery_tail`), and no
+/// record interval may show a window above a few BDPs (docs/BENCHMARKS.md,
+/// "The recovery point and the ACK that ends recovery"). A blow-up is a
+/// matter of chance, so this catches a regression only in some runs: with
+/// the wait removed for the default (no hold) it failed 1 run of 3 here
+/// (cwnd 929).
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn a_stopped_daemons_lifts_never_blow_the_window_up() {
+    if !common::have_root(
+        "a_stopped_daemons_lifts_never_blow_the_window_up",
+        "CAP_NET_ADMIN, CAP_BPF",
+    ) {
+        return;
+    }
+    let dir = tmpdir("lift-storm");
+    let trace = dir.join("12mbps.trace");
+    std::fs::write(&trace, "1\n").unwrap();
+    let out = dir.join("out");
+    let mut bench = Command::new(EXE)
+        .args(["bench", "--traces"])
+        .arg(&trace)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--schemes",
+            "plume",
+            "--competing",
+            "bbr",
+            "--queue",
+            "bdp=1",
+            "--duration",
+            "30s",
+            "--fair-window",
+            "20s",
+            "--runs",
+            "1",
+            "--record",
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run plume-cc bench");
+    let bench_pid = bench.id();
+    let mut stops = 0;
+    let status = loop {
+        if let Some(status) = bench.try_wait().unwrap() {
+            break status;
+        }
+        match daemon_of(bench_pid) {
+            Some(pid) => {
+                // SAFETY: signals to the bench's own child daemon.
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
+                std::thread::sleep(std::time::Duration::from_millis(700));
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+                stops += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut bench.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "bench failed: {err}");
+    assert!(stops >= 10, "the daemon was stopped only {stops} times");
+    let run = find_file(&out, "daemon-record.jsonl").expect("a daemon record");
+    let run = run.parent().unwrap();
+    // The datapath lifted stale targets over and over (the storm worked).
+    let log = std::fs::read_to_string(run.join("daemon.log")).unwrap();
+    let closing: serde_json::Value = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("the daemon's closing statistics in its log");
+    let expired = closing["datapath"]["targets_expired"].as_u64().unwrap();
+    let tail_waits = closing["datapath"]["recovery_tail_waits"].as_u64().unwrap();
+    assert!(expired >= 8, "only {expired} stale lifts in {stops} stops");
+    // 12 Mbit/s x 40 ms is 40 segments, the buffer as much again: no
+    // window of the plume flow beyond 500 segments.
+    let record = std::fs::read_to_string(run.join("daemon-record.jsonl")).unwrap();
+    let mut max_cwnd = 0;
+    for line in record.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for f in v["flows"].as_array().unwrap() {
+            max_cwnd = max_cwnd.max(f["snd_cwnd"].as_u64().unwrap());
+        }
+    }
+    assert!(
+        max_cwnd <= 500,
+        "a lift blew the window up: cwnd {max_cwnd} ({expired} stale lifts, {tail_waits} waits for recovery's tail)"
+    );
+}
+
+/// The pid of the `plume-cc run` daemon whose parent is `parent`.
+fn daemon_of(parent: u32) -> Option<i32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Field 4, after the parenthesised command name.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.get(1) == Some(&&b"run"[..]) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// The first file named `name` under `dir`, depth first.
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}
