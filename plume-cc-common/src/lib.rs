@@ -201,8 +201,9 @@ pub mod counters {
     /// cookie hash ([`crate::maps::FLOW_STATS`]) because the socket's own
     /// storage ([`crate::maps::SOCKET_SLOTS`]) had no valid entry (none
     /// created, or one a restart or a failed allocation left out); each
-    /// such callback writes the entry, so a flow's next callbacks find it
-    /// there. 0 while every flow was registered by this program.
+    /// such callback writes the entry (but TCP_CLOSE's, which deletes it),
+    /// so a flow's next callbacks find it there. 0 while every flow was
+    /// registered by this program.
     pub const SLOT_HASH_LOOKUPS: u32 = 11;
     /// Callbacks on which a lift waited for the tail of loss recovery
     /// alone: nothing lost or retransmitted in flight, but

@@ -397,6 +397,13 @@ fn owned_slot(cookie: u64, slot: u32) -> Option<*mut StatsSlot> {
 /// hash decides, as every callback did before, and a flow found there gets
 /// its entry written, counted in `SLOT_HASH_LOOKUPS`.
 fn slot_of(ctx: &SockOpsContext) -> Option<(u64, u32, *mut StatsSlot)> {
+    find_slot(ctx, true)
+}
+
+/// [`slot_of`], writing the socket's storage entry for a flow found
+/// through the cookie hash only if `write_entry`: not at TCP_CLOSE, which
+/// deletes the entry right after (a create and a delete for nothing).
+fn find_slot(ctx: &SockOpsContext, write_entry: bool) -> Option<(u64, u32, *mut StatsSlot)> {
     let sk = socket(ctx);
     if !sk.is_null() {
         // SAFETY: sk is the context's full socket (checked non-null); no
@@ -421,7 +428,9 @@ fn slot_of(ctx: &SockOpsContext) -> Option<(u64, u32, *mut StatsSlot)> {
     let cookie = cookie(ctx);
     let (slot, p) = slot_by_cookie(cookie)?;
     bump(counters::SLOT_HASH_LOOKUPS);
-    remember(ctx, cookie, slot);
+    if write_entry {
+        remember(ctx, cookie, slot);
+    }
     Some((cookie, slot, p))
 }
 
@@ -513,7 +522,7 @@ fn pin_base(ctx: &SockOpsContext) {
 }
 
 fn unregister(ctx: &SockOpsContext) {
-    let found = slot_of(ctx);
+    let found = find_slot(ctx, false);
     forget(ctx);
     let Some((cookie, slot, p)) = found else {
         return;
