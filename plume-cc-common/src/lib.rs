@@ -330,10 +330,11 @@ pub struct FlowStats {
     /// IPv4 remote address in network byte order.
     pub remote_ip4: u32,
     /// The datapath's own bookkeeping: CLOCK_MONOTONIC nanoseconds of the
-    /// first callback since the last clamp write on which the hold kept
-    /// the clamp in force ([`clamp_write_waits`]); 0 while nothing is held.
-    /// A bounded hold ([`DatapathConfig::clamp_hold_max_srtts`]) measures
-    /// its time from here. Outside the first cache line: only a flow whose
+    /// first callback since the last clamp write on which a write waited
+    /// (the hold, [`clamp_write_waits`], or a lift in loss recovery,
+    /// [`lift_waits`]); 0 while nothing waits. A bounded hold
+    /// ([`DatapathConfig::clamp_hold_max_srtts`]) and a lift's wait
+    /// measure their time from here. Outside the first cache line: only a flow whose
     /// clamp write waits reads it.
     #[cfg_attr(feature = "user", serde(skip))]
     pub hold_since_ns: u64,
@@ -524,8 +525,8 @@ impl DatapathConfig {
 /// So the policy's clamp stays a ceiling and ssthresh stays the base's:
 /// a wanted clamp is written as soon as the window reaches it.
 ///
-/// A lift (`want` is [`CWND_UNCLAMPED`]) waits as [`lift_waits`] says,
-/// with the hold or without it, and is not bounded by the hold's bound.
+/// A lift (`want` is [`CWND_UNCLAMPED`]) is not this rule's: false here;
+/// [`lift_waits`] says when a lift waits, with the hold or without it.
 ///
 /// A bounded hold (`max_hold_ns` non-zero, [`clamp_hold_limit_ns`]) also
 /// ends once the write has waited that long (`held_ns`, since the first
@@ -540,14 +541,11 @@ pub fn clamp_write_waits(
     applied: u32,
     cwnd: u32,
     ssthresh: u32,
-    in_recovery: bool,
     held_ns: u64,
     max_hold_ns: u64,
 ) -> bool {
-    if want == CWND_UNCLAMPED {
-        return lift_waits(applied, in_recovery);
-    }
-    ssthresh < applied
+    want != CWND_UNCLAMPED
+        && ssthresh < applied
         && ssthresh < want
         && cwnd < want
         && cwnd < applied
@@ -585,11 +583,16 @@ pub fn clamp_write_waits(
 /// staleness limit over and over (SIGSTOP, so that the datapath lifts its
 /// targets at any phase of the flow) blew the default's window up the
 /// same way, where it has no hold (docs/BENCHMARKS.md, "The recovery
-/// point and the ACK that ends recovery"). Unbounded, as recovery ends
-/// by itself; the safety fallback stays: the limits are lifted, a few
-/// round trips late at most.
-pub const fn lift_waits(applied: u32, in_recovery: bool) -> bool {
-    applied < CWND_UNCLAMPED && in_recovery
+/// point and the ACK that ends recovery").
+///
+/// Bounded: once the lift has waited `max_wait_ns` (`held_ns`, since the
+/// first callback that held it; the datapath passes its staleness limit,
+/// `--stale`), it is written, in recovery or not. Recovery ends within a
+/// few round trips, but a path that loses in every round trip can chain
+/// recoveries, and a stopped daemon's limits must outlive it by a known
+/// time (at most twice `--stale`), never indefinitely. 0 is no bound.
+pub const fn lift_waits(applied: u32, in_recovery: bool, held_ns: u64, max_wait_ns: u64) -> bool {
+    applied < CWND_UNCLAMPED && in_recovery && (max_wait_ns == 0 || held_ns < max_wait_ns)
 }
 
 /// The longest a clamp waits under a hold bounded to `max_srtts` smoothed
@@ -759,38 +762,31 @@ mod tests {
     #[test]
     fn a_clamp_write_waits_only_where_it_would_undo_a_loss() {
         // No loss since the last write (ssthresh is the clamp): written.
-        assert!(!clamp_write_waits(60, 40, 30, 40, false, 0, 0));
+        assert!(!clamp_write_waits(60, 40, 30, 40, 0, 0));
         // A loss (ssthresh 28 < 40), window 28: raising to 60 would
         // restart slow start, and so would 35 (above the window).
-        assert!(clamp_write_waits(60, 40, 28, 28, false, 0, 0));
-        assert!(clamp_write_waits(35, 40, 28, 28, false, 0, 0));
+        assert!(clamp_write_waits(60, 40, 28, 28, 0, 0));
+        assert!(clamp_write_waits(35, 40, 28, 28, 0, 0));
         // At or below the window: the ceiling binds at once, written.
-        assert!(!clamp_write_waits(28, 40, 28, 28, false, 0, 0));
-        assert!(!clamp_write_waits(20, 40, 28, 28, false, 0, 0));
+        assert!(!clamp_write_waits(28, 40, 28, 28, 0, 0));
+        assert!(!clamp_write_waits(20, 40, 28, 28, 0, 0));
         // At or below ssthresh (in slow start after a timeout): written.
-        assert!(!clamp_write_waits(28, 40, 1, 28, false, 0, 0));
+        assert!(!clamp_write_waits(28, 40, 1, 28, 0, 0));
         // The base grew back to the clamp in force: written.
-        assert!(!clamp_write_waits(60, 40, 40, 28, false, 0, 0));
+        assert!(!clamp_write_waits(60, 40, 40, 28, 0, 0));
         // Lifting it out of recovery: written, even after a loss.
-        assert!(!clamp_write_waits(CWND_UNCLAMPED, 40, 28, 28, false, 0, 0));
-        assert!(!clamp_write_waits(CWND_UNCLAMPED, 40, 30, 40, false, 0, 0));
-        // In recovery a lift waits even where the clamp was written
-        // during it (ssthresh = clamp = window, as the kernel recorded);
-        // a clamp at or below the window does not.
-        assert!(clamp_write_waits(CWND_UNCLAMPED, 14, 14, 14, true, 0, 0));
-        assert!(!clamp_write_waits(10, 14, 14, 14, true, 0, 0));
-        // A hold's bound does not end a lift's wait (recovery does).
-        assert!(clamp_write_waits(CWND_UNCLAMPED, 14, 14, 14, true, 9, 1));
-        assert!(lift_waits(14, true));
-        assert!(!lift_waits(14, false));
-        assert!(!lift_waits(CWND_UNCLAMPED, true));
+        assert!(!clamp_write_waits(CWND_UNCLAMPED, 40, 28, 28, 0, 0));
+        assert!(!clamp_write_waits(CWND_UNCLAMPED, 40, 30, 40, 0, 0));
+        // A lift is not this rule's (`lift_waits`), nor is a clamp at or
+        // below the window.
+        assert!(!clamp_write_waits(CWND_UNCLAMPED, 14, 14, 14, 0, 0));
+        assert!(!clamp_write_waits(10, 14, 14, 14, 0, 0));
         // Nothing to lift: written (no-op for the caller).
         assert!(!clamp_write_waits(
             CWND_UNCLAMPED,
             CWND_UNCLAMPED,
             14,
             10,
-            true,
             0,
             0
         ));
@@ -801,11 +797,25 @@ mod tests {
             CWND_UNCLAMPED,
             30,
             CWND_UNCLAMPED,
-            false,
             0,
             0
         ));
-        assert!(clamp_write_waits(60, CWND_UNCLAMPED, 30, 30, false, 0, 0));
+        assert!(clamp_write_waits(60, CWND_UNCLAMPED, 30, 30, 0, 0));
+    }
+
+    #[test]
+    fn a_lift_waits_for_loss_recovery_up_to_its_bound() {
+        // In recovery a lift waits, even where the clamp was written
+        // during it (ssthresh = clamp = window, as the kernel recorded).
+        assert!(lift_waits(14, true, 0, 0));
+        assert!(!lift_waits(14, false, 0, 0));
+        // Nothing to lift.
+        assert!(!lift_waits(CWND_UNCLAMPED, true, 0, 0));
+        // The bound (the staleness limit): waits until then, not after.
+        let max = DEFAULT_STALE_AFTER_NS;
+        assert!(lift_waits(14, true, max - 1, max));
+        assert!(!lift_waits(14, true, max, max));
+        assert!(lift_waits(14, true, u64::MAX, 0));
     }
 
     #[test]
@@ -814,20 +824,12 @@ mod tests {
         let limit = clamp_hold_limit_ns(50_000, 4);
         assert_eq!(limit, 200_000_000);
         // A held write (a loss, window 28) waits until then, not after.
-        assert!(clamp_write_waits(60, 40, 28, 28, false, 0, limit));
-        assert!(clamp_write_waits(60, 40, 28, 28, false, 199_999_999, limit));
-        assert!(!clamp_write_waits(
-            60,
-            40,
-            28,
-            28,
-            false,
-            200_000_000,
-            limit
-        ));
+        assert!(clamp_write_waits(60, 40, 28, 28, 0, limit));
+        assert!(clamp_write_waits(60, 40, 28, 28, 199_999_999, limit));
+        assert!(!clamp_write_waits(60, 40, 28, 28, 200_000_000, limit));
         // Unbounded (0 srtts): waits however long.
         assert_eq!(clamp_hold_limit_ns(50_000, 0), 0);
-        assert!(clamp_write_waits(60, 40, 28, 28, false, u64::MAX, 0));
+        assert!(clamp_write_waits(60, 40, 28, 28, u64::MAX, 0));
         // No RTT sample yet: a bound of 1 ns, not none.
         assert_eq!(clamp_hold_limit_ns(0, 4), 1);
         assert!(!clamp_write_waits(
@@ -835,36 +837,12 @@ mod tests {
             40,
             28,
             28,
-            false,
             1,
             clamp_hold_limit_ns(0, 4)
         ));
-        // A lift waiting for recovery does not end with the bound (the
-        // end of recovery after a lift is what blows the window up):
-        // recovery ends it.
-        for held in [0, 200_000_000, u64::MAX] {
-            assert!(clamp_write_waits(
-                CWND_UNCLAMPED,
-                40,
-                28,
-                28,
-                true,
-                held,
-                limit
-            ));
-            assert!(!clamp_write_waits(
-                CWND_UNCLAMPED,
-                40,
-                28,
-                28,
-                false,
-                held,
-                limit
-            ));
-        }
         // The bound never makes a write wait that would not otherwise.
-        assert!(!clamp_write_waits(28, 40, 28, 28, false, 0, limit));
-        assert!(!clamp_write_waits(60, 40, 30, 40, false, 0, limit));
+        assert!(!clamp_write_waits(28, 40, 28, 28, 0, limit));
+        assert!(!clamp_write_waits(60, 40, 30, 40, 0, limit));
     }
 
     #[test]

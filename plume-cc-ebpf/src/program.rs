@@ -797,11 +797,7 @@ fn apply_target(
     stats: &mut FlowStats,
     now: u64,
 ) -> bool {
-    let stale_after = if config.stale_after_ns == 0 {
-        DEFAULT_STALE_AFTER_NS
-    } else {
-        config.stale_after_ns
-    };
+    let stale_after = stale_after_ns(config);
     let Some(target) = read_target(cookie, slot) else {
         // The daemon is writing this slot right now: try again on the
         // next callback (the caller leaves the generation unseen).
@@ -900,18 +896,28 @@ fn clamp_held(
     } else {
         now.saturating_sub(stats.hold_since_ns)
     };
-    let limit = plume_cc_common::clamp_hold_limit_ns(stats.srtt_us, config.clamp_hold_max_srtts);
-    let waits = plume_cc_common::clamp_write_waits(
-        want,
-        stats.applied_cwnd_clamp,
-        cwnd,
-        ssthresh,
-        // In loss recovery: segments marked lost or retransmitted in
-        // flight, or its tail (the context has no `icsk_ca_state`).
-        counted || tail,
-        held_ns,
-        limit,
-    );
+    let waits = if lift {
+        plume_cc_common::lift_waits(
+            stats.applied_cwnd_clamp,
+            // In loss recovery: segments marked lost or retransmitted in
+            // flight, or its tail (the context has no `icsk_ca_state`).
+            counted || tail,
+            held_ns,
+            // At most the staleness limit again (see `lift_waits`).
+            stale_after_ns(config),
+        )
+    } else {
+        let limit =
+            plume_cc_common::clamp_hold_limit_ns(stats.srtt_us, config.clamp_hold_max_srtts);
+        plume_cc_common::clamp_write_waits(
+            want,
+            stats.applied_cwnd_clamp,
+            cwnd,
+            ssthresh,
+            held_ns,
+            limit,
+        )
+    };
     if waits && tail && !counted && lift {
         bump(counters::RECOVERY_TAIL_WAITS);
     }
@@ -921,6 +927,15 @@ fn clamp_held(
         (true, since) => since,
     };
     waits
+}
+
+/// The configuration's staleness limit (0 is the default's).
+fn stale_after_ns(config: &DatapathConfig) -> u64 {
+    if config.stale_after_ns == 0 {
+        DEFAULT_STALE_AFTER_NS
+    } else {
+        config.stale_after_ns
+    }
 }
 
 fn bound_cwnd(clamp: u32) -> u32 {

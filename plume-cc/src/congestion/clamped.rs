@@ -142,15 +142,14 @@ impl<C: Controller> Clamped<C> {
                 .map_or(0, |since| self.now_us.saturating_sub(since) * 1_000);
             let srtt_us = u32::try_from(self.srtt_us).unwrap_or(u32::MAX);
             let limit = clamp_hold_limit_ns(srtt_us, self.clamp_hold_max_srtts);
+            // False for a lift: the datapath's lift waits only in loss
+            // recovery (`plume_cc_common::lift_waits`), and the model's
+            // bases have none (the window is cut at the loss itself).
             if clamp_write_waits(
                 want,
                 self.cwnd_clamp_segments,
                 cwnd,
                 ssthresh,
-                // The model's bases cut the window at the loss itself (no
-                // recovery phase, no proportional rate reduction), so a
-                // flow is never "in recovery" here and a lift never waits.
-                false,
                 held_ns,
                 limit,
             ) {
