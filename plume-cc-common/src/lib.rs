@@ -476,6 +476,17 @@ pub struct DatapathConfig {
 pub const BASE_CC_LEN: usize = 16;
 
 impl DatapathConfig {
+    /// The staleness limit in force: `stale_after_ns`, or
+    /// [`DEFAULT_STALE_AFTER_NS`] where it is 0 (the program's target check
+    /// and `status`' target state read it alike).
+    pub const fn stale_after_or_default_ns(&self) -> u64 {
+        if self.stale_after_ns == 0 {
+            DEFAULT_STALE_AFTER_NS
+        } else {
+            self.stale_after_ns
+        }
+    }
+
     /// `base_cc` for a congestion-control name, or `None` if it does not fit
     /// (longer than 15 bytes, empty, or not ASCII alphanumeric/underscore).
     pub fn base_cc_from_name(name: &str) -> Option<[u8; BASE_CC_LEN]> {
@@ -843,6 +854,16 @@ mod tests {
         // The bound never makes a write wait that would not otherwise.
         assert!(!clamp_write_waits(28, 40, 28, 28, 0, limit));
         assert!(!clamp_write_waits(60, 40, 30, 40, 0, limit));
+    }
+
+    #[test]
+    fn a_zero_staleness_limit_is_the_default() {
+        let at = |stale_after_ns| DatapathConfig {
+            stale_after_ns,
+            ..DatapathConfig::default()
+        };
+        assert_eq!(at(0).stale_after_or_default_ns(), DEFAULT_STALE_AFTER_NS);
+        assert_eq!(at(7).stale_after_or_default_ns(), 7);
     }
 
     #[test]

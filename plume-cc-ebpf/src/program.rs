@@ -18,9 +18,9 @@ use core::{
 };
 use plume_cc_common::{
     counters, event_kind, recovery_tail, DatapathConfig, FlowEvent, FlowStats, FlowTarget,
-    SocketSlot, StatsSlot, TargetSlot, BASE_CC_LEN, BPF_F_MMAPABLE, CWND_UNCLAMPED,
-    DEFAULT_STALE_AFTER_NS, MAX_FLOWS, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED,
-    RECOVERY_NONE, RECOVERY_RETRANSMITTED,
+    SocketSlot, StatsSlot, TargetSlot, BASE_CC_LEN, BPF_F_MMAPABLE, CWND_UNCLAMPED, MAX_FLOWS,
+    MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED, RECOVERY_NONE,
+    RECOVERY_RETRANSMITTED,
 };
 
 // Callback ops, callback flags and TCP states come from aya's bindings of
@@ -797,7 +797,7 @@ fn apply_target(
     stats: &mut FlowStats,
     now: u64,
 ) -> bool {
-    let stale_after = stale_after_ns(config);
+    let stale_after = config.stale_after_or_default_ns();
     let Some(target) = read_target(cookie, slot) else {
         // The daemon is writing this slot right now: try again on the
         // next callback (the caller leaves the generation unseen).
@@ -872,70 +872,57 @@ fn clamp_held(
     if config.clamp_hold == 0 && !lift {
         return false;
     }
-    // SAFETY: context field loads, as in `fill`; read now, not from the
-    // last snapshot, which may be a quantum old.
-    let (cwnd, ssthresh, lost, retrans, snd_una) = unsafe {
-        (
-            (*ctx.ops).snd_cwnd,
-            (*ctx.ops).snd_ssthresh,
-            (*ctx.ops).lost_out,
-            (*ctx.ops).retrans_out,
-            (*ctx.ops).snd_una,
-        )
-    };
-    // Recovery's tail: everything retransmitted acknowledged, up to the
-    // ACK that ends recovery (`plume_cc_common::recovery_tail`).
+    // Context fields are read now, not taken from the last snapshot, which
+    // may be a quantum old. Recovery's tail: everything retransmitted
+    // acknowledged, up to the ACK that ends recovery
+    // (`plume_cc_common::recovery_tail`); its state advances on every
+    // pending write, a lift or a clamp, as on every copy.
+    // SAFETY: a context field load, as in `fill`.
+    let snd_una = unsafe { (*ctx.ops).snd_una };
     let tail = recovery_tail(
         &mut stats.recovery_pending,
         &mut stats.recovery_seq,
         snd_una,
     );
-    let counted = lost != 0 || retrans != 0;
     let held_ns = if stats.hold_since_ns == 0 {
         0
     } else {
         now.saturating_sub(stats.hold_since_ns)
     };
     let waits = if lift {
-        plume_cc_common::lift_waits(
+        // In loss recovery: segments marked lost or retransmitted in
+        // flight, or its tail (the context has no `icsk_ca_state`).
+        // SAFETY: context field loads, as in `fill`.
+        let counted = unsafe { (*ctx.ops).lost_out != 0 || (*ctx.ops).retrans_out != 0 };
+        let waits = plume_cc_common::lift_waits(
             stats.applied_cwnd_clamp,
-            // In loss recovery: segments marked lost or retransmitted in
-            // flight, or its tail (the context has no `icsk_ca_state`).
             counted || tail,
             held_ns,
             // At most the staleness limit again (see `lift_waits`).
-            stale_after_ns(config),
-        )
+            config.stale_after_or_default_ns(),
+        );
+        if waits && tail && !counted {
+            bump(counters::RECOVERY_TAIL_WAITS);
+        }
+        waits
     } else {
-        let limit =
-            plume_cc_common::clamp_hold_limit_ns(stats.srtt_us, config.clamp_hold_max_srtts);
+        // SAFETY: context field loads, as in `fill`.
+        let (cwnd, ssthresh) = unsafe { ((*ctx.ops).snd_cwnd, (*ctx.ops).snd_ssthresh) };
         plume_cc_common::clamp_write_waits(
             want,
             stats.applied_cwnd_clamp,
             cwnd,
             ssthresh,
             held_ns,
-            limit,
+            plume_cc_common::clamp_hold_limit_ns(stats.srtt_us, config.clamp_hold_max_srtts),
         )
     };
-    if waits && tail && !counted && lift {
-        bump(counters::RECOVERY_TAIL_WAITS);
-    }
     stats.hold_since_ns = match (waits, stats.hold_since_ns) {
         (false, _) => 0,
         (true, 0) => now.max(1),
         (true, since) => since,
     };
     waits
-}
-
-/// The configuration's staleness limit (0 is the default's).
-fn stale_after_ns(config: &DatapathConfig) -> u64 {
-    if config.stale_after_ns == 0 {
-        DEFAULT_STALE_AFTER_NS
-    } else {
-        config.stale_after_ns
-    }
 }
 
 fn bound_cwnd(clamp: u32) -> u32 {

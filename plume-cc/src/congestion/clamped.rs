@@ -350,22 +350,33 @@ mod tests {
         assert_eq!(c.window_segments(), 12);
     }
 
-    #[test]
-    fn with_the_hold_a_clamp_waits_after_a_loss_until_the_window_reaches_it() {
-        let loss = LossEvent {
+    /// A loss of one segment, not a timeout.
+    fn one_loss() -> LossEvent {
+        LossEvent {
             lost_segments: 1,
             is_timeout: false,
             ..LossEvent::default()
-        };
+        }
+    }
+
+    /// `base` under the datapath (`hold` on or off), its window grown to a
+    /// clamp of 40 by 1 ms, then one segment lost at 2 ms.
+    fn at_40_then_a_loss<C: Controller>(base: C, hold: bool) -> Clamped<C> {
+        let mut c = Clamped::new(base, 1448);
+        c.set_clamp_hold(hold);
+        c.on_ack(0, &ack(30));
+        c.set_limits(40, PACING_UNLIMITED);
+        c.on_ack(1_000, &ack(10));
+        assert_eq!(c.window_segments(), 40);
+        c.on_loss(2_000, &one_loss());
+        c
+    }
+
+    #[test]
+    fn with_the_hold_a_clamp_waits_after_a_loss_until_the_window_reaches_it() {
         for hold in [false, true] {
-            let mut c = Clamped::new(Cubic::new(), 1448);
-            c.set_clamp_hold(hold);
-            c.on_ack(0, &ack(30));
-            c.set_limits(40, PACING_UNLIMITED);
-            c.on_ack(1_000, &ack(10));
-            assert_eq!(c.window_segments(), 40);
-            // A loss: CUBIC keeps 0.7 of the window.
-            c.on_loss(2_000, &loss);
+            // A loss at a window of 40: CUBIC keeps 0.7 of it.
+            let mut c = at_40_then_a_loss(Cubic::new(), hold);
             assert_eq!((c.window_segments(), c.ssthresh_segments()), (28, 28));
             // The policy raises the clamp to 44.
             c.set_limits(44, PACING_UNLIMITED);
@@ -397,17 +408,7 @@ mod tests {
 
     #[test]
     fn a_held_clamp_is_written_once_the_window_grows_to_it() {
-        let loss = LossEvent {
-            lost_segments: 1,
-            is_timeout: false,
-            ..LossEvent::default()
-        };
-        let mut c = Clamped::new(Reno::new(), 1448);
-        c.set_clamp_hold(true);
-        c.on_ack(0, &ack(30));
-        c.set_limits(40, PACING_UNLIMITED);
-        c.on_ack(1_000, &ack(10));
-        c.on_loss(2_000, &loss);
+        let mut c = at_40_then_a_loss(Reno::new(), true);
         assert_eq!(c.window_segments(), 20, "Reno halves");
         c.set_limits(24, PACING_UNLIMITED);
         assert_eq!(c.cwnd_clamp_segments(), 40, "held");
@@ -427,18 +428,8 @@ mod tests {
         // The model has no recovery phase (the window is cut at the loss),
         // so the datapath's wait for the end of recovery never applies:
         // a lift after a loss is written at once, with or without the hold.
-        let loss = LossEvent {
-            lost_segments: 1,
-            is_timeout: false,
-            ..LossEvent::default()
-        };
         for hold in [false, true] {
-            let mut c = Clamped::new(Reno::new(), 1448);
-            c.set_clamp_hold(hold);
-            c.on_ack(0, &ack(30));
-            c.set_limits(40, PACING_UNLIMITED);
-            c.on_ack(1_000, &ack(10));
-            c.on_loss(2_000, &loss);
+            let mut c = at_40_then_a_loss(Reno::new(), hold);
             assert_eq!(c.window_segments(), 20, "Reno halves");
             c.set_limits(CWND_UNCLAMPED, PACING_UNLIMITED);
             assert_eq!(c.cwnd_clamp_segments(), CWND_UNCLAMPED, "hold {hold}");
@@ -447,20 +438,11 @@ mod tests {
 
     #[test]
     fn a_bounded_hold_writes_the_clamp_after_its_smoothed_rtts() {
-        let loss = LossEvent {
-            lost_segments: 1,
-            is_timeout: false,
-            ..LossEvent::default()
-        };
-        // srtt 10 ms (`ack`), bounded to 4 srtts: 40 ms.
-        let mut c = Clamped::new(Reno::new(), 1448);
-        c.set_clamp_hold(true);
-        c.set_clamp_hold_max_srtts(4);
-        c.on_ack(0, &ack(30));
-        c.set_limits(40, PACING_UNLIMITED);
-        c.on_ack(1_000, &ack(10));
-        c.on_loss(2_000, &loss);
+        let mut c = at_40_then_a_loss(Reno::new(), true);
         assert_eq!(c.window_segments(), 20, "Reno halves");
+        // srtt 10 ms (`ack`), bounded to 4 srtts: 40 ms (set with the
+        // clamp in force, so nothing is pending yet).
+        c.set_clamp_hold_max_srtts(4);
         // Held from the first try (t = 2 ms) for 40 ms.
         c.set_limits(44, PACING_UNLIMITED);
         assert_eq!(c.cwnd_clamp_segments(), 40, "held");
@@ -473,7 +455,7 @@ mod tests {
         c.set_limits(44, PACING_UNLIMITED);
         assert_eq!((c.cwnd_clamp_segments(), c.ssthresh_segments()), (44, 44));
         // A second loss starts a new 40 ms hold, not counted from the first.
-        c.on_loss(50_000, &loss);
+        c.on_loss(50_000, &one_loss());
         c.set_limits(48, PACING_UNLIMITED);
         c.on_tick(89_999);
         c.set_limits(48, PACING_UNLIMITED);

@@ -5,9 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use plume_cc_common::{
-    DatapathConfig, FlowStats, FlowTarget, CWND_UNCLAMPED, DEFAULT_STALE_AFTER_NS, PACING_UNLIMITED,
-};
+use plume_cc_common::{DatapathConfig, FlowStats, FlowTarget, CWND_UNCLAMPED, PACING_UNLIMITED};
 use serde::Serialize;
 
 use crate::datapath::{self, Datapath, Shutdown};
@@ -73,11 +71,7 @@ pub enum TargetState {
 impl TargetState {
     /// The state of a target of age `age_ns` under `config`.
     pub fn of(age_ns: Option<u64>, config: &DatapathConfig) -> Self {
-        let stale = if config.stale_after_ns == 0 {
-            DEFAULT_STALE_AFTER_NS
-        } else {
-            config.stale_after_ns
-        };
+        let stale = config.stale_after_or_default_ns();
         match age_ns {
             None => Self::None,
             Some(_) if config.enforce == 0 => Self::Ignored,
@@ -367,6 +361,7 @@ pub fn table(rows: &[FlowRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plume_cc_common::DEFAULT_STALE_AFTER_NS;
 
     fn config(enforce: u32) -> DatapathConfig {
         DatapathConfig {
