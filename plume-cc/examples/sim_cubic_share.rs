@@ -73,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     .deploying(&meta);
     // The hold as asked on the command line, whatever the policy's file says.
-    config.clamp_hold = hold;
+    config.clamp_hold.on = hold;
     let mut env = Env::new(config)?;
     let mut obs = env.reset(Arc::clone(&window.trace), seed)?;
     let mut at_tail: Option<[u64; 2]> = None;

@@ -9,7 +9,7 @@ use std::process::Command;
 use common::{tmpdir, EXE};
 
 /// `plume-cc bench ARGS` on a 12 Mbit/s constant trace, into a fresh folder.
-fn bench(tag: &str, args: &[&str]) -> (std::process::Output, std::path::PathBuf) {
+fn bench(tag: &str, args: &[&str]) -> (std::process::Output, std::path::PathBuf, common::TestDir) {
     let dir = tmpdir(tag);
     let trace = dir.join("12mbps.trace");
     std::fs::write(&trace, "1\n").unwrap();
@@ -23,7 +23,7 @@ fn bench(tag: &str, args: &[&str]) -> (std::process::Output, std::path::PathBuf)
         .args(args)
         .output()
         .expect("run plume-cc bench");
-    (o, out)
+    (o, out, dir)
 }
 
 #[test]
@@ -42,7 +42,7 @@ fn bad_settings_fail_with_one_clear_error_before_any_run() {
         (&["--competing", "cubic:0"][..], "at least one flow"),
         (&["--queue", "bdp=-1"][..], "BDP multiple must be positive"),
     ] {
-        let (o, out) = bench("bad-input", args);
+        let (o, out, _dir) = bench("bad-input", args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} was accepted");
         assert!(
@@ -78,7 +78,7 @@ fn two_flows_give_two_per_flow_rows_from_the_link_log() {
     ) {
         return;
     }
-    let (o, out) = bench(
+    let (o, out, _dir) = bench(
         "two-flows",
         &[
             "--schemes",
@@ -166,7 +166,7 @@ fn holding_the_clamp_after_a_loss_lets_the_base_back_off_beside_cubic() {
         "/../policies/candidates/hold-prtt-a8-w0"
     );
     let schemes = format!("plume,plume@{hold}");
-    let (o, out) = bench(
+    let (o, out, _dir) = bench(
         "hold",
         &[
             "--schemes",

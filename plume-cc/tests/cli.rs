@@ -27,7 +27,8 @@ fn status_json_is_one_json_array_even_when_nothing_runs() {
 
 #[test]
 fn a_zero_rate_synthetic_trace_is_refused() {
-    let out = common::tmpdir("synth-zero").join("z.trace");
+    let tmp = common::tmpdir("synth-zero");
+    let out = tmp.join("z.trace");
     let o = Command::new(EXE)
         .args(["traces", "synth", "--mbps", "0", "--out"])
         .arg(&out)
@@ -313,7 +314,8 @@ fn json_output_parses_for_every_command_that_has_it() {
     // explain fit, as small as it goes: the predictors' metadata. (explain
     // run --json is checked in explain_refuses_bad_input_and_foreign_predictors.)
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let out = common::tmpdir("json-fit").join("fit");
+    let tmp = common::tmpdir("json-fit");
+    let out = tmp.join("fit");
     let v = json_stdout(&[
         "explain",
         "fit",
@@ -341,7 +343,8 @@ fn json_output_parses_for_every_command_that_has_it() {
 /// new spelling, and stdout keeps the table.
 #[test]
 fn an_old_json_file_spelling_still_works_with_a_warning() {
-    let f = common::tmpdir("json-file").join("rows.json");
+    let tmp = common::tmpdir("json-file");
+    let f = tmp.join("rows.json");
     let o = Command::new(EXE)
         .args([
             "bench-decide",

@@ -77,12 +77,13 @@ fn output_of(cmd: &mut Command) -> Output {
 
 /// A copy of the front alone in a fresh folder: no engine beside it, none
 /// in `../libexec/plume-cc`.
-fn lone_front(tag: &str) -> PathBuf {
-    let dir = common::tmpdir(tag).join("bin");
+fn lone_front(tag: &str) -> (common::TestDir, PathBuf) {
+    let tmp = common::tmpdir(tag);
+    let dir = tmp.join("bin");
     std::fs::create_dir_all(&dir).unwrap();
     let front = dir.join("plume-cc");
     std::fs::copy(EXE, &front).unwrap();
-    front
+    (tmp, front)
 }
 
 #[test]
@@ -107,7 +108,7 @@ fn the_front_links_no_libtorch_and_the_engine_does() {
 /// with no engine and no library path; the help text is the engine's own.
 #[test]
 fn the_front_alone_helps_parses_and_runs_the_light_commands() {
-    let front = lone_front("front-alone");
+    let (_tmp, front) = lone_front("front-alone");
     for args in [
         &["--help"][..],
         &["run", "--help"][..],
@@ -188,7 +189,7 @@ fn the_front_alone_helps_parses_and_runs_the_light_commands() {
 /// that names the engine and every place looked at, exit 1.
 #[test]
 fn a_missing_engine_is_a_clear_error() {
-    let front = lone_front("front-no-engine");
+    let (_tmp, front) = lone_front("front-no-engine");
     let dir = front.parent().unwrap();
     let o = run(
         &front,
@@ -221,7 +222,7 @@ fn a_missing_engine_is_a_clear_error() {
 /// command runs, its stdout and exit code come back.
 #[test]
 fn a_forwarded_command_runs_from_libexec_and_through_a_symlink() {
-    let front = lone_front("front-libexec");
+    let (_tmp, front) = lone_front("front-libexec");
     let prefix = front.parent().unwrap().parent().unwrap().to_path_buf();
     std::fs::create_dir_all(prefix.join("libexec/plume-cc")).unwrap();
     symlink(ENGINE, prefix.join("libexec/plume-cc/plume-cc-engine")).unwrap();
@@ -318,7 +319,7 @@ fn the_front_runs_where_libtorch_is_unreachable() {
     if !common::have_root("the front as nobody", "setpriv to become nobody") {
         return;
     }
-    let front = lone_front("front-nobody");
+    let (_tmp, front) = lone_front("front-nobody");
     let as_nobody = |args: &[&str]| {
         output_of(
             Command::new("setpriv")

@@ -42,7 +42,12 @@ enum Beside {
 fn record_constant_link(
     tag: &str,
     beside: Beside,
-) -> (serde_json::Value, serde_json::Value, PathBuf) {
+) -> (
+    serde_json::Value,
+    serde_json::Value,
+    PathBuf,
+    common::TestDir,
+) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tmpdir(tag);
     let trace = dir.join("12mbps.trace");
@@ -166,7 +171,7 @@ fn record_constant_link(
         .find(|f| f["windows"].as_u64() > Some(0))
         .expect("a flow with windows");
     eprintln!("flow: {data}");
-    (v, data, out)
+    (v, data, out, dir)
 }
 
 #[test]
@@ -178,7 +183,7 @@ fn record_reproduces_a_constant_rate_traces_capacity() {
     ) {
         return;
     }
-    let (v, f, out) = record_constant_link("record-constant", Beside::Nothing);
+    let (v, f, out, _dir) = record_constant_link("record-constant", Beside::Nothing);
     assert_eq!(v["datapath"], "observe-only");
     assert_eq!(v["flows_used"], 1, "{v}");
     let mean = v["mean_mbps"].as_f64().unwrap();
@@ -220,7 +225,7 @@ fn record_beside_a_running_daemon_reads_its_pinned_datapath() {
     ) {
         return;
     }
-    let (v, f, _) = record_constant_link("record-daemon", Beside::Daemon);
+    let (v, f, _, _dir) = record_constant_link("record-daemon", Beside::Daemon);
     assert_eq!(v["datapath"], "daemon");
     assert_eq!(v["flows_used"], 1, "{v}");
     // Delivery is a lower bound of the capacity (the report says so). Beside
@@ -249,7 +254,8 @@ fn plume(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn record_on_a_cgroup_with_no_datapath_says_so_and_writes_nothing() {
-    let out = tmpdir("record-none").join("c");
+    let tmp = tmpdir("record-none");
+    let out = tmp.join("c");
     // The cgroup2 root is a cgroup folder on every host; no daemon runs on
     // it (the daemon refuses the root without --allow-root-cgroup).
     let root = plume_cc::datapath::cgroup::cgroup2_mount().unwrap();
@@ -276,7 +282,8 @@ fn record_on_a_cgroup_with_no_datapath_says_so_and_writes_nothing() {
 
 #[test]
 fn record_flags_out_of_range_are_refused_naming_the_range() {
-    let out = tmpdir("record-flags").join("c");
+    let tmp = tmpdir("record-flags");
+    let out = tmp.join("c");
     let o = plume(&[
         "record",
         "--cgroup",

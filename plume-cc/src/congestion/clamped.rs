@@ -15,8 +15,8 @@
 //!   `DatapathConfig::clamp_hold`), a new clamp waits while writing it
 //!   would undo a loss (`plume_cc_common::clamp_write_waits`), looked at
 //!   again on every ACK and loss as the program looks on every callback;
-//!   a bounded hold ([`Clamped::set_clamp_hold_max_srtts`]) writes it
-//!   anyway once it has waited that many smoothed RTTs;
+//!   a bounded hold ([`ClampHold::max_srtts`]) writes it anyway once it
+//!   has waited that many smoothed RTTs;
 //! - `SO_MAX_PACING_RATE` turns on TCP internal pacing at
 //!   `min(kernel pacing rate, cap)`; without a cap a loss-based base is not
 //!   paced.
@@ -51,6 +51,22 @@ pub fn bound_pacing_cap(bytes_per_sec: u32) -> u32 {
     }
 }
 
+/// The datapath's hold of a new clamp after a loss
+/// (`DatapathConfig::clamp_hold` and `clamp_hold_max_srtts`, set from the
+/// policy file's `hold_clamp_after_loss` and `hold_clamp_max_srtts`): one
+/// value for the layers that carry it from the policy to the simulator's
+/// senders, so that the two settings cannot be passed apart.
+/// [`ClampHold::default`] is off: every clamp is written at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClampHold {
+    /// Whether a new clamp waits after a loss
+    /// ([`plume_cc_common::clamp_write_waits`]).
+    pub on: bool,
+    /// The wait's bound in smoothed RTTs
+    /// ([`plume_cc_common::clamp_hold_limit_ns`]); 0: unbounded.
+    pub max_srtts: u32,
+}
+
 /// A base controller under datapath limits (see the module docs).
 #[derive(Clone, Debug)]
 pub struct Clamped<C> {
@@ -64,9 +80,7 @@ pub struct Clamped<C> {
     /// The clamp last asked for (bounded); differs from
     /// `cwnd_clamp_segments` while the hold keeps the old one.
     wanted_clamp_segments: u32,
-    clamp_hold: bool,
-    /// `DatapathConfig::clamp_hold_max_srtts` (0: unbounded).
-    clamp_hold_max_srtts: u32,
+    clamp_hold: ClampHold,
     /// The latest time an ACK, loss or tick was seen, µs.
     now_us: u64,
     /// When the hold first kept the clamp in force since the last write
@@ -86,8 +100,7 @@ impl<C: Controller> Clamped<C> {
             srtt_us: 0,
             clamp_model: ClampModel::default(),
             wanted_clamp_segments: CWND_UNCLAMPED,
-            clamp_hold: false,
-            clamp_hold_max_srtts: 0,
+            clamp_hold: ClampHold::default(),
             now_us: 0,
             hold_since_us: None,
         }
@@ -95,17 +108,11 @@ impl<C: Controller> Clamped<C> {
 
     /// Holds clamps after a loss as the datapath does with
     /// `DatapathConfig::clamp_hold` set (off: every new clamp is applied at
-    /// once, as before the hold existed).
-    pub fn set_clamp_hold(&mut self, on: bool) {
-        self.clamp_hold = on;
-        self.apply_wanted_clamp();
-    }
-
-    /// Bounds the hold as the datapath does with
+    /// once, as before the hold existed), bounded as with
     /// `DatapathConfig::clamp_hold_max_srtts`: a held clamp is written once
-    /// it has waited this many smoothed RTTs (0: no bound).
-    pub fn set_clamp_hold_max_srtts(&mut self, max_srtts: u32) {
-        self.clamp_hold_max_srtts = max_srtts;
+    /// it has waited that many smoothed RTTs (0: no bound).
+    pub fn set_clamp_hold(&mut self, hold: ClampHold) {
+        self.clamp_hold = hold;
         self.apply_wanted_clamp();
     }
 
@@ -125,7 +132,7 @@ impl<C: Controller> Clamped<C> {
             self.hold_since_us = None;
             return;
         }
-        if self.clamp_hold {
+        if self.clamp_hold.on {
             // The kernel's unset ssthresh (TCP_INFINITE_SSTHRESH) is
             // CWND_UNCLAMPED; the model's windows stop at MAX_CWND_SEGMENTS.
             let kernel = |w: u32| {
@@ -141,7 +148,7 @@ impl<C: Controller> Clamped<C> {
                 .hold_since_us
                 .map_or(0, |since| self.now_us.saturating_sub(since) * 1_000);
             let srtt_us = u32::try_from(self.srtt_us).unwrap_or(u32::MAX);
-            let limit = clamp_hold_limit_ns(srtt_us, self.clamp_hold_max_srtts);
+            let limit = clamp_hold_limit_ns(srtt_us, self.clamp_hold.max_srtts);
             // False for a lift: the datapath's lift waits only in loss
             // recovery (`plume_cc_common::lift_waits`), and the model's
             // bases have none (the window is cut at the loss itself).
@@ -363,7 +370,10 @@ mod tests {
     /// clamp of 40 by 1 ms, then one segment lost at 2 ms.
     fn at_40_then_a_loss<C: Controller>(base: C, hold: bool) -> Clamped<C> {
         let mut c = Clamped::new(base, 1448);
-        c.set_clamp_hold(hold);
+        c.set_clamp_hold(ClampHold {
+            on: hold,
+            max_srtts: 0,
+        });
         c.on_ack(0, &ack(30));
         c.set_limits(40, PACING_UNLIMITED);
         c.on_ack(1_000, &ack(10));
@@ -442,7 +452,10 @@ mod tests {
         assert_eq!(c.window_segments(), 20, "Reno halves");
         // srtt 10 ms (`ack`), bounded to 4 srtts: 40 ms (set with the
         // clamp in force, so nothing is pending yet).
-        c.set_clamp_hold_max_srtts(4);
+        c.set_clamp_hold(ClampHold {
+            on: true,
+            max_srtts: 4,
+        });
         // Held from the first try (t = 2 ms) for 40 ms.
         c.set_limits(44, PACING_UNLIMITED);
         assert_eq!(c.cwnd_clamp_segments(), 40, "held");

@@ -23,7 +23,7 @@ pub mod reno;
 mod window;
 
 pub use bbr::Bbr;
-pub use clamped::Clamped;
+pub use clamped::{ClampHold, Clamped};
 pub use cubic::Cubic;
 pub use reno::Reno;
 

@@ -199,6 +199,7 @@ impl DaemonConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::congestion::ClampHold;
 
     fn config() -> DaemonConfig {
         DaemonConfig {
@@ -220,8 +221,7 @@ mod tests {
         PolicyContract {
             base_cc: base.into(),
             monitor_interval_us: us,
-            clamp_hold: false,
-            clamp_hold_max_srtts: 0,
+            clamp_hold: ClampHold::default(),
         }
     }
 

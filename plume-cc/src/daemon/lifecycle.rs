@@ -110,6 +110,7 @@ pub async fn run(
         .pin_dir
         .clone()
         .unwrap_or_else(|| datapath::default_pin_dir(&config.cgroup));
+    let hold = policy.contract().map(|c| c.clamp_hold).unwrap_or_default();
     let dp_config = DatapathConfig {
         stale_after_ns: config.stale_after.as_nanos() as u64,
         enforce: 1,
@@ -129,9 +130,9 @@ pub async fn run(
         snapshot_every_ns: 0,
         // The policy's mapping says whether clamps wait after a loss
         // (`ActionScaling::hold_clamp_after_loss`).
-        clamp_hold: u32::from(policy.contract().is_some_and(|c| c.clamp_hold)),
+        clamp_hold: u32::from(hold.on),
         // Its bound in smoothed RTTs (`ActionScaling::hold_clamp_max_srtts`).
-        clamp_hold_max_srtts: policy.contract().map_or(0, |c| c.clamp_hold_max_srtts),
+        clamp_hold_max_srtts: hold.max_srtts,
     };
     if let Some(sig) = stop.pending().await {
         tracing::info!("{sig} during start-up: stopping before attaching anything");

@@ -413,7 +413,7 @@ mod tests {
             meta.monitor_interval_us,
             crate::policy::Cadence::PerCopy,
             meta.action_scaling.anchor_floor_us(),
-            meta.action_scaling.hold_clamp_after_loss,
+            meta.action_scaling.clamp_hold(),
         );
         let (mut clamps, mut decisions) = (Vec::new(), 0);
         loop {
@@ -494,7 +494,7 @@ mod tests {
         interval_us: u64,
         cadence: crate::policy::Cadence,
         anchor_floor_us: u64,
-        clamp_hold: bool,
+        clamp_hold: crate::congestion::ClampHold,
     ) -> (Env, Observation) {
         let mut env = Env::new(EnvConfig {
             interval: MonitorInterval::FixedUs(interval_us),
@@ -559,7 +559,7 @@ mod tests {
             meta.monitor_interval_us,
             crate::policy::Cadence::EveryInterval,
             meta.action_scaling.anchor_floor_us(),
-            meta.action_scaling.hold_clamp_after_loss,
+            meta.action_scaling.clamp_hold(),
         );
         let mut rewards = Vec::new();
         loop {

@@ -13,6 +13,7 @@
 //! every such fix and every NaN among a learned policy's raw outputs.
 
 use super::PolicyError;
+use crate::congestion::ClampHold;
 use plume_cc_common::{
     FlowStats, FlowTarget, CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC,
     PACING_UNLIMITED,
@@ -186,12 +187,9 @@ pub struct PolicyContract {
     pub base_cc: String,
     /// Monitor interval, microseconds.
     pub monitor_interval_us: u64,
-    /// The datapath holds clamps after a loss
-    /// ([`super::ActionScaling::hold_clamp_after_loss`]).
-    pub clamp_hold: bool,
-    /// That hold's bound in smoothed RTTs, 0 for none
-    /// ([`super::ActionScaling::hold_clamp_max_srtts`]).
-    pub clamp_hold_max_srtts: u32,
+    /// Whether, and how long, the datapath holds clamps after a loss
+    /// ([`super::ActionScaling::clamp_hold`]).
+    pub clamp_hold: ClampHold,
 }
 
 /// Counts of policy outputs the guard had to fix.

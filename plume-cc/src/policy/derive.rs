@@ -394,10 +394,10 @@ mod tests {
         assert!(text.contains("\"hold_clamp_after_loss\": true"), "{text}");
         // The daemon sets DatapathConfig::clamp_hold from the contract.
         let learned = super::super::learned::LearnedPolicy::new(got);
-        assert!(learned.contract().is_some_and(|c| c.clamp_hold));
+        assert!(learned.contract().is_some_and(|c| c.clamp_hold.on));
         let source = super::super::LoadedPolicy::load(&default_dir()).unwrap();
         let plain = super::super::learned::LearnedPolicy::new(source);
-        assert!(plain.contract().is_some_and(|c| !c.clamp_hold));
+        assert!(plain.contract().is_some_and(|c| !c.clamp_hold.on));
         let _ = std::fs::remove_dir_all(&out);
     }
 
@@ -418,7 +418,7 @@ mod tests {
         );
         let got = super::super::LoadedPolicy::load(&out).unwrap();
         let learned = super::super::learned::LearnedPolicy::new(got);
-        assert_eq!(learned.contract().map(|c| c.clamp_hold_max_srtts), Some(8));
+        assert_eq!(learned.contract().map(|c| c.clamp_hold.max_srtts), Some(8));
         // The default's file has no bound, and writes none.
         let source = super::super::LoadedPolicy::load(&default_dir()).unwrap();
         assert_eq!(source.metadata().action_scaling.hold_clamp_max_srtts, 0);

@@ -979,8 +979,7 @@ impl FlowPolicy for LearnedPolicy {
         Some(PolicyContract {
             base_cc: m.base_cc.clone(),
             monitor_interval_us: m.monitor_interval_us,
-            clamp_hold: m.action_scaling.hold_clamp_after_loss,
-            clamp_hold_max_srtts: m.action_scaling.hold_clamp_max_srtts,
+            clamp_hold: m.action_scaling.clamp_hold(),
         })
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::api::Target;
 use super::competition::{Mode, DRAIN_GAIN};
 use super::round_half_away;
+use crate::congestion::ClampHold;
 use plume_cc_common::{CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED};
 
 /// What the action scaling needs to know about one flow.
@@ -303,6 +304,16 @@ impl ActionScaling {
             && self.additive_segments.is_finite()
             && (0.0..=64.0).contains(&self.additive_segments)
             && self.anchor_window_floor_ms <= MAX_ANCHOR_WINDOW_FLOOR_MS
+    }
+
+    /// The datapath's hold after a loss as one value
+    /// ([`Self::hold_clamp_after_loss`], [`Self::hold_clamp_max_srtts`]),
+    /// the form every layer below the policy file carries.
+    pub fn clamp_hold(&self) -> ClampHold {
+        ClampHold {
+            on: self.hold_clamp_after_loss,
+            max_srtts: self.hold_clamp_max_srtts,
+        }
     }
 
     /// The rate anchor window's floor the daemon's builders take,

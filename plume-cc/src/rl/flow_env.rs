@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::congestion::{ClampModel, ControllerKind};
+use crate::congestion::{ClampHold, ClampModel, ControllerKind};
 use crate::flow::FlowSample;
 use crate::policy::observation::{Observation, ObservationBuilder};
 use crate::policy::{Cadence, DecisionClock, Objective, Target};
@@ -171,12 +171,10 @@ pub struct EnvConfig {
     pub path_min_rtt: bool,
     /// The policy flows hold a new clamp after a loss, as the daemon's
     /// datapath does under the policy's
-    /// `ActionScaling::hold_clamp_after_loss` (`Clamped::set_clamp_hold`).
-    /// Off in training from scratch, so that its commands reproduce.
-    pub clamp_hold: bool,
-    /// That hold's bound in smoothed RTTs
-    /// (`ActionScaling::hold_clamp_max_srtts`; 0: unbounded).
-    pub clamp_hold_max_srtts: u32,
+    /// `ActionScaling::hold_clamp_after_loss` and `hold_clamp_max_srtts`
+    /// (`Clamped::set_clamp_hold`). Off in training from scratch, so that
+    /// its commands reproduce.
+    pub clamp_hold: ClampHold,
 }
 
 impl Default for EnvConfig {
@@ -201,8 +199,7 @@ impl Default for EnvConfig {
             episode_us: None,
             anchor_floor_us: crate::policy::observation::ANCHOR_WINDOW_MIN_US,
             path_min_rtt: false,
-            clamp_hold: false,
-            clamp_hold_max_srtts: 0,
+            clamp_hold: ClampHold::default(),
         }
     }
 }
@@ -232,8 +229,7 @@ impl EnvConfig {
         self.cadence = scaling.decide;
         self.anchor_floor_us = scaling.anchor_floor_us();
         self.path_min_rtt = scaling.path_min_rtt;
-        self.clamp_hold = scaling.hold_clamp_after_loss;
-        self.clamp_hold_max_srtts = scaling.hold_clamp_max_srtts;
+        self.clamp_hold = scaling.clamp_hold();
         self
     }
 }
@@ -476,7 +472,6 @@ impl Env {
             delayed_ack: self.config.delayed_ack,
             clamp_model: self.config.clamp_model,
             clamp_hold: self.config.clamp_hold,
-            clamp_hold_max_srtts: self.config.clamp_hold_max_srtts,
             datapath_model: self.config.datapath_model,
             timeout_model: self.config.timeout_model,
             min_rtt_sample: self.config.min_rtt_sample,

@@ -27,7 +27,7 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::congestion::{ClampModel, ControllerKind};
+use crate::congestion::{ClampHold, ClampModel, ControllerKind};
 use crate::sim::flow::{DatapathModel, MinRttSample, TimeoutModel};
 
 use super::event::{EventKind, EventQueue};
@@ -90,13 +90,10 @@ pub struct NetworkConfig {
     /// How the senders' cwnd clamps act ([`ClampModel`]).
     pub clamp_model: ClampModel,
     /// The senders hold a new clamp after a loss as the datapath does with
-    /// `DatapathConfig::clamp_hold` (`Clamped::set_clamp_hold`); false, the
-    /// default: every clamp is applied at once.
-    pub clamp_hold: bool,
-    /// With `clamp_hold`: the hold's bound in smoothed RTTs, as
-    /// `DatapathConfig::clamp_hold_max_srtts`
-    /// (`Clamped::set_clamp_hold_max_srtts`); 0, the default: unbounded.
-    pub clamp_hold_max_srtts: u32,
+    /// `DatapathConfig::clamp_hold` and its bound
+    /// (`Clamped::set_clamp_hold`); off, the default: every clamp is
+    /// applied at once.
+    pub clamp_hold: ClampHold,
     /// How the datapath sees the senders and applies their limits
     /// ([`DatapathModel`]).
     pub datapath_model: DatapathModel,
@@ -121,8 +118,7 @@ impl Default for NetworkConfig {
             flows: vec![FlowConfig::new(ControllerKind::Cubic)],
             delayed_ack: false,
             clamp_model: ClampModel::default(),
-            clamp_hold: false,
-            clamp_hold_max_srtts: 0,
+            clamp_hold: ClampHold::default(),
             datapath_model: DatapathModel::default(),
             timeout_model: TimeoutModel::default(),
             min_rtt_sample: MinRttSample::default(),
@@ -224,7 +220,6 @@ impl Network {
                 );
                 sender.set_clamp_model(config.clamp_model);
                 sender.set_clamp_hold(config.clamp_hold);
-                sender.set_clamp_hold_max_srtts(config.clamp_hold_max_srtts);
                 sender.set_datapath_model(config.datapath_model);
                 sender.set_timeout_model(config.timeout_model);
                 sender.set_min_rtt_sample(config.min_rtt_sample);

@@ -9,7 +9,7 @@
 //! (`super::scoreboard`), the RTT estimator and the delivery-rate sampler
 //! (`crate::flow`), and the controller with its datapath limits.
 
-use crate::congestion::{AckSample, ClampModel, Clamped, Controller, LossEvent};
+use crate::congestion::{AckSample, ClampHold, ClampModel, Clamped, Controller, LossEvent};
 use crate::flow::{FlowSample, RateSampler, RttEstimator};
 use crate::sim::metrics::{FlowCounters, RttHistogram};
 
@@ -204,16 +204,10 @@ impl Sender {
         self.controller.set_clamp_model(model);
     }
 
-    /// Holds a new clamp after a loss as the datapath does with the hold
-    /// on ([`Clamped::set_clamp_hold`]).
-    pub fn set_clamp_hold(&mut self, on: bool) {
-        self.controller.set_clamp_hold(on);
-    }
-
-    /// Bounds that hold to this many smoothed RTTs
-    /// ([`Clamped::set_clamp_hold_max_srtts`]; 0: unbounded).
-    pub fn set_clamp_hold_max_srtts(&mut self, max_srtts: u32) {
-        self.controller.set_clamp_hold_max_srtts(max_srtts);
+    /// Holds a new clamp after a loss as the datapath does
+    /// ([`Clamped::set_clamp_hold`]).
+    pub fn set_clamp_hold(&mut self, hold: ClampHold) {
+        self.controller.set_clamp_hold(hold);
     }
 
     /// The controller with its datapath limits (the policy sets them here).
