@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scaling = ActionScaling {
         competition: Some(CompetitionRule {
             competitive_exponent: exponent,
+            ..CompetitionRule::default()
         }),
         ..ActionScaling::default()
     };

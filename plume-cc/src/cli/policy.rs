@@ -32,6 +32,15 @@ pub enum Switch {
     Off,
 }
 
+/// How the competition rule's probes drain the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Drain {
+    /// A clamp of half a BDP (also sets ssthresh).
+    Clamp,
+    /// A pacing cap of half the rate (cwnd and ssthresh untouched).
+    Pacing,
+}
+
 /// Arguments of `plume-cc policy derive`.
 #[derive(Debug, Args)]
 pub struct DeriveArgs {
@@ -51,6 +60,11 @@ pub struct DeriveArgs {
     /// The competition rule (drain probes and a competitive mode).
     #[arg(long, value_enum)]
     pub competition_rule: Option<Switch>,
+    /// How the rule's probes drain the queue: `clamp` (a low clamp, which
+    /// also sets ssthresh) or `pacing` (a low pacing cap; cwnd and ssthresh
+    /// stay the base's). Needs the rule.
+    #[arg(long, value_enum)]
+    pub competition_drain: Option<Drain>,
     /// Segments added to every clamp, and as many per min RTT to the pacing
     /// cap (0-64; 0: none): an additive increase, so that flows whose
     /// clamps bind converge to equal shares.
@@ -90,6 +104,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 anchor_window_floor_ms: a.anchor_floor_ms,
                 hold_clamp_after_loss: a.hold_clamp_after_loss.map(|s| s == Switch::On),
                 hold_clamp_max_srtts: a.hold_clamp_max_srtts,
+                competition_drain_by_pacing: a.competition_drain.map(|d| d == Drain::Pacing),
             };
             let meta = derive(&a.from, &a.out, &d).with_context(|| {
                 format!(

@@ -376,6 +376,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.scaling.competition = (args.competition_rule || args.competitive_exponent.is_some())
         .then_some(plume_cc::policy::CompetitionRule {
             competitive_exponent: args.competitive_exponent,
+            ..plume_cc::policy::CompetitionRule::default()
         });
     config.reward.queue_penalty = args.queue_penalty;
     if !config.scaling.is_valid() {

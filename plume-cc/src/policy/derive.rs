@@ -64,6 +64,9 @@ pub struct Derivation {
     /// That hold's bound in smoothed RTTs
     /// (`ActionScaling::hold_clamp_max_srtts`; 0: none).
     pub hold_clamp_max_srtts: Option<u32>,
+    /// The competition rule's probes drain through the pacing cap (true) or
+    /// the clamp (`CompetitionRule::drain_by_pacing`); needs the rule.
+    pub competition_drain_by_pacing: Option<bool>,
 }
 
 /// The largest `--hold-clamp-max-srtts`: a hold longer than a thousand
@@ -87,8 +90,11 @@ pub enum DeriveError {
         found: String,
     },
     /// The derivation changes nothing.
-    #[error("nothing to derive: give --spans, --objective, --competition-rule on|off, --additive-segments, --path-min-rtt on|off, --anchor-floor-ms or --hold-clamp-after-loss on|off")]
+    #[error("nothing to derive: give --spans, --objective, --competition-rule on|off, --competition-drain clamp|pacing, --additive-segments, --path-min-rtt on|off, --anchor-floor-ms or --hold-clamp-after-loss on|off")]
     Empty,
+    /// A setting of the competition rule for a policy without the rule.
+    #[error("{0} sets the competition rule's probes, but the policy has no rule: add --competition-rule on")]
+    NoRule(&'static str),
     /// The output would overwrite a policy (the source or another).
     #[error("{0} already holds a policy (policy.json); choose a new folder")]
     Exists(PathBuf),
@@ -137,6 +143,12 @@ impl Derivation {
         if let Some(n) = self.hold_clamp_max_srtts {
             v.push(format!("--hold-clamp-max-srtts {n}"));
         }
+        if let Some(p) = self.competition_drain_by_pacing {
+            v.push(format!(
+                "--competition-drain {}",
+                if p { "pacing" } else { "clamp" }
+            ));
+        }
         v.join(" ")
     }
 
@@ -167,6 +179,12 @@ impl Derivation {
             }
             Some(false) => meta.action_scaling.competition = None,
             _ => {}
+        }
+        if let Some(p) = self.competition_drain_by_pacing {
+            match meta.action_scaling.competition.as_mut() {
+                Some(rule) => rule.drain_by_pacing = p,
+                None => return Err(DeriveError::NoRule("--competition-drain")),
+            }
         }
         if let Some(c) = self.additive_segments {
             if !(c.is_finite() && (0.0..=ADDITIVE_MAX).contains(&c)) {
@@ -398,6 +416,41 @@ mod tests {
         let source = super::super::LoadedPolicy::load(&default_dir()).unwrap();
         let plain = super::super::learned::LearnedPolicy::new(source);
         assert!(plain.contract().is_some_and(|c| !c.clamp_hold.on));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn the_drain_by_pacing_needs_the_rule_and_is_written_with_it() {
+        // Without the rule: refused, nothing written.
+        let out = tmp("drain-norule");
+        let d = Derivation {
+            competition_drain_by_pacing: Some(true),
+            ..Derivation::default()
+        };
+        let e = derive(&default_dir(), &out, &d).unwrap_err();
+        assert!(
+            matches!(e, DeriveError::NoRule("--competition-drain")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("--competition-rule on"), "{e}");
+        assert!(!out.exists());
+        // With it, in one derivation: the field set and the command recorded.
+        let d = Derivation {
+            competition_rule: Some(true),
+            competition_drain_by_pacing: Some(true),
+            ..Derivation::default()
+        };
+        let meta = derive(&default_dir(), &out, &d).unwrap();
+        assert!(meta
+            .action_scaling
+            .competition
+            .is_some_and(|c| c.drain_by_pacing));
+        assert_eq!(
+            meta.training.derived.last().map(String::as_str),
+            Some("plume-cc policy derive --competition-rule on --competition-drain pacing")
+        );
+        let got = super::super::LoadedPolicy::load(&out).unwrap();
+        assert_eq!(got.metadata(), &meta);
         let _ = std::fs::remove_dir_all(&out);
     }
 

@@ -204,7 +204,10 @@ pub const MAX_ANCHOR_WINDOW_FLOOR_MS: u32 = 60_000;
 /// - [`Mode::Probe`]: the clamp is [`super::competition::DRAIN_GAIN`] BDPs
 ///   of the flow's current rate over the min RTT, whatever the action, and
 ///   it applies at once (no per-interval step limit), so that the probe
-///   drains what the flow holds within a round trip or two.
+///   drains what the flow holds within a round trip or two. With
+///   [`CompetitionRule::drain_by_pacing`] the clamp is left to the mapping
+///   and the pacing cap drops at once to `DRAIN_GAIN` times that rate
+///   instead.
 /// - [`Mode::Competitive`], with no `competitive_exponent` (the
 ///   default): no limits at all, the base controller (CUBIC) alone, as
 ///   Copa's competitive mode behaves like the buffer filler it detected.
@@ -225,6 +228,21 @@ pub struct CompetitionRule {
     /// limits in competitive mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub competitive_exponent: Option<f32>,
+    /// Probes drain through the pacing cap (`DRAIN_GAIN` times the flow's
+    /// rate) rather than the clamp; false (files before it): the clamp.
+    ///
+    /// Why: a clamp write sets ssthresh too (`TCP_BPF_SNDCWND_CLAMP`), so a
+    /// probe's low clamp and the writes that raise it again after the
+    /// probe put the base back into slow start every period, erasing the
+    /// loss response the hold after a loss keeps: beside one CUBIC flow on
+    /// a 1-BDP buffer a daemon record showed the window climb from the
+    /// probe's 13 segments to the policy's 70 within 300 ms and a loss
+    /// follow every probe (docs/BENCHMARKS.md, "The drain probe's deadline
+    /// on a host"). `SO_MAX_PACING_RATE` leaves cwnd and ssthresh as the
+    /// base set them; the queue drains at half the rate, which the probe's
+    /// deadline already allows for (twice the queueing delay).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub drain_by_pacing: bool,
 }
 
 impl CompetitionRule {
@@ -361,10 +379,14 @@ impl ActionScaling {
     }
 
     fn step_from_by(&self, new: Target, ctx: &FlowContext, prev: Target, k: f64) -> Target {
-        if self.competition.is_some() && matches!(ctx.mode, Mode::Probe { .. }) {
-            new
-        } else {
-            self.limit_step_by(new, prev, k)
+        match (self.competition, ctx.mode) {
+            (Some(c), Mode::Probe { .. }) if c.drain_by_pacing => Target {
+                // The pacing cap drops at once; the clamp moves as always.
+                max_pacing_bytes_per_sec: new.max_pacing_bytes_per_sec,
+                ..self.limit_step_by(new, prev, k)
+            },
+            (Some(_), Mode::Probe { .. }) => new,
+            _ => self.limit_step_by(new, prev, k),
         }
     }
 
@@ -460,7 +482,7 @@ impl ActionScaling {
         );
         let cwnd = match (self.competition, ctx.mode) {
             // A drain probe: below one BDP of the share the flow holds now.
-            (Some(_), Mode::Probe { rate_bytes_per_sec }) => {
+            (Some(c), Mode::Probe { rate_bytes_per_sec }) if !c.drain_by_pacing => {
                 round_half_away(DRAIN_GAIN * rate_bytes_per_sec * min_rtt / 1e6 / mss)
             }
             _ => cwnd,
@@ -472,12 +494,19 @@ impl ActionScaling {
         // `additive` segments per min RTT: looser than the clamp's term at
         // any queue, so the clamp's fixed point governs the split.
         let pacing =
-            (f64::from(self.pacing_gain) * rate * (a1 * f64::from(self.pacing_log2_span)).exp2()
-                + additive * mss * 1e6 / min_rtt)
-                .clamp(
-                    f64::from(self.min_pacing_bytes_per_sec),
-                    f64::from(PACING_UNLIMITED - 1),
-                ) as u32;
+            f64::from(self.pacing_gain) * rate * (a1 * f64::from(self.pacing_log2_span)).exp2()
+                + additive * mss * 1e6 / min_rtt;
+        let pacing = match (self.competition, ctx.mode) {
+            // A drain probe by pacing: half the rate the flow delivers now.
+            (Some(c), Mode::Probe { rate_bytes_per_sec }) if c.drain_by_pacing => {
+                pacing.min(DRAIN_GAIN * rate_bytes_per_sec)
+            }
+            _ => pacing,
+        };
+        let pacing = pacing.clamp(
+            f64::from(self.min_pacing_bytes_per_sec),
+            f64::from(PACING_UNLIMITED - 1),
+        ) as u32;
         Target {
             cwnd_clamp_segments: cwnd,
             max_pacing_bytes_per_sec: pacing,
@@ -717,6 +746,7 @@ mod tests {
         let rule = ActionScaling {
             competition: Some(CompetitionRule {
                 competitive_exponent: Some(1.0),
+                ..CompetitionRule::default()
             }),
             ..ActionScaling::default()
         };
@@ -775,11 +805,57 @@ mod tests {
             let bad = ActionScaling {
                 competition: Some(CompetitionRule {
                     competitive_exponent: Some(e),
+                    ..CompetitionRule::default()
                 }),
                 ..ActionScaling::default()
             };
             assert!(!bad.is_valid(), "{e}");
         }
         assert!(rule.is_valid());
+    }
+
+    #[test]
+    fn a_probe_by_pacing_halves_the_pacing_cap_at_once_and_leaves_the_clamp_to_the_mapping() {
+        let ctx = ctx_40ms(160_000);
+        let by_pacing = ActionScaling {
+            competition: Some(CompetitionRule {
+                drain_by_pacing: true,
+                ..CompetitionRule::default()
+            }),
+            ..ActionScaling::default()
+        };
+        let plain = ActionScaling::default();
+        let probe = FlowContext {
+            mode: Mode::Probe {
+                rate_bytes_per_sec: 0.5e6,
+            },
+            ..ctx
+        };
+        let prev = Target {
+            cwnd_clamp_segments: 100,
+            max_pacing_bytes_per_sec: 1_562_500,
+        };
+        let t = by_pacing.next_target([1.0, 0.0], &probe, prev);
+        // The pacing cap: half of 0.5 MB/s, at once (no step limit) ...
+        assert_eq!(t.max_pacing_bytes_per_sec, 250_000);
+        // ... the clamp: the mapping's, step-limited as in default mode
+        // (action 1 asks 4x; one step is 2^0.5).
+        assert_eq!(
+            t.cwnd_clamp_segments,
+            plain
+                .next_target([1.0, 0.0], &ctx, prev)
+                .cwnd_clamp_segments
+        );
+        assert_eq!(t.cwnd_clamp_segments, 141);
+        // Outside probes it maps as without the rule.
+        assert_eq!(
+            by_pacing.next_target([0.3, -0.2], &ctx, prev),
+            plain.next_target([0.3, -0.2], &ctx, prev)
+        );
+        // The file records it only when on, so older files read the same.
+        let json = serde_json::to_string(&by_pacing.competition).unwrap();
+        assert!(json.contains("\"drain_by_pacing\":true"), "{json}");
+        let clamp = serde_json::to_string(&Some(CompetitionRule::default())).unwrap();
+        assert!(!clamp.contains("drain_by_pacing"), "{clamp}");
     }
 }
