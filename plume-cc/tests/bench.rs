@@ -348,6 +348,94 @@ fn a_stopped_daemons_lifts_never_blow_the_window_up() {
     );
 }
 
+/// A lone flow under the competition rule stays out of competitive mode:
+/// its drain probes drain its own queue, and the drained RTT sample comes
+/// within the probe's deadline although on a host the program applies the
+/// probe's clamp, and the kernel reports an RTT sample, only once per
+/// round trip (`policy::competition::SAMPLING_RTTS`). With the deadline
+/// before that term, the lone flow of this candidate went competitive
+/// (CUBIC alone, a full buffer) at 4.6-5.2 s in 3 runs of 3
+/// (docs/BENCHMARKS.md, "The drain probe's deadline on a host").
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn a_lone_flows_drain_probes_keep_it_out_of_competitive_mode() {
+    if !common::have_root(
+        "a_lone_flows_drain_probes_keep_it_out_of_competitive_mode",
+        "CAP_NET_ADMIN, CAP_BPF",
+    ) {
+        return;
+    }
+    let candidate = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/candidates/rulehold-prtt-a8-w0"
+    );
+    let (o, out, _dir) = bench(
+        "lone-rule",
+        &[
+            "--schemes",
+            &format!("plume@{candidate}"),
+            "--queue",
+            "packets=100",
+            "--duration",
+            "10s",
+            "--runs",
+            "1",
+            "--record",
+            "--quiet",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let record = find_file(&out, "daemon-record.jsonl").expect("a daemon record");
+    let record = std::fs::read_to_string(record).unwrap();
+    // The data flow's targets from 1 s to 9.5 s (its first decision is
+    // unlimited, and the run's end lifts everything); iperf3's idle
+    // control connection (10 segments, nothing in flight) is left out.
+    let mut t0 = None;
+    let mut clamps = Vec::new();
+    for line in record.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = v["t_ns"].as_u64().unwrap();
+        let t = (t - *t0.get_or_insert(t)) as f64 / 1e9;
+        for f in v["flows"].as_array().unwrap() {
+            let idle = f["packets_out"].as_u64() == Some(0) && f["snd_cwnd"].as_u64() <= Some(10);
+            if !idle && (1.0..9.5).contains(&t) {
+                clamps.push((t, f["target_cwnd_clamp"].as_u64().unwrap()));
+            }
+        }
+    }
+    assert!(
+        clamps.len() > 200,
+        "{} intervals of the data flow",
+        clamps.len()
+    );
+    let unclamped = u64::from(plume_cc_common::CWND_UNCLAMPED);
+    let competitive: Vec<f64> = clamps
+        .iter()
+        .filter(|(_, c)| *c == unclamped)
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(
+        competitive.is_empty(),
+        "the lone flow went competitive ({} intervals, from {:.2} s)",
+        competitive.len(),
+        competitive[0]
+    );
+    // The probes ran: the clamp fell below 40% of its median at least
+    // twice (a probe every 2 s on the monitor's clock).
+    let mut sorted: Vec<u64> = clamps.iter().map(|(_, c)| *c).collect();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2];
+    let probes = clamps
+        .windows(2)
+        .filter(|w| w[1].1 * 10 < median * 4 && w[0].1 * 10 >= median * 4)
+        .count();
+    assert!(probes >= 2, "{probes} probes (median clamp {median})");
+}
+
 /// The pid of the `plume-cc run` daemon whose parent is `parent`.
 fn daemon_of(parent: u32) -> Option<i32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
