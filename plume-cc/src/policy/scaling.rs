@@ -740,6 +740,22 @@ mod tests {
         assert!(s.is_valid());
     }
 
+    /// `ctx` in a drain probe begun at 0.5 MB/s, and the target in force
+    /// before it (2 BDPs of 50 segments, 1.25 x 1.25 MB/s).
+    fn probing_at_half_a_megabyte(ctx: &FlowContext) -> (FlowContext, Target) {
+        let probe = FlowContext {
+            mode: Mode::Probe {
+                rate_bytes_per_sec: 0.5e6,
+            },
+            ..*ctx
+        };
+        let prev = Target {
+            cwnd_clamp_segments: 100,
+            max_pacing_bytes_per_sec: 1_562_500,
+        };
+        (probe, prev)
+    }
+
     #[test]
     fn the_competition_rule_drains_in_a_probe_and_follows_the_srtt_when_competitive() {
         let ctx = ctx_40ms(160_000);
@@ -778,16 +794,7 @@ mod tests {
         assert_eq!(plain.to_target([0.0, 0.0], &comp), t);
         // A probe: half a BDP of the current rate (0.5 MB/s: 10 segments),
         // whatever the action, and at once.
-        let probe = FlowContext {
-            mode: Mode::Probe {
-                rate_bytes_per_sec: 0.5e6,
-            },
-            ..ctx
-        };
-        let prev = Target {
-            cwnd_clamp_segments: 100,
-            max_pacing_bytes_per_sec: 1_562_500,
-        };
+        let (probe, prev) = probing_at_half_a_megabyte(&ctx);
         assert_eq!(
             rule.next_target([1.0, 0.0], &probe, prev)
                 .cwnd_clamp_segments,
@@ -825,16 +832,7 @@ mod tests {
             ..ActionScaling::default()
         };
         let plain = ActionScaling::default();
-        let probe = FlowContext {
-            mode: Mode::Probe {
-                rate_bytes_per_sec: 0.5e6,
-            },
-            ..ctx
-        };
-        let prev = Target {
-            cwnd_clamp_segments: 100,
-            max_pacing_bytes_per_sec: 1_562_500,
-        };
+        let (probe, prev) = probing_at_half_a_megabyte(&ctx);
         let t = by_pacing.next_target([1.0, 0.0], &probe, prev);
         // The pacing cap: half of 0.5 MB/s, at once (no step limit) ...
         assert_eq!(t.max_pacing_bytes_per_sec, 250_000);
