@@ -25,8 +25,8 @@
 //! deadline (the time the flow's own queue at the start of the probe would
 //! take to drain at half the rate, twice the queueing delay plus a round
 //! trip, plus the two round trips a kernel flow needs to apply the probe's
-//! clamp and report an RTT from after the drain, [`SAMPLING_RTTS`]; at most
-//! [`PROBE_MAX_US`]), and the next probe does not drain either
+//! clamp and report an RTT from after the drain, [`SAMPLING_RTTS`]; each
+//! part at most [`PROBE_MAX_US`]), and the next probe does not drain either
 //! ([`CONFIRM_PROBES`]), someone else holds the queue and the flow is in
 //! *competitive* mode until a later probe drains. In competitive mode probes come only
 //! every [`COMPETITIVE_RECHECK`]-th period, since each one gives up share.
@@ -197,8 +197,11 @@ impl CompetitionDetector {
         if new_period && old_enough && due {
             let rtt = u64::from(s.srtt_us.max(s.last_rtt_us));
             let queue = rtt.saturating_sub(min_rtt);
-            let span =
-                (min_rtt + 2 * queue + 2 * s.interval_us + SAMPLING_RTTS * rtt).min(PROBE_MAX_US);
+            // The drain's own time is bounded by PROBE_MAX_US, and the
+            // datapath's delays are added after that bound, bounded alike:
+            // on a long path they alone can take most of a second.
+            let span = (min_rtt + 2 * queue + 2 * s.interval_us).min(PROBE_MAX_US)
+                + (SAMPLING_RTTS * rtt).min(PROBE_MAX_US);
             self.probe = Some(Probe {
                 rate,
                 deadline_us: s.timestamp_us + span,
@@ -326,6 +329,36 @@ mod tests {
             })
             .count();
         assert!(probes >= 8, "a probe every 2 s: {probes}");
+        assert!(!modes.contains(&Mode::Competitive), "{modes:?}");
+    }
+
+    #[test]
+    fn on_a_long_path_the_datapaths_delays_are_not_cut_by_the_drains_bound() {
+        // A daemon record at a 201 ms floor, srtt 378 ms: the probe applied
+        // one srtt after it began, the drained sample about 1.1 s after
+        // it. The drain's own estimate alone (1.35 s) is cut to
+        // PROBE_MAX_US; the two srtts for the datapath come on top of it.
+        let mut d = CompetitionDetector::new();
+        let mut start = None::<u64>;
+        let mut modes = Vec::new();
+        for t in (0..40_000u64).step_by(20) {
+            let probing = matches!(d.mode(), Mode::Probe { .. });
+            start = match (probing, start) {
+                (true, None) => Some(t),
+                (true, s) => s,
+                (false, _) => None,
+            };
+            let rtt_ms = match start {
+                Some(s0) if t >= s0 + 1_100 => 202,
+                _ => 378,
+            };
+            d.update(&DetectorSample {
+                min_rtt_us: 201_000,
+                ..sample(t, rtt_ms)
+            });
+            modes.push(d.mode());
+        }
+        assert!(modes.iter().any(|m| matches!(m, Mode::Probe { .. })));
         assert!(!modes.contains(&Mode::Competitive), "{modes:?}");
     }
 
