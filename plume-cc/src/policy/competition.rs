@@ -67,9 +67,11 @@ pub const PROBE_MAX_US: u64 = 1_000_000;
 /// such probes in a row put the lone flow in competitive mode, and the
 /// flows of the rule + hold candidate on that link fell into it one after
 /// another (Jain 0.70-0.82 among three; docs/BENCHMARKS.md, "The drain
-/// probe's deadline on a host"). The simulator's flows apply a clamp and
-/// sample at once, so there the term lengthens only probes that do not
-/// drain.
+/// probe's deadline on a host"). The simulator's default datapath model
+/// (`sim::DatapathModel::Callbacks`) has the same once-per-round-trip
+/// callbacks, and its evaluation matrix moved the same way, less. Where a
+/// queue drains, a probe still ends at the first drained sample; the term
+/// lengthens only probes that do not drain.
 pub const SAMPLING_RTTS: u64 = 2;
 
 /// Consecutive undrained probes before the flow enters competitive mode.
@@ -294,6 +296,41 @@ mod tests {
         assert_eq!(starts[2] * 20, 16_000, "{starts:?}");
     }
 
+    /// A lone flow on a host, driven at 20 ms intervals for `until_ms`: its
+    /// RTT is `queued_ms` (floor `min_rtt_ms`) except from `lag_ms` after
+    /// a probe began until the probe ends, when the drained queue shows as
+    /// `drained_ms` (the program applies the probe's clamp, and reports an
+    /// RTT sample, once per round trip). Returns the modes seen.
+    fn lone_flow_with_lagged_samples(
+        min_rtt_ms: u32,
+        queued_ms: u32,
+        drained_ms: u32,
+        lag_ms: u64,
+        until_ms: u64,
+    ) -> Vec<Mode> {
+        let mut d = CompetitionDetector::new();
+        let mut start = None::<u64>;
+        let mut modes = Vec::new();
+        for t in (0..until_ms).step_by(20) {
+            let probing = matches!(d.mode(), Mode::Probe { .. });
+            start = match (probing, start) {
+                (true, None) => Some(t),
+                (true, s) => s,
+                (false, _) => None,
+            };
+            let rtt_ms = match start {
+                Some(s0) if t >= s0 + lag_ms => drained_ms,
+                _ => queued_ms,
+            };
+            d.update(&DetectorSample {
+                min_rtt_us: min_rtt_ms * 1000,
+                ..sample(t, rtt_ms)
+            });
+            modes.push(d.mode());
+        }
+        modes
+    }
+
     #[test]
     fn a_lone_flow_on_a_host_drains_though_its_samples_lag_two_round_trips() {
         // The daemon record behind SAMPLING_RTTS: srtt 85 ms at the policy's
@@ -302,26 +339,7 @@ mod tests {
         // the clamp, one more until an ACK sampled the drained queue). A
         // deadline without the two round trips (169 ms here) missed it on
         // every probe, and the lone flow went competitive.
-        let mut d = CompetitionDetector::new();
-        let start = std::cell::Cell::new(None::<u64>);
-        let mut modes = Vec::new();
-        for t in (0..20_000u64).step_by(20) {
-            let probing = matches!(d.mode(), Mode::Probe { .. });
-            if probing && start.get().is_none() {
-                start.set(Some(t));
-            } else if !probing {
-                start.set(None);
-            }
-            let rtt_ms = match start.get() {
-                Some(s0) if t >= s0 + 190 => 44,
-                _ => 85,
-            };
-            d.update(&DetectorSample {
-                min_rtt_us: 41_000,
-                ..sample(t, rtt_ms)
-            });
-            modes.push(d.mode());
-        }
+        let modes = lone_flow_with_lagged_samples(41, 85, 44, 190, 20_000);
         let probes = (1..modes.len())
             .filter(|&i| {
                 !matches!(modes[i - 1], Mode::Probe { .. })
@@ -338,26 +356,7 @@ mod tests {
         // one srtt after it began, the drained sample about 1.1 s after
         // it. The drain's own estimate alone (1.35 s) is cut to
         // PROBE_MAX_US; the two srtts for the datapath come on top of it.
-        let mut d = CompetitionDetector::new();
-        let mut start = None::<u64>;
-        let mut modes = Vec::new();
-        for t in (0..40_000u64).step_by(20) {
-            let probing = matches!(d.mode(), Mode::Probe { .. });
-            start = match (probing, start) {
-                (true, None) => Some(t),
-                (true, s) => s,
-                (false, _) => None,
-            };
-            let rtt_ms = match start {
-                Some(s0) if t >= s0 + 1_100 => 202,
-                _ => 378,
-            };
-            d.update(&DetectorSample {
-                min_rtt_us: 201_000,
-                ..sample(t, rtt_ms)
-            });
-            modes.push(d.mode());
-        }
+        let modes = lone_flow_with_lagged_samples(201, 378, 202, 1_100, 40_000);
         assert!(modes.iter().any(|m| matches!(m, Mode::Probe { .. })));
         assert!(!modes.contains(&Mode::Competitive), "{modes:?}");
     }

@@ -98,13 +98,6 @@ pub struct TestDir {
     path: PathBuf,
 }
 
-impl TestDir {
-    /// The folder.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 impl std::ops::Deref for TestDir {
     type Target = Path;
 
