@@ -65,6 +65,12 @@ pub struct DeriveArgs {
     /// stay the base's). Needs the rule.
     #[arg(long, value_enum)]
     pub competition_drain: Option<Drain>,
+    /// In the rule's competitive mode, a clamp of this many BDPs over the
+    /// min RTT (the anchor's rate rounded up to a power of two) instead of
+    /// no limits, so that a false detection on an unlimited buffer cannot
+    /// grow a queue of seconds (1-64; 0: none). Needs the rule.
+    #[arg(long, allow_negative_numbers = true, value_name = "BDPS", value_parser = number::<f32>())]
+    pub competitive_ceiling: Option<f32>,
     /// Segments added to every clamp, and as many per min RTT to the pacing
     /// cap (0-64; 0: none): an additive increase, so that flows whose
     /// clamps bind converge to equal shares.
@@ -105,6 +111,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 hold_clamp_after_loss: a.hold_clamp_after_loss.map(|s| s == Switch::On),
                 hold_clamp_max_srtts: a.hold_clamp_max_srtts,
                 competition_drain_by_pacing: a.competition_drain.map(|d| d == Drain::Pacing),
+                competitive_ceiling: a.competitive_ceiling,
             };
             let meta = derive(&a.from, &a.out, &d).with_context(|| {
                 format!(

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::resolve;
 use super::metadata::{PolicyError, PolicyMetadata};
+use super::scaling::COMPETITIVE_CEILING_RANGE;
 use super::scaling::MAX_ANCHOR_WINDOW_FLOOR_MS;
 use super::{CompetitionRule, Objective};
 
@@ -67,6 +68,10 @@ pub struct Derivation {
     /// The competition rule's probes drain through the pacing cap (true) or
     /// the clamp (`CompetitionRule::drain_by_pacing`); needs the rule.
     pub competition_drain_by_pacing: Option<bool>,
+    /// The competition rule's ceiling in competitive mode, BDPs
+    /// (`CompetitionRule::competitive_ceiling`; 0: none, no limits); needs
+    /// the rule.
+    pub competitive_ceiling: Option<f32>,
 }
 
 /// The largest `--hold-clamp-max-srtts`: a hold longer than a thousand
@@ -90,10 +95,12 @@ pub enum DeriveError {
         found: String,
     },
     /// The derivation changes nothing.
-    #[error("nothing to derive: give --spans, --objective, --competition-rule on|off, --competition-drain clamp|pacing, --additive-segments, --path-min-rtt on|off, --anchor-floor-ms or --hold-clamp-after-loss on|off")]
+    #[error("nothing to derive: give --spans, --objective, --competition-rule on|off, --competition-drain clamp|pacing, --competitive-ceiling, --additive-segments, --path-min-rtt on|off, --anchor-floor-ms or --hold-clamp-after-loss on|off")]
     Empty,
     /// A setting of the competition rule for a policy without the rule.
-    #[error("{0} sets the competition rule's probes, but the policy has no rule: add --competition-rule on")]
+    #[error(
+        "{0} sets the competition rule, but the policy has no rule: add --competition-rule on"
+    )]
     NoRule(&'static str),
     /// The output would overwrite a policy (the source or another).
     #[error("{0} already holds a policy (policy.json); choose a new folder")]
@@ -149,6 +156,9 @@ impl Derivation {
                 if p { "pacing" } else { "clamp" }
             ));
         }
+        if let Some(k) = self.competitive_ceiling {
+            v.push(format!("--competitive-ceiling {k}"));
+        }
         v.join(" ")
     }
 
@@ -185,6 +195,29 @@ impl Derivation {
                 Some(rule) => rule.drain_by_pacing = p,
                 None => return Err(DeriveError::NoRule("--competition-drain")),
             }
+        }
+        if let Some(k) = self.competitive_ceiling {
+            let (lo, hi) = COMPETITIVE_CEILING_RANGE;
+            if !(k.is_finite() && (k == 0.0 || (lo..=hi).contains(&k))) {
+                return Err(DeriveError::Range {
+                    field: "--competitive-ceiling",
+                    allowed: format!("0 (none) or {lo} to {hi} BDPs"),
+                    found: k.to_string(),
+                });
+            }
+            let Some(rule) = meta.action_scaling.competition.as_mut() else {
+                return Err(DeriveError::NoRule("--competitive-ceiling"));
+            };
+            if let Some(e) = rule.competitive_exponent.filter(|_| k > 0.0) {
+                return Err(DeriveError::Range {
+                    field: "--competitive-ceiling",
+                    allowed: format!(
+                        "0 (none) for this policy: its rule follows the srtt in competitive mode (exponent {e}), and the two do not combine"
+                    ),
+                    found: k.to_string(),
+                });
+            }
+            rule.competitive_ceiling = (k > 0.0).then_some(k);
         }
         if let Some(c) = self.additive_segments {
             if !(c.is_finite() && (0.0..=ADDITIVE_MAX).contains(&c)) {
@@ -451,6 +484,69 @@ mod tests {
         );
         let got = super::super::LoadedPolicy::load(&out).unwrap();
         assert_eq!(got.metadata(), &meta);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_competitive_ceiling_needs_the_rule_and_its_range() {
+        let out = tmp("ceiling");
+        let ceiling = |k: f32, rule: bool| Derivation {
+            competition_rule: rule.then_some(true),
+            competitive_ceiling: Some(k),
+            ..Derivation::default()
+        };
+        // Without the rule, out of range, or not finite: refused, nothing
+        // written, the flag named.
+        let e = derive(&default_dir(), &out, &ceiling(4.0, false)).unwrap_err();
+        assert!(
+            matches!(e, DeriveError::NoRule("--competitive-ceiling")),
+            "{e}"
+        );
+        for k in [0.5, 65.0, -1.0, f32::NAN] {
+            let e = derive(&default_dir(), &out, &ceiling(k, true)).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    DeriveError::Range {
+                        field: "--competitive-ceiling",
+                        ..
+                    }
+                ),
+                "{k}: {e}"
+            );
+            assert!(e.to_string().contains("1 to 64 BDPs"), "{e}");
+        }
+        assert!(!out.exists());
+        let meta = derive(&default_dir(), &out, &ceiling(4.0, true)).unwrap();
+        let rule = meta.action_scaling.competition.unwrap();
+        assert_eq!(rule.competitive_ceiling, Some(4.0));
+        assert_eq!(
+            meta.training.derived.last().map(String::as_str),
+            Some("plume-cc policy derive --competition-rule on --competitive-ceiling 4")
+        );
+        assert_eq!(
+            super::super::LoadedPolicy::load(&out).unwrap().metadata(),
+            &meta
+        );
+        // 0 takes it off again; with an srtt-following rule it is refused.
+        let mut with = meta.clone();
+        assert_eq!(
+            ceiling(0.0, false)
+                .apply(&with)
+                .unwrap()
+                .action_scaling
+                .competition,
+            Some(CompetitionRule {
+                competitive_ceiling: None,
+                ..rule
+            })
+        );
+        with.action_scaling.competition = Some(CompetitionRule {
+            competitive_exponent: Some(0.5),
+            ..CompetitionRule::default()
+        });
+        let e = ceiling(4.0, false).apply(&with).unwrap_err();
+        assert!(e.to_string().contains("exponent 0.5"), "{e}");
         let _ = std::fs::remove_dir_all(&out);
     }
 

@@ -221,6 +221,12 @@ pub const MAX_ANCHOR_WINDOW_FLOOR_MS: u32 = 60_000;
 ///   [`ActionScaling::rtt_ref_exponent`] does), and the action scales the
 ///   clamp and the pacing cap up but not below action 0 (`a < 0` counts as
 ///   0): policies free to go below it gave the share back.
+/// - [`Mode::Competitive`] with `competitive_ceiling = k` (and no
+///   exponent): a clamp of `k` BDPs over the min RTT, the BDP's rate being
+///   the anchor rounded up to a power of two, and no pacing cap; it applies
+///   at once, like a probe. The base still meets the buffer filler, but a
+///   false detection (a fade during two probes alone on an unlimited
+///   buffer) can no longer grow a queue of seconds.
 /// - [`Mode::Default`]: the mapping as without the rule.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompetitionRule {
@@ -243,13 +249,58 @@ pub struct CompetitionRule {
     /// deadline already allows for (twice the queueing delay).
     #[serde(default, skip_serializing_if = "is_false")]
     pub drain_by_pacing: bool,
+    /// In competitive mode, a ceiling of this many BDPs
+    /// ([`COMPETITIVE_CEILING_RANGE`]) instead of no limits; none (files
+    /// before it): no limits. Not with `competitive_exponent`.
+    ///
+    /// Why: with no limits a competitive-mode flow is its base controller,
+    /// and CUBIC alone on an unlimited buffer never stops growing. On the
+    /// kernel one false detection on a cellular uplink with an unlimited
+    /// buffer (a fade through two probes) gave a p95 of 3.8-6.3 s, and the
+    /// queue it built was then too long for any later probe to drain in
+    /// its deadline, so the flow stayed competitive (docs/BENCHMARKS.md,
+    /// "The pacing candidate on the default's selection tests"). A ceiling
+    /// over the min RTT bounds that queue to `k - 1` min RTTs of the
+    /// anchor's rate; beside CUBIC on a `B`-BDP buffer an equal share
+    /// needs about `(1 + B) / 2` BDPs in flight, under the ceiling for the
+    /// buffers the benchmark sweeps. The anchor is rounded up to a power
+    /// of two so that the clamp is rewritten only when the anchor crosses
+    /// one: every write also sets ssthresh (`TCP_BPF_SNDCWND_CLAMP`), which
+    /// beside CUBIC is what a follower of the rate would keep doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub competitive_ceiling: Option<f32>,
 }
 
+/// Smallest and largest [`CompetitionRule::competitive_ceiling`], BDPs.
+pub const COMPETITIVE_CEILING_RANGE: (f32, f32) = (1.0, 64.0);
+
 impl CompetitionRule {
-    /// True when the exponent, if any, is within `(0, 1]`.
+    /// True when the exponent, if any, is within `(0, 1]`, the ceiling, if
+    /// any, within [`COMPETITIVE_CEILING_RANGE`], and not both are set.
     pub fn is_valid(&self) -> bool {
         self.competitive_exponent
             .is_none_or(|e| e.is_finite() && e > 0.0 && e <= 1.0)
+            && self.competitive_ceiling.is_none_or(|k| {
+                k.is_finite()
+                    && (COMPETITIVE_CEILING_RANGE.0..=COMPETITIVE_CEILING_RANGE.1).contains(&k)
+            })
+            && !(self.competitive_exponent.is_some() && self.competitive_ceiling.is_some())
+    }
+
+    /// The competitive-mode ceiling for a flow whose anchor is `rate`
+    /// bytes/s (finite, positive) over `min_rtt_us`, if the rule has one
+    /// ([`Self::competitive_ceiling`]).
+    fn ceiling(&self, rate: f64, min_rtt_us: f64, mss: f64, s: &ActionScaling) -> Option<Target> {
+        let k = f64::from(self.competitive_ceiling?);
+        let rate = rate.log2().ceil().exp2();
+        let cwnd = round_half_away(k * rate * min_rtt_us / 1e6 / mss).clamp(
+            f64::from(s.min_cwnd_segments),
+            f64::from(s.max_cwnd_segments),
+        ) as u32;
+        Some(Target {
+            cwnd_clamp_segments: cwnd,
+            max_pacing_bytes_per_sec: PACING_UNLIMITED,
+        })
     }
 }
 
@@ -386,6 +437,9 @@ impl ActionScaling {
                 ..self.limit_step_by(new, prev, k)
             },
             (Some(_), Mode::Probe { .. }) => new,
+            // The ceiling is written once, not climbed to in steps: each
+            // step would be a write, and each write sets ssthresh.
+            (Some(c), Mode::Competitive) if c.competitive_ceiling.is_some() => new,
             _ => self.limit_step_by(new, prev, k),
         }
     }
@@ -456,8 +510,13 @@ impl ActionScaling {
         };
         let (exponent, a0, a1) = match (self.competition, ctx.mode) {
             (Some(c), Mode::Competitive) => match c.competitive_exponent {
-                // The base controller meets the buffer filler alone.
-                None => return Target::unlimited(),
+                // The base controller meets the buffer filler alone, under
+                // the ceiling if the rule has one.
+                None => {
+                    return c
+                        .ceiling(rate, min_rtt, mss, self)
+                        .unwrap_or_else(Target::unlimited);
+                }
                 // The action cannot yield below the rule.
                 Some(e) => (f64::from(e), a0.max(0.0), a1.max(0.0)),
             },
@@ -754,6 +813,58 @@ mod tests {
             max_pacing_bytes_per_sec: 1_562_500,
         };
         (probe, prev)
+    }
+
+    #[test]
+    fn a_competitive_ceiling_is_k_bdps_of_the_anchors_octave_written_at_once() {
+        let rule = ActionScaling {
+            competition: Some(CompetitionRule {
+                drain_by_pacing: true,
+                competitive_ceiling: Some(4.0),
+                ..CompetitionRule::default()
+            }),
+            ..ActionScaling::default()
+        };
+        assert!(rule.is_valid());
+        let comp = |rate: f64| FlowContext {
+            mode: Mode::Competitive,
+            max_rate_bytes_per_sec: rate,
+            ..ctx_40ms(400_000)
+        };
+        // 1.25 MB/s rounds up to 2^21 B/s: 4 x 2,097,152 x 40 ms / 1000 B.
+        let t = rule.to_target([0.0, 0.0], &comp(1.25e6));
+        assert_eq!(t.cwnd_clamp_segments, 336);
+        assert_eq!(t.max_pacing_bytes_per_sec, PACING_UNLIMITED);
+        // Whatever the action, and the srtt (400 ms) does not enter it.
+        assert_eq!(rule.to_target([-1.0, -1.0], &comp(1.25e6)), t);
+        assert_eq!(rule.to_target([1.0, 1.0], &comp(1.25e6)), t);
+        // Anchors within one octave give one clamp (no rewrite), the next
+        // octave down half of it.
+        assert_eq!(rule.to_target([0.0, 0.0], &comp(1.1e6)), t);
+        assert_eq!(rule.to_target([0.0, 0.0], &comp(2.0e6)), t);
+        assert_eq!(
+            rule.to_target([0.0, 0.0], &comp(1.0e6)).cwnd_clamp_segments,
+            168
+        );
+        // From a default-mode clamp of 100 it applies at once, not in
+        // steps of 2^0.5.
+        let prev = rule.to_target([0.0, 0.0], &ctx_40ms(80_000));
+        assert_eq!(prev.cwnd_clamp_segments, 100);
+        assert_eq!(rule.next_target([0.0, 0.0], &comp(1.25e6), prev), t);
+        // Out of range, not finite, or beside an exponent: invalid.
+        for (k, e) in [
+            (0.5, None),
+            (65.0, None),
+            (f32::NAN, None),
+            (4.0, Some(1.0)),
+        ] {
+            let bad = CompetitionRule {
+                competitive_ceiling: Some(k),
+                competitive_exponent: e,
+                ..CompetitionRule::default()
+            };
+            assert!(!bad.is_valid(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -344,8 +344,8 @@ impl ObservationBuilder {
     }
 
     /// Feeds the competition detector one poll, `dt_us` after the last,
-    /// with `rate` as the flow's delivery rate.
-    pub(super) fn update_detector(&mut self, s: &FlowSample, dt_us: u64, rate: f64) {
+    /// in which the flow delivered `bytes`.
+    pub(super) fn update_detector(&mut self, s: &FlowSample, dt_us: u64, bytes: f64) {
         if !self.detector {
             return;
         }
@@ -354,8 +354,9 @@ impl ObservationBuilder {
             min_rtt_us: s.min_rtt_us,
             srtt_us: s.srtt_us,
             last_rtt_us: s.last_rtt_us,
-            interval_rate_bytes_per_sec: rate,
+            interval_delivered_bytes: bytes,
             interval_us: dt_us,
+            packets_out: s.packets_out,
         });
     }
 

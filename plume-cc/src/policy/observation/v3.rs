@@ -25,8 +25,7 @@ impl ObservationBuilder {
         };
         let min_rtt_us = u64::from(s.min_rtt_us);
         let (sample_rate, kernel_rate) = kernel_rates(s, mss, min_rtt_us);
-        // The anchor's input, and the rate a competition probe drains
-        // below: one interval's deliveries come from the statistics the
+        // The anchor's input: one interval's deliveries come from the statistics the
         // datapath copied at its last callback, once per round trip
         // (`sim::DatapathModel`), so one 20 ms interval often holds a whole
         // round trip's (up to 4x the link at an 80 ms RTT).
@@ -54,7 +53,7 @@ impl ObservationBuilder {
         );
         if self.prev.is_some() {
             self.push(block);
-            self.update_detector(s, dt_us, rate);
+            self.update_detector(s, dt_us, d_delivered * mss);
         }
         self.prev = Some(*s);
         Ok(Pending::new(
@@ -136,7 +135,7 @@ impl ObservationBuilder {
                     timestamp_us: t,
                     ..*p
                 };
-                self.update_detector(&s, dt_us, rate);
+                self.update_detector(&s, dt_us, d_delivered * mss);
             }
             last = t;
         }

@@ -86,11 +86,7 @@ impl ObservationBuilder {
         if self.prev.is_some() {
             let dt_us = s.timestamp_us - prev.timestamp_us;
             let d_delivered = f64::from(s.delivered_segments.wrapping_sub(prev.delivered_segments));
-            let rate = preferred_rate(
-                kernel_rate,
-                spanned_rate(d_delivered, mss, dt_us, min_rtt_us),
-            );
-            self.update_detector(s, dt_us, rate);
+            self.update_detector(s, dt_us, d_delivered * mss);
         }
         self.prev = Some(*s);
         let age_us = s.timestamp_us.saturating_sub(copy_us);
