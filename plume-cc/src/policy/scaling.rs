@@ -205,9 +205,9 @@ pub const MAX_ANCHOR_WINDOW_FLOOR_MS: u32 = 60_000;
 ///   of the flow's current rate over the min RTT, whatever the action, and
 ///   it applies at once (no per-interval step limit), so that the probe
 ///   drains what the flow holds within a round trip or two. With
-///   [`CompetitionRule::drain_by_pacing`] the clamp is left to the mapping
-///   and the pacing cap drops at once to `DRAIN_GAIN` times that rate
-///   instead.
+///   [`CompetitionRule::drain_by_pacing`] the clamp in force stays (no
+///   limit in a competitive flow's recheck) and the pacing cap drops at
+///   once to `DRAIN_GAIN` times that rate instead.
 /// - [`Mode::Competitive`], with no `competitive_exponent` (the
 ///   default): no limits at all, the base controller (CUBIC) alone, as
 ///   Copa's competitive mode behaves like the buffer filler it detected.
@@ -431,10 +431,20 @@ impl ActionScaling {
 
     fn step_from_by(&self, new: Target, ctx: &FlowContext, prev: Target, k: f64) -> Target {
         match (self.competition, ctx.mode) {
+            // The pacing cap drops at once; the clamp in force stays, so
+            // that the probe writes nothing that sets ssthresh. Why: a
+            // record beside CUBIC in a 4-BDP buffer showed a competitive
+            // flow's recheck probe write the default mode's clamp (22
+            // segments) over "no limit" and cut the window from 37 to 22,
+            // and a clamp that followed the falling anchor down during a
+            // probe would write every interval.
             (Some(c), Mode::Probe { .. }) if c.drain_by_pacing => Target {
-                // The pacing cap drops at once; the clamp moves as always.
                 max_pacing_bytes_per_sec: new.max_pacing_bytes_per_sec,
-                ..self.limit_step_by(new, prev, k)
+                cwnd_clamp_segments: if prev.cwnd_clamp_segments == 0 {
+                    self.limit_step_by(new, prev, k).cwnd_clamp_segments
+                } else {
+                    prev.cwnd_clamp_segments
+                },
             },
             (Some(_), Mode::Probe { .. }) => new,
             // The ceiling is written once, not climbed to in steps: each
@@ -933,7 +943,7 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_by_pacing_halves_the_pacing_cap_at_once_and_leaves_the_clamp_to_the_mapping() {
+    fn a_probe_by_pacing_halves_the_pacing_cap_at_once_and_keeps_the_clamp_in_force() {
         let ctx = ctx_40ms(160_000);
         let by_pacing = ActionScaling {
             competition: Some(CompetitionRule {
@@ -947,15 +957,34 @@ mod tests {
         let t = by_pacing.next_target([1.0, 0.0], &probe, prev);
         // The pacing cap: half of 0.5 MB/s, at once (no step limit) ...
         assert_eq!(t.max_pacing_bytes_per_sec, 250_000);
-        // ... the clamp: the mapping's, step-limited as in default mode
-        // (action 1 asks 4x; one step is 2^0.5).
+        // ... the clamp: the one in force, whatever the action asks (the
+        // mapping would step it to 141 here) ...
+        assert_eq!(t.cwnd_clamp_segments, 100);
         assert_eq!(
-            t.cwnd_clamp_segments,
             plain
                 .next_target([1.0, 0.0], &ctx, prev)
-                .cwnd_clamp_segments
+                .cwnd_clamp_segments,
+            141
         );
-        assert_eq!(t.cwnd_clamp_segments, 141);
+        // ... "no limit" too (a recheck probe in competitive mode) ...
+        let free = Target {
+            cwnd_clamp_segments: CWND_UNCLAMPED,
+            ..prev
+        };
+        let t = by_pacing.next_target([0.0, 0.0], &probe, free);
+        assert_eq!(t.cwnd_clamp_segments, CWND_UNCLAMPED);
+        assert_eq!(t.max_pacing_bytes_per_sec, 250_000);
+        // ... and with none in force yet, the mapping's.
+        let none = Target {
+            cwnd_clamp_segments: 0,
+            ..prev
+        };
+        assert_eq!(
+            by_pacing
+                .next_target([0.0, 0.0], &probe, none)
+                .cwnd_clamp_segments,
+            100
+        );
         // Outside probes it maps as without the rule.
         assert_eq!(
             by_pacing.next_target([0.3, -0.2], &ctx, prev),
