@@ -343,6 +343,12 @@ impl SenderSetup {
     }
 }
 
+/// Tries of the cleanup after a run while a live flow keeps the program
+/// observing, [`CLEANUP_RETRY`] apart.
+const CLEANUP_ATTEMPTS: u32 = 10;
+/// The wait between those tries.
+const CLEANUP_RETRY: Duration = Duration::from_millis(300);
+
 impl Drop for SenderSetup {
     fn drop(&mut self) {
         if let Some(mut d) = self.daemon.take() {
@@ -363,11 +369,32 @@ impl Drop for SenderSetup {
         // datapath pinned. The run's sockets are closed by now, so
         // `plume-cc cleanup`'s work reaps them and detaches: a benchmark
         // leaves no pins behind (seen after 3 of 36 runs, 2026-12-03).
+        //
+        // A flow that is still live when the run ends (iperf3's idle
+        // control connection, closing) leaves the program observing for
+        // it; it goes within a second or two, so the cleanup is tried
+        // again for up to 3 s before the pins are left to `plume-cc
+        // cleanup` (six pin folders were left by about 30 invocations on
+        // 2026-12-05, all removable by hand minutes later).
         if let Some(pins) = self.pins.take() {
-            if datapath::attached_at(&pins) {
+            for attempt in 0..CLEANUP_ATTEMPTS {
+                if !datapath::attached_at(&pins) {
+                    break;
+                }
                 match crate::daemon::status::cleanup(&pins) {
-                    Ok(outcome) => tracing::info!("{}: {outcome}", pins.display()),
-                    Err(e) => tracing::warn!("{}: cleanup after the run: {e}", pins.display()),
+                    Ok(crate::daemon::status::CleanupOutcome::LeftObserving { .. })
+                        if attempt + 1 < CLEANUP_ATTEMPTS =>
+                    {
+                        std::thread::sleep(CLEANUP_RETRY);
+                    }
+                    Ok(outcome) => {
+                        tracing::info!("{}: {outcome}", pins.display());
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("{}: cleanup after the run: {e}", pins.display());
+                        break;
+                    }
                 }
             }
         }
