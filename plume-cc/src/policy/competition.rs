@@ -118,8 +118,8 @@ pub const INFLIGHT_SHRINK: f64 = 0.9;
 /// buffer) showed a probe begin from the larger of the last two interval
 /// rates, 4.5 Mbit/s, pace at 2.27 Mbit/s, above the link, and fail; with
 /// the probe before it, the flow went competitive and CUBIC filled the
-/// buffer (p95 11-14 s; docs/BENCHMARKS.md, "A probe's rate on a bursty
-/// path"). Deliveries over two round trips count every ACK burst of the
+/// buffer (p95 11-14 s; docs/BENCHMARKS.md, "A probe's rate and its
+/// drained test on a bursty path"). Deliveries over two round trips count every ACK burst of the
 /// span once, and on a steady path they are the same rate.
 pub const RATE_SPAN_SRTTS: u64 = 2;
 
@@ -286,16 +286,16 @@ impl CompetitionDetector {
     /// (1 and 4 BDP), and at 0.87 where a low clamp already bound the
     /// window (15 to 13; with 0.75 here that probe was inconclusive and
     /// competitive mode came a period later). Alone through outages and
-    /// fades they ended at 0.94-1.25 of the start. They stay or grow when the link delivers no more than
-    /// that half: a fade or an outage on the flow's own path (nothing is
-    /// delivered, so nothing more is sent), or a competitor that takes the
-    /// link faster than the flow yields it (one in slow start), which a
-    /// later probe still finds. A daemon record alone on the TMobile LTE
-    /// uplink (unlimited buffer) showed the trace's outage at 18-22 s span
-    /// two probes; in the second the RTT only rose and the packets in
-    /// flight stayed at 22, and the lone flow went competitive (p95
-    /// 3.7-4.1 s). docs/BENCHMARKS.md, "A probe's rate and its drained test
-    /// on a bursty path".
+    /// fades they ended at 0.94-1.25 of the start. They stay or grow when
+    /// the link delivers no more than that half: a fade or an outage on
+    /// the flow's own path (nothing is delivered, so nothing more is
+    /// sent), or a competitor that takes the link faster than the flow
+    /// yields it (one in slow start), which a later probe still finds. A
+    /// daemon record alone on the TMobile LTE uplink (unlimited buffer)
+    /// showed the trace's outage at 18-22 s span two probes; in the second
+    /// the RTT only rose and the packets in flight stayed at 22, and the
+    /// lone flow went competitive (p95 3.7-4.1 s). docs/BENCHMARKS.md, "A
+    /// probe's rate and its drained test on a bursty path".
     fn counts_as_undrained(p: &Probe, s: &DetectorSample) -> bool {
         f64::from(s.packets_out) <= INFLIGHT_SHRINK * f64::from(p.packets_out)
     }

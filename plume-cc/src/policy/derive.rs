@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 use super::format::resolve;
 use super::metadata::{PolicyError, PolicyMetadata};
-use super::scaling::COMPETITIVE_CEILING_RANGE;
 use super::scaling::MAX_ANCHOR_WINDOW_FLOOR_MS;
+use super::scaling::{ceiling_in_range, COMPETITIVE_CEILING_RANGE};
 use super::{CompetitionRule, Objective};
 
 /// Largest additive term a derivation accepts, segments (the mapping's own
@@ -198,7 +198,7 @@ impl Derivation {
         }
         if let Some(k) = self.competitive_ceiling {
             let (lo, hi) = COMPETITIVE_CEILING_RANGE;
-            if !(k.is_finite() && (k == 0.0 || (lo..=hi).contains(&k))) {
+            if !(k == 0.0 || ceiling_in_range(k)) {
                 return Err(DeriveError::Range {
                     field: "--competitive-ceiling",
                     allowed: format!("0 (none) or {lo} to {hi} BDPs"),

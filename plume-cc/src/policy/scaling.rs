@@ -261,12 +261,15 @@ pub struct CompetitionRule {
     /// its deadline, so the flow stayed competitive (docs/BENCHMARKS.md,
     /// "The pacing candidate on the default's selection tests"). A ceiling
     /// over the min RTT bounds that queue to `k - 1` min RTTs of the
-    /// anchor's rate; beside CUBIC on a `B`-BDP buffer an equal share
-    /// needs about `(1 + B) / 2` BDPs in flight, under the ceiling for the
-    /// buffers the benchmark sweeps. The anchor is rounded up to a power
-    /// of two so that the clamp is rewritten only when the anchor crosses
-    /// one: every write also sets ssthresh (`TCP_BPF_SNDCWND_CLAMP`), which
-    /// beside CUBIC is what a follower of the rate would keep doing.
+    /// anchor's rate. Its cost: beside CUBIC on a `B`-BDP buffer an equal
+    /// share needs about `(1 + B) / 2` link BDPs in flight, and the anchor
+    /// is the flow's own, squeezed rate, so at `k = 4` and 4 BDPs the share
+    /// fell to 0.11-0.24 on the kernel (docs/BENCHMARKS.md, "A probe's
+    /// rate and its drained test on a bursty path"). The anchor is rounded
+    /// up to a power of two so that the clamp is rewritten only when the
+    /// anchor crosses one: every write also sets ssthresh
+    /// (`TCP_BPF_SNDCWND_CLAMP`), which beside CUBIC is what a follower of
+    /// the rate would keep doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub competitive_ceiling: Option<f32>,
 }
@@ -274,16 +277,18 @@ pub struct CompetitionRule {
 /// Smallest and largest [`CompetitionRule::competitive_ceiling`], BDPs.
 pub const COMPETITIVE_CEILING_RANGE: (f32, f32) = (1.0, 64.0);
 
+/// True when `k` is a finite ceiling within [`COMPETITIVE_CEILING_RANGE`].
+pub fn ceiling_in_range(k: f32) -> bool {
+    k.is_finite() && (COMPETITIVE_CEILING_RANGE.0..=COMPETITIVE_CEILING_RANGE.1).contains(&k)
+}
+
 impl CompetitionRule {
     /// True when the exponent, if any, is within `(0, 1]`, the ceiling, if
     /// any, within [`COMPETITIVE_CEILING_RANGE`], and not both are set.
     pub fn is_valid(&self) -> bool {
         self.competitive_exponent
             .is_none_or(|e| e.is_finite() && e > 0.0 && e <= 1.0)
-            && self.competitive_ceiling.is_none_or(|k| {
-                k.is_finite()
-                    && (COMPETITIVE_CEILING_RANGE.0..=COMPETITIVE_CEILING_RANGE.1).contains(&k)
-            })
+            && self.competitive_ceiling.is_none_or(ceiling_in_range)
             && !(self.competitive_exponent.is_some() && self.competitive_ceiling.is_some())
     }
 
@@ -440,8 +445,10 @@ impl ActionScaling {
             // probe would write every interval.
             (Some(c), Mode::Probe { .. }) if c.drain_by_pacing => Target {
                 max_pacing_bytes_per_sec: new.max_pacing_bytes_per_sec,
+                // None in force yet (0): the mapping's, as the step limit
+                // would pass it.
                 cwnd_clamp_segments: if prev.cwnd_clamp_segments == 0 {
-                    self.limit_step_by(new, prev, k).cwnd_clamp_segments
+                    new.cwnd_clamp_segments
                 } else {
                     prev.cwnd_clamp_segments
                 },
