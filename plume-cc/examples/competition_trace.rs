@@ -66,6 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if step.now_us >= next_print {
             let m = match mode {
                 Mode::Default => "default",
+                Mode::Resume => "resume",
                 Mode::Probe { .. } => "PROBE",
                 Mode::Competitive => "COMPETITIVE",
             };

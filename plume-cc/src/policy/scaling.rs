@@ -227,6 +227,10 @@ pub const MAX_ANCHOR_WINDOW_FLOOR_MS: u32 = 60_000;
 ///   at once, like a probe. The base still meets the buffer filler, but a
 ///   false detection (a fade during two probes alone on an unlimited
 ///   buffer) can no longer grow a queue of seconds.
+/// - [`Mode::Resume`] (one srtt after a probe that drained): as
+///   [`Mode::Default`], except that with
+///   [`CompetitionRule::drain_by_pacing`] the pacing cap returns to the
+///   mapping's at once instead of in steps from the probe's.
 /// - [`Mode::Default`]: the mapping as without the rule.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompetitionRule {
@@ -454,6 +458,13 @@ impl ActionScaling {
                 },
             },
             (Some(_), Mode::Probe { .. }) => new,
+            // After a probe by pacing that drained, the pacing cap returns
+            // at once: stepped up from the probe's, it held the flow below
+            // the link for several more intervals.
+            (Some(c), Mode::Resume) if c.drain_by_pacing => Target {
+                max_pacing_bytes_per_sec: new.max_pacing_bytes_per_sec,
+                ..self.limit_step_by(new, prev, k)
+            },
             // The ceiling is written once, not climbed to in steps: each
             // step would be a write, and each write sets ssthresh.
             (Some(c), Mode::Competitive) if c.competitive_ceiling.is_some() => new,
@@ -1002,5 +1013,41 @@ mod tests {
         assert!(json.contains("\"drain_by_pacing\":true"), "{json}");
         let clamp = serde_json::to_string(&Some(CompetitionRule::default())).unwrap();
         assert!(!clamp.contains("drain_by_pacing"), "{clamp}");
+    }
+
+    #[test]
+    fn after_a_drained_probe_by_pacing_the_pacing_cap_returns_at_once() {
+        let ctx = ctx_40ms(160_000);
+        let by_pacing = ActionScaling {
+            competition: Some(CompetitionRule {
+                drain_by_pacing: true,
+                ..CompetitionRule::default()
+            }),
+            ..ActionScaling::default()
+        };
+        let by_clamp = ActionScaling {
+            competition: Some(CompetitionRule::default()),
+            ..ActionScaling::default()
+        };
+        // The probe's limits in force: its pacing cap, the clamp kept.
+        let after_probe = Target {
+            cwnd_clamp_segments: 100,
+            max_pacing_bytes_per_sec: 250_000,
+        };
+        let resume = FlowContext {
+            mode: Mode::Resume,
+            ..ctx
+        };
+        let t = by_pacing.next_target([1.0, 0.0], &resume, after_probe);
+        // The mapping's pacing cap (1.25 x the anchor) at once; the clamp
+        // stepped as always (400 asked, 100 x 2^0.5 given).
+        assert_eq!(t.max_pacing_bytes_per_sec, 1_562_500);
+        assert_eq!(t.cwnd_clamp_segments, 141);
+        // In default mode, and under a rule that drains by the clamp, the
+        // pacing cap steps up (250 kB/s x 2^0.5).
+        for (s, c) in [(&by_pacing, &ctx), (&by_clamp, &resume)] {
+            let t = s.next_target([1.0, 0.0], c, after_probe);
+            assert_eq!(t.max_pacing_bytes_per_sec, 353_553, "{:?}", c.mode);
+        }
     }
 }
