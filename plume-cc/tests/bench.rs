@@ -425,7 +425,7 @@ fn a_lone_flows_drain_probes_keep_it_out_of_competitive_mode() {
         competitive[0]
     );
     // The probes ran: the clamp fell below 40% of its median at least
-    // twice (a probe every 2 s on the monitor's clock).
+    // twice (every 2 s on the monitor's clock, every 4 s once they drain).
     let mut sorted: Vec<u64> = clamps.iter().map(|(_, c)| *c).collect();
     sorted.sort_unstable();
     let median = sorted[sorted.len() / 2];

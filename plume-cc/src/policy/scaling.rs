@@ -960,16 +960,21 @@ mod tests {
         assert!(rule.is_valid());
     }
 
-    #[test]
-    fn a_probe_by_pacing_halves_the_pacing_cap_at_once_and_keeps_the_clamp_in_force() {
-        let ctx = ctx_40ms(160_000);
-        let by_pacing = ActionScaling {
+    /// The default mapping with the rule, its probes draining by pacing.
+    fn draining_by_pacing() -> ActionScaling {
+        ActionScaling {
             competition: Some(CompetitionRule {
                 drain_by_pacing: true,
                 ..CompetitionRule::default()
             }),
             ..ActionScaling::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a_probe_by_pacing_halves_the_pacing_cap_at_once_and_keeps_the_clamp_in_force() {
+        let ctx = ctx_40ms(160_000);
+        let by_pacing = draining_by_pacing();
         let plain = ActionScaling::default();
         let (probe, prev) = probing_at_half_a_megabyte(&ctx);
         let t = by_pacing.next_target([1.0, 0.0], &probe, prev);
@@ -1018,13 +1023,7 @@ mod tests {
     #[test]
     fn after_a_drained_probe_by_pacing_the_pacing_cap_returns_at_once() {
         let ctx = ctx_40ms(160_000);
-        let by_pacing = ActionScaling {
-            competition: Some(CompetitionRule {
-                drain_by_pacing: true,
-                ..CompetitionRule::default()
-            }),
-            ..ActionScaling::default()
-        };
+        let by_pacing = draining_by_pacing();
         let by_clamp = ActionScaling {
             competition: Some(CompetitionRule::default()),
             ..ActionScaling::default()
