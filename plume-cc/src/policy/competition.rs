@@ -500,12 +500,8 @@ mod tests {
 
     #[test]
     fn a_queue_that_drains_in_the_probe_keeps_default_mode() {
-        let mut d = CompetitionDetector::new();
         // 80 ms RTT outside probes, the floor as soon as the flow drains.
-        let modes = drive(&mut d, 0, 10_000, |_, m| match m {
-            Mode::Probe { .. } => 40,
-            _ => 80,
-        });
+        let (_, modes) = lone_flow(10_000);
         assert!(modes.iter().any(|m| matches!(m, Mode::Probe { .. })));
         assert!(!modes.contains(&Mode::Competitive), "{modes:?}");
         // Probes last one interval here and come once per period.
@@ -594,14 +590,20 @@ mod tests {
             .collect()
     }
 
-    /// A lone flow's probe starts in `0..until_ms` (80 ms outside probes
-    /// on a 40 ms floor, the floor in them), and its detector after them.
-    fn lone_flow_backing_off(until_ms: u64) -> (CompetitionDetector, Vec<u64>) {
+    /// A lone flow driven over `0..until_ms` (80 ms outside probes on a
+    /// 40 ms floor, the floor in them): its detector and the modes seen.
+    fn lone_flow(until_ms: u64) -> (CompetitionDetector, Vec<Mode>) {
         let mut d = CompetitionDetector::new();
         let modes = drive(&mut d, 0, until_ms, |_, m| match m {
             Mode::Probe { .. } => 40,
             _ => 80,
         });
+        (d, modes)
+    }
+
+    /// [`lone_flow`]'s detector and its probe starts.
+    fn lone_flow_backing_off(until_ms: u64) -> (CompetitionDetector, Vec<u64>) {
+        let (d, modes) = lone_flow(until_ms);
         (d, probe_starts_ms(&modes))
     }
 
@@ -700,11 +702,7 @@ mod tests {
 
     #[test]
     fn after_a_drained_probe_the_flow_resumes_for_one_srtt() {
-        let mut d = CompetitionDetector::new();
-        let modes = drive(&mut d, 0, 3_000, |_, m| match m {
-            Mode::Probe { .. } => 40,
-            _ => 80,
-        });
+        let (_, modes) = lone_flow(3_000);
         // The probe begins at 2 s and drains at its first sample (2.02 s);
         // the srtt then is 40 ms: Resume at 2.02 and 2.04 s, Default from
         // 2.06 s.
