@@ -71,6 +71,11 @@ pub struct DeriveArgs {
     /// grow a queue of seconds (1-64; 0: none). Needs the rule.
     #[arg(long, allow_negative_numbers = true, value_name = "BDPS", value_parser = number::<f32>())]
     pub competitive_ceiling: Option<f32>,
+    /// A probe of the rule sends at this share of the flow's rate (0.25-0.9;
+    /// files without it: 0.5). Higher loses less throughput per probe when
+    /// the flow is alone, and the probe lasts longer. Needs the rule.
+    #[arg(long, allow_negative_numbers = true, value_name = "SHARE", value_parser = number::<f32>())]
+    pub competition_drain_gain: Option<f32>,
     /// Segments added to every clamp, and as many per min RTT to the pacing
     /// cap (0-64; 0: none): an additive increase, so that flows whose
     /// clamps bind converge to equal shares.
@@ -112,6 +117,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 hold_clamp_max_srtts: a.hold_clamp_max_srtts,
                 competition_drain_by_pacing: a.competition_drain.map(|d| d == Drain::Pacing),
                 competitive_ceiling: a.competitive_ceiling,
+                competition_drain_gain: a.competition_drain_gain,
             };
             let meta = derive(&a.from, &a.out, &d).with_context(|| {
                 format!(

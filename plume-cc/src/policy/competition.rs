@@ -18,15 +18,17 @@
 //! RTTs, whichever is longer (on the monitor's clock, so that
 //! the flows of one daemon, or of one simulated bottleneck, probe together
 //! and drain each other's queue too, Copa's synchronised draining) the flow
-//! *probes*: its clamp drops to [`DRAIN_GAIN`] times its current delivery
-//! rate times the min RTT, below one BDP of whatever share it holds. If an
+//! *probes*: its clamp (or, under `drain_by_pacing`, its pacing cap) drops
+//! to a drain gain ([`DRAIN_GAIN`] unless the rule sets
+//! `drain_gain`) times its current delivery rate (times the min RTT),
+//! below one BDP of whatever share it holds. If an
 //! RTT sample comes within [`DRAINED_EXCESS`] of the min RTT (or within
 //! [`DRAINED_QUEUE_SHARE`] of the largest queue since the probe began, if
 //! that is more), the queue
 //! drained and the flow is in *default* mode. If it does not by the
-//! deadline (the time the flow's own queue would take to drain at half the
-//! rate, twice the largest queueing delay since the probe began plus a
-//! round trip, plus the two round trips a kernel flow needs to apply the
+//! deadline (the time the flow's own queue would take to drain at the
+//! drain gain, the largest queueing delay since the probe began over one
+//! less the gain, plus a round trip, plus the two round trips a kernel flow needs to apply the
 //! probe's limit and report an RTT from after the drain, [`SAMPLING_RTTS`];
 //! each part at most [`PROBE_MAX_US`]; `probe_span_us`), and the next probe
 //! does not drain either ([`CONFIRM_PROBES`]; a probe during which the
@@ -57,7 +59,8 @@ pub const PROBE_PERIOD_RTTS: u64 = 20;
 /// In competitive mode, a probe every this many periods.
 pub const COMPETITIVE_RECHECK: u64 = 8;
 /// The clamp during a probe, in BDPs of the flow's current delivery rate
-/// over the min RTT.
+/// over the min RTT (or the pacing cap, as a share of that rate), unless
+/// the rule sets its own (`CompetitionRule::drain_gain`).
 pub const DRAIN_GAIN: f64 = 0.5;
 /// A probe has drained the queue when an RTT sample is at most
 /// `min_rtt * (1 + DRAINED_EXCESS)`.
@@ -192,14 +195,16 @@ pub const CONFIRM_PROBES: u32 = 2;
 
 /// How long a probe may wait for a drained sample, microseconds, on a path
 /// with floor `min_rtt` whose RTT is `rtt` (the largest since the probe
-/// began) at a poll interval of `interval`: the time the queue would take
-/// to drain at half the rate, twice the queueing delay, plus a round trip
-/// and two intervals, and the two round trips of [`SAMPLING_RTTS`]; each
-/// part at most [`PROBE_MAX_US`], since on a long path the datapath's
-/// delays alone can take most of a second.
-fn probe_span_us(min_rtt: u64, rtt: u64, interval: u64) -> u64 {
+/// began) at a poll interval of `interval`, sending at `gain` times its
+/// rate: the time the queue would take to drain, the queueing delay over
+/// `1 - gain` (twice it at half the rate), plus a round trip and two
+/// intervals, and the two round trips of [`SAMPLING_RTTS`]; each part at
+/// most [`PROBE_MAX_US`], since on a long path the datapath's delays alone
+/// can take most of a second.
+fn probe_span_us(min_rtt: u64, rtt: u64, interval: u64, gain: f64) -> u64 {
     let queue = rtt.saturating_sub(min_rtt);
-    (min_rtt + 2 * queue + 2 * interval).min(PROBE_MAX_US) + (SAMPLING_RTTS * rtt).min(PROBE_MAX_US)
+    let drain = (queue as f64 / (1.0 - gain)).min(PROBE_MAX_US as f64) as u64;
+    (min_rtt + drain + 2 * interval).min(PROBE_MAX_US) + (SAMPLING_RTTS * rtt).min(PROBE_MAX_US)
 }
 
 /// What the detector says about a flow now.
@@ -208,7 +213,8 @@ pub enum Mode {
     /// No evidence of a competitor (the last probe drained, or none yet).
     #[default]
     Default,
-    /// Draining: the clamp should be [`DRAIN_GAIN`] BDPs of this rate, bytes/s.
+    /// Draining: the clamp should be the drain gain's BDPs of this rate
+    /// (or the pacing cap that share of it), bytes/s.
     Probe {
         /// The flow's delivery rate when the probe began, bytes/s.
         rate_bytes_per_sec: f64,
@@ -223,6 +229,9 @@ pub enum Mode {
 /// The per-flow state machine (module docs).
 #[derive(Clone, Debug)]
 pub struct CompetitionDetector {
+    /// The share of its rate the flow sends at in a probe
+    /// ([`DRAIN_GAIN`] by default): the probe's deadline allows for it.
+    drain_gain: f64,
     first_us: Option<u64>,
     period: u64,
     probe: Option<Probe>,
@@ -289,6 +298,7 @@ pub struct DetectorSample {
 impl Default for CompetitionDetector {
     fn default() -> Self {
         Self {
+            drain_gain: DRAIN_GAIN,
             first_us: None,
             period: 0,
             probe: None,
@@ -310,6 +320,20 @@ impl CompetitionDetector {
     /// A new flow: default mode, no probe before it has run half a period.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new flow whose probes send at `gain` times its rate (the rule's
+    /// `drain_gain`, in `(0, 1)`), with deadlines to match.
+    pub fn with_drain_gain(gain: f64) -> Self {
+        Self {
+            drain_gain: gain,
+            ..Self::default()
+        }
+    }
+
+    /// The share of its rate the flow sends at in a probe.
+    pub fn drain_gain(&self) -> f64 {
+        self.drain_gain
     }
 
     /// Whether enough probes in a row found a queue someone else holds.
@@ -415,7 +439,8 @@ impl CompetitionDetector {
                 self.resume_until_us = s.timestamp_us + srtt;
                 // The rate over the next round trips still has the probe in it.
                 self.calm_check_from_us = s.timestamp_us + (REARM_SPAN_SRTTS + 2) * srtt;
-            } else if s.timestamp_us >= p.start_us + probe_span_us(min_rtt, p.rtt_us, p.interval_us)
+            } else if s.timestamp_us
+                >= p.start_us + probe_span_us(min_rtt, p.rtt_us, p.interval_us, self.drain_gain)
             {
                 if Self::counts_as_undrained(&p, s) {
                     self.undrained = self.undrained.saturating_add(1);
@@ -556,7 +581,25 @@ mod tests {
         lag_ms: u64,
         until_ms: u64,
     ) -> Vec<Mode> {
-        let mut d = CompetitionDetector::new();
+        lagged_samples_into(
+            CompetitionDetector::new(),
+            min_rtt_ms,
+            queued_ms,
+            drained_ms,
+            lag_ms,
+            until_ms,
+        )
+    }
+
+    /// [`lone_flow_with_lagged_samples`] into the detector `d`.
+    fn lagged_samples_into(
+        mut d: CompetitionDetector,
+        min_rtt_ms: u32,
+        queued_ms: u32,
+        drained_ms: u32,
+        lag_ms: u64,
+        until_ms: u64,
+    ) -> Vec<Mode> {
         let mut start = None::<u64>;
         let mut modes = Vec::new();
         for t in (0..until_ms).step_by(20) {
@@ -733,6 +776,39 @@ mod tests {
             vec![2_000, 4_000, 8_000, 12_000, 16_000]
         );
         assert!(!modes.contains(&Mode::Competitive), "{modes:?}");
+    }
+
+    #[test]
+    fn a_shallower_probe_is_given_the_longer_drain_it_needs() {
+        // 41 ms floor, srtt 85 ms: a 44 ms queue, which drains in 88 ms at
+        // half the rate and in 176 ms at 0.75 of it. The deadline allows
+        // the queue over one less the gain, plus the floor, two intervals
+        // and two srtts.
+        assert_eq!(
+            probe_span_us(41_000, 85_000, 20_000, 0.5),
+            41_000 + 88_000 + 40_000 + 170_000
+        );
+        assert_eq!(
+            probe_span_us(41_000, 85_000, 20_000, 0.75),
+            41_000 + 176_000 + 40_000 + 170_000
+        );
+        assert_eq!(CompetitionDetector::new().drain_gain(), DRAIN_GAIN);
+        // A lone flow whose drained sample comes 380 ms into each probe,
+        // as a 0.75 probe's would with the datapath's two round trips of
+        // lag (176 + 2 x 85 = 346 ms, and a poll or two): inside the 0.75
+        // deadline (427 ms), past the half-rate one (339 ms).
+        let shallow = lagged_samples_into(
+            CompetitionDetector::with_drain_gain(0.75),
+            41,
+            85,
+            44,
+            380,
+            12_000,
+        );
+        assert!(!shallow.contains(&Mode::Competitive), "{shallow:?}");
+        assert_eq!(probe_starts_ms(&shallow), vec![2_000, 4_000, 8_000]);
+        let half = lagged_samples_into(CompetitionDetector::new(), 41, 85, 44, 380, 12_000);
+        assert!(half.contains(&Mode::Competitive), "{half:?}");
     }
 
     #[test]

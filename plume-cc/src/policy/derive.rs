@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use super::format::resolve;
 use super::metadata::{PolicyError, PolicyMetadata};
 use super::scaling::MAX_ANCHOR_WINDOW_FLOOR_MS;
-use super::scaling::{ceiling_in_range, COMPETITIVE_CEILING_RANGE};
+use super::scaling::{
+    ceiling_in_range, drain_gain_in_range, COMPETITIVE_CEILING_RANGE, DRAIN_GAIN_RANGE,
+};
 use super::{CompetitionRule, Objective};
 
 /// Largest additive term a derivation accepts, segments (the mapping's own
@@ -72,6 +74,9 @@ pub struct Derivation {
     /// (`CompetitionRule::competitive_ceiling`; 0: none, no limits); needs
     /// the rule.
     pub competitive_ceiling: Option<f32>,
+    /// The share of its rate a probe of the competition rule sends at
+    /// (`CompetitionRule::drain_gain`); needs the rule.
+    pub competition_drain_gain: Option<f32>,
 }
 
 /// The largest `--hold-clamp-max-srtts`: a hold longer than a thousand
@@ -159,6 +164,9 @@ impl Derivation {
         if let Some(k) = self.competitive_ceiling {
             v.push(format!("--competitive-ceiling {k}"));
         }
+        if let Some(g) = self.competition_drain_gain {
+            v.push(format!("--competition-drain-gain {g}"));
+        }
         v.join(" ")
     }
 
@@ -218,6 +226,20 @@ impl Derivation {
                 });
             }
             rule.competitive_ceiling = (k > 0.0).then_some(k);
+        }
+        if let Some(g) = self.competition_drain_gain {
+            if !drain_gain_in_range(g) {
+                let (lo, hi) = DRAIN_GAIN_RANGE;
+                return Err(DeriveError::Range {
+                    field: "--competition-drain-gain",
+                    allowed: format!("{lo} to {hi} of the flow's rate"),
+                    found: g.to_string(),
+                });
+            }
+            let Some(rule) = meta.action_scaling.competition.as_mut() else {
+                return Err(DeriveError::NoRule("--competition-drain-gain"));
+            };
+            rule.drain_gain = Some(g);
         }
         if let Some(c) = self.additive_segments {
             if !(c.is_finite() && (0.0..=ADDITIVE_MAX).contains(&c)) {
@@ -484,6 +506,50 @@ mod tests {
         );
         let got = super::super::LoadedPolicy::load(&out).unwrap();
         assert_eq!(got.metadata(), &meta);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_drain_gain_needs_the_rule_and_its_range_and_reaches_the_detector() {
+        let out = tmp("drain-gain");
+        let gain = |g: f32, rule: bool| Derivation {
+            competition_rule: rule.then_some(true),
+            competition_drain_gain: Some(g),
+            ..Derivation::default()
+        };
+        // Without the rule, or out of range: refused, nothing written.
+        let e = derive(&default_dir(), &out, &gain(0.75, false)).unwrap_err();
+        assert!(
+            matches!(e, DeriveError::NoRule("--competition-drain-gain")),
+            "{e}"
+        );
+        for g in [0.1, 0.95, f32::NAN] {
+            let e = derive(&default_dir(), &out, &gain(g, true))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--competition-drain-gain") && e.contains("0.25 to 0.9"),
+                "{e}"
+            );
+        }
+        assert!(!out.exists());
+        let meta = derive(&default_dir(), &out, &gain(0.75, true)).unwrap();
+        assert_eq!(
+            meta.action_scaling.competition.and_then(|c| c.drain_gain),
+            Some(0.75)
+        );
+        assert_eq!(
+            meta.training.derived.last().map(String::as_str),
+            Some("plume-cc policy derive --competition-rule on --competition-drain-gain 0.75")
+        );
+        // The daemon's builders take it from the file (the simulator's:
+        // `rl::flow_env`'s tests).
+        let got = super::super::LoadedPolicy::load(&out).unwrap();
+        assert_eq!(got.metadata(), &meta);
+        assert_eq!(
+            super::super::builder_for(&got, Objective::BALANCED).drain_gain(),
+            0.75
+        );
         let _ = std::fs::remove_dir_all(&out);
     }
 

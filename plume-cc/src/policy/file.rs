@@ -516,8 +516,14 @@ pub(super) mod tests {
                 Box::new(|v| v["normalization"]["mean"] = serde_json::json!([0.0])),
             ),
             (
-                "action_scaling",
+                "action_scaling.min_cwnd_segments",
                 Box::new(|v| v["action_scaling"]["min_cwnd_segments"] = 0.into()),
+            ),
+            (
+                "field `action_scaling.competition.drain_gain` is 1.5, expected [0.25, 0.9]",
+                Box::new(|v| {
+                    v["action_scaling"]["competition"] = serde_json::json!({"drain_gain": 1.5})
+                }),
             ),
             (
                 "tensor actor.0.weight shape",

@@ -996,6 +996,7 @@ pub fn builder_for(policy: &LoadedPolicy, objective: super::Objective) -> Observ
     ObservationBuilder::with_version(objective, m.observation.version)
         .unwrap_or_else(|_| ObservationBuilder::with_objective(objective))
         .with_anchor_floor_us(m.action_scaling.anchor_floor_us())
+        .with_drain_gain(m.action_scaling.drain_gain())
 }
 
 /// The key under which [`super::ActionScaling::path_min_rtt`] shares a min

@@ -373,12 +373,12 @@ impl PolicyMetadata {
                 ),
             ));
         }
-        if !self.action_scaling.is_valid() {
+        if let Some((field, allowed, found)) = self.action_scaling.invalid_field() {
             return Err(mismatch(
                 path,
-                "action_scaling",
-                "positive spans and consistent bounds",
-                format!("{:?}", self.action_scaling),
+                &format!("action_scaling.{field}"),
+                allowed,
+                found,
             ));
         }
         if self.monitor_interval_us == 0 {

@@ -276,6 +276,38 @@ pub struct CompetitionRule {
     /// the rate would keep doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub competitive_ceiling: Option<f32>,
+    /// A probe sends at this share of the flow's rate
+    /// ([`DRAIN_GAIN_RANGE`]); none (files before it): [`DRAIN_GAIN`], half.
+    ///
+    /// Why higher than half: alone, a probe costs throughput only from the
+    /// moment its queue is empty until the limits return, and then at
+    /// `1 - gain` of the rate; the queue itself feeds the link while it
+    /// drains, only more slowly. On a host that moment lasts one to two
+    /// round trips, however deep the queue: the RTT sample that shows the
+    /// drain comes with the next once-per-round-trip callback, and the
+    /// lifted limit waits for the one after (`Mode::Resume`). A daemon
+    /// record alone on a 12 Mbit/s, 40 ms link showed the pacing cap low
+    /// for 174 ms per probe at half the rate, most of it with the queue
+    /// empty. At 0.75 the flow loses half as much per probe and the probe
+    /// lasts longer (its deadline allows `queue / (1 - gain)` for the
+    /// drain, `probe_span_us`). docs/BENCHMARKS.md, "A shallower drain
+    /// probe".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_gain: Option<f32>,
+}
+
+/// Smallest and largest [`CompetitionRule::drain_gain`].
+///
+/// Why these bounds: under a quarter the probe gives up most of the rate
+/// for no faster verdict; above 0.9 the drain takes ten times the queue,
+/// and a probe's rate estimate, 0.9-1.4 times the rate on the kernel
+/// ([`super::competition::RATE_SPAN_SRTTS`]), puts the probe above the
+/// link more often than not.
+pub const DRAIN_GAIN_RANGE: (f32, f32) = (0.25, 0.9);
+
+/// True when `g` is a finite drain gain within [`DRAIN_GAIN_RANGE`].
+pub fn drain_gain_in_range(g: f32) -> bool {
+    g.is_finite() && (DRAIN_GAIN_RANGE.0..=DRAIN_GAIN_RANGE.1).contains(&g)
 }
 
 /// Smallest and largest [`CompetitionRule::competitive_ceiling`], BDPs.
@@ -288,12 +320,47 @@ pub fn ceiling_in_range(k: f32) -> bool {
 
 impl CompetitionRule {
     /// True when the exponent, if any, is within `(0, 1]`, the ceiling, if
-    /// any, within [`COMPETITIVE_CEILING_RANGE`], and not both are set.
+    /// any, within [`COMPETITIVE_CEILING_RANGE`], not both are set, and the
+    /// drain gain, if any, is within [`DRAIN_GAIN_RANGE`].
     pub fn is_valid(&self) -> bool {
-        self.competitive_exponent
-            .is_none_or(|e| e.is_finite() && e > 0.0 && e <= 1.0)
-            && self.competitive_ceiling.is_none_or(ceiling_in_range)
-            && !(self.competitive_exponent.is_some() && self.competitive_ceiling.is_some())
+        self.invalid_field().is_none()
+    }
+
+    /// The first field that [`Self::is_valid`] refuses: its name (under
+    /// `competition.`), what it allows, and what it holds.
+    pub fn invalid_field(&self) -> Option<(&'static str, String, String)> {
+        if let Some(e) = self
+            .competitive_exponent
+            .filter(|e| !(e.is_finite() && *e > 0.0 && *e <= 1.0))
+        {
+            return Some(("competitive_exponent", "(0, 1]".into(), e.to_string()));
+        }
+        if let Some(k) = self.competitive_ceiling.filter(|k| !ceiling_in_range(*k)) {
+            let (lo, hi) = COMPETITIVE_CEILING_RANGE;
+            return Some((
+                "competitive_ceiling",
+                format!("[{lo}, {hi}] BDPs"),
+                k.to_string(),
+            ));
+        }
+        if self.competitive_exponent.is_some() && self.competitive_ceiling.is_some() {
+            return Some((
+                "competitive_ceiling",
+                "not with competitive_exponent".into(),
+                "both set".into(),
+            ));
+        }
+        if let Some(g) = self.drain_gain.filter(|g| !drain_gain_in_range(*g)) {
+            let (lo, hi) = DRAIN_GAIN_RANGE;
+            return Some(("drain_gain", format!("[{lo}, {hi}]"), g.to_string()));
+        }
+        None
+    }
+
+    /// The share of its rate a probing flow sends at
+    /// ([`Self::drain_gain`], else [`DRAIN_GAIN`]).
+    pub fn drain_gain(&self) -> f64 {
+        self.drain_gain.map_or(DRAIN_GAIN, f64::from)
     }
 
     /// The competitive-mode ceiling for a flow whose anchor is `rate`
@@ -361,27 +428,108 @@ impl Default for ActionScaling {
 }
 
 impl ActionScaling {
-    /// True when the bounds are consistent and the spans finite and positive.
+    /// True when the bounds are consistent and the spans finite and positive
+    /// ([`Self::invalid_field`] finds none wrong).
     pub fn is_valid(&self) -> bool {
-        self.cwnd_log2_span.is_finite()
-            && self.cwnd_log2_span > 0.0
-            && self.pacing_log2_span.is_finite()
-            && self.pacing_log2_span > 0.0
-            && self.min_cwnd_segments >= MIN_CWND_CLAMP
-            && self.max_cwnd_segments >= self.min_cwnd_segments
-            && self.max_cwnd_segments < CWND_UNCLAMPED
-            && self.min_pacing_bytes_per_sec >= MIN_PACING_BYTES_PER_SEC
-            && self.cwnd_gain.is_finite()
-            && (0.25..=8.0).contains(&self.cwnd_gain)
-            && self.pacing_gain.is_finite()
-            && (0.25..=8.0).contains(&self.pacing_gain)
-            && self.max_log2_step.is_finite()
-            && (0.0..=8.0).contains(&self.max_log2_step)
-            && (0.0..=1.0).contains(&self.rtt_ref_exponent)
-            && self.competition.is_none_or(|c| c.is_valid())
-            && self.additive_segments.is_finite()
-            && (0.0..=64.0).contains(&self.additive_segments)
-            && self.anchor_window_floor_ms <= MAX_ANCHOR_WINDOW_FLOOR_MS
+        self.invalid_field().is_none()
+    }
+
+    /// The first field that [`Self::is_valid`] refuses: its name (a path
+    /// under `action_scaling`), what it allows, and what it holds, so that
+    /// an error about a policy file can name the one bad value.
+    pub fn invalid_field(&self) -> Option<(String, String, String)> {
+        let bad =
+            |name: &str, allowed: String, found: String| Some((name.to_string(), allowed, found));
+        let span_ok = |x: f32| x.is_finite() && x > 0.0;
+        let in_range = |x: f32, lo: f32, hi: f32| x.is_finite() && (lo..=hi).contains(&x);
+        if !span_ok(self.cwnd_log2_span) {
+            return bad(
+                "cwnd_log2_span",
+                "finite, > 0".into(),
+                self.cwnd_log2_span.to_string(),
+            );
+        }
+        if !span_ok(self.pacing_log2_span) {
+            return bad(
+                "pacing_log2_span",
+                "finite, > 0".into(),
+                self.pacing_log2_span.to_string(),
+            );
+        }
+        if self.min_cwnd_segments < MIN_CWND_CLAMP {
+            return bad(
+                "min_cwnd_segments",
+                format!(">= {MIN_CWND_CLAMP}"),
+                self.min_cwnd_segments.to_string(),
+            );
+        }
+        if self.max_cwnd_segments < self.min_cwnd_segments
+            || self.max_cwnd_segments >= CWND_UNCLAMPED
+        {
+            return bad(
+                "max_cwnd_segments",
+                format!(
+                    "[min_cwnd_segments ({}), {})",
+                    self.min_cwnd_segments, CWND_UNCLAMPED
+                ),
+                self.max_cwnd_segments.to_string(),
+            );
+        }
+        if self.min_pacing_bytes_per_sec < MIN_PACING_BYTES_PER_SEC {
+            return bad(
+                "min_pacing_bytes_per_sec",
+                format!(">= {MIN_PACING_BYTES_PER_SEC}"),
+                self.min_pacing_bytes_per_sec.to_string(),
+            );
+        }
+        if !in_range(self.cwnd_gain, 0.25, 8.0) {
+            return bad("cwnd_gain", "[0.25, 8]".into(), self.cwnd_gain.to_string());
+        }
+        if !in_range(self.pacing_gain, 0.25, 8.0) {
+            return bad(
+                "pacing_gain",
+                "[0.25, 8]".into(),
+                self.pacing_gain.to_string(),
+            );
+        }
+        if !in_range(self.max_log2_step, 0.0, 8.0) {
+            return bad(
+                "max_log2_step",
+                "[0, 8]".into(),
+                self.max_log2_step.to_string(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.rtt_ref_exponent) {
+            return bad(
+                "rtt_ref_exponent",
+                "[0, 1]".into(),
+                self.rtt_ref_exponent.to_string(),
+            );
+        }
+        if let Some((field, allowed, found)) = self.competition.and_then(|c| c.invalid_field()) {
+            return bad(&format!("competition.{field}"), allowed, found);
+        }
+        if !in_range(self.additive_segments, 0.0, 64.0) {
+            return bad(
+                "additive_segments",
+                "[0, 64]".into(),
+                self.additive_segments.to_string(),
+            );
+        }
+        if self.anchor_window_floor_ms > MAX_ANCHOR_WINDOW_FLOOR_MS {
+            return bad(
+                "anchor_window_floor_ms",
+                format!("<= {MAX_ANCHOR_WINDOW_FLOOR_MS}"),
+                self.anchor_window_floor_ms.to_string(),
+            );
+        }
+        None
+    }
+
+    /// The share of its rate a probe of the competition rule sends at
+    /// ([`CompetitionRule::drain_gain`]; [`DRAIN_GAIN`] without a rule).
+    pub fn drain_gain(&self) -> f64 {
+        self.competition.map_or(DRAIN_GAIN, |c| c.drain_gain())
     }
 
     /// The datapath's hold after a loss as one value
@@ -570,7 +718,7 @@ impl ActionScaling {
         let cwnd = match (self.competition, ctx.mode) {
             // A drain probe: below one BDP of the share the flow holds now.
             (Some(c), Mode::Probe { rate_bytes_per_sec }) if !c.drain_by_pacing => {
-                round_half_away(DRAIN_GAIN * rate_bytes_per_sec * min_rtt / 1e6 / mss)
+                round_half_away(c.drain_gain() * rate_bytes_per_sec * min_rtt / 1e6 / mss)
             }
             _ => cwnd,
         };
@@ -584,9 +732,10 @@ impl ActionScaling {
             f64::from(self.pacing_gain) * rate * (a1 * f64::from(self.pacing_log2_span)).exp2()
                 + additive * mss * 1e6 / min_rtt;
         let pacing = match (self.competition, ctx.mode) {
-            // A drain probe by pacing: half the rate the flow delivers now.
+            // A drain probe by pacing: the drain gain (half by default) of
+            // the rate the flow delivers now.
             (Some(c), Mode::Probe { rate_bytes_per_sec }) if c.drain_by_pacing => {
-                pacing.min(DRAIN_GAIN * rate_bytes_per_sec)
+                pacing.min(c.drain_gain() * rate_bytes_per_sec)
             }
             _ => pacing,
         };
@@ -1018,6 +1167,89 @@ mod tests {
         assert!(json.contains("\"drain_by_pacing\":true"), "{json}");
         let clamp = serde_json::to_string(&Some(CompetitionRule::default())).unwrap();
         assert!(!clamp.contains("drain_by_pacing"), "{clamp}");
+    }
+
+    #[test]
+    fn a_drain_gain_sets_the_probes_share_of_the_rate_and_is_checked_by_name() {
+        let ctx = ctx_40ms(160_000);
+        let (probe, prev) = probing_at_half_a_megabyte(&ctx);
+        let shallow = |by_pacing: bool, g: Option<f32>| ActionScaling {
+            competition: Some(CompetitionRule {
+                drain_by_pacing: by_pacing,
+                drain_gain: g,
+                ..CompetitionRule::default()
+            }),
+            ..ActionScaling::default()
+        };
+        // By pacing: 0.75 of 0.5 MB/s; by the clamp: 0.75 BDP of it over
+        // the 40 ms floor, 15 segments of 1000 bytes (half: 10).
+        let t = shallow(true, Some(0.75)).next_target([0.0, 0.0], &probe, prev);
+        assert_eq!(t.max_pacing_bytes_per_sec, 375_000);
+        assert_eq!(
+            shallow(false, Some(0.75))
+                .to_target([0.0, 0.0], &probe)
+                .cwnd_clamp_segments,
+            15
+        );
+        assert_eq!(
+            shallow(false, None)
+                .to_target([0.0, 0.0], &probe)
+                .cwnd_clamp_segments,
+            10
+        );
+        assert_eq!(shallow(true, Some(0.75)).drain_gain(), 0.75);
+        assert_eq!(shallow(true, None).drain_gain(), DRAIN_GAIN);
+        assert_eq!(ActionScaling::default().drain_gain(), DRAIN_GAIN);
+        // Outside its range, or not finite: refused, by its name.
+        for g in [0.2, 0.95, f32::NAN] {
+            let (field, allowed, _) = shallow(true, Some(g)).invalid_field().unwrap();
+            assert_eq!(field, "competition.drain_gain");
+            assert_eq!(allowed, "[0.25, 0.9]");
+        }
+        // Files without it read and write as before.
+        let json = serde_json::to_string(&shallow(true, None).competition).unwrap();
+        assert!(!json.contains("drain_gain"), "{json}");
+    }
+
+    #[test]
+    fn an_invalid_mapping_names_its_first_bad_field() {
+        let bad = |s: ActionScaling| s.invalid_field().map(|(f, a, v)| format!("{f} {a} {v}"));
+        assert_eq!(bad(ActionScaling::default()), None);
+        assert_eq!(
+            bad(ActionScaling {
+                cwnd_gain: 9.0,
+                ..ActionScaling::default()
+            })
+            .as_deref(),
+            Some("cwnd_gain [0.25, 8] 9")
+        );
+        assert_eq!(
+            bad(ActionScaling {
+                pacing_log2_span: 0.0,
+                ..ActionScaling::default()
+            })
+            .as_deref(),
+            Some("pacing_log2_span finite, > 0 0")
+        );
+        assert_eq!(
+            bad(ActionScaling {
+                additive_segments: 65.0,
+                ..ActionScaling::default()
+            })
+            .as_deref(),
+            Some("additive_segments [0, 64] 65")
+        );
+        let ceiling = ActionScaling {
+            competition: Some(CompetitionRule {
+                competitive_ceiling: Some(0.5),
+                ..CompetitionRule::default()
+            }),
+            ..ActionScaling::default()
+        };
+        assert_eq!(
+            bad(ceiling).as_deref(),
+            Some("competition.competitive_ceiling [1, 64] BDPs 0.5")
+        );
     }
 
     #[test]

@@ -162,6 +162,10 @@ pub struct EnvConfig {
     /// builds its flows' observations, so that evaluating a policy whose
     /// file sets another floor simulates what the daemon does.
     pub anchor_floor_us: u64,
+    /// A probe of the competition rule sends at this share of the flow's
+    /// rate: the policy's own (`ActionScaling::drain_gain`), so that the
+    /// detector's deadlines are the daemon's.
+    pub drain_gain: f64,
     /// The policy flows of the bottleneck (the controlled flow and its
     /// peers) share the smallest min RTT among them, as the daemon's flows
     /// to one address do under the policy's `ActionScaling::path_min_rtt`:
@@ -198,6 +202,7 @@ impl Default for EnvConfig {
             cadence: Cadence::EveryInterval,
             episode_us: None,
             anchor_floor_us: crate::policy::observation::ANCHOR_WINDOW_MIN_US,
+            drain_gain: crate::policy::competition::DRAIN_GAIN,
             path_min_rtt: false,
             clamp_hold: ClampHold::default(),
         }
@@ -228,6 +233,7 @@ impl EnvConfig {
         self.observation_version = observation_version;
         self.cadence = scaling.decide;
         self.anchor_floor_us = scaling.anchor_floor_us();
+        self.drain_gain = scaling.drain_gain();
         self.path_min_rtt = scaling.path_min_rtt;
         self.clamp_hold = scaling.clamp_hold();
         self
@@ -302,7 +308,8 @@ impl Env {
         }
         let builder =
             ObservationBuilder::with_version(config.objective, config.observation_version)?
-                .with_anchor_floor_us(config.anchor_floor_us);
+                .with_anchor_floor_us(config.anchor_floor_us)
+                .with_drain_gain(config.drain_gain);
         Ok(Self {
             config,
             net: None,
@@ -327,7 +334,8 @@ impl Env {
             self.config.objective,
             self.config.observation_version,
         )?
-        .with_anchor_floor_us(self.config.anchor_floor_us))
+        .with_anchor_floor_us(self.config.anchor_floor_us)
+        .with_drain_gain(self.config.drain_gain))
     }
 
     /// Changes the path (one-way delay and droptail limit) from the next
@@ -644,6 +652,30 @@ mod tests {
 
     fn constant(k: u32) -> Arc<Schedule> {
         Arc::new(Schedule::constant(k).expect("trace"))
+    }
+
+    /// The rule's drain gain reaches the environment's builders, so that
+    /// the simulator's probes have the daemon's deadlines.
+    #[test]
+    fn a_mappings_drain_gain_reaches_the_flows_detector() {
+        use crate::policy::{ActionScaling, CompetitionRule};
+        let scaling = ActionScaling {
+            competition: Some(CompetitionRule {
+                drain_gain: Some(0.75),
+                ..CompetitionRule::default()
+            }),
+            ..ActionScaling::default()
+        };
+        let config =
+            EnvConfig::default().mapped(crate::policy::observation::OBSERVATION_VERSION, &scaling);
+        assert_eq!(config.drain_gain, 0.75);
+        let env = Env::new(config).unwrap();
+        assert_eq!(env.builder.drain_gain(), 0.75);
+        assert_eq!(env.new_builder().unwrap().drain_gain(), 0.75);
+        assert_eq!(
+            EnvConfig::default().drain_gain,
+            crate::policy::competition::DRAIN_GAIN
+        );
     }
 
     /// `path_min_rtt`: a peer that starts 3 s after the controlled flow,

@@ -155,6 +155,16 @@ impl ObservationBuilder {
         self
     }
 
+    /// The same builder with a competition detector whose probes send at
+    /// `gain` times the flow's rate (the policy's
+    /// `CompetitionRule::drain_gain`), so that their deadlines allow for
+    /// the slower drain. Kept through [`Self::reset`] and
+    /// [`Self::set_detector`].
+    pub fn with_drain_gain(mut self, gain: f64) -> Self {
+        self.competition = CompetitionDetector::with_drain_gain(gain);
+        self
+    }
+
     /// A builder with no history of observation `version` (one of
     /// [`SUPPORTED_OBSERVATION_VERSIONS`]: a policy's own version, so that
     /// it is fed what it was trained on).
@@ -174,12 +184,13 @@ impl ObservationBuilder {
     }
 
     /// Forgets the flow's history (keeps the objective, the version, the
-    /// anchor window's floor and whether the detector runs).
+    /// anchor window's floor, whether the detector runs and its drain gain).
     pub fn reset(&mut self) {
         *self = Self {
             version: self.version,
             detector: self.detector,
             anchor_floor_us: self.anchor_floor_us,
+            competition: CompetitionDetector::with_drain_gain(self.competition.drain_gain()),
             ..Self::with_objective(self.objective)
         };
     }
@@ -193,7 +204,7 @@ impl ObservationBuilder {
     /// starts afresh, as for a new flow.
     pub fn set_detector(&mut self, on: bool) {
         if on && !self.detector {
-            self.competition = CompetitionDetector::new();
+            self.competition = CompetitionDetector::with_drain_gain(self.competition.drain_gain());
         }
         self.detector = on;
     }
@@ -201,6 +212,12 @@ impl ObservationBuilder {
     /// Whether the detector runs ([`Self::set_detector`]).
     pub fn runs_detector(&self) -> bool {
         self.detector
+    }
+
+    /// The share of its rate the flow's probes send at
+    /// ([`Self::with_drain_gain`]).
+    pub fn drain_gain(&self) -> f64 {
+        self.competition.drain_gain()
     }
 
     /// True when a poll whose statistics are the copy the builder's last
@@ -399,6 +416,23 @@ mod tests {
     use super::super::feature_name_of;
     use super::super::fixtures::sample;
     use super::*;
+
+    #[test]
+    fn the_drain_gain_survives_a_reset_and_the_detector_going_off_and_on() {
+        let mut b = ObservationBuilder::with_version(Objective::BALANCED, 4)
+            .unwrap()
+            .with_drain_gain(0.75);
+        assert_eq!(b.drain_gain(), 0.75);
+        b.reset();
+        assert_eq!(b.drain_gain(), 0.75);
+        b.set_detector(false);
+        b.set_detector(true);
+        assert_eq!(b.drain_gain(), 0.75);
+        assert_eq!(
+            ObservationBuilder::new().drain_gain(),
+            crate::policy::competition::DRAIN_GAIN
+        );
+    }
 
     #[test]
     fn the_kept_log_features_equal_the_formula_whenever_their_input_moves() {
