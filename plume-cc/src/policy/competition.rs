@@ -573,26 +573,9 @@ mod tests {
     /// RTT is `queued_ms` (floor `min_rtt_ms`) except from `lag_ms` after
     /// a probe began until the probe ends, when the drained queue shows as
     /// `drained_ms` (the program applies the probe's clamp, and reports an
-    /// RTT sample, once per round trip). Returns the modes seen.
+    /// RTT sample, once per round trip), into the detector `d`. Returns the
+    /// modes seen.
     fn lone_flow_with_lagged_samples(
-        min_rtt_ms: u32,
-        queued_ms: u32,
-        drained_ms: u32,
-        lag_ms: u64,
-        until_ms: u64,
-    ) -> Vec<Mode> {
-        lagged_samples_into(
-            CompetitionDetector::new(),
-            min_rtt_ms,
-            queued_ms,
-            drained_ms,
-            lag_ms,
-            until_ms,
-        )
-    }
-
-    /// [`lone_flow_with_lagged_samples`] into the detector `d`.
-    fn lagged_samples_into(
         mut d: CompetitionDetector,
         min_rtt_ms: u32,
         queued_ms: u32,
@@ -770,7 +753,8 @@ mod tests {
         // every probe, and the lone flow went competitive.
         // Every probe drains, so they back off (PROBE_BACKOFF_LOG2): one
         // that did not would put the next at the next period.
-        let modes = lone_flow_with_lagged_samples(41, 85, 44, 190, 20_000);
+        let modes =
+            lone_flow_with_lagged_samples(CompetitionDetector::new(), 41, 85, 44, 190, 20_000);
         assert_eq!(
             probe_starts_ms(&modes),
             vec![2_000, 4_000, 8_000, 12_000, 16_000]
@@ -797,7 +781,7 @@ mod tests {
         // as a 0.75 probe's would with the datapath's two round trips of
         // lag (176 + 2 x 85 = 346 ms, and a poll or two): inside the 0.75
         // deadline (427 ms), past the half-rate one (339 ms).
-        let shallow = lagged_samples_into(
+        let shallow = lone_flow_with_lagged_samples(
             CompetitionDetector::with_drain_gain(0.75),
             41,
             85,
@@ -807,7 +791,8 @@ mod tests {
         );
         assert!(!shallow.contains(&Mode::Competitive), "{shallow:?}");
         assert_eq!(probe_starts_ms(&shallow), vec![2_000, 4_000, 8_000]);
-        let half = lagged_samples_into(CompetitionDetector::new(), 41, 85, 44, 380, 12_000);
+        let half =
+            lone_flow_with_lagged_samples(CompetitionDetector::new(), 41, 85, 44, 380, 12_000);
         assert!(half.contains(&Mode::Competitive), "{half:?}");
     }
 
@@ -817,7 +802,8 @@ mod tests {
         // one srtt after it began, the drained sample about 1.1 s after
         // it. The drain's own estimate alone (1.35 s) is cut to
         // PROBE_MAX_US; the two srtts for the datapath come on top of it.
-        let modes = lone_flow_with_lagged_samples(201, 378, 202, 1_100, 40_000);
+        let modes =
+            lone_flow_with_lagged_samples(CompetitionDetector::new(), 201, 378, 202, 1_100, 40_000);
         assert!(modes.iter().any(|m| matches!(m, Mode::Probe { .. })));
         assert!(!modes.contains(&Mode::Competitive), "{modes:?}");
     }
@@ -853,11 +839,13 @@ mod tests {
         // and samples no lower than 60 ms while it drains (a quarter of the
         // queue is 27 ms: the bound is 68 ms, where 1.25 x the floor is
         // 51 ms). Every probe drains, however many.
-        let modes = lone_flow_with_lagged_samples(41, 150, 60, 100, 20_000);
+        let modes =
+            lone_flow_with_lagged_samples(CompetitionDetector::new(), 41, 150, 60, 100, 20_000);
         assert!(modes.iter().any(|m| matches!(m, Mode::Probe { .. })));
         assert!(!modes.contains(&Mode::Competitive), "{modes:?}");
         // At 70 ms, above that bound, they do not.
-        let modes = lone_flow_with_lagged_samples(41, 150, 70, 100, 20_000);
+        let modes =
+            lone_flow_with_lagged_samples(CompetitionDetector::new(), 41, 150, 70, 100, 20_000);
         assert!(modes.contains(&Mode::Competitive), "{modes:?}");
     }
 
@@ -939,7 +927,8 @@ mod tests {
         // begins, 58 ms at best while it drains. A quarter of the queue
         // (10 ms) is below 1.25 x the floor, so 51 ms is the bound, and
         // the competitor is found.
-        let modes = lone_flow_with_lagged_samples(41, 80, 58, 100, 20_000);
+        let modes =
+            lone_flow_with_lagged_samples(CompetitionDetector::new(), 41, 80, 58, 100, 20_000);
         assert!(modes.contains(&Mode::Competitive), "{modes:?}");
     }
 

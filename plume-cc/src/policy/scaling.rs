@@ -438,92 +438,84 @@ impl ActionScaling {
     /// under `action_scaling`), what it allows, and what it holds, so that
     /// an error about a policy file can name the one bad value.
     pub fn invalid_field(&self) -> Option<(String, String, String)> {
-        let bad =
-            |name: &str, allowed: String, found: String| Some((name.to_string(), allowed, found));
         let span_ok = |x: f32| x.is_finite() && x > 0.0;
         let in_range = |x: f32, lo: f32, hi: f32| x.is_finite() && (lo..=hi).contains(&x);
-        if !span_ok(self.cwnd_log2_span) {
-            return bad(
+        let (min_cwnd, max_cwnd) = (self.min_cwnd_segments, self.max_cwnd_segments);
+        // (field, valid, allowed, found); built only when a file is loaded
+        // or a mapping changed, so the strings cost nothing that matters.
+        let checks: [(&str, bool, String, String); 11] = [
+            (
                 "cwnd_log2_span",
+                span_ok(self.cwnd_log2_span),
                 "finite, > 0".into(),
                 self.cwnd_log2_span.to_string(),
-            );
-        }
-        if !span_ok(self.pacing_log2_span) {
-            return bad(
+            ),
+            (
                 "pacing_log2_span",
+                span_ok(self.pacing_log2_span),
                 "finite, > 0".into(),
                 self.pacing_log2_span.to_string(),
-            );
-        }
-        if self.min_cwnd_segments < MIN_CWND_CLAMP {
-            return bad(
+            ),
+            (
                 "min_cwnd_segments",
+                min_cwnd >= MIN_CWND_CLAMP,
                 format!(">= {MIN_CWND_CLAMP}"),
-                self.min_cwnd_segments.to_string(),
-            );
-        }
-        if self.max_cwnd_segments < self.min_cwnd_segments
-            || self.max_cwnd_segments >= CWND_UNCLAMPED
-        {
-            return bad(
+                min_cwnd.to_string(),
+            ),
+            (
                 "max_cwnd_segments",
-                format!(
-                    "[min_cwnd_segments ({}), {})",
-                    self.min_cwnd_segments, CWND_UNCLAMPED
-                ),
-                self.max_cwnd_segments.to_string(),
-            );
-        }
-        if self.min_pacing_bytes_per_sec < MIN_PACING_BYTES_PER_SEC {
-            return bad(
+                max_cwnd >= min_cwnd && max_cwnd < CWND_UNCLAMPED,
+                format!("[min_cwnd_segments ({min_cwnd}), {CWND_UNCLAMPED})"),
+                max_cwnd.to_string(),
+            ),
+            (
                 "min_pacing_bytes_per_sec",
+                self.min_pacing_bytes_per_sec >= MIN_PACING_BYTES_PER_SEC,
                 format!(">= {MIN_PACING_BYTES_PER_SEC}"),
                 self.min_pacing_bytes_per_sec.to_string(),
-            );
-        }
-        if !in_range(self.cwnd_gain, 0.25, 8.0) {
-            return bad("cwnd_gain", "[0.25, 8]".into(), self.cwnd_gain.to_string());
-        }
-        if !in_range(self.pacing_gain, 0.25, 8.0) {
-            return bad(
+            ),
+            (
+                "cwnd_gain",
+                in_range(self.cwnd_gain, 0.25, 8.0),
+                "[0.25, 8]".into(),
+                self.cwnd_gain.to_string(),
+            ),
+            (
                 "pacing_gain",
+                in_range(self.pacing_gain, 0.25, 8.0),
                 "[0.25, 8]".into(),
                 self.pacing_gain.to_string(),
-            );
-        }
-        if !in_range(self.max_log2_step, 0.0, 8.0) {
-            return bad(
+            ),
+            (
                 "max_log2_step",
+                in_range(self.max_log2_step, 0.0, 8.0),
                 "[0, 8]".into(),
                 self.max_log2_step.to_string(),
-            );
-        }
-        if !(0.0..=1.0).contains(&self.rtt_ref_exponent) {
-            return bad(
+            ),
+            (
                 "rtt_ref_exponent",
+                in_range(self.rtt_ref_exponent, 0.0, 1.0),
                 "[0, 1]".into(),
                 self.rtt_ref_exponent.to_string(),
-            );
-        }
-        if let Some((field, allowed, found)) = self.competition.and_then(|c| c.invalid_field()) {
-            return bad(&format!("competition.{field}"), allowed, found);
-        }
-        if !in_range(self.additive_segments, 0.0, 64.0) {
-            return bad(
+            ),
+            (
                 "additive_segments",
+                in_range(self.additive_segments, 0.0, 64.0),
                 "[0, 64]".into(),
                 self.additive_segments.to_string(),
-            );
-        }
-        if self.anchor_window_floor_ms > MAX_ANCHOR_WINDOW_FLOOR_MS {
-            return bad(
+            ),
+            (
                 "anchor_window_floor_ms",
+                self.anchor_window_floor_ms <= MAX_ANCHOR_WINDOW_FLOOR_MS,
                 format!("<= {MAX_ANCHOR_WINDOW_FLOOR_MS}"),
                 self.anchor_window_floor_ms.to_string(),
-            );
+            ),
+        ];
+        if let Some((field, _, allowed, found)) = checks.into_iter().find(|c| !c.1) {
+            return Some((field.to_string(), allowed, found));
         }
-        None
+        let (field, allowed, found) = self.competition.and_then(|c| c.invalid_field())?;
+        Some((format!("competition.{field}"), allowed, found))
     }
 
     /// The share of its rate a probe of the competition rule sends at
