@@ -331,6 +331,12 @@ impl CompetitionDetector {
         }
     }
 
+    /// A new flow's detector with this one's configuration (its drain
+    /// gain): what a reset or a restart of the detector starts from.
+    pub fn renewed(&self) -> Self {
+        Self::with_drain_gain(self.drain_gain)
+    }
+
     /// The share of its rate the flow sends at in a probe.
     pub fn drain_gain(&self) -> f64 {
         self.drain_gain

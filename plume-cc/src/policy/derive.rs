@@ -79,6 +79,18 @@ pub struct Derivation {
     pub competition_drain_gain: Option<f32>,
 }
 
+/// The competition rule of `meta`, which `flag` changes; a policy without
+/// one is refused, naming the flag.
+fn rule_for<'a>(
+    meta: &'a mut PolicyMetadata,
+    flag: &'static str,
+) -> Result<&'a mut CompetitionRule, DeriveError> {
+    meta.action_scaling
+        .competition
+        .as_mut()
+        .ok_or(DeriveError::NoRule(flag))
+}
+
 /// The largest `--hold-clamp-max-srtts`: a hold longer than a thousand
 /// round trips is no bound.
 pub const MAX_HOLD_CLAMP_SRTTS: u32 = 1000;
@@ -199,10 +211,7 @@ impl Derivation {
             _ => {}
         }
         if let Some(p) = self.competition_drain_by_pacing {
-            match meta.action_scaling.competition.as_mut() {
-                Some(rule) => rule.drain_by_pacing = p,
-                None => return Err(DeriveError::NoRule("--competition-drain")),
-            }
+            rule_for(&mut meta, "--competition-drain")?.drain_by_pacing = p;
         }
         if let Some(k) = self.competitive_ceiling {
             let (lo, hi) = COMPETITIVE_CEILING_RANGE;
@@ -213,9 +222,7 @@ impl Derivation {
                     found: k.to_string(),
                 });
             }
-            let Some(rule) = meta.action_scaling.competition.as_mut() else {
-                return Err(DeriveError::NoRule("--competitive-ceiling"));
-            };
+            let rule = rule_for(&mut meta, "--competitive-ceiling")?;
             if let Some(e) = rule.competitive_exponent.filter(|_| k > 0.0) {
                 return Err(DeriveError::Range {
                     field: "--competitive-ceiling",
@@ -236,10 +243,7 @@ impl Derivation {
                     found: g.to_string(),
                 });
             }
-            let Some(rule) = meta.action_scaling.competition.as_mut() else {
-                return Err(DeriveError::NoRule("--competition-drain-gain"));
-            };
-            rule.drain_gain = Some(g);
+            rule_for(&mut meta, "--competition-drain-gain")?.drain_gain = Some(g);
         }
         if let Some(c) = self.additive_segments {
             if !(c.is_finite() && (0.0..=ADDITIVE_MAX).contains(&c)) {

@@ -307,7 +307,13 @@ pub const DRAIN_GAIN_RANGE: (f32, f32) = (0.25, 0.9);
 
 /// True when `g` is a finite drain gain within [`DRAIN_GAIN_RANGE`].
 pub fn drain_gain_in_range(g: f32) -> bool {
-    g.is_finite() && (DRAIN_GAIN_RANGE.0..=DRAIN_GAIN_RANGE.1).contains(&g)
+    finite_within(g, DRAIN_GAIN_RANGE)
+}
+
+/// True when `x` is finite and within `lo..=hi`: the test of every bounded
+/// field of the mapping.
+fn finite_within(x: f32, (lo, hi): (f32, f32)) -> bool {
+    x.is_finite() && (lo..=hi).contains(&x)
 }
 
 /// Smallest and largest [`CompetitionRule::competitive_ceiling`], BDPs.
@@ -315,7 +321,7 @@ pub const COMPETITIVE_CEILING_RANGE: (f32, f32) = (1.0, 64.0);
 
 /// True when `k` is a finite ceiling within [`COMPETITIVE_CEILING_RANGE`].
 pub fn ceiling_in_range(k: f32) -> bool {
-    k.is_finite() && (COMPETITIVE_CEILING_RANGE.0..=COMPETITIVE_CEILING_RANGE.1).contains(&k)
+    finite_within(k, COMPETITIVE_CEILING_RANGE)
 }
 
 impl CompetitionRule {
@@ -439,7 +445,7 @@ impl ActionScaling {
     /// an error about a policy file can name the one bad value.
     pub fn invalid_field(&self) -> Option<(String, String, String)> {
         let span_ok = |x: f32| x.is_finite() && x > 0.0;
-        let in_range = |x: f32, lo: f32, hi: f32| x.is_finite() && (lo..=hi).contains(&x);
+        let in_range = |x: f32, lo: f32, hi: f32| finite_within(x, (lo, hi));
         let (min_cwnd, max_cwnd) = (self.min_cwnd_segments, self.max_cwnd_segments);
         // (field, valid, allowed, found); built only when a file is loaded
         // or a mapping changed, so the strings cost nothing that matters.

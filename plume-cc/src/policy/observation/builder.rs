@@ -190,7 +190,7 @@ impl ObservationBuilder {
             version: self.version,
             detector: self.detector,
             anchor_floor_us: self.anchor_floor_us,
-            competition: CompetitionDetector::with_drain_gain(self.competition.drain_gain()),
+            competition: self.competition.renewed(),
             ..Self::with_objective(self.objective)
         };
     }
@@ -204,7 +204,7 @@ impl ObservationBuilder {
     /// starts afresh, as for a new flow.
     pub fn set_detector(&mut self, on: bool) {
         if on && !self.detector {
-            self.competition = CompetitionDetector::with_drain_gain(self.competition.drain_gain());
+            self.competition = self.competition.renewed();
         }
         self.detector = on;
     }
