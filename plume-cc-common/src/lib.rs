@@ -85,7 +85,8 @@ pub fn free_slot_fill_order(capacity: u32) -> core::iter::Rev<core::ops::Range<u
 ///
 /// Laid out for the callback that does not copy the statistics (most ACKs
 /// with a snapshot quantum): everything it reads or writes (the counter,
-/// the cookie, and [`FlowStats`]' first fields, up to `_pad_hot`) is in
+/// the cookie, and [`FlowStats`]' first fields, up to
+/// `applied_competitive_cc`) is in
 /// the slot's first 64 bytes, and the slot is [`STATS_SLOT_SIZE`] bytes, a
 /// multiple of 64, so that with the array's values starting on a page (as
 /// the kernel places those of a `BPF_F_MMAPABLE` array) those 64 bytes are
@@ -112,7 +113,7 @@ pub const STATS_SLOT_SIZE: usize = 192;
 
 /// The bytes of [`StatsSlot`] a callback that does not copy the statistics
 /// touches: the slot's header and [`FlowStats`] up to and including
-/// `_pad_hot` (checked by the tests below).
+/// `applied_competitive_cc` (checked by the tests below).
 pub const STATS_SLOT_HOT_BYTES: usize = 64;
 
 /// A flow's target, in the slot of [`maps::TARGET_SLOTS`] with the index of
@@ -274,9 +275,13 @@ pub struct FlowStats {
     /// `unflushed_checks` (and for the same reason).
     #[cfg_attr(feature = "user", serde(skip))]
     pub unflushed_snapshots: u32,
-    /// Explicit padding (ends the slot's first cache line).
-    #[cfg_attr(feature = "user", serde(skip))]
-    pub _pad_hot: u32,
+    /// Nonzero while the flow runs the configuration's competitive
+    /// controller ([`DatapathConfig::competitive_cc`]) instead of its base,
+    /// as the last full target check applied (it ends the slot's first
+    /// cache line: the per-ACK test of whether anything is in force reads
+    /// it beside the applied limits).
+    #[cfg_attr(feature = "user", serde(default))]
+    pub applied_competitive_cc: u32,
     // The rest is written by a statistics copy (`fill`), at registration,
     // and on retransmission and RTO callbacks (which always copy).
     /// Retransmission callbacks seen (cumulative).
@@ -419,6 +424,13 @@ pub struct FlowTarget {
     pub cwnd_clamp: u32,
     /// Ceiling on the pacing rate in bytes per second ([`PACING_UNLIMITED`] for none).
     pub max_pacing_bytes_per_sec: u32,
+    /// Nonzero: the flow runs [`DatapathConfig::competitive_cc`] instead of
+    /// its base (`TCP_CONGESTION`, switched on its next callback); zero: its
+    /// base ([`DatapathConfig::base_cc`]). A stale target switches it back,
+    /// as it lifts the limits.
+    pub competitive_cc: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
 
 /// Datapath knobs, element 0 of the `PLUME_CONFIG` array.
@@ -470,6 +482,12 @@ pub struct DatapathConfig {
     /// it undoes the loss. 0: no bound (the hold as first built). The
     /// daemon sets it from `ActionScaling::hold_clamp_max_srtts`.
     pub clamp_hold_max_srtts: u32,
+    /// The kernel congestion control a flow runs while its target asks
+    /// for it ([`FlowTarget::competitive_cc`]), NUL-padded as
+    /// [`Self::base_cc`]; all zeros: none (such targets change nothing).
+    /// The flow returns to `base_cc` when its target stops asking or turns
+    /// stale, so the daemon sets it only with a `base_cc`.
+    pub competitive_cc: [u8; BASE_CC_LEN],
 }
 
 /// Size of [`DatapathConfig::base_cc`] (the kernel's `TCP_CA_NAME_MAX`).
@@ -631,6 +649,7 @@ impl Default for DatapathConfig {
             snapshot_every_ns: 0,
             clamp_hold: 0,
             clamp_hold_max_srtts: 0,
+            competitive_cc: [0; BASE_CC_LEN],
         }
     }
 }
@@ -687,16 +706,19 @@ mod tests {
         assert_eq!(size_of::<FlowStats>(), 176);
         // 16 + 176: no padding.
         assert_eq!(size_of::<StatsSlot>(), STATS_SLOT_SIZE);
-        assert_eq!(size_of::<FlowTarget>(), 16);
-        assert_eq!(size_of::<DatapathConfig>(), 48);
+        assert_eq!(size_of::<FlowTarget>(), 24);
+        assert_eq!(size_of::<DatapathConfig>(), 64);
         assert_eq!(size_of::<FlowEvent>(), 32);
         // Multiples of 8: the kernel rounds an array's element size up to
         // 8, and the daemon indexes the mmapped area by these sizes.
         assert_eq!(size_of::<StatsSlot>(), 192);
-        assert_eq!(size_of::<TargetSlot>(), 32);
+        assert_eq!(size_of::<TargetSlot>(), 40);
         assert_eq!(size_of::<SocketSlot>(), 16);
         assert_eq!(core::mem::offset_of!(StatsSlot, seq), 0);
         assert_eq!(core::mem::offset_of!(TargetSlot, seq), 0);
+        // The program reads the controller names as two u64 words.
+        assert_eq!(core::mem::offset_of!(DatapathConfig, base_cc) % 8, 0);
+        assert_eq!(core::mem::offset_of!(DatapathConfig, competitive_cc) % 8, 0);
     }
 
     /// What a callback that does not copy the statistics touches (see
@@ -719,15 +741,16 @@ mod tests {
             (stats + offset_of!(FlowStats, target_generation), 4),
             (stats + offset_of!(FlowStats, unflushed_checks), 4),
             (stats + offset_of!(FlowStats, unflushed_snapshots), 4),
+            (stats + offset_of!(FlowStats, applied_competitive_cc), 4),
         ];
         for (offset, len) in hot {
             assert!(offset + len <= STATS_SLOT_HOT_BYTES, "{offset}");
         }
-        // The line holds these and two padding words (56 + 4 + 4), and the
+        // The line holds these and one padding word (60 + 4), and the
         // statistics copy's fields all lie past it.
-        assert_eq!(hot.iter().map(|(_, len)| len).sum::<usize>(), 56);
+        assert_eq!(hot.iter().map(|(_, len)| len).sum::<usize>(), 60);
         assert_eq!(
-            stats + offset_of!(FlowStats, _pad_hot) + 4,
+            stats + offset_of!(FlowStats, applied_competitive_cc) + 4,
             STATS_SLOT_HOT_BYTES
         );
     }

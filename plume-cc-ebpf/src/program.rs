@@ -321,7 +321,7 @@ unsafe fn store_stats(dst: *mut FlowStats, s: &FlowStats) {
         target_generation,
         unflushed_checks,
         unflushed_snapshots,
-        _pad_hot,
+        applied_competitive_cc,
         retrans_events,
         rto_events,
         start_ns,
@@ -501,7 +501,55 @@ fn pin_base(ctx: &SockOpsContext) {
     if config.base_cc[0] == 0 {
         return;
     }
-    let mut name: [u8; BASE_CC_LEN] = config.base_cc;
+    if set_cc(ctx, config.base_cc) {
+        bump(counters::BASE_PINNED);
+    } else {
+        bump(counters::SETSOCKOPT_ERRORS);
+    }
+}
+
+/// Switches the flow to the configuration's competitive controller
+/// (`want` nonzero) or back to its base. A name the configuration leaves
+/// empty switches nothing (and counts as done): without a base to return
+/// to the daemon sets no competitive controller. Setting the controller a
+/// flow already runs re-initialises nothing (`tcp_set_congestion_control`
+/// returns early for the same `icsk_ca_ops`).
+///
+/// Why from a callback, mid-connection: Antelope switches controllers per
+/// flow the same way, and `bpf_setsockopt(TCP_CONGESTION)` is allowed in
+/// the RTT, retransmission and RTO callbacks, which run with the socket
+/// locked. The new controller keeps `snd_cwnd` and `snd_ssthresh`
+/// (`tcp_reinit_congestion_control` calls only its `init`).
+fn switch_cc(ctx: &SockOpsContext, config: &DatapathConfig, want: u32) -> bool {
+    // Both names are read, then one is chosen by value: a choice between
+    // the two fields' addresses compiles to a variable offset into the map
+    // value, which the verifier refuses without CAP_PERFMON ("pointer
+    // arithmetic with it prohibited for !root"; the service unit has
+    // CAP_BPF and CAP_NET_ADMIN only).
+    let (base, competitive) = (cc_words(&config.base_cc), cc_words(&config.competitive_cc));
+    let words = if want != 0 { competitive } else { base };
+    if words[0] & 0xff == 0 {
+        return true;
+    }
+    // SAFETY: two u64 words are the 16 bytes of a name, in memory order.
+    set_cc(ctx, unsafe {
+        core::mem::transmute::<[u64; 2], [u8; BASE_CC_LEN]>(words)
+    })
+}
+
+/// A controller name of the configuration as two words, by volatile
+/// loads, so that LLVM keeps them loads of this field.
+fn cc_words(name: &[u8; BASE_CC_LEN]) -> [u64; 2] {
+    let p = name.as_ptr().cast::<u64>();
+    // SAFETY: the names sit at 8-byte offsets of the 8-aligned
+    // configuration value (checked by plume-cc-common's layout test), and
+    // are 16 bytes long.
+    unsafe { [read_volatile(p), read_volatile(p.add(1))] }
+}
+
+/// `bpf_setsockopt(TCP_CONGESTION, name)`; true on success.
+fn set_cc(ctx: &SockOpsContext, name: [u8; BASE_CC_LEN]) -> bool {
+    let mut name = name;
     // SAFETY: a NUL-padded name buffer on the stack; the kernel reads at
     // most optlen bytes and stops at the NUL (do_tcp_setsockopt,
     // TCP_CONGESTION, strncpy_from_sockptr).
@@ -514,11 +562,7 @@ fn pin_base(ctx: &SockOpsContext) {
             BASE_CC_LEN as i32,
         )
     };
-    if ret == 0 {
-        bump(counters::BASE_PINNED);
-    } else {
-        bump(counters::SETSOCKOPT_ERRORS);
-    }
+    ret == 0
 }
 
 fn unregister(ctx: &SockOpsContext) {
@@ -722,8 +766,9 @@ fn check_target(
     now: u64,
 ) {
     stats.unflushed_checks = stats.unflushed_checks.wrapping_add(1);
-    let limited =
-        stats.applied_cwnd_clamp != CWND_UNCLAMPED || stats.applied_pacing != PACING_UNLIMITED;
+    let limited = stats.applied_cwnd_clamp != CWND_UNCLAMPED
+        || stats.applied_pacing != PACING_UNLIMITED
+        || stats.applied_competitive_cc != 0;
     if config.generation == stats.target_generation && (!limited || now <= stats.target_deadline_ns)
     {
         return;
@@ -804,10 +849,11 @@ fn apply_target(
         return false;
     };
     let mut expired = false;
-    let (want_cwnd, want_pacing, deadline) = match target {
+    let (want_cwnd, want_pacing, want_cc, deadline) = match target {
         Some(t) if config.enforce != 0 && now.saturating_sub(t.written_ns) <= stale_after => (
             bound_cwnd(t.cwnd_clamp),
             bound_pacing(t.max_pacing_bytes_per_sec),
+            u32::from(t.competitive_cc != 0),
             // Fresh while now - written_ns <= stale_after, as tested above.
             t.written_ns.saturating_add(stale_after),
         ),
@@ -815,13 +861,25 @@ fn apply_target(
             // Counted below, once the limits are lifted (with the hold a
             // lift may wait, and the next callbacks come here again).
             expired = stats.applied_cwnd_clamp != CWND_UNCLAMPED
-                || stats.applied_pacing != PACING_UNLIMITED;
-            (CWND_UNCLAMPED, PACING_UNLIMITED, u64::MAX)
+                || stats.applied_pacing != PACING_UNLIMITED
+                || stats.applied_competitive_cc != 0;
+            (CWND_UNCLAMPED, PACING_UNLIMITED, 0, u64::MAX)
         }
-        None => (CWND_UNCLAMPED, PACING_UNLIMITED, u64::MAX),
+        None => (CWND_UNCLAMPED, PACING_UNLIMITED, 0, u64::MAX),
     };
     stats.target_deadline_ns = deadline;
     let mut settled = true;
+    // The controller first: a switch re-initialises the new one
+    // (`tcp_reinit_congestion_control`), which then meets the limits below.
+    if want_cc != stats.applied_competitive_cc {
+        if switch_cc(ctx, config, want_cc) {
+            stats.applied_competitive_cc = want_cc;
+            bump(counters::TARGETS_APPLIED);
+        } else {
+            bump(counters::SETSOCKOPT_ERRORS);
+            settled = false;
+        }
+    }
     if want_cwnd == stats.applied_cwnd_clamp {
         // Nothing to write, so nothing held.
         stats.hold_since_ns = 0;
@@ -848,6 +906,7 @@ fn apply_target(
     if expired
         && stats.applied_cwnd_clamp == CWND_UNCLAMPED
         && stats.applied_pacing == PACING_UNLIMITED
+        && stats.applied_competitive_cc == 0
     {
         bump(counters::TARGETS_EXPIRED);
     }

@@ -68,7 +68,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Mode::Default => "default",
                 Mode::Resume => "resume",
                 Mode::Probe { .. } => "PROBE",
-                Mode::Competitive => "COMPETITIVE",
+                Mode::Competitive { lossy: false } => "COMPETITIVE",
+                Mode::Competitive { lossy: true } => "COMPETITIVE-LOSSY",
             };
             println!(
                 "{:6.1} s {:12} clamp {:5} queueing {:6.0} ms throughput/link {:.2}",

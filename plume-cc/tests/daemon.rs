@@ -650,25 +650,6 @@ fn bad_input_gets_a_clear_error() {
     );
 }
 
-/// The congestion controls of the established sockets to `port` (`ss -tin`).
-fn congestion_controls_to(port: u16) -> Vec<String> {
-    let out = Command::new("ss")
-        .args(["-tinH", "state", "established", "dst"])
-        .arg(format!("127.0.0.1:{port}"))
-        .output()
-        .expect("ss (iproute2, installed by cargo xtask setup)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // `ss -i` names the algorithm as one word of each socket's info line
-    // ("ts sack cubic wscale:7,7 rto:...").
-    text.lines()
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find(|w| ["reno", "cubic", "bbr"].contains(w))
-                .map(str::to_string)
-        })
-        .collect()
-}
-
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
 fn the_daemon_controls_two_flows_of_one_cgroup_over_a_pinned_base() {
@@ -708,7 +689,7 @@ fn the_daemon_controls_two_flows_of_one_cgroup_over_a_pinned_base() {
             |r| r.max_pacing_rate != u64::MAX,
         );
     }
-    let ccs = congestion_controls_to(sink.addr().port());
+    let ccs = common::congestion_controls_to(sink.addr().port());
     assert_eq!(ccs, ["reno", "reno"], "both flows run the pinned base");
     let dp = plume_cc::datapath::Datapath::adopt(&pins, &pins).unwrap();
     let flows = dp.flows().unwrap();
@@ -846,6 +827,7 @@ fn the_default_learned_policy_steers_a_flow() {
             let written = Target {
                 cwnd_clamp_segments: f.target_cwnd_clamp,
                 max_pacing_bytes_per_sec: f.target_pacing,
+                competitive_cc: false,
             };
             assert_eq!(
                 guard.apply(out[k]),

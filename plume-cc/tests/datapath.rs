@@ -199,6 +199,75 @@ fn stale_targets_are_lifted_by_the_datapath_itself() {
     cgroup.remove().unwrap();
 }
 
+/// A target's `competitive_cc` switches the flow's kernel controller
+/// (`TCP_CONGESTION`) from the pinned base to the configured competitive
+/// one at its next callback, and back when a target stops asking, or goes
+/// stale (a dead daemon leaves no flow on a controller it chose).
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn targets_switch_the_flows_controller_and_a_stale_one_switches_it_back() {
+    if !common::have_root("datapath competitive-controller test", DATAPATH_CAPS) {
+        return;
+    }
+    let cgroup = OwnedCgroup::create_unique("plume-cc-test").expect("create child cgroup");
+    let config = DatapathConfig {
+        stale_after_ns: 300_000_000,
+        base_cc: DatapathConfig::base_cc_from_name("cubic").unwrap(),
+        competitive_cc: DatapathConfig::base_cc_from_name("bbr").unwrap(),
+        ..DatapathConfig::default()
+    };
+    let mut dp = Datapath::attach(cgroup.path(), config).expect("attach");
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let inside = Sender::spawn(&sink, Some(cgroup.path()), 4000);
+    let cookie = inside.first().cookie;
+    wait_for("the flow", Duration::from_secs(3), || {
+        dp.flow(cookie).unwrap()
+    });
+    let port = sink.addr().port();
+    let ccs = || common::congestion_controls_to(port);
+    assert_eq!(ccs(), ["cubic"], "the pinned base");
+    let write = |dp: &mut Datapath, competitive: u32| {
+        let mut t = [plume_cc_common::FlowTarget {
+            cwnd_clamp: CWND_UNCLAMPED,
+            max_pacing_bytes_per_sec: PACING_UNLIMITED,
+            competitive_cc: competitive,
+            ..Default::default()
+        }];
+        dp.write_targets(&[cookie], &mut t).unwrap();
+    };
+    // Refreshed as a daemon would, every 50 ms, until `want` shows.
+    let hold = |dp: &mut Datapath, competitive: u32, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            write(dp, competitive);
+            if ccs() == [want] {
+                return;
+            }
+            assert!(Instant::now() < deadline, "still {:?}, want {want}", ccs());
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    hold(&mut dp, 1, "bbr");
+    assert_eq!(dp.flow(cookie).unwrap().unwrap().applied_competitive_cc, 1);
+    hold(&mut dp, 0, "cubic");
+    assert_eq!(dp.flow(cookie).unwrap().unwrap().applied_competitive_cc, 0);
+    hold(&mut dp, 1, "bbr");
+    // No more writes: the target goes stale and the base returns.
+    wait_for(
+        "the base after the target went stale",
+        Duration::from_secs(2),
+        || (ccs() == ["cubic"]).then_some(()),
+    );
+    let s = dp.flow(cookie).unwrap().unwrap();
+    assert_eq!(s.applied_competitive_cc, 0, "{s:?}");
+    let counters = dp.counters().unwrap();
+    assert!(counters.targets_expired >= 1, "{counters:?}");
+    assert_eq!(counters.setsockopt_errors, 0, "{counters:?}");
+    inside.finish();
+    drop(dp);
+    cgroup.remove().unwrap();
+}
+
 #[test]
 #[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
 fn a_full_flow_map_leaves_new_flows_to_the_kernel() {

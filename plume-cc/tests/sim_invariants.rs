@@ -50,7 +50,7 @@ proptest! {
         let obs = env.reset(Arc::new(trace), seed).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(obs.iter().all(|v| v.is_finite()));
         for (c, p) in actions {
-            let r = match env.step(Target { cwnd_clamp_segments: c, max_pacing_bytes_per_sec: p }) {
+            let r = match env.step(Target { cwnd_clamp_segments: c, max_pacing_bytes_per_sec: p, competitive_cc: false }) {
                 Ok(r) => r,
                 // Only the end of the episode may stop it; any other error fails.
                 Err(plume_cc::rl::EnvError::EpisodeDone { .. }) => break,

@@ -314,6 +314,7 @@ fn episode(seed: u64, loss: f64) -> (Vec<(u64, u32, u32)>, String) {
                 } else {
                     PACING_UNLIMITED
                 },
+                competitive_cc: false,
             })
             .expect("step");
         out.push((

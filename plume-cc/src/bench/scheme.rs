@@ -397,17 +397,6 @@ impl Drop for SenderSetup {
                     }
                 }
             }
-            // The root of the default pin folders, if the run's was the
-            // last in it: `remove_dir` takes only an empty folder, so
-            // another datapath's pins keep it.
-            if !pins.exists() {
-                if let Some(root) = pins
-                    .parent()
-                    .filter(|r| *r == Path::new(datapath::PIN_ROOT))
-                {
-                    let _ = std::fs::remove_dir(root);
-                }
-            }
         }
     }
 }

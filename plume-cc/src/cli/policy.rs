@@ -76,6 +76,12 @@ pub struct DeriveArgs {
     /// the flow is alone, and the probe lasts longer. Needs the rule.
     #[arg(long, allow_negative_numbers = true, value_name = "SHARE", value_parser = number::<f32>())]
     pub competition_drain_gain: Option<f32>,
+    /// In the rule's competitive mode, once the flow loses at least 1% of
+    /// what it delivers (a competitor that does not back off on loss, such
+    /// as BBR), the flow runs this kernel controller instead of the
+    /// policy's base, until a probe drains. Needs the rule.
+    #[arg(long, value_enum, value_name = "CC")]
+    pub competitive_controller: Option<plume_cc::congestion::ControllerKind>,
     /// Segments added to every clamp, and as many per min RTT to the pacing
     /// cap (0-64; 0: none): an additive increase, so that flows whose
     /// clamps bind converge to equal shares.
@@ -118,6 +124,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 competition_drain_by_pacing: a.competition_drain.map(|d| d == Drain::Pacing),
                 competitive_ceiling: a.competitive_ceiling,
                 competition_drain_gain: a.competition_drain_gain,
+                competitive_cc: a.competitive_controller,
             };
             let meta = derive(&a.from, &a.out, &d).with_context(|| {
                 format!(

@@ -251,6 +251,14 @@ impl Controller for Bbr {
         self.cwnd = self.cwnd.min(clamp);
     }
 
+    fn adopt(&mut self, cwnd_segments: u32, _ssthresh_segments: u32, clamp_segments: u32) {
+        // `bbr_init`: a fresh model in STARTUP over the socket's window,
+        // and ssthresh set to infinity (TCP_INFINITE_SSTHRESH).
+        *self = Self::new(self.mss_bytes);
+        self.cwnd = cwnd_segments.max(1);
+        self.clamp_segments = clamp_segments.max(1);
+    }
+
     fn window_segments(&self) -> u32 {
         self.cwnd.max(1)
     }

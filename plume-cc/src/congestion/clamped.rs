@@ -29,7 +29,7 @@ use plume_cc_common::{
 };
 
 use super::{
-    kernel_pacing_rate_bytes_per_sec, AckSample, ClampModel, Controller, LossEvent,
+    kernel_pacing_rate_bytes_per_sec, AckSample, ClampModel, Controller, ControllerKind, LossEvent,
     MAX_CWND_SEGMENTS,
 };
 
@@ -185,6 +185,27 @@ impl<C: Controller> Clamped<C> {
     }
 }
 
+impl Clamped<Box<dyn Controller>> {
+    /// Runs `kind` under the limits from now on, taking the connection over
+    /// as `bpf_setsockopt(TCP_CONGESTION)` does ([`Controller::adopt`]):
+    /// the window, ssthresh and the clamp in force carry over. Nothing
+    /// changes when `kind` already runs (the kernel returns early for the
+    /// same controller).
+    pub fn switch_base(&mut self, kind: ControllerKind) {
+        if self.base.name() == kind.name() {
+            return;
+        }
+        let mut next = kind.build(self.mss_bytes);
+        next.set_clamp_model(self.clamp_model);
+        next.adopt(
+            self.base.window_segments(),
+            self.base.ssthresh_segments(),
+            self.cwnd_clamp_segments,
+        );
+        self.base = next;
+    }
+}
+
 impl<C: Controller> Controller for Clamped<C> {
     fn on_ack(&mut self, now_us: u64, ack: &AckSample) {
         self.now_us = now_us;
@@ -277,6 +298,9 @@ impl Controller for Box<dyn Controller> {
     fn set_clamp_model(&mut self, model: ClampModel) {
         (**self).set_clamp_model(model);
     }
+    fn adopt(&mut self, cwnd_segments: u32, ssthresh_segments: u32, clamp_segments: u32) {
+        (**self).adopt(cwnd_segments, ssthresh_segments, clamp_segments);
+    }
     fn window_segments(&self) -> u32 {
         (**self).window_segments()
     }
@@ -305,6 +329,49 @@ mod tests {
             cwnd_limited: true,
             ..AckSample::default()
         }
+    }
+
+    /// A switch of the base is `TCP_CONGESTION` mid-connection: the new
+    /// controller runs from the window and the clamp in force; BBR's init
+    /// unsets ssthresh, CUBIC's keeps it; the same controller again changes
+    /// nothing.
+    #[test]
+    fn a_switched_base_takes_the_window_and_the_clamp_over() {
+        let base: Box<dyn Controller> = Box::new(Cubic::new());
+        let mut c = Clamped::new(base, 1448);
+        for _ in 0..3 {
+            c.on_ack(0, &ack(10));
+        }
+        c.set_limits(100, PACING_UNLIMITED);
+        c.on_loss(
+            1,
+            &LossEvent {
+                lost_segments: 1,
+                inflight_segments: 40,
+                is_timeout: false,
+            },
+        );
+        let (cwnd, ssthresh) = (c.window_segments(), c.base().ssthresh_segments());
+        assert_eq!((cwnd, ssthresh), (28, 28), "CUBIC's decrease from 40");
+        c.switch_base(ControllerKind::Cubic);
+        assert_eq!(c.base().ssthresh_segments(), 28, "nothing re-initialised");
+        c.switch_base(ControllerKind::Bbr);
+        assert_eq!(c.name(), "bbr");
+        assert_eq!(c.window_segments(), 28);
+        assert!(
+            c.base().ssthresh_segments() >= MAX_CWND_SEGMENTS,
+            "bbr_init"
+        );
+        assert_eq!(c.cwnd_clamp_segments(), 100);
+        // BBR's window grows in Startup but stays under the clamp in force.
+        for _ in 0..20 {
+            c.on_ack(2, &ack(10));
+        }
+        assert_eq!(c.window_segments(), 100);
+        c.switch_base(ControllerKind::Cubic);
+        assert_eq!(c.name(), "cubic");
+        assert_eq!(c.window_segments(), 100);
+        assert!(c.base().ssthresh_segments() >= MAX_CWND_SEGMENTS);
     }
 
     #[test]

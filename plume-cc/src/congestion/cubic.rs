@@ -118,6 +118,18 @@ impl Controller for Cubic {
         self.w.set_clamp(clamp_segments);
     }
 
+    fn adopt(&mut self, cwnd_segments: u32, ssthresh_segments: u32, clamp_segments: u32) {
+        // `cubictcp_init` resets CUBIC's own state (`bictcp_reset`) and
+        // keeps the socket's window and ssthresh.
+        self.w_max = 0.0;
+        self.epoch_start_us = None;
+        self.k_s = 0.0;
+        self.w_est = 0.0;
+        self.cwnd_prior = 0.0;
+        self.w
+            .adopt(cwnd_segments, ssthresh_segments, clamp_segments);
+    }
+
     fn undo_timeout(&mut self, prior_cwnd_segments: u32, prior_ssthresh_segments: u32) {
         self.w.undo(prior_cwnd_segments, prior_ssthresh_segments);
     }

@@ -133,6 +133,18 @@ pub trait Controller: Send {
         let _ = (prior_cwnd_segments, prior_ssthresh_segments);
     }
 
+    /// Takes over a connection from another controller, as a
+    /// `TCP_CONGESTION` change mid-connection does
+    /// (`tcp_reinit_congestion_control`, net/ipv4/tcp_cong.c): the socket
+    /// keeps `snd_cwnd`, `snd_ssthresh` and `snd_cwnd_clamp`, and the new
+    /// controller's `init` runs on them. Reno's and CUBIC's `init` keep
+    /// all three (CUBIC resets only its own epoch); BBR's sets ssthresh to
+    /// infinity (`bbr_init`). `ssthresh_segments` at or above
+    /// [`MAX_CWND_SEGMENTS`] is unset. Default: nothing.
+    fn adopt(&mut self, cwnd_segments: u32, ssthresh_segments: u32, clamp_segments: u32) {
+        let _ = (cwnd_segments, ssthresh_segments, clamp_segments);
+    }
+
     /// Congestion window in segments, at least [`MIN_CWND_SEGMENTS`].
     fn window_segments(&self) -> u32;
 
@@ -208,11 +220,11 @@ pub enum ClampModel {
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ControllerKind {
-    /// [`Reno`].
+    /// Reno (the kernel's `reno`; the simulator's `Reno`).
     Reno,
-    /// [`Cubic`] (RFC 9438).
+    /// CUBIC, RFC 9438 (the kernel's `cubic`; the simulator's `Cubic`).
     Cubic,
-    /// [`Bbr`] (BBR-like).
+    /// BBR v1 (the kernel's `bbr`; the simulator's BBR-like `Bbr`).
     Bbr,
 }
 

@@ -45,6 +45,11 @@ impl Controller for Reno {
         self.w.set_clamp(clamp_segments);
     }
 
+    fn adopt(&mut self, cwnd_segments: u32, ssthresh_segments: u32, clamp_segments: u32) {
+        self.w
+            .adopt(cwnd_segments, ssthresh_segments, clamp_segments);
+    }
+
     fn undo_timeout(&mut self, prior_cwnd_segments: u32, prior_ssthresh_segments: u32) {
         self.w.undo(prior_cwnd_segments, prior_ssthresh_segments);
     }

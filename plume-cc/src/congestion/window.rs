@@ -85,6 +85,19 @@ impl LossWindow {
         }
     }
 
+    /// The window, ssthresh and clamp of a connection taken over from
+    /// another controller ([`super::Controller::adopt`]): set as they are,
+    /// the clamp without the ssthresh a clamp write would set.
+    pub fn adopt(&mut self, cwnd_segments: u32, ssthresh_segments: u32, clamp_segments: u32) {
+        self.cwnd = f64::from(cwnd_segments.max(1));
+        self.ssthresh = if ssthresh_segments >= super::MAX_CWND_SEGMENTS {
+            f64::from(u32::MAX)
+        } else {
+            f64::from(ssthresh_segments)
+        };
+        self.clamp_segments = clamp_segments.max(1);
+    }
+
     /// cwnd in whole segments, within the controller bounds.
     pub fn segments(&self) -> u32 {
         window_to_segments(self.cwnd)

@@ -222,6 +222,7 @@ mod tests {
             base_cc: base.into(),
             monitor_interval_us: us,
             clamp_hold: ClampHold::default(),
+            competitive_cc: None,
         }
     }
 

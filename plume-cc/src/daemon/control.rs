@@ -529,6 +529,7 @@ mod tests {
             out.extend((0..n).map(|_| Target {
                 cwnd_clamp_segments: self.clamp,
                 max_pacing_bytes_per_sec: PACING_UNLIMITED,
+                competitive_cc: false,
             }));
             self.cookies = flows.iter().map(|(c, _)| *c).collect();
             self.raw_actions = self.raw.map_or(Vec::new(), |r| r.repeat(flows.len()));
@@ -599,6 +600,7 @@ mod tests {
                 written_ns: 0,
                 cwnd_clamp: 10,
                 max_pacing_bytes_per_sec: PACING_UNLIMITED,
+                ..FlowTarget::default()
             },
         );
         let mut l = ControlLoop::default();

@@ -110,16 +110,37 @@ pub async fn run(
         .pin_dir
         .clone()
         .unwrap_or_else(|| datapath::default_pin_dir(&config.cgroup));
-    let hold = policy.contract().map(|c| c.clamp_hold).unwrap_or_default();
+    let contract = policy.contract();
+    let hold = contract.as_ref().map(|c| c.clamp_hold).unwrap_or_default();
+    let base_cc = config
+        .base_cc
+        .as_deref()
+        .and_then(DatapathConfig::base_cc_from_name);
+    // The competitive controller needs a base to come back to: without a
+    // pinned base the flow would stay on it (the program switches nothing
+    // then, and the targets that ask for it change nothing).
+    let competitive_name = contract
+        .as_ref()
+        .and_then(|c| c.competitive_cc.clone())
+        .filter(|_| base_cc.is_some());
+    let competitive_cc = competitive_name
+        .as_deref()
+        .and_then(DatapathConfig::base_cc_from_name);
+    match (&competitive_name, contract.as_ref().and_then(|c| c.competitive_cc.as_ref())) {
+        (Some(name), _) => tracing::info!(
+            "competitive mode runs {name} beside a competitor that does not back off on loss"
+        ),
+        (None, Some(name)) => tracing::warn!(
+            "the policy's competitive controller ({name}) is off: it needs a pinned base to return to"
+        ),
+        (None, None) => {}
+    }
     let dp_config = DatapathConfig {
         stale_after_ns: config.stale_after.as_nanos() as u64,
         enforce: 1,
         generation: 0,
-        base_cc: config
-            .base_cc
-            .as_deref()
-            .and_then(DatapathConfig::base_cc_from_name)
-            .unwrap_or([0; plume_cc_common::BASE_CC_LEN]),
+        base_cc: base_cc.unwrap_or([0; plume_cc_common::BASE_CC_LEN]),
+        competitive_cc: competitive_cc.unwrap_or([0; plume_cc_common::BASE_CC_LEN]),
         // A snapshot on every callback, as before the quantum existed. Why
         // not interval/4: measured interleaved against copying every time it
         // saved nothing (444 against 415 ns median per callback, paired

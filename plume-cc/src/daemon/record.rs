@@ -28,6 +28,10 @@ pub struct RecordedFlow {
     pub target_cwnd_clamp: u32,
     /// Pacing cap written this interval, bytes/s.
     pub target_pacing: u32,
+    /// Whether the target asked for the competitive controller (absent in
+    /// recordings from before it: false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub target_competitive_cc: bool,
 }
 
 impl RecordedFlow {
@@ -38,6 +42,7 @@ impl RecordedFlow {
             stats: *stats,
             target_cwnd_clamp: t.cwnd_clamp,
             target_pacing: t.max_pacing_bytes_per_sec,
+            target_competitive_cc: t.competitive_cc != 0,
         }
     }
 }
@@ -165,6 +170,7 @@ mod tests {
             written_ns: 0,
             cwnd_clamp: 12,
             max_pacing_bytes_per_sec: 99,
+            ..FlowTarget::default()
         };
         r.write(5, &[(1, s)], &[t]).unwrap();
         r.write(6, &[], &[]).unwrap();

@@ -19,6 +19,34 @@ pub(super) const PINNED_MAPS: [&str; 7] = [
 /// The folder under which every default pin folder lives.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/plume-cc";
 
+/// Creates a pin folder and the folders above it. Retries when a folder
+/// above vanishes under it: a daemon that stops removes [`PIN_ROOT`] once it
+/// is empty ([`remove_pin_folder`]), which can fall between this one's
+/// creation of the root and of its own folder in it.
+fn create_pin_folder(pin_dir: &Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(pin_dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            done => return done,
+        }
+    }
+}
+
+/// Removes a datapath's (emptied) pin folder, and `root` too when the
+/// folder was one of its default folders and the last one in it, so that a
+/// host where every daemon has stopped keeps no empty `/sys/fs/bpf/plume-cc`.
+/// `remove_dir` takes only an empty folder, so the pins of another datapath
+/// keep both; failures are ignored (a folder that stays is harmless).
+pub(crate) fn remove_pin_folder(pin_dir: &Path, root: &Path) {
+    if std::fs::remove_dir(pin_dir).is_err() {
+        return;
+    }
+    if pin_dir.parent() == Some(root) {
+        let _ = std::fs::remove_dir(root);
+    }
+}
+
 /// The default bpffs folder for a cgroup: `/sys/fs/bpf/plume-cc/NAME`, with
 /// NAME from [`pin_name`].
 pub fn default_pin_dir(cgroup: &Path) -> PathBuf {
@@ -303,7 +331,7 @@ impl Datapath {
             path: pin_dir.to_owned(),
             reason: format!("pinning {what}: {e}"),
         };
-        std::fs::create_dir_all(pin_dir).map_err(|e| pin_err("folder", &e))?;
+        create_pin_folder(pin_dir).map_err(|e| pin_err("folder", &e))?;
         let (mut dp, link) =
             Self::load_and_attach(cgroup, Some(pin_dir), plume_cc_common::MAX_FLOWS)?;
         let pinned = link
@@ -440,6 +468,37 @@ fn raise_memlock_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stopping datapath takes the pin root with its folder only when it
+    /// was the root's last folder, and never a folder outside the root.
+    #[test]
+    fn the_pin_root_goes_with_its_last_folder_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("plume-cc");
+        let (a, b) = (root.join("a"), root.join("b"));
+        create_pin_folder(&a).unwrap();
+        create_pin_folder(&b).unwrap();
+        remove_pin_folder(&a, &root);
+        assert!(
+            !a.exists() && b.exists(),
+            "another datapath's folder keeps the root"
+        );
+        remove_pin_folder(&b, &root);
+        assert!(
+            !root.exists(),
+            "the last folder takes the empty root with it"
+        );
+        // A folder elsewhere (`run --pin-dir`) leaves its parent alone.
+        let other = tmp.path().join("mine").join("pins");
+        create_pin_folder(&other).unwrap();
+        remove_pin_folder(&other, &root);
+        assert!(!other.exists() && other.parent().unwrap().exists());
+        // A folder that still holds pins is kept, and so is the root.
+        create_pin_folder(&a).unwrap();
+        std::fs::write(a.join("PLUME_LINK"), b"").unwrap();
+        remove_pin_folder(&a, &root);
+        assert!(a.exists() && root.exists());
+    }
 
     /// The pin folder's name gives back the cgroup, whatever its characters.
     #[test]

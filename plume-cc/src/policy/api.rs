@@ -38,6 +38,10 @@ pub struct Target {
     pub cwnd_clamp_segments: u32,
     /// Ceiling on the pacing rate, bytes/s ([`PACING_UNLIMITED`] for none).
     pub max_pacing_bytes_per_sec: u32,
+    /// The flow runs the policy's competitive controller instead of its
+    /// base (`CompetitionRule::competitive_cc`; `FlowTarget::competitive_cc`
+    /// in the datapath). False for every policy without one.
+    pub competitive_cc: bool,
 }
 
 impl Target {
@@ -45,6 +49,7 @@ impl Target {
     pub const UNLIMITED: Self = Self {
         cwnd_clamp_segments: CWND_UNCLAMPED,
         max_pacing_bytes_per_sec: PACING_UNLIMITED,
+        competitive_cc: false,
     };
 
     /// No limits: the base controller alone, as without plume-cc.
@@ -53,11 +58,12 @@ impl Target {
     }
 
     /// The limits in force on a flow, as the datapath reports them
-    /// (`applied_cwnd_clamp`, `applied_pacing`).
+    /// (`applied_cwnd_clamp`, `applied_pacing`, `applied_competitive_cc`).
     pub fn applied(stats: &FlowStats) -> Self {
         Self {
             cwnd_clamp_segments: stats.applied_cwnd_clamp,
             max_pacing_bytes_per_sec: stats.applied_pacing,
+            competitive_cc: stats.applied_competitive_cc != 0,
         }
     }
 }
@@ -69,6 +75,8 @@ impl From<Target> for FlowTarget {
             written_ns: 0,
             cwnd_clamp: t.cwnd_clamp_segments,
             max_pacing_bytes_per_sec: t.max_pacing_bytes_per_sec,
+            competitive_cc: u32::from(t.competitive_cc),
+            _pad: 0,
         }
     }
 }
@@ -190,6 +198,9 @@ pub struct PolicyContract {
     /// Whether, and how long, the datapath holds clamps after a loss
     /// ([`super::ActionScaling::clamp_hold`]).
     pub clamp_hold: ClampHold,
+    /// The kernel controller of competitive mode, if the mapping's
+    /// competition rule names one ([`super::CompetitionRule::competitive_cc`]).
+    pub competitive_cc: Option<String>,
 }
 
 /// Counts of policy outputs the guard had to fix.
@@ -252,6 +263,7 @@ impl Guard {
                 self.min_pacing,
                 PACING_UNLIMITED,
             ),
+            competitive_cc: target.competitive_cc,
         }
     }
 
@@ -384,6 +396,7 @@ impl FlowPolicy for ScriptedPolicy {
         let d = step.map_or(Target::UNLIMITED, |s| Target {
             cwnd_clamp_segments: s.cwnd.unwrap_or(CWND_UNCLAMPED),
             max_pacing_bytes_per_sec: s.pacing_bytes_per_sec.unwrap_or(PACING_UNLIMITED),
+            competitive_cc: false,
         });
         out.clear();
         out.extend(flows.iter().map(|_| d));
@@ -399,6 +412,7 @@ mod tests {
         Target {
             cwnd_clamp_segments,
             max_pacing_bytes_per_sec,
+            competitive_cc: false,
         }
     }
 

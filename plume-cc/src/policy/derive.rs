@@ -77,6 +77,10 @@ pub struct Derivation {
     /// The share of its rate a probe of the competition rule sends at
     /// (`CompetitionRule::drain_gain`); needs the rule.
     pub competition_drain_gain: Option<f32>,
+    /// The kernel controller of competitive mode beside a competitor that
+    /// does not back off on loss (`CompetitionRule::competitive_cc`); needs
+    /// the rule, and must not be the policy's base.
+    pub competitive_cc: Option<crate::congestion::ControllerKind>,
 }
 
 /// The competition rule of `meta`, which `flag` changes; a policy without
@@ -179,6 +183,9 @@ impl Derivation {
         if let Some(g) = self.competition_drain_gain {
             v.push(format!("--competition-drain-gain {g}"));
         }
+        if let Some(k) = self.competitive_cc {
+            v.push(format!("--competitive-controller {}", k.name()));
+        }
         v.join(" ")
     }
 
@@ -244,6 +251,19 @@ impl Derivation {
                 });
             }
             rule_for(&mut meta, "--competition-drain-gain")?.drain_gain = Some(g);
+        }
+        if let Some(k) = self.competitive_cc {
+            if k.name() == meta.base_cc {
+                return Err(DeriveError::Range {
+                    field: "--competitive-controller",
+                    allowed: format!(
+                        "a controller other than the policy's base ({})",
+                        meta.base_cc
+                    ),
+                    found: k.name().to_string(),
+                });
+            }
+            rule_for(&mut meta, "--competitive-controller")?.competitive_cc = Some(k);
         }
         if let Some(c) = self.additive_segments {
             if !(c.is_finite() && (0.0..=ADDITIVE_MAX).contains(&c)) {
@@ -326,6 +346,7 @@ pub fn derive(source: &Path, out: &Path, d: &Derivation) -> Result<PolicyMetadat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::congestion::ControllerKind;
 
     fn default_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default")
@@ -510,6 +531,50 @@ mod tests {
         );
         let got = super::super::LoadedPolicy::load(&out).unwrap();
         assert_eq!(got.metadata(), &meta);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_competitive_controller_needs_the_rule_and_another_controller_than_the_base() {
+        let out = tmp("competitive-cc");
+        let with = |k, rule: bool| Derivation {
+            competition_rule: rule.then_some(true),
+            competitive_cc: Some(k),
+            ..Derivation::default()
+        };
+        let e = derive(&default_dir(), &out, &with(ControllerKind::Bbr, false)).unwrap_err();
+        assert!(
+            matches!(e, DeriveError::NoRule("--competitive-controller")),
+            "{e}"
+        );
+        // The default's base is CUBIC: switching to it is no switch.
+        let e = derive(&default_dir(), &out, &with(ControllerKind::Cubic, true))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--competitive-controller") && e.contains("base (cubic)"),
+            "{e}"
+        );
+        assert!(!out.exists());
+        let meta = derive(&default_dir(), &out, &with(ControllerKind::Bbr, true)).unwrap();
+        assert_eq!(
+            meta.action_scaling
+                .competition
+                .and_then(|c| c.competitive_cc),
+            Some(ControllerKind::Bbr)
+        );
+        assert_eq!(
+            meta.training.derived.last().map(String::as_str),
+            Some("plume-cc policy derive --competition-rule on --competitive-controller bbr")
+        );
+        // The daemon's datapath configuration takes it from the file.
+        let got = super::super::LoadedPolicy::load(&out).unwrap();
+        let policy = super::super::learned::LearnedPolicy::new(got);
+        use super::super::FlowPolicy as _;
+        assert_eq!(
+            policy.contract().and_then(|c| c.competitive_cc).as_deref(),
+            Some("bbr")
+        );
         let _ = std::fs::remove_dir_all(&out);
     }
 

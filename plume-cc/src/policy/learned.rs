@@ -980,6 +980,11 @@ impl FlowPolicy for LearnedPolicy {
             base_cc: m.base_cc.clone(),
             monitor_interval_us: m.monitor_interval_us,
             clamp_hold: m.action_scaling.clamp_hold(),
+            competitive_cc: m
+                .action_scaling
+                .competition
+                .and_then(|c| c.competitive_cc)
+                .map(|k| k.name().to_string()),
         })
     }
 }
@@ -1068,10 +1073,7 @@ mod tests {
                 out.push(scaling.next_target(
                     *a,
                     &crate::policy::flow_context(o, stats.mss, b.mode()),
-                    Target {
-                        cwnd_clamp_segments: stats.applied_cwnd_clamp,
-                        max_pacing_bytes_per_sec: stats.applied_pacing,
-                    },
+                    Target::applied(stats),
                 ));
             }
             out

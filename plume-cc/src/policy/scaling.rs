@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::api::Target;
 use super::competition::{Mode, DRAIN_GAIN};
 use super::round_half_away;
-use crate::congestion::ClampHold;
+use crate::congestion::{ClampHold, ControllerKind};
 use plume_cc_common::{CWND_UNCLAMPED, MIN_CWND_CLAMP, MIN_PACING_BYTES_PER_SEC, PACING_UNLIMITED};
 
 /// What the action scaling needs to know about one flow.
@@ -294,6 +294,27 @@ pub struct CompetitionRule {
     /// probe".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_gain: Option<f32>,
+    /// In competitive mode beside a competitor that does not back off on
+    /// loss (`Mode::Competitive { lossy: true }`, the detector's
+    /// [`super::competition::LOSSY_SHARE`]) the flow runs this kernel
+    /// controller instead of the policy's base (`TCP_CONGESTION`, switched
+    /// by the datapath at the flow's next callback, and back when a probe
+    /// drains); none (files before it): the base throughout.
+    ///
+    /// Why: competitive mode lifts every limit, so the flow is its base
+    /// meeting the buffer filler alone, and a loss-based base meets a
+    /// BBR(v1) flow badly: BBR keeps about two BDPs in flight whatever it
+    /// loses, so a shallow buffer overflows all the time and CUBIC keeps
+    /// halving. On the kernel beside one BBR flow (1 BDP) the pacing
+    /// candidate got 0.12-0.13 of the link over CUBIC and 0.40 with a
+    /// competitive BBR. Beside CUBIC a BBR there took 0.83 of the link in a
+    /// 1-BDP buffer (the CUBIC base 0.47) and gained nothing in a 4-BDP one
+    /// (0.21 against 0.30), hence only beside a competitor that makes the
+    /// flow lose: over CUBIC the candidate lost 1-4% of its segments beside
+    /// BBR and 0-0.4% beside CUBIC (docs/BENCHMARKS.md, "A competitive
+    /// controller").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub competitive_cc: Option<ControllerKind>,
 }
 
 /// Smallest and largest [`CompetitionRule::drain_gain`].
@@ -382,6 +403,7 @@ impl CompetitionRule {
         Some(Target {
             cwnd_clamp_segments: cwnd,
             max_pacing_bytes_per_sec: PACING_UNLIMITED,
+            competitive_cc: false,
         })
     }
 }
@@ -602,8 +624,15 @@ impl ActionScaling {
                 } else {
                     prev.cwnd_clamp_segments
                 },
+                competitive_cc: prev.competitive_cc,
             },
-            (Some(_), Mode::Probe { .. }) => new,
+            // A probe keeps the controller in force: a recheck probe in
+            // competitive mode does not switch back and forth (each switch
+            // re-initialises the controller); the probe's outcome decides.
+            (Some(_), Mode::Probe { .. }) => Target {
+                competitive_cc: prev.competitive_cc,
+                ..new
+            },
             // After a probe by pacing that drained, the pacing cap returns
             // at once: stepped up from the probe's, it held the flow below
             // the link for several more intervals.
@@ -613,7 +642,7 @@ impl ActionScaling {
             },
             // The ceiling is written once, not climbed to in steps: each
             // step would be a write, and each write sets ssthresh.
-            (Some(c), Mode::Competitive) if c.competitive_ceiling.is_some() => new,
+            (Some(c), Mode::Competitive { .. }) if c.competitive_ceiling.is_some() => new,
             _ => self.limit_step_by(new, prev, k),
         }
     }
@@ -654,6 +683,7 @@ impl ActionScaling {
                 PACING_UNLIMITED,
                 self.min_pacing_bytes_per_sec,
             ),
+            competitive_cc: new.competitive_cc,
         }
     }
 
@@ -674,6 +704,7 @@ impl ActionScaling {
             return Target {
                 cwnd_clamp_segments: CWND_UNCLAMPED,
                 max_pacing_bytes_per_sec: PACING_UNLIMITED,
+                competitive_cc: false,
             };
         }
         let mss = f64::from(ctx.mss_bytes.max(1));
@@ -683,13 +714,15 @@ impl ActionScaling {
             SecondAction::RttExponent => f64::from(self.rtt_ref_exponent) * (a1 + 1.0) / 2.0,
         };
         let (exponent, a0, a1) = match (self.competition, ctx.mode) {
-            (Some(c), Mode::Competitive) => match c.competitive_exponent {
-                // The base controller meets the buffer filler alone, under
-                // the ceiling if the rule has one.
+            (Some(c), Mode::Competitive { lossy }) => match c.competitive_exponent {
+                // The base (or the competitive) controller meets the buffer
+                // filler alone, under the ceiling if the rule has one.
                 None => {
-                    return c
-                        .ceiling(rate, min_rtt, mss, self)
-                        .unwrap_or_else(Target::unlimited);
+                    return Target {
+                        competitive_cc: c.competitive_cc.is_some() && lossy,
+                        ..c.ceiling(rate, min_rtt, mss, self)
+                            .unwrap_or_else(Target::unlimited)
+                    };
                 }
                 // The action cannot yield below the rule.
                 Some(e) => (f64::from(e), a0.max(0.0), a1.max(0.0)),
@@ -744,6 +777,16 @@ impl ActionScaling {
         Target {
             cwnd_clamp_segments: cwnd,
             max_pacing_bytes_per_sec: pacing,
+            competitive_cc: matches!(
+                (self.competition, ctx.mode),
+                (
+                    Some(CompetitionRule {
+                        competitive_cc: Some(_),
+                        ..
+                    }),
+                    Mode::Competitive { lossy: true }
+                )
+            ),
         }
     }
 }
@@ -782,11 +825,13 @@ mod tests {
         let prev = Target {
             cwnd_clamp_segments: 100,
             max_pacing_bytes_per_sec: 1_000_000,
+            competitive_cc: false,
         };
         let t = s.limit_step(
             Target {
                 cwnd_clamp_segments: 400,
                 max_pacing_bytes_per_sec: 100_000,
+                competitive_cc: false,
             },
             prev,
         );
@@ -795,6 +840,7 @@ mod tests {
         let free = Target {
             cwnd_clamp_segments: CWND_UNCLAMPED,
             max_pacing_bytes_per_sec: PACING_UNLIMITED,
+            competitive_cc: false,
         };
         assert_eq!(
             s.limit_step(prev, free),
@@ -974,6 +1020,71 @@ mod tests {
         assert!(s.is_valid());
     }
 
+    /// The competitive controller is asked for only in competitive mode
+    /// beside a lossy competitor, with no limits; a probe keeps the
+    /// controller in force (a recheck probe in competitive mode does not
+    /// switch back); default mode and a rule without one never ask.
+    #[test]
+    fn the_competitive_controller_comes_with_a_lossy_competitor_and_stays_through_a_probe() {
+        let rule = CompetitionRule {
+            drain_by_pacing: true,
+            competitive_cc: Some(ControllerKind::Bbr),
+            ..CompetitionRule::default()
+        };
+        let s = ActionScaling {
+            competition: Some(rule),
+            ..ActionScaling::default()
+        };
+        let plain = ActionScaling {
+            competition: Some(CompetitionRule {
+                competitive_cc: None,
+                ..rule
+            }),
+            ..ActionScaling::default()
+        };
+        let with = |mode| FlowContext {
+            mode,
+            ..ctx_40ms(40_000)
+        };
+        let lossy = with(Mode::Competitive { lossy: true });
+        let t = s.next_target([0.3, -0.2], &lossy, Target::unlimited());
+        assert_eq!(
+            t,
+            Target {
+                competitive_cc: true,
+                ..Target::unlimited()
+            }
+        );
+        let quiet = with(Mode::Competitive { lossy: false });
+        assert_eq!(s.to_target([0.3, -0.2], &quiet), Target::unlimited());
+        assert!(!plain.to_target([0.3, -0.2], &lossy).competitive_cc);
+        for mode in [Mode::Default, Mode::Resume] {
+            assert!(!s.next_target([0.0, 0.0], &with(mode), t).competitive_cc);
+        }
+        // A recheck probe from competitive mode keeps the competitive
+        // controller, and one from default mode the base.
+        let (probe, prev) = probing_at_half_a_megabyte(&ctx_40ms(40_000));
+        let kept = Target {
+            competitive_cc: true,
+            ..prev
+        };
+        assert!(s.next_target([0.0, 0.0], &probe, kept).competitive_cc);
+        assert!(!s.next_target([0.0, 0.0], &probe, prev).competitive_cc);
+        let clamp = ActionScaling {
+            competition: Some(CompetitionRule {
+                drain_by_pacing: false,
+                ..rule
+            }),
+            ..ActionScaling::default()
+        };
+        assert!(clamp.next_target([0.0, 0.0], &probe, kept).competitive_cc);
+        // A policy file names it, and files without it keep none.
+        let json = serde_json::to_string(&rule).unwrap();
+        assert!(json.contains(r#""competitive_cc":"bbr""#), "{json}");
+        let old: CompetitionRule = serde_json::from_str(r#"{"drain_by_pacing":true}"#).unwrap();
+        assert_eq!(old.competitive_cc, None);
+    }
+
     /// `ctx` in a drain probe begun at 0.5 MB/s, and the target in force
     /// before it (2 BDPs of 50 segments, 1.25 x 1.25 MB/s).
     fn probing_at_half_a_megabyte(ctx: &FlowContext) -> (FlowContext, Target) {
@@ -986,6 +1097,7 @@ mod tests {
         let prev = Target {
             cwnd_clamp_segments: 100,
             max_pacing_bytes_per_sec: 1_562_500,
+            competitive_cc: false,
         };
         (probe, prev)
     }
@@ -1002,7 +1114,7 @@ mod tests {
         };
         assert!(rule.is_valid());
         let comp = |rate: f64| FlowContext {
-            mode: Mode::Competitive,
+            mode: Mode::Competitive { lossy: false },
             max_rate_bytes_per_sec: rate,
             ..ctx_40ms(400_000)
         };
@@ -1063,7 +1175,7 @@ mod tests {
         assert_eq!(t.cwnd_clamp_segments, 100);
         // Competitive: over the srtt, 4x; the action still scales it.
         let comp = FlowContext {
-            mode: Mode::Competitive,
+            mode: Mode::Competitive { lossy: false },
             ..ctx
         };
         assert_eq!(rule.to_target([0.0, 0.0], &comp).cwnd_clamp_segments, 400);
@@ -1262,6 +1374,7 @@ mod tests {
         let after_probe = Target {
             cwnd_clamp_segments: 100,
             max_pacing_bytes_per_sec: 250_000,
+            competitive_cc: false,
         };
         let resume = FlowContext {
             mode: Mode::Resume,

@@ -179,6 +179,12 @@ pub struct EnvConfig {
     /// (`Clamped::set_clamp_hold`). Off in training from scratch, so that
     /// its commands reproduce.
     pub clamp_hold: ClampHold,
+    /// The controller the policy flows switch to in the competition
+    /// rule's competitive mode (`CompetitionRule::competitive_cc`, the
+    /// policy's own): a target that asks for it runs it, every other one
+    /// `base`, as the daemon's datapath switches `TCP_CONGESTION`. None:
+    /// always `base`.
+    pub competitive_cc: Option<ControllerKind>,
 }
 
 impl Default for EnvConfig {
@@ -205,6 +211,7 @@ impl Default for EnvConfig {
             drain_gain: crate::policy::competition::DRAIN_GAIN,
             path_min_rtt: false,
             clamp_hold: ClampHold::default(),
+            competitive_cc: None,
         }
     }
 }
@@ -236,6 +243,7 @@ impl EnvConfig {
         self.drain_gain = scaling.drain_gain();
         self.path_min_rtt = scaling.path_min_rtt;
         self.clamp_hold = scaling.clamp_hold();
+        self.competitive_cc = scaling.competition.and_then(|c| c.competitive_cc);
         self
     }
 }
@@ -389,6 +397,10 @@ impl Env {
                     Target {
                         cwnd_clamp_segments: s.controller().cwnd_clamp_segments(),
                         max_pacing_bytes_per_sec: s.controller().max_pacing_bytes_per_sec(),
+                        // As the datapath reports it: the flow runs its
+                        // competitive controller, not its base.
+                        competitive_cc: self.config.competitive_cc.is_some()
+                            && s.controller().base().name() != self.config.base.name(),
                     },
                     s.mss_bytes(),
                 )
@@ -540,13 +552,20 @@ impl Env {
             let until = (from + interval).min(end_us);
             // Written at every interval, held or not, as the daemon re-writes
             // a held target (the datapath applies it at its next callback).
+            let (base, competitive) = (self.config.base, self.config.competitive_cc);
+            let write = |s: &mut crate::sim::flow::Sender, t: &Target| {
+                if let Some(cc) = competitive {
+                    s.write_controller(if t.competitive_cc { cc } else { base });
+                }
+                s.write_limits(t.cwnd_clamp_segments, t.max_pacing_bytes_per_sec);
+            };
             if let Some(s) = net.sender_mut(0) {
-                s.write_limits(action.cwnd_clamp_segments, action.max_pacing_bytes_per_sec);
+                write(s, &action);
             }
             for p in &self.peers {
                 if p.start_us <= from {
                     if let Some(s) = net.sender_mut(p.flow) {
-                        s.write_limits(p.next.cwnd_clamp_segments, p.next.max_pacing_bytes_per_sec);
+                        write(s, &p.next);
                     }
                 }
             }
@@ -900,6 +919,7 @@ mod tests {
             env.step(Target {
                 cwnd_clamp_segments: 0,
                 max_pacing_bytes_per_sec: 5,
+                competitive_cc: false,
             })
             .expect("step");
         }
@@ -917,6 +937,50 @@ mod tests {
         assert_eq!(c, (2, 12_500));
         let s = env.network().and_then(|n| n.sender(0)).expect("flow");
         assert!(s.controller().window_segments() <= 2);
+    }
+
+    /// A target that asks for the policy's competitive controller switches
+    /// the flow to it at the datapath's next callback, reported as applied
+    /// as the datapath reports it, and one that does not switches it back
+    /// to the base; without a competitive controller the ask changes
+    /// nothing.
+    #[test]
+    fn a_target_switches_the_flow_to_the_competitive_controller_and_back() {
+        let runs = |competitive_cc: Option<ControllerKind>, ask: &[bool]| {
+            let mut env = Env::new(EnvConfig {
+                episode_us: Some(10_000_000),
+                competitive_cc,
+                ..EnvConfig::default()
+            })
+            .expect("env");
+            env.reset(constant(1), 1).expect("reset");
+            ask.iter()
+                .map(|&on| {
+                    // A second: several round trips of a queue BBR's
+                    // Startup fills, so several callbacks.
+                    for _ in 0..50 {
+                        env.step(Target {
+                            competitive_cc: on,
+                            ..Target::unlimited()
+                        })
+                        .expect("step");
+                    }
+                    let s = env.network().and_then(|n| n.sender(0)).expect("flow");
+                    (
+                        s.controller().name(),
+                        env.flow_limits_and_mss(0).0.competitive_cc,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            runs(Some(ControllerKind::Bbr), &[false, true, false]),
+            [("cubic", false), ("bbr", true), ("cubic", false)]
+        );
+        assert_eq!(
+            runs(None, &[true, true]),
+            [("cubic", false), ("cubic", false)]
+        );
     }
 
     #[test]

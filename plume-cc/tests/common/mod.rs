@@ -291,3 +291,22 @@ impl Sender {
         self.rx.try_iter().collect()
     }
 }
+
+/// The congestion controls of the established sockets to `port` (`ss -tin`).
+pub fn congestion_controls_to(port: u16) -> Vec<String> {
+    let out = std::process::Command::new("ss")
+        .args(["-tinH", "state", "established", "dst"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .expect("ss (iproute2, installed by cargo xtask setup)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `ss -i` names the algorithm as one word of each socket's info line
+    // ("ts sack cubic wscale:7,7 rto:...").
+    text.lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| ["reno", "cubic", "bbr"].contains(w))
+                .map(str::to_string)
+        })
+        .collect()
+}

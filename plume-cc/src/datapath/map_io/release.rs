@@ -4,7 +4,7 @@
 //! Its own file because it is the datapath's end of life, which the daemon
 //! runs once.
 
-use super::super::loader::PINNED_MAPS;
+use super::super::loader::{remove_pin_folder, PINNED_MAPS, PIN_ROOT};
 use super::*;
 
 impl Datapath {
@@ -19,7 +19,9 @@ impl Datapath {
                 .flows()?
                 .into_iter()
                 .filter(|(_, s)| {
-                    s.applied_cwnd_clamp != CWND_UNCLAMPED || s.applied_pacing != PACING_UNLIMITED
+                    s.applied_cwnd_clamp != CWND_UNCLAMPED
+                        || s.applied_pacing != PACING_UNLIMITED
+                        || s.applied_competitive_cc != 0
                 })
                 .map(|(c, _)| c)
                 .collect();
@@ -80,7 +82,7 @@ impl Datapath {
             for name in PINNED_MAPS {
                 let _ = std::fs::remove_file(dir.join(name));
             }
-            let _ = std::fs::remove_dir(&dir);
+            remove_pin_folder(&dir, Path::new(PIN_ROOT));
         }
         Ok(Shutdown::Detached)
     }

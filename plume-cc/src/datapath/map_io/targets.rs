@@ -130,6 +130,9 @@ impl Datapath {
             written_ns: monotonic_ns(),
             cwnd_clamp,
             max_pacing_bytes_per_sec,
+            // The flow's base controller: a competitive one comes only
+            // through the control loop's `write_targets`.
+            ..FlowTarget::default()
         };
         // SAFETY: this process is the target slots' only writer.
         unsafe {

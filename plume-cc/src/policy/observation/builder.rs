@@ -374,6 +374,8 @@ impl ObservationBuilder {
             interval_delivered_bytes: bytes,
             interval_us: dt_us,
             packets_out: s.packets_out,
+            total_retrans: s.total_retrans,
+            delivered_segments: s.delivered_segments,
         });
     }
 

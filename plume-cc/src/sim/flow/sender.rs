@@ -9,7 +9,9 @@
 //! (`super::scoreboard`), the RTT estimator and the delivery-rate sampler
 //! (`crate::flow`), and the controller with its datapath limits.
 
-use crate::congestion::{AckSample, ClampHold, ClampModel, Clamped, Controller, LossEvent};
+use crate::congestion::{
+    AckSample, ClampHold, ClampModel, Clamped, Controller, ControllerKind, LossEvent,
+};
 use crate::flow::{FlowSample, RateSampler, RttEstimator};
 use crate::sim::metrics::{FlowCounters, RttHistogram};
 
@@ -65,6 +67,9 @@ pub struct Sender {
     snapshot: Option<FlowSample>,
     /// Limits written and not yet applied (at the next callback).
     pending_limits: Option<(u32, u32)>,
+    /// The controller written with the pending limits, if the writer
+    /// chose one ([`Self::write_controller`]).
+    pending_controller: Option<ControllerKind>,
     /// Whether a spurious timeout is undone ([`TimeoutModel`]).
     timeout_model: TimeoutModel,
     /// Which RTT of an ACK the min RTT takes ([`MinRttSample`]).
@@ -128,6 +133,7 @@ impl Sender {
             rtt_seq: 0,
             snapshot: None,
             pending_limits: None,
+            pending_controller: None,
             timeout_model: TimeoutModel::default(),
             min_rtt_sample: MinRttSample::default(),
             undo: None,
@@ -166,6 +172,17 @@ impl Sender {
         }
     }
 
+    /// Writes the kernel controller the flow should run (a policy's
+    /// competitive controller, or its base), applied as the limits are: at
+    /// the next callback, before them (the program switches
+    /// `TCP_CONGESTION` first), or at once ([`Clamped::switch_base`]).
+    pub fn write_controller(&mut self, kind: ControllerKind) {
+        match self.datapath {
+            DatapathModel::Callbacks => self.pending_controller = Some(kind),
+            DatapathModel::Interval => self.controller.switch_base(kind),
+        }
+    }
+
     /// What a daemon polling at `now_us` reads of this flow: under
     /// [`DatapathModel::Callbacks`] the statistics of the last callback
     /// (the flow's state now before its first one), under
@@ -191,6 +208,9 @@ impl Sender {
             return;
         }
         let mut snap = self.flow_sample(now_us);
+        if let Some(kind) = self.pending_controller.take() {
+            self.controller.switch_base(kind);
+        }
         if let Some((clamp, pacing)) = self.pending_limits.take() {
             self.controller.set_limits(clamp, pacing);
         }
