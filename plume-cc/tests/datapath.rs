@@ -1002,7 +1002,8 @@ fn pinned_maps_carry_btf_with_field_names() {
                     "base_cc",
                     "snapshot_every_ns",
                     "clamp_hold",
-                    "clamp_hold_max_srtts"
+                    "clamp_hold_max_srtts",
+                    "competitive_cc"
                 ]
             )
         )
