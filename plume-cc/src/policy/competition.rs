@@ -37,6 +37,11 @@
 //! queue and the flow is in
 //! *competitive* mode until a later probe drains. In competitive mode probes come only
 //! every [`COMPETITIVE_RECHECK`]-th period, since each one gives up share.
+//! Competitive mode also says whether the flow loses at least
+//! [`LOSSY_SHARE`] of what it delivers (a competitor that does not back off
+//! on loss, such as BBR; `Mode::Competitive { lossy }`); then one drained
+//! probe is not enough to leave: the next period's probe must drain too,
+//! since two BBR flows drain the queue together in their ProbeRTT.
 //! In default mode a flow whose last probe drained probes only on even
 //! periods ([`PROBE_BACKOFF_LOG2`], which says why two probes in a row
 //! still always include one that every flow makes); a rise of its srtt or
@@ -309,6 +314,9 @@ pub struct CompetitionDetector {
     /// The loss test found a loss-insensitive competitor
     /// ([`Self::track_loss`]).
     lossy: bool,
+    /// A probe drained in lossy competitive mode; the next period's probe
+    /// decides whether the flow leaves it.
+    exit_pending: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -371,6 +379,7 @@ impl Default for CompetitionDetector {
             calm_check_from_us: 0,
             loss_from: None,
             lossy: false,
+            exit_pending: false,
         }
     }
 }
@@ -482,6 +491,7 @@ impl CompetitionDetector {
         if !self.competitive() {
             self.loss_from = None;
             self.lossy = false;
+            self.exit_pending = false;
             return;
         }
         let grace = LOSSY_GRACE_US.max(LOSSY_GRACE_SRTTS * u64::from(s.srtt_us));
@@ -535,8 +545,16 @@ impl CompetitionDetector {
             let bound = (min_rtt as f64 + DRAINED_QUEUE_SHARE * queue as f64)
                 .max(min_rtt as f64 * (1.0 + DRAINED_EXCESS));
             let drained = s.last_rtt_us > 0 && f64::from(s.last_rtt_us) <= bound;
-            if drained {
+            if drained && self.lossy && !self.exit_pending {
+                // Beside a loss-insensitive competitor one drained probe
+                // is not enough to leave: two BBR flows drain the queue
+                // together in their ProbeRTT, and a probe that falls there
+                // sees the floor. The next period's probe confirms.
+                self.exit_pending = true;
+                self.probe = None;
+            } else if drained {
                 let was_competitive = self.competitive();
+                self.exit_pending = false;
                 self.undrained = 0;
                 self.probe = None;
                 if !was_competitive {
@@ -555,6 +573,7 @@ impl CompetitionDetector {
                 if Self::counts_as_undrained(&p, s) {
                     self.undrained = self.undrained.saturating_add(1);
                 }
+                self.exit_pending = false;
                 self.calm = 0;
                 self.probe = None;
             }
@@ -574,7 +593,7 @@ impl CompetitionDetector {
             self.calm = 0;
         }
         let due = if self.competitive() {
-            period.is_multiple_of(COMPETITIVE_RECHECK)
+            self.exit_pending || period.is_multiple_of(COMPETITIVE_RECHECK)
         } else {
             period.is_multiple_of(1 << self.calm)
         };
@@ -741,24 +760,48 @@ mod tests {
             Some(4_800)
         );
         assert_eq!(first(&modes, Mode::Competitive { lossy: true }), None);
-        // Lossy stays through the recheck probe at 16 s; the probe drains
-        // (the RTT falls to the floor), and with it go competitive mode and
-        // the verdict; back in competitive mode later, the count starts
-        // again from a new grace.
-        let rtt = |t| {
-            if (16_000..16_400).contains(&t) {
-                40
-            } else {
-                200
+        // Lossy stays through the recheck probe at 16 s. One probe that
+        // drains (the RTT at the floor for 400 ms, as in two BBR flows'
+        // ProbeRTT) does not end it: the next period's probe, at 18 s,
+        // finds the queue again.
+        let floor_in = |spans: &'static [u64]| {
+            move |t: u64| {
+                if spans.iter().any(|&s0| (s0..s0 + 400).contains(&t)) {
+                    40
+                } else {
+                    200
+                }
             }
         };
-        let modes = competing_with_loss(|t| (t / 20) as u32, rtt, 30_000);
-        let at = |ms: u64| modes[(ms / 20) as usize].1;
-        assert_eq!(at(15_980), Mode::Competitive { lossy: true });
-        assert!(matches!(at(16_000), Mode::Probe { .. }), "{:?}", at(16_000));
+        let modes = competing_with_loss(|t| (t / 20) as u32, floor_in(&[16_000]), 30_000);
+        let at = |modes: &[(u64, Mode)], ms: u64| modes[(ms / 20) as usize].1;
+        assert_eq!(at(&modes, 15_980), Mode::Competitive { lossy: true });
+        assert!(matches!(at(&modes, 16_000), Mode::Probe { .. }));
+        assert!(
+            matches!(at(&modes, 18_000), Mode::Probe { .. }),
+            "no confirming probe"
+        );
+        assert!(
+            modes[(16_000 / 20) as usize..]
+                .iter()
+                .all(|(_, m)| !matches!(
+                    m,
+                    Mode::Default | Mode::Resume | Mode::Competitive { lossy: false }
+                )),
+            "left lossy competitive mode on one drained probe"
+        );
+        // Two in a row (16 and 18 s) end competitive mode and the verdict;
+        // back in competitive mode later, the count starts again from a new
+        // grace.
+        let modes = competing_with_loss(|t| (t / 20) as u32, floor_in(&[16_000, 18_000]), 34_000);
+        assert!(
+            matches!(at(&modes, 18_500), Mode::Default | Mode::Resume),
+            "{:?}",
+            at(&modes, 18_500)
+        );
         let back = modes
             .iter()
-            .find(|(t, m)| *t > 16_000 && matches!(m, Mode::Competitive { .. }))
+            .find(|(t, m)| *t > 18_000 && matches!(m, Mode::Competitive { .. }))
             .unwrap();
         assert_eq!(back.1, Mode::Competitive { lossy: false }, "{back:?}");
         assert_eq!(
@@ -767,6 +810,14 @@ mod tests {
                 Mode::Competitive { lossy: true }
             ),
             Some(back.0 + grace_ms(200) + 80)
+        );
+        // Without the loss verdict one drained probe still ends competitive
+        // mode, as before.
+        let modes = competing_with_loss(|_| 0, floor_in(&[16_000]), 20_000);
+        assert!(
+            matches!(at(&modes, 16_500), Mode::Default | Mode::Resume),
+            "{:?}",
+            at(&modes, 16_500)
         );
     }
 
