@@ -355,6 +355,21 @@ pub struct FlowStats {
     pub recovery_pending: u32,
 }
 
+impl FlowStats {
+    /// Whether a clamp or a pacing cap of this datapath is in force.
+    pub const fn limited(&self) -> bool {
+        self.applied_cwnd_clamp != CWND_UNCLAMPED || self.applied_pacing != PACING_UNLIMITED
+    }
+
+    /// Whether anything this datapath set is in force: a limit or the
+    /// competitive controller. What a stale target, the daemon's release
+    /// and its staleness deadline have to undo: the program's target
+    /// check and the daemon's release test this one condition.
+    pub const fn controlled(&self) -> bool {
+        self.limited() || self.applied_competitive_cc != 0
+    }
+}
+
 /// [`FlowStats::recovery_pending`]: no retransmission since the flow
 /// last left recovery.
 pub const RECOVERY_NONE: u32 = 0;

@@ -766,10 +766,8 @@ fn check_target(
     now: u64,
 ) {
     stats.unflushed_checks = stats.unflushed_checks.wrapping_add(1);
-    let limited = stats.applied_cwnd_clamp != CWND_UNCLAMPED
-        || stats.applied_pacing != PACING_UNLIMITED
-        || stats.applied_competitive_cc != 0;
-    if config.generation == stats.target_generation && (!limited || now <= stats.target_deadline_ns)
+    if config.generation == stats.target_generation
+        && (!stats.controlled() || now <= stats.target_deadline_ns)
     {
         return;
     }
@@ -860,9 +858,7 @@ fn apply_target(
         Some(_) => {
             // Counted below, once the limits are lifted (with the hold a
             // lift may wait, and the next callbacks come here again).
-            expired = stats.applied_cwnd_clamp != CWND_UNCLAMPED
-                || stats.applied_pacing != PACING_UNLIMITED
-                || stats.applied_competitive_cc != 0;
+            expired = stats.controlled();
             (CWND_UNCLAMPED, PACING_UNLIMITED, 0, u64::MAX)
         }
         None => (CWND_UNCLAMPED, PACING_UNLIMITED, 0, u64::MAX),
@@ -903,11 +899,7 @@ fn apply_target(
             settled = false;
         }
     }
-    if expired
-        && stats.applied_cwnd_clamp == CWND_UNCLAMPED
-        && stats.applied_pacing == PACING_UNLIMITED
-        && stats.applied_competitive_cc == 0
-    {
+    if expired && !stats.controlled() {
         bump(counters::TARGETS_EXPIRED);
     }
     settled

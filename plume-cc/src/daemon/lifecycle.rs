@@ -119,22 +119,24 @@ pub async fn run(
     // The competitive controller needs a base to come back to: without a
     // pinned base the flow would stay on it (the program switches nothing
     // then, and the targets that ask for it change nothing).
-    let competitive_name = contract
-        .as_ref()
-        .and_then(|c| c.competitive_cc.clone())
-        .filter(|_| base_cc.is_some());
-    let competitive_cc = competitive_name
-        .as_deref()
-        .and_then(DatapathConfig::base_cc_from_name);
-    match (&competitive_name, contract.as_ref().and_then(|c| c.competitive_cc.as_ref())) {
-        (Some(name), _) => tracing::info!(
-            "competitive mode runs {name} beside a competitor that does not back off on loss"
-        ),
-        (None, Some(name)) => tracing::warn!(
-            "the policy's competitive controller ({name}) is off: it needs a pinned base to return to"
-        ),
-        (None, None) => {}
-    }
+    let competitive_cc = match (
+        contract.as_ref().and_then(|c| c.competitive_cc.as_deref()),
+        base_cc,
+    ) {
+        (Some(name), Some(_)) => {
+            tracing::info!(
+                "competitive mode runs {name} beside a competitor that does not back off on loss"
+            );
+            DatapathConfig::base_cc_from_name(name)
+        }
+        (Some(name), None) => {
+            tracing::warn!(
+                "the policy's competitive controller ({name}) is off: it needs a pinned base to return to"
+            );
+            None
+        }
+        (None, _) => None,
+    };
     let dp_config = DatapathConfig {
         stale_after_ns: config.stale_after.as_nanos() as u64,
         enforce: 1,

@@ -263,19 +263,15 @@ pub enum Mode {
     Resume,
 }
 
-/// Where the loss test of competitive mode counts from
-/// ([`CompetitionDetector::track_loss`]).
+/// The loss test of competitive mode ([`CompetitionDetector::track_loss`]).
 #[derive(Clone, Copy, Debug)]
-struct LossFrom {
-    /// When the count starts (or started), microseconds.
-    at_us: u64,
-    /// `total_retrans` then.
-    retrans: u32,
-    /// `delivered` then.
-    delivered: u32,
-    /// Whether the counters above are from `at_us` (not yet: from when
-    /// competitive mode began).
-    armed: bool,
+enum LossCount {
+    /// In the grace after competitive mode began, until this monitor time,
+    /// microseconds.
+    Grace { until_us: u64 },
+    /// Counting from the grace's end, when the flow had retransmitted
+    /// `retrans` and delivered `delivered` segments (cumulative).
+    From { retrans: u32, delivered: u32 },
 }
 
 /// The per-flow state machine (module docs).
@@ -308,9 +304,8 @@ pub struct CompetitionDetector {
     resume: bool,
     /// No re-arm test before this monitor time, microseconds.
     calm_check_from_us: u64,
-    /// Where the loss test of competitive mode counts from (none outside
-    /// competitive mode).
-    loss_from: Option<LossFrom>,
+    /// The loss test of competitive mode (none outside competitive mode).
+    loss: Option<LossCount>,
     /// The loss test found a loss-insensitive competitor
     /// ([`Self::track_loss`]).
     lossy: bool,
@@ -377,7 +372,7 @@ impl Default for CompetitionDetector {
             resume_until_us: 0,
             resume: false,
             calm_check_from_us: 0,
-            loss_from: None,
+            loss: None,
             lossy: false,
             exit_pending: false,
         }
@@ -489,34 +484,32 @@ impl CompetitionDetector {
     /// that a controller chosen for it is not switched back and forth.
     fn track_loss(&mut self, s: &DetectorSample) {
         if !self.competitive() {
-            self.loss_from = None;
+            self.loss = None;
             self.lossy = false;
             self.exit_pending = false;
             return;
         }
         let grace = LOSSY_GRACE_US.max(LOSSY_GRACE_SRTTS * u64::from(s.srtt_us));
-        let from = self.loss_from.get_or_insert(LossFrom {
-            at_us: s.timestamp_us.saturating_add(grace),
-            retrans: s.total_retrans,
-            delivered: s.delivered_segments,
-            armed: false,
-        });
-        if !from.armed {
-            if s.timestamp_us >= from.at_us {
-                *from = LossFrom {
-                    retrans: s.total_retrans,
-                    delivered: s.delivered_segments,
-                    armed: true,
-                    ..*from
-                };
+        match *self.loss.get_or_insert(LossCount::Grace {
+            until_us: s.timestamp_us.saturating_add(grace),
+        }) {
+            LossCount::Grace { until_us } => {
+                if s.timestamp_us >= until_us {
+                    self.loss = Some(LossCount::From {
+                        retrans: s.total_retrans,
+                        delivered: s.delivered_segments,
+                    });
+                }
             }
-            return;
-        }
-        let delivered = s.delivered_segments.wrapping_sub(from.delivered);
-        let lost = s.total_retrans.wrapping_sub(from.retrans);
-        if delivered >= LOSSY_MIN_SEGMENTS && f64::from(lost) >= LOSSY_SHARE * f64::from(delivered)
-        {
-            self.lossy = true;
+            LossCount::From { retrans, delivered } => {
+                let delivered = s.delivered_segments.wrapping_sub(delivered);
+                let lost = s.total_retrans.wrapping_sub(retrans);
+                if delivered >= LOSSY_MIN_SEGMENTS
+                    && f64::from(lost) >= LOSSY_SHARE * f64::from(delivered)
+                {
+                    self.lossy = true;
+                }
+            }
         }
     }
 

@@ -713,13 +713,24 @@ impl ActionScaling {
             SecondAction::Pacing => f64::from(self.rtt_ref_exponent),
             SecondAction::RttExponent => f64::from(self.rtt_ref_exponent) * (a1 + 1.0) / 2.0,
         };
+        // The rule's competitive controller, beside a lossy competitor.
+        let competitive_cc = matches!(
+            (self.competition, ctx.mode),
+            (
+                Some(CompetitionRule {
+                    competitive_cc: Some(_),
+                    ..
+                }),
+                Mode::Competitive { lossy: true }
+            )
+        );
         let (exponent, a0, a1) = match (self.competition, ctx.mode) {
-            (Some(c), Mode::Competitive { lossy }) => match c.competitive_exponent {
+            (Some(c), Mode::Competitive { .. }) => match c.competitive_exponent {
                 // The base (or the competitive) controller meets the buffer
                 // filler alone, under the ceiling if the rule has one.
                 None => {
                     return Target {
-                        competitive_cc: c.competitive_cc.is_some() && lossy,
+                        competitive_cc,
                         ..c.ceiling(rate, min_rtt, mss, self)
                             .unwrap_or_else(Target::unlimited)
                     };
@@ -777,16 +788,7 @@ impl ActionScaling {
         Target {
             cwnd_clamp_segments: cwnd,
             max_pacing_bytes_per_sec: pacing,
-            competitive_cc: matches!(
-                (self.competition, ctx.mode),
-                (
-                    Some(CompetitionRule {
-                        competitive_cc: Some(_),
-                        ..
-                    }),
-                    Mode::Competitive { lossy: true }
-                )
-            ),
+            competitive_cc,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use plume_cc_common::{FlowStats, CWND_UNCLAMPED, PACING_UNLIMITED};
+use plume_cc_common::FlowStats;
 use serde::Serialize;
 
 use crate::trace::scenario_corpus::PathRecord;
@@ -69,7 +69,7 @@ impl Sample {
             total_retrans: s.total_retrans,
             data_segs_out: s.data_segs_out,
             rto_events: s.rto_events,
-            limited: s.applied_cwnd_clamp != CWND_UNCLAMPED || s.applied_pacing != PACING_UNLIMITED,
+            limited: s.limited(),
             family: s.family,
             recent_max_out: 0,
         }

@@ -18,11 +18,7 @@ impl Datapath {
             let limited: Vec<u64> = self
                 .flows()?
                 .into_iter()
-                .filter(|(_, s)| {
-                    s.applied_cwnd_clamp != CWND_UNCLAMPED
-                        || s.applied_pacing != PACING_UNLIMITED
-                        || s.applied_competitive_cc != 0
-                })
+                .filter(|(_, s)| s.controlled())
                 .map(|(c, _)| c)
                 .collect();
             for &cookie in &limited {
