@@ -436,6 +436,201 @@ fn a_lone_flows_drain_probes_keep_it_out_of_competitive_mode() {
     assert!(probes >= 2, "{probes} probes (median clamp {median})");
 }
 
+/// A benchmark stopped half-way leaves nothing behind: SIGINT winds the
+/// run down (its children killed, the daemon stopped, namespaces, cgroups
+/// and pins removed) and writes the report of what finished, exit 130;
+/// SIGKILL takes its children with it (parent-death signals) and the next
+/// benchmark removes what only the dead process could have
+/// (`bench::cancel`). Before, a killed benchmark left its iperf3 processes
+/// spinning, holding the descriptors they inherited.
+#[test]
+#[ignore = "needs root (CAP_BPF, CAP_NET_ADMIN); `cargo xtask test` runs it as root"]
+fn a_stopped_benchmark_leaves_nothing_behind() {
+    if !common::have_root(
+        "a_stopped_benchmark_leaves_nothing_behind",
+        "CAP_NET_ADMIN, CAP_BPF",
+    ) {
+        return;
+    }
+    let dir = tmpdir("bench-stop");
+    let trace = dir.join("12mbps.trace");
+    std::fs::write(&trace, "1\n").unwrap();
+    let start = |tag: &str| {
+        let out = dir.join(tag);
+        let child = Command::new(EXE)
+            .args(["bench", "--traces"])
+            .arg(&trace)
+            .arg("--out")
+            .arg(&out)
+            .args([
+                "--schemes",
+                "plume",
+                "--duration",
+                "20s",
+                "--runs",
+                "2",
+                "--quiet",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run plume-cc bench");
+        (child, out)
+    };
+    // Its daemon and both iperf3 processes, once the run's flow is going.
+    let children_once_running = |pid: u32| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let kids = children_of(pid);
+            let iperf = kids.iter().filter(|(_, c)| c == "iperf3").count();
+            if daemon_of(pid).is_some() && iperf == 2 {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                return children_of(pid);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no run started: {kids:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let leftovers = |pid: u32| -> Vec<String> {
+        let tag = format!("plume-bench-{pid}-");
+        let mut v: Vec<String> = std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("plume-emu-{pid}-")))
+            .collect();
+        for root in [
+            "/sys/fs/bpf/plume-cc",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup",
+        ] {
+            v.extend(
+                std::fs::read_dir(root)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path().display().to_string())
+                    .filter(|n| n.contains(&tag)),
+            );
+        }
+        v
+    };
+    let gone = |kids: &[(i32, String)]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let alive: Vec<_> = kids.iter().filter(|(p, _)| running(*p)).collect();
+            if alive.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running: {alive:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+
+    // SIGINT: a clean stop, the report of what finished, exit 130.
+    let (mut bench, out) = start("int");
+    let pid = bench.id();
+    let kids = children_once_running(pid);
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let t = std::time::Instant::now();
+    let status = bench.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut bench.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "{:?} to stop",
+        t.elapsed()
+    );
+    assert!(err.contains("0 of 2 runs finished"), "{err}");
+    assert!(out.join("results.json").exists(), "no report: {err}");
+    gone(&kids);
+    assert_eq!(leftovers(pid), Vec::<String>::new(), "SIGINT left these");
+
+    // SIGKILL: the children die with it (the daemon by SIGTERM, so it
+    // hands its flows back); the next benchmark removes the rest.
+    let (mut bench, _) = start("kill");
+    let pid = bench.id();
+    let kids = children_once_running(pid);
+    bench.kill().unwrap();
+    bench.wait().unwrap();
+    gone(&kids);
+    assert!(
+        !leftovers(pid).is_empty(),
+        "nothing to clean up: the check is moot"
+    );
+    let o = Command::new(EXE)
+        .args(["bench", "--traces"])
+        .arg(&trace)
+        .arg("--out")
+        .arg(dir.join("next"))
+        .args([
+            "--schemes",
+            "cubic",
+            "--duration",
+            "2s",
+            "--runs",
+            "1",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("plume-emu-{pid}-0-in")), "{err}");
+    assert_eq!(
+        leftovers(pid),
+        Vec::<String>::new(),
+        "the next benchmark left these"
+    );
+}
+
+/// The children of `parent`, with their command names.
+fn children_of(parent: u32) -> Vec<(i32, String)> {
+    let mut v = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map_or("", |(_, c)| c).to_string();
+        if rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+            == Some(parent)
+        {
+            v.push((pid, comm));
+        }
+    }
+    v
+}
+
+/// Whether `pid` exists and is not a zombie (an exited process its new
+/// parent has not reaped yet).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
 /// The pid of the `plume-cc run` daemon whose parent is `parent`.
 fn daemon_of(parent: u32) -> Option<i32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {

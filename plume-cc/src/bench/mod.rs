@@ -18,6 +18,7 @@
 //! This module runs and measures; it must not change how the link behaves
 //! (that is [`crate::emu`]) or how a scheme controls its flows.
 
+pub mod cancel;
 pub mod config;
 pub mod flows;
 pub mod overhead;
@@ -76,6 +77,13 @@ pub enum BenchError {
     /// Plotting failed.
     #[error(transparent)]
     Plot(#[from] crate::font::PlotError),
+    /// A stop was asked for ([`cancel::request`]) while this run was going
+    /// on; it was wound down and is not measured.
+    #[error("{run}: stopped by a signal before it ended")]
+    Cancelled {
+        /// The run (trace/scheme/repetition).
+        run: String,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BenchError + 'a {

@@ -12,8 +12,8 @@ use std::{
 
 use super::flows::{convergence_bins, jain, percentile, share, split_by_port, BIN_MS};
 use super::{
-    io_err, report, trace_name, BenchConfig, BenchError, BenchOutput, FlowResult, PlannedFlow,
-    Progress, RunResult, Scheme, Setting,
+    cancel, io_err, report, trace_name, BenchConfig, BenchError, BenchOutput, FlowResult,
+    PlannedFlow, Progress, RunResult, Scheme, Setting,
 };
 use crate::emu::{
     log::{read_log, LogEvent},
@@ -28,6 +28,7 @@ pub const RECORD_FILE: &str = "daemon-record.jsonl";
 /// output going to `out` and nothing on stdin or stderr.
 fn spawn_iperf3(cmd: &mut Command, program: &Path, out: &Path) -> Result<Child, BenchError> {
     let file = File::create(out).map_err(io_err("create", out))?;
+    cancel::die_with_parent(cmd, libc::SIGKILL);
     Ok(cmd
         .stdin(Stdio::null())
         .stdout(file)
@@ -62,17 +63,19 @@ fn wait_listening(
     }
 }
 
+/// Waits for `child` until `deadline` or a stop ([`cancel::requested`]);
+/// then kills it. `None` if it had to be killed.
 fn wait_child(child: &mut Child, deadline: Instant) -> Option<std::process::ExitStatus> {
     loop {
         if let Ok(Some(s)) = child.try_wait() {
             return Some(s);
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || cancel::requested() {
             let _ = child.kill();
             let _ = child.wait();
             return None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(cancel::POLL);
     }
 }
 
@@ -171,8 +174,8 @@ pub fn run_one(
     let mut client_index = Vec::new();
     let mut started_ms = vec![0u64; plan.len()];
     for f in order {
-        if let Some(wait) = (t0 + f.start).checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+        if cancel::sleep_until(t0 + f.start) {
+            break;
         }
         let mut cmd = emu.inner_command(&cfg.iperf3);
         cmd.args([
@@ -211,8 +214,13 @@ pub fn run_one(
     for s in &mut servers.0 {
         let _ = wait_child(s, server_deadline);
     }
+    // The daemon stops (its flows back under kernel control) and the
+    // cgroups go before the link does, stopped or not.
     drop((clients, servers, setup, competing_setup));
     let report = emu.stop()?;
+    if cancel::requested() {
+        return Err(BenchError::Cancelled { run: label });
+    }
     let mut json = vec![serde_json::Value::Null; plan.len()];
     for (k, &i) in client_index.iter().enumerate() {
         let path = dir.join(format!("iperf3-client-{i}.json"));
@@ -375,13 +383,25 @@ pub fn run_bench(
 ) -> Result<BenchOutput, BenchError> {
     cfg.validate()?;
     std::fs::create_dir_all(&cfg.out).map_err(io_err("create", &cfg.out))?;
+    let left = cancel::remove_leftovers();
+    if left != cancel::Leftovers::default() {
+        tracing::warn!(
+            namespaces = ?left.namespaces,
+            pins = ?left.pins,
+            cgroups = ?left.cgroups,
+            "removed what an earlier benchmark that died left behind"
+        );
+    }
     let settings = cfg.settings();
     let total = cfg.traces.len() * settings.len() * cfg.schemes.len() * cfg.runs;
     let mut results = Vec::with_capacity(total);
-    for trace in &cfg.traces {
+    'runs: for trace in &cfg.traces {
         for setting in &settings {
             for run in 1..=cfg.runs {
                 for scheme in &cfg.schemes {
+                    if cancel::requested() {
+                        break 'runs;
+                    }
                     let label = format!(
                         "{} [{}] {} run {run}",
                         trace_name(trace),

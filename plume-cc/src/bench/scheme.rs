@@ -239,6 +239,9 @@ fn start_plume(
         .stdin(Stdio::null())
         .stdout(stdout_file)
         .stderr(log_file);
+    // If the benchmark dies without its drop running, the daemon still
+    // gets SIGTERM and hands its flows back (super::cancel).
+    super::cancel::die_with_parent(&mut cmd, libc::SIGTERM);
     let mut child = cmd
         .spawn()
         .map_err(|e| BenchError::Scheme(format!("plume: starting {} run: {e}", exe.display())))?;

@@ -11,7 +11,8 @@ use super::args::{whole, DurationArg};
 use plume_cc::args::BareUnit;
 
 use plume_cc::bench::{
-    run_bench, BenchConfig, BenchOutput, Competing, Downlink, Progress, QueueSpec, Scheme,
+    cancel, run_bench, BenchConfig, BenchError, BenchOutput, Competing, Downlink, Progress,
+    QueueSpec, Scheme,
 };
 
 /// `--queue`'s list of queues (one flag value, comma separated; `packets=N`
@@ -157,6 +158,31 @@ fn print_output(out: &BenchOutput) {
     }
 }
 
+/// SIGINT and SIGTERM ask the benchmark to stop
+/// ([`plume_cc::bench::cancel`]): the run in progress winds down, nothing
+/// is left behind, and the report covers the runs that finished. The
+/// handler is reset by the first signal, so a second one ends the process
+/// at once (its children still die with it).
+fn stop_on_signals() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        cancel::request();
+        let msg = b"plume-cc bench: stopping after cleaning up (a second signal kills)\n";
+        // SAFETY: write(2) is async-signal-safe; the buffer is static.
+        unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a handler that only makes an
+        // atomic store and a write(2).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESETHAND | libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
 /// Runs `plume-cc bench`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.replot {
@@ -168,11 +194,25 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let cfg = args.config()?;
     let json = args.progress_json;
     let quiet = args.quiet;
+    stop_on_signals();
+    let mut total = 0;
     let out = run_bench(&cfg, &mut |p| {
+        total = p.total;
         if !quiet {
             print_progress(p, json);
         }
     })?;
+    if cancel::requested() {
+        print_output(&out);
+        let done = out.results.iter().filter(|r| r.error.is_none()).count();
+        return Err(BenchError::Cancelled {
+            run: format!(
+                "the benchmark ({done} of {total} runs finished; their report is in {})",
+                cfg.out.display()
+            ),
+        }
+        .into());
+    }
     if quiet {
         println!("{}", out.table);
     } else if json {

@@ -125,7 +125,7 @@ pub fn finish(result: anyhow::Result<()>) -> ! {
     quick_exit(code)
 }
 
-/// 2 when `e` is a usage error, else 1. A usage error is a flag value (or
+/// 130 when a signal stopped a benchmark, 2 when `e` is a usage error, else 1. A usage error is a flag value (or
 /// combination of flags) the command never accepts, whatever the host:
 /// a [`super::args::UsageError`] from the command lines, or one of the
 /// library's typed refusals of a setting, all found before anything runs.
@@ -136,6 +136,15 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         bench::BenchError, daemon::metrics::MetricsError, daemon::ConfigError, eval::EvalError,
         explain::ExplainError, service::ServiceError,
     };
+    // 128 + SIGINT, as a shell reports a command that Ctrl-C stopped.
+    if e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<BenchError>(),
+            Some(BenchError::Cancelled { .. })
+        )
+    }) {
+        return 130;
+    }
     let usage = e.chain().any(|c| {
         c.is::<super::args::UsageError>()
             || matches!(

@@ -172,6 +172,48 @@ impl OwnedCgroup {
     }
 }
 
+/// The pid in the name `<prefix>-<pid>-<n>` of a folder
+/// [`OwnedCgroup::create_unique`] made with `prefix`; `None` for any other
+/// name (another prefix, or one that merely starts with this one).
+pub fn creator_pid(name: &str, prefix: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes the folders that [`OwnedCgroup::create_unique`] made with
+/// `prefix` under the cgroup v2 root for a process that is gone (it died
+/// before its drop ran); returns them. Those of live processes stay.
+pub fn remove_orphans(prefix: &str) -> Result<Vec<PathBuf>, CgroupError> {
+    let root = cgroup2_mount()?;
+    let mut removed = Vec::new();
+    for entry in fs::read_dir(&root)
+        .map_err(io_err("list", &root))?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = creator_pid(&name, prefix) else {
+            continue;
+        };
+        if !process_alive(pid) {
+            let path = entry.path();
+            remove_folder(&path)?;
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// Whether process `pid` exists (a zombie counts; one we may not signal
+/// does too).
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let ok = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    ok || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 fn remove_folder(path: &Path) -> Result<(), CgroupError> {
     if path.as_os_str().is_empty() || !path.exists() {
         return Ok(());
@@ -221,6 +263,21 @@ mod tests {
             ]
         );
         assert!(cgroup2_mounts_in("garbage\n").is_empty());
+    }
+
+    #[test]
+    fn only_names_made_with_the_prefix_give_a_creator() {
+        assert_eq!(creator_pid("plume-bench-1234-0", "plume-bench"), Some(1234));
+        assert_eq!(
+            creator_pid("plume-bench-1234-17", "plume-bench"),
+            Some(1234)
+        );
+        // Another tool's folder that starts alike, or a name without `-N`.
+        assert_eq!(creator_pid("plume-bench-floor-1234-0", "plume-bench"), None);
+        assert_eq!(creator_pid("plume-benchmark-1-0", "plume-bench"), None);
+        assert_eq!(creator_pid("plume-bench-1234", "plume-bench"), None);
+        assert_eq!(creator_pid("plume-cc-bench-1234-0", "plume-bench"), None);
+        assert_eq!(creator_pid("system.slice", "plume-bench"), None);
     }
 
     /// The host's own cgroup2 root is one, a folder below it is not (where

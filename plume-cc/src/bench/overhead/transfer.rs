@@ -90,7 +90,10 @@ pub(super) fn run_one(
             (SenderSetup::cgroup_only(cg), observer)
         }
     };
-    let server = Command::new(&cfg.iperf3)
+    let mut server = Command::new(&cfg.iperf3);
+    // Killed with this process, however it ends (bench::cancel).
+    crate::bench::cancel::die_with_parent(&mut server, libc::SIGKILL);
+    let server = server
         .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -120,6 +123,7 @@ pub(super) fn run_one(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
+    crate::bench::cancel::die_with_parent(&mut client, libc::SIGKILL);
     setup.configure_sender(&mut client)?;
     let daemon_pid = setup.daemon_pid();
     let softirqd = softirq_threads();
