@@ -103,6 +103,11 @@ fn main() -> anyhow::Result<()> {
         } else {
             MinRttSample::Newest
         },
+        cc_model: if args.iter().any(|a| a == "--sim-rto-plain") {
+            plume_cc::congestion::CcModel::Classic
+        } else {
+            plume_cc::congestion::CcModel::Linux
+        },
         objective: None,
         repeats: 1,
     };

@@ -183,6 +183,13 @@ pub struct MatrixArgs {
     /// takes the timeout back).
     #[arg(long, value_enum, default_value_t = plume_cc::sim::TimeoutModel::Plain)]
     pub sim_rto: plume_cc::sim::TimeoutModel,
+    /// How closely the simulated CUBIC and BBR follow Linux's: `classic`
+    /// (CUBIC slow-starts until a loss, BBR has no ACK-aggregation
+    /// allowance, as in training; the default, for the same reason as
+    /// `--sim-rto`) or `linux` (CUBIC's HyStart, BBR's aggregation
+    /// allowance).
+    #[arg(long, value_enum, default_value_t = plume_cc::congestion::CcModel::Classic)]
+    pub sim_cc: plume_cc::congestion::CcModel,
     /// Which RTT of an ACK the simulated senders' min RTT takes: `echoed`
     /// (the one srtt takes, as in training; the default, for the same
     /// reason as `--sim-rto`) or `newest` (as Linux: the newest segment the
@@ -254,6 +261,13 @@ pub struct SimToRealArgs {
     /// timeout stands: the simulator before 2026-12-04, and training's).
     #[arg(long, value_enum, default_value_t = plume_cc::sim::TimeoutModel::Undo)]
     pub sim_rto: plume_cc::sim::TimeoutModel,
+    /// How closely the simulated CUBIC and BBR follow Linux's: `linux`
+    /// (CUBIC's HyStart may end slow start on an ACK train or a rise of
+    /// the round's RTT; BBR's window allows for ACK aggregation; the
+    /// default, since this check compares with that kernel) or `classic`
+    /// (the simulator before 2026-12-05, and training's).
+    #[arg(long, value_enum, default_value_t = plume_cc::congestion::CcModel::Linux)]
+    pub sim_cc: plume_cc::congestion::CcModel,
     /// Which RTT of an ACK the simulated senders' min RTT takes: `newest`
     /// (as Linux, `tcp_update_rtt_min(sk, ca_rtt_us)`: the newest segment
     /// the ACK delivers; the default, since this check compares with that
@@ -379,6 +393,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                     datapath: a.sim_datapath,
                     timeout: a.sim_rto,
                     min_rtt: a.sim_min_rtt,
+                    cc_model: a.sim_cc,
                 },
                 &refs,
                 &mut |c| {
@@ -431,6 +446,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 datapath_model: a.sim_datapath,
                 timeout_model: a.sim_rto,
                 min_rtt_sample: a.sim_min_rtt,
+                cc_model: a.sim_cc,
                 objective: a.objective,
                 repeats: a.repeats as usize,
             };

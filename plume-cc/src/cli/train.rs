@@ -105,6 +105,13 @@ pub struct TrainArgs {
     /// then, the committed default's among them, were trained so).
     #[arg(long, value_enum, default_value_t = plume_cc::sim::DatapathModel::Callbacks)]
     pub sim_datapath: plume_cc::sim::DatapathModel,
+    /// How closely the simulated CUBIC and BBR follow Linux's: `classic`
+    /// (CUBIC slow-starts until a loss, BBR's window has no ACK-aggregation
+    /// allowance: every policy so far was trained so; the default) or
+    /// `linux` (CUBIC's HyStart and BBR's aggregation allowance, as the
+    /// kernel; recorded in the policy file as `sim_cc`).
+    #[arg(long, value_enum, default_value_t = plume_cc::congestion::CcModel::Classic)]
+    pub sim_cc: plume_cc::congestion::CcModel,
     /// When the policy decides for a flow: `every-interval` (a new decision
     /// every monitor interval, as every policy before 2026-12-03) or
     /// `per-copy` (once per copy of the flow's statistics, about once per
@@ -395,6 +402,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     config.objective = args.objective;
     config.clamp_model = args.sim_clamp;
     config.datapath_model = args.sim_datapath;
+    config.cc_model = args.sim_cc;
     config.scaling.decide = args.decide;
     config.ppo.time_discount = args.time_discount;
     config.observation_version = args.observation_version;

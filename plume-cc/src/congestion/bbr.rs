@@ -3,11 +3,16 @@
 //! the round-trip propagation time (windowed min over ten seconds), paces at a
 //! gain times the bandwidth and caps the window at a gain times the estimated
 //! bandwidth-delay product. Modes: Startup, Drain, ProbeBW (eight-phase gain
-//! cycle), ProbeRTT. Simplifications against Linux `tcp_bbr`: no
+//! cycle), ProbeRTT. Under [`CcModel::Linux`] the window target includes
+//! Linux's allowance for ACK aggregation (`bbr_update_ack_aggregation`,
+//! `bbr_ack_aggregation_cwnd` in net/ipv4/tcp_bbr.c, since 5.1): the most
+//! data ACKed beyond the bandwidth estimate in one aggregation epoch over
+//! the last 5-10 rounds, at most 100 ms at the estimated bandwidth
+//! ([`AckAggregation`]). Simplifications against Linux `tcp_bbr`: no
 //! packet-conservation step on non-timeout losses, no long-term bandwidth
 //! (policer) model, a deterministic ProbeBW phase, time-based cycling.
 
-use super::{AckSample, Controller, LossEvent, INITIAL_CWND_SEGMENTS, MAX_CWND_SEGMENTS};
+use super::{AckSample, CcModel, Controller, LossEvent, INITIAL_CWND_SEGMENTS, MAX_CWND_SEGMENTS};
 
 /// Startup gain 2/ln(2), for both pacing and window.
 const HIGH_GAIN: f64 = 2.885;
@@ -21,6 +26,78 @@ const MIN_RTT_WINDOW_US: u64 = 10_000_000;
 const PROBE_RTT_DURATION_US: u64 = 200_000;
 /// Window during ProbeRTT and the general floor, segments.
 const MIN_PIPE_CWND_SEGMENTS: u32 = 4;
+/// Rounds per window of the ACK-aggregation max filter; the filter keeps
+/// two windows (`bbr_extra_acked_win_rtts` in tcp_bbr.c: 5).
+const EXTRA_ACKED_WIN_ROUNDS: u32 = 5;
+/// The most the aggregation allowance adds, microseconds at the estimated
+/// bandwidth (`bbr_extra_acked_max_us`: 100 ms).
+const EXTRA_ACKED_MAX_US: u64 = 100_000;
+/// An aggregation epoch that has ACKed this many segments starts over
+/// (`bbr_ack_epoch_acked_reset_thresh`: 2^20).
+const ACK_EPOCH_RESET_SEGMENTS: u64 = 1 << 20;
+
+/// How much more data the ACKs deliver than the bandwidth estimate
+/// predicts, in bursts: Linux's BBR adds it to its window target, so that a
+/// path whose ACKs come in aggregates (Wi-Fi, cellular, delayed ACKs, or a
+/// flow whose estimate fell below what the path now gives it) does not
+/// starve the sender between bursts. An epoch begins when the ACKs fall
+/// behind the estimate; the allowance is the most that one epoch got ahead
+/// of it, over the last two windows of [`EXTRA_ACKED_WIN_ROUNDS`] rounds,
+/// at most the window.
+#[derive(Clone, Debug, Default)]
+struct AckAggregation {
+    /// The max filter: two windows of [`EXTRA_ACKED_WIN_ROUNDS`] rounds,
+    /// segments.
+    extra: [u32; 2],
+    /// The window being filled.
+    index: usize,
+    /// Rounds since it began.
+    rounds: u32,
+    /// When the current aggregation epoch began, microseconds.
+    epoch_start_us: u64,
+    /// Segments ACKed in it.
+    epoch_acked: u64,
+}
+
+impl AckAggregation {
+    /// Takes one ACK of `acked` segments at `now_us`, whether it starts a
+    /// round, the bandwidth estimate in segments per second and the window.
+    fn update(&mut self, now_us: u64, acked: u32, round_start: bool, bw_segments: f64, cwnd: u32) {
+        if acked == 0 {
+            return;
+        }
+        if round_start {
+            self.rounds += 1;
+            if self.rounds >= EXTRA_ACKED_WIN_ROUNDS {
+                self.rounds = 0;
+                self.index = 1 - self.index;
+                self.extra[self.index] = 0;
+            }
+        }
+        let elapsed_us = now_us.saturating_sub(self.epoch_start_us);
+        let mut expected = (bw_segments * elapsed_us as f64 / 1e6) as u64;
+        // An epoch whose ACKs came no faster than the estimate ends here,
+        // as does a very long one.
+        if self.epoch_acked <= expected
+            || self.epoch_acked + u64::from(acked) >= ACK_EPOCH_RESET_SEGMENTS
+        {
+            self.epoch_acked = 0;
+            self.epoch_start_us = now_us;
+            expected = 0;
+        }
+        self.epoch_acked += u64::from(acked);
+        let extra = self
+            .epoch_acked
+            .saturating_sub(expected)
+            .min(u64::from(cwnd)) as u32;
+        self.extra[self.index] = self.extra[self.index].max(extra);
+    }
+
+    /// The filter's value, segments.
+    fn extra_segments(&self) -> u32 {
+        self.extra[0].max(self.extra[1])
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -53,6 +130,8 @@ pub struct Bbr {
     cycle_start_us: u64,
     probe_rtt_done_us: Option<u64>,
     prior_cwnd: u32,
+    /// The ACK-aggregation allowance; `None` under [`CcModel::Classic`].
+    aggregation: Option<AckAggregation>,
 }
 
 impl Bbr {
@@ -83,6 +162,7 @@ impl Bbr {
             cycle_start_us: 0,
             probe_rtt_done_us: None,
             prior_cwnd: 0,
+            aggregation: None,
         }
     }
 
@@ -99,6 +179,20 @@ impl Bbr {
         }
         let bdp = bw as f64 * self.min_rtt_us as f64 / 1e6 / f64::from(self.mss_bytes);
         Some((gain * bdp).ceil().min(f64::from(MAX_CWND_SEGMENTS)) as u32)
+    }
+
+    /// The window allowance for ACK aggregation, segments: the filter's
+    /// value once the pipe is full, at most [`EXTRA_ACKED_MAX_US`] of the
+    /// estimated bandwidth (`bbr_ack_aggregation_cwnd`); 0 without it.
+    fn aggregation_segments(&self) -> u32 {
+        match &self.aggregation {
+            Some(a) if self.filled_pipe => {
+                let bw = self.btl_bw_bytes_per_sec() as f64;
+                let most = bw * EXTRA_ACKED_MAX_US as f64 / 1e6 / f64::from(self.mss_bytes);
+                a.extra_segments().min(most as u32)
+            }
+            _ => 0,
+        }
     }
 
     fn enter_probe_bw(&mut self, now_us: u64) {
@@ -207,7 +301,10 @@ impl Bbr {
         let acked = ack.acked_segments;
         match self.bdp_segments(self.cwnd_gain) {
             Some(target) => {
-                let target = target.saturating_add(3).max(MIN_PIPE_CWND_SEGMENTS);
+                let target = target
+                    .saturating_add(self.aggregation_segments())
+                    .saturating_add(3)
+                    .max(MIN_PIPE_CWND_SEGMENTS);
                 if self.filled_pipe {
                     self.cwnd = self.cwnd.saturating_add(acked).min(target);
                 } else if self.cwnd < target
@@ -232,6 +329,11 @@ impl Bbr {
 impl Controller for Bbr {
     fn on_ack(&mut self, now_us: u64, ack: &AckSample) {
         let round_start = self.update_model(now_us, ack);
+        let bw_segments = self.btl_bw_bytes_per_sec() as f64 / f64::from(self.mss_bytes);
+        let cwnd = self.cwnd;
+        if let Some(a) = self.aggregation.as_mut() {
+            a.update(now_us, ack.acked_segments, round_start, bw_segments, cwnd);
+        }
         self.update_mode(now_us, ack, round_start);
         self.update_pacing();
         self.update_cwnd(ack);
@@ -241,6 +343,14 @@ impl Controller for Bbr {
         if loss.is_timeout {
             self.prior_cwnd = self.cwnd;
             self.cwnd = 1;
+        }
+    }
+
+    fn set_cc_model(&mut self, model: CcModel) {
+        match (model, &self.aggregation) {
+            (CcModel::Classic, _) => self.aggregation = None,
+            (CcModel::Linux, None) => self.aggregation = Some(AckAggregation::default()),
+            (CcModel::Linux, Some(_)) => {}
         }
     }
 
@@ -254,7 +364,11 @@ impl Controller for Bbr {
     fn adopt(&mut self, cwnd_segments: u32, _ssthresh_segments: u32, clamp_segments: u32) {
         // `bbr_init`: a fresh model in STARTUP over the socket's window,
         // and ssthresh set to infinity (TCP_INFINITE_SSTHRESH).
+        let linux = self.aggregation.is_some();
         *self = Self::new(self.mss_bytes);
+        if linux {
+            self.aggregation = Some(AckAggregation::default());
+        }
         self.cwnd = cwnd_segments.max(1);
         self.clamp_segments = clamp_segments.max(1);
     }
@@ -310,5 +424,62 @@ mod tests {
         assert!(b.window_segments() <= 2 * 50 + 3 + 1);
         let rate = b.pacing_rate_bytes_per_sec().unwrap_or(0);
         assert!((750_000..=1_250_000).contains(&rate), "pacing {rate}");
+    }
+
+    /// ACKs that come in bursts of 20 segments every 20 ms at an estimate
+    /// of 1,000 segments/s (the same average rate): under `Linux` each
+    /// burst runs up to 20 segments ahead of the estimate, and the window
+    /// target grows by about that (`bbr_ack_aggregation_cwnd`); under
+    /// `Classic` it stays at two BDPs plus 3. A model switch (`adopt`)
+    /// keeps the allowance on.
+    #[test]
+    fn aggregated_acks_widen_the_window_under_the_linux_model_only() {
+        let run = |model: CcModel, adopt: bool| {
+            let mut b = Bbr::new(1000);
+            b.set_cc_model(model);
+            if adopt {
+                b.adopt(10, u32::MAX, u32::MAX);
+            }
+            let (mut delivered, mut now) = (0u64, 0u64);
+            // Steady ACKs first: the pipe fills at 1 MB/s, 50 ms RTT.
+            let ack = |delivered: u64| AckSample {
+                acked_segments: 1,
+                rtt_us: 50_000,
+                srtt_us: 50_000,
+                min_rtt_us: 50_000,
+                inflight_segments: 50,
+                delivered_segments: delivered,
+                prior_delivered_segments: delivered.saturating_sub(50),
+                delivery_rate_bytes_per_sec: 1_000_000,
+                in_recovery: false,
+                cwnd_limited: true,
+                mss_bytes: 1000,
+            };
+            for _ in 0..2000 {
+                now += 1_000;
+                delivered += 1;
+                b.on_ack(now, &ack(delivered));
+            }
+            assert!(b.filled_pipe);
+            // Then bursts: 20 ACKs 50 us apart every 20 ms.
+            for _ in 0..100 {
+                now += 20_000 - 20 * 50;
+                for _ in 0..20 {
+                    now += 50;
+                    delivered += 1;
+                    b.on_ack(now, &ack(delivered));
+                }
+            }
+            b.window_segments()
+        };
+        let classic = run(CcModel::Classic, false);
+        assert_eq!(classic, 2 * 50 + 3);
+        for adopt in [false, true] {
+            let linux = run(CcModel::Linux, adopt);
+            assert!(
+                (classic + 15..=classic + 20).contains(&linux),
+                "window {linux} under Linux (adopt {adopt}), {classic} under Classic"
+            );
+        }
     }
 }

@@ -29,8 +29,8 @@ use plume_cc_common::{
 };
 
 use super::{
-    kernel_pacing_rate_bytes_per_sec, AckSample, ClampModel, Controller, ControllerKind, LossEvent,
-    MAX_CWND_SEGMENTS,
+    kernel_pacing_rate_bytes_per_sec, AckSample, CcModel, ClampModel, Controller, ControllerKind,
+    LossEvent, MAX_CWND_SEGMENTS,
 };
 
 /// Bounds a requested cwnd clamp like the datapath (`bound_cwnd`).
@@ -77,6 +77,8 @@ pub struct Clamped<C> {
     mss_bytes: u32,
     srtt_us: u64,
     clamp_model: ClampModel,
+    /// How closely the base follows Linux's; kept for a base switched in.
+    cc_model: CcModel,
     /// The clamp last asked for (bounded); differs from
     /// `cwnd_clamp_segments` while the hold keeps the old one.
     wanted_clamp_segments: u32,
@@ -99,6 +101,7 @@ impl<C: Controller> Clamped<C> {
             mss_bytes,
             srtt_us: 0,
             clamp_model: ClampModel::default(),
+            cc_model: CcModel::default(),
             wanted_clamp_segments: CWND_UNCLAMPED,
             clamp_hold: ClampHold::default(),
             now_us: 0,
@@ -197,6 +200,7 @@ impl Clamped<Box<dyn Controller>> {
         }
         let mut next = kind.build(self.mss_bytes);
         next.set_clamp_model(self.clamp_model);
+        next.set_cc_model(self.cc_model);
         next.adopt(
             self.base.window_segments(),
             self.base.ssthresh_segments(),
@@ -240,6 +244,11 @@ impl<C: Controller> Controller for Clamped<C> {
     fn set_clamp_model(&mut self, model: ClampModel) {
         self.clamp_model = model;
         self.base.set_clamp_model(model);
+    }
+
+    fn set_cc_model(&mut self, model: CcModel) {
+        self.cc_model = model;
+        self.base.set_cc_model(model);
     }
 
     /// The base's window. Under [`ClampModel::Kernel`] it may exceed the
@@ -297,6 +306,9 @@ impl Controller for Box<dyn Controller> {
     }
     fn set_clamp_model(&mut self, model: ClampModel) {
         (**self).set_clamp_model(model);
+    }
+    fn set_cc_model(&mut self, model: CcModel) {
+        (**self).set_cc_model(model);
     }
     fn adopt(&mut self, cwnd_segments: u32, ssthresh_segments: u32, clamp_segments: u32) {
         (**self).adopt(cwnd_segments, ssthresh_segments, clamp_segments);

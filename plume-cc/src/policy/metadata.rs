@@ -199,6 +199,11 @@ pub struct TrainingInfo {
     /// [`DatapathModel::Interval`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim_datapath: Option<DatapathModel>,
+    /// How closely the simulated controllers followed Linux's in training;
+    /// absent: [`crate::congestion::CcModel::Classic`] (every file before
+    /// 2026-12-05, and those trained so since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_cc: Option<crate::congestion::CcModel>,
     /// The snapshot the run selected on validation windows
     /// (`train --select-every`); absent when the run's last weights are
     /// the policy.

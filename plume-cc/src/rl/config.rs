@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{EnvConfig, MonitorInterval};
-use crate::congestion::{ClampModel, ControllerKind};
+use crate::congestion::{CcModel, ClampModel, ControllerKind};
 use crate::policy::model::ActionScaling;
 use crate::sim::{DatapathModel, QueueLimit};
 
@@ -178,6 +178,10 @@ pub struct TrainConfig {
     /// field existed was trained under [`DatapathModel::Interval`].
     #[serde(default = "interval_datapath")]
     pub datapath_model: DatapathModel,
+    /// How closely the simulated controllers follow Linux's ([`CcModel`]);
+    /// absent (every run before 2026-12-05): [`CcModel::Classic`].
+    #[serde(default, skip_serializing_if = "is_classic")]
+    pub cc_model: CcModel,
     /// Snapshot selection on validation windows (`--select-every`); None:
     /// the run's last weights are its policy, as every run before
     /// 2026-12-03. Left out of `config.json` when unset.
@@ -245,6 +249,10 @@ fn interval_datapath() -> DatapathModel {
     DatapathModel::Interval
 }
 
+fn is_classic(m: &CcModel) -> bool {
+    *m == CcModel::Classic
+}
+
 impl TrainConfig {
     /// Defaults for `traces`, `sampler`, `total_steps`, `seed`, `out`.
     pub fn new(
@@ -279,21 +287,23 @@ impl TrainConfig {
             command: String::new(),
             clamp_model: ClampModel::default(),
             datapath_model: DatapathModel::default(),
+            cc_model: CcModel::Classic,
             select: None,
             observation_version: crate::policy::observation::OBSERVATION_VERSION,
         }
     }
 
-    /// How this run's simulator models the kernel: its clamp and datapath
-    /// models; a spurious timeout stands and the min RTT takes the echoed
-    /// sample, as in every run so far (its reproduction hashes). The
-    /// episodes and the validation scoring both use it.
+    /// How this run's simulator models the kernel: its clamp, datapath and
+    /// controller models; a spurious timeout stands and the min RTT takes
+    /// the echoed sample, as in every run so far (its reproduction
+    /// hashes). The episodes and the validation scoring both use it.
     pub fn sim_models(&self) -> super::matrix::SimModels {
         super::matrix::SimModels {
             clamp: self.clamp_model,
             datapath: self.datapath_model,
             timeout: crate::sim::TimeoutModel::Plain,
             min_rtt: crate::sim::MinRttSample::Echoed,
+            cc_model: self.cc_model,
         }
     }
 

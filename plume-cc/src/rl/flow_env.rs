@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::congestion::{ClampHold, ClampModel, ControllerKind};
+use crate::congestion::{CcModel, ClampHold, ClampModel, ControllerKind};
 use crate::flow::FlowSample;
 use crate::policy::observation::{Observation, ObservationBuilder};
 use crate::policy::{Cadence, DecisionClock, Objective, Target};
@@ -131,6 +131,10 @@ pub struct EnvConfig {
     pub delayed_ack: bool,
     /// How the controlled flows' cwnd clamps act (kernel-faithful by default).
     pub clamp_model: ClampModel,
+    /// How closely every sender's controller (the policy's base and the
+    /// kernel-like competitors) follows Linux's ([`CcModel`]); training's
+    /// default is [`CcModel::Classic`], so that its commands reproduce.
+    pub cc_model: CcModel,
     /// How the datapath sees the controlled flows and applies their limits
     /// (kernel-faithful by default: at callbacks, once per round trip).
     pub datapath_model: DatapathModel,
@@ -199,6 +203,7 @@ impl Default for EnvConfig {
             random_loss: 0.0,
             delayed_ack: false,
             clamp_model: ClampModel::default(),
+            cc_model: CcModel::default(),
             datapath_model: DatapathModel::default(),
             timeout_model: TimeoutModel::default(),
             min_rtt_sample: MinRttSample::default(),
@@ -491,6 +496,7 @@ impl Env {
             random_loss: self.config.random_loss,
             delayed_ack: self.config.delayed_ack,
             clamp_model: self.config.clamp_model,
+            cc_model: self.config.cc_model,
             clamp_hold: self.config.clamp_hold,
             datapath_model: self.config.datapath_model,
             timeout_model: self.config.timeout_model,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::congestion::{ClampModel, ControllerKind};
+use crate::congestion::{CcModel, ClampModel, ControllerKind};
 use crate::policy::Target;
 use crate::policy::{LoadedPolicy, Objective};
 use crate::sim::{metrics::flow_metrics, QueueLimit};
@@ -123,6 +123,8 @@ pub struct SimModels {
     pub timeout: TimeoutModel,
     /// Which RTT of an ACK the min RTT takes.
     pub min_rtt: MinRttSample,
+    /// How closely CUBIC and BBR follow Linux's.
+    pub cc_model: CcModel,
 }
 
 impl SimModels {
@@ -132,6 +134,7 @@ impl SimModels {
         config.datapath_model = self.datapath;
         config.timeout_model = self.timeout;
         config.min_rtt_sample = self.min_rtt;
+        config.cc_model = self.cc_model;
         config
     }
 }

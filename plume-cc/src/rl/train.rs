@@ -187,6 +187,7 @@ pub fn train(
             .then_some(config.clamp_model),
         sim_datapath: (config.datapath_model != crate::sim::DatapathModel::Interval)
             .then_some(config.datapath_model),
+        sim_cc: (config.cc_model != crate::congestion::CcModel::Classic).then_some(config.cc_model),
         selected: None,
         derived: Vec::new(),
     };

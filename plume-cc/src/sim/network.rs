@@ -27,7 +27,7 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::congestion::{ClampHold, ClampModel, ControllerKind};
+use crate::congestion::{CcModel, ClampHold, ClampModel, ControllerKind};
 use crate::sim::flow::{DatapathModel, MinRttSample, TimeoutModel};
 
 use super::event::{EventKind, EventQueue};
@@ -89,6 +89,8 @@ pub struct NetworkConfig {
     pub delayed_ack: bool,
     /// How the senders' cwnd clamps act ([`ClampModel`]).
     pub clamp_model: ClampModel,
+    /// How closely the senders' controllers follow Linux's ([`CcModel`]).
+    pub cc_model: CcModel,
     /// The senders hold a new clamp after a loss as the datapath does with
     /// `DatapathConfig::clamp_hold` and its bound
     /// (`Clamped::set_clamp_hold`); off, the default: every clamp is
@@ -118,6 +120,7 @@ impl Default for NetworkConfig {
             flows: vec![FlowConfig::new(ControllerKind::Cubic)],
             delayed_ack: false,
             clamp_model: ClampModel::default(),
+            cc_model: CcModel::default(),
             clamp_hold: ClampHold::default(),
             datapath_model: DatapathModel::default(),
             timeout_model: TimeoutModel::default(),
@@ -219,6 +222,7 @@ impl Network {
                     config.rwnd_segments,
                 );
                 sender.set_clamp_model(config.clamp_model);
+                sender.set_cc_model(config.cc_model);
                 sender.set_clamp_hold(config.clamp_hold);
                 sender.set_datapath_model(config.datapath_model);
                 sender.set_timeout_model(config.timeout_model);

@@ -82,6 +82,8 @@ pub struct SimToRealConfig {
     pub timeout_model: crate::sim::TimeoutModel,
     /// Which RTT of an ACK the simulated senders' min RTT takes.
     pub min_rtt_sample: crate::sim::MinRttSample,
+    /// How closely the simulated controllers follow Linux's.
+    pub cc_model: crate::congestion::CcModel,
     /// The policy's operating point (None: its file's default).
     pub objective: Option<crate::policy::Objective>,
     /// Emulator runs per window (the kernel side varies from run to run;

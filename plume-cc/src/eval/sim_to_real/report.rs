@@ -34,7 +34,7 @@ pub fn markdown(cfg: &SimToRealConfig, results: &[WindowResult]) -> String {
     use std::fmt::Write as _;
     let mut s = format!(
         "Sim-to-real: policy `{}`, {} ms windows, {} ms one-way delay, {}-packet droptail, \
-         ACKs through the same trace, simulated receiver {}, simulated clamp `{}`, simulated datapath `{}`, simulated timeouts `{}`, simulated min RTT sample `{}`; \
+         ACKs through the same trace, simulated receiver {}, simulated clamp `{}`, simulated datapath `{}`, simulated timeouts `{}`, simulated min RTT sample `{}`, simulated controllers `{}`; \
          real: mean of {} emulator run(s) per window (range in brackets); tolerance {:.0}%.\n\n\
          | window | capacity Mbit/s | base (sim / real) | utilization sim | real | gap | p95 link delay ms sim | real | gap | anchor Mbit/s sim | real | cwnd sim | real | clamp sim | real | pass |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -62,6 +62,10 @@ pub fn markdown(cfg: &SimToRealConfig, results: &[WindowResult]) -> String {
         match cfg.min_rtt_sample {
             crate::sim::MinRttSample::Newest => "newest",
             crate::sim::MinRttSample::Echoed => "echoed",
+        },
+        match cfg.cc_model {
+            crate::congestion::CcModel::Linux => "linux",
+            crate::congestion::CcModel::Classic => "classic",
         },
         cfg.repeats.max(1),
         cfg.tolerance * 100.0

@@ -53,6 +53,7 @@ pub fn run_sim_observed(
         datapath_model: cfg.datapath_model,
         timeout_model: cfg.timeout_model,
         min_rtt_sample: cfg.min_rtt_sample,
+        cc_model: cfg.cc_model,
         objective: cfg
             .objective
             .or(policy.map(|p| p.metadata().default_objective))

@@ -10,7 +10,7 @@
 //! (`crate::flow`), and the controller with its datapath limits.
 
 use crate::congestion::{
-    AckSample, ClampHold, ClampModel, Clamped, Controller, ControllerKind, LossEvent,
+    AckSample, CcModel, ClampHold, ClampModel, Clamped, Controller, ControllerKind, LossEvent,
 };
 use crate::flow::{FlowSample, RateSampler, RttEstimator};
 use crate::sim::metrics::{FlowCounters, RttHistogram};
@@ -222,6 +222,11 @@ impl Sender {
     /// Chooses how the clamp acts on the window ([`ClampModel`]).
     pub fn set_clamp_model(&mut self, model: ClampModel) {
         self.controller.set_clamp_model(model);
+    }
+
+    /// Chooses how closely the controller follows Linux's ([`CcModel`]).
+    pub fn set_cc_model(&mut self, model: CcModel) {
+        self.controller.set_cc_model(model);
     }
 
     /// Holds a new clamp after a loss as the datapath does
