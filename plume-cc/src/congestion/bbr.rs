@@ -394,6 +394,24 @@ impl Controller for Bbr {
 mod tests {
     use super::*;
 
+    /// The ACK of one 1000-byte segment on a 1 MB/s, 50 ms path (BDP 50
+    /// segments), `delivered` segments in.
+    fn steady_ack(delivered: u64) -> AckSample {
+        AckSample {
+            acked_segments: 1,
+            rtt_us: 50_000,
+            srtt_us: 50_000,
+            min_rtt_us: 50_000,
+            inflight_segments: 50,
+            delivered_segments: delivered,
+            prior_delivered_segments: delivered.saturating_sub(50),
+            delivery_rate_bytes_per_sec: 1_000_000,
+            in_recovery: false,
+            cwnd_limited: true,
+            mss_bytes: 1000,
+        }
+    }
+
     #[test]
     fn converges_to_bandwidth_and_leaves_startup() {
         // 1000 segments/s of 1000 bytes = 1 MB/s, 50 ms RTT: BDP 50 segments.
@@ -403,20 +421,7 @@ mod tests {
         for i in 0..4000u64 {
             now += 1_000;
             delivered += 1;
-            let ack = AckSample {
-                acked_segments: 1,
-                rtt_us: 50_000,
-                srtt_us: 50_000,
-                min_rtt_us: 50_000,
-                inflight_segments: 50,
-                delivered_segments: delivered,
-                prior_delivered_segments: delivered.saturating_sub(50),
-                delivery_rate_bytes_per_sec: 1_000_000,
-                in_recovery: false,
-                cwnd_limited: true,
-                mss_bytes: 1000,
-            };
-            b.on_ack(now, &ack);
+            b.on_ack(now, &steady_ack(delivered));
             assert!(b.window_segments() >= 1, "step {i}");
         }
         assert_eq!(b.btl_bw_bytes_per_sec(), 1_000_000);
@@ -442,19 +447,7 @@ mod tests {
             }
             let (mut delivered, mut now) = (0u64, 0u64);
             // Steady ACKs first: the pipe fills at 1 MB/s, 50 ms RTT.
-            let ack = |delivered: u64| AckSample {
-                acked_segments: 1,
-                rtt_us: 50_000,
-                srtt_us: 50_000,
-                min_rtt_us: 50_000,
-                inflight_segments: 50,
-                delivered_segments: delivered,
-                prior_delivered_segments: delivered.saturating_sub(50),
-                delivery_rate_bytes_per_sec: 1_000_000,
-                in_recovery: false,
-                cwnd_limited: true,
-                mss_bytes: 1000,
-            };
+            let ack = steady_ack;
             for _ in 0..2000 {
                 now += 1_000;
                 delivered += 1;
