@@ -162,11 +162,12 @@ fn print_output(out: &BenchOutput) {
 /// ([`plume_cc::bench::cancel`]): the run in progress winds down, nothing
 /// is left behind, and the report covers the runs that finished. The
 /// handler is reset by the first signal, so a second one ends the process
-/// at once (its children still die with it).
-fn stop_on_signals() {
+/// at once (its children still die with it). `eval sim-to-real`, whose
+/// kernel side is benchmark runs, stops the same way.
+pub(crate) fn stop_on_signals() {
     extern "C" fn on_signal(_: libc::c_int) {
         cancel::request();
-        let msg = b"plume-cc bench: stopping after cleaning up (a second signal kills)\n";
+        let msg = b"plume-cc: stopping after cleaning up (a second signal kills)\n";
         // SAFETY: write(2) is async-signal-safe; the buffer is static.
         unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
     }

@@ -452,6 +452,9 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
             };
             std::fs::create_dir_all(&cfg.out)
                 .with_context(|| format!("creating {}", cfg.out.display()))?;
+            if !cfg.sim_only {
+                super::bench::stop_on_signals();
+            }
             let results = sim_to_real::run(&cfg, &mut |line| eprintln!("{line}"))?;
             let md = sim_to_real::markdown(&cfg, &results);
             write_report(

@@ -141,6 +141,9 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         matches!(
             c.downcast_ref::<BenchError>(),
             Some(BenchError::Cancelled { .. })
+        ) || matches!(
+            c.downcast_ref::<EvalError>(),
+            Some(EvalError::Bench(BenchError::Cancelled { .. }))
         )
     }) {
         return 130;
@@ -205,5 +208,26 @@ mod tests {
         assert_eq!(v["level"], "WARN");
         assert_eq!(v["fields"]["message"], "plume-cc: warning: \"x\"\nnext");
         assert_eq!(v["timestamp"], "2023-11-14T22:13:20.123456Z");
+    }
+
+    /// A benchmark stopped by a signal ends with 130, as a shell reports a
+    /// command that Ctrl-C stopped, whether it comes from `bench` or from
+    /// `eval sim-to-real`'s kernel side (wrapped in `EvalError`, whose
+    /// transparent variant hides it from the error chain); other bench
+    /// errors stay 1.
+    #[test]
+    fn a_stopped_benchmark_exits_130() {
+        use plume_cc::{bench::BenchError, eval::EvalError};
+        let stopped = || BenchError::Cancelled { run: "r".into() };
+        assert_eq!(exit_code(&anyhow::Error::new(stopped())), 130);
+        assert_eq!(
+            exit_code(&anyhow::Error::new(EvalError::Bench(stopped()))),
+            130
+        );
+        let failed = BenchError::Iperf {
+            run: "r".into(),
+            msg: "m".into(),
+        };
+        assert_eq!(exit_code(&anyhow::Error::new(EvalError::Bench(failed))), 1);
     }
 }
