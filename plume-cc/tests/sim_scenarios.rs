@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use plume_cc::congestion::{Controller, ControllerKind};
+use plume_cc::congestion::{CcModel, Controller, ControllerKind};
 use plume_cc::policy::Target;
 use plume_cc::rl::{Env, EnvConfig, MonitorInterval};
 use plume_cc::sim::{
@@ -216,6 +216,42 @@ fn two_identical_flows_share_fairly() {
             (a + b) / capacity
         );
     }
+}
+
+/// BBR-like beside CUBIC in a 4-BDP buffer (12 Mbit/s, 40 ms, delayed
+/// ACKs, 30 s, the last 20 s): under `CcModel::Linux` (CUBIC's HyStart,
+/// BBR's ACK-aggregation allowance) the BBR-like flow keeps a share, where
+/// under `Classic` CUBIC's slow start fills the buffer and starves it (the
+/// kernel's BBR takes 0.37-0.46 there; docs/BENCHMARKS.md, "BBR beside
+/// CUBIC in the simulator"). And `Classic` is what it was: the two models
+/// differ only where they should.
+#[test]
+fn linux_controllers_let_bbr_hold_a_share_beside_cubic_in_a_deep_buffer() {
+    let share = |model: CcModel| {
+        let config = NetworkConfig {
+            queue_limit: QueueLimit::packets(160),
+            ack_queue_limit: QueueLimit::packets(160),
+            delayed_ack: true,
+            cc_model: model,
+            flows: vec![
+                FlowConfig::new(ControllerKind::Bbr),
+                FlowConfig::new(ControllerKind::Cubic),
+            ],
+            ..NetworkConfig::default()
+        };
+        let mut net = Network::new(config, constant(1), Some(constant(1)), 0).expect("network");
+        net.run_until(10_000_000);
+        let (a0, b0) = (delivered(&net, 0), delivered(&net, 1));
+        net.run_until(30_000_000);
+        let (a, b) = (delivered(&net, 0) - a0, delivered(&net, 1) - b0);
+        a as f64 / (a + b) as f64
+    };
+    let (classic, linux) = (share(CcModel::Classic), share(CcModel::Linux));
+    assert!(classic < 0.12, "classic: BBR-like share {classic:.3}");
+    assert!(
+        linux > 0.18,
+        "linux: BBR-like share {linux:.3} (classic {classic:.3})"
+    );
 }
 
 #[test]
