@@ -464,6 +464,17 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
                 &results,
                 |png| plume_cc::eval::plot::series(png, &results),
             )?;
+            if plume_cc::bench::cancel::requested() {
+                let measured = results.iter().filter(|r| r.error.is_none()).count();
+                return Err(plume_cc::bench::BenchError::Cancelled {
+                    run: format!(
+                        "sim-to-real ({measured} of {} windows measured; their report is in {})",
+                        cfg.windows,
+                        cfg.out.display()
+                    ),
+                }
+                .into());
+            }
             if !cfg.sim_only {
                 let failed = results.iter().filter(|r| !r.passes(cfg.tolerance)).count();
                 if failed > 0 {

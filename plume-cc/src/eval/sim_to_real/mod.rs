@@ -294,6 +294,11 @@ pub fn run(
             emu_runs: runs,
             error,
         });
+        // A stop asked for (bench::cancel): the windows so far are the
+        // result; the caller reports them and says it was stopped.
+        if crate::bench::cancel::requested() {
+            break;
+        }
     }
     Ok(results)
 }
