@@ -154,30 +154,23 @@ fn orphan_pins() -> Vec<PathBuf> {
     v
 }
 
-/// Detaches the datapath pinned at `pins` once its flows are gone (a few
-/// tries: sockets of a deleted namespace take a moment to go); true if it
-/// did.
+/// Detaches the datapath pinned at `pins` once its flows are gone (as a
+/// run's own cleanup does, retrying while sockets of a deleted namespace
+/// go); true if it did.
 fn detach(pins: &std::path::Path) -> bool {
-    use crate::daemon::status::{cleanup, CleanupOutcome};
-    for _ in 0..10 {
-        match cleanup(pins) {
-            Ok(CleanupOutcome::Detached { .. }) => return true,
-            Ok(CleanupOutcome::LeftObserving { .. }) => std::thread::sleep(POLL * 15),
-            Ok(other) => {
-                tracing::warn!("{}: {other}", pins.display());
-                return false;
-            }
-            Err(e) => {
-                tracing::warn!("{}: {e}", pins.display());
-                return false;
-            }
+    use crate::daemon::status::CleanupOutcome;
+    match super::scheme::detach_pins(pins) {
+        Ok(Some(CleanupOutcome::Detached { .. })) => true,
+        Ok(Some(other)) => {
+            tracing::warn!("{}: {other}", pins.display());
+            false
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!("{}: {e}", pins.display());
+            false
         }
     }
-    tracing::warn!(
-        "{}: flows still live; left to `plume-cc cleanup`",
-        pins.display()
-    );
-    false
 }
 
 #[cfg(test)]

@@ -380,28 +380,36 @@ impl Drop for SenderSetup {
         // cleanup` (six pin folders were left by about 30 invocations on
         // 2026-12-05, all removable by hand minutes later).
         if let Some(pins) = self.pins.take() {
-            for attempt in 0..CLEANUP_ATTEMPTS {
-                if !datapath::attached_at(&pins) {
-                    break;
-                }
-                match crate::daemon::status::cleanup(&pins) {
-                    Ok(crate::daemon::status::CleanupOutcome::LeftObserving { .. })
-                        if attempt + 1 < CLEANUP_ATTEMPTS =>
-                    {
-                        std::thread::sleep(CLEANUP_RETRY);
-                    }
-                    Ok(outcome) => {
-                        tracing::info!("{}: {outcome}", pins.display());
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!("{}: cleanup after the run: {e}", pins.display());
-                        break;
-                    }
-                }
+            match detach_pins(&pins) {
+                Ok(Some(outcome)) => tracing::info!("{}: {outcome}", pins.display()),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{}: cleanup after the run: {e}", pins.display()),
             }
         }
     }
+}
+
+/// `plume-cc cleanup`'s work on the datapath pinned at `pins`, tried
+/// [`CLEANUP_ATTEMPTS`] times [`CLEANUP_RETRY`] apart while a live flow
+/// keeps the program observing; the last outcome, `None` if nothing is
+/// attached there. After a run (its drop) and for the pins of a benchmark
+/// that died ([`super::cancel::remove_leftovers`]).
+pub(super) fn detach_pins(
+    pins: &Path,
+) -> Result<Option<crate::daemon::status::CleanupOutcome>, crate::daemon::status::CleanupError> {
+    use crate::daemon::status::{cleanup, CleanupOutcome};
+    for attempt in 0..CLEANUP_ATTEMPTS {
+        if !datapath::attached_at(pins) {
+            return Ok(None);
+        }
+        match cleanup(pins)? {
+            CleanupOutcome::LeftObserving { .. } if attempt + 1 < CLEANUP_ATTEMPTS => {
+                std::thread::sleep(CLEANUP_RETRY);
+            }
+            outcome => return Ok(Some(outcome)),
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

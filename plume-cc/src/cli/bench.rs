@@ -203,17 +203,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             print_progress(p, json);
         }
     })?;
-    if cancel::requested() {
-        print_output(&out);
-        let done = out.results.iter().filter(|r| r.error.is_none()).count();
-        return Err(BenchError::Cancelled {
-            run: format!(
-                "the benchmark ({done} of {total} runs finished; their report is in {})",
-                cfg.out.display()
-            ),
-        }
-        .into());
-    }
     if quiet {
         println!("{}", out.table);
     } else if json {
@@ -223,6 +212,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         );
     } else {
         print_output(&out);
+    }
+    if cancel::requested() {
+        let done = out.results.iter().filter(|r| r.error.is_none()).count();
+        return Err(BenchError::Cancelled {
+            run: format!(
+                "the benchmark ({done} of {total} runs finished; their report is in {})",
+                cfg.out.display()
+            ),
+        }
+        .into());
     }
     Ok(())
 }

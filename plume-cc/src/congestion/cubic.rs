@@ -77,8 +77,8 @@ impl HyStart {
         self.samples = 0;
     }
 
-    /// One ACK with an RTT sample, in slow start at `cwnd`; true when slow
-    /// start should end now.
+    /// One ACK with an RTT sample, in slow start from
+    /// [`HYSTART_LOW_WINDOW`] on; true when slow start should end now.
     fn exit_now(&mut self, now_us: u64, ack: &AckSample) -> bool {
         if ack.delivered_segments > self.round_end {
             self.new_round(now_us, ack);
@@ -345,9 +345,10 @@ mod tests {
         assert!((95..=105).contains(&w), "window near W_max at K: {w}");
     }
 
-    /// One slow-start round trip of `cwnd` ACKs, one segment each, 1 ms
-    /// apart at the bottleneck (12 Mbit/s), every RTT sample `rtt_us`; the
-    /// round starts at `now`. Returns the time after it.
+    /// One slow-start round trip: a window's worth of ACKs, one segment
+    /// each, `spacing_us` apart (1 ms: 12 Mbit/s at the bottleneck), every
+    /// RTT sample `rtt_us`; the round starts at `now`. Returns the time
+    /// after it.
     fn round(c: &mut Cubic, now: u64, rtt_us: u64, delivered: &mut u64, spacing_us: u64) -> u64 {
         let n = c.window_segments();
         let mut t = now;

@@ -165,9 +165,8 @@ pub fn cleanup_leftovers(all: bool) -> Result<Vec<String>, EmuError> {
         let Some(rest) = name.strip_prefix(NS_PREFIX) else {
             continue;
         };
-        let pid: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
-        // SAFETY: kill with signal 0 only checks that the process exists.
-        let alive = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
+        let pid: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
+        let alive = pid.is_some_and(crate::datapath::cgroup::process_alive);
         if all || !alive {
             ip(&["netns", "del", &name])?;
             removed.push(name);

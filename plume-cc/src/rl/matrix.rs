@@ -108,11 +108,11 @@ pub struct Cell {
     pub schemes: Vec<CellScore>,
 }
 
-/// How the matrix's simulator models the kernel: the four models of
+/// How the matrix's simulator models the kernel: the five models of
 /// [`EnvConfig`] that a matrix run takes as one. `Default` is training's
 /// simulator (the clamp and datapath as Linux applies them, timeouts that
-/// stand, the min RTT from the echoed sample), the one validation scores
-/// come from.
+/// stand, the min RTT from the echoed sample, the classic controllers), the
+/// one validation scores come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SimModels {
     /// How the clamp acts on the window.
