@@ -8,11 +8,18 @@ use std::process::Command;
 
 use common::{tmpdir, EXE};
 
-/// `plume-cc bench ARGS` on a 12 Mbit/s constant trace, into a fresh folder.
-fn bench(tag: &str, args: &[&str]) -> (std::process::Output, std::path::PathBuf, common::TestDir) {
+/// A fresh folder holding `12mbps.trace`, one packet per millisecond
+/// (12 Mbit/s, constant).
+fn constant_trace(tag: &str) -> (common::TestDir, std::path::PathBuf) {
     let dir = tmpdir(tag);
     let trace = dir.join("12mbps.trace");
     std::fs::write(&trace, "1\n").unwrap();
+    (dir, trace)
+}
+
+/// `plume-cc bench ARGS` on a 12 Mbit/s constant trace, into a fresh folder.
+fn bench(tag: &str, args: &[&str]) -> (std::process::Output, std::path::PathBuf, common::TestDir) {
+    let (dir, trace) = constant_trace(tag);
     let out = dir.join("out");
     let o = Command::new(EXE)
         .arg("bench")
@@ -268,9 +275,7 @@ fn a_stopped_daemons_lifts_never_blow_the_window_up() {
     ) {
         return;
     }
-    let dir = tmpdir("lift-storm");
-    let trace = dir.join("12mbps.trace");
-    std::fs::write(&trace, "1\n").unwrap();
+    let (dir, trace) = constant_trace("lift-storm");
     let out = dir.join("out");
     let mut bench = Command::new(EXE)
         .args(["bench", "--traces"])
@@ -452,9 +457,7 @@ fn a_stopped_benchmark_leaves_nothing_behind() {
     ) {
         return;
     }
-    let dir = tmpdir("bench-stop");
-    let trace = dir.join("12mbps.trace");
-    std::fs::write(&trace, "1\n").unwrap();
+    let (dir, trace) = constant_trace("bench-stop");
     let start = |tag: &str| {
         let out = dir.join(tag);
         let child = Command::new(EXE)
